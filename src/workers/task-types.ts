@@ -1,0 +1,117 @@
+// Task and result types of the worker pool: the only types shared between the main thread and
+// the workers. Chunk bytes never cross threads by copy: they live in SharedArrayBuffer slots
+// (`SharedSlice`, pooled and reused by the main thread) or in transferred ArrayBuffers.
+// Expected failures (a MAC mismatch, bad parameters) come back as values `{ ok: false }`,
+// because thrown errors lose their class and fields when they cross a thread.
+
+/** A byte range inside a SharedArrayBuffer owned by the main thread's slot pool. */
+export interface SharedSlice {
+  sab: SharedArrayBuffer;
+  offset: number;
+  length: number;
+}
+
+/** Reasons a decode task can fail without throwing. */
+export type FailReason = 'mac-mismatch' | 'bad-format' | 'bad-params' | 'too-large' | 'bad-padding' | 'bad-data';
+
+export interface TaskFailure {
+  ok: false;
+  reason: FailReason;
+  message: string;
+}
+
+/** compressBlock: gzip (zlib, in-process) one block into one complete gzip member. */
+export interface CompressBlockTask {
+  level: number;
+  input: SharedSlice;
+  /** where the member is written; `output.length` is the capacity */
+  output: SharedSlice;
+}
+export type CompressBlockResult = { ok: true; length: number } | TaskFailure;
+
+/** scryptEncrypt: Tarsnap scrypt file v0 of `input`, written to `output` (capacity >= input+128).
+ *  In place is allowed when output.offset + 96 === input.offset on the same SAB. */
+export interface ScryptEncryptTask {
+  passphrase: string;
+  logN: number;
+  r: number;
+  p: number;
+  input: SharedSlice;
+  output: SharedSlice;
+}
+export type ScryptEncryptResult = { ok: true; length: number } | TaskFailure;
+
+/** scryptDecrypt: verify and decrypt a scrypt file; plaintext to `output` (capacity >= len-128). */
+export interface ScryptDecryptTask {
+  passphrase: string;
+  input: SharedSlice;
+  output: SharedSlice;
+  /** refuse files whose KDF would need more than this many bytes (128*r*N*p) */
+  maxKdfBytes: number;
+}
+export type ScryptDecryptResult = { ok: true; length: number; logN: number; r: number; p: number } | TaskFailure;
+
+/** cbcChain: one piece of a continuous openssl-enc stream (v3), encrypted or decrypted with a key
+ *  and IV chained from the previous piece (IV = last ciphertext block of the previous piece).
+ *  Optional HMAC over the bytes written (v3 encrypt) or read (v3 decrypt). */
+export interface CipherPieceTask {
+  mode: 'encrypt' | 'decrypt';
+  cipher: string;
+  key: Uint8Array;
+  iv: Uint8Array;
+  /** last piece of the stream: add (encrypt) or check and strip (decrypt) PKCS#7 padding */
+  final: boolean;
+  input: SharedSlice;
+  /** may equal input (in place); capacity must allow +block size on a final encrypt */
+  output: SharedSlice;
+  hmac?: { algorithm: string; key: Uint8Array };
+  /** decrypt only: expected HMAC hex of the input; checked BEFORE anything is decrypted */
+  expectHmacHex?: string;
+}
+export type CipherPieceResult =
+  | { ok: true; length: number; /** last ciphertext block = IV of the next piece */ nextIv: Uint8Array; hmacHex?: string }
+  | TaskFailure;
+
+/** opensslSealChunk: a whole `openssl enc` file (Salted__ + salt + ciphertext) for one chunk (v2). */
+export interface OpensslSealTask {
+  cipher: string;
+  passphrase: string;
+  input: SharedSlice;
+  output: SharedSlice;
+  hmac?: { algorithm: string; key: Uint8Array };
+}
+export type OpensslSealResult = { ok: true; length: number; hmacHex?: string } | TaskFailure;
+
+/** opensslOpenChunk: HMAC-verify (if expectHmacHex), then decrypt a whole `openssl enc` file and
+ *  optionally inflate (`zlib` = R2-beta3 `openssl enc -z`) or gunzip the result (v2 compressed). */
+export interface OpensslOpenTask {
+  /** null: not encrypted (only verify and maybe decompress) */
+  cipher: string | null;
+  passphrase: string;
+  input: SharedSlice;
+  output: SharedSlice;
+  decompress: 'none' | 'gzip' | 'zlib';
+  hmac?: { algorithm: string; key: Uint8Array };
+  expectHmacHex?: string;
+}
+export type OpensslOpenResult = { ok: true; length: number } | TaskFailure;
+
+/** hmacSlice: HMAC of a slice (v2/v3 unencrypted chunks, verification). */
+export interface HmacTask {
+  algorithm: string;
+  key: Uint8Array;
+  input: SharedSlice;
+}
+export type HmacResult = { ok: true; hex: string } | TaskFailure;
+
+/** Map from task name (the piscina `name` option) to its task and result types. */
+export interface TaskMap {
+  compressBlock: { task: CompressBlockTask; result: CompressBlockResult };
+  scryptEncrypt: { task: ScryptEncryptTask; result: ScryptEncryptResult };
+  scryptDecrypt: { task: ScryptDecryptTask; result: ScryptDecryptResult };
+  cipherPiece: { task: CipherPieceTask; result: CipherPieceResult };
+  opensslSeal: { task: OpensslSealTask; result: OpensslSealResult };
+  opensslOpen: { task: OpensslOpenTask; result: OpensslOpenResult };
+  hmacSlice: { task: HmacTask; result: HmacResult };
+}
+export type TaskName = keyof TaskMap;
