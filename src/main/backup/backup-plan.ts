@@ -1,0 +1,174 @@
+// Plans a backup: which VMs, which files of each VM for the format being written (FORMAT.md §7),
+// their names inside the archive, and size estimates. Reads only metadata (stat), never data.
+import { access, lstat, stat } from 'node:fs/promises';
+import { basename, dirname, join, relative, isAbsolute, resolve } from 'node:path';
+import { fail } from '../errors.js';
+import type { DomainInfo, QubesXml } from '../qubes-xml/index.js';
+import { diskUsage } from './disk-usage.js';
+
+export type WriteFormat = 2 | 3 | 4;
+
+/** One inner archive: a file or directory given to `tar -C dir name`, or bytes made in memory. */
+export interface BackupFile {
+  /** tar -C directory (absent for in-memory files) */
+  dir?: string;
+  /** name inside `dir` ('.' for a whole directory) */
+  name: string;
+  /** chunk base and inner member root, e.g. `vm3/private.img`, `vm9/.`, `dom0-home/user`, `qubes.xml` */
+  base: string;
+  sizeBytes: number;
+  dereference: boolean;
+  /** content of a file made in memory (qubes.xml, the empty placeholder) */
+  inMemory?: Uint8Array;
+}
+
+export interface VmJob {
+  name: string;
+  qid: number;
+  klass: string;
+  /** archive subdir with trailing slash (`vm3/`, `appvms/work/`, `dom0-home/`) */
+  subdir: string;
+  /** value stored as backup-path / backup_path */
+  backupPath: string;
+  files: BackupFile[];
+  sizeBytes: number;
+}
+
+export interface BackupPlanOptions {
+  format: WriteFormat;
+  encrypted: boolean;
+  qubesRoot: string;
+  dom0Home: string;
+  /** positional VM names (empty = default set) */
+  vms: string[];
+  exclude: string[];
+}
+
+export interface BackupPlan {
+  vms: VmJob[];
+  /** the dom0 home job, if included (always written last) */
+  dom0?: VmJob;
+  totalBytes: number;
+  warnings: string[];
+}
+
+const exists = (p: string) => access(p).then(() => true, () => false);
+
+function isTemplate(d: DomainInfo): boolean {
+  return d.klass === 'TemplateVM' || d.legacyClass === 'QubesTemplateVm' || d.legacyClass === 'QubesTemplateHVm';
+}
+
+function isStandalone(d: DomainInfo): boolean {
+  return d.klass === 'StandaloneVM' || ((d.legacyClass === 'QubesAppVm' || d.legacyClass === 'QubesHVm') && !d.template);
+}
+
+/** Directory of a VM relative to the qubes root (`appvms/work`, `vm-templates/fedora`). */
+export function vmRelDir(d: DomainInfo): string {
+  if (d.dirPath) {
+    const m = /(?:^|\/)((?:appvms|vm-templates|servicevms)\/[^/]+)\/?$/.exec(d.dirPath);
+    if (m?.[1]) return m[1];
+  }
+  const priv = d.volumes.find((v) => v.name === 'private' && v.vid);
+  if (priv?.vid) return dirname(priv.vid);
+  return `${isTemplate(d) ? 'vm-templates' : 'appvms'}/${d.name}`;
+}
+
+/** Resolve `rel` under `root`, refusing anything that escapes it. */
+function underRoot(root: string, rel: string): string {
+  const p = resolve(root, rel);
+  const r = relative(resolve(root), p);
+  if (r.startsWith('..') || isAbsolute(r)) fail('ERR_QUBES_XML', `path escapes the qubes root: ${rel}`);
+  return p;
+}
+
+async function fileEntry(path: string, base: string, dereference: boolean): Promise<BackupFile> {
+  return { dir: dirname(path), name: basename(path), base, sizeBytes: await diskUsage(path), dereference };
+}
+
+async function filesV4(d: DomainInfo, root: string, subdir: string): Promise<BackupFile[]> {
+  const files: BackupFile[] = [];
+  const vmDir = underRoot(root, vmRelDir(d));
+  for (const v of d.volumes) {
+    if (!v.saveOnStop) continue;
+    const vid = v.vid ?? `${vmRelDir(d)}/${v.name}`;
+    const path = underRoot(root, `${vid}.img`);
+    if (!(await exists(path))) fail('ERR_IO', `volume ${v.name} of VM ${d.name} not found: ${path}`, { vm: d.name, file: path });
+    const st = await stat(path);
+    if (!st.isFile()) fail('ERR_IO', `volume ${v.name} of VM ${d.name} is not a regular file: ${path}`, { vm: d.name });
+    // the archive name is always <volume>.img, whatever the file is called
+    files.push({ dir: dirname(path), name: basename(path), base: `${subdir}${v.name}.img`, sizeBytes: st.blocks * 512, dereference: true });
+  }
+  for (const extra of ['firewall.xml', 'notes.txt']) {
+    const p = join(vmDir, extra);
+    if (await exists(p)) files.push(await fileEntry(p, `${subdir}${extra}`, true));
+  }
+  if (files.length === 0) files.push({ name: 'empty', base: `${subdir}empty`, sizeBytes: 0, dereference: false, inMemory: new Uint8Array(0) });
+  return files;
+}
+
+async function filesV23(d: DomainInfo, root: string, subdir: string, format: WriteFormat): Promise<BackupFile[]> {
+  const vmDir = underRoot(root, vmRelDir(d));
+  if (!(await exists(vmDir))) fail('ERR_IO', `directory of VM ${d.name} not found: ${vmDir}`, { vm: d.name });
+  const deref = format === 3;
+  if (isTemplate(d)) {
+    // a TemplateVM is one archive of its whole directory: chunks vmN/..000
+    return [{ dir: vmDir, name: '.', base: `${subdir}.`, sizeBytes: await diskUsage(vmDir), dereference: deref }];
+  }
+  const files: BackupFile[] = [];
+  const add = async (name: string) => {
+    const p = join(vmDir, name);
+    if (await exists(p)) files.push(await fileEntry(p, `${subdir}${name}`, deref));
+    return files.length;
+  };
+  await add('private.img');
+  await add('icon.png');
+  if (isStandalone(d)) {
+    if (await exists(join(vmDir, 'apps.templates'))) await add('apps.templates');
+    else await add('apps');
+    await add('kernels');
+  }
+  await add('firewall.xml');
+  await add('whitelisted-appmenus.list');
+  if (isStandalone(d)) await add('root.img');
+  return files;
+}
+
+/** Choose the VMs (positional names, else the default set) and list their files. */
+export async function planBackup(doc: QubesXml, opts: BackupPlanOptions): Promise<BackupPlan> {
+  const warnings: string[] = [];
+  const byName = new Map(doc.domains.map((d) => [d.name, d]));
+  const unknown = opts.vms.filter((n) => !byName.has(n));
+  if (unknown.length) fail('ERR_USAGE', `unknown VM${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`);
+  for (const n of opts.exclude) if (!byName.has(n)) warnings.push(`excluded VM ${n} does not exist`);
+  const excluded = new Set(opts.exclude);
+  const chosen =
+    opts.vms.length > 0
+      ? opts.vms.map((n) => byName.get(n)!)
+      : doc.domains.filter((d) => d.includeInBackups);
+  const selected = chosen.filter((d) => !excluded.has(d.name));
+  const vms: VmJob[] = [];
+  let dom0: VmJob | undefined;
+  for (const d of selected) {
+    if (d.klass === 'AdminVM' || d.qid === 0) {
+      const home = resolve(opts.dom0Home);
+      if (!(await exists(home))) fail('ERR_IO', `dom0 home not found: ${home}`);
+      const user = basename(home);
+      const file: BackupFile = { dir: dirname(home), name: user, base: `dom0-home/${user}`, sizeBytes: await diskUsage(home), dereference: false };
+      dom0 = { name: d.name, qid: d.qid, klass: 'AdminVM', subdir: 'dom0-home/', backupPath: `dom0-home/${user}`, files: [file], sizeBytes: file.sizeBytes };
+      continue;
+    }
+    const plainDirs = opts.format !== 4 && !opts.encrypted;
+    const subdir = plainDirs ? `${vmRelDir(d)}/` : `vm${d.qid}/`;
+    const files = opts.format === 4 ? await filesV4(d, opts.qubesRoot, subdir) : await filesV23(d, opts.qubesRoot, subdir, opts.format);
+    const sizeBytes = files.reduce((a, f) => a + f.sizeBytes, 0);
+    const backupPath = opts.format === 4 ? subdir : subdir.replace(/\/$/, '');
+    vms.push({ name: d.name, qid: d.qid, klass: d.klass, subdir, backupPath, files, sizeBytes });
+  }
+  // Qubes R3.2 sorts VMs by name; keep the same stable order for every format
+  vms.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const totalBytes = vms.reduce((a, v) => a + v.sizeBytes, 0) + (dom0?.sizeBytes ?? 0);
+  if (opts.format === 4 && doc.schema !== 'r4') warnings.push('format 4 with an R2/R3 qubes.xml: Qubes R4 restore expects the R4 schema');
+  if (opts.format !== 4 && doc.schema === 'r4') warnings.push(`format ${opts.format} with an R4 qubes.xml: Qubes R2/R3 restore expects the R2/R3 schema (this tool restores it)`);
+  await lstat(opts.qubesRoot);
+  return { vms, ...(dom0 ? { dom0 } : {}), totalBytes, warnings };
+}

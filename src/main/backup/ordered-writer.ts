@@ -1,0 +1,63 @@
+// Writes finished chunks into the outer archive strictly in the order they were queued, then
+// releases their memory. A chunk's slot is released only after its bytes were written.
+import { AsyncQueue } from '../pipeline/async-queue.js';
+import type { OuterTarWriter } from '../tar/outer-tar-writer.js';
+
+export interface OuterMember {
+  name: string;
+  parts: Uint8Array[];
+}
+
+/** What a queued job resolves to: members to write, and what to release afterwards. */
+export interface WriteJobResult {
+  members: OuterMember[];
+  release(): void;
+  /** called after the members were written */
+  written?(): void;
+}
+
+/** Ordered writer loop: `enqueue` jobs (promises) in archive order, `run()` writes them. */
+export class OrderedWriter {
+  #queue = new AsyncQueue<Promise<WriteJobResult>>();
+  #outer: OuterTarWriter;
+  #onWritten: (bytes: number) => void;
+
+  constructor(outer: OuterTarWriter, onWritten: (bytesWritten: number) => void) {
+    this.#outer = outer;
+    this.#onWritten = onWritten;
+  }
+
+  /** Queue a job; its members are written after every job queued before it. */
+  enqueue(job: Promise<WriteJobResult>): void {
+    job.catch(() => {}); // observed by run(); avoid an unhandled rejection meanwhile
+    this.#queue.push(job);
+  }
+
+  /** No more jobs. */
+  close(): void {
+    this.#queue.close();
+  }
+
+  /** Stop early: release whatever is still queued. */
+  abort(err: unknown): void {
+    for (const job of this.#queue.drain()) job.then((r) => r.release(), () => {});
+    this.#queue.fail(err);
+  }
+
+  /** Write every job in order until close(); rejects on the first failed job or write. */
+  async run(): Promise<void> {
+    for await (const job of this.#queue) {
+      const r = await job;
+      try {
+        for (const m of r.members) {
+          const size = m.parts.reduce((a, p) => a + p.length, 0);
+          await this.#outer.addMember(m.name, m.parts, size);
+        }
+      } finally {
+        r.release();
+      }
+      r.written?.();
+      this.#onWritten(this.#outer.bytesWritten);
+    }
+  }
+}

@@ -1,0 +1,286 @@
+// Orchestrates one backup: plan → summary → passphrase → pools → per-VM jobs through the chunk
+// pipeline → outer archive → commit → backup_timestamp in the live qubes.xml.
+// Nothing is written before the plan and the destination were checked; a failed or interrupted
+// run removes its partial output (the file sink writes under a temporary name).
+import { readFile, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+import { QvmBackupError, fail } from '../errors.js';
+import { encodeBackupHeader, makeBackupId, type BackupHeader } from '../format/backup-header.js';
+import { formatHmacFile } from '../format/hmac-file.js';
+import { CHUNK_SIZE_BYTES } from '../format/limits.js';
+import { computeHmacHex } from '../../workers/hmac.js';
+import { ALLOWED_FILTERS, filterAvailable } from '../../workers/compress.js';
+import { parseQubesXml, serializeQubesXml, cloneQubesXml, markBackupContent, setBackupTimestamp, type QubesXml } from '../qubes-xml/index.js';
+import { SlotPool } from '../pipeline/slot-pool.js';
+import { WorkerPool } from '../pipeline/worker-pool.js';
+import { Semaphore } from '../pipeline/async-queue.js';
+import { OuterTarWriter, outerMemberHead, outerMemberTail } from '../tar/outer-tar-writer.js';
+import { tarCreateStream, tarCreateMultiVolume } from '../tar/gnu-tar.js';
+import { openFileSink, stdoutSink, commandSink, freeBytes, type Sink } from '../io/sink.js';
+import type { ProgressReporter } from '../progress/progress.js';
+import { planBackup, type BackupFile, type BackupPlan, type VmJob, type WriteFormat } from './backup-plan.js';
+import { streamFileV34, SCRYPT_PREFIX, SCRYPT_SUFFIX, type StreamResources, type StreamSettings } from './chunk-pipeline.js';
+import { streamFileV2 } from './v2-pipeline.js';
+import { OrderedWriter } from './ordered-writer.js';
+import { planMemory } from './memory-plan.js';
+
+export interface BackupOptions {
+  location: string;
+  destCommand?: string;
+  vms: string[];
+  exclude: string[];
+  qubesRoot: string;
+  dom0Home: string;
+  format: WriteFormat;
+  encrypt: boolean;
+  cipher: string;
+  hmacAlgorithm: string;
+  compress: boolean;
+  compressFilter: string;
+  compressLevel: number;
+  scryptLogN: number;
+  chunkSize: number;
+  threads: number;
+  maxMemory: number;
+  /** called after the plan was printed and confirmed; returns the passphrase */
+  getPassphrase: () => Promise<string>;
+  /** asks the user to go on (TTY without -y); return false to stop */
+  confirm: (summary: string) => Promise<boolean>;
+  progress: ProgressReporter;
+  signal: AbortSignal;
+  now?: Date;
+}
+
+export interface BackupResult {
+  path: string;
+  bytesWritten: number;
+  vms: string[];
+  chunks: number;
+}
+
+const pad = (n: number) => String(n).padStart(2, '0');
+
+/** `qubes-backup-%Y-%m-%dT%H%M%S` in local time. */
+export function defaultBackupName(d: Date): string {
+  return `qubes-backup-${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
+}
+
+/** The summary table Qubes prints before a backup: VM, type, size, total. */
+export function formatBackupSummary(plan: BackupPlan, fmtBytes: (n: number) => string): string {
+  const rows: [string, string, string][] = [['VM', 'type', 'size']];
+  for (const v of plan.vms) rows.push([v.name, v.klass, fmtBytes(v.sizeBytes)]);
+  if (plan.dom0) rows.push([`${plan.dom0.name} (home)`, 'AdminVM', fmtBytes(plan.dom0.sizeBytes)]);
+  const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: [string, string, string]) => `${r[0].padEnd(w[0]!)}  ${r[1].padEnd(w[1]!)}  ${r[2].padStart(w[2]!)}`;
+  const sep = '-'.repeat(w[0]! + w[1]! + w[2]! + 4);
+  return [line(rows[0]!), sep, ...rows.slice(1).map(line), sep, line(['Total size:', '', fmtBytes(plan.totalBytes)])].join('\n');
+}
+
+async function resolveDestination(o: BackupOptions, now: Date): Promise<{ sink: () => Promise<Sink>; path: string; localDir?: string }> {
+  if (o.destCommand !== undefined) {
+    const cmd = o.destCommand;
+    return { path: `| ${cmd}`, sink: async () => commandSink(cmd) };
+  }
+  if (o.location === '-') return { path: '(stdout)', sink: async () => stdoutSink() };
+  const loc = resolve(o.location);
+  let st;
+  try {
+    st = await stat(loc);
+  } catch {
+    st = undefined;
+  }
+  let path = loc;
+  if (st?.isDirectory()) path = join(loc, defaultBackupName(now));
+  else if (st) fail('ERR_USAGE', `backup location exists and is not a directory: ${loc} (refusing to overwrite)`);
+  const dir = dirname(path);
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
+  } catch {
+    fail('ERR_USAGE', `directory of the backup location does not exist: ${dir}`);
+  }
+  return { path, localDir: dir, sink: () => openFileSink(path) };
+}
+
+/** The inner tar archive of a file made in memory (qubes.xml, the empty placeholder). */
+function innerTarOf(name: string, data: Uint8Array, mtimeSec: number): Uint8Array[] {
+  return [outerMemberHead(name, data.length, { mtimeSec }), data, outerMemberTail(data.length)];
+}
+
+async function* bytesOf(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
+  for (const p of parts) yield p;
+}
+
+/** Run a backup end to end. */
+export async function runBackup(o: BackupOptions): Promise<BackupResult> {
+  const now = o.now ?? new Date();
+  const { progress, signal } = o;
+  // 1. validate options and read the collection — before anything is written or asked
+  if (o.format === 4 && !o.encrypt) fail('ERR_USAGE', '--no-encrypt is not possible with format 4 (R4 backups are always encrypted)');
+  if (o.format === 2 && o.encrypt && o.compress) fail('ERR_USAGE', 'format 2 cannot be both compressed and encrypted (the R2 writer refused it too): use --no-compress or --no-encrypt');
+  const filter = o.compressFilter;
+  if (o.compress) {
+    if (!(ALLOWED_FILTERS as readonly string[]).includes(filter)) fail('ERR_USAGE', `compression filter '${filter}' is not allowed (allowed: ${ALLOWED_FILTERS.join(', ')})`);
+    if (filter !== 'gzip' && !filterAvailable(filter)) fail('ERR_USAGE', `compression filter '${filter}' is not installed`);
+    if (o.format === 2 && filter !== 'gzip') fail('ERR_USAGE', 'format 2 compresses each volume with gzip only');
+  }
+  const xmlPath = join(o.qubesRoot, 'qubes.xml');
+  let xmlText: Buffer;
+  try {
+    xmlText = await readFile(xmlPath);
+  } catch (e) {
+    fail('ERR_USAGE', `cannot read ${xmlPath}: ${(e as Error).message} (set --qubes-root or QUBES_ROOT)`, {}, e);
+  }
+  const live = parseQubesXml(xmlText);
+  const plan = await planBackup(live, { format: o.format, encrypted: o.encrypt, qubesRoot: o.qubesRoot, dom0Home: o.dom0Home, vms: o.vms, exclude: o.exclude });
+  if (plan.vms.length === 0 && !plan.dom0) fail('ERR_USAGE', 'nothing to back up: no VM selected');
+  for (const w of plan.warnings) progress.warn(w);
+  const dest = await resolveDestination(o, now);
+  if (dest.localDir !== undefined) {
+    const free = await freeBytes(dest.localDir);
+    // compressed output size is unknown: fail only when it obviously cannot fit
+    const need = o.compress ? Math.ceil(plan.totalBytes / 20) : plan.totalBytes;
+    if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${dest.localDir}: ${free} bytes free, the backup needs ${o.compress ? 'at least about' : ''} ${need} bytes`);
+  }
+  // 2. summary, confirmation, passphrase
+  if (!(await o.confirm(formatBackupSummary(plan, (n) => `${(n / 1048576).toFixed(1)} MiB`)))) fail('ERR_CANCELLED', 'backup cancelled by the user');
+  const passphrase = Buffer.from(await o.getPassphrase(), 'utf8');
+  signal.throwIfAborted();
+
+  // 3. header and the marked copy of qubes.xml
+  const backupId = makeBackupId(now, process.pid);
+  const header: BackupHeader =
+    o.format === 4
+      ? { version: 4, encrypted: true, compressed: o.compress, compressionFilter: filter, hmacAlgorithm: 'scrypt', backupId }
+      : o.format === 3
+        ? { version: 3, hmacAlgorithm: o.hmacAlgorithm, cryptoAlgorithm: o.cipher, encrypted: o.encrypt, compressed: o.compress, ...(o.compress ? { compressionFilter: filter } : {}) }
+        : { version: 2, hmacAlgorithm: o.hmacAlgorithm, cryptoAlgorithm: o.cipher, encrypted: o.encrypt, compressed: o.compress };
+  const headerBytes = encodeBackupHeader(header);
+  const archived: QubesXml = cloneQubesXml(live);
+  const included = new Map<number, { path: string; size: number }>();
+  for (const v of plan.vms) included.set(v.qid, { path: v.backupPath, size: v.sizeBytes });
+  if (plan.dom0) included.set(plan.dom0.qid, { path: plan.dom0.backupPath, size: plan.dom0.sizeBytes });
+  markBackupContent(archived, included);
+  const xmlFile: BackupFile = { name: 'qubes.xml', base: 'qubes.xml', sizeBytes: 0, dereference: false, inMemory: Buffer.from(serializeQubesXml(archived), 'utf8') };
+
+  // 4. resources: memory plan, pools
+  const threads = Math.max(1, o.threads || availableParallelism());
+  const inProcessGzip = o.compress && filter === 'gzip';
+  const mem = planMemory({ maxMemory: o.maxMemory, threads, chunkSize: o.chunkSize, format: o.format, scryptLogN: o.scryptLogN, compressBlocks: inProcessGzip && o.format !== 2 });
+  for (const w of mem.warnings) progress.warn(w);
+  const pool = new WorkerPool({ threads });
+  const chunkSlotBytes = o.chunkSize + SCRYPT_PREFIX + SCRYPT_SUFFIX + 4096 + Math.ceil(o.chunkSize / 500);
+  const chunks = new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkSlots, name: 'chunks' });
+  const chunksOut = o.format === 2 ? new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkOutSlots, name: 'chunks-out' }) : undefined;
+  const blockIn = new SlotPool({ slotBytes: mem.blockBytes, slots: mem.blockSlots, name: 'blocks-in' });
+  const blockOut = new SlotPool({ slotBytes: mem.blockBytes + Math.ceil(mem.blockBytes / 500) + 4096, slots: mem.blockSlots, name: 'blocks-out' });
+
+  const sink = await dest.sink();
+  const outer = new OuterTarWriter(sink);
+  let bytesIn = 0;
+  let currentVm = '';
+  const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm));
+  const settings: StreamSettings = {
+    format: o.format,
+    passphrase,
+    chunkSize: o.chunkSize,
+    gzipLevel: inProcessGzip ? o.compressLevel : null,
+    encrypted: o.format === 4 ? true : o.encrypt,
+    cipher: o.cipher,
+    hmacAlgorithm: o.hmacAlgorithm,
+    backupId,
+    scrypt: { logN: o.scryptLogN, r: 8, p: 1 },
+  };
+  const runAbort = new AbortController();
+  const runSignal = AbortSignal.any([signal, runAbort.signal]);
+  const res: StreamResources = { pool, blockIn, blockOut, chunks, ...(chunksOut ? { chunksOut } : {}), kdf: new Semaphore(mem.kdfConcurrency), writer, signal: runSignal };
+  const writing = writer.run();
+  writing.catch(() => {});
+  let chunkCount = 0;
+  const mtimeSec = Math.floor(now.getTime() / 1000);
+  const counted = async function* (src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    for await (const c of src) {
+      bytesIn += c.length;
+      yield c;
+    }
+  };
+  const externalFilter = o.compress && filter !== 'gzip' ? filter : undefined;
+
+  const streamFile = async (f: BackupFile, job: VmJob | null) => {
+    if (o.format === 2) {
+      const volumes = f.inMemory
+        ? bytesOf([Buffer.concat(innerTarOf(f.base, f.inMemory, mtimeSec))])
+        : tarCreateMultiVolume({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, tapeLengthKiB: Math.floor(o.chunkSize / 1024), signal: runSignal });
+      chunkCount += await streamFileV2(f.base, volumes, settings, res, (n) => (bytesIn += n));
+      return;
+    }
+    if (f.inMemory) {
+      let parts = innerTarOf(f.base, f.inMemory, mtimeSec);
+      if (externalFilter) {
+        const { runFilterSync } = await import('../../workers/compress.js');
+        parts = [runFilterSync(externalFilter as never, 'compress', Buffer.concat(parts))];
+      }
+      chunkCount += await streamFileV34(f.base, bytesOf(parts), settings, res);
+      return;
+    }
+    const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: externalFilter } : {}), signal: runSignal });
+    tar.done.catch(() => {});
+    chunkCount += await streamFileV34(f.base, counted(tar.stdout), settings, res);
+    await tar.done.catch((e: unknown) => {
+      throw new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { vm: job?.name, file: f.base }, e);
+    });
+  };
+
+  progress.start('backup', plan.totalBytes);
+  try {
+    writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header', parts: [headerBytes] }], release() {} }));
+    if (o.format === 4) {
+      const hdrSlot = await chunks.acquire(runSignal);
+      hdrSlot.bytes.set(headerBytes, SCRYPT_PREFIX);
+      const r = await pool.run('scryptEncrypt', { passphrase: `backup-header!${passphrase.toString('utf8')}`, ...settings.scrypt, input: hdrSlot.slice(SCRYPT_PREFIX, headerBytes.length), output: hdrSlot.slice(0, headerBytes.length + 128) }, { signal: runSignal });
+      if (!r.ok) {
+        chunks.release(hdrSlot);
+        fail('ERR_INTERNAL', `backup-header.hmac: ${r.message}`);
+      }
+      const hmacBytes = Buffer.from(hdrSlot.bytes.subarray(0, r.length));
+      chunks.release(hdrSlot);
+      writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header.hmac', parts: [hmacBytes] }], release() {} }));
+    } else {
+      const hex = computeHmacHex(o.hmacAlgorithm, passphrase, headerBytes);
+      writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header.hmac', parts: [formatHmacFile(hex)] }], release() {} }));
+    }
+    currentVm = 'qubes.xml';
+    await streamFile(xmlFile, null);
+    const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];
+    for (const job of jobs) {
+      runSignal.throwIfAborted();
+      currentVm = job.name;
+      progress.update(bytesIn, outer.bytesWritten, currentVm);
+      for (const f of job.files) await streamFile(f, job);
+      const name = job.name;
+      writer.enqueue(Promise.resolve({ members: [], release() {}, written: () => progress.vmDone(name, true) }));
+    }
+    writer.close();
+    await writing;
+    await sink.commit();
+  } catch (e) {
+    runAbort.abort(e);
+    writer.abort(e);
+    await writing.catch(() => {});
+    await sink.abort().catch(() => {});
+    await pool.destroy().catch(() => {});
+    if (signal.aborted) throw new QvmBackupError('ERR_CANCELLED', 'backup interrupted: partial output removed', {}, e);
+    throw e;
+  }
+  await pool.destroy();
+  // 5. success: record backup_timestamp in the live qubes.xml (atomically replaced)
+  try {
+    const fresh = parseQubesXml(await readFile(xmlPath));
+    setBackupTimestamp(fresh, [...included.keys()], Math.floor(Date.now() / 1000));
+    await writeFileAtomic(xmlPath, serializeQubesXml(fresh), { mode: (await stat(xmlPath)).mode & 0o777 });
+  } catch (e) {
+    progress.warn(`backup finished, but backup_timestamp could not be recorded in ${xmlPath}: ${(e as Error).message}`);
+  }
+  return { path: dest.path, bytesWritten: outer.bytesWritten, vms: [...plan.vms.map((v) => v.name), ...(plan.dom0 ? ['dom0'] : [])], chunks: chunkCount };
+}

@@ -1,0 +1,66 @@
+// Pieces shared by both commands: progress mode, confirmation prompt, signal handling, and the
+// one place that turns an error into a message and an exit status.
+import { openSync, closeSync, readSync } from 'node:fs';
+import { Progress, type ProgressMode } from '../progress/progress.js';
+import { isQvmBackupError } from '../errors.js';
+import { exitCodeFor, EXIT } from './exit-codes.js';
+
+/** Pick the progress renderer from --quiet/--json and whether stderr is a terminal. */
+export function makeProgress(opts: { quiet?: boolean; json?: boolean }): Progress {
+  const mode: ProgressMode = opts.json ? 'json' : opts.quiet ? 'quiet' : process.stderr.isTTY ? 'tty' : 'plain';
+  return new Progress(mode, { stderr: process.stderr, stdout: process.stdout });
+}
+
+/** Ask "[y/N]" on the terminal; true without asking when there is no terminal or `yes`. */
+export function confirmOnTty(question: string, yes: boolean): boolean {
+  if (yes || !process.stdin.isTTY || !process.stderr.isTTY) return true;
+  process.stderr.write(`${question} [y/N] `);
+  let fd: number;
+  try {
+    fd = openSync('/dev/tty', 'r');
+  } catch {
+    return true;
+  }
+  try {
+    const buf = Buffer.alloc(256);
+    const n = readSync(fd, buf, 0, buf.length, null);
+    return /^\s*y(es)?\s*$/i.test(buf.subarray(0, n).toString('utf8'));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** An AbortController tied to SIGINT/SIGTERM: first signal aborts cleanly, the second exits. */
+export function abortOnSignals(onFirst: (sig: string) => void): AbortController {
+  const ac = new AbortController();
+  let count = 0;
+  const handler = (sig: NodeJS.Signals) => {
+    count++;
+    if (count === 1) {
+      onFirst(sig);
+      ac.abort(new Error(`interrupted by ${sig}`));
+    } else {
+      process.stderr.write('\nforced exit\n');
+      process.exit(EXIT.INTERRUPTED);
+    }
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return ac;
+}
+
+/** Print one clear line for `err` (plus the cause chain with QVMB_DEBUG=1) and return the exit status. */
+export function reportError(prog: string, err: unknown, json: boolean): number {
+  const code = exitCodeFor(err);
+  const msg = err instanceof Error ? err.message : String(err);
+  if (json) process.stdout.write(JSON.stringify({ message_type: 'exit_error', code, error_code: isQvmBackupError(err) ? err.code : 'ERR_INTERNAL', message: msg }) + '\n');
+  process.stderr.write(`${prog}: error: ${msg}\n`);
+  if (process.env['QVMB_DEBUG']) {
+    let e: unknown = err;
+    while (e instanceof Error) {
+      process.stderr.write(`${e.stack ?? e.message}\n`);
+      e = e.cause;
+    }
+  }
+  return code;
+}

@@ -1,0 +1,40 @@
+// Size and shape limits of the Qubes backup format (FORMAT.md §2.2, §3.3, §4.2, §4.3) and the
+// safety limits this implementation applies to untrusted archive input.
+
+/** v3/v4 chunk size: 100 MiB of (v3: final encrypted, v4: plaintext) stream per chunk (§4.3). */
+export const CHUNK_SIZE_BYTES = 104_857_600;
+
+/** v2: GNU tar `--tape-length 100000`, in units of 1024 bytes (§4.1). */
+export const V2_TAPE_LENGTH_KIB = 100_000;
+
+/** v2: bytes of tar output per multi-volume volume (= one chunk before compression/encryption). */
+export const V2_VOLUME_BYTES = V2_TAPE_LENGTH_KIB * 1024;
+
+/** Largest `backup-header` we read; real headers are ~120 bytes (R4 client limit, §3.3). */
+export const HEADER_MAX_BYTES = 4096;
+
+/** Largest `.hmac` file we read (R4 client `HMAC_MAX_SIZE`, §3.3). */
+export const HMAC_FILE_MAX_BYTES = 4096;
+
+/** Largest qubes.xml we accept from an archive. */
+export const QUBES_XML_MAX_BYTES = 1024 * 1024;
+
+/**
+ * Longest outer-archive member name in bytes. The name must also fit ustar: either the whole name
+ * in the 100-byte `name` field, or a split at a '/' into prefix (≤155) + name (≤100), because the
+ * VM-side extractor tar2qfile ignores pax/GNU long names (§2.2).
+ */
+export const MAX_MEMBER_NAME_BYTES = 255;
+
+/** ustar `name` field width. */
+export const USTAR_NAME_BYTES = 100;
+
+/** ustar `prefix` field width. */
+export const USTAR_PREFIX_BYTES = 155;
+
+/** Most path components in an outer member name (real names have 1–3). */
+export const MAX_PATH_DEPTH = 32;
+
+/** Highest chunk number accepted. Names are `%03d` as Qubes writes them: `.000`–`.999`, then
+ *  `.1000`, `.1001`… for files over ~97 GiB (Python's %03d only pads, it never truncates). */
+export const MAX_CHUNK_INDEX = 99_999;

@@ -1,0 +1,101 @@
+// A QubesXml document: the model plus its preserved XML tree (kept out of the model, in a
+// WeakMap, so that models compare by content). Parse, serialise, clone and refresh live here.
+import { fail } from '../errors.js';
+import { readR2R3 } from './read-r2r3.js';
+import { readR4 } from './read-r4.js';
+import type { DomainInfo, QubesSchema, QubesXml } from './types.js';
+import { buildTree, isElement, isPretty, parseTree, tagOf, type XNode } from './xml-tree.js';
+
+export interface DocState {
+  top: XNode[];
+  root: XNode;
+  pretty: boolean;
+  /** element of each domain of doc.domains (absent for a synthesised dom0) */
+  nodes: Map<DomainInfo, XNode | undefined>;
+}
+
+/** Where a DomainInfo came from, so a restore can copy its element. */
+export interface DomainOrigin {
+  schema: QubesSchema;
+  node?: XNode;
+}
+
+const states = new WeakMap<QubesXml, DocState>();
+const origins = new WeakMap<DomainInfo, DomainOrigin>();
+
+/** Internal state of a document made by this module (fails for foreign objects). */
+export function stateOf(doc: QubesXml): DocState {
+  const s = states.get(doc);
+  if (!s) fail('ERR_INTERNAL', 'not a QubesXml made by parseQubesXml/cloneQubesXml/emptyR4Host');
+  return s;
+}
+
+/** Origin of a DomainInfo made by this module, if any. */
+export function originOf(d: DomainInfo): DomainOrigin | undefined {
+  return origins.get(d);
+}
+
+function schemaOf(root: XNode): QubesSchema {
+  const t = tagOf(root);
+  if (t === 'qubes') return 'r4';
+  if (t === 'QubesVmCollection') return 'r2r3';
+  return fail('ERR_QUBES_XML', `qubes.xml: unknown root element <${t}>`);
+}
+
+/** Re-derive the model from the tree; DomainInfo objects of unchanged elements keep their identity. */
+export function refresh(doc: QubesXml): void {
+  const st = stateOf(doc);
+  const fresh = doc.schema === 'r4' ? readR4(st.root) : readR2R3(st.root);
+  const byNode = new Map<XNode | undefined, DomainInfo>();
+  for (const [d, n] of st.nodes) byNode.set(n, d);
+  const names = new Set<string>();
+  const nodes = new Map<DomainInfo, XNode | undefined>();
+  const domains: DomainInfo[] = [];
+  for (const { info, node } of fresh.domains) {
+    if (names.has(info.name)) fail('ERR_QUBES_XML', `qubes.xml: duplicate VM name ${info.name}`, { vm: info.name });
+    names.add(info.name);
+    const old = byNode.get(node);
+    let d = info;
+    if (old) {
+      for (const k of Object.keys(old)) delete (old as unknown as Record<string, unknown>)[k];
+      d = Object.assign(old, info);
+    }
+    nodes.set(d, node);
+    origins.set(d, node ? { schema: doc.schema, node } : { schema: doc.schema });
+    domains.push(d);
+  }
+  st.nodes = nodes;
+  doc.domains.splice(0, doc.domains.length, ...domains);
+  doc.labels.splice(0, doc.labels.length, ...('labels' in fresh ? fresh.labels : []));
+  for (const k of Object.keys(doc.globalProperties)) delete doc.globalProperties[k];
+  Object.assign(doc.globalProperties, fresh.globals);
+}
+
+/** Make a document around an already-parsed tree. */
+export function docFromTree(top: XNode[]): QubesXml {
+  const root = top.find((n) => isElement(n))!;
+  const doc: QubesXml = { schema: schemaOf(root), domains: [], labels: [], globalProperties: {} };
+  states.set(doc, { top, root, pretty: isPretty(root), nodes: new Map() });
+  refresh(doc);
+  return doc;
+}
+
+/** Parse untrusted qubes.xml text or bytes (either schema). Errors: ERR_TOO_LARGE, ERR_QUBES_XML. */
+export function parseQubesXml(untrustedText: string | Uint8Array): QubesXml {
+  return docFromTree(parseTree(untrustedText));
+}
+
+/** Write the document; everything not changed through this module is kept. */
+export function serializeQubesXml(doc: QubesXml): string {
+  return buildTree(stateOf(doc).top);
+}
+
+/** Deep copy (model and tree). */
+export function cloneQubesXml(doc: QubesXml): QubesXml {
+  return docFromTree(structuredClone(stateOf(doc).top));
+}
+
+/** Domain by name. */
+export function findDomain(doc: QubesXml, name: string): DomainInfo | undefined {
+  return doc.domains.find((d) => d.name === name);
+}

@@ -1,0 +1,260 @@
+// The preserved XML tree: fast-xml-parser's ordered form (`preserveOrder`), with every text and
+// attribute value kept escaped as in the source, so writing it back is lossless. Parsing refuses
+// DOCTYPE/ENTITY, oversize input and malformed XML; helpers read and edit elements in place.
+import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
+import { fail } from '../errors.js';
+import { QUBES_XML_MAX_BYTES } from '../format/limits.js';
+import { checkXmlChars, decodeAttr, decodeText, encodeAttr, encodeText } from './xml-text.js';
+
+/** A node of the ordered tree: `{ tag: children, ':@'?: attrs }`, `{ '#text': s }`, `{ '#comment': [...] }`. */
+export type XNode = Record<string, unknown>;
+export type XAttrs = Record<string, string>;
+
+export const TEXT = '#text';
+export const COMMENT = '#comment';
+export const CDATA = '#cdata';
+const ATTRS = ':@';
+
+const COMMON = {
+  preserveOrder: true,
+  ignoreAttributes: false,
+  attributeNamePrefix: '',
+  commentPropName: COMMENT,
+  cdataPropName: CDATA,
+  // entity handling is done by xml-text.ts: fast-xml-parser 5 leaves numeric character references
+  // undecoded (its builder would then double-escape them) and accepts undefined entities
+  processEntities: false,
+} as const;
+
+const parser = new XMLParser({
+  ...COMMON,
+  allowBooleanAttributes: false,
+  parseTagValue: false,
+  parseAttributeValue: false,
+  trimValues: false,
+  htmlEntities: false,
+  ignoreDeclaration: false,
+  ignorePiTags: false,
+  removeNSPrefix: false,
+});
+
+const builder = new XMLBuilder({ ...COMMON, format: false, suppressEmptyNode: true, suppressBooleanAttributes: false });
+
+const ENCODINGS = new Set(['utf-8', 'utf8', 'us-ascii', 'ascii']);
+
+/** Parse untrusted qubes.xml into the ordered tree; returns the top-level node list. */
+export function parseTree(untrusted: string | Uint8Array): XNode[] {
+  const size = typeof untrusted === 'string' ? Buffer.byteLength(untrusted, 'utf8') : untrusted.byteLength;
+  if (size > QUBES_XML_MAX_BYTES) fail('ERR_TOO_LARGE', `qubes.xml is ${size} bytes, more than the ${QUBES_XML_MAX_BYTES} allowed`);
+  let text: string;
+  if (typeof untrusted === 'string') {
+    text = untrusted;
+  } else {
+    try {
+      text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(untrusted);
+    } catch (e) {
+      fail('ERR_QUBES_XML', 'qubes.xml is not valid UTF-8', {}, e);
+    }
+  }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (/<!DOCTYPE|<!ENTITY/i.test(text)) fail('ERR_QUBES_XML', 'qubes.xml contains a DOCTYPE or ENTITY declaration');
+  checkXmlChars(text);
+  text = text.replace(/\r\n?/g, '\n'); // XML end-of-line normalisation
+  const valid = XMLValidator.validate(text, { allowBooleanAttributes: false });
+  if (valid !== true) {
+    const e = valid.err;
+    fail('ERR_QUBES_XML', `qubes.xml is malformed: ${e.msg} (line ${e.line}, column ${e.col})`);
+  }
+  let top: XNode[];
+  try {
+    top = parser.parse(text) as XNode[];
+  } catch (e) {
+    fail('ERR_QUBES_XML', `qubes.xml cannot be parsed: ${(e as Error).message}`, {}, e);
+  }
+  const roots = top.filter((n) => isElement(n));
+  if (roots.length !== 1) fail('ERR_QUBES_XML', `qubes.xml must have exactly one root element, found ${roots.length}`);
+  for (const n of top) {
+    if (TEXT in n && String(n[TEXT]).trim() !== '') fail('ERR_QUBES_XML', 'qubes.xml has text outside the root element');
+    if (tagOf(n) === '?xml') {
+      const enc = attrsOf(n)['encoding'];
+      if (enc !== undefined && !ENCODINGS.has(enc.toLowerCase())) fail('ERR_QUBES_XML', `qubes.xml declares unsupported encoding ${enc}`);
+    }
+  }
+  checkValues(top);
+  return top;
+}
+
+// Decode every text and attribute value once so that bad references fail at parse time.
+function checkValues(nodes: XNode[]): void {
+  for (const n of nodes) {
+    if (TEXT in n) {
+      decodeText(String(n[TEXT]));
+      continue;
+    }
+    const tag = tagOf(n);
+    if (tag === undefined || tag === COMMENT || tag === CDATA) continue;
+    for (const v of Object.values(attrsOf(n))) decodeAttr(v);
+    checkValues(childrenOf(n));
+  }
+}
+
+/** Write the tree back as XML text (top-level nodes one per line, trailing newline). */
+export function buildTree(top: XNode[]): string {
+  const parts: string[] = [];
+  for (const n of top) {
+    if (TEXT in n) continue; // whitespace between top-level nodes
+    parts.push(builder.build([n]) as string);
+  }
+  return parts.join('\n') + '\n';
+}
+
+/** Tag of an element (or `#comment`/`#cdata`/`?xml`); undefined for text nodes. */
+export function tagOf(n: XNode): string | undefined {
+  for (const k of Object.keys(n)) if (k !== ATTRS) return k === TEXT ? undefined : k;
+  return undefined;
+}
+
+/** True for element nodes (not text, comment, CDATA or processing instructions). */
+export function isElement(n: XNode): boolean {
+  const t = tagOf(n);
+  return t !== undefined && t !== COMMENT && t !== CDATA && !t.startsWith('?');
+}
+
+/** The child list of an element (live array). */
+export function childrenOf(n: XNode): XNode[] {
+  const t = tagOf(n);
+  const c = t === undefined ? undefined : n[t];
+  return Array.isArray(c) ? (c as XNode[]) : [];
+}
+
+/** Raw (escaped) attributes of a node (live object; empty object when none). */
+export function attrsOf(n: XNode): XAttrs {
+  return (n[ATTRS] as XAttrs | undefined) ?? {};
+}
+
+/** Element children, optionally only those with the given tag. */
+export function elements(n: XNode, tag?: string): XNode[] {
+  return childrenOf(n).filter((c) => isElement(c) && (tag === undefined || tagOf(c) === tag));
+}
+
+/** First element child with the tag. */
+export function child(n: XNode, tag: string): XNode | undefined {
+  return childrenOf(n).find((c) => tagOf(c) === tag);
+}
+
+/** Decoded attribute value. */
+export function getAttr(n: XNode, name: string): string | undefined {
+  const raw = attrsOf(n)[name];
+  return raw === undefined ? undefined : decodeAttr(raw);
+}
+
+/** Decoded copy of all attributes. */
+export function decodedAttrs(n: XNode): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(attrsOf(n))) setKey(out, k, decodeAttr(v));
+  return out;
+}
+
+/** Set (or add at the end) an attribute. */
+export function setAttr(n: XNode, name: string, value: string): void {
+  if (n[ATTRS] === undefined) n[ATTRS] = {};
+  setKey(n[ATTRS] as XAttrs, name, encodeAttr(value));
+}
+
+/** Remove an attribute if present. */
+export function removeAttr(n: XNode, name: string): void {
+  const a = n[ATTRS] as XAttrs | undefined;
+  if (a && Object.prototype.hasOwnProperty.call(a, name)) delete a[name];
+}
+
+/** Decoded text content (text and CDATA children concatenated). */
+export function textOf(n: XNode): string {
+  let s = '';
+  for (const c of childrenOf(n)) {
+    if (TEXT in c) s += decodeText(String(c[TEXT]));
+    else if (tagOf(c) === CDATA) s += String((childrenOf(c)[0] ?? {})[TEXT] ?? '');
+  }
+  return s;
+}
+
+/** Replace the content of an element by a text value ('' = empty element). */
+export function setText(n: XNode, value: string): void {
+  const t = tagOf(n)!;
+  n[t] = value === '' ? [] : [{ [TEXT]: encodeText(value) }];
+}
+
+/** Make a new element; attribute and text values are given decoded. */
+export function makeElement(tag: string, attrs: Record<string, string> = {}, kids: XNode[] = [], text?: string): XNode {
+  const n: XNode = { [tag]: text !== undefined && text !== '' ? [{ [TEXT]: encodeText(text) }] : kids };
+  for (const [k, v] of Object.entries(attrs)) setAttr(n, k, v);
+  return n;
+}
+
+/** Set an own property safely even for names like `__proto__`. */
+export function setKey<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+const isWs = (n: XNode | undefined) => n !== undefined && TEXT in n && String(n[TEXT]).trim() === '';
+const ws = (s: string): XNode => ({ [TEXT]: s });
+
+/**
+ * Append an element child keeping the parent's indentation style. `depth` is the parent's
+ * nesting level (root = 0); `pretty` false appends without whitespace.
+ */
+export function appendChild(parent: XNode, node: XNode, depth: number, pretty: boolean, before?: XNode): void {
+  const kids = childrenOf(parent);
+  const t = tagOf(parent)!;
+  if (!Array.isArray(parent[t])) parent[t] = kids;
+  if (!pretty) {
+    const at = before ? kids.indexOf(before) : -1;
+    kids.splice(at < 0 ? kids.length : at, 0, node);
+    return;
+  }
+  const firstEl = kids.findIndex((c) => isElement(c));
+  const prev = firstEl > 0 ? kids[firstEl - 1] : undefined;
+  const inner = isWs(prev) ? String(prev![TEXT]) : '\n' + '  '.repeat(depth + 1);
+  indentTree(node, inner);
+  if (before) {
+    const at = kids.indexOf(before);
+    if (at >= 0) {
+      kids.splice(at, 0, node, ws(inner));
+      return;
+    }
+  }
+  if (kids.length === 0) {
+    kids.push(ws(inner), node, ws('\n' + '  '.repeat(depth)));
+  } else if (isWs(kids[kids.length - 1])) {
+    kids.splice(kids.length - 1, 0, ws(inner), node);
+  } else {
+    kids.push(ws(inner), node);
+  }
+}
+
+/** Add indentation whitespace inside a newly made element whose own line starts with `indent`. */
+export function indentTree(node: XNode, indent: string): void {
+  const kids = childrenOf(node);
+  if (kids.length === 0 || kids.some((c) => !isElement(c))) return;
+  const inner = indent + '  ';
+  const out: XNode[] = [];
+  for (const c of kids) {
+    indentTree(c, inner);
+    out.push(ws(inner), c);
+  }
+  out.push(ws(indent));
+  node[tagOf(node)!] = out;
+}
+
+/** Remove an element child and the whitespace before it. */
+export function removeChild(parent: XNode, node: XNode): void {
+  const kids = childrenOf(parent);
+  const i = kids.indexOf(node);
+  if (i < 0) return;
+  const prevWs = i > 0 && isWs(kids[i - 1]);
+  kids.splice(prevWs ? i - 1 : i, prevWs ? 2 : 1);
+}
+
+/** True if the document is pretty-printed (the root has newline whitespace children). */
+export function isPretty(root: XNode): boolean {
+  return childrenOf(root).some((c) => isWs(c) && String(c[TEXT]).includes('\n'));
+}

@@ -1,0 +1,52 @@
+// The host's `<qubesRoot>/qubes.xml`: loaded before planning, written back atomically (temp file,
+// fsync, rename) after VMs were installed, so a crash never leaves a half-written qubes.xml.
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+import { fail } from '../../errors.js';
+import type { QubesXml } from '../../qubes-xml/index.js';
+import { emptyR4Host, parseQubesXml, serializeQubesXml } from '../../qubes-xml/index.js';
+import { fsyncPath } from './safe-tree.js';
+
+/** File name of the VM collection inside the qubes root. */
+export const QUBES_XML_NAME = 'qubes.xml';
+
+/** Path of the host qubes.xml. */
+export function hostQubesXmlPath(qubesRoot: string): string {
+  return path.join(path.resolve(qubesRoot), QUBES_XML_NAME);
+}
+
+/** Parse `<qubesRoot>/qubes.xml`; null if the host has none yet. Errors: ERR_IO, ERR_QUBES_XML. */
+export async function loadHostQubesXml(qubesRoot: string): Promise<QubesXml | null> {
+  const file = hostQubesXmlPath(qubesRoot);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    fail('ERR_IO', `cannot read ${file}: ${(e as Error).message}`, { file }, e);
+  }
+  return parseQubesXml(bytes);
+}
+
+/** The host document, or a new empty R4 one when the host has no qubes.xml. */
+export async function loadHostQubesXmlOrEmpty(qubesRoot: string): Promise<{ doc: QubesXml; existed: boolean }> {
+  const doc = await loadHostQubesXml(qubesRoot);
+  return doc === null ? { doc: emptyR4Host(), existed: false } : { doc, existed: true };
+}
+
+/**
+ * Atomically replace `<qubesRoot>/qubes.xml` with `doc` (null: an empty R4 collection), mode 0644;
+ * the data and then the directory entry are fsynced; the temp file is removed on failure.
+ */
+export async function saveHostQubesXml(qubesRoot: string, doc: QubesXml | null): Promise<void> {
+  const file = hostQubesXmlPath(qubesRoot);
+  const text = serializeQubesXml(doc ?? emptyR4Host());
+  try {
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+    await writeFileAtomic(file, text, { mode: 0o644, fsync: true, encoding: 'utf8' });
+    await fsyncPath(path.dirname(file));
+  } catch (e) {
+    fail('ERR_IO', `cannot write ${file}: ${(e as Error).message}`, { file }, e);
+  }
+}

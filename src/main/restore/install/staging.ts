@@ -1,0 +1,39 @@
+// The restore staging directory: `<qubesRoot>/.restore-XXXXXX/` (mode 0700), on the same filesystem
+// as the VM directories so that installing a VM is a rename(). Only the directory we created is removed.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fail } from '../../errors.js';
+
+/** A staging directory created by this run. */
+export interface Staging {
+  /** Absolute path of the directory. */
+  dir: string;
+  /** Remove the directory and everything in it; safe to call more than once. */
+  remove(): Promise<void>;
+}
+
+/** Prefix of staging directory names; a leading '.' is never a valid VM name. */
+export const STAGING_PREFIX = '.restore-';
+
+/** Create a fresh private staging directory under `qubesRoot` (created if missing). */
+export async function createStaging(qubesRoot: string): Promise<Staging> {
+  const root = path.resolve(qubesRoot);
+  let dir: string;
+  try {
+    await mkdir(root, { recursive: true, mode: 0o755 });
+    dir = await mkdtemp(path.join(root, STAGING_PREFIX)); // mkdtemp creates it with mode 0700
+  } catch (e) {
+    fail('ERR_IO', `cannot create the restore staging directory under ${root}: ${(e as Error).message}`, { file: root }, e);
+  }
+  let removed: Promise<void> | undefined;
+  return {
+    dir,
+    remove(): Promise<void> {
+      removed ??= rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch((e: unknown) => {
+        removed = undefined; // allow a later retry
+        fail('ERR_IO', `cannot remove the staging directory ${dir}: ${(e as Error).message}`, { file: dir }, e);
+      });
+      return removed;
+    },
+  };
+}

@@ -1,0 +1,85 @@
+// Template and netVM resolution for one VM of the restore plan (FORMAT.md §9.1 step 4): found among
+// the VMs being restored (through renames), else on the host, else missing → host default
+// (--ignore-missing), or a problem that --skip-broken turns into a skip.
+import type { DomainInfo } from '../../qubes-xml/index.js';
+import { isDispVm, isDispvmTemplate, isTemplateVm } from './domain-view.js';
+
+/** What the planner knows when resolving references. */
+export interface ResolveContext {
+  /** Backup name → new name, for the VMs that will be restored. */
+  restoring: ReadonlyMap<string, string>;
+  /** Host domains by name (empty for a host without qubes.xml). */
+  host: ReadonlyMap<string, DomainInfo>;
+  /** Every VM name listed in the backup's qubes.xml. */
+  backupNames: ReadonlySet<string>;
+  /** Host global properties (default_template, default_dispvm, default_netvm), resolved to host VMs. */
+  hostDefault: (name: 'default_template' | 'default_dispvm' | 'default_netvm') => string | undefined;
+  ignoreMissing: boolean;
+}
+
+/** Outcome for one reference: the value to use, and a problem or a note. */
+export interface Resolved {
+  value: string | null | undefined;
+  problem?: 'missing-template' | 'missing-netvm';
+  /** Human explanation of the problem (for the blocking list). */
+  reason?: string;
+  note?: string;
+}
+
+/** Resolve the template of backup VM `d` (undefined/null template: nothing to resolve). */
+export function resolveTemplate(d: DomainInfo, ctx: ResolveContext): Resolved {
+  const t = d.template;
+  if (t === undefined || t === null) return { value: t };
+  const restored = ctx.restoring.get(t);
+  if (restored !== undefined) {
+    return restored === t ? { value: t } : { value: restored, note: `template ${t} is restored as ${restored}` };
+  }
+  const disp = isDispVm(d);
+  const kind = disp ? 'disposable template' : 'template';
+  const fits = (h: DomainInfo): boolean => (disp ? isDispvmTemplate(h) : isTemplateVm(h));
+  const onHost = ctx.host.get(t);
+  if (onHost !== undefined && fits(onHost)) return { value: t };
+
+  const reason = missingReason(kind, t, onHost !== undefined, ctx.backupNames.has(t));
+  if (!ctx.ignoreMissing) return { value: t, problem: 'missing-template', reason };
+  const defName = disp ? 'default_dispvm' : 'default_template';
+  const def = ctx.hostDefault(defName);
+  const defVm = def === undefined ? undefined : ctx.host.get(def);
+  if (def !== undefined && defVm !== undefined && fits(defVm)) {
+    return { value: def, note: `${kind} ${def} (host ${defName}) used instead of missing ${t}` };
+  }
+  return {
+    value: t,
+    note: `WARNING: ${reason}, and the host has no ${defName}: the reference to ${t} is kept; restore or create ${t} before starting this VM`,
+  };
+}
+
+/** Resolve the netVM of backup VM `d`; undefined means "the host's default netVM", null means none. */
+export function resolveNetvm(d: DomainInfo, ctx: ResolveContext): Resolved {
+  const n = d.netvm;
+  if (n === undefined || n === null) return { value: n };
+  const restored = ctx.restoring.get(n);
+  if (restored !== undefined) {
+    return restored === n ? { value: n } : { value: restored, note: `netVM ${n} is restored as ${restored}` };
+  }
+  const onHost = ctx.host.get(n);
+  if (onHost !== undefined && onHost.providesNetwork) return { value: n };
+
+  const reason = missingReason('netVM', n, onHost !== undefined, ctx.backupNames.has(n));
+  if (!ctx.ignoreMissing) return { value: n, problem: 'missing-netvm', reason };
+  const def = ctx.hostDefault('default_netvm');
+  const defVm = def === undefined ? undefined : ctx.host.get(def);
+  if (def !== undefined && defVm !== undefined && defVm.providesNetwork) {
+    return { value: undefined, note: `netVM ${n} is missing: the host's default netVM (${def}) is used instead` };
+  }
+  return {
+    value: n,
+    note: `WARNING: ${reason}, and the host has no default_netvm: the reference to ${n} is kept; restore or create ${n} before starting this VM`,
+  };
+}
+
+function missingReason(kind: string, name: string, onHostWrongKind: boolean, inBackup: boolean): string {
+  if (onHostWrongKind) return `${kind} ${name} exists on the host but cannot serve as a ${kind}`;
+  if (inBackup) return `${kind} ${name} is in the backup but not being restored, and is not on the host`;
+  return `${kind} ${name} is neither on the host nor in the backup`;
+}

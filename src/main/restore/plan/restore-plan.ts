@@ -1,0 +1,226 @@
+// The restore plan (pure, no I/O): which VMs of a backup are restored, under which names, with which
+// template/netVM, in which order, and why the restore cannot proceed (FORMAT.md §8.4, §9.1, §10.2).
+import type { DomainInfo, QubesXml } from '../../qubes-xml/index.js';
+import { isValidVmName } from '../../qubes-xml/index.js';
+import { DOM0_HOME_SUBDIR, dom0UserOf, vmSubdirOf } from './backup-subdir.js';
+import { findFreeName } from './conflict-rename.js';
+import { backupPathOf, backupSizeOf, globalOf, isAdminVm, isIncluded } from './domain-view.js';
+import { installOrder } from './install-order.js';
+import { resolveNetvm, resolveTemplate, type ResolveContext } from './resolve-deps.js';
+import { blockingLines } from './restore-problems.js';
+
+export { formatRestoreTable } from './restore-table.js';
+
+/** What the user asked for on the command line. */
+export interface RestoreSelection {
+  /** Positional VM names; non-empty = restore only these (others are excluded). `dom0` = the home. */
+  vms: string[];
+  exclude: string[];
+  skipDom0Home: boolean;
+  ignoreUsernameMismatch: boolean;
+  renameConflicting: boolean;
+  skipConflicting: boolean;
+  skipBroken: boolean;
+  ignoreMissing: boolean;
+  /** Nothing is installed: host conflicts, missing dependencies and user mismatch are no problems. */
+  verifyOnly: boolean;
+}
+
+export type Problem = 'excluded' | 'already-exists' | 'missing-template' | 'missing-netvm' | 'username-mismatch' | 'not-in-backup';
+
+/** One VM of the backup and what happens to it. */
+export interface VmPlan {
+  backupName: string;
+  /** Name on the host: backupName, or `<name>-N` under --rename-conflicting. */
+  newName: string;
+  /** The VM as described by the backup's qubes.xml (references not yet remapped). */
+  domain: DomainInfo;
+  /** Archive subdir, always with a trailing slash: `vm3/`, `appvms/work/`. */
+  subdir: string;
+  sizeBytes: number;
+  action: 'restore' | 'skip';
+  /** Empty for a VM that can be restored; with action 'restore', non-empty problems block the restore. */
+  problems: Problem[];
+  /** Remarks for the user (host default used, rename, kept dangling reference, …). */
+  notes: string[];
+  /** Template to use on the host (renamed / host default); null/undefined: none. */
+  template?: string | null;
+  /** NetVM to use on the host; undefined = the host's default netVM, null = none. */
+  netvm?: string | null;
+}
+
+/** The dom0 home of the backup. */
+export interface Dom0Plan {
+  /** Archive subdir of the home (`dom0-home/`); the inner tar root is `dom0-home/<user>/`. */
+  subdir: string;
+  /** Basename of the home in the backup. */
+  user: string;
+  sizeBytes: number;
+  action: 'restore' | 'skip';
+  problems: Problem[];
+}
+
+export interface RestorePlan {
+  /** Every VM whose data is in the backup, in install order (skipped ones included, for display). */
+  vms: VmPlan[];
+  dom0?: Dom0Plan;
+  /** Human lines explaining why the restore cannot proceed; empty = ok. */
+  blocking: string[];
+  /** Bytes of the VMs (and home) with action 'restore'. */
+  totalBytes: number;
+  /** Positional names that are not restorable VMs of this backup. */
+  unknownNames: string[];
+  /** 'verify' when planned for --verify-only (the table then says "verify"); default 'restore'. */
+  mode?: 'restore' | 'verify';
+}
+
+/** Plan the restore of `backup` onto `host` (null: no qubes.xml yet) for `hostUser`, as selected by `sel`. */
+export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: string, sel: RestoreSelection): RestorePlan {
+  const extra: string[] = [];
+  const hostByName = new Map<string, DomainInfo>((host?.domains ?? []).map((d) => [d.name, d]));
+  const backupNames = new Set(backup.domains.map((d) => d.name));
+  const selected = (name: string): boolean =>
+    !sel.exclude.includes(name) && (sel.vms.length === 0 || sel.vms.includes(name));
+
+  // 1. The VMs whose data is in the backup.
+  const plans: VmPlan[] = [];
+  const seenNames = new Set<string>();
+  const seenSubdirs = new Set<string>();
+  for (const d of backup.domains) {
+    if (isAdminVm(d) || !isIncluded(d)) continue;
+    const p: VmPlan = {
+      backupName: d.name, newName: d.name, domain: d, subdir: '', sizeBytes: backupSizeOf(d),
+      action: 'restore', problems: [], notes: [], template: d.template, netvm: d.netvm,
+    };
+    plans.push(p);
+    const path = backupPathOf(d);
+    const subdir = path === undefined ? null : vmSubdirOf(path);
+    if (!selected(d.name)) {
+      skip(p, 'excluded');
+    } else if (!isValidVmName(d.name) || seenNames.has(d.name)) {
+      skip(p);
+      extra.push(`${JSON.stringify(d.name)}: invalid or duplicate VM name in the backup's qubes.xml`);
+    } else if (path === undefined) {
+      skip(p, 'not-in-backup');
+      p.notes.push('marked as backed up, but qubes.xml gives no backup path: nothing to restore');
+    } else if (subdir === null || seenSubdirs.has(subdir)) {
+      skip(p);
+      extra.push(`${d.name}: unsafe or duplicate backup path ${JSON.stringify(path)} in the backup's qubes.xml`);
+    }
+    if (subdir !== null) p.subdir = subdir;
+    seenNames.add(d.name);
+    if (subdir !== null) seenSubdirs.add(subdir);
+  }
+
+  // 2. Unknown positional names.
+  const dom0 = planDom0(backup, hostUser, sel, selected, extra);
+  const unknownNames: string[] = [];
+  for (const name of sel.vms) {
+    if (name === 'dom0' ? dom0 !== undefined : plans.some((p) => p.backupName === name)) continue;
+    unknownNames.push(name);
+    extra.push(
+      backupNames.has(name)
+        ? `${name}: listed in the backup's qubes.xml, but its data is not in the backup`
+        : `${name}: no such VM in the backup`,
+    );
+  }
+
+  // 3. Name conflicts with the host (nothing is installed in verify-only mode).
+  if (!sel.verifyOnly) resolveConflicts(plans, hostByName, backupNames, sel);
+
+  // 4. Templates and netVMs, to a fixpoint: --skip-broken may skip a VM others depend on.
+  const reasons = new Map<VmPlan, Map<Problem, string>>();
+  if (!sel.verifyOnly) resolveDependencies(plans, host, hostByName, backupNames, sel, reasons);
+
+  const ordered = installOrder(plans);
+  const blocking = [...extra, ...blockingLines(ordered, dom0, hostUser, reasons)];
+  let totalBytes = 0;
+  for (const p of ordered) if (p.action === 'restore') totalBytes += p.sizeBytes;
+  if (dom0?.action === 'restore') totalBytes += dom0.sizeBytes;
+  const plan: RestorePlan = { vms: ordered, blocking, totalBytes, unknownNames, mode: sel.verifyOnly ? 'verify' : 'restore' };
+  if (dom0 !== undefined) plan.dom0 = dom0;
+  return plan;
+}
+
+function skip(p: VmPlan, problem?: Problem): void {
+  p.action = 'skip';
+  if (problem !== undefined && !p.problems.includes(problem)) p.problems.push(problem);
+}
+
+function planDom0(
+  backup: QubesXml, hostUser: string, sel: RestoreSelection, selected: (name: string) => boolean, extra: string[],
+): Dom0Plan | undefined {
+  const d = backup.domains.find((x) => isAdminVm(x) && isIncluded(x));
+  if (d === undefined) return undefined;
+  const path = backupPathOf(d) ?? '';
+  const user = dom0UserOf(path);
+  const plan: Dom0Plan = { subdir: DOM0_HOME_SUBDIR, user: user ?? '', sizeBytes: backupSizeOf(d), action: 'restore', problems: [] };
+  if (sel.skipDom0Home || !selected('dom0')) {
+    plan.action = 'skip';
+    plan.problems.push('excluded');
+  } else if (user === null) {
+    plan.action = 'skip';
+    extra.push(`dom0 home: unsafe backup path ${JSON.stringify(path)} in the backup's qubes.xml (use --skip-dom0-home)`);
+  } else if (!sel.verifyOnly && user !== hostUser && !sel.ignoreUsernameMismatch) {
+    plan.problems.push('username-mismatch');
+  }
+  return plan;
+}
+
+function resolveConflicts(
+  plans: VmPlan[], hostByName: ReadonlyMap<string, DomainInfo>, backupNames: ReadonlySet<string>, sel: RestoreSelection,
+): void {
+  const assigned = new Set<string>();
+  const taken = (n: string): boolean => hostByName.has(n) || backupNames.has(n) || assigned.has(n);
+  for (const p of installOrder(plans)) {
+    if (p.action !== 'restore' || !hostByName.has(p.backupName)) continue;
+    const free = sel.renameConflicting ? findFreeName(p.backupName, taken) : null;
+    if (free !== null) {
+      p.newName = free;
+      assigned.add(free);
+      p.notes.push(`a VM named ${p.backupName} exists on the host: restored as ${free}`);
+      continue;
+    }
+    if (sel.renameConflicting) p.notes.push(`no free name ${p.backupName}-1 … -99 for renaming`);
+    p.problems.push('already-exists');
+    if (sel.skipConflicting) p.action = 'skip';
+  }
+}
+
+function resolveDependencies(
+  plans: VmPlan[], host: QubesXml | null, hostByName: ReadonlyMap<string, DomainInfo>,
+  backupNames: ReadonlySet<string>, sel: RestoreSelection, reasons: Map<VmPlan, Map<Problem, string>>,
+): void {
+  const hostDefault: ResolveContext['hostDefault'] = (name) => (host === null ? undefined : globalOf(host, name));
+  const candidates = plans.filter((p) => p.action === 'restore' && !p.problems.includes('already-exists'));
+  const baseNotes = new Map(candidates.map((p) => [p, [...p.notes]]));
+  for (;;) {
+    const live = candidates.filter((p) => p.action === 'restore');
+    const restoring = new Map(live.map((p) => [p.backupName, p.newName]));
+    const ctx: ResolveContext = { restoring, host: hostByName, backupNames, hostDefault, ignoreMissing: sel.ignoreMissing };
+    let changed = false;
+    for (const p of live) {
+      const t = resolveTemplate(p.domain, ctx);
+      const n = resolveNetvm(p.domain, ctx);
+      p.template = t.value;
+      p.netvm = n.value;
+      p.notes = [...(baseNotes.get(p) ?? [])];
+      p.problems = [];
+      const why = new Map<Problem, string>();
+      for (const r of [t, n]) {
+        if (r.note !== undefined) p.notes.push(r.note);
+        if (r.problem !== undefined) {
+          p.problems.push(r.problem);
+          why.set(r.problem, r.reason ?? r.problem);
+        }
+      }
+      reasons.set(p, why);
+      if (p.problems.length > 0 && sel.skipBroken) {
+        p.action = 'skip';
+        p.notes.push(...why.values());
+        changed = true;
+      }
+    }
+    if (!changed) return;
+  }
+}

@@ -1,0 +1,153 @@
+// Phase 1 of a restore: read and authenticate `backup-header` (+ `.hmac`, or the v4 scrypt copy),
+// then fetch, authenticate, decrypt and decompress `qubes.xml.000` and extract `qubes.xml` from it.
+// Headerless R2-beta3 archives start directly with `qubes.xml.000`.
+import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
+import { parseMemberName } from '../../format/archive-names.js';
+import { parseBackupHeader, type BackupHeader } from '../../format/backup-header.js';
+import { candidateHmacAlgorithms, guessHmacAlgorithm, isScryptHeaderHmac } from '../../format/hmac-algorithm.js';
+import { verifyHmacFile } from '../../format/hmac-file.js';
+import { HEADER_MAX_BYTES, HMAC_FILE_MAX_BYTES, QUBES_XML_MAX_BYTES } from '../../format/limits.js';
+import { innerFilterOf } from './filters.js';
+import { extractTarMember } from './inner-tar-member.js';
+import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSource } from './outer-source.js';
+import { decompressSmall, defaultMaxKdfBytes, opensslDecryptSmall, scryptDecryptSmall, taskFailureError } from './small-decode.js';
+import type { ArchiveHead, ReadHeadOptions } from './types.js';
+
+/** Largest qubes.xml chunk (and its decompressed inner tar): the XML limit plus tar/crypto overhead. */
+export const QUBES_XML_CHUNK_MAX_BYTES = QUBES_XML_MAX_BYTES + 64 * 1024;
+
+const AUTH_MESSAGE = 'backup header authentication failed: wrong passphrase or corrupted backup';
+
+/** Read and authenticate the archive head; the reader is left just after the qubes.xml chunk. */
+export async function readArchiveHead(reader: OuterSource, passphrase: string, opts: ReadHeadOptions): Promise<ArchiveHead> {
+  const first = await outerStep(reader.next(), 'reading the first member');
+  if (first === null) fail('ERR_CORRUPT', 'the archive is empty (no backup-header)');
+  if (first.untrustedName === 'qubes.xml.000') return readHeadless(reader, first, passphrase, opts);
+  if (first.untrustedName !== 'backup-header') {
+    fail('ERR_CORRUPT', `not a Qubes backup: the first member is ${shownName(first.untrustedName)}, expected backup-header`);
+  }
+  const headerBytes = await readSmallMember(first, HEADER_MAX_BYTES, 'backup-header');
+  const second = await outerStep(reader.next(), 'reading backup-header.hmac');
+  if (second === null || second.untrustedName !== 'backup-header.hmac') {
+    fail('ERR_CORRUPT', `backup-header is not followed by backup-header.hmac (found ${second === null ? 'end of archive' : shownName(second.untrustedName)})`);
+  }
+  const hmacBytes = await readSmallMember(second, HMAC_FILE_MAX_BYTES, 'backup-header.hmac');
+  const maxKdfBytes = opts.maxKdfBytes ?? defaultMaxKdfBytes();
+
+  let header: BackupHeader;
+  if (isScryptHeaderHmac(hmacBytes)) {
+    const r = await scryptDecryptSmall(opts.pool, `backup-header!${passphrase}`, hmacBytes, maxKdfBytes, opts.signal);
+    if (!r.ok) {
+      if (r.reason === 'bad-params') throw taskFailureError(r, 'backup-header.hmac', { file: 'backup-header.hmac' });
+      fail('ERR_HEADER_AUTH', AUTH_MESSAGE, { file: 'backup-header' });
+    }
+    if (!r.data.equals(headerBytes)) fail('ERR_HEADER_AUTH', AUTH_MESSAGE, { file: 'backup-header' });
+    header = parseHeader(headerBytes, opts);
+    if (header.version !== 4) fail('ERR_BAD_HEADER', `backup header says version ${header.version} but is authenticated like version 4 (scrypt)`);
+  } else {
+    let algorithm: string | null;
+    try {
+      algorithm = guessHmacAlgorithm(headerBytes, hmacBytes, passphrase);
+    } catch (e) {
+      throw new QvmBackupError('ERR_HEADER_AUTH', `${AUTH_MESSAGE} (${isQvmBackupError(e) ? e.message : String(e)})`, { file: 'backup-header' }, e);
+    }
+    if (algorithm === null) fail('ERR_HEADER_AUTH', AUTH_MESSAGE, { file: 'backup-header' });
+    header = parseHeader(headerBytes, opts);
+    if (header.version === 4) fail('ERR_BAD_HEADER', 'a version 4 backup header must be authenticated by its scrypt copy, not an HMAC');
+  }
+  const filterForced = opts.forcedCompressionFilter !== undefined;
+  const qubesXmlBytes = await readQubesXml(reader, header, passphrase, maxKdfBytes, opts);
+  return { header, qubesXmlBytes, version: header.version, headerless: false, filterForced };
+}
+
+function parseHeader(bytes: Buffer, opts: ReadHeadOptions): BackupHeader {
+  return opts.forcedCompressionFilter === undefined ? parseBackupHeader(bytes) : parseBackupHeader(bytes, { forcedCompressionFilter: opts.forcedCompressionFilter });
+}
+
+/** The qubes.xml chunk(s) right after the header: `.000.enc` (v4) or `.000` + `.000.hmac` (v2/v3). */
+async function readQubesXml(reader: OuterSource, header: BackupHeader, passphrase: string, maxKdfBytes: number, opts: ReadHeadOptions): Promise<Buffer> {
+  const m = await outerStep(reader.next(), 'reading qubes.xml');
+  if (m === null) fail('ERR_CORRUPT', 'the archive ends after the backup header (no qubes.xml)');
+  expectQubesXmlChunk(m, header.version, false);
+  const data = await readSmallMember(m, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000');
+  if (header.version === 4) {
+    const r = await scryptDecryptSmall(opts.pool, `${header.backupId ?? ''}!qubes.xml.000!${passphrase}`, data, maxKdfBytes, opts.signal);
+    if (!r.ok) throw taskFailureError(r, 'qubes.xml.000.enc', { file: 'qubes.xml' });
+    return qubesXmlFromInner(header, r.data);
+  }
+  const h = await outerStep(reader.next(), 'reading qubes.xml.000.hmac');
+  if (h === null) fail('ERR_CORRUPT', 'qubes.xml.000 is not followed by qubes.xml.000.hmac (end of archive)');
+  expectQubesXmlChunk(h, header.version, true);
+  const hmac = await readSmallMember(h, HMAC_FILE_MAX_BYTES, 'qubes.xml.000.hmac');
+  if (!verifyHmacFile(header.hmacAlgorithm, Buffer.from(passphrase, 'utf8'), data, hmac)) {
+    fail('ERR_CHUNK_AUTH', 'qubes.xml.000: HMAC verification failed (corrupted backup)', { file: 'qubes.xml' });
+  }
+  return decodeV2V3QubesXml(header, passphrase, data);
+}
+
+function expectQubesXmlChunk(m: OuterMember, version: 2 | 3 | 4, hmac: boolean): void {
+  const p = parseMemberName(m.untrustedName, version);
+  if (p.kind !== 'chunk' || p.base !== 'qubes.xml' || p.index !== 0 || p.hmac !== hmac) {
+    const want = version === 4 ? 'qubes.xml.000.enc' : hmac ? 'qubes.xml.000.hmac' : 'qubes.xml.000';
+    fail('ERR_CORRUPT', `expected ${want} after the backup header, found ${shownName(m.untrustedName)}`);
+  }
+}
+
+/** Authenticated v2/v3 qubes.xml chunk → qubes.xml bytes. */
+function decodeV2V3QubesXml(header: BackupHeader, passphrase: string, data: Buffer): Buffer {
+  let plain: Buffer = data;
+  if (header.encrypted) plain = opensslDecryptSmall(header.cryptoAlgorithm ?? 'aes-256-cbc', passphrase, data, 'qubes.xml.000');
+  if (header.version === 2) {
+    if (header.compressed) plain = decompressSmall(header.encrypted ? 'zlib' : { kind: 'gunzip' }, plain, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000');
+    return extractTarMember(plain, 'qubes.xml', QUBES_XML_MAX_BYTES, 'qubes.xml.000');
+  }
+  return qubesXmlFromInner(header, plain);
+}
+
+function qubesXmlFromInner(header: BackupHeader, plain: Buffer): Buffer {
+  const inner = decompressSmall(innerFilterOf(header), plain, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000');
+  return extractTarMember(inner, 'qubes.xml', QUBES_XML_MAX_BYTES, 'qubes.xml.000');
+}
+
+/** R2-beta3: no header; the digest is guessed on qubes.xml.000 and a v2 header is synthesised. */
+async function readHeadless(reader: OuterSource, first: OuterMember, passphrase: string, opts: ReadHeadOptions): Promise<ArchiveHead> {
+  const data = await readSmallMember(first, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000');
+  const h = await outerStep(reader.next(), 'reading qubes.xml.000.hmac');
+  if (h === null || h.untrustedName !== 'qubes.xml.000.hmac') fail('ERR_CORRUPT', 'headerless backup: qubes.xml.000 is not followed by qubes.xml.000.hmac');
+  const hmac = await readSmallMember(h, HMAC_FILE_MAX_BYTES, 'qubes.xml.000.hmac');
+  let algorithm: string | null;
+  try {
+    algorithm = guessOnData(data, hmac, passphrase);
+  } catch (e) {
+    throw new QvmBackupError('ERR_HEADER_AUTH', `${AUTH_MESSAGE} (${isQvmBackupError(e) ? e.message : String(e)})`, { file: 'qubes.xml.000' }, e);
+  }
+  if (algorithm === null) fail('ERR_HEADER_AUTH', AUTH_MESSAGE, { file: 'qubes.xml.000' });
+  const encrypted = opts.headerless?.encrypted ?? data.subarray(0, 8).toString('latin1') === 'Salted__';
+  let compressed = opts.headerless?.compressed;
+  if (compressed === undefined) {
+    if (encrypted) {
+      const plain = opensslDecryptSmall('aes-256-cbc', passphrase, data, 'qubes.xml.000');
+      compressed = plain[0] === 0x78; // zlib header of `openssl enc -z`
+    } else {
+      compressed = data[0] === 0x1f && data[1] === 0x8b;
+    }
+  }
+  const header: BackupHeader = { version: 2, hmacAlgorithm: algorithm, cryptoAlgorithm: 'aes-256-cbc', encrypted, compressed };
+  const qubesXmlBytes = decodeV2V3QubesXml(header, passphrase, data);
+  return { header, qubesXmlBytes, version: 2, headerless: true, filterForced: false };
+}
+
+/** guessHmacAlgorithm caps its input at the header size; qubes.xml.000 is larger, so try it here. */
+function guessOnData(data: Buffer, hmac: Buffer, passphrase: string): string | null {
+  if (data.length <= HEADER_MAX_BYTES) return guessHmacAlgorithm(data, hmac, passphrase);
+  const key = Buffer.from(passphrase, 'utf8');
+  for (const algorithm of candidateHmacAlgorithms()) {
+    try {
+      if (verifyHmacFile(algorithm, key, data, hmac)) return algorithm;
+    } catch (e) {
+      if (isQvmBackupError(e) && e.code === 'ERR_UNSUPPORTED') continue;
+      throw e;
+    }
+  }
+  return null;
+}

@@ -1,0 +1,84 @@
+// Decoding of the small authenticated pieces of the archive head (header copy, qubes.xml chunk):
+// scrypt files through the worker pool, openssl/zlib/filters on the main thread (≤ ~1 MiB).
+import { totalmem } from 'node:os';
+import { gunzipSync, inflateSync } from 'node:zlib';
+import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
+import type { WorkerPool } from '../../pipeline/worker-pool.js';
+import { CodecError } from '../../../workers/codec-error.js';
+import { runFilterSync } from '../../../workers/compress.js';
+import { opensslDecryptFile } from '../../../workers/openssl-enc.js';
+import type { TaskFailure } from '../../../workers/task-types.js';
+import type { InnerFilter } from './filters.js';
+
+/** Default KDF limit for untrusted scrypt files: a quarter of RAM, at least 1 GiB (the reference
+ *  reader uses `scrypt dec -f`, no limit; a fast writer may pick logN 20, i.e. 1 GiB). */
+export function defaultMaxKdfBytes(): number {
+  return Math.max(2 ** 30, Math.floor(totalmem() / 4));
+}
+
+/** Decrypt a small scrypt file in the pool; returns the plaintext copy or the failure value. */
+export async function scryptDecryptSmall(
+  pool: WorkerPool,
+  passphrase: string,
+  data: Uint8Array,
+  maxKdfBytes: number,
+  signal?: AbortSignal,
+): Promise<{ ok: true; data: Buffer } | TaskFailure> {
+  const cap = Math.max(0, data.length - 128);
+  const sab = new SharedArrayBuffer(data.length + cap + 1);
+  new Uint8Array(sab, 0, data.length).set(data);
+  const opts = signal ? { signal } : {};
+  const r = await pool.run('scryptDecrypt', { passphrase, input: { sab, offset: 0, length: data.length }, output: { sab, offset: data.length, length: cap + 1 }, maxKdfBytes }, opts);
+  if (!r.ok) return r;
+  return { ok: true, data: Buffer.from(new Uint8Array(sab, data.length, r.length)) };
+}
+
+/** Turn a worker failure into the error of a chunk (`ERR_CHUNK_AUTH` for MAC problems). */
+export function taskFailureError(f: TaskFailure, what: string, context: Record<string, unknown>): QvmBackupError {
+  switch (f.reason) {
+    case 'mac-mismatch':
+    case 'bad-padding':
+      return new QvmBackupError('ERR_CHUNK_AUTH', `${what}: authentication failed (${f.message})`, context);
+    case 'too-large':
+      return new QvmBackupError('ERR_TOO_LARGE', `${what}: ${f.message}`, context);
+    case 'bad-params':
+      return new QvmBackupError('ERR_UNSUPPORTED', `${what}: ${f.message}`, context);
+    default:
+      return new QvmBackupError('ERR_CORRUPT', `${what}: ${f.message}`, context);
+  }
+}
+
+/** Decrypt a whole `openssl enc` file on the main thread (small data only). */
+export function opensslDecryptSmall(cipher: string, passphrase: string, data: Uint8Array, what: string): Buffer {
+  let r: Uint8Array | TaskFailure;
+  try {
+    r = opensslDecryptFile(cipher, Buffer.from(passphrase, 'utf8'), data);
+  } catch (e) {
+    throw codecToQvm(e, what);
+  }
+  if ('ok' in r) throw taskFailureError(r, what, { file: what });
+  return Buffer.from(r);
+}
+
+/** Decompress a small buffer with the inner filter; the output is capped at `maxBytes`. */
+export function decompressSmall(filter: InnerFilter | 'zlib', data: Uint8Array, maxBytes: number, what: string): Buffer {
+  try {
+    if (filter === 'zlib') return inflateSync(data, { maxOutputLength: maxBytes });
+    if (filter.kind === 'none') return Buffer.from(data);
+    if (filter.kind === 'gunzip') return gunzipSync(data, { maxOutputLength: maxBytes });
+    return runFilterSync(filter.program, 'decompress', data, maxBytes);
+  } catch (e) {
+    if (isQvmBackupError(e)) throw e;
+    if (e instanceof RangeError || (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      fail('ERR_TOO_LARGE', `${what}: decompressed data over ${maxBytes} bytes`, { file: what }, e);
+    }
+    throw codecToQvm(e, what);
+  }
+}
+
+function codecToQvm(e: unknown, what: string): QvmBackupError {
+  if (isQvmBackupError(e)) return e;
+  if (e instanceof CodecError) return taskFailureError({ ok: false, reason: e.reason, message: e.message }, what, { file: what });
+  const msg = e instanceof Error ? e.message : String(e);
+  return new QvmBackupError('ERR_CORRUPT', `${what}: ${msg}`, { file: what }, e);
+}

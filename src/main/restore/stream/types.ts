@@ -1,0 +1,92 @@
+// Option, selection and result types of the streaming restore reader (archive head, data pass,
+// format 1 directories).
+import type { QvmBackupError } from '../../errors.js';
+import type { BackupHeader } from '../../format/backup-header.js';
+import type { WorkerPool } from '../../pipeline/worker-pool.js';
+import type { QubesXml } from '../../qubes-xml/types.js';
+
+/** Options of `readArchiveHead`. */
+export interface ReadHeadOptions {
+  /** worker pool for the scrypt KDFs (v4 header and qubes.xml) */
+  pool: WorkerPool;
+  /** `--compression-filter`: replaces the header's value (the user's choice, checked for installation) */
+  forcedCompressionFilter?: string;
+  /** refuse scrypt files whose KDF needs more than this (bytes = 128·r·N·p); default defaultMaxKdfBytes() */
+  maxKdfBytes?: number;
+  /** headerless R2-beta3 archives only (`-e` / `-z`); auto-detected when absent */
+  headerless?: { encrypted?: boolean; compressed?: boolean };
+  signal?: AbortSignal;
+}
+
+/** What the head of an archive holds, after authentication. */
+export interface ArchiveHead {
+  /** authenticated header (synthesised for headerless R2-beta3 archives) */
+  header: BackupHeader;
+  /** the extracted, verified `qubes.xml` (untrusted content: parse strictly) */
+  qubesXmlBytes: Buffer;
+  version: 2 | 3 | 4;
+  /** true for an R2-beta3 archive without `backup-header` */
+  headerless: boolean;
+  /** the compression filter came from --compression-filter (trusted user input), not the header */
+  filterForced: boolean;
+}
+
+/** What to restore from one archive subdir (`vm3/`, `appvms/work/`, `dom0-home/`). */
+export interface SelectionEntry {
+  /** VM name (for messages, progress and results); `dom0` for the home */
+  vm: string;
+  /** directory tar extracts into: files land at `<stagingDir>/<subdir>…` (inner names keep the subdir) */
+  stagingDir: string;
+}
+
+/** Map from archive subdir (with trailing slash) to what to do with it. */
+export type RestoreSelection = ReadonlyMap<string, SelectionEntry>;
+
+/** Progress as it really happened: bytes read from the archive, bytes handed to tar. */
+export interface RestoreProgressEvent {
+  bytesRead: number;
+  bytesRestored: number;
+  currentVm?: string;
+}
+
+/** Context of the data pass. */
+export interface RestoreDataContext {
+  head: Pick<ArchiveHead, 'header' | 'version' | 'filterForced'>;
+  passphrase: string;
+  pool: WorkerPool;
+  /** verify only: authenticate, decrypt and decompress everything, tar in list mode, nothing extracted */
+  verifyOnly?: boolean;
+  /** parsed qubes.xml: lets verification know which files each included VM must have */
+  qubesXml?: QubesXml;
+  /** bound of the chunk memory in flight (slots × slot size); default 640 MiB */
+  maxMemoryBytes?: number;
+  /** slot size override (tests; must hold the largest chunk plus, for some layouts, its output) */
+  slotBytes?: number;
+  maxKdfBytes?: number;
+  signal?: AbortSignal;
+  onProgress?: (e: RestoreProgressEvent) => void;
+  onVmDone?: (vm: string, ok: boolean, err?: unknown) => void;
+  /** warnings that do not fail anything (e.g. repaired whole-directory symlinks) */
+  onWarning?: (message: string) => void;
+}
+
+/** Outcome for one selected subdir. */
+export interface VmRestoreResult {
+  vm: string;
+  subdir: string;
+  ok: boolean;
+  error?: QvmBackupError;
+  /** inner archives (chunk bases) that were restored or verified completely */
+  files: string[];
+  /** verified plaintext bytes handed to tar for this VM */
+  bytesRestored: number;
+}
+
+/** Outcome of the data pass: per subdir; `archiveError` when the archive itself broke (truncated, unsafe name). */
+export interface RestoreDataResult {
+  ok: boolean;
+  vms: Map<string, VmRestoreResult>;
+  archiveError?: QvmBackupError;
+  bytesRead: number;
+  bytesRestored: number;
+}

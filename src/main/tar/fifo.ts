@@ -1,0 +1,82 @@
+// Named FIFOs for GNU tar multi-volume runs (LIMITS.md §4): a private directory, mkfifo, and an
+// open() that cannot hang when tar dies first (a blocked FIFO open is released with O_NONBLOCK).
+import { constants as fsc, promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
+import { QvmBackupError } from '../errors.js';
+
+/** A new private (0700) directory for FIFOs; remove it with `fsp.rm(dir, { recursive: true })`. */
+export async function makeFifoDir(): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-fifo-'));
+  await fsp.chmod(dir, 0o700);
+  return dir;
+}
+
+/** Create a FIFO (mode 0600) with the `mkfifo` program. */
+export async function mkfifo(p: string): Promise<void> {
+  const r = await execa('mkfifo', ['-m', '600', '--', p], { reject: false, stdin: 'ignore' });
+  if (r.failed) {
+    throw new QvmBackupError('ERR_IO', `mkfifo ${p} failed: ${String(r.stderr ?? '').trim() || r.originalMessage || `exit ${r.exitCode}`}`, {
+      command: `mkfifo -m 600 -- ${p}`,
+      file: p,
+      exitCode: r.exitCode,
+    });
+  }
+}
+
+const GONE = Symbol('peer gone');
+
+/**
+ * Open our end of the FIFO `p`, waiting for the peer to open the other end. If `peerGone` settles
+ * first (tar exited), the blocked open is released and null is returned instead.
+ */
+export async function openFifo(p: string, side: 'read' | 'write', peerGone: Promise<unknown>): Promise<fsp.FileHandle | null> {
+  const opening = fsp.open(p, side === 'read' ? fsc.O_RDONLY : fsc.O_WRONLY);
+  opening.catch(() => undefined);
+  const first = await Promise.race([opening, peerGone.then(() => GONE, () => GONE)]);
+  if (first !== GONE) return first;
+  await releaseOpen(p, side, opening);
+  return null;
+}
+
+/**
+ * Unblock our pending `open()` of `p` by briefly opening the other end non-blocking, retrying until
+ * it settles (a write-side O_NONBLOCK open fails with ENXIO until our reader is in the kernel).
+ */
+async function releaseOpen(p: string, side: 'read' | 'write', opening: Promise<fsp.FileHandle>): Promise<void> {
+  let settled = false;
+  const finished = opening.then(
+    (fh) => fh.close().catch(() => undefined),
+    () => undefined,
+  );
+  void finished.then(() => {
+    settled = true;
+  });
+  const flags = (side === 'read' ? fsc.O_WRONLY : fsc.O_RDONLY) | fsc.O_NONBLOCK;
+  const deadline = Date.now() + 10_000;
+  for (let delay = 2; !settled && Date.now() < deadline; delay = Math.min(delay * 2, 100)) {
+    try {
+      const peer = await fsp.open(p, flags);
+      await peer.close();
+    } catch {
+      // ENXIO: our open has not reached the kernel yet; try again shortly.
+    }
+    await Promise.race([finished, sleep(delay)]);
+  }
+}
+
+/**
+ * If some process is blocked opening FIFO `p` for reading, give it an empty volume (open the write
+ * end non-blocking and close it at once). Returns whether there was such a reader.
+ */
+export async function releaseWaitingReader(p: string): Promise<boolean> {
+  try {
+    const fh = await fsp.open(p, fsc.O_WRONLY | fsc.O_NONBLOCK);
+    await fh.close();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,139 @@
+// The piscina worker module: one named export per task of `TaskMap` (selected by the `name` run
+// option). Each adapts a task to the pure codecs, working on views of the shared slots (no copies);
+// expected failures come back as `{ ok: false }` values, anything else is thrown (a bug).
+import { CodecError, failure, failureFrom } from './codec-error.js';
+import { gunzipInto, gzipBlockInto, inflateInto } from './compress.js';
+import { computeHmacHex, hexEqual, nodeDigestName } from './hmac.js';
+import { decryptPiece, encryptPiece, opensslDecryptFile, opensslEncryptFile } from './openssl-enc.js';
+import { checkScryptParams, scryptDecryptInto, scryptEncryptInto } from './scrypt-file.js';
+import type {
+  CipherPieceResult,
+  CipherPieceTask,
+  CompressBlockResult,
+  CompressBlockTask,
+  HmacResult,
+  HmacTask,
+  OpensslOpenResult,
+  OpensslOpenTask,
+  OpensslSealResult,
+  OpensslSealTask,
+  ScryptDecryptResult,
+  ScryptDecryptTask,
+  ScryptEncryptResult,
+  ScryptEncryptTask,
+  SharedSlice,
+  TaskFailure,
+} from './task-types.js';
+
+/** A view of a shared slice (no copy). */
+export function view(s: SharedSlice): Uint8Array {
+  return new Uint8Array(s.sab, s.offset, s.length);
+}
+
+function utf8(s: string): Buffer {
+  return Buffer.from(s, 'utf8');
+}
+
+/** HMAC hex of `data`, or throws CodecError('bad-params') for an unknown digest. */
+function hmacOf(h: { algorithm: string; key: Uint8Array }, data: Uint8Array): string {
+  if (nodeDigestName(h.algorithm) === null) throw new CodecError('bad-params', `unsupported HMAC digest: ${h.algorithm}`);
+  return computeHmacHex(h.algorithm, h.key, data);
+}
+
+/** Check `expectHmacHex` over `data` when both an HMAC and an expectation are given. */
+function verifyHmac(h: { algorithm: string; key: Uint8Array } | undefined, expect: string | undefined, data: Uint8Array): TaskFailure | null {
+  if (expect === undefined) return null;
+  if (h === undefined) throw new RangeError('expectHmacHex given without hmac algorithm and key');
+  return hexEqual(hmacOf(h, data), expect) ? null : failure('mac-mismatch', `${h.algorithm} HMAC mismatch: wrong passphrase or corrupted chunk`);
+}
+
+/** Gzip one block into one complete gzip member. */
+export function compressBlock(task: CompressBlockTask): CompressBlockResult {
+  const n = gzipBlockInto(view(task.input), view(task.output), task.level);
+  if (n === 'too-large') return failure('too-large', `gzip output does not fit in ${task.output.length} bytes`);
+  return { ok: true, length: n };
+}
+export default compressBlock;
+
+/** Encrypt a chunk into a scrypt file (v4). */
+export function scryptEncrypt(task: ScryptEncryptTask): ScryptEncryptResult {
+  const bad = checkScryptParams(task);
+  if (bad) return failure('bad-params', bad);
+  const length = scryptEncryptInto(utf8(task.passphrase), task, view(task.input), view(task.output));
+  return { ok: true, length };
+}
+
+/** Verify and decrypt a scrypt file (v4). */
+export function scryptDecrypt(task: ScryptDecryptTask): ScryptDecryptResult {
+  return scryptDecryptInto(utf8(task.passphrase), view(task.input), view(task.output), { maxKdfBytes: task.maxKdfBytes });
+}
+
+/** Encrypt or decrypt one chained piece of a v3 `openssl enc` stream, with optional HMAC. */
+export function cipherPiece(task: CipherPieceTask): CipherPieceResult {
+  try {
+    const input = view(task.input);
+    const output = view(task.output);
+    if (task.mode === 'encrypt') {
+      const r = encryptPiece(task.cipher, task.key, task.iv, input, output, task.final);
+      const hmacHex = task.hmac ? hmacOf(task.hmac, output.subarray(0, r.length)) : undefined;
+      return hmacHex === undefined ? r : { ...r, hmacHex };
+    }
+    const bad = verifyHmac(task.hmac, task.expectHmacHex, input);
+    if (bad) return bad;
+    const hmacHex = task.hmac && task.expectHmacHex === undefined ? hmacOf(task.hmac, input) : undefined;
+    const r = decryptPiece(task.cipher, task.key, task.iv, input, output, task.final);
+    return hmacHex === undefined || !r.ok ? r : { ...r, hmacHex };
+  } catch (e) {
+    return failureFrom(e);
+  }
+}
+
+/** Encrypt a whole chunk into an `openssl enc` file (v2), with optional HMAC of the file. */
+export function opensslSeal(task: OpensslSealTask): OpensslSealResult {
+  try {
+    const file = opensslEncryptFile(task.cipher, utf8(task.passphrase), view(task.input), view(task.output));
+    if (!task.hmac) return { ok: true, length: file.length };
+    return { ok: true, length: file.length, hmacHex: hmacOf(task.hmac, file) };
+  } catch (e) {
+    return failureFrom(e);
+  }
+}
+
+/** HMAC-verify, decrypt and/or decompress one v2 chunk. With both a cipher and decompression, the
+ *  input slice is used as scratch: it is decrypted in place, then decompressed into `output`. */
+export function opensslOpen(task: OpensslOpenTask): OpensslOpenResult {
+  try {
+    const input = view(task.input);
+    const output = view(task.output);
+    const bad = verifyHmac(task.hmac, task.expectHmacHex, input);
+    if (bad) return bad;
+    let plain = input;
+    if (task.cipher !== null) {
+      const target = task.decompress === 'none' ? output : input;
+      const r = opensslDecryptFile(task.cipher, utf8(task.passphrase), input, target);
+      if ('ok' in r) return r;
+      plain = r;
+    }
+    if (task.decompress === 'none') {
+      if (plain !== output && !(plain.buffer === output.buffer && plain.byteOffset === output.byteOffset)) {
+        if (plain.length > output.length) return failure('too-large', `chunk of ${plain.length} bytes does not fit in ${output.length}`);
+        output.set(plain);
+      }
+      return { ok: true, length: plain.length };
+    }
+    const n = task.decompress === 'gzip' ? gunzipInto(plain, output) : inflateInto(plain, output);
+    if (n === 'too-large') return failure('too-large', `decompressed chunk does not fit in ${output.length} bytes`);
+    return { ok: true, length: n };
+  } catch (e) {
+    return failureFrom(e);
+  }
+}
+
+/** HMAC of a slice (hex). */
+export function hmacSlice(task: HmacTask): HmacResult {
+  try {
+    return { ok: true, hex: hmacOf(task, view(task.input)) };
+  } catch (e) {
+    return failureFrom(e);
+  }
+}

@@ -1,0 +1,97 @@
+// Synchronous zlib (gzip, gunzip, inflate) straight from one memory range into another, with no
+// intermediate Buffers: drives the zlib handle the way Node's own sync path does, but hands it the
+// caller's output memory. Falls back to the public *Sync API plus one copy if the internals change.
+import * as zlib from 'node:zlib';
+import { asBuffer } from './buffers.js';
+import { CodecError } from './codec-error.js';
+
+export type ZlibKind = 'gzip' | 'gunzip' | 'inflate';
+
+interface ZlibHandle {
+  writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
+}
+interface ZlibInternals {
+  _handle?: ZlibHandle | null;
+  _writeState?: Uint32Array;
+}
+
+const SCRATCH = new Uint8Array(64);
+
+function create(kind: ZlibKind, level: number): zlib.Gzip | zlib.Gunzip | zlib.Inflate {
+  if (kind === 'gzip') return zlib.createGzip({ level });
+  return kind === 'gunzip' ? zlib.createGunzip() : zlib.createInflate();
+}
+
+function badData(kind: ZlibKind, e: unknown): CodecError {
+  return new CodecError('bad-data', `${kind}: corrupt input: ${(e as Error | null)?.message ?? 'zlib error'}`);
+}
+
+/** The error zlib recorded on the stream (set synchronously, before the 'error' event fires). */
+function recordedError(engine: object): unknown {
+  const sym = Object.getOwnPropertySymbols(engine).find((s) => s.description === 'kError');
+  return sym === undefined ? null : ((engine as Record<symbol, unknown>)[sym] ?? null);
+}
+
+/** Whether the fast path (zlib handle writing into our memory) is available on this Node. */
+export function zlibDirectAvailable(): boolean {
+  const z = zlib.createGunzip() as unknown as ZlibInternals & zlib.Gunzip;
+  const ok = typeof z._handle?.writeSync === 'function' && z._writeState instanceof Uint32Array;
+  z.close();
+  return ok;
+}
+const DIRECT = zlibDirectAvailable();
+
+/** Run the whole of `input` through zlib into `output`; returns the bytes written, or 'too-large'
+ *  when `output` cannot hold the result. Throws CodecError('bad-data') on corrupt compressed input. */
+export function zlibInto(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level = 6): number | 'too-large' {
+  return DIRECT ? direct(kind, input, output, level) : viaPublicApi(kind, input, output, level);
+}
+
+function direct(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: number): number | 'too-large' {
+  const engine = create(kind, level);
+  const internals = engine as unknown as ZlibInternals;
+  const handle = internals._handle;
+  const state = internals._writeState;
+  if (!handle || !state) throw new Error('zlib internals unavailable');
+  let error: unknown = null;
+  engine.on('error', (e) => {
+    error = e;
+  });
+  const finish = zlib.constants.Z_FINISH;
+  try {
+    handle.writeSync(finish, input, 0, input.length, output, 0, output.length);
+    if (error !== null || engine.destroyed) throw badData(kind, error ?? recordedError(engine));
+    let availOut = state[0] ?? 0;
+    let availIn = state[1] ?? 0;
+    const written = output.length - availOut;
+    if (availOut === 0) {
+      // Output full: finished exactly, or more is pending. Ask for more into a scratch buffer.
+      handle.writeSync(finish, input, input.length - availIn, availIn, SCRATCH, 0, SCRATCH.length);
+      if (error !== null || engine.destroyed) throw badData(kind, error ?? recordedError(engine));
+      availOut = state[0] ?? 0;
+      availIn = state[1] ?? 0;
+      if (availOut < SCRATCH.length || availIn > 0) return 'too-large';
+    } else if (availIn > 0 && kind !== 'gzip' && input.subarray(input.length - availIn).some((b) => b !== 0)) {
+      throw badData(kind, new Error(`${availIn} bytes of trailing garbage`));
+    }
+    if (kind !== 'gzip' && written === 0 && input.length > 0) throw badData(kind, new Error('no output'));
+    return written;
+  } finally {
+    engine.close();
+  }
+}
+
+function viaPublicApi(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: number): number | 'too-large' {
+  const opts = { maxOutputLength: Math.max(1, output.length), chunkSize: 1024 * 1024 };
+  let out: Buffer;
+  try {
+    const src = asBuffer(input);
+    out = kind === 'gzip' ? zlib.gzipSync(src, { ...opts, level }) : kind === 'gunzip' ? zlib.gunzipSync(src, opts) : zlib.inflateSync(src, opts);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return 'too-large';
+    throw badData(kind, e);
+  }
+  if (out.length > output.length) return 'too-large';
+  output.set(out, 0);
+  return out.length;
+}
