@@ -35,3 +35,8 @@ export function put(output: Uint8Array, at: number, part: Uint8Array, what: stri
 export function asBuffer(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
+
+/** A copy of `u[start, end)` (unlike `Buffer#slice`, which returns a view). */
+export function copyOf(u: Uint8Array, start = 0, end = u.length): Uint8Array {
+  return Uint8Array.prototype.slice.call(u, start, end);
+}

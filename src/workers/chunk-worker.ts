@@ -99,31 +99,42 @@ export function opensslSeal(task: OpensslSealTask): OpensslSealResult {
   }
 }
 
-/** HMAC-verify, decrypt and/or decompress one v2 chunk. With both a cipher and decompression, the
- *  input slice is used as scratch: it is decrypted in place, then decompressed into `output`. */
+/** HMAC-verify, decompress and/or decrypt one v2 chunk.
+ *  - `zlib` (R2-beta3 `openssl enc -e -z`): openssl's zlib BIO sits *below* the cipher BIO, so the file
+ *    is zlib(`Salted__` ‖ salt ‖ ciphertext): it is inflated into `output` first, then decrypted there
+ *    in place (output capacity: plaintext + 16 + one cipher block).
+ *  - `gzip`: with a cipher (never written by Qubes) the input slice is decrypted in place as scratch,
+ *    then gunzipped into `output`; without one it is gunzipped directly. */
 export function opensslOpen(task: OpensslOpenTask): OpensslOpenResult {
   try {
     const input = view(task.input);
     const output = view(task.output);
     const bad = verifyHmac(task.hmac, task.expectHmacHex, input);
     if (bad) return bad;
+    const pw = utf8(task.passphrase);
+    if (task.decompress === 'zlib') {
+      const n = inflateInto(input, output);
+      if (n === 'too-large') return failure('too-large', `inflated chunk does not fit in ${output.length} bytes`);
+      if (task.cipher === null) return { ok: true, length: n };
+      const r = opensslDecryptFile(task.cipher, pw, output.subarray(0, n), output);
+      return 'ok' in r ? r : { ok: true, length: r.length };
+    }
     let plain = input;
     if (task.cipher !== null) {
-      const target = task.decompress === 'none' ? output : input;
-      const r = opensslDecryptFile(task.cipher, utf8(task.passphrase), input, target);
+      const r = opensslDecryptFile(task.cipher, pw, input, task.decompress === 'none' ? output : input);
       if ('ok' in r) return r;
       plain = r;
     }
-    if (task.decompress === 'none') {
-      if (plain !== output && !(plain.buffer === output.buffer && plain.byteOffset === output.byteOffset)) {
-        if (plain.length > output.length) return failure('too-large', `chunk of ${plain.length} bytes does not fit in ${output.length}`);
-        output.set(plain);
-      }
-      return { ok: true, length: plain.length };
+    if (task.decompress === 'gzip') {
+      const n = gunzipInto(plain, output);
+      if (n === 'too-large') return failure('too-large', `decompressed chunk does not fit in ${output.length} bytes`);
+      return { ok: true, length: n };
     }
-    const n = task.decompress === 'gzip' ? gunzipInto(plain, output) : inflateInto(plain, output);
-    if (n === 'too-large') return failure('too-large', `decompressed chunk does not fit in ${output.length} bytes`);
-    return { ok: true, length: n };
+    if (!(plain.buffer === output.buffer && plain.byteOffset === output.byteOffset)) {
+      if (plain.length > output.length) return failure('too-large', `chunk of ${plain.length} bytes does not fit in ${output.length}`);
+      output.set(plain);
+    }
+    return { ok: true, length: plain.length };
   } catch (e) {
     return failureFrom(e);
   }

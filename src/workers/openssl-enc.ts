@@ -2,7 +2,7 @@
 // files (v2 chunks), and chained pieces of one continuous stream (v3). Pure functions that feed
 // the cipher in slices and write into the caller's memory (in place allowed, see each function).
 import { createCipheriv, createDecipheriv, createHash, getCipherInfo, randomBytes } from 'node:crypto';
-import { assertSafeOverlap, pumpSlices, put } from './buffers.js';
+import { assertSafeOverlap, copyOf, pumpSlices, put } from './buffers.js';
 import { CodecError, failure } from './codec-error.js';
 import type { TaskFailure } from './task-types.js';
 
@@ -109,7 +109,7 @@ export function opensslDecryptFile(cipher: string, passphrase: Uint8Array, data:
   const dst = out ?? new Uint8Array(body.length);
   if (dst.length < body.length) throw new RangeError(`opensslDecryptFile: output capacity ${dst.length} < ${body.length}`);
   assertSafeOverlap(body, dst, 0, 'opensslDecryptFile');
-  const { key, iv } = evpBytesToKey(passphrase, data.slice(8, 16), p.keyLen, p.ivLen);
+  const { key, iv } = evpBytesToKey(passphrase, copyOf(data, 8, 16), p.keyLen, p.ivLen);
   const d = createDecipheriv(p.name, key, ivArg(p, iv));
   let w = pumpSlices((x) => d.update(x), body, dst, 0, 'opensslDecryptFile');
   try {
@@ -173,7 +173,7 @@ function runPiece(dir: 'encrypt' | 'decrypt', cipher: string, key: Uint8Array, i
     throw new CodecError('bad-format', `${what}: final piece length ${input.length} is not a positive multiple of ${p.blockSize} (truncated?)`);
   }
   assertSafeOverlap(input, output, 0, what);
-  const lastIn = input.slice(Math.max(0, input.length - unit));
+  const lastIn = copyOf(input, Math.max(0, input.length - unit));
   const c = dir === 'encrypt' ? createCipheriv(p.name, key, ivArg(p, iv)) : createDecipheriv(p.name, key, ivArg(p, iv));
   c.setAutoPadding(final);
   let w = pumpSlices((x) => c.update(x), input, output, 0, what);
@@ -183,7 +183,7 @@ function runPiece(dir: 'encrypt' | 'decrypt', cipher: string, key: Uint8Array, i
     if (e instanceof RangeError) throw e;
     throw new CodecError('bad-padding', `${what}: bad decrypt: wrong key or corrupted data`);
   }
-  const lastOut = output.slice(Math.max(0, w - unit), w);
+  const lastOut = copyOf(output, Math.max(0, w - unit), w);
   const [lastCt, lastPt] = dir === 'encrypt' ? [lastOut, lastIn] : [lastIn, lastOut];
   return { ok: true, length: w, nextIv: nextIv(p, unit, iv, lastCt, lastPt, input.length) };
 }

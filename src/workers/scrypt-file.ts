@@ -2,7 +2,7 @@
 // and HMAC-SHA256, encrypted and decrypted in slices into caller memory (in place allowed).
 // Uses the SYNC KDF on purpose: in a worker thread the async one would queue on libuv's 4 threads.
 import { createCipheriv, createHash, createHmac, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
-import { assertSafeOverlap, pumpSlices, put } from './buffers.js';
+import { assertSafeOverlap, copyOf, pumpSlices, put } from './buffers.js';
 import { failure } from './codec-error.js';
 import type { TaskFailure } from './task-types.js';
 
@@ -91,7 +91,7 @@ export function readScryptHeader(input: Uint8Array): (ScryptParams & { salt: Uin
   const sum = createHash('sha256').update(input.subarray(0, 48)).digest();
   if (!timingSafeEqual(sum.subarray(0, 16), input.subarray(48, 64))) return failure('bad-format', 'scrypt header checksum mismatch (corrupted header)');
   const view = new DataView(input.buffer, input.byteOffset, 16);
-  return { logN: input[7] ?? 0, r: view.getUint32(8), p: view.getUint32(12), salt: input.slice(16, 48) };
+  return { logN: input[7] ?? 0, r: view.getUint32(8), p: view.getUint32(12), salt: copyOf(input, 16, 48) };
 }
 
 /** Verify and decrypt a scrypt file into `output` (capacity >= input - 128; disjoint, or the same memory
@@ -114,7 +114,7 @@ export function scryptDecryptInto(passphrase: Uint8Array, input: Uint8Array, out
   }
   const headerMac = hmacSha256(dk.subarray(32)).update(input.subarray(0, 64)).digest();
   if (!timingSafeEqual(headerMac, input.subarray(64, 96))) return failure('mac-mismatch', 'scrypt header MAC mismatch: wrong passphrase (or corrupted header)');
-  const trailer = input.slice(SCRYPT_HEADER_BYTES + bodyLen);
+  const trailer = copyOf(input, SCRYPT_HEADER_BYTES + bodyLen);
   const mac = hmacSha256(dk.subarray(32)).update(input.subarray(0, SCRYPT_HEADER_BYTES));
   const ctr = createCipheriv('aes-256-ctr', dk.subarray(0, 32), ZERO_NONCE);
   const body = input.subarray(SCRYPT_HEADER_BYTES, SCRYPT_HEADER_BYTES + bodyLen);

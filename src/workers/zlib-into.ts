@@ -43,8 +43,8 @@ const DIRECT = zlibDirectAvailable();
 
 /** Run the whole of `input` through zlib into `output`; returns the bytes written, or 'too-large'
  *  when `output` cannot hold the result. Throws CodecError('bad-data') on corrupt compressed input. */
-export function zlibInto(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level = 6): number | 'too-large' {
-  return DIRECT ? direct(kind, input, output, level) : viaPublicApi(kind, input, output, level);
+export function zlibInto(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level = 6, opts: { publicApi?: boolean } = {}): number | 'too-large' {
+  return DIRECT && !opts.publicApi ? direct(kind, input, output, level) : viaPublicApi(kind, input, output, level);
 }
 
 function direct(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: number): number | 'too-large' {
@@ -61,17 +61,16 @@ function direct(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: nu
   try {
     handle.writeSync(finish, input, 0, input.length, output, 0, output.length);
     if (error !== null || engine.destroyed) throw badData(kind, error ?? recordedError(engine));
-    let availOut = state[0] ?? 0;
     let availIn = state[1] ?? 0;
-    const written = output.length - availOut;
-    if (availOut === 0) {
+    const written = output.length - (state[0] ?? 0);
+    if (written === output.length) {
       // Output full: finished exactly, or more is pending. Ask for more into a scratch buffer.
       handle.writeSync(finish, input, input.length - availIn, availIn, SCRATCH, 0, SCRATCH.length);
       if (error !== null || engine.destroyed) throw badData(kind, error ?? recordedError(engine));
-      availOut = state[0] ?? 0;
       availIn = state[1] ?? 0;
-      if (availOut < SCRATCH.length || availIn > 0) return 'too-large';
-    } else if (availIn > 0 && kind !== 'gzip' && input.subarray(input.length - availIn).some((b) => b !== 0)) {
+      if ((state[0] ?? 0) < SCRATCH.length || (kind === 'gzip' && availIn > 0)) return 'too-large';
+    }
+    if (availIn > 0 && kind !== 'gzip' && input.subarray(input.length - availIn).some((b) => b !== 0)) {
       throw badData(kind, new Error(`${availIn} bytes of trailing garbage`));
     }
     if (kind !== 'gzip' && written === 0 && input.length > 0) throw badData(kind, new Error('no output'));

@@ -14,7 +14,7 @@ import {
   opensslEncryptFile,
   opensslEncryptedSize,
 } from '../../src/workers/openssl-enc.js';
-import { run, sampleData, tempDir } from './tools.js';
+import { assertSameBytes, run, sampleData, tempDir } from './tools.js';
 
 const PW = Buffer.from('qubes pässword');
 const SIZES = [0, 1, 15, 16, 17, 300_001];
@@ -48,11 +48,11 @@ for (const cipher of ['aes-256-cbc', 'aes-128-cbc', 'camellia-256-cbc', 'aes-256
       const plain = sampleData(n, n % 7);
       const ours = opensslEncryptFile(cipher, PW, plain);
       assert.equal(ours.length, opensslEncryptedSize(cipher, n));
-      assert.deepEqual(opensslDec(cipher, ours), plain, `openssl -d of ours, ${n} bytes`);
+      assertSameBytes(opensslDec(cipher, ours), plain, `openssl -d of ours, ${n} bytes`);
       const theirs = opensslEnc(cipher, plain);
       const back = opensslDecryptFile(cipher, PW, theirs);
       assert.ok(back instanceof Uint8Array, `ours of openssl's, ${n} bytes`);
-      assert.deepEqual(Buffer.from(back), plain);
+      assertSameBytes(Buffer.from(back), plain);
     }
   });
 }
@@ -75,11 +75,11 @@ test('whole-file encrypt and decrypt in place on one shared buffer', () => {
   const all = new Uint8Array(sab);
   all.set(plain, 16);
   const file = opensslEncryptFile('aes-256-cbc', PW, all.subarray(16, 16 + plain.length), all);
-  assert.deepEqual(opensslDec('aes-256-cbc', file), plain);
+  assertSameBytes(opensslDec('aes-256-cbc', file), plain);
   const back = opensslDecryptFile('aes-256-cbc', PW, file, all);
   assert.ok(back instanceof Uint8Array);
   assert.equal(back.byteOffset, 0);
-  assert.deepEqual(Buffer.from(back), plain);
+  assertSameBytes(Buffer.from(back), plain);
   assert.throws(() => opensslEncryptFile('aes-256-cbc', PW, all.subarray(8, 1000), all), /overlaps input unsafely/);
 });
 
@@ -101,8 +101,8 @@ test('CBC chained pieces concatenated == one-shot file (and openssl decrypts it)
     chain = r.nextIv;
   }
   const joined = Buffer.concat(parts);
-  assert.deepEqual(joined, Buffer.from(oneShot));
-  assert.deepEqual(opensslDec('aes-256-cbc', joined), plain);
+  assertSameBytes(joined, Buffer.from(oneShot));
+  assertSameBytes(opensslDec('aes-256-cbc', joined), plain);
   // decrypt the pieces of openssl's own output, in place
   const theirs = opensslEnc('aes-256-cbc', plain);
   const k2 = evpBytesToKey(PW, theirs.subarray(8, 16), 32, 16);
@@ -117,7 +117,7 @@ test('CBC chained pieces concatenated == one-shot file (and openssl decrypts it)
     out.push(piece.subarray(0, r.length));
     chain = r.nextIv;
   }
-  assert.deepEqual(Buffer.concat(out), plain);
+  assertSameBytes(Buffer.concat(out), plain);
 });
 
 for (const cipher of ['aes-256-ctr', 'aes-256-cfb', 'aes-256-cfb8', 'aes-256-ofb', 'aes-128-ecb', 'aes-256-cbc']) {
@@ -138,7 +138,7 @@ for (const cipher of ['aes-256-ctr', 'aes-256-cfb', 'aes-256-cfb8', 'aes-256-ofb
       chain = r.nextIv;
     }
     const joined = Buffer.concat(parts);
-    assert.deepEqual(joined, whole);
+    assertSameBytes(joined, whole);
     const dcuts = [0, 16 * 4321, 16 * 9000, joined.length];
     const back: Uint8Array[] = [];
     chain = iv;
@@ -149,7 +149,7 @@ for (const cipher of ['aes-256-ctr', 'aes-256-cfb', 'aes-256-cfb8', 'aes-256-ofb
       back.push(piece.subarray(0, r.length));
       chain = r.nextIv;
     }
-    assert.deepEqual(Buffer.concat(back), plain);
+    assertSameBytes(Buffer.concat(back), plain);
   });
 }
 
@@ -179,7 +179,7 @@ test('CTR pieces decrypt with openssl enc -d -aes-256-ctr', () => {
     assert.equal(16 + a.length + b.length, out.length);
     const f = path.join(dir, 'ctr.enc');
     fs.writeFileSync(f, out);
-    assert.deepEqual(run('openssl', ['enc', '-d', '-aes-256-ctr', '-md', 'MD5', '-pass', `pass:${PW.toString()}`, '-in', f]), plain);
+    assertSameBytes(run('openssl', ['enc', '-d', '-aes-256-ctr', '-md', 'MD5', '-pass', `pass:${PW.toString()}`, '-in', f]), plain);
   } finally {
     cleanup();
   }

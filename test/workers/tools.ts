@@ -44,3 +44,11 @@ export function inShared(data: Uint8Array, capacity: number, offset = 0): { sab:
   view.set(data);
   return { sab, view };
 }
+
+/** Assert two byte arrays are equal without dumping megabytes on failure. */
+export function assertSameBytes(actual: Uint8Array, expected: Uint8Array, what = 'bytes'): void {
+  if (Buffer.from(actual.buffer, actual.byteOffset, actual.length).equals(Buffer.from(expected.buffer, expected.byteOffset, expected.length))) return;
+  let i = 0;
+  while (i < actual.length && i < expected.length && actual[i] === expected[i]) i++;
+  throw new Error(`${what}: differ (lengths ${actual.length} vs ${expected.length}, first difference at ${i})`);
+}

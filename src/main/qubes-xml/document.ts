@@ -45,7 +45,8 @@ function schemaOf(root: XNode): QubesSchema {
 /** Re-derive the model from the tree; DomainInfo objects of unchanged elements keep their identity. */
 export function refresh(doc: QubesXml): void {
   const st = stateOf(doc);
-  const fresh = doc.schema === 'r4' ? readR4(st.root) : readR2R3(st.root);
+  const r4 = doc.schema === 'r4' ? readR4(st.root) : undefined;
+  const fresh = r4 ?? readR2R3(st.root);
   const byNode = new Map<XNode | undefined, DomainInfo>();
   for (const [d, n] of st.nodes) byNode.set(n, d);
   const names = new Set<string>();
@@ -66,7 +67,7 @@ export function refresh(doc: QubesXml): void {
   }
   st.nodes = nodes;
   doc.domains.splice(0, doc.domains.length, ...domains);
-  doc.labels.splice(0, doc.labels.length, ...('labels' in fresh ? fresh.labels : []));
+  doc.labels.splice(0, doc.labels.length, ...(r4 ? r4.labels : []));
   for (const k of Object.keys(doc.globalProperties)) delete doc.globalProperties[k];
   Object.assign(doc.globalProperties, fresh.globals);
 }

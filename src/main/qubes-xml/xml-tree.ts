@@ -1,7 +1,7 @@
 // The preserved XML tree: fast-xml-parser's ordered form (`preserveOrder`), with every text and
 // attribute value kept escaped as in the source, so writing it back is lossless. Parsing refuses
 // DOCTYPE/ENTITY, oversize input and malformed XML; helpers read and edit elements in place.
-import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { fail } from '../errors.js';
 import { QUBES_XML_MAX_BYTES } from '../format/limits.js';
 import { checkXmlChars, decodeAttr, decodeText, encodeAttr, encodeText } from './xml-text.js';
@@ -37,8 +37,6 @@ const parser = new XMLParser({
   ignorePiTags: false,
   removeNSPrefix: false,
 });
-
-const builder = new XMLBuilder({ ...COMMON, format: false, suppressEmptyNode: true, suppressBooleanAttributes: false });
 
 const ENCODINGS = new Set(['utf-8', 'utf8', 'us-ascii', 'ascii']);
 
@@ -88,24 +86,57 @@ export function parseTree(untrusted: string | Uint8Array): XNode[] {
 function checkValues(nodes: XNode[]): void {
   for (const n of nodes) {
     if (TEXT in n) {
-      decodeText(String(n[TEXT]));
+      const t = String(n[TEXT]);
+      if (t.includes(']]>') || t.includes('<')) fail('ERR_QUBES_XML', 'qubes.xml is malformed: "]]>" or "<" in text');
+      decodeText(t);
       continue;
     }
     const tag = tagOf(n);
-    if (tag === undefined || tag === COMMENT || tag === CDATA) continue;
-    for (const v of Object.values(attrsOf(n))) decodeAttr(v);
+    if (tag === COMMENT) {
+      const c = String((childrenOf(n)[0] ?? {})[TEXT] ?? '');
+      if (c.includes('--') || c.endsWith('-')) fail('ERR_QUBES_XML', 'qubes.xml is malformed: "--" in a comment');
+      continue;
+    }
+    if (tag === undefined || tag === CDATA) continue;
+    for (const v of Object.values(attrsOf(n))) {
+      if (v.includes('<')) fail('ERR_QUBES_XML', 'qubes.xml is malformed: "<" in an attribute value');
+      decodeAttr(v);
+    }
     checkValues(childrenOf(n));
   }
 }
 
-/** Write the tree back as XML text (top-level nodes one per line, trailing newline). */
+/**
+ * Write the tree back as XML text (top-level nodes one per line, trailing newline). Values are
+ * already escaped in the tree, so they are written as they are; an attribute that came from a
+ * single-quoted source value gets its `"` escaped. (fast-xml-parser's XMLBuilder would rewrite
+ * every `'` in attributes as `&apos;`, noise in R2/R3 files full of Python literals.)
+ */
 export function buildTree(top: XNode[]): string {
   const parts: string[] = [];
   for (const n of top) {
     if (TEXT in n) continue; // whitespace between top-level nodes
-    parts.push(builder.build([n]) as string);
+    parts.push(writeNode(n));
   }
   return parts.join('\n') + '\n';
+}
+
+function writeAttrs(n: XNode): string {
+  let s = '';
+  for (const [k, v] of Object.entries(attrsOf(n))) s += ` ${k}="${v.replace(/"/g, '&quot;')}"`;
+  return s;
+}
+
+function writeNode(n: XNode): string {
+  if (TEXT in n) return String(n[TEXT]);
+  const tag = tagOf(n)!;
+  const inner = (): string => String((childrenOf(n)[0] ?? {})[TEXT] ?? '');
+  if (tag === COMMENT) return `<!--${inner()}-->`;
+  if (tag === CDATA) return `<![CDATA[${inner()}]]>`;
+  if (tag.startsWith('?')) return `<${tag}${writeAttrs(n)}?>`;
+  const kids = childrenOf(n);
+  if (kids.length === 0) return `<${tag}${writeAttrs(n)}/>`;
+  return `<${tag}${writeAttrs(n)}>${kids.map(writeNode).join('')}</${tag}>`;
 }
 
 /** Tag of an element (or `#comment`/`#cdata`/`?xml`); undefined for text nodes. */
@@ -243,6 +274,15 @@ export function indentTree(node: XNode, indent: string): void {
   }
   out.push(ws(indent));
   node[tagOf(node)!] = out;
+}
+
+/** Drop indentation whitespace inside element-only content (to re-indent a copied element). */
+export function stripIndentation(node: XNode): void {
+  const kids = childrenOf(node);
+  if (kids.some((c) => TEXT in c && !isWs(c))) return;
+  const t = tagOf(node)!;
+  node[t] = kids.filter((c) => !isWs(c));
+  for (const c of childrenOf(node)) if (isElement(c)) stripIndentation(c);
 }
 
 /** Remove an element child and the whitespace before it. */

@@ -26,7 +26,7 @@ export async function mkfifo(p: string): Promise<void> {
   }
 }
 
-const GONE = Symbol('peer gone');
+const GONE: unique symbol = Symbol('peer gone');
 
 /**
  * Open our end of the FIFO `p`, waiting for the peer to open the other end. If `peerGone` settles
@@ -35,7 +35,7 @@ const GONE = Symbol('peer gone');
 export async function openFifo(p: string, side: 'read' | 'write', peerGone: Promise<unknown>): Promise<fsp.FileHandle | null> {
   const opening = fsp.open(p, side === 'read' ? fsc.O_RDONLY : fsc.O_WRONLY);
   opening.catch(() => undefined);
-  const first = await Promise.race([opening, peerGone.then(() => GONE, () => GONE)]);
+  const first = await Promise.race([opening, peerGone.then((): typeof GONE => GONE, (): typeof GONE => GONE)]);
   if (first !== GONE) return first;
   await releaseOpen(p, side, opening);
   return null;

@@ -10,12 +10,15 @@ export interface ResolveContext {
   restoring: ReadonlyMap<string, string>;
   /** Host domains by name (empty for a host without qubes.xml). */
   host: ReadonlyMap<string, DomainInfo>;
-  /** Every VM name listed in the backup's qubes.xml. */
-  backupNames: ReadonlySet<string>;
+  /** Why a VM of the backup's qubes.xml is not among `restoring` (absent: not listed at all). */
+  notRestored: (name: string) => NotRestored | undefined;
   /** Host global properties (default_template, default_dispvm, default_netvm), resolved to host VMs. */
   hostDefault: (name: 'default_template' | 'default_dispvm' | 'default_netvm') => string | undefined;
   ignoreMissing: boolean;
 }
+
+/** Why a VM of the backup is not restored: not selected / skipped by the plan / no data in the backup. */
+export type NotRestored = 'excluded' | 'skipped' | 'no-data';
 
 /** Outcome for one reference: the value to use, and a problem or a note. */
 export interface Resolved {
@@ -40,7 +43,7 @@ export function resolveTemplate(d: DomainInfo, ctx: ResolveContext): Resolved {
   const onHost = ctx.host.get(t);
   if (onHost !== undefined && fits(onHost)) return { value: t };
 
-  const reason = missingReason(kind, t, onHost !== undefined, ctx.backupNames.has(t));
+  const reason = missingReason(kind, t, onHost !== undefined, ctx.notRestored(t));
   if (!ctx.ignoreMissing) return { value: t, problem: 'missing-template', reason };
   const defName = disp ? 'default_dispvm' : 'default_template';
   const def = ctx.hostDefault(defName);
@@ -65,7 +68,7 @@ export function resolveNetvm(d: DomainInfo, ctx: ResolveContext): Resolved {
   const onHost = ctx.host.get(n);
   if (onHost !== undefined && onHost.providesNetwork) return { value: n };
 
-  const reason = missingReason('netVM', n, onHost !== undefined, ctx.backupNames.has(n));
+  const reason = missingReason('netVM', n, onHost !== undefined, ctx.notRestored(n));
   if (!ctx.ignoreMissing) return { value: n, problem: 'missing-netvm', reason };
   const def = ctx.hostDefault('default_netvm');
   const defVm = def === undefined ? undefined : ctx.host.get(def);
@@ -78,8 +81,9 @@ export function resolveNetvm(d: DomainInfo, ctx: ResolveContext): Resolved {
   };
 }
 
-function missingReason(kind: string, name: string, onHostWrongKind: boolean, inBackup: boolean): string {
+function missingReason(kind: string, name: string, onHostWrongKind: boolean, inBackup: NotRestored | undefined): string {
   if (onHostWrongKind) return `${kind} ${name} exists on the host but cannot serve as a ${kind}`;
-  if (inBackup) return `${kind} ${name} is in the backup but not being restored, and is not on the host`;
+  if (inBackup === 'excluded') return `${kind} ${name} is in the backup but not selected (select it too), and is not on the host`;
+  if (inBackup === 'skipped') return `${kind} ${name} is in the backup but is not restored, and is not on the host`;
   return `${kind} ${name} is neither on the host nor in the backup`;
 }

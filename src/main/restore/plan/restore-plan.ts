@@ -192,12 +192,18 @@ function resolveDependencies(
   backupNames: ReadonlySet<string>, sel: RestoreSelection, reasons: Map<VmPlan, Map<Problem, string>>,
 ): void {
   const hostDefault: ResolveContext['hostDefault'] = (name) => (host === null ? undefined : globalOf(host, name));
+  const planOf = new Map(plans.map((p) => [p.backupName, p]));
+  const notRestored: ResolveContext['notRestored'] = (name) => {
+    const p = planOf.get(name);
+    if (p === undefined) return backupNames.has(name) ? 'no-data' : undefined;
+    return p.problems.includes('excluded') ? 'excluded' : 'skipped';
+  };
   const candidates = plans.filter((p) => p.action === 'restore' && !p.problems.includes('already-exists'));
   const baseNotes = new Map(candidates.map((p) => [p, [...p.notes]]));
   for (;;) {
     const live = candidates.filter((p) => p.action === 'restore');
     const restoring = new Map(live.map((p) => [p.backupName, p.newName]));
-    const ctx: ResolveContext = { restoring, host: hostByName, backupNames, hostDefault, ignoreMissing: sel.ignoreMissing };
+    const ctx: ResolveContext = { restoring, host: hostByName, notRestored, hostDefault, ignoreMissing: sel.ignoreMissing };
     let changed = false;
     for (const p of live) {
       const t = resolveTemplate(p.domain, ctx);

@@ -29,9 +29,9 @@ function explain(p: VmPlan, problem: Problem, why: string | undefined): string {
     case 'already-exists':
       return `a VM with this name already exists on the host (use --rename-conflicting or --skip-conflicting, or -x ${p.backupName})`;
     case 'missing-template':
-      return `${why ?? `template ${String(p.template)} is missing`} (select it too if it is in the backup, or use --ignore-missing to use the host's default template, or --skip-broken to skip this VM)`;
+      return `${why ?? `template ${String(p.template)} is missing`} (use --ignore-missing to use the host's default template, or --skip-broken to skip this VM)`;
     case 'missing-netvm':
-      return `${why ?? `netVM ${String(p.netvm)} is missing`} (select it too if it is in the backup, or use --ignore-missing to use the host's default netVM, or --skip-broken to skip this VM)`;
+      return `${why ?? `netVM ${String(p.netvm)} is missing`} (use --ignore-missing to use the host's default netVM, or --skip-broken to skip this VM)`;
     case 'username-mismatch':
       return 'user name mismatch (use --ignore-username-mismatch)';
     case 'not-in-backup':

@@ -6,6 +6,8 @@ import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
 export interface OuterMember {
   untrustedName: string;
   size: number;
+  /** typeflag character ('0' for a regular file), when the reader reports it */
+  typeflag?: string;
   readInto(dst: Uint8Array): Promise<void>;
   skip(): Promise<void>;
 }

@@ -1,0 +1,63 @@
+// Installs a restored dom0 home the way Qubes R4 does (FORMAT.md §9.1 step 6): into a new
+// `<home>/home-restore-%Y-%m-%d-%H%M%S/dom0-home/<user>/…`, never merged over the live home.
+import { lstat, mkdir, rename, rm, rmdir } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { fail } from '../../errors.js';
+import { fsyncPath } from './safe-tree.js';
+
+const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
+
+/** `home-restore-%Y-%m-%d-%H%M%S` for `now` in local time (as Python's strftime). */
+export function homeRestoreDirName(now: Date): string {
+  const date = `${pad(now.getFullYear(), 4)}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+  const time = `${pad(now.getHours())}${pad(now.getMinutes())}${pad(now.getSeconds())}`;
+  return `home-restore-${date}-${time}`;
+}
+
+/**
+ * Move the extracted `stagedDom0Dir` (`<staging>/dom0-home`, holding `<user>/…`) to
+ * `<dom0Home>/home-restore-<timestamp>/dom0-home`, copying (`cp -a --sparse=always`) when they are
+ * on different filesystems; returns the new `home-restore-<timestamp>` directory.
+ */
+export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, now: Date): Promise<string> {
+  const staged = path.resolve(stagedDom0Dir);
+  const home = path.resolve(dom0Home);
+  const st = await lstat(staged).catch((e: unknown) =>
+    fail('ERR_IO', `dom0 home: nothing was extracted at ${staged}`, { vm: 'dom0', file: staged }, e),
+  );
+  if (!st.isDirectory()) fail('ERR_UNSAFE_NAME', `dom0 home: ${staged} is not a directory`, { vm: 'dom0', file: staged });
+
+  const restoreDir = path.join(home, homeRestoreDirName(now));
+  try {
+    await mkdir(restoreDir, { mode: 0o700 }); // not recursive: fails if it exists, never reuses one
+  } catch (e) {
+    fail('ERR_IO', `dom0 home: cannot create ${restoreDir}: ${(e as Error).message}`, { vm: 'dom0', file: restoreDir }, e);
+  }
+  const dest = path.join(restoreDir, 'dom0-home');
+  try {
+    await rename(staged, dest);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') {
+      await rmdir(restoreDir).catch(() => undefined);
+      fail('ERR_IO', `dom0 home: cannot move ${staged} to ${dest}: ${(e as Error).message}`, { vm: 'dom0', file: dest }, e);
+    }
+    await copyAcrossFilesystems(staged, dest);
+  }
+  await fsyncPath(restoreDir);
+  await fsyncPath(home);
+  return restoreDir;
+}
+
+/** EXDEV fallback: `cp -a --sparse=always`, then remove the staged copy. */
+async function copyAcrossFilesystems(staged: string, dest: string): Promise<void> {
+  try {
+    await execa('cp', ['-a', '--sparse=always', '--', staged, dest], { stdin: 'ignore', stdout: 'ignore' });
+  } catch (e) {
+    await rm(dest, { recursive: true, force: true }).catch(() => undefined);
+    await rmdir(path.dirname(dest)).catch(() => undefined);
+    const stderr = String((e as { stderr?: unknown }).stderr ?? '').slice(-2000);
+    fail('ERR_IO', `dom0 home: copying ${staged} to ${dest} failed`, { vm: 'dom0', file: dest, command: 'cp -a', stderrTail: stderr }, e);
+  }
+  await rm(staged, { recursive: true, force: true });
+}

@@ -1,0 +1,134 @@
+// Installs one restored VM into an R4 file-pool layout: the extracted directory is checked, fsynced
+// and renamed to `<qubesRoot>/{vm-templates,appvms}/<newName>/` (never over an existing one), then
+// the domain is added to the in-memory host qubes.xml (the caller writes it).
+import { lstat, mkdir, rename, rmdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fail } from '../../errors.js';
+import type { DomainInfo, QubesXml } from '../../qubes-xml/index.js';
+import { addRestoredDomain, cloneQubesXml, findDomain, isValidVmName } from '../../qubes-xml/index.js';
+import { isTemplateVm } from '../plan/domain-view.js';
+import type { VmPlan } from '../plan/restore-plan.js';
+import { fsyncPath, isInside, prepareTree } from './safe-tree.js';
+
+type AddOptions = Parameters<typeof addRestoredDomain>[2];
+
+export interface InstallVmArgs {
+  vm: VmPlan;
+  /** Where the VM's files were extracted: `<staging>/<subdir without trailing slash>`. */
+  stagedDir: string;
+  qubesRoot: string;
+  /** The in-memory host document; gains the new domain. */
+  host: QubesXml;
+  /** Backup name → new name of every restored VM (references are remapped through it). */
+  renames: ReadonlyMap<string, string>;
+  hostDefaults?: AddOptions['hostDefaults'];
+}
+
+/** Directory of a VM in the R4 file pool: `<root>/vm-templates/<name>` or `<root>/appvms/<name>`. */
+export function vmDirOf(qubesRoot: string, domain: DomainInfo, name: string): string {
+  return path.join(path.resolve(qubesRoot), isTemplateVm(domain) ? 'vm-templates' : 'appvms', name);
+}
+
+/** Move one VM's extracted files into place and add it to `host`; returns the new host domain. */
+export async function installVm(args: InstallVmArgs): Promise<DomainInfo> {
+  const { vm, host } = args;
+  const name = vm.newName;
+  const ctx = { vm: name };
+  if (vm.action !== 'restore' || vm.problems.length > 0) fail('ERR_INTERNAL', `${name}: not planned for restore`, ctx);
+  if (!isValidVmName(name)) fail('ERR_UNSAFE_NAME', `invalid VM name ${JSON.stringify(name)}`, ctx);
+  if (findDomain(host, name) !== undefined) fail('ERR_PLAN', `${name}: a VM with this name already exists on the host`, ctx);
+
+  const root = path.resolve(args.qubesRoot);
+  const target = vmDirOf(root, vm.domain, name);
+  const parent = path.dirname(target);
+  const staged = path.resolve(args.stagedDir);
+  if (!isInside(root, target) || path.dirname(parent) !== root) fail('ERR_UNSAFE_NAME', `${name}: target ${target} escapes ${root}`, ctx);
+  if (!isInside(root, staged)) fail('ERR_UNSAFE_NAME', `${name}: staged files ${staged} are not under ${root}`, ctx);
+
+  // Dry run on a copy: unresolvable references or a non-file pool fail before anything moves.
+  const opts = addOptions(args);
+  checkFilePoolVolumes(addRestoredDomain(cloneQubesXml(host), vm.domain, opts), root, target);
+
+  const stagedExists = await checkStaged(staged, vm);
+  if (stagedExists) await prepareTree(staged, name);
+
+  await mkdir(parent, { recursive: true, mode: 0o755 });
+  try {
+    await mkdir(target, { mode: 0o755 }); // claims the name: fails if anything is there already
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') fail('ERR_PLAN', `${name}: ${target} already exists; refusing to overwrite it`, { ...ctx, file: target }, e);
+    fail('ERR_IO', `${name}: cannot create ${target}: ${(e as Error).message}`, { ...ctx, file: target }, e);
+  }
+  if (stagedExists) {
+    try {
+      await rename(staged, target); // replaces the empty directory we just created
+    } catch (e) {
+      await rmdir(target).catch(() => undefined);
+      fail('ERR_IO', `${name}: cannot move ${staged} to ${target}: ${(e as Error).message}`, { ...ctx, file: target }, e);
+    }
+  }
+  await fsyncPath(parent);
+
+  try {
+    return addRestoredDomain(host, vm.domain, opts);
+  } catch (e) {
+    await undo(stagedExists, staged, target);
+    throw e;
+  }
+}
+
+/**
+ * The options for addRestoredDomain: the run's renames plus this VM's planned template/netVM, so
+ * the host gets exactly what the plan says (renamed, host default, or a kept missing reference).
+ */
+function addOptions(args: InstallVmArgs): AddOptions {
+  const { vm } = args;
+  const renames = new Map(args.renames);
+  const orig = vm.domain;
+  if (typeof orig.template === 'string' && typeof vm.template === 'string') renames.set(orig.template, vm.template);
+  // vm.netvm undefined with a named original: the plan chose the host default (property dropped)
+  if (typeof orig.netvm === 'string' && typeof vm.netvm === 'string') renames.set(orig.netvm, vm.netvm);
+  const opts: AddOptions = { newName: vm.newName, renames };
+  if (args.hostDefaults !== undefined) opts.hostDefaults = args.hostDefaults;
+  return opts;
+}
+
+/** Refuse a domain whose backed-up volumes would not be the files installed in `dir` (file pool vids). */
+function checkFilePoolVolumes(d: DomainInfo, root: string, dir: string): void {
+  const rel = path.relative(root, dir).split(path.sep).join('/');
+  for (const v of d.volumes) {
+    if (!v.saveOnStop) continue;
+    if (v.vid !== `${rel}/${v.name}`) {
+      fail(
+        'ERR_UNSUPPORTED',
+        `${d.name}: volume ${v.name} would be ${v.pool ?? '?'}:${v.vid ?? '?'} on the host, not the file ${rel}/${v.name}.img; ` +
+          'only the file-pool layout is supported',
+        { vm: d.name },
+      );
+    }
+  }
+}
+
+/** True if the staged directory exists; missing is accepted only for a VM without data. */
+async function checkStaged(staged: string, vm: VmPlan): Promise<boolean> {
+  try {
+    const st = await lstat(staged);
+    if (!st.isDirectory()) fail('ERR_UNSAFE_NAME', `${vm.newName}: ${staged} is not a directory`, { vm: vm.newName, file: staged });
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    if (vm.sizeBytes > 0) fail('ERR_CORRUPT', `${vm.newName}: no files were extracted for this VM`, { vm: vm.newName, file: staged });
+    return false;
+  }
+}
+
+/** Put the files back where they were after a failed qubes.xml update. */
+async function undo(stagedExists: boolean, staged: string, target: string): Promise<void> {
+  try {
+    if (stagedExists) await rename(target, staged);
+    else await rmdir(target);
+  } catch {
+    // leave it: the caller reports the original error; the directory is not in qubes.xml
+  }
+}

@@ -1,0 +1,124 @@
+// One inner archive being extracted (or listed) by GNU tar from verified chunks: v3/v4 as one
+// stream into tar's stdin (through a streaming gunzip when gzip-compressed), v2 volume by volume.
+import { createGunzip, type Gunzip } from 'node:zlib';
+import type { Writable } from 'node:stream';
+import { QvmBackupError, isQvmBackupError } from '../../errors.js';
+import { tarExtractMultiVolume, tarExtractStream } from '../../tar/gnu-tar.js';
+import type { InnerFilter } from './filters.js';
+
+/** Feeds one inner archive to tar in order. */
+export interface InnerExtractor {
+  /** Hand over verified bytes (v2: one whole volume); resolves when they were consumed. */
+  write(data: Uint8Array): Promise<void>;
+  /** No more data: wait for tar to succeed (ERR_TAR_FAILED / ERR_CORRUPT otherwise). */
+  finish(): Promise<void>;
+  /** Stop tar; never throws. */
+  abort(): Promise<void>;
+}
+
+export interface ExtractorOptions {
+  dir: string;
+  member: string;
+  listOnly: boolean;
+  signal?: AbortSignal;
+  tarPath?: string;
+}
+
+const GUNZIP_CHUNK = 1024 * 1024;
+
+/** v3/v4: a single tar process reading the whole inner stream. */
+export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): InnerExtractor {
+  const tar = tarExtractStream({
+    dir: o.dir,
+    members: [o.member],
+    listOnly: o.listOnly,
+    ...(filter.kind === 'program' ? { compressProgram: filter.program } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.tarPath ? { tarPath: o.tarPath } : {}),
+  });
+  const done = tar.done;
+  done.catch(() => undefined); // observed in finish()/write()
+  let gunzip: Gunzip | undefined;
+  let gunzipError: Error | undefined;
+  let sink: Writable = tar.stdin;
+  if (filter.kind === 'gunzip') {
+    gunzip = createGunzip({ chunkSize: GUNZIP_CHUNK });
+    gunzip.on('error', (e) => {
+      gunzipError ??= e;
+      tar.stdin.destroy();
+    });
+    gunzip.pipe(tar.stdin);
+    sink = gunzip;
+  }
+  let tarStopped = false;
+  // settles when tar exits (null: exit 0) or the decompressor fails: pending writes never hang
+  const stopped = new Promise<Error | null>((resolve) => {
+    done.then(
+      () => resolve(null),
+      (e: unknown) => resolve(e instanceof Error ? e : new Error(String(e))),
+    );
+    gunzip?.once('error', resolve);
+  });
+  void stopped.then(() => (tarStopped = true));
+
+  const dataError = (e: Error): QvmBackupError =>
+    new QvmBackupError('ERR_CORRUPT', `${o.member}: cannot decompress the inner archive: ${e.message}`, { file: o.member }, e);
+
+  /** A write failed: the reason is tar's own failure, or the decompressor's. */
+  const failure = async (e: unknown): Promise<QvmBackupError> => {
+    if (gunzipError) return dataError(gunzipError);
+    try {
+      await done;
+    } catch (te) {
+      return isQvmBackupError(te) ? te : new QvmBackupError('ERR_TAR_FAILED', `${o.member}: tar failed`, { file: o.member }, te);
+    }
+    return new QvmBackupError('ERR_TAR_FAILED', `${o.member}: tar stopped reading its input early`, { file: o.member }, e);
+  };
+
+  return {
+    async write(data) {
+      if (gunzipError) throw dataError(gunzipError);
+      if (tarStopped) throw await failure(undefined);
+      const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      // tar or the decompressor dying leaves the write callback pending behind back-pressure
+      const written = new Promise<Error | null | undefined>((resolve) => sink.write(buf, (e) => resolve(e)));
+      const err = await Promise.race([written, stopped]);
+      if (err || gunzipError) throw await failure(err);
+    },
+    async finish() {
+      if (gunzipError) throw dataError(gunzipError);
+      await Promise.race([new Promise<void>((resolve) => sink.end(() => resolve())), stopped]);
+      if (gunzipError) throw dataError(gunzipError);
+      try {
+        await done;
+      } catch (e) {
+        throw await failure(e);
+      }
+    },
+    async abort() {
+      gunzip?.destroy();
+      tar.stdin.destroy();
+      try {
+        await done;
+      } catch {
+        // tar dies of EPIPE/EOF once its input is cut; the caller already has the real reason
+      }
+    },
+  };
+}
+
+/** v2: `tar -xM`, one verified chunk per volume. */
+export function openMultiVolumeExtractor(o: ExtractorOptions): InnerExtractor {
+  const mv = tarExtractMultiVolume({
+    dir: o.dir,
+    members: [o.member],
+    listOnly: o.listOnly,
+    ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.tarPath ? { tarPath: o.tarPath } : {}),
+  });
+  return {
+    write: (data) => mv.feedVolume([data]),
+    finish: () => mv.finish(),
+    abort: () => mv.abort(),
+  };
+}

@@ -1,0 +1,265 @@
+// Phase 2 of a restore: one sequential pass over the rest of the outer archive. Selected chunks are
+// read into pooled slots and authenticated + decoded in the worker pool (in parallel); the ordered
+// feeder hands verified bytes to GNU tar. Unselected chunks are skipped without decrypting. A
+// failure inside one VM fails that VM only; a broken archive stops the pass (`archiveError`).
+import { QvmBackupError, isQvmBackupError } from '../../errors.js';
+import { isWholeDirBase, parseMemberName, subdirOfBase } from '../../format/archive-names.js';
+import { HMAC_FILE_MAX_BYTES } from '../../format/limits.js';
+import { parseHmacFile } from '../../format/hmac-file.js';
+import { SlotPool, type Slot } from '../../pipeline/slot-pool.js';
+import path from 'node:path';
+import { ChunkDecoder, type ChunkRef, type V3StreamState } from './chunk-decoder.js';
+import { openMultiVolumeExtractor, openStreamExtractor } from './file-extractor.js';
+import { innerFilterOf } from './filters.js';
+import { OrderedFeeder, type FileRun, type VmRun } from './ordered-feeder.js';
+import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSource } from './outer-source.js';
+import { repairWholeDirSymlinks } from './repair-symlinks.js';
+import { SLOT_PREFIX, defaultSlotBytes, slotCount, slotLayout } from './slot-layout.js';
+import { defaultMaxKdfBytes } from './small-decode.js';
+import { includedDomainsBySubdir, requiredBases } from './verify-expect.js';
+import type { RestoreDataContext, RestoreDataResult, RestoreSelection, VmRestoreResult } from './types.js';
+
+interface V3File extends FileRun {
+  stream?: V3StreamState;
+}
+/** A data chunk read into a slot, waiting for its `.hmac` (v2/v3) or for its finality (v3). */
+interface Waiting {
+  file: V3File;
+  slot: Slot;
+  size: number;
+  ref: ChunkRef;
+  hmacHex?: string;
+}
+
+/** Restore (or verify) the selected subdirs from the archive after its head. */
+export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, selection: RestoreSelection): Promise<RestoreDataResult> {
+  const { header, version } = ctx.head;
+  const filter = innerFilterOf(header);
+  const slotBytes = ctx.slotBytes ?? defaultSlotBytes(header);
+  const layout = slotLayout(header, slotBytes);
+  const slots = new SlotPool({ slotBytes, slots: slotCount(slotBytes, ctx.maxMemoryBytes), name: 'restore chunks' });
+  const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, maxKdfBytes: ctx.maxKdfBytes ?? defaultMaxKdfBytes(), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+  const listOnly = ctx.verifyOnly === true;
+
+  const vms = new Map<string, VmRun>();
+  for (const [subdir, e] of selection) {
+    if (!subdir.endsWith('/')) throw new QvmBackupError('ERR_INTERNAL', `selection key ${JSON.stringify(subdir)} must end in '/'`);
+    vms.set(subdir, { vm: e.vm, subdir, stagingDir: e.stagingDir, failed: false, files: [], bytesRestored: 0 });
+  }
+  let bytesRestored = 0;
+  let current: V3File | null = null;
+  const progress = (): void => ctx.onProgress?.({ bytesRead: reader.bytesRead, bytesRestored, ...(current?.vm ? { currentVm: current.vm.vm } : {}) });
+
+  const failVm = (vm: VmRun, err: QvmBackupError): void => {
+    if (vm.failed) return;
+    vm.failed = true;
+    vm.error = err;
+    ctx.onVmDone?.(vm.vm, false, err);
+  };
+  const feeder = new OrderedFeeder({
+    slots,
+    open: (file) => {
+      const vm = file.vm as VmRun;
+      const o = { dir: vm.stagingDir, member: file.base, listOnly, ...(ctx.signal ? { signal: ctx.signal } : {}) };
+      return version === 2 ? openMultiVolumeExtractor(o) : openStreamExtractor(o, filter);
+    },
+    failVm,
+    fed: (file, n) => {
+      bytesRestored += n;
+      if (file.vm) file.vm.bytesRestored += n;
+      progress();
+    },
+    fileDone: async (file) => {
+      const vm = file.vm as VmRun;
+      if (!listOnly && version !== 4 && isWholeDirBase(file.base)) {
+        const n = await repairWholeDirSymlinks(path.join(vm.stagingDir, vm.subdir), vm.subdir);
+        if (n > 0) ctx.onWarning?.(`${vm.vm}: repaired ${n} symlink target(s) mangled by the backup writer in ${file.base}`);
+      }
+      vm.files.push(file.base);
+    },
+  });
+  /** A VM fails now: later chunks are skipped and its running tar is stopped. */
+  const failFile = (file: FileRun, err: QvmBackupError): void => {
+    if (!file.vm) return;
+    failVm(file.vm, err);
+    void feeder.abortFile(file);
+  };
+  const corrupt = (base: string, message: string): QvmBackupError => new QvmBackupError('ERR_CORRUPT', message, { file: base, ...(vmOf(base) ? { vm: vmOf(base)?.vm } : {}) });
+  const vmOf = (base: string): VmRun | null => vms.get(subdirOfBase(base)) ?? null;
+  const failBase = (base: string, message: string): void => {
+    const vm = vmOf(base);
+    if (vm) failVm(vm, corrupt(base, message));
+  };
+
+  let pending: Waiting | null = null; // v2/v3 data chunk waiting for its .hmac
+  let expectHmac: { base: string; index: number } | null = null;
+  let held: Waiting | null = null; // v3: verified pairing, waiting to learn whether it is final
+  const seenBases = new Set<string>();
+  let archiveError: QvmBackupError | undefined;
+
+  const dispatch = (w: Waiting, final: boolean): void => {
+    const vm = w.file.vm as VmRun;
+    if (vm.failed) return slots.release(w.slot);
+    let job;
+    if (version === 4) job = decoder.decodeV4(w.slot, w.size, w.ref);
+    else if (version === 2) job = decoder.decodeV2(w.slot, w.size, w.ref, w.hmacHex ?? '');
+    else job = decoder.decodeV3((w.file.stream ??= decoder.newStreamState()), w.slot, w.size, w.ref, w.hmacHex ?? '', final);
+    feeder.push({ kind: 'chunk', file: w.file, job, slot: w.slot });
+  };
+  const dropWaiting = (w: Waiting | null): void => {
+    if (w) slots.release(w.slot);
+  };
+  const missingHmac = (): void => {
+    if (expectHmac === null) return;
+    const name = `${expectHmac.base}.${pad3(expectHmac.index)}`;
+    if (pending) failFile(pending.file, corrupt(expectHmac.base, `${name} is not followed by ${name}.hmac`));
+    else failBase(expectHmac.base, `${name} is not followed by ${name}.hmac`);
+    dropWaiting(pending);
+    pending = null;
+    expectHmac = null;
+  };
+  const endCurrent = (): void => {
+    if (current) feeder.push({ kind: 'end', file: current });
+    current = null;
+  };
+
+  try {
+    for (;;) {
+      if (ctx.signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', 'restore cancelled', {}, ctx.signal.reason);
+      const m = await outerStep(reader.next(), 'reading the next member');
+      progress();
+      if (m === null) break;
+      if (m.typeflag !== undefined && m.typeflag !== '0') throw new QvmBackupError('ERR_CORRUPT', `archive member ${shownName(m.untrustedName)} is not a regular file`);
+      const p = parseMemberName(m.untrustedName, version);
+      if (p.kind !== 'chunk') throw new QvmBackupError('ERR_CORRUPT', `unexpected ${shownName(m.untrustedName)} after the archive head`);
+      const name = `${p.base}.${pad3(p.index)}`;
+
+      if (p.hmac) {
+        if (expectHmac?.base === p.base && expectHmac.index === p.index) {
+          expectHmac = null;
+          const w = pending;
+          pending = null;
+          if (w === null || (w.file.vm?.failed ?? true)) {
+            dropWaiting(w);
+            await outerStep(m.skip(), `skipping ${name}.hmac`);
+            continue;
+          }
+          if (m.size > HMAC_FILE_MAX_BYTES) {
+            dropWaiting(w);
+            failFile(w.file, new QvmBackupError('ERR_TOO_LARGE', `${name}.hmac is ${m.size} bytes (limit ${HMAC_FILE_MAX_BYTES})`, { file: p.base, chunk: name }));
+            await outerStep(m.skip(), `skipping ${name}.hmac`);
+            continue;
+          }
+          const hmacFile = await readSmallMember(m, HMAC_FILE_MAX_BYTES, `${name}.hmac`);
+          try {
+            w.hmacHex = parseHmacFile(hmacFile);
+          } catch (e) {
+            dropWaiting(w);
+            failFile(w.file, isQvmBackupError(e) ? e : corrupt(p.base, `${name}.hmac: ${String(e)}`));
+            continue;
+          }
+          if (version === 2) dispatch(w, false);
+          else held = w;
+        } else {
+          missingHmac();
+          failBase(p.base, `${name}.hmac without its data chunk ${name}`);
+          await outerStep(m.skip(), `skipping ${name}.hmac`);
+        }
+        continue;
+      }
+
+      // a data chunk
+      missingHmac();
+      const cur = current as V3File | null;
+      const cont = cur !== null && cur.base === p.base && p.index === cur.nextIndex;
+      if (held) {
+        dispatch(held, !(cont && m.size > 0));
+        held = null;
+      }
+      if (!cont) {
+        if (cur !== null && cur.base === p.base) {
+          const want = `${cur.base}.${pad3(cur.nextIndex)}`;
+          failFile(cur, corrupt(p.base, `chunk ${name} out of order (expected ${want})`));
+        }
+        endCurrent();
+        if (p.index !== 0 || seenBases.has(p.base)) {
+          if (p.index === 0) failBase(p.base, `duplicate chunk ${name}`);
+          else failBase(p.base, `chunk ${name} without the preceding chunks of ${p.base}`);
+          if (version !== 4) expectHmac = { base: p.base, index: p.index };
+          await outerStep(m.skip(), `skipping ${name}`);
+          continue;
+        }
+        seenBases.add(p.base);
+        current = { base: p.base, vm: vmOf(p.base), nextIndex: 0 };
+      }
+      const file: V3File = current as V3File;
+      file.nextIndex = p.index + 1;
+      if (version !== 4) expectHmac = { base: p.base, index: p.index };
+      const vm = file.vm;
+      if (vm === null || vm.failed) {
+        await outerStep(m.skip(), `skipping ${name}`);
+        continue;
+      }
+      if (m.size > layout.maxChunkBytes) {
+        failFile(file, new QvmBackupError('ERR_TOO_LARGE', `${name} is ${m.size} bytes, more than a chunk can be (${layout.maxChunkBytes})`, { vm: vm.vm, file: p.base, chunk: name }));
+        await outerStep(m.skip(), `skipping ${name}`);
+        continue;
+      }
+      const w = await readChunk(m, file, { vm: vm.vm, base: p.base, index: p.index, name });
+      if (version === 4) dispatch(w, false);
+      else pending = w;
+    }
+    // end of the archive
+    missingHmac();
+    if (held) dispatch(held, true);
+    held = null;
+    endCurrent();
+  } catch (e) {
+    const err = isQvmBackupError(e) ? e : new QvmBackupError('ERR_INTERNAL', `restore pass: ${e instanceof Error ? e.message : String(e)}`, {}, e);
+    dropWaiting(pending);
+    dropWaiting(held);
+    pending = held = null;
+    if (current) failFile(current, err);
+    endCurrent();
+    feeder.close();
+    await feeder.done;
+    if (err.code === 'ERR_CANCELLED' || ctx.signal?.aborted) throw err;
+    archiveError = err;
+  }
+  feeder.close();
+  await feeder.done;
+  return finalResult();
+
+  async function readChunk(m: OuterMember, file: V3File, ref: ChunkRef): Promise<Waiting> {
+    const slot = await slots.acquire(ctx.signal);
+    try {
+      await outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size)), `reading ${ref.name}`);
+    } catch (e) {
+      slots.release(slot);
+      throw e;
+    }
+    return { file, slot, size: m.size, ref };
+  }
+
+  function finalResult(): RestoreDataResult {
+    const bySubdir = ctx.qubesXml ? includedDomainsBySubdir(ctx.qubesXml) : new Map();
+    const out = new Map<string, VmRestoreResult>();
+    let ok = archiveError === undefined;
+    for (const vm of vms.values()) {
+      if (!vm.failed) {
+        const missing = requiredBases(bySubdir.get(vm.subdir), vm.subdir, version).filter((b) => !vm.files.includes(b));
+        const why = archiveError ? ` (the archive broke off: ${archiveError.message})` : '';
+        if (vm.files.length === 0) failVm(vm, new QvmBackupError('ERR_CORRUPT', `no data for ${vm.vm} (${vm.subdir}) in the archive${why}`, { vm: vm.vm }, archiveError));
+        else if (missing.length > 0) failVm(vm, new QvmBackupError('ERR_CORRUPT', `${vm.vm}: missing or incomplete in the archive: ${missing.join(', ')}${why}`, { vm: vm.vm }, archiveError));
+        else ctx.onVmDone?.(vm.vm, true);
+      }
+      ok &&= !vm.failed;
+      out.set(vm.subdir, { vm: vm.vm, subdir: vm.subdir, ok: !vm.failed, ...(vm.error ? { error: vm.error } : {}), files: vm.files, bytesRestored: vm.bytesRestored });
+    }
+    return { ok, vms: out, ...(archiveError ? { archiveError } : {}), bytesRead: reader.bytesRead, bytesRestored };
+  }
+}
+
+function pad3(n: number): string {
+  return String(n).padStart(3, '0');
+}

@@ -1,0 +1,48 @@
+// Where a chunk and its decoded bytes live inside one shared slot, per format version, and the
+// default slot size and count for a memory budget.
+import type { BackupHeader } from '../../format/backup-header.js';
+import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES } from '../../format/limits.js';
+
+/** Bytes kept free before the chunk: room for a v3 carry (< one cipher block) in front of it. */
+export const SLOT_PREFIX = 64;
+const PAGE = 4096;
+const MAX_SLOTS = 8;
+/** Default in-flight chunk memory. */
+export const DEFAULT_MAX_MEMORY_BYTES = 640 * 1024 * 1024;
+
+/** Chunk placement in a slot: input at `SLOT_PREFIX`; decoded output in place or in the upper half. */
+export interface SlotLayout {
+  slotBytes: number;
+  /** largest chunk member that fits */
+  maxChunkBytes: number;
+  /** separate output region (v2 decompression), else decoding happens in place */
+  output?: { offset: number; length: number };
+}
+
+/** True when a v2 chunk decodes into a separate region (decompression grows it). */
+function needsOutputRegion(header: BackupHeader): boolean {
+  return header.version === 2 && header.compressed;
+}
+
+/** Default slot size for a header: the largest legitimate chunk (plus its output when separate). */
+export function defaultSlotBytes(header: BackupHeader): number {
+  let bytes: number;
+  if (header.version === 4) bytes = SLOT_PREFIX + CHUNK_SIZE_BYTES + 128 + 1024;
+  else if (header.version === 3) bytes = SLOT_PREFIX + CHUNK_SIZE_BYTES + 1024;
+  else if (needsOutputRegion(header)) bytes = SLOT_PREFIX + 2 * (V2_VOLUME_BYTES + 1024 * 1024);
+  else bytes = SLOT_PREFIX + V2_VOLUME_BYTES + 64 * 1024;
+  return Math.ceil(bytes / PAGE) * PAGE;
+}
+
+/** Layout of a slot of `slotBytes` for this header. */
+export function slotLayout(header: BackupHeader, slotBytes: number): SlotLayout {
+  const usable = slotBytes - SLOT_PREFIX;
+  if (!needsOutputRegion(header)) return { slotBytes, maxChunkBytes: usable };
+  const half = Math.floor(usable / 2);
+  return { slotBytes, maxChunkBytes: half, output: { offset: SLOT_PREFIX + half, length: usable - half } };
+}
+
+/** Number of slots for a memory budget: at least 1, at most 8. */
+export function slotCount(slotBytes: number, maxMemoryBytes = DEFAULT_MAX_MEMORY_BYTES): number {
+  return Math.max(1, Math.min(MAX_SLOTS, Math.floor(maxMemoryBytes / slotBytes)));
+}

@@ -1,0 +1,39 @@
+// Helpers for end-to-end tests: run the built CLIs, make temp dirs, compare trees.
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const ROOT = new URL('../../../', import.meta.url).pathname; // project root (from dist/test/helpers)
+export const BACKUP_BIN = join(ROOT, 'dist/src/main/cli/qvm-backup.js');
+export const RESTORE_BIN = join(ROOT, 'dist/src/main/cli/qvm-backup-restore.js');
+export const EMERGENCY = join(ROOT, 'test/emergency');
+
+export function tempDir(prefix = 'qvmb-'): { dir: string; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function passFile(dir: string, pw = 'correct horse battery staple'): string {
+  const p = join(dir, 'pass.txt');
+  writeFileSync(p, pw + '\n');
+  return p;
+}
+
+export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string } = {}): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...opts.env }, input: opts.input, cwd: opts.cwd, maxBuffer: 64 * 1024 * 1024 });
+}
+
+export function node(bin: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer } = {}): SpawnSyncReturns<string> {
+  return run(process.execPath, [bin, ...args], opts);
+}
+
+/** `du -k` of a path: allocated KiB (to check that holes were kept). */
+export function duKiB(path: string): number {
+  const r = run('du', ['-k', '-s', path]);
+  return Number(r.stdout.split(/\s/)[0]);
+}
+
+export function haveCmd(name: string): boolean {
+  return run('sh', ['-c', `command -v ${name}`]).status === 0;
+}

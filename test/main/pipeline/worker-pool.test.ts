@@ -1,0 +1,101 @@
+// WorkerPool: every task through real piscina workers on shared slots, transfer, errors, abort.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as zlib from 'node:zlib';
+import { isQvmBackupError } from '../../../src/main/errors.js';
+import { SlotPool } from '../../../src/main/pipeline/slot-pool.js';
+import { WorkerPool } from '../../../src/main/pipeline/worker-pool.js';
+import { computeHmacHex } from '../../../src/workers/hmac.js';
+import { evpBytesToKey, opensslDecryptFile } from '../../../src/workers/openssl-enc.js';
+import { scryptDecryptInto } from '../../../src/workers/scrypt-file.js';
+import { assertSameBytes, run, sampleData } from '../../workers/tools.js';
+
+const pool = new WorkerPool({ threads: 2 });
+const slots = new SlotPool({ slotBytes: 4 << 20, slots: 2 });
+after(() => pool.destroy());
+const KEY = Buffer.from('qubes');
+const DATA = sampleData(1 << 20, 3);
+
+test('compressBlock, opensslSeal/opensslOpen, hmacSlice, cipherPiece, scrypt round trip through the pool', async () => {
+  const s = await slots.acquire();
+  const t = await slots.acquire();
+  try {
+    s.bytes.set(DATA);
+    const input = s.slice(0, DATA.length);
+    const gz = await pool.run('compressBlock', { level: 6, input, output: t.slice(0, 2 << 20) });
+    assert.ok(gz.ok);
+    assertSameBytes(zlib.gunzipSync(t.bytes.subarray(0, gz.length)), DATA, 'gzip member');
+
+    const h = await pool.run('hmacSlice', { algorithm: 'SHA512', key: KEY, input });
+    assert.deepEqual(h, { ok: true, hex: computeHmacHex('SHA512', KEY, DATA) });
+
+    const sealed = await pool.run('opensslSeal', { cipher: 'aes-256-cbc', passphrase: 'qubes', input, output: t.slice(0, 2 << 20), hmac: { algorithm: 'SHA512', key: KEY } });
+    assert.ok(sealed.ok);
+    const file = t.bytes.subarray(0, sealed.length);
+    assertSameBytes(run('openssl', ['enc', '-d', '-aes-256-cbc', '-md', 'MD5', '-pass', 'pass:qubes'], file), DATA, 'openssl -d');
+    const opened = await pool.run('opensslOpen', { cipher: 'aes-256-cbc', passphrase: 'qubes', input: t.slice(0, sealed.length), output: s.slice(2 << 20, 2 << 20), decompress: 'none', hmac: { algorithm: 'SHA512', key: KEY }, expectHmacHex: sealed.hmacHex ?? '' });
+    assert.deepEqual(opened, { ok: true, length: DATA.length });
+    assertSameBytes(s.bytes.subarray(2 << 20, (2 << 20) + DATA.length), DATA);
+
+    const { key, iv } = evpBytesToKey(KEY, Buffer.alloc(8, 9), 32, 16);
+    const piece = await pool.run('cipherPiece', { mode: 'encrypt', cipher: 'aes-256-cbc', key, iv, final: true, input, output: t.slice(0, DATA.length + 16) });
+    assert.ok(piece.ok && piece.length === DATA.length + 16 && piece.nextIv.length === 16);
+    const ref = opensslDecryptFile('aes-256-cbc', KEY, Buffer.concat([Buffer.from('Salted__'), Buffer.alloc(8, 9), t.bytes.subarray(0, piece.length)]));
+    assert.ok(ref instanceof Uint8Array);
+    assertSameBytes(ref, DATA, 'cipherPiece == openssl enc');
+
+    const enc = await pool.run('scryptEncrypt', { passphrase: 'id!vm1/private.img.000!qubes', logN: 10, r: 8, p: 1, input, output: t.slice(0, DATA.length + 128) });
+    assert.deepEqual(enc, { ok: true, length: DATA.length + 128 });
+    const out = new Uint8Array(DATA.length);
+    assert.ok(scryptDecryptInto(Buffer.from('id!vm1/private.img.000!qubes'), t.bytes.subarray(0, enc.length), out, { maxKdfBytes: 1 << 30 }).ok);
+    assertSameBytes(out, DATA);
+    const dec = await pool.run('scryptDecrypt', { passphrase: 'id!vm1/private.img.000!qubes', input: t.slice(0, enc.length), output: s.slice(0, DATA.length), maxKdfBytes: 1 << 30 });
+    assert.deepEqual(dec, { ok: true, length: DATA.length, logN: 10, r: 8, p: 1 });
+    const wrong = await pool.run('scryptDecrypt', { passphrase: 'nope', input: t.slice(0, enc.length), output: s.slice(0, DATA.length), maxKdfBytes: 1 << 30 });
+    assert.ok(!wrong.ok && wrong.reason === 'mac-mismatch', 'expected failures come back as values');
+  } finally {
+    slots.release(s);
+    slots.release(t);
+  }
+});
+
+test('a transferred ArrayBuffer is detached afterwards and still reaches the worker', async () => {
+  const s = await slots.acquire();
+  try {
+    s.bytes.set(DATA.subarray(0, 1000));
+    const ab = new ArrayBuffer(5);
+    new Uint8Array(ab).set(KEY);
+    const r = await pool.run('hmacSlice', { algorithm: 'sha256', key: new Uint8Array(ab), input: s.slice(0, 1000) }, { transferList: [ab] });
+    assert.equal(ab.byteLength, 0, 'detached');
+    assert.deepEqual(r, { ok: true, hex: computeHmacHex('sha256', KEY, DATA.subarray(0, 1000)) });
+  } finally {
+    slots.release(s);
+  }
+});
+
+test('a worker that throws arrives as QvmBackupError ERR_INTERNAL with the context', async () => {
+  const s = await slots.acquire();
+  try {
+    const bogus = { sab: s.sab, offset: 4 << 20, length: 100 }; // outside the SAB: RangeError in the worker
+    await assert.rejects(
+      pool.run('compressBlock', { level: 6, input: bogus, output: s.slice(0, 10) }, { context: { vm: 'work', chunk: 'vm1/private.img.003' } }),
+      (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_INTERNAL' && /^compressBlock failed: /.test(e.message) && e.context.vm === 'work' && e.context.chunk === 'vm1/private.img.003' && e.cause !== undefined,
+    );
+  } finally {
+    slots.release(s);
+  }
+});
+
+test('an aborted task rejects with ERR_CANCELLED', async () => {
+  const ac = new AbortController();
+  ac.abort();
+  const s = await slots.acquire();
+  try {
+    await assert.rejects(
+      pool.run('hmacSlice', { algorithm: 'sha256', key: KEY, input: s.slice(0, 10) }, { signal: ac.signal, context: { vm: 'x' } }),
+      (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CANCELLED' && e.context.vm === 'x',
+    );
+  } finally {
+    slots.release(s);
+  }
+});
