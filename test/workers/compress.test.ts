@@ -105,3 +105,16 @@ test('zlibInto: the direct path and the public-API fallback agree', () => {
   assert.equal(zlibInto('gunzip', b.subarray(0, nb as number), new Uint8Array(10), 6, { publicApi: true }), 'too-large');
   assert.throws(() => zlibInto('gunzip', b.subarray(0, 100), back, 6, { publicApi: true }), CodecError);
 });
+
+test('edge cases: empty input makes a valid empty member; empty gzip input is corrupt; level 0 works', () => {
+  const out = new Uint8Array(gzipBound(0));
+  const n = gzipBlockInto(new Uint8Array(0), out, 6);
+  assert.equal(typeof n, 'number');
+  assert.equal(run('gzip', ['-dc'], out.subarray(0, n as number)).length, 0);
+  assert.throws(() => gunzipInto(new Uint8Array(0), new Uint8Array(10)), CodecError);
+  const data = sampleData(70_000, 1);
+  const stored = new Uint8Array(gzipBound(data.length));
+  const m = gzipBlockInto(data, stored, 0) as number;
+  assertSameBytes(run('gzip', ['-dc'], stored.subarray(0, m)), data, 'level 0');
+  assert.throws(() => gzipBlockInto(data, stored, 10), RangeError);
+});

@@ -68,10 +68,16 @@ export class Progress implements ProgressReporter {
     return { percent, rate, eta, elapsed };
   }
 
+  #labels(): [string, string] {
+    return this.#what === 'backup' ? ['read', 'written'] : [this.#what === 'verify' ? 'verified' : 'restored', 'read from the archive'];
+  }
+
   #line(): string {
     const s = this.#status();
     const vm = this.#vm ? ` ${this.#vm}` : '';
-    return `${this.#what}: ${s.percent.toFixed(1)}% ${formatBytes(this.#in)}/${formatBytes(this.#total)} read, ${formatBytes(this.#out)} written, ${formatBytes(s.rate)}/s, ETA ${fmtDuration(s.eta)}${vm}`;
+    const [a, b] = this.#labels();
+    const eta = s.elapsed < 3 ? '--:--' : fmtDuration(s.eta);
+    return `${this.#what}: ${s.percent.toFixed(1)}% ${formatBytes(this.#in)}/${formatBytes(this.#total)} ${a}, ${formatBytes(this.#out)} ${b}, ${formatBytes(s.rate)}/s, ETA ${eta}${vm}`;
   }
 
   #draw(force = false): void {
@@ -120,7 +126,7 @@ export class Progress implements ProgressReporter {
     else if (this.#mode !== 'quiet' || !ok) {
       this.#clearLine();
       this.#err.write(`${ok ? 'done' : 'FAILED'}: ${name}${detail ? ` (${detail})` : ''}\n`);
-      this.#draw(true);
+      if (this.#mode === 'tty') this.#draw(true);
     }
   }
 
@@ -146,6 +152,7 @@ export class Progress implements ProgressReporter {
       return;
     }
     this.#clearLine();
-    if (this.#mode !== 'quiet' || !ok) this.#err.write(`${text} (${formatBytes(this.#in)} read, ${formatBytes(this.#out)} written in ${fmtDuration(s.elapsed)}, ${formatBytes(s.rate)}/s)\n`);
+    const [a, b] = this.#labels();
+    if (this.#mode !== 'quiet' || !ok) this.#err.write(`${text} (${formatBytes(this.#in)} ${a}, ${formatBytes(this.#out)} ${b} in ${fmtDuration(s.elapsed)}, ${formatBytes(s.rate)}/s)\n`);
   }
 }

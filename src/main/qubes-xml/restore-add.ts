@@ -74,11 +74,14 @@ function setRefs(dom: XNode, refs: Refs, pretty: boolean): void {
   }
 }
 
-function setVolumes(host: QubesXml, dom: XNode, from: DomainInfo, plan: VolumePlan, template: string | undefined, pretty: boolean): void {
+function setVolumes(host: QubesXml, dom: XNode, from: DomainInfo, plan: VolumePlan, newTemplate: string | undefined, pretty: boolean): void {
   const old = child(dom, 'volume-config');
   const vols = old ? elements(old, 'volume').map((v) => decodedAttrs(v)) : from.volumes.map((v) => v.attrs);
   if (old) removeChild(dom, old);
-  const els = vols.length > 0 ? carryVolumes(host, vols, from.name, plan, template) : synthesizeVolumes(host, plan);
+  const els = vols.length > 0 ? carryVolumes(host, vols, from.name, plan, {
+    ...(typeof from.template === 'string' ? { old: from.template } : {}),
+    ...(newTemplate !== undefined ? { new: newTemplate } : {}),
+  }) : synthesizeVolumes(host, plan);
   if (els.length === 0) return;
   const vc = ensureSection(dom, 'volume-config', pretty);
   for (const e of els) appendChild(vc, e, 3, pretty);

@@ -83,29 +83,38 @@ export function synthesizeVolumes(host: QubesXml, vm: VolumePlan): XNode[] {
 
 /**
  * Copy backed-up `<volume>`s for the renamed VM: vids renamed; a volume whose pool the host lacks
- * moves to the host's pool for it; `source` (snapshot origin) follows the host's template volume.
+ * moves to the host's pool for it; `source` (snapshot origin) follows the host's template volume,
+ * else the template's rename, and is dropped when the volume changed pool.
  */
-export function carryVolumes(host: QubesXml, vols: Record<string, string>[], oldName: string, vm: VolumePlan, template?: string): XNode[] {
+export function carryVolumes(
+  host: QubesXml,
+  vols: Record<string, string>[],
+  oldName: string,
+  vm: VolumePlan,
+  template?: { old?: string; new?: string },
+): XNode[] {
   const have = new Set(hostPools(host).map((p) => p.name));
-  const tpl = template ? findDomain(host, template) : undefined;
+  const tpl = template?.new ? findDomain(host, template.new) : undefined;
   return vols.map((a0) => {
     const a = { ...a0 };
     const vol = a['name'] ?? '';
-    const isKernel = vol === 'kernel';
-    if (!isKernel) {
-      if (a['pool'] === undefined || !have.has(a['pool'])) {
-        const pool = pickPool(host, vol);
-        a['pool'] = pool.name;
-        a['vid'] = vidFor(pool, vm.name, vm.klass, vol);
-      } else if (a['vid'] !== undefined) {
-        a['vid'] = renameVid(a['vid'], oldName, vm.name);
-      }
-      if (a['source'] !== undefined) {
-        const tv = tpl?.volumes.find((v) => v.name === vol)?.vid;
-        if (tv !== undefined) a['source'] = tv;
-      }
-    } else if (!have.has(a['pool'] ?? '')) {
-      a['pool'] = pickPool(host, 'kernel').name;
+    if (vol === 'kernel') {
+      if (!have.has(a['pool'] ?? '')) a['pool'] = pickPool(host, 'kernel').name;
+      return volumeElement(a);
+    }
+    const moved = a['pool'] === undefined || !have.has(a['pool']);
+    if (moved) {
+      const pool = pickPool(host, vol);
+      a['pool'] = pool.name;
+      a['vid'] = vidFor(pool, vm.name, vm.klass, vol);
+    } else if (a['vid'] !== undefined) {
+      a['vid'] = renameVid(a['vid'], oldName, vm.name);
+    }
+    if (a['source'] !== undefined) {
+      const tv = tpl?.volumes.find((v) => v.name === vol)?.vid;
+      if (tv !== undefined) a['source'] = tv;
+      else if (moved) delete a['source'];
+      else if (template?.old && template.new) a['source'] = renameVid(a['source'], template.old, template.new);
     }
     return volumeElement(a);
   });

@@ -1,9 +1,9 @@
 // Installs one restored VM into an R4 file-pool layout: the extracted directory is checked, fsynced
 // and renamed to `<qubesRoot>/{vm-templates,appvms}/<newName>/` (never over an existing one), then
 // the domain is added to the in-memory host qubes.xml (the caller writes it).
-import { lstat, mkdir, rename, rmdir } from 'node:fs/promises';
+import { lstat, mkdir, realpath, rename, rmdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fail } from '../../errors.js';
+import { fail, isQvmBackupError } from '../../errors.js';
 import type { DomainInfo, QubesXml } from '../../qubes-xml/index.js';
 import { addRestoredDomain, cloneQubesXml, findDomain, isValidVmName } from '../../qubes-xml/index.js';
 import { isTemplateVm } from '../plan/domain-view.js';
@@ -31,6 +31,15 @@ export function vmDirOf(qubesRoot: string, domain: DomainInfo, name: string): st
 
 /** Move one VM's extracted files into place and add it to `host`; returns the new host domain. */
 export async function installVm(args: InstallVmArgs): Promise<DomainInfo> {
+  try {
+    return await installVmUnchecked(args);
+  } catch (e) {
+    if (isQvmBackupError(e)) throw e;
+    return fail('ERR_IO', `${args.vm.newName}: install failed: ${(e as Error).message}`, { vm: args.vm.newName }, e);
+  }
+}
+
+async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   const { vm, host } = args;
   const name = vm.newName;
   const ctx = { vm: name };
@@ -49,7 +58,7 @@ export async function installVm(args: InstallVmArgs): Promise<DomainInfo> {
   const opts = addOptions(args);
   checkFilePoolVolumes(addRestoredDomain(cloneQubesXml(host), vm.domain, opts), root, target);
 
-  const stagedExists = await checkStaged(staged, vm);
+  const stagedExists = await checkStaged(root, staged, vm);
   if (stagedExists) await prepareTree(staged, name);
 
   await mkdir(parent, { recursive: true, mode: 0o755 });
@@ -90,7 +99,12 @@ function addOptions(args: InstallVmArgs): AddOptions {
   // vm.netvm undefined with a named original: the plan chose the host default (property dropped)
   if (typeof orig.netvm === 'string' && typeof vm.netvm === 'string') renames.set(orig.netvm, vm.netvm);
   const opts: AddOptions = { newName: vm.newName, renames };
-  if (args.hostDefaults !== undefined) opts.hostDefaults = args.hostDefaults;
+  if (args.hostDefaults !== undefined) {
+    const { netvm, ...rest } = args.hostDefaults;
+    // a netVM the plan left to the host default must stay unset (follow default_netvm), not be pinned
+    const followDefault = typeof orig.netvm === 'string' && vm.netvm === undefined;
+    opts.hostDefaults = followDefault || netvm === undefined ? rest : { ...rest, netvm };
+  }
   return opts;
 }
 
@@ -111,10 +125,14 @@ function checkFilePoolVolumes(d: DomainInfo, root: string, dir: string): void {
 }
 
 /** True if the staged directory exists; missing is accepted only for a VM without data. */
-async function checkStaged(staged: string, vm: VmPlan): Promise<boolean> {
+async function checkStaged(root: string, staged: string, vm: VmPlan): Promise<boolean> {
   try {
     const st = await lstat(staged);
     if (!st.isDirectory()) fail('ERR_UNSAFE_NAME', `${vm.newName}: ${staged} is not a directory`, { vm: vm.newName, file: staged });
+    // no symlinked component (e.g. an extracted `appvms` → /etc) may lead outside the root
+    if (!isInside(await realpath(root), await realpath(staged))) {
+      fail('ERR_UNSAFE_NAME', `${vm.newName}: ${staged} resolves outside ${root}`, { vm: vm.newName, file: staged });
+    }
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;

@@ -27,6 +27,9 @@ export interface FileRun {
   extractor?: InnerExtractor;
 }
 
+/** Inner archives whose tar may still be finishing while the next one is fed. */
+const MAX_FINISHING = 4;
+
 export type FeedItem = { kind: 'chunk'; file: FileRun; job: Promise<DecodedChunk>; slot: Slot } | { kind: 'end'; file: FileRun };
 
 export interface FeederDeps {
@@ -42,6 +45,7 @@ export interface FeederDeps {
 export class OrderedFeeder {
   readonly #q = new AsyncQueue<FeedItem>();
   readonly #d: FeederDeps;
+  readonly #finishing = new Set<Promise<void>>();
   readonly done: Promise<void>;
 
   constructor(deps: FeederDeps) {
@@ -68,6 +72,7 @@ export class OrderedFeeder {
       if (item.kind === 'chunk') await this.#chunk(item.file, item.job, item.slot);
       else await this.#end(item.file);
     }
+    await Promise.all(this.#finishing);
   }
 
   async #chunk(file: FileRun, job: Promise<DecodedChunk>, slot: Slot): Promise<void> {
@@ -95,12 +100,18 @@ export class OrderedFeeder {
       return;
     }
     if (!ext) return;
-    try {
-      await ext.finish();
-      await this.#d.fileDone(file);
-    } catch (e) {
-      await this.#fail(file, asError(e, file));
-    }
+    // tar's exit (and fileDone) overlaps with feeding the next inner archives
+    const p = (async () => {
+      try {
+        await ext.finish();
+        await this.#d.fileDone(file);
+      } catch (e) {
+        await this.#fail(file, asError(e, file));
+      }
+    })();
+    this.#finishing.add(p);
+    void p.then(() => this.#finishing.delete(p));
+    if (this.#finishing.size >= MAX_FINISHING) await Promise.race(this.#finishing);
   }
 
   async #fail(file: FileRun, err: QvmBackupError): Promise<void> {
