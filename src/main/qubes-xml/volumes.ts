@@ -77,7 +77,9 @@ export function synthesizeVolumes(host: QubesXml, vm: VolumePlan): XNode[] {
   add('root', own ? { rw: 'True', save_on_stop: 'True', size: String(10 * GiB) } : { snap_on_start: 'True', size: String(10 * GiB) });
   add('private', disp ? { snap_on_start: 'True', size: String(2 * GiB) } : { rw: 'True', save_on_stop: 'True', size: String(2 * GiB) });
   add('volatile', { rw: 'True', size: String(10 * GiB) });
-  add('kernel', { vid: vm.kernel ?? host.globalProperties['default_kernel'] ?? '' });
+  // kernel: the VM's own choice ('' = none) or the host default; unknown → left to qubesd
+  const kernel = vm.kernel ?? host.globalProperties['default_kernel'];
+  if (kernel !== undefined) add('kernel', { vid: kernel });
   return out;
 }
 

@@ -144,6 +144,22 @@ describe('installVm', () => {
     }
   });
 
+  it('a netVM left to the host default stays unset, even when hostDefaults are given', async () => {
+    const backup = parseQubesXml(r4Xml(BACKUP_VMS));
+    const host = parseQubesXml(r4Xml(
+      [{ name: 'tpl', klass: 'TemplateVM', qid: 2 }, { name: 'sys-fw', klass: 'AppVM', qid: 3, template: 'tpl', providesNetwork: true }],
+      { globals: { default_netvm: 'sys-fw' } },
+    ));
+    const plan = planRestore(backup, host, 'u', { ...SEL, vms: ['work'], ignoreMissing: true });
+    const vm = vmOf(plan, 'work');
+    assert.equal(vm.netvm, undefined);
+    const staging = await createStaging(root);
+    const d = await installVm({ vm, stagedDir: stage(staging.dir, vm, { 'private.img': 'w' }), qubesRoot: root, host, renames: renamesOf(plan), hostDefaults: { template: 'tpl', netvm: 'sys-fw' } });
+    assert.equal(d.netvm, undefined);
+    assert.equal(d.template, 'tpl');
+    await staging.remove();
+  });
+
   it('installs an R2/R3 VM (real-dir subdir) with synthesised file-pool volumes', async () => {
     const backup = parseQubesXml(r3BackupXml());
     const host = parseQubesXml(r4Xml([{ name: 'debian-12', klass: 'TemplateVM', qid: 2 }], { globals: { default_template: 'debian-12' } }));
