@@ -35,11 +35,10 @@ const paramCache = new Map<string, CipherParams>();
 /** Key and IV from a passphrase and salt, as OpenSSL's EVP_BytesToKey(MD5, count=1). */
 export function evpBytesToKey(passphrase: Uint8Array, salt: Uint8Array, keyLen: number, ivLen: number): { key: Buffer; iv: Buffer } {
   const out = Buffer.alloc(keyLen + ivLen);
-  let prev: Uint8Array = new Uint8Array(0);
-  let off = 0;
-  while (off < out.length) {
+  let prev = Buffer.alloc(0);
+  for (let off = 0; off < out.length; ) {
     prev = createHash('md5').update(prev).update(passphrase).update(salt).digest();
-    off += Buffer.from(prev).copy(out, off);
+    off += prev.copy(out, off);
   }
   return { key: out.subarray(0, keyLen), iv: out.subarray(keyLen) };
 }

@@ -95,13 +95,14 @@ for (const fixture of ['v4-gzip', 'v4-bzip2', 'v4-nocomp', 'v3-aes-gzip', 'v3-ae
       let checked = 0;
       for (const vm of Object.values(exp.expected.vms)) {
         const img = vm.members['private.img'];
-        if (!img?.sha256) continue;
+        const first = path.join(dir, `${vm.backup_subdir}/private.img.000${exp.format_version === 4 ? '.enc' : ''}`);
+        if (!img?.sha256 || !fs.existsSync(first)) continue; // whole-directory archives keep it inside "<vm>/."
         const inner = innerTar(dir, `${vm.backup_subdir}/private.img`, exp, hdr);
         const content = run('tar', ['-xOf', '-', `${vm.backup_subdir}/private.img`], inner);
         assert.equal(createHash('sha256').update(content).digest('hex'), img.sha256, `${vm.backup_subdir}/private.img`);
         checked++;
       }
-      assert.ok(checked > 0);
+      assert.ok(checked >= 2, `only ${checked} images checked`);
     } finally {
       cleanup();
     }

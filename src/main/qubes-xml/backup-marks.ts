@@ -4,7 +4,8 @@ import { fail } from '../errors.js';
 import { refresh, stateOf } from './document.js';
 import { setFeature, removeFeatures, setProperty } from './r4-edit.js';
 import type { QubesXml } from './types.js';
-import { appendChild, childrenOf, isElement, makeElement, setAttr, type XNode } from './xml-tree.js';
+import { appendChild } from './xml-layout.js';
+import { childrenOf, isElement, makeElement, setAttr, type XNode } from './xml-tree.js';
 
 function checkQids(doc: QubesXml, qids: Iterable<number>): void {
   const known = new Set(doc.domains.map((d) => d.qid));

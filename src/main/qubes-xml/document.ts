@@ -4,7 +4,8 @@ import { fail } from '../errors.js';
 import { readR2R3 } from './read-r2r3.js';
 import { readR4 } from './read-r4.js';
 import type { DomainInfo, QubesSchema, QubesXml } from './types.js';
-import { buildTree, isElement, isPretty, parseTree, tagOf, type XNode } from './xml-tree.js';
+import { isPretty } from './xml-layout.js';
+import { buildTree, isElement, parseTree, tagOf, type XNode } from './xml-tree.js';
 
 export interface DocState {
   top: XNode[];

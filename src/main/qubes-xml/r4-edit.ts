@@ -1,6 +1,7 @@
 // In-place edits of an R4 `<domain>` element (which sits at depth 2: qubes/domains/domain):
 // properties, features and sections, keeping the element order Qubes writes.
-import { appendChild, child, elements, getAttr, makeElement, removeChild, setText, tagOf, type XNode } from './xml-tree.js';
+import { appendChild, removeChild } from './xml-layout.js';
+import { child, elements, getAttr, makeElement, setText, tagOf, type XNode } from './xml-tree.js';
 
 const DOMAIN_DEPTH = 2;
 /** Section order inside `<domain>` as written by Qubes. */

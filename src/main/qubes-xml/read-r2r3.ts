@@ -78,6 +78,7 @@ function legacyDevices(a: Record<string, string>, vm: string): DeviceInfo[] {
 export function readR2R3(root: XNode): { domains: { info: DomainInfo; node?: XNode }[]; globals: Record<string, string> } {
   const vmNodes = elements(root).filter((n) => (LEGACY_CLASSES as readonly string[]).includes(tagOf(n)!));
   const qidMap = new Map<number, string>();
+  const seen = new Set<number>();
   const parsed = vmNodes.map((node) => {
     const a = decodedAttrs(node);
     const tag = tagOf(node)!;
@@ -85,6 +86,8 @@ export function readR2R3(root: XNode): { domains: { info: DomainInfo; node?: XNo
     if (!name) fail('ERR_QUBES_XML', `qubes.xml: ${tag} without a name`);
     if (!/^[0-9]{1,9}$/.test(a['qid'] ?? '')) fail('ERR_QUBES_XML', `qubes.xml: VM ${name} has no valid qid`, { vm: name });
     const qid = Number(a['qid']);
+    if (seen.has(qid)) fail('ERR_QUBES_XML', `qubes.xml: qid ${qid} is used twice`, { vm: name });
+    seen.add(qid);
     if (tag !== 'QubesDisposableVm') qidMap.set(qid, name);
     return { node, a, tag, name, qid };
   });

@@ -9,7 +9,8 @@ import { ensureSection, removeFeatures, removeProperty, setProperty } from './r4
 import type { DomainInfo, QubesXml } from './types.js';
 import { isValidVmName } from './vm-name.js';
 import { carryVolumes, synthesizeVolumes, type VolumePlan } from './volumes.js';
-import { appendChild, child, decodedAttrs, elements, getAttr, makeElement, removeAttr, removeChild, setAttr, stripIndentation, textOf, type XNode } from './xml-tree.js';
+import { appendChild, removeChild, stripIndentation } from './xml-layout.js';
+import { child, decodedAttrs, elements, getAttr, makeElement, removeAttr, setAttr, textOf, type XNode } from './xml-tree.js';
 
 export interface AddRestoredOptions {
   newName: string;
@@ -36,28 +37,30 @@ interface Refs {
   defaultDispvm?: string;
 }
 
+/**
+ * Where a reference of the backed-up VM points on the host: a VM restored in this run (through
+ * renames), else a host VM of that name, else nothing.
+ */
 function resolveRefs(host: QubesXml, from: DomainInfo, opts: AddRestoredOptions): Refs {
-  const restored = new Set(opts.renames.values());
-  const known = (n: string) => findDomain(host, n) !== undefined || restored.has(n);
-  const map = (n: string) => opts.renames.get(n) ?? n;
+  const onHost = (n: string) => findDomain(host, n) !== undefined;
+  const resolve = (n: string): string | undefined => (opts.renames.has(n) ? opts.renames.get(n)! : onHost(n) ? n : undefined);
   const refs: Refs = {};
   if (typeof from.template === 'string') {
-    let t = map(from.template);
-    if (!known(t)) {
-      if (!opts.hostDefaults?.template) fail('ERR_PLAN', `template ${t} of VM ${from.name} is missing`, { vm: from.name });
-      t = opts.hostDefaults.template;
-    }
+    const t = resolve(from.template) ?? opts.hostDefaults?.template;
+    if (t === undefined) fail('ERR_PLAN', `template ${from.template} of VM ${from.name} is missing`, { vm: from.name });
     refs.template = t;
   }
   if (from.netvm === null) refs.netvm = '';
   else if (typeof from.netvm === 'string') {
-    const n = map(from.netvm);
     const fallback = opts.hostDefaults?.netvm;
-    if (known(n)) refs.netvm = n;
-    else if (fallback !== undefined && (fallback === '' || known(fallback))) refs.netvm = fallback;
+    const n = resolve(from.netvm) ?? (fallback !== undefined && (fallback === '' || onHost(fallback)) ? fallback : undefined);
+    if (n !== undefined) refs.netvm = n;
   }
   if (from.defaultDispvm === null) refs.defaultDispvm = '';
-  else if (typeof from.defaultDispvm === 'string' && known(map(from.defaultDispvm))) refs.defaultDispvm = map(from.defaultDispvm);
+  else if (typeof from.defaultDispvm === 'string') {
+    const d = resolve(from.defaultDispvm);
+    if (d !== undefined) refs.defaultDispvm = d;
+  }
   return refs;
 }
 

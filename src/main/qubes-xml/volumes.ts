@@ -6,6 +6,7 @@ import type { QubesXml } from './types.js';
 import { child, decodedAttrs, elements, makeElement, type XNode } from './xml-tree.js';
 
 const GiB = 1024 * 1024 * 1024;
+const KNOWN_DRIVERS = new Set(['file', 'file-reflink', 'lvm_thin']);
 const ATTR_ORDER = ['name', 'pool', 'revisions_to_keep', 'rw', 'save_on_stop', 'snap_on_start', 'size', 'source', 'vid'];
 
 interface Pool {
@@ -84,8 +85,9 @@ export function synthesizeVolumes(host: QubesXml, vm: VolumePlan): XNode[] {
 }
 
 /**
- * Copy backed-up `<volume>`s for the renamed VM: vids renamed; a volume whose pool the host lacks
- * moves to the host's pool for it; `source` (snapshot origin) follows the host's template volume,
+ * Copy backed-up `<volume>`s (size, flags…) for the renamed VM. A volume whose pool the host lacks
+ * moves to the host's pool for it; vids are those Qubes gives the new VM (renamed for unknown
+ * pool drivers); `source` (snapshot origin) follows the host's template volume,
  * else the template's rename, and is dropped when the volume changed pool.
  */
 export function carryVolumes(
@@ -95,7 +97,8 @@ export function carryVolumes(
   vm: VolumePlan,
   template?: { old?: string; new?: string },
 ): XNode[] {
-  const have = new Set(hostPools(host).map((p) => p.name));
+  const pools = hostPools(host);
+  const have = new Set(pools.map((p) => p.name));
   const tpl = template?.new ? findDomain(host, template.new) : undefined;
   return vols.map((a0) => {
     const a = { ...a0 };
@@ -104,14 +107,13 @@ export function carryVolumes(
       if (!have.has(a['pool'] ?? '')) a['pool'] = pickPool(host, 'kernel').name;
       return volumeElement(a);
     }
-    const moved = a['pool'] === undefined || !have.has(a['pool']);
-    if (moved) {
-      const pool = pickPool(host, vol);
-      a['pool'] = pool.name;
-      a['vid'] = vidFor(pool, vm.name, vm.klass, vol);
-    } else if (a['vid'] !== undefined) {
-      a['vid'] = renameVid(a['vid'], oldName, vm.name);
-    }
+    const hostPool = pools.find((p) => p.name === a['pool']);
+    const moved = hostPool === undefined;
+    const pool = hostPool ?? pickPool(host, vol);
+    a['pool'] = pool.name;
+    // known drivers get the vid Qubes would give the new VM; others have the name replaced
+    if (moved || KNOWN_DRIVERS.has(pool.driver)) a['vid'] = vidFor(pool, vm.name, vm.klass, vol);
+    else if (a['vid'] !== undefined) a['vid'] = renameVid(a['vid'], oldName, vm.name);
     if (a['source'] !== undefined) {
       const tv = tpl?.volumes.find((v) => v.name === vol)?.vid;
       if (tv !== undefined) a['source'] = tv;

@@ -73,6 +73,8 @@ describe('qubes.xml parsing refuses unsafe or broken input', () => {
   test('R2/R3 structural errors', () => {
     assert.equal(code(() => parseQubesXml('<QubesVmCollection><QubesAppVm name="a" qid="x"/></QubesVmCollection>')), 'ERR_QUBES_XML');
     assert.equal(code(() => parseQubesXml('<QubesVmCollection><QubesAppVm qid="3"/></QubesVmCollection>')), 'ERR_QUBES_XML');
+    assert.equal(code(() => parseQubesXml('<QubesVmCollection><QubesAppVm name="a" qid="3"/><QubesAppVm name="b" qid="3"/></QubesVmCollection>')), 'ERR_QUBES_XML');
+    assert.equal(code(() => parseQubesXml('<QubesVmCollection><QubesAppVm name="a" qid="3"/><QubesNetVm name="a" qid="4"/></QubesVmCollection>')), 'ERR_QUBES_XML');
     assert.equal(code(() => parseQubesXml('<QubesVmCollection><QubesAppVm name="a" qid="3" template_qid="9"/></QubesVmCollection>')), 'ERR_QUBES_XML');
     assert.equal(code(() => parseQubesXml(`<QubesVmCollection><QubesAppVm name="a" qid="3" template_qid="none" services="{'a': __import__('os')}"/></QubesVmCollection>`)), 'ERR_QUBES_XML');
     assert.equal(code(() => parseQubesXml('<QubesVmCollection><QubesAppVm name="a" qid="3" template_qid="none" backup_content="True" backup_size="12x"/></QubesVmCollection>')), 'ERR_QUBES_XML');

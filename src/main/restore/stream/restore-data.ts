@@ -21,6 +21,8 @@ import type { RestoreDataContext, RestoreDataResult, RestoreSelection, VmRestore
 
 interface V3File extends FileRun {
   stream?: V3StreamState;
+  /** v2: the file has a single chunk, so plain `tar -x` reads it (no multi-volume FIFO dance) */
+  singleVolume?: boolean;
 }
 /** A data chunk read into a slot, waiting for its `.hmac` (v2/v3) or for its finality (v3). */
 interface Waiting {
@@ -61,7 +63,8 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     open: (file) => {
       const vm = file.vm as VmRun;
       const o = { dir: vm.stagingDir, member: file.base, listOnly, ...(ctx.signal ? { signal: ctx.signal } : {}) };
-      return version === 2 ? openMultiVolumeExtractor(o) : openStreamExtractor(o, filter);
+      if (version === 2) return (file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o);
+      return openStreamExtractor(o, filter);
     },
     failVm,
     fed: (file, n) => {
@@ -93,13 +96,14 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
 
   let pending: Waiting | null = null; // v2/v3 data chunk waiting for its .hmac
   let expectHmac: { base: string; index: number } | null = null;
-  let held: Waiting | null = null; // v3: verified pairing, waiting to learn whether it is final
+  let held: Waiting | null = null; // v2/v3: paired with its .hmac, waiting to learn whether it is the last
   const seenBases = new Set<string>();
   let archiveError: QvmBackupError | undefined;
 
   const dispatch = (w: Waiting, final: boolean): void => {
     const vm = w.file.vm as VmRun;
     if (vm.failed) return slots.release(w.slot);
+    if (version === 2 && w.ref.index === 0) w.file.singleVolume = final;
     let job;
     if (version === 4) job = decoder.decodeV4(w.slot, w.size, w.ref);
     else if (version === 2) job = decoder.decodeV2(w.slot, w.size, w.ref, w.hmacHex ?? '');
@@ -158,8 +162,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
             failFile(w.file, isQvmBackupError(e) ? e : corrupt(p.base, `${name}.hmac: ${String(e)}`));
             continue;
           }
-          if (version === 2) dispatch(w, false);
-          else held = w;
+          held = w;
         } else {
           missingHmac();
           failBase(p.base, `${name}.hmac without its data chunk ${name}`);
@@ -173,7 +176,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       const cur = current as V3File | null;
       const cont = cur !== null && cur.base === p.base && p.index === cur.nextIndex;
       if (held) {
-        dispatch(held, !(cont && m.size > 0));
+        dispatch(held, !(cont && (m.size > 0 || version === 2)));
         held = null;
       }
       if (!cont) {
