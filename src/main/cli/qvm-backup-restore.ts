@@ -77,7 +77,7 @@ async function main(): Promise<number> {
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));
     const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0HomeDir ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;
-    progress.finish(true, text, { restored: r.restored, dom0_home: r.dom0HomeDir ?? null, verify_only: verifyOnly });
+    progress.finish(true, text, { restored: r.restored, dom0_home: r.dom0HomeDir ?? null, verify_only: verifyOnly, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
     return EXIT.OK;
   } catch (e) {
     progress.finish(false, verifyOnly ? 'Verification failed' : 'Restore failed');

@@ -93,7 +93,7 @@ async function main(): Promise<number> {
       progress,
       signal: ac.signal,
     });
-    progress.finish(true, `Backup finished: ${result.path}`, { path: result.path, vms: result.vms, chunks: result.chunks, bytes_written: result.bytesWritten });
+    progress.finish(true, `Backup finished: ${result.path}`, { path: result.path, vms: result.vms, chunks: result.chunks, bytes_written: result.bytesWritten, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
     return EXIT.OK;
   } catch (e) {
     progress.finish(false, 'Backup failed');

@@ -123,7 +123,8 @@ export function readR2R3(root: XNode): { domains: { info: DomainInfo; node?: XNo
       legacyClass: tag,
       label: a['label'] ?? (isAdmin ? 'black' : 'red'),
       providesNetwork: tag === 'QubesNetVm' || tag === 'QubesProxyVm',
-      includeInBackups: isAdmin || a['include_in_backups'] !== 'False',
+      // R2/R3 DisposableVMs are transient (no directory): never in a backup
+      includeInBackups: isAdmin || (tag !== 'QubesDisposableVm' && a['include_in_backups'] !== 'False'),
       installedByRpm: a['installed_by_rpm'] === 'True',
       volumes: [],
       properties: a,

@@ -163,11 +163,12 @@ function copyLegacyDomain(host: QubesXml, src: XNode, from: DomainInfo, qid: num
   for (const a of ['dispvm_netvm', 'dispvm_netvm_qid']) removeAttr(el, a);
   if (getAttr(el, 'uses_default_dispvm_netvm') !== undefined) setAttr(el, 'uses_default_dispvm_netvm', 'True');
   const dir = getAttr(el, 'dir_path');
-  if (dir !== undefined) setAttr(el, 'dir_path', dir.replace(new RegExp(`/${from.name.replace(/[.]/g, '\\.')}/?$`), `/${o.newName}`));
+  const tail = dir?.replace(/\/+$/, '');
+  if (tail !== undefined && tail.endsWith(`/${from.name}`)) setAttr(el, 'dir_path', `${tail.slice(0, -from.name.length)}${o.newName}`);
   if (getAttr(el, 'conf_file') === `${from.name}.conf`) setAttr(el, 'conf_file', `${o.newName}.conf`);
   for (const a of ['backup_content', 'backup_path', 'backup_size']) removeAttr(el, a);
   if (getAttr(el, 'installed_by_rpm') !== undefined) setAttr(el, 'installed_by_rpm', 'False');
-  if (!host.labels.length && getAttr(el, 'label') === undefined) setAttr(el, 'label', 'red');
+  if (getAttr(el, 'label') === undefined) setAttr(el, 'label', 'red');
   return el;
 }
 
@@ -181,7 +182,7 @@ export function addRestoredDomain(host: QubesXml, from: DomainInfo, opts: AddRes
   const st = stateOf(host);
   if (from.klass === 'AdminVM') fail('ERR_PLAN', 'dom0 cannot be restored as a VM', { vm: from.name });
   if (from.klass === 'DispVM' && from.legacyClass) fail('ERR_PLAN', `R2/R3 DisposableVM ${from.name} cannot be restored`, { vm: from.name });
-  if (!isValidVmName(opts.newName)) fail('ERR_PLAN', `invalid VM name ${JSON.stringify(opts.newName)}`, { vm: from.name });
+  if (!isValidVmName(opts.newName, { allowDot: host.schema === 'r2r3' })) fail('ERR_PLAN', `invalid VM name ${JSON.stringify(opts.newName)}`, { vm: from.name });
   if (findDomain(host, opts.newName)) fail('ERR_PLAN', `VM ${opts.newName} already exists on the host`, { vm: from.name });
   const origin = originOf(from);
   const qid = freeQid(host);

@@ -71,12 +71,13 @@ export interface MultiVolumeExtractor {
 }
 
 /**
- * Start `tar -x[t] -M --sparse -k --no-same-owner --no-same-permissions -C <dir> -f <fifo> -- <members>`.
+ * Start `tar -x[t] -M -B --sparse -k --no-same-owner --no-same-permissions -C <dir> -f <fifo> -- <members>`.
  * Per volume: write it into the FIFO, close, replace the FIFO by a fresh one, then send '\n' — tar
  * can only reopen the new FIFO after it has read the old one to EOF (LIMITS §4b).
  */
 export function tarExtractMultiVolume(opts: Omit<TarExtractOptions, 'compressProgram'>): MultiVolumeExtractor {
-  const args = extractOptionArgs(opts);
+  // -B: a FIFO read may return less than a record; without it tar fails with "Unaligned block".
+  const args = [...extractOptionArgs(opts), '--read-full-records'];
   let fifo = '';
   let dir = '';
   let tar: TarProcess | undefined;
@@ -131,17 +132,31 @@ export function tarExtractMultiVolume(opts: Omit<TarExtractOptions, 'compressPro
       try {
         const t = await setup;
         volume++;
+        const cancelled = async (): Promise<void> => {
+          if (!opts.signal?.aborted) return;
+          t.kill();
+          throw await tarFailure(t, `tar cancelled at volume ${volume}`);
+        };
+        await cancelled();
         const fh = await openFifo(fifo, 'write', t.exited);
         if (!fh) throw await tarFailure(t, `tar exited before volume ${volume} was fed`);
+        let writeError: NodeJS.ErrnoException | undefined;
         try {
           for (const part of parts) {
             for (let off = 0; off < part.length; ) off += (await fh.write(part, off, part.length - off)).bytesWritten;
           }
         } catch (e) {
-          await fh.close().catch(() => undefined);
-          throw await tarFailure(t, `writing volume ${volume} to tar: ${(e as Error).message}`, e);
+          writeError = e as NodeJS.ErrnoException;
         }
-        await fh.close();
+        await fh.close().catch(() => undefined);
+        // EPIPE: tar closed the volume early — it found the end of the archive, or it rejected the
+        // volume and now prompts (waiting on stdin: never wait for its exit here). Carry on as
+        // usual; tar's exit status at finish() tells which.
+        if (writeError && writeError.code !== 'EPIPE') {
+          t.kill();
+          throw await tarFailure(t, `writing volume ${volume} to tar: ${writeError.message}`, writeError);
+        }
+        await cancelled();
         await fsp.unlink(fifo);
         await mkfifo(fifo);
         t.stdin?.write('\n');

@@ -58,6 +58,8 @@ describe('R2/R3 edge cases', () => {
     assert.deepEqual(app.backup, { content: true, path: 'appvms/hvm-app/', size: 4096 });
     assert.deepEqual(legacyR4Properties(app), { mac: '00:16:3E:5E:6C:00', vcpus: '4', kernel: '' });
     assert.equal(findDomain(doc, 'disp1')!.template, 'fedora-20');
+    assert.equal(findDomain(doc, 'disp1')!.includeInBackups, false);
+    assert.equal(findDomain(doc, 'hvm-app')!.includeInBackups, true);
     assert.equal(findDomain(doc, 'ghost'), undefined);
   });
 
@@ -124,15 +126,16 @@ describe('R4 edge cases', () => {
 
 describe('isValidVmName', () => {
   test('accepts Qubes names', () => {
-    for (const n of ['work', 'a', 'sys-net', 'fedora-38-xfce', 'A_b-9', 'x'.repeat(31), 'vm.dot']) assert.equal(isValidVmName(n), true, n);
+    for (const n of ['work', 'a', 'sys-net', 'fedora-38-xfce', 'A_b-9', 'x'.repeat(31), 'dom0']) assert.equal(isValidVmName(n), true, n);
   });
   test('rejects invalid names', () => {
-    for (const n of ['', 'x'.repeat(32), '1abc', '-a', '_a', '.a', 'a b', 'a/b', '../x', 'a\u00e9', 'none', 'default', 'Domain-0', 'sys-dm', 'a\n', 'dom0/']) {
+    for (const n of ['', 'x'.repeat(32), '1abc', '-a', '_a', '.a', 'a b', 'a/b', '../x', 'a\u00e9', 'none', 'default', 'Domain-0', 'sys-dm', 'a\n', 'dom0/', 'vm.dot']) {
       assert.equal(isValidVmName(n), false, JSON.stringify(n));
     }
   });
-  test('allowDot false follows current qubes-core-admin', () => {
-    assert.equal(isValidVmName('vm.dot', { allowDot: false }), false);
-    assert.equal(isValidVmName('vm-dash', { allowDot: false }), true);
+  test('allowDot: the R1-R3 rule', () => {
+    assert.equal(isValidVmName('vm.dot', { allowDot: true }), true);
+    assert.equal(isValidVmName('.vm', { allowDot: true }), false);
+    assert.equal(isValidVmName('vm-dm', { allowDot: true }), false);
   });
 });

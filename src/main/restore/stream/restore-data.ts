@@ -182,7 +182,8 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (!cont) {
         if (cur !== null && cur.base === p.base) {
           const want = `${cur.base}.${pad3(cur.nextIndex)}`;
-          failFile(cur, corrupt(p.base, `chunk ${name} out of order (expected ${want})`));
+          const why = p.index < cur.nextIndex ? `duplicate chunk ${name} (expected ${want})` : `chunk ${name} out of order: ${want} is missing`;
+          failFile(cur, corrupt(p.base, why));
         }
         endCurrent();
         if (p.index !== 0 || seenBases.has(p.base)) {

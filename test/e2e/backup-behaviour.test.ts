@@ -1,0 +1,124 @@
+// qvm-backup behaviour around the data path: wrong usage gives one clear line and a documented exit
+// code before anything is written; peak memory stays under --max-memory plus a fixed overhead; no
+// temporary files; SIGINT stops tar and the workers and removes the partial output; --json output.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdirSync, writeFileSync, mkdirSync, chmodSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeSampleCollection } from '../../scripts/make-sample.js';
+import { tempDir, passFile, node, run, BACKUP_BIN } from '../helpers/cli.js';
+
+const MiB = 1024 * 1024;
+
+function sample(dir: string) {
+  const root = join(dir, 'qubes');
+  const home = join(dir, 'home', 'user');
+  makeSampleCollection({ root, home, bigImageBytes: 256 * MiB, bigDataBytes: 24 * MiB, smallImageBytes: 16 * MiB, smallDataBytes: 256 * 1024 });
+  return { root, home };
+}
+
+test('wrong usage: one clear line on stderr, documented exit code, nothing written', () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    const base = ['--qubes-root', root, '--dom0-home', home, '-y'];
+    const lastLine = (s: string) => s.trim().split('\n').pop() ?? '';
+    // unknown VM
+    let r = node(BACKUP_BIN, [...base, '-p', pw, out, 'work', 'no-such-vm']);
+    assert.equal(r.status, 2);
+    assert.match(lastLine(r.stderr), /^qvm-backup: error: unknown VM: no-such-vm$/);
+    // destination directory missing / not writable
+    r = node(BACKUP_BIN, [...base, '-p', pw, join(t.dir, 'missing', 'b.bin')]);
+    assert.equal(r.status, 2);
+    assert.match(lastLine(r.stderr), /does not exist/);
+    if (process.getuid?.() !== 0) {
+      chmodSync(out, 0o500);
+      r = node(BACKUP_BIN, [...base, '-p', pw, out]);
+      assert.notEqual(r.status, 0);
+      chmodSync(out, 0o700);
+    }
+    // empty passphrase
+    const empty = join(t.dir, 'empty.txt');
+    writeFileSync(empty, '\n');
+    r = node(BACKUP_BIN, [...base, '-p', empty, out]);
+    assert.equal(r.status, 2);
+    assert.match(lastLine(r.stderr), /empty passphrase/);
+    // --no-encrypt with format 4
+    r = node(BACKUP_BIN, [...base, '-p', pw, '--no-encrypt', out]);
+    assert.equal(r.status, 2);
+    assert.match(lastLine(r.stderr), /--no-encrypt/);
+    // a filter that is not on the allow-list is never run
+    r = node(BACKUP_BIN, [...base, '-p', pw, '-Z', 'rm', out]);
+    assert.equal(r.status, 2);
+    assert.match(lastLine(r.stderr), /not allowed/);
+    // missing GNU tar: PATH without tar
+    const bin = join(t.dir, 'bin');
+    mkdirSync(bin);
+    r = node(BACKUP_BIN, [...base, '-p', pw, '--scrypt-logn', '10', out], { env: { PATH: bin } });
+    assert.equal(r.status, 7, r.stderr);
+    assert.match(lastLine(r.stderr), /tar/);
+    assert.deepEqual(readdirSync(out), [], 'nothing left in the destination');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('peak memory stays under --max-memory plus a fixed overhead; no temp files; --json', { timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const tmp = join(t.dir, 'tmp');
+    mkdirSync(tmp);
+    const archive = join(t.dir, 'b.bin');
+    const maxMemory = 64 * MiB;
+    const r = node(BACKUP_BIN, ['--json', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '14', '--chunk-size', '8M', '--max-memory', '64M', archive], { env: { TMPDIR: tmp } });
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const summary = lines.find((l) => l['message_type'] === 'summary')!;
+    assert.equal(summary['ok'], true);
+    assert.ok(lines.some((l) => l['message_type'] === 'plan'));
+    assert.ok(lines.some((l) => l['message_type'] === 'vm_done' && l['vm'] === 'work'));
+    const rss = summary['max_rss_bytes'] as number;
+    const overhead = 160 * MiB; // node, two worker threads, zlib state
+    assert.ok(rss < maxMemory + overhead, `peak RSS ${Math.round(rss / MiB)} MiB > ${Math.round((maxMemory + overhead) / MiB)} MiB`);
+    assert.deepEqual(readdirSync(tmp), [], 'no temporary files');
+    assert.deepEqual(readdirSync(t.dir).filter((n) => n.includes('partial')), []);
+    // v2 uses a FIFO in a private temp dir: removed afterwards too
+    const r2 = node(BACKUP_BIN, ['-q', '--format', '2', '--no-compress', '--chunk-size', '2560K', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', join(t.dir, 'b2.bin'), 'vault'], { env: { TMPDIR: tmp } });
+    assert.equal(r2.status, 0, r2.stderr);
+    assert.deepEqual(readdirSync(tmp), []);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('SIGINT stops tar and the workers and removes the partial output', { timeout: 120_000 }, async () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    // slow settings so the run is still busy when the signal arrives
+    const child = spawn(process.execPath, [BACKUP_BIN, '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '17', '--chunk-size', '1M', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.ok(readdirSync(out).some((n) => n.includes('.partial-')), 'a partial file exists while running');
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(code, 130, stderr);
+    assert.deepEqual(readdirSync(out), [], 'partial output removed');
+    const ps = run('ps', ['-eo', 'pid,ppid,args']).stdout;
+    assert.doesNotMatch(ps, new RegExp(`tar -Pc.*${root.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`), 'no tar left running');
+    assert.match(readFileSync(join(root, 'qubes.xml'), 'utf8'), /^(?![\s\S]*backup_timestamp)/, 'live qubes.xml untouched');
+    assert.equal(existsSync(join(out, 'x')), false);
+  } finally {
+    t.cleanup();
+  }
+});
