@@ -122,3 +122,34 @@ test('SIGINT stops tar and the workers and removes the partial output', { timeou
     t.cleanup();
   }
 });
+
+test('stdout and --dest-command destinations; stdin and --source-command sources', { timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const base = ['-q', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10'];
+    const viaStdout = join(t.dir, 'stdout.bin');
+    let r = run('sh', ['-c', `"${process.execPath}" "${BACKUP_BIN}" ${base.map((a) => `'${a}'`).join(' ')} - vault personal > '${viaStdout}'`]);
+    assert.equal(r.status, 0, r.stderr);
+    const viaCmd = join(t.dir, 'cmd.bin');
+    r = node(BACKUP_BIN, [...base, '--dest-command', `cat > '${viaCmd}'`, 'ignored-location', 'vault', 'personal']);
+    assert.equal(r.status, 0, r.stderr);
+    const failing = node(BACKUP_BIN, [...base, '--dest-command', 'cat > /dev/null; exit 3', 'x', 'vault']);
+    assert.notEqual(failing.status, 0, 'a failing destination command fails the backup');
+    for (const archive of [viaStdout, viaCmd]) {
+      const list = run('tar', ['-i', '-tf', archive]).stdout.split('\n').filter(Boolean);
+      assert.ok(list.includes('vm5/private.img.000.enc') && list.includes('vm4/private.img.000.enc'), list.join(' '));
+      const { RESTORE_BIN } = { RESTORE_BIN: BACKUP_BIN.replace('qvm-backup.js', 'qvm-backup-restore.js') };
+      const v1 = run('sh', ['-c', `"${process.execPath}" "${RESTORE_BIN}" -q -y --verify-only -p '${pw}' - < '${archive}'`]);
+      assert.equal(v1.status, 0, `verify from stdin: ${v1.stderr}`);
+      // the passphrase comes from a file here, so stdin is free for the archive; and a command as source
+      const host = join(t.dir, `host-${archive.endsWith('stdout.bin') ? 'a' : 'b'}`);
+      const v2 = node(RESTORE_BIN, ['-q', '-y', '--qubes-root', host, '--dom0-home', join(t.dir, 'hh', 'user'), '-p', pw, '--source-command', `cat '${archive}'`, 'unused', '--ignore-missing', 'vault', 'personal']);
+      assert.equal(v2.status, 0, `restore from a command: ${v2.stderr}`);
+      assert.equal(run('cmp', [join(root, 'appvms/vault/private.img'), join(host, 'appvms/vault/private.img')]).status, 0);
+    }
+  } finally {
+    t.cleanup();
+  }
+});

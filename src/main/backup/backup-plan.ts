@@ -58,6 +58,12 @@ function isTemplate(d: DomainInfo): boolean {
   return d.klass === 'TemplateVM' || d.legacyClass === 'QubesTemplateVm' || d.legacyClass === 'QubesTemplateHVm';
 }
 
+/** Internal VMs (e.g. the R3 DispVM template) are left out of the default set, as Qubes does. */
+function isInternal(d: DomainInfo): boolean {
+  const v = (d.properties['internal'] ?? d.features['internal'] ?? '').toLowerCase();
+  return v === 'true' || v === '1';
+}
+
 function isStandalone(d: DomainInfo): boolean {
   return d.klass === 'StandaloneVM' || ((d.legacyClass === 'QubesAppVm' || d.legacyClass === 'QubesHVm') && !d.template);
 }
@@ -144,7 +150,7 @@ export async function planBackup(doc: QubesXml, opts: BackupPlanOptions): Promis
   const chosen =
     opts.vms.length > 0
       ? opts.vms.map((n) => byName.get(n)!)
-      : doc.domains.filter((d) => d.includeInBackups);
+      : doc.domains.filter((d) => d.includeInBackups && !isInternal(d));
   const selected = chosen.filter((d) => !excluded.has(d.name));
   const vms: VmJob[] = [];
   let dom0: VmJob | undefined;

@@ -81,6 +81,8 @@ export function formatBackupSummary(plan: BackupPlan, fmtBytes: (n: number) => s
 async function resolveDestination(o: BackupOptions, now: Date): Promise<{ sink: () => Promise<Sink>; path: string; localDir?: string }> {
   if (o.destCommand !== undefined) {
     const cmd = o.destCommand;
+    // like qubes.Backup, the command learns the location: $QVM_BACKUP_LOCATION
+    process.env['QVM_BACKUP_LOCATION'] = o.location;
     return { path: `| ${cmd}`, sink: async () => commandSink(cmd) };
   }
   if (o.location === '-') return { path: '(stdout)', sink: async () => stdoutSink() };

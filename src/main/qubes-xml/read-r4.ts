@@ -39,6 +39,7 @@ export function readProperties(node: XNode | undefined): Record<string, string> 
   return out;
 }
 
+/** The `<labels>` table (id, name, colour). */
 export function readLabels(root: XNode): LabelInfo[] {
   const labels = child(root, 'labels');
   if (!labels) return [];

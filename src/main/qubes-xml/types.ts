@@ -46,7 +46,12 @@ export interface DeviceInfo {
 export interface DomainInfo {
   qid: number;
   name: string;
-  /** R4 class; for R2/R3 the tag mapped like the Qubes R4 restore client does (see read-r2r3.ts) */
+  /**
+   * R4 class. R2/R3 tags are mapped like the Qubes R4 restore client does: QubesAdminVm (or qid 0)
+   * → AdminVM; QubesTemplateVm/QubesTemplateHVm → TemplateVM; QubesDisposableVm → DispVM; every
+   * other tag (AppVm, HVm, NetVm, ProxyVm) → AppVM with a template, StandaloneVM without
+   * (template_qid none). HVMs and Net/ProxyVMs are told apart by legacyClass / providesNetwork.
+   */
   klass: VmClass;
   /** original R2/R3 element tag, if any */
   legacyClass?: string;
@@ -82,6 +87,10 @@ export interface LabelInfo {
   color: string;
 }
 
+/**
+ * A parsed qubes.xml. The preserved XML tree is held by the module, keyed by this object: copy a
+ * document with cloneQubesXml (a spread or structuredClone copy has no tree and cannot be written).
+ */
 export interface QubesXml {
   schema: QubesSchema;
   domains: DomainInfo[];

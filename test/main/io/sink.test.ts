@@ -119,7 +119,7 @@ describe('stdoutSink', () => {
     }
     await sink.commit();
     assert.equal(pending, 0);
-    assert.deepEqual(got.map((b) => b[0]), [...Array(20).keys()]);
+    assert.deepEqual(got.filter((b) => b.length > 0).map((b) => b[0]), [...Array(20).keys()]);
   });
 
   it('EPIPE (reader went away) is ERR_IO, not a crash', () => {

@@ -95,13 +95,20 @@ function expectQubesXmlChunk(m: OuterMember, version: 2 | 3 | 4, hmac: boolean):
 
 /** Authenticated v2/v3 qubes.xml chunk → qubes.xml bytes. */
 function decodeV2V3QubesXml(header: BackupHeader, passphrase: string, data: Buffer): Buffer {
-  let plain: Buffer = data;
-  if (header.encrypted) plain = opensslDecryptSmall(header.cryptoAlgorithm ?? 'aes-256-cbc', passphrase, data, 'qubes.xml.000');
+  const cipher = header.cryptoAlgorithm ?? 'aes-256-cbc';
   if (header.version === 2) {
-    if (header.compressed) plain = decompressSmall(header.encrypted ? 'zlib' : { kind: 'gunzip' }, plain, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000');
+    let plain: Buffer = data;
+    if (header.encrypted && header.compressed) {
+      // `openssl enc -e -z`: the zlib BIO sits below the cipher, so the file is zlib(Salted__ ‖ ciphertext)
+      plain = opensslDecryptSmall(cipher, passphrase, decompressSmall('zlib', data, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000'), 'qubes.xml.000');
+    } else if (header.encrypted) {
+      plain = opensslDecryptSmall(cipher, passphrase, data, 'qubes.xml.000');
+    } else if (header.compressed) {
+      plain = decompressSmall({ kind: 'gunzip' }, data, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000');
+    }
     return extractTarMember(plain, 'qubes.xml', QUBES_XML_MAX_BYTES, 'qubes.xml.000');
   }
-  return qubesXmlFromInner(header, plain);
+  return qubesXmlFromInner(header, header.encrypted ? opensslDecryptSmall(cipher, passphrase, data, 'qubes.xml.000') : data);
 }
 
 function qubesXmlFromInner(header: BackupHeader, plain: Buffer): Buffer {
@@ -122,16 +129,16 @@ async function readHeadless(reader: OuterSource, first: OuterMember, passphrase:
     throw new QvmBackupError('ERR_HEADER_AUTH', `${AUTH_MESSAGE} (${isQvmBackupError(e) ? e.message : String(e)})`, { file: 'qubes.xml.000' }, e);
   }
   if (algorithm === null) fail('ERR_HEADER_AUTH', AUTH_MESSAGE, { file: 'qubes.xml.000' });
-  const encrypted = opts.headerless?.encrypted ?? data.subarray(0, 8).toString('latin1') === 'Salted__';
-  let compressed = opts.headerless?.compressed;
-  if (compressed === undefined) {
-    if (encrypted) {
-      const plain = opensslDecryptSmall('aes-256-cbc', passphrase, data, 'qubes.xml.000');
-      compressed = plain[0] === 0x78; // zlib header of `openssl enc -z`
-    } else {
-      compressed = data[0] === 0x1f && data[1] === 0x8b;
-    }
+  // Detect what `-e`/`-z` would say: Salted__ (encrypted), zlib (`openssl enc -z`), gzip (compressed only).
+  const salted = (b: Buffer): boolean => b.subarray(0, 8).toString('latin1') === 'Salted__';
+  let zlibWrapped = false;
+  try {
+    zlibWrapped = data[0] === 0x78 && salted(decompressSmall('zlib', data, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000'));
+  } catch {
+    // not a zlib stream
   }
+  const encrypted = opts.headerless?.encrypted ?? (salted(data) || zlibWrapped);
+  const compressed = opts.headerless?.compressed ?? (zlibWrapped || (data[0] === 0x1f && data[1] === 0x8b));
   const header: BackupHeader = { version: 2, hmacAlgorithm: algorithm, cryptoAlgorithm: 'aes-256-cbc', encrypted, compressed };
   const qubesXmlBytes = decodeV2V3QubesXml(header, passphrase, data);
   return { header, qubesXmlBytes, version: 2, headerless: true, filterForced: false };

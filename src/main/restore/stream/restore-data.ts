@@ -39,7 +39,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const filter = innerFilterOf(header);
   const slotBytes = ctx.slotBytes ?? defaultSlotBytes(header);
   const layout = slotLayout(header, slotBytes);
-  const slots = new SlotPool({ slotBytes, slots: slotCount(slotBytes, ctx.maxMemoryBytes), name: 'restore chunks' });
+  const slots = new SlotPool({ slotBytes, slots: slotCount(slotBytes, ctx.pool.threads, ctx.maxMemoryBytes), name: 'restore chunks' });
   const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, maxKdfBytes: ctx.maxKdfBytes ?? defaultMaxKdfBytes(), ...(ctx.signal ? { signal: ctx.signal } : {}) });
   const listOnly = ctx.verifyOnly === true;
 

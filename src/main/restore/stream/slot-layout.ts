@@ -42,7 +42,10 @@ export function slotLayout(header: BackupHeader, slotBytes: number): SlotLayout 
   return { slotBytes, maxChunkBytes: half, output: { offset: SLOT_PREFIX + half, length: usable - half } };
 }
 
-/** Number of slots for a memory budget: at least 1, at most 8. */
-export function slotCount(slotBytes: number, maxMemoryBytes = DEFAULT_MAX_MEMORY_BYTES): number {
-  return Math.max(1, Math.min(MAX_SLOTS, Math.floor(maxMemoryBytes / slotBytes)));
+/**
+ * Number of slots for a memory budget: enough for every worker to decode one chunk while one is
+ * being read and one fed to tar (threads + 2), fewer if the budget is smaller, at least 1.
+ */
+export function slotCount(slotBytes: number, threads: number, maxMemoryBytes = DEFAULT_MAX_MEMORY_BYTES): number {
+  return Math.max(1, Math.min(MAX_SLOTS, threads + 2, Math.floor(maxMemoryBytes / slotBytes)));
 }

@@ -86,3 +86,41 @@ export function multiVolumes(dir: string, subdir: string, tapeKiB: number, work:
   for (let i = 1; fs.existsSync(path.join(work, `vol.${i}`)); i++) vols.push(fs.readFileSync(path.join(work, `vol.${i}`)));
   return vols;
 }
+
+/** A v2 head (R2 GA header, SHA512) around the plain qubes.xml volume of a v2 fixture, encrypted if asked. */
+export async function v2Head(plainV2Fixture: Buffer, encrypted: boolean, pass: string): Promise<Buffer> {
+  const r = new OuterTarReader(Readable.from([plainV2Fixture]));
+  let xml: Buffer | undefined;
+  for (let e = await r.next(); e !== null && xml === undefined; e = await r.next()) {
+    if (e.untrustedName !== 'qubes.xml.000') {
+      await e.skip();
+      continue;
+    }
+    xml = Buffer.alloc(e.size);
+    await e.readInto(xml);
+  }
+  if (xml === undefined) throw new Error('no qubes.xml.000 in the fixture');
+  const header = Buffer.from(`hmac-algorithm=SHA512\ncrypto-algorithm=aes-256-cbc\nencrypted=${encrypted ? 'True' : 'False'}\ncompressed=False\n`);
+  const chunk = encrypted ? opensslEncrypt(xml, pass) : xml;
+  return Buffer.concat([
+    outerMember('backup-header', header),
+    outerMember('backup-header.hmac', hmacFile('sha512', pass, header)),
+    ...hmacChunks('qubes.xml', [chunk], 'sha512', pass),
+  ]);
+}
+
+/** Re-encode an archive keeping only the members `keep` accepts. */
+export async function rewriteArchive(bin: Buffer, keep: (name: string) => boolean): Promise<Buffer> {
+  const r = new OuterTarReader(Readable.from([bin]));
+  const out: Buffer[] = [];
+  for (let e = await r.next(); e !== null; e = await r.next()) {
+    if (!keep(e.untrustedName)) {
+      await e.skip();
+      continue;
+    }
+    const data = Buffer.alloc(e.size);
+    await e.readInto(data);
+    out.push(outerMember(e.untrustedName, data));
+  }
+  return Buffer.concat(out);
+}

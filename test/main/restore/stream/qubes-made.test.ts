@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { WorkerPool } from '../../../../src/main/pipeline/worker-pool.js';
 import { includedDomainsBySubdir, readArchiveHead } from '../../../../src/main/restore/stream/index.js';
 import { parseQubesXml } from '../../../../src/main/qubes-xml/index.js';
+import { rewriteArchive } from './build-archive.js';
 import { checkAll, fixtureNames, listFiles, loadFixture, memberOffsets, readerOf, runRestore, selectionOf } from './stream-helpers.js';
 
 const names = fixtureNames();
@@ -40,8 +41,17 @@ for (const name of names) {
     });
 
     test('restores every file byte for byte', async () => {
-      const { result, staging } = await runRestore(pool, bin, exp);
+      const events: Array<{ bytesRead: number; bytesRestored: number }> = [];
+      const done: string[] = [];
+      const { result, staging } = await runRestore(pool, bin, exp, { onProgress: (e) => events.push(e), onVmDone: (vm, ok) => done.push(`${vm}:${ok}`) });
       temps.push(staging);
+      assert.deepEqual(done.sort(), [...selectionOf(exp, '/x').values()].map((e) => `${e.vm}:true`).sort());
+      for (let i = 1; i < events.length; i++) {
+        assert.ok((events[i]?.bytesRead ?? 0) >= (events[i - 1]?.bytesRead ?? 0));
+        assert.ok((events[i]?.bytesRestored ?? 0) >= (events[i - 1]?.bytesRestored ?? 0));
+      }
+      assert.equal(events.at(-1)?.bytesRestored, result.bytesRestored);
+      assert.ok(result.bytesRead > bin.length * 0.9 && result.bytesRead <= bin.length);
       assert.equal(result.archiveError, undefined);
       for (const v of result.vms.values()) assert.ok(v.ok, `${v.vm}: ${v.error?.message}`);
       assert.ok(result.ok);
@@ -69,12 +79,10 @@ for (const name of names) {
 
 /** The work VM's private.img chunk in each format. */
 const CORRUPT_CASES: Array<[string, string, string]> = [
-  ['v4-gzip', 'vm3/private.img.000.enc', 'work'],
   ['v4-nocomp', 'vm3/private.img.000.enc', 'work'],
   ['v3-aes-gzip', 'vm5/private.img.000', 'work'],
   ['v3-plain-gzip', 'appvms/work/private.img.000', 'work'],
   ['v2-gzip-sha1', 'vm5/private.img.000', 'work'],
-  ['v2-plain-sha512', 'vm5/private.img.000', 'work'],
 ];
 
 describe('a flipped byte inside a data chunk', () => {
@@ -99,6 +107,22 @@ describe('a flipped byte inside a data chunk', () => {
       assert.equal(fs.existsSync(`${staging}/${workSubdir}private.img`), false, 'nothing unverified was extracted');
     });
   }
+});
+
+describe('verification of completeness against qubes.xml', () => {
+  test('v4-gzip: a VM without data and a VM without its private.img fail, naming them', async (t) => {
+    if (!names.includes('v4-gzip')) return t.skip('fixture missing');
+    const { bin, exp } = loadFixture('v4-gzip');
+    const cut = await rewriteArchive(bin, (n) => n !== 'vm6/private.img.000.enc' && n !== 'vm4/private.img.000.enc');
+    for (const verifyOnly of [true, false]) {
+      const { result, staging } = await runRestore(pool, cut, exp, { verifyOnly });
+      temps.push(staging);
+      const failed = new Map([...result.vms.values()].filter((v) => !v.ok).map((v) => [v.vm, v.error?.message ?? '']));
+      assert.deepEqual([...failed.keys()].sort(), ['mynet', 'standalone']);
+      assert.match(failed.get('mynet') ?? '', /no data for mynet/);
+      assert.match(failed.get('standalone') ?? '', /vm4\/private\.img/);
+    }
+  });
 });
 
 describe('a truncated archive', () => {

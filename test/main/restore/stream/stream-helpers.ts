@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import assert from 'node:assert/strict';
 import { OuterTarReader } from '../../../../src/main/tar/outer-tar-reader.js';
 import type { WorkerPool } from '../../../../src/main/pipeline/worker-pool.js';
-import { readArchiveHead, restoreData, type ArchiveHead, type RestoreDataResult, type RestoreSelection } from '../../../../src/main/restore/stream/index.js';
+import { readArchiveHead, restoreData, type ArchiveHead, type RestoreDataResult, type RestoreProgressEvent, type RestoreSelection } from '../../../../src/main/restore/stream/index.js';
 import { parseQubesXml } from '../../../../src/main/qubes-xml/index.js';
 
 export const FIXTURES = process.env['QVMB_FIXTURES'] ?? '/work/shared/fixtures/qubes-made';
@@ -69,6 +69,8 @@ export interface RunOptions {
   passphrase?: string;
   verifyOnly?: boolean;
   selection?: RestoreSelection;
+  onProgress?: (e: RestoreProgressEvent) => void;
+  onVmDone?: (vm: string, ok: boolean, err?: unknown) => void;
 }
 
 /** Head + data pass over `bytes`; extracts into a new temp dir (returned). */
@@ -79,7 +81,16 @@ export async function runRestore(pool: WorkerPool, bytes: Buffer, exp: FixtureEx
   const qubesXml = parseQubesXml(head.qubesXmlBytes);
   const result = await restoreData(
     reader,
-    { head, passphrase: o.passphrase ?? 'qubes', pool, qubesXml, verifyOnly: o.verifyOnly === true, slotBytes: 2 * 1024 * 1024 },
+    {
+      head,
+      passphrase: o.passphrase ?? 'qubes',
+      pool,
+      qubesXml,
+      verifyOnly: o.verifyOnly === true,
+      slotBytes: 2 * 1024 * 1024,
+      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+      ...(o.onVmDone ? { onVmDone: o.onVmDone } : {}),
+    },
     o.selection ?? selectionOf(exp, staging),
   );
   return { head, result, staging };

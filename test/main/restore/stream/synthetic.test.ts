@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { WorkerPool } from '../../../../src/main/pipeline/worker-pool.js';
 import { readArchiveHead, restoreData, type RestoreDataResult } from '../../../../src/main/restore/stream/index.js';
-import { hmacChunks, hmacFile, headOf, innerStream, makeImage, multiVolumes, opensslEncrypt, outerMember, scryptChunks, split } from './build-archive.js';
+import { hmacChunks, hmacFile, headOf, v2Head, innerStream, makeImage, multiVolumes, opensslEncrypt, outerMember, scryptChunks, split } from './build-archive.js';
 import { fixtureNames, loadFixture, readerOf, tempDir } from './stream-helpers.js';
 
 const ID = '20161020T123455-1234';
@@ -82,6 +82,25 @@ describe('format 2: one GNU tar volume per chunk', () => {
       expectOk(r, staging, { 'vm5/private.img': img5.sha256, 'vm6/private.img': img6.sha256 });
     });
   }
+});
+
+describe('format 2, encrypted (R2 GA): each volume its own openssl file', () => {
+  test('a 3-volume file and a single-volume file', async (t) => {
+    if (!have.has('v2-plain-sha512')) return t.skip('fixture missing');
+    const mv = path.join(work, 'mv-enc');
+    fs.mkdirSync(mv);
+    const vols = multiVolumes(dir5(), 'vm5/', 1024, mv).map((v) => opensslEncrypt(v, 'qubes'));
+    const one = multiVolumes(dir6(), 'vm6/', 1024, mv).slice(0, 1).map((v) => opensslEncrypt(v, 'qubes'));
+    const head = await v2Head(loadFixture('v2-plain-sha512').bin, true, 'qubes');
+    const reader = readerOf(Buffer.concat([head, ...hmacChunks('vm5/private.img', vols, 'sha512', 'qubes'), ...hmacChunks('vm6/private.img', one, 'sha512', 'qubes')]));
+    const h = await readArchiveHead(reader, 'qubes', { pool });
+    assert.equal(h.header.encrypted, true);
+    assert.match(h.qubesXmlBytes.toString('utf8'), /QubesVmCollection/);
+    const staging = tempDir();
+    const sel = new Map([['vm5/', { vm: 'work', stagingDir: staging }], ['vm6/', { vm: 'custom', stagingDir: staging }]]);
+    const r = await restoreData(reader, { head: h, passphrase: 'qubes', pool, slotBytes: 4 * 1024 * 1024 }, sel);
+    expectOk(r, staging, { 'vm5/private.img': img5.sha256, 'vm6/private.img': img6.sha256 });
+  });
 });
 
 describe('format 3: one continuous openssl stream cut into chunks', () => {
