@@ -17,7 +17,7 @@ import { SlotPool } from '../pipeline/slot-pool.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
 import { Semaphore } from '../pipeline/async-queue.js';
 import { OuterTarWriter, outerMemberHead, outerMemberTail } from '../tar/outer-tar-writer.js';
-import { tarCreateStream, tarCreateMultiVolume } from '../tar/gnu-tar.js';
+import { tarCreateStream, tarCreateMultiVolume, checkGnuTar } from '../tar/gnu-tar.js';
 import { openFileSink, stdoutSink, commandSink, freeBytes, type Sink } from '../io/sink.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { planBackup, type BackupFile, type BackupPlan, type VmJob, type WriteFormat } from './backup-plan.js';
@@ -127,6 +127,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     if (filter !== 'gzip' && !filterAvailable(filter)) fail('ERR_USAGE', `compression filter '${filter}' is not installed`);
     if (o.format === 2 && filter !== 'gzip') fail('ERR_USAGE', 'format 2 compresses each volume with gzip only');
   }
+  await checkGnuTar(); // a missing or non-GNU tar is reported before anything else happens
   const xmlPath = join(o.qubesRoot, 'qubes.xml');
   let xmlText: Buffer;
   try {

@@ -3,9 +3,8 @@
 import { constants as fsc, fsync, promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import path from 'node:path';
-import { execa } from 'execa';
 import { QvmBackupError, isQvmBackupError } from '../errors.js';
-import { TailBuffer } from './tail-buffer.js';
+import { writableWrite } from './writable-write.js';
 
 /** A destination for the backup stream. After commit() or abort() no more writes are allowed. */
 export interface Sink {
@@ -101,36 +100,6 @@ export async function openFileSink(finalPath: string): Promise<Sink> {
   };
 }
 
-/** Write to a Writable with backpressure; rejects on the stream's error (e.g. EPIPE). */
-function writableWrite(stream: Writable, data: Uint8Array, failed: () => Error | null): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const early = failed();
-    if (early) return reject(early);
-    let settled = false;
-    const done = (err?: Error | null): void => {
-      if (settled) return;
-      settled = true;
-      stream.off('drain', onDrain);
-      stream.off('error', onError);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = (): void => done();
-    const onError = (e: Error): void => done(e);
-    stream.on('error', onError);
-    let ok: boolean;
-    try {
-      ok = stream.write(data, (e) => {
-        if (e) done(e);
-      });
-    } catch (e) {
-      return done(e as Error);
-    }
-    if (ok) done();
-    else stream.on('drain', onDrain);
-  });
-}
-
 /** A sink writing to our stdout (or another Writable, for tests); EPIPE is an error. */
 export function stdoutSink(stream: Writable = process.stdout): Sink {
   let error: Error | null = null;
@@ -168,69 +137,11 @@ export function stdoutSink(stream: Writable = process.stdout): Sink {
         }
       } catch (e) {
         throw wrap(e);
-      } finally {
-        stream.off('error', onError);
       }
     },
-    async abort() {
-      stream.off('error', onError);
-    },
+    // The 'error' listener stays: a late EPIPE from queued writes must not crash the process.
+    async abort() {},
   };
 }
 
-/**
- * A sink feeding `sh -c <shellCommand>` on its stdin. commit() closes stdin and requires exit 0;
- * abort() kills the command. The command's stdout goes to our stderr (it must not mix with data).
- */
-export function commandSink(shellCommand: string): Sink {
-  const ctx = { command: shellCommand };
-  const tail = new TailBuffer(4096);
-  const child = execa('sh', ['-c', shellCommand], {
-    stdin: 'pipe',
-    stdout: 2,
-    stderr: 'pipe',
-    buffer: false,
-    reject: false,
-    cleanup: true,
-    forceKillAfterDelay: 2000,
-  });
-  child.stderr?.on('data', (d: Buffer) => tail.push(d));
-  const stdin = child.stdin;
-  let inputError: Error | null = null;
-  stdin?.on('error', (e) => {
-    inputError ??= e;
-  });
-  const result = child.then((r) => r);
-  const failure = async (what: string, cause?: unknown): Promise<QvmBackupError> => {
-    const r = await result;
-    const detail = r.exitCode !== undefined ? `exit ${r.exitCode}` : r.signal ? `signal ${r.signal}` : (r.originalMessage ?? 'failed');
-    const t = tail.text();
-    return new QvmBackupError('ERR_IO', `${what}: output command failed (${detail})${t ? `: ${t}` : ''}`, { ...ctx, exitCode: r.exitCode, stderrTail: t }, cause);
-  };
-  let state: 'open' | 'done' = 'open';
-  return {
-    description: `command ${shellCommand}`,
-    async write(data) {
-      if (state !== 'open' || !stdin) throw new QvmBackupError('ERR_INTERNAL', 'write after commit/abort of the output command', ctx);
-      try {
-        await writableWrite(stdin, data, () => inputError);
-      } catch (e) {
-        throw await failure('writing to the output command', e);
-      }
-    },
-    async commit() {
-      if (state !== 'open') throw new QvmBackupError('ERR_INTERNAL', 'commit after commit/abort of the output command', ctx);
-      state = 'done';
-      stdin?.end();
-      const r = await result;
-      if (r.failed || r.exitCode !== 0) throw await failure('finishing the backup');
-    },
-    async abort() {
-      if (state === 'done') return;
-      state = 'done';
-      stdin?.destroy();
-      child.kill('SIGTERM');
-      await result;
-    },
-  };
-}
+export { commandSink } from './command-sink.js';

@@ -1,6 +1,7 @@
-// A fixed set of pre-touched SharedArrayBuffer slots, allocated once and reused for every chunk
-// (LIMITS §0: fresh memory costs ~340 MB/s in page faults). `acquire` blocks FIFO when all are busy,
-// which is the pipeline's backpressure: the number of slots bounds the chunks in flight.
+// A bounded set of SharedArrayBuffer slots, each allocated the first time it is needed and then
+// reused for every later chunk (LIMITS §0: fresh memory costs ~340 MB/s in page faults, reused
+// memory is ~60× faster). Slots are created lazily, so a small backup never pays for slots it does
+// not use. `acquire` blocks FIFO when all are busy: the pipeline's backpressure.
 import { QvmBackupError } from '../errors.js';
 import type { SharedSlice } from '../../workers/task-types.js';
 
@@ -24,6 +25,8 @@ export interface SlotPoolOptions {
   slots: number;
   /** for messages */
   name?: string;
+  /** fault every page in when a slot is created (default false: the first write does it anyway) */
+  preTouch?: boolean;
 }
 
 interface Waiter {
@@ -33,11 +36,13 @@ interface Waiter {
   onAbort: () => void;
 }
 
-function makeSlot(index: number, slotBytes: number): Slot {
+function makeSlot(index: number, slotBytes: number, preTouch: boolean): Slot {
   const sab = new SharedArrayBuffer(slotBytes);
   const bytes = new Uint8Array(sab);
-  for (let i = 0; i < slotBytes; i += PAGE) bytes[i] = 0; // pre-touch: fault every page in now
-  if (slotBytes > 0) bytes[slotBytes - 1] = 0;
+  if (preTouch) {
+    for (let i = 0; i < slotBytes; i += PAGE) bytes[i] = 0; // fault every page in now
+    if (slotBytes > 0) bytes[slotBytes - 1] = 0;
+  }
   return {
     index,
     sab,
@@ -56,9 +61,10 @@ export class SlotPool {
   readonly slotBytes: number;
   readonly size: number;
   readonly name: string;
-  readonly #slots: Slot[];
+  readonly #slots: Slot[] = [];
   readonly #free: number[] = [];
-  readonly #busy: boolean[];
+  readonly #busy: boolean[] = [];
+  readonly #preTouch: boolean;
   readonly #waiters: Waiter[] = [];
 
   constructor(opts: SlotPoolOptions) {
@@ -67,14 +73,17 @@ export class SlotPool {
     this.slotBytes = opts.slotBytes;
     this.size = opts.slots;
     this.name = opts.name ?? 'slots';
-    this.#slots = Array.from({ length: opts.slots }, (_, i) => makeSlot(i, opts.slotBytes));
-    this.#busy = this.#slots.map(() => false);
-    for (let i = opts.slots - 1; i >= 0; i--) this.#free.push(i);
+    this.#preTouch = opts.preTouch ?? false;
+  }
+
+  /** Slots allocated so far (≤ size). */
+  created(): number {
+    return this.#slots.length;
   }
 
   /** Number of slots currently acquired. */
   inUse(): number {
-    return this.size - this.#free.length;
+    return this.#slots.length - this.#free.length;
   }
 
   /** Number of callers blocked in `acquire`. */
@@ -86,12 +95,18 @@ export class SlotPool {
    *  ERR_CANCELLED when `signal` aborts before a slot was handed over. */
   acquire(signal?: AbortSignal): Promise<Slot> {
     if (signal?.aborted) return Promise.reject(this.#cancelled(signal));
-    const i = this.#free.pop();
-    if (i !== undefined && this.#waiters.length === 0) {
-      this.#busy[i] = true;
-      return Promise.resolve(this.#slots[i] as Slot);
+    if (this.#waiters.length === 0) {
+      let i = this.#free.pop();
+      if (i === undefined && this.#slots.length < this.size) {
+        i = this.#slots.length;
+        this.#slots.push(makeSlot(i, this.slotBytes, this.#preTouch));
+        this.#busy.push(false);
+      }
+      if (i !== undefined) {
+        this.#busy[i] = true;
+        return Promise.resolve(this.#slots[i] as Slot);
+      }
     }
-    if (i !== undefined) this.#free.push(i);
     return new Promise<Slot>((resolve, reject) => {
       const waiter: Waiter = {
         resolve,

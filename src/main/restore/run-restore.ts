@@ -12,6 +12,7 @@ import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
 import { parseQubesXml, type DomainInfo, type QubesXml } from '../qubes-xml/index.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
 import { OuterTarReader } from '../tar/outer-tar-reader.js';
+import { checkGnuTar } from '../tar/gnu-tar.js';
 import { freeBytes } from '../io/sink.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { planRestore, formatRestoreTable, type RestorePlan, type VmPlan } from './plan/restore-plan.js';
@@ -83,6 +84,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       v1Dir = o.location;
     }
   }
+  await checkGnuTar();
   const pool = new WorkerPool({ threads: Math.max(1, o.threads || availableParallelism()) });
   let source: Source | undefined;
   let staging: Staging | undefined;

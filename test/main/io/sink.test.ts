@@ -13,6 +13,15 @@ import { mkTmp, rejectsWith, rmTmp } from '../tar/tar-test-helpers.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MiB = 1024 * 1024;
 
+/** Whether a process runs (a killed but unreaped zombie does not count). */
+function alive(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 describe('openFileSink', () => {
   let dir = '';
   before(() => {
@@ -89,11 +98,19 @@ describe('commandSink', () => {
     await rejectsWith(run, 'ERR_IO', /exit 4.*gone/);
   });
 
-  it('abort kills a command that would run forever', async () => {
-    const sink = commandSink('sleep 60');
+  it('abort kills the whole command, children included', async () => {
+    const pidFile = path.join(dir, 'child.pid');
+    const sink = commandSink(`sleep 60 & echo $! > '${pidFile}'; wait`);
+    await sink.write(Buffer.from('x'));
+    for (let i = 0; i < 200 && !fs.existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 10));
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
     const t0 = Date.now();
     await sink.abort();
-    assert.ok(Date.now() - t0 < 5000);
+    assert.ok(Date.now() - t0 < 5000, 'prompt');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(!alive(pid), 'the background sleep is gone too');
+    const plain = commandSink('sleep 60');
+    await plain.abort();
   });
 });
 

@@ -51,7 +51,7 @@ export interface RestoreProgressEvent {
 
 /** Context of the data pass. */
 export interface RestoreDataContext {
-  head: Pick<ArchiveHead, 'header' | 'version' | 'filterForced'>;
+  head: Pick<ArchiveHead, 'header' | 'version'>;
   passphrase: string;
   pool: WorkerPool;
   /** verify only: authenticate, decrypt and decompress everything, tar in list mode, nothing extracted */

@@ -11,6 +11,7 @@ import type { WorkerPool } from '../../../../src/main/pipeline/worker-pool.js';
 import { readArchiveHead, restoreData, type ArchiveHead, type RestoreDataResult, type RestoreProgressEvent, type RestoreSelection } from '../../../../src/main/restore/stream/index.js';
 import { parseQubesXml } from '../../../../src/main/qubes-xml/index.js';
 
+/** Directory of the Qubes-made fixture archives. */
 export const FIXTURES = process.env['QVMB_FIXTURES'] ?? '/work/shared/fixtures/qubes-made';
 
 export interface ExpectedEntry {
@@ -34,11 +35,13 @@ export interface FixtureExpected {
   };
 }
 
+/** Names of the fixture archives (`<name>.bin`). */
 export function fixtureNames(): string[] {
   if (!fs.existsSync(FIXTURES)) return [];
   return fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.bin')).map((f) => f.slice(0, -4)).sort();
 }
 
+/** A fixture's archive bytes and its expected.json. */
 export function loadFixture(name: string): { bin: Buffer; exp: FixtureExpected } {
   return {
     bin: fs.readFileSync(path.join(FIXTURES, `${name}.bin`)),
@@ -46,6 +49,7 @@ export function loadFixture(name: string): { bin: Buffer; exp: FixtureExpected }
   };
 }
 
+/** A fresh temp dir (the caller removes it). */
 export function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'qvmb-'));
 }
