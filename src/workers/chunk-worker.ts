@@ -5,7 +5,7 @@ import { CodecError, failure, failureFrom } from './codec-error.js';
 import { gunzipInto, gzipBlockInto, inflateInto } from './compress.js';
 import { computeHmacHex, hexEqual, nodeDigestName } from './hmac.js';
 import { decryptPiece, encryptPiece, opensslDecryptFile, opensslEncryptFile } from './openssl-enc.js';
-import { checkScryptParams, scryptDecryptInto, scryptEncryptInto } from './scrypt-file.js';
+import { checkScryptParams, scryptDecryptInto, scryptDeriveKey, scryptEncryptInto } from './scrypt-file.js';
 import type {
   CipherPieceResult,
   CipherPieceTask,
@@ -19,6 +19,8 @@ import type {
   OpensslSealTask,
   ScryptDecryptResult,
   ScryptDecryptTask,
+  ScryptDeriveResult,
+  ScryptDeriveTask,
   ScryptEncryptResult,
   ScryptEncryptTask,
   SharedSlice,
@@ -59,8 +61,16 @@ export default compressBlock;
 export function scryptEncrypt(task: ScryptEncryptTask): ScryptEncryptResult {
   const bad = checkScryptParams(task);
   if (bad) return failure('bad-params', bad);
-  const length = scryptEncryptInto(utf8(task.passphrase), task, view(task.input), view(task.output));
+  const length = scryptEncryptInto(utf8(task.passphrase), task, view(task.input), view(task.output), task.derived?.salt, task.derived?.key);
   return { ok: true, length };
+}
+
+/** Derive the 64-byte scrypt key for a chunk ahead of its encryption. */
+export function scryptDerive(task: ScryptDeriveTask): ScryptDeriveResult {
+  const bad = checkScryptParams(task);
+  if (bad) return failure('bad-params', bad);
+  if (task.salt.length !== 32) return failure('bad-params', 'scrypt salt must be 32 bytes');
+  return { ok: true, key: new Uint8Array(scryptDeriveKey(utf8(task.passphrase), task.salt, task)) };
 }
 
 /** Verify and decrypt a scrypt file (v4). */

@@ -52,8 +52,10 @@ function hmacSha256(key: Uint8Array): ReturnType<typeof createHmac> {
 }
 
 /** Encrypt `input` into a scrypt file in `output` (capacity >= input + 128; disjoint, or the same
- *  memory starting >= 96 bytes before the input); returns the file length. */
-export function scryptEncryptInto(passphrase: Uint8Array, params: ScryptParams, input: Uint8Array, output: Uint8Array, salt?: Uint8Array): number {
+ *  memory starting >= 96 bytes before the input); returns the file length. `derivedKey` (the 64-byte
+ *  scryptDeriveKey result for this passphrase and `salt`) skips the KDF: the pipeline derives keys
+ *  early, while a chunk is still being filled. */
+export function scryptEncryptInto(passphrase: Uint8Array, params: ScryptParams, input: Uint8Array, output: Uint8Array, salt?: Uint8Array, derivedKey?: Uint8Array): number {
   const bad = checkScryptParams(params);
   if (bad) throw new RangeError(bad);
   const total = input.length + SCRYPT_OVERHEAD_BYTES;
@@ -61,7 +63,8 @@ export function scryptEncryptInto(passphrase: Uint8Array, params: ScryptParams, 
   assertSafeOverlap(input, output, SCRYPT_HEADER_BYTES, 'scryptEncryptInto');
   const s = salt ?? randomBytes(32);
   if (s.length !== 32) throw new RangeError('scrypt salt must be 32 bytes');
-  const dk = scryptDeriveKey(passphrase, s, params);
+  if (derivedKey !== undefined && (salt === undefined || derivedKey.length !== 64)) throw new RangeError('a derived key needs its salt and must be 64 bytes');
+  const dk = derivedKey !== undefined ? Buffer.from(derivedKey) : scryptDeriveKey(passphrase, s, params);
   const header = Buffer.alloc(SCRYPT_HEADER_BYTES);
   MAGIC.copy(header, 0);
   header[6] = 0;

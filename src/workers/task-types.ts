@@ -38,8 +38,20 @@ export interface ScryptEncryptTask {
   p: number;
   input: SharedSlice;
   output: SharedSlice;
+  /** a key derived earlier by `scryptDerive` for this passphrase and salt (skips the KDF here) */
+  derived?: { salt: Uint8Array; key: Uint8Array };
 }
 export type ScryptEncryptResult = { ok: true; length: number } | TaskFailure;
+
+/** scryptDerive: only the KDF (seconds at logN 19), so it can run while the chunk is still filling. */
+export interface ScryptDeriveTask {
+  passphrase: string;
+  salt: Uint8Array;
+  logN: number;
+  r: number;
+  p: number;
+}
+export type ScryptDeriveResult = { ok: true; key: Uint8Array } | TaskFailure;
 
 /** scryptDecrypt: verify and decrypt a scrypt file; plaintext to `output` (capacity >= len-128). */
 export interface ScryptDecryptTask {
@@ -108,6 +120,7 @@ export type HmacResult = { ok: true; hex: string } | TaskFailure;
 export interface TaskMap {
   compressBlock: { task: CompressBlockTask; result: CompressBlockResult };
   scryptEncrypt: { task: ScryptEncryptTask; result: ScryptEncryptResult };
+  scryptDerive: { task: ScryptDeriveTask; result: ScryptDeriveResult };
   scryptDecrypt: { task: ScryptDecryptTask; result: ScryptDecryptResult };
   cipherPiece: { task: CipherPieceTask; result: CipherPieceResult };
   opensslSeal: { task: OpensslSealTask; result: OpensslSealResult };

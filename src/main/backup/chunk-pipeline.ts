@@ -89,26 +89,42 @@ export async function streamFileV34(base: string, src: AsyncIterable<Uint8Array>
   const startOf = (i: number) => (v4 ? SCRYPT_PREFIX : v3enc && i === 0 ? SALTED_HEADER : 0);
   const capOf = (i: number) => s.chunkSize - (v3enc && i === 0 ? SALTED_HEADER : 0);
 
+  // v4: each chunk's key is derived as soon as its slot is taken, while the chunk is still being
+  // filled — the KDF (seconds at logN 19) overlaps compression instead of following it
+  let pendingKey: Promise<{ salt: Uint8Array; key: Uint8Array }> | null = null;
+  const deriveKey = (i: number): Promise<{ salt: Uint8Array; key: Uint8Array }> => {
+    const name = chunkName(base, i, 3); // the passphrase binds the name without `.enc`
+    const salt = randomBytes(32);
+    const p = (async () => {
+      await res.kdf.acquire(res.signal);
+      try {
+        const r = await res.pool.run('scryptDerive', { passphrase: `${s.backupId}!${name}!${s.passphrase.toString('utf8')}`, salt, ...s.scrypt }, { signal: res.signal, context: { chunk: name } });
+        if (!r.ok) throw taskError(r, name);
+        return { salt, key: r.key };
+      } finally {
+        res.kdf.release();
+      }
+    })();
+    p.catch(() => {});
+    return p;
+  };
+
   const dispatch = (chunkSlot: Slot, len: number, i: number, final: boolean) => {
     const name = chunkName(base, i, s.format);
     const release = () => res.chunks.release(chunkSlot);
     let job: Promise<WriteJobResult>;
     if (v4) {
-      const plainName = chunkName(base, i, 3); // the passphrase binds the name without `.enc`
-      const pw = `${s.backupId}!${plainName}!`;
+      const derived = pendingKey ?? deriveKey(i);
+      pendingKey = null;
       job = (async () => {
-        await res.kdf.acquire(res.signal);
-        try {
-          const r = await res.pool.run(
-            'scryptEncrypt',
-            { passphrase: pw + s.passphrase.toString('utf8'), ...s.scrypt, input: chunkSlot.slice(SCRYPT_PREFIX, len), output: chunkSlot.slice(0, len + SCRYPT_PREFIX + SCRYPT_SUFFIX) },
-            { signal: res.signal, context: { chunk: name } },
-          );
-          if (!r.ok) throw taskError(r, name);
-          return { members: [{ name, parts: [chunkSlot.bytes.subarray(0, r.length)] }], release };
-        } finally {
-          res.kdf.release();
-        }
+        const d = await derived;
+        const r = await res.pool.run(
+          'scryptEncrypt',
+          { passphrase: '', ...s.scrypt, derived: d, input: chunkSlot.slice(SCRYPT_PREFIX, len), output: chunkSlot.slice(0, len + SCRYPT_PREFIX + SCRYPT_SUFFIX) },
+          { signal: res.signal, context: { chunk: name } },
+        );
+        if (!r.ok) throw taskError(r, name);
+        return { members: [{ name, parts: [chunkSlot.bytes.subarray(0, r.length)] }], release };
       })();
     } else {
       const hmac = { algorithm: s.hmacAlgorithm, key: s.passphrase };
@@ -152,6 +168,7 @@ export async function streamFileV34(base: string, src: AsyncIterable<Uint8Array>
           if (slot === null) {
             slot = await res.chunks.acquire(res.signal);
             fill = 0;
+            if (v4) pendingKey = deriveKey(index);
           }
           const cap = capOf(index);
           const n = Math.min(data.length - off, cap - fill);

@@ -34,9 +34,13 @@ export function confirmOnTty(question: string, yes: boolean): boolean {
 export function abortOnSignals(onFirst: (sig: string) => void): AbortController {
   const ac = new AbortController();
   let count = 0;
+  let first = 0;
   const handler = (sig: NodeJS.Signals) => {
+    // the same Ctrl-C can arrive twice (from the terminal and forwarded by the re-exec parent)
+    if (count > 0 && Date.now() - first < 500) return;
     count++;
     if (count === 1) {
+      first = Date.now();
       onFirst(sig);
       ac.abort(new Error(`interrupted by ${sig}`));
     } else {

@@ -1,0 +1,108 @@
+// qvm-backup: parse argv, run the backup, map errors to exit codes. Nothing else.
+import { Command, Option, InvalidArgumentError } from 'commander';
+import { availableParallelism, homedir, totalmem } from 'node:os';
+import { runBackup } from '../backup/run-backup.js';
+import { readPassphrase } from './passphrase.js';
+import { parseSize, formatBytes } from './size.js';
+import { makeProgress, confirmOnTty, abortOnSignals, reportError } from './common.js';
+import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
+import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES } from '../format/limits.js';
+import { VERSION } from '../version.js';
+import { QvmBackupError } from '../errors.js';
+
+const int = (name: string, lo: number, hi: number) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new InvalidArgumentError(`${name} must be an integer from ${lo} to ${hi}`);
+  return n;
+};
+const collect = (v: string, prev: string[]) => [...prev, v];
+/** Default --max-memory: 1 GiB for chunks and blocks, plus room for one scrypt derivation per
+ *  thread (format 4), never more than a quarter of the RAM. */
+function defaultMaxMemory(format: number, logN: number, threads: number): number {
+  const kdf = format === 4 ? threads * 128 * 8 * 2 ** logN : 0;
+  return Math.min(1024 ** 3 + kdf, Math.floor(totalmem() / 4));
+}
+
+const program = new Command('qvm-backup')
+  .description('Back up Qubes VMs (and the dom0 home) into one encrypted, authenticated archive that stock Qubes restores.')
+  .argument('<backup-location>', "directory (the archive is named qubes-backup-%Y-%m-%dT%H%M%S inside it), a file path, or '-' for stdout")
+  .argument('[vm...]', 'VMs to back up (default: every VM with include_in_backups, plus dom0 = its home)')
+  .option('-x, --exclude <vm>', 'exclude a VM (repeatable; "-x dom0" leaves out the dom0 home)', collect, [])
+  .option('--qubes-root <dir>', 'directory holding qubes.xml and the VM files', process.env['QUBES_ROOT'] ?? '/var/lib/qubes')
+  .option('--dom0-home <dir>', 'the dom0 home directory (its basename is the user name)', homedir())
+  .option('-p, --passphrase-file <file>', "read the passphrase from the first line of FILE ('-' = stdin); otherwise ask twice on the terminal")
+  .addOption(new Option('--format <n>', 'backup format: 4 (Qubes R4, scrypt), 3 (R3, openssl+HMAC), 2 (R2, tar multi-volume)').choices(['2', '3', '4']).default('4'))
+  .option('-e, --encrypt', 'encrypt (the default; format 4 always encrypts)')
+  .option('--no-encrypt', 'formats 2 and 3 only: do not encrypt (chunks are still HMAC-authenticated)')
+  .option('-E, --enc-algo <cipher>', 'formats 2/3: openssl cipher', 'aes-256-cbc')
+  .option('-H, --hmac-algo <digest>', 'formats 2/3: HMAC digest', 'SHA512')
+  .option('-z, --compress', 'compress (the default)')
+  .option('--no-compress', 'do not compress')
+  .option('-Z, --compress-filter <prog>', 'compression program: gzip (in-process, parallel) or one of pigz, bzip2, pbzip2, xz, lzma, zstd, zstdmt', 'gzip')
+  .option('--compress-level <n>', 'gzip level for in-process compression', int('--compress-level', 1, 9), 6)
+  .option('--scrypt-logn <n>', 'format 4: scrypt cost, N = 2^n (memory 128·8·N bytes per derivation: 512 MiB at 19)', int('--scrypt-logn', 10, 22), 19)
+  .option('--chunk-size <size>', 'chunk size (format 2: tar volume size)', (v) => parseSize(v, '--chunk-size'))
+  .option('--dest-command <cmd>', 'pipe the archive into this shell command instead of writing a file; BACKUP_LOCATION is passed to it as $QVM_BACKUP_LOCATION (e.g. --dest-command \'ssh host "cat > $QVM_BACKUP_LOCATION"\')')
+  .option('-y, --yes', 'do not ask for confirmation')
+  .option('-q, --quiet', 'print only warnings and errors')
+  .option('--json', 'progress and result as JSON lines on stdout')
+  .option('--threads <n>', 'worker threads', int('--threads', 1, 256), availableParallelism())
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM: here ${formatBytes(defaultMaxMemory(4, 19, availableParallelism()))})`, (v) => parseSize(v, '--max-memory'))
+  .version(VERSION, '-V, --version')
+  .addHelpText('after', `
+Memory: format 4 derives one scrypt key per chunk, each needing 128·r·N bytes (512 MiB at the
+default --scrypt-logn 19). Concurrent derivations are limited so that chunks in flight plus
+derivations stay within --max-memory; a small machine gets fewer derivations at a time, never
+more memory than asked (except the minimum: 2 chunks and one derivation, with a warning).
+Lower --scrypt-logn makes each chunk cheaper to encrypt and to restore but weakens the key
+against guessing; 19 is what the scrypt tool and Qubes R4 pick on typical hardware.
+${EXIT_STATUS_HELP}`);
+
+async function main(): Promise<number> {
+  program.parse();
+  const o = program.opts();
+  const [location, vms] = program.processedArgs as [string, string[]];
+  const progress = makeProgress(o);
+  const ac = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing partial output (press Ctrl-C again to force)`));
+  const format = Number(o['format']) as 2 | 3 | 4;
+  const chunkSize: number = o['chunkSize'] ?? (format === 2 ? V2_VOLUME_BYTES : CHUNK_SIZE_BYTES);
+  try {
+    if (chunkSize < 65536 || chunkSize % (format === 2 ? 10240 : 4096) !== 0) {
+      throw new QvmBackupError('ERR_USAGE', `--chunk-size must be at least 64 KiB and a multiple of ${format === 2 ? '10240 (the tar record size)' : '4096'}`);
+    }
+    const result = await runBackup({
+      location,
+      ...(o['destCommand'] !== undefined ? { destCommand: o['destCommand'] as string } : {}),
+      vms,
+      exclude: o['exclude'] as string[],
+      qubesRoot: o['qubesRoot'] as string,
+      dom0Home: o['dom0Home'] as string,
+      format,
+      encrypt: o['encrypt'] !== false,
+      cipher: o['encAlgo'] as string,
+      hmacAlgorithm: o['hmacAlgo'] as string,
+      compress: o['compress'] !== false,
+      compressFilter: o['compressFilter'] as string,
+      compressLevel: o['compressLevel'] as number,
+      scryptLogN: o['scryptLogn'] as number,
+      chunkSize,
+      threads: o['threads'] as number,
+      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(format, o['scryptLogn'] as number, o['threads'] as number),
+      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: true }),
+      confirm: async (summary) => {
+        if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', summary }) + '\n');
+        else if (!o['quiet']) process.stderr.write(summary + '\n');
+        return confirmOnTty('Do you want to proceed?', o['yes'] === true);
+      },
+      progress,
+      signal: ac.signal,
+    });
+    progress.finish(true, `Backup finished: ${result.path}`, { path: result.path, vms: result.vms, chunks: result.chunks, bytes_written: result.bytesWritten, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
+    return EXIT.OK;
+  } catch (e) {
+    progress.finish(false, 'Backup failed');
+    return reportError('qvm-backup', e, o['json'] === true);
+  }
+}
+
+main().then((code) => process.exit(code), (e: unknown) => process.exit(reportError('qvm-backup', e, false)));
