@@ -6,7 +6,7 @@ import { formatBytes } from '../cli/size.js';
 export type ProgressMode = 'tty' | 'plain' | 'json' | 'quiet';
 
 export interface ProgressReporter {
-  /** total = expected input bytes (the denominator of percent and ETA) */
+  /** total = expected input bytes (the denominator of percent and ETA; 0 = unknown: no percent) */
   start(what: 'backup' | 'restore' | 'verify', totalBytes: number): void;
   /** absolute counters: bytes consumed from the source, bytes really written to the destination */
   update(bytesIn: number, bytesOut: number, currentVm?: string): void;
@@ -69,7 +69,7 @@ export class Progress implements ProgressReporter {
   }
 
   #labels(): [string, string] {
-    return this.#what === 'backup' ? ['read', 'written'] : [this.#what === 'verify' ? 'verified' : 'restored', 'read from the archive'];
+    return this.#what === 'backup' ? ['read', 'written'] : ['of the archive read', 'verified'];
   }
 
   #line(): string {
@@ -77,6 +77,7 @@ export class Progress implements ProgressReporter {
     const vm = this.#vm ? ` ${this.#vm}` : '';
     const [a, b] = this.#labels();
     const eta = s.elapsed < 3 ? '--:--' : fmtDuration(s.eta);
+    if (this.#total <= 0) return `${this.#what}: ${formatBytes(this.#in)} ${a}, ${formatBytes(this.#out)} ${b}, ${formatBytes(s.rate)}/s${vm}`;
     return `${this.#what}: ${s.percent.toFixed(1)}% ${formatBytes(this.#in)}/${formatBytes(this.#total)} ${a}, ${formatBytes(this.#out)} ${b}, ${formatBytes(s.rate)}/s, ETA ${eta}${vm}`;
   }
 

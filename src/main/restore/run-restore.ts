@@ -77,8 +77,10 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   const hostUser = basename(resolve(o.dom0Home));
   // the location must exist before anything is asked (a typo must not cost a passphrase prompt)
   let v1Dir: string | undefined;
+  let archiveBytes = 0; // known for a file: the denominator of the progress
   if (o.sourceCommand === undefined && o.location !== '-') {
     const st = await stat(o.location).catch((e: unknown) => fail('ERR_USAGE', `backup location not found: ${o.location}`, {}, e));
+    if (st.isFile()) archiveBytes = st.size;
     if (st.isDirectory()) {
       if (!(await isV1BackupDir(o.location))) fail('ERR_USAGE', `${o.location} is a directory but not a format 1 backup (no qubes.xml in it)`);
       v1Dir = o.location;
@@ -149,7 +151,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       if (!installer) progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, true, 'verified');
       else if (vm !== 'dom0') installer.done(vm);
     };
-    progress.start(o.verifyOnly ? 'verify' : 'restore', plan.totalBytes);
+    // progress counts the archive read (what takes the time), as a percent when its size is known
+    progress.start(o.verifyOnly ? 'verify' : 'restore', archiveBytes);
     let result: RestoreDataResult;
     if (v1Dir !== undefined) result = await restoreV1(v1Dir, selection, { verifyOnly: o.verifyOnly, signal: o.signal, onVmDone });
     else
@@ -161,7 +164,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         qubesXml: backupXml,
         maxMemoryBytes: o.maxMemory,
         signal: o.signal,
-        onProgress: (e) => progress.update(e.bytesRestored, e.bytesRead, e.currentVm),
+        onProgress: (e) => progress.update(e.bytesRead, e.bytesRestored, e.currentVm),
         onVmDone,
         onWarning: (m) => progress.warn(m),
       }, selection);
