@@ -1,21 +1,15 @@
 // qvm-backup: parse argv, run the backup, map errors to exit codes. Nothing else.
-import { Command, Option, InvalidArgumentError } from 'commander';
+import { Command, Option } from 'commander';
 import { availableParallelism, homedir, totalmem } from 'node:os';
 import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
 import { parseSize, formatBytes } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError } from './common.js';
+import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption as int, collect } from './common.js';
 import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
 import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES } from '../format/limits.js';
 import { VERSION } from '../version.js';
 import { QvmBackupError } from '../errors.js';
 
-const int = (name: string, lo: number, hi: number) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < lo || n > hi) throw new InvalidArgumentError(`${name} must be an integer from ${lo} to ${hi}`);
-  return n;
-};
-const collect = (v: string, prev: string[]) => [...prev, v];
 /** Default --max-memory: 1 GiB for chunks and blocks, plus room for one scrypt derivation per
  *  thread (format 4), never more than a quarter of the RAM. */
 function defaultMaxMemory(format: number, logN: number, threads: number): number {

@@ -1,6 +1,7 @@
 // Pieces shared by both commands: progress mode, confirmation prompt, signal handling, and the
 // one place that turns an error into a message and an exit status.
 import { openSync, closeSync, readSync } from 'node:fs';
+import { InvalidArgumentError } from 'commander';
 import { Progress, type ProgressMode } from '../progress/progress.js';
 import { isQvmBackupError } from '../errors.js';
 import { exitCodeFor, EXIT } from './exit-codes.js';
@@ -68,3 +69,13 @@ export function reportError(prog: string, err: unknown, json: boolean): number {
   }
   return code;
 }
+
+/** Commander parser for an integer option within [lo, hi]. */
+export const intOption = (name: string, lo: number, hi: number) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new InvalidArgumentError(`${name} must be an integer from ${lo} to ${hi}`);
+  return n;
+};
+
+/** Commander collector for repeatable options (-x VM -x VM). */
+export const collect = (v: string, prev: string[]): string[] => [...prev, v];

@@ -1,14 +1,13 @@
 // qvm-backup-restore: parse argv, run the restore, map errors to exit codes.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { availableParallelism, homedir, totalmem } from 'node:os';
 import { runRestore } from '../restore/run-restore.js';
 import { readPassphrase } from './passphrase.js';
 import { parseSize, formatBytes } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError } from './common.js';
+import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption, collect } from './common.js';
 import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
 import { VERSION } from '../version.js';
 
-const collect = (v: string, prev: string[]) => [...prev, v];
 const DEFAULT_MAX_MEMORY = Math.min(1024 ** 3, Math.floor(totalmem() / 4));
 
 const program = new Command('qvm-backup-restore')
@@ -31,11 +30,7 @@ const program = new Command('qvm-backup-restore')
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('--json', 'progress and result as JSON lines on stdout')
-  .option('--threads <n>', 'worker threads', (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > 256) throw new InvalidArgumentError('--threads must be an integer from 1 to 256');
-    return n;
-  }, availableParallelism())
+  .option('--threads <n>', 'worker threads', intOption('--threads', 1, 256), availableParallelism())
   .option('--max-memory <size>', `bound on chunk memory in flight (default ${formatBytes(DEFAULT_MAX_MEMORY)}; scrypt derivations need 128·r·N bytes each on top)`, (v) => parseSize(v, '--max-memory'), DEFAULT_MAX_MEMORY)
   .version(VERSION, '-V, --version')
   .addHelpText('after', EXIT_STATUS_HELP);

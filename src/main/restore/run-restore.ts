@@ -15,25 +15,16 @@ import { OuterTarReader } from '../tar/outer-tar-reader.js';
 import { checkGnuTar } from '../tar/gnu-tar.js';
 import { freeBytes } from '../io/sink.js';
 import type { ProgressReporter } from '../progress/progress.js';
-import { planRestore, formatRestoreTable, type RestorePlan, type VmPlan } from './plan/restore-plan.js';
+import { planRestore, formatRestoreTable, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
 import { createStaging, type Staging } from './install/staging.js';
 import { installVm } from './install/install-vm.js';
 import { installDom0Home } from './install/dom0-home.js';
 import { loadHostQubesXml, loadHostQubesXmlOrEmpty, saveHostQubesXml } from './install/host-qubes-xml.js';
 import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 
-export interface RestoreOptions {
+export interface RestoreOptions extends RestoreSelection {
   location: string;
   sourceCommand?: string;
-  vms: string[];
-  exclude: string[];
-  skipDom0Home: boolean;
-  ignoreUsernameMismatch: boolean;
-  renameConflicting: boolean;
-  skipConflicting: boolean;
-  skipBroken: boolean;
-  ignoreMissing: boolean;
-  verifyOnly: boolean;
   qubesRoot: string;
   dom0Home: string;
   compressionFilter?: string;
