@@ -15,18 +15,21 @@ const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const dataArg = args.indexOf('--data-mib');
-const DATA_MIB = dataArg >= 0 ? Number(args[dataArg + 1]) : QUICK ? 64 : 400;
+const DATA_MIB = dataArg >= 0 ? Number(args[dataArg + 1]) : QUICK ? 64 : 1024;
 const LOGN = QUICK ? 14 : 19;
 const SECTION = '## Whole backup and restore (npm run bench)';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const backupBin = join(root, 'dist/src/main/cli/qvm-backup.js');
 const restoreBin = join(root, 'dist/src/main/cli/qvm-backup-restore.js');
 
+let lastRss = 0;
 function time(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}): number {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env }, maxBuffer: 64 * MiB });
+  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env }, maxBuffer: 64 * MiB });
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr?.toString().slice(-2000)}`);
+  const summary = r.stdout.toString().split('\n').filter((l) => l.includes('"summary"')).pop();
+  lastRss = summary ? (JSON.parse(summary) as { max_rss_bytes?: number }).max_rss_bytes ?? 0 : 0;
   return s;
 }
 
@@ -86,13 +89,15 @@ function main(): void {
     const loadBefore = loadavg()[0]!;
     // ours: only the big VM, format 4 defaults (except logN in --quick)
     const oursArchive = join(work, 'ours.bin');
-    const tOurs = time(process.execPath, [backupBin, '-q', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', String(LOGN), oursArchive, 'work']);
+    const tOurs = time(process.execPath, [backupBin, '--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', String(LOGN), oursArchive, 'work']);
+    const rssBackup = lastRss;
     // reference: the same image, same gzip level and logN, Qubes' sequential steps
     const refArchive = join(work, 'ref.bin');
     const tRef = time('bash', ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', String(LOGN), join(work, 'ref-tmp'), join(q, 'qubes.xml')]);
     // restores: ours into an empty host; reference by hand
     const host = join(work, 'host');
-    const tOursR = time(process.execPath, [restoreBin, '-q', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive]);
+    const tOursR = time(process.execPath, [restoreBin, '--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive]);
+    const rssRestore = lastRss;
     const tRefR = time('bash', ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', join(work, 'ref-out'), join(work, 'ref-rtmp')]);
     const same = spawnSync('cmp', [img, join(host, 'appvms/work/private.img')]).status === 0;
     const loadAfter = loadavg()[0]!;
@@ -100,7 +105,7 @@ function main(): void {
     const lines = [
       SECTION,
       '',
-      `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus()[0]?.model ?? 'unknown CPU'} (${availableParallelism()} cores), Node ${process.version}. One VM image of ${(4 * DATA_MIB)} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm. Format 4, gzip -6, scrypt logN ${LOGN} (r=8, p=1), 100 MiB chunks, both sides. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second. Archives: ${sizes}. Restored image identical: ${same ? 'yes' : 'NO'}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after${loadBefore > 0.7 ? ' (other processes were busy: figures are lower bounds)' : ''}.`,
+      `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus()[0]?.model ?? 'unknown CPU'} (${availableParallelism()} cores), Node ${process.version}. One VM image of ${(4 * DATA_MIB)} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm. Format 4, gzip -6, scrypt logN ${LOGN} (r=8, p=1), 100 MiB chunks, both sides. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second. Archives: ${sizes}. Restored image identical: ${same ? 'yes' : 'NO'}. Peak RSS of ours: backup ${Math.round(rssBackup / MiB)} MiB, restore ${Math.round(rssRestore / MiB)} MiB (default --max-memory). 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after (it includes the codec benchmark when that ran just before).`,
       '',
       '| run | qvm-backup (this) | reference pipeline | speedup |',
       '|---|---:|---:|---:|',
