@@ -8,7 +8,9 @@ import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption, col
 import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
 import { VERSION } from '../version.js';
 
-const DEFAULT_MAX_MEMORY = Math.min(1024 ** 3, Math.floor(totalmem() / 4));
+/** Same default as qvm-backup: 1 GiB for chunks plus one logN-19 scrypt derivation (512 MiB) per
+ *  thread, at most a quarter of the RAM. */
+const defaultMaxMemory = (threads: number) => Math.min(1024 ** 3 + threads * 512 * 1024 ** 2, Math.floor(totalmem() / 4));
 
 const program = new Command('qvm-backup-restore')
   .description('Verify and restore VMs from a Qubes backup (formats 1-4) in one streaming pass.')
@@ -31,7 +33,7 @@ const program = new Command('qvm-backup-restore')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--threads <n>', 'worker threads', intOption('--threads', 1, 256), availableParallelism())
-  .option('--max-memory <size>', `bound on chunk memory in flight (default ${formatBytes(DEFAULT_MAX_MEMORY)}; scrypt derivations need 128·r·N bytes each on top)`, (v) => parseSize(v, '--max-memory'), DEFAULT_MAX_MEMORY)
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + one scrypt derivation (128·r·N bytes) per thread (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM: here ${formatBytes(defaultMaxMemory(availableParallelism()))})`, (v) => parseSize(v, '--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', EXIT_STATUS_HELP);
 
@@ -59,7 +61,7 @@ async function main(): Promise<number> {
       dom0Home: o['dom0Home'] as string,
       ...(o['compressionFilter'] !== undefined ? { compressionFilter: o['compressionFilter'] as string } : {}),
       threads: o['threads'] as number,
-      maxMemory: o['maxMemory'] as number,
+      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number),
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: false }),
       confirm: async (table, plan) => {
         if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', table, vms: plan.vms.map((v) => ({ name: v.backupName, new_name: v.newName, action: v.action, problems: v.problems, notes: v.notes })) }) + '\n');

@@ -153,7 +153,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         pool,
         verifyOnly: o.verifyOnly,
         qubesXml: backupXml,
-        maxMemoryBytes: o.maxMemory,
+        // --max-memory covers the chunks in flight AND the concurrent key derivations (one per thread)
+        maxMemoryBytes: chunkBudget(o.maxMemory, pool.threads, head!.kdfBytes ?? 0, progress),
         signal: o.signal,
         onProgress: (e) => progress.update(e.bytesRead, e.bytesRestored, e.currentVm),
         onVmDone,
@@ -288,6 +289,14 @@ class Installer {
       }
     }
   }
+}
+
+/** Memory left for chunks once every worker may be running a key derivation. */
+function chunkBudget(maxMemory: number, threads: number, kdfBytes: number, progress: ProgressReporter): number {
+  const left = maxMemory - threads * kdfBytes;
+  const floor = 256 * 1024 * 1024; // two 100 MiB chunks plus their outputs, at least
+  if (left < floor) progress.warn(`--max-memory ${Math.round(maxMemory / 1048576)} MiB is below what ${threads} concurrent scrypt derivations (${Math.round(kdfBytes / 1048576)} MiB each) plus two chunks need; using more (lower --threads to use less)`);
+  return Math.max(left, floor);
 }
 
 function hostDefaultsOf(host: QubesXml): { template?: string; netvm?: string } {

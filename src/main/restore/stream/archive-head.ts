@@ -12,6 +12,7 @@ import { extractTarMember } from './inner-tar-member.js';
 import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSource } from './outer-source.js';
 import { decompressSmall, defaultMaxKdfBytes, opensslDecryptSmall, scryptDecryptSmall, taskFailureError } from './small-decode.js';
 import type { ArchiveHead, ReadHeadOptions } from './types.js';
+import { readScryptHeader } from '../../../workers/scrypt-file.js';
 
 /** Largest qubes.xml chunk (and its decompressed inner tar): the XML limit plus tar/crypto overhead. */
 export const QUBES_XML_CHUNK_MAX_BYTES = QUBES_XML_MAX_BYTES + 64 * 1024;
@@ -75,7 +76,9 @@ export async function readArchiveHead(reader: OuterSource, passphrase: string, o
   }
   const filterForced = opts.forcedCompressionFilter !== undefined;
   const qubesXmlBytes = early ? await qubesXmlFromEarly(await early, header, passphrase, maxKdfBytes, opts) : await readQubesXml(reader, header, passphrase, maxKdfBytes, opts);
-  return { header, qubesXmlBytes, version: header.version, headerless: false, filterForced };
+  const kdf = header.version === 4 ? readScryptHeader(hmacBytes) : null;
+  const kdfBytes = kdf !== null && !('ok' in kdf) ? 128 * kdf.r * kdf.p * 2 ** kdf.logN : 0;
+  return { header, qubesXmlBytes, version: header.version, headerless: false, filterForced, kdfBytes };
 }
 
 function parseHeader(bytes: Buffer, opts: ReadHeadOptions): BackupHeader {

@@ -29,6 +29,8 @@ export interface ArchiveHead {
   headerless: boolean;
   /** the compression filter came from --compression-filter (trusted user input), not the header */
   filterForced: boolean;
+  /** v4: memory one scrypt derivation of this backup needs (128·r·N·p from the header's scrypt copy); 0 otherwise */
+  kdfBytes?: number;
 }
 
 /** What to restore from one archive subdir (`vm3/`, `appvms/work/`, `dom0-home/`). */
