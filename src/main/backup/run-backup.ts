@@ -198,8 +198,14 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const runAbort = new AbortController();
   const runSignal = AbortSignal.any([signal, runAbort.signal]);
   const res: StreamResources = { pool, blockIn, blockOut, chunks, ...(chunksOut ? { chunksOut } : {}), kdf: new Semaphore(mem.kdfConcurrency), writer, signal: runSignal };
+  // a failed write (full disk, destination command gone) stops everything at once: the producers
+  // would otherwise wait forever for chunk slots that only the writer releases
+  let writeError: unknown;
   const writing = writer.run();
-  writing.catch(() => {});
+  writing.catch((e: unknown) => {
+    writeError = e;
+    runAbort.abort(e);
+  });
   let chunkCount = 0;
   const mtimeSec = Math.floor(now.getTime() / 1000);
   const counted = async function* (src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
@@ -274,7 +280,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     await sink.abort().catch(() => {});
     await pool.destroy().catch(() => {});
     if (signal.aborted) throw new QvmBackupError('ERR_CANCELLED', 'backup interrupted: partial output removed', {}, e);
-    throw e;
+    throw writeError ?? e;
   }
   await pool.destroy();
   // 5. success: record backup_timestamp in the live qubes.xml (atomically replaced)

@@ -5,7 +5,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
 import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
@@ -117,7 +117,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     if (chosen.length === 0 && !withHome) fail('ERR_PLAN', `nothing to restore:\n${table}`);
     if (!(await o.confirm(table, plan))) fail('ERR_CANCELLED', 'restore cancelled by the user');
     if (!o.verifyOnly) {
-      const free = await freeBytes(root).catch(() => Number.POSITIVE_INFINITY);
+      const free = await freeBytes(await existingAncestor(root)).catch(() => Number.POSITIVE_INFINITY);
       if (free < plan.totalBytes) fail('ERR_NO_SPACE', `not enough free space in ${root}: ${free} bytes free, the selected VMs need ${plan.totalBytes} bytes`);
       staging = await createStaging(root);
     }
@@ -187,6 +187,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     if (failed.length > 0) {
       const lines = failed.map((f) => `  ${f.name}: ${f.error}`).join('\n');
       const what = o.verifyOnly ? 'verification failed' : 'restore incomplete';
+      if (failed.some((f) => /No space left on device|ENOSPC/.test(f.error))) throw new QvmBackupError('ERR_NO_SPACE', `${what}: the disk is full:\n${lines}`, { restored: restored.map((r) => r.name) });
       if (restored.length === 0 && !dom0HomeDir) {
         const code = result.archiveError?.code ?? (failed.length ? 'ERR_CHUNK_AUTH' : 'ERR_CORRUPT');
         throw new QvmBackupError(code, `${what}:\n${lines}`, {}, result.archiveError);
@@ -288,6 +289,14 @@ class Installer {
         progressMade = true;
       }
     }
+  }
+}
+
+/** `p` or its closest existing parent (the qubes root may not exist yet). */
+async function existingAncestor(p: string): Promise<string> {
+  for (let d = p; ; d = dirname(d)) {
+    if (await stat(d).then(() => true, () => false)) return d;
+    if (dirname(d) === d) return d;
   }
 }
 

@@ -1,0 +1,55 @@
+// A full disk loses nothing: backup and restore into a small tmpfs fail early with the numbers
+// when the data obviously cannot fit, and a disk that fills up during the run gives exit status 6
+// with the partial output / staging directory removed. Needs root (mount); skipped otherwise.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeSampleCollection } from '../../scripts/make-sample.js';
+import { tempDir, passFile, node, run, BACKUP_BIN, RESTORE_BIN } from '../helpers/cli.js';
+
+const MiB = 1024 * 1024;
+
+function mountTmpfs(dir: string, size: string): boolean {
+  mkdirSync(dir, { recursive: true });
+  return run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]).status === 0;
+}
+
+test('full disk: early refusal with numbers, ENOSPC mid-run removes the partial output', { timeout: 180_000 }, (t) => {
+  const tmp = tempDir();
+  const small = join(tmp.dir, 'small');
+  if (!mountTmpfs(small, '3M')) {
+    t.skip('cannot mount a tmpfs here (not root?)');
+    tmp.cleanup();
+    return;
+  }
+  try {
+    const root = join(tmp.dir, 'qubes');
+    const home = join(tmp.dir, 'home', 'user');
+    // 24 MiB of data, a third of it random: about 10 MiB compressed, more than the 3 MiB disk
+    makeSampleCollection({ root, home, bigImageBytes: 64 * MiB, bigDataBytes: 24 * MiB, smallImageBytes: 8 * MiB, smallDataBytes: 64 * 1024 });
+    const pw = passFile(tmp.dir);
+    const base = ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '--chunk-size', '1M'];
+    // uncompressed: 24 MiB obviously does not fit in 3 MiB — refused before writing
+    let r = node(BACKUP_BIN, [...base, '--format', '3', '--no-compress', join(small, 'b.bin'), 'work']);
+    assert.equal(r.status, 6, r.stderr);
+    assert.match(r.stderr, /not enough free space.*bytes free/);
+    assert.deepEqual(readdirSync(small), []);
+    // compressed: passes the estimate, then the disk fills up during the run
+    r = node(BACKUP_BIN, [...base, join(small, 'b.bin'), 'work']);
+    assert.equal(r.status, 6, r.stderr);
+    assert.match(r.stderr, /space/i);
+    assert.deepEqual(readdirSync(small), [], 'the partial backup was removed');
+    // restore into a host on the small disk: refused early, with the numbers, nothing left behind
+    const archive = join(tmp.dir, 'b.bin');
+    r = node(BACKUP_BIN, [...base, archive, 'work']);
+    assert.equal(r.status, 0, r.stderr);
+    r = node(RESTORE_BIN, ['-q', '-y', '-p', pw, '--qubes-root', join(small, 'host'), '--dom0-home', join(tmp.dir, 'hh', 'user'), '--ignore-missing', archive]);
+    assert.equal(r.status, 6, r.stderr);
+    assert.match(r.stderr, /not enough free space/);
+    assert.deepEqual(readdirSync(small).filter((n) => n !== 'host'), []);
+  } finally {
+    run('umount', [small]);
+    tmp.cleanup();
+  }
+});
