@@ -5,7 +5,7 @@
 // sample image in the same run. Writes the "## Whole backup and restore" section of BENCHMARKS.md.
 // Usage: node dist/scripts/bench-backup.js [--data-mib N] [--quick]
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, statSync, readdirSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir, availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -127,7 +127,6 @@ function main(): void {
       } else next = old.trimEnd() + '\n\n' + text;
       writeFileSync(target, next);
     }
-    void readdirSync;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

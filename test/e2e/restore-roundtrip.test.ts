@@ -44,6 +44,7 @@ function sameFile(a: string, b: string): void {
 
 const formats: { format: string; schema: 'r4' | 'r3'; args: string[]; needs?: string }[] = [
   { format: '4', schema: 'r4', args: ['--scrypt-logn', '14', '--chunk-size', '2M'] },
+  { format: '4', schema: 'r4', args: ['--scrypt-logn', '12', '--chunk-size', '2M', '-Z', 'xz'] },
   { format: '3', schema: 'r3', args: ['--chunk-size', '2M'] },
   { format: '2', schema: 'r3', args: ['--chunk-size', '2560K', '--no-compress'] },
   { format: '2', schema: 'r3', args: ['--chunk-size', '2560K', '--no-encrypt'] },

@@ -11,7 +11,7 @@ import { encodeBackupHeader, makeBackupId, type BackupHeader } from '../format/b
 import { formatHmacFile } from '../format/hmac-file.js';
 import { CHUNK_SIZE_BYTES } from '../format/limits.js';
 import { computeHmacHex } from '../../workers/hmac.js';
-import { ALLOWED_FILTERS, filterAvailable } from '../../workers/compress.js';
+import { ALLOWED_FILTERS, filterAvailable, runFilterSync } from '../../workers/compress.js';
 import { parseQubesXml, serializeQubesXml, cloneQubesXml, markBackupContent, setBackupTimestamp, type QubesXml } from '../qubes-xml/index.js';
 import { SlotPool } from '../pipeline/slot-pool.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
@@ -226,10 +226,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     }
     if (f.inMemory) {
       let parts = innerTarOf(f.base, f.inMemory, mtimeSec);
-      if (externalFilter) {
-        const { runFilterSync } = await import('../../workers/compress.js');
-        parts = [runFilterSync(externalFilter as never, 'compress', Buffer.concat(parts))];
-      }
+      // small (qubes.xml, placeholders): the external filter runs once, synchronously
+      if (externalFilter) parts = [runFilterSync(externalFilter, 'compress', Buffer.concat(parts))];
       chunkCount += await streamFileV34(f.base, bytesOf(parts), settings, res);
       return;
     }

@@ -10,7 +10,7 @@ import type { StreamResources, StreamSettings } from './chunk-pipeline.js';
 import type { WriteJobResult } from './ordered-writer.js';
 
 /** Read one whole volume into a slot; fails if it does not fit. */
-async function readVolume(vol: AsyncIterable<Uint8Array>, slot: Slot, name: string, onBytes: (n: number) => void): Promise<number> {
+async function readVolume(vol: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, slot: Slot, name: string, onBytes: (n: number) => void): Promise<number> {
   let fill = 0;
   for await (const c of vol) {
     if (fill + c.length > slot.bytes.length) throw new QvmBackupError('ERR_INTERNAL', `tar volume larger than expected for ${name}`, { chunk: name });
@@ -30,7 +30,7 @@ export async function streamFileV2(base: string, volumes: AsyncIterable<Readable
     const input = await res.chunks.acquire(res.signal);
     let len: number;
     try {
-      len = vol instanceof Uint8Array ? (input.bytes.set(vol, 0), onBytes(vol.length), vol.length) : await readVolume(vol, input, name, onBytes);
+      len = await readVolume(vol instanceof Uint8Array ? [vol] : vol, input, name, onBytes);
     } catch (e) {
       res.chunks.release(input);
       throw e;
