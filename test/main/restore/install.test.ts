@@ -331,3 +331,20 @@ describe('host qubes.xml', () => {
     assert.deepEqual(fs.readdirSync(path.join(root, 'qubes.xml')), ['keep']);
   });
 });
+
+it('restored dom0 home belongs to the owner of the live home when run as root', { skip: process.getuid?.() !== 0 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qvmb-chown-'));
+  try {
+    const home = path.join(dir, 'user');
+    fs.mkdirSync(path.join(dir, 'staged', 'user'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'staged', 'user', 'f.txt'), 'x');
+    fs.mkdirSync(home);
+    fs.chownSync(home, 1234, 1235);
+    const out = await installDom0Home(path.join(dir, 'staged'), home, new Date(2026, 0, 2, 3, 4, 5));
+    const st = fs.statSync(path.join(out, 'dom0-home', 'user', 'f.txt'));
+    assert.equal(st.uid, 1234);
+    assert.equal(st.gid, 1235);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -44,9 +44,22 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
     }
     await copyAcrossFilesystems(staged, dest);
   }
+  await chownToHomeOwner(restoreDir, home);
   await fsyncPath(restoreDir);
   await fsyncPath(home);
   return restoreDir;
+}
+
+/** Like Qubes' `chown -R <user>`: when run as root, the restored files belong to the home's owner. */
+async function chownToHomeOwner(restoreDir: string, home: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const st = await lstat(home);
+  if (st.uid === 0) return;
+  try {
+    await execa('chown', ['-R', '-h', '--', `${st.uid}:${st.gid}`, restoreDir], { stdin: 'ignore', stdout: 'ignore' });
+  } catch (e) {
+    fail('ERR_IO', `dom0 home: cannot give ${restoreDir} to uid ${st.uid}`, { vm: 'dom0', file: restoreDir, command: 'chown -R' }, e);
+  }
 }
 
 /** EXDEV fallback: `cp -a --sparse=always`, then remove the staged copy. */
