@@ -164,3 +164,28 @@ test('wrong passphrase and missing location give one clear line and the document
     t.cleanup();
   }
 });
+
+test('SIGINT during a restore removes the staging directory and exits 130', { timeout: 120_000 }, async () => {
+  const { spawn } = await import('node:child_process');
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    // slow key derivations keep the restore busy long enough to interrupt it
+    const archive = backup(t.dir, root, home, pw, ['--scrypt-logn', '17', '--chunk-size', '1M']);
+    const host = join(t.dir, 'host');
+    mkdirSync(join(t.dir, 'hh', 'user'), { recursive: true });
+    const child = spawn(process.execPath, [RESTORE_BIN, '-q', '-y', '-p', pw, '--qubes-root', host, '--dom0-home', join(t.dir, 'hh', 'user'), archive], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && !(readdirSync(t.dir).includes('host') && readdirSync(host).some((n) => n.startsWith('.restore-')))) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(readdirSync(host).some((n) => n.startsWith('.restore-')), 'staging exists while restoring');
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(code, 130, stderr);
+    assert.deepEqual(readdirSync(host).filter((n) => n.startsWith('.restore-')), [], 'staging removed');
+  } finally {
+    t.cleanup();
+  }
+});
