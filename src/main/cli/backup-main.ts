@@ -53,7 +53,14 @@ against guessing; 19 is what the scrypt tool and Qubes R4 pick on typical hardwa
 ${EXIT_STATUS_HELP}`);
 
 async function main(): Promise<number> {
-  program.parse();
+  // usage errors exit with 2 (documented), --help and --version with 0
+  program.exitOverride();
+  try {
+    program.parse();
+  } catch (e) {
+    const code = (e as { exitCode?: number }).exitCode ?? 2;
+    return code === 0 ? 0 : EXIT.USAGE;
+  }
   const o = program.opts();
   const [location, vms] = program.processedArgs as [string, string[]];
   const progress = makeProgress(o);

@@ -154,6 +154,7 @@ export class Progress implements ProgressReporter {
     }
     this.#clearLine();
     const [a, b] = this.#labels();
+    if (!ok && this.#timer === undefined) return; // failed before any data moved: the error line says it all
     if (this.#mode !== 'quiet' || !ok) this.#err.write(`${text} (${formatBytes(this.#in)} ${a}, ${formatBytes(this.#out)} ${b} in ${fmtDuration(s.elapsed)}, ${formatBytes(s.rate)}/s)\n`);
   }
 }
