@@ -37,6 +37,13 @@ export async function openFifo(p: string, side: 'read' | 'write', peerGone: Prom
   opening.catch(() => undefined);
   const first = await Promise.race([opening, peerGone.then((): typeof GONE => GONE, (): typeof GONE => GONE)]);
   if (first !== GONE) return first;
+  if (side === 'read') {
+    // The peer may have opened the FIFO, written its last small volume into the pipe buffer and
+    // exited before our open was seen here: keep the handle, so those bytes are not lost. The
+    // caller reads it to EOF (immediately EOF when we released the open ourselves).
+    await releaseOpen(p, side, opening, true);
+    return opening.catch(() => null);
+  }
   await releaseOpen(p, side, opening);
   return null;
 }
@@ -45,10 +52,10 @@ export async function openFifo(p: string, side: 'read' | 'write', peerGone: Prom
  * Unblock our pending `open()` of `p` by briefly opening the other end non-blocking, retrying until
  * it settles (a write-side O_NONBLOCK open fails with ENXIO until our reader is in the kernel).
  */
-async function releaseOpen(p: string, side: 'read' | 'write', opening: Promise<fsp.FileHandle>): Promise<void> {
+async function releaseOpen(p: string, side: 'read' | 'write', opening: Promise<fsp.FileHandle>, keep = false): Promise<void> {
   let settled = false;
   const finished = opening.then(
-    (fh) => fh.close().catch(() => undefined),
+    (fh) => (keep ? undefined : fh.close().catch(() => undefined)),
     () => undefined,
   );
   void finished.then(() => {

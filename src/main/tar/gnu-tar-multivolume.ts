@@ -3,7 +3,7 @@
 // never parsed; ordering alone makes the switch race-free, and no FIFO open can hang if tar dies.
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
 import { makeFifoDir, mkfifo, openFifo, releaseWaitingReader } from './fifo.js';
@@ -36,6 +36,16 @@ export async function* tarCreateMultiVolume(
     for (let volume = 1; ; volume++) {
       const fh = await openFifo(fifo, 'read', tar.exited);
       if (!fh) break; // tar exited: no more volumes
+      if (tar.hasExited()) {
+        // tar is gone: whatever it left in the pipe is its last volume (nothing = no more volumes)
+        const rest = await fh.readFile();
+        await fh.close();
+        if (rest.length === 0) break;
+        current = Readable.from([rest]);
+        yield current;
+        current = undefined;
+        break;
+      }
       const stream = fh.createReadStream({ highWaterMark: VOLUME_READ_CHUNK });
       current = stream;
       const closed = new Promise<void>((resolve) => stream.once('close', resolve));
