@@ -1,21 +1,15 @@
 // qvm-backup: parse argv, run the backup, map errors to exit codes. Nothing else.
 import { Command, Option } from 'commander';
-import { availableParallelism, homedir, totalmem } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
 import { parseSize, formatBytes } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption as int, collect } from './common.js';
+import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption as int, collect, parseOrExit, defaultMaxMemory } from './common.js';
 import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
 import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES } from '../format/limits.js';
 import { VERSION } from '../version.js';
 import { QvmBackupError } from '../errors.js';
 
-/** Default --max-memory: 1 GiB for chunks and blocks, plus room for one scrypt derivation per
- *  thread (format 4), never more than a quarter of the RAM. */
-function defaultMaxMemory(format: number, logN: number, threads: number): number {
-  const kdf = format === 4 ? threads * 128 * 8 * 2 ** logN : 0;
-  return Math.min(1024 ** 3 + kdf, Math.floor(totalmem() / 4));
-}
 
 const program = new Command('qvm-backup')
   .description('Back up Qubes VMs (and the dom0 home) into one encrypted, authenticated archive that stock Qubes restores.')
@@ -41,7 +35,7 @@ const program = new Command('qvm-backup')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--threads <n>', 'worker threads', int('--threads', 1, 256), availableParallelism())
-  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM: here ${formatBytes(defaultMaxMemory(4, 19, availableParallelism()))})`, (v) => parseSize(v, '--max-memory'))
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM: here ${formatBytes(defaultMaxMemory(availableParallelism(), 19))})`, (v) => parseSize(v, '--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', `
 Memory: format 4 derives one scrypt key per chunk, each needing 128·r·N bytes (512 MiB at the
@@ -53,14 +47,8 @@ against guessing; 19 is what the scrypt tool and Qubes R4 pick on typical hardwa
 ${EXIT_STATUS_HELP}`);
 
 async function main(): Promise<number> {
-  // usage errors exit with 2 (documented), --help and --version with 0
-  program.exitOverride();
-  try {
-    program.parse();
-  } catch (e) {
-    const code = (e as { exitCode?: number }).exitCode ?? 2;
-    return code === 0 ? 0 : EXIT.USAGE;
-  }
+  const stop = parseOrExit(program);
+  if (stop !== null) return stop;
   const o = program.opts();
   const [location, vms] = program.processedArgs as [string, string[]];
   const progress = makeProgress(o);
@@ -88,7 +76,7 @@ async function main(): Promise<number> {
       scryptLogN: o['scryptLogn'] as number,
       chunkSize,
       threads: o['threads'] as number,
-      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(format, o['scryptLogn'] as number, o['threads'] as number),
+      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number, format === 4 ? (o['scryptLogn'] as number) : null),
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: true }),
       confirm: async (summary) => {
         if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', summary }) + '\n');

@@ -1,7 +1,8 @@
 // Pieces shared by both commands: progress mode, confirmation prompt, signal handling, and the
 // one place that turns an error into a message and an exit status.
 import { openSync, closeSync, readSync } from 'node:fs';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import { totalmem } from 'node:os';
 import { Progress, type ProgressMode } from '../progress/progress.js';
 import { isQvmBackupError } from '../errors.js';
 import { exitCodeFor, EXIT } from './exit-codes.js';
@@ -79,3 +80,21 @@ export const intOption = (name: string, lo: number, hi: number) => (v: string): 
 
 /** Commander collector for repeatable options (-x VM -x VM). */
 export const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+/** Parse argv; returns the exit status when the run should stop here (usage error → 2, --help/--version → 0). */
+export function parseOrExit(program: Command): number | null {
+  program.exitOverride();
+  try {
+    program.parse();
+    return null;
+  } catch (e) {
+    return (e as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  }
+}
+
+/** Default --max-memory of both commands: 1 GiB for chunks plus one scrypt derivation of
+ *  `logN` (128·8·2^logN bytes) per thread (none when `logN` is null), at most a quarter of the RAM. */
+export function defaultMaxMemory(threads: number, logN: number | null): number {
+  const kdf = logN === null ? 0 : threads * 128 * 8 * 2 ** logN;
+  return Math.min(1024 ** 3 + kdf, Math.floor(totalmem() / 4));
+}

@@ -1,16 +1,12 @@
 // qvm-backup-restore: parse argv, run the restore, map errors to exit codes.
 import { Command } from 'commander';
-import { availableParallelism, homedir, totalmem } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { runRestore } from '../restore/run-restore.js';
 import { readPassphrase } from './passphrase.js';
 import { parseSize, formatBytes } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption, collect } from './common.js';
+import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption, collect, parseOrExit, defaultMaxMemory } from './common.js';
 import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
 import { VERSION } from '../version.js';
-
-/** Same default as qvm-backup: 1 GiB for chunks plus one logN-19 scrypt derivation (512 MiB) per
- *  thread, at most a quarter of the RAM. */
-const defaultMaxMemory = (threads: number) => Math.min(1024 ** 3 + threads * 512 * 1024 ** 2, Math.floor(totalmem() / 4));
 
 const program = new Command('qvm-backup-restore')
   .description('Verify and restore VMs from a Qubes backup (formats 1-4) in one streaming pass.')
@@ -33,19 +29,13 @@ const program = new Command('qvm-backup-restore')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--threads <n>', 'worker threads', intOption('--threads', 1, 256), availableParallelism())
-  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + one scrypt derivation (128·r·N bytes) per thread (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM: here ${formatBytes(defaultMaxMemory(availableParallelism()))})`, (v) => parseSize(v, '--max-memory'))
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + one scrypt derivation (128·r·N bytes) per thread (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM: here ${formatBytes(defaultMaxMemory(availableParallelism(), 19))})`, (v) => parseSize(v, '--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', EXIT_STATUS_HELP);
 
 async function main(): Promise<number> {
-  // usage errors exit with 2 (documented), --help and --version with 0
-  program.exitOverride();
-  try {
-    program.parse();
-  } catch (e) {
-    const code = (e as { exitCode?: number }).exitCode ?? 2;
-    return code === 0 ? 0 : EXIT.USAGE;
-  }
+  const stop = parseOrExit(program);
+  if (stop !== null) return stop;
   const o = program.opts();
   const [location, vms] = program.processedArgs as [string, string[]];
   const progress = makeProgress(o);
@@ -68,7 +58,7 @@ async function main(): Promise<number> {
       dom0Home: o['dom0Home'] as string,
       ...(o['compressionFilter'] !== undefined ? { compressionFilter: o['compressionFilter'] as string } : {}),
       threads: o['threads'] as number,
-      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number),
+      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number, 19),
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: false }),
       confirm: async (table, plan) => {
         if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', table, vms: plan.vms.map((v) => ({ name: v.backupName, new_name: v.newName, action: v.action, problems: v.problems, notes: v.notes })) }) + '\n');
