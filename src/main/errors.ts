@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'ERR_CHUNK_AUTH' // a chunk's HMAC or scrypt MAC failed
   | 'ERR_CORRUPT' // archive structure broken: truncated, bad tar header, chunk out of order
   | 'ERR_UNSAFE_NAME' // member name rejected (.., absolute, NUL, too long)
+  | 'ERR_UNSAFE_CONTENT' // extracted content refused (device node, foreign hard link, symlink where a file belongs)
   | 'ERR_TOO_LARGE' // a size limit was exceeded (header, qubes.xml, scrypt parameters)
   | 'ERR_UNSUPPORTED' // unknown cipher, digest or compression filter
   | 'ERR_QUBES_XML' // qubes.xml cannot be parsed or is invalid
@@ -18,6 +19,7 @@ export type ErrorCode =
   | 'ERR_IO' // other filesystem error
   | 'ERR_PLAN' // restore/backup plan has problems (conflicts, missing templates)
   | 'ERR_PARTIAL' // some VMs failed, others succeeded
+  | 'ERR_LOCKED' // another run holds the host lock (qubes.xml.lock)
   | 'ERR_CANCELLED' // SIGINT/SIGTERM or abort
   | 'ERR_INTERNAL';
 

@@ -4,7 +4,7 @@
 // its VM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, writeFileSync, mkdirSync, statSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, statSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeSampleCollection } from '../../scripts/make-sample.js';
 import { tempDir, passFile, node, run, duKiB, haveCmd, BACKUP_BIN, RESTORE_BIN } from '../helpers/cli.js';
@@ -184,7 +184,8 @@ test('SIGINT during a restore removes the staging directory and exits 130', { ti
     child.kill('SIGINT');
     const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
     assert.equal(code, 130, stderr);
-    assert.deepEqual(readdirSync(host).filter((n) => n.startsWith('.restore-')), [], 'staging removed');
+    // a root the run created and installed nothing into is removed with its lock file
+    assert.deepEqual(existsSync(host) ? readdirSync(host).filter((n) => n.startsWith('.restore-')) : [], [], 'staging removed');
   } finally {
     t.cleanup();
   }

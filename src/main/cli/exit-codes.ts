@@ -10,6 +10,7 @@ export const EXIT = {
   INTEGRITY: 5,
   NO_SPACE: 6,
   TAR: 7,
+  LOCKED: 8,
   INTERRUPTED: 130,
 } as const;
 
@@ -23,12 +24,14 @@ const byCode: Partial<Record<ErrorCode, number>> = {
   ERR_CORRUPT: EXIT.INTEGRITY,
   ERR_BAD_HEADER: EXIT.INTEGRITY,
   ERR_UNSAFE_NAME: EXIT.INTEGRITY,
+  ERR_UNSAFE_CONTENT: EXIT.INTEGRITY,
   ERR_TOO_LARGE: EXIT.INTEGRITY,
   ERR_QUBES_XML: EXIT.INTEGRITY,
   ERR_NO_SPACE: EXIT.NO_SPACE,
   ERR_TAR_FAILED: EXIT.TAR,
   ERR_FILTER_FAILED: EXIT.TAR,
   ERR_CANCELLED: EXIT.INTERRUPTED,
+  ERR_LOCKED: EXIT.LOCKED,
 };
 
 /** Exit status for an error thrown out of a command. */
@@ -48,4 +51,5 @@ Exit status:
   5    integrity failure: a chunk failed authentication, or the archive is corrupt or truncated
   6    not enough free space
   7    GNU tar or a compression program failed (or is missing)
+  8    another run holds the host lock (<qubes-root>/qubes.xml.lock)
   130  interrupted (Ctrl-C / SIGTERM); partial output removed`;

@@ -3,13 +3,13 @@
 // → each VM installed (moved into place, added to qubes.xml atomically) as soon as its data and its
 // dependencies are complete → dom0 home → staging removed (also on error and Ctrl-C).
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
-import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
-import { parseQubesXml, type DomainInfo, type QubesXml } from '../qubes-xml/index.js';
+import { QvmBackupError, fail, isQvmBackupError, type ErrorCode } from '../errors.js';
+import { parseQubesXml, type QubesXml } from '../qubes-xml/index.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
 import { OuterTarReader } from '../tar/outer-tar-reader.js';
 import { checkGnuTar } from '../tar/gnu-tar.js';
@@ -17,9 +17,11 @@ import { freeBytes } from '../io/sink.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { planRestore, formatRestoreTable, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
 import { createStaging, type Staging } from './install/staging.js';
-import { installVm } from './install/install-vm.js';
 import { installDom0Home } from './install/dom0-home.js';
-import { loadHostQubesXml, loadHostQubesXmlOrEmpty, saveHostQubesXml } from './install/host-qubes-xml.js';
+import { loadHostQubesXml } from './install/host-qubes-xml.js';
+import { Installer } from './install/installer.js';
+import { LOCK_NAME, lockHost, type HostLock } from '../io/host-lock.js';
+import { TailBuffer } from '../io/tail-buffer.js';
 import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 
 export interface RestoreOptions extends RestoreSelection {
@@ -49,12 +51,19 @@ export interface RestoreOutcome {
 interface Source {
   stream: Readable;
   command?: ResultPromise;
+  /** the last 4 KiB of the command's stderr (never buffered without bound) */
+  stderr?: TailBuffer;
 }
+
+/** How long a --source-command may go on after its stdout ended (or after we stopped reading). */
+const SOURCE_EXIT_WAIT_MS = 30_000;
 
 async function openSource(o: RestoreOptions): Promise<Source> {
   if (o.sourceCommand !== undefined) {
-    const command = execa('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: { stdout: false, stderr: true }, cancelSignal: o.signal, reject: false });
-    return { stream: command.stdout, command };
+    const command = execa('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false, cancelSignal: o.signal, reject: false, forceKillAfterDelay: 3000 });
+    const stderr = new TailBuffer(4096);
+    command.stderr?.on('data', (d: Buffer) => stderr.push(d));
+    return { stream: command.stdout, command, stderr };
   }
   if (o.location === '-') return { stream: process.stdin };
   return { stream: createReadStream(o.location, { highWaterMark: 1024 * 1024 }) };
@@ -78,9 +87,11 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     }
   }
   await checkGnuTar();
+  const rootExisted = await stat(root).then(() => true, () => false);
   const pool = new WorkerPool({ threads: Math.max(1, o.threads || availableParallelism()) });
   let source: Source | undefined;
   let staging: Staging | undefined;
+  let lock: HostLock | undefined;
   try {
     // 1. header and qubes.xml
     let backupXml: QubesXml;
@@ -97,7 +108,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       head = await readArchiveHead(reader, passphrase, { pool, signal: o.signal, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
       backupXml = parseQubesXml(head.qubesXmlBytes);
     }
-    // 2. plan
+    // 2. plan, against the host as it is under the lock (held until the end: no other run
+    //    rewrites qubes.xml meanwhile)
+    if (!o.verifyOnly) lock = await lockHost(root, { signal: o.signal, onWait: (m) => progress.warn(m) });
     const host = await loadHostQubesXml(root);
     const plan = planRestore(backupXml, host, hostUser, {
       vms: o.vms,
@@ -121,31 +134,27 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       if (free < plan.totalBytes) fail('ERR_NO_SPACE', `not enough free space in ${root}: ${free} bytes free, the selected VMs need ${plan.totalBytes} bytes`);
       staging = await createStaging(root);
     }
-    // 3. data pass, installing VMs as they complete
+    // 3. data pass; VMs are installed once the whole archive was read and its source succeeded
     const stagingDir = staging?.dir ?? tmpdir();
     const selection = new Map<string, SelectionEntry>();
-    const byName = new Map<string, VmPlan>();
-    for (const v of chosen) {
-      selection.set(v.subdir, { vm: v.backupName, stagingDir });
-      byName.set(v.backupName, v);
-    }
+    for (const v of chosen) selection.set(v.subdir, { vm: v.backupName, stagingDir });
     if (withHome) selection.set(plan.dom0!.subdir, { vm: 'dom0', stagingDir });
-    const installer = o.verifyOnly ? undefined : new Installer(root, chosen, staging!.dir, progress);
-    if (installer) await installer.load();
+    const installer = o.verifyOnly ? undefined : new Installer({ root, plan: chosen, stagingDir: staging!.dir, progress, signal: o.signal, lock: lock! });
+    const complete: string[] = [];
     const onVmDone = (vm: string, ok: boolean, err?: unknown) => {
       if (!ok) {
         const msg = err instanceof Error ? err.message : String(err);
-        progress.vmDone(vm, false, msg);
-        installer?.failed(vm, msg);
+        progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, false, msg);
+        installer?.failed(vm, msg, isQvmBackupError(err) ? err.code : undefined);
         return;
       }
       if (!installer) progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, true, 'verified');
-      else if (vm !== 'dom0') installer.done(vm);
+      else complete.push(vm);
     };
     // progress counts the archive read (what takes the time), as a percent when its size is known
     progress.start(o.verifyOnly ? 'verify' : 'restore', archiveBytes);
     let result: RestoreDataResult;
-    if (v1Dir !== undefined) result = await restoreV1(v1Dir, selection, { verifyOnly: o.verifyOnly, signal: o.signal, onVmDone });
+    if (v1Dir !== undefined) result = await restoreV1(v1Dir, selection, { verifyOnly: o.verifyOnly, signal: o.signal, onVmDone, onWarning: (m) => progress.warn(m) });
     else
       result = await restoreData(reader!, {
         head: head!,
@@ -160,43 +169,38 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         onVmDone,
         onWarning: (m) => progress.warn(m),
       }, selection);
-    if (source?.command) {
-      source.stream.resume();
-      const r = await source.command;
-      if (r.exitCode !== 0 && !result.archiveError) progress.warn(`--source-command exited with status ${r.exitCode}: ${String(r.stderr).slice(-300)}`);
+    // the format has no end marker: a source command's exit status is the only sign of a short stream
+    if (source?.command) await checkSourceCommand(source, result.archiveError !== undefined);
+    o.signal.throwIfAborted();
+    if (installer) {
+      for (const vm of complete) if (vm !== 'dom0') installer.done(vm);
+      await installer.settle();
+      o.signal.throwIfAborted();
     }
-    await installer?.settle();
     // 4. dom0 home
     let dom0HomeDir: string | undefined;
-    const failed: { name: string; error: string }[] = [...(installer?.failures ?? [])];
+    const failed: Failure[] = [...(installer?.failures ?? [])];
     for (const [subdir, r] of result.vms) {
-      if (!r.ok && !failed.some((f) => f.name === r.vm)) failed.push({ name: r.vm, error: r.error?.message ?? 'failed' });
+      if (!r.ok && !failed.some((f) => f.name === r.vm)) failed.push({ name: r.vm, error: r.error?.message ?? 'failed', ...(r.error ? { code: r.error.code } : {}) });
       if (subdir === plan.dom0?.subdir && r.ok && !o.verifyOnly) {
         try {
+          o.signal.throwIfAborted();
           dom0HomeDir = await installDom0Home(join(staging!.dir, 'dom0-home'), o.dom0Home, now);
           progress.vmDone('dom0 home', true, `restored to ${dom0HomeDir}`);
         } catch (e) {
-          failed.push({ name: 'dom0', error: (e as Error).message });
+          if (o.signal.aborted) throw e;
+          failed.push({ name: 'dom0', error: (e as Error).message, ...(isQvmBackupError(e) ? { code: e.code } : {}) });
         }
       }
     }
     if (result.archiveError) {
-      for (const v of chosen) if (!installer?.installed.has(v.backupName) && !failed.some((f) => f.name === v.backupName)) failed.push({ name: v.backupName, error: result.archiveError.message });
+      for (const v of chosen) if (!installer?.installed.has(v.backupName) && !failed.some((f) => f.name === v.backupName)) failed.push({ name: v.backupName, error: result.archiveError.message, code: result.archiveError.code });
     }
     const restored = installer ? chosen.filter((v) => installer.installed.has(v.backupName)).map((v) => ({ name: v.newName, from: v.backupName })) : chosen.filter((v) => !failed.some((f) => f.name === v.backupName)).map((v) => ({ name: v.newName, from: v.backupName }));
-    if (failed.length > 0) {
-      const lines = failed.map((f) => `  ${f.name}: ${f.error}`).join('\n');
-      const what = o.verifyOnly ? 'verification failed' : 'restore incomplete';
-      if (failed.some((f) => /No space left on device|ENOSPC/.test(f.error))) throw new QvmBackupError('ERR_NO_SPACE', `${what}: the disk is full:\n${lines}`, { restored: restored.map((r) => r.name) });
-      if (restored.length === 0 && !dom0HomeDir) {
-        const code = result.archiveError?.code ?? (failed.length ? 'ERR_CHUNK_AUTH' : 'ERR_CORRUPT');
-        throw new QvmBackupError(code, `${what}:\n${lines}`, {}, result.archiveError);
-      }
-      throw new QvmBackupError('ERR_PARTIAL', `${what} for ${failed.length} of ${chosen.length + (withHome ? 1 : 0)}:\n${lines}`, { restored: restored.map((r) => r.name) });
-    }
+    if (failed.length > 0) throw failureError(failed, restored.map((r) => r.name), chosen.length + (withHome ? 1 : 0), o.verifyOnly, dom0HomeDir, result.archiveError);
     return { restored, failed, ...(dom0HomeDir ? { dom0HomeDir } : {}), verifyOnly: o.verifyOnly, bytesRead: result.bytesRead };
   } catch (e) {
-    if (o.signal.aborted && !(isQvmBackupError(e) && e.code === 'ERR_CANCELLED')) throw new QvmBackupError('ERR_CANCELLED', 'restore interrupted: staging directory removed; VMs already installed stay', {}, e);
+    if (o.signal.aborted && !(isQvmBackupError(e) && e.code === 'ERR_CANCELLED')) throw new QvmBackupError('ERR_CANCELLED', 'restore interrupted: staging directory removed; nothing was installed after the signal', {}, e);
     throw e;
   } finally {
     source?.stream.destroy();
@@ -205,90 +209,67 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       await source.command.catch(() => {});
     }
     await staging?.remove().catch((e: unknown) => progress.warn((e as Error).message));
+    await lock?.release();
+    if (!rootExisted) await removeIfOnlyLock(root);
     await pool.destroy().catch(() => {});
   }
 }
 
-/** Installs finished VMs in plan order once their in-restore dependencies are installed. */
-class Installer {
-  readonly installed = new Set<string>();
-  readonly failures: { name: string; error: string }[] = [];
-  #done = new Set<string>();
-  #failed = new Set<string>();
-  #chain: Promise<void> = Promise.resolve();
-  #host!: QubesXml;
-  #renames = new Map<string, string>();
+/** A qubes root this run created and left with nothing but its lock file is removed again. */
+async function removeIfOnlyLock(root: string): Promise<void> {
+  const names = await readdir(root).catch(() => null);
+  if (names === null || names.some((n) => n !== LOCK_NAME)) return;
+  await rm(join(root, LOCK_NAME), { force: true }).catch(() => undefined);
+  await rmdir(root).catch(() => undefined);
+}
 
-  constructor(
-    readonly root: string,
-    readonly plan: VmPlan[],
-    readonly stagingDir: string,
-    readonly progress: ProgressReporter,
-  ) {
-    for (const v of plan) this.#renames.set(v.backupName, v.newName);
+interface Failure {
+  name: string;
+  error: string;
+  code?: string;
+}
+
+/**
+ * The error of a run where something failed: partial (exit 3) when something was restored,
+ * otherwise the first failure's own code (a tar failure stays a tar failure, a full disk stays a
+ * full disk); never a code guessed from the message text.
+ */
+function failureError(failed: Failure[], restored: string[], total: number, verifyOnly: boolean, dom0HomeDir: string | undefined, archiveError: QvmBackupError | undefined): QvmBackupError {
+  const lines = failed.map((f) => `  ${f.name}: ${f.error}`).join('\n');
+  const what = verifyOnly ? 'verification failed' : 'restore incomplete';
+  if (failed.some((f) => f.code === 'ERR_NO_SPACE')) return new QvmBackupError('ERR_NO_SPACE', `${what}: the disk is full:\n${lines}`, { restored });
+  if (restored.length === 0 && !dom0HomeDir) {
+    const code = (archiveError?.code ?? failed.find((f) => f.code !== undefined)?.code ?? 'ERR_CORRUPT') as ErrorCode;
+    return new QvmBackupError(code, `${what}:\n${lines}`, {}, archiveError);
   }
+  return new QvmBackupError('ERR_PARTIAL', `${what} for ${failed.length} of ${total}:\n${lines}`, { restored });
+}
 
-  async load(): Promise<void> {
-    this.#host = (await loadHostQubesXmlOrEmpty(this.root)).doc;
+/**
+ * Wait for the --source-command: killed at once when we stopped reading early (the archive was
+ * bad: it would block on a full pipe forever), bounded otherwise; a non-zero exit fails the run.
+ */
+async function checkSourceCommand(source: Source, stoppedEarly: boolean): Promise<void> {
+  const cmd = source.command!;
+  if (stoppedEarly) {
+    source.stream.destroy();
+    cmd.kill();
+    await cmd.catch(() => undefined);
+    return;
   }
-
-  done(vm: string): void {
-    this.#done.add(vm);
-    this.#kick();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), SOURCE_EXIT_WAIT_MS)));
+  const r = await Promise.race([cmd, timeout]);
+  clearTimeout(timer);
+  const tail = source.stderr?.text() ?? '';
+  const stderr = tail ? `; its stderr ends with: ${tail.slice(-500)}` : '';
+  if (r === 'timeout') {
+    cmd.kill();
+    fail('ERR_CORRUPT', `--source-command did not exit within ${SOURCE_EXIT_WAIT_MS / 1000} s after its output ended; nothing was installed${stderr}`, { command: 'source' });
   }
-
-  failed(vm: string, error: string): void {
-    if (this.#failed.has(vm)) return;
-    this.#failed.add(vm);
-    this.failures.push({ name: vm, error });
-    this.#kick();
-  }
-
-  /** Wait until every installable VM is installed. */
-  async settle(): Promise<void> {
-    this.#kick();
-    await this.#chain;
-  }
-
-  #kick(): void {
-    this.#chain = this.#chain.then(() => this.#step());
-  }
-
-  /** Names (backup names) of VMs restored in this run that `v` depends on. */
-  #deps(v: VmPlan): string[] {
-    const d: DomainInfo = v.domain;
-    const inRun = new Set(this.plan.map((p) => p.backupName));
-    return [d.template, d.netvm, d.properties['default_dispvm']].filter((n): n is string => typeof n === 'string' && n !== v.backupName && inRun.has(n));
-  }
-
-  async #step(): Promise<void> {
-    for (let progressMade = true; progressMade; ) {
-      progressMade = false;
-      for (const v of this.plan) {
-        const name = v.backupName;
-        if (this.installed.has(name) || this.#failed.has(name) || !this.#done.has(name)) continue;
-        const deps = this.#deps(v);
-        const bad = deps.find((d) => this.#failed.has(d));
-        if (bad !== undefined) {
-          this.failed(name, `not installed: ${bad}, which it uses, failed to restore`);
-          this.progress.vmDone(name, false, `depends on ${bad}, which failed`);
-          progressMade = true;
-          continue;
-        }
-        if (!deps.every((dep) => this.installed.has(dep))) continue;
-        try {
-          await installVm({ vm: v, stagedDir: join(this.stagingDir, v.subdir.replace(/\/$/, '')), qubesRoot: this.root, host: this.#host, renames: this.#renames, hostDefaults: hostDefaultsOf(this.#host) });
-          await saveHostQubesXml(this.root, this.#host);
-          this.installed.add(name);
-          this.progress.vmDone(v.newName === name ? name : `${name} as ${v.newName}`, true, 'restored');
-        } catch (e) {
-          this.#failed.add(name);
-          this.failures.push({ name, error: (e as Error).message });
-          this.progress.vmDone(name, false, (e as Error).message);
-        }
-        progressMade = true;
-      }
-    }
+  if (r.exitCode !== 0) {
+    const how = r.exitCode !== undefined ? `exited with status ${r.exitCode}` : `was killed (${r.signal ?? 'unknown signal'})`;
+    fail('ERR_CORRUPT', `--source-command ${how}: the archive it delivered may be incomplete, so nothing was installed${stderr}`, { command: 'source', ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), stderrTail: tail });
   }
 }
 
@@ -306,10 +287,4 @@ function chunkBudget(maxMemory: number, threads: number, kdfBytes: number, progr
   const floor = 256 * 1024 * 1024; // two 100 MiB chunks plus their outputs, at least
   if (left < floor) progress.warn(`--max-memory ${Math.round(maxMemory / 1048576)} MiB is below what ${threads} concurrent scrypt derivations (${Math.round(kdfBytes / 1048576)} MiB each) plus two chunks need; using more (lower --threads to use less)`);
   return Math.max(left, floor);
-}
-
-function hostDefaultsOf(host: QubesXml): { template?: string; netvm?: string } {
-  const t = host.globalProperties['default_template'];
-  const n = host.globalProperties['default_netvm'];
-  return { ...(t ? { template: t } : {}), ...(n ? { netvm: n } : {}) };
 }

@@ -115,7 +115,8 @@ describe('installVm', () => {
     const plan = planRestore(backup, host, 'u', { ...SEL, renameConflicting: true });
     const staging = await createStaging(root);
     for (const vm of plan.vms) {
-      await installVm({ vm, stagedDir: stage(staging.dir, vm, { 'private.img': vm.newName }), qubesRoot: root, host, renames: renamesOf(plan) });
+      const files: Record<string, string> = vm.domain.klass === 'TemplateVM' ? { 'root.img': 'R', 'private.img': vm.newName } : { 'private.img': vm.newName };
+      await installVm({ vm, stagedDir: stage(staging.dir, vm, files), qubesRoot: root, host, renames: renamesOf(plan) });
     }
     assert.equal(fs.readFileSync(path.join(root, 'appvms/work-1/private.img'), 'utf8'), 'work-1');
     assert.ok(fs.existsSync(path.join(root, 'vm-templates/tpl-1/private.img')));
@@ -244,7 +245,7 @@ describe('installVm', () => {
     await staging.remove();
   });
 
-  it('fails when a VM with data has no extracted files; creates an empty dir for a VM without data', async () => {
+  it('fails when a VM has no extracted files, even one whose backup size is 0 (never a registered VM without its images)', async () => {
     const vms: VmSpec[] = [
       { name: 'a', klass: 'StandaloneVM', qid: 3, backup: true, size: 10 },
       { name: 'b', klass: 'StandaloneVM', qid: 4, backup: true, size: 0 },
@@ -254,9 +255,9 @@ describe('installVm', () => {
     const staging = await createStaging(root);
     const args = (name: string) => ({ vm: vmOf(plan, name), stagedDir: path.join(staging.dir, vmOf(plan, name).subdir), qubesRoot: root, host, renames: renamesOf(plan) });
     await rejectsCode(installVm(args('a')), 'ERR_CORRUPT');
-    await installVm(args('b'));
-    assert.deepEqual(fs.readdirSync(path.join(root, 'appvms')), ['b']);
-    assert.ok(findDomain(host, 'b'));
+    await rejectsCode(installVm(args('b')), 'ERR_CORRUPT', /no files were extracted/);
+    assert.equal(fs.existsSync(path.join(root, 'appvms')), false);
+    assert.equal(findDomain(host, 'b'), undefined);
     await staging.remove();
   });
 });

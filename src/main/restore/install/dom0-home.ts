@@ -1,6 +1,6 @@
 // Installs a restored dom0 home the way Qubes R4 does (FORMAT.md §9.1 step 6): into a new
 // `<home>/home-restore-%Y-%m-%d-%H%M%S/dom0-home/<user>/…`, never merged over the live home.
-import { lstat, mkdir, rename, rm, rmdir } from 'node:fs/promises';
+import { lchown, lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { fail } from '../../errors.js';
@@ -28,6 +28,11 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
   );
   if (!st.isDirectory()) fail('ERR_UNSAFE_NAME', `dom0 home: ${staged} is not a directory`, { vm: 'dom0', file: staged });
 
+  // ownership first, while the tree is still in the private (0700, root-owned) staging directory:
+  // nobody else can swap an entry for a link while we walk it, and lchown never follows one
+  const owner = await homeOwner(home);
+  if (owner) await lchownTree(staged, owner.uid, owner.gid);
+
   const restoreDir = path.join(home, homeRestoreDirName(now));
   try {
     await mkdir(restoreDir, { mode: 0o700 }); // not recursive: fails if it exists, never reuses one
@@ -44,22 +49,31 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
     }
     await copyAcrossFilesystems(staged, dest);
   }
-  await chownToHomeOwner(restoreDir, home);
+  if (owner) await lchown(restoreDir, owner.uid, owner.gid);
   await fsyncPath(restoreDir);
   await fsyncPath(home);
   return restoreDir;
 }
 
 /** Like Qubes' `chown -R <user>`: when run as root, the restored files belong to the home's owner. */
-async function chownToHomeOwner(restoreDir: string, home: string): Promise<void> {
-  if (process.getuid?.() !== 0) return;
+async function homeOwner(home: string): Promise<{ uid: number; gid: number } | null> {
+  if (process.getuid?.() !== 0) return null;
   const st = await lstat(home);
-  if (st.uid === 0) return;
-  try {
-    await execa('chown', ['-R', '-h', '--', `${st.uid}:${st.gid}`, restoreDir], { stdin: 'ignore', stdout: 'ignore' });
-  } catch (e) {
-    fail('ERR_IO', `dom0 home: cannot give ${restoreDir} to uid ${st.uid}`, { vm: 'dom0', file: restoreDir, command: 'chown -R' }, e);
-  }
+  return st.uid === 0 ? null : { uid: st.uid, gid: st.gid };
+}
+
+/** lchown every entry of a tree this run created and checked, children before their directory. */
+async function lchownTree(root: string, uid: number, gid: number): Promise<void> {
+  const walk = async (p: string, depth: number): Promise<void> => {
+    const st = await lstat(p);
+    if (st.isDirectory() && depth < 128) for (const name of await readdir(p)) await walk(path.join(p, name), depth + 1);
+    try {
+      await lchown(p, uid, gid);
+    } catch (e) {
+      fail('ERR_IO', `dom0 home: cannot give ${p} to uid ${uid}: ${(e as Error).message}`, { vm: 'dom0', file: p }, e);
+    }
+  };
+  await walk(root, 0);
 }
 
 /** EXDEV fallback: `cp -a --sparse=always`, then remove the staged copy. */

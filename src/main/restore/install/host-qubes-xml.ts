@@ -26,7 +26,12 @@ export async function loadHostQubesXml(qubesRoot: string): Promise<QubesXml | nu
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     fail('ERR_IO', `cannot read ${file}: ${(e as Error).message}`, { file }, e);
   }
-  return parseQubesXml(bytes);
+  try {
+    return parseQubesXml(bytes);
+  } catch (e) {
+    // the host's own file, not the archive: a local problem (exit 1), never an integrity failure
+    return fail('ERR_IO', `the host collection ${file} cannot be used: ${(e as Error).message}`, { file }, e);
+  }
 }
 
 /** The host document, or a new empty R4 one when the host has no qubes.xml. */

@@ -9,6 +9,7 @@ import { addRestoredDomain, cloneQubesXml, findDomain, isValidVmName } from '../
 import { isTemplateVm } from '../plan/domain-view.js';
 import type { VmPlan } from '../plan/restore-plan.js';
 import { fsyncPath, isInside, prepareTree } from './safe-tree.js';
+import { checkVmFiles, requiredImages } from './vm-files.js';
 
 type AddOptions = Parameters<typeof addRestoredDomain>[2];
 
@@ -22,6 +23,8 @@ export interface InstallVmArgs {
   /** Backup name → new name of every restored VM (references are remapped through it). */
   renames: ReadonlyMap<string, string>;
   hostDefaults?: AddOptions['hostDefaults'];
+  /** Persist `host` once the VM is in it (the host qubes.xml write); a failure moves the files back. */
+  commit?: (host: QubesXml) => Promise<void>;
 }
 
 /** Directory of a VM in the R4 file pool: `<root>/vm-templates/<name>` or `<root>/appvms/<name>`. */
@@ -59,9 +62,14 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   checkFilePoolVolumes(addRestoredDomain(cloneQubesXml(host), vm.domain, opts), root, target);
 
   const stagedExists = await checkStaged(root, staged, vm);
-  if (stagedExists) await prepareTree(staged, name);
+  if (stagedExists) {
+    await checkVmFiles(staged, vm.domain, name);
+    await prepareTree(staged, name);
+  } else if (requiredImages(vm.domain).length > 0) {
+    fail('ERR_CORRUPT', `${name}: no files were extracted for this VM`, { ...ctx, file: staged });
+  }
 
-  await mkdir(parent, { recursive: true, mode: 0o755 });
+  await realDirectory(root, parent, name);
   try {
     await mkdir(target, { mode: 0o755 }); // claims the name: fails if anything is there already
   } catch (e) {
@@ -80,8 +88,11 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   await fsyncPath(parent);
 
   try {
-    return addRestoredDomain(host, vm.domain, opts);
+    const added = addRestoredDomain(host, vm.domain, opts);
+    await args.commit?.(host);
+    return added;
   } catch (e) {
+    // never a VM directory that qubes.xml does not list (the caller drops its copy of `host`)
     await undo(stagedExists, staged, target);
     throw e;
   }
@@ -122,6 +133,18 @@ function checkFilePoolVolumes(d: DomainInfo, root: string, dir: string): void {
       );
     }
   }
+}
+
+/** Create `parent` (`<root>/appvms`) if needed; it must be a real directory, never a symlink. */
+async function realDirectory(root: string, parent: string, name: string): Promise<void> {
+  await mkdir(root, { recursive: true, mode: 0o755 });
+  try {
+    await mkdir(parent, { mode: 0o755 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const st = await lstat(parent);
+  if (!st.isDirectory()) fail('ERR_UNSAFE_NAME', `${name}: ${parent} is not a directory (a symbolic link?); refusing to install through it`, { vm: name, file: parent });
 }
 
 /** True if the staged directory exists; missing is accepted only for a VM without data. */

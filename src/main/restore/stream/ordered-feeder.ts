@@ -25,6 +25,8 @@ export interface FileRun {
   vm: VmRun | null;
   nextIndex: number;
   extractor?: InnerExtractor;
+  /** the fresh directory this inner archive is extracted into (not in verify-only mode) */
+  extractDir?: string;
 }
 
 /** Inner archives whose tar may still be finishing while the next one is fed. */

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
 import { QUBES_XML_MAX_BYTES } from '../../format/limits.js';
+import { DOM0_HOME_SUBDIR } from '../plan/backup-subdir.js';
+import { checkExtraction, createExtractionDir, mergeExtraction } from './extraction.js';
 import type { RestoreDataResult, RestoreSelection, VmRestoreResult } from './types.js';
 
 /** True if `dir` looks like a format 1 backup (a directory containing qubes.xml). */
@@ -35,7 +37,7 @@ export async function readV1(dir: string): Promise<{ qubesXmlBytes: Buffer; vers
 export async function restoreV1(
   dir: string,
   selection: RestoreSelection,
-  opts: { verifyOnly?: boolean; signal?: AbortSignal; onVmDone?: (vm: string, ok: boolean, err?: unknown) => void } = {},
+  opts: { verifyOnly?: boolean; signal?: AbortSignal; onVmDone?: (vm: string, ok: boolean, err?: unknown) => void; onWarning?: (message: string) => void } = {},
 ): Promise<RestoreDataResult> {
   const root = await fsp.realpath(dir);
   const vms = new Map<string, VmRestoreResult>();
@@ -47,11 +49,16 @@ export async function restoreV1(
       const real = await fsp.realpath(src).catch((e: unknown) => fail('ERR_CORRUPT', `no data for ${entry.vm}: ${rel} is missing in the backup`, { vm: entry.vm }, e));
       if (real !== src || !(await fsp.stat(real)).isDirectory()) fail('ERR_UNSAFE_NAME', `${rel} is not a plain directory inside the backup`, { vm: entry.vm, file: rel });
       if (!opts.verifyOnly) {
-        const dest = path.join(entry.stagingDir, rel);
+        // like an inner archive: copied into a fresh directory of its own, checked, then merged
+        const fresh = createExtractionDir(entry.stagingDir);
+        const dest = path.join(fresh, rel);
         await fsp.mkdir(path.dirname(dest), { recursive: true });
         await execa('cp', ['-a', '--sparse=always', '--', src, dest], { ...(opts.signal ? { cancelSignal: opts.signal } : {}), env: { LC_ALL: 'C' } }).catch((e: unknown) => {
           throw new QvmBackupError('ERR_IO', `copying ${rel} failed: ${(e as { stderr?: string }).stderr ?? String(e)}`, { vm: entry.vm, command: 'cp' }, e);
         });
+        const base = `${rel}/.`;
+        await checkExtraction(fresh, { base, policy: subdir === DOM0_HOME_SUBDIR ? 'home' : 'vm', vm: entry.vm, ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) });
+        await mergeExtraction(fresh, base, entry.stagingDir, entry.vm);
       }
       r.files.push(rel);
       opts.onVmDone?.(entry.vm, true);

@@ -14,6 +14,8 @@ import { innerFilterOf } from './filters.js';
 import { OrderedFeeder, type FileRun, type VmRun } from './ordered-feeder.js';
 import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSource } from './outer-source.js';
 import { repairWholeDirSymlinks } from './repair-symlinks.js';
+import { checkExtraction, createExtractionDir, mergeExtraction } from './extraction.js';
+import { DOM0_HOME_SUBDIR } from '../plan/backup-subdir.js';
 import { SLOT_PREFIX, defaultSlotBytes, slotCount, slotLayout } from './slot-layout.js';
 import { defaultMaxKdfBytes } from './small-decode.js';
 import { includedDomainsBySubdir, requiredBases } from './verify-expect.js';
@@ -62,7 +64,9 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     slots,
     open: (file) => {
       const vm = file.vm as VmRun;
-      const o = { dir: vm.stagingDir, member: file.base, listOnly, ...(ctx.signal ? { signal: ctx.signal } : {}) };
+      // every inner archive gets a fresh directory of its own (never one shared by two tar runs)
+      if (!listOnly) file.extractDir = createExtractionDir(vm.stagingDir);
+      const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, ...(ctx.signal ? { signal: ctx.signal } : {}) };
       if (version === 2) return (file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o);
       return openStreamExtractor(o, filter);
     },
@@ -74,9 +78,15 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     },
     fileDone: async (file) => {
       const vm = file.vm as VmRun;
-      if (!listOnly && version !== 4 && isWholeDirBase(file.base)) {
-        const n = await repairWholeDirSymlinks(path.join(vm.stagingDir, vm.subdir), vm.subdir);
-        if (n > 0) ctx.onWarning?.(`${vm.vm}: repaired ${n} symlink target(s) mangled by the backup writer in ${file.base}`);
+      const dir = file.extractDir;
+      if (dir !== undefined) {
+        if (version !== 4 && isWholeDirBase(file.base)) {
+          const n = await repairWholeDirSymlinks(path.join(dir, vm.subdir), vm.subdir);
+          if (n > 0) ctx.onWarning?.(`${vm.vm}: repaired ${n} symlink target(s) mangled by the backup writer in ${file.base}`);
+        }
+        const policy = vm.subdir === DOM0_HOME_SUBDIR ? 'home' : 'vm';
+        await checkExtraction(dir, { base: file.base, policy, vm: vm.vm, ...(ctx.onWarning ? { onWarning: ctx.onWarning } : {}) });
+        await mergeExtraction(dir, file.base, vm.stagingDir, vm.vm);
       }
       vm.files.push(file.base);
     },
