@@ -1,0 +1,284 @@
+// Restore security (issue 7): archives that authenticate correctly but carry hostile content. Each
+// test builds the archive in code, restores it with the CLI into a fresh host root next to a
+// sentinel directory the attack aims at, and compares a snapshot of the whole temp dir before and
+// after: nothing outside the restore targets changes, nothing hostile is installed.
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync, linkSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { parseQubesXml } from '../../src/main/qubes-xml/index.js';
+import { buildV4Archive, tarOf, type InnerArchive } from '../helpers/archive-builder.js';
+import { RESTORE_BIN, node, tempDir } from '../helpers/cli.js';
+import { changes, snapshot } from '../helpers/tree-snapshot.js';
+import { r4Xml, type VmSpec } from '../main/restore/sample-xml.js';
+
+const PW = 'hostile but authentic';
+const isRoot = process.getuid?.() === 0;
+const HOST_VMS: VmSpec[] = [
+  { name: 'tpl', klass: 'TemplateVM', qid: 2 },
+  { name: 'work', klass: 'AppVM', qid: 3, template: 'tpl' },
+];
+
+interface World {
+  dir: string;
+  root: string;
+  home: string;
+  sentinel: string;
+  pwFile: string;
+  src: (name: string) => string;
+  cleanup(): void;
+}
+
+/** A host with a template and an AppVM, a dom0 home owned by uid 1000 (as root), and a sentinel. */
+function world(): World {
+  const t = tempDir('qvmb-hostile-');
+  const root = path.join(t.dir, 'host');
+  mkdirSync(path.join(root, 'vm-templates/tpl'), { recursive: true });
+  mkdirSync(path.join(root, 'appvms/work'), { recursive: true });
+  writeFileSync(path.join(root, 'vm-templates/tpl/root.img'), 'template root');
+  writeFileSync(path.join(root, 'appvms/work/private.img'), 'work private');
+  writeFileSync(path.join(root, 'qubes.xml'), r4Xml(HOST_VMS));
+  const home = path.join(t.dir, 'home', 'user');
+  mkdirSync(home, { recursive: true });
+  if (isRoot) chownSync(home, 1000, 1000);
+  const sentinel = path.join(t.dir, 'sentinel');
+  mkdirSync(sentinel);
+  writeFileSync(path.join(sentinel, 'target.txt'), 'must never change');
+  const pwFile = path.join(t.dir, 'pw');
+  writeFileSync(pwFile, `${PW}\n`);
+  let n = 0;
+  const src = (name: string): string => {
+    const d = path.join(t.dir, 'src', `${n++}-${name}`);
+    mkdirSync(d, { recursive: true });
+    return d;
+  };
+  return { dir: t.dir, root, home, sentinel, pwFile, src, cleanup: t.cleanup };
+}
+
+/** The backup's qubes.xml: `evil` (vm9/) and `good` (vm10/) AppVMs on the host's template, and a dom0 home. */
+function backupXml(extra: VmSpec[] = []): string {
+  return r4Xml(
+    [
+      { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
+      { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
+      ...extra,
+    ],
+    { dom0Home: { user: 'user', size: 4096 } },
+  );
+}
+
+/** `vmN/private.img` holding `content`, as a legitimate inner archive. */
+function image(w: World, subdir: string, content: string): InnerArchive {
+  const d = w.src('img');
+  mkdirSync(path.join(d, subdir));
+  writeFileSync(path.join(d, subdir, 'private.img'), content);
+  return { base: `${subdir}/private.img`, tar: tarOf(d, [`${subdir}/private.img`]) };
+}
+
+function restore(w: World, members: InnerArchive[], args: string[] = [], xml = backupXml()): { status: number | null; stderr: string } {
+  const archive = path.join(w.dir, `archive-${Math.random().toString(36).slice(2)}.bin`);
+  writeFileSync(archive, buildV4Archive({ passphrase: PW, qubesXml: xml, members, work: w.dir }));
+  const r = node(RESTORE_BIN, ['-y', '-q', '-p', w.pwFile, '--qubes-root', w.root, '--dom0-home', w.home, archive, ...args]);
+  return { status: r.status, stderr: r.stderr };
+}
+
+/** What a restore may change: qubes.xml, its lock, the installed VMs' dirs, the new home-restore dir, archives. */
+const allowedFor = (installed: string[]) => (rel: string): boolean =>
+  rel === 'host/qubes.xml' ||
+  rel === 'host/qubes.xml.lock' ||
+  installed.some((vm) => rel === `host/appvms/${vm}` || rel.startsWith(`host/appvms/${vm}/`)) ||
+  /^home\/user\/home-restore-[^/]+(\/|$)/.test(rel) ||
+  /^archive-[^/]+\.bin$/.test(rel) ||
+  rel.startsWith('src/') ||
+  rel === 'src';
+
+function hostNames(w: World): string[] {
+  return parseQubesXml(readFileSync(path.join(w.root, 'qubes.xml'))).domains.map((d) => d.name).sort();
+}
+
+function noStaging(w: World): void {
+  assert.deepEqual(readdirSync(w.root).filter((n) => n.startsWith('.restore-')), [], 'staging removed');
+}
+
+test('a symlink planted by one inner archive is never written through by another (VM directory)', () => {
+  const w = world();
+  try {
+    const a = w.src('dir');
+    mkdirSync(path.join(a, 'vm9'));
+    symlinkSync(w.sentinel, path.join(a, 'vm9', 'x'));
+    const b = w.src('through');
+    mkdirSync(path.join(b, 'vm9', 'x'), { recursive: true });
+    writeFileSync(path.join(b, 'vm9', 'x', 'pwned'), 'written through the link');
+    const before = snapshot(w.dir);
+    const r = restore(w, [image(w, 'vm9', 'evil data'), { base: 'vm9/.', tar: tarOf(a, ['vm9/.']) }, { base: 'vm9/x', tar: tarOf(b, ['vm9/x']) }, image(w, 'vm10', 'good data')]);
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stderr, /evil/);
+    assert.equal(existsSync(path.join(w.sentinel, 'pwned')), false);
+    assert.deepEqual(changes(before, snapshot(w.dir), allowedFor(['good'])), []);
+    assert.deepEqual(hostNames(w), ['dom0', 'good', 'tpl', 'work']);
+    assert.equal(readFileSync(path.join(w.root, 'appvms/good/private.img'), 'utf8'), 'good data');
+    noStaging(w);
+  } finally {
+    w.cleanup();
+  }
+});
+
+test('a symlink planted by one inner archive is never written through by another (dom0 home)', () => {
+  const w = world();
+  try {
+    const a = w.src('homedir');
+    mkdirSync(path.join(a, 'dom0-home'));
+    symlinkSync(w.sentinel, path.join(a, 'dom0-home', 'user'));
+    const b = w.src('home');
+    mkdirSync(path.join(b, 'dom0-home', 'user'), { recursive: true });
+    writeFileSync(path.join(b, 'dom0-home', 'user', 'pwned'), 'through the link');
+    const before = snapshot(w.dir);
+    const r = restore(w, [{ base: 'dom0-home/.', tar: tarOf(a, ['dom0-home/.']) }, { base: 'dom0-home/user', tar: tarOf(b, ['dom0-home/user']) }], ['dom0']);
+    assert.notEqual(r.status, 0, r.stderr);
+    assert.equal(existsSync(path.join(w.sentinel, 'pwned')), false);
+    assert.deepEqual(changes(before, snapshot(w.dir), allowedFor([])), []);
+    noStaging(w);
+  } finally {
+    w.cleanup();
+  }
+});
+
+test('ownership is never handed out through a planted symlink + hard link', { skip: !isRoot && 'needs root (chown)' }, () => {
+  const w = world();
+  try {
+    // inner archive A plants dom0-home/s -> sentinel; inner archive B holds a hard link
+    // dom0-home/user/h -> dom0-home/s/target.txt (resolving through A's link in a shared staging dir)
+    const a = w.src('plant');
+    mkdirSync(path.join(a, 'dom0-home'));
+    symlinkSync(w.sentinel, path.join(a, 'dom0-home', 's'));
+    const b = w.src('link');
+    mkdirSync(path.join(b, 'dom0-home', 's'), { recursive: true });
+    mkdirSync(path.join(b, 'dom0-home', 'user'));
+    writeFileSync(path.join(b, 'dom0-home', 's', 'target.txt'), 'x');
+    writeFileSync(path.join(b, 'dom0-home', 'user', 'ok.txt'), 'fine');
+    linkSync(path.join(b, 'dom0-home', 's', 'target.txt'), path.join(b, 'dom0-home', 'user', 'h'));
+    const tarFile = path.join(w.dir, 'b.tar');
+    writeFileSync(tarFile, tarOf(b, ['dom0-home/s/target.txt', 'dom0-home/user']));
+    execFileSync('tar', ['--delete', '-f', tarFile, 'dom0-home/s/target.txt']);
+    const before = snapshot(w.dir);
+    const r = restore(w, [{ base: 'dom0-home/.', tar: tarOf(a, ['dom0-home/.']) }, { base: 'dom0-home/user', tar: readFileSync(tarFile) }], ['dom0']);
+    assert.notEqual(r.status, 0, r.stderr);
+    const st = lstatSync(path.join(w.sentinel, 'target.txt'));
+    assert.equal(st.uid, 0);
+    assert.equal(st.nlink, 1);
+    assert.deepEqual(changes(before, snapshot(w.dir), (rel) => rel === 'b.tar' || allowedFor([])(rel)), []);
+    noStaging(w);
+  } finally {
+    w.cleanup();
+  }
+});
+
+test('dom0 home: device nodes, FIFOs and foreign entries are dropped with a warning; setuid/setgid/sticky stripped; the rest restored and owned by the user', { skip: !isRoot && 'needs root (mknod, chown)' }, () => {
+  const w = world();
+  try {
+    const a = w.src('home');
+    const u = path.join(a, 'dom0-home', 'user');
+    mkdirSync(path.join(u, 'docs'), { recursive: true });
+    writeFileSync(path.join(u, 'docs', 'note.txt'), 'hello');
+    execFileSync('mknod', [path.join(u, 'mem'), 'c', '1', '1']); // a copy of /dev/mem
+    execFileSync('mkfifo', [path.join(u, 'pipe')]);
+    writeFileSync(path.join(u, 'suid'), '#!/bin/sh\n');
+    chmodSync(path.join(u, 'suid'), 0o4755);
+    mkdirSync(path.join(u, 'tmpdir'));
+    chmodSync(path.join(u, 'tmpdir'), 0o1777);
+    symlinkSync('docs/note.txt', path.join(u, 'link'));
+    const before = snapshot(w.dir);
+    const r = restore(w, [{ base: 'dom0-home/user', tar: tarOf(a, ['dom0-home/user']) }], ['dom0']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /mem dropped: a character device node/);
+    assert.match(r.stderr, /pipe dropped: a FIFO/);
+    const [restoreDir] = readdirSync(w.home).filter((n) => n.startsWith('home-restore-'));
+    const got = path.join(w.home, restoreDir!, 'dom0-home', 'user');
+    assert.deepEqual(readdirSync(got).sort(), ['docs', 'link', 'suid', 'tmpdir']);
+    assert.equal(readFileSync(path.join(got, 'docs/note.txt'), 'utf8'), 'hello');
+    assert.equal(lstatSync(path.join(got, 'suid')).mode & 0o7777, 0o755);
+    assert.equal(lstatSync(path.join(got, 'tmpdir')).mode & 0o7000, 0);
+    assert.ok(lstatSync(path.join(got, 'link')).isSymbolicLink());
+    for (const p of [got, path.join(got, 'docs/note.txt'), path.join(got, 'link'), path.join(w.home, restoreDir!)]) assert.equal(lstatSync(p).uid, 1000, p);
+    assert.deepEqual(changes(before, snapshot(w.dir), allowedFor([])), []);
+    noStaging(w);
+  } finally {
+    w.cleanup();
+  }
+});
+
+test('VM directories: a device node, a FIFO, a symlinked or directory image each fail that VM only (exit 3), naming the entry', { skip: !isRoot && 'needs root (mknod)' }, () => {
+  const cases: [string, (w: World) => InnerArchive[], RegExp][] = [
+    ['device node in a directory archive', (w) => {
+      const a = w.src('dev');
+      mkdirSync(path.join(a, 'vm9'));
+      execFileSync('mknod', [path.join(a, 'vm9', 'disk'), 'b', '7', '0']);
+      return [image(w, 'vm9', 'evil'), { base: 'vm9/.', tar: tarOf(a, ['vm9/.']) }];
+    }, /vm9\/disk.*block device node/],
+    ['FIFO as a file member', (w) => {
+      const a = w.src('fifo');
+      mkdirSync(path.join(a, 'vm9'));
+      execFileSync('mkfifo', [path.join(a, 'vm9', 'firewall.xml')]);
+      return [image(w, 'vm9', 'evil'), { base: 'vm9/firewall.xml', tar: tarOf(a, ['vm9/firewall.xml']) }];
+    }, /firewall\.xml.*FIFO/],
+    ['private.img as a symlink to the sentinel', (w) => {
+      const a = w.src('link');
+      mkdirSync(path.join(a, 'vm9'));
+      symlinkSync(path.join(w.sentinel, 'target.txt'), path.join(a, 'vm9', 'private.img'));
+      return [{ base: 'vm9/private.img', tar: tarOf(a, ['vm9/private.img']) }];
+    }, /private\.img.*symbolic link/],
+    ['private.img as a directory', (w) => {
+      const a = w.src('dir');
+      mkdirSync(path.join(a, 'vm9', 'private.img'), { recursive: true });
+      writeFileSync(path.join(a, 'vm9', 'private.img', 'x'), 'x');
+      return [{ base: 'vm9/private.img', tar: tarOf(a, ['vm9/private.img']) }];
+    }, /private\.img arrived as a directory/],
+  ];
+  for (const [what, members, message] of cases) {
+    const w = world();
+    try {
+      const before = snapshot(w.dir);
+      const r = restore(w, [...members(w), image(w, 'vm10', 'good data')], ['-x', 'dom0']);
+      assert.equal(r.status, 3, `${what}: ${r.stderr}`);
+      assert.match(r.stderr, message, what);
+      assert.deepEqual(hostNames(w), ['dom0', 'good', 'tpl', 'work'], what);
+      assert.equal(existsSync(path.join(w.root, 'appvms/evil')), false, what);
+      assert.deepEqual(changes(before, snapshot(w.dir), allowedFor(['good'])), [], what);
+      noStaging(w);
+    } finally {
+      w.cleanup();
+    }
+  }
+});
+
+test('two restores into the same root at once: both VMs registered and installed, no update lost (loop under load)', { timeout: 180_000 }, async () => {
+  const busy = Array.from({ length: 2 }, () => spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }));
+  try {
+    for (let round = 0; round < 3; round++) {
+      const w = world();
+      try {
+        const archive = path.join(w.dir, 'archive-both.bin');
+        writeFileSync(archive, buildV4Archive({ passphrase: PW, qubesXml: backupXml(), members: [image(w, 'vm9', 'nine'), image(w, 'vm10', 'ten')], work: w.dir }));
+        const one = (vm: string) =>
+          new Promise<{ code: number | null; stderr: string }>((resolve) => {
+            const c = spawn(process.execPath, [RESTORE_BIN, '-y', '-q', '-p', w.pwFile, '--qubes-root', w.root, '--dom0-home', w.home, archive, vm], { stdio: ['ignore', 'ignore', 'pipe'] });
+            let stderr = '';
+            c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+            c.on('exit', (code) => resolve({ code, stderr }));
+          });
+        const [a, b] = await Promise.all([one('evil'), one('good')]);
+        assert.equal(a.code, 0, a.stderr);
+        assert.equal(b.code, 0, b.stderr);
+        assert.deepEqual(hostNames(w), ['dom0', 'evil', 'good', 'tpl', 'work'], `round ${round}`);
+        assert.equal(readFileSync(path.join(w.root, 'appvms/evil/private.img'), 'utf8'), 'nine');
+        assert.equal(readFileSync(path.join(w.root, 'appvms/good/private.img'), 'utf8'), 'ten');
+        noStaging(w);
+      } finally {
+        w.cleanup();
+      }
+    }
+  } finally {
+    for (const b of busy) b.kill('SIGKILL');
+  }
+});
