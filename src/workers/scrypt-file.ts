@@ -28,23 +28,40 @@ const MAX_LOGN = 30;
 const ZERO_NONCE = new Uint8Array(16);
 const MAXMEM_MARGIN = 64 * 1024 * 1024;
 
-/** Why parameters are unacceptable, or null when they are fine (`maxKdfBytes` bounds 128*r*N*p). */
-export function checkScryptParams(q: ScryptParams, maxKdfBytes = Number.POSITIVE_INFINITY): string | null {
+/** Why parameters are invalid (out of the ranges scrypt accepts), or null when they are valid. */
+export function checkScryptParams(q: ScryptParams): string | null {
   const { logN, r, p } = q;
   if (!Number.isInteger(logN) || logN < 1 || logN > MAX_LOGN) return `scrypt logN ${logN} out of range 1..${MAX_LOGN}`;
   if (!Number.isInteger(r) || !Number.isInteger(p) || r < 1 || p < 1) return `scrypt r=${r} p=${p} must be positive integers`;
   if (r * p >= 2 ** 30) return `scrypt r*p = ${r * p} must be below 2^30`;
-  const kdfBytes = 128 * r * 2 ** logN * p;
-  if (kdfBytes > maxKdfBytes) {
-    return `scrypt parameters logN=${logN} r=${r} p=${p} need ${Math.ceil(kdfBytes / 2 ** 20)} MiB of KDF memory/work, over the limit of ${Math.floor(maxKdfBytes / 2 ** 20)} MiB`;
-  }
+  return null;
+}
+
+/** What one derivation costs: `bytes` of memory (what OpenSSL allocates: B = 128·r·p plus
+ *  V = 128·r·(N+2)) and `work` = N·r·p (time grows with it; N·r·8 ≈ 2.7 s here at logN 19). */
+export function scryptCost(q: ScryptParams): { bytes: number; work: number } {
+  const N = 2 ** q.logN;
+  return { bytes: 128 * q.r * (N + 2 + q.p), work: N * q.r * q.p };
+}
+
+/** Bounds on one derivation of an untrusted file: memory (bytes) and work (N·r·p). */
+export interface ScryptLimits {
+  maxKdfBytes: number;
+  maxKdfWork?: number;
+}
+
+/** Why valid parameters exceed `limits`, or null when they fit. */
+export function scryptOverLimits(q: ScryptParams, limits: ScryptLimits): string | null {
+  const { bytes, work } = scryptCost(q);
+  const what = `scrypt parameters logN=${q.logN} r=${q.r} p=${q.p}`;
+  if (bytes > limits.maxKdfBytes) return `${what} need ${Math.ceil(bytes / 2 ** 20)} MiB of KDF memory, over the limit of ${Math.floor(limits.maxKdfBytes / 2 ** 20)} MiB`;
+  if (limits.maxKdfWork !== undefined && work > limits.maxKdfWork) return `${what} need N*r*p = ${work} units of KDF work, over the limit of ${limits.maxKdfWork}`;
   return null;
 }
 
 /** The 64-byte derived key: key_enc (32) ‖ key_hmac (32). */
 export function scryptDeriveKey(passphrase: Uint8Array, salt: Uint8Array, q: ScryptParams): Buffer {
-  const N = 2 ** q.logN;
-  return scryptSync(passphrase, salt, 64, { N, r: q.r, p: q.p, maxmem: 128 * N * q.r * q.p + MAXMEM_MARGIN });
+  return scryptSync(passphrase, salt, 64, { N: 2 ** q.logN, r: q.r, p: q.p, maxmem: scryptCost(q).bytes + MAXMEM_MARGIN });
 }
 
 function hmacSha256(key: Uint8Array): ReturnType<typeof createHmac> {
@@ -98,14 +115,18 @@ export function readScryptHeader(input: Uint8Array): (ScryptParams & { salt: Uin
 }
 
 /** Verify and decrypt a scrypt file into `output` (capacity >= input - 128; disjoint, or the same memory
- *  starting no later than 96 bytes after the input). The header MAC (passphrase) is checked before the
- *  body is touched; on a body MAC mismatch the output is zeroed. */
-export function scryptDecryptInto(passphrase: Uint8Array, input: Uint8Array, output: Uint8Array, opts: { maxKdfBytes: number }): ScryptDecryptOk | TaskFailure {
+ *  starting no later than 96 bytes after the input). Parameters over `opts` are refused without
+ *  deriving; the header MAC (passphrase) is checked before the body is touched; on a body MAC
+ *  mismatch the output is zeroed. */
+export function scryptDecryptInto(passphrase: Uint8Array, input: Uint8Array, output: Uint8Array, opts: ScryptLimits): ScryptDecryptOk | TaskFailure {
   const h = readScryptHeader(input);
   if ('ok' in h) return h;
   const params: ScryptParams = { logN: h.logN, r: h.r, p: h.p };
-  const bad = checkScryptParams(params, opts.maxKdfBytes);
+  const bad = checkScryptParams(params);
   if (bad) return failure('bad-params', bad);
+  // the parameters are not authenticated yet: refuse what costs too much BEFORE deriving
+  const over = scryptOverLimits(params, opts);
+  if (over) return failure('too-large', over);
   const bodyLen = input.length - SCRYPT_OVERHEAD_BYTES;
   if (output.length < bodyLen) throw new RangeError(`scryptDecryptInto: output capacity ${output.length} < ${bodyLen}`);
   assertSafeOverlap(input.subarray(SCRYPT_HEADER_BYTES), output, 0, 'scryptDecryptInto');

@@ -58,8 +58,10 @@ export interface ScryptDecryptTask {
   passphrase: string;
   input: SharedSlice;
   output: SharedSlice;
-  /** refuse files whose KDF would need more than this many bytes (128*r*N*p) */
+  /** refuse, before deriving, files whose KDF would need more memory than this (scryptCost bytes) */
   maxKdfBytes: number;
+  /** ... or more work than this (N·r·p) */
+  maxKdfWork?: number;
 }
 export type ScryptDecryptResult = { ok: true; length: number; logN: number; r: number; p: number } | TaskFailure;
 

@@ -121,8 +121,13 @@ test('absurd parameters are refused before any KDF work', () => {
   const big = encrypt(new Uint8Array(10), { logN: 14, r: 8, p: 1 });
   const out = new Uint8Array(10);
   const limited = scryptDecryptInto(PWB, big, out, { maxKdfBytes: 8 * 1024 * 1024 });
-  assert.ok(!limited.ok && limited.reason === 'bad-params' && /over the limit/.test(limited.message));
-  assert.ok(scryptDecryptInto(PWB, big, out, { maxKdfBytes: 16 * 1024 * 1024 }).ok);
+  assert.ok(!limited.ok && limited.reason === 'too-large' && /over the limit/.test(limited.message));
+  // logN 14, r 8: V is 128·r·(N+2) and B 128·r·p bytes, just over 16 MiB; work N·r·p = 2^17
+  assert.ok(!scryptDecryptInto(PWB, big, out, { maxKdfBytes: 16 * 1024 * 1024 }).ok);
+  assert.ok(scryptDecryptInto(PWB, big, out, { maxKdfBytes: 17 * 1024 * 1024 }).ok);
+  const slow = scryptDecryptInto(PWB, big, out, { maxKdfBytes: 1 << 30, maxKdfWork: 2 ** 17 - 1 });
+  assert.ok(!slow.ok && slow.reason === 'too-large' && /N\*r\*p = 131072 units of KDF work/.test(slow.message), JSON.stringify(slow));
+  assert.ok(scryptDecryptInto(PWB, big, out, { maxKdfBytes: 1 << 30, maxKdfWork: 2 ** 17 }).ok);
   // forge headers with absurd parameters (valid checksum, so only the parameter check can refuse them)
   const forge = (logN: number, r: number, p: number): Uint8Array => {
     const f = Uint8Array.from(big);

@@ -6,6 +6,7 @@ import { totalmem } from 'node:os';
 import { Progress, type ProgressMode } from '../progress/progress.js';
 import { isQvmBackupError } from '../errors.js';
 import { exitCodeFor, EXIT } from './exit-codes.js';
+import { RESTORE_MIN_MAX_MEMORY } from '../restore/stream/kdf-budget.js';
 
 /** Pick the progress renderer from --quiet/--json and whether stderr is a terminal. */
 export function makeProgress(opts: { quiet?: boolean; json?: boolean }): Progress {
@@ -97,4 +98,10 @@ export function parseOrExit(program: Command): number | null {
 export function defaultMaxMemory(threads: number, logN: number | null): number {
   const kdf = logN === null ? 0 : threads * 128 * 8 * 2 ** logN;
   return Math.min(1024 ** 3 + kdf, Math.floor(totalmem() / 4));
+}
+
+/** Default --max-memory of a restore: as above at logN 19, but at least RESTORE_MIN_MAX_MEMORY, so
+ *  that an archive made at logN 21 (the largest the scrypt tool picks) restores without options. */
+export function defaultRestoreMaxMemory(threads: number): number {
+  return Math.max(defaultMaxMemory(threads, 19), RESTORE_MIN_MAX_MEMORY);
 }

@@ -4,7 +4,7 @@ import { availableParallelism, homedir } from 'node:os';
 import { runRestore } from '../restore/run-restore.js';
 import { readPassphrase } from './passphrase.js';
 import { parseSize, formatBytes } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption, collect, parseOrExit, defaultMaxMemory } from './common.js';
+import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption, collect, parseOrExit, defaultRestoreMaxMemory } from './common.js';
 import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
 import { VERSION } from '../version.js';
 
@@ -29,7 +29,7 @@ const program = new Command('qvm-backup-restore')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--threads <n>', 'worker threads', intOption('--threads', 1, 256), availableParallelism())
-  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + one scrypt derivation (128·r·N bytes) per thread (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM: here ${formatBytes(defaultMaxMemory(availableParallelism(), 19))})`, (v) => parseSize(v, '--max-memory'))
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB: here ${formatBytes(defaultRestoreMaxMemory(availableParallelism()))})`, (v) => parseSize(v, '--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', EXIT_STATUS_HELP);
 
@@ -58,7 +58,7 @@ async function main(): Promise<number> {
       dom0Home: o['dom0Home'] as string,
       ...(o['compressionFilter'] !== undefined ? { compressionFilter: o['compressionFilter'] as string } : {}),
       threads: o['threads'] as number,
-      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number, 19),
+      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultRestoreMaxMemory(o['threads'] as number),
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: false }),
       confirm: async (table, plan) => {
         if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', table, vms: plan.vms.map((v) => ({ name: v.backupName, new_name: v.newName, action: v.action, problems: v.problems, notes: v.notes })) }) + '\n');

@@ -105,7 +105,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       source = await openSource(o);
       source.stream.on('error', () => {}); // surfaced through the reader
       reader = new OuterTarReader(source.stream);
-      head = await readArchiveHead(reader, passphrase, { pool, signal: o.signal, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
+      head = await readArchiveHead(reader, passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
       backupXml = parseQubesXml(head.qubesXmlBytes);
     }
     // 2. plan, against the host as it is under the lock (held until the end: no other run
@@ -164,6 +164,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         qubesXml: backupXml,
         // --max-memory covers the chunks in flight AND the concurrent key derivations (one per thread)
         maxMemoryBytes: chunkBudget(o.maxMemory, pool.threads, head!.kdfBytes ?? 0, progress),
+        maxMemory: o.maxMemory,
         signal: o.signal,
         onProgress: (e) => progress.update(e.bytesRead, e.bytesRestored, e.currentVm),
         onVmDone,
@@ -285,6 +286,6 @@ async function existingAncestor(p: string): Promise<string> {
 function chunkBudget(maxMemory: number, threads: number, kdfBytes: number, progress: ProgressReporter): number {
   const left = maxMemory - threads * kdfBytes;
   const floor = 256 * 1024 * 1024; // two 100 MiB chunks plus their outputs, at least
-  if (left < floor) progress.warn(`--max-memory ${Math.round(maxMemory / 1048576)} MiB is below what ${threads} concurrent scrypt derivations (${Math.round(kdfBytes / 1048576)} MiB each) plus two chunks need; using more (lower --threads to use less)`);
+  if (left < floor) progress.warn(`--max-memory ${Math.round(maxMemory / 1048576)} MiB is below what ${threads} concurrent scrypt derivations (${Math.round(kdfBytes / 1048576)} MiB each) plus two chunks need; fewer run at once (raise it to use every thread)`);
   return Math.max(left, floor);
 }

@@ -10,9 +10,10 @@ import { HEADER_MAX_BYTES, HMAC_FILE_MAX_BYTES, QUBES_XML_MAX_BYTES } from '../.
 import { innerFilterOf } from './filters.js';
 import { extractTarMember } from './inner-tar-member.js';
 import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSource } from './outer-source.js';
-import { decompressSmall, defaultMaxKdfBytes, opensslDecryptSmall, scryptDecryptSmall, taskFailureError } from './small-decode.js';
+import { KdfBudget, RESTORE_MIN_MAX_MEMORY } from './kdf-budget.js';
+import { decompressSmall, opensslDecryptSmall, scryptDecryptSmall, taskFailureError } from './small-decode.js';
 import type { ArchiveHead, ReadHeadOptions } from './types.js';
-import { readScryptHeader } from '../../../workers/scrypt-file.js';
+import { readScryptHeader, scryptCost } from '../../../workers/scrypt-file.js';
 
 /** Largest qubes.xml chunk (and its decompressed inner tar): the XML limit plus tar/crypto overhead. */
 export const QUBES_XML_CHUNK_MAX_BYTES = QUBES_XML_MAX_BYTES + 64 * 1024;
@@ -33,12 +34,13 @@ export async function readArchiveHead(reader: OuterSource, passphrase: string, o
     fail('ERR_CORRUPT', `backup-header is not followed by backup-header.hmac (found ${second === null ? 'end of archive' : shownName(second.untrustedName)})`);
   }
   const hmacBytes = await readSmallMember(second, HMAC_FILE_MAX_BYTES, 'backup-header.hmac');
-  const maxKdfBytes = opts.maxKdfBytes ?? defaultMaxKdfBytes();
+  // no chunk is in flight yet: the header's and qubes.xml's derivations share all of --max-memory
+  const kdf = new KdfBudget(opts.maxMemory ?? RESTORE_MIN_MAX_MEMORY);
 
   let header: BackupHeader;
   let early: Promise<EarlyXml> | undefined;
   if (isScryptHeaderHmac(hmacBytes)) {
-    const verifying = scryptDecryptSmall(opts.pool, `backup-header!${passphrase}`, hmacBytes, maxKdfBytes, opts.signal);
+    const verifying = scryptDecryptSmall(opts.pool, `backup-header!${passphrase}`, hmacBytes, kdf, 'backup-header.hmac', opts.signal);
     // Speed only: while the header's KDF runs, read qubes.xml.000.enc and start its KDF with the
     // backup-id as the (still unverified) header states it. Nothing of it is used unless the header
     // verifies and states that very id; the chunk is authenticated by its own MAC in any case.
@@ -49,7 +51,7 @@ export async function readArchiveHead(reader: OuterSource, passphrase: string, o
         if (m === null) fail('ERR_CORRUPT', 'the archive ends after the backup header (no qubes.xml)');
         expectQubesXmlChunk(m, 4, false);
         const data = await readSmallMember(m, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000');
-        const decoded = scryptDecryptSmall(opts.pool, `${claimedId}!qubes.xml.000!${passphrase}`, data, maxKdfBytes, opts.signal);
+        const decoded = scryptDecryptSmall(opts.pool, `${claimedId}!qubes.xml.000!${passphrase}`, data, kdf, 'qubes.xml.000.enc', opts.signal);
         decoded.catch(() => undefined);
         return { id: claimedId, data, decoded };
       })();
@@ -57,7 +59,7 @@ export async function readArchiveHead(reader: OuterSource, passphrase: string, o
     }
     const r = await verifying;
     if (!r.ok) {
-      if (r.reason === 'bad-params') throw taskFailureError(r, 'backup-header.hmac', { file: 'backup-header.hmac' });
+      if (r.reason === 'bad-params' || r.reason === 'too-large') throw taskFailureError(r, 'backup-header.hmac', { file: 'backup-header.hmac' });
       fail('ERR_HEADER_AUTH', AUTH_MESSAGE, { file: 'backup-header' });
     }
     if (!r.data.equals(headerBytes)) fail('ERR_HEADER_AUTH', AUTH_MESSAGE, { file: 'backup-header' });
@@ -75,9 +77,9 @@ export async function readArchiveHead(reader: OuterSource, passphrase: string, o
     if (header.version === 4) fail('ERR_BAD_HEADER', 'a version 4 backup header must be authenticated by its scrypt copy, not an HMAC');
   }
   const filterForced = opts.forcedCompressionFilter !== undefined;
-  const qubesXmlBytes = early ? await qubesXmlFromEarly(await early, header, passphrase, maxKdfBytes, opts) : await readQubesXml(reader, header, passphrase, maxKdfBytes, opts);
-  const kdf = header.version === 4 ? readScryptHeader(hmacBytes) : null;
-  const kdfBytes = kdf !== null && !('ok' in kdf) ? 128 * kdf.r * kdf.p * 2 ** kdf.logN : 0;
+  const qubesXmlBytes = early ? await qubesXmlFromEarly(await early, header, passphrase, kdf, opts) : await readQubesXml(reader, header, passphrase, kdf, opts);
+  const params = header.version === 4 ? readScryptHeader(hmacBytes) : null;
+  const kdfBytes = params !== null && !('ok' in params) ? scryptCost(params).bytes : 0;
   return { header, qubesXmlBytes, version: header.version, headerless: false, filterForced, kdfBytes };
 }
 
@@ -93,20 +95,20 @@ interface EarlyXml {
 }
 
 /** Finish the early qubes.xml: use its decryption if the verified header has the same backup-id. */
-async function qubesXmlFromEarly(e: EarlyXml, header: BackupHeader, passphrase: string, maxKdfBytes: number, opts: ReadHeadOptions): Promise<Buffer> {
-  const r = header.backupId === e.id ? await e.decoded : await scryptDecryptSmall(opts.pool, `${header.backupId ?? ''}!qubes.xml.000!${passphrase}`, e.data, maxKdfBytes, opts.signal);
+async function qubesXmlFromEarly(e: EarlyXml, header: BackupHeader, passphrase: string, kdf: KdfBudget, opts: ReadHeadOptions): Promise<Buffer> {
+  const r = header.backupId === e.id ? await e.decoded : await scryptDecryptSmall(opts.pool, `${header.backupId ?? ''}!qubes.xml.000!${passphrase}`, e.data, kdf, 'qubes.xml.000.enc', opts.signal);
   if (!r.ok) throw taskFailureError(r, 'qubes.xml.000.enc', { file: 'qubes.xml' });
   return qubesXmlFromInner(header, r.data);
 }
 
 /** The qubes.xml chunk(s) right after the header: `.000.enc` (v4) or `.000` + `.000.hmac` (v2/v3). */
-async function readQubesXml(reader: OuterSource, header: BackupHeader, passphrase: string, maxKdfBytes: number, opts: ReadHeadOptions): Promise<Buffer> {
+async function readQubesXml(reader: OuterSource, header: BackupHeader, passphrase: string, kdf: KdfBudget, opts: ReadHeadOptions): Promise<Buffer> {
   const m = await outerStep(reader.next(), 'reading qubes.xml');
   if (m === null) fail('ERR_CORRUPT', 'the archive ends after the backup header (no qubes.xml)');
   expectQubesXmlChunk(m, header.version, false);
   const data = await readSmallMember(m, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000');
   if (header.version === 4) {
-    const r = await scryptDecryptSmall(opts.pool, `${header.backupId ?? ''}!qubes.xml.000!${passphrase}`, data, maxKdfBytes, opts.signal);
+    const r = await scryptDecryptSmall(opts.pool, `${header.backupId ?? ''}!qubes.xml.000!${passphrase}`, data, kdf, 'qubes.xml.000.enc', opts.signal);
     if (!r.ok) throw taskFailureError(r, 'qubes.xml.000.enc', { file: 'qubes.xml' });
     return qubesXmlFromInner(header, r.data);
   }

@@ -9,6 +9,7 @@ import { hexEqual } from '../../../workers/hmac.js';
 import { cipherParams, evpBytesToKey, type CipherParams } from '../../../workers/openssl-enc.js';
 import type { TaskFailure } from '../../../workers/task-types.js';
 import { SLOT_PREFIX, type SlotLayout } from './slot-layout.js';
+import type { KdfBudget } from './kdf-budget.js';
 import { taskFailureError } from './small-decode.js';
 
 /** A decoded chunk (a view into its slot) or why it was rejected. */
@@ -37,7 +38,8 @@ export interface DecoderOptions {
   passphrase: string;
   pool: WorkerPool;
   layout: SlotLayout;
-  maxKdfBytes: number;
+  /** --max-memory's bounds on the derivations the chunks ask for */
+  kdf: KdfBudget;
   signal?: AbortSignal;
 }
 
@@ -68,17 +70,20 @@ export class ChunkDecoder {
     return { iv: new Uint8Array(0), carry: new Uint8Array(0), finished: false };
   }
 
-  /** v4: scrypt-verify and decrypt in place (plaintext starts 96 bytes into the chunk). */
+  /** v4: scrypt-verify and decrypt in place (plaintext starts 96 bytes into the chunk). The
+   *  chunk's own KDF parameters are checked against --max-memory before anything is derived. */
   decodeV4(slot: Slot, size: number, ref: ChunkRef): Promise<DecodedChunk> {
     const out = SLOT_PREFIX + 96;
+    const { kdf } = this.#o;
     const task = {
       passphrase: `${this.#o.header.backupId ?? ''}!${ref.name}!${this.#o.passphrase}`,
       input: slot.slice(SLOT_PREFIX, size),
       output: slot.slice(out, Math.max(0, Math.min(size - 128, slot.bytes.length - out))),
-      maxKdfBytes: this.#o.maxKdfBytes,
+      ...kdf.limits,
     };
     return this.#guard(ref, async () => {
-      const r = await this.#o.pool.run('scryptDecrypt', task, this.#runOpts(ref));
+      const bytes = kdf.check(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + size), ref.name, this.#context(ref));
+      const r = await kdf.run(bytes, () => this.#o.pool.run('scryptDecrypt', task, this.#runOpts(ref)), this.#o.signal);
       return r.ok ? { ok: true, data: slot.bytes.subarray(out, out + r.length) } : this.#failed(r, ref);
     });
   }

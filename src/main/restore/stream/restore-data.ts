@@ -17,7 +17,7 @@ import { repairWholeDirSymlinks } from './repair-symlinks.js';
 import { checkExtraction, createExtractionDir, mergeExtraction } from './extraction.js';
 import { DOM0_HOME_SUBDIR } from '../plan/backup-subdir.js';
 import { SLOT_PREFIX, defaultSlotBytes, slotCount, slotLayout } from './slot-layout.js';
-import { defaultMaxKdfBytes } from './small-decode.js';
+import { KdfBudget, RESTORE_MIN_MAX_MEMORY } from './kdf-budget.js';
 import { includedDomainsBySubdir, requiredBases } from './verify-expect.js';
 import type { RestoreDataContext, RestoreDataResult, RestoreSelection, VmRestoreResult } from './types.js';
 
@@ -41,8 +41,12 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const filter = innerFilterOf(header);
   const slotBytes = ctx.slotBytes ?? defaultSlotBytes(header);
   const layout = slotLayout(header, slotBytes);
-  const slots = new SlotPool({ slotBytes, slots: slotCount(slotBytes, ctx.pool.threads, ctx.maxMemoryBytes), name: 'restore chunks' });
-  const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, maxKdfBytes: ctx.maxKdfBytes ?? defaultMaxKdfBytes(), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+  const nSlots = slotCount(slotBytes, ctx.pool.threads, ctx.maxMemoryBytes);
+  const slots = new SlotPool({ slotBytes, slots: nSlots, name: 'restore chunks' });
+  const maxMemory = ctx.maxMemory ?? RESTORE_MIN_MAX_MEMORY;
+  // derivations share what the chunk slots leave of --max-memory
+  const kdf = new KdfBudget(maxMemory, maxMemory - nSlots * slotBytes);
+  const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, kdf, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   const listOnly = ctx.verifyOnly === true;
 
   const vms = new Map<string, VmRun>();

@@ -1,6 +1,5 @@
 // Decoding of the small authenticated pieces of the archive head (header copy, qubes.xml chunk):
 // scrypt files through the worker pool, openssl/zlib/filters on the main thread (≤ ~1 MiB).
-import { totalmem } from 'node:os';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
 import type { WorkerPool } from '../../pipeline/worker-pool.js';
@@ -9,26 +8,25 @@ import { runFilterSync } from '../../../workers/compress.js';
 import { opensslDecryptFile } from '../../../workers/openssl-enc.js';
 import type { TaskFailure } from '../../../workers/task-types.js';
 import type { InnerFilter } from './filters.js';
+import type { KdfBudget } from './kdf-budget.js';
 
-/** Default KDF limit for untrusted scrypt files: a quarter of RAM, at least 1 GiB (the reference
- *  reader uses `scrypt dec -f`, no limit; a fast writer may pick logN 20, i.e. 1 GiB). */
-export function defaultMaxKdfBytes(): number {
-  return Math.max(2 ** 30, Math.floor(totalmem() / 4));
-}
-
-/** Decrypt a small scrypt file in the pool; returns the plaintext copy or the failure value. */
+/** Decrypt a small scrypt file in the pool; returns the plaintext copy or the failure value. Its
+ *  parameters are checked against `kdf` first (throws ERR_TOO_LARGE without deriving). */
 export async function scryptDecryptSmall(
   pool: WorkerPool,
   passphrase: string,
   data: Uint8Array,
-  maxKdfBytes: number,
+  kdf: KdfBudget,
+  what: string,
   signal?: AbortSignal,
 ): Promise<{ ok: true; data: Buffer } | TaskFailure> {
+  const bytes = kdf.check(data, what, { file: what });
   const cap = Math.max(0, data.length - 128);
   const sab = new SharedArrayBuffer(data.length + cap + 1);
   new Uint8Array(sab, 0, data.length).set(data);
   const opts = signal ? { signal } : {};
-  const r = await pool.run('scryptDecrypt', { passphrase, input: { sab, offset: 0, length: data.length }, output: { sab, offset: data.length, length: cap + 1 }, maxKdfBytes }, opts);
+  const task = { passphrase, input: { sab, offset: 0, length: data.length }, output: { sab, offset: data.length, length: cap + 1 }, ...kdf.limits };
+  const r = await kdf.run(bytes, () => pool.run('scryptDecrypt', task, opts), signal);
   if (!r.ok) return r;
   return { ok: true, data: Buffer.from(new Uint8Array(sab, data.length, r.length)) };
 }

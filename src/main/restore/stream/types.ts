@@ -11,8 +11,9 @@ export interface ReadHeadOptions {
   pool: WorkerPool;
   /** `--compression-filter`: replaces the header's value (the user's choice, checked for installation) */
   forcedCompressionFilter?: string;
-  /** refuse scrypt files whose KDF needs more than this (bytes = 128·r·N·p); default defaultMaxKdfBytes() */
-  maxKdfBytes?: number;
+  /** --max-memory in bytes: bounds each scrypt derivation the archive asks for and how many run at
+   *  once (kdf-budget.ts); default RESTORE_MIN_MAX_MEMORY */
+  maxMemory?: number;
   /** headerless R2-beta3 archives only (`-e` / `-z`); auto-detected when absent */
   headerless?: { encrypted?: boolean; compressed?: boolean };
   signal?: AbortSignal;
@@ -29,7 +30,7 @@ export interface ArchiveHead {
   headerless: boolean;
   /** the compression filter came from --compression-filter (trusted user input), not the header */
   filterForced: boolean;
-  /** v4: memory one scrypt derivation of this backup needs (128·r·N·p from the header's scrypt copy); 0 otherwise */
+  /** v4: memory one scrypt derivation of this backup needs (scryptCost of the header's scrypt copy); 0 otherwise */
   kdfBytes?: number;
 }
 
@@ -64,7 +65,9 @@ export interface RestoreDataContext {
   maxMemoryBytes?: number;
   /** slot size override (tests; must hold the largest chunk plus, for some layouts, its output) */
   slotBytes?: number;
-  maxKdfBytes?: number;
+  /** --max-memory in bytes (chunks + derivations): bounds each scrypt derivation a chunk asks for;
+   *  derivations share what the chunk slots leave (kdf-budget.ts); default RESTORE_MIN_MAX_MEMORY */
+  maxMemory?: number;
   signal?: AbortSignal;
   onProgress?: (e: RestoreProgressEvent) => void;
   onVmDone?: (vm: string, ok: boolean, err?: unknown) => void;

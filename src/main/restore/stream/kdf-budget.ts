@@ -1,0 +1,141 @@
+// Bounds on the scrypt key derivations a format 4 archive may ask for. Each scrypt file (the header
+// copy, qubes.xml.000.enc, every data chunk) states its own logN, r, p, and they are only
+// authenticated once the derivation is done; so they are checked against --max-memory (memory per
+// derivation) and a work budget (N·r·p) BEFORE anything is derived, and derivations run only as many
+// at once as the memory allows.
+import { QvmBackupError, type ErrorContext } from '../../errors.js';
+import { checkScryptParams, readScryptHeader, scryptCost, type ScryptParams } from '../../../workers/scrypt-file.js';
+
+const MiB = 1024 * 1024;
+/** Kept out of a derivation's share of --max-memory: two 100 MiB chunks in flight (255, not 256:
+ *  so that logN n at r = 8, a few KiB over 2^(n+10) bytes, fits in a round --max-memory). */
+export const CHUNK_ROOM_BYTES = 255 * MiB;
+/** A derivation may always use this much (logN 16 at r = 8), even under a tiny --max-memory. */
+const MIN_KDF_BYTES = 65 * MiB;
+/** Work (N·r·p) always allowed: logN 22 at r = 8, p = 1, ~22 s here (Qubes' writer aims at 5 s). */
+export const DEFAULT_MAX_KDF_WORK = 2 ** 25;
+/** Smallest default --max-memory of a restore: one derivation of logN 21, r = 8 (2 GiB, what
+ *  `scrypt enc` picks on big machines) beside two chunks. */
+export const RESTORE_MIN_MAX_MEMORY = 2560 * MiB;
+
+/** What one derivation may cost under --max-memory `maxMemory`. */
+export interface KdfLimits {
+  maxKdfBytes: number;
+  maxKdfWork: number;
+}
+
+/** Per-derivation limits for `maxMemory`: its memory minus the chunks' room; work at least the
+ *  default budget, and as much as a p = 1 derivation of the allowed memory does. */
+export function kdfLimitsFor(maxMemory: number): KdfLimits {
+  const maxKdfBytes = Math.max(maxMemory - CHUNK_ROOM_BYTES, MIN_KDF_BYTES);
+  return { maxKdfBytes, maxKdfWork: Math.max(DEFAULT_MAX_KDF_WORK, Math.floor(maxKdfBytes / 128)) };
+}
+
+/** --max-memory needed for `q`: the inverse of kdfLimitsFor, rounded up to MiB. */
+function neededMaxMemory(q: ScryptParams): number {
+  const { bytes, work } = scryptCost(q);
+  return Math.ceil((Math.max(bytes, work * 128) + CHUNK_ROOM_BYTES) / MiB) * MiB;
+}
+
+const mib = (n: number): string => `${Math.round(n / MiB)} MiB`;
+
+/** --max-memory and the derivations it allows; a gate runs them only as many at once as fit. */
+export class KdfBudget {
+  readonly limits: KdfLimits;
+  readonly #gate: KdfGate;
+
+  /** `gateBytes`: memory for concurrent derivations (default all of `maxMemory`). */
+  constructor(
+    readonly maxMemory: number,
+    gateBytes = maxMemory,
+  ) {
+    this.limits = kdfLimitsFor(maxMemory);
+    this.#gate = new KdfGate(Math.max(gateBytes, this.limits.maxKdfBytes));
+  }
+
+  /**
+   * Check the parameters of scrypt file `file` (named `what` in messages) against the limits and
+   * return its memory cost; throws ERR_TOO_LARGE when it asks for more than --max-memory allows.
+   * A file whose header cannot be read costs 0 here: the worker reports its format error.
+   */
+  check(file: Uint8Array, what: string, context: ErrorContext): number {
+    const h = readScryptHeader(file);
+    if ('ok' in h) return 0;
+    const q: ScryptParams = { logN: h.logN, r: h.r, p: h.p };
+    const params = `scrypt logN=${q.logN} r=${q.r} p=${q.p}`;
+    const invalid = checkScryptParams(q);
+    if (invalid !== null) throw new QvmBackupError('ERR_UNSUPPORTED', `${what}: unsupported ${params}: ${invalid}`, context);
+    const { bytes, work } = scryptCost(q);
+    const { maxKdfBytes, maxKdfWork } = this.limits;
+    const allow = `allow it with --max-memory ${neededMaxMemory(q) / MiB}M or more`;
+    if (bytes > maxKdfBytes) {
+      throw new QvmBackupError('ERR_TOO_LARGE', `${what}: this archive asks for ${mib(bytes)} per key derivation (${params}); --max-memory ${mib(this.maxMemory)} allows ${Math.floor(maxKdfBytes / MiB)} MiB (the rest is for two chunks); ${allow}`, context);
+    }
+    if (work > maxKdfWork) {
+      throw new QvmBackupError('ERR_TOO_LARGE', `${what}: this archive asks for N·r·p = 2^${Math.log2(work).toFixed(1)} of work per key derivation (${params}), as slow as a ${mib(work * 128)} one; --max-memory ${mib(this.maxMemory)} allows 2^${Math.log2(maxKdfWork).toFixed(1)}; ${allow}`, context);
+    }
+    return bytes;
+  }
+
+  /** Run `f` (a derivation of `bytes`) once the memory of the running ones leaves room for it. */
+  async run<T>(bytes: number, f: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const w = await this.#gate.acquire(bytes, signal);
+    try {
+      return await f();
+    } finally {
+      this.#gate.release(w);
+    }
+  }
+}
+
+/** Weighted semaphore over bytes; FIFO, so a large derivation is not starved by small ones. */
+class KdfGate {
+  #free: number;
+  readonly #waiters: { weight: number; resolve: () => void }[] = [];
+
+  constructor(readonly capacity: number) {
+    this.#free = capacity;
+  }
+
+  /** Take `bytes` (at most the capacity); resolves to the weight taken. */
+  async acquire(bytes: number, signal?: AbortSignal): Promise<number> {
+    signal?.throwIfAborted();
+    const weight = Math.min(Math.max(bytes, 0), this.capacity);
+    if (this.#waiters.length === 0 && weight <= this.#free) {
+      this.#free -= weight;
+      return weight;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = this.#waiters.indexOf(w);
+        if (i < 0) return;
+        this.#waiters.splice(i, 1);
+        this.#wake();
+        reject(signal?.reason);
+      };
+      const w = {
+        weight,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      this.#waiters.push(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    return weight;
+  }
+
+  release(weight: number): void {
+    this.#free += weight;
+    this.#wake();
+  }
+
+  #wake(): void {
+    for (let w = this.#waiters[0]; w !== undefined && w.weight <= this.#free; w = this.#waiters[0]) {
+      this.#waiters.shift();
+      this.#free -= w.weight;
+      w.resolve();
+    }
+  }
+}
