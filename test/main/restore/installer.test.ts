@@ -1,0 +1,114 @@
+// The installer: plan order and dependencies, merge into the qubes.xml on disk (a change made by
+// someone else between two installs survives), nothing installed after an abort or without the lock,
+// and a failed qubes.xml write leaves no VM directory behind.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { emptyR4Host, parseQubesXml, serializeQubesXml } from '../../../src/main/qubes-xml/index.js';
+import type { HostLock } from '../../../src/main/io/host-lock.js';
+import { Installer } from '../../../src/main/restore/install/installer.js';
+import { createStaging } from '../../../src/main/restore/install/staging.js';
+import { planRestore, type RestoreSelection, type VmPlan } from '../../../src/main/restore/plan/restore-plan.js';
+import { noopProgress, type ProgressReporter } from '../../../src/main/progress/progress.js';
+import { r4Xml, type VmSpec } from './sample-xml.js';
+
+const SEL: RestoreSelection = {
+  vms: [], exclude: [], skipDom0Home: false, ignoreUsernameMismatch: false, renameConflicting: false,
+  skipConflicting: false, skipBroken: false, ignoreMissing: false, verifyOnly: false,
+};
+const VMS: VmSpec[] = [
+  { name: 'tpl', klass: 'TemplateVM', qid: 2, backup: true },
+  { name: 'a', klass: 'AppVM', qid: 3, template: 'tpl', netvm: null, backup: true },
+  { name: 'b', klass: 'AppVM', qid: 4, template: 'tpl', netvm: null, backup: true },
+  { name: 'c', klass: 'AppVM', qid: 5, template: 'tpl', netvm: null, backup: true },
+];
+
+let root: string;
+beforeEach(() => {
+  root = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'qvmb-inst-')), 'qubes');
+  fs.mkdirSync(root);
+  fs.writeFileSync(path.join(root, 'qubes.xml'), serializeQubesXml(emptyR4Host()));
+});
+afterEach(() => fs.rmSync(path.dirname(root), { recursive: true, force: true }));
+
+const heldLock = (held = () => true): HostLock => ({ path: path.join(root, 'qubes.xml.lock'), held, release: async () => {} });
+const names = (): string[] => parseQubesXml(fs.readFileSync(path.join(root, 'qubes.xml'))).domains.map((d) => d.name).sort();
+
+async function setup(): Promise<{ plan: VmPlan[]; stagingDir: string }> {
+  const plan = planRestore(parseQubesXml(r4Xml(VMS)), emptyR4Host(), 'u', SEL).vms.filter((v) => v.action === 'restore');
+  const staging = await createStaging(root);
+  for (const v of plan) {
+    const dir = path.join(staging.dir, v.subdir);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'private.img'), v.backupName);
+    if (v.domain.klass === 'TemplateVM') fs.writeFileSync(path.join(dir, 'root.img'), 'root');
+  }
+  return { plan, stagingDir: staging.dir };
+}
+
+describe('Installer', () => {
+  it('installs in dependency order and merges into the qubes.xml on disk, keeping changes made meanwhile', async () => {
+    const { plan, stagingDir } = await setup();
+    const ac = new AbortController();
+    const progress: ProgressReporter = {
+      ...noopProgress,
+      vmDone(name) {
+        // someone else (a lock-respecting tool) adds a VM between two installs
+        if (name !== 'tpl') return;
+        const file = path.join(root, 'qubes.xml');
+        const other = '<domain id="domain-77" class="TemplateVM"><properties><property name="qid">77</property><property name="name">other</property><property name="label">label-1</property></properties></domain>';
+        fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('</domains>', `${other}</domains>`));
+      },
+    };
+    const inst = new Installer({ root, plan, stagingDir, progress, signal: ac.signal, lock: heldLock() });
+    for (const n of ['c', 'b', 'a']) inst.done(n); // before their template: they wait for it
+    await inst.settle();
+    assert.deepEqual([...inst.installed], []);
+    inst.done('tpl');
+    await inst.settle();
+    assert.deepEqual([...inst.installed], ['tpl', 'a', 'b', 'c']);
+    assert.deepEqual(names(), ['a', 'b', 'c', 'dom0', 'other', 'tpl']);
+  });
+
+  it('installs nothing after an abort, and nothing once the lock is lost', async () => {
+    for (const stop of ['abort', 'lock'] as const) {
+      const { plan, stagingDir } = await setup();
+      const ac = new AbortController();
+      let held = true;
+      const progress: ProgressReporter = {
+        ...noopProgress,
+        vmDone(name) {
+          if (name !== 'a') return;
+          if (stop === 'abort') ac.abort(new Error('SIGINT'));
+          else held = false;
+        },
+      };
+      const inst = new Installer({ root, plan, stagingDir, progress, signal: ac.signal, lock: heldLock(() => held) });
+      for (const v of plan) inst.done(v.backupName);
+      await inst.settle();
+      assert.deepEqual([...inst.installed], ['tpl', 'a'], stop);
+      assert.deepEqual(fs.readdirSync(path.join(root, 'appvms')), ['a'], stop);
+      assert.deepEqual(names(), ['a', 'dom0', 'tpl'], stop);
+      fs.rmSync(root, { recursive: true });
+      fs.mkdirSync(root);
+      fs.writeFileSync(path.join(root, 'qubes.xml'), serializeQubesXml(emptyR4Host()));
+    }
+  });
+
+  it('a failed qubes.xml write moves the VM directory back: never a directory that qubes.xml does not list', async () => {
+    const { plan, stagingDir } = await setup();
+    // the lock is there when the install starts and gone when qubes.xml is to be written
+    let calls = 0;
+    const inst = new Installer({ root, plan: plan.filter((v) => v.backupName === 'tpl'), stagingDir, progress: noopProgress, signal: new AbortController().signal, lock: heldLock(() => ++calls === 1) });
+    inst.done('tpl');
+    await inst.settle();
+    assert.deepEqual([...inst.installed], []);
+    assert.equal(inst.failures.length, 1);
+    assert.match(inst.failures[0]!.error, /lock .* was lost; not writing qubes\.xml/);
+    assert.deepEqual(names(), ['dom0']);
+    assert.deepEqual(fs.existsSync(path.join(root, 'vm-templates')) ? fs.readdirSync(path.join(root, 'vm-templates')) : [], []);
+    assert.ok(fs.existsSync(path.join(stagingDir, 'vm2', 'root.img')), 'the files are back in staging');
+  });
+});
