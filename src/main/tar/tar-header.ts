@@ -84,6 +84,12 @@ export function sealHeader(block: Uint8Array): void {
  */
 export function parseNumeric(block: Uint8Array, field: Field): number | null {
   const [off, len] = F[field];
+  const v = parseNumericAt(block, off, len);
+  return v === 'empty' ? (field === 'chksum' ? null : 0) : v;
+}
+
+/** parseNumeric for any offset and width (GNU sparse map entries); 'empty' when there are no digits. */
+export function parseNumericAt(block: Uint8Array, off: number, len: number): number | null | 'empty' {
   const first = block[off] ?? 0;
   if (first & 0x80) {
     if (first !== 0x80) return null; // negative (0xff) or unknown encoding
@@ -109,7 +115,7 @@ export function parseNumeric(block: Uint8Array, field: Field): number | null {
     const c = block[off + i];
     if (c !== 0 && c !== 0x20) return null; // garbage after the terminator
   }
-  return digits === 0 ? (field === 'chksum' ? null : 0) : v;
+  return digits === 0 ? 'empty' : v;
 }
 
 /** The bytes of a NUL-terminated string field (up to the first NUL). */

@@ -10,6 +10,7 @@ import { SlotPool, type Slot } from '../../pipeline/slot-pool.js';
 import path from 'node:path';
 import { ChunkDecoder, type ChunkRef, type V3StreamState } from './chunk-decoder.js';
 import { openMultiVolumeExtractor, openStreamExtractor } from './file-extractor.js';
+import { isImageBase, openImageExtractor } from './image-extractor.js';
 import { innerFilterOf } from './filters.js';
 import { OrderedFeeder, type FileRun, type VmRun } from './ordered-feeder.js';
 import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSource } from './outer-source.js';
@@ -48,6 +49,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const kdf = new KdfBudget(maxMemory, maxMemory - nSlots * slotBytes);
   const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, kdf, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   const listOnly = ctx.verifyOnly === true;
+  const inProcessImages = ctx.imageExtraction !== 'tar';
 
   const vms = new Map<string, VmRun>();
   for (const [subdir, e] of selection) {
@@ -72,6 +74,8 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (!listOnly) file.extractDir = createExtractionDir(vm.stagingDir);
       const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, ...(ctx.signal ? { signal: ctx.signal } : {}) };
       if (version === 2) return (file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o);
+      // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)
+      if (inProcessImages && filter.kind !== 'program' && isImageBase(file.base)) return openImageExtractor(o, filter);
       return openStreamExtractor(o, filter);
     },
     failVm,

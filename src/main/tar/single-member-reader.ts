@@ -1,0 +1,358 @@
+// A streaming reader for an inner archive that must hold exactly one regular file — the shape of a
+// VM image member (`vm3/private.img`). It understands what GNU tar and Qubes write for such files:
+// ustar/GNU headers, pax 'x' records and GNU long names, GNU old-sparse ('S', with extension
+// blocks) and pax GNU sparse 0.1/1.0. It hands out the data spans with their file offsets (holes
+// are simply never written) and refuses anything else: another member, a link, a device, a
+// directory, a sparse map that is out of order, overlapping or past the file's end.
+import { QvmBackupError } from '../errors.js';
+import {
+  BLOCK,
+  GNU_EXT_ISEXTENDED_OFFSET,
+  GNU_ISEXTENDED_OFFSET,
+  fieldBytes,
+  headerChecksum,
+  isPosixUstar,
+  parseNumeric,
+  parseNumericAt,
+  parsePaxRecords,
+  roundUp,
+} from './tar-header.js';
+
+/** One stored run of data of a sparse file. */
+export interface Span {
+  offset: number;
+  length: number;
+}
+
+/** The one member, as described by its headers. */
+export interface MemberInfo {
+  name: string;
+  /** apparent size of the file */
+  size: number;
+  mode: number;
+  mtimeSec: number;
+  /** the data runs in order; holes between them (and up to `size`) stay holes */
+  spans: Span[];
+}
+
+/** Where the member goes (a file writer, or nothing for verify-only). */
+export interface MemberSink {
+  begin(info: MemberInfo): Promise<void>;
+  /** `bytes` belong at `position` of the file; resolve only when they are no longer referenced */
+  data(position: number, bytes: Uint8Array): Promise<void>;
+  end(): Promise<void>;
+}
+
+export interface SingleMemberOptions {
+  /** the member name the archive must hold (a leading `./` in the archive is ignored) */
+  expectedName: string;
+  /** largest apparent size accepted */
+  maxSize: number;
+  /** for messages */
+  what: string;
+}
+
+const MAX_META_BYTES = 1024 * 1024;
+const TYPE_WORDS: Record<string, string> = { '1': 'a hard link', '2': 'a symbolic link', '3': 'a character device node', '4': 'a block device node', '5': 'a directory', '6': 'a FIFO' };
+/** A sparse map longer than this is refused (24 bytes each in GNU extension blocks). */
+const MAX_SPANS = 4_000_000;
+
+type State = 'header' | 'meta' | 'sparse-ext' | 'pax-map' | 'data' | 'trailer';
+
+/** Push-based reader: feed the inner archive's bytes in order with push(), then call end(). */
+export class SingleMemberReader {
+  readonly #o: SingleMemberOptions;
+  readonly #sink: MemberSink;
+  #state: State = 'header';
+  readonly #block = new Uint8Array(BLOCK);
+  #blockFill = 0;
+  // pax / GNU long-name records that apply to the next header
+  #meta: { type: string; left: number; padded: number; bytes: Uint8Array; fill: number } | null = null;
+  #paxPath: string | undefined;
+  #paxSize: number | undefined;
+  #pax: Map<string, string> = new Map();
+  #longName: string | undefined;
+  // the member being read
+  #info: MemberInfo | null = null;
+  #storedSize = 0;
+  #mapText = '';
+  #mapBytesLeft = 0;
+  #span = 0;
+  #spanLeft = 0;
+  #padLeft = 0;
+  #done = false;
+
+  constructor(opts: SingleMemberOptions, sink: MemberSink) {
+    this.#o = opts;
+    this.#sink = sink;
+  }
+
+  /** Consume the next bytes of the inner archive. */
+  async push(chunk: Uint8Array): Promise<void> {
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.#state === 'data') {
+        pos += await this.#data(chunk, pos);
+        continue;
+      }
+      if (this.#state === 'meta') {
+        pos += this.#metaBytes(chunk, pos);
+        continue;
+      }
+      // every other state works in whole 512-byte blocks
+      const n = Math.min(BLOCK - this.#blockFill, chunk.length - pos);
+      this.#block.set(chunk.subarray(pos, pos + n), this.#blockFill);
+      this.#blockFill += n;
+      pos += n;
+      if (this.#blockFill < BLOCK) continue;
+      this.#blockFill = 0;
+      await this.#onBlock(this.#block);
+    }
+  }
+
+  /** The archive ended: the member must be complete. */
+  async end(): Promise<void> {
+    if (!this.#done) {
+      if (this.#info === null) this.#fail('ERR_CORRUPT', `the inner archive ends before ${this.#o.expectedName} (no such member)`);
+      this.#fail('ERR_CORRUPT', `the inner archive ends in the middle of ${this.#o.expectedName}`);
+    }
+    if (this.#blockFill !== 0) this.#fail('ERR_CORRUPT', 'the inner archive does not end on a 512-byte block');
+  }
+
+  #fail(code: 'ERR_CORRUPT' | 'ERR_UNSAFE_CONTENT' | 'ERR_TOO_LARGE', why: string): never {
+    throw new QvmBackupError(code, `${this.#o.what}: ${why}`, { file: this.#o.what });
+  }
+
+  async #onBlock(b: Uint8Array): Promise<void> {
+    switch (this.#state) {
+      case 'header':
+        return this.#header(b);
+      case 'sparse-ext':
+        return this.#sparseExtension(b);
+      case 'pax-map':
+        return this.#paxMapBlock(b);
+      case 'trailer':
+        if (b.some((x) => x !== 0)) this.#fail('ERR_UNSAFE_CONTENT', `the inner archive holds more than ${this.#o.expectedName}`);
+        return;
+      default:
+        this.#fail('ERR_CORRUPT', `internal state ${this.#state} read a block`);
+    }
+  }
+
+  async #header(b: Uint8Array): Promise<void> {
+    if (b.every((x) => x === 0)) {
+      if (this.#meta !== null || this.#paxPath !== undefined || this.#longName !== undefined) this.#fail('ERR_CORRUPT', 'extended header without a member');
+      return; // zero blocks before the member: tolerated like tar -i
+    }
+    const sum = parseNumeric(b, 'chksum');
+    const c = headerChecksum(b);
+    if (sum === null || (sum !== c.unsigned && sum !== c.signed)) this.#fail('ERR_CORRUPT', 'inner tar header checksum mismatch');
+    const size = parseNumeric(b, 'size');
+    if (size === null) this.#fail('ERR_CORRUPT', 'inner tar header has a malformed size');
+    const type = String.fromCharCode(b[156] ?? 0);
+    if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
+      if (size > MAX_META_BYTES) this.#fail('ERR_TOO_LARGE', `inner tar extended header of ${size} bytes`);
+      this.#meta = { type, left: size, padded: roundUp(size, BLOCK) - size, bytes: new Uint8Array(size), fill: 0 };
+      this.#state = 'meta';
+      if (size === 0) this.#metaDone();
+      return;
+    }
+    const name = normalize(this.#pax.get('GNU.sparse.name') ?? this.#paxPath ?? this.#longName ?? headerName(b));
+    if (name !== this.#o.expectedName) this.#fail('ERR_UNSAFE_CONTENT', `unexpected member ${JSON.stringify(name.slice(0, 200))} (only ${this.#o.expectedName} belongs here)`);
+    if (this.#info !== null) this.#fail('ERR_UNSAFE_CONTENT', `${this.#o.expectedName} appears twice`);
+    if (type !== '0' && type !== '\0' && type !== '7' && type !== 'S') {
+      this.#fail('ERR_UNSAFE_CONTENT', `arrived as ${TYPE_WORDS[type] ?? `tar type ${JSON.stringify(type)}`}, not a regular file`);
+    }
+    const stored = this.#paxSize ?? size;
+    const mode = parseNumeric(b, 'mode') ?? 0o644;
+    const mtimeSec = parseNumeric(b, 'mtime') ?? 0;
+    this.#storedSize = stored;
+    const major = this.#pax.get('GNU.sparse.major');
+    const minor = this.#pax.get('GNU.sparse.minor');
+    const info: MemberInfo = { name, size: stored, mode: mode & 0o777, mtimeSec, spans: [] };
+    this.#info = info;
+    if (type === 'S') {
+      const real = parseNumericAt(b, 483, 12);
+      if (typeof real !== 'number') this.#fail('ERR_CORRUPT', 'GNU sparse header without a real size');
+      info.size = real;
+      this.#addEntries(b, 386, 4);
+      if (b[GNU_ISEXTENDED_OFFSET] !== 0) {
+        this.#state = 'sparse-ext';
+        return;
+      }
+      return this.#startData();
+    }
+    if (major === '1' && minor === '0') {
+      info.size = this.#paxNumber('GNU.sparse.realsize');
+      this.#state = 'pax-map';
+      this.#mapBytesLeft = stored;
+      return;
+    }
+    if (this.#pax.has('GNU.sparse.map')) {
+      info.size = this.#paxNumber('GNU.sparse.size');
+      const nums = (this.#pax.get('GNU.sparse.map') ?? '').split(',');
+      if (nums.length % 2 !== 0) this.#fail('ERR_CORRUPT', 'odd GNU.sparse.map');
+      for (let i = 0; i < nums.length; i += 2) this.#pushSpan(decimal(nums[i]!), decimal(nums[i + 1]!));
+      return this.#startData();
+    }
+    if ([...this.#pax.keys()].some((k) => k.startsWith('GNU.sparse.'))) this.#fail('ERR_CORRUPT', 'unsupported pax GNU sparse variant');
+    info.spans.push({ offset: 0, length: stored });
+    return this.#startData();
+  }
+
+  #paxNumber(key: string): number {
+    const v = this.#pax.get(key);
+    const n = v === undefined ? NaN : decimal(v);
+    if (!Number.isSafeInteger(n) || n < 0) this.#fail('ERR_CORRUPT', `bad ${key}`);
+    return n;
+  }
+
+  #metaBytes(chunk: Uint8Array, pos: number): number {
+    const m = this.#meta!;
+    if (m.left > 0) {
+      const n = Math.min(m.left, chunk.length - pos);
+      m.bytes.set(chunk.subarray(pos, pos + n), m.fill);
+      m.fill += n;
+      m.left -= n;
+      if (m.left === 0 && m.padded === 0) this.#metaDone();
+      return n;
+    }
+    const n = Math.min(m.padded, chunk.length - pos);
+    m.padded -= n;
+    if (m.padded === 0) this.#metaDone();
+    return n;
+  }
+
+  #metaDone(): void {
+    const m = this.#meta!;
+    this.#meta = null;
+    this.#state = 'header';
+    if (m.type === 'L') {
+      this.#longName = Buffer.from(m.bytes).toString('utf8').replace(/\0.*$/s, '');
+      return;
+    }
+    if (m.type !== 'x') return; // 'g' (global) and 'K' (link name) do not matter for a regular file
+    const recs = parsePaxRecords(m.bytes);
+    if (typeof recs === 'string') this.#fail('ERR_CORRUPT', `bad pax header: ${recs}`);
+    for (const [k, v] of recs) {
+      const text = Buffer.from(v).toString('utf8');
+      if (k === 'path') this.#paxPath = text;
+      else if (k === 'size') this.#paxSize = decimal(text);
+      else this.#pax.set(k, text);
+    }
+    if (this.#paxSize !== undefined && !Number.isSafeInteger(this.#paxSize)) this.#fail('ERR_CORRUPT', 'bad pax size');
+  }
+
+  /** Entries of a GNU old-sparse map: `count` pairs of 12-byte numbers from `off`. */
+  #addEntries(b: Uint8Array, off: number, count: number): void {
+    for (let i = 0; i < count; i++) {
+      const o = parseNumericAt(b, off + i * 24, 12);
+      const n = parseNumericAt(b, off + i * 24 + 12, 12);
+      if (o === 'empty') return; // the map ends
+      if (o === null || typeof n !== 'number') this.#fail('ERR_CORRUPT', 'malformed GNU sparse map entry');
+      this.#pushSpan(o, n);
+    }
+  }
+
+  #pushSpan(offset: number, length: number): void {
+    const spans = this.#info!.spans;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) this.#fail('ERR_CORRUPT', 'malformed sparse map entry');
+    const prev = spans[spans.length - 1];
+    if (prev !== undefined && offset < prev.offset + prev.length) this.#fail('ERR_CORRUPT', 'sparse map entries overlap or are out of order');
+    if (spans.length >= MAX_SPANS) this.#fail('ERR_TOO_LARGE', `sparse map longer than ${MAX_SPANS} entries`);
+    spans.push({ offset, length });
+  }
+
+  async #sparseExtension(b: Uint8Array): Promise<void> {
+    this.#addEntries(b, 0, 21);
+    if (b[GNU_EXT_ISEXTENDED_OFFSET] === 0) await this.#startData();
+  }
+
+  /** pax GNU sparse 1.0: the map is decimal lines at the start of the data, padded to a block. */
+  async #paxMapBlock(b: Uint8Array): Promise<void> {
+    if (this.#mapBytesLeft < BLOCK) this.#fail('ERR_CORRUPT', 'pax sparse map runs past the member data');
+    this.#mapBytesLeft -= BLOCK;
+    this.#mapText += Buffer.from(b).toString('latin1');
+    if (this.#mapText.length > MAX_SPANS * 42) this.#fail('ERR_TOO_LARGE', 'pax sparse map too long');
+    const lines = this.#mapText.split('\n');
+    const count = decimal(lines[0] ?? '');
+    if (lines.length < 2) return; // the count line is not complete yet
+    if (!Number.isSafeInteger(count) || count > MAX_SPANS) this.#fail('ERR_CORRUPT', 'bad pax sparse map count');
+    if (lines.length - 1 < 1 + 2 * count) return; // not all numbers complete yet (the last line must end in \n)
+    for (let i = 0; i < count; i++) this.#pushSpan(decimal(lines[1 + 2 * i]!), decimal(lines[2 + 2 * i]!));
+    this.#storedSize = this.#mapBytesLeft;
+    await this.#startData();
+  }
+
+  async #startData(): Promise<void> {
+    const info = this.#info!;
+    const spans = info.spans;
+    if (info.size > this.#o.maxSize) this.#fail('ERR_TOO_LARGE', `${info.name} claims ${info.size} bytes (limit ${this.#o.maxSize})`);
+    let stored = 0;
+    for (const s of spans) {
+      if (s.offset + s.length > info.size) this.#fail('ERR_CORRUPT', 'sparse map reaches past the end of the file');
+      stored += roundUp(s.length, BLOCK);
+    }
+    // GNU tar stores every run from a block boundary, so the runs fill the member's blocks exactly
+    if (stored !== roundUp(this.#storedSize, BLOCK)) this.#fail('ERR_CORRUPT', `sparse map (${stored} bytes in blocks) does not match the member size ${this.#storedSize}`);
+    await this.#sink.begin(info);
+    this.#span = -1;
+    this.#spanLeft = 0;
+    this.#padLeft = 0;
+    this.#state = 'data';
+    await this.#nextSpan();
+  }
+
+  /** Move to the next non-empty run, or finish the member. */
+  async #nextSpan(): Promise<void> {
+    const spans = this.#info!.spans;
+    while (this.#spanLeft === 0 && this.#padLeft === 0) {
+      this.#span++;
+      if (this.#span >= spans.length) {
+        this.#done = true;
+        this.#state = 'trailer';
+        this.#pax = new Map();
+        this.#paxPath = this.#longName = undefined;
+        this.#paxSize = undefined;
+        await this.#sink.end();
+        return;
+      }
+      const s = spans[this.#span]!;
+      this.#spanLeft = s.length;
+      this.#padLeft = roundUp(s.length, BLOCK) - s.length;
+    }
+  }
+
+  async #data(chunk: Uint8Array, pos: number): Promise<number> {
+    if (this.#spanLeft > 0) {
+      const n = Math.min(this.#spanLeft, chunk.length - pos);
+      const s = this.#info!.spans[this.#span]!;
+      await this.#sink.data(s.offset + (s.length - this.#spanLeft), chunk.subarray(pos, pos + n));
+      this.#spanLeft -= n;
+      if (this.#spanLeft === 0 && this.#padLeft === 0) await this.#nextSpan();
+      return n;
+    }
+    const n = Math.min(this.#padLeft, chunk.length - pos);
+    this.#padLeft -= n;
+    if (this.#padLeft === 0) await this.#nextSpan();
+    return n;
+  }
+}
+
+function decimal(s: string): number {
+  return /^[0-9]{1,16}$/.test(s) ? Number(s) : NaN;
+}
+
+function headerName(b: Uint8Array): string {
+  const name = Buffer.from(fieldBytes(b, 'name')).toString('utf8');
+  if (!isPosixUstar(b)) return name;
+  const prefix = Buffer.from(fieldBytes(b, 'prefix')).toString('utf8');
+  return prefix === '' ? name : `${prefix}/${name}`;
+}
+
+function normalize(name: string): string {
+  let n = name;
+  while (n.startsWith('./')) n = n.slice(2);
+  while (n.endsWith('/')) n = n.slice(0, -1); // a directory entry: refused by its type next
+  return n;
+}
