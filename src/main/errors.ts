@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'ERR_PLAN' // restore/backup plan has problems (conflicts, missing templates)
   | 'ERR_PARTIAL' // some VMs failed, others succeeded
   | 'ERR_CANCELLED' // SIGINT/SIGTERM or abort
+  | 'ERR_DECLINED' // the user answered no to the confirmation: nothing was done (exit 0, as Qubes)
   | 'ERR_INTERNAL';
 
 export interface ErrorContext {
