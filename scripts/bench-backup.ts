@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir, availableParallelism, cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeSampleCollection } from './make-sample.js';
 
@@ -19,8 +19,10 @@ const DATA_MIB = dataArg >= 0 ? Number(args[dataArg + 1]) : QUICK ? 64 : 1024;
 const LOGN = QUICK ? 14 : 19;
 const SECTION = '## Whole backup and restore (npm run bench)';
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const backupBin = join(root, 'dist/src/main/cli/qvm-backup.js');
-const restoreBin = join(root, 'dist/src/main/cli/qvm-backup-restore.js');
+// the installed commands (launchers that exec node with huge pages on), with this node on PATH
+const backupBin = join(root, 'bin/qvm-backup');
+const restoreBin = join(root, 'bin/qvm-backup-restore');
+const nodeOnPath = { PATH: `${dirname(process.execPath)}:${process.env['PATH'] ?? ''}` };
 
 let lastRss = 0;
 function time(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}): number {
@@ -89,14 +91,14 @@ function main(): void {
     const loadBefore = loadavg()[0]!;
     // ours: only the big VM, format 4 defaults (except logN in --quick)
     const oursArchive = join(work, 'ours.bin');
-    const tOurs = time(process.execPath, [backupBin, '--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', String(LOGN), oursArchive, 'work']);
+    const tOurs = time(backupBin, ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', String(LOGN), oursArchive, 'work'], nodeOnPath);
     const rssBackup = lastRss;
     // reference: the same image, same gzip level and logN, Qubes' sequential steps
     const refArchive = join(work, 'ref.bin');
     const tRef = time('bash', ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', String(LOGN), join(work, 'ref-tmp'), join(q, 'qubes.xml')]);
     // restores: ours into an empty host; reference by hand
     const host = join(work, 'host');
-    const tOursR = time(process.execPath, [restoreBin, '--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive]);
+    const tOursR = time(restoreBin, ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], nodeOnPath);
     const rssRestore = lastRss;
     const tRefR = time('bash', ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', join(work, 'ref-out'), join(work, 'ref-rtmp')]);
     const same = spawnSync('cmp', [img, join(host, 'appvms/work/private.img')]).status === 0;

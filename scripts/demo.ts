@@ -5,18 +5,19 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { makeSampleCollection } from './make-sample.js';
 
 const root = new URL('../../', import.meta.url).pathname;
-const backupBin = join(root, 'dist/src/main/cli/qvm-backup.js');
-const restoreBin = join(root, 'dist/src/main/cli/qvm-backup-restore.js');
+// the installed commands: launchers that exec node (this one, first on PATH) with huge pages on
+const backupBin = join(root, 'bin/qvm-backup');
+const restoreBin = join(root, 'bin/qvm-backup-restore');
 
-function step(title: string, args: string[]): void {
+function step(title: string, [bin, ...args]: string[]): void {
   console.log(`\n$ ${title}`);
-  const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+  const r = spawnSync(bin!, args, { stdio: 'inherit', env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env['PATH'] ?? ''}` } });
   if (r.status !== 0) {
     console.error(`demo: step failed with exit status ${r.status}`);
     process.exit(r.status ?? 1);

@@ -2,12 +2,17 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const ROOT = new URL('../../../', import.meta.url).pathname; // project root (from dist/test/helpers)
 export const BACKUP_BIN = join(ROOT, 'dist/src/main/cli/qvm-backup.js');
 export const RESTORE_BIN = join(ROOT, 'dist/src/main/cli/qvm-backup-restore.js');
 export const EMERGENCY = join(ROOT, 'test/emergency');
+/** The installed commands: shell launchers that exec node on the entries above (npm's `bin`). */
+export const BACKUP_CMD = join(ROOT, 'bin/qvm-backup');
+export const RESTORE_CMD = join(ROOT, 'bin/qvm-backup-restore');
+/** Environment for the launchers: the node running the tests first on PATH. */
+export const launcherEnv = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({ ...process.env, PATH: `${dirname(process.execPath)}:${process.env['PATH'] ?? ''}`, ...extra });
 
 export function tempDir(prefix = 'qvmb-'): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));

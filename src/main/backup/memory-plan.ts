@@ -1,5 +1,6 @@
 // Splits the --max-memory budget between chunk slots, compression blocks and concurrent scrypt
 // derivations (each needs 128·r·N bytes: 512 MiB at logN 19). Pure.
+import { formatBytes } from '../cli/size.js';
 
 export interface MemoryPlanInput {
   maxMemory: number;
@@ -43,7 +44,7 @@ export function planMemory(i: MemoryPlanInput): MemoryPlan {
   const chunkSlots = clamp(Math.floor(left / (chunk * perVolume)), minChunks, i.threads + 2);
   const plannedBytes = blockMem + kdfConcurrency * kdfBytes + chunkSlots * chunk * perVolume;
   if (plannedBytes > i.maxMemory) {
-    warnings.push(`--max-memory ${Math.round(i.maxMemory / 1048576)} MiB is below the minimum for these settings; using ${Math.round(plannedBytes / 1048576)} MiB (chunk size ${Math.round(chunk / 1048576)} MiB${kdfBytes ? `, scrypt logN ${i.scryptLogN} needs ${Math.round(kdfBytes / 1048576)} MiB per derivation` : ''})`);
+    warnings.push(`--max-memory ${formatBytes(i.maxMemory)} is below the minimum for these settings; using ${formatBytes(plannedBytes)} (chunk size ${formatBytes(chunk)}${kdfBytes ? `, scrypt logN ${i.scryptLogN} needs ${formatBytes(kdfBytes)} per derivation` : ''})`);
   }
   return { chunkSlots, chunkOutSlots: i.format === 2 ? chunkSlots : 0, blockBytes, blockSlots, kdfConcurrency, kdfBytes, plannedBytes, warnings };
 }

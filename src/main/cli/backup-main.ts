@@ -3,12 +3,12 @@ import { Command, Option } from 'commander';
 import { availableParallelism, homedir } from 'node:os';
 import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
-import { parseSize, formatBytes } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption as int, collect, parseOrExit, defaultMaxMemory } from './common.js';
+import { sizeOption, formatBytes, exactSize } from './size.js';
+import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, defaultMaxMemory } from './common.js';
 import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
-import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES } from '../format/limits.js';
+import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES, MIN_CHUNK_SIZE_BYTES, maxChunkSize, chunkSizeMultiple } from '../format/limits.js';
 import { VERSION } from '../version.js';
-import { QvmBackupError } from '../errors.js';
+import { fail, QvmBackupError } from '../errors.js';
 
 
 const program = new Command('qvm-backup')
@@ -29,13 +29,13 @@ const program = new Command('qvm-backup')
   .option('-Z, --compress-filter <prog>', 'compression program: gzip (in-process, parallel) or one of pigz, bzip2, pbzip2, xz, lzma, zstd, zstdmt', 'gzip')
   .option('--compress-level <n>', 'gzip level for in-process compression', int('--compress-level', 1, 9), 6)
   .option('--scrypt-logn <n>', 'format 4: scrypt cost, N = 2^n (memory 128·8·N bytes per derivation: 512 MiB at 19)', int('--scrypt-logn', 10, 22), 19)
-  .option('--chunk-size <size>', 'chunk size (format 2: tar volume size)', (v) => parseSize(v, '--chunk-size'))
+  .option('--chunk-size <size>', `chunk size: ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(maxChunkSize(4))} (the default, as Qubes), a multiple of 4096; format 2: the tar volume size, up to ${exactSize(maxChunkSize(2))} (the default), a multiple of 10240`, sizeOption('--chunk-size'))
   .option('--dest-command <cmd>', 'pipe the archive into this shell command instead of writing a file; BACKUP_LOCATION is passed to it as $QVM_BACKUP_LOCATION (e.g. --dest-command \'ssh host "cat > $QVM_BACKUP_LOCATION"\')')
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')
-  .option('--json', 'progress and result as JSON lines on stdout')
+  .option('--json', "progress and result as JSON lines on stdout (refused with '-': stdout carries the archive)")
   .option('--threads <n>', 'worker threads', int('--threads', 1, 256), availableParallelism())
-  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM: here ${formatBytes(defaultMaxMemory(availableParallelism(), 19))})`, (v) => parseSize(v, '--max-memory'))
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM: here ${formatBytes(defaultMaxMemory(availableParallelism(), 19))})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', `
 Memory: format 4 derives one scrypt key per chunk, each needing 128·r·N bytes (512 MiB at the
@@ -47,18 +47,20 @@ against guessing; 19 is what the scrypt tool and Qubes R4 pick on typical hardwa
 ${EXIT_STATUS_HELP}`);
 
 async function main(): Promise<number> {
-  const stop = parseOrExit(program);
-  if (stop !== null) return stop;
+  const parsed = parseOrExit(program);
+  if (parsed !== null) return parsed;
   const o = program.opts();
   const [location, vms] = program.processedArgs as [string, string[]];
+  if (o['json'] && location === '-' && o['destCommand'] === undefined) {
+    // checked before any JSON is printed: the JSON lines would end up inside the archive
+    return reportError('qvm-backup', new QvmBackupError('ERR_USAGE', "--json prints to stdout, which carries the archive with '-': drop --json, or pipe the archive with --dest-command"), false);
+  }
   const progress = makeProgress(o);
-  const ac = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing partial output (press Ctrl-C again to force)`));
+  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing partial output (press Ctrl-C again to force)`));
   const format = Number(o['format']) as 2 | 3 | 4;
   const chunkSize: number = o['chunkSize'] ?? (format === 2 ? V2_VOLUME_BYTES : CHUNK_SIZE_BYTES);
   try {
-    if (chunkSize < 65536 || chunkSize % (format === 2 ? 10240 : 4096) !== 0) {
-      throw new QvmBackupError('ERR_USAGE', `--chunk-size must be at least 64 KiB and a multiple of ${format === 2 ? '10240 (the tar record size)' : '4096'}`);
-    }
+    checkChunkSize(chunkSize, format);
     const result = await runBackup({
       location,
       ...(o['destCommand'] !== undefined ? { destCommand: o['destCommand'] as string } : {}),
@@ -77,20 +79,29 @@ async function main(): Promise<number> {
       chunkSize,
       threads: o['threads'] as number,
       maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number, format === 4 ? (o['scryptLogn'] as number) : null),
-      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: true }),
+      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: true, signal: stop.signal }),
       confirm: async (summary) => {
         if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', summary }) + '\n');
         else if (!o['quiet']) process.stderr.write(summary + '\n');
-        return confirmOnTty('Do you want to proceed?', o['yes'] === true);
+        return confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal);
       },
       progress,
-      signal: ac.signal,
+      signal: stop.signal,
     });
     progress.finish(true, `Backup finished: ${result.path}`, { path: result.path, vms: result.vms, chunks: result.chunks, bytes_written: result.bytesWritten, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
     return EXIT.OK;
   } catch (e) {
-    progress.finish(false, 'Backup failed');
-    return reportError('qvm-backup', e, o['json'] === true);
+    return endFailedRun('qvm-backup', e, { json: o['json'] === true, progress, failText: 'Backup failed', interruptedBy: stop.received() });
+  }
+}
+
+/** One chunk-size rule for the backup, from the limits the restore's chunk slots use as well. */
+function checkChunkSize(size: number, format: 2 | 3 | 4): void {
+  const max = maxChunkSize(format);
+  const multiple = chunkSizeMultiple(format);
+  if (size < MIN_CHUNK_SIZE_BYTES || size > max || size % multiple !== 0) {
+    const what = format === 2 ? 'tar volume' : 'chunk';
+    fail('ERR_USAGE', `--chunk-size ${exactSize(size)}: format ${format} needs ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(max)} (the largest ${what} Qubes writes and qvm-backup-restore reads), a multiple of ${multiple} bytes`);
   }
 }
 

@@ -1,11 +1,11 @@
 // Pieces shared by both commands: progress mode, confirmation prompt, signal handling, and the
 // one place that turns an error into a message and an exit status.
-import { openSync, closeSync, readSync } from 'node:fs';
-import { InvalidArgumentError, type Command } from 'commander';
+import { CommanderError, type Command } from 'commander';
 import { totalmem } from 'node:os';
 import { Progress, type ProgressMode } from '../progress/progress.js';
-import { isQvmBackupError } from '../errors.js';
-import { exitCodeFor, EXIT } from './exit-codes.js';
+import { fail, QvmBackupError } from '../errors.js';
+import { exitCodeFor, exitCodeForSignal, errorCodeOf, EXIT } from './exit-codes.js';
+import { openTty, readTtyLine } from './tty-prompt.js';
 import { RESTORE_MIN_MAX_MEMORY } from '../restore/stream/kdf-budget.js';
 
 /** Pick the progress renderer from --quiet/--json and whether stderr is a terminal. */
@@ -14,53 +14,50 @@ export function makeProgress(opts: { quiet?: boolean; json?: boolean }): Progres
   return new Progress(mode, { stderr: process.stderr, stdout: process.stdout });
 }
 
-/** Ask "[y/N]" on the terminal; true without asking when there is no terminal or `yes`. */
-export function confirmOnTty(question: string, yes: boolean): boolean {
+/**
+ * Ask "[y/N]" on the terminal (only when stdin and stderr are terminals and not `yes`). Anything but
+ * yes throws ERR_DECLINED ("nothing done", exit 0, as Qubes); a signal while waiting ends the wait.
+ */
+export async function confirmOnTty(question: string, yes: boolean, signal: AbortSignal): Promise<true> {
+  signal.throwIfAborted();
   if (yes || !process.stdin.isTTY || !process.stderr.isTTY) return true;
-  process.stderr.write(`${question} [y/N] `);
-  let fd: number;
-  try {
-    fd = openSync('/dev/tty', 'r');
-  } catch {
-    return true;
-  }
-  try {
-    const buf = Buffer.alloc(256);
-    const n = readSync(fd, buf, 0, buf.length, null);
-    return /^\s*y(es)?\s*$/i.test(buf.subarray(0, n).toString('utf8'));
-  } finally {
-    closeSync(fd);
-  }
+  const fd = openTty();
+  if (fd === undefined) return true;
+  const answer = await readTtyLine(fd, { prompt: `${question} [y/N] `, echo: true, signal });
+  if (answer !== null && /^\s*y(es)?\s*$/i.test(answer)) return true;
+  throw new QvmBackupError('ERR_DECLINED', 'cancelled by the user: nothing done');
 }
 
-/** An AbortController tied to SIGINT/SIGTERM: first signal aborts cleanly, the second exits. */
-export function abortOnSignals(onFirst: (sig: string) => void): AbortController {
+/** SIGINT/SIGTERM stop the run: the first aborts `signal` (the run cleans up and ends with exit
+ *  128 + signal number), a second one exits at once. */
+export interface Interruption {
+  signal: AbortSignal;
+  /** the first signal received, if any */
+  received(): NodeJS.Signals | undefined;
+}
+
+export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interruption {
   const ac = new AbortController();
-  let count = 0;
-  let first = 0;
+  let first: NodeJS.Signals | undefined;
   const handler = (sig: NodeJS.Signals) => {
-    // the same Ctrl-C can arrive twice (from the terminal and forwarded by the re-exec parent)
-    if (count > 0 && Date.now() - first < 500) return;
-    count++;
-    if (count === 1) {
-      first = Date.now();
+    if (first === undefined) {
+      first = sig;
       onFirst(sig);
-      ac.abort(new Error(`interrupted by ${sig}`));
+      ac.abort(new QvmBackupError('ERR_CANCELLED', `interrupted by ${sig}`, { signal: sig }));
     } else {
       process.stderr.write('\nforced exit\n');
-      process.exit(EXIT.INTERRUPTED);
+      process.exit(exitCodeForSignal(sig));
     }
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
-  return ac;
+  return { signal: ac.signal, received: () => first };
 }
 
 /** Print one clear line for `err` (plus the cause chain with QVMB_DEBUG=1) and return the exit status. */
-export function reportError(prog: string, err: unknown, json: boolean): number {
-  const code = exitCodeFor(err);
+export function reportError(prog: string, err: unknown, json: boolean, code = exitCodeFor(err)): number {
   const msg = err instanceof Error ? err.message : String(err);
-  if (json) process.stdout.write(JSON.stringify({ message_type: 'exit_error', code, error_code: isQvmBackupError(err) ? err.code : 'ERR_INTERNAL', message: msg }) + '\n');
+  if (json) process.stdout.write(JSON.stringify({ message_type: 'exit_error', code, error_code: errorCodeOf(err) ?? 'ERR_INTERNAL', message: msg }) + '\n');
   process.stderr.write(`${prog}: error: ${msg}\n`);
   if (process.env['QVMB_DEBUG']) {
     let e: unknown = err;
@@ -72,24 +69,48 @@ export function reportError(prog: string, err: unknown, json: boolean): number {
   return code;
 }
 
-/** Commander parser for an integer option within [lo, hi]. */
+/**
+ * End a run that threw: a declined confirmation is "nothing done" (exit 0); after a signal the run
+ * ends as interrupted (130/143) whatever the stop caused (tar killed by the terminal's Ctrl-C, a
+ * cancelled task); anything else is reported with the exit status of its code.
+ */
+export function endFailedRun(prog: string, err: unknown, o: { json: boolean; progress: Progress; failText: string; interruptedBy: NodeJS.Signals | undefined }): number {
+  if (o.interruptedBy === undefined && errorCodeOf(err) === 'ERR_DECLINED') {
+    const msg = err instanceof Error ? err.message : String(err);
+    if (o.json) o.progress.finish(true, msg, { cancelled: true });
+    else process.stderr.write(`${prog}: ${msg}\n`);
+    return EXIT.OK;
+  }
+  o.progress.finish(false, o.failText);
+  if (o.interruptedBy === undefined) return reportError(prog, err, o.json);
+  const own = errorCodeOf(err) === 'ERR_CANCELLED' && err instanceof Error ? err.message : 'interrupted';
+  const stopped = new QvmBackupError('ERR_CANCELLED', own.includes(o.interruptedBy) ? own : `${own} (${o.interruptedBy})`, { signal: o.interruptedBy }, err);
+  return reportError(prog, stopped, o.json, exitCodeForSignal(o.interruptedBy));
+}
+
+/** Commander parser for an integer option within [lo, hi]; its error reaches parseOrExit unchanged. */
 export const intOption = (name: string, lo: number, hi: number) => (v: string): number => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < lo || n > hi) throw new InvalidArgumentError(`${name} must be an integer from ${lo} to ${hi}`);
+  if (v.trim() === '' || !Number.isInteger(n) || n < lo || n > hi) fail('ERR_USAGE', `${name}: invalid value '${v}': expected an integer from ${lo} to ${hi}`);
   return n;
 };
 
 /** Commander collector for repeatable options (-x VM -x VM). */
 export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
-/** Parse argv; returns the exit status when the run should stop here (usage error → 2, --help/--version → 0). */
+/** Parse argv; returns the exit status when the run should stop here: --help/--version → 0, every
+ *  usage error → one line `PROG: error: ...` and 2 (commander's own output is replaced by it). */
 export function parseOrExit(program: Command): number | null {
   program.exitOverride();
+  program.configureOutput({ outputError: () => {} });
   try {
     program.parse();
     return null;
   } catch (e) {
-    return (e as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    if (e instanceof CommanderError && e.exitCode === 0) return EXIT.OK;
+    const msg = (e instanceof Error ? e.message : String(e)).replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+    process.stderr.write(`${program.name()}: error: ${msg}\n`);
+    return EXIT.USAGE;
   }
 }
 

@@ -1,5 +1,7 @@
 // The only table from error code to process exit status. Listed in both commands' --help.
-import { isQvmBackupError, type ErrorCode } from '../errors.js';
+// Only codes decide (QvmBackupError codes, errno codes), never the text of a message.
+import { constants } from 'node:os';
+import type { ErrorCode } from '../errors.js';
 
 export const EXIT = {
   OK: 0,
@@ -12,6 +14,7 @@ export const EXIT = {
   TAR: 7,
   LOCKED: 8,
   INTERRUPTED: 130,
+  TERMINATED: 143,
 } as const;
 
 const byCode: Partial<Record<ErrorCode, number>> = {
@@ -32,18 +35,40 @@ const byCode: Partial<Record<ErrorCode, number>> = {
   ERR_FILTER_FAILED: EXIT.TAR,
   ERR_CANCELLED: EXIT.INTERRUPTED,
   ERR_LOCKED: EXIT.LOCKED,
+  ERR_DECLINED: EXIT.OK,
 };
+
+/** errno codes of a full disk or quota: exit 6 wherever they surface */
+const NO_SPACE_ERRNO = new Set(['ENOSPC', 'EDQUOT']);
+
+/** The `code` property of any error object: errors that crossed a worker thread keep it even
+ *  when they lost their class and the QvmBackupError marker. */
+export function errorCodeOf(err: unknown): string | undefined {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
 
 /** Exit status for an error thrown out of a command. */
 export function exitCodeFor(err: unknown): number {
-  if (isQvmBackupError(err)) return byCode[err.code] ?? EXIT.FAILURE;
-  if (typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOSPC') return EXIT.NO_SPACE;
+  const code = errorCodeOf(err);
+  const mapped = code !== undefined ? byCode[code as ErrorCode] : undefined;
+  if (mapped !== undefined) return mapped;
+  // a generic failure (ERR_IO, ERR_INTERNAL, a plain Error) caused by a full disk is a full disk
+  let e: unknown = err;
+  for (let depth = 0; typeof e === 'object' && e !== null && depth < 16; depth++, e = (e as { cause?: unknown }).cause) {
+    if (NO_SPACE_ERRNO.has(errorCodeOf(e) ?? '')) return EXIT.NO_SPACE;
+  }
   return EXIT.FAILURE;
+}
+
+/** 128 + the signal number, as shells report a command ended by that signal (SIGINT 130, SIGTERM 143). */
+export function exitCodeForSignal(sig: NodeJS.Signals): number {
+  return 128 + (constants.signals[sig] ?? 0);
 }
 
 export const EXIT_STATUS_HELP = `
 Exit status:
-  0    success
+  0    success; also when the confirmation is answered "no" (nothing done)
   1    failure (I/O or internal error)
   2    usage error: bad option, unknown VM, plan problems (conflicts, missing templates)
   3    partial: some VMs failed, the others completed
@@ -52,4 +77,5 @@ Exit status:
   6    not enough free space
   7    GNU tar or a compression program failed (or is missing)
   8    another run holds the host lock (<qubes-root>/qubes.xml.lock)
-  130  interrupted (Ctrl-C / SIGTERM); partial output removed`;
+  130  interrupted by SIGINT (Ctrl-C); partial output removed
+  143  terminated by SIGTERM; partial output removed`;

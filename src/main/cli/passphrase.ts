@@ -1,16 +1,35 @@
 // Reads the backup passphrase: from a file (-p FILE), from stdin (-p -), or from the terminal
-// without echo. Never logs or echoes it.
-import { readFile } from 'node:fs/promises';
-import { openSync, closeSync } from 'node:fs';
-import { ReadStream } from 'node:tty';
+// without echo. Never logs or echoes it. Files and stdin are read as Qubes reads them
+// (`readline().rstrip()`): the first line, trailing whitespace removed, so one passphrase file gives
+// the same passphrase to this tool and to Qubes' own.
+import { constants, createReadStream, openSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import { fail, QvmBackupError } from '../errors.js';
+import { openTty, readTtyLine } from './tty-prompt.js';
 
-/** Take the first line of `text` as the passphrase (trailing CR/LF removed) and validate it. */
-export function passphraseFromText(text: string, source: string): string {
-  const nl = text.indexOf('\n');
-  const line = (nl >= 0 ? text.slice(0, nl) : text).replace(/\r$/, '');
-  validatePassphrase(line, source);
-  return line;
+/** Python's str.isspace() characters: what rstrip() removes. */
+const TRAILING_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/;
+
+/** Decode like Python's default text mode: UTF-8, invalid bytes refused (not replaced), BOM kept. */
+function decodeUtf8(bytes: Uint8Array, source: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch (e) {
+    fail('ERR_USAGE', `passphrase from ${source} is not valid UTF-8`, {}, e);
+  }
+}
+
+/**
+ * The passphrase in `text`: its first line with trailing whitespace stripped, validated. Lines end
+ * at LF, CR or CRLF in a file (Python's universal newlines), at LF only on stdin (as Python's
+ * sys.stdin), where a CR inside the line is then refused rather than silently cut.
+ */
+export function passphraseFromText(text: string, source: string, lineEnds: 'universal' | 'lf' = 'universal'): string {
+  const pw = (text.split(lineEnds === 'universal' ? /\r\n?|\n/ : '\n', 1)[0] ?? '').replace(TRAILING_SPACE, '');
+  validatePassphrase(pw, source);
+  return pw;
 }
 
 /** Refuse passphrases the formats cannot carry: empty, or holding CR/LF/NUL (scrypt cuts at CR/LF). */
@@ -20,70 +39,75 @@ export function validatePassphrase(pw: string, source: string): void {
   if (Buffer.byteLength(pw, 'utf8') > 1900) fail('ERR_USAGE', `passphrase from ${source} is longer than 1900 bytes`);
 }
 
-async function readAllStdin(): Promise<string> {
-  const parts: Buffer[] = [];
-  for await (const c of process.stdin) parts.push(c as Buffer);
-  return Buffer.concat(parts).toString('utf8');
-}
+/** Longest first line read: a passphrase file is small (a device or a huge file is not waited for). */
+const MAX_LINE_BYTES = 64 * 1024;
 
-/** Read one line from the controlling terminal with echo off. */
-async function promptNoEcho(prompt: string): Promise<string> {
-  let fd: number;
+/** Read `input` up to the first of `ends` (bytes) or its end, whichever comes first; a writer
+ *  that keeps a pipe open after the line is not waited for. */
+async function readFirstLine(input: Readable, ends: number[], source: string, signal: AbortSignal): Promise<Uint8Array> {
+  const parts: Buffer[] = [];
+  let length = 0;
+  let onAbort = (): void => {};
   try {
-    fd = openSync('/dev/tty', 'r+');
-  } catch {
-    fail('ERR_USAGE', 'no terminal to ask for the passphrase: use -p/--passphrase-file FILE or -p - (stdin)');
-  }
-  const input = new ReadStream(fd);
-  process.stderr.write(prompt);
-  input.setRawMode(true);
-  try {
-    return await new Promise<string>((resolve, reject) => {
-      let buf = '';
+    return await new Promise<Uint8Array>((resolve, reject) => {
+      onAbort = () => reject(signal.reason);
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      input.on('error', (e) => reject(new QvmBackupError('ERR_USAGE', `cannot read the passphrase from ${source}: ${e.message}`, {}, e)));
+      input.on('end', () => resolve(Buffer.concat(parts)));
       input.on('data', (d: Buffer) => {
-        for (const ch of d.toString('utf8')) {
-          if (ch === '\r' || ch === '\n') {
-            resolve(buf);
-            return;
-          } else if (ch === '\u0003') {
-            reject(Object.assign(new Error('interrupted'), { code: 'ERR_CANCELLED' }));
-            return;
-          } else if (ch === '\u007f' || ch === '\b') buf = buf.slice(0, -1);
-          else if (ch === '\u0015') buf = '';
-          else buf += ch;
-        }
+        const cut = Math.min(...ends.map((b) => d.indexOf(b)).filter((i) => i >= 0));
+        parts.push(Number.isFinite(cut) ? d.subarray(0, cut) : d);
+        length += d.length;
+        if (Number.isFinite(cut)) resolve(Buffer.concat(parts));
+        else if (length > MAX_LINE_BYTES) reject(new QvmBackupError('ERR_USAGE', `passphrase from ${source}: no line end in the first ${MAX_LINE_BYTES} bytes`));
       });
     });
-  } catch (e) {
-    throw new QvmBackupError('ERR_CANCELLED', 'interrupted while reading the passphrase', {}, e);
   } finally {
-    input.setRawMode(false);
-    input.destroy();
-    try {
-      closeSync(fd);
-    } catch {
-      /* already closed by destroy */
-    }
-    process.stderr.write('\n');
+    signal.removeEventListener('abort', onAbort);
+    input.removeAllListeners('data').removeAllListeners('end').removeAllListeners('error');
+    input.on('error', () => {});
+    if (input === process.stdin) input.pause();
+    else input.destroy();
+  }
+}
+
+/** A passphrase file as a stream. A FIFO (`-p <(gpg -d pass.gpg)`, a named pipe) is opened without
+ *  blocking and read through the event loop: a blocking open or read would occupy a libuv worker
+ *  thread until a writer comes, and process exit waits for those threads, so an interrupted
+ *  command would hang. */
+async function openPassphraseFile(path: string): Promise<Readable> {
+  let fifo = false;
+  try {
+    fifo = (await stat(path)).isFIFO();
+  } catch (e) {
+    fail('ERR_USAGE', `cannot read passphrase file ${path}: ${(e as Error).message}`, {}, e);
+  }
+  if (!fifo) return createReadStream(path);
+  try {
+    return new Socket({ fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+  } catch (e) {
+    fail('ERR_USAGE', `cannot read passphrase file ${path}: ${(e as Error).message}`, {}, e);
   }
 }
 
 /** Get the passphrase from -p FILE|- or the terminal (asked twice when `confirm`). */
-export async function readPassphrase(opts: { file?: string | undefined; confirm: boolean }): Promise<string> {
-  if (opts.file === '-') return passphraseFromText(await readAllStdin(), 'stdin');
+export async function readPassphrase(opts: { file?: string | undefined; confirm: boolean; signal: AbortSignal }): Promise<string> {
+  opts.signal.throwIfAborted();
+  if (opts.file === '-') return passphraseFromText(decodeUtf8(await readFirstLine(process.stdin, [0x0a], 'stdin', opts.signal), 'stdin'), 'stdin', 'lf');
   if (opts.file !== undefined) {
-    let text: string;
-    try {
-      text = await readFile(opts.file, 'utf8');
-    } catch (e) {
-      fail('ERR_USAGE', `cannot read passphrase file ${opts.file}: ${(e as Error).message}`, {}, e);
-    }
-    return passphraseFromText(text, opts.file);
+    const bytes = await readFirstLine(await openPassphraseFile(opts.file), [0x0a, 0x0d], opts.file, opts.signal);
+    return passphraseFromText(decodeUtf8(bytes, opts.file), opts.file);
   }
-  const pw = await promptNoEcho('Please enter the passphrase: ');
+  const ask = async (prompt: string): Promise<string> => {
+    const fd = openTty();
+    if (fd === undefined) fail('ERR_USAGE', 'no terminal to ask for the passphrase: use -p/--passphrase-file FILE or -p - (stdin)');
+    return (await readTtyLine(fd, { prompt, echo: false, signal: opts.signal })) ?? '';
+  };
+  const pw = await ask('Please enter the passphrase: ');
   validatePassphrase(pw, 'terminal');
   if (opts.confirm) {
-    const again = await promptNoEcho('Enter again for verification: ');
+    const again = await ask('Enter again for verification: ');
     if (again !== pw) fail('ERR_USAGE', 'the passphrases do not match');
   }
   return pw;

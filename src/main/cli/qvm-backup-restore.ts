@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// Bin entry of qvm-backup-restore: re-exec with huge pages for the scrypt KDF (see reexec.ts), then run.
-import { reexecWithHugePages } from './reexec.js';
-
-if (!reexecWithHugePages()) await import('./restore-main.js');
+// Node entry of qvm-backup-restore. The installed command is bin/qvm-backup-restore, a shell launcher
+// that sets glibc's huge-page tunable and exec()s node on this file: one process, no re-exec.
+import './restore-main.js';

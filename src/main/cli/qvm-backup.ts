@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// Bin entry of qvm-backup: re-exec with huge pages for the scrypt KDF (see reexec.ts), then run.
-import { reexecWithHugePages } from './reexec.js';
-
-if (!reexecWithHugePages()) await import('./backup-main.js');
+// Node entry of qvm-backup. The installed command is bin/qvm-backup, a shell launcher that sets
+// glibc's huge-page tunable and exec()s node on this file: one process, whose PID is the one started.
+import './backup-main.js';

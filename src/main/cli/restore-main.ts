@@ -3,8 +3,9 @@ import { Command } from 'commander';
 import { availableParallelism, homedir } from 'node:os';
 import { runRestore } from '../restore/run-restore.js';
 import { readPassphrase } from './passphrase.js';
-import { parseSize, formatBytes } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError, intOption, collect, parseOrExit, defaultRestoreMaxMemory } from './common.js';
+import { sizeOption, formatBytes } from './size.js';
+import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, defaultRestoreMaxMemory } from './common.js';
+import { QvmBackupError } from '../errors.js';
 import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
 import { VERSION } from '../version.js';
 
@@ -29,17 +30,20 @@ const program = new Command('qvm-backup-restore')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--threads <n>', 'worker threads', intOption('--threads', 1, 256), availableParallelism())
-  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB: here ${formatBytes(defaultRestoreMaxMemory(availableParallelism()))})`, (v) => parseSize(v, '--max-memory'))
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB: here ${formatBytes(defaultRestoreMaxMemory(availableParallelism()))})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', EXIT_STATUS_HELP);
 
 async function main(): Promise<number> {
-  const stop = parseOrExit(program);
-  if (stop !== null) return stop;
+  const parsed = parseOrExit(program);
+  if (parsed !== null) return parsed;
   const o = program.opts();
   const [location, vms] = program.processedArgs as [string, string[]];
+  if (o['passphraseFile'] === '-' && location === '-' && o['sourceCommand'] === undefined) {
+    return reportError('qvm-backup-restore', new QvmBackupError('ERR_USAGE', "-p - and the archive '-' cannot both be read from stdin: give the passphrase in a file"), false);
+  }
   const progress = makeProgress(o);
-  const ac = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing the staging directory (press Ctrl-C again to force)`));
+  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing the staging directory (press Ctrl-C again to force)`));
   const verifyOnly = o['verifyOnly'] === true;
   try {
     const r = await runRestore({
@@ -59,22 +63,21 @@ async function main(): Promise<number> {
       ...(o['compressionFilter'] !== undefined ? { compressionFilter: o['compressionFilter'] as string } : {}),
       threads: o['threads'] as number,
       maxMemory: (o['maxMemory'] as number | undefined) ?? defaultRestoreMaxMemory(o['threads'] as number),
-      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: false }),
+      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: false, signal: stop.signal }),
       confirm: async (table, plan) => {
         if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', table, vms: plan.vms.map((v) => ({ name: v.backupName, new_name: v.newName, action: v.action, problems: v.problems, notes: v.notes })) }) + '\n');
         else if (!o['quiet']) process.stderr.write(table + '\n');
-        return confirmOnTty(verifyOnly ? 'Verify the backup?' : 'Do you want to proceed?', o['yes'] === true);
+        return confirmOnTty(verifyOnly ? 'Verify the backup?' : 'Do you want to proceed?', o['yes'] === true, stop.signal);
       },
       progress,
-      signal: ac.signal,
+      signal: stop.signal,
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));
     const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0HomeDir ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;
     progress.finish(true, text, { restored: r.restored, dom0_home: r.dom0HomeDir ?? null, verify_only: verifyOnly, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
     return EXIT.OK;
   } catch (e) {
-    progress.finish(false, verifyOnly ? 'Verification failed' : 'Restore failed');
-    return reportError('qvm-backup-restore', e, o['json'] === true);
+    return endFailedRun('qvm-backup-restore', e, { json: o['json'] === true, progress, failText: verifyOnly ? 'Verification failed' : 'Restore failed', interruptedBy: stop.received() });
   }
 }
 

@@ -10,6 +10,23 @@ export const V2_TAPE_LENGTH_KIB = 100_000;
 /** v2: bytes of tar output per multi-volume volume (= one chunk before compression/encryption). */
 export const V2_VOLUME_BYTES = V2_TAPE_LENGTH_KIB * 1024;
 
+/** Smallest --chunk-size accepted (tiny chunks would only multiply the per-chunk work). */
+export const MIN_CHUNK_SIZE_BYTES = 64 * 1024;
+
+/**
+ * Largest chunk (v3/v4) or tar volume (v2) this tool writes and reads: the sizes Qubes itself uses.
+ * The one limit shared by the backup's --chunk-size check and the restore's chunk slots, so that
+ * every archive the backup writes is one the restore accepts.
+ */
+export function maxChunkSize(version: number): number {
+  return version === 2 ? V2_VOLUME_BYTES : CHUNK_SIZE_BYTES;
+}
+
+/** --chunk-size must be a multiple of this: the page size (v3/v4), the tar record size (v2). */
+export function chunkSizeMultiple(version: number): number {
+  return version === 2 ? 10240 : 4096;
+}
+
 /** Largest `backup-header` we read; real headers are ~120 bytes (R4 client limit, §3.3). */
 export const HEADER_MAX_BYTES = 4096;
 

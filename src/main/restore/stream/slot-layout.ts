@@ -1,7 +1,7 @@
 // Where a chunk and its decoded bytes live inside one shared slot, per format version, and the
 // default slot size and count for a memory budget.
 import type { BackupHeader } from '../../format/backup-header.js';
-import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES } from '../../format/limits.js';
+import { maxChunkSize } from '../../format/limits.js';
 
 /** Bytes kept free before the chunk: room for a v3 carry (< one cipher block) in front of it. */
 export const SLOT_PREFIX = 64;
@@ -26,11 +26,12 @@ function needsOutputRegion(header: BackupHeader): boolean {
 
 /** Default slot size for a header: the largest legitimate chunk (plus its output when separate). */
 export function defaultSlotBytes(header: BackupHeader): number {
+  const max = maxChunkSize(header.version); // the same limit the backup's --chunk-size obeys
   let bytes: number;
-  if (header.version === 4) bytes = SLOT_PREFIX + CHUNK_SIZE_BYTES + 128 + 1024;
-  else if (header.version === 3) bytes = SLOT_PREFIX + CHUNK_SIZE_BYTES + 1024;
-  else if (needsOutputRegion(header)) bytes = SLOT_PREFIX + 2 * (V2_VOLUME_BYTES + 1024 * 1024);
-  else bytes = SLOT_PREFIX + V2_VOLUME_BYTES + 64 * 1024;
+  if (header.version === 4) bytes = SLOT_PREFIX + max + 128 + 1024;
+  else if (header.version === 3) bytes = SLOT_PREFIX + max + 1024;
+  else if (needsOutputRegion(header)) bytes = SLOT_PREFIX + 2 * (max + 1024 * 1024);
+  else bytes = SLOT_PREFIX + max + 64 * 1024;
   return Math.ceil(bytes / PAGE) * PAGE;
 }
 

@@ -1,0 +1,168 @@
+// One process per command: the installed commands (bin/ launchers) exec node, so the PID the user
+// started is the command itself; `kill -9` of it leaves nothing that goes on writing or installing
+// (tar, filters and commands end on EOF/EPIPE), and no archive is ever renamed into place.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeSampleCollection } from '../../scripts/make-sample.js';
+import { tempDir, passFile, node, run, BACKUP_BIN, BACKUP_CMD, RESTORE_CMD, ROOT, launcherEnv } from '../helpers/cli.js';
+import { alive, cmdline, descendants, environOf, exeOf, waitFor } from '../helpers/processes.js';
+
+const MiB = 1024 * 1024;
+
+function sample(dir: string) {
+  const root = join(dir, 'qubes');
+  const home = join(dir, 'home', 'user');
+  makeSampleCollection({ root, home, bigImageBytes: 64 * MiB, bigDataBytes: 12 * MiB, smallImageBytes: 8 * MiB, smallDataBytes: 256 * 1024 });
+  return { root, home };
+}
+
+function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+}
+
+/** Start a launcher with stderr captured; `kill()` SIGKILLs whatever of its tree is left (cleanup). */
+function launch(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], env: launcherEnv(env) });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const seen = new Set<number>();
+  const exited = exitOf(child);
+  return {
+    child,
+    exited,
+    stderr: () => stderr,
+    tree(): number[] {
+      const d = descendants(child.pid!);
+      for (const p of d) seen.add(p);
+      return d;
+    },
+    cleanup(): void {
+      for (const p of [child.pid!, ...seen]) if (alive(p)) process.kill(p, 'SIGKILL');
+    },
+  };
+}
+
+/** kill -9 the started PID; every process of its tree seen so far must be gone soon after. */
+async function kill9AndCheckNothingLives(l: ReturnType<typeof launch>): Promise<void> {
+  const tree = l.tree();
+  assert.ok(tree.length > 0, 'the run had child processes at the kill');
+  process.kill(l.child.pid!, 'SIGKILL');
+  const { signal } = await l.exited;
+  assert.equal(signal, 'SIGKILL');
+  const names = new Map(tree.map((p) => [p, cmdline(p)]));
+  await waitFor('every process of the killed run to end', () => tree.every((p) => !alive(p)), 15_000).catch(() => {
+    assert.fail(`still running after kill -9 of ${l.child.pid}: ${tree.filter(alive).map((p) => `${p} ${names.get(p)}`).join('; ')}`);
+  });
+}
+
+/** GLIBC_TUNABLES as the process was started with. glibc's loader, parsing the variable, writes a
+ *  NUL after the first tunable it knows (glibc 2.36), so the rest shows up as separate entries. */
+function tunablesOf(pid: number): string | undefined {
+  const env = environOf(pid);
+  const i = env.findIndex((e) => e.startsWith('GLIBC_TUNABLES='));
+  if (i < 0) return undefined;
+  const parts = [env[i]!.slice('GLIBC_TUNABLES='.length)];
+  for (let j = i + 1; j < env.length && env[j]!.startsWith('glibc.'); j++) parts.push(env[j]!);
+  return parts.join(':');
+}
+
+test('the launcher execs node: the started PID is node itself, with the huge-page tunable unless QVMB_HUGEPAGES=0', async () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const cases: [NodeJS.ProcessEnv, string | undefined][] = [
+      [{ GLIBC_TUNABLES: undefined }, 'glibc.malloc.hugetlb=1'],
+      [{ GLIBC_TUNABLES: 'glibc.malloc.check=0' }, 'glibc.malloc.check=0:glibc.malloc.hugetlb=1'],
+      [{ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }, 'glibc.malloc.hugetlb=0'],
+      [{ GLIBC_TUNABLES: undefined, QVMB_HUGEPAGES: '0' }, undefined],
+    ];
+    for (const [env, expected] of cases) {
+      // -p -: the run waits for the passphrase on stdin, a state in which to look at the process
+      const l = launch(BACKUP_CMD, ['--qubes-root', root, '--dom0-home', home, '-y', '-p', '-', join(t.dir, 'x.bin')], env);
+      try {
+        await waitFor('the plan', () => l.stderr().includes('Total size:'));
+        assert.equal(exeOf(l.child.pid!), process.execPath, 'the started PID runs node (the launcher exec()ed it)');
+        assert.deepEqual(l.tree(), [], 'no second process');
+        assert.equal(tunablesOf(l.child.pid!), expected, JSON.stringify(env));
+        l.child.stdin!.end('');
+        const { code } = await l.exited;
+        assert.equal(code, 2, l.stderr()); // empty passphrase
+      } finally {
+        l.cleanup();
+      }
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+for (const dest of ['file', 'command'] as const) {
+  test(`kill -9 of a backup (${dest} destination) leaves no process and nothing renamed into place`, { timeout: 120_000 }, async () => {
+    const t = tempDir();
+    try {
+      const { root, home } = sample(t.dir);
+      const pw = passFile(t.dir);
+      const out = join(t.dir, 'out');
+      mkdirSync(out);
+      const target = dest === 'file' ? [out] : ['--dest-command', `cat > '${join(out, 'via-command.bin')}'`, 'loc'];
+      const l = launch(BACKUP_CMD, ['-q', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '16', '--chunk-size', '1M', ...target]);
+      try {
+        await waitFor('tar reading a VM', () => l.tree().some((p) => /\btar -Pc/.test(cmdline(p))));
+        await kill9AndCheckNothingLives(l);
+        const left = readdirSync(out);
+        if (dest === 'file') assert.ok(left.every((n) => n.includes('.partial-')), `only a partial file may be left: ${left.join(' ')}`);
+        assert.doesNotMatch(readFileSync(join(root, 'qubes.xml'), 'utf8'), /backup_timestamp/, 'backup_timestamp not set');
+      } finally {
+        l.cleanup();
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
+}
+
+test('kill -9 of a restore leaves no process: nothing is installed after the kill', { timeout: 120_000 }, async () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const archive = join(t.dir, 'b.bin');
+    const b = node(BACKUP_BIN, ['-q', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '14', '--chunk-size', '1M', archive]);
+    assert.equal(b.status, 0, b.stderr);
+    const host = join(t.dir, 'host');
+    const hostHome = join(t.dir, 'hh', 'user');
+    mkdirSync(hostHome, { recursive: true });
+    const l = launch(RESTORE_CMD, ['-q', '-y', '-p', pw, '--qubes-root', host, '--dom0-home', hostHome, archive]);
+    try {
+      await waitFor('tar extracting', () => l.tree().some((p) => /\btar\b.* -x/.test(cmdline(p))));
+      await kill9AndCheckNothingLives(l);
+      const installed = ['appvms', 'vm-templates'].flatMap((d) => (existsSync(join(host, d)) ? readdirSync(join(host, d)) : []));
+      assert.ok(installed.length < 5, `the run stopped at the kill: installed ${installed.join(' ')}`);
+    } finally {
+      l.cleanup();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('npm packs the launchers as the bins, executable, with the entries they start', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; files: string[] };
+  assert.deepEqual(pkg.bin, { 'qvm-backup': 'bin/qvm-backup', 'qvm-backup-restore': 'bin/qvm-backup-restore' });
+  const r = run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT });
+  assert.equal(r.status, 0, r.stderr);
+  const files = new Map((JSON.parse(r.stdout) as { files: { path: string; mode: number }[] }[])[0]!.files.map((f) => [f.path, f.mode]));
+  for (const [name, path] of Object.entries(pkg.bin)) {
+    assert.ok(files.has(path), `${path} is packed`);
+    assert.ok((files.get(path)! & 0o111) !== 0 && (statSync(join(ROOT, path)).mode & 0o111) !== 0, `${path} is executable`);
+    const entry = `dist/src/main/cli/${name}.js`;
+    assert.ok(files.has(entry), `${entry} is packed`);
+    assert.match(readFileSync(join(ROOT, path), 'utf8'), new RegExp(`^#!/bin/sh\\n[\\s\\S]*\\nexec node "[^"]*/\\.\\./${entry.replace(/[.]/g, '\\.')}" "\\$@"\\n$`));
+    const v = run(join(ROOT, path), ['--version'], { env: launcherEnv() });
+    assert.equal(v.status, 0, v.stderr);
+    assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
+  }
+});

@@ -1,0 +1,186 @@
+// Signals and the confirmation at every phase a run can wait in: SIGINT/SIGTERM end the run with
+// 130/143 and no output left behind, also while it waits for a passphrase or for the y/N answer
+// (which a blocking read used to hold until Enter); answering "no" is exit 0, "nothing done".
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, mkdirSync, readFileSync, openSync, closeSync, readlinkSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import { makeSampleCollection } from '../../scripts/make-sample.js';
+import { tempDir, passFile, node, run, haveCmd, BACKUP_BIN, RESTORE_BIN } from '../helpers/cli.js';
+import { alive, cmdline, descendants, waitFor } from '../helpers/processes.js';
+
+const MiB = 1024 * 1024;
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+function sample(dir: string) {
+  const root = join(dir, 'qubes');
+  const home = join(dir, 'home', 'user');
+  makeSampleCollection({ root, home, bigImageBytes: 64 * MiB, bigDataBytes: 12 * MiB, smallImageBytes: 8 * MiB, smallDataBytes: 256 * 1024 });
+  return { root, home };
+}
+
+/** Start a command; collects stdout+stderr; `exit(ms)` fails the test when it does not end in time. */
+function start(cmd: string, args: string[]) {
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => out,
+    async exit(ms = 15_000): Promise<number | null> {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no exit within ${ms} ms after the signal:\n${out}`)), ms)));
+      try {
+        return await Promise.race([exited, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    cleanup(): void {
+      for (const p of [...descendants(child.pid!), child.pid!]) if (alive(p)) process.kill(p, 'SIGKILL');
+    },
+  };
+}
+
+const expected = { SIGINT: 130, SIGTERM: 143 } as const;
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  test(`${sig} while waiting for the passphrase on stdin: exit ${expected[sig]} at once, nothing written`, async () => {
+    const t = tempDir();
+    try {
+      const { root, home } = sample(t.dir);
+      const out = join(t.dir, 'out');
+      mkdirSync(out);
+      const r = start(process.execPath, [BACKUP_BIN, '--qubes-root', root, '--dom0-home', home, '-y', '-p', '-', out]);
+      try {
+        await waitFor('the plan', () => r.output().includes('Total size:')); // then the passphrase is read
+        r.child.kill(sig);
+        assert.equal(await r.exit(), expected[sig], r.output());
+        assert.match(r.output(), new RegExp(`qvm-backup: error: .*${sig}`));
+        assert.deepEqual(readdirSync(out), []);
+      } finally {
+        r.cleanup();
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
+}
+
+test('SIGTERM while a backup writes: exit 143, partial file removed, no tar left', { timeout: 120_000 }, async () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    const r = start(process.execPath, [BACKUP_BIN, '-q', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '16', '--chunk-size', '1M', out]);
+    try {
+      await waitFor('tar reading a VM while the partial file exists', () => readdirSync(out).some((n) => n.includes('.partial-')) && descendants(r.child.pid!).some((p) => /\btar -Pc/.test(cmdline(p))));
+      const tree = descendants(r.child.pid!);
+      r.child.kill('SIGTERM');
+      assert.equal(await r.exit(30_000), 143, r.output());
+      assert.deepEqual(readdirSync(out), [], 'partial output removed');
+      assert.deepEqual(tree.filter(alive), [], 'no child process left');
+      assert.doesNotMatch(readFileSync(join(root, 'qubes.xml'), 'utf8'), /backup_timestamp/);
+    } finally {
+      r.cleanup();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+for (const writer of ['no writer yet', 'a writer that sends nothing'] as const) {
+  test(`SIGTERM while the passphrase file is a FIFO with ${writer}: exit 143 at once`, async () => {
+    const t = tempDir();
+    try {
+      const { root, home } = sample(t.dir);
+      const pw = passFile(t.dir);
+      const archive = join(t.dir, 'b.bin');
+      const b = node(BACKUP_BIN, ['-q', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', archive, 'vault']);
+      assert.equal(b.status, 0, b.stderr);
+      const fifo = join(t.dir, 'pass.fifo');
+      assert.equal(run('mkfifo', [fifo]).status, 0);
+      const r = start(process.execPath, [RESTORE_BIN, '-y', '--verify-only', '-p', fifo, archive]);
+      let fd: number | undefined;
+      try {
+        if (writer === 'no writer yet') {
+          await waitFor('the command to open the FIFO', () => readdirSync(`/proc/${r.child.pid!}/fd`).some((n) => readlinkOr(`/proc/${r.child.pid!}/fd/${n}`) === fifo));
+        } else {
+          // opening the write end without blocking succeeds once the command has the FIFO open to read
+          await waitFor('the command to open the FIFO', () => {
+            try {
+              fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+              return true;
+            } catch {
+              return false;
+            }
+          });
+        }
+        r.child.kill('SIGTERM');
+        assert.equal(await r.exit(), 143, r.output());
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+        r.cleanup();
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
+}
+
+function readlinkOr(p: string): string {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return '';
+  }
+}
+
+// The y/N question is only asked on a terminal: `script` gives the command one (a pty).
+const pty = haveCmd('script') ? false : 'util-linux script(1) is not installed';
+
+for (const answer of ['decline', 'ctrl-c'] as const) {
+  test(`confirmation on a terminal, ${answer}: ${answer === 'decline' ? 'exit 0 "nothing done"' : 'Ctrl-C ends the wait, exit 130'}; nothing written`, { skip: pty, timeout: 60_000 }, async () => {
+    const t = tempDir();
+    try {
+      const { root, home } = sample(t.dir);
+      const pw = passFile(t.dir);
+      const out = join(t.dir, 'out');
+      mkdirSync(out);
+      const archive = join(t.dir, 'b.bin');
+      const b = node(BACKUP_BIN, ['-q', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', archive, 'vault']);
+      assert.equal(b.status, 0, b.stderr);
+      const host = join(t.dir, 'host');
+      const commands = [
+        [BACKUP_BIN, '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', out],
+        [RESTORE_BIN, '--qubes-root', host, '--dom0-home', join(t.dir, 'hh', 'user'), '--ignore-missing', '-p', pw, archive],
+      ];
+      for (const argv of commands) {
+        const r = start('script', ['-qec', `exec ${[process.execPath, ...argv].map(q).join(' ')}`, '/dev/null']);
+        try {
+          await waitFor('the question', () => r.output().includes('[y/N]') || r.child.exitCode !== null).catch((e: Error) => assert.fail(`${e.message}: ${r.output()}`));
+          assert.equal(r.child.exitCode, null, r.output());
+          r.child.stdin!.write(answer === 'decline' ? 'n\n' : '\x03');
+          const code = await r.exit();
+          if (answer === 'decline') {
+            assert.equal(code, 0, r.output());
+            assert.match(r.output(), /: cancelled by the user: nothing done/);
+          } else {
+            assert.equal(code, 130, r.output());
+          }
+          assert.deepEqual(readdirSync(out), []);
+          assert.deepEqual(readdirSync(t.dir).filter((n) => n === 'host' || n === 'hh'), [], 'nothing created for the restore');
+        } finally {
+          r.cleanup();
+        }
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
+}
