@@ -73,7 +73,8 @@ Exit status:
   2    usage error: bad option, unknown VM, plan problems (conflicts, missing templates)
   3    partial: some VMs failed, the others completed
   4    wrong passphrase or corrupted backup header
-  5    integrity failure: a chunk failed authentication, or the archive is corrupt or truncated
+  5    integrity failure: a chunk failed authentication, the archive is corrupt or truncated
+       (or a --source-command failed), over a limit, or holds refused content
   6    not enough free space
   7    GNU tar or a compression program failed (or is missing)
   8    another run holds the host lock (<qubes-root>/qubes.xml.lock)

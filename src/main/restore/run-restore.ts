@@ -128,7 +128,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     const chosen = plan.vms.filter((v) => v.action === 'restore');
     const withHome = plan.dom0?.action === 'restore';
     if (chosen.length === 0 && !withHome) fail('ERR_PLAN', `nothing to restore:\n${table}`);
-    if (!(await o.confirm(table, plan))) fail('ERR_CANCELLED', 'restore cancelled by the user');
+    if (!(await o.confirm(table, plan))) fail('ERR_DECLINED', 'cancelled by the user: nothing done');
     if (!o.verifyOnly) {
       const free = await freeBytes(await existingAncestor(root)).catch(() => Number.POSITIVE_INFINITY);
       if (free < plan.totalBytes) fail('ERR_NO_SPACE', `not enough free space in ${root}: ${free} bytes free, the selected VMs need ${plan.totalBytes} bytes`);
@@ -283,9 +283,13 @@ async function existingAncestor(p: string): Promise<string> {
 }
 
 /** Memory left for chunks once every worker may be running a key derivation. */
+function mib(n: number): string {
+  return n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(n < 10 * 1048576 ? 1 : 0)} MiB`;
+}
+
 function chunkBudget(maxMemory: number, threads: number, kdfBytes: number, progress: ProgressReporter): number {
   const left = maxMemory - threads * kdfBytes;
   const floor = 256 * 1024 * 1024; // two 100 MiB chunks plus their outputs, at least
-  if (left < floor) progress.warn(`--max-memory ${Math.round(maxMemory / 1048576)} MiB is below what ${threads} concurrent scrypt derivations (${Math.round(kdfBytes / 1048576)} MiB each) plus two chunks need; fewer run at once (raise it to use every thread)`);
+  if (left < floor) progress.warn(`--max-memory ${mib(maxMemory)} is below what ${threads} concurrent scrypt derivations (${mib(kdfBytes)} each) plus two chunks need; using ${mib(floor)} for chunks and running fewer derivations at once (raise it to use every thread)`);
   return Math.max(left, floor);
 }
