@@ -13,6 +13,8 @@ export interface DocState {
   pretty: boolean;
   /** element of each domain of doc.domains (absent for a synthesised dom0) */
   nodes: Map<DomainInfo, XNode | undefined>;
+  /** VMs a restore added to this document → what was not carried (kept by cloneQubesXml) */
+  restored: Map<string, string[]>;
 }
 
 /** Where a DomainInfo came from, so a restore can copy its element. */
@@ -77,7 +79,7 @@ export function refresh(doc: QubesXml): void {
 export function docFromTree(top: XNode[]): QubesXml {
   const root = top.find((n) => isElement(n))!;
   const doc: QubesXml = { schema: schemaOf(root), domains: [], labels: [], globalProperties: {} };
-  states.set(doc, { top, root, pretty: isPretty(root), nodes: new Map() });
+  states.set(doc, { top, root, pretty: isPretty(root), nodes: new Map(), restored: new Map() });
   refresh(doc);
   return doc;
 }
@@ -94,10 +96,21 @@ export function serializeQubesXml(doc: QubesXml): string {
 
 /** Deep copy (model and tree). */
 export function cloneQubesXml(doc: QubesXml): QubesXml {
-  return docFromTree(structuredClone(stateOf(doc).top));
+  const copy = docFromTree(structuredClone(stateOf(doc).top));
+  stateOf(copy).restored = new Map(stateOf(doc).restored);
+  return copy;
 }
 
 /** Domain by name. */
 export function findDomain(doc: QubesXml, name: string): DomainInfo | undefined {
   return doc.domains.find((d) => d.name === name);
+}
+
+/**
+ * The warnings of a VM added by addRestoredDomain to this document (what of the backed-up VM was
+ * not carried), or undefined for a VM no restore added to it.
+ */
+export function restoreWarningsOf(doc: QubesXml, name: string): string[] | undefined {
+  const w = stateOf(doc).restored.get(name);
+  return w === undefined ? undefined : [...w];
 }

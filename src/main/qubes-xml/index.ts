@@ -5,11 +5,16 @@ import type { DomainInfo, QubesXml } from './types.js';
 
 export type { DeviceInfo, DomainInfo, LabelInfo, QubesSchema, QubesXml, VmClass, VolumeInfo } from './types.js';
 export { QUBES_XML_MAX_BYTES } from '../format/limits.js';
-export { cloneQubesXml, findDomain, parseQubesXml, serializeQubesXml } from './document.js';
+export { cloneQubesXml, findDomain, parseQubesXml, restoreWarningsOf, serializeQubesXml } from './document.js';
 export { markBackupContent, setBackupTimestamp } from './backup-marks.js';
 export { isValidVmName, type VmNameOptions } from './vm-name.js';
 export { emptyR4Host } from './host.js';
-export { addRestoredDomain, type AddRestoredOptions } from './restore-add.js';
+export { addRestoredDomain, restoredDomainWarnings, type AddRestoredOptions } from './restore-add.js';
+export { ALLOWED_PROPERTIES } from './restore-props.js';
+export { EXTRAS_LIMITS } from './restore-extras.js';
+export { MAX_VOLUME_BYTES, VOLUME_NAMES } from './volumes.js';
+export { validateHostCollection } from './validate-host.js';
+export { aClass, canBeTemplateOf, hasTemplate, isDispvmTemplate, providesNetwork, RESTORABLE_CLASSES, shown } from './vm-kinds.js';
 export { legacyR4Properties } from './legacy-convert.js';
 
 /**

@@ -1,16 +1,20 @@
-// Restore side: add a VM from a backup's qubes.xml (either schema) to the host's qubes.xml with a
-// new qid and name, references remapped through the restore's renames, label by name, the
-// backup-* features dropped, and an R4 volume-config (carried over or synthesised).
+// Restore side: add a VM taken from a backup's qubes.xml (either schema) to the host's R4
+// qubes.xml. The new `<domain>` is generated from the typed model, never copied from the backup's
+// XML: a known class, one properties section with our qid/name/uuid/label, allow-listed and
+// type-checked properties, checked references, bounded features and tags, devices only between
+// VMs of this restore, and a volume-config generated for the file-pool layout.
 import { randomUUID } from 'node:crypto';
 import { fail } from '../errors.js';
-import { findDomain, originOf, refresh, stateOf } from './document.js';
-import { legacyR4Properties } from './legacy-convert.js';
-import { ensureSection, removeFeatures, removeProperty, setProperty } from './r4-edit.js';
+import { findDomain, refresh, stateOf } from './document.js';
+import { restoredDevices, restoredFeatures, restoredTags } from './restore-extras.js';
+import { restoredProperties } from './restore-props.js';
+import { restoredRefs } from './restore-refs.js';
 import type { DomainInfo, QubesXml } from './types.js';
 import { isValidVmName } from './vm-name.js';
-import { carryVolumes, synthesizeVolumes, type VolumePlan } from './volumes.js';
-import { appendChild, removeChild, stripIndentation } from './xml-layout.js';
-import { child, decodedAttrs, elements, getAttr, makeElement, removeAttr, setAttr, textOf, type XNode } from './xml-tree.js';
+import { RESTORABLE_CLASSES, shown } from './vm-kinds.js';
+import { restoredVolumes, saneSize, type SizedVolume } from './volumes.js';
+import { appendChild } from './xml-layout.js';
+import { child, makeElement, type XNode } from './xml-tree.js';
 
 export interface AddRestoredOptions {
   newName: string;
@@ -18,11 +22,16 @@ export interface AddRestoredOptions {
   renames: Map<string, string>;
   /** used when a referenced template / netvm is neither on the host nor being restored */
   hostDefaults?: { template?: string; netvm?: string };
+  /**
+   * Sizes in bytes of the VM's restored images (`root.img` → root, …): the volume sizes. Without
+   * them the backup's size is used if it is a positive integer of at most 16 TiB, else Qubes'
+   * default.
+   */
+  volumeSizes?: Partial<Record<SizedVolume, number>>;
 }
 
 /** Highest qid Qubes allocates (qubes.config.max_qid). */
 const MAX_QID = 254;
-const NOT_COPIED = new Set(['name', 'qid', 'uuid', 'label', 'template', 'netvm', 'default_dispvm', 'installed_by_rpm', 'dispid']);
 
 function freeQid(host: QubesXml): number {
   const used = new Set(host.domains.map((d) => d.qid));
@@ -30,38 +39,12 @@ function freeQid(host: QubesXml): number {
   return fail('ERR_PLAN', 'no free qid left on the host');
 }
 
-interface Refs {
-  template?: string;
-  /** undefined = default (property absent); '' = none */
-  netvm?: string;
-  defaultDispvm?: string;
-}
-
-/**
- * Where a reference of the backed-up VM points on the host: a VM restored in this run (through
- * renames), else a host VM of that name, else nothing.
- */
-function resolveRefs(host: QubesXml, from: DomainInfo, opts: AddRestoredOptions): Refs {
-  const onHost = (n: string) => findDomain(host, n) !== undefined;
-  const resolve = (n: string): string | undefined => (opts.renames.has(n) ? opts.renames.get(n)! : onHost(n) ? n : undefined);
-  const refs: Refs = {};
-  if (typeof from.template === 'string') {
-    const t = resolve(from.template) ?? opts.hostDefaults?.template;
-    if (t === undefined) fail('ERR_PLAN', `template ${from.template} of VM ${from.name} is missing`, { vm: from.name });
-    refs.template = t;
-  }
-  if (from.netvm === null) refs.netvm = '';
-  else if (typeof from.netvm === 'string') {
-    const fallback = opts.hostDefaults?.netvm;
-    const n = resolve(from.netvm) ?? (fallback !== undefined && (fallback === '' || onHost(fallback)) ? fallback : undefined);
-    if (n !== undefined) refs.netvm = n;
-  }
-  if (from.defaultDispvm === null) refs.defaultDispvm = '';
-  else if (typeof from.defaultDispvm === 'string') {
-    const d = resolve(from.defaultDispvm);
-    if (d !== undefined) refs.defaultDispvm = d;
-  }
-  return refs;
+/** A DispVM's persistent dispid (Qubes assigns one when it creates a DispVM): lowest unused. */
+function freeDispid(host: QubesXml): string {
+  const used = new Set(host.domains.filter((d) => d.klass === 'DispVM').map((d) => d.properties['dispid']));
+  let n = 1;
+  while (used.has(String(n))) n++;
+  return String(n);
 }
 
 function labelId(host: QubesXml, name: string | undefined): string {
@@ -70,140 +53,95 @@ function labelId(host: QubesXml, name: string | undefined): string {
   return l.id;
 }
 
-function setRefs(dom: XNode, refs: Refs, pretty: boolean): void {
-  for (const [prop, v] of [['template', refs.template], ['netvm', refs.netvm], ['default_dispvm', refs.defaultDispvm]] as const) {
-    if (v === undefined) removeProperty(dom, prop);
-    else setProperty(dom, prop, v, pretty);
-  }
-}
-
-function setVolumes(host: QubesXml, dom: XNode, from: DomainInfo, plan: VolumePlan, newTemplate: string | undefined, pretty: boolean): void {
-  const old = child(dom, 'volume-config');
-  const vols = old ? elements(old, 'volume').map((v) => decodedAttrs(v)) : from.volumes.map((v) => v.attrs);
-  if (old) removeChild(dom, old);
-  const els = vols.length > 0 ? carryVolumes(host, vols, from.name, plan, {
-    ...(typeof from.template === 'string' ? { old: from.template } : {}),
-    ...(newTemplate !== undefined ? { new: newTemplate } : {}),
-  }) : synthesizeVolumes(host, plan);
-  if (els.length === 0) return;
-  const vc = ensureSection(dom, 'volume-config', pretty);
-  for (const e of els) appendChild(vc, e, 3, pretty);
-}
-
-/** The new `<domain>` made by copying the backed-up R4 element. */
-function copyR4Domain(host: QubesXml, src: XNode, from: DomainInfo, qid: number, o: AddRestoredOptions, refs: Refs): XNode {
-  // edit without whitespace; appendChild re-indents the whole element in the host's style
-  const pretty = false;
-  const dom = structuredClone(src);
-  stripIndentation(dom);
-  setAttr(dom, 'id', `domain-${qid}`);
-  setProperty(dom, 'name', o.newName, pretty);
-  setProperty(dom, 'qid', String(qid), pretty);
-  setProperty(dom, 'uuid', randomUUID(), pretty);
-  setProperty(dom, 'label', labelId(host, from.label), pretty);
-  setRefs(dom, refs, pretty);
-  removeProperty(dom, 'installed_by_rpm');
-  removeProperty(dom, 'dispid');
-  removeFeatures(dom, (n) => n.startsWith('backup-'));
-  const kernel = findProp(dom, 'kernel');
-  setVolumes(host, dom, from, { name: o.newName, klass: from.klass, ...(kernel !== undefined ? { kernel } : {}) }, refs.template, pretty);
-  return dom;
-}
-
-function findProp(dom: XNode, name: string): string | undefined {
-  const p = child(dom, 'properties');
-  const el = p ? elements(p, 'property').find((e) => getAttr(e, 'name') === name) : undefined;
-  return el ? textOf(el) : undefined;
-}
-
-/** The new `<domain>` built from the model (R2/R3 VMs, synthetic DVM templates, foreign objects). */
-function buildR4Domain(host: QubesXml, from: DomainInfo, qid: number, o: AddRestoredOptions, refs: Refs): XNode {
-  const props: Record<string, string> = { label: labelId(host, from.label), name: o.newName, qid: String(qid), uuid: randomUUID() };
-  const extra = from.legacyClass !== undefined ? legacyR4Properties(from) : from.properties;
-  for (const [k, v] of Object.entries(extra)) if (!NOT_COPIED.has(k)) props[k] = v;
-  if (refs.template !== undefined) props['template'] = refs.template;
-  if (refs.netvm !== undefined) props['netvm'] = refs.netvm;
-  if (refs.defaultDispvm !== undefined) props['default_dispvm'] = refs.defaultDispvm;
-  const kids: XNode[] = [makeElement('properties', {}, Object.entries(props).map(([name, v]) => makeElement('property', { name }, [], v)))];
-  const feats = Object.entries(from.features).filter(([k]) => !k.startsWith('backup-'));
-  kids.push(makeElement('features', {}, feats.map(([name, v]) => makeElement('feature', { name }, [], v))));
-  const buses = [...new Set(from.devices.map((d) => d.bus))];
-  for (const bus of buses) {
-    const devs = from.devices.filter((d) => d.bus === bus);
-    const els = devs.map((d) => {
-      const opts = Object.entries(d.options).map(([name, v]) => makeElement('option', { name }, [], v));
-      return makeElement('device', { ...d.attrs, 'backend-domain': d.backend, id: d.port }, opts);
-    });
-    kids.push(makeElement('devices', { class: bus }, els));
-  }
-  kids.push(makeElement('tags', {}, from.tags.map((name) => makeElement('tag', { name }))));
-  const dom = makeElement('domain', { id: `domain-${qid}`, class: from.klass }, kids);
-  const plan: VolumePlan = { name: o.newName, klass: from.klass, ...(props['kernel'] !== undefined ? { kernel: props['kernel'] } : {}) };
-  setVolumes(host, dom, from, plan, refs.template, false);
-  return dom;
-}
-
-/** R2/R3 VM into an R2/R3 host: copy the element, renumber and rename, remap qid references. */
-function copyLegacyDomain(host: QubesXml, src: XNode, from: DomainInfo, qid: number, o: AddRestoredOptions): XNode {
-  const el = structuredClone(src);
-  const byName = (n: string | undefined) => (n === undefined ? undefined : findDomain(host, n));
-  const map = (n: string) => o.renames.get(n) ?? n;
-  setAttr(el, 'qid', String(qid));
-  setAttr(el, 'name', o.newName);
-  if (typeof from.template === 'string') {
-    const t = byName(map(from.template)) ?? byName(o.hostDefaults?.template);
-    if (!t) fail('ERR_PLAN', `template ${map(from.template)} of VM ${from.name} is not on the host`, { vm: from.name });
-    setAttr(el, 'template_qid', String(t.qid));
-  }
-  if (typeof from.netvm === 'string') {
-    const n = byName(map(from.netvm)) ?? byName(o.hostDefaults?.netvm);
-    if (n) setAttr(el, 'netvm_qid', String(n.qid));
-    else setAttr(el, 'uses_default_netvm', 'True');
-  }
-  for (const a of ['dispvm_netvm', 'dispvm_netvm_qid']) removeAttr(el, a);
-  if (getAttr(el, 'uses_default_dispvm_netvm') !== undefined) setAttr(el, 'uses_default_dispvm_netvm', 'True');
-  const dir = getAttr(el, 'dir_path');
-  const tail = dir?.replace(/\/+$/, '');
-  if (tail !== undefined && tail.endsWith(`/${from.name}`)) setAttr(el, 'dir_path', `${tail.slice(0, -from.name.length)}${o.newName}`);
-  if (getAttr(el, 'conf_file') === `${from.name}.conf`) setAttr(el, 'conf_file', `${o.newName}.conf`);
-  for (const a of ['backup_content', 'backup_path', 'backup_size']) removeAttr(el, a);
-  if (getAttr(el, 'installed_by_rpm') !== undefined) setAttr(el, 'installed_by_rpm', 'False');
-  if (getAttr(el, 'label') === undefined) setAttr(el, 'label', 'red');
-  return el;
+/** Class of the restored VM; refuses what a restore cannot create. */
+function restoredClass(host: QubesXml, from: DomainInfo): string {
+  if (host.schema !== 'r4') fail('ERR_UNSUPPORTED', `cannot add VM ${from.name} to an R2/R3 qubes.xml: restoring into a Qubes R1–R3 host is not supported`, { vm: from.name });
+  if (from.klass === 'AdminVM') fail('ERR_PLAN', 'dom0 cannot be restored as a VM', { vm: from.name });
+  if (from.klass === 'DispVM' && from.legacyClass) fail('ERR_PLAN', `R2/R3 DisposableVM ${from.name} cannot be restored`, { vm: from.name });
+  if (!RESTORABLE_CLASSES.includes(from.klass)) fail('ERR_PLAN', `VM ${from.name} has class ${shown(from.klass)}, which cannot be restored`, { vm: from.name });
+  return from.klass;
 }
 
 /**
- * Add a VM taken from a backup's qubes.xml to the host document: new qid (lowest free ≥1), new
- * name, label by name (fallback red), template/netvm/default_dispvm remapped through `renames`,
- * features and tags kept except backup-*. R2/R3 VMs are converted to R4 (classes, services →
- * features, HVM → virt_mode=hvm, synthesised volumes). Returns the DomainInfo as added.
+ * What of backed-up VM `from` is not carried into the host whatever the host holds: properties,
+ * features, tags and devices (`restoredBackend(backupName)`: host name of a VM restored in the
+ * same run, for device backends). For the plan, before any data is read.
+ */
+export function restoredDomainWarnings(from: DomainInfo, restoredBackend: (backupName: string) => string | undefined): string[] {
+  if (!RESTORABLE_CLASSES.includes(from.klass)) return [];
+  return [
+    ...restoredProperties(from, from.klass).warnings,
+    ...restoredFeatures(from).warnings,
+    ...restoredTags(from).warnings,
+    ...restoredDevices(from, restoredBackend).warnings,
+  ];
+}
+
+/** The new `<domain>` element, built from the model. */
+function buildDomain(host: QubesXml, from: DomainInfo, klass: string, qid: number, o: AddRestoredOptions): { node: XNode; warnings: string[] } {
+  const { props, warnings: pw } = restoredProperties(from, klass);
+  const refs = restoredRefs(host, from, klass, { ...o, selfIsDispvmTemplate: props['template_for_dispvms'] === 'True' });
+  const { features, warnings: fw } = restoredFeatures(from);
+  const { tags, warnings: tw } = restoredTags(from);
+  // devices only from VMs this restore added to this host (already installed)
+  const added = stateOf(host).restored;
+  const { devices, warnings: dw } = restoredDevices(from, (b) => {
+    const n = o.renames.get(b);
+    return n !== undefined && added.has(n) ? n : undefined;
+  });
+
+  const all: [string, string][] = [['label', labelId(host, from.label)], ['name', o.newName], ['qid', String(qid)], ['uuid', randomUUID()], ...Object.entries(props)];
+  if (refs.template !== undefined) all.push(['template', refs.template]);
+  if (refs.netvm !== undefined) all.push(['netvm', refs.netvm]);
+  if (refs.defaultDispvm !== undefined) all.push(['default_dispvm', refs.defaultDispvm]);
+  if (klass === 'DispVM') all.push(['dispid', freeDispid(host)]);
+  const kids: XNode[] = [makeElement('properties', {}, all.map(([name, v]) => makeElement('property', { name }, [], v)))];
+  kids.push(makeElement('features', {}, features.map(([name, v]) => makeElement('feature', { name }, [], v))));
+  for (const bus of [...new Set(devices.map((d) => d.device.bus))]) {
+    const els = devices.filter((d) => d.device.bus === bus).map(({ device: d, attrs }) => {
+      const opts = Object.entries(d.options).map(([name, v]) => makeElement('option', { name }, [], v));
+      return makeElement('device', { 'backend-domain': d.backend, id: d.port, ...attrs }, opts);
+    });
+    kids.push(makeElement('devices', { class: bus }, els));
+  }
+  kids.push(makeElement('tags', {}, tags.map((name) => makeElement('tag', { name }))));
+  const sizes: Partial<Record<SizedVolume, number>> = {};
+  for (const vol of ['root', 'private', 'volatile'] as const) {
+    const s = saneSize(o.volumeSizes?.[vol]) ?? saneSize(from.volumes.find((v) => v.name === vol)?.size);
+    if (s !== undefined) sizes[vol] = s;
+  }
+  const vols = restoredVolumes(host, {
+    name: o.newName,
+    klass,
+    sizes,
+    ...(props['kernel'] !== undefined ? { kernel: props['kernel'] } : {}),
+    ...(refs.template !== undefined ? { template: refs.template } : {}),
+  });
+  kids.push(makeElement('volume-config', {}, vols));
+  return { node: makeElement('domain', { id: `domain-${qid}`, class: klass }, kids), warnings: [...pw, ...refs.warnings, ...fw, ...tw, ...dw] };
+}
+
+/**
+ * Add a VM taken from a backup's qubes.xml to the host document (R4 only): new qid (lowest free
+ * ≥1), new name, label by name (fallback red), references remapped through `renames` and checked,
+ * what may be carried (see restoredProperties, restoredFeatures, restoredTags, restoredDevices),
+ * volumes generated for the file pool. R2/R3 VMs are converted to R4 (classes, services →
+ * features, HVM → virt_mode=hvm). What was not carried is kept with the document for the caller:
+ * restoreWarningsOf(host, newName). Returns the DomainInfo as added.
  */
 export function addRestoredDomain(host: QubesXml, from: DomainInfo, opts: AddRestoredOptions): DomainInfo {
   const st = stateOf(host);
-  if (from.klass === 'AdminVM') fail('ERR_PLAN', 'dom0 cannot be restored as a VM', { vm: from.name });
-  if (from.klass === 'DispVM' && from.legacyClass) fail('ERR_PLAN', `R2/R3 DisposableVM ${from.name} cannot be restored`, { vm: from.name });
-  if (!isValidVmName(opts.newName, { allowDot: host.schema === 'r2r3' })) fail('ERR_PLAN', `invalid VM name ${JSON.stringify(opts.newName)}`, { vm: from.name });
+  const klass = restoredClass(host, from);
+  if (!isValidVmName(opts.newName)) fail('ERR_PLAN', `invalid VM name ${shown(opts.newName)}`, { vm: from.name });
   if (findDomain(host, opts.newName)) fail('ERR_PLAN', `VM ${opts.newName} already exists on the host`, { vm: from.name });
-  const origin = originOf(from);
-  const qid = freeQid(host);
-  let node: XNode;
-  if (host.schema === 'r2r3') {
-    if (from.legacyClass === undefined || origin?.node === undefined) fail('ERR_UNSUPPORTED', `cannot add R4 VM ${from.name} to an R2/R3 qubes.xml`, { vm: from.name });
-    node = copyLegacyDomain(host, origin.node, from, qid, opts);
-    appendChild(st.root, node, 0, st.pretty);
-  } else {
-    const refs = resolveRefs(host, from, opts);
-    node =
-      from.legacyClass === undefined && origin?.schema === 'r4' && origin.node
-        ? copyR4Domain(host, origin.node, from, qid, opts, refs)
-        : buildR4Domain(host, from, qid, opts, refs);
-    const domains = child(st.root, 'domains') ?? (() => {
-      const d = makeElement('domains');
-      appendChild(st.root, d, 0, st.pretty);
-      return d;
-    })();
-    appendChild(domains, node, 1, st.pretty);
-  }
+  const { node, warnings } = buildDomain(host, from, klass, freeQid(host), opts);
+  const domains = child(st.root, 'domains') ?? (() => {
+    const d = makeElement('domains');
+    appendChild(st.root, d, 0, st.pretty);
+    return d;
+  })();
+  appendChild(domains, node, 1, st.pretty);
   refresh(host);
+  st.restored.set(opts.newName, warnings);
   return [...stateOf(host).nodes].find(([, n]) => n === node)![0];
 }

@@ -1,125 +1,131 @@
-// R4 volume-config for restored VMs: synthesise the standard volumes (root, private, volatile,
-// kernel) in the host's default pool, or carry over a backed-up volume-config with its vids
-// renamed and moved to a host pool when the original pool does not exist there.
+// R4 volume-config of a restored VM, generated for the file-pool layout the restore installs:
+// only root/private/volatile/kernel, vids `appvms/<name>/<vol>` or `vm-templates/<name>/<vol>` in a
+// host file pool, flags from the class (as Qubes R4.2 sets them), `source` only ever the VM's own
+// template's volume. Nothing (vid, source, pool, path, flag) is taken from the backup.
+import { fail } from '../errors.js';
 import { findDomain, stateOf } from './document.js';
-import type { QubesXml } from './types.js';
+import { checkKernel } from './restore-props.js';
+import type { DomainInfo, QubesXml, VolumeInfo } from './types.js';
 import { child, decodedAttrs, elements, makeElement, type XNode } from './xml-tree.js';
 
 const GiB = 1024 * 1024 * 1024;
-const KNOWN_DRIVERS = new Set(['file', 'file-reflink', 'lvm_thin']);
-const ATTR_ORDER = ['name', 'pool', 'revisions_to_keep', 'rw', 'save_on_stop', 'snap_on_start', 'size', 'source', 'vid'];
+/** Largest volume size accepted from a backup (16 TiB). */
+export const MAX_VOLUME_BYTES = 16 * 1024 * GiB;
+/** The only volume names a restored VM gets. */
+export const VOLUME_NAMES = ['root', 'private', 'volatile', 'kernel'] as const;
+export type SizedVolume = 'root' | 'private' | 'volatile';
+/** Pool drivers that keep `<dir_path>/<vid>.img` files, the layout the restore writes. */
+export const FILE_DRIVERS: readonly string[] = ['file', 'file-reflink'];
+
+const ATTR_ORDER = ['name', 'pool', 'rw', 'save_on_stop', 'snap_on_start', 'size', 'source', 'vid'];
 
 interface Pool {
   name: string;
   driver: string;
-  attrs: Record<string, string>;
+  dirPath?: string;
 }
 
-function hostPools(host: QubesXml): Pool[] {
+/** The host's `<pools>`. */
+export function hostPools(host: QubesXml): Pool[] {
   const pools = child(stateOf(host).root, 'pools');
   if (!pools) return [];
   return elements(pools, 'pool').map((p) => {
-    const attrs = decodedAttrs(p);
-    return { name: attrs['name'] ?? '', driver: attrs['driver'] ?? '', attrs };
+    const a = decodedAttrs(p);
+    return { name: a['name'] ?? '', driver: a['driver'] ?? '', ...(a['dir_path'] !== undefined ? { dirPath: a['dir_path'] } : {}) };
   });
 }
 
-/** The host pool a new volume goes to: default_pool_<vol>, default_pool, varlibqubes, any non-kernel pool. */
-function pickPool(host: QubesXml, vol: string): Pool {
-  const pools = hostPools(host);
-  if (vol === 'kernel') return pools.find((p) => p.driver === 'linux-kernel') ?? { name: 'linux-kernel', driver: 'linux-kernel', attrs: {} };
-  const g = host.globalProperties;
-  for (const want of [g[`default_pool_${vol}`], g['default_pool'], 'varlibqubes']) {
-    const p = want ? pools.find((x) => x.name === want) : undefined;
-    if (p) return p;
-  }
-  return pools.find((p) => p.driver !== 'linux-kernel') ?? { name: 'varlibqubes', driver: 'file', attrs: {} };
+/**
+ * The file pool restored VMs go to: `varlibqubes` (Qubes' pool for /var/lib/qubes), else a file
+ * pool at /var/lib/qubes, else the first file pool. ERR_UNSUPPORTED when the host has none.
+ */
+export function restorePool(host: QubesXml): Pool {
+  const file = hostPools(host).filter((p) => p.name !== '' && FILE_DRIVERS.includes(p.driver));
+  const p = file.find((x) => x.name === 'varlibqubes') ?? file.find((x) => x.dirPath?.replace(/\/+$/, '') === '/var/lib/qubes') ?? file[0];
+  return p ?? fail('ERR_UNSUPPORTED', 'the host qubes.xml has no file pool (driver file): only the file-pool layout is supported');
 }
 
-/** The vid Qubes gives volume `vol` of VM `name` in `pool`. */
-function vidFor(pool: Pool, name: string, klass: string, vol: string): string {
-  if (pool.driver === 'lvm_thin') return `${pool.attrs['volume_group'] ?? 'qubes_dom0'}/vm-${name}-${vol}`;
+/** The vid a VM's volume has in a file pool. */
+export function fileVid(klass: string, name: string, vol: string): string {
   return `${klass === 'TemplateVM' ? 'vm-templates' : 'appvms'}/${name}/${vol}`;
 }
 
-/** Rewrite the VM-name parts of a vid (`appvms/old/private`, `vg/vm-old-private`). */
-export function renameVid(vid: string, oldName: string, newName: string): string {
-  return vid
-    .split('/')
-    .map((c) => (c === oldName ? newName : c.startsWith(`vm-${oldName}-`) ? `vm-${newName}-${c.slice(oldName.length + 4)}` : c))
-    .join('/');
+/** A size from a backup or a caller: a positive integer of at most 16 TiB, else undefined. */
+export function saneSize(n: number | undefined): number | undefined {
+  return n !== undefined && Number.isSafeInteger(n) && n > 0 && n <= MAX_VOLUME_BYTES ? n : undefined;
+}
+
+export interface VolumeSpec {
+  /** new name and class of the VM (already checked) */
+  name: string;
+  klass: string;
+  /** the VM's checked `kernel` property, if it sets one ('' = none) */
+  kernel?: string;
+  /** host name of the VM's template, if it has one */
+  template?: string;
+  /** sizes to use (restored files, else sane backed-up sizes); Qubes' defaults otherwise */
+  sizes: Partial<Record<SizedVolume, number>>;
+}
+
+/** Per class: volume → [flags, Qubes' default size]. DispVMs snapshot root and private. */
+function layout(klass: string): Record<SizedVolume, [Record<string, string>, number]> {
+  const own = { rw: 'True', save_on_stop: 'True' };
+  const snap = { rw: 'True', snap_on_start: 'True' };
+  if (klass === 'TemplateVM' || klass === 'StandaloneVM') return { root: [own, 10 * GiB], private: [own, 2 * GiB], volatile: [{ rw: 'True' }, 10 * GiB] };
+  if (klass === 'DispVM') return { root: [snap, 10 * GiB], private: [snap, 2 * GiB], volatile: [{ rw: 'True' }, 12 * GiB] };
+  if (klass === 'AppVM') return { root: [snap, 10 * GiB], private: [own, 2 * GiB], volatile: [{ rw: 'True' }, 10 * GiB] };
+  return fail('ERR_PLAN', `VM class ${JSON.stringify(klass)} cannot be restored`);
 }
 
 function volumeElement(attrs: Record<string, string>): XNode {
   const ordered: Record<string, string> = {};
   for (const k of ATTR_ORDER) if (attrs[k] !== undefined) ordered[k] = attrs[k]!;
-  for (const [k, v] of Object.entries(attrs)) if (!(k in ordered)) ordered[k] = v;
   return makeElement('volume', ordered);
 }
 
-export interface VolumePlan {
-  name: string;
-  klass: string;
-  /** value of the new domain's `kernel` property, if it sets one */
-  kernel?: string;
-}
-
-/** Standard volumes of a new VM of the class, as `<volume>` elements. */
-export function synthesizeVolumes(host: QubesXml, vm: VolumePlan): XNode[] {
-  if (vm.klass === 'AdminVM') return [];
-  const own = vm.klass === 'TemplateVM' || vm.klass === 'StandaloneVM';
-  const disp = vm.klass === 'DispVM';
+/** The `<volume>` elements of a restored VM. */
+export function restoredVolumes(host: QubesXml, vm: VolumeSpec): XNode[] {
+  const pool = restorePool(host);
+  const tpl = vm.template !== undefined ? findDomain(host, vm.template) : undefined;
   const out: XNode[] = [];
-  const add = (vol: string, a: Record<string, string>) => {
-    const pool = pickPool(host, vol);
-    const vid = vol === 'kernel' ? a['vid']! : vidFor(pool, vm.name, vm.klass, vol);
-    out.push(volumeElement({ name: vol, pool: pool.name, ...a, vid }));
-  };
-  add('root', own ? { rw: 'True', save_on_stop: 'True', size: String(10 * GiB) } : { snap_on_start: 'True', size: String(10 * GiB) });
-  add('private', disp ? { snap_on_start: 'True', size: String(2 * GiB) } : { rw: 'True', save_on_stop: 'True', size: String(2 * GiB) });
-  add('volatile', { rw: 'True', size: String(10 * GiB) });
-  // kernel: the VM's own choice ('' = none) or the host default; unknown → left to qubesd
-  const kernel = vm.kernel ?? host.globalProperties['default_kernel'];
-  if (kernel !== undefined) add('kernel', { vid: kernel });
+  for (const [vol, [flags, dflt]] of Object.entries(layout(vm.klass)) as [SizedVolume, [Record<string, string>, number]][]) {
+    const a: Record<string, string> = { name: vol, pool: pool.name, ...flags };
+    const tv = flags['snap_on_start'] && tpl ? tpl.volumes.find((v) => v.name === vol) : undefined;
+    a['size'] = String(saneSize(vm.sizes[vol]) ?? saneSize(tv?.size) ?? dflt);
+    // the snapshot origin: the template's own volume in the same pool, or left to Qubes (it
+    // takes the template's volume when `source` is absent)
+    if (tv && tpl && tv.pool === pool.name && tv.vid === fileVid(tpl.klass, tpl.name, vol)) a['source'] = tv.vid;
+    a['vid'] = fileVid(vm.klass, vm.name, vol);
+    out.push(volumeElement(a));
+  }
+  // kernel: the VM's own choice ('' = none), else its template's, else the host default (as
+  // Qubes resolves the kernel property), in the host's kernel pool
+  const kpool = hostPools(host).find((p) => p.driver === 'linux-kernel' && p.name !== '');
+  const inherited = [tpl?.properties['kernel'], host.globalProperties['default_kernel']].find((k) => k !== undefined);
+  const kernel = vm.kernel ?? (inherited !== undefined ? checkKernel(inherited) : undefined);
+  if (kpool && kernel !== undefined) out.push(volumeElement({ name: 'kernel', pool: kpool.name, vid: kernel }));
   return out;
 }
 
 /**
- * Copy backed-up `<volume>`s (size, flags…) for the renamed VM. A volume whose pool the host lacks
- * moves to the host's pool for it; vids are those Qubes gives the new VM (renamed for unknown
- * pool drivers); `source` (snapshot origin) follows the host's template volume,
- * else the template's rename, and is dropped when the volume changed pool.
+ * Why volume `v` of host VM `d` would not be what it claims (undefined: fine): its pool must exist;
+ * in a file pool it must be root/private/volatile with the vid of the VM's own directory and a
+ * `source` only from its own template's volume; in the kernel pool a kernel name.
  */
-export function carryVolumes(
-  host: QubesXml,
-  vols: Record<string, string>[],
-  oldName: string,
-  vm: VolumePlan,
-  template?: { old?: string; new?: string },
-): XNode[] {
-  const pools = hostPools(host);
-  const have = new Set(pools.map((p) => p.name));
-  const tpl = template?.new ? findDomain(host, template.new) : undefined;
-  return vols.map((a0) => {
-    const a = { ...a0 };
-    const vol = a['name'] ?? '';
-    if (vol === 'kernel') {
-      if (!have.has(a['pool'] ?? '')) a['pool'] = pickPool(host, 'kernel').name;
-      return volumeElement(a);
-    }
-    const hostPool = pools.find((p) => p.name === a['pool']);
-    const moved = hostPool === undefined;
-    const pool = hostPool ?? pickPool(host, vol);
-    a['pool'] = pool.name;
-    // known drivers get the vid Qubes would give the new VM; others have the name replaced
-    if (moved || KNOWN_DRIVERS.has(pool.driver)) a['vid'] = vidFor(pool, vm.name, vm.klass, vol);
-    else if (a['vid'] !== undefined) a['vid'] = renameVid(a['vid'], oldName, vm.name);
-    if (a['source'] !== undefined) {
-      const tv = tpl?.volumes.find((v) => v.name === vol)?.vid;
-      if (tv !== undefined) a['source'] = tv;
-      else if (moved) delete a['source'];
-      else if (template?.old && template.new) a['source'] = renameVid(a['source'], template.old, template.new);
-    }
-    return volumeElement(a);
-  });
+export function volumeProblem(host: QubesXml, d: DomainInfo, v: VolumeInfo, byName: ReadonlyMap<string, DomainInfo>): string | undefined {
+  const what = `volume ${JSON.stringify(v.name)}`;
+  const pool = hostPools(host).find((p) => p.name === v.pool);
+  if (pool === undefined) return `${what}: pool ${JSON.stringify(v.pool ?? '')} is not a pool of this host`;
+  if (pool.driver === 'linux-kernel') {
+    return v.name === 'kernel' && checkKernel(v.vid ?? '') !== undefined ? undefined : `${what}: not a kernel volume`;
+  }
+  if (!FILE_DRIVERS.includes(pool.driver)) return undefined;
+  if (!['root', 'private', 'volatile'].includes(v.name)) return `${what}: not a volume name Qubes uses`;
+  if (v.vid !== fileVid(d.klass, d.name, v.name)) return `${what}: vid ${JSON.stringify(v.vid ?? '')} is not in the VM's own directory`;
+  const source = v.attrs['source'];
+  if (source !== undefined) {
+    const t = typeof d.template === 'string' ? byName.get(d.template) : undefined;
+    if (!v.snapToClone || t === undefined || source !== fileVid(t.klass, t.name, v.name)) return `${what}: source ${JSON.stringify(source)} is not its template's ${v.name} volume`;
+  }
+  return undefined;
 }

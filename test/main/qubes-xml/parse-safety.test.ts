@@ -127,13 +127,17 @@ describe('escaping round trips', () => {
   });
 
   test('values written by the module are escaped', async () => {
-    const { addRestoredDomain, emptyR4Host, findDomain } = await import('../../../src/main/qubes-xml/index.js');
-    const doc = parseQubesXml(xml);
-    const host = emptyR4Host();
-    addRestoredDomain(host, findDomain(doc, 'v')!, { newName: 'v2', renames: new Map([['v', 'v2']]) });
+    const { addRestoredDomain, findDomain, restoreWarningsOf } = await import('../../../src/main/qubes-xml/index.js');
+    const { r4Xml } = await import('../restore/sample-xml.js');
+    const doc = parseQubesXml(xml.replace('<features>', '<features><feature name="ok">raw<![CDATA[<not markup> & ]]>end</feature>'));
+    const host = parseQubesXml(r4Xml([{ name: 'tpl', klass: 'TemplateVM', qid: 1 }]));
+    addRestoredDomain(host, findDomain(doc, 'v')!, { newName: 'v2', renames: new Map([['v', 'v2']]), hostDefaults: { template: 'tpl' } });
     const out = serializeQubesXml(host);
     const back = findDomain(parseQubesXml(out), 'v2')!;
     assert.equal(back.properties['kernelopts'], `x & y \u263a A<>"' ]]>`);
-    assert.equal(back.features['attr & \ntest'], 'raw<not markup> & end');
+    assert.equal(back.features['ok'], 'raw<not markup> & end');
+    // a feature name with a control character is not carried
+    assert.equal(back.features['attr & \ntest'], undefined);
+    assert.match(restoreWarningsOf(host, 'v2')!.join('\n'), /feature "attr & \\ntest" not restored: invalid name/);
   });
 });

@@ -1,5 +1,5 @@
 // Restore side: emptyR4Host and addRestoredDomain for R2/R3 and R4 source VMs (qid allocation,
-// renames, labels by name, volumes), and an R2/R3 host.
+// renames, labels by name, volumes), and the refusal of an R2/R3 host. Hostile input: restore-hostile.test.ts.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
@@ -8,8 +8,11 @@ import {
   findDomain,
   legacyDispvmTemplates,
   parseQubesXml,
+  restoreWarningsOf,
   serializeQubesXml,
+  validateHostCollection,
   type DomainInfo,
+  type QubesXml,
 } from '../../../src/main/qubes-xml/index.js';
 
 const R3 = `<QubesVmCollection default_template="1" default_netvm="3" default_fw_netvm="2" updatevm="3" clockvm="2" default_kernel="4.4.14-11">
@@ -103,7 +106,8 @@ describe('addRestoredDomain, R2/R3 source into an R4 host', () => {
   const host = emptyR4Host();
   const renames = new Map([['tplclone', 'tplclone'], ['custom', 'custom-1'], ['winhvm', 'winhvm'], ['work', 'work'], ['disp-no-netvm', 'disp-no-netvm']]);
   const tpl = addRestoredDomain(host, findDomain(src, 'tplclone')!, { newName: 'tplclone', renames });
-  const disp = addRestoredDomain(host, legacyDispvmTemplates(src).find((d) => d.name === 'disp-no-netvm')!, { newName: 'disp-no-netvm', renames });
+  // the synthetic DVM template has no template: the host default is used, as Qubes does
+  const disp = addRestoredDomain(host, legacyDispvmTemplates(src).find((d) => d.name === 'disp-no-netvm')!, { newName: 'disp-no-netvm', renames, hostDefaults: { template: 'tplclone' } });
   const custom = addRestoredDomain(host, findDomain(src, 'custom')!, { newName: 'custom-1', renames });
   const win = addRestoredDomain(host, findDomain(src, 'winhvm')!, { newName: 'winhvm', renames });
 
@@ -133,6 +137,7 @@ describe('addRestoredDomain, R2/R3 source into an R4 host', () => {
     assert.deepEqual(custom.features, { cups: '1', 'check-updates': '' });
     assert.equal(custom.backup, undefined);
     assert.equal(disp.properties['template_for_dispvms'], 'True');
+    assert.equal(disp.template, 'tplclone');
     assert.equal(disp.netvm, null);
     // winhvm's netvm sys-firewall is neither on the host nor restored: left to the default
     assert.equal(win.netvm, undefined);
@@ -157,9 +162,10 @@ describe('addRestoredDomain, R2/R3 source into an R4 host', () => {
     assert.equal(vol(win, 'root')?.saveOnStop, true);
   });
 
-  test('the host writes and re-reads the same model', () => {
+  test('the host writes and re-reads the same model, and loads as Qubes would', () => {
     const out = serializeQubesXml(host);
     assert.deepEqual(parseQubesXml(out), host);
+    assert.deepEqual(validateHostCollection(parseQubesXml(out)), []);
     assert.ok(out.includes(`    <domain id="domain-3" class="AppVM">
       <properties>
         <property name="label">label-7</property>
@@ -188,53 +194,74 @@ describe('addRestoredDomain, R2/R3 source into an R4 host', () => {
   });
 });
 
+/** An empty R4 host plus TemplateVM `fedora-38` (kernel 4.1, restored from the R3 sample). */
+function hostWithTemplate(): QubesXml {
+  const h = emptyR4Host();
+  addRestoredDomain(h, findDomain(parseQubesXml(R3), 'tplclone')!, { newName: 'fedora-38', renames: new Map() });
+  return h;
+}
+
 describe('addRestoredDomain, R4 source into an R4 host', () => {
   const src = parseQubesXml(R4);
-  const host = emptyR4Host();
+  const host = hostWithTemplate();
   const renames = new Map([['mail', 'mail-2'], ['sys-vpn', 'vpn']]);
-  const vpn = addRestoredDomain(host, findDomain(src, 'sys-vpn')!, { newName: 'vpn', renames });
-  const mail = addRestoredDomain(host, findDomain(src, 'mail')!, { newName: 'mail-2', renames, hostDefaults: { template: 'fedora-38' } });
+  // sys-vpn has no template in this sample: the host default is used
+  const vpn = addRestoredDomain(host, findDomain(src, 'sys-vpn')!, { newName: 'vpn', renames, hostDefaults: { template: 'fedora-38' } });
+  const mail = addRestoredDomain(host, findDomain(src, 'mail')!, { newName: 'mail-2', renames });
 
   test('identity, label by name and references', () => {
-    assert.deepEqual([vpn.qid, vpn.name, vpn.label, vpn.netvm, vpn.providesNetwork], [1, 'vpn', 'purple', null, true]);
-    assert.deepEqual([mail.qid, mail.name, mail.label], [2, 'mail-2', 'red']);
-    assert.equal(prop(mail)['qid'], '2');
+    assert.deepEqual([vpn.qid, vpn.name, vpn.label, vpn.netvm, vpn.providesNetwork, vpn.template], [2, 'vpn', 'purple', null, true, 'fedora-38']);
+    assert.deepEqual([mail.qid, mail.name, mail.label], [3, 'mail-2', 'red']);
+    assert.equal(prop(mail)['qid'], '3');
     assert.notEqual(prop(mail)['uuid'], '11111111-2222-3333-4444-555555555555');
     assert.equal(mail.netvm, 'vpn', 'netvm follows the rename');
     assert.equal(mail.template, 'fedora-38');
     assert.equal(mail.defaultDispvm, undefined, 'a default_dispvm that is nowhere is dropped');
     assert.equal(prop(mail)['installed_by_rpm'], undefined);
     assert.equal(prop(mail)['memory'], '700');
+    assert.deepEqual(validateHostCollection(host), []);
   });
 
-  test('features without backup-*, tags and devices kept', () => {
+  test('features without backup-* and tags kept; a device of a host VM is not', () => {
     assert.deepEqual(mail.features, { 'service.cups': '1' });
     assert.equal(mail.backup, undefined);
     assert.deepEqual(mail.tags, ['mine']);
-    assert.deepEqual(mail.devices.map((d) => [d.bus, d.backend, d.port, d.options]), [['usb', 'sys-usb', '2-1', { 'read-only': 'yes' }]]);
+    assert.deepEqual(mail.devices, []);
+    assert.match(restoreWarningsOf(host, 'mail-2')!.join('\n'), /device "usb:sys-usb:2-1" not restored: devices of dom0 or of VMs already on the host/);
   });
 
-  test('volume-config: vids renamed, pools the host lacks replaced', () => {
+  test('a device whose backend is restored in the same run is kept', () => {
+    const h = hostWithTemplate();
+    const r = new Map([['mail', 'mail'], ['sys-usb', 'usb']]);
+    const usbSrc = parseQubesXml(R4.replace('<property name="name">sys-vpn</property>', '<property name="name">sys-usb</property>'));
+    addRestoredDomain(h, findDomain(usbSrc, 'sys-usb')!, { newName: 'usb', renames: r, hostDefaults: { template: 'fedora-38' } });
+    const m = addRestoredDomain(h, findDomain(usbSrc, 'mail')!, { newName: 'mail', renames: r });
+    assert.deepEqual(m.devices.map((d) => [d.bus, d.backend, d.port, d.options]), [['usb', 'usb', '2-1', { 'read-only': 'yes' }]]);
+    assert.deepEqual(validateHostCollection(h), []);
+  });
+
+  test('volume-config generated: file pool, own vids, sizes from the backup, kernel of the template', () => {
     assert.deepEqual(
-      mail.volumes.map((v) => [v.name, v.pool, v.vid, v.size, v.attrs['revisions_to_keep']]),
+      mail.volumes.map((v) => [v.name, v.pool, v.vid, v.size, v.saveOnStop, v.snapToClone, v.attrs['rw'], v.attrs['revisions_to_keep']]),
       [
-        ['root', 'varlibqubes', 'appvms/mail-2/root', 21474836480, '0'],
-        ['private', 'varlibqubes', 'appvms/mail-2/private', 4294967296, '2'],
-        ['volatile', 'varlibqubes', 'appvms/mail-2/volatile', 10737418240, undefined],
-        ['kernel', 'linux-kernel', '6.1.1', undefined, undefined],
+        ['root', 'varlibqubes', 'appvms/mail-2/root', 21474836480, false, true, 'True', undefined],
+        ['private', 'varlibqubes', 'appvms/mail-2/private', 4294967296, true, false, 'True', undefined],
+        ['volatile', 'varlibqubes', 'appvms/mail-2/volatile', 10737418240, false, false, 'True', undefined],
+        ['kernel', 'linux-kernel', '4.1', undefined, false, false, undefined, undefined],
       ],
     );
     assert.equal(vol(vpn, 'private')?.vid, 'appvms/vpn/private');
-    // the snapshot source was in a pool the host lacks, and the template is not there: dropped
-    assert.equal(vol(mail, 'root')?.attrs['source'], undefined);
+    // the snapshot source is the template's own root volume on the host
+    assert.equal(vol(mail, 'root')?.attrs['source'], 'vm-templates/fedora-38/root');
   });
 
-  test('snapshot source follows the template on the host', () => {
-    const h = emptyR4Host();
-    addRestoredDomain(h, findDomain(parseQubesXml(R3), 'tplclone')!, { newName: 'fedora-38', renames: new Map() });
-    const m = addRestoredDomain(h, findDomain(src, 'mail')!, { newName: 'mail', renames: new Map() });
-    assert.equal(vol(m, 'root')?.attrs['source'], 'vm-templates/fedora-38/root');
-    assert.equal(m.template, 'fedora-38');
+  test('volume sizes: the restored files first, insane backed-up sizes ignored', () => {
+    const h = hostWithTemplate();
+    const huge = parseQubesXml(R4.replace('size="4294967296"', 'size="99999999999999999"').replace('size="21474836480"', 'size="0"'));
+    const m = addRestoredDomain(h, findDomain(huge, 'mail')!, { newName: 'm', renames: new Map() });
+    assert.deepEqual(m.volumes.map((v) => v.size), [10 * 2 ** 30, 2 * 2 ** 30, 10737418240, undefined]);
+    const m2 = addRestoredDomain(h, findDomain(huge, 'mail')!, { newName: 'm2', renames: new Map(), volumeSizes: { private: 12345, root: -1 } });
+    assert.deepEqual(m2.volumes.map((v) => v.size), [10 * 2 ** 30, 12345, 10737418240, undefined]);
   });
 
   test('the source document is not modified', () => {
@@ -243,47 +270,51 @@ describe('addRestoredDomain, R4 source into an R4 host', () => {
   });
 
   test('lowest free qid', () => {
-    const h = parseQubesXml(serializeQubesXml(host).replace('id="domain-1"', 'id="domain-7"').replace('<property name="qid">1</property>', '<property name="qid">7</property>'));
-    const again = addRestoredDomain(h, findDomain(src, 'sys-vpn')!, { newName: 'vpn2', renames: new Map() });
-    assert.equal(again.qid, 1);
-    const third = addRestoredDomain(h, findDomain(src, 'sys-vpn')!, { newName: 'vpn3', renames: new Map() });
-    assert.equal(third.qid, 3);
+    const h = parseQubesXml(serializeQubesXml(host).replace('id="domain-2"', 'id="domain-7"').replace('<property name="qid">2</property>', '<property name="qid">7</property>'));
+    const opts = { renames: new Map(), hostDefaults: { template: 'fedora-38' } };
+    const again = addRestoredDomain(h, findDomain(src, 'sys-vpn')!, { newName: 'vpn2', ...opts });
+    assert.equal(again.qid, 2);
+    const third = addRestoredDomain(h, findDomain(src, 'sys-vpn')!, { newName: 'vpn3', ...opts });
+    assert.equal(third.qid, 4);
   });
 
-  test('netvm fallbacks: host default, else the default', () => {
-    const h = emptyR4Host();
-    const a = addRestoredDomain(h, findDomain(src, 'mail')!, { newName: 'a', renames: new Map(), hostDefaults: { template: 'x', netvm: 'dom0' } });
-    assert.equal(a.netvm, 'dom0');
-    const b = addRestoredDomain(h, findDomain(src, 'mail')!, { newName: 'b', renames: new Map(), hostDefaults: { template: 'x' } });
+  test('netvm fallbacks: a host default that provides network, else the default', () => {
+    const h = hostWithTemplate();
+    addRestoredDomain(h, findDomain(src, 'sys-vpn')!, { newName: 'fw', renames: new Map(), hostDefaults: { template: 'fedora-38' } });
+    const a = addRestoredDomain(h, findDomain(src, 'mail')!, { newName: 'a', renames: new Map(), hostDefaults: { netvm: 'fw' } });
+    assert.equal(a.netvm, 'fw');
+    const b = addRestoredDomain(h, findDomain(src, 'mail')!, { newName: 'b', renames: new Map() });
     assert.equal(b.netvm, undefined);
+    // dom0 does not provide network: not a usable fallback
+    const c = addRestoredDomain(h, findDomain(src, 'mail')!, { newName: 'c', renames: new Map(), hostDefaults: { netvm: 'dom0' } });
+    assert.equal(c.netvm, undefined);
+    assert.deepEqual(validateHostCollection(h), []);
   });
 
-  test('an lvm host pool gets lvm vids', () => {
-    const h = parseQubesXml(R4.replace('<properties/>', '<properties><property name="default_pool">lvm</property></properties>'));
+  test('a host whose default pool is LVM: volumes still go to its file pool', () => {
+    const h = parseQubesXml(
+      serializeQubesXml(hostWithTemplate())
+        .replace('<pools>', '<pools><pool driver="lvm_thin" name="lvm" thin_pool="pool00" volume_group="qubes_dom0"/>')
+        .replace('<properties/>', '<properties><property name="default_pool">lvm</property></properties>'),
+    );
     const s = addRestoredDomain(h, legacyDispvmTemplates(parseQubesXml(R3.replace('uses_default_netvm="False" netvm_qid="none"', 'uses_default_netvm="False" netvm_qid="2"')))[0]!, {
       newName: 'disp-x',
       renames: new Map(),
+      hostDefaults: { template: 'fedora-38' },
     });
-    assert.equal(vol(s, 'private')?.vid, 'qubes_dom0/vm-disp-x-private');
-    assert.equal(vol(s, 'private')?.pool, 'lvm');
+    assert.equal(vol(s, 'private')?.vid, 'appvms/disp-x/private');
+    assert.equal(vol(s, 'private')?.pool, 'varlibqubes');
   });
 });
 
 describe('addRestoredDomain into an R2/R3 host', () => {
-  test('R3 VM copied with new qid and remapped qids', () => {
+  test('refused (ERR_UNSUPPORTED), the host unchanged', () => {
     const src = parseQubesXml(R3);
     const host = parseQubesXml(R3.replace(/\n  <QubesTemplateVm qid="11"[^\n]*|\n  <QubesAppVm[^\n]*|\n  <QubesHVm[^\n]*/g, ''));
-    assert.deepEqual(host.domains.map((d) => d.qid), [0, 1, 2, 3]);
-    const t = addRestoredDomain(host, findDomain(src, 'tplclone')!, { newName: 'tpl-new', renames: new Map([['tplclone', 'tpl-new']]) });
-    const c = addRestoredDomain(host, findDomain(src, 'custom')!, { newName: 'custom', renames: new Map([['tplclone', 'tpl-new']]) });
-    assert.deepEqual([t.qid, c.qid, c.template, c.netvm], [4, 5, 'tpl-new', null]);
-    assert.equal(t.dirPath, '/var/lib/qubes/vm-templates/tpl-new');
-    assert.equal(t.properties['conf_file'], 'tpl-new.conf');
-    assert.equal(t.backup, undefined);
-    const out = serializeQubesXml(host);
-    assert.match(out, /<QubesAppVm qid="5" name="custom" label="purple" template_qid="4" /);
-    assert.deepEqual(parseQubesXml(out), host);
+    const before = serializeQubesXml(host);
+    assert.throws(() => addRestoredDomain(host, findDomain(src, 'tplclone')!, { newName: 'tpl-new', renames: new Map() }), { code: 'ERR_UNSUPPORTED' });
     const r4vm = findDomain(parseQubesXml(R4), 'mail')!;
     assert.throws(() => addRestoredDomain(host, r4vm, { newName: 'mail', renames: new Map() }), { code: 'ERR_UNSUPPORTED' });
+    assert.equal(serializeQubesXml(host), before);
   });
 });

@@ -53,3 +53,19 @@ export const R4_EDGES = `<?xml version='1.0' encoding='UTF-8'?>
   </domains>
 </qubes>
 `;
+
+/**
+ * The host the fixtures' oracle restores ran on: dom0, TemplateVM `default-template` and the
+ * disposable template `default-dvm` (the host defaults), the standard labels and pools.
+ */
+export function oracleHostXml(emptyHostXml: string): string {
+  const prop = (n: string, v: string) => `<property name="${n}">${v}</property>`;
+  return emptyHostXml
+    .replace('<properties/>', `<properties>${prop('default_template', 'default-template')}${prop('default_dispvm', 'default-dvm')}</properties>`)
+    .replace(
+      '</domains>',
+      `<domain id="domain-1" class="TemplateVM"><properties>${prop('label', 'label-8')}${prop('name', 'default-template')}${prop('qid', '1')}</properties></domain>` +
+        `<domain id="domain-2" class="AppVM"><properties>${prop('label', 'label-1')}${prop('name', 'default-dvm')}${prop('qid', '2')}` +
+        `${prop('template', 'default-template')}${prop('template_for_dispvms', 'True')}</properties></domain></domains>`,
+    );
+}

@@ -92,8 +92,8 @@ describe('planRestore', () => {
   it('renames avoid host VMs, backup VMs and each other, and stay ≤ 31 characters', () => {
     const long = 'a'.repeat(31);
     const vms: VmSpec[] = [
-      { name: 'web', klass: 'AppVM', qid: 3, backup: true },
-      { name: 'web-1', klass: 'AppVM', qid: 4, backup: true },
+      { name: 'web', klass: 'StandaloneVM', qid: 3, backup: true },
+      { name: 'web-1', klass: 'StandaloneVM', qid: 4, backup: true },
       { name: long, klass: 'StandaloneVM', qid: 5, backup: true },
     ];
     const h = host([

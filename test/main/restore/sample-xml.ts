@@ -5,13 +5,17 @@ import path from 'node:path';
 
 export interface VmSpec {
   name: string;
-  klass: 'AppVM' | 'TemplateVM' | 'StandaloneVM' | 'DispVM';
+  /** AppVM, TemplateVM, StandaloneVM, DispVM (anything else: a hostile backup) */
+  klass: 'AppVM' | 'TemplateVM' | 'StandaloneVM' | 'DispVM' | (string & {});
   qid: number;
   template?: string;
   /** string = that VM, null = none, absent = default */
   netvm?: string | null;
   providesNetwork?: boolean;
   dispvmTemplate?: boolean;
+  defaultDispvm?: string;
+  /** more `<property>` elements, as [name, value] */
+  props?: [string, string][];
   /** in the backup: backup-path (default `vm<qid>/`) and size */
   backup?: boolean;
   path?: string;
@@ -40,6 +44,8 @@ export function r4Xml(vms: VmSpec[], opts: R4Options = {}): string {
     if (vm.netvm !== undefined) props.push(prop('netvm', vm.netvm ?? ''));
     if (vm.providesNetwork) props.push(prop('provides_network', 'True'));
     if (vm.dispvmTemplate) props.push(prop('template_for_dispvms', 'True'));
+    if (vm.defaultDispvm !== undefined) props.push(prop('default_dispvm', vm.defaultDispvm));
+    for (const [n, v] of vm.props ?? []) props.push(prop(n, v));
     const feats = vm.backup
       ? feat('backup-content', '1') + feat('backup-path', vm.path ?? `vm${vm.qid}/`) + feat('backup-size', String(vm.size ?? 1024))
       : '';

@@ -1,13 +1,17 @@
 // Template and netVM resolution for one VM of the restore plan (FORMAT.md §9.1 step 4): found among
 // the VMs being restored (through renames), else on the host, else missing → host default
-// (--ignore-missing), or a problem that --skip-broken turns into a skip.
+// (--ignore-missing), or a problem that --skip-broken turns into a skip. A reference Qubes would
+// refuse (a non-template as template, a netVM without provides_network, the VM itself, a name no VM
+// can have) is a 'bad-reference' problem, whatever the options.
 import type { DomainInfo } from '../../qubes-xml/index.js';
-import { isDispVm, isDispvmTemplate, isTemplateVm } from './domain-view.js';
+import { aClass, canBeTemplateOf, hasTemplate, isValidVmName, providesNetwork, shown } from '../../qubes-xml/index.js';
 
 /** What the planner knows when resolving references. */
 export interface ResolveContext {
   /** Backup name → new name, for the VMs that will be restored. */
   restoring: ReadonlyMap<string, string>;
+  /** The backup's VM of that (backup) name. */
+  backupVm: (name: string) => DomainInfo | undefined;
   /** Host domains by name (empty for a host without qubes.xml). */
   host: ReadonlyMap<string, DomainInfo>;
   /** Why a VM of the backup's qubes.xml is not among `restoring` (absent: not listed at all). */
@@ -23,23 +27,30 @@ export type NotRestored = 'excluded' | 'skipped' | 'no-data';
 /** Outcome for one reference: the value to use, and a problem or a note. */
 export interface Resolved {
   value: string | null | undefined;
-  problem?: 'missing-template' | 'missing-netvm';
+  problem?: 'missing-template' | 'missing-netvm' | 'bad-reference';
   /** Human explanation of the problem (for the blocking list). */
   reason?: string;
   note?: string;
 }
 
-/** Resolve the template of backup VM `d` (undefined/null template: nothing to resolve). */
+const bad = (reason: string): Resolved => ({ value: undefined, problem: 'bad-reference', reason });
+
+/** Resolve the template of backup VM `d` (classes without a template: nothing to resolve). */
 export function resolveTemplate(d: DomainInfo, ctx: ResolveContext): Resolved {
   const t = d.template;
-  if (t === undefined || t === null) return { value: t };
+  if (!hasTemplate(d.klass)) return { value: undefined };
+  if (t === undefined || t === null) return bad(`it has no template (${aClass(d.klass)} needs one)`);
+  if (!isValidVmName(t)) return bad(`template name ${shown(t)} is not a valid VM name`);
+  if (t === d.name) return bad('it names itself as its template');
+  const disp = d.klass === 'DispVM';
+  const kind = disp ? 'disposable template' : 'template';
+  const fits = (h: DomainInfo): boolean => canBeTemplateOf(d.klass, h);
   const restored = ctx.restoring.get(t);
   if (restored !== undefined) {
+    const target = ctx.backupVm(t);
+    if (target !== undefined && !fits(target)) return bad(`template ${t}, restored too, is ${aClass(target.klass)}${disp ? ' without template_for_dispvms' : ''}, not a ${disp ? 'disposable template' : 'TemplateVM'}`);
     return restored === t ? { value: t } : { value: restored, note: `template ${t} is restored as ${restored}` };
   }
-  const disp = isDispVm(d);
-  const kind = disp ? 'disposable template' : 'template';
-  const fits = (h: DomainInfo): boolean => (disp ? isDispvmTemplate(h) : isTemplateVm(h));
   const onHost = ctx.host.get(t);
   if (onHost !== undefined && fits(onHost)) return { value: t };
 
@@ -61,18 +72,22 @@ export function resolveTemplate(d: DomainInfo, ctx: ResolveContext): Resolved {
 export function resolveNetvm(d: DomainInfo, ctx: ResolveContext): Resolved {
   const n = d.netvm;
   if (n === undefined || n === null) return { value: n };
+  if (!isValidVmName(n)) return bad(`netVM name ${shown(n)} is not a valid VM name`);
+  if (n === d.name) return bad('it names itself as its netVM');
   const restored = ctx.restoring.get(n);
   if (restored !== undefined) {
+    const target = ctx.backupVm(n);
+    if (target !== undefined && !providesNetwork(target)) return bad(`netVM ${n}, restored too, does not provide network`);
     return restored === n ? { value: n } : { value: restored, note: `netVM ${n} is restored as ${restored}` };
   }
   const onHost = ctx.host.get(n);
-  if (onHost !== undefined && onHost.providesNetwork) return { value: n };
+  if (onHost !== undefined && providesNetwork(onHost)) return { value: n };
 
   const reason = missingReason('netVM', n, onHost !== undefined, ctx.notRestored(n));
   if (!ctx.ignoreMissing) return { value: n, problem: 'missing-netvm', reason };
   const def = ctx.hostDefault('default_netvm');
   const defVm = def === undefined ? undefined : ctx.host.get(def);
-  if (def !== undefined && defVm !== undefined && defVm.providesNetwork) {
+  if (def !== undefined && defVm !== undefined && providesNetwork(defVm)) {
     return { value: undefined, note: `netVM ${n} is missing: the host's default netVM (${def}) is used instead` };
   }
   return {

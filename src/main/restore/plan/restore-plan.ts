@@ -1,11 +1,13 @@
 // The restore plan (pure, no I/O): which VMs of a backup are restored, under which names, with which
 // template/netVM, in which order, and why the restore cannot proceed (FORMAT.md §8.4, §9.1, §10.2).
+import { fail } from '../../errors.js';
 import type { DomainInfo, QubesXml } from '../../qubes-xml/index.js';
-import { isValidVmName } from '../../qubes-xml/index.js';
+import { isValidVmName, RESTORABLE_CLASSES, restoredDomainWarnings, shown } from '../../qubes-xml/index.js';
 import { DOM0_HOME_SUBDIR, dom0UserOf, vmSubdirOf } from './backup-subdir.js';
 import { findFreeName } from './conflict-rename.js';
 import { backupPathOf, backupSizeOf, globalOf, isAdminVm, isIncluded } from './domain-view.js';
 import { installOrder } from './install-order.js';
+import { defaultDispvmWarning, referenceCycles } from './reference-checks.js';
 import { resolveNetvm, resolveTemplate, type ResolveContext } from './resolve-deps.js';
 import { blockingLines } from './restore-problems.js';
 
@@ -26,7 +28,15 @@ export interface RestoreSelection {
   verifyOnly: boolean;
 }
 
-export type Problem = 'excluded' | 'already-exists' | 'missing-template' | 'missing-netvm' | 'username-mismatch' | 'not-in-backup';
+export type Problem =
+  | 'excluded'
+  | 'already-exists'
+  | 'missing-template'
+  | 'missing-netvm'
+  | 'bad-reference'
+  | 'reference-cycle'
+  | 'username-mismatch'
+  | 'not-in-backup';
 
 /** One VM of the backup and what happens to it. */
 export interface VmPlan {
@@ -43,6 +53,12 @@ export interface VmPlan {
   problems: Problem[];
   /** Remarks for the user (host default used, rename, kept dangling reference, …). */
   notes: string[];
+  /**
+   * What of the backed-up VM will not be carried into the host qubes.xml (properties not on the
+   * allow-list or with invalid values, invalid features/tags, device assignments of host VMs, an
+   * unusable default_dispvm); filled for VMs to restore, empty in verify-only mode.
+   */
+  warnings: string[];
   /** Template to use on the host (renamed / host default); null/undefined: none. */
   template?: string | null;
   /** NetVM to use on the host; undefined = the host's default netVM, null = none. */
@@ -74,8 +90,14 @@ export interface RestorePlan {
   mode?: 'restore' | 'verify';
 }
 
-/** Plan the restore of `backup` onto `host` (null: no qubes.xml yet) for `hostUser`, as selected by `sel`. */
+/**
+ * Plan the restore of `backup` onto `host` (null: no qubes.xml yet) for `hostUser`, as selected by
+ * `sel`. An R1–R3 host collection is refused (ERR_UNSUPPORTED) unless verifying only.
+ */
 export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: string, sel: RestoreSelection): RestorePlan {
+  if (host !== null && host.schema !== 'r4' && !sel.verifyOnly) {
+    fail('ERR_UNSUPPORTED', 'the host qubes.xml is a Qubes R1–R3 collection (<QubesVmCollection>): restoring into it is not supported');
+  }
   const extra: string[] = [];
   const hostByName = new Map<string, DomainInfo>((host?.domains ?? []).map((d) => [d.name, d]));
   const backupNames = new Set(backup.domains.map((d) => d.name));
@@ -90,7 +112,7 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
     if (isAdminVm(d) || !isIncluded(d)) continue;
     const p: VmPlan = {
       backupName: d.name, newName: d.name, domain: d, subdir: '', sizeBytes: backupSizeOf(d),
-      action: 'restore', problems: [], notes: [], template: d.template, netvm: d.netvm,
+      action: 'restore', problems: [], notes: [], warnings: [], template: d.template, netvm: d.netvm,
     };
     plans.push(p);
     const path = backupPathOf(d);
@@ -100,6 +122,9 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
     } else if (!isValidVmName(d.name) || seenNames.has(d.name)) {
       skip(p);
       extra.push(`${JSON.stringify(d.name)}: invalid or duplicate VM name in the backup's qubes.xml`);
+    } else if (!RESTORABLE_CLASSES.includes(d.klass)) {
+      skip(p);
+      extra.push(`${d.name}: class ${shown(d.klass)} in the backup's qubes.xml cannot be restored (exclude it with -x ${d.name})`);
     } else if (path === undefined) {
       skip(p, 'not-in-backup');
       p.notes.push('marked as backed up, but qubes.xml gives no backup path: nothing to restore');
@@ -132,6 +157,7 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
   const reasons = new Map<VmPlan, Map<Problem, string>>();
   if (!sel.verifyOnly) resolveDependencies(plans, host, hostByName, backupNames, sel, reasons);
 
+  if (!sel.verifyOnly) planWarnings(plans, hostByName);
   const ordered = installOrder(plans);
   const blocking = [...extra, ...blockingLines(ordered, dom0, hostUser, reasons)];
   let totalBytes = 0;
@@ -203,7 +229,9 @@ function resolveDependencies(
   for (;;) {
     const live = candidates.filter((p) => p.action === 'restore');
     const restoring = new Map(live.map((p) => [p.backupName, p.newName]));
-    const ctx: ResolveContext = { restoring, host: hostByName, notRestored, hostDefault, ignoreMissing: sel.ignoreMissing };
+    const backupVm = (name: string) => planOf.get(name)?.domain;
+    const ctx: ResolveContext = { restoring, backupVm, host: hostByName, notRestored, hostDefault, ignoreMissing: sel.ignoreMissing };
+    const cycles = referenceCycles(live.map((p) => p.domain));
     let changed = false;
     for (const p of live) {
       const t = resolveTemplate(p.domain, ctx);
@@ -213,11 +241,15 @@ function resolveDependencies(
       p.notes = [...(baseNotes.get(p) ?? [])];
       p.problems = [];
       const why = new Map<Problem, string>();
-      for (const r of [t, n]) {
-        if (r.note !== undefined) p.notes.push(r.note);
-        if (r.problem !== undefined) {
+      const cycle = cycles.get(p.backupName);
+      const found = [t, n, ...(cycle !== undefined ? [{ problem: 'reference-cycle' as const, reason: `its template/netVM/default_dispvm references form a cycle: ${cycle}` }] : [])];
+      for (const r of found) {
+        if ('note' in r && r.note !== undefined) p.notes.push(r.note);
+        if (r.problem !== undefined && !why.has(r.problem)) {
           p.problems.push(r.problem);
           why.set(r.problem, r.reason ?? r.problem);
+        } else if (r.problem !== undefined) {
+          why.set(r.problem, `${why.get(r.problem)}; ${r.reason ?? ''}`);
         }
       }
       reasons.set(p, why);
@@ -228,5 +260,16 @@ function resolveDependencies(
       }
     }
     if (!changed) return;
+  }
+}
+
+/** Fill `warnings` of the VMs to restore: what of each will not be carried into the host qubes.xml. */
+function planWarnings(plans: VmPlan[], hostByName: ReadonlyMap<string, DomainInfo>): void {
+  const restoring = new Map(plans.filter((p) => p.action === 'restore').map((p) => [p.backupName, p]));
+  for (const p of plans) {
+    if (p.action !== 'restore') continue;
+    p.warnings = restoredDomainWarnings(p.domain, (b) => restoring.get(b)?.newName);
+    const dd = defaultDispvmWarning(p.domain, (n) => restoring.get(n)?.domain ?? hostByName.get(n));
+    if (dd !== undefined) p.warnings.push(dd);
   }
 }

@@ -32,6 +32,9 @@ function explain(p: VmPlan, problem: Problem, why: string | undefined): string {
       return `${why ?? `template ${String(p.template)} is missing`} (use --ignore-missing to use the host's default template, or --skip-broken to skip this VM)`;
     case 'missing-netvm':
       return `${why ?? `netVM ${String(p.netvm)} is missing`} (use --ignore-missing to use the host's default netVM, or --skip-broken to skip this VM)`;
+    case 'bad-reference':
+    case 'reference-cycle':
+      return `${why ?? 'invalid template/netVM reference'}: Qubes would refuse this VM (exclude it with -x ${p.backupName}, or use --skip-broken to skip it)`;
     case 'username-mismatch':
       return 'user name mismatch (use --ignore-username-mismatch)';
     case 'not-in-backup':
@@ -52,6 +55,10 @@ export function shortReason(p: VmPlan, problem: Problem): string {
       return `template ${String(p.template)} missing`;
     case 'missing-netvm':
       return `netVM ${String(p.netvm)} missing`;
+    case 'bad-reference':
+      return 'invalid template/netVM';
+    case 'reference-cycle':
+      return 'reference cycle';
     case 'username-mismatch':
       return 'user name mismatch';
     case 'not-in-backup':

@@ -37,7 +37,7 @@ export function formatRestoreTable(plan: RestorePlan): string {
   const out = [line(HEADINGS), rule, ...rows.map(line)];
   out.push(rule, `total to ${verify ? 'verify' : 'restore'}: ${formatSize(plan.totalBytes)}`);
 
-  const notes = plan.vms.flatMap((p) => p.notes.map((n) => `  ${p.newName}: ${n}`));
+  const notes = plan.vms.flatMap((p) => [...p.notes, ...p.warnings].map((n) => `  ${p.newName}: ${n}`));
   if (notes.length > 0) out.push('', 'Notes:', ...notes);
   if (plan.blocking.length > 0) out.push('', 'The restore cannot proceed:', ...plan.blocking.map((b) => `  ${b}`));
   return `${out.join('\n')}\n`;
