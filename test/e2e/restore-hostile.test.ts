@@ -7,7 +7,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync, linkSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { parseQubesXml } from '../../src/main/qubes-xml/index.js';
+import { parseQubesXml, validateHostCollection } from '../../src/main/qubes-xml/index.js';
 import { buildV4Archive, tarOf, type InnerArchive } from '../helpers/archive-builder.js';
 import { RESTORE_BIN, node, tempDir } from '../helpers/cli.js';
 import { changes, snapshot } from '../helpers/tree-snapshot.js';
@@ -93,8 +93,11 @@ const allowedFor = (installed: string[]) => (rel: string): boolean =>
   rel.startsWith('src/') ||
   rel === 'src';
 
+/** The host's VM names; the host qubes.xml must still load as Qubes R4 would load it. */
 function hostNames(w: World): string[] {
-  return parseQubesXml(readFileSync(path.join(w.root, 'qubes.xml'))).domains.map((d) => d.name).sort();
+  const doc = parseQubesXml(readFileSync(path.join(w.root, 'qubes.xml')));
+  assert.deepEqual(validateHostCollection(doc), [], 'the host qubes.xml loads as Qubes would');
+  return doc.domains.map((d) => d.name).sort();
 }
 
 function noStaging(w: World): void {
@@ -280,5 +283,50 @@ test('two restores into the same root at once: both VMs registered and installed
     }
   } finally {
     for (const b of busy) b.kill('SIGKILL');
+  }
+});
+
+test('hostile host metadata: volumes, a second <properties>, qid 0 — the host qubes.xml gets only what we generate', () => {
+  const w = world();
+  try {
+    const inject =
+      '<volume-config><volume name="private" pool="evil" vid="../../../etc/shadow" source="appvms/work/private" rw="True" save_on_stop="True" size="1"/>' +
+      '<volume name="../x" pool="varlibqubes" vid="appvms/work/private" save_on_stop="True"/></volume-config>' +
+      '<properties><property name="qid">0</property><property name="name">work</property><property name="template">evil</property></properties>';
+    const xml = backupXml().replace(/(<property name="name">evil<\/property>[\s\S]*?<\/features>)/, `$1${inject}`);
+    assert.ok(xml.includes('../../../etc/shadow'));
+    const before = snapshot(w.dir);
+    const r = restore(w, [image(w, 'vm9', 'evil data'), image(w, 'vm10', 'good data')], ['-x', 'dom0'], xml);
+    assert.equal(r.status, 0, r.stderr);
+    const names = hostNames(w); // validates the host collection
+    assert.deepEqual(names, ['dom0', 'evil', 'good', 'tpl', 'work']);
+    const text = readFileSync(path.join(w.root, 'qubes.xml'), 'utf8');
+    for (const bad of ['../../../etc/shadow', 'source="appvms/work/private"', 'name="../x"', 'pool="evil"']) assert.equal(text.includes(bad), false, bad);
+    const evil = parseQubesXml(text).domains.find((d) => d.name === 'evil')!;
+    assert.notEqual(evil.qid, 0);
+    assert.deepEqual(evil.volumes.map((v) => v.vid).filter((v) => v?.startsWith('appvms/')).sort(), ['appvms/evil/private', 'appvms/evil/root', 'appvms/evil/volatile']);
+    for (const v of evil.volumes) if (v.attrs['source'] !== undefined) assert.equal(v.attrs['source'], `vm-templates/tpl/${v.name}`);
+    assert.equal(parseQubesXml(text).domains.find((d) => d.name === 'work')!.qid, 3);
+    assert.deepEqual(changes(before, snapshot(w.dir), allowedFor(['evil', 'good'])), []);
+  } finally {
+    w.cleanup();
+  }
+});
+
+test('a template/netVM reference loop is a plan error (exit 2) naming the VMs, before any data is read', () => {
+  const w = world();
+  try {
+    const xml = r4Xml([
+      { name: 'ring-a', klass: 'AppVM', qid: 9, template: 'tpl', netvm: 'ring-b', providesNetwork: true, backup: true, size: 4096 },
+      { name: 'ring-b', klass: 'AppVM', qid: 10, template: 'tpl', netvm: 'ring-a', providesNetwork: true, backup: true, size: 4096 },
+    ]);
+    const before = snapshot(w.dir);
+    const r = restore(w, [image(w, 'vm9', 'a'), image(w, 'vm10', 'b')], ['-x', 'dom0'], xml);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /ring-a/);
+    assert.match(r.stderr, /cycle/);
+    assert.deepEqual(changes(before, snapshot(w.dir), (rel) => rel === 'host/qubes.xml.lock' || allowedFor([])(rel)), []);
+  } finally {
+    w.cleanup();
   }
 });

@@ -11,7 +11,8 @@ import { restoredProperties } from './restore-props.js';
 import { restoredRefs } from './restore-refs.js';
 import type { DomainInfo, QubesXml } from './types.js';
 import { isValidVmName } from './vm-name.js';
-import { RESTORABLE_CLASSES, shown } from './vm-kinds.js';
+import { RESTORABLE_CLASSES, isDispvmTemplate, shown } from './vm-kinds.js';
+import { setProperty } from './r4-edit.js';
 import { restoredVolumes, saneSize, type SizedVolume } from './volumes.js';
 import { appendChild } from './xml-layout.js';
 import { child, makeElement, type XNode } from './xml-tree.js';
@@ -28,6 +29,8 @@ export interface AddRestoredOptions {
    * default.
    */
   volumeSizes?: Partial<Record<SizedVolume, number>>;
+  /** leave a default_dispvm naming a not-yet-installed VM of this restore unset (see setRestoredDefaultDispvm) */
+  deferDefaultDispvm?: boolean;
 }
 
 /** Highest qid Qubes allocates (qubes.config.max_qid). */
@@ -80,7 +83,7 @@ export function restoredDomainWarnings(from: DomainInfo, restoredBackend: (backu
 /** The new `<domain>` element, built from the model. */
 function buildDomain(host: QubesXml, from: DomainInfo, klass: string, qid: number, o: AddRestoredOptions): { node: XNode; warnings: string[] } {
   const { props, warnings: pw } = restoredProperties(from, klass);
-  const refs = restoredRefs(host, from, klass, { ...o, selfIsDispvmTemplate: props['template_for_dispvms'] === 'True' });
+  const refs = restoredRefs(host, from, klass, { ...o, selfIsDispvmTemplate: props['template_for_dispvms'] === 'True', ...(o.deferDefaultDispvm ? { deferDefaultDispvm: true } : {}) });
   const { features, warnings: fw } = restoredFeatures(from);
   const { tags, warnings: tw } = restoredTags(from);
   // devices only from VMs this restore added to this host (already installed)
@@ -144,4 +147,27 @@ export function addRestoredDomain(host: QubesXml, from: DomainInfo, opts: AddRes
   refresh(host);
   st.restored.set(opts.newName, warnings);
   return [...stateOf(host).nodes].find(([, n]) => n === node)![0];
+}
+
+/** The default_dispvm left unset by addRestoredDomain(deferDefaultDispvm) for VM `name`, if any. */
+export function deferredDefaultDispvmOf(host: QubesXml, from: DomainInfo, opts: AddRestoredOptions): string | undefined {
+  if (typeof from.defaultDispvm !== 'string') return undefined;
+  const d = opts.renames.get(from.defaultDispvm);
+  return d !== undefined && d !== opts.newName && findDomain(host, d) === undefined ? d : undefined;
+}
+
+/**
+ * Set the default_dispvm of restored VM `name` to `target` once both are on the host (a reference
+ * between two VMs of one restore, deferred so that qubes.xml never names a missing VM). Returns a
+ * warning instead when `target` is not a disposable template on the host.
+ */
+export function setRestoredDefaultDispvm(host: QubesXml, name: string, target: string): string | null {
+  const st = stateOf(host);
+  const entry = [...st.nodes].find(([d, n]) => d.name === name && n !== undefined);
+  const t = findDomain(host, target);
+  if (entry === undefined) return `${name}: not on the host, default_dispvm not set`;
+  if (t === undefined || !isDispvmTemplate(t)) return `${name}: default_dispvm ${shown(target)} not restored: ${t === undefined ? 'it was not restored' : 'it is no disposable template'}; the default applies`;
+  setProperty(entry[1]!, 'default_dispvm', target, st.pretty);
+  refresh(host);
+  return null;
 }

@@ -15,6 +15,9 @@ export interface RefOptions {
   hostDefaults?: { template?: string; netvm?: string };
   /** true if the new VM is itself a disposable template (its default_dispvm may name itself) */
   selfIsDispvmTemplate: boolean;
+  /** a default_dispvm naming a VM of this restore that is not installed yet is left unset (the
+   *  caller sets it with setRestoredDefaultDispvm once that VM is there) instead of dangling */
+  deferDefaultDispvm?: boolean;
 }
 
 /** Property values to write: undefined = not set (the host default applies); '' = none. */
@@ -22,6 +25,8 @@ export interface Refs {
   template?: string;
   netvm?: string;
   defaultDispvm?: string;
+  /** the default_dispvm left for later (deferDefaultDispvm) */
+  deferredDefaultDispvm?: string;
   warnings: string[];
 }
 
@@ -102,6 +107,10 @@ function resolveDefaultDispvm(host: QubesXml, from: DomainInfo, o: RefOptions, r
     if (isDispvmTemplate(target)) refs.defaultDispvm = d;
     else refs.warnings.push(`default_dispvm ${shown(d)} not restored: it is ${aClass(target.klass)} without template_for_dispvms; the default applies`);
   } else if (o.renames.has(from.defaultDispvm) && isValidVmName(d)) {
+    if (o.deferDefaultDispvm) {
+      refs.deferredDefaultDispvm = d;
+      return;
+    }
     refs.defaultDispvm = d;
     refs.warnings.push(`default_dispvm ${shown(d)} is not on the host yet: restore or create it`);
   }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { emptyR4Host, parseQubesXml, serializeQubesXml } from '../../../src/main/qubes-xml/index.js';
+import { emptyR4Host, parseQubesXml, serializeQubesXml, validateHostCollection } from '../../../src/main/qubes-xml/index.js';
 import type { HostLock } from '../../../src/main/io/host-lock.js';
 import { Installer } from '../../../src/main/restore/install/installer.js';
 import { createStaging } from '../../../src/main/restore/install/staging.js';
@@ -70,6 +70,40 @@ describe('Installer', () => {
     await inst.settle();
     assert.deepEqual([...inst.installed], ['tpl', 'a', 'b', 'c']);
     assert.deepEqual(names(), ['a', 'b', 'c', 'dom0', 'other', 'tpl']);
+  });
+
+  it('a default_dispvm between two VMs of the run (fw -> dvm, dvm netvm fw) is set once both are installed, never dangling', async () => {
+    const vms: VmSpec[] = [
+      { name: 'tpl', klass: 'TemplateVM', qid: 2, backup: true },
+      { name: 'dvm', klass: 'AppVM', qid: 3, template: 'tpl', dispvmTemplate: true, netvm: 'fw', backup: true },
+      { name: 'fw', klass: 'AppVM', qid: 4, template: 'tpl', providesNetwork: true, netvm: null, defaultDispvm: 'dvm', backup: true },
+    ];
+    const p = planRestore(parseQubesXml(r4Xml(vms)), emptyR4Host(), 'u', SEL);
+    assert.deepEqual(p.blocking, []);
+    const plan = p.vms.filter((v) => v.action === 'restore');
+    const staging = await createStaging(root);
+    for (const v of plan) {
+      const dir = path.join(staging.dir, v.subdir);
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, 'private.img'), v.backupName);
+      if (v.domain.klass === 'TemplateVM') fs.writeFileSync(path.join(dir, 'root.img'), 'root');
+    }
+    const seen: string[] = [];
+    const progress: ProgressReporter = {
+      ...noopProgress,
+      vmDone() {
+        // after every single install the host collection must load as Qubes would
+        seen.push(...validateHostCollection(parseQubesXml(fs.readFileSync(path.join(root, 'qubes.xml')))));
+      },
+    };
+    const inst = new Installer({ root, plan, stagingDir: staging.dir, progress, signal: new AbortController().signal, lock: heldLock() });
+    for (const v of plan) inst.done(v.backupName);
+    await inst.settle();
+    assert.deepEqual(seen, []);
+    const doc = parseQubesXml(fs.readFileSync(path.join(root, 'qubes.xml')));
+    assert.equal(doc.domains.find((d) => d.name === 'fw')?.defaultDispvm, 'dvm');
+    assert.equal(doc.domains.find((d) => d.name === 'dvm')?.netvm, 'fw');
+    assert.deepEqual(validateHostCollection(doc), []);
   });
 
   it('installs nothing after an abort, and nothing once the lock is lost', async () => {

@@ -23,6 +23,8 @@ export interface InstallVmArgs {
   /** Backup name → new name of every restored VM (references are remapped through it). */
   renames: ReadonlyMap<string, string>;
   hostDefaults?: AddOptions['hostDefaults'];
+  /** Leave a default_dispvm naming a not-yet-installed VM of this restore unset (set later). */
+  deferDefaultDispvm?: boolean;
   /** Persist `host` once the VM is in it (the host qubes.xml write); a failure moves the files back. */
   commit?: (host: QubesXml) => Promise<void>;
 }
@@ -65,6 +67,7 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   if (stagedExists) {
     await checkVmFiles(staged, vm.domain, name);
     await prepareTree(staged, name);
+    opts.volumeSizes = await imageSizes(staged);
   } else if (requiredImages(vm.domain).length > 0) {
     fail('ERR_CORRUPT', `${name}: no files were extracted for this VM`, { ...ctx, file: staged });
   }
@@ -109,7 +112,7 @@ function addOptions(args: InstallVmArgs): AddOptions {
   if (typeof orig.template === 'string' && typeof vm.template === 'string') renames.set(orig.template, vm.template);
   // vm.netvm undefined with a named original: the plan chose the host default (property dropped)
   if (typeof orig.netvm === 'string' && typeof vm.netvm === 'string') renames.set(orig.netvm, vm.netvm);
-  const opts: AddOptions = { newName: vm.newName, renames };
+  const opts: AddOptions = { newName: vm.newName, renames, ...(args.deferDefaultDispvm ? { deferDefaultDispvm: true } : {}) };
   if (args.hostDefaults !== undefined) {
     const { netvm, ...rest } = args.hostDefaults;
     // a netVM the plan left to the host default must stay unset (follow default_netvm), not be pinned
@@ -117,6 +120,16 @@ function addOptions(args: InstallVmArgs): AddOptions {
     opts.hostDefaults = followDefault || netvm === undefined ? rest : { ...rest, netvm };
   }
   return opts;
+}
+
+/** Apparent sizes of the restored images (regular files, checked): the new volumes' sizes. */
+async function imageSizes(staged: string): Promise<NonNullable<AddOptions['volumeSizes']>> {
+  const out: NonNullable<AddOptions['volumeSizes']> = {};
+  for (const vol of ['root', 'private', 'volatile'] as const) {
+    const st = await lstat(path.join(staged, `${vol}.img`)).catch(() => null);
+    if (st?.isFile() && st.size > 0) out[vol] = st.size;
+  }
+  return out;
 }
 
 /** Refuse a domain whose backed-up volumes would not be the files installed in `dir` (file pool vids). */

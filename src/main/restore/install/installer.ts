@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import type { HostLock } from '../../io/host-lock.js';
-import type { DomainInfo, QubesXml } from '../../qubes-xml/index.js';
+import { restoreWarningsOf, setRestoredDefaultDispvm, type DomainInfo, type QubesXml } from '../../qubes-xml/index.js';
 import type { ProgressReporter } from '../../progress/progress.js';
 import type { VmPlan } from '../plan/restore-plan.js';
 import { loadHostQubesXmlOrEmpty, saveHostQubesXml } from './host-qubes-xml.js';
@@ -30,6 +30,8 @@ export class Installer {
   readonly #failed = new Set<string>();
   readonly #renames = new Map<string, string>();
   #chain: Promise<void> = Promise.resolve();
+  /** default_dispvm of `vm` names `target` (backup names), installed later in this run */
+  #deferred: { vm: string; target: string }[] = [];
 
   constructor(o: InstallerOptions) {
     this.#o = o;
@@ -50,21 +52,40 @@ export class Installer {
     this.#kick();
   }
 
-  /** Wait until every installable VM is installed (or failed). */
+  /** Wait until every installable VM is installed (or failed), then set the deferred default_dispvms. */
   async settle(): Promise<void> {
     this.#kick();
     await this.#chain;
+    await this.#setDeferred();
+  }
+
+  /** default_dispvm references between VMs of this run, set in one qubes.xml write at the end. */
+  async #setDeferred(): Promise<void> {
+    const { root, progress, signal, lock } = this.#o;
+    const todo = this.#deferred.filter((d) => this.installed.has(d.vm));
+    this.#deferred = [];
+    if (todo.length === 0 || signal.aborted || !lock.held()) return;
+    const { doc } = await loadHostQubesXmlOrEmpty(root);
+    let changed = false;
+    for (const d of todo) {
+      const target = this.#renames.get(d.target)!;
+      const why = this.installed.has(d.target) ? setRestoredDefaultDispvm(doc, this.#renames.get(d.vm)!, target) : `${this.#renames.get(d.vm)}: default_dispvm ${target} not set: it was not restored; the default applies`;
+      if (why === null) changed = true;
+      else progress.warn(why);
+    }
+    if (changed) await saveHostQubesXml(root, doc);
   }
 
   #kick(): void {
     this.#chain = this.#chain.then(() => this.#step());
   }
 
-  /** Names (backup names) of VMs restored in this run that `v` depends on. */
+  /** Names (backup names) of VMs restored in this run that `v` must wait for: its template and
+   *  netVM. A default_dispvm between VMs of the run is set once both are installed (#deferred). */
   #deps(v: VmPlan): string[] {
     const d: DomainInfo = v.domain;
     const inRun = new Set(this.#o.plan.map((p) => p.backupName));
-    return [d.template, d.netvm, d.properties['default_dispvm']].filter((n): n is string => typeof n === 'string' && n !== v.backupName && inRun.has(n));
+    return [d.template, d.netvm].filter((n): n is string => typeof n === 'string' && n !== v.backupName && inRun.has(n));
   }
 
   async #step(): Promise<void> {
@@ -102,7 +123,7 @@ export class Installer {
 
   /** Merge one VM into the qubes.xml on disk now (we hold the lock) and write it back. */
   async #install(v: VmPlan): Promise<void> {
-    const { root, stagingDir, lock } = this.#o;
+    const { root, stagingDir, lock, progress } = this.#o;
     const { doc: host } = await loadHostQubesXmlOrEmpty(root);
     await installVm({
       vm: v,
@@ -111,11 +132,16 @@ export class Installer {
       host,
       renames: this.#renames,
       hostDefaults: hostDefaultsOf(host),
+      deferDefaultDispvm: true,
       commit: async (doc) => {
         if (!lock.held()) throw new QvmBackupError('ERR_LOCKED', `${v.newName}: the host lock ${lock.path} was lost; not writing qubes.xml`, { vm: v.newName });
         await saveHostQubesXml(root, doc);
       },
     });
+    const dd = v.domain.defaultDispvm;
+    if (typeof dd === 'string' && dd !== v.backupName && this.#renames.has(dd) && !this.installed.has(dd)) this.#deferred.push({ vm: v.backupName, target: dd });
+    // what was not carried into qubes.xml, beyond what the plan table already listed
+    for (const w of restoreWarningsOf(host, v.newName) ?? []) if (!v.warnings.includes(w)) progress.warn(`${v.newName}: ${w}`);
   }
 }
 

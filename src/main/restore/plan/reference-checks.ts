@@ -1,13 +1,14 @@
 // Checks of the references among the VMs of one restore that the per-VM resolution cannot see:
-// cycles through template / netvm / default_dispvm (the install order waits on each of them, so a
-// cycle would never install), and default_dispvm values the restore will drop.
+// cycles through template / netvm (the install order waits on each of them, so a cycle would
+// never install), and default_dispvm values the restore will drop.
 import type { DomainInfo } from '../../qubes-xml/index.js';
 import { aClass, hasTemplate, isDispvmTemplate, shown } from '../../qubes-xml/index.js';
 
-/** The backup names a VM waits for: its template, netVM and default_dispvm (itself excluded). */
+/** The backup names a VM waits for: its template and netVM (itself excluded). A default_dispvm
+ *  between VMs of one restore is set after both are installed, so it makes no cycle. */
 function refsOf(d: DomainInfo): string[] {
   const out: string[] = [];
-  for (const r of [hasTemplate(d.klass) ? d.template : undefined, d.netvm, d.defaultDispvm]) {
+  for (const r of [hasTemplate(d.klass) ? d.template : undefined, d.netvm]) {
     if (typeof r === 'string' && r !== d.name && !out.includes(r)) out.push(r);
   }
   return out;
