@@ -2,7 +2,8 @@
 // confirmation, free-space check) → one pass over the data into a staging dir under the qubes root
 // → each VM installed (moved into place, added to qubes.xml atomically) as soon as its data and its
 // dependencies are complete → dom0 home → staging removed (also on error and Ctrl-C).
-import { createReadStream } from 'node:fs';
+import { closeSync, constants as fsc, createReadStream, open as fsOpen, openSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -66,7 +67,35 @@ async function openSource(o: RestoreOptions): Promise<Source> {
     return { stream: command.stdout, command, stderr };
   }
   if (o.location === '-') return { stream: process.stdin };
+  if ((await stat(o.location)).isFIFO()) return { stream: await openFifo(o.location, o.signal) };
   return { stream: createReadStream(o.location, { highWaterMark: 1024 * 1024 }) };
+}
+
+/**
+ * A named pipe as the archive: opened (waiting for its writer) in a libuv worker, which a signal
+ * releases by opening the other end itself, then read through the event loop: a read blocked in
+ * a worker thread would keep the process from exiting after Ctrl-C.
+ */
+async function openFifo(path: string, signal: AbortSignal): Promise<Readable> {
+  const opened = new Promise<number>((resolve, reject) => fsOpen(path, fsc.O_RDONLY, (e, fd) => (e ? reject(e) : resolve(fd))));
+  const release = (): void => {
+    try {
+      closeSync(openSync(path, fsc.O_WRONLY | fsc.O_NONBLOCK));
+    } catch {
+      // nobody is waiting any more
+    }
+  };
+  signal.addEventListener('abort', release, { once: true });
+  try {
+    const fd = await opened;
+    if (signal.aborted) {
+      closeSync(fd);
+      throw new QvmBackupError('ERR_CANCELLED', 'interrupted while waiting for the writer of the archive pipe');
+    }
+    return new Socket({ fd, readable: true, writable: false });
+  } finally {
+    signal.removeEventListener('abort', release);
+  }
 }
 
 /** Run a restore (or --verify-only) end to end. */
@@ -92,6 +121,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   let source: Source | undefined;
   let staging: Staging | undefined;
   let lock: HostLock | undefined;
+  let stopReading: (() => void) | undefined;
   try {
     // 1. header and qubes.xml
     let backupXml: QubesXml;
@@ -104,6 +134,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       passphrase = await o.getPassphrase();
       source = await openSource(o);
       source.stream.on('error', () => {}); // surfaced through the reader
+      const stream = source.stream;
+      stopReading = () => stream.destroy(new Error('interrupted'));
+      o.signal.addEventListener('abort', stopReading, { once: true });
       reader = new OuterTarReader(source.stream);
       head = await readArchiveHead(reader, passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
       backupXml = parseQubesXml(head.qubesXmlBytes);
@@ -204,6 +237,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     if (o.signal.aborted && !(isQvmBackupError(e) && e.code === 'ERR_CANCELLED')) throw new QvmBackupError('ERR_CANCELLED', 'restore interrupted: staging directory removed; nothing was installed after the signal', {}, e);
     throw e;
   } finally {
+    if (stopReading) o.signal.removeEventListener('abort', stopReading);
     source?.stream.destroy();
     if (source?.command) {
       source.command.kill();
