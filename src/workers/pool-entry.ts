@@ -2,6 +2,7 @@
 // that (1) a task cancelled before it started is skipped (it answers null and never touches its
 // memory), and (2) anything it throws crosses the thread as a PortableError (plain fields survive
 // structured clone; an Error's class, `code` and context would not).
+import { workerData } from 'node:worker_threads';
 import * as tasks from './chunk-worker.js';
 import { TASK_STARTED, TASK_WAITING, type PoolMessage, type PortableError, type TaskMap, type TaskName } from './task-types.js';
 
@@ -43,3 +44,11 @@ export default compressBlock;
 // Every task of TaskMap is exported, with its exact types (a missing one fails to compile).
 const exported: { [K in TaskName]: (m: PoolMessage<TaskMap[K]['task']>) => TaskMap[K]['result'] | null } = { compressBlock, scryptEncrypt, scryptDerive, scryptDecrypt, cipherPiece, opensslSeal, opensslOpen, hmacSlice };
 void exported;
+
+// Tell the main thread this worker's modules are loaded (WorkerPool.destroy waits for it: on Node 20
+// a worker terminated while it is still loading them can abort the whole process).
+const loaded = (workerData as { loadedWorkers?: Int32Array } | null | undefined)?.loadedWorkers;
+if (loaded instanceof Int32Array) {
+  Atomics.add(loaded, 0, 1);
+  Atomics.notify(loaded, 0);
+}

@@ -7,7 +7,9 @@
 // creating a zlib handle) aborts the whole process; its answer, already on the way, also made
 // piscina emit 'error'. Instead each task carries a shared state word: a cancelled task that has
 // not started is skipped by the worker and rejected at once; one that has started is rejected
-// when it ends, so its caller never frees memory a worker is still writing.
+// when it ends, so its caller never frees memory a worker is still writing. Workers load their
+// module with import(), and destroy() waits until every worker has loaded it before terminating
+// it (a worker terminated inside require(esm) aborted the process too).
 import { fileURLToPath } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
 import { Piscina } from 'piscina';
@@ -33,6 +35,13 @@ export interface RunOptions {
 const IDLE_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 /** destroy() lets running tasks end first; longer than any one task (scrypt at logN 22: ~25 s). */
 const DESTROY_GRACE_MS = 60_000;
+/** destroy() waits this long at most for workers still loading their modules. */
+const LOAD_GRACE_MS = 30_000;
+
+/** piscina loads the worker module with require() first; on Node 20 that is require(esm), and a
+ *  worker terminated inside it aborts the process (V8 fatal error). Without it piscina falls back to
+ *  import(), which a termination interrupts cleanly. */
+const WORKER_EXEC_ARGV = process.allowedNodeEnvironmentFlags.has('--no-experimental-require-module') ? ['--no-experimental-require-module'] : [];
 
 /** piscina's message when a worker answers a task it no longer knows (after destroy). */
 const LATE_ANSWER = /^Unexpected message from Worker/;
@@ -45,6 +54,9 @@ function fromWorker(name: string, e: PortableError, context: ErrorContext): QvmB
   const ctx = { ...context, ...e.context, ...(e.code !== undefined && !own ? { errorCode: e.code } : {}) };
   return new QvmBackupError(own ? (e.code as ErrorCode) : 'ERR_INTERNAL', own ? e.message : `${name} failed: ${e.message}`, ctx, cause);
 }
+
+/** Atomics.waitAsync (Node ≥ 16; not in this TypeScript lib). */
+const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number, ms: number): { async: boolean; value: Promise<string> | string } }).waitAsync;
 
 interface InFlight {
   state: Int32Array;
@@ -59,6 +71,8 @@ export class WorkerPool {
   readonly #pool: Piscina;
   readonly #failed = new AbortController();
   readonly #inFlight = new Set<InFlight>();
+  /** incremented by each worker once its modules are loaded (pool-entry.ts) */
+  readonly #loaded = new Int32Array(new SharedArrayBuffer(4));
   #destroying = false;
 
   constructor(opts: WorkerPoolOptions) {
@@ -69,6 +83,8 @@ export class WorkerPool {
       minThreads: opts.threads,
       maxThreads: opts.threads,
       idleTimeout: IDLE_TIMEOUT_MS,
+      workerData: { loadedWorkers: this.#loaded },
+      execArgv: WORKER_EXEC_ARGV,
     });
     // Without a listener, piscina's 'error' event kills the process with a stack trace.
     this.#pool.on('error', (e: unknown) => this.#onPoolError(e));
@@ -158,6 +174,20 @@ export class WorkerPool {
       await Promise.race([Promise.all([...this.#inFlight].map((t) => t.settled)), grace]);
       clearTimeout(timer);
     }
+    await this.#workersLoaded(LOAD_GRACE_MS);
     await this.#pool.destroy();
+  }
+
+  /** Resolves once every initial worker has loaded its modules, or after `ms`, or at once when
+   *  the pool failed (a worker that cannot load never will). */
+  async #workersLoaded(ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const n = Atomics.load(this.#loaded, 0);
+      const left = end - Date.now();
+      if (n >= this.threads || left <= 0 || this.#failed.signal.aborted) return;
+      const w = waitAsync(this.#loaded, 0, n, Math.min(left, 100));
+      if (w.async) await w.value;
+    }
   }
 }

@@ -2,9 +2,25 @@
 // rounds of compressBlock tasks aborted the moment the first one settles, on fresh regions of a
 // shared buffer. Each region is stamped as soon as its task settles; after destroy() (which lets
 // started tasks end) every stamp must still be there: a rejected task never writes afterwards.
-// Prints a JSON summary on stdout.
+// Prints a JSON summary on stdout. Mode `early N`: N pools of 8 threads, each destroyed right after
+// its first task was aborted, while workers are still starting (a run that fails at once).
 import { WorkerPool } from '../../../src/main/pipeline/worker-pool.js';
 import { isQvmBackupError } from '../../../src/main/errors.js';
+
+if (process.argv[2] === 'early') {
+  const input = new SharedArrayBuffer(1 << 16);
+  for (let i = 0; i < Number(process.argv[3] ?? '30'); i++) {
+    const pool = new WorkerPool({ threads: 8 });
+    const ac = new AbortController();
+    const task = pool.run('hmacSlice', { algorithm: 'sha256', key: new Uint8Array(4), input: { sab: input, offset: 0, length: 1 << 16 } }, { signal: ac.signal }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, (i * 37) % 100)); // stop at different points of the start-up
+    ac.abort(new Error('stop'));
+    await task;
+    await pool.destroy();
+  }
+  process.stdout.write('{"early":"ok"}\n');
+  process.exit(0);
+}
 
 const rounds = Number(process.argv[2] ?? '150');
 const PER_ROUND = 4;

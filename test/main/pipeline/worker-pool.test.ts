@@ -136,3 +136,15 @@ test('tasks aborted at random, under load: no crash, no late-answer error, no wr
     load.stop();
   }
 });
+
+test('a pool destroyed while its workers still start (a run that fails at once) never takes the process down', { timeout: 240_000 }, () => {
+  const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'pool-abort-child.js');
+  const load = busyLoops(2);
+  try {
+    const r = spawnSync(process.execPath, [child, 'early', '20'], { encoding: 'utf8', timeout: 200_000 });
+    assert.equal(r.status, 0, `exit ${r.status} ${r.signal ?? ''}: ${r.stderr.slice(0, 1000)}`);
+    assert.equal(r.stdout.trim(), '{"early":"ok"}');
+  } finally {
+    load.stop();
+  }
+});
