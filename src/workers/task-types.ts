@@ -130,3 +130,31 @@ export interface TaskMap {
   hmacSlice: { task: HmacTask; result: HmacResult };
 }
 export type TaskName = keyof TaskMap;
+
+/** What a worker throws instead of an Error (pool-entry.ts): structured clone keeps only an
+ *  Error's message and stack, so its name, `code` and context are carried as plain fields. */
+export interface PortableError {
+  portableError: true;
+  name: string;
+  message: string;
+  stack?: string;
+  /** the thrown error's `code` (a Node/OpenSSL code, or a QvmBackupError code) */
+  code?: string;
+  context?: Record<string, unknown>;
+}
+
+/** True for a PortableError received from a worker. */
+export function isPortableError(e: unknown): e is PortableError {
+  return typeof e === 'object' && e !== null && (e as { portableError?: unknown }).portableError === true;
+}
+
+/** What WorkerPool posts to a worker: the task plus a shared state word, so a cancelled task that
+ *  has not started is skipped and one that has started is known to use its memory until it ends. */
+export interface PoolMessage<T> {
+  task: T;
+  /** Int32Array of length 1 on a SharedArrayBuffer: one of the TASK_* values */
+  state: Int32Array;
+}
+export const TASK_WAITING = 0;
+export const TASK_CANCELLED = 1;
+export const TASK_STARTED = 2;

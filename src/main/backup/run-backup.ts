@@ -4,9 +4,9 @@
 // run removes its partial output (the file sink writes under a temporary name).
 import { readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
+import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
-import { QvmBackupError, fail } from '../errors.js';
+import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
 import { encodeBackupHeader, makeBackupId, type BackupHeader } from '../format/backup-header.js';
 import { formatHmacFile } from '../format/hmac-file.js';
 import { CHUNK_SIZE_BYTES } from '../format/limits.js';
@@ -16,15 +16,19 @@ import { parseQubesXml, serializeQubesXml, cloneQubesXml, markBackupContent, set
 import { SlotPool } from '../pipeline/slot-pool.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
 import { Semaphore } from '../pipeline/async-queue.js';
+import { FirstFailure } from '../pipeline/first-failure.js';
 import { OuterTarWriter, outerMemberHead, outerMemberTail } from '../tar/outer-tar-writer.js';
 import { tarCreateStream, tarCreateMultiVolume, checkGnuTar } from '../tar/gnu-tar.js';
-import { openFileSink, stdoutSink, commandSink, freeBytes, type Sink } from '../io/sink.js';
+import { freeBytes } from '../io/sink.js';
+import { resolveDestination } from './destination.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { planBackup, type BackupFile, type BackupPlan, type VmJob, type WriteFormat } from './backup-plan.js';
 import { streamFileV34, SCRYPT_PREFIX, SCRYPT_SUFFIX, type StreamResources, type StreamSettings } from './chunk-pipeline.js';
 import { streamFileV2 } from './v2-pipeline.js';
 import { OrderedWriter } from './ordered-writer.js';
 import { planMemory } from './memory-plan.js';
+
+export { defaultBackupName } from './destination.js';
 
 export interface BackupOptions {
   location: string;
@@ -60,13 +64,6 @@ export interface BackupResult {
   chunks: number;
 }
 
-const pad = (n: number) => String(n).padStart(2, '0');
-
-/** `qubes-backup-%Y-%m-%dT%H%M%S` in local time. */
-export function defaultBackupName(d: Date): string {
-  return `qubes-backup-${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
-}
-
 /** The summary table Qubes prints before a backup: VM, type, size, total. */
 export function formatBackupSummary(plan: BackupPlan, fmtBytes: (n: number) => string): string {
   const rows: [string, string, string][] = [['VM', 'type', 'size']];
@@ -76,33 +73,6 @@ export function formatBackupSummary(plan: BackupPlan, fmtBytes: (n: number) => s
   const line = (r: [string, string, string]) => `${r[0].padEnd(w[0]!)}  ${r[1].padEnd(w[1]!)}  ${r[2].padStart(w[2]!)}`;
   const sep = '-'.repeat(w[0]! + w[1]! + w[2]! + 4);
   return [line(rows[0]!), sep, ...rows.slice(1).map(line), sep, line(['Total size:', '', fmtBytes(plan.totalBytes)])].join('\n');
-}
-
-async function resolveDestination(o: BackupOptions, now: Date): Promise<{ sink: () => Promise<Sink>; path: string; localDir?: string }> {
-  if (o.destCommand !== undefined) {
-    const cmd = o.destCommand;
-    // like qubes.Backup, the command learns the location: $QVM_BACKUP_LOCATION
-    process.env['QVM_BACKUP_LOCATION'] = o.location;
-    return { path: `| ${cmd}`, sink: async () => commandSink(cmd) };
-  }
-  if (o.location === '-') return { path: '(stdout)', sink: async () => stdoutSink() };
-  const loc = resolve(o.location);
-  let st;
-  try {
-    st = await stat(loc);
-  } catch {
-    st = undefined;
-  }
-  let path = loc;
-  if (st?.isDirectory()) path = join(loc, defaultBackupName(now));
-  else if (st) fail('ERR_USAGE', `backup location exists and is not a directory: ${loc} (refusing to overwrite)`);
-  const dir = dirname(path);
-  try {
-    if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
-  } catch {
-    fail('ERR_USAGE', `directory of the backup location does not exist: ${dir}`);
-  }
-  return { path, localDir: dir, sink: () => openFileSink(path) };
 }
 
 /** The inner tar archive of a file made in memory (qubes.xml, the empty placeholder). */
@@ -139,7 +109,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const plan = await planBackup(live, { format: o.format, encrypted: o.encrypt, qubesRoot: o.qubesRoot, dom0Home: o.dom0Home, vms: o.vms, exclude: o.exclude });
   if (plan.vms.length === 0 && !plan.dom0) fail('ERR_USAGE', 'nothing to back up: no VM selected');
   for (const w of plan.warnings) progress.warn(w);
-  const dest = await resolveDestination(o, now);
+  const dest = await resolveDestination(o.location, o.destCommand, now);
   if (dest.localDir !== undefined) {
     const free = await freeBytes(dest.localDir);
     // compressed output size is unknown: fail only when it obviously cannot fit
@@ -172,7 +142,6 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const inProcessGzip = o.compress && filter === 'gzip';
   const mem = planMemory({ maxMemory: o.maxMemory, threads, chunkSize: o.chunkSize, format: o.format, scryptLogN: o.scryptLogN, compressBlocks: inProcessGzip && o.format !== 2 });
   for (const w of mem.warnings) progress.warn(w);
-  const pool = new WorkerPool({ threads });
   const chunkSlotBytes = o.chunkSize + SCRYPT_PREFIX + SCRYPT_SUFFIX + 4096 + Math.ceil(o.chunkSize / 500);
   const chunks = new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkSlots, name: 'chunks' });
   const chunksOut = o.format === 2 ? new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkOutSlots, name: 'chunks-out' }) : undefined;
@@ -180,6 +149,14 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const blockOut = new SlotPool({ slotBytes: mem.blockBytes + Math.ceil(mem.blockBytes / 500) + 4096, slots: mem.blockSlots, name: 'blocks-out' });
 
   const sink = await dest.sink();
+  // from here on every exit path aborts or commits the sink and destroys the pool
+  let pool: WorkerPool;
+  try {
+    pool = new WorkerPool({ threads });
+  } catch (e) {
+    await sink.abort();
+    throw e;
+  }
   const outer = new OuterTarWriter(sink);
   let bytesIn = 0;
   let currentVm = '';
@@ -195,17 +172,26 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     backupId,
     scrypt: { logN: o.scryptLogN, r: 8, p: 1 },
   };
+  // The first real failure (a write, tar, a worker, the pool) stops every other part at once —
+  // producers would otherwise wait forever for slots only the writer releases — and is the one
+  // reported; the cancellations it causes are not. A user interrupt before it is reported as such.
+  const failures = new FirstFailure(signal);
+  let interrupted = signal.aborted;
+  const onInterrupt = (): void => {
+    if (!failures.failed) interrupted = true;
+  };
+  signal.addEventListener('abort', onInterrupt, { once: true });
   const runAbort = new AbortController();
+  const stopAll = (e: unknown): void => {
+    failures.record(e);
+    if (!runAbort.signal.aborted) runAbort.abort(failures.cause);
+  };
+  const onPoolFailed = (): void => stopAll(pool.failed.reason);
+  pool.failed.addEventListener('abort', onPoolFailed, { once: true });
   const runSignal = AbortSignal.any([signal, runAbort.signal]);
   const res: StreamResources = { pool, blockIn, blockOut, chunks, ...(chunksOut ? { chunksOut } : {}), kdf: new Semaphore(mem.kdfConcurrency), writer, signal: runSignal };
-  // a failed write (full disk, destination command gone) stops everything at once: the producers
-  // would otherwise wait forever for chunk slots that only the writer releases
-  let writeError: unknown;
   const writing = writer.run();
-  writing.catch((e: unknown) => {
-    writeError = e;
-    runAbort.abort(e);
-  });
+  writing.catch(stopAll);
   let chunkCount = 0;
   const mtimeSec = Math.floor(now.getTime() / 1000);
   const counted = async function* (src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
@@ -227,16 +213,28 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     if (f.inMemory) {
       let parts = innerTarOf(f.base, f.inMemory, mtimeSec);
       // small (qubes.xml, placeholders): the external filter runs once, synchronously
-      if (externalFilter) parts = [runFilterSync(externalFilter, 'compress', Buffer.concat(parts))];
+      if (externalFilter) {
+        try {
+          parts = [runFilterSync(externalFilter, 'compress', Buffer.concat(parts))];
+        } catch (e) {
+          fail('ERR_FILTER_FAILED', `${f.base}: ${(e as Error).message}`, { file: f.base, command: externalFilter }, e);
+        }
+      }
       chunkCount += await streamFileV34(f.base, bytesOf(parts), settings, res);
       return;
     }
     const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: externalFilter } : {}), signal: runSignal });
-    tar.done.catch(() => {});
-    chunkCount += await streamFileV34(f.base, counted(tar.stdout), settings, res);
-    await tar.done.catch((e: unknown) => {
-      throw new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { vm: job?.name, file: f.base }, e);
+    const tarFailed = (e: unknown): QvmBackupError =>
+      isQvmBackupError(e) && e.code !== 'ERR_TAR_FAILED' ? e : new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { ...(isQvmBackupError(e) ? e.context : {}), vm: job?.name, file: f.base }, e);
+    // tar's failure is the cause of whatever its broken stream does downstream: record it first
+    const tarDone = tar.done.catch((e: unknown) => {
+      const err = tarFailed(e);
+      stopAll(err);
+      throw err;
     });
+    tarDone.catch(() => {});
+    chunkCount += await streamFileV34(f.base, counted(tar.stdout), settings, res);
+    await tarDone;
   };
 
   progress.start('backup', plan.totalBytes);
@@ -245,7 +243,13 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     if (o.format === 4) {
       const hdrSlot = await chunks.acquire(runSignal);
       hdrSlot.bytes.set(headerBytes, SCRYPT_PREFIX);
-      const r = await pool.run('scryptEncrypt', { passphrase: `backup-header!${passphrase.toString('utf8')}`, ...settings.scrypt, input: hdrSlot.slice(SCRYPT_PREFIX, headerBytes.length), output: hdrSlot.slice(0, headerBytes.length + 128) }, { signal: runSignal });
+      let r;
+      try {
+        r = await pool.run('scryptEncrypt', { passphrase: `backup-header!${passphrase.toString('utf8')}`, ...settings.scrypt, input: hdrSlot.slice(SCRYPT_PREFIX, headerBytes.length), output: hdrSlot.slice(0, headerBytes.length + 128) }, { signal: runSignal });
+      } catch (e) {
+        chunks.release(hdrSlot);
+        throw e;
+      }
       if (!r.ok) {
         chunks.release(hdrSlot);
         fail('ERR_INTERNAL', `backup-header.hmac: ${r.message}`);
@@ -270,17 +274,24 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     }
     writer.close();
     await writing;
+    // a failure recorded elsewhere (the pool, a tar whose stream looked complete) still fails the run
+    runSignal.throwIfAborted();
     await sink.commit();
   } catch (e) {
-    runAbort.abort(e);
-    writer.abort(e);
-    await writing.catch(() => {});
+    stopAll(e);
+    writer.abort(failures.cause);
+    // abort the sink before waiting for the writer: a destination that stopped reading would
+    // otherwise keep its write pending forever
     await sink.abort().catch(() => {});
+    await writing.catch(() => {});
+    if (interrupted) throw new QvmBackupError('ERR_CANCELLED', 'backup interrupted: partial output removed', {}, failures.cause);
+    throw failures.cause ?? e;
+  } finally {
+    signal.removeEventListener('abort', onInterrupt);
+    pool.failed.removeEventListener('abort', onPoolFailed);
     await pool.destroy().catch(() => {});
-    if (signal.aborted) throw new QvmBackupError('ERR_CANCELLED', 'backup interrupted: partial output removed', {}, e);
-    throw writeError ?? e;
   }
-  await pool.destroy();
+  const finalPath = 'path' in sink ? sink.path : dest.path;
   // 5. success: record backup_timestamp in the live qubes.xml (atomically replaced)
   try {
     const fresh = parseQubesXml(await readFile(xmlPath));
@@ -289,5 +300,5 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   } catch (e) {
     progress.warn(`backup finished, but backup_timestamp could not be recorded in ${xmlPath}: ${(e as Error).message}`);
   }
-  return { path: dest.path, bytesWritten: outer.bytesWritten, vms: [...plan.vms.map((v) => v.name), ...(plan.dom0 ? ['dom0'] : [])], chunks: chunkCount };
+  return { path: finalPath, bytesWritten: outer.bytesWritten, vms: [...plan.vms.map((v) => v.name), ...(plan.dom0 ? ['dom0'] : [])], chunks: chunkCount };
 }

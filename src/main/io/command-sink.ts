@@ -63,28 +63,33 @@ export function commandSink(shellCommand: string): Sink {
     return new QvmBackupError('ERR_IO', `${what}: output command failed (${detail})${t ? `: ${t}` : ''}`, { ...ctx, exitCode: r.exitCode, stderrTail: t }, cause);
   };
 
-  let state: 'open' | 'done' = 'open';
+  let state: 'open' | 'failed' | 'committed' | 'aborted' = 'open';
+  const after = (what: string): QvmBackupError =>
+    state === 'aborted'
+      ? new QvmBackupError('ERR_CANCELLED', `${what} the output command: it was stopped`, ctx)
+      : new QvmBackupError('ERR_INTERNAL', `${what} the output command after it ended`, ctx);
   return {
     description: `command ${shellCommand}`,
     async write(data) {
-      if (state !== 'open' || !stdin) throw new QvmBackupError('ERR_INTERNAL', 'write after commit/abort of the output command', ctx);
+      if (state !== 'open' || !stdin) throw after('write to');
       try {
         await writableWrite(stdin, data, () => inputError);
       } catch (e) {
-        state = 'done';
+        if (state !== 'open') throw after('write to');
+        state = 'failed';
         throw await failure('writing to the output command', e);
       }
     },
     async commit() {
-      if (state !== 'open') throw new QvmBackupError('ERR_INTERNAL', 'commit after commit/abort of the output command', ctx);
-      state = 'done';
+      if (state !== 'open') throw after('commit of');
+      state = 'committed';
       stdin?.end();
       const r = await result;
       if (r.failed || r.exitCode !== 0) throw await failure('finishing the backup');
     },
     async abort() {
-      if (state === 'done' && child.exitCode !== null) return;
-      state = 'done';
+      if (state === 'aborted' || (state !== 'open' && child.exitCode !== null)) return;
+      state = 'aborted';
       stdin?.destroy();
       await ended(0);
     },

@@ -1,5 +1,6 @@
-// Where the backup bytes go: a file (written under a temporary name, renamed into place only on
-// commit), our stdout, or a shell command's stdin. Every sink honours backpressure via `write()`.
+// Where the backup bytes go: a file (written under a temporary name, linked into place only on
+// commit), our stdout, or a shell command's stdin. Every sink honours backpressure via `write()`,
+// and `write()` resolves only when the sink no longer references the bytes: callers reuse them.
 import { constants as fsc, fsync, promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import path from 'node:path';
@@ -8,7 +9,8 @@ import { writableWrite } from './writable-write.js';
 
 /** A destination for the backup stream. After commit() or abort() no more writes are allowed. */
 export interface Sink {
-  /** Write bytes; resolves when the sink can take more (backpressure). */
+  /** Write bytes; resolves when the sink can take more (backpressure) and no longer references
+   *  `data`, so the caller may overwrite it. Rejects with ERR_CANCELLED after abort(). */
   write(data: Uint8Array): Promise<void>;
   /** Make the written bytes durable/visible as the finished backup. */
   commit(): Promise<void>;
@@ -38,11 +40,61 @@ async function writeAll(fh: fsp.FileHandle, data: Uint8Array): Promise<void> {
   }
 }
 
+/** Errors of link(2) on filesystems without hard links (vfat, exFAT, some FUSE/network mounts). */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+/**
+ * Give the finished `partial` the name `target` without ever replacing an existing file: link(2)
+ * fails with EEXIST instead of overwriting, unlike rename(2). Where hard links do not exist, the
+ * name is claimed with O_EXCL and the partial renamed over that (still empty) claim of ours.
+ * Returns false when `target` exists.
+ */
+async function claimName(partial: string, target: string): Promise<boolean> {
+  try {
+    await fsp.link(partial, target);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST') return false;
+    if (!NO_HARD_LINKS.has(code)) throw e;
+    try {
+      await (await fsp.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600)).close();
+    } catch (e2) {
+      if ((e2 as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw e2;
+    }
+    try {
+      await fsp.rename(partial, target);
+    } catch (e3) {
+      await fsp.rm(target, { force: true }).catch(() => undefined); // our own empty claim
+      throw e3;
+    }
+    return true;
+  }
+  await fsp.unlink(partial);
+  return true;
+}
+
+/** Highest `-N` suffix tried for a numbered name before giving up. */
+const MAX_SUFFIX = 999;
+
+/** A file sink; `path` is the name the archive got (known after commit). */
+export interface FileSink extends Sink {
+  readonly path: string;
+}
+
+export interface FileSinkOptions {
+  /** When `finalPath` exists at commit, use `finalPath-1`, `-2`, … instead of failing
+   *  (for the default timestamped name: two runs in the same second both keep their archive). */
+  numbered?: boolean;
+}
+
 /**
  * A sink writing `finalPath`: bytes go to `.<base>.partial-<pid>` in the same directory; commit()
- * fsyncs, renames it into place and fsyncs the directory; abort() deletes the partial file.
+ * fsyncs it, gives it the final name without replacing anything (see claimName), and fsyncs the
+ * directory; abort() deletes the partial file. An existing `finalPath` fails the commit with
+ * ERR_IO (or, with `numbered`, the next free `-N` name is taken).
  */
-export async function openFileSink(finalPath: string): Promise<Sink> {
+export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}): Promise<FileSink> {
   const dir = path.dirname(path.resolve(finalPath));
   const partial = path.join(dir, `.${path.basename(finalPath)}.partial-${process.pid}`);
   const ctx = { file: finalPath };
@@ -54,12 +106,20 @@ export async function openFileSink(finalPath: string): Promise<Sink> {
   } catch (e) {
     throw ioError(`cannot create ${partial}: ${(e as Error).message}`, ctx, e);
   }
-  let state: 'open' | 'done' = 'open';
+  let state: 'open' | 'committed' | 'aborted' = 'open';
+  let claimed = finalPath;
   const closeQuietly = async (): Promise<void> => fh.close().catch(() => undefined);
+  const after = (what: string): QvmBackupError =>
+    state === 'aborted'
+      ? new QvmBackupError('ERR_CANCELLED', `${what} ${finalPath}: the output was discarded`, ctx)
+      : new QvmBackupError('ERR_INTERNAL', `${what} after commit of ${finalPath}`, ctx);
   return {
     description: `file ${finalPath}`,
+    get path() {
+      return claimed;
+    },
     async write(data) {
-      if (state !== 'open') throw new QvmBackupError('ERR_INTERNAL', `write after commit/abort of ${finalPath}`, ctx);
+      if (state !== 'open') throw after('write to');
       try {
         await writeAll(fh, data);
       } catch (e) {
@@ -67,12 +127,20 @@ export async function openFileSink(finalPath: string): Promise<Sink> {
       }
     },
     async commit() {
-      if (state !== 'open') throw new QvmBackupError('ERR_INTERNAL', `commit after commit/abort of ${finalPath}`, ctx);
-      state = 'done';
+      if (state !== 'open') throw after('commit of');
+      state = 'committed';
       try {
         await fh.sync();
         await fh.close();
-        await fsp.rename(partial, finalPath);
+        for (let n = 0; ; n++) {
+          const target = n === 0 ? finalPath : `${finalPath}-${n}`;
+          if (await claimName(partial, target)) {
+            claimed = target;
+            break;
+          }
+          if (!opts.numbered) throw new QvmBackupError('ERR_IO', `${finalPath} appeared while the backup was being written; it was not overwritten and this backup was discarded`, ctx);
+          if (n >= MAX_SUFFIX) throw new QvmBackupError('ERR_IO', `${finalPath}-1 … -${MAX_SUFFIX} all exist; this backup was discarded`, ctx);
+        }
       } catch (e) {
         await closeQuietly();
         await fsp.rm(partial, { force: true }).catch(() => undefined);
@@ -86,14 +154,15 @@ export async function openFileSink(finalPath: string): Promise<Sink> {
           await d.close();
         }
       } catch (e) {
-        // Some filesystems refuse fsync on directories; the rename itself has happened.
+        // Some filesystems refuse fsync on directories; the name itself is in place.
         const code = (e as NodeJS.ErrnoException).code;
         if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EPERM') throw ioError(`fsync of ${dir}: ${(e as Error).message}`, ctx, e);
       }
     },
     async abort() {
-      if (state === 'done') return;
-      state = 'done';
+      if (state !== 'open') return;
+      state = 'aborted';
+      // close() waits for a write in progress, so the file is removed after its last byte
       await closeQuietly();
       await fsp.rm(partial, { force: true }).catch(() => undefined);
     },
@@ -104,11 +173,14 @@ export async function openFileSink(finalPath: string): Promise<Sink> {
 export function stdoutSink(stream: Writable = process.stdout): Sink {
   let error: Error | null = null;
   const ctx = { file: '<stdout>' };
+  // abort() stops waiting for a reader that may never read again (the archive is void anyway)
+  const stop = new AbortController();
   const onError = (e: Error): void => {
     error ??= e;
   };
   stream.on('error', onError);
   const wrap = (e: unknown): QvmBackupError => {
+    if (stop.signal.aborted) return new QvmBackupError('ERR_CANCELLED', 'writing to stdout: the output was abandoned', ctx, e);
     const code = (e as NodeJS.ErrnoException).code;
     const what = code === 'EPIPE' ? 'the reader of stdout went away (EPIPE)' : (e as Error).message;
     return ioError(`writing to stdout: ${what}`, ctx, e);
@@ -117,19 +189,16 @@ export function stdoutSink(stream: Writable = process.stdout): Sink {
     description: 'stdout',
     async write(data) {
       try {
-        await writableWrite(stream, data, () => error);
+        await writableWrite(stream, data, () => error, stop.signal);
       } catch (e) {
-        error ??= e as Error;
+        if (!stop.signal.aborted) error ??= e as Error;
         throw wrap(e);
       }
     },
     async commit() {
       try {
         // An empty write calls back once everything queued before it has been handed to the OS.
-        await new Promise<void>((resolve, reject) => {
-          if (error) return reject(error);
-          stream.write(Buffer.alloc(0), (e) => (e ? reject(e) : resolve()));
-        });
+        await writableWrite(stream, Buffer.alloc(0), () => error, stop.signal);
         // Durable when stdout is a regular file; pipes and ttys refuse fsync (EINVAL), which is fine.
         const fd = (stream as Writable & { fd?: unknown }).fd;
         if (typeof fd === 'number') {
@@ -140,7 +209,9 @@ export function stdoutSink(stream: Writable = process.stdout): Sink {
       }
     },
     // The 'error' listener stays: a late EPIPE from queued writes must not crash the process.
-    async abort() {},
+    async abort() {
+      stop.abort(new QvmBackupError('ERR_CANCELLED', 'writing to stdout: the output was abandoned', ctx));
+    },
   };
 }
 

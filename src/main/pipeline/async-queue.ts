@@ -59,7 +59,8 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   }
 }
 
-/** Counting semaphore; `acquire` waits FIFO and rejects when `signal` aborts. */
+/** Counting semaphore; `acquire` waits FIFO and rejects when `signal` aborts. A waiter's abort
+ *  listener is removed as soon as it gets its permit (one shared run signal sees thousands of waits). */
 export class Semaphore {
   #free: number;
   #waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
@@ -73,18 +74,29 @@ export class Semaphore {
       return;
     }
     await new Promise<void>((resolve, reject) => {
-      const w = { resolve, reject };
-      this.#waiters.push(w);
-      signal?.addEventListener('abort', () => {
+      const onAbort = (): void => {
         const i = this.#waiters.indexOf(w);
         if (i >= 0) this.#waiters.splice(i, 1);
-        reject(signal.reason);
-      }, { once: true });
+        reject(signal?.reason);
+      };
+      const w = {
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject,
+      };
+      this.#waiters.push(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
   release(): void {
     const w = this.#waiters.shift();
     if (w) w.resolve();
     else this.#free++;
+  }
+  /** Callers blocked in `acquire`. */
+  get waiting(): number {
+    return this.#waiters.length;
   }
 }

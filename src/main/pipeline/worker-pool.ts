@@ -1,14 +1,23 @@
 // The worker thread pool: the project's only `new Piscina(...)`. Runs the typed tasks of
-// task-types.ts in src/workers/chunk-worker.ts and turns thrown worker errors and aborts into
-// QvmBackupError (errors lose their class when they cross a thread).
+// task-types.ts in src/workers/pool-entry.ts and turns worker errors and aborts into
+// QvmBackupError, keeping their code and context (errors lose their class when they cross a thread).
+//
+// Cancelling never terminates a worker in the middle of a task: piscina does that for an aborted
+// running task, and on Node 20 terminating a worker at the wrong moment (loading its module,
+// creating a zlib handle) aborts the whole process; its answer, already on the way, also made
+// piscina emit 'error'. Instead each task carries a shared state word: a cancelled task that has
+// not started is skipped by the worker and rejected at once; one that has started is rejected
+// when it ends, so its caller never frees memory a worker is still writing. Workers load their
+// module with import(), and destroy() waits until every worker has loaded it before terminating
+// it (a worker terminated inside require(esm) aborted the process too).
 import { fileURLToPath } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { QvmBackupError, type ErrorContext } from '../errors.js';
-import type { TaskMap, TaskName } from '../../workers/task-types.js';
+import { QvmBackupError, isQvmBackupError, type ErrorCode, type ErrorContext } from '../errors.js';
+import { TASK_CANCELLED, TASK_WAITING, isPortableError, type PoolMessage, type PortableError, type TaskMap, type TaskName } from '../../workers/task-types.js';
 
-/** dist/src/main/pipeline/worker-pool.js → dist/src/workers/chunk-worker.js */
-export const CHUNK_WORKER_URL = new URL('../../workers/chunk-worker.js', import.meta.url);
+/** dist/src/main/pipeline/worker-pool.js → dist/src/workers/pool-entry.js */
+export const CHUNK_WORKER_URL = new URL('../../workers/pool-entry.js', import.meta.url);
 
 export interface WorkerPoolOptions {
   /** fixed number of worker threads (min = max) */
@@ -24,17 +33,47 @@ export interface RunOptions {
 }
 
 const IDLE_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+/** destroy() lets running tasks end first; longer than any one task (scrypt at logN 22: ~25 s). */
+const DESTROY_GRACE_MS = 60_000;
+/** destroy() waits this long at most for workers still loading their modules. */
+const LOAD_GRACE_MS = 30_000;
 
-function isAbort(e: unknown, signal: AbortSignal | undefined): boolean {
-  return signal?.aborted === true || (e instanceof Error && e.name === 'AbortError');
+/** piscina loads the worker module with require() first; on Node 20 that is require(esm), and a
+ *  worker terminated inside it aborts the process (V8 fatal error). Without it piscina falls back to
+ *  import(), which a termination interrupts cleanly. */
+const WORKER_EXEC_ARGV = process.allowedNodeEnvironmentFlags.has('--no-experimental-require-module') ? ['--no-experimental-require-module'] : [];
+
+/** piscina's message when a worker answers a task it no longer knows (after destroy). */
+const LATE_ANSWER = /^Unexpected message from Worker/;
+
+/** A worker's PortableError as a QvmBackupError: a QvmBackupError thrown there keeps its code;
+ *  any other error becomes ERR_INTERNAL with its `code` in the context and in the cause. */
+function fromWorker(name: string, e: PortableError, context: ErrorContext): QvmBackupError {
+  const cause = Object.assign(new Error(e.message), { name: e.name, ...(e.code !== undefined ? { code: e.code } : {}), ...(e.stack !== undefined ? { stack: e.stack } : {}) });
+  const own = e.name === 'QvmBackupError' && e.code !== undefined;
+  const ctx = { ...context, ...e.context, ...(e.code !== undefined && !own ? { errorCode: e.code } : {}) };
+  return new QvmBackupError(own ? (e.code as ErrorCode) : 'ERR_INTERNAL', own ? e.message : `${name} failed: ${e.message}`, ctx, cause);
+}
+
+/** Atomics.waitAsync (Node ≥ 16; not in this TypeScript lib). */
+const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number, ms: number): { async: boolean; value: Promise<string> | string } }).waitAsync;
+
+interface InFlight {
+  state: Int32Array;
+  settled: Promise<void>;
 }
 
 /** A fixed-size pool of chunk workers. The surface is deliberately small and maps 1:1 onto
- *  piscina's (and tinypool's) `run(task, { name, transferList, signal })`, so the engine can be
+ *  piscina's (and tinypool's) `run(task, { name, transferList })`, so the engine can be
  *  swapped without touching callers. */
 export class WorkerPool {
   readonly threads: number;
   readonly #pool: Piscina;
+  readonly #failed = new AbortController();
+  readonly #inFlight = new Set<InFlight>();
+  /** incremented by each worker once its modules are loaded (pool-entry.ts) */
+  readonly #loaded = new Int32Array(new SharedArrayBuffer(4));
+  #destroying = false;
 
   constructor(opts: WorkerPoolOptions) {
     if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new RangeError(`threads must be a positive integer, got ${opts.threads}`);
@@ -44,23 +83,79 @@ export class WorkerPool {
       minThreads: opts.threads,
       maxThreads: opts.threads,
       idleTimeout: IDLE_TIMEOUT_MS,
+      workerData: { loadedWorkers: this.#loaded },
+      execArgv: WORKER_EXEC_ARGV,
     });
+    // Without a listener, piscina's 'error' event kills the process with a stack trace.
+    this.#pool.on('error', (e: unknown) => this.#onPoolError(e));
   }
 
-  /** Run task `name` in a worker; resolves with its result value (expected failures are `{ ok: false }`),
-   *  rejects with ERR_CANCELLED on abort and ERR_INTERNAL when the worker threw. */
+  /** Aborted (reason: the QvmBackupError) when the pool itself failed, e.g. a worker died
+   *  between tasks; every later run() rejects with that error. Runs should stop on it. */
+  get failed(): AbortSignal {
+    return this.#failed.signal;
+  }
+
+  #onPoolError(e: unknown): void {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (this.#destroying && LATE_ANSWER.test(msg)) return; // a task answered after destroy() gave up on it
+    if (this.#failed.signal.aborted) return;
+    this.#failed.abort(new QvmBackupError('ERR_INTERNAL', `worker pool failed: ${msg}`, {}, e));
+  }
+
+  #cancelled(name: string, context: ErrorContext, reason: unknown): QvmBackupError {
+    return new QvmBackupError('ERR_CANCELLED', `${name} cancelled`, context, reason);
+  }
+
+  #error(name: string, e: unknown, context: ErrorContext): QvmBackupError {
+    if (isQvmBackupError(e)) return e;
+    if (isPortableError(e)) return fromWorker(name, e, context);
+    if (this.#failed.signal.aborted) return this.#failed.signal.reason as QvmBackupError;
+    if (this.#destroying) return this.#cancelled(name, context, e);
+    const msg = e instanceof Error ? e.message : String(e);
+    const code = (e as { code?: unknown } | null)?.code;
+    return new QvmBackupError('ERR_INTERNAL', `${name} failed: ${msg}`, { ...context, ...(typeof code === 'string' ? { errorCode: code } : {}) }, e);
+  }
+
+  /** Run task `name` in a worker; resolves with its result value (expected failures are `{ ok: false }`).
+   *  Rejects with ERR_CANCELLED when `signal` aborts — at once if the task has not started, else when
+   *  it has ended (its memory is free then) —, with the pool's failure once it failed, and with
+   *  fromWorker()'s error when the worker threw. */
   async run<K extends TaskName>(name: K, task: TaskMap[K]['task'], opts: RunOptions = {}): Promise<TaskMap[K]['result']> {
     const context = opts.context ?? {};
-    try {
-      const runOpts: Parameters<Piscina['run']>[1] = { name };
-      if (opts.signal) runOpts.signal = opts.signal;
-      if (opts.transferList) runOpts.transferList = opts.transferList as unknown as NonNullable<typeof runOpts>['transferList'];
-      return (await this.#pool.run(task, runOpts)) as TaskMap[K]['result'];
-    } catch (e) {
-      if (isAbort(e, opts.signal)) throw new QvmBackupError('ERR_CANCELLED', `${name} cancelled`, context, e);
-      const msg = e instanceof Error ? e.message : String(e);
-      throw new QvmBackupError('ERR_INTERNAL', `${name} failed: ${msg}`, context, e);
-    }
+    const { signal } = opts;
+    if (this.#failed.signal.aborted) throw this.#failed.signal.reason;
+    if (this.#destroying) throw this.#cancelled(name, context, new Error('the worker pool was destroyed'));
+    if (signal?.aborted) throw this.#cancelled(name, context, signal.reason);
+    const state = new Int32Array(new SharedArrayBuffer(4));
+    const message: PoolMessage<TaskMap[K]['task']> = { task, state };
+    const runOpts: Parameters<Piscina['run']>[1] = { name };
+    if (opts.transferList) runOpts.transferList = opts.transferList as unknown as NonNullable<typeof runOpts>['transferList'];
+    const answer = this.#pool.run(message, runOpts) as Promise<TaskMap[K]['result'] | null>;
+    const entry: InFlight = { state, settled: answer.then(() => undefined, () => undefined) };
+    this.#inFlight.add(entry);
+    void entry.settled.then(() => this.#inFlight.delete(entry));
+    return new Promise<TaskMap[K]['result']>((resolve, reject) => {
+      let aborted = false;
+      const onAbort = (): void => {
+        aborted = true;
+        // not started yet: the worker will skip it, so nothing references its memory any more
+        if (Atomics.compareExchange(state, 0, TASK_WAITING, TASK_CANCELLED) === TASK_WAITING) reject(this.#cancelled(name, context, signal?.reason));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      answer.then(
+        (r) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (aborted) reject(this.#cancelled(name, context, signal?.reason));
+          else if (r === null) reject(this.#cancelled(name, context, new Error('the worker pool was destroyed')));
+          else resolve(r);
+        },
+        (e: unknown) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(aborted ? this.#cancelled(name, context, signal?.reason) : this.#error(name, e, context));
+        },
+      );
+    });
   }
 
   /** Number of tasks waiting for a free worker. */
@@ -68,8 +163,31 @@ export class WorkerPool {
     return this.#pool.queueSize;
   }
 
-  /** Stop all workers; pending tasks are rejected. */
+  /** Stop all workers: tasks not started are cancelled, running ones may end (up to a grace
+   *  period), then the threads are terminated. */
   async destroy(): Promise<void> {
+    this.#destroying = true;
+    for (const t of this.#inFlight) Atomics.compareExchange(t.state, 0, TASK_WAITING, TASK_CANCELLED);
+    if (this.#inFlight.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((r) => (timer = setTimeout(r, DESTROY_GRACE_MS)));
+      await Promise.race([Promise.all([...this.#inFlight].map((t) => t.settled)), grace]);
+      clearTimeout(timer);
+    }
+    await this.#workersLoaded(LOAD_GRACE_MS);
     await this.#pool.destroy();
+  }
+
+  /** Resolves once every initial worker has loaded its modules, or after `ms`, or at once when
+   *  the pool failed (a worker that cannot load never will). */
+  async #workersLoaded(ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const n = Atomics.load(this.#loaded, 0);
+      const left = end - Date.now();
+      if (n >= this.threads || left <= 0 || this.#failed.signal.aborted) return;
+      const w = waitAsync(this.#loaded, 0, n, Math.min(left, 100));
+      if (w.async) await w.value;
+    }
   }
 }

@@ -1,16 +1,17 @@
 // Tests for sink.ts: file sink commit/abort (no partial file left), command sink with real shell
 // commands (success, failure, early exit, abort), stdout sink backpressure and EPIPE, freeBytes.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { commandSink, freeBytes, openFileSink, stdoutSink } from '../../../src/main/io/sink.js';
-import { mkTmp, rejectsWith, rmTmp } from '../tar/tar-test-helpers.js';
+import { FAKE_BIN, mkTmp, rejectsWith, rmTmp } from '../tar/tar-test-helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const SLOW_READER = path.join(FAKE_BIN, 'slow-reader.js');
 const MiB = 1024 * 1024;
 
 /** Whether a process runs (a killed but unreaped zombie does not count). */
@@ -29,7 +30,7 @@ describe('openFileSink', () => {
   });
   after(() => rmTmp(dir));
 
-  it('writes under .<base>.partial-<pid> and renames into place on commit', async () => {
+  it('writes under .<base>.partial-<pid> and gives it the final name on commit', async () => {
     const final = path.join(dir, 'qubes-backup');
     const sink = await openFileSink(final);
     const partial = path.join(dir, `.qubes-backup.partial-${process.pid}`);
@@ -62,6 +63,59 @@ describe('openFileSink', () => {
     assert.equal(fs.readFileSync(final, 'utf8'), 'new');
     await rejectsWith(openFileSink(path.join(dir, 'no/such/dir/file')), 'ERR_IO', /cannot create/);
   });
+  it('never replaces a file that appeared under the final name meanwhile: ERR_IO, the partial is removed', async () => {
+    const final = path.join(dir, 'raced');
+    const sink = await openFileSink(final);
+    await sink.write(Buffer.from('ours'));
+    fs.writeFileSync(final, 'theirs'); // another run finished first
+    await rejectsWith(sink.commit(), 'ERR_IO', /appeared.*not overwritten/);
+    assert.equal(fs.readFileSync(final, 'utf8'), 'theirs');
+    assert.deepEqual(fs.readdirSync(dir).filter((n) => n.includes('raced')), ['raced']);
+  });
+
+  it('numbered: a taken name gets the next free -N suffix, reported by `path`', async () => {
+    const final = path.join(dir, 'qubes-backup-2026-01-01T000000');
+    fs.writeFileSync(final, 'first');
+    fs.writeFileSync(`${final}-1`, 'second');
+    const sink = await openFileSink(final, { numbered: true });
+    await sink.write(Buffer.from('third'));
+    await sink.commit();
+    assert.equal(sink.path, `${final}-2`);
+    assert.equal(fs.readFileSync(`${final}-2`, 'utf8'), 'third');
+    assert.equal(fs.readFileSync(final, 'utf8'), 'first');
+    assert.equal(fs.readFileSync(`${final}-1`, 'utf8'), 'second');
+  });
+
+  it('concurrent runs committing one numbered name at the same moment: each archive keeps its own name', async () => {
+    const final = path.join(dir, 'same-second');
+    const child = path.join(here, 'file-sink-child.js');
+    const runs = [0, 1, 2, 3].map((i) => {
+      const p = spawn(process.execPath, [child, final, `archive ${i}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      p.stdout.setEncoding('utf8');
+      const ready = new Promise<void>((resolve) => p.stdout.on('data', (d: string) => {
+        out += d;
+        if (out.includes('ready\n')) resolve();
+      }));
+      const exited = new Promise<number | null>((resolve) => p.on('exit', resolve));
+      return { p, ready, exited, out: () => out };
+    });
+    await Promise.all(runs.map((r) => r.ready)); // every partial written, none committed yet
+    for (const r of runs) r.p.stdin.end('go\n');
+    assert.deepEqual(await Promise.all(runs.map((r) => r.exited)), [0, 0, 0, 0]);
+    const names = fs.readdirSync(dir).filter((n) => n.startsWith('same-second')).sort();
+    assert.deepEqual(names, ['same-second', 'same-second-1', 'same-second-2', 'same-second-3']);
+    assert.deepEqual(names.map((n) => fs.readFileSync(path.join(dir, n), 'utf8')).sort(), ['archive 0', 'archive 1', 'archive 2', 'archive 3']);
+    const reported = runs.map((r) => r.out().split('\n').find((l) => l.startsWith('path '))?.slice(5)).sort();
+    assert.deepEqual(reported, names.map((n) => path.join(dir, n)));
+  });
+
+  it('write and commit after abort: ERR_CANCELLED', async () => {
+    const sink = await openFileSink(path.join(dir, 'gone'));
+    await sink.abort();
+    await rejectsWith(sink.write(Buffer.from('x')), 'ERR_CANCELLED');
+    await rejectsWith(sink.commit(), 'ERR_CANCELLED');
+  });
 });
 
 describe('commandSink', () => {
@@ -79,6 +133,27 @@ describe('commandSink', () => {
     for (let i = 0; i < data.length; i += MiB) await sink.write(data.subarray(i, i + MiB));
     await sink.commit();
     assert.ok(fs.readFileSync(out).equals(data));
+  });
+
+  it('write resolves only when the command has taken the bytes: a reused buffer arrives intact behind a slow reader', async () => {
+    const out = path.join(dir, 'slow.bin');
+    const sink = commandSink(`"${process.execPath}" '${SLOW_READER}' '${out}'`);
+    // each write is below the stream's high-water mark, so write() returns true while the bytes
+    // still wait in the stream for the slow reader; then the buffer is overwritten
+    const reused = Buffer.alloc(3000);
+    const expected: Buffer[] = [];
+    for (let i = 0; i < 400; i++) {
+      reused.fill(i & 0xff);
+      reused.writeUInt32BE(i, 0);
+      await sink.write(reused);
+      expected.push(Buffer.from(reused));
+    }
+    await sink.commit();
+    const got = fs.readFileSync(out);
+    const want = Buffer.concat(expected);
+    assert.equal(got.length, want.length);
+    const bad = [...Array(400).keys()].filter((i) => !got.subarray(i * 3000, (i + 1) * 3000).equals(expected[i]!));
+    assert.deepEqual(bad, [], `${bad.length} of 400 writes arrived overwritten`);
   });
 
   it('a failing command: ERR_IO with exit code and stderr tail', async () => {
@@ -115,28 +190,55 @@ describe('commandSink', () => {
 });
 
 describe('stdoutSink', () => {
-  it('waits for drain (backpressure) and keeps order', async () => {
+  /** A Writable that delivers each chunk later (like libuv with a full pipe), copying it only then. */
+  function slowWritable(highWaterMark: number): Writable & { got: Buffer[] } {
     const got: Buffer[] = [];
-    let pending = 0;
     const w = new Writable({
-      highWaterMark: 1024,
+      highWaterMark,
       write(chunk: Buffer, _enc, cb) {
-        pending++;
-        setTimeout(() => {
-          got.push(chunk);
-          pending--;
+        setImmediate(() => {
+          got.push(Buffer.from(chunk)); // the bytes are read only now, as libuv would
           cb();
-        }, 2);
+        });
       },
     });
+    return Object.assign(w, { got });
+  }
+
+  it('write resolves only after the stream called back: the caller may then reuse its buffer', async () => {
+    // high-water mark above the chunk size: write() returns true at once, the bytes are still queued
+    const w = slowWritable(1 << 20);
+    const sink = stdoutSink(w);
+    const reused = Buffer.alloc(4096);
+    for (let i = 0; i < 20; i++) {
+      reused.fill(i);
+      await sink.write(reused);
+      assert.equal(w.writableLength, 0, 'nothing of ours left in the stream');
+      assert.equal(w.got.length, i + 1, 'the chunk was taken before write() resolved');
+    }
+    await sink.commit();
+    assert.deepEqual(w.got.filter((b) => b.length > 0).map((b) => [b[0], b[4095]]), [...Array(20).keys()].map((i) => [i, i]));
+  });
+
+  it('waits for drain (backpressure) and keeps order', async () => {
+    const w = slowWritable(1024);
     const sink = stdoutSink(w);
     for (let i = 0; i < 20; i++) {
       await sink.write(Buffer.alloc(4096, i));
-      assert.ok(w.writableLength <= 4096, 'write resolved only after drain');
+      assert.equal(w.writableLength, 0, 'write resolved only after the chunk went out and the stream drained');
+      assert.ok(!w.writableNeedDrain);
     }
     await sink.commit();
-    assert.equal(pending, 0);
-    assert.deepEqual(got.filter((b) => b.length > 0).map((b) => b[0]), [...Array(20).keys()]);
+    assert.deepEqual(w.got.filter((b) => b.length > 0).map((b) => b[0]), [...Array(20).keys()]);
+  });
+
+  it('abort stops waiting for a reader that never reads: ERR_CANCELLED', async () => {
+    const w = new Writable({ highWaterMark: 16, write() {} }); // never calls back
+    const sink = stdoutSink(w);
+    const pending = sink.write(Buffer.alloc(100));
+    await sink.abort();
+    await rejectsWith(pending, 'ERR_CANCELLED');
+    await rejectsWith(sink.write(Buffer.alloc(1)), 'ERR_CANCELLED');
   });
 
   it('EPIPE (reader went away) is ERR_IO, not a crash', () => {

@@ -1,5 +1,9 @@
 // WorkerPool: every task through real piscina workers on shared slots, transfer, errors, abort.
 import { test, after } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { busyLoops } from '../../helpers/load.js';
 import assert from 'node:assert/strict';
 import * as zlib from 'node:zlib';
 import { isQvmBackupError } from '../../../src/main/errors.js';
@@ -97,5 +101,50 @@ test('an aborted task rejects with ERR_CANCELLED', async () => {
     );
   } finally {
     slots.release(s);
+  }
+});
+
+test("a Node error thrown in a worker keeps its code and name across the thread", async () => {
+  const s = await slots.acquire();
+  try {
+    await assert.rejects(
+      pool.run('hmacSlice', { algorithm: 'sha256', key: 5 as unknown as Uint8Array, input: s.slice(0, 10) }, { context: { chunk: 'c' } }),
+      (e: unknown) => {
+        const cause = (e as { cause?: { code?: string; name?: string } }).cause;
+        return isQvmBackupError(e) && e.code === 'ERR_INTERNAL' && e.context.chunk === 'c' && e.context['errorCode'] === 'ERR_INVALID_ARG_TYPE' && cause?.code === 'ERR_INVALID_ARG_TYPE' && cause.name === 'TypeError';
+      },
+    );
+  } finally {
+    slots.release(s);
+  }
+});
+
+test('tasks aborted at random, under load: no crash, no late-answer error, no write after rejection', { timeout: 120_000 }, () => {
+  const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'pool-abort-child.js');
+  const load = busyLoops(2);
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = spawnSync(process.execPath, [child, '150'], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 0, `run ${i}: exit ${r.status} ${r.signal ?? ''}: ${r.stderr.slice(0, 2000)}`);
+      assert.doesNotMatch(r.stderr, /Unexpected message|uncaught|FATAL/);
+      const summary = JSON.parse(r.stdout.trim()) as { uncaught: number; cancelled: number; done: number; other: number; overwritten: number };
+      assert.deepEqual({ uncaught: summary.uncaught, other: summary.other, overwritten: summary.overwritten }, { uncaught: 0, other: 0, overwritten: 0 }, r.stdout);
+      assert.equal(summary.cancelled + summary.done, 600);
+      assert.ok(summary.cancelled > 0 && summary.done > 0, r.stdout);
+    }
+  } finally {
+    load.stop();
+  }
+});
+
+test('a pool destroyed while its workers still start (a run that fails at once) never takes the process down', { timeout: 240_000 }, () => {
+  const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'pool-abort-child.js');
+  const load = busyLoops(2);
+  try {
+    const r = spawnSync(process.execPath, [child, 'early', '20'], { encoding: 'utf8', timeout: 200_000 });
+    assert.equal(r.status, 0, `exit ${r.status} ${r.signal ?? ''}: ${r.stderr.slice(0, 1000)}`);
+    assert.equal(r.stdout.trim(), '{"early":"ok"}');
+  } finally {
+    load.stop();
   }
 });

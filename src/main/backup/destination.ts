@@ -1,0 +1,60 @@
+// Where a backup goes, checked before anything is asked or written: a command, stdout, or a file
+// (an existing directory gets the default timestamped name inside it). Nothing existing is ever
+// replaced: an existing file is refused here, and the file sink claims the final name with link(2)
+// at the end (see openFileSink).
+import { stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fail } from '../errors.js';
+import { commandSink, openFileSink, stdoutSink, type FileSink, type Sink } from '../io/sink.js';
+
+const pad = (n: number) => String(n).padStart(2, '0');
+
+/** `qubes-backup-%Y-%m-%dT%H%M%S` in local time. */
+export function defaultBackupName(d: Date): string {
+  return `qubes-backup-${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
+}
+
+export interface Destination {
+  /** opens the sink (after the plan was confirmed) */
+  sink: () => Promise<Sink | FileSink>;
+  /** for messages; a file sink's final name may get a `-N` suffix (FileSink.path) */
+  path: string;
+  /** the local directory written into, for the free-space check */
+  localDir?: string;
+}
+
+/** Check `location` (or `destCommand`) and say how to open it; ERR_USAGE when it cannot work. */
+export async function resolveDestination(location: string, destCommand: string | undefined, now: Date): Promise<Destination> {
+  if (destCommand !== undefined) {
+    // like qubes.Backup, the command learns the location: $QVM_BACKUP_LOCATION
+    process.env['QVM_BACKUP_LOCATION'] = location;
+    return { path: `| ${destCommand}`, sink: async () => commandSink(destCommand) };
+  }
+  if (location === '-') return { path: '(stdout)', sink: async () => stdoutSink() };
+  const loc = resolve(location);
+  let st;
+  let statCode: string | undefined;
+  try {
+    st = await stat(loc);
+  } catch (e) {
+    st = undefined;
+    statCode = (e as NodeJS.ErrnoException).code;
+  }
+  // A trailing '/' names a directory: never turn it into a file of that name.
+  if (location.endsWith('/') && !st?.isDirectory()) {
+    fail('ERR_USAGE', st || statCode === 'ENOTDIR' ? `backup location is not a directory: ${location}` : `backup directory does not exist: ${location}`);
+  }
+  if (st?.isDirectory()) {
+    // the default name: a run in the same second gets `-1`, `-2`, … instead of replacing it
+    const path = join(loc, defaultBackupName(now));
+    return { path, localDir: loc, sink: () => openFileSink(path, { numbered: true }) };
+  }
+  if (st) fail('ERR_USAGE', `backup location exists and is not a directory: ${loc} (refusing to overwrite)`);
+  const dir = dirname(loc);
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
+  } catch {
+    fail('ERR_USAGE', `directory of the backup location does not exist: ${dir}`);
+  }
+  return { path: loc, localDir: dir, sink: () => openFileSink(loc) };
+}

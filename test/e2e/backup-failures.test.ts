@@ -1,0 +1,191 @@
+// qvm-backup under slow and failing destinations and failing tar, each in a loop beside busy
+// loops: a slow reader behind stdout or --dest-command gets an archive that verifies every time;
+// the first real failure is the reported cause with its code (tar → 7, a failing command → 1 with
+// its exit status and stderr), never a cancellation it caused, never a stack trace; destinations
+// never replace a file, a trailing '/' means a directory.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeSampleCollection } from '../../scripts/make-sample.js';
+import { tempDir, passFile, node, run, BACKUP_BIN, RESTORE_BIN, ROOT } from '../helpers/cli.js';
+import { busyLoops } from '../helpers/load.js';
+
+const MiB = 1024 * 1024;
+const SLOW_READER = join(ROOT, 'test/fixtures/bin/slow-reader.js');
+const ITERATIONS = 3;
+
+function sample(dir: string, bigDataBytes = 4 * MiB) {
+  const root = join(dir, 'qubes');
+  const home = join(dir, 'home', 'user');
+  makeSampleCollection({ root, home, bigImageBytes: 64 * MiB, bigDataBytes, smallImageBytes: 8 * MiB, smallDataBytes: 64 * 1024 });
+  return { root, home };
+}
+
+interface Exit {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
+
+/** Wait for a child's exit, collecting stderr; kills it after `ms` (a hang is a failure). */
+function exited(child: ReturnType<typeof spawn>, ms: number): Promise<Exit> {
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stderr });
+    });
+  });
+}
+
+function verify(pw: string, archive: string): void {
+  const v = node(RESTORE_BIN, ['-q', '-y', '--verify-only', '-p', pw, archive]);
+  assert.equal(v.status, 0, `verify ${archive}: ${v.stderr}`);
+}
+
+/** No stack trace, no Node warning, no late-worker noise: only our own lines. */
+function clean(stderr: string): void {
+  assert.doesNotMatch(stderr, /^\s+at |Warning|Unexpected message|node:internal/m, stderr);
+}
+
+test('a slow reader behind --dest-command and behind stdout gets an archive that verifies, every time', { timeout: 600_000 }, async () => {
+  const t = tempDir();
+  const load = busyLoops(2);
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const base = ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '--chunk-size', '64K'];
+    for (let i = 0; i < ITERATIONS; i++) {
+      const viaCmd = join(t.dir, `cmd-${i}.bin`);
+      const cmd = spawn(process.execPath, [BACKUP_BIN, ...base, '--dest-command', `"${process.execPath}" '${SLOW_READER}' '${viaCmd}'`, 'x'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const c = await exited(cmd, 120_000);
+      assert.equal(c.status, 0, c.stderr);
+      assert.equal(c.stderr, '', 'nothing on stderr with -q (no Node warnings)');
+      verify(pw, viaCmd);
+
+      // stdout a socket (what node, ssh and many supervisors hand a child): writes complete later
+      const viaStdout = join(t.dir, `stdout-${i}.bin`);
+      const reader = spawn(process.execPath, [SLOW_READER, viaStdout], { stdio: ['pipe', 'ignore', 'inherit'] });
+      const readerDone = exited(reader, 120_000);
+      const backup = spawn(process.execPath, [BACKUP_BIN, ...base, '-'], { stdio: ['ignore', reader.stdin!, 'pipe'] });
+      reader.stdin!.destroy(); // the backup holds the only writer now
+      const b = await exited(backup, 120_000);
+      assert.equal(b.status, 0, b.stderr);
+      assert.equal(b.stderr, '');
+      assert.equal((await readerDone).status, 0);
+      verify(pw, viaStdout);
+    }
+  } finally {
+    load.stop();
+    t.cleanup();
+  }
+});
+
+/** A `tar` for PATH that is GNU tar, except that the archive of vm3/private.img breaks off. */
+function brokenTar(bin: string, how: 'shrank' | 'killed'): void {
+  const realTar = run('sh', ['-c', 'command -v tar']).stdout.trim();
+  mkdirSync(bin, { recursive: true });
+  const fail = how === 'shrank' ? `echo "tar: private.img: File shrank by 12345 bytes; padding with zeros" >&2; exit 2` : 'kill -9 $$';
+  writeFileSync(
+    join(bin, 'tar'),
+    `#!/bin/sh\ncase "$*" in\n  *vm3/private.img*) '${realTar}' "$@" | head -c 1500000; ${fail};;\nesac\nexec '${realTar}' "$@"\n`,
+  );
+  chmodSync(join(bin, 'tar'), 0o755);
+}
+
+test('tar failing mid-stream is the reported cause (exit 7 with its stderr), never a cancellation it caused', { timeout: 600_000 }, () => {
+  const t = tempDir();
+  const load = busyLoops(2);
+  try {
+    const { root, home } = sample(t.dir, 8 * MiB);
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    for (const how of ['shrank', 'killed'] as const) {
+      const bin = join(t.dir, `bin-${how}`);
+      brokenTar(bin, how);
+      for (let i = 0; i < ITERATIONS; i++) {
+        const r = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '--chunk-size', '1M', `${out}/`], { env: { PATH: `${bin}:${process.env['PATH'] ?? ''}` } });
+        const last = r.stderr.trim().split('\n').pop() ?? '';
+        assert.equal(r.status, 7, `${how} #${i}: ${r.stderr}`);
+        assert.match(last, how === 'shrank' ? /^qvm-backup: error: VM work: tar failed \(exit 2\): tar: private\.img: File shrank/ : /^qvm-backup: error: VM work: tar failed \(killed by SIGKILL\)/);
+        clean(r.stderr);
+        assert.deepEqual(readdirSync(out), [], 'partial output removed');
+      }
+    }
+  } finally {
+    load.stop();
+    t.cleanup();
+  }
+});
+
+test('a destination command that exits early: its exit status and stderr are the cause, no crash', { timeout: 600_000 }, () => {
+  const t = tempDir();
+  const load = busyLoops(2);
+  try {
+    const { root, home } = sample(t.dir, 24 * MiB);
+    const pw = passFile(t.dir);
+    for (let i = 0; i < ITERATIONS + 1; i++) {
+      // many workers and chunks in flight when the command goes away (default scrypt cost)
+      const r = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--threads', '8', '--chunk-size', '1M', '--dest-command', 'head -c 1000 >/dev/null; echo "remote: disk quota exceeded" >&2; exit 3', 'x']);
+      assert.equal(r.status, 1, `#${i}: ${r.stderr}`);
+      assert.match(r.stderr.trim(), /^qvm-backup: error: writing to the output command: output command failed \(exit 3\): remote: disk quota exceeded$/);
+      clean(r.stderr);
+    }
+  } finally {
+    load.stop();
+    t.cleanup();
+  }
+});
+
+test('destinations: a trailing slash means a directory; concurrent runs never replace each other', { timeout: 300_000 }, async () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, 2 * MiB);
+    const pw = passFile(t.dir);
+    const base = ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10'];
+    // a missing directory is refused before anything else (even before the passphrase is read)
+    let r = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', join(t.dir, 'no-such-passfile'), `${join(t.dir, 'missing-dir')}/`, 'vault']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /backup directory does not exist: .*missing-dir\/$/m);
+    assert.equal(existsSync(join(t.dir, 'missing-dir')), false, 'no file named like the directory');
+    writeFileSync(join(t.dir, 'a-file'), 'keep me');
+    r = node(BACKUP_BIN, [...base, `${join(t.dir, 'a-file')}/`, 'vault']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /not a directory/);
+
+    // two runs at once into one directory: both archives exist (same second: a -1 name) and verify
+    const dir = join(t.dir, 'dir');
+    mkdirSync(dir);
+    const both = await Promise.all([0, 1].map((i) => exited(spawn(process.execPath, [BACKUP_BIN, ...base, dir, i === 0 ? 'vault' : 'personal'], { stdio: ['ignore', 'ignore', 'pipe'] }), 120_000)));
+    assert.deepEqual(both.map((b) => b.status), [0, 0], both.map((b) => b.stderr).join('\n'));
+    const made = readdirSync(dir).sort();
+    assert.equal(made.length, 2, made.join(' '));
+    for (const n of made) {
+      assert.match(n, /^qubes-backup-\d{4}-\d\d-\d\dT\d{6}(-1)?$/);
+      verify(pw, join(dir, n));
+    }
+
+    // two runs at once to one file name: one archive is complete there, the other run fails clearly
+    const file = join(t.dir, 'one.bin');
+    const pair = await Promise.all(['vault', 'personal'].map((vm) => exited(spawn(process.execPath, [BACKUP_BIN, ...base, file, vm], { stdio: ['ignore', 'ignore', 'pipe'] }), 120_000)));
+    const ok = pair.filter((p) => p.status === 0).length;
+    assert.ok(ok >= 1, pair.map((p) => p.stderr).join('\n'));
+    for (const p of pair.filter((q) => q.status !== 0)) {
+      // it either found the file at its start (usage, exit 2) or when it finished (exit 1)
+      if (p.status === 2) assert.match(p.stderr, /one\.bin \(refusing to overwrite\)/);
+      else {
+        assert.equal(p.status, 1, p.stderr);
+        assert.match(p.stderr, /one\.bin appeared while the backup was being written; it was not overwritten/);
+      }
+    }
+    verify(pw, file);
+    assert.deepEqual(readdirSync(t.dir).filter((n) => n.includes('partial')), []);
+  } finally {
+    t.cleanup();
+  }
+});

@@ -1,0 +1,71 @@
+// The backup's write path end to end at unit level: OrderedWriter → OuterTarWriter → commandSink
+// behind a slow reader, with ONE chunk slot that the producer refills as soon as it is released.
+// A slot may be released only when the sink no longer references its bytes; otherwise members
+// arrive overwritten by their successors (the silently corrupt archive of a slow ssh link).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { OrderedWriter } from '../../../src/main/backup/ordered-writer.js';
+import { OuterTarWriter, outerMemberHead, outerMemberTail } from '../../../src/main/tar/outer-tar-writer.js';
+import { commandSink } from '../../../src/main/io/sink.js';
+import { SlotPool } from '../../../src/main/pipeline/slot-pool.js';
+import { busyLoops } from '../../helpers/load.js';
+import { FAKE_BIN, mkTmp, rmTmp } from '../tar/tar-test-helpers.js';
+
+const MEMBERS = 80;
+
+/** Size of member i: small (most below the stream's 16 KiB high-water mark), deterministic. */
+const sizeOf = (i: number): number => 512 + ((i * 7919) % 24_000);
+
+function fillMember(bytes: Uint8Array, i: number, n: number): void {
+  for (let k = 0; k < n; k++) bytes[k] = (i * 31 + k) & 0xff;
+  bytes[0] = i;
+}
+
+test('one slot, slow command reader: every member arrives with its own bytes, in a loop under load', { timeout: 180_000 }, async () => {
+  const dir = mkTmp();
+  const load = busyLoops(2);
+  try {
+    for (let iteration = 0; iteration < 3; iteration++) {
+      const out = path.join(dir, `outer-${iteration}.tar`);
+      const sink = commandSink(`"${process.execPath}" '${path.join(FAKE_BIN, 'slow-reader.js')}' '${out}'`);
+      const outer = new OuterTarWriter(sink, { mtimeSec: 0 });
+      const writer = new OrderedWriter(outer, () => undefined);
+      const slots = new SlotPool({ slotBytes: 32 * 1024, slots: 1, name: 'one' });
+      const writing = writer.run();
+      for (let i = 0; i < MEMBERS; i++) {
+        const slot = await slots.acquire(); // waits until the writer released the previous member
+        const n = sizeOf(i);
+        fillMember(slot.bytes, i, n);
+        writer.enqueue(Promise.resolve({ members: [{ name: `vm1/private.img.${String(i).padStart(3, '0')}`, parts: [slot.bytes.subarray(0, n)] }], release: () => slots.release(slot) }));
+      }
+      writer.close();
+      await writing;
+      await sink.commit();
+
+      const got = fs.readFileSync(out);
+      const want: Buffer[] = [];
+      const expect = Buffer.alloc(32 * 1024);
+      for (let i = 0; i < MEMBERS; i++) {
+        const n = sizeOf(i);
+        fillMember(expect, i, n);
+        const name = `vm1/private.img.${String(i).padStart(3, '0')}`;
+        want.push(outerMemberHead(name, n, { mtimeSec: 0 }), Buffer.from(expect.subarray(0, n)), outerMemberTail(n));
+      }
+      const wanted = Buffer.concat(want);
+      assert.equal(got.length, wanted.length, `iteration ${iteration}: archive size`);
+      const bad: number[] = [];
+      let at = 0;
+      for (let i = 0; i < MEMBERS; i++) {
+        const len = want[3 * i]!.length + want[3 * i + 1]!.length + want[3 * i + 2]!.length;
+        if (!got.subarray(at, at + len).equals(wanted.subarray(at, at + len))) bad.push(i);
+        at += len;
+      }
+      assert.deepEqual(bad, [], `iteration ${iteration}: ${bad.length} of ${MEMBERS} members corrupted`);
+    }
+  } finally {
+    load.stop();
+    rmTmp(dir);
+  }
+});
