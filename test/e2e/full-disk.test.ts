@@ -53,3 +53,44 @@ test('full disk: early refusal with numbers, ENOSPC mid-run removes the partial 
     tmp.cleanup();
   }
 });
+
+test('restore: a disk that fills up during the run gives exit 6 (image written in-process, and a home extracted by tar), staging removed, nothing installed', { timeout: 120_000 }, async (t) => {
+  const { buildV4Archive, tarOf } = await import('../helpers/archive-builder.js');
+  const { r4Xml } = await import('../main/restore/sample-xml.js');
+  const { randomBytes } = await import('node:crypto');
+  const { writeFileSync, existsSync } = await import('node:fs');
+  const tmp = tempDir();
+  const small = join(tmp.dir, 'small');
+  if (!mountTmpfs(small, '3M')) {
+    t.skip('cannot mount a tmpfs here (not root?)');
+    tmp.cleanup();
+    return;
+  }
+  try {
+    const src = join(tmp.dir, 'src');
+    mkdirSync(join(src, 'vm9'), { recursive: true });
+    mkdirSync(join(src, 'dom0-home', 'user'), { recursive: true });
+    writeFileSync(join(src, 'vm9', 'private.img'), randomBytes(8 * MiB));
+    writeFileSync(join(src, 'dom0-home', 'user', 'big.bin'), randomBytes(8 * MiB));
+    // the backup claims small sizes, so the free-space check up front passes
+    const xml = r4Xml([{ name: 'tpl', klass: 'TemplateVM', qid: 2 }, { name: 'big', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 }], { dom0Home: { user: 'user', size: 4096 } });
+    const archive = join(tmp.dir, 'a.bin');
+    writeFileSync(archive, buildV4Archive({ passphrase: 'pw', qubesXml: xml, members: [{ base: 'vm9/private.img', tar: tarOf(src, ['vm9/private.img']) }, { base: 'dom0-home/user', tar: tarOf(src, ['dom0-home/user']) }], work: tmp.dir }));
+    const pw = join(tmp.dir, 'pw');
+    writeFileSync(pw, 'pw\n');
+    const host = join(small, 'host');
+    mkdirSync(host);
+    writeFileSync(join(host, 'qubes.xml'), r4Xml([{ name: 'tpl', klass: 'TemplateVM', qid: 2 }]));
+    mkdirSync(join(tmp.dir, 'hh', 'user'), { recursive: true });
+    for (const which of ['big', 'dom0']) {
+      const r = node(RESTORE_BIN, ['-q', '-y', '-p', pw, '--qubes-root', host, '--dom0-home', join(small, 'user'), archive, which]);
+      assert.equal(r.status, 6, `${which}: ${r.stderr}`);
+      assert.match(r.stderr, /space|disk is full/i);
+      assert.deepEqual(readdirSync(host).filter((n) => n.startsWith('.restore-')), [], 'staging removed');
+      assert.equal(existsSync(join(host, 'appvms')), false, 'nothing installed');
+    }
+  } finally {
+    run('umount', [small]);
+    tmp.cleanup();
+  }
+});

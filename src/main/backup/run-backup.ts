@@ -17,6 +17,7 @@ import { SlotPool } from '../pipeline/slot-pool.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
 import { Semaphore } from '../pipeline/async-queue.js';
 import { FirstFailure } from '../pipeline/first-failure.js';
+import { lockHost, type HostLock } from '../io/host-lock.js';
 import { OuterTarWriter, outerMemberHead, outerMemberTail } from '../tar/outer-tar-writer.js';
 import { tarCreateStream, tarCreateMultiVolume, checkGnuTar } from '../tar/gnu-tar.js';
 import { freeBytes } from '../io/sink.js';
@@ -292,13 +293,18 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     await pool.destroy().catch(() => {});
   }
   const finalPath = 'path' in sink ? sink.path : dest.path;
-  // 5. success: record backup_timestamp in the live qubes.xml (atomically replaced)
+  // 5. success: record backup_timestamp in the live qubes.xml (read and atomically replaced under
+  //    the host lock, so a restore running meanwhile loses nothing)
+  let lock: HostLock | undefined;
   try {
+    lock = await lockHost(o.qubesRoot, { waitSeconds: 60, signal, onWait: (m) => progress.warn(m) });
     const fresh = parseQubesXml(await readFile(xmlPath));
     setBackupTimestamp(fresh, [...included.keys()], Math.floor(Date.now() / 1000));
     await writeFileAtomic(xmlPath, serializeQubesXml(fresh), { mode: (await stat(xmlPath)).mode & 0o777 });
   } catch (e) {
     progress.warn(`backup finished, but backup_timestamp could not be recorded in ${xmlPath}: ${(e as Error).message}`);
+  } finally {
+    await lock?.release();
   }
   return { path: finalPath, bytesWritten: outer.bytesWritten, vms: [...plan.vms.map((v) => v.name), ...(plan.dom0 ? ['dom0'] : [])], chunks: chunkCount };
 }

@@ -97,7 +97,10 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
     }
     if (r.isCanceled) throw new QvmBackupError('ERR_CANCELLED', `tar cancelled${opts.file ? ` (${opts.file})` : ''}`, ctx, r);
     const how = r.exitCode !== undefined ? `exit ${r.exitCode}` : r.signal ? `killed by ${r.signal}` : (r.originalMessage ?? 'failed');
-    throw new QvmBackupError('ERR_TAR_FAILED', `tar failed (${how}): ${stderrTail || '(no error output)'}`, ctx, r);
+    // tar runs with LC_ALL=C, so its errno texts are strerror()'s: a full disk is told apart here,
+    // where the failure happens, and keeps its own code (exit 6)
+    const full = /: (No space left on device|Disk quota exceeded)$/m.test(stderrTail);
+    throw new QvmBackupError(full ? 'ERR_NO_SPACE' : 'ERR_TAR_FAILED', `tar failed (${how}): ${stderrTail || '(no error output)'}`, ctx, r);
   });
   done.catch(() => undefined); // callers await it later; never an unhandled rejection
   return {

@@ -2,6 +2,7 @@
 // stream into tar's stdin (through a streaming gunzip when gzip-compressed), v2 volume by volume.
 import { createGunzip, type Gunzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
+import { statfs } from 'node:fs/promises';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { tarExtractMultiVolume, tarExtractStream } from '../../tar/gnu-tar.js';
 import type { InnerFilter } from './filters.js';
@@ -70,7 +71,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
     try {
       await done;
     } catch (te) {
-      return isQvmBackupError(te) ? te : new QvmBackupError('ERR_TAR_FAILED', `${o.member}: tar failed`, { file: o.member }, te);
+      return diskFullOr(o, isQvmBackupError(te) ? te : new QvmBackupError('ERR_TAR_FAILED', `${o.member}: tar failed`, { file: o.member }, te));
     }
     return new QvmBackupError('ERR_TAR_FAILED', `${o.member}: tar stopped reading its input early`, { file: o.member }, e);
   };
@@ -107,6 +108,17 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
   };
 }
 
+/**
+ * tar reports a full disk only as a short write ("Wrote only 9216 of 10240 bytes"), without errno:
+ * when tar failed and the filesystem it wrote to has (almost) no room left, the cause is the disk.
+ */
+export async function diskFullOr(o: ExtractorOptions, err: QvmBackupError): Promise<QvmBackupError> {
+  if (err.code !== 'ERR_TAR_FAILED' || o.listOnly) return err;
+  const s = await statfs(o.dir).catch(() => null);
+  if (s === null || s.bavail * s.bsize >= 1024 * 1024) return err;
+  return new QvmBackupError('ERR_NO_SPACE', `${o.member}: the disk is full (${err.message})`, { ...err.context }, err);
+}
+
 /** v2: `tar -xM`, one verified chunk per volume. */
 export function openMultiVolumeExtractor(o: ExtractorOptions): InnerExtractor {
   const mv = tarExtractMultiVolume({
@@ -116,9 +128,12 @@ export function openMultiVolumeExtractor(o: ExtractorOptions): InnerExtractor {
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.tarPath ? { tarPath: o.tarPath } : {}),
   });
+  const classify = async (e: unknown): Promise<never> => {
+    throw isQvmBackupError(e) ? await diskFullOr(o, e) : e;
+  };
   return {
-    write: (data) => mv.feedVolume([data]),
-    finish: () => mv.finish(),
+    write: (data) => mv.feedVolume([data]).catch(classify),
+    finish: () => mv.finish().catch(classify),
     abort: () => mv.abort(),
   };
 }

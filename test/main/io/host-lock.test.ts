@@ -1,0 +1,59 @@
+// The host lock: exclusive between runs, waited for with a message, bounded, and released when its
+// owner releases it, exits or is killed with SIGKILL (no process outlives the run holding it).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { lockHost } from '../../../src/main/io/host-lock.js';
+import { waitFor, alive } from '../../helpers/processes.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'qvmb-lock-'));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+const LOCK_MODULE = new URL('../../../src/main/io/host-lock.js', import.meta.url).pathname;
+
+describe('lockHost', () => {
+  it('is exclusive: a second taker waits (saying so) until the first releases', async () => {
+    const a = await lockHost(root);
+    let waited = '';
+    let bGot = false;
+    const b = lockHost(root, { onWait: (m) => (waited = m) }).then((l) => {
+      bGot = true;
+      return l;
+    });
+    await waitFor('the second taker to wait', () => waited !== '');
+    assert.match(waited, /qubes\.xml\.lock is held by another/);
+    assert.equal(bGot, false);
+    await a.release();
+    const lb = await b;
+    assert.ok(lb.held());
+    await lb.release();
+    assert.equal(lb.held(), false);
+  });
+
+  it('gives up after waitSeconds with ERR_LOCKED; a signal stops the wait', async () => {
+    const a = await lockHost(root);
+    try {
+      await assert.rejects(lockHost(root, { waitSeconds: 1 }), (e: { code?: string }) => e.code === 'ERR_LOCKED');
+      const ac = new AbortController();
+      const p = lockHost(root, { waitSeconds: 300, signal: ac.signal, onWait: () => ac.abort(new Error('SIGINT')) });
+      await assert.rejects(p, (e: { code?: string }) => e.code === 'ERR_CANCELLED');
+    } finally {
+      await a.release();
+    }
+  });
+
+  it('a holder killed with SIGKILL releases the lock, and leaves no process behind', async () => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `const { lockHost } = await import(${JSON.stringify(LOCK_MODULE)}); await lockHost(${JSON.stringify(root)}); console.log('locked'); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor('the child to hold the lock', () => out.includes('locked'));
+    const helpers = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(path.join(root, 'qubes.xml.lock'))).map(Number);
+    assert.ok(helpers.length > 0, 'the flock holder runs');
+    child.kill('SIGKILL');
+    const l = await lockHost(root, { waitSeconds: 20 });
+    await l.release();
+    await waitFor('the holder processes to end', () => helpers.every((p) => !alive(p)));
+  });
+});
