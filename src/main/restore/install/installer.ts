@@ -52,10 +52,26 @@ export class Installer {
     this.#kick();
   }
 
-  /** Wait until every installable VM is installed (or failed), then set the deferred default_dispvms. */
+  /**
+   * Wait until every installable VM is installed (or failed). A VM whose data is complete but that
+   * is still waiting (its references form a cycle, or the lock was lost) fails here: never a
+   * selected VM that is neither installed nor reported. Then the deferred default_dispvms are set.
+   */
   async settle(): Promise<void> {
     this.#kick();
     await this.#chain;
+    if (this.#o.signal.aborted) return;
+    for (const v of this.#o.plan) {
+      const name = v.backupName;
+      if (!this.#done.has(name) || this.installed.has(name) || this.#failed.has(name)) continue;
+      const waiting = this.#deps(v).filter((d) => !this.installed.has(d));
+      const why = this.#o.lock.held()
+        ? `not installed: ${waiting.join(', ') || 'a VM'} it uses could not be installed before it (a reference cycle)`
+        : `not installed: the host lock ${this.#o.lock.path} was lost (its flock process ended)`;
+      this.failed(name, why, this.#o.lock.held() ? 'ERR_PLAN' : 'ERR_LOCKED');
+      this.#o.progress.vmDone(name, false, why);
+    }
+    await this.#chain; // the steps failed() kicked
     await this.#setDeferred();
   }
 
@@ -96,6 +112,7 @@ export class Installer {
         const name = v.backupName;
         if (this.installed.has(name) || this.#failed.has(name) || !this.#done.has(name)) continue;
         // after Ctrl-C/SIGTERM nothing more is installed; without the lock nothing is written
+        // (settle() reports what is left)
         if (signal.aborted || !lock.held()) return;
         const deps = this.#deps(v);
         const bad = deps.find((d) => this.#failed.has(d));
