@@ -4,6 +4,7 @@
 // dependencies are complete → dom0 home → staging removed (also on error and Ctrl-C).
 import { closeSync, constants as fsc, createReadStream, open as fsOpen, openSync } from 'node:fs';
 import { Socket } from 'node:net';
+import { once } from 'node:events';
 import { readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -52,6 +53,11 @@ export interface RestoreOutcome {
 interface Source {
   stream: Readable;
   command?: ResultPromise;
+  /**
+   * The shell's own exit (not the end of its pipes: a process it left behind, e.g. an ssh
+   * ControlPersist master, may keep stderr open for hours; nothing waits for that)
+   */
+  exited?: Promise<{ exitCode?: number; signal?: string }>;
   /** the last 4 KiB of the command's stderr (never buffered without bound) */
   stderr?: TailBuffer;
 }
@@ -64,7 +70,11 @@ async function openSource(o: RestoreOptions): Promise<Source> {
     const command = execa('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false, cancelSignal: o.signal, reject: false, forceKillAfterDelay: 3000 });
     const stderr = new TailBuffer(4096);
     command.stderr?.on('data', (d: Buffer) => stderr.push(d));
-    return { stream: command.stdout, command, stderr };
+    const exited = new Promise<{ exitCode?: number; signal?: string }>((res) => {
+      command.once('exit', (code, sig) => res({ ...(code !== null ? { exitCode: code } : {}), ...(sig !== null ? { signal: sig } : {}) }));
+      command.once('error', () => res({}));
+    });
+    return { stream: command.stdout, command, exited, stderr };
   }
   if (o.location === '-') return { stream: process.stdin };
   if ((await stat(o.location)).isFIFO()) return { stream: await openFifo(o.location, o.signal) };
@@ -240,8 +250,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     if (stopReading) o.signal.removeEventListener('abort', stopReading);
     source?.stream.destroy();
     if (source?.command) {
-      source.command.kill();
-      await source.command.catch(() => {});
+      source.command.kill(); // SIGKILL follows after 3 s (forceKillAfterDelay)
+      source.command.stderr?.destroy();
+      await boundedWait(source.exited!, 5000);
     }
     await staging?.remove().catch((e: unknown) => progress.warn((e as Error).message));
     await lock?.release();
@@ -289,13 +300,12 @@ async function checkSourceCommand(source: Source, stoppedEarly: boolean): Promis
   if (stoppedEarly) {
     source.stream.destroy();
     cmd.kill();
-    await cmd.catch(() => undefined);
+    await boundedWait(source.exited!, 5000);
     return;
   }
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), SOURCE_EXIT_WAIT_MS)));
-  const r = await Promise.race([cmd, timeout]);
-  clearTimeout(timer);
+  const r = await boundedWait(source.exited!, SOURCE_EXIT_WAIT_MS);
+  // its last words, if it said any: stderr may stay open (a process it left behind), so briefly
+  if (r !== 'timeout' && r.exitCode !== 0 && cmd.stderr && !cmd.stderr.readableEnded) await boundedWait(once(cmd.stderr, 'end').catch(() => undefined), 1000);
   const tail = source.stderr?.text() ?? '';
   const stderr = tail ? `; its stderr ends with: ${tail.slice(-500)}` : '';
   if (r === 'timeout') {
@@ -305,6 +315,17 @@ async function checkSourceCommand(source: Source, stoppedEarly: boolean): Promis
   if (r.exitCode !== 0) {
     const how = r.exitCode !== undefined ? `exited with status ${r.exitCode}` : `was killed (${r.signal ?? 'unknown signal'})`;
     fail('ERR_CORRUPT', `--source-command ${how}: the archive it delivered may be incomplete, so nothing was installed${stderr}`, { command: 'source', ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), stderrTail: tail });
+  }
+}
+
+/** `p`, or 'timeout' after `ms`. */
+async function boundedWait<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), ms)));
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
