@@ -1,0 +1,213 @@
+// Run-level integrity of a restore (issue 7 review): a selected VM is either installed or reported
+// failed — never silently left out with exit 0 (reference cycles, a lost host lock); a backup
+// recording backup_timestamp waits for the host lock; a --source-command that leaves a process
+// holding its stderr does not hang the run. Archives are built in code, valid and authenticated.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { parseQubesXml } from '../../src/main/qubes-xml/index.js';
+import { buildV4Archive, tarOf, type InnerArchive } from '../helpers/archive-builder.js';
+import { BACKUP_BIN, RESTORE_BIN, tempDir } from '../helpers/cli.js';
+import { r4Xml, type VmSpec } from '../main/restore/sample-xml.js';
+
+const PW = 'run integrity';
+
+function setup() {
+  const t = tempDir('qvmb-runint-');
+  const root = path.join(t.dir, 'host');
+  mkdirSync(path.join(root, 'vm-templates/tpl'), { recursive: true });
+  writeFileSync(path.join(root, 'vm-templates/tpl/root.img'), 'template root');
+  const hostXml = r4Xml([{ name: 'tpl', klass: 'TemplateVM', qid: 2 }]);
+  writeFileSync(path.join(root, 'qubes.xml'), hostXml);
+  const home = path.join(t.dir, 'home', 'user');
+  mkdirSync(home, { recursive: true });
+  const pw = path.join(t.dir, 'pw');
+  writeFileSync(pw, `${PW}\n`);
+  const image = (subdir: string, content: string): InnerArchive => {
+    const d = path.join(t.dir, 'src', subdir);
+    mkdirSync(path.join(d, subdir), { recursive: true });
+    writeFileSync(path.join(d, subdir, 'private.img'), content);
+    return { base: `${subdir}/private.img`, tar: tarOf(d, [`${subdir}/private.img`]) };
+  };
+  const archive = (xml: string): string => {
+    const file = path.join(t.dir, `archive-${Math.random().toString(36).slice(2)}.bin`);
+    writeFileSync(file, buildV4Archive({ passphrase: PW, qubesXml: xml, members: [image('vm9', 'nine'), image('vm10', 'ten')], work: t.dir }));
+    return file;
+  };
+  const args = (location: string, extra: string[] = []): string[] => [RESTORE_BIN, '-y', '-p', pw, '--qubes-root', root, '--dom0-home', home, location, ...extra];
+  return { t, root, home, pw, hostXml, archive, args };
+}
+
+function run(argv: string[], timeoutMs: number): { child: ChildProcess; done: Promise<{ code: number | null; stderr: string; ms: number }> } {
+  const start = Date.now();
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<{ code: number | null; stderr: string; ms: number }>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`still running after ${timeoutMs} ms: ${stderr}`));
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr, ms: Date.now() - start });
+    });
+  });
+  return { child, done };
+}
+
+/** Poll `check` every 20 ms until it returns a value (or fail after `ms`). */
+async function waitFor<T>(what: string, check: () => T | undefined | null | false, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const hostNames = (root: string): string[] => parseQubesXml(readFileSync(path.join(root, 'qubes.xml'))).domains.map((d) => d.name).sort();
+const noStaging = (root: string): void => assert.deepEqual(readdirSync(root).filter((n) => n.startsWith('.restore-')), [], 'staging removed');
+
+test('a netVM or default_dispvm reference cycle between restored VMs never ends in exit 0 with VMs silently left out', { timeout: 60_000 }, async () => {
+  const netCycle: VmSpec[] = [
+    { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: 'good', providesNetwork: true, backup: true, size: 4096 },
+    { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: 'evil', providesNetwork: true, backup: true, size: 4096 },
+  ];
+  const plain: VmSpec[] = netCycle.map((v) => ({ ...v, netvm: null, providesNetwork: false }));
+  const dispCycle = r4Xml(plain)
+    .replace('<property name="name">evil</property>', '<property name="name">evil</property><property name="template_for_dispvms">True</property><property name="default_dispvm">good</property>')
+    .replace('<property name="name">good</property>', '<property name="name">good</property><property name="template_for_dispvms">True</property><property name="default_dispvm">evil</property>');
+  for (const [what, xml] of [['netvm', r4Xml(netCycle)], ['default_dispvm', dispCycle]] as const) {
+    const s = setup();
+    try {
+      const r = await run(s.args(s.archive(xml)), 30_000).done;
+      assert.notEqual(r.code, 0, `${what}: ${r.stderr}`);
+      assert.match(r.stderr, /evil/, what);
+      assert.match(r.stderr, /good/, what);
+      assert.doesNotMatch(r.stderr, /Restore finished/, what);
+      // nothing half-done: neither registered nor moved into place
+      assert.deepEqual(hostNames(s.root), ['dom0', 'tpl'], what);
+      assert.equal(existsSync(path.join(s.root, 'appvms/evil')) || existsSync(path.join(s.root, 'appvms/good')), false, what);
+      noStaging(s.root);
+    } finally {
+      s.t.cleanup();
+    }
+  }
+});
+
+test('the host lock lost during the run (its flock process killed): exit 8, nothing installed, never exit 0', { timeout: 60_000 }, async () => {
+  const s = setup();
+  try {
+    const xml = r4Xml([
+      { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
+      { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
+    ]);
+    const archive = s.archive(xml);
+    const cut = readFileSync(archive).indexOf(Buffer.from('vm9/private.img.000.enc')); // head + qubes.xml only
+    assert.ok(cut > 0);
+    const at = path.join(s.t.dir, 'at');
+    const go = path.join(s.t.dir, 'go');
+    // the head, then (once told) the data: the lock is taken while the source waits
+    const cmd = `head -c ${cut} '${archive}'; : > '${at}'; while [ ! -e '${go}' ]; do sleep 0.02; done; tail -c +${cut + 1} '${archive}'`;
+    const r = run(s.args('ignored', ['--source-command', cmd]), 40_000);
+    try {
+      await waitFor('the source command to pause', () => existsSync(at));
+      const flockPid = await waitFor('the flock holder', () => {
+        for (const p of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+          try {
+            if (readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'flock' && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(s.root)) return Number(p);
+          } catch {
+            // gone meanwhile
+          }
+        }
+        return undefined;
+      });
+      process.kill(flockPid, 'SIGKILL');
+    } finally {
+      writeFileSync(go, '');
+    }
+    const res = await r.done;
+    assert.equal(res.code, 8, res.stderr);
+    assert.match(res.stderr, /lock .* was lost/);
+    assert.doesNotMatch(res.stderr, /Restore finished/);
+    assert.equal(readFileSync(path.join(s.root, 'qubes.xml'), 'utf8'), s.hostXml);
+    assert.equal(existsSync(path.join(s.root, 'appvms/evil')), false);
+    noStaging(s.root);
+  } finally {
+    s.t.cleanup();
+  }
+});
+
+test('a --source-command that leaves a process holding its stderr: the run ends promptly with its real result', { timeout: 60_000 }, async () => {
+  const s = setup();
+  const pidFile = path.join(s.t.dir, 'lingering.pid');
+  try {
+    const xml = r4Xml([
+      { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
+      { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
+    ]);
+    const archive = s.archive(xml);
+    // like ssh with ControlPersist: a background master keeps the first client's stderr open
+    const cmd = `sleep 600 >/dev/null </dev/null & echo $! > '${pidFile}'; cat '${archive}'`;
+    const r = await run(s.args('ignored', ['--source-command', cmd]), 45_000).done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.ms < 20_000, `took ${r.ms} ms`);
+    assert.deepEqual(hostNames(s.root), ['dom0', 'evil', 'good', 'tpl']);
+    noStaging(s.root);
+  } finally {
+    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
+    if (pid > 0) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    s.t.cleanup();
+  }
+});
+
+test('qvm-backup records backup_timestamp only under the host lock (never over a restore that holds it)', { timeout: 120_000 }, async () => {
+  const t = tempDir('qvmb-runint-');
+  let holder: ChildProcess | undefined;
+  try {
+    const root = path.join(t.dir, 'host');
+    mkdirSync(path.join(root, 'appvms/work'), { recursive: true });
+    mkdirSync(path.join(root, 'vm-templates/tpl'), { recursive: true });
+    writeFileSync(path.join(root, 'vm-templates/tpl/root.img'), 'template root');
+    writeFileSync(path.join(root, 'appvms/work/private.img'), 'work private');
+    const xml = r4Xml([
+      { name: 'tpl', klass: 'TemplateVM', qid: 2 },
+      { name: 'work', klass: 'AppVM', qid: 3, template: 'tpl' },
+    ]);
+    writeFileSync(path.join(root, 'qubes.xml'), xml);
+    const home = path.join(t.dir, 'home', 'user');
+    mkdirSync(home, { recursive: true });
+    const pw = path.join(t.dir, 'pw');
+    writeFileSync(pw, `${PW}\n`);
+    // another run (as a restore would) holds the lock
+    holder = spawn('flock', ['--exclusive', path.join(root, 'qubes.xml.lock'), 'sh', '-c', 'echo held; exec cat >/dev/null'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    let out = '';
+    holder.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor('the lock holder', () => out.includes('held'));
+    const b = run([BACKUP_BIN, '-y', '-p', pw, '--scrypt-logn', '10', '--qubes-root', root, '--dom0-home', home, path.join(t.dir, 'backup.bin'), 'work'], 90_000);
+    let stderr = '';
+    b.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    let exited = false;
+    void b.done.then(() => (exited = true), () => (exited = true));
+    await waitFor('the backup to wait for the lock (or finish)', () => /qubes\.xml\.lock is held/.test(stderr) || exited, 60_000);
+    assert.equal(exited, false, `the backup did not wait for the host lock: ${stderr}`);
+    assert.equal(readFileSync(path.join(root, 'qubes.xml'), 'utf8'), xml, 'qubes.xml untouched while another run holds the lock');
+    holder.stdin!.end(); // release
+    const r = await b.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(parseQubesXml(readFileSync(path.join(root, 'qubes.xml'))).domains.find((d) => d.name === 'work')?.properties['backup_timestamp'] ?? '', /^\d+$/);
+  } finally {
+    holder?.kill('SIGKILL');
+    t.cleanup();
+  }
+});
