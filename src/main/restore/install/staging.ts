@@ -2,6 +2,7 @@
 // as the VM directories so that installing a VM is a rename(). Only the directory we created is removed.
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { execa } from 'execa';
 import { fail } from '../../errors.js';
 
 /** A staging directory created by this run. */
@@ -29,10 +30,14 @@ export async function createStaging(qubesRoot: string): Promise<Staging> {
   return {
     dir,
     remove(): Promise<void> {
-      removed ??= rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch((e: unknown) => {
-        removed = undefined; // allow a later retry
-        fail('ERR_IO', `cannot remove the staging directory ${dir}: ${(e as Error).message}`, { file: dir }, e);
-      });
+      removed ??= rm(dir, { recursive: true, force: true, maxRetries: 3 })
+        // fs.rm works on whole paths: a tree deeper than PATH_MAX (a hostile archive's, which tar
+        // still extracts relative to its directory) needs rm(1), which walks it with openat
+        .catch(() => execa('rm', ['-rf', '--one-file-system', '--', dir], { stdin: 'ignore', stdout: 'ignore' }).then(() => undefined))
+        .catch((e: unknown) => {
+          removed = undefined; // allow a later retry
+          fail('ERR_IO', `cannot remove the staging directory ${dir}: ${(e as Error).message}`, { file: dir }, e);
+        });
       return removed;
     },
   };
