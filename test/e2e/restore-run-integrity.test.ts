@@ -3,7 +3,7 @@
 // recording backup_timestamp waits for the host lock; a --source-command that leaves a process
 // holding its stderr does not hang the run. Archives are built in code, valid and authenticated.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -116,6 +116,8 @@ test('the host lock lost during the run (its flock process killed): exit 8, noth
     const r = run(s.args('ignored', ['--source-command', cmd]), 40_000);
     try {
       await waitFor('the source command to pause', () => existsSync(at));
+      // the staging directory is created once the lock is held and the plan is made
+      await waitFor('the staging directory', () => readdirSync(s.root).some((n) => n.startsWith('.restore-')));
       const flockPid = await waitFor('the flock holder', () => {
         for (const p of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
           try {
@@ -209,5 +211,39 @@ test('qvm-backup records backup_timestamp only under the host lock (never over a
   } finally {
     holder?.kill('SIGKILL');
     t.cleanup();
+  }
+});
+
+test('an inner archive whose names tar extracts but whose absolute paths exceed PATH_MAX: that VM fails, the staging directory is still removed', { timeout: 60_000 }, async () => {
+  const s = setup();
+  try {
+    // vm9/./<42 components> (~4070 bytes): tar creates it relative to its -C directory; fs calls on
+    // absolute paths under the staging directory fail with ENAMETOOLONG
+    const src = path.join(s.t.dir, 'deep');
+    mkdirSync(path.join(src, 'vm9'), { recursive: true });
+    const dirs = Array.from({ length: 41 }, (_, i) => `${10 + i}${'a'.repeat(95)}`).concat(['z'.repeat(45)]);
+    execFileSync('sh', ['-c', `cd -P vm9 && for c in ${dirs.join(' ')}; do mkdir "$c" && cd -P "$c" || exit 1; done; echo deep > f`], { cwd: src });
+    const deep = execFileSync('tar', ['-c', '-f', '-', 'vm9/.'], { cwd: src, maxBuffer: 1 << 26 });
+    execFileSync('rm', ['-rf', '--', src]); // fs.rmSync cannot remove it either
+    const xml = r4Xml([
+      { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
+      { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
+    ]);
+    const archive = path.join(s.t.dir, 'deep.bin');
+    const img = (subdir: string, content: string): InnerArchive => {
+      const d = path.join(s.t.dir, 'img', subdir);
+      mkdirSync(path.join(d, subdir), { recursive: true });
+      writeFileSync(path.join(d, subdir, 'private.img'), content);
+      return { base: `${subdir}/private.img`, tar: tarOf(d, [`${subdir}/private.img`]) };
+    };
+    writeFileSync(archive, buildV4Archive({ passphrase: PW, qubesXml: xml, members: [img('vm9', 'nine'), { base: 'vm9/.', tar: deep }, img('vm10', 'ten')], work: s.t.dir }));
+    const r = await run(s.args(archive), 40_000).done;
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /evil/);
+    assert.doesNotMatch(r.stderr, /cannot remove the staging directory/);
+    assert.deepEqual(hostNames(s.root), ['dom0', 'good', 'tpl']);
+    noStaging(s.root);
+  } finally {
+    execFileSync('rm', ['-rf', '--', s.t.dir]);
   }
 });
