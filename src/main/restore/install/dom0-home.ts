@@ -1,6 +1,6 @@
 // Installs a restored dom0 home the way Qubes R4 does (FORMAT.md §9.1 step 6): into a new
 // `<home>/home-restore-%Y-%m-%d-%H%M%S/dom0-home/<user>/…`, never merged over the live home.
-import { lchown, lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { lchown, lstat, mkdtemp, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { fail } from '../../errors.js';
@@ -27,38 +27,40 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
     fail('ERR_IO', `dom0 home: nothing was extracted at ${staged}`, { vm: 'dom0', file: staged }, e),
   );
   if (!st.isDirectory()) fail('ERR_UNSAFE_NAME', `dom0 home: ${staged} is not a directory`, { vm: 'dom0', file: staged });
-
-  // ownership first, while the tree is still in the private (0700, root-owned) staging directory:
-  // nobody else can swap an entry for a link while we walk it, and lchown never follows one
-  const owner = await homeOwner(home);
-  if (owner) await lchownTree(staged, owner.uid, owner.gid);
-
+  // the operator's home path (it may be a symlink to the real home); what is under it is the user's
+  const homeSt = await stat(home).catch((e: unknown) => fail('ERR_IO', `dom0 home: cannot use ${home}: ${(e as Error).message}`, { vm: 'dom0', file: home }, e));
+  if (!homeSt.isDirectory()) fail('ERR_IO', `dom0 home: ${home} is not a directory`, { vm: 'dom0', file: home });
   const restoreDir = path.join(home, homeRestoreDirName(now));
+  if ((await lstat(restoreDir).catch(() => null)) !== null) fail('ERR_IO', `dom0 home: ${restoreDir} already exists; not reusing it`, { vm: 'dom0', file: restoreDir });
+
+  // The whole home-restore-… tree is built and handed to the user inside the private (0700,
+  // root-owned) staging directory, then moved into the home with ONE rename: the home belongs to
+  // the user, who could otherwise swap a directory we created there for a symlink between our
+  // steps and make us move the tree (as root) wherever it points.
+  const wrap = await mkdtemp(path.join(path.dirname(staged), '.home-')).catch((e: unknown) =>
+    fail('ERR_IO', `dom0 home: cannot create a directory beside ${staged}: ${(e as Error).message}`, { vm: 'dom0', file: staged }, e),
+  );
+  await rename(staged, path.join(wrap, 'dom0-home'));
+  const owner = homeOwner(homeSt);
+  if (owner) await lchownTree(wrap, owner.uid, owner.gid); // lchown never follows a link
+  await fsyncPath(wrap);
   try {
-    await mkdir(restoreDir, { mode: 0o700 }); // not recursive: fails if it exists, never reuses one
-  } catch (e) {
-    fail('ERR_IO', `dom0 home: cannot create ${restoreDir}: ${(e as Error).message}`, { vm: 'dom0', file: restoreDir }, e);
-  }
-  const dest = path.join(restoreDir, 'dom0-home');
-  try {
-    await rename(staged, dest);
+    await rename(wrap, restoreDir); // a symlink or a non-empty directory there: fails, never followed
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EXDEV') {
-      await rmdir(restoreDir).catch(() => undefined);
-      fail('ERR_IO', `dom0 home: cannot move ${staged} to ${dest}: ${(e as Error).message}`, { vm: 'dom0', file: dest }, e);
+      await rename(path.join(wrap, 'dom0-home'), staged).catch(() => undefined);
+      await rmdir(wrap).catch(() => undefined);
+      fail('ERR_IO', `dom0 home: cannot move the restored home to ${restoreDir}: ${(e as Error).message}`, { vm: 'dom0', file: restoreDir }, e);
     }
-    await copyAcrossFilesystems(staged, dest);
+    await copyAcrossFilesystems(wrap, restoreDir);
   }
-  if (owner) await lchown(restoreDir, owner.uid, owner.gid);
-  await fsyncPath(restoreDir);
   await fsyncPath(home);
   return restoreDir;
 }
 
 /** Like Qubes' `chown -R <user>`: when run as root, the restored files belong to the home's owner. */
-async function homeOwner(home: string): Promise<{ uid: number; gid: number } | null> {
+function homeOwner(st: { uid: number; gid: number }): { uid: number; gid: number } | null {
   if (process.getuid?.() !== 0) return null;
-  const st = await lstat(home);
   return st.uid === 0 ? null : { uid: st.uid, gid: st.gid };
 }
 
@@ -76,13 +78,16 @@ async function lchownTree(root: string, uid: number, gid: number): Promise<void>
   await walk(root, 0);
 }
 
-/** EXDEV fallback: `cp -a --sparse=always`, then remove the staged copy. */
+/**
+ * EXDEV fallback: `cp -a -T --sparse=always` (-T: a symlink already at `dest` is refused, not
+ * followed), then remove the staged copy. cp works by path, so unlike the rename above this copy
+ * is not safe from a home owner swapping directories while it runs.
+ */
 async function copyAcrossFilesystems(staged: string, dest: string): Promise<void> {
   try {
-    await execa('cp', ['-a', '--sparse=always', '--', staged, dest], { stdin: 'ignore', stdout: 'ignore' });
+    await execa('cp', ['-a', '-T', '--sparse=always', '--', staged, dest], { stdin: 'ignore', stdout: 'ignore' });
   } catch (e) {
     await rm(dest, { recursive: true, force: true }).catch(() => undefined);
-    await rmdir(path.dirname(dest)).catch(() => undefined);
     const stderr = String((e as { stderr?: unknown }).stderr ?? '').slice(-2000);
     fail('ERR_IO', `dom0 home: copying ${staged} to ${dest} failed`, { vm: 'dom0', file: dest, command: 'cp -a', stderrTail: stderr }, e);
   }
