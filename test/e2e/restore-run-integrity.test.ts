@@ -4,7 +4,7 @@
 // holding its stderr does not hang the run. Archives are built in code, valid and authenticated.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseQubesXml } from '../../src/main/qubes-xml/index.js';
@@ -245,5 +245,56 @@ test('an inner archive whose names tar extracts but whose absolute paths exceed 
     noStaging(s.root);
   } finally {
     execFileSync('rm', ['-rf', '--', s.t.dir]);
+  }
+});
+
+test('dom0 home: the home owner swapping home-restore-… for a symlink (inotify, in a loop under load) never makes the restore move the tree outside the home', { skip: process.getuid?.() !== 0 && 'needs root (a second user)', timeout: 120_000 }, async () => {
+  const busy = Array.from({ length: 2 }, () => spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }));
+  try {
+    for (let round = 0; round < 10; round++) {
+      const s = setup();
+      let attacker: ChildProcess | undefined;
+      try {
+        chmodSync(s.t.dir, 0o755); // the user must reach their home (mkdtemp made it 0700)
+        chownSync(s.home, 1000, 1000);
+        const sentinel = path.join(s.t.dir, 'sentinel');
+        mkdirSync(sentinel);
+        chownSync(sentinel, 1000, 1000);
+        const d = path.join(s.t.dir, 'homesrc');
+        mkdirSync(path.join(d, 'dom0-home', 'user'), { recursive: true });
+        writeFileSync(path.join(d, 'dom0-home', 'user', 'note'), 'restored');
+        const xml = r4Xml([], { dom0Home: { user: 'user', size: 4096 } });
+        const archive = path.join(s.t.dir, 'home.bin');
+        writeFileSync(archive, buildV4Archive({ passphrase: PW, qubesXml: xml, members: [{ base: 'dom0-home/user', tar: tarOf(d, ['dom0-home/user']) }], work: s.t.dir }));
+        // the user owning the home: as soon as a home-restore-… entry appears, move it away and
+        // put a symlink to the sentinel in its place
+        const script = `const fs = require('fs'), path = require('path');
+          const home = ${JSON.stringify(s.home)}, sentinel = ${JSON.stringify(sentinel)};
+          fs.watch(home, (ev, name) => {
+            if (!name || !name.startsWith('home-restore-') || name.endsWith('.moved')) return;
+            try { fs.renameSync(path.join(home, name), path.join(home, name + '.moved')); fs.symlinkSync(sentinel, path.join(home, name)); } catch {}
+          });
+          process.stdout.write('ready\\n');`;
+        attacker = spawn(process.execPath, ['-e', script], { uid: 1000, gid: 1000, stdio: ['ignore', 'pipe', 'ignore'] });
+        const a = attacker;
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('the attacker did not start')), 20_000);
+          a.stdout!.once('data', () => (clearTimeout(timer), resolve()));
+          a.once('exit', (code) => (clearTimeout(timer), reject(new Error(`the attacker exited (${code})`))));
+        });
+        const r = await run(s.args(archive, ['dom0']), 60_000).done;
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(readdirSync(sentinel), [], `round ${round}: the restored home was moved through the user's symlink`);
+        const got = readdirSync(s.home).filter((n) => n.startsWith('home-restore-') && !lstatSync(path.join(s.home, n)).isSymbolicLink());
+        assert.equal(got.length, 1, `round ${round}: ${readdirSync(s.home).join(', ')}`);
+        assert.equal(readFileSync(path.join(s.home, got[0]!, 'dom0-home/user/note'), 'utf8'), 'restored');
+        noStaging(s.root);
+      } finally {
+        attacker?.kill('SIGKILL');
+        s.t.cleanup();
+      }
+    }
+  } finally {
+    for (const b of busy) b.kill('SIGKILL');
   }
 });
