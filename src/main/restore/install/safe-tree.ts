@@ -4,6 +4,7 @@
 import { lstat, open, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { fail } from '../../errors.js';
+import { printable } from '../stream/extraction.js';
 
 /** What prepareTree did besides flushing. */
 export interface TreeReport {
@@ -23,7 +24,7 @@ export async function prepareTree(dir: string, vm: string): Promise<TreeReport> 
 const MAX_DEPTH = 64;
 
 async function walk(abs: string, rel: string, vm: string, report: TreeReport, depth: number): Promise<void> {
-  if (depth > MAX_DEPTH) fail('ERR_UNSAFE_NAME', `${vm}: directory tree too deep at ${rel}`, { vm, file: rel });
+  if (depth > MAX_DEPTH) fail('ERR_UNSAFE_NAME', `${vm}: directory tree too deep at ${printable(rel)}`, { vm, file: rel });
   for (const name of await readdir(abs)) {
     const childAbs = path.join(abs, name);
     const childRel = rel === '' ? name : `${rel}/${name}`;
@@ -35,13 +36,13 @@ async function walk(abs: string, rel: string, vm: string, report: TreeReport, de
       await walk(childAbs, childRel, vm, report, depth + 1);
     } else if (st.isFile()) {
       if (st.nlink > 1) {
-        fail('ERR_UNSAFE_NAME', `${vm}: ${childRel} is a hard link; refusing to install it as VM data`, { vm, file: childRel });
+        fail('ERR_UNSAFE_NAME', `${vm}: ${printable(childRel)} is a hard link; refusing to install it as VM data`, { vm, file: childRel });
       }
       await fsyncPath(childAbs, 'r');
       report.files++;
       report.bytes += st.size;
     } else {
-      fail('ERR_UNSAFE_NAME', `${vm}: ${childRel} is not a regular file or directory; refusing to install it`, { vm, file: childRel });
+      fail('ERR_UNSAFE_NAME', `${vm}: ${printable(childRel)} is not a regular file or directory; refusing to install it`, { vm, file: childRel });
     }
   }
   await fsyncPath(abs, 'r');

@@ -68,10 +68,10 @@ export async function checkExtraction(dir: string, o: CheckOptions): Promise<Che
     if (o.policy === 'home') {
       await fsp.rm(abs, { recursive: true, force: true });
       report.dropped.push(rel);
-      o.onWarning?.(`dom0 home: ${rel} dropped: ${why}`);
+      o.onWarning?.(`dom0 home: ${printable(rel)} dropped: ${why}`);
       return;
     }
-    fail('ERR_UNSAFE_CONTENT', `${o.vm}: ${rel} in ${o.base}: ${why}; refusing to restore it`, { vm: o.vm, file: rel });
+    fail('ERR_UNSAFE_CONTENT', `${o.vm}: ${printable(rel)} in ${o.base}: ${why}; refusing to restore it`, { vm: o.vm, file: rel });
   };
 
   // the path down to the archive's root: real directories, nothing beside them
@@ -88,7 +88,7 @@ export async function checkExtraction(dir: string, o: CheckOptions): Promise<Che
   const links = new Map<string, Seen[]>();
   let count = 0;
   const walk = async (absDir: string, relDir: string, depth: number): Promise<void> => {
-    if (depth > MAX_DEPTH) fail('ERR_UNSAFE_CONTENT', `${o.vm}: ${relDir} in ${o.base} is nested deeper than ${MAX_DEPTH} levels`, { vm: o.vm, file: relDir });
+    if (depth > MAX_DEPTH) fail('ERR_UNSAFE_CONTENT', `${o.vm}: ${printable(relDir)} in ${o.base} is nested deeper than ${MAX_DEPTH} levels`, { vm: o.vm, file: relDir });
     for (const name of await fsp.readdir(absDir)) {
       if (++count > MAX_ENTRIES) fail('ERR_UNSAFE_CONTENT', `${o.vm}: ${o.base} holds more than ${MAX_ENTRIES} entries`, { vm: o.vm, file: o.base });
       const a = path.join(absDir, name);
@@ -166,6 +166,11 @@ async function stripSpecialBits(abs: string, mode: number, kind: 'file' | 'dir')
   }
 }
 
+/** An archive's name for messages: control characters (terminal escapes) shown as \xNN. */
+export function printable(name: string): string {
+  return name.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 function kindOf(st: { isBlockDevice(): boolean; isCharacterDevice(): boolean; isFIFO(): boolean; isSocket(): boolean }): string {
   if (st.isBlockDevice()) return 'a block device node';
   if (st.isCharacterDevice()) return 'a character device node';
@@ -207,7 +212,7 @@ export async function mergeExtraction(dir: string, base: string, stagingDir: str
   for (const name of names) {
     const dest = path.join(target, name);
     if ((await lstatOrNull(dest)) !== null) {
-      throw new QvmBackupError('ERR_CORRUPT', `${vm}: ${subdirOfBase(base)}${name} appears twice in the archive (again in ${base})`, { vm, file: base });
+      throw new QvmBackupError('ERR_CORRUPT', `${vm}: ${subdirOfBase(base)}${printable(name)} appears twice in the archive (again in ${base})`, { vm, file: base });
     }
     await fsp.rename(path.join(from, name), dest);
   }
