@@ -298,3 +298,40 @@ test('dom0 home: the home owner swapping home-restore-… for a symlink (inotify
     for (const b of busy) b.kill('SIGKILL');
   }
 });
+
+test('names of refused entries reach the terminal without their control characters (no escape sequences from the archive)', { timeout: 60_000 }, async () => {
+  const s = setup();
+  try {
+    const evil = 'x\x1b]0;owned\x07\x1b[2J\x1b[31m';
+    const home = path.join(s.t.dir, 'esc-home');
+    mkdirSync(path.join(home, 'dom0-home', 'user'), { recursive: true });
+    writeFileSync(path.join(home, 'dom0-home', 'user', 'ok.txt'), 'fine');
+    execFileSync('mkfifo', [path.join(home, 'dom0-home', 'user', evil)]);
+    const vm = path.join(s.t.dir, 'esc-vm');
+    mkdirSync(path.join(vm, 'vm9'), { recursive: true });
+    execFileSync('mkfifo', [path.join(vm, 'vm9', evil)]);
+    const img = (subdir: string): InnerArchive => {
+      const d = path.join(s.t.dir, 'esc-img', subdir);
+      mkdirSync(path.join(d, subdir), { recursive: true });
+      writeFileSync(path.join(d, subdir, 'private.img'), subdir);
+      return { base: `${subdir}/private.img`, tar: tarOf(d, [`${subdir}/private.img`]) };
+    };
+    const xml = r4Xml(
+      [
+        { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
+        { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
+      ],
+      { dom0Home: { user: 'user', size: 4096 } },
+    );
+    const members = [img('vm9'), { base: 'vm9/.', tar: tarOf(vm, ['vm9/.']) }, img('vm10'), { base: 'dom0-home/user', tar: tarOf(home, ['dom0-home/user']) }];
+    const archive = path.join(s.t.dir, 'esc.bin');
+    writeFileSync(archive, buildV4Archive({ passphrase: PW, qubesXml: xml, members, work: s.t.dir }));
+    const r = await run(s.args(archive), 40_000).done;
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /dom0 home: .*x\\x1b\]0;owned\\x07.* dropped: a FIFO/);
+    assert.match(r.stderr, /evil: .*x\\x1b\]0;owned.* FIFO/);
+    assert.doesNotMatch(r.stderr, /[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]/, 'no raw control characters (the progress line uses none with -q off and no TTY)');
+  } finally {
+    s.t.cleanup();
+  }
+});
