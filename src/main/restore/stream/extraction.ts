@@ -195,6 +195,22 @@ async function lstatOrNull(p: string): Promise<import('node:fs').Stats | null> {
  * never a symlink); an existing name is never replaced. Then the emptied extraction is removed.
  */
 export async function mergeExtraction(dir: string, base: string, stagingDir: string, vm: string): Promise<void> {
+  // inner archives of one VM may finish at once: their "is the name free?" check and rename must
+  // not interleave (rename would silently replace what the other one just moved in)
+  const key = path.join(stagingDir, subdirOfBase(base));
+  const run = (merging.get(key) ?? Promise.resolve()).then(() => mergeNow(dir, base, stagingDir, vm));
+  const settled = run.catch(() => undefined);
+  merging.set(key, settled);
+  void settled.then(() => {
+    if (merging.get(key) === settled) merging.delete(key);
+  });
+  return run;
+}
+
+/** Merges in progress, by target directory. */
+const merging = new Map<string, Promise<void>>();
+
+async function mergeNow(dir: string, base: string, stagingDir: string, vm: string): Promise<void> {
   const chain = subdirOfBase(base).split('/').filter((c) => c !== '');
   let target = stagingDir;
   for (const comp of chain) {
