@@ -18,7 +18,7 @@ import { checkGnuTar } from '../tar/gnu-tar.js';
 import { freeBytes } from '../io/sink.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { planRestore, formatRestoreTable, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
-import { createStaging, type Staging } from './install/staging.js';
+import { createStaging, removeStaleStaging, type Staging } from './install/staging.js';
 import { installDom0Home } from './install/dom0-home.js';
 import { loadHostQubesXml } from './install/host-qubes-xml.js';
 import { Installer } from './install/installer.js';
@@ -153,7 +153,10 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     }
     // 2. plan, against the host as it is under the lock (held until the end: no other run
     //    rewrites qubes.xml meanwhile)
-    if (!o.verifyOnly) lock = await lockHost(root, { signal: o.signal, onWait: (m) => progress.warn(m) });
+    if (!o.verifyOnly) {
+      lock = await lockHost(root, { signal: o.signal, onWait: (m) => progress.warn(m) });
+      for (const n of await removeStaleStaging(root)) progress.warn(`removed ${join(root, n)}, the staging directory of an earlier run that was killed`);
+    }
     const host = await loadHostQubesXml(root);
     const plan = planRestore(backupXml, host, hostUser, {
       vms: o.vms,

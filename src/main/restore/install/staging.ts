@@ -1,6 +1,7 @@
 // The restore staging directory: `<qubesRoot>/.restore-XXXXXX/` (mode 0700), on the same filesystem
-// as the VM directories so that installing a VM is a rename(). Only the directory we created is removed.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+// as the VM directories so that installing a VM is a rename(). A run removes the directory it created,
+// and (under the host lock) those that killed runs left behind.
+import { lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { fail } from '../../errors.js';
@@ -30,15 +31,38 @@ export async function createStaging(qubesRoot: string): Promise<Staging> {
   return {
     dir,
     remove(): Promise<void> {
-      removed ??= rm(dir, { recursive: true, force: true, maxRetries: 3 })
-        // fs.rm works on whole paths: a tree deeper than PATH_MAX (a hostile archive's, which tar
-        // still extracts relative to its directory) needs rm(1), which walks it with openat
-        .catch(() => execa('rm', ['-rf', '--one-file-system', '--', dir], { stdin: 'ignore', stdout: 'ignore' }).then(() => undefined))
-        .catch((e: unknown) => {
-          removed = undefined; // allow a later retry
-          fail('ERR_IO', `cannot remove the staging directory ${dir}: ${(e as Error).message}`, { file: dir }, e);
-        });
+      removed ??= removeTree(dir).catch((e: unknown) => {
+        removed = undefined; // allow a later retry
+        fail('ERR_IO', `cannot remove the staging directory ${dir}: ${(e as Error).message}`, { file: dir }, e);
+      });
       return removed;
     },
   };
+}
+
+/** fs.rm, then rm(1): fs.rm works on whole paths, and a tree deeper than PATH_MAX (a hostile
+ *  archive's, which tar still extracts relative to its directory) needs rm's openat walk. */
+async function removeTree(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() =>
+    execa('rm', ['-rf', '--one-file-system', '--', dir], { stdin: 'ignore', stdout: 'ignore' }).then(() => undefined),
+  );
+}
+
+/**
+ * Remove staging directories that killed runs (kill -9, power loss) left in `qubesRoot`. Only
+ * called under the host lock: every restore that stages holds it for its whole run, so none of
+ * them is in use. Returns the names removed.
+ */
+export async function removeStaleStaging(qubesRoot: string): Promise<string[]> {
+  const root = path.resolve(qubesRoot);
+  const names = await readdir(root).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(STAGING_PREFIX)) continue;
+    const st = await lstat(path.join(root, name)).catch(() => null);
+    if (!st?.isDirectory()) continue; // never through a symlink
+    const ok = await removeTree(path.join(root, name)).then(() => true, () => false);
+    if (ok) removed.push(name);
+  }
+  return removed;
 }
