@@ -1,25 +1,30 @@
 // The host lock: an exclusive flock(2) on `<qubes-root>/qubes.xml.lock`, held by a restore for its
 // whole run and by a backup while it records backup_timestamp, so that two runs never rewrite the
-// host qubes.xml from stale copies. Node has no flock, so util-linux `flock(1)` holds it for us:
-// it takes the lock, then runs `cat` on a pipe from us; the lock lives exactly as long as that
-// pipe, so it is released when we release it, when we exit, and when we are killed (EOF).
-import { mkdir } from 'node:fs/promises';
+// host qubes.xml from stale copies. Node has no flock, so we open the lock file ourselves and let
+// util-linux `flock(1)` lock that open file (it inherits it as fd 3) and exit: the lock belongs to
+// the open file, which only this process holds from then on. It ends when we close it — on
+// release, on exit, and when the process is killed — and no helper process outlives the wait.
+import { closeSync, constants as fsc, fstatSync, lstatSync, openSync } from 'node:fs';
+import { mkdir, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import { spawn } from 'node:child_process';
 import { QvmBackupError, fail } from '../errors.js';
 
 export const LOCK_NAME = 'qubes.xml.lock';
 /** flock's exit status when the lock is busy (`--conflict-exit-code`). */
 const BUSY = 75;
-/** The child prints this once it holds the lock. */
-const HELD = 'held';
+/** Times we retry when the lock file was replaced while we waited for it. */
+const MAX_RETRIES = 5;
 
 export interface HostLock {
   readonly path: string;
-  /** False once the holder process went away (the lock is no longer ours). */
+  /** True until released: the lock lives in our own open file, nothing else can drop it. */
   held(): boolean;
   /** Release the lock; never throws, safe to call twice. */
   release(): Promise<void>;
+  /** Remove the lock file and then the (otherwise empty) qubes root, still holding the lock —
+   *  for a root this run created and left empty; waiting runs see the file is gone and retry. */
+  removeWithRoot(): Promise<void>;
 }
 
 export interface LockOptions {
@@ -34,82 +39,99 @@ export interface LockOptions {
 export async function lockHost(qubesRoot: string, o: LockOptions = {}): Promise<HostLock> {
   const root = path.resolve(qubesRoot);
   const lockPath = path.join(root, LOCK_NAME);
-  await mkdir(root, { recursive: true, mode: 0o755 }).catch((e: unknown) => fail('ERR_IO', `cannot create ${root}: ${(e as Error).message}`, { file: root }, e));
-  const first = await tryLock(lockPath, 0, o.signal);
-  if (first !== null) return first;
   const wait = o.waitSeconds ?? 300;
-  o.onWait?.(`${lockPath} is held by another qvm-backup-restore or qvm-backup run; waiting up to ${wait} s for it (Ctrl-C to stop)`);
-  const second = await tryLock(lockPath, wait, o.signal);
-  if (second !== null) return second;
-  return fail('ERR_LOCKED', `${lockPath} is still held by another run after ${wait} s; try again when it has finished`, { file: lockPath });
+  let told = false;
+  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+    // (again after a holder removed a root it had created and left empty)
+    await mkdir(root, { recursive: true, mode: 0o755 }).catch((e: unknown) => fail('ERR_IO', `cannot create ${root}: ${(e as Error).message}`, { file: root }, e));
+    const fd = openLockFile(lockPath);
+    try {
+      let got = await flockFd(fd, lockPath, 0, o.signal);
+      if (!got) {
+        if (!told) o.onWait?.(`${lockPath} is held by another qvm-backup-restore or qvm-backup run; waiting up to ${wait} s for it (Ctrl-C to stop)`);
+        told = true;
+        got = await flockFd(fd, lockPath, wait, o.signal);
+        if (!got) fail('ERR_LOCKED', `${lockPath} is still held by another run after ${wait} s; try again when it has finished`, { file: lockPath });
+      }
+      // the holder before us may have removed the file (a root it created and left empty)
+      if (sameFile(fd, lockPath)) return heldLock(fd, lockPath, root);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    closeSync(fd);
+  }
+  return fail('ERR_LOCKED', `${lockPath} kept being replaced while we waited for it`, { file: lockPath });
 }
 
-/** One attempt (waitSeconds 0: non-blocking); null when the lock stayed busy. */
-async function tryLock(lockPath: string, waitSeconds: number, signal: AbortSignal | undefined): Promise<HostLock | null> {
-  const mode = waitSeconds > 0 ? ['--wait', String(waitSeconds)] : ['--nonblock'];
-  let child: ResultPromise;
+function openLockFile(lockPath: string): number {
   try {
-    // own process group: a terminal's Ctrl-C must not release the lock before we have cleaned up
-    child = execa('flock', ['--exclusive', ...mode, '--conflict-exit-code', String(BUSY), lockPath, 'sh', '-c', `echo ${HELD}; exec cat >/dev/null`], {
-      stdin: 'pipe',
-      stdout: 'pipe',
-      stderr: 'pipe',
-      buffer: false,
-      reject: false,
-      detached: true,
-      cleanup: true,
-    });
+    // never through a symlink: the lock file is a plain file of the qubes root
+    return openSync(lockPath, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o644); // libuv adds O_CLOEXEC
   } catch (e) {
-    return fail('ERR_IO', `cannot run flock(1) to lock ${lockPath}: ${(e as Error).message}`, { file: lockPath, command: 'flock' }, e);
+    return fail('ERR_IO', `cannot open the lock file ${lockPath}: ${(e as Error).message}`, { file: lockPath }, e);
   }
-  child.stdin?.on('error', () => undefined);
+}
+
+function sameFile(fd: number, lockPath: string): boolean {
+  try {
+    const a = fstatSync(fd);
+    const b = lstatSync(lockPath);
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** flock(1) on our open file (its fd 3); false when busy (after `waitSeconds`, 0 = do not wait). */
+async function flockFd(fd: number, lockPath: string, waitSeconds: number, signal: AbortSignal | undefined): Promise<boolean> {
+  const mode = waitSeconds > 0 ? ['--wait', String(waitSeconds)] : ['--nonblock'];
+  // node's spawn, not execa: only it hands an open file to the child as an extra descriptor.
+  // Own process group: a terminal's Ctrl-C reaches us, and we stop the wait ourselves.
+  const child = spawn('flock', ['--exclusive', ...mode, '--conflict-exit-code', String(BUSY), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], detached: true });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     if (stderr.length < 2000) stderr += d.toString('utf8');
   });
-  let exited = false;
-  const exit = child.then((r) => {
-    exited = true;
-    return r;
-  });
-  // Ctrl-C stops the waiting, never a lock we hold (that is released by release() after cleanup)
-  const onAbort = (): void => {
+  const stop = (): void => {
     child.kill('SIGKILL');
   };
-  signal?.addEventListener('abort', onAbort, { once: true });
-  if (signal?.aborted) onAbort();
-  const got = await new Promise<boolean>((resolve) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString('utf8');
-      if (out.includes(HELD)) resolve(true);
-    });
-    void exit.then(() => resolve(false));
+  signal?.addEventListener('abort', stop, { once: true });
+  if (signal?.aborted) stop();
+  process.once('exit', stop);
+  const r = await new Promise<{ code: number | null; error?: Error }>((resolve) => {
+    child.once('error', (error) => resolve({ code: null, error }));
+    child.once('close', (code) => resolve({ code }));
   });
-  signal?.removeEventListener('abort', onAbort);
-  if (!got) {
-    const r = await exit;
-    if (signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', 'interrupted while waiting for the host lock', { file: lockPath }, signal.reason);
-    if (r.exitCode === BUSY) return null;
-    const why = r.failed && r.exitCode === undefined ? String(r.message) : `flock exited with status ${r.exitCode}: ${stderr.trim()}`;
-    return fail('ERR_IO', `cannot lock ${lockPath}: ${why}`, { file: lockPath, command: 'flock', ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}) });
-  }
-  child.stdout?.resume();
-  const killOnExit = (): void => {
-    child.kill('SIGKILL');
+  signal?.removeEventListener('abort', stop);
+  process.off('exit', stop);
+  if (r.error) return fail('ERR_IO', `cannot run flock(1) to lock ${lockPath}: ${r.error.message}`, { file: lockPath, command: 'flock' }, r.error);
+  if (r.code === 0) return true;
+  if (signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', 'interrupted while waiting for the host lock', { file: lockPath }, signal.reason);
+  if (r.code === BUSY) return false;
+  return fail('ERR_IO', `cannot lock ${lockPath}: flock exited with status ${r.code}: ${stderr.trim().slice(-500)}`, { file: lockPath, command: 'flock', ...(r.code !== null ? { exitCode: r.code } : {}) });
+}
+
+function heldLock(fd: number, lockPath: string, root: string): HostLock {
+  let open = true;
+  const close = (): void => {
+    if (!open) return;
+    open = false;
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
   };
-  process.once('exit', killOnExit);
-  let released: Promise<void> | undefined;
   return {
     path: lockPath,
-    held: () => !exited,
-    release: () =>
-      (released ??= (async () => {
-        process.off('exit', killOnExit);
-        child.stdin?.end();
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exit.catch(() => undefined);
-        clearTimeout(timer);
-      })()),
+    held: () => open,
+    release: async () => close(),
+    removeWithRoot: async () => {
+      if (!open) return;
+      await unlink(lockPath).catch(() => undefined);
+      await rmdir(root).catch(() => undefined);
+      close();
+    },
   };
 }

@@ -258,18 +258,17 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       await boundedWait(source.exited!, 5000);
     }
     await staging?.remove().catch((e: unknown) => progress.warn((e as Error).message));
+    // a qubes root this run created and left with nothing but its lock file is removed again
+    // (still under the lock: a run waiting for it sees the file gone and starts over)
+    if (lock && !rootExisted && (await onlyLockLeft(root))) await lock.removeWithRoot();
     await lock?.release();
-    if (!rootExisted) await removeIfOnlyLock(root);
     await pool.destroy().catch(() => {});
   }
 }
 
-/** A qubes root this run created and left with nothing but its lock file is removed again. */
-async function removeIfOnlyLock(root: string): Promise<void> {
+async function onlyLockLeft(root: string): Promise<boolean> {
   const names = await readdir(root).catch(() => null);
-  if (names === null || names.some((n) => n !== LOCK_NAME)) return;
-  await rm(join(root, LOCK_NAME), { force: true }).catch(() => undefined);
-  await rmdir(root).catch(() => undefined);
+  return names !== null && names.every((n) => n === LOCK_NAME);
 }
 
 interface Failure {

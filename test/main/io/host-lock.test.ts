@@ -7,7 +7,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { lockHost } from '../../../src/main/io/host-lock.js';
-import { waitFor, alive } from '../../helpers/processes.js';
+import { waitFor } from '../../helpers/processes.js';
+
+/** PIDs that have `file` open. */
+function holdersOf(file: string): number[] {
+  const out: number[] = [];
+  for (const p of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      if (fs.readdirSync(`/proc/${p}/fd`).some((f) => fs.readlinkSync(`/proc/${p}/fd/${f}`) === file)) out.push(Number(p));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out;
+}
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'qvmb-lock-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -44,16 +57,30 @@ describe('lockHost', () => {
     }
   });
 
-  it('a holder killed with SIGKILL releases the lock, and leaves no process behind', async () => {
+  it('a holder killed with SIGKILL releases the lock; no helper process holds it meanwhile', async () => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', `const { lockHost } = await import(${JSON.stringify(LOCK_MODULE)}); await lockHost(${JSON.stringify(root)}); console.log('locked'); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     await waitFor('the child to hold the lock', () => out.includes('locked'));
-    const helpers = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(path.join(root, 'qubes.xml.lock'))).map(Number);
-    assert.ok(helpers.length > 0, 'the flock holder runs');
+    // the lock lives in the child's own open file: no other process has the lock file open
+    assert.deepEqual(holdersOf(path.join(root, 'qubes.xml.lock')), [child.pid]);
+    await assert.rejects(lockHost(root, { waitSeconds: 1 }), (e: { code?: string }) => e.code === 'ERR_LOCKED');
     child.kill('SIGKILL');
     const l = await lockHost(root, { waitSeconds: 20 });
     await l.release();
-    await waitFor('the holder processes to end', () => helpers.every((p) => !alive(p)));
+  });
+
+  it('a waiter whose lock file was removed by the previous holder starts over on the new file', async () => {
+    const sub = path.join(root, 'fresh');
+    const a = await lockHost(sub);
+    let waiting = false;
+    const b = lockHost(sub, { onWait: () => (waiting = true) });
+    await waitFor('the second taker to wait', () => waiting);
+    await a.removeWithRoot();
+    await a.release();
+    const lb = await b;
+    assert.ok(fs.existsSync(path.join(sub, 'qubes.xml.lock')), 'the waiter locked a file that exists');
+    assert.deepEqual(holdersOf(path.join(sub, 'qubes.xml.lock')), [process.pid]);
+    await lb.release();
   });
 });
