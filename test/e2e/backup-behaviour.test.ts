@@ -6,16 +6,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, writeFileSync, mkdirSync, chmodSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeSampleCollection } from '../../scripts/make-sample.js';
-import { tempDir, passFile, node, run, BACKUP_BIN } from '../helpers/cli.js';
+import { tempDir, passFile, node, run, BACKUP_BIN, sampleIn } from '../helpers/cli.js';
 
 const MiB = 1024 * 1024;
 
 function sample(dir: string) {
-  const root = join(dir, 'qubes');
-  const home = join(dir, 'home', 'user');
-  makeSampleCollection({ root, home, bigImageBytes: 256 * MiB, bigDataBytes: 24 * MiB, smallImageBytes: 16 * MiB, smallDataBytes: 256 * 1024 });
-  return { root, home };
+  return sampleIn(dir, { bigImageBytes: 256 * MiB, bigDataBytes: 24 * MiB, smallImageBytes: 16 * MiB, smallDataBytes: 256 * 1024 });
 }
 
 test('wrong usage: one clear line on stderr, documented exit code, nothing written', () => {

@@ -8,8 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeSampleCollection } from '../../scripts/make-sample.js';
-import { tempDir, passFile, node, run, BACKUP_BIN, RESTORE_BIN, ROOT } from '../helpers/cli.js';
+import { tempDir, passFile, node, run, BACKUP_BIN, RESTORE_BIN, ROOT, sampleIn } from '../helpers/cli.js';
 import { busyLoops } from '../helpers/load.js';
 
 const MiB = 1024 * 1024;
@@ -17,10 +16,7 @@ const SLOW_READER = join(ROOT, 'test/fixtures/bin/slow-reader.js');
 const ITERATIONS = 3;
 
 function sample(dir: string, bigDataBytes = 4 * MiB) {
-  const root = join(dir, 'qubes');
-  const home = join(dir, 'home', 'user');
-  makeSampleCollection({ root, home, bigImageBytes: 64 * MiB, bigDataBytes, smallImageBytes: 8 * MiB, smallDataBytes: 64 * 1024 });
-  return { root, home };
+  return sampleIn(dir, { bigImageBytes: 64 * MiB, bigDataBytes, smallImageBytes: 8 * MiB, smallDataBytes: 64 * 1024 });
 }
 
 interface Exit {

@@ -6,17 +6,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeSampleCollection } from '../../scripts/make-sample.js';
-import { tempDir, passFile, node, run, BACKUP_BIN, BACKUP_CMD, RESTORE_CMD, ROOT, launcherEnv } from '../helpers/cli.js';
+import { tempDir, passFile, node, run, BACKUP_BIN, BACKUP_CMD, RESTORE_CMD, ROOT, launcherEnv, sampleIn } from '../helpers/cli.js';
 import { alive, cmdline, descendants, environOf, exeOf, waitFor } from '../helpers/processes.js';
 
 const MiB = 1024 * 1024;
 
 function sample(dir: string) {
-  const root = join(dir, 'qubes');
-  const home = join(dir, 'home', 'user');
-  makeSampleCollection({ root, home, bigImageBytes: 64 * MiB, bigDataBytes: 12 * MiB, smallImageBytes: 8 * MiB, smallDataBytes: 256 * 1024 });
-  return { root, home };
+  return sampleIn(dir, { bigImageBytes: 64 * MiB, bigDataBytes: 12 * MiB, smallImageBytes: 8 * MiB, smallDataBytes: 256 * 1024 });
 }
 
 function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {

@@ -6,18 +6,14 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, mkdirSync, readFileSync, openSync, closeSync, readlinkSync, constants } from 'node:fs';
 import { join } from 'node:path';
-import { makeSampleCollection } from '../../scripts/make-sample.js';
-import { tempDir, passFile, node, run, haveCmd, BACKUP_BIN, RESTORE_BIN } from '../helpers/cli.js';
+import { tempDir, passFile, node, run, haveCmd, BACKUP_BIN, RESTORE_BIN, sampleIn } from '../helpers/cli.js';
 import { alive, cmdline, descendants, waitFor } from '../helpers/processes.js';
 
 const MiB = 1024 * 1024;
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 function sample(dir: string) {
-  const root = join(dir, 'qubes');
-  const home = join(dir, 'home', 'user');
-  makeSampleCollection({ root, home, bigImageBytes: 64 * MiB, bigDataBytes: 12 * MiB, smallImageBytes: 8 * MiB, smallDataBytes: 256 * 1024 });
-  return { root, home };
+  return sampleIn(dir, { bigImageBytes: 64 * MiB, bigDataBytes: 12 * MiB, smallImageBytes: 8 * MiB, smallDataBytes: 256 * 1024 });
 }
 
 /** Start a command; collects stdout+stderr; `exit(ms)` fails the test when it does not end in time. */

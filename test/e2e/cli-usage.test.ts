@@ -6,17 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeSampleCollection } from '../../scripts/make-sample.js';
-import { tempDir, passFile, node, run, ROOT, BACKUP_BIN, RESTORE_BIN } from '../helpers/cli.js';
+import { tempDir, passFile, node, run, ROOT, BACKUP_BIN, RESTORE_BIN, sampleIn } from '../helpers/cli.js';
 
 const MiB = 1024 * 1024;
 const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 function sample(dir: string) {
-  const root = join(dir, 'qubes');
-  const home = join(dir, 'home', 'user');
-  makeSampleCollection({ root, home, bigImageBytes: 32 * MiB, bigDataBytes: 2 * MiB, smallImageBytes: 4 * MiB, smallDataBytes: 64 * 1024 });
-  return { root, home };
+  return sampleIn(dir, { bigImageBytes: 32 * MiB, bigDataBytes: 2 * MiB, smallImageBytes: 4 * MiB, smallDataBytes: 64 * 1024 });
 }
 
 test('bad option values: one line "PROG: error: ..." and exit 2, nothing written', () => {

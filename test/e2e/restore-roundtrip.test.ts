@@ -6,16 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, statSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeSampleCollection } from '../../scripts/make-sample.js';
-import { tempDir, passFile, node, run, duKiB, haveCmd, BACKUP_BIN, RESTORE_BIN } from '../helpers/cli.js';
+import { tempDir, passFile, node, run, duKiB, haveCmd, BACKUP_BIN, RESTORE_BIN, sampleIn } from '../helpers/cli.js';
 
 const MiB = 1024 * 1024;
 
 function sample(dir: string, schema: 'r4' | 'r3' = 'r4') {
-  const root = join(dir, 'qubes');
-  const home = join(dir, 'home', 'user');
-  makeSampleCollection({ root, home, schema, bigImageBytes: 384 * MiB, bigDataBytes: 10 * MiB, smallImageBytes: 32 * MiB, smallDataBytes: 512 * 1024 });
-  return { root, home };
+  return sampleIn(dir, { schema, bigImageBytes: 384 * MiB, bigDataBytes: 10 * MiB, smallImageBytes: 32 * MiB, smallDataBytes: 512 * 1024 });
 }
 
 function backup(dir: string, root: string, home: string, pw: string, args: string[]): string {

@@ -3,6 +3,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { makeSampleCollection, type SampleOptions } from '../../scripts/make-sample.js';
 
 export const ROOT = new URL('../../../', import.meta.url).pathname; // project root (from dist/test/helpers)
 export const BACKUP_BIN = join(ROOT, 'dist/src/main/cli/qvm-backup.js');
@@ -41,4 +42,12 @@ export function duKiB(path: string): number {
 
 export function haveCmd(name: string): boolean {
   return run('sh', ['-c', `command -v ${name}`]).status === 0;
+}
+
+/** A sample collection under `dir` (`qubes/` root, `home/user` dom0 home) with the given sizes. */
+export function sampleIn(dir: string, sizes: Omit<SampleOptions, 'root' | 'home'>): { root: string; home: string } {
+  const root = join(dir, 'qubes');
+  const home = join(dir, 'home', 'user');
+  makeSampleCollection({ root, home, ...sizes });
+  return { root, home };
 }

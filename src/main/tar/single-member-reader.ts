@@ -9,13 +9,13 @@ import {
   BLOCK,
   GNU_EXT_ISEXTENDED_OFFSET,
   GNU_ISEXTENDED_OFFSET,
-  fieldBytes,
   headerChecksum,
-  isPosixUstar,
+  headerName,
   parseNumeric,
   parseNumericAt,
   parsePaxRecords,
   roundUp,
+  stripDotSlash,
 } from './tar-header.js';
 
 /** One stored run of data of a sparse file. */
@@ -343,16 +343,8 @@ function decimal(s: string): number {
   return /^[0-9]{1,16}$/.test(s) ? Number(s) : NaN;
 }
 
-function headerName(b: Uint8Array): string {
-  const name = Buffer.from(fieldBytes(b, 'name')).toString('utf8');
-  if (!isPosixUstar(b)) return name;
-  const prefix = Buffer.from(fieldBytes(b, 'prefix')).toString('utf8');
-  return prefix === '' ? name : `${prefix}/${name}`;
-}
-
 function normalize(name: string): string {
-  let n = name;
-  while (n.startsWith('./')) n = n.slice(2);
+  let n = stripDotSlash(name);
   while (n.endsWith('/')) n = n.slice(0, -1); // a directory entry: refused by its type next
   return n;
 }

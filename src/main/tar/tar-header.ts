@@ -177,3 +177,18 @@ export function paxTime(sec: number, nsec: number): string {
   if (nsec === 0) return String(sec);
   return `${sec}.${String(nsec).padStart(9, '0').replace(/0+$/, '')}`;
 }
+
+/** The member name of a ustar/GNU header as text: `prefix/name` for POSIX ustar, `name` otherwise. */
+export function headerName(block: Uint8Array): string {
+  const name = Buffer.from(fieldBytes(block, 'name')).toString('utf8');
+  if (!isPosixUstar(block)) return name;
+  const prefix = Buffer.from(fieldBytes(block, 'prefix')).toString('utf8');
+  return prefix === '' ? name : `${prefix}/${name}`;
+}
+
+/** A member name without leading `./` (as `tar -x` treats it). */
+export function stripDotSlash(name: string): string {
+  let n = name;
+  while (n.startsWith('./')) n = n.slice(2);
+  return n;
+}

@@ -1,7 +1,7 @@
 // A tiny in-memory tar reader that pulls one regular member (qubes.xml) out of a small, already
 // authenticated inner archive: ustar/GNU/pax headers, GNU long names, zero blocks ignored.
 import { fail } from '../../errors.js';
-import { BLOCK, fieldBytes, headerChecksum, isPosixUstar, parseNumeric, parsePaxRecords, roundUp } from '../../tar/tar-header.js';
+import { BLOCK, headerChecksum, headerName, parseNumeric, parsePaxRecords, roundUp, stripDotSlash } from '../../tar/tar-header.js';
 
 /** Most headers we walk before giving up (qubes.xml archives have 1–3). */
 const MAX_HEADERS = 64;
@@ -65,7 +65,7 @@ export function extractTarMember(tar: Uint8Array, wanted: string, maxBytes: numb
     longName = undefined;
     paxSize = undefined;
     paxSparse = false;
-    if (normalize(name) !== wanted) continue;
+    if (stripDotSlash(name) !== wanted) continue;
     if (sparse) fail('ERR_UNSUPPORTED', `${what}: inner member ${wanted} is a sparse file`);
     if (type !== '0' && type !== '\0' && type !== '7') {
       fail('ERR_UNSUPPORTED', `${what}: inner member ${wanted} is not a plain regular file (type ${JSON.stringify(type)})`);
@@ -74,17 +74,4 @@ export function extractTarMember(tar: Uint8Array, wanted: string, maxBytes: numb
     return Buffer.from(data);
   }
   fail('ERR_CORRUPT', `${what}: inner archive has no member ${wanted}`);
-}
-
-function headerName(block: Uint8Array): string {
-  const name = Buffer.from(fieldBytes(block, 'name')).toString('utf8');
-  if (!isPosixUstar(block)) return name;
-  const prefix = Buffer.from(fieldBytes(block, 'prefix')).toString('utf8');
-  return prefix === '' ? name : `${prefix}/${name}`;
-}
-
-function normalize(name: string): string {
-  let n = name;
-  while (n.startsWith('./')) n = n.slice(2);
-  return n;
 }
