@@ -71,6 +71,7 @@ async function main(): Promise<number> {
       },
       progress,
       signal: stop.signal,
+      ...(process.env['QVMB_IMAGE_EXTRACTION'] === 'tar' ? { imageExtraction: 'tar' as const } : {}),
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));
     const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0HomeDir ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;

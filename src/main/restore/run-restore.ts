@@ -40,6 +40,8 @@ export interface RestoreOptions extends RestoreSelection {
   progress: ProgressReporter;
   signal: AbortSignal;
   now?: Date;
+  /** how VM images are extracted (benchmarks: QVMB_IMAGE_EXTRACTION=tar); default in-process */
+  imageExtraction?: 'in-process' | 'tar';
 }
 
 export interface RestoreOutcome {
@@ -215,6 +217,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         onProgress: (e) => progress.update(e.bytesRead, e.bytesRestored, e.currentVm),
         onVmDone,
         onWarning: (m) => progress.warn(m),
+        ...(o.imageExtraction ? { imageExtraction: o.imageExtraction } : {}),
       }, selection);
     // the format has no end marker: a source command's exit status is the only sign of a short stream
     if (source?.command) await checkSourceCommand(source, result.archiveError !== undefined);
