@@ -17,6 +17,8 @@ export interface SampleOptions {
   smallImageBytes?: number;
   smallDataBytes?: number;
   seed?: string;
+  /** extra small AppVMs `app-001`…: the many-small-VMs collection (at most 240) */
+  manyAppVms?: { count: number; imageBytes: number; dataBytes: number };
 }
 
 /** Deterministic VM-like bytes: 1/3 text-like, 1/3 zeros, 1/3 pseudo-random (SHA-256 counter). */
@@ -97,11 +99,18 @@ const VMS: SampleVm[] = [
   { qid: 5, name: 'vault', klass: 'AppVM', label: 'black', template: 'fedora-40', netvm: null },
 ];
 
+/** The fixed VMs plus `count` small AppVMs (`app-001`…, on fedora-40, no network). */
+function vmsOf(count: number): SampleVm[] {
+  if (count > 240) throw new RangeError('at most 240 extra AppVMs (qids end at 254)');
+  const extra = Array.from({ length: count }, (_, i): SampleVm => ({ qid: 10 + i, name: `app-${String(i + 1).padStart(3, '0')}`, klass: 'AppVM', label: 'green', template: 'fedora-40', netvm: null }));
+  return [...VMS, ...extra];
+}
+
 const dirOf = (v: SampleVm) => (v.klass === 'TemplateVM' ? `vm-templates/${v.name}` : `appvms/${v.name}`);
 
-function r4Xml(): string {
+function r4Xml(vms: SampleVm[]): string {
   const prop = (n: string, v: string) => `        <property name="${n}">${v}</property>`;
-  const domains = VMS.map((v) => {
+  const domains = vms.map((v) => {
     const props = [prop('name', v.name), prop('label', `label-${LABELS.find((l) => l[2] === v.label)![0]}`), prop('qid', String(v.qid))];
     if (v.template) props.push(prop('template', v.template));
     if (v.netvm !== undefined) props.push(v.netvm === null ? `        <property name="netvm"></property>` : prop('netvm', v.netvm));
@@ -153,17 +162,17 @@ ${domains}
 `;
 }
 
-function r3Xml(): string {
+function r3Xml(vms: SampleVm[]): string {
   const el = (v: SampleVm) => {
     const tag = v.klass === 'TemplateVM' ? 'QubesTemplateVm' : v.providesNetwork ? 'QubesNetVm' : 'QubesAppVm';
-    const netvmQid = v.netvm === undefined ? 'none' : v.netvm === null ? 'none' : String(VMS.find((x) => x.name === v.netvm)!.qid);
-    const templateQid = v.template ? String(VMS.find((x) => x.name === v.template)!.qid) : 'none';
+    const netvmQid = v.netvm === undefined ? 'none' : v.netvm === null ? 'none' : String(vms.find((x) => x.name === v.netvm)!.qid);
+    const templateQid = v.template ? String(vms.find((x) => x.name === v.template)!.qid) : 'none';
     return `<${tag} qid="${v.qid}" name="${v.name}" dir_path="/var/lib/qubes/${dirOf(v)}" conf_file="${v.name}.conf" label="${v.label}" template_qid="${templateQid}" netvm_qid="${netvmQid}" uses_default_netvm="False" include_in_backups="True" installed_by_rpm="False" internal="False" memory="400" maxmem="4000" vcpus="2" pcidevs="[]" services="{'meminfo-writer': True}" uuid="00000000-0000-4000-8000-00000000000${v.qid}" debug="False" default_user="user" qrexec_timeout="60" autostart="False" kernel="4.4.14-11" uses_default_kernel="True" kernelopts="nopat" uses_default_kernelopts="True" mac="None" backup_content="False" backup_size="0" backup_path="" />`;
   };
   return `<?xml version='1.0' encoding='UTF-8'?>
 <QubesVmCollection clockvm="2" default_fw_netvm="2" default_kernel="4.4.14-11" default_netvm="2" default_template="1" updatevm="2">
   <QubesAdminVm backup_content="False" backup_path="" backup_size="0" conf_file="" debug="False" default_user="user" dir_path="/var/lib/qubes/servicevms/dom0" include_in_backups="True" installed_by_rpm="False" internal="False" label="black" name="dom0" qid="0" />
-  ${VMS.map(el).join('\n  ')}
+  ${vms.map(el).join('\n  ')}
 </QubesVmCollection>
 `;
 }
@@ -176,10 +185,14 @@ export function makeSampleCollection(o: SampleOptions): string[] {
   const smallData = o.smallDataBytes ?? 2 * 1024 * 1024;
   const seed = o.seed ?? 'qvm-backup-sample';
   mkdirSync(o.root, { recursive: true });
-  for (const v of VMS) {
+  const many = o.manyAppVms;
+  const vms = vmsOf(many?.count ?? 0);
+  for (const v of vms) {
     const d = join(o.root, dirOf(v));
     mkdirSync(d, { recursive: true });
-    makeSparseImage(join(d, 'private.img'), v.big ? big : small, v.big ? bigData : smallData, `${seed}:${v.name}:private`);
+    const extra = v.qid >= 10 && many !== undefined;
+    const [size, data] = extra ? [many.imageBytes, many.dataBytes] : v.big ? [big, bigData] : [small, smallData];
+    makeSparseImage(join(d, 'private.img'), size, data, `${seed}:${v.name}:private`);
     if (v.klass === 'TemplateVM') {
       makeSparseImage(join(d, 'root.img'), small, smallData * 2, `${seed}:${v.name}:root`);
       mkdirSync(join(d, 'apps.templates'), { recursive: true });
@@ -191,7 +204,7 @@ export function makeSampleCollection(o: SampleOptions): string[] {
     }
     if (v.klass === 'AppVM') writeFileSync(join(d, 'whitelisted-appmenus.list'), 'firefox.desktop\nxterm.desktop\n');
   }
-  writeFileSync(join(o.root, 'qubes.xml'), o.schema === 'r3' ? r3Xml() : r4Xml());
+  writeFileSync(join(o.root, 'qubes.xml'), o.schema === 'r3' ? r3Xml(vms) : r4Xml(vms));
   mkdirSync(join(o.home, 'Documents'), { recursive: true });
   writeFileSync(join(o.home, '.bashrc'), '# sample dom0 bashrc\nalias ll="ls -l"\n');
   writeFileSync(join(o.home, 'Documents', 'notes.txt'), vmLikeData(100_000, `${seed}:home`).toString('latin1'));
@@ -200,7 +213,7 @@ export function makeSampleCollection(o: SampleOptions): string[] {
   } catch {
     /* exists */
   }
-  return VMS.map((v) => v.name);
+  return vms.map((v) => v.name);
 }
 
 // CLI: node dist/scripts/make-sample.js ROOT HOME [r4|r3]
