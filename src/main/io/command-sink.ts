@@ -2,6 +2,7 @@
 // group so abort() stops the whole pipeline (dash forks, so killing sh alone leaves e.g. `sleep` running).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
+import { diesWithUs } from './child-lifetime.js';
 import { QvmBackupError } from '../errors.js';
 import type { Sink } from './sink.js';
 import { TailBuffer } from './tail-buffer.js';
@@ -18,7 +19,8 @@ const EXIT_GRACE_MS = 5000;
 export function commandSink(shellCommand: string): Sink {
   const ctx = { command: shellCommand };
   const tail = new TailBuffer(4096);
-  const child = execa('sh', ['-c', shellCommand], {
+  const [file, argv] = diesWithUs('sh', ['-c', shellCommand]);
+  const child = execa(file, argv, {
     stdin: 'pipe',
     stdout: 2,
     stderr: 'pipe',

@@ -24,6 +24,7 @@ import { loadHostQubesXml } from './install/host-qubes-xml.js';
 import { Installer } from './install/installer.js';
 import { LOCK_NAME, lockHost, type HostLock } from '../io/host-lock.js';
 import { TailBuffer } from '../io/tail-buffer.js';
+import { diesWithUs } from '../io/child-lifetime.js';
 import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 
 export interface RestoreOptions extends RestoreSelection {
@@ -69,7 +70,8 @@ const SOURCE_EXIT_WAIT_MS = 30_000;
 
 async function openSource(o: RestoreOptions): Promise<Source> {
   if (o.sourceCommand !== undefined) {
-    const command = execa('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false, cancelSignal: o.signal, reject: false, forceKillAfterDelay: 3000 });
+    const [file, argv] = diesWithUs('sh', ['-c', o.sourceCommand]);
+    const command = execa(file, argv, { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false, cancelSignal: o.signal, reject: false, forceKillAfterDelay: 3000 });
     const stderr = new TailBuffer(4096);
     command.stderr?.on('data', (d: Buffer) => stderr.push(d));
     const exited = new Promise<{ exitCode?: number; signal?: string }>((res) => {

@@ -6,6 +6,7 @@ import type { Readable, Writable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
 import { QvmBackupError } from '../errors.js';
 import { TailBuffer } from '../io/tail-buffer.js';
+import { diesWithUs } from '../io/child-lifetime.js';
 
 /** Options every tar driver accepts. */
 export interface TarRunOptions {
@@ -52,7 +53,8 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   const bin = opts.tarPath ?? 'tar';
   const command = [bin, ...args].map(shellQuote).join(' ');
   const tail = new TailBuffer(4096);
-  const child: ResultPromise = execa(bin, args, {
+  const [file, argv] = diesWithUs(bin, args);
+  const child: ResultPromise = execa(file, argv, {
     stdin: opts.stdin,
     stdout: opts.stdout,
     stderr: 'pipe',
@@ -91,7 +93,9 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
     if (!r.failed && r.exitCode === 0) return;
     const stderrTail = tail.text(opts.stderrFilter);
     const ctx = { command, exitCode: r.exitCode, stderrTail, ...(opts.file !== undefined ? { file: opts.file } : {}) };
-    if ((r as { code?: string }).code === 'ENOENT' && r.exitCode === undefined) {
+    // not found: by spawn itself, or by setpriv failing to exec it (diesWithUs)
+    const missing = ((r as { code?: string }).code === 'ENOENT' && r.exitCode === undefined) || (file !== bin && r.exitCode === 127 && /failed to execute/.test(stderrTail));
+    if (missing) {
       const msg = opts.tarPath === undefined ? 'GNU tar not found in PATH' : `tar not found: ${opts.tarPath}`;
       throw new QvmBackupError('ERR_TAR_FAILED', msg, ctx, r);
     }

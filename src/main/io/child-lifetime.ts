@@ -1,0 +1,30 @@
+// Children die with us. Node cannot set PR_SET_PDEATHSIG on the processes it starts, so they are
+// started through util-linux `setpriv --pdeathsig KILL`, which sets it and execs the program (same
+// PID): when this process ends, even by `kill -9`, the kernel kills them — a tar blocked opening a
+// FIFO, or a command still holding a half-written destination, never outlives the run. Where
+// setpriv is missing the program starts as it is (pipes closing still stop most of them).
+import { accessSync, constants as fsc, statSync } from 'node:fs';
+import path from 'node:path';
+
+let setpriv: string | null | undefined;
+
+/** Absolute path of `name` in PATH, or null. */
+export function findInPath(name: string): string | null {
+  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+    if (dir === '') continue;
+    const p = path.join(dir, name);
+    try {
+      accessSync(p, fsc.X_OK);
+      if (statSync(p).isFile()) return p;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** `[file, args]` that run `file args` so that it is killed when this process dies. */
+export function diesWithUs(file: string, args: readonly string[]): [string, string[]] {
+  if (setpriv === undefined) setpriv = process.platform === 'linux' ? findInPath('setpriv') : null;
+  return setpriv === null ? [file, [...args]] : [setpriv, ['--pdeathsig', 'KILL', '--', file, ...args]];
+}
