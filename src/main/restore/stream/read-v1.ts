@@ -53,7 +53,8 @@ export async function restoreV1(
         const fresh = createExtractionDir(entry.stagingDir);
         const dest = path.join(fresh, rel);
         await fsp.mkdir(path.dirname(dest), { recursive: true });
-        await execa('cp', ['-a', '--sparse=always', '--', src, dest], { ...(opts.signal ? { cancelSignal: opts.signal } : {}), env: { LC_ALL: 'C' } }).catch((e: unknown) => {
+        // not -a: the backup directory's owners, modes beyond rwx and xattrs (file capabilities) stay behind
+        await execa('cp', ['-dR', '--preserve=timestamps,links', '--sparse=always', '--', src, dest], { ...(opts.signal ? { cancelSignal: opts.signal } : {}), env: { LC_ALL: 'C' } }).catch((e: unknown) => {
           throw new QvmBackupError('ERR_IO', `copying ${rel} failed: ${(e as { stderr?: string }).stderr ?? String(e)}`, { vm: entry.vm, command: 'cp' }, e);
         });
         const base = `${rel}/.`;
