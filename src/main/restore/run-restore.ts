@@ -2,14 +2,9 @@
 // confirmation, free-space check) → one pass over the data into a staging dir under the qubes root
 // → each VM installed (moved into place, added to qubes.xml atomically) as soon as its data and its
 // dependencies are complete → dom0 home → staging removed (also on error and Ctrl-C).
-import { closeSync, constants as fsc, createReadStream, open as fsOpen, openSync } from 'node:fs';
-import { Socket } from 'node:net';
-import { once } from 'node:events';
-import { readdir, rm, rmdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
-import { execa, type ResultPromise } from 'execa';
 import { QvmBackupError, fail, isQvmBackupError, type ErrorCode } from '../errors.js';
 import { parseQubesXml, type QubesXml } from '../qubes-xml/index.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
@@ -23,8 +18,7 @@ import { installDom0Home } from './install/dom0-home.js';
 import { loadHostQubesXml } from './install/host-qubes-xml.js';
 import { Installer } from './install/installer.js';
 import { LOCK_NAME, lockHost, type HostLock } from '../io/host-lock.js';
-import { TailBuffer } from '../io/tail-buffer.js';
-import { diesWithUs } from '../io/child-lifetime.js';
+import { checkSourceCommand, closeSource, openSource, type Source } from './archive-source.js';
 import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 
 export interface RestoreOptions extends RestoreSelection {
@@ -51,65 +45,6 @@ export interface RestoreOutcome {
   dom0HomeDir?: string;
   verifyOnly: boolean;
   bytesRead: number;
-}
-
-interface Source {
-  stream: Readable;
-  command?: ResultPromise;
-  /**
-   * The shell's own exit (not the end of its pipes: a process it left behind, e.g. an ssh
-   * ControlPersist master, may keep stderr open for hours; nothing waits for that)
-   */
-  exited?: Promise<{ exitCode?: number; signal?: string }>;
-  /** the last 4 KiB of the command's stderr (never buffered without bound) */
-  stderr?: TailBuffer;
-}
-
-/** How long a --source-command may go on after its stdout ended (or after we stopped reading). */
-const SOURCE_EXIT_WAIT_MS = 30_000;
-
-async function openSource(o: RestoreOptions): Promise<Source> {
-  if (o.sourceCommand !== undefined) {
-    const [file, argv] = diesWithUs('sh', ['-c', o.sourceCommand]);
-    const command = execa(file, argv, { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false, cancelSignal: o.signal, reject: false, forceKillAfterDelay: 3000 });
-    const stderr = new TailBuffer(4096);
-    command.stderr?.on('data', (d: Buffer) => stderr.push(d));
-    const exited = new Promise<{ exitCode?: number; signal?: string }>((res) => {
-      command.once('exit', (code, sig) => res({ ...(code !== null ? { exitCode: code } : {}), ...(sig !== null ? { signal: sig } : {}) }));
-      command.once('error', () => res({}));
-    });
-    return { stream: command.stdout, command, exited, stderr };
-  }
-  if (o.location === '-') return { stream: process.stdin };
-  if ((await stat(o.location)).isFIFO()) return { stream: await openFifo(o.location, o.signal) };
-  return { stream: createReadStream(o.location, { highWaterMark: 1024 * 1024 }) };
-}
-
-/**
- * A named pipe as the archive: opened (waiting for its writer) in a libuv worker, which a signal
- * releases by opening the other end itself, then read through the event loop: a read blocked in
- * a worker thread would keep the process from exiting after Ctrl-C.
- */
-async function openFifo(path: string, signal: AbortSignal): Promise<Readable> {
-  const opened = new Promise<number>((resolve, reject) => fsOpen(path, fsc.O_RDONLY, (e, fd) => (e ? reject(e) : resolve(fd))));
-  const release = (): void => {
-    try {
-      closeSync(openSync(path, fsc.O_WRONLY | fsc.O_NONBLOCK));
-    } catch {
-      // nobody is waiting any more
-    }
-  };
-  signal.addEventListener('abort', release, { once: true });
-  try {
-    const fd = await opened;
-    if (signal.aborted) {
-      closeSync(fd);
-      throw new QvmBackupError('ERR_CANCELLED', 'interrupted while waiting for the writer of the archive pipe');
-    }
-    return new Socket({ fd, readable: true, writable: false });
-  } finally {
-    signal.removeEventListener('abort', release);
-  }
 }
 
 /** Run a restore (or --verify-only) end to end. */
@@ -256,12 +191,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     throw e;
   } finally {
     if (stopReading) o.signal.removeEventListener('abort', stopReading);
-    source?.stream.destroy();
-    if (source?.command) {
-      source.command.kill(); // SIGKILL follows after 3 s (forceKillAfterDelay)
-      source.command.stderr?.destroy();
-      await boundedWait(source.exited!, 5000);
-    }
+    if (source) await closeSource(source);
     await staging?.remove().catch((e: unknown) => progress.warn((e as Error).message));
     // a qubes root this run created and left with nothing but its lock file is removed again
     // (still under the lock: a run waiting for it sees the file gone and starts over)
@@ -296,44 +226,6 @@ function failureError(failed: Failure[], restored: string[], total: number, veri
     return new QvmBackupError(code, `${what}:\n${lines}`, {}, archiveError);
   }
   return new QvmBackupError('ERR_PARTIAL', `${what} for ${failed.length} of ${total}:\n${lines}`, { restored });
-}
-
-/**
- * Wait for the --source-command: killed at once when we stopped reading early (the archive was
- * bad: it would block on a full pipe forever), bounded otherwise; a non-zero exit fails the run.
- */
-async function checkSourceCommand(source: Source, stoppedEarly: boolean): Promise<void> {
-  const cmd = source.command!;
-  if (stoppedEarly) {
-    source.stream.destroy();
-    cmd.kill();
-    await boundedWait(source.exited!, 5000);
-    return;
-  }
-  const r = await boundedWait(source.exited!, SOURCE_EXIT_WAIT_MS);
-  // its last words, if it said any: stderr may stay open (a process it left behind), so briefly
-  if (r !== 'timeout' && r.exitCode !== 0 && cmd.stderr && !cmd.stderr.readableEnded) await boundedWait(once(cmd.stderr, 'end').catch(() => undefined), 1000);
-  const tail = source.stderr?.text() ?? '';
-  const stderr = tail ? `; its stderr ends with: ${tail.slice(-500)}` : '';
-  if (r === 'timeout') {
-    cmd.kill();
-    fail('ERR_CORRUPT', `--source-command did not exit within ${SOURCE_EXIT_WAIT_MS / 1000} s after its output ended; nothing was installed${stderr}`, { command: 'source' });
-  }
-  if (r.exitCode !== 0) {
-    const how = r.exitCode !== undefined ? `exited with status ${r.exitCode}` : `was killed (${r.signal ?? 'unknown signal'})`;
-    fail('ERR_CORRUPT', `--source-command ${how}: the archive it delivered may be incomplete, so nothing was installed${stderr}`, { command: 'source', ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), stderrTail: tail });
-  }
-}
-
-/** `p`, or 'timeout' after `ms`. */
-async function boundedWait<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), ms)));
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** `p` or its closest existing parent (the qubes root may not exist yet). */
