@@ -1,7 +1,8 @@
-// Orchestrates one restore: open the source → authenticate the header → qubes.xml → plan (table,
-// confirmation, free-space check) → one pass over the data into a staging dir under the qubes root
-// → each VM installed (moved into place, added to qubes.xml atomically) as soon as its data and its
-// dependencies are complete → dom0 home → staging removed (also on error and Ctrl-C).
+// Orchestrates one restore: open the source → authenticate the header → qubes.xml → host lock →
+// plan (table, confirmation, free-space check) → one pass over the data into a staging dir under
+// the qubes root → once the archive was read whole and its source succeeded, each complete VM is
+// installed (moved into place, merged into the on-disk qubes.xml) after the VMs it uses → dom0
+// home → staging removed and the lock released (also on error and Ctrl-C).
 import { readdir, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
