@@ -28,7 +28,7 @@ type Pool = WorkerPool;
 interface Row { op: string; bytes: number; one: number; all: number; ref?: { name: string; seconds: number } }
 
 /** Fill `buf` deterministically: segments of 64 KiB-1 MiB, each zeros, text-like or random. */
-function generate(buf: Uint8Array): { zero: number; text: number; random: number } {
+export function generate(buf: Uint8Array): { zero: number; text: number; random: number } {
   let seed = 0x9e3779b9;
   const rnd = (): number => {
     seed ^= seed << 13;
@@ -81,7 +81,7 @@ async function warmUp(p: Pool, input: SharedSlice, output: SharedSlice): Promise
 }
 
 /** CPU ticks: the whole machine busy, and this process with its waited-for children (Linux only). */
-function cpuTicks(): { machine: number; self: number } | null {
+export function cpuTicks(): { machine: number; self: number } | null {
   try {
     const cpu = (fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
     const busy = cpu.reduce((a, b, i) => (i === 3 || i === 4 || i >= 8 ? a : a + b), 0); // minus idle, iowait, guest
@@ -93,7 +93,7 @@ function cpuTicks(): { machine: number; self: number } | null {
   }
 }
 
-async function waitQuiet(): Promise<void> {
+export async function waitQuiet(): Promise<void> {
   const until = Date.now() + 10 * 60 * 1000;
   while ((os.loadavg()[0] ?? 0) >= 0.5 && Date.now() < until) {
     console.error(`waiting for a quiet machine (load ${(os.loadavg()[0] ?? 0).toFixed(2)})`);
@@ -101,7 +101,7 @@ async function waitQuiet(): Promise<void> {
   }
 }
 
-async function timeIt(fn: () => Promise<unknown>): Promise<number> {
+export async function timeIt(fn: () => Promise<unknown>): Promise<number> {
   const t0 = process.hrtime.bigint();
   await fn();
   return Number(process.hrtime.bigint() - t0) / 1e9;
@@ -113,7 +113,7 @@ async function best(reps: number, fn: () => Promise<unknown>): Promise<number> {
   return b;
 }
 
-function refTime(cmd: string, args: string[], input?: string): number | null {
+export function refTime(cmd: string, args: string[], input?: string): number | null {
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { input: input ?? '', stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
   if (r.error || r.status !== 0) {
@@ -204,7 +204,7 @@ async function main(): Promise<void> {
 }
 
 /** Share of the machine's CPU that other processes used since `t0` (null when unknown). */
-function foreignShare(t0: { machine: number; self: number } | null, started: number): number | null {
+export function foreignShare(t0: { machine: number; self: number } | null, started: number): number | null {
   const t1 = cpuTicks();
   if (t0 === null || t1 === null) return null;
   const capacity = ((Date.now() - started) / 1000) * 100 * os.availableParallelism(); // USER_HZ = 100
@@ -250,7 +250,10 @@ function report(rows: Row[], kdfRows: string[], info: { mix: { zero: number; tex
   console.log(`written to ${target}`);
 }
 
-main().catch((e: unknown) => {
-  console.error(e);
-  process.exitCode = 1;
-});
+// run only as the entry script (bench-zstd.ts imports the helpers above)
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
+}

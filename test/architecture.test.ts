@@ -27,6 +27,13 @@ test('src/workers never imports src/main', () => {
   }
 });
 
+test('worker code spawns nothing and touches no files (programs run from src/main)', () => {
+  const forbidden = /^(node:)?(fs|fs\/promises|child_process|net)$|^(execa|write-file-atomic)$/;
+  for (const f of sources(join(ROOT, 'src/workers'))) {
+    for (const i of imports(f)) assert.ok(!forbidden.test(i), `${relative(ROOT, f)} imports ${i}`);
+  }
+});
+
 test('pure layers do no I/O and spawn nothing', () => {
   const forbidden = /^(node:)?(fs|fs\/promises|child_process|net|worker_threads)$|^(piscina|execa|write-file-atomic)$/;
   for (const dir of ['src/main/format', 'src/main/qubes-xml', 'src/main/restore/plan']) {

@@ -2,7 +2,7 @@
 // option). Each adapts a task to the pure codecs, working on views of the shared slots (no copies);
 // expected failures come back as `{ ok: false }` values, anything else is thrown (a bug).
 import { CodecError, failure, failureFrom } from './codec-error.js';
-import { gunzipInto, gzipBlockInto, inflateInto } from './compress.js';
+import { compressBlockInto, gunzipInto, inflateInto } from './compress.js';
 import { computeHmacHex, hexEqual, nodeDigestName } from './hmac.js';
 import { decryptPiece, encryptPiece, opensslDecryptFile, opensslEncryptFile } from './openssl-enc.js';
 import { checkScryptParams, scryptDecryptInto, scryptDeriveKey, scryptEncryptInto } from './scrypt-file.js';
@@ -49,11 +49,16 @@ function verifyHmac(h: { algorithm: string; key: Uint8Array } | undefined, expec
   return hexEqual(hmacOf(h, data), expect) ? null : failure('mac-mismatch', `${h.algorithm} HMAC mismatch: wrong passphrase or corrupted chunk`);
 }
 
-/** Gzip one block into one complete gzip member. */
+/** Compress one block into one complete gzip member or zstd frame. */
 export function compressBlock(task: CompressBlockTask): CompressBlockResult {
-  const n = gzipBlockInto(view(task.input), view(task.output), task.level);
-  if (n === 'too-large') return failure('too-large', `gzip output does not fit in ${task.output.length} bytes`);
-  return { ok: true, length: n };
+  try {
+    const codec = task.codec ?? 'gzip';
+    const n = compressBlockInto(codec, view(task.input), view(task.output), task.level);
+    if (n === 'too-large') return failure('too-large', `${codec} output does not fit in ${task.output.length} bytes`);
+    return { ok: true, length: n };
+  } catch (e) {
+    return failureFrom(e);
+  }
 }
 export default compressBlock;
 

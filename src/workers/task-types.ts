@@ -20,8 +20,10 @@ export interface TaskFailure {
   message: string;
 }
 
-/** compressBlock: gzip (zlib, in-process) one block into one complete gzip member. */
+/** compressBlock: one block into one complete gzip member or zstd frame (node:zlib, in-process). */
 export interface CompressBlockTask {
+  /** default gzip; zstd only where the runtime has it (blockCodecAvailable) */
+  codec?: 'gzip' | 'zstd';
   level: number;
   input: SharedSlice;
   /** where the member is written; `output.length` is the capacity */

@@ -1,11 +1,14 @@
-// Synchronous zlib (gzip, gunzip, inflate) straight from one memory range into another, with no
-// intermediate Buffers: drives the zlib handle the way Node's own sync path does, but hands it the
-// caller's output memory. Falls back to the public *Sync API plus one copy if the internals change.
+// Synchronous zlib (gzip, gunzip, inflate; zstd compression where the runtime has it) straight from
+// one memory range into another, with no intermediate Buffers: drives the zlib handle the way Node's
+// own sync path does, but hands it the caller's output memory. Falls back to the public *Sync API
+// plus one copy if the internals change.
 import * as zlib from 'node:zlib';
+import type { Transform } from 'node:stream';
 import { asBuffer } from './buffers.js';
 import { CodecError } from './codec-error.js';
+import { zstdCompressOptions, zstdZlib } from './zstd-zlib.js';
 
-export type ZlibKind = 'gzip' | 'gunzip' | 'inflate';
+export type ZlibKind = 'gzip' | 'gunzip' | 'inflate' | 'zstd';
 
 interface ZlibHandle {
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
@@ -17,10 +20,20 @@ interface ZlibInternals {
 
 const SCRATCH = new Uint8Array(64);
 
-function create(kind: ZlibKind, level: number): zlib.Gzip | zlib.Gunzip | zlib.Inflate {
+/** The runtime's zstd; only called for kind 'zstd', which callers offer only where it exists. */
+function zstd(): NonNullable<typeof zstdZlib> {
+  if (zstdZlib === null) throw new CodecError('bad-params', 'this Node.js has no zstd in node:zlib (Node >= 22.15 has)');
+  return zstdZlib;
+}
+
+function create(kind: ZlibKind, level: number, size: number): zlib.Gzip | zlib.Gunzip | zlib.Inflate | Transform {
+  if (kind === 'zstd') return zstd().createZstdCompress(zstdCompressOptions(zstd(), level, size));
   if (kind === 'gzip') return zlib.createGzip({ level });
   return kind === 'gunzip' ? zlib.createGunzip() : zlib.createInflate();
 }
+
+/** gzip and zstd make output from all of their input; the others must end exactly. */
+const compresses = (kind: ZlibKind): boolean => kind === 'gzip' || kind === 'zstd';
 
 function badData(kind: ZlibKind, e: unknown): CodecError {
   return new CodecError('bad-data', `${kind}: corrupt input: ${(e as Error | null)?.message ?? 'zlib error'}`);
@@ -48,7 +61,7 @@ export function zlibInto(kind: ZlibKind, input: Uint8Array, output: Uint8Array, 
 }
 
 function direct(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: number): number | 'too-large' {
-  const engine = create(kind, level);
+  const engine = create(kind, level, input.length);
   const internals = engine as unknown as ZlibInternals;
   const handle = internals._handle;
   const state = internals._writeState;
@@ -57,7 +70,7 @@ function direct(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: nu
   engine.on('error', (e) => {
     error = e;
   });
-  const finish = zlib.constants.Z_FINISH;
+  const finish = kind === 'zstd' ? zstd().c.flushEnd : zlib.constants.Z_FINISH;
   try {
     handle.writeSync(finish, input, 0, input.length, output, 0, output.length);
     if (error !== null || engine.destroyed) throw badData(kind, error ?? recordedError(engine));
@@ -68,15 +81,16 @@ function direct(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: nu
       handle.writeSync(finish, input, input.length - availIn, availIn, SCRATCH, 0, SCRATCH.length);
       if (error !== null || engine.destroyed) throw badData(kind, error ?? recordedError(engine));
       availIn = state[1] ?? 0;
-      if ((state[0] ?? 0) < SCRATCH.length || (kind === 'gzip' && availIn > 0)) return 'too-large';
+      if ((state[0] ?? 0) < SCRATCH.length || (compresses(kind) && availIn > 0)) return 'too-large';
     }
-    if (availIn > 0 && kind !== 'gzip' && input.subarray(input.length - availIn).some((b) => b !== 0)) {
+    if (availIn > 0 && compresses(kind)) return 'too-large';
+    if (availIn > 0 && input.subarray(input.length - availIn).some((b) => b !== 0)) {
       throw badData(kind, new Error(`${availIn} bytes of trailing garbage`));
     }
-    if (kind !== 'gzip' && written === 0 && input.length > 0) throw badData(kind, new Error('no output'));
+    if (!compresses(kind) && written === 0 && input.length > 0) throw badData(kind, new Error('no output'));
     return written;
   } finally {
-    engine.close();
+    (engine as { close(): void }).close();
   }
 }
 
@@ -85,7 +99,8 @@ function viaPublicApi(kind: ZlibKind, input: Uint8Array, output: Uint8Array, lev
   let out: Buffer;
   try {
     const src = asBuffer(input);
-    out = kind === 'gzip' ? zlib.gzipSync(src, { ...opts, level }) : kind === 'gunzip' ? zlib.gunzipSync(src, opts) : zlib.inflateSync(src, opts);
+    if (kind === 'zstd') out = zstd().zstdCompressSync(src, { ...opts, ...zstdCompressOptions(zstd(), level, src.length) });
+    else out = kind === 'gzip' ? zlib.gzipSync(src, { ...opts, level }) : kind === 'gunzip' ? zlib.gunzipSync(src, opts) : zlib.inflateSync(src, opts);
   } catch (e) {
     if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return 'too-large';
     throw badData(kind, e);

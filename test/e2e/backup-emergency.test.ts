@@ -1,4 +1,4 @@
-// qvm-backup end to end: archives in formats 4, 3 and 2 of a sample collection (template, AppVMs,
+// qvm-backup end to end: archives in formats 4 (gzip and zstd), 3 and 2 of a sample collection (template, AppVMs,
 // sparse multi-chunk images, firewall.xml, dom0 home) restored BY HAND with stock tools following
 // the documented emergency procedures (test/emergency/*.sh): every file byte-identical, holes kept.
 import { test } from 'node:test';
@@ -29,11 +29,13 @@ interface Case {
   schema: 'r4' | 'r3';
   extra: string[];
   script: string;
-  needs?: string;
+  needs?: string[];
 }
 
 const cases: Case[] = [
-  { format: '4', schema: 'r4', extra: ['--scrypt-logn', '14', '--chunk-size', '2M'], script: 'restore-v4.sh', needs: 'scrypt' },
+  { format: '4', schema: 'r4', extra: ['--scrypt-logn', '14', '--chunk-size', '2M'], script: 'restore-v4.sh', needs: ['scrypt'] },
+  // zstd frames from the workers (Node >= 22.15) or the zstd program's stream (Node 20): `zstd -d`
+  { format: '4', schema: 'r4', extra: ['--scrypt-logn', '14', '--chunk-size', '2M', '-Z', 'zstd'], script: 'restore-v4.sh', needs: ['scrypt', 'zstd'] },
   { format: '3', schema: 'r3', extra: ['--chunk-size', '2M'], script: 'restore-v3.sh' },
   { format: '2', schema: 'r3', extra: ['--chunk-size', '2560K', '--no-compress'], script: 'restore-v2.sh' },
   { format: '2', schema: 'r3', extra: ['--chunk-size', '2560K', '--no-encrypt'], script: 'restore-v2.sh' },
@@ -41,8 +43,9 @@ const cases: Case[] = [
 
 for (const c of cases) {
   test(`format ${c.format} (${c.extra.join(' ')}) restores by hand with stock tools`, { timeout: 600_000 }, (t) => {
-    if (c.needs && !haveCmd(c.needs)) {
-      t.skip(`${c.needs} CLI not installed`);
+    const missing = (c.needs ?? []).filter((n) => !haveCmd(n));
+    if (missing.length > 0) {
+      t.skip(`${missing.join(', ')} CLI not installed`);
       return;
     }
     const tmp = tempDir();

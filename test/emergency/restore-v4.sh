@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Emergency restore of a format-4 backup with stock tools only (tar, scrypt, gzip/bzip2/xz),
+# Emergency restore of a format-4 backup with stock tools only (tar, scrypt, gzip/bzip2/xz/zstd),
 # following the Qubes "emergency restore v4" procedure. Usage: restore-v4.sh BACKUP PASSFILE OUTDIR
 # Restores every file of every VM into OUTDIR (vmN/private.img, dom0-home/<user>/..., qubes.xml).
 set -euo pipefail

@@ -3,16 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as zlib from 'node:zlib';
 import { CodecError } from '../../src/workers/codec-error.js';
-import {
-  ALLOWED_FILTERS,
-  allowedFilter,
-  filterAvailable,
-  gunzipInto,
-  gzipBlockInto,
-  gzipBound,
-  inflateInto,
-  runFilterSync,
-} from '../../src/workers/compress.js';
+import { ALLOWED_FILTERS, allowedFilter, gunzipInto, gzipBlockInto, gzipBound, inflateInto } from '../../src/workers/compress.js';
+import { filterAvailable, runFilterSync } from '../../src/main/io/filter-program.js';
 import { zlibDirectAvailable, zlibInto } from '../../src/workers/zlib-into.js';
 import { assertSameBytes, hasTool, run, sampleData } from './tools.js';
 

@@ -1,6 +1,6 @@
 // The backup data path for one file (one inner archive), formats 3 and 4.
 //
-//   tar stdout ──> [compress-stage: 4 MiB blocks, gzip in workers, in order]
+//   tar stdout ──> [compress-stage: 4 MiB blocks, gzip or zstd in workers, in order]
 //              ──> chunker: fill a pooled chunk slot up to --chunk-size
 //              ──> worker: v4 scrypt file (in place) | v3 CBC piece (IV chained) then HMAC | HMAC only
 //              ──> OrderedWriter: outer tar members in order, then the slot is released
@@ -20,6 +20,7 @@ import { evpBytesToKey, cipherParams } from '../../workers/openssl-enc.js';
 import { compressPieces, rawPieces, type Piece } from './compress-stage.js';
 import type { OrderedWriter, WriteJobResult } from './ordered-writer.js';
 import type { TaskFailure } from '../../workers/task-types.js';
+import type { BlockCodec } from '../../workers/compress.js';
 
 export const SCRYPT_PREFIX = 96;
 export const SCRYPT_SUFFIX = 32;
@@ -30,8 +31,8 @@ export interface StreamSettings {
   format: 2 | 3 | 4;
   passphrase: Buffer;
   chunkSize: number;
-  /** in-process gzip level, or null when not compressing in-process (none or an external filter) */
-  gzipLevel: number | null;
+  /** in-process block compression, or null when not compressing in-process (none or a program) */
+  blocks: { codec: BlockCodec; level: number } | null;
   encrypted: boolean;
   cipher: string;
   hmacAlgorithm: string;
@@ -63,8 +64,8 @@ function taskError(r: TaskFailure, chunk: string): QvmBackupError {
  */
 export async function streamFileV34(base: string, src: AsyncIterable<Uint8Array>, s: StreamSettings, res: StreamResources): Promise<number> {
   const pieces: AsyncIterable<Piece> =
-    s.gzipLevel !== null
-      ? compressPieces(src, { pool: res.pool, inSlots: res.blockIn, outSlots: res.blockOut, level: s.gzipLevel, signal: res.signal, file: base })
+    s.blocks !== null
+      ? compressPieces(src, { pool: res.pool, inSlots: res.blockIn, outSlots: res.blockOut, ...s.blocks, signal: res.signal, file: base })
       : rawPieces(src);
   const v4 = s.format === 4;
   const v3enc = !v4 && s.encrypted;

@@ -1,10 +1,12 @@
 // Stage 1 of the backup pipeline: cut a byte stream (tar's stdout) into fixed-size blocks in pooled
-// shared slots, gzip each block in a worker (in parallel), and hand the compressed blocks back in
-// order. Concatenated gzip members are one valid gzip stream for `gzip -d` and for Qubes' readers.
+// shared slots, compress each block in a worker (in parallel), and hand the compressed blocks back in
+// order. Concatenated gzip members (zstd frames) are one valid stream for `gzip -d` (`zstd -d`) and
+// for Qubes' readers.
 import type { Slot, SlotPool } from '../pipeline/slot-pool.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import { AsyncQueue } from '../pipeline/async-queue.js';
 import { QvmBackupError } from '../errors.js';
+import type { BlockCodec } from '../../workers/compress.js';
 
 /** A run of bytes handed downstream; call `done()` once copied (releases its slot). */
 export interface Piece {
@@ -16,6 +18,7 @@ export interface CompressStageOptions {
   pool: WorkerPool;
   inSlots: SlotPool;
   outSlots: SlotPool;
+  codec: BlockCodec;
   level: number;
   signal: AbortSignal;
   /** for error messages */
@@ -27,7 +30,7 @@ export async function* rawPieces(src: AsyncIterable<Uint8Array>): AsyncGenerator
   for await (const data of src) yield { data, done() {} };
 }
 
-/** Gzip `src` in parallel blocks (block = `inSlots.slotBytes`), yielding compressed blocks in order. */
+/** Compress `src` in parallel blocks (block = `inSlots.slotBytes`), yielding compressed blocks in order. */
 export async function* compressPieces(src: AsyncIterable<Uint8Array>, o: CompressStageOptions): AsyncGenerator<Piece> {
   const results = new AsyncQueue<Promise<Piece>>();
   const local = new AbortController();
@@ -42,7 +45,7 @@ export async function* compressPieces(src: AsyncIterable<Uint8Array>, o: Compres
       throw e;
     }
     const p = o.pool
-      .run('compressBlock', { level: o.level, input: slot.slice(0, len), output: out.slice(0, out.bytes.length) }, { signal, context: { file: o.file } })
+      .run('compressBlock', { codec: o.codec, level: o.level, input: slot.slice(0, len), output: out.slice(0, out.bytes.length) }, { signal, context: { file: o.file } })
       .then(
         (r) => {
           o.inSlots.release(slot);

@@ -11,7 +11,8 @@ import { encodeBackupHeader, makeBackupId, type BackupHeader } from '../format/b
 import { formatHmacFile } from '../format/hmac-file.js';
 import { CHUNK_SIZE_BYTES } from '../format/limits.js';
 import { computeHmacHex } from '../../workers/hmac.js';
-import { ALLOWED_FILTERS, filterAvailable, runFilterSync } from '../../workers/compress.js';
+import { blockBound } from '../../workers/compress.js';
+import { runFilterSync } from '../io/filter-program.js';
 import { parseQubesXml, serializeQubesXml, cloneQubesXml, markBackupContent, setBackupTimestamp, type QubesXml } from '../qubes-xml/index.js';
 import { SlotPool } from '../pipeline/slot-pool.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
@@ -28,6 +29,7 @@ import { streamFileV34, SCRYPT_PREFIX, SCRYPT_SUFFIX, type StreamResources, type
 import { streamFileV2 } from './v2-pipeline.js';
 import { OrderedWriter } from './ordered-writer.js';
 import { planMemory } from './memory-plan.js';
+import { compressionJson, describeCompression, planCompression } from './compression-plan.js';
 
 export { defaultBackupName } from './destination.js';
 
@@ -44,7 +46,8 @@ export interface BackupOptions {
   hmacAlgorithm: string;
   compress: boolean;
   compressFilter: string;
-  compressLevel: number;
+  /** --compress-level if given (default per filter: gzip 6, zstd 3) */
+  compressLevel?: number;
   scryptLogN: number;
   chunkSize: number;
   threads: number;
@@ -63,6 +66,8 @@ export interface BackupResult {
   bytesWritten: number;
   vms: string[];
   chunks: number;
+  /** which compression path ran: text for the summary line, fields for --json */
+  compression: { text: string; json: Record<string, unknown> };
 }
 
 /** The summary table Qubes prints before a backup: VM, type, size, total. */
@@ -93,11 +98,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   if (o.format === 4 && !o.encrypt) fail('ERR_USAGE', '--no-encrypt is not possible with format 4 (R4 backups are always encrypted)');
   if (o.format === 2 && o.encrypt && o.compress) fail('ERR_USAGE', 'format 2 cannot be both compressed and encrypted (the R2 writer refused it too): use --no-compress or --no-encrypt');
   const filter = o.compressFilter;
-  if (o.compress) {
-    if (!(ALLOWED_FILTERS as readonly string[]).includes(filter)) fail('ERR_USAGE', `compression filter '${filter}' is not allowed (allowed: ${ALLOWED_FILTERS.join(', ')})`);
-    if (filter !== 'gzip' && !filterAvailable(filter)) fail('ERR_USAGE', `compression filter '${filter}' is not installed`);
-    if (o.format === 2 && filter !== 'gzip') fail('ERR_USAGE', 'format 2 compresses each volume with gzip only');
-  }
+  const threads = Math.max(1, o.threads || availableParallelism());
+  const compression = planCompression({ compress: o.compress, filter, level: o.compressLevel, format: o.format, threads });
   await checkGnuTar(); // a missing or non-GNU tar is reported before anything else happens
   const xmlPath = join(o.qubesRoot, 'qubes.xml');
   let xmlText: Buffer;
@@ -139,15 +141,13 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const xmlFile: BackupFile = { name: 'qubes.xml', base: 'qubes.xml', sizeBytes: 0, dereference: false, inMemory: Buffer.from(serializeQubesXml(archived), 'utf8') };
 
   // 4. resources: memory plan, pools
-  const threads = Math.max(1, o.threads || availableParallelism());
-  const inProcessGzip = o.compress && filter === 'gzip';
-  const mem = planMemory({ maxMemory: o.maxMemory, threads, chunkSize: o.chunkSize, format: o.format, scryptLogN: o.scryptLogN, compressBlocks: inProcessGzip && o.format !== 2 });
+  const mem = planMemory({ maxMemory: o.maxMemory, threads, chunkSize: o.chunkSize, format: o.format, scryptLogN: o.scryptLogN, compressBlocks: compression.kind === 'blocks' && o.format !== 2 });
   for (const w of mem.warnings) progress.warn(w);
   const chunkSlotBytes = o.chunkSize + SCRYPT_PREFIX + SCRYPT_SUFFIX + 4096 + Math.ceil(o.chunkSize / 500);
   const chunks = new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkSlots, name: 'chunks' });
   const chunksOut = o.format === 2 ? new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkOutSlots, name: 'chunks-out' }) : undefined;
   const blockIn = new SlotPool({ slotBytes: mem.blockBytes, slots: mem.blockSlots, name: 'blocks-in' });
-  const blockOut = new SlotPool({ slotBytes: mem.blockBytes + Math.ceil(mem.blockBytes / 500) + 4096, slots: mem.blockSlots, name: 'blocks-out' });
+  const blockOut = new SlotPool({ slotBytes: blockBound(mem.blockBytes), slots: mem.blockSlots, name: 'blocks-out' });
 
   const sink = await dest.sink();
   // from here on every exit path aborts or commits the sink and destroys the pool
@@ -166,7 +166,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     format: o.format,
     passphrase,
     chunkSize: o.chunkSize,
-    gzipLevel: inProcessGzip ? o.compressLevel : null,
+    blocks: compression.kind === 'blocks' ? { codec: compression.codec, level: compression.level } : null,
     encrypted: o.format === 4 ? true : o.encrypt,
     cipher: o.cipher,
     hmacAlgorithm: o.hmacAlgorithm,
@@ -201,7 +201,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       yield c;
     }
   };
-  const externalFilter = o.compress && filter !== 'gzip' ? filter : undefined;
+  const externalFilter = compression.kind === 'program' ? compression : undefined;
 
   const streamFile = async (f: BackupFile, job: VmJob | null) => {
     if (o.format === 2) {
@@ -216,15 +216,15 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       // small (qubes.xml, placeholders): the external filter runs once, synchronously
       if (externalFilter) {
         try {
-          parts = [runFilterSync(externalFilter, 'compress', Buffer.concat(parts))];
+          parts = [runFilterSync(externalFilter.program, 'compress', Buffer.concat(parts), undefined, externalFilter.args)];
         } catch (e) {
-          fail('ERR_FILTER_FAILED', `${f.base}: ${(e as Error).message}`, { file: f.base, command: externalFilter }, e);
+          fail('ERR_FILTER_FAILED', `${f.base}: ${(e as Error).message}`, { file: f.base, command: externalFilter.program }, e);
         }
       }
       chunkCount += await streamFileV34(f.base, bytesOf(parts), settings, res);
       return;
     }
-    const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: externalFilter } : {}), signal: runSignal });
+    const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: [externalFilter.program, ...externalFilter.args].join(' ') } : {}), signal: runSignal });
     const tarFailed = (e: unknown): QvmBackupError =>
       isQvmBackupError(e) && e.code !== 'ERR_TAR_FAILED' ? e : new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { ...(isQvmBackupError(e) ? e.context : {}), vm: job?.name, file: f.base }, e);
     // tar's failure is the cause of whatever its broken stream does downstream: record it first
@@ -306,5 +306,11 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   } finally {
     await lock?.release();
   }
-  return { path: finalPath, bytesWritten: outer.bytesWritten, vms: [...plan.vms.map((v) => v.name), ...(plan.dom0 ? ['dom0'] : [])], chunks: chunkCount };
+  return {
+    path: finalPath,
+    bytesWritten: outer.bytesWritten,
+    vms: [...plan.vms.map((v) => v.name), ...(plan.dom0 ? ['dom0'] : [])],
+    chunks: chunkCount,
+    compression: { text: describeCompression(compression, threads), json: compressionJson(compression, threads) },
+  };
 }

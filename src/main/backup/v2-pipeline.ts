@@ -35,7 +35,7 @@ export async function streamFileV2(base: string, volumes: AsyncIterable<Readable
       res.chunks.release(input);
       throw e;
     }
-    const transform = s.encrypted ? 'encrypt' : s.gzipLevel !== null ? 'gzip' : 'none';
+    const transform = s.encrypted ? 'encrypt' : s.blocks !== null ? 'gzip' : 'none';
     const job: Promise<WriteJobResult> = (async () => {
       let out: Slot = input;
       let total = len;
@@ -51,7 +51,7 @@ export async function streamFileV2(base: string, volumes: AsyncIterable<Readable
             total = r.length;
             hex = r.hmacHex;
           } else {
-            const r = await res.pool.run('compressBlock', { level: s.gzipLevel ?? 6, input: input.slice(0, len), output: out.slice(0, out.bytes.length) }, { signal: res.signal, context: { chunk: name } });
+            const r = await res.pool.run('compressBlock', { level: s.blocks?.level ?? 6, input: input.slice(0, len), output: out.slice(0, out.bytes.length) }, { signal: res.signal, context: { chunk: name } });
             if (!r.ok) throw new QvmBackupError('ERR_INTERNAL', `${name}: ${r.message}`, { chunk: name });
             total = r.length;
           }

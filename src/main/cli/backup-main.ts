@@ -26,8 +26,8 @@ const program = new Command('qvm-backup')
   .option('-H, --hmac-algo <digest>', 'formats 2/3: HMAC digest', 'SHA512')
   .option('-z, --compress', 'compress (the default)')
   .option('--no-compress', 'do not compress')
-  .option('-Z, --compress-filter <prog>', 'compression program: gzip (in-process, parallel) or one of pigz, bzip2, pbzip2, xz, lzma, zstd, zstdmt', 'gzip')
-  .option('--compress-level <n>', 'gzip level for in-process compression', int('--compress-level', 1, 9), 6)
+  .option('-Z, --compress-filter <prog>', 'compression: gzip or zstd (in-process, parallel blocks; zstd needs Node >= 22.15, else the zstd program runs with -T<threads>), or one of pigz, bzip2, pbzip2, xz, lzma, zstdmt', 'gzip')
+  .option('--compress-level <n>', 'gzip 1-9 (default 6) or zstd/zstdmt 1-19 (default 3)', int('--compress-level', 1, 19))
   .option('--scrypt-logn <n>', 'format 4: scrypt cost, N = 2^n (memory 128·8·N bytes per derivation: 512 MiB at 19)', int('--scrypt-logn', 10, 22), 19)
   .option('--chunk-size <size>', `chunk size: ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(maxChunkSize(4))} (the default, as Qubes), a multiple of 4096; format 2: the tar volume size, up to ${exactSize(maxChunkSize(2))} (the default), a multiple of 10240`, sizeOption('--chunk-size'))
   .option('--dest-command <cmd>', 'pipe the archive into this shell command instead of writing a file; BACKUP_LOCATION is passed to it as $QVM_BACKUP_LOCATION (e.g. --dest-command \'ssh host "cat > $QVM_BACKUP_LOCATION"\')')
@@ -74,7 +74,7 @@ async function main(): Promise<number> {
       hmacAlgorithm: o['hmacAlgo'] as string,
       compress: o['compress'] !== false,
       compressFilter: o['compressFilter'] as string,
-      compressLevel: o['compressLevel'] as number,
+      ...(o['compressLevel'] !== undefined ? { compressLevel: o['compressLevel'] as number } : {}),
       scryptLogN: o['scryptLogn'] as number,
       chunkSize,
       threads: o['threads'] as number,
@@ -88,7 +88,14 @@ async function main(): Promise<number> {
       progress,
       signal: stop.signal,
     });
-    progress.finish(true, `Backup finished: ${result.path}`, { path: result.path, vms: result.vms, chunks: result.chunks, bytes_written: result.bytesWritten, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
+    progress.finish(true, `Backup finished: ${result.path}, ${result.compression.text}`, {
+      path: result.path,
+      vms: result.vms,
+      chunks: result.chunks,
+      bytes_written: result.bytesWritten,
+      compression: result.compression.json,
+      max_rss_bytes: process.resourceUsage().maxRSS * 1024,
+    });
     return EXIT.OK;
   } catch (e) {
     return endFailedRun('qvm-backup', e, { json: o['json'] === true, progress, failText: 'Backup failed', interruptedBy: stop.received() });

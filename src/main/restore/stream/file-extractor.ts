@@ -1,11 +1,12 @@
 // One inner archive being extracted (or listed) by GNU tar from verified chunks: v3/v4 as one
-// stream into tar's stdin (through a streaming gunzip when gzip-compressed), v2 volume by volume.
-import { createGunzip, type Gunzip } from 'node:zlib';
-import type { Writable } from 'node:stream';
+// stream into tar's stdin (through a streaming gunzip or zstd decoder when compressed), v2 volume by
+// volume.
+import type { Transform, Writable } from 'node:stream';
 import { statfs } from 'node:fs/promises';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { tarExtractMultiVolume, tarExtractStream } from '../../tar/gnu-tar.js';
 import type { InnerFilter } from './filters.js';
+import { createInnerDecoder } from './inner-decoder.js';
 
 /** Feeds one inner archive to tar in order. */
 export interface InnerExtractor {
@@ -25,8 +26,6 @@ export interface ExtractorOptions {
   tarPath?: string;
 }
 
-const GUNZIP_CHUNK = 1024 * 1024;
-
 /** v3/v4: a single tar process reading the whole inner stream. */
 export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): InnerExtractor {
   const tar = tarExtractStream({
@@ -39,17 +38,16 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
   });
   const done = tar.done;
   done.catch(() => undefined); // observed in finish()/write()
-  let gunzip: Gunzip | undefined;
-  let gunzipError: Error | undefined;
+  const decoder: Transform | null = createInnerDecoder(filter);
+  let decoderError: Error | undefined;
   let sink: Writable = tar.stdin;
-  if (filter.kind === 'gunzip') {
-    gunzip = createGunzip({ chunkSize: GUNZIP_CHUNK });
-    gunzip.on('error', (e) => {
-      gunzipError ??= e;
+  if (decoder !== null) {
+    decoder.on('error', (e) => {
+      decoderError ??= e;
       tar.stdin.destroy();
     });
-    gunzip.pipe(tar.stdin);
-    sink = gunzip;
+    decoder.pipe(tar.stdin);
+    sink = decoder;
   }
   let tarStopped = false;
   // settles when tar exits (null: exit 0) or the decompressor fails: pending writes never hang
@@ -58,7 +56,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
       () => resolve(null),
       (e: unknown) => resolve(e instanceof Error ? e : new Error(String(e))),
     );
-    gunzip?.once('error', resolve);
+    decoder?.once('error', resolve);
   });
   void stopped.then(() => (tarStopped = true));
 
@@ -67,7 +65,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
 
   /** A write failed: the reason is tar's own failure, or the decompressor's. */
   const failure = async (e: unknown): Promise<QvmBackupError> => {
-    if (gunzipError) return dataError(gunzipError);
+    if (decoderError) return dataError(decoderError);
     try {
       await done;
     } catch (te) {
@@ -78,18 +76,18 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
 
   return {
     async write(data) {
-      if (gunzipError) throw dataError(gunzipError);
+      if (decoderError) throw dataError(decoderError);
       if (tarStopped) throw await failure(undefined);
       const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       // tar or the decompressor dying leaves the write callback pending behind back-pressure
       const written = new Promise<Error | null | undefined>((resolve) => sink.write(buf, (e) => resolve(e)));
       const err = await Promise.race([written, stopped]);
-      if (err || gunzipError) throw await failure(err);
+      if (err || decoderError) throw await failure(err);
     },
     async finish() {
-      if (gunzipError) throw dataError(gunzipError);
+      if (decoderError) throw dataError(decoderError);
       await Promise.race([new Promise<void>((resolve) => sink.end(() => resolve())), stopped]);
-      if (gunzipError) throw dataError(gunzipError);
+      if (decoderError) throw dataError(decoderError);
       try {
         await done;
       } catch (e) {
@@ -97,7 +95,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
       }
     },
     async abort() {
-      gunzip?.destroy();
+      decoder?.destroy();
       tar.stdin.destroy();
       try {
         await done;

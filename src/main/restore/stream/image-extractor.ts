@@ -5,15 +5,14 @@
 // this does not. Anything but the one expected regular member is refused.
 import { constants as fsc, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { createGunzip, type Gunzip } from 'node:zlib';
+import type { Transform } from 'node:stream';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { basenameOfBase, subdirOfBase } from '../../format/archive-names.js';
 import { SingleMemberReader, type MemberInfo, type MemberSink } from '../../tar/single-member-reader.js';
 import { MAX_IMAGE_BYTES } from '../install/vm-files.js';
 import type { ExtractorOptions, InnerExtractor } from './file-extractor.js';
 import type { InnerFilter } from './filters.js';
-
-const GUNZIP_CHUNK = 1024 * 1024;
+import { createInnerDecoder } from './inner-decoder.js';
 
 /** True for the inner archives extracted in-process: single-file image members of formats 3/4. */
 export function isImageBase(base: string): boolean {
@@ -72,7 +71,7 @@ class FileSink implements MemberSink {
   }
 }
 
-/** v3/v4 image member: parsed and written in-process (gzip decompressed in a streaming gunzip). */
+/** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming). */
 export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): InnerExtractor {
   if (filter.kind === 'program') throw new QvmBackupError('ERR_INTERNAL', 'openImageExtractor: external filters go through tar');
   const sink = new FileSink(o.dir, o.listOnly);
@@ -85,8 +84,7 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): In
       e,
     );
   let failed: QvmBackupError | undefined;
-  let gunzip: Gunzip | undefined;
-  // gzip: decompressed output is parsed in order; the chain of pushes is the back-pressure
+  // compressed: decoded output is parsed in order; the chain of pushes is the back-pressure
   let chain: Promise<void> = Promise.resolve();
   const feed = (bytes: Uint8Array): void => {
     chain = chain.then(async () => {
@@ -98,15 +96,15 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): In
       }
     });
   };
-  if (filter.kind === 'gunzip') {
-    gunzip = createGunzip({ chunkSize: GUNZIP_CHUNK });
-    gunzip.on('data', (d: Buffer) => {
+  const decoder: Transform | null = createInnerDecoder(filter);
+  if (decoder !== null) {
+    decoder.on('data', (d: Buffer) => {
       feed(d);
       // hold the decompressor while the writes behind it catch up
-      gunzip!.pause();
-      void chain.then(() => gunzip?.resume());
+      decoder.pause();
+      void chain.then(() => decoder.resume());
     });
-    gunzip.on('error', (e) => {
+    decoder.on('error', (e) => {
       failed ??= new QvmBackupError('ERR_CORRUPT', `${o.member}: cannot decompress the inner archive: ${e.message}`, { file: o.member }, e);
     });
   }
@@ -118,13 +116,13 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): In
   return {
     async write(data) {
       check();
-      if (gunzip === undefined) {
+      if (decoder === null) {
         feed(data);
         await chain;
         check();
         return;
       }
-      const g = gunzip;
+      const g = decoder;
       // resolves once zlib consumed the input (then it no longer references it) or failed
       await new Promise<void>((resolve) => {
         g.once('close', resolve);
@@ -137,8 +135,8 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): In
     },
     async finish() {
       check();
-      if (gunzip !== undefined) {
-        const g = gunzip;
+      if (decoder !== null) {
+        const g = decoder;
         await new Promise<void>((resolve) => {
           g.once('end', resolve);
           g.once('close', resolve);
@@ -157,7 +155,7 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): In
     },
     async abort() {
       failed ??= new QvmBackupError('ERR_CANCELLED', `${o.member}: aborted`, { file: o.member });
-      gunzip?.destroy();
+      decoder?.destroy();
       await chain.catch(() => undefined);
       await sink.close();
     },

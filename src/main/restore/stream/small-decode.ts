@@ -4,10 +4,11 @@ import { gunzipSync, inflateSync } from 'node:zlib';
 import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
 import type { WorkerPool } from '../../pipeline/worker-pool.js';
 import { CodecError } from '../../../workers/codec-error.js';
-import { runFilterSync } from '../../../workers/compress.js';
+import { runFilterSync } from '../../io/filter-program.js';
 import { opensslDecryptFile } from '../../../workers/openssl-enc.js';
 import type { TaskFailure } from '../../../workers/task-types.js';
 import type { InnerFilter } from './filters.js';
+import { zstdDecompressSmall } from './inner-decoder.js';
 import type { KdfBudget } from './kdf-budget.js';
 
 /** Decrypt a small scrypt file in the pool; returns the plaintext copy or the failure value. Its
@@ -64,6 +65,7 @@ export function decompressSmall(filter: InnerFilter | 'zlib', data: Uint8Array, 
     if (filter === 'zlib') return inflateSync(data, { maxOutputLength: maxBytes });
     if (filter.kind === 'none') return Buffer.from(data);
     if (filter.kind === 'gunzip') return gunzipSync(data, { maxOutputLength: maxBytes });
+    if (filter.kind === 'zstd') return zstdDecompressSmall(data, maxBytes);
     return runFilterSync(filter.program, 'decompress', data, maxBytes);
   } catch (e) {
     if (isQvmBackupError(e)) throw e;

@@ -1,0 +1,149 @@
+// Restore of zstd inner archives: the filter choice (in-process where node:zlib has zstd, else the
+// program run by tar), the one decoder both extractors use (streams of the zstd program and of our
+// independent frames; trailing data, truncation and oversized windows refused), and both
+// extractors end to end on a sparse image made by GNU tar with `zstd -3 -T2` (our Node 20 writer).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import type { Transform } from 'node:stream';
+import { innerFilterOf, type InnerFilter } from '../../../../src/main/restore/stream/filters.js';
+import { createInnerDecoder, zstdDecompressSmall } from '../../../../src/main/restore/stream/inner-decoder.js';
+import { openImageExtractor } from '../../../../src/main/restore/stream/image-extractor.js';
+import { openStreamExtractor, type InnerExtractor } from '../../../../src/main/restore/stream/file-extractor.js';
+import { decompressSmall } from '../../../../src/main/restore/stream/small-decode.js';
+import { tarCreateStream } from '../../../../src/main/tar/gnu-tar.js';
+import { zstdBlockInto, zstdBound } from '../../../../src/workers/compress.js';
+import { zstdZlib } from '../../../../src/workers/zstd-zlib.js';
+import { isQvmBackupError } from '../../../../src/main/errors.js';
+import type { BackupHeader } from '../../../../src/main/format/backup-header.js';
+import { tempDir } from './stream-helpers.js';
+
+const noZstd = zstdZlib === null ? `Node ${process.version} has no zstd in node:zlib` : false;
+const haveProgram = spawnSync('sh', ['-c', 'command -v zstd'], { stdio: 'ignore' }).status === 0;
+const noProgram = haveProgram ? false : 'zstd program not installed';
+
+function zstdCli(args: string[], input: Uint8Array): Buffer {
+  const r = spawnSync('zstd', args, { input, maxBuffer: 1 << 30 });
+  assert.equal(r.status, 0, r.stderr?.toString());
+  return r.stdout;
+}
+
+function data(n: number): Buffer {
+  const out = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) out[i] = (i * 7 + (i >> 11)) % 251 < 120 ? 0 : (i * 2654435761) >>> 24;
+  return out;
+}
+
+const header = (filter: string): BackupHeader => ({ version: 4, encrypted: true, compressed: true, compressionFilter: filter, hmacAlgorithm: 'scrypt', backupId: 'x' });
+
+test('innerFilterOf: zstd and zstdmt decode in-process where node:zlib has zstd, else by the program', { skip: noProgram }, () => {
+  for (const f of ['zstd', 'zstdmt']) {
+    assert.deepEqual(innerFilterOf(header(f), true), { kind: 'zstd' });
+    assert.deepEqual(innerFilterOf(header(f), false), { kind: 'program', program: f });
+  }
+  assert.deepEqual(innerFilterOf(header('zstd')), zstdZlib === null ? { kind: 'program', program: 'zstd' } : { kind: 'zstd' });
+  assert.deepEqual(innerFilterOf(header('gzip'), false), { kind: 'gunzip' });
+});
+
+/** Feed `input` to a decoder in `piece`-byte writes; resolves with the output or rejects with its error. */
+function decode(d: Transform, input: Uint8Array, piece = 7777): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const out: Buffer[] = [];
+    d.on('data', (b: Buffer) => out.push(b));
+    d.on('error', reject);
+    d.on('end', () => resolve(Buffer.concat(out)));
+    for (let off = 0; off < input.length; off += piece) d.write(input.subarray(off, off + piece));
+    d.end();
+  });
+}
+
+/** Our writer's stream: independent frames of `block` bytes. */
+function frames(src: Uint8Array, block: number): Buffer {
+  const parts: Buffer[] = [];
+  for (let off = 0; off < src.length; off += block) {
+    const b = src.subarray(off, off + block);
+    const out = new Uint8Array(zstdBound(b.length));
+    parts.push(Buffer.from(out.subarray(0, zstdBlockInto(b, out, 3) as number)));
+  }
+  return Buffer.concat(parts);
+}
+
+test('the decoder reads our concatenated frames and the zstd program\'s multi-threaded output', { skip: noZstd || noProgram }, async () => {
+  const src = data(9_000_000);
+  assert.ok((await decode(createInnerDecoder({ kind: 'zstd' })!, frames(src, 4 << 20))).equals(src), 'our frames');
+  assert.ok((await decode(createInnerDecoder({ kind: 'zstd' })!, zstdCli(['-3', '-T2', '-c'], src), 65536)).equals(src), 'zstd -T2');
+  assert.ok((await decode(createInnerDecoder({ kind: 'zstd' })!, zstdCli(['-19', '-c'], src.subarray(0, 1_000_000)))).equals(src.subarray(0, 1_000_000)), 'zstd -19');
+  assert.ok(decompressSmall({ kind: 'zstd' }, frames(src.subarray(0, 300_000), 100_000), 1 << 20, 'qubes.xml.000').equals(src.subarray(0, 300_000)));
+  assert.equal(createInnerDecoder({ kind: 'none' }), null);
+  assert.equal(createInnerDecoder({ kind: 'program', program: 'zstd' }), null);
+});
+
+test('the decoder refuses trailing data, truncation and windows over 8 MiB', { skip: noZstd || noProgram }, async () => {
+  const src = data(3_000_000);
+  const good = frames(src, 1 << 20);
+  const refused = async (input: Uint8Array, why: RegExp, what: string) => {
+    await assert.rejects(decode(createInnerDecoder({ kind: 'zstd' })!, input), why, what);
+  };
+  // node:zlib alone stops at such bytes without an error
+  await refused(Buffer.concat([good, Buffer.from('junk after the frames')]), /after the last zstd frame/, 'junk');
+  await refused(Buffer.concat([good, Buffer.from('junk'), frames(src.subarray(0, 1000), 1000)]), /after the last zstd frame/, 'junk between frames');
+  await refused(Buffer.concat([good, Buffer.alloc(4096)]), /after the last zstd frame|Unknown frame/, 'zero padding');
+  await refused(good.subarray(0, good.length - 100), /unexpected end of file/, 'truncated');
+  await refused(Buffer.from('not zstd at all, nothing like it'), /Unknown frame/, 'no frame');
+  // --long=25 from a pipe (size unknown) declares a 32 MiB window
+  await refused(zstdCli(['-3', '--long=25', '-c', '-'], src), /memory|window/i, 'window 2^25');
+  assert.throws(() => zstdDecompressSmall(good, 1000), (e: unknown) => (e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError);
+});
+
+/** A sparse image (holes and data runs) and its inner archive, made the way our Node 20 writer makes it. */
+async function sparseInner(dir: string): Promise<{ image: string; inner: Buffer }> {
+  fs.mkdirSync(path.join(dir, 'src'));
+  const image = path.join(dir, 'src', 'private.img');
+  const fd = fs.openSync(image, 'w');
+  const run = data(1_500_000);
+  for (const at of [0, 10 << 20, 30 << 20]) fs.writeSync(fd, run, 0, run.length, at);
+  fs.ftruncateSync(fd, 48 << 20);
+  fs.closeSync(fd);
+  const c = tarCreateStream({ dir: path.join(dir, 'src'), name: 'private.img', archiveName: 'vm3/private.img', dereference: true, compressProgram: 'zstd -3 -T2' });
+  const parts: Buffer[] = [];
+  for await (const p of c.stdout) parts.push(p as Buffer);
+  await c.done;
+  return { image, inner: Buffer.concat(parts) };
+}
+
+async function feed(x: InnerExtractor, bytes: Buffer, piece = 1 << 20): Promise<void> {
+  for (let off = 0; off < bytes.length; off += piece) await x.write(bytes.subarray(off, off + piece));
+  await x.finish();
+}
+
+function allocatedKiB(p: string): number {
+  return fs.statSync(p).blocks / 2;
+}
+
+for (const [which, open] of [
+  ['image extractor (in-process writes)', openImageExtractor],
+  ['stream extractor (GNU tar)', openStreamExtractor],
+] as const) {
+  test(`${which}: a zstd inner archive restores byte-identical with holes; trailing junk fails it`, { skip: noZstd || noProgram }, async () => {
+    const dir = tempDir();
+    try {
+      const { image, inner } = await sparseInner(dir);
+      const filter: InnerFilter = { kind: 'zstd' };
+      const out = path.join(dir, 'out');
+      fs.mkdirSync(out);
+      await feed(open({ dir: out, member: 'vm3/private.img', listOnly: false }, filter), inner);
+      const restored = path.join(out, 'vm3/private.img');
+      assert.ok(fs.readFileSync(restored).equals(fs.readFileSync(image)), 'same bytes');
+      assert.ok(allocatedKiB(restored) <= allocatedKiB(image) + 64, `holes kept: ${allocatedKiB(restored)} KiB vs ${allocatedKiB(image)} KiB`);
+      const out2 = path.join(dir, 'out2');
+      fs.mkdirSync(out2);
+      const x = open({ dir: out2, member: 'vm3/private.img', listOnly: false }, filter);
+      await assert.rejects(feed(x, Buffer.concat([inner, Buffer.from('trailing junk')])), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CORRUPT' && /after the last zstd frame/.test(e.message));
+      await x.abort();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
