@@ -30,6 +30,10 @@ test('files that are not Qubes backups: what they are, exit 2, one line', { time
     const tarFile = join(t.dir, 'docs.tar');
     assert.equal(run('tar', ['-cf', tarFile, '-C', t.dir, 'docs']).status, 0);
     const tgz = file('docs.tar.gz', gzipSync(readFileSync(tarFile)));
+    // a tar whose first name is Latin-1 (GNU tar stores the bytes as they are)
+    writeFileSync(Buffer.from(`${t.dir}/caf\xe9.txt`, 'latin1'), 'x');
+    const latin1 = join(t.dir, 'latin1.tar');
+    assert.equal(run('sh', ['-c', `cd ${sh(t.dir)} && tar -cf latin1.tar caf?.txt`]).status, 0);
     // a filesystem image: 1 KiB of zeros, then the ext2/3/4 superblock (magic 0xEF53 at byte 56)
     const img = join(t.dir, 'private.img');
     const fd = openSync(img, 'w');
@@ -44,6 +48,7 @@ test('files that are not Qubes backups: what they are, exit 2, one line', { time
       [file('short.bin', noise(100)), /not a Qubes backup: no tar archive: the data starts with bytes /],
       [tgz, /not a Qubes backup: gzip-compressed data \(a \.gz or \.tar\.gz file\)$/],
       [tarFile, /not a Qubes backup: a tar archive whose first member is "docs\/" \(a Qubes backup starts with backup-header\)$/],
+      [latin1, /not a Qubes backup: a tar archive whose first member has a name that is not UTF-8 text \(a Qubes backup starts with backup-header\)$/],
       [file('notes.txt', 'dear diary\nsecond line\n'), /not a Qubes backup: text starting "dear diary"$/],
       [file('chunk.enc', Buffer.concat([Buffer.from('scrypt\0'), noise(600)])), /not a Qubes backup: one file encrypted by the scrypt tool \(such as a single chunk of a backup\), not a whole backup$/],
       [img, /not a Qubes backup: an ext2\/3\/4 filesystem image \(such as a VM image\)$/],

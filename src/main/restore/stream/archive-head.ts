@@ -90,6 +90,8 @@ async function firstMember(reader: OuterSource): Promise<OuterMember> {
     const code = isQvmBackupError(e) ? e.code : undefined;
     const tooLarge = isQvmBackupError(e) && code === 'ERR_TOO_LARGE' && typeof e.context.file === 'string' ? e.context.file : undefined;
     if (tooLarge !== undefined && tooLarge !== 'backup-header' && tooLarge !== 'qubes.xml.000') throw notABackup(describeOtherTar(tooLarge), e);
+    // a backup's first member is named backup-header: a name that is no UTF-8 is another tar
+    if (code === 'ERR_UNSAFE_NAME') throw notABackup(`a tar archive whose first member has a name that is not UTF-8 text (a Qubes backup starts with backup-header)`, e);
     const why = code === 'ERR_CORRUPT' ? describeNonTarStart(reader.startBlock) : null;
     if (why === null) throw e;
     throw notABackup(why, e);
