@@ -4,6 +4,7 @@
 
 export type ErrorCode =
   | 'ERR_USAGE' // wrong command line
+  | 'ERR_NOT_A_BACKUP' // the location is not a Qubes backup at all (empty, another kind of file, a Qubes root)
   | 'ERR_BAD_HEADER' // backup-header malformed or missing keys
   | 'ERR_HEADER_AUTH' // header HMAC/scrypt check failed: wrong passphrase or corrupted header
   | 'ERR_CHUNK_AUTH' // a chunk's HMAC or scrypt MAC failed

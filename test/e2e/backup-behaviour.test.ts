@@ -141,7 +141,7 @@ test('stdout and --dest-command destinations; stdin and --source-command sources
       assert.equal(v1.status, 0, `verify from stdin: ${v1.stderr}`);
       // the passphrase comes from a file here, so stdin is free for the archive; and a command as source
       const host = join(t.dir, `host-${archive.endsWith('stdout.bin') ? 'a' : 'b'}`);
-      const v2 = node(RESTORE_BIN, ['-q', '-y', '--qubes-root', host, '--dom0-home', join(t.dir, 'hh', 'user'), '-p', pw, '--source-command', `cat '${archive}'`, 'unused', '--ignore-missing', 'vault', 'personal']);
+      const v2 = node(RESTORE_BIN, ['-q', '-y', '--qubes-root', host, '--dom0-home', join(t.dir, 'hh', 'user'), '-p', pw, '--source-command', `cat '${archive}'`, '--ignore-missing', 'vault', 'personal']);
       assert.equal(v2.status, 0, `restore from a command: ${v2.stderr}`);
       assert.equal(run('cmp', [join(root, 'appvms/vault/private.img'), join(host, 'appvms/vault/private.img')]).status, 0);
     }

@@ -36,7 +36,7 @@ function setup() {
     writeFileSync(file, buildV4Archive({ passphrase: PW, qubesXml: xml, members: [image('vm9', 'nine'), image('vm10', 'ten')], work: t.dir }));
     return file;
   };
-  const args = (location: string, extra: string[] = []): string[] => [RESTORE_BIN, '-y', '-p', pw, '--qubes-root', root, '--dom0-home', home, location, ...extra];
+  const args = (location: string | null, extra: string[] = []): string[] => [RESTORE_BIN, '-y', '-p', pw, '--qubes-root', root, '--dom0-home', home, ...(location === null ? [] : [location]), ...extra];
   return { t, root, home, pw, hostXml, archive, args };
 }
 
@@ -127,7 +127,7 @@ test('the host lock is held by the restore process itself for the whole run: ano
     const go = path.join(s.t.dir, 'go');
     // the head, then (once told) the data: the lock is taken while the source waits
     const cmd = `head -c ${cut} '${archive}'; : > '${at}'; while [ ! -e '${go}' ]; do sleep 0.02; done; tail -c +${cut + 1} '${archive}'`;
-    const r = run(s.args('ignored', ['--source-command', cmd]), 40_000);
+    const r = run(s.args(null, ['--source-command', cmd]), 40_000);
     try {
       await waitFor('the source command to pause', () => existsSync(at));
       // the staging directory is created once the lock is held and the plan is made
@@ -167,7 +167,7 @@ test('a --source-command that leaves a process holding its stderr: the run ends 
     const archive = s.archive(xml);
     // like ssh with ControlPersist: a background master keeps the first client's stderr open
     const cmd = `sleep 600 >/dev/null </dev/null & echo $! > '${pidFile}'; cat '${archive}'`;
-    const r = await run(s.args('ignored', ['--source-command', cmd]), 45_000).done;
+    const r = await run(s.args(null, ['--source-command', cmd]), 45_000).done;
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.ms < 20_000, `took ${r.ms} ms`);
     assert.deepEqual(hostNames(s.root), ['dom0', 'evil', 'good', 'tpl']);
@@ -360,7 +360,7 @@ test('kill -9 of the restoring process: the lock is free at once; the next resto
     const at = path.join(s.t.dir, 'at');
     const go = path.join(s.t.dir, 'go');
     const cmd = `head -c ${cut} '${archive}'; : > '${at}'; while [ ! -e '${go}' ]; do sleep 0.02; done; tail -c +${cut + 1} '${archive}'`;
-    const r = run(s.args('ignored', ['--source-command', cmd]), 40_000);
+    const r = run(s.args(null, ['--source-command', cmd]), 40_000);
     try {
       await waitFor('the staging directory', () => existsSync(at) && readdirSync(s.root).some((n) => n.startsWith('.restore-')));
       r.child.kill('SIGKILL');

@@ -62,7 +62,7 @@ test('a --source-command that fails after a stream cut at a member boundary fail
   const s = setup();
   try {
     const cmd = `head -c ${s.cut} '${s.archive}'; echo 'ssh: connection reset' >&2; exit 255`;
-    const r = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', cmd, 'ignored'], 30_000);
+    const r = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', cmd], 30_000);
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /exited with status 255/);
     assert.match(r.stderr, /connection reset/);
@@ -70,7 +70,7 @@ test('a --source-command that fails after a stream cut at a member boundary fail
     assert.equal(existsSync(path.join(s.root, 'appvms')), false);
     assert.deepEqual(readdirSync(s.root).filter((n) => n.startsWith('.restore-')), []);
     // the same cut stream from a command that succeeds restores both VMs (beta without its firewall)
-    const ok = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', `head -c ${s.cut} '${s.archive}'`, 'ignored'], 30_000);
+    const ok = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', `head -c ${s.cut} '${s.archive}'`], 30_000);
     assert.equal(ok.code, 0, ok.stderr);
     assert.deepEqual(readdirSync(path.join(s.root, 'appvms')).sort(), ['alpha', 'beta']);
   } finally {
@@ -83,7 +83,7 @@ test('a --source-command that keeps writing after the archive turned out bad is 
   try {
     // a complete archive minus its end blocks, then endless garbage: the reader stops at a bad header
     const cmd = `head -c ${readFileSync(s.archive).length - 1024} '${s.archive}'; exec cat /dev/urandom`;
-    const r = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', cmd, 'ignored'], 30_000);
+    const r = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', cmd], 30_000);
     assert.notEqual(r.code, 0, r.stderr);
     // alpha was complete before the garbage; beta's last file might have had more chunks: it fails
     assert.equal(r.code, 3, r.stderr);

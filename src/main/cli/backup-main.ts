@@ -1,24 +1,47 @@
 // qvm-backup: parse argv, run the backup, map errors to exit codes. Nothing else.
 import { Command, Option } from 'commander';
-import { availableParallelism, homedir } from 'node:os';
 import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes, exactSize } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, defaultMaxMemory } from './common.js';
-import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
+import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, defaultMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { EXIT } from './exit-codes.js';
+import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
 import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES, MIN_CHUNK_SIZE_BYTES, maxChunkSize, chunkSizeMultiple } from '../format/limits.js';
 import { VERSION } from '../version.js';
 import { fail, QvmBackupError } from '../errors.js';
 
 
-const program = new Command('qvm-backup')
+/** What --help prints after the options (and the man page has as sections). */
+export const BACKUP_SECTIONS: readonly HelpSection[] = [
+  {
+    title: 'Memory',
+    text:
+      'Format 4 derives one scrypt key per chunk, each needing 128·r·N bytes (512 MiB at the default --scrypt-logn 19). Concurrent derivations are limited so that chunks in flight plus derivations stay within --max-memory; a small machine gets fewer derivations at a time, never more memory than asked (except the minimum: 2 chunks and one derivation, with a warning). ' +
+      'Lower --scrypt-logn makes each chunk cheaper to encrypt and to restore but weakens the key against guessing; 19 is what the scrypt tool and Qubes R4 pick on typical hardware.',
+  },
+  PASSPHRASE_SECTION,
+  {
+    title: 'Examples',
+    items: [
+      ['qvm-backup -p ~/backup.pass /mnt/backups', 'every VM marked include_in_backups and the dom0 home, into /mnt/backups/qubes-backup-<date>'],
+      ['qvm-backup --passphrase-command "pass show qubes-backup" /mnt/backups work vault', 'two VMs, the passphrase from a password manager'],
+      ['qvm-backup -p ~/backup.pass --dest-command \'ssh nas "cat > $QVM_BACKUP_LOCATION"\' backups/today', 'straight to another machine, no local file'],
+    ],
+  },
+  environmentSection([['QVM_BACKUP_LOCATION', 'set for --dest-command: the BACKUP_LOCATION argument']]),
+  EXIT_STATUS_SECTION,
+];
+
+/** The command line of qvm-backup: parsed by main(), printed by --help, and the source of the man page. */
+export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new Command('qvm-backup')
   .description('Back up Qubes VMs (and the dom0 home) into one encrypted, authenticated archive that stock Qubes restores.')
   .argument('<backup-location>', "directory (the archive is named qubes-backup-%Y-%m-%dT%H%M%S inside it), a file path, or '-' for stdout")
   .argument('[vm...]', 'VMs to back up (default: every VM with include_in_backups, plus dom0 = its home)')
   .option('-x, --exclude <vm>', 'exclude a VM (repeatable; "-x dom0" leaves out the dom0 home)', collect, [])
-  .option('--qubes-root <dir>', 'directory holding qubes.xml and the VM files', process.env['QUBES_ROOT'] ?? '/var/lib/qubes')
-  .option('--dom0-home <dir>', 'the dom0 home directory (its basename is the user name)', homedir())
+  .addOption(new Option('--qubes-root <dir>', 'directory holding qubes.xml and the VM files').default(h.qubesRoot, shownDefault(h, '$QUBES_ROOT, else /var/lib/qubes')))
+  .addOption(new Option('--dom0-home <dir>', 'the dom0 home directory (its basename is the user name)').default(h.dom0Home, shownDefault(h, '$HOME')))
   .option('-p, --passphrase-file <file>', "read the passphrase from the first line of FILE ('-' = stdin); otherwise ask twice on the terminal")
+  .addOption(new Option('--passphrase-command <cmd>', 'run this shell command and take the first line of its output as the passphrase (asked once)').conflicts('passphraseFile'))
   .addOption(new Option('--format <n>', 'backup format: 4 (Qubes R4, scrypt), 3 (R3, openssl+HMAC), 2 (R2, tar multi-volume)').choices(['2', '3', '4']).default('4'))
   .option('-e, --encrypt', 'encrypt (the default; format 4 always encrypts)')
   .option('--no-encrypt', 'formats 2 and 3 only: do not encrypt (chunks are still HMAC-authenticated)')
@@ -26,7 +49,8 @@ const program = new Command('qvm-backup')
   .option('-H, --hmac-algo <digest>', 'formats 2/3: HMAC digest', 'SHA512')
   .option('-z, --compress', 'compress (the default)')
   .option('--no-compress', 'do not compress')
-  .option('-Z, --compress-filter <prog>', 'compression: gzip or zstd (in-process, parallel blocks; zstd needs Node >= 22.15, else the zstd program runs with -T<threads>), or one of pigz, bzip2, pbzip2, xz, lzma, zstdmt', 'gzip')
+  .option('-Z, --compress-filter <prog>', 'compression: gzip or zstd (in-process, parallel blocks; zstd needs Node >= 22.15, else the zstd program runs with -T<threads>), or one of pigz, bzip2, pbzip2, xz, lzma, zstdmt (also spelled --compression-filter, as qvm-backup-restore has it)', 'gzip')
+  .addOption(aliasOption('--compression-filter <prog>'))
   .option('--compress-level <n>', 'gzip 1-9 (default 6) or zstd/zstdmt 1-19 (default 3)', int('--compress-level', 1, 19))
   .option('--scrypt-logn <n>', 'format 4: scrypt cost, N = 2^n (memory 128·8·N bytes per derivation: 512 MiB at 19)', int('--scrypt-logn', 10, 22), 19)
   .option('--chunk-size <size>', `chunk size: ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(maxChunkSize(4))} (the default, as Qubes), a multiple of 4096; format 2: the tar volume size, up to ${exactSize(maxChunkSize(2))} (the default), a multiple of 10240`, sizeOption('--chunk-size'))
@@ -34,19 +58,13 @@ const program = new Command('qvm-backup')
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('--json', "progress and result as JSON lines on stdout (refused with '-': stdout carries the archive)")
-  .option('--threads <n>', 'worker threads', int('--threads', 1, 256), availableParallelism())
-  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM: here ${formatBytes(defaultMaxMemory(availableParallelism(), 19))})`, sizeOption('--max-memory'))
+  .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM${h.generic ? '' : `: here ${formatBytes(defaultMaxMemory(h.threads, 19))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
-  .addHelpText('after', `
-Memory: format 4 derives one scrypt key per chunk, each needing 128·r·N bytes (512 MiB at the
-default --scrypt-logn 19). Concurrent derivations are limited so that chunks in flight plus
-derivations stay within --max-memory; a small machine gets fewer derivations at a time, never
-more memory than asked (except the minimum: 2 chunks and one derivation, with a warning).
-Lower --scrypt-logn makes each chunk cheaper to encrypt and to restore but weakens the key
-against guessing; 19 is what the scrypt tool and Qubes R4 pick on typical hardware.
-${EXIT_STATUS_HELP}`);
+  .addHelpText('after', renderSections(BACKUP_SECTIONS));
 
-async function main(): Promise<number> {
+export async function main(): Promise<number> {
+  const program = backupProgram();
   const parsed = parseOrExit(program);
   if (parsed !== null) return parsed;
   const o = program.opts();
@@ -54,6 +72,12 @@ async function main(): Promise<number> {
   if (o['json'] && location === '-' && o['destCommand'] === undefined) {
     // checked before any JSON is printed: the JSON lines would end up inside the archive
     return reportError('qvm-backup', new QvmBackupError('ERR_USAGE', "--json prints to stdout, which carries the archive with '-': drop --json, or pipe the archive with --dest-command"), false);
+  }
+  let compressFilter: string;
+  try {
+    compressFilter = eitherSpelling(program, 'compressFilter', 'compressionFilter') as string;
+  } catch (e) {
+    return reportError('qvm-backup', e, false);
   }
   const progress = makeProgress(o);
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing partial output (press Ctrl-C again to force)`));
@@ -73,13 +97,13 @@ async function main(): Promise<number> {
       cipher: o['encAlgo'] as string,
       hmacAlgorithm: o['hmacAlgo'] as string,
       compress: o['compress'] !== false,
-      compressFilter: o['compressFilter'] as string,
+      compressFilter,
       ...(o['compressLevel'] !== undefined ? { compressLevel: o['compressLevel'] as number } : {}),
       scryptLogN: o['scryptLogn'] as number,
       chunkSize,
       threads: o['threads'] as number,
       maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number, format === 4 ? (o['scryptLogn'] as number) : null),
-      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: true, signal: stop.signal }),
+      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: true, signal: stop.signal }),
       confirm: async (summary) => {
         if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', summary }) + '\n');
         else if (!o['quiet']) process.stderr.write(summary + '\n');
@@ -111,5 +135,3 @@ function checkChunkSize(size: number, format: 2 | 3 | 4): void {
     fail('ERR_USAGE', `--chunk-size ${exactSize(size)}: format ${format} needs ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(max)} (the largest ${what} Qubes writes and qvm-backup-restore reads), a multiple of ${multiple} bytes`);
   }
 }
-
-main().then((code) => process.exit(code), (e: unknown) => process.exit(reportError('qvm-backup', e, false)));

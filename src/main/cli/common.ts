@@ -1,7 +1,7 @@
 // Pieces shared by both commands: progress mode, confirmation prompt, signal handling, and the
 // one place that turns an error into a message and an exit status.
-import { CommanderError, type Command } from 'commander';
-import { totalmem } from 'node:os';
+import { CommanderError, Option, type Command } from 'commander';
+import { availableParallelism, homedir, totalmem } from 'node:os';
 import { Progress, type ProgressMode } from '../progress/progress.js';
 import { fail, QvmBackupError } from '../errors.js';
 import { exitCodeFor, exitCodeForSignal, errorCodeOf, EXIT } from './exit-codes.js';
@@ -95,6 +95,23 @@ export const intOption = (name: string, lo: number, hi: number) => (v: string): 
   return n;
 };
 
+/** The second spelling of an option that Qubes names differently in its two commands (-Z is
+ *  --compress-filter in qvm-backup, --compression-filter in qvm-backup-restore): not listed in the
+ *  help (the option's description names it); read with `eitherSpelling`. */
+export const aliasOption = (flags: string): Option => new Option(flags).hideHelp();
+
+/** The value of an option given under either of its spellings (attribute names); both at once
+ *  with different values is a usage error. */
+export function eitherSpelling(program: Command, main: string, alias: string): unknown {
+  const o = program.opts();
+  if (o[alias] === undefined) return o[main];
+  if (program.getOptionValueSource(main) === 'cli' && o[main] !== o[alias]) {
+    const flag = (n: string) => `--${n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    fail('ERR_USAGE', `${flag(main)} and ${flag(alias)} are two spellings of -Z: give it once`);
+  }
+  return o[alias];
+}
+
 /** Commander collector for repeatable options (-x VM -x VM). */
 export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -113,6 +130,26 @@ export function parseOrExit(program: Command): number | null {
     return EXIT.USAGE;
   }
 }
+
+/** The defaults that depend on this machine and environment. The man pages are made with
+ *  `generic` ones: there each default says how it is chosen, not what it is here. */
+export interface HostDefaults {
+  qubesRoot: string;
+  dom0Home: string;
+  threads: number;
+  generic: boolean;
+}
+
+export function hostDefaults(): HostDefaults {
+  return { qubesRoot: process.env['QUBES_ROOT'] ?? '/var/lib/qubes', dom0Home: homedir(), threads: availableParallelism(), generic: false };
+}
+
+export function genericDefaults(): HostDefaults {
+  return { qubesRoot: '/var/lib/qubes', dom0Home: '~', threads: 1, generic: true };
+}
+
+/** How an option's default is shown: as the value (undefined), or, generic, how it is chosen. */
+export const shownDefault = (h: HostDefaults, how: string): string | undefined => (h.generic ? how : undefined);
 
 /** Default --max-memory of both commands: 1 GiB for chunks plus one scrypt derivation of
  *  `logN` (128·8·2^logN bytes) per thread (none when `logN` is null), at most a quarter of the RAM. */

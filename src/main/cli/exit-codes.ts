@@ -20,6 +20,7 @@ export const EXIT = {
 const byCode: Partial<Record<ErrorCode, number>> = {
   ERR_USAGE: EXIT.USAGE,
   ERR_PLAN: EXIT.USAGE,
+  ERR_NOT_A_BACKUP: EXIT.USAGE,
   ERR_UNSUPPORTED: EXIT.USAGE,
   ERR_PARTIAL: EXIT.PARTIAL,
   ERR_HEADER_AUTH: EXIT.AUTH,
@@ -66,17 +67,17 @@ export function exitCodeForSignal(sig: NodeJS.Signals): number {
   return 128 + (constants.signals[sig] ?? 0);
 }
 
-export const EXIT_STATUS_HELP = `
-Exit status:
-  0    success; also when the confirmation is answered "no" (nothing done)
-  1    failure (I/O or internal error)
-  2    usage error: bad option, unknown VM, plan problems (conflicts, missing templates)
-  3    partial: some VMs failed, the others completed
-  4    wrong passphrase or corrupted backup header
-  5    integrity failure: a chunk failed authentication, the archive is corrupt or truncated
-       (or a --source-command failed), over a limit, or holds refused content
-  6    not enough free space
-  7    GNU tar or a compression program failed (or is missing)
-  8    another run holds the host lock (<qubes-root>/qubes.xml.lock)
-  130  interrupted by SIGINT (Ctrl-C); partial output removed
-  143  terminated by SIGTERM; partial output removed`;
+/** What each exit status means: the --help text and the man pages are made from this one table. */
+export const EXIT_STATUS_TABLE: readonly (readonly [number, string])[] = [
+  [EXIT.OK, 'success; also when the confirmation is answered "no" (nothing done)'],
+  [EXIT.FAILURE, 'failure (I/O or internal error)'],
+  [EXIT.USAGE, 'usage error: bad option, unknown VM, not a Qubes backup, plan problems (conflicts, missing templates)'],
+  [EXIT.PARTIAL, 'partial: some VMs failed, the others completed'],
+  [EXIT.AUTH, 'wrong passphrase or corrupted backup header'],
+  [EXIT.INTEGRITY, 'integrity failure: a chunk failed authentication, the archive is corrupt or truncated (or a --source-command failed), over a limit, or holds refused content'],
+  [EXIT.NO_SPACE, 'not enough free space'],
+  [EXIT.TAR, 'GNU tar or a compression program failed (or is missing)'],
+  [EXIT.LOCKED, 'another run holds the host lock (<qubes-root>/qubes.xml.lock)'],
+  [EXIT.INTERRUPTED, 'interrupted by SIGINT (Ctrl-C); partial output removed'],
+  [EXIT.TERMINATED, 'terminated by SIGTERM; partial output removed'],
+];

@@ -1,13 +1,15 @@
-// Reads the backup passphrase: from a file (-p FILE), from stdin (-p -), or from the terminal
-// without echo. Never logs or echoes it. Files and stdin are read as Qubes reads them
+// Reads the backup passphrase: from a file (-p FILE), from stdin (-p -), from the stdout of a
+// command (--passphrase-command), or from the terminal without echo. Never logs or echoes it. Files and stdin are read as Qubes reads them
 // (`readline().rstrip()`): the first line, trailing whitespace removed, so one passphrase file gives
 // the same passphrase to this tool and to Qubes' own.
+import { spawn } from 'node:child_process';
 import { constants, createReadStream, openSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { fail, QvmBackupError } from '../errors.js';
 import { openTty, readTtyLine } from './tty-prompt.js';
+import { stopShellTree } from './process-tree.js';
 
 /** Python's str.isspace() characters: what rstrip() removes. */
 const TRAILING_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/;
@@ -91,9 +93,63 @@ async function openPassphraseFile(path: string): Promise<Readable> {
   }
 }
 
-/** Get the passphrase from -p FILE|- or the terminal (asked twice when `confirm`). */
-export async function readPassphrase(opts: { file?: string | undefined; confirm: boolean; signal: AbortSignal }): Promise<string> {
+/** Output of a --passphrase-command beyond its first line is read and dropped up to this, then the
+ *  command is stopped (`yes` must not keep the run waiting). */
+const MAX_COMMAND_OUTPUT = 1024 * 1024;
+/** How long to wait, after the command exited, for the rest of its output (a process it left in the
+ *  background may hold the pipe open). */
+const OUTPUT_AFTER_EXIT_MS = 1000;
+
+/**
+ * Run `sh -c CMD` (restic's password command) and read its first stdout line as from a file. Its
+ * stdin is closed (it may be the archive), its stderr is the user's, and /dev/tty stays its
+ * controlling terminal, so it may ask there. No time limit (it may be waiting for the user); a
+ * signal stops it. Its output never appears in a message.
+ */
+async function passphraseFromCommand(cmd: string, signal: AbortSignal): Promise<string> {
+  const what = '--passphrase-command';
+  const child = spawn('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const parts: Buffer[] = [];
+  let kept = 0;
+  let total = 0;
+  let onAbort = (): void => {};
+  const ended = new Promise<void>((res) => child.stdout.once('end', res).once('error', () => res()));
+  try {
+    const exit = await new Promise<{ code: number | null; sig: NodeJS.Signals | null }>((resolve, reject) => {
+      onAbort = () => reject(signal.reason);
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      child.once('error', (e) => reject(new QvmBackupError('ERR_USAGE', `cannot run ${what}: ${e.message}`, {}, e)));
+      child.once('exit', (code, sig) => resolve({ code, sig }));
+      child.stdout.on('data', (d: Buffer) => {
+        total += d.length;
+        if (kept < MAX_LINE_BYTES) {
+          parts.push(d);
+          kept += d.length;
+        }
+        if (total > MAX_COMMAND_OUTPUT) reject(new QvmBackupError('ERR_USAGE', `${what} printed more than ${MAX_COMMAND_OUTPUT} bytes: stopped`));
+      });
+    });
+    if (exit.code !== 0) fail('ERR_USAGE', `${what} ${exit.sig !== null ? `was killed by ${exit.sig}` : `exited with status ${exit.code}`}: no passphrase`);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise<void>((res) => (timer = setTimeout(res, OUTPUT_AFTER_EXIT_MS)))]);
+    clearTimeout(timer);
+    if (total === 0) fail('ERR_USAGE', `${what} printed nothing: no passphrase`);
+    const bytes = Buffer.concat(parts);
+    const cut = [0x0a, 0x0d].map((b) => bytes.indexOf(b)).filter((i) => i >= 0);
+    if (cut.length === 0 && bytes.length > MAX_LINE_BYTES) fail('ERR_USAGE', `passphrase from ${what}: no line end in the first ${MAX_LINE_BYTES} bytes`);
+    return passphraseFromText(decodeUtf8(bytes.subarray(0, cut.length > 0 ? Math.min(...cut) : bytes.length), what), what);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) stopShellTree(child.pid);
+    child.stdout.destroy();
+  }
+}
+
+/** Get the passphrase from -p FILE|-, --passphrase-command or the terminal (asked twice when `confirm`). */
+export async function readPassphrase(opts: { file?: string | undefined; command?: string | undefined; confirm: boolean; signal: AbortSignal }): Promise<string> {
   opts.signal.throwIfAborted();
+  if (opts.command !== undefined) return passphraseFromCommand(opts.command, opts.signal);
   if (opts.file === '-') return passphraseFromText(decodeUtf8(await readFirstLine(process.stdin, [0x0a], 'stdin', opts.signal), 'stdin'), 'stdin', 'lf');
   if (opts.file !== undefined) {
     const bytes = await readFirstLine(await openPassphraseFile(opts.file), [0x0a, 0x0d], opts.file, opts.signal);

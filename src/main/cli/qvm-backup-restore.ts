@@ -1,4 +1,7 @@
 #!/usr/bin/env node
 // Node entry of qvm-backup-restore. The installed command is bin/qvm-backup-restore, a shell launcher
 // that sets glibc's huge-page tunable and exec()s node on this file: one process, no re-exec.
-import './restore-main.js';
+import { main } from './restore-main.js';
+import { reportError } from './common.js';
+
+main().then((code) => process.exit(code), (e: unknown) => process.exit(reportError('qvm-backup-restore', e, false)));

@@ -1,4 +1,7 @@
 #!/usr/bin/env node
 // Node entry of qvm-backup. The installed command is bin/qvm-backup, a shell launcher that sets
 // glibc's huge-page tunable and exec()s node on this file: one process, whose PID is the one started.
-import './backup-main.js';
+import { main } from './backup-main.js';
+import { reportError } from './common.js';
+
+main().then((code) => process.exit(code), (e: unknown) => process.exit(reportError('qvm-backup', e, false)));

@@ -1,22 +1,41 @@
 // qvm-backup-restore: parse argv, run the restore, map errors to exit codes.
-import { Command } from 'commander';
-import { availableParallelism, homedir } from 'node:os';
+import { Command, Option } from 'commander';
+import { stat } from 'node:fs/promises';
 import { runRestore } from '../restore/run-restore.js';
+import { checkBackupDirectory } from '../restore/stream/index.js';
+import { isValidVmName } from '../qubes-xml/index.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, defaultRestoreMaxMemory } from './common.js';
+import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, defaultRestoreMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
-import { EXIT, EXIT_STATUS_HELP } from './exit-codes.js';
+import { EXIT } from './exit-codes.js';
+import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
 import { VERSION } from '../version.js';
 
-const program = new Command('qvm-backup-restore')
+/** What --help prints after the options (and the man page has as sections). */
+export const RESTORE_SECTIONS: readonly HelpSection[] = [
+  PASSPHRASE_SECTION,
+  {
+    title: 'Examples',
+    items: [
+      ['qvm-backup-restore --verify-only -p ~/backup.pass /mnt/backups/qubes-backup-2024-05-01T120000', 'check the whole archive (every chunk authenticated, decrypted and unpacked), write nothing'],
+      ['qvm-backup-restore -p ~/backup.pass --rename-conflicting /mnt/backups/qubes-backup-2024-05-01T120000 work', 'restore one VM; as work-1 if a work exists'],
+      ['qvm-backup-restore -p ~/backup.pass --source-command "ssh nas cat backups/today" work vault', 'read the archive from another machine'],
+    ],
+  },
+  environmentSection([]),
+  EXIT_STATUS_SECTION,
+];
+
+/** The command line of qvm-backup-restore: parsed by main(), printed by --help, and the source of the man page. */
+export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new Command('qvm-backup-restore')
   .description('Verify and restore VMs from a Qubes backup (formats 1-4) in one streaming pass.')
-  .argument('<backup-location>', "archive file, '-' for stdin, or a format 1 backup directory (ignored with --source-command)")
+  .argument('[backup-location]', "archive file, '-' for stdin, or a format 1 backup directory; not with --source-command (then every argument is a VM name)")
   .argument('[vm...]', 'restore only these VMs (dom0 = the dom0 home); default: every VM in the backup')
-  .option('--source-command <cmd>', 'read the archive from the stdout of this shell command (e.g. "ssh host cat backup")')
+  .option('--source-command <cmd>', 'read the archive from the stdout of this shell command (e.g. "ssh host cat backup") instead of a backup location')
   .option('-x, --exclude <vm>', 'do not restore this VM (repeatable)', collect, [])
-  .option('--qubes-root <dir>', 'qubes root of the host to restore into', process.env['QUBES_ROOT'] ?? '/var/lib/qubes')
-  .option('--dom0-home <dir>', 'dom0 home of the host (its basename is the user name)', homedir())
+  .addOption(new Option('--qubes-root <dir>', 'qubes root of the host to restore into').default(h.qubesRoot, shownDefault(h, '$QUBES_ROOT, else /var/lib/qubes')))
+  .addOption(new Option('--dom0-home <dir>', 'dom0 home of the host (its basename is the user name)').default(h.dom0Home, shownDefault(h, '$HOME')))
   .option('--skip-dom0-home', 'do not restore the dom0 home')
   .option('--ignore-username-mismatch', 'restore the dom0 home even if the user name differs')
   .option('--rename-conflicting', 'restore VMs whose name exists on the host as <name>-1 … <name>-99')
@@ -24,23 +43,52 @@ const program = new Command('qvm-backup-restore')
   .option('--skip-broken', 'skip VMs whose template or netVM is neither on the host nor restored')
   .option('--ignore-missing', 'use the host defaults for missing templates/netVMs (keep the reference where the host has none)')
   .option('-p, --passphrase-file <file>', "read the passphrase from the first line of FILE ('-' = stdin); otherwise ask on the terminal")
-  .option('-Z, --compression-filter <prog>', 'decompress with this program instead of the one the header names (allow-list only)')
+  .addOption(new Option('--passphrase-command <cmd>', 'run this shell command and take the first line of its output as the passphrase').conflicts('passphraseFile'))
+  .option('-Z, --compression-filter <prog>', 'decompress with this program instead of the one the header names (allow-list only; also spelled --compress-filter, as qvm-backup has it)')
+  .addOption(aliasOption('--compress-filter <prog>'))
   .option('--verify-only', 'authenticate, decrypt and decompress everything selected, check every included VM is complete; write nothing')
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('--json', 'progress and result as JSON lines on stdout')
-  .option('--threads <n>', 'worker threads', intOption('--threads', 1, 256), availableParallelism())
-  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB: here ${formatBytes(defaultRestoreMaxMemory(availableParallelism()))})`, sizeOption('--max-memory'))
+  .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
-  .addHelpText('after', EXIT_STATUS_HELP);
+  .addHelpText('after', renderSections(RESTORE_SECTIONS));
 
-async function main(): Promise<number> {
+/**
+ * The archive location and the VM names from the positional arguments: with --source-command the
+ * archive comes from the command and every argument is a VM name (one that cannot be a VM name is
+ * a location given as well); without it the first argument is the location. A directory must be
+ * a format 1 backup (checked here, before anything is asked).
+ */
+async function locationAndVms(args: [string | undefined, string[]], sourceCommand: string | undefined, passphraseFile: string | undefined): Promise<{ location: string; vms: string[] }> {
+  const [first, rest] = args;
+  if (sourceCommand !== undefined) {
+    if (first === undefined) return { location: '', vms: rest };
+    if (!isValidVmName(first, { allowDot: true })) {
+      throw new QvmBackupError('ERR_USAGE', `--source-command delivers the archive: give no backup location (${JSON.stringify(first)}); the arguments after the options are VM names`);
+    }
+    return { location: '', vms: [first, ...rest] };
+  }
+  if (first === undefined) throw new QvmBackupError('ERR_USAGE', "missing required argument 'backup-location' (or give --source-command)");
+  if (passphraseFile === '-' && first === '-') throw new QvmBackupError('ERR_USAGE', "-p - and the archive '-' cannot both be read from stdin: give the passphrase in a file");
+  if (first !== '-' && (await stat(first).then((st) => st.isDirectory(), () => false))) await checkBackupDirectory(first);
+  return { location: first, vms: rest };
+}
+
+export async function main(): Promise<number> {
+  const program = restoreProgram();
   const parsed = parseOrExit(program);
   if (parsed !== null) return parsed;
   const o = program.opts();
-  const [location, vms] = program.processedArgs as [string, string[]];
-  if (o['passphraseFile'] === '-' && location === '-' && o['sourceCommand'] === undefined) {
-    return reportError('qvm-backup-restore', new QvmBackupError('ERR_USAGE', "-p - and the archive '-' cannot both be read from stdin: give the passphrase in a file"), false);
+  let location: string;
+  let vms: string[];
+  let compressionFilter: string | undefined;
+  try {
+    ({ location, vms } = await locationAndVms(program.processedArgs as [string | undefined, string[]], o['sourceCommand'] as string | undefined, o['passphraseFile'] as string | undefined));
+    compressionFilter = eitherSpelling(program, 'compressionFilter', 'compressFilter') as string | undefined;
+  } catch (e) {
+    return reportError('qvm-backup-restore', e, false);
   }
   const progress = makeProgress(o);
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing the staging directory (press Ctrl-C again to force)`));
@@ -60,10 +108,10 @@ async function main(): Promise<number> {
       verifyOnly,
       qubesRoot: o['qubesRoot'] as string,
       dom0Home: o['dom0Home'] as string,
-      ...(o['compressionFilter'] !== undefined ? { compressionFilter: o['compressionFilter'] as string } : {}),
+      ...(compressionFilter !== undefined ? { compressionFilter } : {}),
       threads: o['threads'] as number,
       maxMemory: (o['maxMemory'] as number | undefined) ?? defaultRestoreMaxMemory(o['threads'] as number),
-      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, confirm: false, signal: stop.signal }),
+      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal }),
       confirm: async (table, plan) => {
         if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', table, vms: plan.vms.map((v) => ({ name: v.backupName, new_name: v.newName, action: v.action, problems: v.problems, notes: v.notes })) }) + '\n');
         else if (!o['quiet']) process.stderr.write(table + '\n');
@@ -81,5 +129,3 @@ async function main(): Promise<number> {
     return endFailedRun('qvm-backup-restore', e, { json: o['json'] === true, progress, failText: verifyOnly ? 'Verification failed' : 'Restore failed', interruptedBy: stop.received() });
   }
 }
-
-main().then((code) => process.exit(code), (e: unknown) => process.exit(reportError('qvm-backup-restore', e, false)));

@@ -54,6 +54,8 @@ export class OuterTarReader {
   #bytesRead = 0;
   #eof = false;
   #busy = false; // an entry's data has not been consumed yet
+  #started = false; // a member was returned
+  #startBlock: { offset: number; bytes: Uint8Array } | undefined;
   readonly #header = Buffer.alloc(BLOCK);
 
   constructor(source: Readable, opts: OuterTarReaderOptions = {}) {
@@ -63,6 +65,12 @@ export class OuterTarReader {
 
   get bytesRead(): number {
     return this.#bytesRead;
+  }
+
+  /** Before the first member: the first non-zero block read (or the bytes of a short one), so that
+   *  an input that is no tar at all can be described (not a Qubes backup: gzip data, text, …). */
+  get startBlock(): { offset: number; bytes: Uint8Array } | undefined {
+    return this.#startBlock;
   }
 
   /** Stop reading and release (destroy) the source stream. */
@@ -142,6 +150,7 @@ export class OuterTarReader {
         if (pending) fail('ERR_CORRUPT', 'archive truncated after an extended header', { offset });
         return null;
       }
+      if (!this.#started && this.#startBlock === undefined && !(got === BLOCK && h.equals(ZERO_BLOCK))) this.#startBlock = { offset, bytes: Uint8Array.from(h.subarray(0, got)) };
       if (got < BLOCK) fail('ERR_CORRUPT', `archive truncated in the header at offset ${offset}`, { offset });
       if (h.equals(ZERO_BLOCK)) continue;
       const stored = parseNumeric(h, 'chksum');
@@ -204,6 +213,7 @@ export class OuterTarReader {
 
   #entry(name: string, size: number, typeflag: string): OuterEntry {
     this.#busy = true;
+    this.#started = true;
     let used = false;
     const once = (): void => {
       if (used) fail('ERR_INTERNAL', `data of ${name} was already consumed`);

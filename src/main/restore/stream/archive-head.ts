@@ -11,6 +11,7 @@ import { innerFilterOf } from './filters.js';
 import { extractTarMember } from './inner-tar-member.js';
 import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSource } from './outer-source.js';
 import { KdfBudget, RESTORE_MIN_MAX_MEMORY } from './kdf-budget.js';
+import { describeNoMember, describeNonTarStart, describeOtherTar, notABackup } from './not-a-backup.js';
 import { decompressSmall, opensslDecryptSmall, scryptDecryptSmall, taskFailureError } from './small-decode.js';
 import type { ArchiveHead, ReadHeadOptions } from './types.js';
 import { readScryptHeader, scryptCost } from '../../../workers/scrypt-file.js';
@@ -22,12 +23,8 @@ const AUTH_MESSAGE = 'backup header authentication failed: wrong passphrase or c
 
 /** Read and authenticate the archive head; the reader is left just after the qubes.xml chunk. */
 export async function readArchiveHead(reader: OuterSource, passphrase: string, opts: ReadHeadOptions): Promise<ArchiveHead> {
-  const first = await outerStep(reader.next(), 'reading the first member');
-  if (first === null) fail('ERR_CORRUPT', 'the archive is empty (no backup-header)');
+  const first = await firstMember(reader);
   if (first.untrustedName === 'qubes.xml.000') return readHeadless(reader, first, passphrase, opts);
-  if (first.untrustedName !== 'backup-header') {
-    fail('ERR_CORRUPT', `not a Qubes backup: the first member is ${shownName(first.untrustedName)}, expected backup-header`);
-  }
   const headerBytes = await readSmallMember(first, HEADER_MAX_BYTES, 'backup-header');
   const second = await outerStep(reader.next(), 'reading backup-header.hmac');
   if (second === null || second.untrustedName !== 'backup-header.hmac') {
@@ -81,6 +78,27 @@ export async function readArchiveHead(reader: OuterSource, passphrase: string, o
   const params = header.version === 4 ? readScryptHeader(hmacBytes) : null;
   const kdfBytes = params !== null && !('ok' in params) ? scryptCost(params).bytes : 0;
   return { header, qubesXmlBytes, version: header.version, headerless: false, filterForced, kdfBytes };
+}
+
+/** The first member, `backup-header` or (R2-beta3) `qubes.xml.000`; ERR_NOT_A_BACKUP, saying what
+ *  was found instead, for an input that is empty, no tar at all, or a tar of something else. */
+async function firstMember(reader: OuterSource): Promise<OuterMember> {
+  let first: OuterMember | null;
+  try {
+    first = await outerStep(reader.next(), 'reading the first member');
+  } catch (e) {
+    const code = isQvmBackupError(e) ? e.code : undefined;
+    const tooLarge = isQvmBackupError(e) && code === 'ERR_TOO_LARGE' && typeof e.context.file === 'string' ? e.context.file : undefined;
+    if (tooLarge !== undefined && tooLarge !== 'backup-header' && tooLarge !== 'qubes.xml.000') throw notABackup(describeOtherTar(tooLarge), e);
+    // a backup's first member is named backup-header: a name that is no UTF-8 is another tar
+    if (code === 'ERR_UNSAFE_NAME') throw notABackup(`a tar archive whose first member has a name that is not UTF-8 text (a Qubes backup starts with backup-header)`, e);
+    const why = code === 'ERR_CORRUPT' ? describeNonTarStart(reader.startBlock) : null;
+    if (why === null) throw e;
+    throw notABackup(why, e);
+  }
+  if (first === null) throw notABackup(describeNoMember(reader.bytesRead));
+  if (first.untrustedName !== 'backup-header' && first.untrustedName !== 'qubes.xml.000') throw notABackup(describeOtherTar(first.untrustedName));
+  return first;
 }
 
 function parseHeader(bytes: Buffer, opts: ReadHeadOptions): BackupHeader {

@@ -16,6 +16,8 @@ export interface OuterMember {
 export interface OuterSource {
   next(): Promise<OuterMember | null>;
   readonly bytesRead: number;
+  /** the first non-zero block, before the first member (to say what a non-backup input is) */
+  readonly startBlock?: { offset: number; bytes: Uint8Array } | undefined;
 }
 
 /** Printable, bounded rendering of an untrusted name for messages. */

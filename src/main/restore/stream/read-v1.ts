@@ -8,6 +8,7 @@ import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
 import { QUBES_XML_MAX_BYTES } from '../../format/limits.js';
 import { DOM0_HOME_SUBDIR } from '../plan/backup-subdir.js';
 import { checkExtraction, createExtractionDir, mergeExtraction } from './extraction.js';
+import { checkBackupDirectory } from './not-a-backup.js';
 import type { RestoreDataResult, RestoreSelection, VmRestoreResult } from './types.js';
 
 /** True if `dir` looks like a format 1 backup (a directory containing qubes.xml). */
@@ -21,6 +22,7 @@ export async function isV1BackupDir(dir: string): Promise<boolean> {
 
 /** Read `<dir>/qubes.xml` (≤ 1 MiB, a regular file). */
 export async function readV1(dir: string): Promise<{ qubesXmlBytes: Buffer; version: 1 }> {
+  await checkBackupDirectory(dir); // a Qubes root is no backup
   const file = path.join(dir, 'qubes.xml');
   let st;
   try {
