@@ -161,7 +161,7 @@ test('wrong passphrase and missing location give one clear line and the document
   }
 });
 
-test('SIGINT during a restore removes the staging directory and exits 130', { timeout: 120_000 }, async () => {
+test('SIGINT during a restore removes the staging directory and exits 130', { timeout: 240_000 }, async () => {
   const { spawn } = await import('node:child_process');
   const t = tempDir();
   try {

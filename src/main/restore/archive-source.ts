@@ -2,6 +2,7 @@
 // format has no end marker, so a command's own exit status is the only sign of a short stream:
 // finish() checks it (bounded); close() stops whatever is still running. Nothing here waits forever.
 import { closeSync, constants as fsc, createReadStream, open as fsOpen, openSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { Socket } from 'node:net';
@@ -10,9 +11,14 @@ import { execa, type ResultPromise } from 'execa';
 import { QvmBackupError, fail } from '../errors.js';
 import { diesWithUs } from '../io/child-lifetime.js';
 import { TailBuffer } from '../io/tail-buffer.js';
+import { FileInput, StreamInput, type ByteInput } from '../tar/byte-input.js';
 
 export interface Source {
-  stream: Readable;
+  /** what the outer tar reader reads: the stream below, or a regular file read in place */
+  input: ByteInput;
+  /** stop reading now (a signal): the next read fails */
+  stop: () => void;
+  stream?: Readable;
   command?: ResultPromise;
   /**
    * The shell's own exit (not the end of its pipes: a process it left behind, e.g. an ssh
@@ -38,11 +44,19 @@ export async function openSource(o: { location: string; sourceCommand?: string |
       command.once('exit', (code, sig) => res({ ...(code !== null ? { exitCode: code } : {}), ...(sig !== null ? { signal: sig } : {}) }));
       command.once('error', () => res({}));
     });
-    return { stream: command.stdout, command, exited, stderr };
+    return { ...ofStream(command.stdout), command, exited, stderr };
   }
-  if (o.location === '-') return { stream: process.stdin };
-  if ((await stat(o.location)).isFIFO()) return { stream: await openFifo(o.location, o.signal) };
-  return { stream: createReadStream(o.location, { highWaterMark: 1024 * 1024 }) };
+  if (o.location === '-') return ofStream(process.stdin);
+  const st = await stat(o.location);
+  if (st.isFIFO()) return ofStream(await openFifo(o.location, o.signal));
+  if (!st.isFile()) return ofStream(createReadStream(o.location, { highWaterMark: 1024 * 1024 }));
+  const input = new FileInput(await fsp.open(o.location, 'r'));
+  return { input, stop: () => void input.close() };
+}
+
+function ofStream(stream: Readable): Source {
+  stream.on('error', () => {}); // surfaced through the reader
+  return { input: new StreamInput(stream), stream, stop: () => stream.destroy(new Error('interrupted')) };
 }
 
 /**
@@ -79,7 +93,7 @@ async function openFifo(path: string, signal: AbortSignal): Promise<Readable> {
 export async function checkSourceCommand(source: Source, stoppedEarly: boolean): Promise<void> {
   const cmd = source.command!;
   if (stoppedEarly) {
-    source.stream.destroy();
+    source.stream?.destroy();
     cmd.kill();
     await boundedWait(source.exited!, 5000);
     return;
@@ -112,7 +126,8 @@ async function boundedWait<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'>
 
 /** Stop reading and stop the command (SIGTERM, SIGKILL after 3 s), waiting for it at most 5 s. */
 export async function closeSource(source: Source): Promise<void> {
-  source.stream.destroy();
+  source.stream?.destroy();
+  await source.input.close();
   if (!source.command) return;
   source.command.kill(); // SIGKILL follows after 3 s (forceKillAfterDelay)
   source.command.stderr?.destroy();

@@ -83,11 +83,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     } else {
       passphrase = await o.getPassphrase();
       source = await openSource(o);
-      source.stream.on('error', () => {}); // surfaced through the reader
-      const stream = source.stream;
-      stopReading = () => stream.destroy(new Error('interrupted'));
+      stopReading = source.stop;
       o.signal.addEventListener('abort', stopReading, { once: true });
-      reader = new OuterTarReader(source.stream);
+      reader = new OuterTarReader(source.input);
       head = await readArchiveHead(reader, passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
       backupXml = parseQubesXml(head.qubesXmlBytes);
     }

@@ -1,7 +1,8 @@
 // Streaming reader for untrusted outer archives (FORMAT.md §2.2) from any Readable, without seeking:
 // skips zero blocks like `tar -i`, verifies checksums, applies pax 'x' path/size and GNU L/K names.
-import type { Readable } from 'node:stream';
-import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
+import { Readable } from 'node:stream';
+import { fail } from '../errors.js';
+import { StreamInput, type ByteInput } from './byte-input.js';
 import {
   BLOCK,
   GNU_EXT_ISEXTENDED_OFFSET,
@@ -47,10 +48,8 @@ function decodeName(bytes: Uint8Array, where: string): string {
 
 /** Pull-based reader of a tar stream; `bytesRead` is the archive offset consumed so far. */
 export class OuterTarReader {
-  readonly #it: AsyncIterator<unknown>;
+  readonly #input: ByteInput;
   readonly #max: number;
-  #chunk: Uint8Array = new Uint8Array(0);
-  #pos = 0;
   #bytesRead = 0;
   #eof = false;
   #busy = false; // an entry's data has not been consumed yet
@@ -58,8 +57,9 @@ export class OuterTarReader {
   #startBlock: { offset: number; bytes: Uint8Array } | undefined;
   readonly #header = Buffer.alloc(BLOCK);
 
-  constructor(source: Readable, opts: OuterTarReaderOptions = {}) {
-    this.#it = source[Symbol.asyncIterator]();
+  /** `source`: a stream, or a ByteInput (FileInput reads a regular file without copies). */
+  constructor(source: Readable | ByteInput, opts: OuterTarReaderOptions = {}) {
+    this.#input = source instanceof Readable ? new StreamInput(source) : source;
     this.#max = opts.maxMemberBytes ?? 1024 * 1024 * 1024;
   }
 
@@ -76,44 +76,15 @@ export class OuterTarReader {
   /** Stop reading and release (destroy) the source stream. */
   async close(): Promise<void> {
     this.#eof = true;
-    await this.#it.return?.();
-  }
-
-  /** Make the current chunk non-empty; false at end of input. */
-  async #fill(): Promise<boolean> {
-    while (this.#pos >= this.#chunk.length) {
-      if (this.#eof) return false;
-      let r: IteratorResult<unknown>;
-      try {
-        r = await this.#it.next();
-      } catch (e) {
-        this.#eof = true;
-        if (isQvmBackupError(e)) throw e;
-        throw new QvmBackupError('ERR_IO', `reading the archive: ${(e as Error).message}`, { offset: this.#bytesRead }, e);
-      }
-      if (r.done) {
-        this.#eof = true;
-        return false;
-      }
-      if (!(r.value instanceof Uint8Array)) fail('ERR_INTERNAL', 'archive source must yield bytes, not strings/objects');
-      this.#chunk = r.value;
-      this.#pos = 0;
-    }
-    return true;
+    await this.#input.close();
   }
 
   /** Copy up to `len` bytes into dst at `off` (dst null: discard); returns how many were available. */
   async #take(dst: Uint8Array | null, off: number, len: number): Promise<number> {
-    let done = 0;
-    while (done < len) {
-      if (!(await this.#fill())) break;
-      const n = Math.min(len - done, this.#chunk.length - this.#pos);
-      if (dst) dst.set(this.#chunk.subarray(this.#pos, this.#pos + n), off + done);
-      this.#pos += n;
-      done += n;
-      this.#bytesRead += n;
-    }
-    return done;
+    if (this.#eof) return 0;
+    const n = await this.#input.take(dst, off, len);
+    this.#bytesRead += n;
+    return n;
   }
 
   /** Exactly `len` bytes or ERR_CORRUPT "archive truncated in <what>". */

@@ -14,6 +14,9 @@ import type { ExtractorOptions, InnerExtractor } from './file-extractor.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
 
+/** Decompressed bytes waiting to be written, at most (then the decompressor is held). */
+const MAX_QUEUED = 8 * 1024 * 1024;
+
 /** True for the inner archives extracted in-process: single-file image members of formats 3/4. */
 export function isImageBase(base: string): boolean {
   return basenameOfBase(base).endsWith('.img') && subdirOfBase(base) !== '';
@@ -98,11 +101,24 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): In
   };
   const decoder: Transform | null = createInnerDecoder(filter);
   if (decoder !== null) {
+    // the decompressor runs ahead of the writes by up to MAX_QUEUED bytes, so that decompressing
+    // and writing (both in libuv threads) overlap; beyond that it is held until they catch up
+    let queued = 0;
+    let held = false;
     decoder.on('data', (d: Buffer) => {
+      queued += d.length;
       feed(d);
-      // hold the decompressor while the writes behind it catch up
-      decoder.pause();
-      void chain.then(() => decoder.resume());
+      chain = chain.then(() => {
+        queued -= d.length;
+        if (held && queued <= MAX_QUEUED / 2) {
+          held = false;
+          decoder.resume();
+        }
+      });
+      if (!held && queued > MAX_QUEUED) {
+        held = true;
+        decoder.pause();
+      }
     });
     decoder.on('error', (e) => {
       failed ??= new QvmBackupError('ERR_CORRUPT', `${o.member}: cannot decompress the inner archive: ${e.message}`, { file: o.member }, e);
