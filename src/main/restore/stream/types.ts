@@ -32,6 +32,8 @@ export interface ArchiveHead {
   filterForced: boolean;
   /** v4: memory one scrypt derivation of this backup needs (scryptCost of the header's scrypt copy); 0 otherwise */
   kdfBytes?: number;
+  /** v4: the scrypt parameters of the header's scrypt copy (shown by --list and -v) */
+  kdf?: { logN: number; r: number; p: number };
 }
 
 /** What to restore from one archive subdir (`vm3/`, `appvms/work/`, `dom0-home/`). */
