@@ -80,7 +80,7 @@ export async function main(): Promise<number> {
   } catch (e) {
     return reportError('qvm-backup', e, false);
   }
-  const progress = makeProgress(o);
+  const progress = makeProgress(o, 'backup');
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing partial output (press Ctrl-C again to force)`));
   const format = Number(o['format']) as 2 | 3 | 4;
   const chunkSize: number = o['chunkSize'] ?? (format === 2 ? V2_VOLUME_BYTES : CHUNK_SIZE_BYTES);
@@ -105,9 +105,8 @@ export async function main(): Promise<number> {
       threads: o['threads'] as number,
       maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number, format === 4 ? (o['scryptLogn'] as number) : null),
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: true, signal: stop.signal }),
-      confirm: async (summary) => {
-        if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', summary }) + '\n');
-        else if (!o['quiet']) process.stderr.write(summary + '\n');
+      confirm: async (summary, plan) => {
+        progress.plan(summary, plan);
         return confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal);
       },
       progress,
@@ -115,7 +114,9 @@ export async function main(): Promise<number> {
     });
     progress.finish(true, `Backup finished: ${result.path}, ${result.compression.text}`, {
       path: result.path,
-      vms: result.vms,
+      // the same shape as the plan: VM names, the dom0 home apart
+      vms: result.vms.filter((n) => n !== 'dom0'),
+      dom0_home: result.dom0User === undefined ? null : { user: result.dom0User },
       chunks: result.chunks,
       bytes_written: result.bytesWritten,
       compression: result.compression.json,

@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { runRestore } from '../restore/run-restore.js';
 import { listArchive } from '../restore/list-archive.js';
 import { formatListing } from '../restore/plan/listing-table.js';
+import { restorePlanJson } from '../restore/plan/plan-json.js';
 import { checkBackupDirectory } from '../restore/stream/index.js';
 import { isValidVmName } from '../qubes-xml/index.js';
 import { readPassphrase } from './passphrase.js';
@@ -95,9 +96,9 @@ export async function main(): Promise<number> {
     return reportError('qvm-backup-restore', e, false);
   }
   if (o['list'] === true) return listMain(o, location, vms, compressionFilter);
-  const progress = makeProgress(o);
-  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing the staging directory (press Ctrl-C again to force)`));
   const verifyOnly = o['verifyOnly'] === true;
+  const progress = makeProgress(o, verifyOnly ? 'verify' : 'restore');
+  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing the staging directory (press Ctrl-C again to force)`));
   try {
     const r = await runRestore({
       location,
@@ -118,17 +119,20 @@ export async function main(): Promise<number> {
       maxMemory: (o['maxMemory'] as number | undefined) ?? defaultRestoreMaxMemory(o['threads'] as number),
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal }),
       confirm: async (table, plan) => {
-        if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', table, vms: plan.vms.map((v) => ({ name: v.backupName, new_name: v.newName, action: v.action, problems: v.problems, notes: v.notes })) }) + '\n');
-        else if (!o['quiet']) process.stderr.write(table + '\n');
-        return confirmOnTty(verifyOnly ? 'Verify the backup?' : 'Do you want to proceed?', o['yes'] === true, stop.signal);
+        progress.plan(table, restorePlanJson(plan));
+        // one question, Qubes' words, for a restore and a verification alike
+        return confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal);
       },
       progress,
       signal: stop.signal,
       ...(process.env['QVMB_IMAGE_EXTRACTION'] === 'tar' ? { imageExtraction: 'tar' as const } : {}),
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));
-    const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0HomeDir ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;
-    progress.finish(true, text, { restored: r.restored, dom0_home: r.dom0HomeDir ?? null, verify_only: verifyOnly, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
+    const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0User !== undefined ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;
+    const home = r.dom0User === undefined ? null : { user: r.dom0User, ...(r.dom0HomeDir !== undefined ? { path: r.dom0HomeDir } : {}) };
+    // verification results are not "restored": nothing was written
+    const result = verifyOnly ? { verified: r.restored.map((x) => ({ name: x.from })) } : { restored: r.restored };
+    progress.finish(true, text, { ...result, dom0_home: home, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
     return EXIT.OK;
   } catch (e) {
     return endFailedRun('qvm-backup-restore', e, { json: o['json'] === true, progress, failText: verifyOnly ? 'Verification failed' : 'Restore failed', interruptedBy: stop.received() });
@@ -155,7 +159,7 @@ async function listMain(o: Record<string, unknown>, location: string, vms: strin
     return EXIT.OK;
   } catch (e) {
     const sig = stop.received();
-    if (sig !== undefined) return reportError('qvm-backup-restore', new QvmBackupError('ERR_CANCELLED', `interrupted by ${sig}`, { signal: sig }, e), json, exitCodeForSignal(sig));
-    return reportError('qvm-backup-restore', e, json);
+    if (sig !== undefined) return reportError('qvm-backup-restore', new QvmBackupError('ERR_CANCELLED', `interrupted by ${sig}`, { signal: sig }, e), json, exitCodeForSignal(sig), 'list');
+    return reportError('qvm-backup-restore', e, json, undefined, 'list');
   }
 }

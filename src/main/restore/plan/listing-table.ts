@@ -1,6 +1,6 @@
 // Text of `qvm-backup-restore --list`: the archive's settings, then its VMs as a table.
 import type { ArchiveListing } from '../list-archive.js';
-import { formatSize } from './restore-table.js';
+import { cell, formatSize } from './restore-table.js';
 
 const HEADINGS = ['name', 'type', 'template', 'netvm', 'label', 'size', 'files'] as const;
 
@@ -19,15 +19,15 @@ export function formatListing(l: ArchiveListing): string {
   kv('qubes.xml', l.qubes_xml_schema === 'r4' ? 'Qubes R4' : 'Qubes R1-R3');
   out.push('');
   const rows: string[][] = l.vms.map((v) => [
-    v.name,
-    v.type,
-    v.template ?? '-',
-    v.netvm_is_default ? '(default)' : (v.netvm ?? '-'),
-    v.label ?? '-',
+    cell(v.name),
+    cell(v.type),
+    v.template === null ? '-' : cell(v.template),
+    v.netvm_is_default ? '(default)' : v.netvm === null ? '-' : cell(v.netvm),
+    v.label === null ? '-' : cell(v.label),
     formatSize(v.size_bytes),
-    `${v.path ?? '?'}${v.files.length > 0 ? ` ${v.files.join(' ')}` : ''}`,
+    [v.path === null ? '?' : cell(v.path), ...v.files.map(cell)].join(' '),
   ]);
-  if (l.dom0_home !== null) rows.push(['dom0', 'home', '-', '-', '-', formatSize(l.dom0_home.size_bytes), `${l.dom0_home.path} (home of ${l.dom0_home.user})`]);
+  if (l.dom0_home !== null) rows.push(['dom0', 'home', '-', '-', '-', formatSize(l.dom0_home.size_bytes), `${cell(l.dom0_home.path)} (home of ${cell(l.dom0_home.user)})`]);
   const widths = HEADINGS.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string =>
     cells.map((c, i) => (i === 5 ? c.padStart(widths[i]!) : i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join(' | ').trimEnd();
