@@ -112,7 +112,7 @@ export class Progress implements ProgressReporter {
     } else if (this.#mode === 'json') {
       if (!force && now - this.#lastDraw < 1000) return;
       const s = this.#status();
-      this.#json({ message_type: 'status', percent_done: s.percent / 100, bytes_done: this.#in, total_bytes: this.#total, bytes_written: this.#out, rate_bytes_per_second: Math.round(s.rate), seconds_elapsed: Math.round(s.elapsed), seconds_remaining: Number.isFinite(s.eta) ? Math.round(s.eta) : null, current_vm: this.#vm ?? null });
+      this.#json({ message_type: 'status', operation: this.#what, percent_done: s.percent / 100, bytes_done: this.#in, total_bytes: this.#total, bytes_written: this.#out, rate_bytes_per_second: Math.round(s.rate), seconds_elapsed: Math.round(s.elapsed), seconds_remaining: Number.isFinite(s.eta) ? Math.round(s.eta) : null, current_vm: this.#vm ?? null });
     }
     this.#lastDraw = now;
   }
@@ -168,7 +168,7 @@ export class Progress implements ProgressReporter {
     if (this.#timer) clearInterval(this.#timer);
     const s = this.#status();
     if (this.#mode === 'json') {
-      this.#json({ message_type: 'summary', ok, message: text, bytes_done: this.#in, bytes_written: this.#out, seconds_elapsed: Math.round(s.elapsed * 10) / 10, ...fields });
+      this.#json({ message_type: 'summary', operation: this.#what, ok, message: text, bytes_done: this.#in, bytes_written: this.#out, seconds_elapsed: Math.round(s.elapsed * 10) / 10, ...fields });
       return;
     }
     this.#clearLine();
