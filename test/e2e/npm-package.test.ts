@@ -65,7 +65,7 @@ test('npm pack of a fresh checkout builds it; installed from the tarball both co
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /^done: work \(verified\)$/m);
     assert.match(r.stderr, /^done: dom0 home \(verified\)$/m);
-    assert.match(r.stderr, /^Verification succeeded: 1 VM\(s\) complete and authentic/m);
+    assert.match(r.stderr, /^Verification succeeded: 1 VM\(s\) and the dom0 home complete and authentic/m);
   } finally {
     tmp.cleanup();
   }

@@ -24,6 +24,7 @@ import { tarCreateStream, tarCreateMultiVolume, checkGnuTar } from '../tar/gnu-t
 import { freeBytes } from '../io/sink.js';
 import { resolveDestination } from './destination.js';
 import type { ProgressReporter } from '../progress/progress.js';
+import { backupPlanJson, formatBackupSummary } from './backup-summary.js';
 import { planBackup, type BackupFile, type BackupPlan, type VmJob, type WriteFormat } from './backup-plan.js';
 import { streamFileV34, SCRYPT_PREFIX, SCRYPT_SUFFIX, type StreamResources, type StreamSettings } from './chunk-pipeline.js';
 import { streamFileV2 } from './v2-pipeline.js';
@@ -54,8 +55,9 @@ export interface BackupOptions {
   maxMemory: number;
   /** called after the plan was printed and confirmed; returns the passphrase */
   getPassphrase: () => Promise<string>;
-  /** asks the user to go on (TTY without -y); return false to stop */
-  confirm: (summary: string) => Promise<boolean>;
+  /** shown the plan (Qubes' summary text, and the same as structured data for --json); asks the
+   *  user to go on (TTY without -y); return false to stop */
+  confirm: (summary: string, plan: Record<string, unknown>) => Promise<boolean>;
   progress: ProgressReporter;
   signal: AbortSignal;
   now?: Date;
@@ -65,20 +67,11 @@ export interface BackupResult {
   path: string;
   bytesWritten: number;
   vms: string[];
+  /** the user whose dom0 home is in the archive */
+  dom0User?: string;
   chunks: number;
   /** which compression path ran: text for the summary line, fields for --json */
   compression: { text: string; json: Record<string, unknown> };
-}
-
-/** The summary table Qubes prints before a backup: VM, type, size, total. */
-export function formatBackupSummary(plan: BackupPlan, fmtBytes: (n: number) => string): string {
-  const rows: [string, string, string][] = [['VM', 'type', 'size']];
-  for (const v of plan.vms) rows.push([v.name, v.klass, fmtBytes(v.sizeBytes)]);
-  if (plan.dom0) rows.push([`${plan.dom0.name} (home)`, 'AdminVM', fmtBytes(plan.dom0.sizeBytes)]);
-  const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (r: [string, string, string]) => `${r[0].padEnd(w[0]!)}  ${r[1].padEnd(w[1]!)}  ${r[2].padStart(w[2]!)}`;
-  const sep = '-'.repeat(w[0]! + w[1]! + w[2]! + 4);
-  return [line(rows[0]!), sep, ...rows.slice(1).map(line), sep, line(['Total size:', '', fmtBytes(plan.totalBytes)])].join('\n');
 }
 
 /** The inner tar archive of a file made in memory (qubes.xml, the empty placeholder). */
@@ -120,7 +113,9 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${dest.localDir}: ${free} bytes free, the backup needs ${o.compress ? 'at least about' : ''} ${need} bytes`);
   }
   // 2. summary, confirmation, passphrase
-  if (!(await o.confirm(formatBackupSummary(plan, (n) => `${(n / 1048576).toFixed(1)} MiB`)))) fail('ERR_CANCELLED', 'backup cancelled by the user');
+  const chosen = new Set([...plan.vms.map((v) => v.name), ...(plan.dom0 ? [plan.dom0.name] : [])]);
+  const notSelected = live.domains.map((d) => d.name).filter((n) => !chosen.has(n));
+  if (!(await o.confirm(formatBackupSummary(plan, notSelected), backupPlanJson(plan, notSelected)))) fail('ERR_CANCELLED', 'backup cancelled by the user');
   const passphrase = Buffer.from(await o.getPassphrase(), 'utf8');
   signal.throwIfAborted();
 
@@ -143,6 +138,19 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // 4. resources: memory plan, pools
   const mem = planMemory({ maxMemory: o.maxMemory, threads, chunkSize: o.chunkSize, format: o.format, scryptLogN: o.scryptLogN, compressBlocks: compression.kind === 'blocks' && o.format !== 2 });
   for (const w of mem.warnings) progress.warn(w);
+  progress.settings?.({
+    format: o.format,
+    encryption: o.format === 4 ? 'scrypt' : o.encrypt ? o.cipher : 'none',
+    integrity: o.format === 4 ? 'scrypt' : `HMAC-${o.hmacAlgorithm}`,
+    compression: compression.kind === 'none' ? 'none' : compression.filter,
+    compress_level: compression.kind === 'none' ? null : compression.level,
+    compress_engine: compression.kind === 'none' ? null : compression.kind === 'blocks' ? 'node:zlib in the worker threads' : `program: ${[compression.program, ...compression.args].join(' ')}`,
+    chunk_size: o.chunkSize,
+    threads,
+    max_memory: o.maxMemory,
+    kdf: o.format === 4 ? `scrypt N=2^${o.scryptLogN} r=8 p=1` : null,
+    kdf_at_once: o.format === 4 ? mem.kdfConcurrency : null,
+  });
   const chunkSlotBytes = o.chunkSize + SCRYPT_PREFIX + SCRYPT_SUFFIX + 4096 + Math.ceil(o.chunkSize / 500);
   const chunks = new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkSlots, name: 'chunks' });
   const chunksOut = o.format === 2 ? new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkOutSlots, name: 'chunks-out' }) : undefined;
@@ -269,8 +277,15 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       runSignal.throwIfAborted();
       currentVm = job.name;
       progress.update(bytesIn, outer.bytesWritten, currentVm);
-      for (const f of job.files) await streamFile(f, job);
-      const name = job.name;
+      for (const f of job.files) {
+        const before = bytesIn;
+        await streamFile(f, job);
+        const vmName = job.name;
+        const bytes = bytesIn - before || f.sizeBytes;
+        // -v: said when the file's last chunk is written, not when it was queued
+        writer.enqueue(Promise.resolve({ members: [], release() {}, written: () => progress.fileDone?.(vmName, f.base, bytes) }));
+      }
+      const name = job === plan.dom0 ? 'dom0 home' : job.name; // as the restore names it
       writer.enqueue(Promise.resolve({ members: [], release() {}, written: () => progress.vmDone(name, true) }));
     }
     writer.close();
@@ -310,6 +325,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     path: finalPath,
     bytesWritten: outer.bytesWritten,
     vms: [...plan.vms.map((v) => v.name), ...(plan.dom0 ? ['dom0'] : [])],
+    ...(plan.dom0 ? { dom0User: plan.dom0.backupPath.replace(/^dom0-home\//, '') } : {}),
     chunks: chunkCount,
     compression: { text: describeCompression(compression, threads), json: compressionJson(compression, threads) },
   };

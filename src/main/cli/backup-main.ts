@@ -57,6 +57,7 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .option('--dest-command <cmd>', 'pipe the archive into this shell command instead of writing a file; BACKUP_LOCATION is passed to it as $QVM_BACKUP_LOCATION (e.g. --dest-command \'ssh host "cat > $QVM_BACKUP_LOCATION"\')')
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')
+  .option('-v, --verbose', 'also print the effective settings and a line per file as it is written')
   .option('--json', "progress and result as JSON lines on stdout (refused with '-': stdout carries the archive)")
   .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM${h.generic ? '' : `: here ${formatBytes(defaultMaxMemory(h.threads, 19))}`})`, sizeOption('--max-memory'))
@@ -79,7 +80,7 @@ export async function main(): Promise<number> {
   } catch (e) {
     return reportError('qvm-backup', e, false);
   }
-  const progress = makeProgress(o);
+  const progress = makeProgress(o, 'backup');
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing partial output (press Ctrl-C again to force)`));
   const format = Number(o['format']) as 2 | 3 | 4;
   const chunkSize: number = o['chunkSize'] ?? (format === 2 ? V2_VOLUME_BYTES : CHUNK_SIZE_BYTES);
@@ -104,9 +105,8 @@ export async function main(): Promise<number> {
       threads: o['threads'] as number,
       maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number, format === 4 ? (o['scryptLogn'] as number) : null),
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: true, signal: stop.signal }),
-      confirm: async (summary) => {
-        if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', summary }) + '\n');
-        else if (!o['quiet']) process.stderr.write(summary + '\n');
+      confirm: async (summary, plan) => {
+        progress.plan(summary, plan);
         return confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal);
       },
       progress,
@@ -114,7 +114,9 @@ export async function main(): Promise<number> {
     });
     progress.finish(true, `Backup finished: ${result.path}, ${result.compression.text}`, {
       path: result.path,
-      vms: result.vms,
+      // the same shape as the plan: VM names, the dom0 home apart
+      vms: result.vms.filter((n) => n !== 'dom0'),
+      dom0_home: result.dom0User === undefined ? null : { user: result.dom0User },
       chunks: result.chunks,
       bytes_written: result.bytesWritten,
       compression: result.compression.json,

@@ -2,16 +2,16 @@
 // one place that turns an error into a message and an exit status.
 import { CommanderError, Option, type Command } from 'commander';
 import { availableParallelism, homedir, totalmem } from 'node:os';
-import { Progress, type ProgressMode } from '../progress/progress.js';
+import { Progress, type Operation, type ProgressMode } from '../progress/progress.js';
 import { fail, QvmBackupError } from '../errors.js';
 import { exitCodeFor, exitCodeForSignal, errorCodeOf, EXIT } from './exit-codes.js';
 import { openTty, readTtyLine } from './tty-prompt.js';
 import { RESTORE_MIN_MAX_MEMORY } from '../restore/stream/kdf-budget.js';
 
-/** Pick the progress renderer from --quiet/--json and whether stderr is a terminal. */
-export function makeProgress(opts: { quiet?: boolean; json?: boolean }): Progress {
+/** Pick the progress renderer from --quiet/--json/--verbose and whether stderr is a terminal. */
+export function makeProgress(opts: { quiet?: boolean; json?: boolean; verbose?: boolean }, operation: Operation): Progress {
   const mode: ProgressMode = opts.json ? 'json' : opts.quiet ? 'quiet' : process.stderr.isTTY ? 'tty' : 'plain';
-  return new Progress(mode, { stderr: process.stderr, stdout: process.stdout });
+  return new Progress(mode, { stderr: process.stderr, stdout: process.stdout, operation, verbose: opts.verbose === true });
 }
 
 /**
@@ -54,10 +54,11 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interrup
   return { signal: ac.signal, received: () => first };
 }
 
-/** Print one clear line for `err` (plus the cause chain with QVMB_DEBUG=1) and return the exit status. */
-export function reportError(prog: string, err: unknown, json: boolean, code = exitCodeFor(err)): number {
+/** Print one clear line for `err` (plus the cause chain with QVMB_DEBUG=1) and return the exit status.
+ *  `operation` names the run in the JSON `exit_error` (default: the command's own). */
+export function reportError(prog: string, err: unknown, json: boolean, code = exitCodeFor(err), operation: string = prog === 'qvm-backup' ? 'backup' : 'restore'): number {
   const msg = err instanceof Error ? err.message : String(err);
-  if (json) process.stdout.write(JSON.stringify({ message_type: 'exit_error', code, error_code: errorCodeOf(err) ?? 'ERR_INTERNAL', message: msg }) + '\n');
+  if (json) process.stdout.write(JSON.stringify({ message_type: 'exit_error', operation, code, error_code: errorCodeOf(err) ?? 'ERR_INTERNAL', message: msg }) + '\n');
   process.stderr.write(`${prog}: error: ${msg}\n`);
   if (process.env['QVMB_DEBUG']) {
     let e: unknown = err;
@@ -82,10 +83,10 @@ export function endFailedRun(prog: string, err: unknown, o: { json: boolean; pro
     return EXIT.OK;
   }
   o.progress.finish(false, o.failText);
-  if (o.interruptedBy === undefined) return reportError(prog, err, o.json);
+  if (o.interruptedBy === undefined) return reportError(prog, err, o.json, exitCodeFor(err), o.progress.operation);
   const own = errorCodeOf(err) === 'ERR_CANCELLED' && err instanceof Error ? err.message : 'interrupted';
   const stopped = new QvmBackupError('ERR_CANCELLED', own.includes(o.interruptedBy) ? own : `${own} (${o.interruptedBy})`, { signal: o.interruptedBy }, err);
-  return reportError(prog, stopped, o.json, exitCodeForSignal(o.interruptedBy));
+  return reportError(prog, stopped, o.json, exitCodeForSignal(o.interruptedBy), o.progress.operation);
 }
 
 /** Commander parser for an integer option within [lo, hi]; its error reaches parseOrExit unchanged. */

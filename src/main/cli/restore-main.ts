@@ -2,13 +2,16 @@
 import { Command, Option } from 'commander';
 import { stat } from 'node:fs/promises';
 import { runRestore } from '../restore/run-restore.js';
+import { listArchive } from '../restore/list-archive.js';
+import { formatListing } from '../restore/plan/listing-table.js';
+import { restorePlanJson } from '../restore/plan/plan-json.js';
 import { checkBackupDirectory } from '../restore/stream/index.js';
 import { isValidVmName } from '../qubes-xml/index.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
 import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, defaultRestoreMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, exitCodeForSignal } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
 import { VERSION } from '../version.js';
 
@@ -47,8 +50,10 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('-Z, --compression-filter <prog>', 'decompress with this program instead of the one the header names (allow-list only; also spelled --compress-filter, as qvm-backup has it)')
   .addOption(aliasOption('--compress-filter <prog>'))
   .option('--verify-only', 'authenticate, decrypt and decompress everything selected, check every included VM is complete; write nothing')
+  .option('--list', 'show what the archive holds (format, compression, encryption, KDF cost, backup id and date, the VMs and the dom0 home) from its header and qubes.xml, both authenticated; reads nothing else and writes nothing')
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')
+  .option('-v, --verbose', 'also print the effective settings and a line per file as it completes')
   .option('--json', 'progress and result as JSON lines on stdout')
   .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads))}`})`, sizeOption('--max-memory'))
@@ -90,9 +95,10 @@ export async function main(): Promise<number> {
   } catch (e) {
     return reportError('qvm-backup-restore', e, false);
   }
-  const progress = makeProgress(o);
-  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing the staging directory (press Ctrl-C again to force)`));
+  if (o['list'] === true) return listMain(o, location, vms, compressionFilter);
   const verifyOnly = o['verifyOnly'] === true;
+  const progress = makeProgress(o, verifyOnly ? 'verify' : 'restore');
+  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing the staging directory (press Ctrl-C again to force)`));
   try {
     const r = await runRestore({
       location,
@@ -113,19 +119,47 @@ export async function main(): Promise<number> {
       maxMemory: (o['maxMemory'] as number | undefined) ?? defaultRestoreMaxMemory(o['threads'] as number),
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal }),
       confirm: async (table, plan) => {
-        if (o['json']) process.stdout.write(JSON.stringify({ message_type: 'plan', table, vms: plan.vms.map((v) => ({ name: v.backupName, new_name: v.newName, action: v.action, problems: v.problems, notes: v.notes })) }) + '\n');
-        else if (!o['quiet']) process.stderr.write(table + '\n');
-        return confirmOnTty(verifyOnly ? 'Verify the backup?' : 'Do you want to proceed?', o['yes'] === true, stop.signal);
+        progress.plan(table, restorePlanJson(plan));
+        // one question, Qubes' words, for a restore and a verification alike
+        return confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal);
       },
       progress,
       signal: stop.signal,
       ...(process.env['QVMB_IMAGE_EXTRACTION'] === 'tar' ? { imageExtraction: 'tar' as const } : {}),
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));
-    const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0HomeDir ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;
-    progress.finish(true, text, { restored: r.restored, dom0_home: r.dom0HomeDir ?? null, verify_only: verifyOnly, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
+    const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0User !== undefined ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;
+    const home = r.dom0User === undefined ? null : { user: r.dom0User, ...(r.dom0HomeDir !== undefined ? { path: r.dom0HomeDir } : {}) };
+    // verification results are not "restored": nothing was written
+    const result = verifyOnly ? { verified: r.restored.map((x) => ({ name: x.from })) } : { restored: r.restored };
+    progress.finish(true, text, { ...result, dom0_home: home, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
     return EXIT.OK;
   } catch (e) {
     return endFailedRun('qvm-backup-restore', e, { json: o['json'] === true, progress, failText: verifyOnly ? 'Verification failed' : 'Restore failed', interruptedBy: stop.received() });
+  }
+}
+
+/** --list: the archive's settings and VMs (stdout: it is what was asked for), nothing else read. */
+async function listMain(o: Record<string, unknown>, location: string, vms: string[], compressionFilter: string | undefined): Promise<number> {
+  const json = o['json'] === true;
+  const stop = abortOnSignals(() => {});
+  try {
+    if (vms.length > 0) throw new QvmBackupError('ERR_USAGE', `--list shows every VM of the archive: give no VM names (${vms.join(', ')})`);
+    if (o['verifyOnly'] === true) throw new QvmBackupError('ERR_USAGE', '--list and --verify-only cannot be combined: --list reads only the header and qubes.xml');
+    const listing = await listArchive({
+      location,
+      ...(o['sourceCommand'] !== undefined ? { sourceCommand: o['sourceCommand'] as string } : {}),
+      ...(compressionFilter !== undefined ? { compressionFilter } : {}),
+      threads: o['threads'] as number,
+      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultRestoreMaxMemory(o['threads'] as number),
+      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal }),
+      signal: stop.signal,
+    });
+    process.stdout.write(json ? JSON.stringify({ message_type: 'listing', operation: 'list', ...listing }) + '\n' : formatListing(listing));
+    return EXIT.OK;
+  } catch (e) {
+    const sig = stop.received();
+    if (sig !== undefined) return reportError('qvm-backup-restore', new QvmBackupError('ERR_CANCELLED', `interrupted by ${sig}`, { signal: sig }, e), json, exitCodeForSignal(sig), 'list');
+    return reportError('qvm-backup-restore', e, json, undefined, 'list');
   }
 }

@@ -5,6 +5,9 @@ import { formatBytes } from '../cli/size.js';
 
 export type ProgressMode = 'tty' | 'plain' | 'json' | 'quiet';
 
+/** What a run does: the `operation` of every JSON message (docs/json.md). */
+export type Operation = 'backup' | 'restore' | 'verify';
+
 export interface ProgressReporter {
   /** total = expected input bytes (the denominator of percent and ETA; 0 = unknown: no percent) */
   start(what: 'backup' | 'restore' | 'verify', totalBytes: number): void;
@@ -15,6 +18,12 @@ export interface ProgressReporter {
   warn(text: string): void;
   /** final summary; `fields` also goes into the JSON summary */
   finish(ok: boolean, text: string, fields?: Record<string, unknown>): void;
+  /** the plan before any data moves: `text` for people, `fields` (structured) for --json */
+  plan?(text: string, fields: Record<string, unknown>): void;
+  /** -v: the effective settings, once at the start */
+  settings?(fields: Record<string, string | number | boolean | null>): void;
+  /** -v: one file (inner archive) of a VM is complete (written, restored or verified) */
+  fileDone?(vm: string, file: string, bytes: number): void;
 }
 
 export const noopProgress: ProgressReporter = {
@@ -49,15 +58,25 @@ export class Progress implements ProgressReporter {
   #timer: NodeJS.Timeout | undefined;
   #err: NodeJS.WritableStream;
   #out$: NodeJS.WritableStream;
+  #verbose: boolean;
 
-  constructor(mode: ProgressMode, streams: { stderr?: NodeJS.WritableStream; stdout?: NodeJS.WritableStream } = {}) {
+  constructor(mode: ProgressMode, streams: { stderr?: NodeJS.WritableStream; stdout?: NodeJS.WritableStream; operation?: Operation; verbose?: boolean } = {}) {
     this.#mode = mode;
     this.#err = streams.stderr ?? process.stderr;
     this.#out$ = streams.stdout ?? process.stderr;
+    this.#what = streams.operation ?? 'backup';
+    this.#verbose = streams.verbose === true;
   }
 
+  /** the operation the JSON messages name (set at construction, so that a run failing early says it too) */
+  get operation(): string {
+    return this.#what;
+  }
+
+  /** every JSON message: its type, then the operation, then its own fields (docs/json.md) */
   #json(obj: Record<string, unknown>): void {
-    this.#out$.write(JSON.stringify(obj) + '\n');
+    const { message_type, ...rest } = obj;
+    this.#out$.write(JSON.stringify({ message_type, operation: this.#what, ...rest }) + '\n');
   }
 
   #status(): { percent: number; rate: number; eta: number; elapsed: number } {
@@ -156,5 +175,33 @@ export class Progress implements ProgressReporter {
     const [a, b] = this.#labels();
     if (!ok && this.#timer === undefined) return; // failed before any data moved: the error line says it all
     if (this.#mode !== 'quiet' || !ok) this.#err.write(`${text} (${formatBytes(this.#in)} ${a}, ${formatBytes(this.#out)} ${b} in ${fmtDuration(s.elapsed)}, ${formatBytes(s.rate)}/s)\n`);
+  }
+
+  plan(text: string, fields: Record<string, unknown>): void {
+    if (this.#mode === 'json') this.#json({ message_type: 'plan', ...fields });
+    else if (this.#mode !== 'quiet') {
+      this.#clearLine();
+      this.#err.write(text.endsWith('\n') ? text : `${text}\n`);
+    }
+  }
+
+  settings(fields: Record<string, string | number | boolean | null>): void {
+    if (!this.#verbose) return;
+    if (this.#mode === 'json') this.#json({ message_type: 'settings', settings: fields });
+    else if (this.#mode !== 'quiet') {
+      this.#clearLine();
+      const shownValue = (k: string, v: string | number | boolean | null): string => (v === null ? '-' : typeof v === 'number' && /(memory|size)$/.test(k) ? formatBytes(v) : String(v));
+      this.#err.write(`settings: ${Object.entries(fields).map(([k, v]) => `${k}=${shownValue(k, v)}`).join(', ')}\n`);
+    }
+  }
+
+  fileDone(vm: string, file: string, bytes: number): void {
+    if (!this.#verbose) return;
+    if (this.#mode === 'json') this.#json({ message_type: 'file_done', vm, file, bytes });
+    else if (this.#mode !== 'quiet') {
+      this.#clearLine();
+      this.#err.write(`  ${file} (${vm}, ${formatBytes(bytes)})\n`);
+      if (this.#mode === 'tty') this.#draw(true);
+    }
   }
 }

@@ -31,7 +31,7 @@ export interface RestoreOptions extends RestoreSelection {
   threads: number;
   maxMemory: number;
   getPassphrase: () => Promise<string>;
-  /** shown the plan table; returns false to stop */
+  /** shown the plan (the table, and the plan itself for --json); returns false to stop */
   confirm: (table: string, plan: RestorePlan) => Promise<boolean>;
   progress: ProgressReporter;
   signal: AbortSignal;
@@ -44,6 +44,8 @@ export interface RestoreOutcome {
   restored: { name: string; from: string }[];
   failed: { name: string; error: string }[];
   dom0HomeDir?: string;
+  /** the user whose dom0 home was restored (or verified) */
+  dom0User?: string;
   verifyOnly: boolean;
   bytesRead: number;
 }
@@ -135,6 +137,19 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       if (!installer) progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, true, 'verified');
       else complete.push(vm);
     };
+    const chunkMemory = head ? chunkBudget(o.maxMemory, pool.threads, head.kdfBytes ?? 0, progress) : 0;
+    const h = head?.header;
+    progress.settings?.({
+      format: head?.version ?? 1,
+      encryption: h === undefined || !h.encrypted ? 'none' : h.version === 4 ? 'scrypt' : (h.cryptoAlgorithm ?? 'aes-256-cbc'),
+      integrity: h === undefined ? 'none' : h.version === 4 ? 'scrypt' : `HMAC-${h.hmacAlgorithm}`,
+      compression: h === undefined || !h.compressed ? 'none' : `${h.compressionFilter ?? 'gzip'}${head!.filterForced ? ' (--compression-filter)' : ''}`,
+      threads: pool.threads,
+      max_memory: o.maxMemory,
+      chunk_memory: head ? chunkMemory : null,
+      kdf: head?.kdf ? `scrypt N=2^${head.kdf.logN} r=${head.kdf.r} p=${head.kdf.p}` : null,
+      image_extraction: o.imageExtraction ?? 'in-process',
+    });
     // progress counts the archive read (what takes the time), as a percent when its size is known
     progress.start(o.verifyOnly ? 'verify' : 'restore', archiveBytes);
     let result: RestoreDataResult;
@@ -147,11 +162,12 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         verifyOnly: o.verifyOnly,
         qubesXml: backupXml,
         // --max-memory covers the chunks in flight AND the concurrent key derivations (one per thread)
-        maxMemoryBytes: chunkBudget(o.maxMemory, pool.threads, head!.kdfBytes ?? 0, progress),
+        maxMemoryBytes: chunkMemory,
         maxMemory: o.maxMemory,
         signal: o.signal,
         onProgress: (e) => progress.update(e.bytesRead, e.bytesRestored, e.currentVm),
         onVmDone,
+        onFileDone: (vm, file, bytes) => progress.fileDone?.(vm === 'dom0' ? 'dom0 home' : vm, file, bytes),
         onWarning: (m) => progress.warn(m),
         ...(o.imageExtraction ? { imageExtraction: o.imageExtraction } : {}),
       }, selection);
@@ -184,7 +200,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     }
     const restored = installer ? chosen.filter((v) => installer.installed.has(v.backupName)).map((v) => ({ name: v.newName, from: v.backupName })) : chosen.filter((v) => !failed.some((f) => f.name === v.backupName)).map((v) => ({ name: v.newName, from: v.backupName }));
     if (failed.length > 0) throw failureError(failed, restored.map((r) => r.name), chosen.length + (withHome ? 1 : 0), o.verifyOnly, dom0HomeDir, result.archiveError);
-    return { restored, failed, ...(dom0HomeDir ? { dom0HomeDir } : {}), verifyOnly: o.verifyOnly, bytesRead: result.bytesRead };
+    const homeDone = withHome && (o.verifyOnly || dom0HomeDir !== undefined);
+    return { restored, failed, ...(dom0HomeDir ? { dom0HomeDir } : {}), ...(homeDone ? { dom0User: plan.dom0!.user } : {}), verifyOnly: o.verifyOnly, bytesRead: result.bytesRead };
   } catch (e) {
     if (o.signal.aborted && !(isQvmBackupError(e) && e.code === 'ERR_CANCELLED')) throw new QvmBackupError('ERR_CANCELLED', 'restore interrupted: staging directory removed; nothing was installed after the signal', {}, e);
     throw e;

@@ -1,9 +1,11 @@
-// Text rendering of a restore plan: a Qubes-like table (name, type, template, netvm, size, what
+// Text rendering of a restore plan: a Qubes-like table (name, type, template, netvm, label, size, what
 // happens), then per-VM notes, then the reasons the restore cannot proceed.
 import { shortReason } from './restore-problems.js';
+import { shown } from '../../qubes-xml/index.js';
 import type { RestorePlan, VmPlan } from './restore-plan.js';
 
-const HEADINGS = ['name', 'type', 'template', 'netvm', 'size', 'what happens'] as const;
+const HEADINGS = ['name', 'type', 'template', 'netvm', 'label', 'size', 'what happens'] as const;
+const SIZE_COLUMN = 5;
 
 /** Render `plan` as the table printed before a restore (ends with a newline). */
 export function formatRestoreTable(plan: RestorePlan): string {
@@ -13,6 +15,7 @@ export function formatRestoreTable(plan: RestorePlan): string {
     p.domain.klass,
     p.template === undefined || p.template === null ? 'n/a' : p.template,
     p.netvm === undefined ? '(default)' : p.netvm === null ? '-' : p.netvm,
+    p.domain.label === undefined ? '-' : cell(p.domain.label),
     formatSize(p.sizeBytes),
     whatHappens(p, verify),
   ]);
@@ -26,12 +29,12 @@ export function formatRestoreTable(plan: RestorePlan): string {
           : verify
             ? `verify home of ${d.user}`
             : `restore home of ${d.user} into ~/home-restore-<date>/`;
-    rows.push(['dom0', 'AdminVM', 'n/a', 'n/a', formatSize(d.sizeBytes), what]);
+    rows.push(['dom0', 'AdminVM', 'n/a', 'n/a', '-', formatSize(d.sizeBytes), what]);
   }
   const widths = HEADINGS.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string =>
     cells
-      .map((c, i) => (i === 4 ? c.padStart(widths[i] ?? 0) : i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .map((c, i) => (i === SIZE_COLUMN ? c.padStart(widths[i] ?? 0) : i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
       .join(' | ');
   const rule = widths.map((w) => '-'.repeat(w)).join('-+-');
   const out = [line(HEADINGS), rule, ...rows.map(line)];
@@ -49,6 +52,9 @@ function whatHappens(p: VmPlan, verify: boolean): string {
   if (verify) return 'verify';
   return p.newName === p.backupName ? 'restore' : `restore, renamed to ${p.newName}`;
 }
+
+/** An untrusted name from qubes.xml as a table cell: plain when it is printable ASCII, else quoted and escaped. */
+export const cell = (untrusted: string): string => (/^[\x21-\x7e]{1,64}$/.test(untrusted) ? untrusted : shown(untrusted));
 
 /** Bytes as a short binary-unit string (`0 B`, `512 B`, `2.0 MiB`, `1.5 GiB`). */
 export function formatSize(bytes: number): string {

@@ -76,8 +76,9 @@ export async function readArchiveHead(reader: OuterSource, passphrase: string, o
   const filterForced = opts.forcedCompressionFilter !== undefined;
   const qubesXmlBytes = early ? await qubesXmlFromEarly(await early, header, passphrase, kdf, opts) : await readQubesXml(reader, header, passphrase, kdf, opts);
   const params = header.version === 4 ? readScryptHeader(hmacBytes) : null;
-  const kdfBytes = params !== null && !('ok' in params) ? scryptCost(params).bytes : 0;
-  return { header, qubesXmlBytes, version: header.version, headerless: false, filterForced, kdfBytes };
+  const kdf$ = params !== null && !('ok' in params) ? { logN: params.logN, r: params.r, p: params.p } : undefined;
+  const kdfBytes = kdf$ !== undefined ? scryptCost(kdf$).bytes : 0;
+  return { header, qubesXmlBytes, version: header.version, headerless: false, filterForced, kdfBytes, ...(kdf$ ? { kdf: kdf$ } : {}) };
 }
 
 /** The first member, `backup-header` or (R2-beta3) `qubes.xml.000`; ERR_NOT_A_BACKUP, saying what

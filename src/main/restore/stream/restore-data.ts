@@ -57,6 +57,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     vms.set(subdir, { vm: e.vm, subdir, stagingDir: e.stagingDir, failed: false, files: [], bytesRestored: 0 });
   }
   let bytesRestored = 0;
+  const fileBytes = new Map<object, number>(); // -v: plaintext bytes of each file in progress
   let current: V3File | null = null;
   const progress = (): void => ctx.onProgress?.({ bytesRead: reader.bytesRead, bytesRestored, ...(current?.vm ? { currentVm: current.vm.vm } : {}) });
 
@@ -80,6 +81,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     },
     failVm,
     fed: (file, n) => {
+      fileBytes.set(file, (fileBytes.get(file) ?? 0) + n);
       bytesRestored += n;
       if (file.vm) file.vm.bytesRestored += n;
       progress();
@@ -97,6 +99,8 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
         await mergeExtraction(dir, file.base, vm.stagingDir, vm.vm);
       }
       vm.files.push(file.base);
+      ctx.onFileDone?.(vm.vm, file.base, fileBytes.get(file) ?? 0);
+      fileBytes.delete(file);
     },
   });
   /** A VM fails now: later chunks are skipped and its running tar is stopped. */

@@ -32,6 +32,8 @@ export interface ArchiveHead {
   filterForced: boolean;
   /** v4: memory one scrypt derivation of this backup needs (scryptCost of the header's scrypt copy); 0 otherwise */
   kdfBytes?: number;
+  /** v4: the scrypt parameters of the header's scrypt copy (shown by --list and -v) */
+  kdf?: { logN: number; r: number; p: number };
 }
 
 /** What to restore from one archive subdir (`vm3/`, `appvms/work/`, `dom0-home/`). */
@@ -71,6 +73,8 @@ export interface RestoreDataContext {
   signal?: AbortSignal;
   onProgress?: (e: RestoreProgressEvent) => void;
   onVmDone?: (vm: string, ok: boolean, err?: unknown) => void;
+  /** one inner archive (`vm3/private.img`) was restored or verified completely; bytes = its decrypted bytes */
+  onFileDone?: (vm: string, file: string, bytes: number) => void;
   /** how v3/v4 image members are extracted: in-process (default) or by GNU tar (benchmarks, tests) */
   imageExtraction?: 'in-process' | 'tar';
   /** warnings that do not fail anything (e.g. repaired whole-directory symlinks) */
