@@ -71,13 +71,12 @@ export async function listArchive(o: ListOptions): Promise<ArchiveListing> {
   const pool = new WorkerPool({ threads: Math.max(1, Math.min(2, o.threads)) });
   let source: Source | undefined;
   const stopReading = (): void => {
-    source?.stream.destroy(new Error('interrupted'));
+    source?.stop();
   };
   o.signal.addEventListener('abort', stopReading, { once: true });
   try {
     source = await openSource(o);
-    source.stream.on('error', () => {}); // surfaced through the reader
-    const head = await readArchiveHead(new OuterTarReader(source.stream), passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
+    const head = await readArchiveHead(new OuterTarReader(source.input), passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
     o.signal.throwIfAborted();
     return describe(head, parseQubesXml(head.qubesXmlBytes));
   } finally {
