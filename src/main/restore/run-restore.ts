@@ -3,7 +3,7 @@
 // the qubes root → once the archive was read whole and its source succeeded, each complete VM is
 // installed (moved into place, merged into the on-disk qubes.xml) after the VMs it uses → dom0
 // home → staging removed and the lock released (also on error and Ctrl-C).
-import { readdir, stat } from 'node:fs/promises';
+import { access, constants as fsc, readdir, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { QvmBackupError, fail, isQvmBackupError, type ErrorCode } from '../errors.js';
@@ -13,7 +13,7 @@ import { OuterTarReader } from '../tar/outer-tar-reader.js';
 import { checkGnuTar } from '../tar/gnu-tar.js';
 import { freeBytes } from '../io/sink.js';
 import type { ProgressReporter } from '../progress/progress.js';
-import { planRestore, formatRestoreTable, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
+import { planRestore, formatRestoreTable, unknownExcludeWarning, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
 import { createStaging, removeStaleStaging, type Staging } from './install/staging.js';
 import { installDom0Home } from './install/dom0-home.js';
 import { loadHostQubesXml } from './install/host-qubes-xml.js';
@@ -109,10 +109,15 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       ignoreMissing: o.ignoreMissing,
       verifyOnly: o.verifyOnly,
     });
-    const table = formatRestoreTable(plan);
-    if (plan.blocking.length > 0) fail('ERR_PLAN', `the restore cannot proceed:\n${table}\n${plan.blocking.map((l) => `  - ${l}`).join('\n')}`);
+    for (const n of plan.unknownExcludes) progress.warn(unknownExcludeWarning(n, plan));
     const chosen = plan.vms.filter((v) => v.action === 'restore');
     const withHome = plan.dom0?.action === 'restore';
+    // the home target is checked now, not after every VM was restored
+    const homeProblem = withHome && !o.verifyOnly ? await dom0HomeProblem(o.dom0Home) : undefined;
+    if (homeProblem !== undefined) plan.blocking.push(homeProblem);
+    const table = formatRestoreTable(plan);
+    // the table ends with the reasons: each is listed once
+    if (plan.blocking.length > 0) fail('ERR_PLAN', `the restore cannot proceed (${plan.blocking.length} problem${plan.blocking.length > 1 ? 's' : ''}, listed below the table):\n${table}`);
     if (chosen.length === 0 && !withHome) fail('ERR_PLAN', `nothing to restore:\n${table}`);
     if (!(await o.confirm(table, plan))) fail('ERR_DECLINED', 'cancelled by the user: nothing done');
     if (!o.verifyOnly) {
@@ -200,6 +205,18 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     await lock?.release();
     await pool.destroy().catch(() => {});
   }
+}
+
+/** Why the dom0 home (where `home-restore-<date>/` goes) cannot take the restored home, if it cannot. */
+async function dom0HomeProblem(dom0Home: string): Promise<string | undefined> {
+  const home = resolve(dom0Home);
+  const fix = '(give the host\'s home with --dom0-home, or leave the home out with --skip-dom0-home or -x dom0)';
+  const st = await stat(home).catch((e: unknown) => (e as NodeJS.ErrnoException).code ?? 'unreadable');
+  if (typeof st === 'string') return `dom0 home: ${home} ${st === 'ENOENT' ? 'does not exist' : `cannot be used (${st})`} ${fix}`;
+  if (!st.isDirectory()) return `dom0 home: ${home} is not a directory ${fix}`;
+  const writable = await access(home, fsc.W_OK | fsc.X_OK).then(() => true, () => false);
+  if (!writable) return `dom0 home: ${home} is not writable for this user ${fix}`;
+  return undefined;
 }
 
 async function onlyLockLeft(root: string): Promise<boolean> {
