@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, passFile, node, run, BACKUP_BIN, RESTORE_BIN, sampleIn } from '../helpers/cli.js';
+import { tempDir, passFile, node, BACKUP_BIN, RESTORE_BIN, sampleIn } from '../helpers/cli.js';
 
 const MiB = 1024 * 1024;
 
@@ -71,6 +71,63 @@ test('backup: "did you mean" for unknown VM arguments and -x names, against the 
     const x = node(BACKUP_BIN, ['--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', '-x', 'valt', join(t.dir, 'y.bin'), 'vault', 'work']);
     assert.equal(x.status, 0, x.stderr);
     assert.match(x.stderr, /^warning: excluded VM valt does not exist \(did you mean vault\?\)$/m);
+  } finally {
+    t.cleanup();
+  }
+});
+
+/** Offsets of the outer archive's members (pax headers and end padding skipped). */
+function members(archive: Buffer): { name: string; offset: number; size: number }[] {
+  const out: { name: string; offset: number; size: number }[] = [];
+  for (let off = 0; off + 512 <= archive.length; ) {
+    const h = archive.subarray(off, off + 512);
+    if (h.every((b) => b === 0)) {
+      off += 512;
+      continue;
+    }
+    const name = h.subarray(0, 100).toString('latin1').replace(/\0.*$/s, '');
+    const size = parseInt(h.subarray(124, 136).toString('latin1').replace(/[\0 ]/g, '') || '0', 8);
+    if (String.fromCharCode(h[156]!) === '0') out.push({ name, offset: off, size });
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return out;
+}
+
+test('a truncated archive: no VM is called verified (or installed) unless all its members were read to the end', { timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    const { pw, archive } = setup(t.dir);
+    const bytes = readFileSync(archive);
+    const list = members(bytes);
+    // cut inside the last member of work's directory (notes.txt follows private.img and firewall.xml)
+    const notes = list.find((m) => m.name.endsWith('/notes.txt.000.enc'));
+    assert.ok(notes, list.map((m) => m.name).join(' '));
+    const cut = join(t.dir, 'cut.bin');
+    // inside the member, and exactly at its start (work's earlier files are whole: nothing in the
+    // archive says whether more of work was to come)
+    for (const end of [notes.offset + 512 + Math.floor(notes.size / 2), notes.offset]) {
+      writeFileSync(cut, bytes.subarray(0, end));
+      const v = node(RESTORE_BIN, ['--verify-only', '-p', pw, '-y', cut]);
+      assert.equal(v.status, 3, v.stderr);
+      const verified = [...v.stderr.matchAll(/^done: (.+) \(verified\)$/gm)].map((m) => m[1]!);
+      const failedPart = v.stderr.slice(v.stderr.indexOf('error: '));
+      const failed = [...failedPart.matchAll(/^ {2}([^ :]+): /gm)].map((m) => m[1]!);
+      assert.deepEqual(verified.filter((n) => failed.includes(n)), [], `verified and then failed:\n${v.stderr}`);
+      assert.ok(failed.includes('work') && !verified.includes('work'), v.stderr);
+      assert.ok(verified.includes('fedora-40') && verified.includes('vault'), `VMs read whole before the cut are verified:\n${v.stderr}`);
+      assert.match(v.stderr, /error: verification failed for 2 of 6:$/m);
+    }
+
+    const host = join(t.dir, 'host');
+    const hh = join(t.dir, 'hh', 'user');
+    mkdirSync(hh, { recursive: true });
+    const r = node(RESTORE_BIN, ['-q', '--qubes-root', host, '--dom0-home', hh, '-p', pw, '-y', cut]);
+    assert.equal(r.status, 3, r.stderr);
+    const xml = readFileSync(join(host, 'qubes.xml'), 'utf8');
+    assert.match(xml, /<property name="name">vault<\/property>/);
+    assert.doesNotMatch(xml, /<property name="name">work<\/property>/, 'a VM whose last file was cut off is not installed');
+    assert.equal(existsSync(join(host, 'appvms', 'work')), false);
+    assert.match(r.stderr, /^ {2}work: /m);
   } finally {
     t.cleanup();
   }

@@ -187,7 +187,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       }
     }
     if (result.archiveError) {
-      for (const v of chosen) if (!installer?.installed.has(v.backupName) && !failed.some((f) => f.name === v.backupName)) failed.push({ name: v.backupName, error: result.archiveError.message, code: result.archiveError.code });
+      // a VM read completely before the archive broke off stays restored (or verified)
+      const whole = (v: VmPlan): boolean => (installer ? installer.installed.has(v.backupName) : result.vms.get(v.subdir)?.ok === true);
+      for (const v of chosen) if (!whole(v) && !failed.some((f) => f.name === v.backupName)) failed.push({ name: v.backupName, error: result.archiveError.message, code: result.archiveError.code });
     }
     const restored = installer ? chosen.filter((v) => installer.installed.has(v.backupName)).map((v) => ({ name: v.newName, from: v.backupName })) : chosen.filter((v) => !failed.some((f) => f.name === v.backupName)).map((v) => ({ name: v.newName, from: v.backupName }));
     if (failed.length > 0) throw failureError(failed, restored.map((r) => r.name), chosen.length + (withHome ? 1 : 0), o.verifyOnly, dom0HomeDir, result.archiveError);

@@ -117,6 +117,14 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   let held: Waiting | null = null; // v2/v3: paired with its .hmac, waiting to learn whether it is the last
   const seenBases = new Set<string>();
   let archiveError: QvmBackupError | undefined;
+  // A subdir is closed once a member of another subdir (or the end of the archive) follows its
+  // members: only then is it known that none of its members were cut off by a broken archive.
+  let lastSubdir: string | null = null;
+  const closed = new Set<string>();
+  const enter = (subdir: string | null): void => {
+    if (lastSubdir !== null && subdir !== lastSubdir) closed.add(lastSubdir);
+    lastSubdir = subdir;
+  };
 
   const dispatch = (w: Waiting, final: boolean): void => {
     const vm = w.file.vm as VmRun;
@@ -150,11 +158,15 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (ctx.signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', 'restore cancelled', {}, ctx.signal.reason);
       const m = await outerStep(reader.next(), 'reading the next member');
       progress();
-      if (m === null) break;
+      if (m === null) {
+        enter(null);
+        break;
+      }
       if (m.typeflag !== undefined && m.typeflag !== '0') throw new QvmBackupError('ERR_CORRUPT', `archive member ${shownName(m.untrustedName)} is not a regular file`);
       const p = parseMemberName(m.untrustedName, version);
       if (p.kind !== 'chunk') throw new QvmBackupError('ERR_CORRUPT', `unexpected ${shownName(m.untrustedName)} after the archive head`);
       const name = `${p.base}.${pad3(p.index)}`;
+      enter(subdirOfBase(p.base));
 
       if (p.hmac) {
         if (expectHmac?.base === p.base && expectHmac.index === p.index) {
@@ -271,7 +283,9 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (!vm.failed) {
         const missing = requiredBases(bySubdir.get(vm.subdir), vm.subdir, version).filter((b) => !vm.files.includes(b));
         const why = archiveError ? ` (the archive broke off: ${archiveError.message})` : '';
-        if (vm.files.length === 0) failVm(vm, new QvmBackupError('ERR_CORRUPT', `no data for ${vm.vm} (${vm.subdir}) in the archive${why}`, { vm: vm.vm }, archiveError));
+        const cut = archiveError !== undefined && !closed.has(vm.subdir) && vm.files.length > 0;
+        if (cut) failVm(vm, new QvmBackupError('ERR_CORRUPT', `${vm.vm}: the archive broke off while or right after its data was read, so it may be incomplete (${archiveError!.message})`, { vm: vm.vm }, archiveError));
+        else if (vm.files.length === 0) failVm(vm, new QvmBackupError('ERR_CORRUPT', `no data for ${vm.vm} (${vm.subdir}) in the archive${why}`, { vm: vm.vm }, archiveError));
         else if (missing.length > 0) failVm(vm, new QvmBackupError('ERR_CORRUPT', `${vm.vm}: missing or incomplete in the archive: ${missing.join(', ')}${why}`, { vm: vm.vm }, archiveError));
         else ctx.onVmDone?.(vm.vm, true);
       }
