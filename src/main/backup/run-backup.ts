@@ -285,7 +285,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     // otherwise keep its write pending forever
     await sink.abort().catch(() => {});
     await writing.catch(() => {});
-    if (interrupted) throw new QvmBackupError('ERR_CANCELLED', 'backup interrupted: partial output removed', {}, failures.cause);
+    if (interrupted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(o.destCommand, o.location, dest.localDir !== undefined)}`, {}, failures.cause);
     throw failures.cause ?? e;
   } finally {
     signal.removeEventListener('abort', onInterrupt);
@@ -313,4 +313,11 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     chunks: chunkCount,
     compression: { text: describeCompression(compression, threads), json: compressionJson(compression, threads) },
   };
+}
+
+/** What an interrupted backup left of its output, in the user's terms. */
+function abortedOutput(destCommand: string | undefined, location: string, toFile: boolean): string {
+  if (destCommand !== undefined) return 'the destination command was stopped; what it received is not a complete archive';
+  if (!toFile || location === '-') return 'the archive written to stdout is incomplete';
+  return 'partial archive removed, nothing left in the backup location';
 }

@@ -91,7 +91,7 @@ export async function main(): Promise<number> {
     return reportError('qvm-backup-restore', e, false);
   }
   const progress = makeProgress(o);
-  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing the staging directory (press Ctrl-C again to force)`));
+  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, nothing more will be installed (press Ctrl-C again to force)`));
   const verifyOnly = o['verifyOnly'] === true;
   try {
     const r = await runRestore({

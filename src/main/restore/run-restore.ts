@@ -72,6 +72,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   let staging: Staging | undefined;
   let lock: HostLock | undefined;
   let stopReading: (() => void) | undefined;
+  let runInstaller: Installer | undefined; // for the interruption message
   try {
     // 1. header and qubes.xml
     let backupXml: QubesXml;
@@ -131,8 +132,10 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     for (const v of chosen) selection.set(v.subdir, { vm: v.backupName, stagingDir });
     if (withHome) selection.set(plan.dom0!.subdir, { vm: 'dom0', stagingDir });
     const installer = o.verifyOnly ? undefined : new Installer({ root, plan: chosen, stagingDir: staging!.dir, progress, signal: o.signal, lock: lock! });
+    runInstaller = installer;
     const complete: string[] = [];
     const onVmDone = (vm: string, ok: boolean, err?: unknown) => {
+      if (o.signal.aborted) return; // the stop, not the VM: the interruption message says what happened
       if (!ok) {
         const msg = err instanceof Error ? err.message : String(err);
         progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, false, msg);
@@ -195,8 +198,10 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     if (failed.length > 0) throw failureError(failed, restored.map((r) => r.name), chosen.length + (withHome ? 1 : 0), o.verifyOnly, dom0HomeDir, result.archiveError);
     return { restored, failed, ...(dom0HomeDir ? { dom0HomeDir } : {}), verifyOnly: o.verifyOnly, bytesRead: result.bytesRead };
   } catch (e) {
-    if (o.signal.aborted && !(isQvmBackupError(e) && e.code === 'ERR_CANCELLED')) throw new QvmBackupError('ERR_CANCELLED', 'restore interrupted: staging directory removed; nothing was installed after the signal', {}, e);
-    throw e;
+    if (!o.signal.aborted) throw e;
+    // whatever the stop made fail on the way, the user hears what the run did and did not do
+    const cleaned = staging === undefined ? undefined : await staging.remove().then(() => 'staging directory removed', (r: unknown) => (r as Error).message);
+    throw new QvmBackupError('ERR_CANCELLED', interruptedMessage(o.verifyOnly, cleaned, runInstaller ? [...runInstaller.installed] : []), {}, e);
   } finally {
     if (stopReading) o.signal.removeEventListener('abort', stopReading);
     if (source) await closeSource(source);
@@ -219,6 +224,14 @@ async function dom0HomeProblem(dom0Home: string): Promise<string | undefined> {
   const writable = await access(home, fsc.W_OK | fsc.X_OK).then(() => true, () => false);
   if (!writable) return `dom0 home: ${home} is not writable for this user ${fix}`;
   return undefined;
+}
+
+/** The one line of an interrupted run: true facts only (what was removed, what stays installed). */
+export function interruptedMessage(verifyOnly: boolean, cleaned: string | undefined, installedBefore: readonly string[]): string {
+  if (verifyOnly) return 'verification interrupted: nothing was written';
+  if (cleaned === undefined) return 'restore interrupted before any data was written: nothing installed';
+  const kept = installedBefore.length > 0 ? `${installedBefore.join(', ')} installed before the signal (kept), nothing after it` : 'nothing installed';
+  return `restore interrupted: ${cleaned}, ${kept}`;
 }
 
 async function onlyLockLeft(root: string): Promise<boolean> {
