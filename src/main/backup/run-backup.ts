@@ -120,8 +120,11 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${dest.localDir}: ${free} bytes free, the backup needs ${o.compress ? 'at least about' : ''} ${need} bytes`);
   }
   // 2. summary, confirmation, passphrase
-  if (!(await o.confirm(formatBackupSummary(plan, (n) => `${(n / 1048576).toFixed(1)} MiB`)))) fail('ERR_CANCELLED', 'backup cancelled by the user');
-  const passphrase = Buffer.from(await o.getPassphrase(), 'utf8');
+  progress.waitingForUser(true);
+  const go = await o.confirm(formatBackupSummary(plan, (n) => `${(n / 1048576).toFixed(1)} MiB`)).finally(() => progress.waitingForUser(false));
+  if (!go) fail('ERR_CANCELLED', 'backup cancelled by the user');
+  progress.waitingForUser(true);
+  const passphrase = Buffer.from(await o.getPassphrase().finally(() => progress.waitingForUser(false)), 'utf8');
   signal.throwIfAborted();
 
   // 3. header and the marked copy of qubes.xml
@@ -202,6 +205,20 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     }
   };
   const externalFilter = compression.kind === 'program' ? compression : undefined;
+  // tar's output through a compression program is compressed: what tar read from the disk is the
+  // progress (the total is of the files' sizes), the file's size once tar is done with it
+  const countedByTar = async function* (tar: { stdout: AsyncIterable<Uint8Array>; inputBytes: () => number | undefined }, base: number, size: number): AsyncGenerator<Uint8Array> {
+    let last = 0;
+    for await (const c of tar.stdout) {
+      const now = Date.now();
+      if (now - last >= 100) {
+        last = now;
+        const r = tar.inputBytes();
+        if (r !== undefined) bytesIn = base + Math.min(r, size);
+      }
+      yield c;
+    }
+  };
 
   const streamFile = async (f: BackupFile, job: VmJob | null) => {
     if (o.format === 2) {
@@ -234,14 +251,17 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       throw err;
     });
     tarDone.catch(() => {});
-    chunkCount += await streamFileV34(f.base, counted(tar.stdout), settings, res);
+    const base = bytesIn;
+    chunkCount += await streamFileV34(f.base, externalFilter ? countedByTar(tar, base, f.sizeBytes) : counted(tar.stdout), settings, res);
     await tarDone;
+    if (externalFilter) bytesIn = base + f.sizeBytes;
   };
 
   progress.start('backup', plan.totalBytes);
   try {
     writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header', parts: [headerBytes] }], release() {} }));
     if (o.format === 4) {
+      progress.phase('deriving the key of the backup header');
       const hdrSlot = await chunks.acquire(runSignal);
       hdrSlot.bytes.set(headerBytes, SCRYPT_PREFIX);
       let r;
@@ -255,6 +275,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
         chunks.release(hdrSlot);
         fail('ERR_INTERNAL', `backup-header.hmac: ${r.message}`);
       }
+      progress.phase(null);
       const hmacBytes = Buffer.from(hdrSlot.bytes.subarray(0, r.length));
       chunks.release(hdrSlot);
       writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header.hmac', parts: [hmacBytes] }], release() {} }));

@@ -9,9 +9,9 @@ import { openTty, readTtyLine } from './tty-prompt.js';
 import { RESTORE_MIN_MAX_MEMORY } from '../restore/stream/kdf-budget.js';
 
 /** Pick the progress renderer from --quiet/--json and whether stderr is a terminal. */
-export function makeProgress(opts: { quiet?: boolean; json?: boolean }): Progress {
+export function makeProgress(opts: { quiet?: boolean; json?: boolean }, operation: 'backup' | 'restore' | 'verify'): Progress {
   const mode: ProgressMode = opts.json ? 'json' : opts.quiet ? 'quiet' : process.stderr.isTTY ? 'tty' : 'plain';
-  return new Progress(mode, { stderr: process.stderr, stdout: process.stdout });
+  return new Progress(mode, { stderr: process.stderr, stdout: process.stdout, operation });
 }
 
 /**

@@ -90,7 +90,7 @@ export async function main(): Promise<number> {
   } catch (e) {
     return reportError('qvm-backup-restore', e, false);
   }
-  const progress = makeProgress(o);
+  const progress = makeProgress(o, o['verifyOnly'] === true ? 'verify' : 'restore');
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, nothing more will be installed (press Ctrl-C again to force)`));
   const verifyOnly = o['verifyOnly'] === true;
   try {

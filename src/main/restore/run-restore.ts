@@ -82,15 +82,18 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     if (v1Dir !== undefined) {
       backupXml = parseQubesXml((await readV1(v1Dir)).qubesXmlBytes);
     } else {
-      passphrase = await o.getPassphrase();
+      progress.waitingForUser(true);
+      passphrase = await o.getPassphrase().finally(() => progress.waitingForUser(false));
       source = await openSource(o);
       source.stream.on('error', () => {}); // surfaced through the reader
       const stream = source.stream;
       stopReading = () => stream.destroy(new Error('interrupted'));
       o.signal.addEventListener('abort', stopReading, { once: true });
       reader = new OuterTarReader(source.stream);
+      progress.phase('reading the backup header and qubes.xml, deriving their keys');
       head = await readArchiveHead(reader, passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
       backupXml = parseQubesXml(head.qubesXmlBytes);
+      progress.phase(null);
     }
     // 2. plan, against the host as it is under the lock (held until the end: no other run
     //    rewrites qubes.xml meanwhile)
@@ -120,7 +123,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // the table ends with the reasons: each is listed once
     if (plan.blocking.length > 0) fail('ERR_PLAN', `the restore cannot proceed (${plan.blocking.length} problem${plan.blocking.length > 1 ? 's' : ''}, listed below the table):\n${table}`);
     if (chosen.length === 0 && !withHome) fail('ERR_PLAN', `nothing to restore:\n${table}`);
-    if (!(await o.confirm(table, plan))) fail('ERR_DECLINED', 'cancelled by the user: nothing done');
+    progress.waitingForUser(true);
+    const go = await o.confirm(table, plan).finally(() => progress.waitingForUser(false));
+    if (!go) fail('ERR_DECLINED', 'cancelled by the user: nothing done');
     if (!o.verifyOnly) {
       const free = await freeBytes(await existingAncestor(root)).catch(() => Number.POSITIVE_INFINITY);
       if (free < plan.totalBytes) fail('ERR_NO_SPACE', `not enough free space in ${root}: ${free} bytes free, the selected VMs need ${plan.totalBytes} bytes`);
@@ -147,6 +152,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     };
     // progress counts the archive read (what takes the time), as a percent when its size is known
     progress.start(o.verifyOnly ? 'verify' : 'restore', archiveBytes);
+    // format 4 derives a key per chunk: nothing is written until the first chunks' keys are there
+    let derivingKeys = head?.version === 4;
+    if (derivingKeys) progress.phase('deriving keys for the first chunks');
     let result: RestoreDataResult;
     if (v1Dir !== undefined) result = await restoreV1(v1Dir, selection, { verifyOnly: o.verifyOnly, signal: o.signal, onVmDone, onWarning: (m) => progress.warn(m) });
     else
@@ -160,7 +168,13 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         maxMemoryBytes: chunkBudget(o.maxMemory, pool.threads, head!.kdfBytes ?? 0, progress),
         maxMemory: o.maxMemory,
         signal: o.signal,
-        onProgress: (e) => progress.update(e.bytesRead, e.bytesRestored, e.currentVm),
+        onProgress: (e) => {
+          if (derivingKeys && e.bytesRestored > 0) {
+            derivingKeys = false;
+            progress.phase(null);
+          }
+          progress.update(e.bytesRead, e.bytesRestored, e.currentVm, e.bytesDone);
+        },
         onVmDone,
         onWarning: (m) => progress.warn(m),
         ...(o.imageExtraction ? { imageExtraction: o.imageExtraction } : {}),

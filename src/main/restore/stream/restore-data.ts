@@ -6,7 +6,8 @@ import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { isWholeDirBase, parseMemberName, subdirOfBase } from '../../format/archive-names.js';
 import { HMAC_FILE_MAX_BYTES } from '../../format/limits.js';
 import { parseHmacFile } from '../../format/hmac-file.js';
-import { SlotPool, type Slot } from '../../pipeline/slot-pool.js';
+import type { Slot } from '../../pipeline/slot-pool.js';
+import { ChunkSlots } from './chunks-in-flight.js';
 import path from 'node:path';
 import { ChunkDecoder, type ChunkRef, type V3StreamState } from './chunk-decoder.js';
 import { openMultiVolumeExtractor, openStreamExtractor } from './file-extractor.js';
@@ -43,7 +44,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const slotBytes = ctx.slotBytes ?? defaultSlotBytes(header);
   const layout = slotLayout(header, slotBytes);
   const nSlots = slotCount(slotBytes, ctx.pool.threads, ctx.maxMemoryBytes);
-  const slots = new SlotPool({ slotBytes, slots: nSlots, name: 'restore chunks' });
+  const slots = new ChunkSlots({ slotBytes, slots: nSlots, name: 'restore chunks' });
   const maxMemory = ctx.maxMemory ?? RESTORE_MIN_MAX_MEMORY;
   // derivations share what the chunk slots leave of --max-memory
   const kdf = new KdfBudget(maxMemory, maxMemory - nSlots * slotBytes);
@@ -58,7 +59,10 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   }
   let bytesRestored = 0;
   let current: V3File | null = null;
-  const progress = (): void => ctx.onProgress?.({ bytesRead: reader.bytesRead, bytesRestored, ...(current?.vm ? { currentVm: current.vm.vm } : {}) });
+  // a chunk being read into its slot is not done either
+  let readingFrom: number | null = null;
+  const progress = (): void => ctx.onProgress?.({ bytesRead: reader.bytesRead, bytesDone: (readingFrom ?? reader.bytesRead) - slots.inFlightBytes, bytesRestored, ...(current?.vm ? { currentVm: current.vm.vm } : {}) });
+  slots.onRelease = progress;
 
   const failVm = (vm: VmRun, err: QvmBackupError): void => {
     if (vm.failed) return;
@@ -267,11 +271,15 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   async function readChunk(m: OuterMember, file: V3File, ref: ChunkRef): Promise<Waiting> {
     const slot = await slots.acquire(ctx.signal);
     try {
+      readingFrom = reader.bytesRead;
       await outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size)), `reading ${ref.name}`);
     } catch (e) {
       slots.release(slot);
       throw e;
+    } finally {
+      readingFrom = null;
     }
+    slots.hold(slot, m.size);
     return { file, slot, size: m.size, ref };
   }
 
