@@ -5,6 +5,7 @@ import { basename, dirname, join, relative, isAbsolute, resolve } from 'node:pat
 import { fail } from '../errors.js';
 import type { DomainInfo, QubesXml } from '../qubes-xml/index.js';
 import { diskUsage } from './disk-usage.js';
+import { didYouMean } from '../qubes-xml/similar-names.js';
 
 export type WriteFormat = 2 | 3 | 4;
 
@@ -144,8 +145,9 @@ export async function planBackup(doc: QubesXml, opts: BackupPlanOptions): Promis
   const warnings: string[] = [];
   const byName = new Map(doc.domains.map((d) => [d.name, d]));
   const unknown = opts.vms.filter((n) => !byName.has(n));
-  if (unknown.length) fail('ERR_USAGE', `unknown VM${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`);
-  for (const n of opts.exclude) if (!byName.has(n)) warnings.push(`excluded VM ${n} does not exist`);
+  const names = doc.domains.map((d) => d.name);
+  if (unknown.length) fail('ERR_USAGE', `unknown VM${unknown.length > 1 ? 's' : ''}: ${unknown.map((n) => `${n}${didYouMean(n, names)}`).join(', ')}`);
+  for (const n of opts.exclude) if (!byName.has(n)) warnings.push(`excluded VM ${n} does not exist${didYouMean(n, names)}`);
   const excluded = new Set(opts.exclude);
   const chosen =
     opts.vms.length > 0

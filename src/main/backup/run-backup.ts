@@ -115,8 +115,11 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // 2. summary, confirmation, passphrase
   const chosen = new Set([...plan.vms.map((v) => v.name), ...(plan.dom0 ? [plan.dom0.name] : [])]);
   const notSelected = live.domains.map((d) => d.name).filter((n) => !chosen.has(n));
-  if (!(await o.confirm(formatBackupSummary(plan, notSelected), backupPlanJson(plan, notSelected)))) fail('ERR_CANCELLED', 'backup cancelled by the user');
-  const passphrase = Buffer.from(await o.getPassphrase(), 'utf8');
+  progress.waitingForUser(true);
+  const go = await o.confirm(formatBackupSummary(plan, notSelected), backupPlanJson(plan, notSelected)).finally(() => progress.waitingForUser(false));
+  if (!go) fail('ERR_CANCELLED', 'backup cancelled by the user');
+  progress.waitingForUser(true);
+  const passphrase = Buffer.from(await o.getPassphrase().finally(() => progress.waitingForUser(false)), 'utf8');
   signal.throwIfAborted();
 
   // 3. header and the marked copy of qubes.xml
@@ -210,6 +213,20 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     }
   };
   const externalFilter = compression.kind === 'program' ? compression : undefined;
+  // tar's output through a compression program is compressed: what tar read from the disk is the
+  // progress (the total is of the files' sizes), the file's size once tar is done with it
+  const countedByTar = async function* (tar: { stdout: AsyncIterable<Uint8Array>; inputBytes: () => number | undefined }, base: number, size: number): AsyncGenerator<Uint8Array> {
+    let last = 0;
+    for await (const c of tar.stdout) {
+      const now = Date.now();
+      if (now - last >= 100) {
+        last = now;
+        const r = tar.inputBytes();
+        if (r !== undefined) bytesIn = base + Math.min(r, size);
+      }
+      yield c;
+    }
+  };
 
   const streamFile = async (f: BackupFile, job: VmJob | null) => {
     if (o.format === 2) {
@@ -242,14 +259,17 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       throw err;
     });
     tarDone.catch(() => {});
-    chunkCount += await streamFileV34(f.base, counted(tar.stdout), settings, res);
+    const base = bytesIn;
+    chunkCount += await streamFileV34(f.base, externalFilter ? countedByTar(tar, base, f.sizeBytes) : counted(tar.stdout), settings, res);
     await tarDone;
+    if (externalFilter) bytesIn = base + f.sizeBytes;
   };
 
   progress.start('backup', plan.totalBytes);
   try {
     writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header', parts: [headerBytes] }], release() {} }));
     if (o.format === 4) {
+      progress.phase('deriving the key of the backup header');
       const hdrSlot = await chunks.acquire(runSignal);
       hdrSlot.bytes.set(headerBytes, SCRYPT_PREFIX);
       let r;
@@ -263,6 +283,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
         chunks.release(hdrSlot);
         fail('ERR_INTERNAL', `backup-header.hmac: ${r.message}`);
       }
+      progress.phase(null);
       const hmacBytes = Buffer.from(hdrSlot.bytes.subarray(0, r.length));
       chunks.release(hdrSlot);
       writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header.hmac', parts: [hmacBytes] }], release() {} }));
@@ -300,7 +321,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     // otherwise keep its write pending forever
     await sink.abort().catch(() => {});
     await writing.catch(() => {});
-    if (interrupted) throw new QvmBackupError('ERR_CANCELLED', 'backup interrupted: partial output removed', {}, failures.cause);
+    if (interrupted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(o.destCommand, o.location, dest.localDir !== undefined)}`, {}, failures.cause);
     throw failures.cause ?? e;
   } finally {
     signal.removeEventListener('abort', onInterrupt);
@@ -329,4 +350,11 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     chunks: chunkCount,
     compression: { text: describeCompression(compression, threads), json: compressionJson(compression, threads) },
   };
+}
+
+/** What an interrupted backup left of its output, in the user's terms. */
+function abortedOutput(destCommand: string | undefined, location: string, toFile: boolean): string {
+  if (destCommand !== undefined) return 'the destination command was stopped; what it received is not a complete archive';
+  if (!toFile || location === '-') return 'the archive written to stdout is incomplete';
+  return 'partial archive removed, nothing left in the backup location';
 }

@@ -81,7 +81,7 @@ export async function main(): Promise<number> {
     return reportError('qvm-backup', e, false);
   }
   const progress = makeProgress(o, 'backup');
-  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing partial output (press Ctrl-C again to force)`));
+  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping (press Ctrl-C again to force)`));
   const format = Number(o['format']) as 2 | 3 | 4;
   const chunkSize: number = o['chunkSize'] ?? (format === 2 ? V2_VOLUME_BYTES : CHUNK_SIZE_BYTES);
   try {

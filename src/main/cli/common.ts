@@ -82,7 +82,7 @@ export function endFailedRun(prog: string, err: unknown, o: { json: boolean; pro
     else process.stderr.write(`${prog}: ${msg}\n`);
     return EXIT.OK;
   }
-  o.progress.finish(false, o.failText);
+  o.progress.finish(false, o.interruptedBy !== undefined ? o.failText.replace(/ failed$/, ' interrupted') : o.failText);
   if (o.interruptedBy === undefined) return reportError(prog, err, o.json, exitCodeFor(err), o.progress.operation);
   const own = errorCodeOf(err) === 'ERR_CANCELLED' && err instanceof Error ? err.message : 'interrupted';
   const stopped = new QvmBackupError('ERR_CANCELLED', own.includes(o.interruptedBy) ? own : `${own} (${o.interruptedBy})`, { signal: o.interruptedBy }, err);

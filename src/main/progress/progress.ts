@@ -11,8 +11,16 @@ export type Operation = 'backup' | 'restore' | 'verify';
 export interface ProgressReporter {
   /** total = expected input bytes (the denominator of percent and ETA; 0 = unknown: no percent) */
   start(what: 'backup' | 'restore' | 'verify', totalBytes: number): void;
-  /** absolute counters: bytes consumed from the source, bytes really written to the destination */
-  update(bytesIn: number, bytesOut: number, currentVm?: string): void;
+  /**
+   * absolute counters: bytes consumed from the source, bytes really written to the destination;
+   * `bytesDone` (default bytesIn): the part of the input whose work is finished, for percent and
+   * ETA (a restore reads chunks well before their keys are derived and their data written)
+   */
+  update(bytesIn: number, bytesOut: number, currentVm?: string, bytesDone?: number): void;
+  /** what is happening while no bytes move (e.g. "deriving keys"); null ends it */
+  phase(text: string | null): void;
+  /** the run waits for the user (passphrase, confirmation): that time is not part of the elapsed time */
+  waitingForUser(waiting: boolean): void;
   vmDone(name: string, ok: boolean, detail?: string): void;
   info(text: string): void;
   warn(text: string): void;
@@ -29,6 +37,8 @@ export interface ProgressReporter {
 export const noopProgress: ProgressReporter = {
   start() {},
   update() {},
+  phase() {},
+  waitingForUser() {},
   vmDone() {},
   info() {},
   warn() {},
@@ -51,8 +61,17 @@ export class Progress implements ProgressReporter {
   #total = 0;
   #in = 0;
   #out = 0;
+  #done = 0;
   #vm: string | undefined;
-  #t0 = Date.now();
+  #phase: string | undefined;
+  #now: () => number;
+  /** the run's start (the elapsed time includes the work before the data: header, keys, plan) */
+  #t0: number;
+  /** start of the data phase (the rate and ETA are of the data phase) */
+  #tData: number | undefined;
+  #userWait = 0;
+  #userWaitSince: number | undefined;
+  #finished = false;
   #lastDraw = 0;
   #drawn = false;
   #timer: NodeJS.Timeout | undefined;
@@ -60,12 +79,14 @@ export class Progress implements ProgressReporter {
   #out$: NodeJS.WritableStream;
   #verbose: boolean;
 
-  constructor(mode: ProgressMode, streams: { stderr?: NodeJS.WritableStream; stdout?: NodeJS.WritableStream; operation?: Operation; verbose?: boolean } = {}) {
+  constructor(mode: ProgressMode, streams: { stderr?: NodeJS.WritableStream; stdout?: NodeJS.WritableStream; clock?: () => number; operation?: Operation; verbose?: boolean } = {}) {
     this.#mode = mode;
+    this.#what = streams.operation ?? 'backup';
     this.#err = streams.stderr ?? process.stderr;
     this.#out$ = streams.stdout ?? process.stderr;
-    this.#what = streams.operation ?? 'backup';
     this.#verbose = streams.verbose === true;
+    this.#now = streams.clock ?? Date.now;
+    this.#t0 = this.#now();
   }
 
   /** the operation the JSON messages name (set at construction, so that a run failing early says it too) */
@@ -80,10 +101,16 @@ export class Progress implements ProgressReporter {
   }
 
   #status(): { percent: number; rate: number; eta: number; elapsed: number } {
-    const elapsed = (Date.now() - this.#t0) / 1000;
-    const rate = elapsed > 0 ? this.#in / elapsed : 0;
-    const percent = this.#total > 0 ? Math.min(100, (100 * this.#in) / this.#total) : 0;
-    const eta = rate > 0 && this.#total > this.#in ? (this.#total - this.#in) / rate : this.#total > 0 && this.#in >= this.#total ? 0 : NaN;
+    const now = this.#now();
+    const waited = this.#userWait + (this.#userWaitSince !== undefined ? now - this.#userWaitSince : 0);
+    const elapsed = Math.max(0, now - this.#t0 - waited) / 1000;
+    const dataSec = this.#tData === undefined ? 0 : (now - this.#tData) / 1000;
+    const rate = dataSec > 0 ? this.#done / dataSec : 0;
+    // 100 % is the end of the run, not the end of reading: until then at most 99.9 %
+    const raw = this.#total > 0 ? (100 * this.#done) / this.#total : 0;
+    const percent = this.#finished ? Math.min(100, raw) : Math.min(99.9, raw);
+    // rounded up: a run that is not done never claims 0:00 left
+    const eta = this.#finished ? 0 : rate > 0 && this.#total > this.#done ? Math.ceil((this.#total - this.#done) / rate) : NaN;
     return { percent, rate, eta, elapsed };
   }
 
@@ -91,29 +118,34 @@ export class Progress implements ProgressReporter {
     return this.#what === 'backup' ? ['read', 'written'] : ['of the archive read', 'verified'];
   }
 
-  #line(): string {
+  /** The live line (also the periodic log line). */
+  line(): string {
     const s = this.#status();
+    if (this.#phase !== undefined) return `${this.#what}: ${this.#phase}… ${fmtDuration(s.elapsed)}`;
     const vm = this.#vm ? ` ${this.#vm}` : '';
     const [a, b] = this.#labels();
-    const eta = s.elapsed < 3 ? '--:--' : fmtDuration(s.eta);
-    if (this.#total <= 0) return `${this.#what}: ${formatBytes(this.#in)} ${a}, ${formatBytes(this.#out)} ${b}, ${formatBytes(s.rate)}/s${vm}`;
-    return `${this.#what}: ${s.percent.toFixed(1)}% ${formatBytes(this.#in)}/${formatBytes(this.#total)} ${a}, ${formatBytes(this.#out)} ${b}, ${formatBytes(s.rate)}/s, ETA ${eta}${vm}`;
+    const dataSec = this.#tData === undefined ? 0 : (this.#now() - this.#tData) / 1000;
+    const eta = this.#total > 0 && this.#done >= this.#total ? 'finishing' : `ETA ${dataSec < 3 ? '--:--' : fmtDuration(s.eta)}`;
+    const done = this.#what === 'backup' ? '' : ` (${formatBytes(this.#done)} processed)`;
+    if (this.#total <= 0) return `${this.#what}: ${formatBytes(this.#in)} ${a}, ${formatBytes(this.#out)} ${b}, ${formatBytes(Math.round(s.rate))}/s${vm}`;
+    return `${this.#what}: ${s.percent.toFixed(1)}% ${formatBytes(this.#in)}/${formatBytes(this.#total)} ${a}${done}, ${formatBytes(this.#out)} ${b}, ${formatBytes(Math.round(s.rate))}/s, ${eta}${vm}`;
   }
 
   #draw(force = false): void {
-    const now = Date.now();
+    const now = this.#now();
+    if (this.#userWaitSince !== undefined) return; // a prompt owns the terminal
     if (this.#mode === 'tty') {
       if (!force && now - this.#lastDraw < 200) return;
-      this.#err.write(`\r\x1b[K${this.#line()}`);
+      this.#err.write(`\r\x1b[K${this.line()}`);
       this.#drawn = true;
     } else if (this.#mode === 'plain') {
       if (!force && now - this.#lastDraw < 10_000) return;
-      this.#err.write(this.#line() + '\n');
+      this.#err.write(this.line() + '\n');
     } else if (this.#mode === 'json') {
       if (!force && now - this.#lastDraw < 1000) return;
       const s = this.#status();
-      this.#json({ message_type: 'status', operation: this.#what, percent_done: s.percent / 100, bytes_done: this.#in, total_bytes: this.#total, bytes_written: this.#out, rate_bytes_per_second: Math.round(s.rate), seconds_elapsed: Math.round(s.elapsed), seconds_remaining: Number.isFinite(s.eta) ? Math.round(s.eta) : null, current_vm: this.#vm ?? null });
-    }
+      this.#json({ message_type: 'status', operation: this.#what, phase: this.#phase ?? null, percent_done: s.percent / 100, bytes_done: this.#done, total_bytes: this.#total, bytes_read: this.#in, bytes_written: this.#out, rate_bytes_per_second: Math.round(s.rate), seconds_elapsed: Math.round(s.elapsed), seconds_remaining: Number.isFinite(s.eta) ? Math.round(s.eta) : null, current_vm: this.#vm ?? null });
+    } else return;
     this.#lastDraw = now;
   }
 
@@ -124,21 +156,48 @@ export class Progress implements ProgressReporter {
     }
   }
 
+  #tick(): void {
+    if (this.#timer !== undefined || this.#mode === 'quiet') return;
+    this.#timer = setInterval(() => this.#draw(), this.#mode === 'tty' ? 500 : 1000);
+    this.#timer.unref();
+  }
+
   start(what: 'backup' | 'restore' | 'verify', totalBytes: number): void {
     this.#what = what;
     this.#total = totalBytes;
-    this.#t0 = Date.now();
-    if (this.#mode === 'tty' || this.#mode === 'json' || this.#mode === 'plain') {
-      this.#timer = setInterval(() => this.#draw(), this.#mode === 'tty' ? 500 : 1000);
-      this.#timer.unref();
-    }
+    this.#tData = this.#now();
+    this.#tick();
   }
 
-  update(bytesIn: number, bytesOut: number, currentVm?: string): void {
+  update(bytesIn: number, bytesOut: number, currentVm?: string, bytesDone?: number): void {
     this.#in = bytesIn;
     this.#out = bytesOut;
+    this.#done = bytesDone ?? bytesIn;
     if (currentVm !== undefined) this.#vm = currentVm;
     this.#draw();
+  }
+
+  phase(text: string | null): void {
+    if ((text ?? undefined) === this.#phase) return;
+    this.#phase = text ?? undefined;
+    if (text === null) {
+      this.#clearLine();
+      return;
+    }
+    this.#tick();
+    if (this.#mode === 'plain') this.#err.write(`${this.line()}\n`);
+    else this.#draw(true);
+  }
+
+  waitingForUser(waiting: boolean): void {
+    const now = this.#now();
+    if (waiting && this.#userWaitSince === undefined) {
+      this.#clearLine();
+      this.#userWaitSince = now;
+    } else if (!waiting && this.#userWaitSince !== undefined) {
+      this.#userWait += now - this.#userWaitSince;
+      this.#userWaitSince = undefined;
+    }
   }
 
   vmDone(name: string, ok: boolean, detail?: string): void {
@@ -165,7 +224,12 @@ export class Progress implements ProgressReporter {
   }
 
   finish(ok: boolean, text: string, fields: Record<string, unknown> = {}): void {
+    const started = this.#tData !== undefined;
     if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#phase = undefined;
+    this.#finished = ok;
+    if (ok) this.#done = Math.max(this.#done, this.#in);
     const s = this.#status();
     if (this.#mode === 'json') {
       this.#json({ message_type: 'summary', operation: this.#what, ok, message: text, bytes_done: this.#in, bytes_written: this.#out, seconds_elapsed: Math.round(s.elapsed * 10) / 10, ...fields });
@@ -173,8 +237,9 @@ export class Progress implements ProgressReporter {
     }
     this.#clearLine();
     const [a, b] = this.#labels();
-    if (!ok && this.#timer === undefined) return; // failed before any data moved: the error line says it all
-    if (this.#mode !== 'quiet' || !ok) this.#err.write(`${text} (${formatBytes(this.#in)} ${a}, ${formatBytes(this.#out)} ${b} in ${fmtDuration(s.elapsed)}, ${formatBytes(s.rate)}/s)\n`);
+    // failed before any data moved, or quiet: the error line says it all
+    if (this.#mode === 'quiet' || (!ok && !started)) return;
+    this.#err.write(`${text} (${formatBytes(this.#in)} ${a}, ${formatBytes(this.#out)} ${b} in ${fmtDuration(s.elapsed)}, ${formatBytes(Math.round(s.rate))}/s)\n`);
   }
 
   plan(text: string, fields: Record<string, unknown>): void {

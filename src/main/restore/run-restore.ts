@@ -3,7 +3,7 @@
 // the qubes root → once the archive was read whole and its source succeeded, each complete VM is
 // installed (moved into place, merged into the on-disk qubes.xml) after the VMs it uses → dom0
 // home → staging removed and the lock released (also on error and Ctrl-C).
-import { readdir, stat } from 'node:fs/promises';
+import { access, constants as fsc, readdir, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { QvmBackupError, fail, isQvmBackupError, type ErrorCode } from '../errors.js';
@@ -13,7 +13,7 @@ import { OuterTarReader } from '../tar/outer-tar-reader.js';
 import { checkGnuTar } from '../tar/gnu-tar.js';
 import { freeBytes } from '../io/sink.js';
 import type { ProgressReporter } from '../progress/progress.js';
-import { planRestore, formatRestoreTable, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
+import { planRestore, formatRestoreTable, unknownExcludeWarning, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
 import { createStaging, removeStaleStaging, type Staging } from './install/staging.js';
 import { installDom0Home } from './install/dom0-home.js';
 import { loadHostQubesXml } from './install/host-qubes-xml.js';
@@ -74,6 +74,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   let staging: Staging | undefined;
   let lock: HostLock | undefined;
   let stopReading: (() => void) | undefined;
+  let runInstaller: Installer | undefined; // for the interruption message
   try {
     // 1. header and qubes.xml
     let backupXml: QubesXml;
@@ -83,13 +84,16 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     if (v1Dir !== undefined) {
       backupXml = parseQubesXml((await readV1(v1Dir)).qubesXmlBytes);
     } else {
-      passphrase = await o.getPassphrase();
+      progress.waitingForUser(true);
+      passphrase = await o.getPassphrase().finally(() => progress.waitingForUser(false));
       source = await openSource(o);
       stopReading = source.stop;
       o.signal.addEventListener('abort', stopReading, { once: true });
       reader = new OuterTarReader(source.input);
+      progress.phase('reading the backup header and qubes.xml, deriving their keys');
       head = await readArchiveHead(reader, passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
       backupXml = parseQubesXml(head.qubesXmlBytes);
+      progress.phase(null);
     }
     // 2. plan, against the host as it is under the lock (held until the end: no other run
     //    rewrites qubes.xml meanwhile)
@@ -109,12 +113,19 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       ignoreMissing: o.ignoreMissing,
       verifyOnly: o.verifyOnly,
     });
-    const table = formatRestoreTable(plan);
-    if (plan.blocking.length > 0) fail('ERR_PLAN', `the restore cannot proceed:\n${table}\n${plan.blocking.map((l) => `  - ${l}`).join('\n')}`);
+    for (const n of plan.unknownExcludes) progress.warn(unknownExcludeWarning(n, plan));
     const chosen = plan.vms.filter((v) => v.action === 'restore');
     const withHome = plan.dom0?.action === 'restore';
+    // the home target is checked now, not after every VM was restored
+    const homeProblem = withHome && !o.verifyOnly ? await dom0HomeProblem(o.dom0Home) : undefined;
+    if (homeProblem !== undefined) plan.blocking.push(homeProblem);
+    const table = formatRestoreTable(plan);
+    // the table ends with the reasons: each is listed once
+    if (plan.blocking.length > 0) fail('ERR_PLAN', `the restore cannot proceed (${plan.blocking.length} problem${plan.blocking.length > 1 ? 's' : ''}, listed below the table):\n${table}`);
     if (chosen.length === 0 && !withHome) fail('ERR_PLAN', `nothing to restore:\n${table}`);
-    if (!(await o.confirm(table, plan))) fail('ERR_DECLINED', 'cancelled by the user: nothing done');
+    progress.waitingForUser(true);
+    const go = await o.confirm(table, plan).finally(() => progress.waitingForUser(false));
+    if (!go) fail('ERR_DECLINED', 'cancelled by the user: nothing done');
     if (!o.verifyOnly) {
       const free = await freeBytes(await existingAncestor(root)).catch(() => Number.POSITIVE_INFINITY);
       if (free < plan.totalBytes) fail('ERR_NO_SPACE', `not enough free space in ${root}: ${free} bytes free, the selected VMs need ${plan.totalBytes} bytes`);
@@ -126,8 +137,10 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     for (const v of chosen) selection.set(v.subdir, { vm: v.backupName, stagingDir });
     if (withHome) selection.set(plan.dom0!.subdir, { vm: 'dom0', stagingDir });
     const installer = o.verifyOnly ? undefined : new Installer({ root, plan: chosen, stagingDir: staging!.dir, progress, signal: o.signal, lock: lock! });
+    runInstaller = installer;
     const complete: string[] = [];
     const onVmDone = (vm: string, ok: boolean, err?: unknown) => {
+      if (o.signal.aborted) return; // the stop, not the VM: the interruption message says what happened
       if (!ok) {
         const msg = err instanceof Error ? err.message : String(err);
         progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, false, msg);
@@ -152,6 +165,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     });
     // progress counts the archive read (what takes the time), as a percent when its size is known
     progress.start(o.verifyOnly ? 'verify' : 'restore', archiveBytes);
+    // format 4 derives a key per chunk: nothing is written until the first chunks' keys are there
+    let derivingKeys = head?.version === 4;
+    if (derivingKeys) progress.phase('deriving keys for the first chunks');
     let result: RestoreDataResult;
     if (v1Dir !== undefined) result = await restoreV1(v1Dir, selection, { verifyOnly: o.verifyOnly, signal: o.signal, onVmDone, onWarning: (m) => progress.warn(m) });
     else
@@ -165,7 +181,13 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         maxMemoryBytes: chunkMemory,
         maxMemory: o.maxMemory,
         signal: o.signal,
-        onProgress: (e) => progress.update(e.bytesRead, e.bytesRestored, e.currentVm),
+        onProgress: (e) => {
+          if (derivingKeys && e.bytesRestored > 0) {
+            derivingKeys = false;
+            progress.phase(null);
+          }
+          progress.update(e.bytesRead, e.bytesRestored, e.currentVm, e.bytesDone);
+        },
         onVmDone,
         onFileDone: (vm, file, bytes) => progress.fileDone?.(vm === 'dom0' ? 'dom0 home' : vm, file, bytes),
         onWarning: (m) => progress.warn(m),
@@ -196,15 +218,19 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       }
     }
     if (result.archiveError) {
-      for (const v of chosen) if (!installer?.installed.has(v.backupName) && !failed.some((f) => f.name === v.backupName)) failed.push({ name: v.backupName, error: result.archiveError.message, code: result.archiveError.code });
+      // a VM read completely before the archive broke off stays restored (or verified)
+      const whole = (v: VmPlan): boolean => (installer ? installer.installed.has(v.backupName) : result.vms.get(v.subdir)?.ok === true);
+      for (const v of chosen) if (!whole(v) && !failed.some((f) => f.name === v.backupName)) failed.push({ name: v.backupName, error: result.archiveError.message, code: result.archiveError.code });
     }
     const restored = installer ? chosen.filter((v) => installer.installed.has(v.backupName)).map((v) => ({ name: v.newName, from: v.backupName })) : chosen.filter((v) => !failed.some((f) => f.name === v.backupName)).map((v) => ({ name: v.newName, from: v.backupName }));
     if (failed.length > 0) throw failureError(failed, restored.map((r) => r.name), chosen.length + (withHome ? 1 : 0), o.verifyOnly, dom0HomeDir, result.archiveError);
     const homeDone = withHome && (o.verifyOnly || dom0HomeDir !== undefined);
     return { restored, failed, ...(dom0HomeDir ? { dom0HomeDir } : {}), ...(homeDone ? { dom0User: plan.dom0!.user } : {}), verifyOnly: o.verifyOnly, bytesRead: result.bytesRead };
   } catch (e) {
-    if (o.signal.aborted && !(isQvmBackupError(e) && e.code === 'ERR_CANCELLED')) throw new QvmBackupError('ERR_CANCELLED', 'restore interrupted: staging directory removed; nothing was installed after the signal', {}, e);
-    throw e;
+    if (!o.signal.aborted) throw e;
+    // whatever the stop made fail on the way, the user hears what the run did and did not do
+    const cleaned = staging === undefined ? undefined : await staging.remove().then(() => 'staging directory removed', (r: unknown) => (r as Error).message);
+    throw new QvmBackupError('ERR_CANCELLED', interruptedMessage(o.verifyOnly, cleaned, runInstaller ? [...runInstaller.installed] : []), {}, e);
   } finally {
     if (stopReading) o.signal.removeEventListener('abort', stopReading);
     if (source) await closeSource(source);
@@ -215,6 +241,26 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     await lock?.release();
     await pool.destroy().catch(() => {});
   }
+}
+
+/** Why the dom0 home (where `home-restore-<date>/` goes) cannot take the restored home, if it cannot. */
+async function dom0HomeProblem(dom0Home: string): Promise<string | undefined> {
+  const home = resolve(dom0Home);
+  const fix = '(give the host\'s home with --dom0-home, or leave the home out with --skip-dom0-home or -x dom0)';
+  const st = await stat(home).catch((e: unknown) => (e as NodeJS.ErrnoException).code ?? 'unreadable');
+  if (typeof st === 'string') return `dom0 home: ${home} ${st === 'ENOENT' ? 'does not exist' : `cannot be used (${st})`} ${fix}`;
+  if (!st.isDirectory()) return `dom0 home: ${home} is not a directory ${fix}`;
+  const writable = await access(home, fsc.W_OK | fsc.X_OK).then(() => true, () => false);
+  if (!writable) return `dom0 home: ${home} is not writable for this user ${fix}`;
+  return undefined;
+}
+
+/** The one line of an interrupted run: true facts only (what was removed, what stays installed). */
+export function interruptedMessage(verifyOnly: boolean, cleaned: string | undefined, installedBefore: readonly string[]): string {
+  if (verifyOnly) return 'verification interrupted: nothing was written';
+  if (cleaned === undefined) return 'restore interrupted before any data was written: nothing installed';
+  const kept = installedBefore.length > 0 ? `${installedBefore.join(', ')} installed before the signal (kept), nothing after it` : 'nothing installed';
+  return `restore interrupted: ${cleaned}, ${kept}`;
 }
 
 async function onlyLockLeft(root: string): Promise<boolean> {

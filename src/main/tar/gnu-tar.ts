@@ -4,6 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import { fail } from '../errors.js';
 import { createOptionArgs, extractOptionArgs, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
 import { spawnTar } from './tar-process.js';
+import { bytesReadBy } from '../io/proc-io.js';
 
 export { checkGnuTar, findTar, type TarRunOptions } from './tar-process.js';
 export { xformExpression, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
@@ -13,11 +14,12 @@ export { tarCreateMultiVolume, tarExtractMultiVolume, type MultiVolumeExtractor 
  * Start `tar -Pc --sparse -C <dir> [--dereference] --xform=s:^<name>:<archiveName>: [...] -f - -- <name>`;
  * read the inner archive from `stdout`, then await `done` (ERR_TAR_FAILED on a non-zero exit).
  */
-export function tarCreateStream(opts: TarCreateOptions): { stdout: Readable; done: Promise<void> } {
+export function tarCreateStream(opts: TarCreateOptions): { stdout: Readable; done: Promise<void>; inputBytes: () => number | undefined } {
   const args = [...createOptionArgs(opts), '-f', '-', '--', opts.name];
   const p = spawnTar(args, { ...opts, stdin: 'ignore', stdout: 'pipe', file: `${opts.dir}/${opts.name}` });
   if (!p.stdout) fail('ERR_INTERNAL', 'tar has no stdout');
-  return { stdout: p.stdout, done: p.done };
+  // with a compression program, stdout says nothing of how much of the input tar has read
+  return { stdout: p.stdout, done: p.done, inputBytes: () => (p.hasExited() ? undefined : bytesReadBy(p.pid)) };
 }
 
 /**

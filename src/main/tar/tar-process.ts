@@ -37,6 +37,8 @@ export interface TarProcess {
   /** Lines of stdout when `collectLines` was set (resolves at exit). */
   readonly lines: Promise<string[]>;
   readonly command: string;
+  /** tar's process id (undefined when it could not be started) */
+  readonly pid: number | undefined;
   /** Whether the process has exited. */
   readonly hasExited: () => boolean;
   kill(): void;
@@ -114,6 +116,7 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
     exited,
     lines: exited.then(() => lines),
     command,
+    pid: child.pid,
     hasExited: () => exitedFlag,
     kill: () => {
       child.kill('SIGTERM');

@@ -10,6 +10,7 @@ import { installOrder } from './install-order.js';
 import { defaultDispvmWarning, referenceCycles } from './reference-checks.js';
 import { resolveNetvm, resolveTemplate, type ResolveContext } from './resolve-deps.js';
 import { blockingLines } from './restore-problems.js';
+import { didYouMean } from '../../qubes-xml/similar-names.js';
 
 export { formatRestoreTable } from './restore-table.js';
 
@@ -86,6 +87,8 @@ export interface RestorePlan {
   totalBytes: number;
   /** Positional names that are not restorable VMs of this backup. */
   unknownNames: string[];
+  /** `-x` names that match nothing in the backup (a warning each, as qvm-backup gives). */
+  unknownExcludes: string[];
   /** 'verify' when planned for --verify-only (the table then says "verify"); default 'restore'. */
   mode?: 'restore' | 'verify';
 }
@@ -146,9 +149,10 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
     extra.push(
       backupNames.has(name)
         ? `${name}: listed in the backup's qubes.xml, but its data is not in the backup`
-        : `${name}: no such VM in the backup`,
+        : `${name}: no such VM in the backup${didYouMean(name, restorableNames(plans, dom0))}`,
     );
   }
+  const unknownExcludes = sel.exclude.filter((n) => !backupNames.has(n) && !(n === 'dom0' && dom0 !== undefined));
 
   // 3. Name conflicts with the host (nothing is installed in verify-only mode).
   if (!sel.verifyOnly) resolveConflicts(plans, hostByName, backupNames, sel);
@@ -163,9 +167,19 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
   let totalBytes = 0;
   for (const p of ordered) if (p.action === 'restore') totalBytes += p.sizeBytes;
   if (dom0?.action === 'restore') totalBytes += dom0.sizeBytes;
-  const plan: RestorePlan = { vms: ordered, blocking, totalBytes, unknownNames, mode: sel.verifyOnly ? 'verify' : 'restore' };
+  const plan: RestorePlan = { vms: ordered, blocking, totalBytes, unknownNames, unknownExcludes, mode: sel.verifyOnly ? 'verify' : 'restore' };
   if (dom0 !== undefined) plan.dom0 = dom0;
   return plan;
+}
+
+/** The names a user can select in this backup: its VMs with data, and dom0 when it holds the home. */
+export function restorableNames(plans: readonly VmPlan[], dom0: Dom0Plan | undefined): string[] {
+  return [...plans.map((p) => p.backupName), ...(dom0 !== undefined ? ['dom0'] : [])];
+}
+
+/** The warning for a `-x` name that matches nothing in the backup. */
+export function unknownExcludeWarning(name: string, plan: RestorePlan): string {
+  return `-x ${name}: there is no VM ${name} in the backup, nothing excluded${didYouMean(name, restorableNames(plan.vms, plan.dom0))}`;
 }
 
 function skip(p: VmPlan, problem?: Problem): void {

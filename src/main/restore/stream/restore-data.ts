@@ -6,7 +6,8 @@ import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { isWholeDirBase, parseMemberName, subdirOfBase } from '../../format/archive-names.js';
 import { HMAC_FILE_MAX_BYTES } from '../../format/limits.js';
 import { parseHmacFile } from '../../format/hmac-file.js';
-import { SlotPool, type Slot } from '../../pipeline/slot-pool.js';
+import type { Slot } from '../../pipeline/slot-pool.js';
+import { ChunkSlots } from './chunks-in-flight.js';
 import path from 'node:path';
 import { ChunkDecoder, type ChunkRef, type V3StreamState } from './chunk-decoder.js';
 import { openMultiVolumeExtractor, openStreamExtractor } from './file-extractor.js';
@@ -43,7 +44,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const slotBytes = ctx.slotBytes ?? defaultSlotBytes(header);
   const layout = slotLayout(header, slotBytes);
   const nSlots = slotCount(slotBytes, ctx.pool.threads, ctx.maxMemoryBytes);
-  const slots = new SlotPool({ slotBytes, slots: nSlots, name: 'restore chunks' });
+  const slots = new ChunkSlots({ slotBytes, slots: nSlots, name: 'restore chunks' });
   const maxMemory = ctx.maxMemory ?? RESTORE_MIN_MAX_MEMORY;
   // derivations share what the chunk slots leave of --max-memory
   const kdf = new KdfBudget(maxMemory, maxMemory - nSlots * slotBytes);
@@ -59,7 +60,10 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   let bytesRestored = 0;
   const fileBytes = new Map<object, number>(); // -v: plaintext bytes of each file in progress
   let current: V3File | null = null;
-  const progress = (): void => ctx.onProgress?.({ bytesRead: reader.bytesRead, bytesRestored, ...(current?.vm ? { currentVm: current.vm.vm } : {}) });
+  // a chunk being read into its slot is not done either
+  let readingFrom: number | null = null;
+  const progress = (): void => ctx.onProgress?.({ bytesRead: reader.bytesRead, bytesDone: (readingFrom ?? reader.bytesRead) - slots.inFlightBytes, bytesRestored, ...(current?.vm ? { currentVm: current.vm.vm } : {}) });
+  slots.onRelease = progress;
 
   const failVm = (vm: VmRun, err: QvmBackupError): void => {
     if (vm.failed) return;
@@ -121,6 +125,14 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   let held: Waiting | null = null; // v2/v3: paired with its .hmac, waiting to learn whether it is the last
   const seenBases = new Set<string>();
   let archiveError: QvmBackupError | undefined;
+  // A subdir is closed once a member of another subdir (or the end of the archive) follows its
+  // members: only then is it known that none of its members were cut off by a broken archive.
+  let lastSubdir: string | null = null;
+  const closed = new Set<string>();
+  const enter = (subdir: string | null): void => {
+    if (lastSubdir !== null && subdir !== lastSubdir) closed.add(lastSubdir);
+    lastSubdir = subdir;
+  };
 
   const dispatch = (w: Waiting, final: boolean): void => {
     const vm = w.file.vm as VmRun;
@@ -154,11 +166,15 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (ctx.signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', 'restore cancelled', {}, ctx.signal.reason);
       const m = await outerStep(reader.next(), 'reading the next member');
       progress();
-      if (m === null) break;
+      if (m === null) {
+        enter(null);
+        break;
+      }
       if (m.typeflag !== undefined && m.typeflag !== '0') throw new QvmBackupError('ERR_CORRUPT', `archive member ${shownName(m.untrustedName)} is not a regular file`);
       const p = parseMemberName(m.untrustedName, version);
       if (p.kind !== 'chunk') throw new QvmBackupError('ERR_CORRUPT', `unexpected ${shownName(m.untrustedName)} after the archive head`);
       const name = `${p.base}.${pad3(p.index)}`;
+      enter(subdirOfBase(p.base));
 
       if (p.hmac) {
         if (expectHmac?.base === p.base && expectHmac.index === p.index) {
@@ -259,11 +275,15 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   async function readChunk(m: OuterMember, file: V3File, ref: ChunkRef): Promise<Waiting> {
     const slot = await slots.acquire(ctx.signal);
     try {
+      readingFrom = reader.bytesRead;
       await outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size)), `reading ${ref.name}`);
     } catch (e) {
       slots.release(slot);
       throw e;
+    } finally {
+      readingFrom = null;
     }
+    slots.hold(slot, m.size);
     return { file, slot, size: m.size, ref };
   }
 
@@ -275,7 +295,9 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (!vm.failed) {
         const missing = requiredBases(bySubdir.get(vm.subdir), vm.subdir, version).filter((b) => !vm.files.includes(b));
         const why = archiveError ? ` (the archive broke off: ${archiveError.message})` : '';
-        if (vm.files.length === 0) failVm(vm, new QvmBackupError('ERR_CORRUPT', `no data for ${vm.vm} (${vm.subdir}) in the archive${why}`, { vm: vm.vm }, archiveError));
+        const cut = archiveError !== undefined && !closed.has(vm.subdir) && vm.files.length > 0;
+        if (cut) failVm(vm, new QvmBackupError('ERR_CORRUPT', `${vm.vm}: the archive broke off while or right after its data was read, so it may be incomplete (${archiveError!.message})`, { vm: vm.vm }, archiveError));
+        else if (vm.files.length === 0) failVm(vm, new QvmBackupError('ERR_CORRUPT', `no data for ${vm.vm} (${vm.subdir}) in the archive${why}`, { vm: vm.vm }, archiveError));
         else if (missing.length > 0) failVm(vm, new QvmBackupError('ERR_CORRUPT', `${vm.vm}: missing or incomplete in the archive: ${missing.join(', ')}${why}`, { vm: vm.vm }, archiveError));
         else ctx.onVmDone?.(vm.vm, true);
       }

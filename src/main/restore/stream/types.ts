@@ -50,6 +50,8 @@ export type RestoreSelection = ReadonlyMap<string, SelectionEntry>;
 /** Progress as it really happened: bytes read from the archive, bytes handed to tar. */
 export interface RestoreProgressEvent {
   bytesRead: number;
+  /** archive bytes read and finished with (chunks authenticated, decoded and written, or skipped) */
+  bytesDone: number;
   bytesRestored: number;
   currentVm?: string;
 }
