@@ -82,6 +82,7 @@ test('restore: a disk that fills up during the run gives exit 6 (image written i
     mkdirSync(host);
     writeFileSync(join(host, 'qubes.xml'), r4Xml([{ name: 'tpl', klass: 'TemplateVM', qid: 2 }]));
     mkdirSync(join(tmp.dir, 'hh', 'user'), { recursive: true });
+    mkdirSync(join(small, 'user')); // the dom0 home target must exist (checked before any data is read)
     for (const which of ['big', 'dom0']) {
       const r = node(RESTORE_BIN, ['-q', '-y', '-p', pw, '--qubes-root', host, '--dom0-home', join(small, 'user'), archive, which]);
       assert.equal(r.status, 6, `${which}: ${r.stderr}`);

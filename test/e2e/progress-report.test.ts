@@ -20,7 +20,7 @@ test('backup with -Z xz (a filter program): the progress reaches the total of th
     const r = node(BACKUP_BIN, ['--json', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', '-Z', 'xz', out]);
     assert.equal(r.status, 0, r.stderr);
     const lines = jsonLines(r.stdout);
-    const status = lines.filter((l) => l['message_type'] === 'status' && l['phase'] === null);
+    const status = lines.filter((l) => l['message_type'] === 'status' && (l['phase'] ?? null) === null);
     assert.ok(status.length > 0, r.stdout);
     const total = status.at(-1)!['total_bytes'] as number;
     const summary = lines.at(-1)!;

@@ -166,6 +166,7 @@ export class Progress implements ProgressReporter {
     this.#what = what;
     this.#total = totalBytes;
     this.#tData = this.#now();
+    this.#lastDraw = 0; // the first line of the data phase comes at the next tick
     this.#tick();
   }
 
@@ -184,9 +185,10 @@ export class Progress implements ProgressReporter {
       this.#clearLine();
       return;
     }
+    // a log gets the phase in its periodic line only when it lasts (a short one is no news there)
+    if (this.#mode === 'plain' && this.#timer === undefined) this.#lastDraw = this.#now();
     this.#tick();
-    if (this.#mode === 'plain') this.#err.write(`${this.line()}\n`);
-    else this.#draw(true);
+    if (this.#mode !== 'plain') this.#draw(true);
   }
 
   waitingForUser(waiting: boolean): void {
