@@ -9,7 +9,6 @@ import writeFileAtomic from 'write-file-atomic';
 import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
 import { encodeBackupHeader, makeBackupId, type BackupHeader } from '../format/backup-header.js';
 import { formatHmacFile } from '../format/hmac-file.js';
-import { CHUNK_SIZE_BYTES } from '../format/limits.js';
 import { computeHmacHex } from '../../workers/hmac.js';
 import { blockBound } from '../../workers/compress.js';
 import { runFilterSync } from '../io/filter-program.js';

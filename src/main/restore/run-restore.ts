@@ -13,7 +13,7 @@ import { OuterTarReader } from '../tar/outer-tar-reader.js';
 import { checkGnuTar } from '../tar/gnu-tar.js';
 import { freeBytes } from '../io/sink.js';
 import type { ProgressReporter } from '../progress/progress.js';
-import { planRestore, formatRestoreTable, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
+import { planRestore, formatRestoreTable, type RestorePlan, type RestoreSelection } from './plan/restore-plan.js';
 import { createStaging, removeStaleStaging, type Staging } from './install/staging.js';
 import { installDom0Home } from './install/dom0-home.js';
 import { loadHostQubesXml } from './install/host-qubes-xml.js';
