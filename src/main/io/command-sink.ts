@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { diesWithUs } from './child-lifetime.js';
 import { QvmBackupError } from '../errors.js';
-import type { Sink } from './sink.js';
+import type { Sink } from './sink-types.js';
 import { TailBuffer } from './tail-buffer.js';
 import { writableWrite } from './writable-write.js';
 

@@ -1,7 +1,7 @@
 // Text rendering of a restore plan: a Qubes-like table (name, type, template, netvm, size, what
 // happens), then per-VM notes, then the reasons the restore cannot proceed.
 import { shortReason } from './restore-problems.js';
-import type { RestorePlan, VmPlan } from './restore-plan.js';
+import type { RestorePlan, VmPlan } from './plan-types.js';
 
 const HEADINGS = ['name', 'type', 'template', 'netvm', 'size', 'what happens'] as const;
 
