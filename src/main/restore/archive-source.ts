@@ -6,10 +6,10 @@ import { stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { QvmBackupError, fail } from '../errors.js';
-import { diesWithUs } from '../io/child-lifetime.js';
-import { TailBuffer } from '../io/tail-buffer.js';
+import { spawnProcess } from '../io/spawn.js';
+import type { TailBuffer } from '../io/tail-buffer.js';
 
 export interface Source {
   stream: Readable;
@@ -30,15 +30,12 @@ const SOURCE_EXIT_WAIT_MS = 30_000;
 export async function openSource(o: { location: string; sourceCommand?: string | undefined; signal: AbortSignal }): Promise<Source> {
 
   if (o.sourceCommand !== undefined) {
-    const [file, argv] = diesWithUs('sh', ['-c', o.sourceCommand]);
-    const command = execa(file, argv, { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false, cancelSignal: o.signal, reject: false, forceKillAfterDelay: 3000 });
-    const stderr = new TailBuffer(4096);
-    command.stderr?.on('data', (d: Buffer) => stderr.push(d));
+    const { child: command, stderr } = spawnProcess('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', signal: o.signal }, 'source');
     const exited = new Promise<{ exitCode?: number; signal?: string }>((res) => {
       command.once('exit', (code, sig) => res({ ...(code !== null ? { exitCode: code } : {}), ...(sig !== null ? { signal: sig } : {}) }));
       command.once('error', () => res({}));
     });
-    return { stream: command.stdout, command, exited, stderr };
+    return { stream: command.stdout!, command, exited, stderr }; // stdout is a pipe: never null
   }
   if (o.location === '-') return { stream: process.stdin };
   if ((await stat(o.location)).isFIFO()) return { stream: await openFifo(o.location, o.signal) };
