@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, writeFileSync, mkdirSync, chmodSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, node, run, BACKUP_BIN, sampleIn } from '../helpers/cli.js';
+import { waitFor } from '../helpers/processes.js';
 
 const MiB = 1024 * 1024;
 
@@ -104,8 +105,11 @@ test('SIGINT stops tar and the workers and removes the partial output', { timeou
     const child = spawn(process.execPath, [BACKUP_BIN, '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '17', '--chunk-size', '1M', out], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    await new Promise((r) => setTimeout(r, 2500));
-    assert.ok(readdirSync(out).some((n) => n.includes('.partial-')), 'a partial file exists while running');
+    let exited = false;
+    child.once('exit', () => (exited = true));
+    // the run is under way once its partial output exists (and it has not ended yet)
+    await waitFor('the partial output file', () => exited || readdirSync(out).some((n) => n.includes('.partial-')));
+    assert.ok(!exited, `the backup ended before the signal: ${stderr}`);
     child.kill('SIGINT');
     const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
     assert.equal(code, 130, stderr);
