@@ -26,6 +26,8 @@ function guard<T, R>(task: (t: T) => R): (m: PoolMessage<T>) => R | null {
     try {
       return task(m.task);
     } catch (e) {
+      // a plain object on purpose: it crosses the thread boundary by structured clone intact
+      // eslint-disable-next-line @typescript-eslint/only-throw-error
       throw toPortableError(e);
     }
   };

@@ -34,7 +34,12 @@ export function descendants(pid: number): number[] {
   }
   const out: number[] = [];
   const todo = [pid];
-  while (todo.length > 0) for (const k of kids.get(todo.pop()!) ?? []) out.push(k), todo.push(k);
+  while (todo.length > 0) {
+    for (const k of kids.get(todo.pop()!) ?? []) {
+      out.push(k);
+      todo.push(k);
+    }
+  }
   return out;
 }
 

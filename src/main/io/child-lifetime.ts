@@ -8,9 +8,10 @@ import path from 'node:path';
 
 let setpriv: string | null | undefined;
 
-/** Absolute path of `name` in PATH, or null. */
-export function findInPath(name: string): string | null {
-  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+/** Absolute path of the executable file `name` in PATH (or `searchPath`), or null: the one PATH
+ *  lookup (tar, setpriv, the compression filter programs). */
+export function findInPath(name: string, searchPath = process.env['PATH'] ?? ''): string | null {
+  for (const dir of searchPath.split(path.delimiter)) {
     if (dir === '') continue;
     const p = path.join(dir, name);
     try {

@@ -1,11 +1,9 @@
 // The output sink that pipes the backup into `sh -c <command>`. The shell runs in its own process
 // group so abort() stops the whole pipeline (dash forks, so killing sh alone leaves e.g. `sleep` running).
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
-import { diesWithUs } from './child-lifetime.js';
 import { QvmBackupError } from '../errors.js';
-import type { Sink } from './sink.js';
-import { TailBuffer } from './tail-buffer.js';
+import type { Sink } from './sink-types.js';
+import { exitDetail, processContext, spawnProcess } from './spawn.js';
 import { writableWrite } from './writable-write.js';
 
 /** How long a command that stopped reading gets to exit before it is killed. */
@@ -18,16 +16,8 @@ const EXIT_GRACE_MS = 5000;
  */
 export function commandSink(shellCommand: string): Sink {
   const ctx = { command: shellCommand };
-  const tail = new TailBuffer(4096);
-  const [file, argv] = diesWithUs('sh', ['-c', shellCommand]);
-  const child = execa(file, argv, {
-    stdin: 'pipe',
-    stdout: 2,
-    stderr: 'pipe',
-    buffer: false,
-    reject: false,
-    detached: true, // own process group, killed as a whole (execa's `cleanup` skips detached children)
-  });
+  // own process group, killed as a whole (execa's `cleanup` skips detached children)
+  const { child, stderr: tail } = spawnProcess('sh', ['-c', shellCommand], { stdin: 'pipe', stdout: 2, detached: true }, shellCommand);
   const killGroup = (signal: NodeJS.Signals): void => {
     try {
       if (child.pid !== undefined) process.kill(-child.pid, signal);
@@ -41,7 +31,6 @@ export function commandSink(shellCommand: string): Sink {
   const result = child.then((r) => r);
   void result.finally(() => process.off('exit', onExit));
 
-  child.stderr?.on('data', (d: Buffer) => tail.push(d));
   const stdin = child.stdin;
   let inputError: Error | null = null;
   stdin?.on('error', (e) => {
@@ -60,9 +49,8 @@ export function commandSink(shellCommand: string): Sink {
   };
   const failure = async (what: string, cause?: unknown): Promise<QvmBackupError> => {
     const r = await ended(EXIT_GRACE_MS);
-    const detail = r.exitCode !== undefined ? `exit ${r.exitCode}` : r.signal ? `signal ${r.signal}` : (r.originalMessage ?? 'failed');
     const t = tail.text();
-    return new QvmBackupError('ERR_IO', `${what}: output command failed (${detail})${t ? `: ${t}` : ''}`, { ...ctx, exitCode: r.exitCode, stderrTail: t }, cause);
+    return new QvmBackupError('ERR_IO', `${what}: output command failed (${exitDetail(r)})${t ? `: ${t}` : ''}`, processContext(shellCommand, r, t), cause);
   };
 
   let state: 'open' | 'failed' | 'committed' | 'aborted' = 'open';

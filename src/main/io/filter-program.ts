@@ -2,26 +2,14 @@
 // run from the main thread only (worker code spawns nothing). GNU tar runs them for the data
 // streams (`--use-compress-program`); the small pieces (qubes.xml) are run through them here.
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
 import { CodecError } from '../../workers/codec-error.js';
 import { ALLOWED_FILTERS, allowedFilter } from '../../workers/compress.js';
+import { diesWithUs, findInPath } from './child-lifetime.js';
 
 /** Full path of an allow-listed filter program found in PATH, or null. */
 export function filterPath(filter: string, path = process.env['PATH'] ?? ''): string | null {
   const f = allowedFilter(filter);
-  if (f === null) return null;
-  for (const dir of path.split(delimiter)) {
-    if (dir === '') continue;
-    const full = join(dir, f);
-    try {
-      accessSync(full, fsConstants.X_OK);
-      if (statSync(full).isFile()) return full;
-    } catch {
-      // not in this directory
-    }
-  }
-  return null;
+  return f === null ? null : findInPath(f, path);
 }
 
 /** Whether an allow-listed filter program is installed (a `which`-style PATH lookup). */
@@ -38,7 +26,8 @@ export function runFilterSync(filter: string, mode: 'compress' | 'decompress', i
   const exe = filterPath(f);
   if (exe === null) throw new CodecError('bad-params', `compression filter ${f} is not installed`);
   const args = mode === 'decompress' ? ['-d'] : compressArgs;
-  const r = spawnSync(exe, args, { input, maxBuffer: maxOutput, env: { ...process.env, LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const [file, argv] = diesWithUs(exe, args); // blocks our event loop: must not outlive a kill -9
+  const r = spawnSync(file, argv, { input, maxBuffer: maxOutput, env: { ...process.env, LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'] });
   if (r.error) {
     if ((r.error as NodeJS.ErrnoException).code === 'ENOBUFS') throw new CodecError('too-large', `${f} ${args.join(' ')}: output over ${maxOutput} bytes`);
     throw new CodecError('bad-data', `${f} ${args.join(' ')} could not run: ${r.error.message}`);

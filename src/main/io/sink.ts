@@ -5,19 +5,10 @@ import { constants as fsc, fsync, promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import path from 'node:path';
 import { QvmBackupError, isQvmBackupError } from '../errors.js';
+import type { Sink } from './sink-types.js';
 import { writableWrite } from './writable-write.js';
 
-/** A destination for the backup stream. After commit() or abort() no more writes are allowed. */
-export interface Sink {
-  /** Write bytes; resolves when the sink can take more (backpressure) and no longer references
-   *  `data`, so the caller may overwrite it. Rejects with ERR_CANCELLED after abort(). */
-  write(data: Uint8Array): Promise<void>;
-  /** Make the written bytes durable/visible as the finished backup. */
-  commit(): Promise<void>;
-  /** Throw away what was written, as far as possible; never throws. */
-  abort(): Promise<void>;
-  readonly description: string;
-}
+export type { Sink } from './sink-types.js';
 
 function ioError(message: string, context: Record<string, unknown>, cause?: unknown): QvmBackupError {
   if (isQvmBackupError(cause)) return cause;

@@ -56,7 +56,8 @@ function makeSlot(index: number, slotBytes: number, preTouch: boolean): Slot {
   };
 }
 
-/** Pool of pre-touched shared memory slots with FIFO blocking acquire. */
+/** Pool of shared memory slots, each allocated on first use (pre-touched only with `preTouch`),
+ *  with FIFO blocking acquire. */
 export class SlotPool {
   readonly slotBytes: number;
   readonly size: number;

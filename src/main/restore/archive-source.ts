@@ -2,15 +2,14 @@
 // format has no end marker, so a command's own exit status is the only sign of a short stream:
 // finish() checks it (bounded); close() stops whatever is still running. Nothing here waits forever.
 import { closeSync, constants as fsc, createReadStream, open as fsOpen, openSync } from 'node:fs';
-import { promises as fsp } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open as openFile, stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { QvmBackupError, fail } from '../errors.js';
-import { diesWithUs } from '../io/child-lifetime.js';
-import { TailBuffer } from '../io/tail-buffer.js';
+import { spawnProcess } from '../io/spawn.js';
+import type { TailBuffer } from '../io/tail-buffer.js';
 import { FileInput, StreamInput, type ByteInput } from '../tar/byte-input.js';
 
 export interface Source {
@@ -36,21 +35,18 @@ const SOURCE_EXIT_WAIT_MS = 30_000;
 export async function openSource(o: { location: string; sourceCommand?: string | undefined; signal: AbortSignal }): Promise<Source> {
 
   if (o.sourceCommand !== undefined) {
-    const [file, argv] = diesWithUs('sh', ['-c', o.sourceCommand]);
-    const command = execa(file, argv, { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false, cancelSignal: o.signal, reject: false, forceKillAfterDelay: 3000 });
-    const stderr = new TailBuffer(4096);
-    command.stderr?.on('data', (d: Buffer) => stderr.push(d));
+    const { child: command, stderr } = spawnProcess('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', signal: o.signal }, 'source');
     const exited = new Promise<{ exitCode?: number; signal?: string }>((res) => {
       command.once('exit', (code, sig) => res({ ...(code !== null ? { exitCode: code } : {}), ...(sig !== null ? { signal: sig } : {}) }));
       command.once('error', () => res({}));
     });
-    return { ...ofStream(command.stdout), command, exited, stderr };
+    return { ...ofStream(command.stdout!), command, exited, stderr }; // stdout is a pipe: never null
   }
   if (o.location === '-') return ofStream(process.stdin);
   const st = await stat(o.location);
   if (st.isFIFO()) return ofStream(await openFifo(o.location, o.signal));
   if (!st.isFile()) return ofStream(createReadStream(o.location, { highWaterMark: 1024 * 1024 }));
-  const input = new FileInput(await fsp.open(o.location, 'r'));
+  const input = new FileInput(await openFile(o.location, 'r'));
   return { input, stop: () => void input.close() };
 }
 

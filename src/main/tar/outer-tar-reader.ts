@@ -8,11 +8,11 @@ import {
   GNU_EXT_ISEXTENDED_OFFSET,
   GNU_ISEXTENDED_OFFSET,
   fieldBytes,
-  headerChecksum,
   isPosixUstar,
   parseNumeric,
   parsePaxRecords,
 } from './tar-header.js';
+import { checksumMatches, paxDecimal, trimTrailingNuls, typeflagOf } from './tar-codec.js';
 
 /** One member of the outer archive. Call exactly one of readInto()/skip() before the next next(). */
 export interface OuterEntry {
@@ -124,14 +124,12 @@ export class OuterTarReader {
       if (!this.#started && this.#startBlock === undefined && !(got === BLOCK && h.equals(ZERO_BLOCK))) this.#startBlock = { offset, bytes: Uint8Array.from(h.subarray(0, got)) };
       if (got < BLOCK) fail('ERR_CORRUPT', `archive truncated in the header at offset ${offset}`, { offset });
       if (h.equals(ZERO_BLOCK)) continue;
-      const stored = parseNumeric(h, 'chksum');
-      const sum = headerChecksum(h);
-      if (stored === null || (stored !== sum.unsigned && stored !== sum.signed)) {
+      if (!checksumMatches(h)) {
         fail('ERR_CORRUPT', `bad tar header checksum at offset ${offset}`, { offset });
       }
       const rawSize = parseNumeric(h, 'size');
       if (rawSize === null) fail('ERR_CORRUPT', `bad size field in the tar header at offset ${offset}`, { offset });
-      const type = h[156] === 0 ? '0' : String.fromCharCode(h[156] ?? 0);
+      const type = h[156] === 0 ? '0' : typeflagOf(h);
       const where = `header at offset ${offset}`;
 
       if (type === 'x') {
@@ -143,8 +141,7 @@ export class OuterTarReader {
         if (s !== undefined) {
           const txt = Buffer.from(s).toString('latin1');
           if (txt === '') paxSize = undefined;
-          else if (!/^[0-9]{1,16}$/.test(txt) || !Number.isSafeInteger(Number(txt))) fail('ERR_CORRUPT', `bad pax size ${JSON.stringify(txt)} at offset ${offset}`, { offset });
-          else paxSize = Number(txt);
+          else paxSize = paxDecimal(txt) ?? fail('ERR_CORRUPT', `bad pax size ${JSON.stringify(txt)} at offset ${offset}`, { offset });
         }
         pending = true;
         continue;
@@ -155,9 +152,7 @@ export class OuterTarReader {
       }
       if (type === 'L' || type === 'K') {
         const meta = await this.#readMeta(rawSize, `GNU long name at offset ${offset}`);
-        let end = meta.length;
-        while (end > 0 && meta[end - 1] === 0) end--;
-        if (type === 'L') longName = decodeName(meta.subarray(0, end), `GNU long name, ${where}`);
+        if (type === 'L') longName = decodeName(trimTrailingNuls(meta), `GNU long name, ${where}`);
         pending = true;
         continue;
       }

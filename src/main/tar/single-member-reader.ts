@@ -9,7 +9,6 @@ import {
   BLOCK,
   GNU_EXT_ISEXTENDED_OFFSET,
   GNU_ISEXTENDED_OFFSET,
-  headerChecksum,
   headerName,
   parseNumeric,
   parseNumericAt,
@@ -17,6 +16,7 @@ import {
   roundUp,
   stripDotSlash,
 } from './tar-header.js';
+import { checksumMatches, isExtensionHeader, longNameText, paxDecimal, typeflagOf } from './tar-codec.js';
 
 /** One stored run of data of a sparse file. */
 export interface Span {
@@ -144,13 +144,11 @@ export class SingleMemberReader {
       if (this.#meta !== null || this.#paxPath !== undefined || this.#longName !== undefined) this.#fail('ERR_CORRUPT', 'extended header without a member');
       return; // zero blocks before the member: tolerated like tar -i
     }
-    const sum = parseNumeric(b, 'chksum');
-    const c = headerChecksum(b);
-    if (sum === null || (sum !== c.unsigned && sum !== c.signed)) this.#fail('ERR_CORRUPT', 'inner tar header checksum mismatch');
+    if (!checksumMatches(b)) this.#fail('ERR_CORRUPT', 'inner tar header checksum mismatch');
     const size = parseNumeric(b, 'size');
     if (size === null) this.#fail('ERR_CORRUPT', 'inner tar header has a malformed size');
-    const type = String.fromCharCode(b[156] ?? 0);
-    if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
+    const type = typeflagOf(b);
+    if (isExtensionHeader(type)) {
       if (size > MAX_META_BYTES) this.#fail('ERR_TOO_LARGE', `inner tar extended header of ${size} bytes`);
       this.#meta = { type, left: size, padded: roundUp(size, BLOCK) - size, bytes: new Uint8Array(size), fill: 0 };
       this.#state = 'meta';
@@ -228,7 +226,7 @@ export class SingleMemberReader {
     this.#meta = null;
     this.#state = 'header';
     if (m.type === 'L') {
-      this.#longName = Buffer.from(m.bytes).toString('utf8').replace(/\0.*$/s, '');
+      this.#longName = longNameText(m.bytes);
       return;
     }
     if (m.type !== 'x') return; // 'g' (global) and 'K' (link name) do not matter for a regular file
@@ -237,7 +235,7 @@ export class SingleMemberReader {
     for (const [k, v] of recs) {
       const text = Buffer.from(v).toString('utf8');
       if (k === 'path') this.#paxPath = text;
-      else if (k === 'size') this.#paxSize = decimal(text);
+      else if (k === 'size') this.#paxSize = paxDecimal(text) ?? NaN;
       else this.#pax.set(k, text);
     }
     if (this.#paxSize !== undefined && !Number.isSafeInteger(this.#paxSize)) this.#fail('ERR_CORRUPT', 'bad pax size');

@@ -1,12 +1,10 @@
 // Runs GNU tar through execa and turns its exit into a QvmBackupError (ERR_TAR_FAILED with the
 // command, exit code and stderr tail; ERR_CANCELLED on abort). Also finds and checks the tar binary.
-import { constants as fsc, promises as fsp } from 'node:fs';
-import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { QvmBackupError } from '../errors.js';
-import { TailBuffer } from '../io/tail-buffer.js';
-import { diesWithUs } from '../io/child-lifetime.js';
+import { findInPath } from '../io/child-lifetime.js';
+import { exitDetail, processContext, spawnProcess } from '../io/spawn.js';
 
 /** Options every tar driver accepts. */
 export interface TarRunOptions {
@@ -46,28 +44,15 @@ export interface TarProcess {
 
 const MAX_LINES = 1_000_000;
 
-function shellQuote(a: string): string {
-  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`;
-}
-
 /** Spawn tar with LC_ALL=C; stdout/stdin streamed, stderr kept as a bounded tail. */
 export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   const bin = opts.tarPath ?? 'tar';
-  const command = [bin, ...args].map(shellQuote).join(' ');
-  const tail = new TailBuffer(4096);
-  const [file, argv] = diesWithUs(bin, args);
-  const child: ResultPromise = execa(file, argv, {
+  const { child, command, stderr: tail, viaSetpriv } = spawnProcess(bin, args, {
     stdin: opts.stdin,
     stdout: opts.stdout,
-    stderr: 'pipe',
-    buffer: false,
-    reject: false,
     env: { LC_ALL: 'C' },
-    cleanup: true,
-    forceKillAfterDelay: 3000,
-    ...(opts.signal ? { cancelSignal: opts.signal } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
   });
-  child.stderr?.on('data', (d: Buffer) => tail.push(d));
   // EPIPE on tar's stdin surfaces as tar's own exit status; keep it from crashing the process.
   child.stdin?.on('error', () => undefined);
 
@@ -94,15 +79,15 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   const done = result.then((r) => {
     if (!r.failed && r.exitCode === 0) return;
     const stderrTail = tail.text(opts.stderrFilter);
-    const ctx = { command, exitCode: r.exitCode, stderrTail, ...(opts.file !== undefined ? { file: opts.file } : {}) };
+    const ctx = { ...processContext(command, r, stderrTail), ...(opts.file !== undefined ? { file: opts.file } : {}) };
     // not found: by spawn itself, or by setpriv failing to exec it (diesWithUs)
-    const missing = ((r as { code?: string }).code === 'ENOENT' && r.exitCode === undefined) || (file !== bin && r.exitCode === 127 && /failed to execute/.test(stderrTail));
+    const missing = ((r as { code?: string }).code === 'ENOENT' && r.exitCode === undefined) || (viaSetpriv && r.exitCode === 127 && /failed to execute/.test(stderrTail));
     if (missing) {
       const msg = opts.tarPath === undefined ? 'GNU tar not found in PATH' : `tar not found: ${opts.tarPath}`;
       throw new QvmBackupError('ERR_TAR_FAILED', msg, ctx, r);
     }
     if (r.isCanceled) throw new QvmBackupError('ERR_CANCELLED', `tar cancelled${opts.file ? ` (${opts.file})` : ''}`, ctx, r);
-    const how = r.exitCode !== undefined ? `exit ${r.exitCode}` : r.signal ? `killed by ${r.signal}` : (r.originalMessage ?? 'failed');
+    const how = exitDetail(r);
     // tar runs with LC_ALL=C, so its errno texts are strerror()'s: a full disk is told apart here,
     // where the failure happens, and keeps its own code (exit 6)
     const full = /: (No space left on device|Disk quota exceeded)$/m.test(stderrTail);
@@ -125,18 +110,10 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
 }
 
 /** Absolute path of `tar` in PATH; ERR_TAR_FAILED "GNU tar not found in PATH" if there is none. */
-export async function findTar(): Promise<string> {
-  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
-    if (dir === '') continue;
-    const p = path.join(dir, 'tar');
-    try {
-      await fsp.access(p, fsc.X_OK);
-      if ((await fsp.stat(p)).isFile()) return p;
-    } catch {
-      // not here
-    }
-  }
-  throw new QvmBackupError('ERR_TAR_FAILED', 'GNU tar not found in PATH', { command: 'tar' });
+export function findTar(): Promise<string> {
+  const p = findInPath('tar');
+  if (p === null) return Promise.reject(new QvmBackupError('ERR_TAR_FAILED', 'GNU tar not found in PATH', { command: 'tar' }));
+  return Promise.resolve(p);
 }
 
 const checked = new Map<string, Promise<string>>();

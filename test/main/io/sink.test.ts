@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { commandSink, freeBytes, openFileSink, stdoutSink } from '../../../src/main/io/sink.js';
 import { FAKE_BIN, mkTmp, rejectsWith, rmTmp } from '../tar/tar-test-helpers.js';
+import { waitFor } from '../../helpers/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SLOW_READER = path.join(FAKE_BIN, 'slow-reader.js');
@@ -177,13 +178,13 @@ describe('commandSink', () => {
     const pidFile = path.join(dir, 'child.pid');
     const sink = commandSink(`sleep 60 & echo $! > '${pidFile}'; wait`);
     await sink.write(Buffer.from('x'));
-    for (let i = 0; i < 200 && !fs.existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor('the background pid', () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').endsWith('\n'), 10_000);
     const pid = Number(fs.readFileSync(pidFile, 'utf8'));
     const t0 = Date.now();
     await sink.abort();
     assert.ok(Date.now() - t0 < 5000, 'prompt');
-    await new Promise((r) => setTimeout(r, 50));
-    assert.ok(!alive(pid), 'the background sleep is gone too');
+    // SIGKILL of the group is asynchronous: wait (bounded) for the background sleep to be gone
+    await waitFor('the background sleep to be gone too', () => !alive(pid), 5000);
     const plain = commandSink('sleep 60');
     await plain.abort();
   });

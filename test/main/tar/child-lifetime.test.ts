@@ -1,6 +1,5 @@
 // A tar we started dies with us, even after `kill -9` of this process: here a tar blocked opening
 // a FIFO for a volume that will never come (what a killed format 2 restore leaves behind).
-import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -1,7 +1,7 @@
 // Install order of the restore plan: templates first, then netVMs (provides_network), then the
 // rest; within that, every VM comes after the restored VMs it references (template, netVM).
 import { isTemplateVm } from './domain-view.js';
-import type { VmPlan } from './restore-plan.js';
+import type { VmPlan } from './plan-types.js';
 
 function rank(p: VmPlan): number {
   if (isTemplateVm(p.domain)) return 0;

@@ -1,6 +1,6 @@
 // Human explanations of the problems that stop a restore, each with the option that resolves it
 // (the `blocking` list of the plan), and the short per-VM reason shown in the restore table.
-import type { Dom0Plan, Problem, VmPlan } from './restore-plan.js';
+import type { Dom0Plan, Problem, VmPlan } from './plan-types.js';
 
 /** Lines for every VM (and the dom0 home) that would be restored but has problems. */
 export function blockingLines(

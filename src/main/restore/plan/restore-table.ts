@@ -2,7 +2,7 @@
 // happens), then per-VM notes, then the reasons the restore cannot proceed.
 import { shortReason } from './restore-problems.js';
 import { shown } from '../../qubes-xml/index.js';
-import type { RestorePlan, VmPlan } from './restore-plan.js';
+import type { RestorePlan, VmPlan } from './plan-types.js';
 
 const HEADINGS = ['name', 'type', 'template', 'netvm', 'label', 'size', 'what happens'] as const;
 const SIZE_COLUMN = 5;

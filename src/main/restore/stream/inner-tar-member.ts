@@ -1,7 +1,8 @@
 // A tiny in-memory tar reader that pulls one regular member (qubes.xml) out of a small, already
 // authenticated inner archive: ustar/GNU/pax headers, GNU long names, zero blocks ignored.
 import { fail } from '../../errors.js';
-import { BLOCK, headerChecksum, headerName, parseNumeric, parsePaxRecords, roundUp, stripDotSlash } from '../../tar/tar-header.js';
+import { checksumMatches, isExtensionHeader, longNameText, paxDecimal, typeflagOf } from '../../tar/tar-codec.js';
+import { BLOCK, headerName, parseNumeric, parsePaxRecords, roundUp, stripDotSlash } from '../../tar/tar-header.js';
 
 /** Most headers we walk before giving up (qubes.xml archives have 1–3). */
 const MAX_HEADERS = 64;
@@ -22,15 +23,13 @@ export function extractTarMember(tar: Uint8Array, wanted: string, maxBytes: numb
     pos += BLOCK;
     if (block.every((b) => b === 0)) continue; // end-of-archive blocks and padding: like tar -i
     headers++;
-    const sum = parseNumeric(block, 'chksum');
-    const computed = headerChecksum(block);
-    if (sum === null || (sum !== computed.unsigned && sum !== computed.signed)) {
+    if (!checksumMatches(block)) {
       fail('ERR_CORRUPT', `${what}: inner tar header checksum mismatch at offset ${pos - BLOCK}`);
     }
     const headerSize = parseNumeric(block, 'size');
     if (headerSize === null) fail('ERR_CORRUPT', `${what}: inner tar header has a malformed size`);
-    const type = String.fromCharCode(block[156] ?? 0);
-    const size = type === 'x' || type === 'g' || type === 'L' || type === 'K' ? headerSize : (paxSize ?? headerSize);
+    const type = typeflagOf(block);
+    const size = isExtensionHeader(type) ? headerSize : (paxSize ?? headerSize);
     const dataStart = pos;
     const dataEnd = dataStart + size;
     if (dataEnd > tar.length) fail('ERR_CORRUPT', `${what}: inner tar member data truncated`);
@@ -46,8 +45,7 @@ export function extractTarMember(tar: Uint8Array, wanted: string, maxBytes: numb
       const s = recs.get('size');
       if (s !== undefined) {
         const txt = Buffer.from(s).toString('latin1');
-        if (!/^[0-9]{1,15}$/.test(txt)) fail('ERR_CORRUPT', `${what}: bad pax size`);
-        paxSize = Number(txt);
+        paxSize = paxDecimal(txt, 15) ?? fail('ERR_CORRUPT', `${what}: bad pax size`);
       }
       if ([...recs.keys()].some((k) => k.startsWith('GNU.sparse'))) paxSparse = true;
       continue;
@@ -55,7 +53,7 @@ export function extractTarMember(tar: Uint8Array, wanted: string, maxBytes: numb
     if (type === 'g' || type === 'K' || type === 'V') continue;
     if (type === 'L') {
       if (size > 64 * 1024) fail('ERR_TOO_LARGE', `${what}: GNU long name too large`);
-      longName = Buffer.from(data).toString('utf8').replace(/\0.*$/s, '');
+      longName = longNameText(data);
       continue;
     }
 

@@ -1,0 +1,63 @@
+// planBackup on a small sample collection: which VMs and files, their archive names per format,
+// the dom0 home last, name order, sizes; unknown names, exclusions and paths escaping the root.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { planBackup, type BackupPlanOptions } from '../../../src/main/backup/backup-plan.js';
+import { parseQubesXml, type QubesXml } from '../../../src/main/qubes-xml/index.js';
+import { sampleIn, tempDir } from '../../helpers/cli.js';
+
+const MiB = 1024 * 1024;
+let t: { dir: string; cleanup(): void };
+let root = '';
+let home = '';
+let doc: QubesXml;
+
+before(() => {
+  t = tempDir();
+  ({ root, home } = sampleIn(t.dir, { bigImageBytes: 4 * MiB, bigDataBytes: MiB, smallImageBytes: 2 * MiB, smallDataBytes: 64 * 1024 }));
+  doc = parseQubesXml(readFileSync(`${root}/qubes.xml`));
+});
+after(() => t.cleanup());
+
+const opts = (o: Partial<BackupPlanOptions>): BackupPlanOptions => ({ format: 4, encrypted: true, qubesRoot: root, dom0Home: home, vms: [], exclude: [], ...o });
+
+test('format 4: vm<qid>/ subdirs, <volume>.img names, the extras of work, VMs by name, dom0 apart', async () => {
+  const p = await planBackup(doc, opts({ vms: ['work', 'fedora-40', 'dom0'] }));
+  assert.deepEqual(p.vms.map((v) => v.name), ['fedora-40', 'work']);
+  const work = p.vms.find((v) => v.name === 'work')!;
+  assert.equal(work.subdir, 'vm3/');
+  assert.equal(work.backupPath, 'vm3/');
+  assert.deepEqual(work.files.map((f) => f.base), ['vm3/private.img', 'vm3/firewall.xml', 'vm3/notes.txt']);
+  assert.ok(work.files.every((f) => f.dereference));
+  const tpl = p.vms.find((v) => v.name === 'fedora-40')!;
+  assert.ok(tpl.files.some((f) => f.base === 'vm1/root.img'));
+  assert.equal(p.dom0?.files[0]?.base, 'dom0-home/user');
+  assert.equal(p.totalBytes, p.vms.reduce((a, v) => a + v.sizeBytes, 0) + p.dom0!.sizeBytes);
+  assert.ok(work.sizeBytes >= MiB, 'sizes count the allocated data');
+});
+
+test('format 3 unencrypted: the VM directories as they are; a template is one archive of its directory', async () => {
+  const p = await planBackup(doc, opts({ format: 3, encrypted: false, vms: ['work', 'fedora-40'] }));
+  const work = p.vms.find((v) => v.name === 'work')!;
+  assert.equal(work.subdir, 'appvms/work/');
+  assert.equal(work.backupPath, 'appvms/work');
+  assert.deepEqual(work.files.map((f) => f.name), ['private.img', 'firewall.xml', 'whitelisted-appmenus.list']);
+  assert.deepEqual(p.vms.find((v) => v.name === 'fedora-40')!.files.map((f) => f.base), ['vm-templates/fedora-40/.']);
+  assert.match(p.warnings.join('\n'), /format 3 with an R4 qubes.xml/);
+});
+
+test('unknown names are refused, unknown exclusions warned about, excluded VMs left out', async () => {
+  await assert.rejects(planBackup(doc, opts({ vms: ['nope'] })), (e: { code?: string; message: string }) => e.code === 'ERR_USAGE' && /unknown VM: nope/.test(e.message));
+  const p = await planBackup(doc, opts({ vms: ['work', 'vault'], exclude: ['vault', 'ghost'] }));
+  assert.deepEqual(p.vms.map((v) => v.name), ['work']);
+  assert.deepEqual(p.warnings, ['excluded VM ghost does not exist']);
+});
+
+test('a volume path that escapes the qubes root is refused', async () => {
+  const hostile = structuredClone(doc);
+  const work = hostile.domains.find((d) => d.name === 'work')!;
+  const vol = work.volumes.find((v) => v.name === 'private')!;
+  vol.vid = '../../../etc/passwd';
+  await assert.rejects(planBackup(hostile, opts({ vms: ['work'] })), (e: { code?: string }) => e.code === 'ERR_QUBES_XML');
+});
