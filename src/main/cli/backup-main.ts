@@ -55,6 +55,7 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .option('--scrypt-logn <n>', 'format 4: scrypt cost, N = 2^n (memory 128·8·N bytes per derivation: 512 MiB at 19)', int('--scrypt-logn', 10, 22), 19)
   .option('--chunk-size <size>', `chunk size: ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(maxChunkSize(4))} (the default, as Qubes), a multiple of 4096; format 2: the tar volume size, up to ${exactSize(maxChunkSize(2))} (the default), a multiple of 10240`, sizeOption('--chunk-size'))
   .option('--dest-command <cmd>', 'pipe the archive into this shell command instead of writing a file; BACKUP_LOCATION is passed to it as $QVM_BACKUP_LOCATION (e.g. --dest-command \'ssh host "cat > $QVM_BACKUP_LOCATION"\')')
+  .addOption(new Option('-d, --dest-vm <vm>', "send the archive to this VM's qubes.Backup service (through qvm-run --pass-io --service), BACKUP_LOCATION as its first line; dom0 = a local file, as without -d").conflicts('destCommand'))
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('--json', "progress and result as JSON lines on stdout (refused with '-': stdout carries the archive)")
@@ -69,7 +70,8 @@ export async function main(): Promise<number> {
   if (parsed !== null) return parsed;
   const o = program.opts();
   const [location, vms] = program.processedArgs as [string, string[]];
-  if (o['json'] && location === '-' && o['destCommand'] === undefined) {
+  const destVm = o['destVm'] as string | undefined;
+  if (o['json'] && location === '-' && o['destCommand'] === undefined && (destVm === undefined || destVm === 'dom0')) {
     // checked before any JSON is printed: the JSON lines would end up inside the archive
     return reportError('qvm-backup', new QvmBackupError('ERR_USAGE', "--json prints to stdout, which carries the archive with '-': drop --json, or pipe the archive with --dest-command"), false);
   }
@@ -88,6 +90,7 @@ export async function main(): Promise<number> {
     const result = await runBackup({
       location,
       ...(o['destCommand'] !== undefined ? { destCommand: o['destCommand'] as string } : {}),
+      ...(destVm !== undefined ? { destVm } : {}),
       vms,
       exclude: o['exclude'] as string[],
       qubesRoot: o['qubesRoot'] as string,
