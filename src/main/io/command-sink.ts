@@ -1,5 +1,6 @@
-// The output sink that pipes the backup into `sh -c <command>` (or, for --dest-vm, into qvm-run). The shell runs in its own process
-// group so abort() stops the whole pipeline (dash forks, so killing sh alone leaves e.g. `sleep` running).
+// The output sink that pipes the backup into `sh -c <command>` (or, for --dest-vm, into qvm-run).
+// The program runs in its own process group so abort() stops the whole pipeline (dash forks, so
+// killing sh alone leaves e.g. `sleep` running).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { diesWithUs } from './child-lifetime.js';
