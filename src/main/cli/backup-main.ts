@@ -154,7 +154,7 @@ async function settings(program: Command): Promise<Settings> {
   const cli = (k: string) => program.getOptionValueSource(k) === 'cli';
   const profile = o['profile'] !== undefined ? (await loadProfile(o['profile'] as string, o['profileDir'] as string)).profile : undefined;
   const location = loc ?? profile?.destinationPath;
-  if (location === undefined) fail('ERR_USAGE', "missing required argument 'backup-location' (or give --profile)");
+  if (location === undefined) fail('ERR_USAGE', "missing required argument 'backup-location'"); // as commander words it (without --profile)
   const filter = eitherSpelling(program, 'compressFilter', 'compressionFilter') as string;
   const filterGiven = cli('compressFilter') || cli('compressionFilter');
   const fromProfile = profile?.compression;
