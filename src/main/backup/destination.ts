@@ -5,7 +5,8 @@
 import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fail } from '../errors.js';
-import { commandSink, openFileSink, stdoutSink, type FileSink, type Sink } from '../io/sink.js';
+import { commandSink, openFileSink, processSink, stdoutSink, type FileSink, type Sink } from '../io/sink.js';
+import { BACKUP_SERVICE, QVM_RUN, locationLine, qvmRunArgs } from '../io/qrexec.js';
 
 const pad = (n: number) => String(n).padStart(2, '0');
 
@@ -23,8 +24,19 @@ export interface Destination {
   localDir?: string;
 }
 
-/** Check `location` (or `destCommand`) and say how to open it; ERR_USAGE when it cannot work. */
-export async function resolveDestination(location: string, destCommand: string | undefined, now: Date): Promise<Destination> {
+/**
+ * Check `location` (or `destCommand`, or `destVm`) and say how to open it; ERR_USAGE when it cannot
+ * work. A VM other than dom0 gets the archive through its qubes.Backup service, the location as
+ * the first line (the VM decides what it means: a directory gets a timestamped file in it).
+ */
+export async function resolveDestination(location: string, destCommand: string | undefined, now: Date, destVm?: string): Promise<Destination> {
+  if (destVm !== undefined && destVm !== 'dom0') {
+    const args = qvmRunArgs(destVm, BACKUP_SERVICE);
+    if (location.replace(/[\r\n]/g, '') === '') fail('ERR_USAGE', '--dest-vm needs a backup location: the path (or command) the VM\'s qubes.Backup service is given');
+    const what = `${BACKUP_SERVICE} in VM ${destVm}`;
+    // qubes.Backup's stdout is its chatter ("Starting Backupcopy"): dropped, as Qubes does
+    return { path: `${destVm}:${location}`, sink: async () => processSink(QVM_RUN, args, { description: what, what, command: `${QVM_RUN} ${args.join(' ')}`, stdout: 'ignore', firstLine: locationLine(location) }) };
+  }
   if (destCommand !== undefined) {
     // like qubes.Backup, the command learns the location: $QVM_BACKUP_LOCATION
     process.env['QVM_BACKUP_LOCATION'] = location;

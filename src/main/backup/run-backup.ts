@@ -36,6 +36,8 @@ export { defaultBackupName } from './destination.js';
 export interface BackupOptions {
   location: string;
   destCommand?: string;
+  /** --dest-vm: the archive goes to this VM's qubes.Backup service (dom0 = a local file) */
+  destVm?: string;
   vms: string[];
   exclude: string[];
   qubesRoot: string;
@@ -104,7 +106,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const plan = await planBackup(live, { format: o.format, encrypted: o.encrypt, qubesRoot: o.qubesRoot, dom0Home: o.dom0Home, vms: o.vms, exclude: o.exclude });
   if (plan.vms.length === 0 && !plan.dom0) fail('ERR_USAGE', 'nothing to back up: no VM selected');
   for (const w of plan.warnings) progress.warn(w);
-  const dest = await resolveDestination(o.location, o.destCommand, now);
+  const dest = await resolveDestination(o.location, o.destCommand, now, o.destVm);
   if (dest.localDir !== undefined) {
     const free = await freeBytes(dest.localDir);
     // compressed output size is unknown: fail only when it obviously cannot fit

@@ -1,5 +1,6 @@
 // qvm-backup: parse argv, run the backup, map errors to exit codes. Nothing else.
 import { Command, Option } from 'commander';
+import { resolve } from 'node:path';
 import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes, exactSize } from './size.js';
@@ -9,6 +10,7 @@ import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSect
 import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES, MIN_CHUNK_SIZE_BYTES, maxChunkSize, chunkSizeMultiple } from '../format/limits.js';
 import { VERSION } from '../version.js';
 import { fail, QvmBackupError } from '../errors.js';
+import { DEFAULT_PROFILE_DIR, loadProfile, saveProfile, type BackupProfile } from './backup-profile.js';
 
 
 /** What --help prints after the options (and the man page has as sections). */
@@ -35,7 +37,7 @@ export const BACKUP_SECTIONS: readonly HelpSection[] = [
 /** The command line of qvm-backup: parsed by main(), printed by --help, and the source of the man page. */
 export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new Command('qvm-backup')
   .description('Back up Qubes VMs (and the dom0 home) into one encrypted, authenticated archive that stock Qubes restores.')
-  .argument('<backup-location>', "directory (the archive is named qubes-backup-%Y-%m-%dT%H%M%S inside it), a file path, or '-' for stdout")
+  .argument('[backup-location]', "directory (the archive is named qubes-backup-%Y-%m-%dT%H%M%S inside it), a file path, or '-' for stdout; with -d, the location the VM is given; may come from --profile")
   .argument('[vm...]', 'VMs to back up (default: every VM with include_in_backups, plus dom0 = its home)')
   .option('-x, --exclude <vm>', 'exclude a VM (repeatable; "-x dom0" leaves out the dom0 home)', collect, [])
   .addOption(new Option('--qubes-root <dir>', 'directory holding qubes.xml and the VM files').default(h.qubesRoot, shownDefault(h, '$QUBES_ROOT, else /var/lib/qubes')))
@@ -55,6 +57,10 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .option('--scrypt-logn <n>', 'format 4: scrypt cost, N = 2^n (memory 128·8·N bytes per derivation: 512 MiB at 19)', int('--scrypt-logn', 10, 22), 19)
   .option('--chunk-size <size>', `chunk size: ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(maxChunkSize(4))} (the default, as Qubes), a multiple of 4096; format 2: the tar volume size, up to ${exactSize(maxChunkSize(2))} (the default), a multiple of 10240`, sizeOption('--chunk-size'))
   .option('--dest-command <cmd>', 'pipe the archive into this shell command instead of writing a file; BACKUP_LOCATION is passed to it as $QVM_BACKUP_LOCATION (e.g. --dest-command \'ssh host "cat > $QVM_BACKUP_LOCATION"\')')
+  .addOption(new Option('-d, --dest-vm <vm>', "send the archive to this VM's qubes.Backup service (through qvm-run --pass-io --service), BACKUP_LOCATION as its first line; dom0 = a local file, as without -d").conflicts('destCommand'))
+  .option('--profile <name|file>', "take the settings of this backup profile (Qubes' YAML format: NAME = <profile-dir>/NAME.conf, or a path with a '/'); options given on the command line override its values")
+  .option('--save-profile <name|file>', 'save the settings of this run (the passphrase included) as a profile, mode 0600, once the plan was confirmed and the passphrase read')
+  .addOption(new Option('--profile-dir <dir>', 'where profile NAMEs are kept').default(DEFAULT_PROFILE_DIR))
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('-v, --verbose', 'also print the effective settings and a line per file as it is written')
@@ -69,16 +75,16 @@ export async function main(): Promise<number> {
   const parsed = parseOrExit(program);
   if (parsed !== null) return parsed;
   const o = program.opts();
-  const [location, vms] = program.processedArgs as [string, string[]];
-  if (o['json'] && location === '-' && o['destCommand'] === undefined) {
-    // checked before any JSON is printed: the JSON lines would end up inside the archive
-    return reportError('qvm-backup', new QvmBackupError('ERR_USAGE', "--json prints to stdout, which carries the archive with '-': drop --json, or pipe the archive with --dest-command"), false);
-  }
-  let compressFilter: string;
+  let s: Settings;
   try {
-    compressFilter = eitherSpelling(program, 'compressFilter', 'compressionFilter') as string;
+    s = await settings(program);
   } catch (e) {
     return reportError('qvm-backup', e, false);
+  }
+  const { location, vms, destVm, compressFilter } = s;
+  if (o['json'] && location === '-' && o['destCommand'] === undefined && (destVm === undefined || destVm === 'dom0')) {
+    // checked before any JSON is printed: the JSON lines would end up inside the archive
+    return reportError('qvm-backup', new QvmBackupError('ERR_USAGE', "--json prints to stdout, which carries the archive with '-': drop --json, or pipe the archive with --dest-command"), false);
   }
   const progress = makeProgress(o, 'backup');
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping (press Ctrl-C again to force)`));
@@ -89,22 +95,27 @@ export async function main(): Promise<number> {
     const result = await runBackup({
       location,
       ...(o['destCommand'] !== undefined ? { destCommand: o['destCommand'] as string } : {}),
+      ...(destVm !== undefined ? { destVm } : {}),
       vms,
-      exclude: o['exclude'] as string[],
+      exclude: s.exclude,
       qubesRoot: o['qubesRoot'] as string,
       dom0Home: o['dom0Home'] as string,
       format,
       encrypt: o['encrypt'] !== false,
       cipher: o['encAlgo'] as string,
       hmacAlgorithm: o['hmacAlgo'] as string,
-      compress: o['compress'] !== false,
+      compress: s.compress,
       compressFilter,
       ...(o['compressLevel'] !== undefined ? { compressLevel: o['compressLevel'] as number } : {}),
       scryptLogN: o['scryptLogn'] as number,
       chunkSize,
       threads: o['threads'] as number,
       maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number, format === 4 ? (o['scryptLogn'] as number) : null),
-      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: true, signal: stop.signal }),
+      getPassphrase: async () => {
+        const pw = s.profile?.passphraseText !== undefined && o['passphraseFile'] === undefined && o['passphraseCommand'] === undefined ? s.profile.passphraseText : await readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: true, signal: stop.signal });
+        if (o['saveProfile'] !== undefined) progress.info(`saved backup profile ${await saveProfile(o['saveProfile'] as string, o['profileDir'] as string, profileOf(s, pw))}`);
+        return pw;
+      },
       confirm: async (summary, plan) => {
         progress.plan(summary, plan);
         return confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal);
@@ -126,6 +137,58 @@ export async function main(): Promise<number> {
   } catch (e) {
     return endFailedRun('qvm-backup', e, { json: o['json'] === true, progress, failText: 'Backup failed', interruptedBy: stop.received() });
   }
+}
+
+/** What this run does: the command line over the --profile (if any). */
+interface Settings {
+  location: string;
+  vms: string[];
+  exclude: string[];
+  destVm: string | undefined;
+  compress: boolean;
+  compressFilter: string;
+  profile: BackupProfile | undefined;
+}
+
+async function settings(program: Command): Promise<Settings> {
+  const o = program.opts();
+  const [loc, args] = program.processedArgs as [string | undefined, string[]];
+  const cli = (k: string) => program.getOptionValueSource(k) === 'cli';
+  const profile = o['profile'] !== undefined ? (await loadProfile(o['profile'] as string, o['profileDir'] as string)).profile : undefined;
+  const location = loc ?? profile?.destinationPath;
+  if (location === undefined) fail('ERR_USAGE', "missing required argument 'backup-location'"); // as commander words it (without --profile)
+  const filter = eitherSpelling(program, 'compressFilter', 'compressionFilter') as string;
+  const filterGiven = cli('compressFilter') || cli('compressionFilter');
+  const fromProfile = profile?.compression;
+  const s: Settings = {
+    location,
+    vms: args.length > 0 ? args : (profile?.include ?? []),
+    exclude: cli('exclude') || !profile ? (o['exclude'] as string[]) : profile.exclude,
+    // --dest-command on the command line replaces the profile's destination VM as well
+    destVm: cli('destVm') || !profile ? (o['destVm'] as string | undefined) : o['destCommand'] !== undefined ? undefined : profile.destinationVm,
+    compress: cli('compress') ? o['compress'] !== false : filterGiven || fromProfile === undefined || fromProfile !== false,
+    compressFilter: filterGiven || typeof fromProfile !== 'string' ? filter : fromProfile,
+    profile,
+  };
+  if (o['saveProfile'] !== undefined) {
+    if (o['destCommand'] !== undefined) fail('ERR_USAGE', '--save-profile: a profile cannot hold --dest-command (Qubes profiles name a VM and a path)');
+    if (location === '-' && (s.destVm === undefined || s.destVm === 'dom0')) fail('ERR_USAGE', "--save-profile: a profile cannot hold the location '-' (stdout)");
+  }
+  return s;
+}
+
+/** The profile --save-profile writes, as Qubes does: a local path made absolute, include null for
+ *  the default selection, compression true (gzip), false or the filter. */
+function profileOf(s: Settings, passphrase: string): BackupProfile {
+  const local = s.destVm === undefined || s.destVm === 'dom0';
+  return {
+    include: s.vms.length > 0 ? s.vms : null,
+    exclude: s.exclude,
+    destinationVm: s.destVm ?? 'dom0',
+    destinationPath: local ? resolve(s.location) : s.location,
+    passphraseText: passphrase,
+    compression: !s.compress ? false : s.compressFilter === 'gzip' ? true : s.compressFilter,
+  };
 }
 
 /** One chunk-size rule for the backup, from the limits the restore's chunk slots use as well. */

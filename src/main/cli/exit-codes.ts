@@ -74,7 +74,7 @@ export const EXIT_STATUS_TABLE: readonly (readonly [number, string])[] = [
   [EXIT.USAGE, 'usage error: bad option, unknown VM, not a Qubes backup, plan problems (conflicts, missing templates)'],
   [EXIT.PARTIAL, 'partial: some VMs failed, the others completed'],
   [EXIT.AUTH, 'wrong passphrase or corrupted backup header'],
-  [EXIT.INTEGRITY, 'integrity failure: a chunk failed authentication, the archive is corrupt or truncated (or a --source-command failed), over a limit, or holds refused content'],
+  [EXIT.INTEGRITY, 'integrity failure: a chunk failed authentication, the archive is corrupt or truncated (or a --source-command or the qubes.Restore of a VM failed), over a limit, or holds refused content'],
   [EXIT.NO_SPACE, 'not enough free space'],
   [EXIT.TAR, 'GNU tar or a compression program failed (or is missing)'],
   [EXIT.LOCKED, 'another run holds the host lock (<qubes-root>/qubes.xml.lock)'],

@@ -11,6 +11,8 @@ import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
 import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, defaultRestoreMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
+import { RESTORE_SERVICE, qvmRunArgs } from '../io/qrexec.js';
+import type { SourceVm } from '../restore/archive-source.js';
 import { EXIT, exitCodeForSignal } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
 import { VERSION } from '../version.js';
@@ -36,6 +38,8 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .argument('[backup-location]', "archive file, '-' for stdin, or a format 1 backup directory; not with --source-command (then every argument is a VM name)")
   .argument('[vm...]', 'restore only these VMs (dom0 = the dom0 home); default: every VM in the backup')
   .option('--source-command <cmd>', 'read the archive from the stdout of this shell command (e.g. "ssh host cat backup") instead of a backup location')
+  .addOption(new Option('-d, --dest-vm <vm>', "read the archive from this VM: its qubes.Restore service (through qvm-run --pass-io --service) is given BACKUP_LOCATION, a path or command inside the VM; dom0 = a local file, as without -d").conflicts('sourceCommand'))
+  .option('--location-is-service', 'with -d: BACKUP_LOCATION names the qrexec service of the VM that sends the archive (e.g. my.Restore+arg) instead of a location for qubes.Restore')
   .option('-x, --exclude <vm>', 'do not restore this VM (repeatable)', collect, [])
   .addOption(new Option('--qubes-root <dir>', 'qubes root of the host to restore into').default(h.qubesRoot, shownDefault(h, '$QUBES_ROOT, else /var/lib/qubes')))
   .addOption(new Option('--dom0-home <dir>', 'dom0 home of the host (its basename is the user name)').default(h.dom0Home, shownDefault(h, '$HOME')))
@@ -81,6 +85,19 @@ async function locationAndVms(args: [string | undefined, string[]], sourceComman
   return { location: first, vms: rest };
 }
 
+/** With -d VM: the location is a path (or command, or with --location-is-service a service name)
+ *  in the VM, never checked here; the rest are VM names. */
+function vmLocationAndVms(args: [string | undefined, string[]]): { location: string; vms: string[] } {
+  const [first, rest] = args;
+  if (first === undefined || first.replace(/[\r\n]/g, '') === '') throw new QvmBackupError('ERR_USAGE', "-d/--dest-vm needs a backup location: the path (or command) the VM's qubes.Restore is given, or with --location-is-service the service name");
+  return { location: first, vms: rest };
+}
+
+/** The VM and (with --location-is-service) the service name, checked before anything is asked. */
+function checkVmSource(v: SourceVm, args: [string | undefined, string[]]): void {
+  qvmRunArgs(v.vm, v.locationIsService && args[0] !== undefined ? args[0] : RESTORE_SERVICE);
+}
+
 export async function main(): Promise<number> {
   const program = restoreProgram();
   const parsed = parseOrExit(program);
@@ -89,8 +106,12 @@ export async function main(): Promise<number> {
   let location: string;
   let vms: string[];
   let compressionFilter: string | undefined;
+  const destVm = o['destVm'] as string | undefined;
+  const sourceVm = destVm !== undefined && destVm !== 'dom0' ? { vm: destVm, locationIsService: o['locationIsService'] === true } : undefined;
   try {
-    ({ location, vms } = await locationAndVms(program.processedArgs as [string | undefined, string[]], o['sourceCommand'] as string | undefined, o['passphraseFile'] as string | undefined));
+    if (o['locationIsService'] && sourceVm === undefined) throw new QvmBackupError('ERR_USAGE', '--location-is-service needs -d/--dest-vm with a VM other than dom0');
+    if (sourceVm) checkVmSource(sourceVm, program.processedArgs as [string | undefined, string[]]);
+    ({ location, vms } = sourceVm ? vmLocationAndVms(program.processedArgs as [string | undefined, string[]]) : await locationAndVms(program.processedArgs as [string | undefined, string[]], o['sourceCommand'] as string | undefined, o['passphraseFile'] as string | undefined));
     compressionFilter = eitherSpelling(program, 'compressionFilter', 'compressFilter') as string | undefined;
   } catch (e) {
     return reportError('qvm-backup-restore', e, false);
@@ -103,6 +124,7 @@ export async function main(): Promise<number> {
     const r = await runRestore({
       location,
       ...(o['sourceCommand'] !== undefined ? { sourceCommand: o['sourceCommand'] as string } : {}),
+      ...(sourceVm !== undefined ? { sourceVm } : {}),
       vms,
       exclude: o['exclude'] as string[],
       skipDom0Home: o['skipDom0Home'] === true,

@@ -1,5 +1,6 @@
-// The output sink that pipes the backup into `sh -c <command>`. The shell runs in its own process
-// group so abort() stops the whole pipeline (dash forks, so killing sh alone leaves e.g. `sleep` running).
+// The output sink that pipes the backup into `sh -c <command>` (or, for --dest-vm, into qvm-run).
+// The program runs in its own process group so abort() stops the whole pipeline (dash forks, so
+// killing sh alone leaves e.g. `sleep` running).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QvmBackupError } from '../errors.js';
 import type { Sink } from './sink-types.js';
@@ -15,9 +16,27 @@ const EXIT_GRACE_MS = 5000;
  * The command's stdout goes to our stderr so that it never mixes with backup data.
  */
 export function commandSink(shellCommand: string): Sink {
-  const ctx = { command: shellCommand };
+  return processSink('sh', ['-c', shellCommand], { description: `command ${shellCommand}`, what: 'output command', command: shellCommand, stdout: 2 });
+}
+
+export interface ProcessSinkOptions {
+  /** for Sink.description */
+  description: string;
+  /** how messages name the program ("output command", "qubes.Backup in VM backupvm") */
+  what: string;
+  /** the error context's `command` */
+  command: string;
+  /** where the program's stdout goes: our stderr (2) or nowhere */
+  stdout: 2 | 'ignore';
+  /** written before the archive: the location line of qubes.Backup */
+  firstLine?: string;
+}
+
+/** A sink feeding `program args` on its stdin; see commandSink. */
+export function processSink(program: string, args: readonly string[], o: ProcessSinkOptions): Sink {
+  const ctx = { command: o.command };
   // own process group, killed as a whole (execa's `cleanup` skips detached children)
-  const { child, stderr: tail } = spawnProcess('sh', ['-c', shellCommand], { stdin: 'pipe', stdout: 2, detached: true }, shellCommand);
+  const { child, stderr: tail } = spawnProcess(program, args, { stdin: 'pipe', stdout: o.stdout, detached: true }, o.command);
   const killGroup = (signal: NodeJS.Signals): void => {
     try {
       if (child.pid !== undefined) process.kill(-child.pid, signal);
@@ -50,16 +69,19 @@ export function commandSink(shellCommand: string): Sink {
   const failure = async (what: string, cause?: unknown): Promise<QvmBackupError> => {
     const r = await ended(EXIT_GRACE_MS);
     const t = tail.text();
-    return new QvmBackupError('ERR_IO', `${what}: output command failed (${exitDetail(r)})${t ? `: ${t}` : ''}`, processContext(shellCommand, r, t), cause);
+    return new QvmBackupError('ERR_IO', `${what}: ${o.what} failed (${exitDetail(r)})${t ? `: ${t}` : ''}`, processContext(o.command, r, t), cause);
   };
 
   let state: 'open' | 'failed' | 'committed' | 'aborted' = 'open';
   const after = (what: string): QvmBackupError =>
     state === 'aborted'
-      ? new QvmBackupError('ERR_CANCELLED', `${what} the output command: it was stopped`, ctx)
-      : new QvmBackupError('ERR_INTERNAL', `${what} the output command after it ended`, ctx);
+      ? new QvmBackupError('ERR_CANCELLED', `${what} the ${o.what}: it was stopped`, ctx)
+      : new QvmBackupError('ERR_INTERNAL', `${what} the ${o.what} after it ended`, ctx);
+  // qubes.Backup reads the location first; queued before any archive byte (a pipe write of a short
+  // line; its failure shows as the first write's failure)
+  if (o.firstLine !== undefined) stdin?.write(o.firstLine);
   return {
-    description: `command ${shellCommand}`,
+    description: o.description,
     async write(data) {
       if (state !== 'open' || !stdin) throw after('write to');
       try {
@@ -67,7 +89,7 @@ export function commandSink(shellCommand: string): Sink {
       } catch (e) {
         if (state !== 'open') throw after('write to');
         state = 'failed';
-        throw await failure('writing to the output command', e);
+        throw await failure(`writing to the ${o.what}`, e);
       }
     },
     async commit() {

@@ -206,4 +206,4 @@ export function stdoutSink(stream: Writable = process.stdout): Sink {
   };
 }
 
-export { commandSink } from './command-sink.js';
+export { commandSink, processSink } from './command-sink.js';

@@ -16,6 +16,7 @@ export { MAX_VOLUME_BYTES, VOLUME_NAMES } from './volumes.js';
 export { validateHostCollection } from './validate-host.js';
 export { aClass, canBeTemplateOf, hasTemplate, isDispvmTemplate, providesNetwork, RESTORABLE_CLASSES, shown } from './vm-kinds.js';
 export { legacyR4Properties } from './legacy-convert.js';
+export { legacyDispvmNote } from './read-r2r3.js';
 
 /**
  * R2/R3 only: the synthetic DVM templates (`disp-<netvm>`, `disp-no-netvm`) the Qubes R4 restore

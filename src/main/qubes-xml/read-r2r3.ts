@@ -200,3 +200,16 @@ export function legacyDispvmTemplates(domains: DomainInfo[]): DomainInfo[] {
   }
   return out;
 }
+
+/**
+ * What happens instead of the R4 client's `disp-<netvm>` template for R2/R3 VM `d` (undefined: no
+ * such template asked for). The template is not created (it would be a new networked VM the
+ * backup does not hold and nobody selected); the VM's default_dispvm is set to none rather than
+ * left to the host default, so its DispVMs never get another network than the one it had.
+ */
+export function legacyDispvmNote(d: DomainInfo): string | undefined {
+  const t = d.defaultDispvm;
+  if (!d.legacyClass || typeof t !== 'string' || !t.startsWith('disp-')) return undefined;
+  const net = t === 'disp-no-netvm' ? 'no netVM' : `netVM ${t.slice('disp-'.length)}`;
+  return `default_dispvm set to none: its R2/R3 DispVMs had ${net}, for which Qubes' restore creates the DispVM template ${t}; not created here (so no DispVM of it gets another network): create a disposable template with ${net} and set default_dispvm to it`;
+}

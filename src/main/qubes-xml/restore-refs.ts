@@ -6,6 +6,7 @@ import { fail } from '../errors.js';
 import { findDomain } from './document.js';
 import type { DomainInfo, QubesXml } from './types.js';
 import { isValidVmName } from './vm-name.js';
+import { legacyDispvmNote } from './read-r2r3.js';
 import { aClass, canBeTemplateOf, hasTemplate, isDispvmTemplate, providesNetwork, shown } from './vm-kinds.js';
 
 export interface RefOptions {
@@ -103,6 +104,13 @@ function resolveDefaultDispvm(host: QubesXml, from: DomainInfo, o: RefOptions, r
     return;
   }
   const target = findDomain(host, d);
+  const legacy = legacyDispvmNote(from);
+  if (legacy !== undefined && !(target !== undefined ? isDispvmTemplate(target) : o.renames.has(from.defaultDispvm))) {
+    // the R4 client's disp-<netvm> template is not created: no DispVMs rather than other network
+    refs.defaultDispvm = '';
+    refs.warnings.push(legacy);
+    return;
+  }
   if (target !== undefined) {
     if (isDispvmTemplate(target)) refs.defaultDispvm = d;
     else refs.warnings.push(`default_dispvm ${shown(d)} not restored: it is ${aClass(target.klass)} without template_for_dispvms; the default applies`);

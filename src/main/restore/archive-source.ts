@@ -11,6 +11,8 @@ import { QvmBackupError, fail } from '../errors.js';
 import { spawnProcess } from '../io/spawn.js';
 import type { TailBuffer } from '../io/tail-buffer.js';
 import { FileInput, StreamInput, type ByteInput } from '../tar/byte-input.js';
+import { QVM_RUN, RESTORE_SERVICE, locationLine, qvmRunArgs } from '../io/qrexec.js';
+import { QfileToTar, qfileResult } from './qfile-stream.js';
 
 export interface Source {
   /** what the outer tar reader reads: the stream below, or a regular file read in place */
@@ -26,13 +28,23 @@ export interface Source {
   exited?: Promise<{ exitCode?: number; signal?: string }>;
   /** the last 4 KiB of the command's stderr (never buffered without bound) */
   stderr?: TailBuffer;
+  /** how messages name the command ("--source-command", "qubes.Restore in VM x") */
+  what?: string;
+}
+
+/** Where the archive comes from when it is in a VM (--dest-vm of qvm-backup-restore). */
+export interface SourceVm {
+  vm: string;
+  /** --location-is-service: the location names the service to call (e.g. my.Backup+arg) */
+  locationIsService: boolean;
 }
 
 /** How long a --source-command may go on after its stdout ended (or after we stopped reading). */
 const SOURCE_EXIT_WAIT_MS = 30_000;
 
 /** Open the archive's source: a file, `-` (stdin), a named pipe, or `sh -c <sourceCommand>`. */
-export async function openSource(o: { location: string; sourceCommand?: string | undefined; signal: AbortSignal }): Promise<Source> {
+export async function openSource(o: { location: string; sourceCommand?: string | undefined; sourceVm?: SourceVm | undefined; signal: AbortSignal }): Promise<Source> {
+  if (o.sourceVm !== undefined) return openVmSource(o.location, o.sourceVm, o.signal);
 
   if (o.sourceCommand !== undefined) {
     const { child: command, stderr } = spawnProcess('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', signal: o.signal }, 'source');
@@ -53,6 +65,38 @@ export async function openSource(o: { location: string; sourceCommand?: string |
 function ofStream(stream: Readable): Source {
   stream.on('error', () => {}); // surfaced through the reader
   return { input: new StreamInput(stream), stream, stop: () => stream.destroy(new Error('interrupted')) };
+}
+
+/**
+ * The archive from a VM, as Qubes fetches it: `qvm-run --pass-io --service VM qubes.Restore` with
+ * the location as the first line and the member filter as the second (empty: every member), or,
+ * with --location-is-service, the service the location names (then only the filter line). The
+ * answer is the qfile stream of tar2qfile, turned back into tar here; its end is answered with
+ * the CRC of what arrived, after which the service exits (its status is checked like a
+ * --source-command's).
+ */
+function openVmSource(location: string, v: SourceVm, signal: AbortSignal): Source {
+  const args = qvmRunArgs(v.vm, v.locationIsService ? location : RESTORE_SERVICE);
+  const what = `${v.locationIsService ? location : RESTORE_SERVICE} in VM ${v.vm}`;
+  const { child: command, stderr } = spawnProcess(QVM_RUN, args, { stdin: 'pipe', stdout: 'pipe', signal }, `${QVM_RUN} (${what})`);
+  const exited = new Promise<{ exitCode?: number; signal?: string }>((res) => {
+    command.once('exit', (code, sig) => res({ ...(code !== null ? { exitCode: code } : {}), ...(sig !== null ? { signal: sig } : {}) }));
+    command.once('error', () => res({}));
+  });
+  const stdin = command.stdin!;
+  stdin.on('error', () => {}); // a service that exited early shows in its exit status
+  stdin.write(`${v.locationIsService ? '' : locationLine(location)}\n`);
+  const explain = async (): Promise<string> => {
+    const r = await boundedWait(exited, 5000);
+    if (r === 'timeout') return '';
+    if (command.stderr && !command.stderr.readableEnded) await boundedWait(once(command.stderr, 'end').catch(() => undefined), 1000);
+    const t = stderr.text().trim();
+    return `${QVM_RUN} (${what}) ${r.exitCode !== undefined ? `exited with status ${r.exitCode}` : `was killed (${r.signal ?? 'unknown signal'})`}${t ? `: ${t.slice(-500)}` : ''}`;
+  };
+  const tar = new QfileToTar((crc) => stdin.end(qfileResult(crc)), explain);
+  command.stdout!.on('error', (e) => tar.destroy(e));
+  command.stdout!.pipe(tar);
+  return { ...ofStream(tar), command, exited, stderr, what };
 }
 
 /**
@@ -88,24 +132,28 @@ async function openFifo(path: string, signal: AbortSignal): Promise<Readable> {
  */
 export async function checkSourceCommand(source: Source, stoppedEarly: boolean): Promise<void> {
   const cmd = source.command!;
-  if (stoppedEarly) {
+  // a command that had already failed when the archive turned out short caused it: the run fails
+  // as a whole (the VMs complete before the cut came from a failing source too)
+  const early = stoppedEarly ? await boundedWait(source.exited!, 0) : 'timeout';
+  if (stoppedEarly && (early === 'timeout' || early.exitCode === 0)) {
     source.stream?.destroy();
     cmd.kill();
     await boundedWait(source.exited!, 5000);
     return;
   }
-  const r = await boundedWait(source.exited!, SOURCE_EXIT_WAIT_MS);
+  const r = early !== 'timeout' ? early : await boundedWait(source.exited!, SOURCE_EXIT_WAIT_MS);
   // its last words, if it said any: stderr may stay open (a process it left behind), so briefly
   if (r !== 'timeout' && r.exitCode !== 0 && cmd.stderr && !cmd.stderr.readableEnded) await boundedWait(once(cmd.stderr, 'end').catch(() => undefined), 1000);
   const tail = source.stderr?.text() ?? '';
   const stderr = tail ? `; its stderr ends with: ${tail.slice(-500)}` : '';
+  const what = source.what ?? '--source-command';
   if (r === 'timeout') {
     cmd.kill();
-    fail('ERR_CORRUPT', `--source-command did not exit within ${SOURCE_EXIT_WAIT_MS / 1000} s after its output ended; nothing was installed${stderr}`, { command: 'source' });
+    fail('ERR_CORRUPT', `${what} did not exit within ${SOURCE_EXIT_WAIT_MS / 1000} s after its output ended; nothing was installed${stderr}`, { command: 'source' });
   }
   if (r.exitCode !== 0) {
     const how = r.exitCode !== undefined ? `exited with status ${r.exitCode}` : `was killed (${r.signal ?? 'unknown signal'})`;
-    fail('ERR_CORRUPT', `--source-command ${how}: the archive it delivered may be incomplete, so nothing was installed${stderr}`, { command: 'source', ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), stderrTail: tail });
+    fail('ERR_CORRUPT', `${what} ${how}: the archive it delivered may be incomplete, so nothing was installed${stderr}`, { command: 'source', ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), stderrTail: tail });
   }
 }
 

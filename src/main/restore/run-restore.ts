@@ -19,12 +19,14 @@ import { installDom0Home } from './install/dom0-home.js';
 import { loadHostQubesXml } from './install/host-qubes-xml.js';
 import { Installer } from './install/installer.js';
 import { LOCK_NAME, lockHost, type HostLock } from '../io/host-lock.js';
-import { checkSourceCommand, closeSource, openSource, type Source } from './archive-source.js';
+import { checkSourceCommand, closeSource, openSource, type Source, type SourceVm } from './archive-source.js';
 import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 
 export interface RestoreOptions extends RestoreSelection {
   location: string;
   sourceCommand?: string;
+  /** -d/--dest-vm: the archive comes from this VM's qubes.Restore (or the named service) */
+  sourceVm?: SourceVm;
   qubesRoot: string;
   dom0Home: string;
   compressionFilter?: string;
@@ -59,7 +61,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   // the location must exist before anything is asked (a typo must not cost a passphrase prompt)
   let v1Dir: string | undefined;
   let archiveBytes = 0; // known for a file: the denominator of the progress
-  if (o.sourceCommand === undefined && o.location !== '-') {
+  if (o.sourceCommand === undefined && o.sourceVm === undefined && o.location !== '-') {
     const st = await stat(o.location).catch((e: unknown) => fail('ERR_USAGE', `backup location not found: ${o.location}`, {}, e));
     if (st.isFile()) archiveBytes = st.size;
     if (st.isDirectory()) {

@@ -101,6 +101,24 @@ describe('emptyR4Host', () => {
   });
 });
 
+describe('R2/R3 DispVM netVM without its disp-<netvm> template on the host (issue 10)', () => {
+  test('default_dispvm is set to none (not the host default, which may have other network) and the reason is noted', () => {
+    const src = parseQubesXml(R3);
+    const host = emptyR4Host();
+    const renames = new Map([['tplclone', 'tplclone'], ['custom', 'custom']]);
+    addRestoredDomain(host, findDomain(src, 'tplclone')!, { newName: 'tplclone', renames });
+    // custom had netvm none, so its DispVMs had none: Qubes' restore would create disp-no-netvm
+    const custom = addRestoredDomain(host, findDomain(src, 'custom')!, { newName: 'custom', renames });
+    assert.equal(custom.defaultDispvm, null);
+    assert.match(serializeQubesXml(host).toString(), /<property name="default_dispvm"\/>/);
+    assert.match(restoreWarningsOf(host, 'custom')!.join('\n'), /default_dispvm set to none: its R2\/R3 DispVMs had no netVM, for which Qubes' restore creates the DispVM template disp-no-netvm; not created here/);
+    validateHostCollection(host);
+    // work used the default netVM: no disp-* template, the host default applies as before
+    const work = addRestoredDomain(host, findDomain(src, 'work')!, { newName: 'work', renames: new Map([['work', 'work']]), hostDefaults: { template: 'tplclone' } });
+    assert.equal(work.defaultDispvm, undefined);
+  });
+});
+
 describe('addRestoredDomain, R2/R3 source into an R4 host', () => {
   const src = parseQubesXml(R3);
   const host = emptyR4Host();

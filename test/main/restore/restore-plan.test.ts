@@ -253,6 +253,10 @@ describe('planRestore', () => {
     assert.equal(byName(plan.vms, 'myproxy').netvm, 'mynet');
     assert.equal(byName(plan.vms, 'custom').netvm, 'myproxy');
     assert.equal(plan.dom0?.user, 'user');
+    // custom's DispVMs used its netVM myproxy: the table says what happens instead of disp-myproxy
+    const table = formatRestoreTable(plan);
+    assert.match(table, /custom: default_dispvm set to none: its R2\/R3 DispVMs had netVM myproxy, for which Qubes' restore creates the DispVM template disp-myproxy; not created here/);
+    assert.doesNotMatch(table, /work: default_dispvm/);
     const strict = planRestore(b, h, 'user', sel());
     assert.deepEqual(strict.vms.filter((v) => v.problems.length > 0).map((v) => v.backupName).sort(), ['mynet', 'work']);
   });

@@ -2,7 +2,7 @@
 // cycles through template / netvm (the install order waits on each of them, so a cycle would
 // never install), and default_dispvm values the restore will drop.
 import type { DomainInfo } from '../../qubes-xml/index.js';
-import { aClass, hasTemplate, isDispvmTemplate, shown } from '../../qubes-xml/index.js';
+import { aClass, hasTemplate, isDispvmTemplate, legacyDispvmNote, shown } from '../../qubes-xml/index.js';
 
 /** The backup names a VM waits for: its template and netVM (itself excluded). A default_dispvm
  *  between VMs of one restore is set after both are installed, so it makes no cycle. */
@@ -53,6 +53,9 @@ export function defaultDispvmWarning(d: DomainInfo, target: (name: string) => Do
   const dd = d.defaultDispvm;
   if (typeof dd !== 'string') return undefined;
   const t = dd === d.name ? d : target(dd);
+  // R2/R3: the disp-<netvm> template Qubes' restore would create (see legacyDispvmNote)
+  const legacy = legacyDispvmNote(d);
+  if (legacy !== undefined && !(t !== undefined && isDispvmTemplate(t))) return legacy;
   if (t === undefined || isDispvmTemplate(t)) return undefined;
   return `default_dispvm ${shown(dd)} not restored: ${dd === d.name ? 'the VM itself' : aClass(t.klass)} without template_for_dispvms is no disposable template; the default applies`;
 }
