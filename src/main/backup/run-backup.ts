@@ -30,6 +30,8 @@ import { streamFileV2 } from './v2-pipeline.js';
 import { OrderedWriter } from './ordered-writer.js';
 import { planMemory } from './memory-plan.js';
 import { compressionJson, describeCompression, planCompression } from './compression-plan.js';
+import { RunStats } from '../stats/run-stats.js';
+import { observeSpawns } from '../io/child-lifetime.js';
 
 export { defaultBackupName } from './destination.js';
 
@@ -59,6 +61,8 @@ export interface BackupOptions {
   progress: ProgressReporter;
   signal: AbortSignal;
   now?: Date;
+  /** the stage profile to fill (--stats); default: off */
+  stats?: RunStats;
 }
 
 export interface BackupResult {
@@ -94,6 +98,7 @@ async function* bytesOf(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
 export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const now = o.now ?? new Date();
   const { progress, signal } = o;
+  const stats = o.stats ?? RunStats.off();
   // 1. validate options and read the collection — before anything is written or asked
   if (o.format === 4 && !o.encrypt) fail('ERR_USAGE', '--no-encrypt is not possible with format 4 (R4 backups are always encrypted)');
   if (o.format === 2 && o.encrypt && o.compress) fail('ERR_USAGE', 'format 2 cannot be both compressed and encrypted (the R2 writer refused it too): use --no-compress or --no-encrypt');
@@ -109,7 +114,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     fail('ERR_USAGE', `cannot read ${xmlPath}: ${(e as Error).message} (set --qubes-root or QUBES_ROOT)`, {}, e);
   }
   const live = parseQubesXml(xmlText);
-  const plan = await planBackup(live, { format: o.format, encrypted: o.encrypt, qubesRoot: o.qubesRoot, dom0Home: o.dom0Home, vms: o.vms, exclude: o.exclude });
+  const plan = await stats.time('plan (stat the sources)', () => planBackup(live, { format: o.format, encrypted: o.encrypt, qubesRoot: o.qubesRoot, dom0Home: o.dom0Home, vms: o.vms, exclude: o.exclude }));
   if (plan.vms.length === 0 && !plan.dom0) fail('ERR_USAGE', 'nothing to back up: no VM selected');
   for (const w of plan.warnings) progress.warn(w);
   const dest = await resolveDestination(o.location, o.destCommand, now);
@@ -153,7 +158,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // from here on every exit path aborts or commits the sink and destroys the pool
   let pool: WorkerPool;
   try {
-    pool = new WorkerPool({ threads });
+    pool = new WorkerPool({ threads, stats });
   } catch (e) {
     await sink.abort();
     throw e;
@@ -161,7 +166,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const outer = new OuterTarWriter(sink);
   let bytesIn = 0;
   let currentVm = '';
-  const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm));
+  const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm), stats);
   const settings: StreamSettings = {
     format: o.format,
     passphrase,
@@ -190,7 +195,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const onPoolFailed = (): void => stopAll(pool.failed.reason);
   pool.failed.addEventListener('abort', onPoolFailed, { once: true });
   const runSignal = AbortSignal.any([signal, runAbort.signal]);
-  const res: StreamResources = { pool, blockIn, blockOut, chunks, ...(chunksOut ? { chunksOut } : {}), kdf: new Semaphore(mem.kdfConcurrency), writer, signal: runSignal };
+  const res: StreamResources = { pool, blockIn, blockOut, chunks, ...(chunksOut ? { chunksOut } : {}), kdf: new Semaphore(mem.kdfConcurrency), writer, signal: runSignal, stats };
   const writing = writer.run();
   writing.catch(stopAll);
   let chunkCount = 0;
@@ -224,10 +229,12 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       chunkCount += await streamFileV34(f.base, bytesOf(parts), settings, res);
       return;
     }
+    const tarRun = stats.begin('tar -c (start to exit)');
     const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: [externalFilter.program, ...externalFilter.args].join(' ') } : {}), signal: runSignal });
     const tarFailed = (e: unknown): QvmBackupError =>
       isQvmBackupError(e) && e.code !== 'ERR_TAR_FAILED' ? e : new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { ...(isQvmBackupError(e) ? e.context : {}), vm: job?.name, file: f.base }, e);
     // tar's failure is the cause of whatever its broken stream does downstream: record it first
+    void tar.done.then(tarRun, tarRun);
     const tarDone = tar.done.catch((e: unknown) => {
       const err = tarFailed(e);
       stopAll(err);
@@ -239,6 +246,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   };
 
   progress.start('backup', plan.totalBytes);
+  const unobserve = observeSpawns((ms) => stats.spawned(ms));
   try {
     writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header', parts: [headerBytes] }], release() {} }));
     if (o.format === 4) {
@@ -269,7 +277,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       runSignal.throwIfAborted();
       currentVm = job.name;
       progress.update(bytesIn, outer.bytesWritten, currentVm);
-      for (const f of job.files) await streamFile(f, job);
+      for (const f of job.files) await stats.time('files: tar to chunks queued (main)', () => streamFile(f, job));
       const name = job.name;
       writer.enqueue(Promise.resolve({ members: [], release() {}, written: () => progress.vmDone(name, true) }));
     }
@@ -277,7 +285,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     await writing;
     // a failure recorded elsewhere (the pool, a tar whose stream looked complete) still fails the run
     runSignal.throwIfAborted();
-    await sink.commit();
+    await stats.time('commit (flush, fsync, rename)', () => sink.commit());
   } catch (e) {
     stopAll(e);
     writer.abort(failures.cause);
@@ -288,6 +296,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     if (interrupted) throw new QvmBackupError('ERR_CANCELLED', 'backup interrupted: partial output removed', {}, failures.cause);
     throw failures.cause ?? e;
   } finally {
+    unobserve();
     signal.removeEventListener('abort', onInterrupt);
     pool.failed.removeEventListener('abort', onPoolFailed);
     await pool.destroy().catch(() => {});
@@ -296,6 +305,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // 5. success: record backup_timestamp in the live qubes.xml (read and atomically replaced under
   //    the host lock, so a restore running meanwhile loses nothing)
   let lock: HostLock | undefined;
+  const endTimestamp = stats.begin('backup_timestamp (host qubes.xml)');
   try {
     lock = await lockHost(o.qubesRoot, { waitSeconds: 60, signal, onWait: (m) => progress.warn(m) });
     const fresh = parseQubesXml(await readFile(xmlPath));
@@ -305,6 +315,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     progress.warn(`backup finished, but backup_timestamp could not be recorded in ${xmlPath}: ${(e as Error).message}`);
   } finally {
     await lock?.release();
+    endTimestamp();
   }
   return {
     path: finalPath,

@@ -6,7 +6,7 @@ import { checkBackupDirectory } from '../restore/stream/index.js';
 import { isValidVmName } from '../qubes-xml/index.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, defaultRestoreMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, defaultRestoreMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
@@ -50,6 +50,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('--json', 'progress and result as JSON lines on stdout')
+  .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, key derivations, child processes; with --json: the summary\'s "stats" object)')
   .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
@@ -91,6 +92,7 @@ export async function main(): Promise<number> {
     return reportError('qvm-backup-restore', e, false);
   }
   const progress = makeProgress(o);
+  const stats = makeStats(o);
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, removing the staging directory (press Ctrl-C again to force)`));
   const verifyOnly = o['verifyOnly'] === true;
   try {
@@ -119,11 +121,13 @@ export async function main(): Promise<number> {
       },
       progress,
       signal: stop.signal,
+      stats,
       ...(process.env['QVMB_IMAGE_EXTRACTION'] === 'tar' ? { imageExtraction: 'tar' as const } : {}),
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));
     const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0HomeDir ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;
-    progress.finish(true, text, { restored: r.restored, dom0_home: r.dom0HomeDir ?? null, verify_only: verifyOnly, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
+    progress.finish(true, text, { restored: r.restored, dom0_home: r.dom0HomeDir ?? null, verify_only: verifyOnly, max_rss_bytes: process.resourceUsage().maxRSS * 1024, ...statsFields(stats, o['json'] === true) });
+    printStats(stats, o['json'] === true);
     return EXIT.OK;
   } catch (e) {
     return endFailedRun('qvm-backup-restore', e, { json: o['json'] === true, progress, failText: verifyOnly ? 'Verification failed' : 'Restore failed', interruptedBy: stop.received() });

@@ -2,7 +2,7 @@
 // group so abort() stops the whole pipeline (dash forks, so killing sh alone leaves e.g. `sleep` running).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { diesWithUs } from './child-lifetime.js';
+import { diesWithUs, timedSpawn } from './child-lifetime.js';
 import { QvmBackupError } from '../errors.js';
 import type { Sink } from './sink.js';
 import { TailBuffer } from './tail-buffer.js';
@@ -20,14 +20,14 @@ export function commandSink(shellCommand: string): Sink {
   const ctx = { command: shellCommand };
   const tail = new TailBuffer(4096);
   const [file, argv] = diesWithUs('sh', ['-c', shellCommand]);
-  const child = execa(file, argv, {
+  const child = timedSpawn(() => execa(file, argv, {
     stdin: 'pipe',
     stdout: 2,
     stderr: 'pipe',
     buffer: false,
     reject: false,
     detached: true, // own process group, killed as a whole (execa's `cleanup` skips detached children)
-  });
+  }));
   const killGroup = (signal: NodeJS.Signals): void => {
     try {
       if (child.pid !== undefined) process.kill(-child.pid, signal);

@@ -8,7 +8,7 @@ import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
 import { QvmBackupError, fail } from '../errors.js';
-import { diesWithUs } from '../io/child-lifetime.js';
+import { diesWithUs, timedSpawn } from '../io/child-lifetime.js';
 import { TailBuffer } from '../io/tail-buffer.js';
 
 export interface Source {
@@ -31,7 +31,7 @@ export async function openSource(o: { location: string; sourceCommand?: string |
 
   if (o.sourceCommand !== undefined) {
     const [file, argv] = diesWithUs('sh', ['-c', o.sourceCommand]);
-    const command = execa(file, argv, { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false, cancelSignal: o.signal, reject: false, forceKillAfterDelay: 3000 });
+    const command = timedSpawn(() => execa(file, argv, { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false, cancelSignal: o.signal, reject: false, forceKillAfterDelay: 3000 }));
     const stderr = new TailBuffer(4096);
     command.stderr?.on('data', (d: Buffer) => stderr.push(d));
     const exited = new Promise<{ exitCode?: number; signal?: string }>((res) => {

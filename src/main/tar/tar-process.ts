@@ -6,7 +6,7 @@ import type { Readable, Writable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
 import { QvmBackupError } from '../errors.js';
 import { TailBuffer } from '../io/tail-buffer.js';
-import { diesWithUs } from '../io/child-lifetime.js';
+import { diesWithUs, timedSpawn } from '../io/child-lifetime.js';
 
 /** Options every tar driver accepts. */
 export interface TarRunOptions {
@@ -54,7 +54,7 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   const command = [bin, ...args].map(shellQuote).join(' ');
   const tail = new TailBuffer(4096);
   const [file, argv] = diesWithUs(bin, args);
-  const child: ResultPromise = execa(file, argv, {
+  const child: ResultPromise = timedSpawn(() => execa(file, argv, {
     stdin: opts.stdin,
     stdout: opts.stdout,
     stderr: 'pipe',
@@ -64,7 +64,7 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
     cleanup: true,
     forceKillAfterDelay: 3000,
     ...(opts.signal ? { cancelSignal: opts.signal } : {}),
-  });
+  }));
   child.stderr?.on('data', (d: Buffer) => tail.push(d));
   // EPIPE on tar's stdin surfaces as tar's own exit status; keep it from crashing the process.
   child.stdin?.on('error', () => undefined);
