@@ -94,6 +94,30 @@ async function* bytesOf(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield p;
 }
 
+/**
+ * `stream` read from now on, for a tar started before its turn: its reader is attached at once (its
+ * first read is pending), so the bytes wait in the stream (tar blocks once its pipe is full) until
+ * they are iterated. A child's stdout that nobody listens to is switched to flowing — its bytes
+ * dropped — by execa after one turn of the event loop and by Node when the child exits.
+ */
+function readerNow(stream: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  const it = stream[Symbol.asyncIterator]();
+  let first: Promise<IteratorResult<Uint8Array>> | null = it.next();
+  first.catch(() => {}); // seen by whoever iterates
+  const iterator: AsyncIterator<Uint8Array> = {
+    next: () => {
+      const p = first ?? it.next();
+      first = null;
+      return p;
+    },
+    return: async (v?: unknown) => {
+      first = null;
+      return it.return ? it.return(v) : { done: true, value: undefined };
+    },
+  };
+  return { [Symbol.asyncIterator]: () => iterator };
+}
+
 /** Run a backup end to end. */
 export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const now = o.now ?? new Date();
@@ -208,7 +232,26 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   };
   const externalFilter = compression.kind === 'program' ? compression : undefined;
 
-  const streamFile = async (f: BackupFile, job: VmJob | null) => {
+  /** An inner archive's tar, started (its stdout is read by streamFile). */
+  type StartedTar = { stdout: AsyncIterable<Uint8Array>; done: Promise<void> };
+  const usesTar = (f: BackupFile): boolean => o.format !== 2 && f.inMemory === undefined;
+  const startTar = (f: BackupFile, job: VmJob | null): StartedTar => {
+    const tarRun = stats.begin('tar -c (start to exit)');
+    const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: [externalFilter.program, ...externalFilter.args].join(' ') } : {}), signal: runSignal });
+    void tar.done.then(tarRun, tarRun);
+    const tarFailed = (e: unknown): QvmBackupError =>
+      isQvmBackupError(e) && e.code !== 'ERR_TAR_FAILED' ? e : new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { ...(isQvmBackupError(e) ? e.context : {}), vm: job?.name, file: f.base }, e);
+    // tar's failure is the cause of whatever its broken stream does downstream: record it first
+    const done = tar.done.catch((e: unknown) => {
+      const err = tarFailed(e);
+      stopAll(err);
+      throw err;
+    });
+    done.catch(() => {});
+    return { stdout: readerNow(tar.stdout), done };
+  };
+
+  const streamFile = async (f: BackupFile, job: VmJob | null, started?: StartedTar) => {
     if (o.format === 2) {
       const volumes = f.inMemory
         ? bytesOf([Buffer.concat(innerTarOf(f.base, f.inMemory, mtimeSec))])
@@ -229,20 +272,9 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       chunkCount += await streamFileV34(f.base, bytesOf(parts), settings, res);
       return;
     }
-    const tarRun = stats.begin('tar -c (start to exit)');
-    const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: [externalFilter.program, ...externalFilter.args].join(' ') } : {}), signal: runSignal });
-    const tarFailed = (e: unknown): QvmBackupError =>
-      isQvmBackupError(e) && e.code !== 'ERR_TAR_FAILED' ? e : new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { ...(isQvmBackupError(e) ? e.context : {}), vm: job?.name, file: f.base }, e);
-    // tar's failure is the cause of whatever its broken stream does downstream: record it first
-    void tar.done.then(tarRun, tarRun);
-    const tarDone = tar.done.catch((e: unknown) => {
-      const err = tarFailed(e);
-      stopAll(err);
-      throw err;
-    });
-    tarDone.catch(() => {});
+    const tar = started ?? startTar(f, job);
     chunkCount += await streamFileV34(f.base, counted(tar.stdout), settings, res);
-    await tarDone;
+    await tar.done;
   };
 
   progress.start('backup', plan.totalBytes);
@@ -273,11 +305,22 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     currentVm = 'qubes.xml';
     await streamFile(xmlFile, null);
     const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];
+    const order = jobs.flatMap((job) => job.files.map((f) => ({ f, job })));
+    let k = 0;
+    // the next file's tar is started while this one is chunked: with many small files its start
+    // and its first reads overlap this file's work instead of following it (tar blocks once its
+    // pipe is full, so this holds one pipe's worth of data). On a failure the run's signal kills it.
+    let ahead: StartedTar | undefined;
     for (const job of jobs) {
       runSignal.throwIfAborted();
       currentVm = job.name;
       progress.update(bytesIn, outer.bytesWritten, currentVm);
-      for (const f of job.files) await stats.time('files: tar to chunks queued (main)', () => streamFile(f, job));
+      for (const f of job.files) {
+        const next = order[++k];
+        const mine = usesTar(f) ? (ahead ?? startTar(f, job)) : undefined;
+        ahead = next !== undefined && usesTar(next.f) ? startTar(next.f, next.job) : undefined;
+        await stats.time('files: tar to chunks queued (main)', () => streamFile(f, job, mine));
+      }
       const name = job.name;
       writer.enqueue(Promise.resolve({ members: [], release() {}, written: () => progress.vmDone(name, true) }));
     }
