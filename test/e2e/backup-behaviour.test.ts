@@ -104,8 +104,10 @@ test('SIGINT stops tar and the workers and removes the partial output', { timeou
     const child = spawn(process.execPath, [BACKUP_BIN, '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '17', '--chunk-size', '1M', out], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    await new Promise((r) => setTimeout(r, 2500));
-    assert.ok(readdirSync(out).some((n) => n.includes('.partial-')), 'a partial file exists while running');
+    // wait for the partial file (the run is writing), not a fixed time: a loaded machine starts slowly
+    const until = Date.now() + 60_000;
+    while (!readdirSync(out).some((n) => n.includes('.partial-')) && Date.now() < until && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(readdirSync(out).some((n) => n.includes('.partial-')), `a partial file exists while running: ${stderr}`);
     child.kill('SIGINT');
     const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
     assert.equal(code, 130, stderr);
