@@ -2,6 +2,7 @@
 // that (1) a task cancelled before it started is skipped (it answers null and never touches its
 // memory), and (2) anything it throws crosses the thread as a PortableError (plain fields survive
 // structured clone; an Error's class, `code` and context would not).
+import { performance } from 'node:perf_hooks';
 import { workerData } from 'node:worker_threads';
 import * as tasks from './chunk-worker.js';
 import { TASK_STARTED, TASK_WAITING, type PoolMessage, type PortableError, type TaskMap, type TaskName } from './task-types.js';
@@ -23,12 +24,16 @@ export function toPortableError(e: unknown): PortableError {
 function guard<T, R>(task: (t: T) => R): (m: PoolMessage<T>) => R | null {
   return (m: PoolMessage<T>): R | null => {
     if (Atomics.compareExchange(m.state, 0, TASK_WAITING, TASK_STARTED) !== TASK_WAITING) return null;
+    const t0 = performance.now();
     try {
       return task(m.task);
     } catch (e) {
       // a plain object on purpose: it crosses the thread boundary by structured clone intact
       // eslint-disable-next-line @typescript-eslint/only-throw-error
       throw toPortableError(e);
+    } finally {
+      // the task's own time (the stage profile's worker busy time), in microseconds
+      if (m.state.length > 1) Atomics.store(m.state, 1, Math.min(0x7fffffff, Math.round((performance.now() - t0) * 1000)));
     }
   };
 }

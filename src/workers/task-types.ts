@@ -154,7 +154,8 @@ export function isPortableError(e: unknown): e is PortableError {
  *  has not started is skipped and one that has started is known to use its memory until it ends. */
 export interface PoolMessage<T> {
   task: T;
-  /** Int32Array of length 1 on a SharedArrayBuffer: one of the TASK_* values */
+  /** Int32Array on a SharedArrayBuffer: [0] one of the TASK_* values; [1] (if present) set by the
+   *  worker to the task's run time in microseconds */
   state: Int32Array;
 }
 export const TASK_WAITING = 0;

@@ -21,6 +21,7 @@ import { compressPieces, rawPieces, type Piece } from './compress-stage.js';
 import type { OrderedWriter, WriteJobResult } from './ordered-writer.js';
 import type { TaskFailure } from '../../workers/task-types.js';
 import type { BlockCodec } from '../../workers/compress.js';
+import type { RunStats } from '../stats/run-stats.js';
 
 export const SCRYPT_PREFIX = 96;
 export const SCRYPT_SUFFIX = 32;
@@ -52,6 +53,8 @@ export interface StreamResources {
   kdf: Semaphore;
   writer: OrderedWriter;
   signal: AbortSignal;
+  /** the stage profile (waits for chunk slots) */
+  stats?: RunStats;
 }
 
 function taskError(r: TaskFailure, chunk: string): QvmBackupError {
@@ -167,7 +170,7 @@ export async function streamFileV34(base: string, src: AsyncIterable<Uint8Array>
       try {
         while (off < data.length) {
           if (slot === null) {
-            slot = await res.chunks.acquire(res.signal);
+            slot = res.stats ? await res.stats.time('wait for a chunk slot', () => res.chunks.acquire(res.signal)) : await res.chunks.acquire(res.signal);
             fill = 0;
             if (v4) pendingKey = deriveKey(index);
           }

@@ -2,6 +2,7 @@
 // releases their memory. A chunk's slot is released only after its bytes were written.
 import { AsyncQueue } from '../pipeline/async-queue.js';
 import type { OuterTarWriter } from '../tar/outer-tar-writer.js';
+import { RunStats } from '../stats/run-stats.js';
 
 export interface OuterMember {
   name: string;
@@ -21,10 +22,12 @@ export class OrderedWriter {
   #queue = new AsyncQueue<Promise<WriteJobResult>>();
   #outer: OuterTarWriter;
   #onWritten: (bytes: number) => void;
+  #stats: RunStats;
 
-  constructor(outer: OuterTarWriter, onWritten: (bytesWritten: number) => void) {
+  constructor(outer: OuterTarWriter, onWritten: (bytesWritten: number) => void, stats: RunStats = RunStats.off()) {
     this.#outer = outer;
     this.#onWritten = onWritten;
+    this.#stats = stats;
   }
 
   /** Queue a job; its members are written after every job queued before it. */
@@ -47,13 +50,15 @@ export class OrderedWriter {
   /** Write every job in order until close(); rejects on the first failed job or write. */
   async run(): Promise<void> {
     for await (const job of this.#queue) {
-      const r = await job;
+      const r = await this.#stats.time('wait for the next chunk (writer)', () => job);
+      const end = this.#stats.begin('write (sink)');
       try {
         for (const m of r.members) {
           const size = m.parts.reduce((a, p) => a + p.length, 0);
           await this.#outer.addMember(m.name, m.parts, size);
         }
       } finally {
+        end();
         r.release();
       }
       r.written?.();

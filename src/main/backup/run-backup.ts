@@ -30,6 +30,8 @@ import { streamFileV2 } from './v2-pipeline.js';
 import { OrderedWriter } from './ordered-writer.js';
 import { planMemory } from './memory-plan.js';
 import { compressionJson, describeCompression, planCompression } from './compression-plan.js';
+import { RunStats } from '../stats/run-stats.js';
+import { observeSpawns } from '../io/child-lifetime.js';
 
 export { defaultBackupName } from './destination.js';
 
@@ -62,6 +64,8 @@ export interface BackupOptions {
   progress: ProgressReporter;
   signal: AbortSignal;
   now?: Date;
+  /** the stage profile to fill (--stats); default: off */
+  stats?: RunStats;
 }
 
 export interface BackupResult {
@@ -84,10 +88,35 @@ async function* bytesOf(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield p;
 }
 
+/**
+ * `stream` read from now on, for a tar started before its turn: its reader is attached at once (its
+ * first read is pending), so the bytes wait in the stream (tar blocks once its pipe is full) until
+ * they are iterated. A child's stdout that nobody listens to is switched to flowing — its bytes
+ * dropped — by execa after one turn of the event loop and by Node when the child exits.
+ */
+function readerNow(stream: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  const it = stream[Symbol.asyncIterator]();
+  let first: Promise<IteratorResult<Uint8Array>> | null = it.next();
+  first.catch(() => {}); // seen by whoever iterates
+  const iterator: AsyncIterator<Uint8Array> = {
+    next: () => {
+      const p = first ?? it.next();
+      first = null;
+      return p;
+    },
+    return: async (v?: unknown) => {
+      first = null;
+      return it.return ? it.return(v) : { done: true, value: undefined };
+    },
+  };
+  return { [Symbol.asyncIterator]: () => iterator };
+}
+
 /** Run a backup end to end. */
 export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const now = o.now ?? new Date();
   const { progress, signal } = o;
+  const stats = o.stats ?? RunStats.off();
   // 1. validate options and read the collection — before anything is written or asked
   if (o.format === 4 && !o.encrypt) fail('ERR_USAGE', '--no-encrypt is not possible with format 4 (R4 backups are always encrypted)');
   if (o.format === 2 && o.encrypt && o.compress) fail('ERR_USAGE', 'format 2 cannot be both compressed and encrypted (the R2 writer refused it too): use --no-compress or --no-encrypt');
@@ -103,7 +132,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     fail('ERR_USAGE', `cannot read ${xmlPath}: ${(e as Error).message} (set --qubes-root or QUBES_ROOT)`, {}, e);
   }
   const live = parseQubesXml(xmlText);
-  const plan = await planBackup(live, { format: o.format, encrypted: o.encrypt, qubesRoot: o.qubesRoot, dom0Home: o.dom0Home, vms: o.vms, exclude: o.exclude });
+  const plan = await stats.time('plan (stat the sources)', () => planBackup(live, { format: o.format, encrypted: o.encrypt, qubesRoot: o.qubesRoot, dom0Home: o.dom0Home, vms: o.vms, exclude: o.exclude }));
   if (plan.vms.length === 0 && !plan.dom0) fail('ERR_USAGE', 'nothing to back up: no VM selected');
   for (const w of plan.warnings) progress.warn(w);
   const dest = await resolveDestination(o.location, o.destCommand, now, o.destVm);
@@ -165,7 +194,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // from here on every exit path aborts or commits the sink and destroys the pool
   let pool: WorkerPool;
   try {
-    pool = new WorkerPool({ threads });
+    pool = new WorkerPool({ threads, stats });
   } catch (e) {
     await sink.abort();
     throw e;
@@ -173,7 +202,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const outer = new OuterTarWriter(sink);
   let bytesIn = 0;
   let currentVm = '';
-  const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm));
+  const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm), stats);
   const settings: StreamSettings = {
     format: o.format,
     passphrase,
@@ -202,7 +231,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const onPoolFailed = (): void => stopAll(pool.failed.reason);
   pool.failed.addEventListener('abort', onPoolFailed, { once: true });
   const runSignal = AbortSignal.any([signal, runAbort.signal]);
-  const res: StreamResources = { pool, blockIn, blockOut, chunks, ...(chunksOut ? { chunksOut } : {}), kdf: new Semaphore(mem.kdfConcurrency), writer, signal: runSignal };
+  const res: StreamResources = { pool, blockIn, blockOut, chunks, ...(chunksOut ? { chunksOut } : {}), kdf: new Semaphore(mem.kdfConcurrency), writer, signal: runSignal, stats };
   const writing = writer.run();
   writing.catch(stopAll);
   let chunkCount = 0;
@@ -229,7 +258,26 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     }
   };
 
-  const streamFile = async (f: BackupFile, job: VmJob | null) => {
+  /** An inner archive's tar, started (its stdout is read by streamFile). */
+  type StartedTar = { stdout: AsyncIterable<Uint8Array>; done: Promise<void>; inputBytes: () => number | undefined };
+  const usesTar = (f: BackupFile): boolean => o.format !== 2 && f.inMemory === undefined;
+  const startTar = (f: BackupFile, job: VmJob | null): StartedTar => {
+    const tarRun = stats.begin('tar -c (start to exit)');
+    const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: [externalFilter.program, ...externalFilter.args].join(' ') } : {}), signal: runSignal });
+    void tar.done.then(tarRun, tarRun);
+    const tarFailed = (e: unknown): QvmBackupError =>
+      isQvmBackupError(e) && e.code !== 'ERR_TAR_FAILED' ? e : new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { ...(isQvmBackupError(e) ? e.context : {}), vm: job?.name, file: f.base }, e);
+    // tar's failure is the cause of whatever its broken stream does downstream: record it first
+    const done = tar.done.catch((e: unknown) => {
+      const err = tarFailed(e);
+      stopAll(err);
+      throw err;
+    });
+    done.catch(() => {});
+    return { stdout: readerNow(tar.stdout), done, inputBytes: () => tar.inputBytes() };
+  };
+
+  const streamFile = async (f: BackupFile, job: VmJob | null, started?: StartedTar) => {
     if (o.format === 2) {
       const volumes = f.inMemory
         ? bytesOf([Buffer.concat(innerTarOf(f.base, f.inMemory, mtimeSec))])
@@ -250,23 +298,15 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       chunkCount += await streamFileV34(f.base, bytesOf(parts), settings, res);
       return;
     }
-    const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: [externalFilter.program, ...externalFilter.args].join(' ') } : {}), signal: runSignal });
-    const tarFailed = (e: unknown): QvmBackupError =>
-      isQvmBackupError(e) && e.code !== 'ERR_TAR_FAILED' ? e : new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { ...(isQvmBackupError(e) ? e.context : {}), vm: job?.name, file: f.base }, e);
-    // tar's failure is the cause of whatever its broken stream does downstream: record it first
-    const tarDone = tar.done.catch((e: unknown) => {
-      const err = tarFailed(e);
-      stopAll(err);
-      throw err;
-    });
-    tarDone.catch(() => {});
+    const tar = started ?? startTar(f, job);
     const base = bytesIn;
     chunkCount += await streamFileV34(f.base, externalFilter ? countedByTar(tar, base, f.sizeBytes) : counted(tar.stdout), settings, res);
-    await tarDone;
+    await tar.done;
     if (externalFilter) bytesIn = base + f.sizeBytes;
   };
 
   progress.start('backup', plan.totalBytes);
+  const unobserve = observeSpawns((ms) => stats.spawned(ms));
   try {
     writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header', parts: [headerBytes] }], release() {} }));
     if (o.format === 4) {
@@ -295,13 +335,22 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     currentVm = 'qubes.xml';
     await streamFile(xmlFile, null);
     const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];
+    const order = jobs.flatMap((job) => job.files.map((f) => ({ f, job })));
+    let k = 0;
+    // the next file's tar is started while this one is chunked: with many small files its start
+    // and its first reads overlap this file's work instead of following it (tar blocks once its
+    // pipe is full, so this holds one pipe's worth of data). On a failure the run's signal kills it.
+    let ahead: StartedTar | undefined;
     for (const job of jobs) {
       runSignal.throwIfAborted();
       currentVm = job.name;
       progress.update(bytesIn, outer.bytesWritten, currentVm);
       for (const f of job.files) {
+        const next = order[++k];
+        const mine = usesTar(f) ? (ahead ?? startTar(f, job)) : undefined;
+        ahead = next !== undefined && usesTar(next.f) ? startTar(next.f, next.job) : undefined;
         const before = bytesIn;
-        await streamFile(f, job);
+        await stats.time('files: tar to chunks queued (main)', () => streamFile(f, job, mine));
         const vmName = job.name;
         const bytes = bytesIn - before || f.sizeBytes;
         // -v: said when the file's last chunk is written, not when it was queued
@@ -314,7 +363,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     await writing;
     // a failure recorded elsewhere (the pool, a tar whose stream looked complete) still fails the run
     runSignal.throwIfAborted();
-    await sink.commit();
+    await stats.time('commit (flush, fsync, rename)', () => sink.commit());
   } catch (e) {
     stopAll(e);
     writer.abort(failures.cause);
@@ -325,6 +374,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     if (interrupted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(o.destCommand, o.location, dest.localDir !== undefined)}`, {}, failures.cause);
     throw failures.cause ?? e;
   } finally {
+    unobserve();
     signal.removeEventListener('abort', onInterrupt);
     pool.failed.removeEventListener('abort', onPoolFailed);
     await pool.destroy().catch(() => {});
@@ -333,6 +383,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // 5. success: record backup_timestamp in the live qubes.xml (read and atomically replaced under
   //    the host lock, so a restore running meanwhile loses nothing)
   let lock: HostLock | undefined;
+  const endTimestamp = stats.begin('backup_timestamp (host qubes.xml)');
   try {
     lock = await lockHost(o.qubesRoot, { waitSeconds: 60, signal, onWait: (m) => progress.warn(m) });
     const fresh = parseQubesXml(await readFile(xmlPath));
@@ -342,6 +393,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     progress.warn(`backup finished, but backup_timestamp could not be recorded in ${xmlPath}: ${(e as Error).message}`);
   } finally {
     await lock?.release();
+    endTimestamp();
   }
   return {
     path: finalPath,

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes, exactSize } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, defaultMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, defaultMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { EXIT } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
 import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES, MIN_CHUNK_SIZE_BYTES, maxChunkSize, chunkSizeMultiple } from '../format/limits.js';
@@ -65,6 +65,7 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .option('-q, --quiet', 'print only warnings and errors')
   .option('-v, --verbose', 'also print the effective settings and a line per file as it is written')
   .option('--json', "progress and result as JSON lines on stdout (refused with '-': stdout carries the archive)")
+  .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, child processes; with --json: the summary\'s "stats" object)')
   .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM${h.generic ? '' : `: here ${formatBytes(defaultMaxMemory(h.threads, 19))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
@@ -87,6 +88,7 @@ export async function main(): Promise<number> {
     return reportError('qvm-backup', new QvmBackupError('ERR_USAGE', "--json prints to stdout, which carries the archive with '-': drop --json, or pipe the archive with --dest-command"), false);
   }
   const progress = makeProgress(o, 'backup');
+  const stats = makeStats(o);
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping (press Ctrl-C again to force)`));
   const format = Number(o['format']) as 2 | 3 | 4;
   const chunkSize: number = o['chunkSize'] ?? (format === 2 ? V2_VOLUME_BYTES : CHUNK_SIZE_BYTES);
@@ -122,6 +124,7 @@ export async function main(): Promise<number> {
       },
       progress,
       signal: stop.signal,
+      stats,
     });
     progress.finish(true, `Backup finished: ${result.path}, ${result.compression.text}`, {
       path: result.path,
@@ -132,7 +135,9 @@ export async function main(): Promise<number> {
       bytes_written: result.bytesWritten,
       compression: result.compression.json,
       max_rss_bytes: process.resourceUsage().maxRSS * 1024,
+      ...statsFields(stats, o['json'] === true),
     });
+    printStats(stats, o['json'] === true);
     return EXIT.OK;
   } catch (e) {
     return endFailedRun('qvm-backup', e, { json: o['json'] === true, progress, failText: 'Backup failed', interruptedBy: stop.received() });

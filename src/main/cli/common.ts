@@ -7,6 +7,22 @@ import { fail, QvmBackupError } from '../errors.js';
 import { exitCodeFor, exitCodeForSignal, errorCodeOf, EXIT } from './exit-codes.js';
 import { openTty, readTtyLine } from './tty-prompt.js';
 import { RESTORE_MIN_MAX_MEMORY } from '../restore/stream/kdf-budget.js';
+import { RunStats, formatStats } from '../stats/run-stats.js';
+
+/** The run's stage profile: on with --stats, else a no-op one. */
+export function makeStats(opts: { stats?: boolean }): RunStats {
+  return new RunStats({ enabled: opts.stats === true });
+}
+
+/** --stats at the end of a successful run: the `stats` field of the --json summary, or the text
+ *  on stderr (after the final line; printed by `printStats`). */
+export function statsFields(stats: RunStats, json: boolean): Record<string, unknown> {
+  return stats.enabled && json ? { stats: stats.report() } : {};
+}
+
+export function printStats(stats: RunStats, json: boolean): void {
+  if (stats.enabled && !json) process.stderr.write(formatStats(stats.report()) + '\n');
+}
 
 /** Pick the progress renderer from --quiet/--json/--verbose and whether stderr is a terminal. */
 export function makeProgress(opts: { quiet?: boolean; json?: boolean; verbose?: boolean }, operation: Operation): Progress {

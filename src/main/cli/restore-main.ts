@@ -9,7 +9,7 @@ import { checkBackupDirectory } from '../restore/stream/index.js';
 import { isValidVmName } from '../qubes-xml/index.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
-import { makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, defaultRestoreMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, defaultRestoreMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
 import { RESTORE_SERVICE, qvmRunArgs } from '../io/qrexec.js';
 import type { SourceVm } from '../restore/archive-source.js';
@@ -59,6 +59,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('-q, --quiet', 'print only warnings and errors')
   .option('-v, --verbose', 'also print the effective settings and a line per file as it completes')
   .option('--json', 'progress and result as JSON lines on stdout')
+  .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, key derivations, child processes; with --json: the summary\'s "stats" object)')
   .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
@@ -119,6 +120,7 @@ export async function main(): Promise<number> {
   if (o['list'] === true) return listMain(o, location, vms, compressionFilter);
   const verifyOnly = o['verifyOnly'] === true;
   const progress = makeProgress(o, verifyOnly ? 'verify' : 'restore');
+  const stats = makeStats(o);
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, nothing more will be installed (press Ctrl-C again to force)`));
   try {
     const r = await runRestore({
@@ -147,6 +149,7 @@ export async function main(): Promise<number> {
       },
       progress,
       signal: stop.signal,
+      stats,
       ...(process.env['QVMB_IMAGE_EXTRACTION'] === 'tar' ? { imageExtraction: 'tar' as const } : {}),
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));
@@ -154,7 +157,8 @@ export async function main(): Promise<number> {
     const home = r.dom0User === undefined ? null : { user: r.dom0User, ...(r.dom0HomeDir !== undefined ? { path: r.dom0HomeDir } : {}) };
     // verification results are not "restored": nothing was written
     const result = verifyOnly ? { verified: r.restored.map((x) => ({ name: x.from })) } : { restored: r.restored };
-    progress.finish(true, text, { ...result, dom0_home: home, max_rss_bytes: process.resourceUsage().maxRSS * 1024 });
+    progress.finish(true, text, { ...result, dom0_home: home, max_rss_bytes: process.resourceUsage().maxRSS * 1024, ...statsFields(stats, o['json'] === true) });
+    printStats(stats, o['json'] === true);
     return EXIT.OK;
   } catch (e) {
     return endFailedRun('qvm-backup-restore', e, { json: o['json'] === true, progress, failText: verifyOnly ? 'Verification failed' : 'Restore failed', interruptedBy: stop.received() });

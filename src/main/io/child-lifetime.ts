@@ -5,6 +5,7 @@
 // setpriv is missing the program starts as it is (pipes closing still stop most of them).
 import { accessSync, constants as fsc, statSync } from 'node:fs';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 
 let setpriv: string | null | undefined;
 
@@ -28,4 +29,27 @@ export function findInPath(name: string, searchPath = process.env['PATH'] ?? '')
 export function diesWithUs(file: string, args: readonly string[]): [string, string[]] {
   if (setpriv === undefined) setpriv = process.platform === 'linux' ? findInPath('setpriv') : null;
   return setpriv === null ? [file, [...args]] : [setpriv, ['--pdeathsig', 'KILL', '--', file, ...args]];
+}
+
+let spawnObserver: ((ms: number) => void) | undefined;
+
+/** Report the main-thread time of every child start to `fn` (the run's stage profile) until the
+ *  returned function is called. One run per process: the last observer set wins. */
+export function observeSpawns(fn: (ms: number) => void): () => void {
+  spawnObserver = fn;
+  return () => {
+    if (spawnObserver === fn) spawnObserver = undefined;
+  };
+}
+
+/** Start a child with `start` (synchronous: fork and exec happen in it), timing it when observed. */
+export function timedSpawn<T>(start: () => T): T {
+  const obs = spawnObserver;
+  if (obs === undefined) return start();
+  const t0 = performance.now();
+  try {
+    return start();
+  } finally {
+    obs(performance.now() - t0);
+  }
 }

@@ -4,7 +4,7 @@
 // (setpriv pdeathsig, child-lifetime.ts), stderr kept as a bounded tail, and one error context
 // shape, { command, exitCode, stderrTail }.
 import { execa, type Result, type ResultPromise } from 'execa';
-import { diesWithUs } from './child-lifetime.js';
+import { diesWithUs, timedSpawn } from './child-lifetime.js';
 import { TailBuffer } from './tail-buffer.js';
 
 /** Bytes of a child's stderr kept for error messages (the rest is dropped as it arrives). */
@@ -46,7 +46,7 @@ export function commandLine(bin: string, args: readonly string[]): string {
 /** Start `bin args` (looked up in PATH by the kernel's exec, through setpriv where it exists). */
 export function spawnProcess(bin: string, args: readonly string[], o: SpawnOptions, label?: string): Spawned {
   const [file, argv] = diesWithUs(bin, args);
-  const child = execa(file, argv, {
+  const child = timedSpawn(() => execa(file, argv, {
     stdin: o.stdin,
     stdout: o.stdout,
     stderr: 'pipe',
@@ -56,7 +56,7 @@ export function spawnProcess(bin: string, args: readonly string[], o: SpawnOptio
     ...(o.env ? { env: o.env } : {}),
     ...(o.detached ? { detached: true } : { cleanup: true }),
     ...(o.signal ? { cancelSignal: o.signal } : {}),
-  });
+  }));
   const stderr = new TailBuffer(STDERR_TAIL_BYTES);
   child.stderr?.on('data', (d: Buffer) => stderr.push(d));
   return { child, command: label ?? commandLine(bin, args), stderr, viaSetpriv: file !== bin };

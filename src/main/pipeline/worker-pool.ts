@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { QvmBackupError, isQvmBackupError, type ErrorCode, type ErrorContext } from '../errors.js';
+import type { RunStats } from '../stats/run-stats.js';
 import { TASK_CANCELLED, TASK_WAITING, isPortableError, type PoolMessage, type PortableError, type TaskMap, type TaskName } from '../../workers/task-types.js';
 
 /** dist/src/main/pipeline/worker-pool.js → dist/src/workers/pool-entry.js */
@@ -22,6 +23,25 @@ export const CHUNK_WORKER_URL = new URL('../../workers/pool-entry.js', import.me
 export interface WorkerPoolOptions {
   /** fixed number of worker threads (min = max) */
   threads: number;
+  /** the run's stage profile: each task's worker time and the key derivations are added to it */
+  stats?: RunStats;
+}
+
+/** The stage of the profile a task's worker time counts for. */
+const TASK_STAGE: Record<TaskName, string> = {
+  compressBlock: 'compress (workers)',
+  scryptDerive: 'key derivation (workers)',
+  scryptEncrypt: 'encrypt+MAC (workers)',
+  scryptDecrypt: 'derive+authenticate+decrypt (workers)',
+  cipherPiece: 'cipher (workers)',
+  opensslSeal: 'encrypt+HMAC (workers)',
+  opensslOpen: 'authenticate+decrypt (workers)',
+  hmacSlice: 'HMAC (workers)',
+};
+
+/** Whether a task runs one scrypt key derivation (v4: a chunk derived in place, or decrypted). */
+function derives(name: TaskName, task: unknown): boolean {
+  return name === 'scryptDerive' || name === 'scryptDecrypt' || (name === 'scryptEncrypt' && (task as { derived?: unknown }).derived === undefined);
 }
 
 export interface RunOptions {
@@ -73,11 +93,14 @@ export class WorkerPool {
   readonly #inFlight = new Set<InFlight>();
   /** incremented by each worker once its modules are loaded (pool-entry.ts) */
   readonly #loaded = new Int32Array(new SharedArrayBuffer(4));
+  readonly #stats: RunStats | undefined;
   #destroying = false;
 
   constructor(opts: WorkerPoolOptions) {
     if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new RangeError(`threads must be a positive integer, got ${opts.threads}`);
     this.threads = opts.threads;
+    this.#stats = opts.stats;
+    opts.stats?.setThreads(opts.threads);
     this.#pool = new Piscina({
       filename: fileURLToPath(CHUNK_WORKER_URL),
       minThreads: opts.threads,
@@ -127,7 +150,7 @@ export class WorkerPool {
     if (this.#failed.signal.aborted) throw this.#failed.signal.reason;
     if (this.#destroying) throw this.#cancelled(name, context, new Error('the worker pool was destroyed'));
     if (signal?.aborted) throw this.#cancelled(name, context, signal.reason);
-    const state = new Int32Array(new SharedArrayBuffer(4));
+    const state = new Int32Array(new SharedArrayBuffer(8)); // [state, worker time in µs]
     const message: PoolMessage<TaskMap[K]['task']> = { task, state };
     const runOpts: Parameters<Piscina['run']>[1] = { name };
     if (opts.transferList) runOpts.transferList = opts.transferList as unknown as NonNullable<typeof runOpts>['transferList'];
@@ -146,6 +169,7 @@ export class WorkerPool {
       answer.then(
         (r) => {
           signal?.removeEventListener('abort', onAbort);
+          if (r !== null && this.#stats) this.#stats.workerTask(TASK_STAGE[name], Atomics.load(state, 1) / 1000, derives(name, task));
           if (aborted) reject(this.#cancelled(name, context, signal?.reason));
           else if (r === null) reject(this.#cancelled(name, context, new Error('the worker pool was destroyed')));
           else resolve(r);

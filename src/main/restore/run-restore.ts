@@ -20,6 +20,8 @@ import { loadHostQubesXml } from './install/host-qubes-xml.js';
 import { Installer } from './install/installer.js';
 import { LOCK_NAME, lockHost, type HostLock } from '../io/host-lock.js';
 import { checkSourceCommand, closeSource, openSource, type Source, type SourceVm } from './archive-source.js';
+import { RunStats } from '../stats/run-stats.js';
+import { observeSpawns } from '../io/child-lifetime.js';
 import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 
 export interface RestoreOptions extends RestoreSelection {
@@ -40,6 +42,8 @@ export interface RestoreOptions extends RestoreSelection {
   now?: Date;
   /** how VM images are extracted (benchmarks: QVMB_IMAGE_EXTRACTION=tar); default in-process */
   imageExtraction?: 'in-process' | 'tar';
+  /** the stage profile to fill (--stats); default: off */
+  stats?: RunStats;
 }
 
 export interface RestoreOutcome {
@@ -71,7 +75,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   }
   await checkGnuTar();
   const rootExisted = await stat(root).then(() => true, () => false);
-  const pool = new WorkerPool({ threads: Math.max(1, o.threads || availableParallelism()) });
+  const stats = o.stats ?? RunStats.off();
+  const pool = new WorkerPool({ threads: Math.max(1, o.threads || availableParallelism()), stats });
+  const unobserve = observeSpawns((ms) => stats.spawned(ms));
   let source: Source | undefined;
   let staging: Staging | undefined;
   let lock: HostLock | undefined;
@@ -93,7 +99,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       o.signal.addEventListener('abort', stopReading, { once: true });
       reader = new OuterTarReader(source.input);
       progress.phase('reading the backup header and qubes.xml, deriving their keys');
-      head = await readArchiveHead(reader, passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
+      head = await stats.time('header + qubes.xml', () => readArchiveHead(reader!, passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) }));
       backupXml = parseQubesXml(head.qubesXmlBytes);
       progress.phase(null);
     }
@@ -138,7 +144,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     const selection = new Map<string, SelectionEntry>();
     for (const v of chosen) selection.set(v.subdir, { vm: v.backupName, stagingDir });
     if (withHome) selection.set(plan.dom0!.subdir, { vm: 'dom0', stagingDir });
-    const installer = o.verifyOnly ? undefined : new Installer({ root, plan: chosen, stagingDir: staging!.dir, progress, signal: o.signal, lock: lock! });
+    const installer = o.verifyOnly ? undefined : new Installer({ root, plan: chosen, stagingDir: staging!.dir, progress, signal: o.signal, lock: lock!, stats });
     runInstaller = installer;
     const complete: string[] = [];
     const onVmDone = (vm: string, ok: boolean, err?: unknown) => {
@@ -173,7 +179,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     let result: RestoreDataResult;
     if (v1Dir !== undefined) result = await restoreV1(v1Dir, selection, { verifyOnly: o.verifyOnly, signal: o.signal, onVmDone, onWarning: (m) => progress.warn(m) });
     else
-      result = await restoreData(reader!, {
+      result = await stats.time('data pass (read to extracted)', () => restoreData(reader!, {
         head: head!,
         passphrase,
         pool,
@@ -194,13 +200,14 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         onFileDone: (vm, file, bytes) => progress.fileDone?.(vm === 'dom0' ? 'dom0 home' : vm, file, bytes),
         onWarning: (m) => progress.warn(m),
         ...(o.imageExtraction ? { imageExtraction: o.imageExtraction } : {}),
-      }, selection);
+        stats,
+      }, selection));
     // the format has no end marker: a source command's exit status is the only sign of a short stream
     if (source?.command) await checkSourceCommand(source, result.archiveError !== undefined);
     o.signal.throwIfAborted();
     if (installer) {
       for (const vm of complete) if (vm !== 'dom0') installer.done(vm);
-      await installer.settle();
+      await stats.time('install (all VMs)', () => installer.settle());
       o.signal.throwIfAborted();
     }
     // 4. dom0 home
@@ -211,7 +218,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       if (subdir === plan.dom0?.subdir && r.ok && !o.verifyOnly) {
         try {
           o.signal.throwIfAborted();
-          dom0HomeDir = await installDom0Home(join(staging!.dir, 'dom0-home'), o.dom0Home, now);
+          dom0HomeDir = await stats.time('dom0 home', () => installDom0Home(join(staging!.dir, 'dom0-home'), o.dom0Home, now));
           progress.vmDone('dom0 home', true, `restored to ${dom0HomeDir}`);
         } catch (e) {
           if (o.signal.aborted) throw e;
@@ -234,6 +241,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     const cleaned = staging === undefined ? undefined : await staging.remove().then(() => 'staging directory removed', (r: unknown) => (r as Error).message);
     throw new QvmBackupError('ERR_CANCELLED', interruptedMessage(o.verifyOnly, cleaned, runInstaller ? [...runInstaller.installed] : []), {}, e);
   } finally {
+    unobserve();
     if (stopReading) o.signal.removeEventListener('abort', stopReading);
     if (source) await closeSource(source);
     await staging?.remove().catch((e: unknown) => progress.warn((e as Error).message));

@@ -13,6 +13,7 @@ import { createStaging } from '../../../src/main/restore/install/staging.js';
 import { planRestore, type RestoreSelection, type VmPlan } from '../../../src/main/restore/plan/restore-plan.js';
 import { noopProgress, type ProgressReporter } from '../../../src/main/progress/progress.js';
 import { r4Xml, type VmSpec } from './sample-xml.js';
+import { RunStats } from '../../../src/main/stats/run-stats.js';
 
 const SEL: RestoreSelection = {
   vms: [], exclude: [], skipDom0Home: false, ignoreUsernameMismatch: false, renameConflicting: false,
@@ -116,12 +117,16 @@ describe('Installer', () => {
         ...noopProgress,
         vmDone(name) {
           if (name !== 'a') return;
+          // b and c become ready after the first group (tpl, a) was written, then the run stops
+          inst.done('b');
+          inst.done('c');
           if (stop === 'abort') ac.abort(new Error('SIGINT'));
           else held = false;
         },
       };
       const inst = new Installer({ root, plan, stagingDir, progress, signal: ac.signal, lock: heldLock(() => held) });
-      for (const v of plan) inst.done(v.backupName);
+      inst.done('tpl');
+      inst.done('a');
       await inst.settle();
       assert.deepEqual([...inst.installed], ['tpl', 'a'], stop);
       assert.deepEqual(fs.readdirSync(path.join(root, 'appvms')), ['a'], stop);
@@ -130,6 +135,32 @@ describe('Installer', () => {
       fs.mkdirSync(root);
       fs.writeFileSync(path.join(root, 'qubes.xml'), serializeQubesXml(emptyR4Host()));
     }
+  });
+
+  it('registers the VMs ready at one time with one qubes.xml write per group, dependencies in the same group', async () => {
+    const { plan, stagingDir } = await setup();
+    const stats = new RunStats({ enabled: true, clock: () => 0, measureEventLoop: false });
+    const inst = new Installer({ root, plan, stagingDir, progress: noopProgress, signal: new AbortController().signal, lock: heldLock(), stats });
+    for (const v of plan) inst.done(v.backupName);
+    await inst.settle();
+    assert.deepEqual([...inst.installed], ['tpl', 'a', 'b', 'c']);
+    assert.deepEqual(names(), ['a', 'b', 'c', 'dom0', 'tpl']);
+    const writes = stats.report().stages.find((s) => s.stage === 'install: write host qubes.xml (fsync)');
+    assert.equal(writes?.count, 1, 'one write for the four VMs (was one per VM)');
+  });
+
+  it('a failed qubes.xml write moves the files of the whole group back', async () => {
+    const { plan, stagingDir } = await setup();
+    // the lock is there when the group starts and gone when qubes.xml is to be written
+    let calls = 0;
+    const inst2 = new Installer({ root, plan, stagingDir, progress: noopProgress, signal: new AbortController().signal, lock: heldLock(() => ++calls === 1) });
+    for (const v of plan) inst2.done(v.backupName);
+    await inst2.settle();
+    assert.deepEqual([...inst2.installed], []);
+    assert.deepEqual(inst2.failures.map((f) => f.name).sort(), ['a', 'b', 'c', 'tpl']);
+    assert.deepEqual(names(), ['dom0']);
+    for (const d of ['vm-templates', 'appvms']) assert.deepEqual(fs.existsSync(path.join(root, d)) ? fs.readdirSync(path.join(root, d)) : [], [], d);
+    for (const v of plan) assert.ok(fs.existsSync(path.join(stagingDir, v.subdir, 'private.img')), `${v.backupName}: files back in staging`);
   });
 
   it('a failed qubes.xml write moves the VM directory back: never a directory that qubes.xml does not list', async () => {

@@ -3,6 +3,7 @@
 import { lchown, lstat, mkdtemp, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { timedSpawn } from '../../io/child-lifetime.js';
 import { fail } from '../../errors.js';
 import { fsyncPath } from './safe-tree.js';
 
@@ -85,7 +86,7 @@ async function lchownTree(root: string, uid: number, gid: number): Promise<void>
  */
 async function copyAcrossFilesystems(staged: string, dest: string): Promise<void> {
   try {
-    await execa('cp', ['-a', '-T', '--sparse=always', '--', staged, dest], { stdin: 'ignore', stdout: 'ignore' });
+    await timedSpawn(() => execa('cp', ['-a', '-T', '--sparse=always', '--', staged, dest], { stdin: 'ignore', stdout: 'ignore' }));
   } catch (e) {
     await rm(dest, { recursive: true, force: true }).catch(() => undefined);
     const stderr = String((e as { stderr?: unknown }).stderr ?? '').slice(-2000);

@@ -27,6 +27,9 @@ export interface InstallVmArgs {
   deferDefaultDispvm?: boolean;
   /** Persist `host` once the VM is in it (the host qubes.xml write); a failure moves the files back. */
   commit?: (host: QubesXml) => Promise<void>;
+  /** Without `commit`: receives what moves the files back, for a caller that writes qubes.xml
+   *  later (once for several VMs) and must undo them all if that write fails. */
+  keepUndo?: (undo: () => Promise<void>) => void;
 }
 
 /** Directory of a VM in the R4 file pool: `<root>/vm-templates/<name>` or `<root>/appvms/<name>`. */
@@ -93,6 +96,7 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   try {
     const added = addRestoredDomain(host, vm.domain, opts);
     await args.commit?.(host);
+    args.keepUndo?.(() => undo(stagedExists, staged, target));
     return added;
   } catch (e) {
     // never a VM directory that qubes.xml does not list (the caller drops its copy of `host`)

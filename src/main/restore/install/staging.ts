@@ -4,6 +4,7 @@
 import { lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { timedSpawn } from '../../io/child-lifetime.js';
 import { fail } from '../../errors.js';
 
 /** A staging directory created by this run. */
@@ -44,7 +45,7 @@ export async function createStaging(qubesRoot: string): Promise<Staging> {
  *  archive's, which tar still extracts relative to its directory) needs rm's openat walk. */
 async function removeTree(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() =>
-    execa('rm', ['-rf', '--one-file-system', '--', dir], { stdin: 'ignore', stdout: 'ignore' }).then(() => undefined),
+    timedSpawn(() => execa('rm', ['-rf', '--one-file-system', '--', dir], { stdin: 'ignore', stdout: 'ignore' })).then(() => undefined),
   );
 }
 

@@ -22,6 +22,18 @@ import { SLOT_PREFIX, defaultSlotBytes, slotCount, slotLayout } from './slot-lay
 import { KdfBudget, RESTORE_MIN_MAX_MEMORY } from './kdf-budget.js';
 import { includedDomainsBySubdir, requiredBases } from './verify-expect.js';
 import type { RestoreDataContext, RestoreDataResult, RestoreSelection, VmRestoreResult } from './types.js';
+import type { InnerExtractor } from './file-extractor.js';
+import { RunStats } from '../../stats/run-stats.js';
+
+/** `ext` with its writes (decompress + extract, on the main thread and in tar) and its end timed. */
+function timedExtractor(ext: InnerExtractor, stats: RunStats): InnerExtractor {
+  if (!stats.enabled) return ext;
+  return {
+    write: (data) => stats.time('decompress+extract (per chunk)', () => ext.write(data)),
+    finish: () => stats.time('extract: finish (flush, tar exit)', () => ext.finish()),
+    abort: () => ext.abort(),
+  };
+}
 
 interface V3File extends FileRun {
   stream?: V3StreamState;
@@ -51,6 +63,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, kdf, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   const listOnly = ctx.verifyOnly === true;
   const inProcessImages = ctx.imageExtraction !== 'tar';
+  const stats = ctx.stats ?? RunStats.off();
 
   const vms = new Map<string, VmRun>();
   for (const [subdir, e] of selection) {
@@ -73,16 +86,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   };
   const feeder = new OrderedFeeder({
     slots,
-    open: (file) => {
-      const vm = file.vm as VmRun;
-      // every inner archive gets a fresh directory of its own (never one shared by two tar runs)
-      if (!listOnly) file.extractDir = createExtractionDir(vm.stagingDir);
-      const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, ...(ctx.signal ? { signal: ctx.signal } : {}) };
-      if (version === 2) return (file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o);
-      // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)
-      if (inProcessImages && filter.kind !== 'program' && isImageBase(file.base)) return openImageExtractor(o, filter);
-      return openStreamExtractor(o, filter);
-    },
+    open: (file) => timedExtractor(stats.time('extract: open (fresh dir, tar start)', () => openExtractor(file)), stats),
     failVm,
     fed: (file, n) => {
       fileBytes.set(file, (fileBytes.get(file) ?? 0) + n);
@@ -90,23 +94,35 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (file.vm) file.vm.bytesRestored += n;
       progress();
     },
-    fileDone: async (file) => {
-      const vm = file.vm as VmRun;
-      const dir = file.extractDir;
-      if (dir !== undefined) {
-        if (version !== 4 && isWholeDirBase(file.base)) {
-          const n = await repairWholeDirSymlinks(path.join(dir, vm.subdir), vm.subdir);
-          if (n > 0) ctx.onWarning?.(`${vm.vm}: repaired ${n} symlink target(s) mangled by the backup writer in ${file.base}`);
-        }
-        const policy = vm.subdir === DOM0_HOME_SUBDIR ? 'home' : 'vm';
-        await checkExtraction(dir, { base: file.base, policy, vm: vm.vm, ...(ctx.onWarning ? { onWarning: ctx.onWarning } : {}) });
-        await mergeExtraction(dir, file.base, vm.stagingDir, vm.vm);
-      }
-      vm.files.push(file.base);
-      ctx.onFileDone?.(vm.vm, file.base, fileBytes.get(file) ?? 0);
-      fileBytes.delete(file);
-    },
+    fileDone: (file) => stats.time('extract: check + merge', () => fileDone(file)),
   });
+
+  function openExtractor(file: FileRun): InnerExtractor {
+    const vm = file.vm as VmRun;
+    // every inner archive gets a fresh directory of its own (never one shared by two tar runs)
+    if (!listOnly) file.extractDir = createExtractionDir(vm.stagingDir);
+    const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, ...(ctx.signal ? { signal: ctx.signal } : {}) };
+    if (version === 2) return (file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o);
+    // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)
+    if (inProcessImages && filter.kind !== 'program' && isImageBase(file.base)) return openImageExtractor(o, filter);
+    return openStreamExtractor(o, filter);
+  }
+  async function fileDone(file: FileRun): Promise<void> {
+    const vm = file.vm as VmRun;
+    const dir = file.extractDir;
+    if (dir !== undefined) {
+      if (version !== 4 && isWholeDirBase(file.base)) {
+        const n = await repairWholeDirSymlinks(path.join(dir, vm.subdir), vm.subdir);
+        if (n > 0) ctx.onWarning?.(`${vm.vm}: repaired ${n} symlink target(s) mangled by the backup writer in ${file.base}`);
+      }
+      const policy = vm.subdir === DOM0_HOME_SUBDIR ? 'home' : 'vm';
+      await checkExtraction(dir, { base: file.base, policy, vm: vm.vm, ...(ctx.onWarning ? { onWarning: ctx.onWarning } : {}) });
+      await mergeExtraction(dir, file.base, vm.stagingDir, vm.vm);
+    }
+    vm.files.push(file.base);
+    ctx.onFileDone?.(vm.vm, file.base, fileBytes.get(file) ?? 0);
+    fileBytes.delete(file);
+  }
   /** A VM fails now: later chunks are skipped and its running tar is stopped. */
   const failFile = (file: FileRun, err: QvmBackupError): void => {
     if (!file.vm) return;
@@ -164,7 +180,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   try {
     for (;;) {
       if (ctx.signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', 'restore cancelled', {}, ctx.signal.reason);
-      const m = await outerStep(reader.next(), 'reading the next member');
+      const m = await stats.time('read (outer archive)', () => outerStep(reader.next(), 'reading the next member'));
       progress();
       if (m === null) {
         enter(null);
@@ -273,10 +289,10 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   return finalResult();
 
   async function readChunk(m: OuterMember, file: V3File, ref: ChunkRef): Promise<Waiting> {
-    const slot = await slots.acquire(ctx.signal);
+    const slot = await stats.time('wait for a chunk slot (reader)', () => slots.acquire(ctx.signal));
     try {
       readingFrom = reader.bytesRead;
-      await outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size)), `reading ${ref.name}`);
+      await stats.time('read (outer archive)', () => outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size)), `reading ${ref.name}`));
     } catch (e) {
       slots.release(slot);
       throw e;

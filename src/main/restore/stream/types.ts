@@ -1,6 +1,7 @@
 // Option, selection and result types of the streaming restore reader (archive head, data pass,
 // format 1 directories).
 import type { QvmBackupError } from '../../errors.js';
+import type { RunStats } from '../../stats/run-stats.js';
 import type { BackupHeader } from '../../format/backup-header.js';
 import type { WorkerPool } from '../../pipeline/worker-pool.js';
 import type { QubesXml } from '../../qubes-xml/types.js';
@@ -81,6 +82,8 @@ export interface RestoreDataContext {
   imageExtraction?: 'in-process' | 'tar';
   /** warnings that do not fail anything (e.g. repaired whole-directory symlinks) */
   onWarning?: (message: string) => void;
+  /** the run's stage profile */
+  stats?: RunStats;
 }
 
 /** Outcome for one selected subdir. */

@@ -1,0 +1,170 @@
+// The stage profile of one run (--stats; the `stats` object of the --json summary): per stage its
+// busy time (the sum of its intervals: several files or workers at once add up) and its active time
+// (wall time during which at least one interval of it was open), worker-pool utilisation, child
+// process spawns and the main thread's event-loop utilisation. Every hook costs a clock read or
+// two per file, chunk or task — never per byte — and nothing at all when the profile is off.
+import { performance } from 'node:perf_hooks';
+
+/** Milliseconds from an arbitrary origin (performance.now, or a fake clock in tests). */
+export type Clock = () => number;
+
+interface StageAcc {
+  busyMs: number;
+  activeMs: number;
+  count: number;
+  open: number;
+  openedAt: number;
+}
+
+export interface StageReport {
+  stage: string;
+  busy_s: number;
+  active_s: number;
+  count: number;
+}
+
+export interface StatsReport {
+  wall_s: number;
+  stages: StageReport[];
+  workers: { threads: number; busy_s: number; utilisation: number; tasks: number };
+  key_derivations: number;
+  spawns: { count: number; main_thread_s: number };
+  event_loop_utilisation: number;
+}
+
+type Elu = ReturnType<typeof performance.eventLoopUtilization>;
+
+const round = (ms: number): number => Math.round(ms) / 1000;
+
+export class RunStats {
+  readonly enabled: boolean;
+  readonly #clock: Clock;
+  readonly #stages = new Map<string, StageAcc>();
+  readonly #started: number;
+  readonly #elu: Elu | undefined;
+  #threads = 0;
+  #workerMs = 0;
+  #tasks = 0;
+  #derivations = 0;
+  #spawns = 0;
+  #spawnMs = 0;
+
+  constructor(o: { enabled: boolean; clock?: Clock; measureEventLoop?: boolean }) {
+    this.enabled = o.enabled;
+    this.#clock = o.clock ?? (() => performance.now());
+    this.#started = o.enabled ? this.#clock() : 0;
+    this.#elu = o.enabled && o.measureEventLoop !== false ? performance.eventLoopUtilization() : undefined;
+  }
+
+  /** A profile that records nothing. */
+  static off(): RunStats {
+    return new RunStats({ enabled: false });
+  }
+
+  /** Open an interval of `stage`; returns its end function (call once). */
+  begin(stage: string): () => void {
+    if (!this.enabled) return noop;
+    const t0 = this.#clock();
+    let acc = this.#stages.get(stage);
+    if (acc === undefined) this.#stages.set(stage, (acc = { busyMs: 0, activeMs: 0, count: 0, open: 0, openedAt: 0 }));
+    if (acc.open++ === 0) acc.openedAt = t0;
+    const a = acc;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      const t1 = this.#clock();
+      a.busyMs += t1 - t0;
+      a.count++;
+      if (--a.open === 0) a.activeMs += t1 - a.openedAt;
+    };
+  }
+
+  /** Time `fn` (sync or async) as one interval of `stage`. */
+  time<T>(stage: string, fn: () => T): T {
+    if (!this.enabled) return fn();
+    const end = this.begin(stage);
+    let r: T;
+    try {
+      r = fn();
+    } catch (e) {
+      end();
+      throw e;
+    }
+    if (r instanceof Promise) return r.finally(end) as T;
+    end();
+    return r;
+  }
+
+  /** Add time measured elsewhere (a worker's own task time) to `stage`. */
+  add(stage: string, ms: number, count = 1): void {
+    if (!this.enabled) return;
+    let acc = this.#stages.get(stage);
+    if (acc === undefined) this.#stages.set(stage, (acc = { busyMs: 0, activeMs: 0, count: 0, open: 0, openedAt: 0 }));
+    acc.busyMs += ms;
+    acc.count += count;
+  }
+
+  /** The worker pool's size (for utilisation). */
+  setThreads(n: number): void {
+    this.#threads = n;
+  }
+
+  /** A worker task ended after `ms` of the worker's time; `derived`: it ran one scrypt derivation. */
+  workerTask(stage: string, ms: number, derived: boolean): void {
+    if (derived) this.#derivations++;
+    if (!this.enabled) return;
+    this.#workerMs += ms;
+    this.#tasks++;
+    this.add(stage, ms);
+  }
+
+  /** Key derivations run so far (counted even when the profile is off: tests read it). */
+  get keyDerivations(): number {
+    return this.#derivations;
+  }
+
+  /** A child process was started; `ms`: main-thread time the start took (fork + exec happen there). */
+  spawned(ms: number): void {
+    if (!this.enabled) return;
+    this.#spawns++;
+    this.#spawnMs += ms;
+  }
+
+  /** The profile so far. */
+  report(): StatsReport {
+    const now = this.#clock();
+    const wallMs = now - this.#started;
+    const stages: StageReport[] = [];
+    for (const [stage, a] of this.#stages) {
+      const active = a.activeMs + (a.open > 0 ? now - a.openedAt : 0);
+      stages.push({ stage, busy_s: round(a.busyMs), active_s: round(active), count: a.count });
+    }
+    const capacity = this.#threads * wallMs;
+    const elu = this.#elu ? performance.eventLoopUtilization(this.#elu).utilization : 0;
+    return {
+      wall_s: round(wallMs),
+      stages,
+      workers: { threads: this.#threads, busy_s: round(this.#workerMs), utilisation: capacity > 0 ? Math.round((1000 * this.#workerMs) / capacity) / 1000 : 0, tasks: this.#tasks },
+      key_derivations: this.#derivations,
+      spawns: { count: this.#spawns, main_thread_s: round(this.#spawnMs) },
+      event_loop_utilisation: Math.round(1000 * elu) / 1000,
+    };
+  }
+}
+
+function noop(): void {}
+
+const pct = (x: number): string => `${Math.round(100 * x)} %`;
+
+/** The profile as the text --stats prints at the end of a run. */
+export function formatStats(r: StatsReport): string {
+  const w = Math.max(5, ...r.stages.map((s) => s.stage.length));
+  const lines = [`Stage profile (wall ${r.wall_s.toFixed(2)} s):`, `  ${'stage'.padEnd(w)}  ${'busy s'.padStart(8)}  ${'active s'.padStart(8)}  ${'count'.padStart(6)}`];
+  for (const s of r.stages) lines.push(`  ${s.stage.padEnd(w)}  ${s.busy_s.toFixed(2).padStart(8)}  ${s.active_s.toFixed(2).padStart(8)}  ${String(s.count).padStart(6)}`);
+  lines.push(`  workers: ${r.workers.threads} threads, ${r.workers.busy_s.toFixed(2)} busy s in ${r.workers.tasks} tasks, utilisation ${pct(r.workers.utilisation)}`);
+  lines.push(`  key derivations: ${r.key_derivations}`);
+  lines.push(`  child processes: ${r.spawns.count}, ${r.spawns.main_thread_s.toFixed(2)} s of the main thread to start them`);
+  lines.push(`  main thread event loop: ${pct(r.event_loop_utilisation)} busy`);
+  return lines.join('\n');
+}
