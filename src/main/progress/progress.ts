@@ -139,7 +139,8 @@ export class Progress implements ProgressReporter {
       this.#err.write(`\r\x1b[K${this.line()}`);
       this.#drawn = true;
     } else if (this.#mode === 'plain') {
-      if (!force && now - this.#lastDraw < 10_000) return;
+      // a log gets no line before the data phase: an error there stays the only line
+      if (this.#tData === undefined || (!force && now - this.#lastDraw < 10_000)) return;
       this.#err.write(this.line() + '\n');
     } else if (this.#mode === 'json') {
       if (!force && now - this.#lastDraw < 1000) return;
@@ -185,8 +186,6 @@ export class Progress implements ProgressReporter {
       this.#clearLine();
       return;
     }
-    // a log gets the phase in its periodic line only when it lasts (a short one is no news there)
-    if (this.#mode === 'plain' && this.#timer === undefined) this.#lastDraw = this.#now();
     this.#tick();
     if (this.#mode !== 'plain') this.#draw(true);
   }

@@ -40,7 +40,7 @@ describe('Progress', () => {
   it('shows the phase while no bytes move, and ends it', () => {
     const h = harness('plain');
     h.p.phase('reading the backup header and qubes.xml, deriving their keys');
-    assert.deepEqual(h.err, [], 'a log gets no line for a phase that may take a second');
+    assert.deepEqual(h.err, [], 'a log gets no line before the data phase');
     h.advance(4);
     assert.equal(h.p.line(), 'restore: reading the backup header and qubes.xml, deriving their keys… 0:04');
     h.p.phase(null);
