@@ -17,7 +17,7 @@ function verified(archive: string, pw: string, dir: string): string[] {
   const r = node(RESTORE_BIN, ['--json', '-y', '-p', pw, '--qubes-root', join(dir, 'vhost'), '--dom0-home', hh, '--verify-only', archive]);
   assert.equal(r.status, 0, r.stderr);
   const summary = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).find((m) => m['message_type'] === 'summary')!;
-  return (summary['restored'] as { name: string }[]).map((v) => v.name).sort();
+  return (summary['verified'] as { name: string }[]).map((v) => v.name).sort();
 }
 
 test('--save-profile writes the settings (mode 0600); --profile alone repeats the backup; the command line overrides it', { timeout: 300_000 }, () => {
