@@ -48,11 +48,7 @@ export async function openSource(o: { location: string; sourceCommand?: string |
 
   if (o.sourceCommand !== undefined) {
     const { child: command, stderr } = spawnProcess('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', signal: o.signal }, 'source');
-    const exited = new Promise<{ exitCode?: number; signal?: string }>((res) => {
-      command.once('exit', (code, sig) => res({ ...(code !== null ? { exitCode: code } : {}), ...(sig !== null ? { signal: sig } : {}) }));
-      command.once('error', () => res({}));
-    });
-    return { ...ofStream(command.stdout!), command, exited, stderr }; // stdout is a pipe: never null
+    return { ...ofStream(command.stdout!), command, exited: exitOf(command), stderr }; // stdout is a pipe: never null // stdout is a pipe: never null
   }
   if (o.location === '-') return ofStream(process.stdin);
   const st = await stat(o.location);
@@ -60,6 +56,14 @@ export async function openSource(o: { location: string; sourceCommand?: string |
   if (!st.isFile()) return ofStream(createReadStream(o.location, { highWaterMark: 1024 * 1024 }));
   const input = new FileInput(await openFile(o.location, 'r'));
   return { input, stop: () => void input.close() };
+}
+
+/** The process's own exit (not the end of its pipes); `{}` when it could not start. */
+function exitOf(command: ResultPromise): Promise<{ exitCode?: number; signal?: string }> {
+  return new Promise((res) => {
+    command.once('exit', (code, sig) => res({ ...(code !== null ? { exitCode: code } : {}), ...(sig !== null ? { signal: sig } : {}) }));
+    command.once('error', () => res({}));
+  });
 }
 
 function ofStream(stream: Readable): Source {
@@ -79,10 +83,7 @@ function openVmSource(location: string, v: SourceVm, signal: AbortSignal): Sourc
   const args = qvmRunArgs(v.vm, v.locationIsService ? location : RESTORE_SERVICE);
   const what = `${v.locationIsService ? location : RESTORE_SERVICE} in VM ${v.vm}`;
   const { child: command, stderr } = spawnProcess(QVM_RUN, args, { stdin: 'pipe', stdout: 'pipe', signal }, `${QVM_RUN} (${what})`);
-  const exited = new Promise<{ exitCode?: number; signal?: string }>((res) => {
-    command.once('exit', (code, sig) => res({ ...(code !== null ? { exitCode: code } : {}), ...(sig !== null ? { signal: sig } : {}) }));
-    command.once('error', () => res({}));
-  });
+  const exited = exitOf(command);
   const stdin = command.stdin!;
   stdin.on('error', () => {}); // a service that exited early shows in its exit status
   stdin.write(`${v.locationIsService ? '' : locationLine(location)}\n`);
