@@ -7,6 +7,7 @@ import { compressPieces, rawPieces } from '../../../src/main/backup/compress-sta
 import { SlotPool } from '../../../src/main/pipeline/slot-pool.js';
 import { WorkerPool } from '../../../src/main/pipeline/worker-pool.js';
 import { blockBound } from '../../../src/workers/compress.js';
+import { waitFor } from '../../helpers/processes.js';
 
 const pool = new WorkerPool({ threads: 2 });
 after(() => pool.destroy());
@@ -68,6 +69,8 @@ test('an error of the source fails the stage and returns the slots', async () =>
   await assert.rejects(async () => {
     for await (const p of compressPieces(broken(), { pool, inSlots, outSlots, codec: 'gzip', level: 1, signal: new AbortController().signal, file: 'f' })) p.done();
   }, /tar died/);
+  // a block already in a worker keeps its slots until the worker is done with it (never earlier)
+  await waitFor('both slot pools free', () => inSlots.inUse() === 0 && outSlots.inUse() === 0, 10_000);
   assert.equal(inSlots.inUse(), 0);
   assert.equal(outSlots.inUse(), 0);
 });
