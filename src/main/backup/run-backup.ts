@@ -32,6 +32,8 @@ import { planMemory } from './memory-plan.js';
 import { compressionJson, describeCompression, planCompression } from './compression-plan.js';
 import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
+import { HoleMapper } from '../io/hole-map.js';
+import { openInnerTar, ReadBuffers } from './inner-tar-source.js';
 
 export { defaultBackupName } from './destination.js';
 
@@ -66,6 +68,9 @@ export interface BackupOptions {
   now?: Date;
   /** the stage profile to fill (--stats); default: off */
   stats?: RunStats;
+  /** who makes regular files' inner archives: in-process (default) or always GNU tar (benchmarks:
+   *  QVMB_INNER_TAR=tar) */
+  innerArchives?: 'in-process' | 'tar';
 }
 
 export interface BackupResult {
@@ -277,6 +282,35 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     return { stdout: readerNow(tar.stdout), done, inputBytes: () => tar.inputBytes() };
   };
 
+  // Regular files' inner archives are made in-process (inner-tar-source.ts) unless a compression
+  // program runs inside tar or GNU tar is asked for (o.innerArchives); anything else goes to GNU tar.
+  const inProcess = externalFilter === undefined && o.innerArchives !== 'tar';
+  const mapper = new HoleMapper();
+  const readBuffers = new ReadBuffers();
+  const startInner = (f: BackupFile, job: VmJob | null): StartedTar => {
+    if (!inProcess) return startTar(f, job);
+    const end = stats.begin('inner tar in-process (open to end)');
+    let current: StartedTar | undefined;
+    const started = openInnerTar({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference }, { mapper, buffers: readBuffers, signal: runSignal }).then((src) => {
+      if (src === null) {
+        end();
+        return (current = startTar(f, job));
+      }
+      void src.done.then(end, end);
+      return (current = src);
+    });
+    started.catch(() => {});
+    return {
+      stdout: {
+        async *[Symbol.asyncIterator]() {
+          yield* (await started).stdout;
+        },
+      },
+      done: started.then((s) => s.done),
+      inputBytes: () => current?.inputBytes(),
+    };
+  };
+
   const streamFile = async (f: BackupFile, job: VmJob | null, started?: StartedTar) => {
     if (o.format === 2) {
       const volumes = f.inMemory
@@ -298,7 +332,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       chunkCount += await streamFileV34(f.base, bytesOf(parts), settings, res);
       return;
     }
-    const tar = started ?? startTar(f, job);
+    const tar = started ?? startInner(f, job);
     const base = bytesIn;
     chunkCount += await streamFileV34(f.base, externalFilter ? countedByTar(tar, base, f.sizeBytes) : counted(tar.stdout), settings, res);
     await tar.done;
@@ -347,8 +381,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       progress.update(bytesIn, outer.bytesWritten, currentVm);
       for (const f of job.files) {
         const next = order[++k];
-        const mine = usesTar(f) ? (ahead ?? startTar(f, job)) : undefined;
-        ahead = next !== undefined && usesTar(next.f) ? startTar(next.f, next.job) : undefined;
+        const mine = usesTar(f) ? (ahead ?? startInner(f, job)) : undefined;
+        ahead = next !== undefined && usesTar(next.f) ? startInner(next.f, next.job) : undefined;
         const before = bytesIn;
         await stats.time('files: tar to chunks queued (main)', () => streamFile(f, job, mine));
         const vmName = job.name;
@@ -375,6 +409,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     throw failures.cause ?? e;
   } finally {
     unobserve();
+    await mapper.close();
     signal.removeEventListener('abort', onInterrupt);
     pool.failed.removeEventListener('abort', onPoolFailed);
     await pool.destroy().catch(() => {});

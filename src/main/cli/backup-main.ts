@@ -125,6 +125,7 @@ export async function main(): Promise<number> {
       progress,
       signal: stop.signal,
       stats,
+      ...(process.env['QVMB_INNER_TAR'] === 'tar' ? { innerArchives: 'tar' as const } : {}),
     });
     progress.finish(true, `Backup finished: ${result.path}, ${result.compression.text}`, {
       path: result.path,
