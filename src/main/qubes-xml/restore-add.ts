@@ -15,7 +15,7 @@ import { RESTORABLE_CLASSES, isDispvmTemplate, shown } from './vm-kinds.js';
 import { setProperty } from './r4-edit.js';
 import { restoredVolumes, saneSize, type SizedVolume } from './volumes.js';
 import { appendChild } from './xml-layout.js';
-import { child, makeElement, type XNode } from './xml-tree.js';
+import { child, makeElement, tagOf, type XNode } from './xml-tree.js';
 
 export interface AddRestoredOptions {
   newName: string;
@@ -147,6 +147,27 @@ export function addRestoredDomain(host: QubesXml, from: DomainInfo, opts: AddRes
   refresh(host);
   st.restored.set(opts.newName, warnings);
   return [...stateOf(host).nodes].find(([, n]) => n === node)![0];
+}
+
+/**
+ * A mark to roll `host` back to after addRestoredDomain: what it changes (the children of the root
+ * and of `<domains>`, the restored VMs' warnings) is saved, and the returned function puts it back
+ * and re-reads the model. A dry run or a failed install needs no copy of the whole document (one
+ * copy per VM made each install cost grow with the number of VMs already on the host).
+ */
+export function markForRollback(host: QubesXml): () => void {
+  const st = stateOf(host);
+  const saved = [st.root, child(st.root, 'domains')].filter((n): n is XNode => n !== undefined).map((node) => {
+    const tag = tagOf(node)!;
+    const value = node[tag];
+    return { node, tag, value: Array.isArray(value) ? [...(value as XNode[])] : value };
+  });
+  const restored = new Map(st.restored);
+  return () => {
+    for (const { node, tag, value } of saved) node[tag] = Array.isArray(value) ? [...(value as XNode[])] : value;
+    st.restored = restored;
+    refresh(host);
+  };
 }
 
 /** The default_dispvm left unset by addRestoredDomain(deferDefaultDispvm) for VM `name`, if any. */

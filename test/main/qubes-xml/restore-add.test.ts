@@ -7,6 +7,7 @@ import {
   emptyR4Host,
   findDomain,
   legacyDispvmTemplates,
+  markForRollback,
   parseQubesXml,
   restoreWarningsOf,
   serializeQubesXml,
@@ -334,5 +335,39 @@ describe('addRestoredDomain into an R2/R3 host', () => {
     const r4vm = findDomain(parseQubesXml(R4), 'mail')!;
     assert.throws(() => addRestoredDomain(host, r4vm, { newName: 'mail', renames: new Map() }), { code: 'ERR_UNSUPPORTED' });
     assert.equal(serializeQubesXml(host), before);
+  });
+});
+
+describe('markForRollback (a dry run or a failed install without copying the document)', () => {
+  test('after adds, the rollback gives back the very same document and model; earlier domains keep their objects', () => {
+    const src = parseQubesXml(R3);
+    const host = emptyR4Host(); // no <domains> content yet beyond dom0
+    const renames = new Map([['tplclone', 'tplclone'], ['work', 'work']]);
+    addRestoredDomain(host, findDomain(src, 'tplclone')!, { newName: 'tplclone', renames });
+    const before = serializeQubesXml(host).toString();
+    const tpl = findDomain(host, 'tplclone');
+    const rollback = markForRollback(host);
+    addRestoredDomain(host, findDomain(src, 'work')!, { newName: 'work', renames, hostDefaults: { template: 'tplclone' } });
+    assert.ok(findDomain(host, 'work'));
+    rollback();
+    assert.equal(serializeQubesXml(host).toString(), before);
+    assert.equal(findDomain(host, 'work'), undefined);
+    assert.equal(restoreWarningsOf(host, 'work'), undefined);
+    assert.equal(findDomain(host, 'tplclone'), tpl, 'the same DomainInfo object');
+    // adding again after the rollback works (qid, name free again)
+    addRestoredDomain(host, findDomain(src, 'work')!, { newName: 'work', renames, hostDefaults: { template: 'tplclone' } });
+    validateHostCollection(host);
+  });
+
+  test('a <domains> element the add created goes away again', () => {
+    const host = parseQubesXml(serializeQubesXml(emptyR4Host()).toString().replace(/\n *<domains>[^]*<\/domains>/, ''));
+    assert.doesNotMatch(serializeQubesXml(host).toString(), /<domains>/);
+    const before = serializeQubesXml(host).toString();
+    const rollback = markForRollback(host);
+    const src = parseQubesXml(R3);
+    addRestoredDomain(host, findDomain(src, 'tplclone')!, { newName: 'tplclone', renames: new Map([['tplclone', 'tplclone']]) });
+    assert.match(serializeQubesXml(host).toString(), /<domains>/);
+    rollback();
+    assert.equal(serializeQubesXml(host).toString(), before);
   });
 });

@@ -5,7 +5,7 @@ import { lstat, mkdir, realpath, rename, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fail, isQvmBackupError } from '../../errors.js';
 import type { DomainInfo, QubesXml } from '../../qubes-xml/index.js';
-import { addRestoredDomain, cloneQubesXml, findDomain, isValidVmName } from '../../qubes-xml/index.js';
+import { addRestoredDomain, findDomain, isValidVmName, markForRollback } from '../../qubes-xml/index.js';
 import { isTemplateVm } from '../plan/domain-view.js';
 import type { VmPlan } from '../plan/restore-plan.js';
 import { fsyncPath, isInside, prepareTree } from './safe-tree.js';
@@ -62,9 +62,14 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   if (!isInside(root, target) || path.dirname(parent) !== root) fail('ERR_UNSAFE_NAME', `${name}: target ${target} escapes ${root}`, ctx);
   if (!isInside(root, staged)) fail('ERR_UNSAFE_NAME', `${name}: staged files ${staged} are not under ${root}`, ctx);
 
-  // Dry run on a copy: unresolvable references or a non-file pool fail before anything moves.
+  // Dry run, rolled back: unresolvable references or a non-file pool fail before anything moves.
   const opts = addOptions(args);
-  checkFilePoolVolumes(addRestoredDomain(cloneQubesXml(host), vm.domain, opts), root, target);
+  const rollback = markForRollback(host);
+  try {
+    checkFilePoolVolumes(addRestoredDomain(host, vm.domain, opts), root, target);
+  } finally {
+    rollback();
+  }
 
   const stagedExists = await checkStaged(root, staged, vm);
   if (stagedExists) {
@@ -99,7 +104,7 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
     args.keepUndo?.(() => undo(stagedExists, staged, target));
     return added;
   } catch (e) {
-    // never a VM directory that qubes.xml does not list (the caller drops its copy of `host`)
+    // never a VM directory that qubes.xml does not list (the caller rolls `host` back)
     await undo(stagedExists, staged, target);
     throw e;
   }

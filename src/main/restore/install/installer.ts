@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import type { HostLock } from '../../io/host-lock.js';
-import { cloneQubesXml, restoreWarningsOf, setRestoredDefaultDispvm, type DomainInfo, type QubesXml } from '../../qubes-xml/index.js';
+import { markForRollback, restoreWarningsOf, setRestoredDefaultDispvm, type DomainInfo, type QubesXml } from '../../qubes-xml/index.js';
 import { RunStats } from '../../stats/run-stats.js';
 import type { ProgressReporter } from '../../progress/progress.js';
 import type { VmPlan } from '../plan/restore-plan.js';
@@ -163,7 +163,7 @@ export class Installer {
   async #installGroup(group: VmPlan[]): Promise<void> {
     const { root, stagingDir, lock, progress, signal } = this.#o;
     const stats = this.#o.stats ?? RunStats.off();
-    let { doc: host } = await stats.time('install: read host qubes.xml', () => loadHostQubesXmlOrEmpty(root));
+    const { doc: host } = await stats.time('install: read host qubes.xml', () => loadHostQubesXmlOrEmpty(root));
     const moved: { v: VmPlan; undo: () => Promise<void> }[] = [];
     for (const v of group) {
       const bad = this.#deps(v).find((d) => this.#failed.has(d));
@@ -171,8 +171,8 @@ export class Installer {
         this.#dependencyFailed(v, bad);
         continue;
       }
-      // each VM is merged into a copy: one that fails leaves the group's document as it was
-      const trial = cloneQubesXml(host);
+      // a VM that fails leaves the group's document as it was
+      const rollback = markForRollback(host);
       let undo: (() => Promise<void>) | undefined;
       try {
         await stats.time('install: check + move files', () =>
@@ -180,16 +180,16 @@ export class Installer {
             vm: v,
             stagedDir: join(stagingDir, v.subdir.replace(/\/$/, '')),
             qubesRoot: root,
-            host: trial,
+            host,
             renames: this.#renames,
-            hostDefaults: hostDefaultsOf(trial),
+            hostDefaults: hostDefaultsOf(host),
             deferDefaultDispvm: true,
             keepUndo: (u) => (undo = u),
           }),
         );
-        host = trial;
         moved.push({ v, undo: undo ?? (async () => {}) });
       } catch (e) {
+        rollback();
         this.#installFailed(v.backupName, e);
       }
     }
