@@ -300,13 +300,15 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       return (current = src);
     });
     started.catch(() => {});
+    const done = started.then((s) => s.done);
+    done.catch(() => {}); // awaited by streamFile; a source started ahead may never be (the run failed)
     return {
       stdout: {
         async *[Symbol.asyncIterator]() {
           yield* (await started).stdout;
         },
       },
-      done: started.then((s) => s.done),
+      done,
       inputBytes: () => current?.inputBytes(),
     };
   };
