@@ -120,6 +120,37 @@ test('tar failing mid-stream is the reported cause (exit 7 with its stderr), nev
   }
 });
 
+test('the in-process inner archives: an image written to while read fails naming VM and file (exit 1); one removed after the plan fails in GNU tar (exit 7); no partial output', { timeout: 600_000 }, async () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, 48 * MiB);
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    const image = join(root, 'appvms/work/private.img');
+    // a running VM: its image keeps changing during the whole backup
+    const writer = spawn('sh', ['-c', 'while :; do printf x >> "$1"; done', 'sh', image], { stdio: 'ignore' });
+    try {
+      const backup = spawn(process.execPath, [BACKUP_BIN, '-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', `${out}/`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const r = await exited(backup, 300_000);
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr.trim().split('\n').pop() ?? '', /^qvm-backup: error: VM work: .*private\.img: it changed while it was being backed up/);
+      clean(r.stderr);
+      assert.deepEqual(readdirSync(out), [], 'partial output removed');
+    } finally {
+      writer.kill('SIGKILL');
+    }
+    // removed once the plan was confirmed (the passphrase is asked for after it)
+    const r = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '--passphrase-command', `rm -f '${join(root, 'appvms/personal/private.img')}'; echo pass`, '--scrypt-logn', '10', `${out}/`]);
+    assert.equal(r.status, 7, r.stderr);
+    assert.match(r.stderr, /^qvm-backup: error: VM personal: tar failed \(exit 2\): .*private\.img: Cannot stat: No such file or directory/m);
+    clean(r.stderr);
+    assert.deepEqual(readdirSync(out), [], 'partial output removed');
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a destination command that exits early: its exit status and stderr are the cause, no crash', { timeout: 600_000 }, () => {
   const t = tempDir();
   const load = busyLoops(2);

@@ -69,7 +69,8 @@ export interface InnerTarFile {
  * file, a long name, no map). The file stays open until the stream ends or `signal` aborts.
  */
 export async function openInnerTar(f: InnerTarFile, o: { mapper: HoleMapper; buffers: ReadBuffers; signal: AbortSignal }): Promise<InnerTarSource | null> {
-  if (!fitsNameField(f.archiveName) || f.name === '.' || f.name.includes('/')) return null;
+  // what GNU tar's driver refuses (tar-args.ts checkArg) is left to it, so it is refused the same way
+  if (!fitsNameField(f.archiveName) || /[\0\n]/.test(f.archiveName + f.name) || f.name === '.' || f.name.includes('/')) return null;
   const path = join(f.dir, f.name);
   let fh: FileHandle;
   try {
@@ -97,8 +98,10 @@ export async function openInnerTar(f: InnerTarFile, o: { mapper: HoleMapper; buf
       mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
       size,
     };
-    if (meta.uid > 0o7777777 || meta.gid > 0o7777777) return null; // tar's base-256 ids: not worth it
+    // tar's base-256 ids and negative times (before 1970) are rare: GNU tar writes those
+    if (meta.uid > 0o7777777 || meta.gid > 0o7777777 || st.mtimeNs < 0n) return null;
     const headers = memberHeaders(meta, runs);
+    o.signal.throwIfAborted(); // the run stopped while we opened and mapped it: close it again
     keep = true;
     return stream(fh, path, headers, runs ?? (size > 0 ? [{ offset: 0, length: size }] : []), st.ctimeNs, st.size, o);
   } finally {

@@ -285,18 +285,21 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // Regular files' inner archives are made in-process (inner-tar-source.ts) unless a compression
   // program runs inside tar or GNU tar is asked for (o.innerArchives); anything else goes to GNU tar.
   const inProcess = externalFilter === undefined && o.innerArchives !== 'tar';
-  const mapper = new HoleMapper();
+  const mapper = new HoleMapper({ onUnavailable: (why) => progress.warn(`${why}; GNU tar makes the remaining sparse files' inner archives`) });
   const readBuffers = new ReadBuffers();
   const startInner = (f: BackupFile, job: VmJob | null): StartedTar => {
     if (!inProcess) return startTar(f, job);
     const end = stats.begin('inner tar in-process (open to end)');
     let current: StartedTar | undefined;
+    let inProcessSource = false;
+    const where = job ? `VM ${job.name}: ` : '';
     const started = openInnerTar({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference }, { mapper, buffers: readBuffers, signal: runSignal }).then((src) => {
       if (src === null) {
         end();
         return (current = startTar(f, job));
       }
       void src.done.then(end, end);
+      inProcessSource = true;
       return (current = src);
     });
     started.catch(() => {});
@@ -305,7 +308,13 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     return {
       stdout: {
         async *[Symbol.asyncIterator]() {
-          yield* (await started).stdout;
+          const s = await started;
+          try {
+            yield* s.stdout;
+          } catch (e) {
+            // the VM it belongs to, as tar's failures say it; the cause stays the first failure
+            throw inProcessSource && isQvmBackupError(e) && e.code === 'ERR_IO' && where !== '' ? new QvmBackupError(e.code, `${where}${e.message}`, { ...e.context, vm: job?.name }, e) : e;
+          }
         },
       },
       done,

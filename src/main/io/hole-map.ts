@@ -56,9 +56,13 @@ export class HoleMapper {
   readonly #perl: string;
   readonly #timeoutMs: number;
 
-  constructor(o: { perl?: string; timeoutMs?: number } = {}) {
+  readonly #onUnavailable: ((why: string) => void) | undefined;
+
+  /** `onUnavailable`: told once, when the helper stops being usable (not after close()). */
+  constructor(o: { perl?: string; timeoutMs?: number; onUnavailable?: (why: string) => void } = {}) {
     this.#perl = o.perl ?? 'perl';
-    this.#timeoutMs = o.timeoutMs ?? 60_000;
+    this.#timeoutMs = o.timeoutMs ?? 20_000;
+    this.#onUnavailable = o.onUnavailable;
   }
 
   /** Why the helper cannot be used (after a failure), or null. */
@@ -89,7 +93,10 @@ export class HoleMapper {
   }
 
   #fail(why: string): void {
-    this.#broken ??= why;
+    if (this.#broken === null) {
+      this.#broken = why;
+      this.#onUnavailable?.(why);
+    }
     for (const w of this.#pending.splice(0)) w.reject(new QvmBackupError('ERR_IO', why));
   }
 

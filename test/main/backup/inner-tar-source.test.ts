@@ -89,11 +89,29 @@ describe('in-process inner tar', () => {
     assert.equal(await ours('.'), null);
   });
 
+  it('a modification time before 1970 is left to GNU tar (it writes negative times)', async () => {
+    const f = path.join(dir, 'old.txt');
+    fs.writeFileSync(f, 'old');
+    fs.utimesSync(f, new Date('1960-01-01T00:00:00Z'), new Date('1960-01-01T00:00:00Z'));
+    assert.equal(await ours('old.txt'), null);
+  });
+
+  it('a run stopped while the file is opened and mapped: it is closed again, nothing handed out', async () => {
+    const fdsBefore = fs.readdirSync('/proc/self/fd').length;
+    const ac = new AbortController();
+    const opening = openInnerTar({ dir, name: 'hole-end.img', archiveName: 'vm1/h', dereference: false }, { mapper, buffers, signal: ac.signal });
+    ac.abort(new Error('stopped'));
+    await assert.rejects(opening, /stopped/);
+    await waitFor('the file to be closed', () => fs.readdirSync('/proc/self/fd').length <= fdsBefore, 10_000);
+  });
+
   it('without the map helper: sparse files go to GNU tar, the others stay in-process', async () => {
-    const broken = new HoleMapper({ perl: path.join(dir, 'no-such-perl') });
+    const told: string[] = [];
+    const broken = new HoleMapper({ perl: path.join(dir, 'no-such-perl'), onUnavailable: (why) => told.push(why) });
     try {
       assert.equal(await ours('hole-end.img', { mapper: broken }), null);
       assert.match(broken.unavailable ?? '', /hole map helper/);
+      assert.equal(told.length, 1, 'said once');
       const src = await ours('regular.bin', { mapper: broken });
       assert.ok(src);
       assert.equal(sha(await bytesOf(src)), sha(tarOf('regular.bin', 'vm1/regular.bin')));
