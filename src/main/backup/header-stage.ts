@@ -7,7 +7,7 @@ import { fail } from '../errors.js';
 import { formatHmacFile } from '../format/hmac-file.js';
 import { computeHmacHex } from '../../workers/hmac.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
-import type { OuterMember } from './ordered-writer.js';
+import type { OrderedWriter, OuterMember } from './ordered-writer.js';
 import type { WriteFormat } from './backup-plan.js';
 
 /** What the header stage needs of the run's settings (BackupSettings has it). */
@@ -20,12 +20,24 @@ export interface HeaderStageSettings {
 /** The scrypt file format's fixed overhead: 96-byte header before the data, 32-byte MAC after it. */
 const SCRYPT_FILE_OVERHEAD = 128;
 
-/** `backup-header` and its `backup-header.hmac`, in archive order. */
-export async function headerMembers(s: HeaderStageSettings, passphrase: Buffer, pool: WorkerPool, signal: AbortSignal): Promise<OuterMember[]> {
-  const header: OuterMember = { name: 'backup-header', parts: [s.headerBytes] };
+/** Queue both members on `writer`: the header at once (it is written while the key is derived),
+ *  its .hmac once made. */
+export async function writeHeader(s: HeaderStageSettings, passphrase: Buffer, pool: WorkerPool, writer: OrderedWriter, signal: AbortSignal): Promise<void> {
+  writer.enqueue(Promise.resolve({ members: [headerMember(s)], release() {} }));
+  const hmac = await headerHmacMember(s, passphrase, pool, signal);
+  writer.enqueue(Promise.resolve({ members: [hmac], release() {} }));
+}
+
+/** The `backup-header` member. */
+export function headerMember(s: HeaderStageSettings): OuterMember {
+  return { name: 'backup-header', parts: [s.headerBytes] };
+}
+
+/** The `backup-header.hmac` member that authenticates it. */
+export async function headerHmacMember(s: HeaderStageSettings, passphrase: Buffer, pool: WorkerPool, signal: AbortSignal): Promise<OuterMember> {
   if (s.format !== 4) {
     const hex = computeHmacHex(s.stream.hmacAlgorithm, passphrase, s.headerBytes);
-    return [header, { name: 'backup-header.hmac', parts: [formatHmacFile(hex)] }];
+    return { name: 'backup-header.hmac', parts: [formatHmacFile(hex)] };
   }
   const n = s.headerBytes.length;
   // input at 0, output after it: separate regions, so the worker never encrypts in place
@@ -34,5 +46,5 @@ export async function headerMembers(s: HeaderStageSettings, passphrase: Buffer, 
   const { logN, r, p } = s.stream.scrypt;
   const res = await pool.run('scryptEncrypt', { passphrase: `backup-header!${passphrase.toString('utf8')}`, logN, r, p, input: { sab, offset: 0, length: n }, output: { sab, offset: n, length: n + SCRYPT_FILE_OVERHEAD } }, { signal });
   if (!res.ok) fail('ERR_INTERNAL', `backup-header.hmac: ${res.message}`);
-  return [header, { name: 'backup-header.hmac', parts: [Buffer.from(new Uint8Array(sab, n, res.length))] }];
+  return { name: 'backup-header.hmac', parts: [Buffer.from(new Uint8Array(sab, n, res.length))] };
 }

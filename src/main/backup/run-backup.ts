@@ -27,7 +27,7 @@ import { streamFileV2 } from './v2-pipeline.js';
 import { OrderedWriter } from './ordered-writer.js';
 import { compressionJson, describeCompression } from './compression-plan.js';
 import { resolveBackupSettings, settingsReport, type BackupChoices } from './settings.js';
-import { headerMembers } from './header-stage.js';
+import { writeHeader } from './header-stage.js';
 import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
 
@@ -266,9 +266,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const unobserve = observeSpawns((ms) => stats.spawned(ms));
   try {
     if (o.format === 4) progress.phase('deriving the key of the backup header');
-    const head = await headerMembers(s, passphrase, pool, runSignal);
+    await writeHeader(s, passphrase, pool, writer, runSignal);
     if (o.format === 4) progress.phase(null);
-    writer.enqueue(Promise.resolve({ members: head, release() {} }));
     currentVm = 'qubes.xml';
     await streamFile(xmlFile, null);
     const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { headerMembers } from '../../../src/main/backup/header-stage.js';
+import { headerHmacMember, headerMember } from '../../../src/main/backup/header-stage.js';
 import { resolveBackupSettings, type BackupChoices } from '../../../src/main/backup/settings.js';
 import { parseBackupHeader } from '../../../src/main/format/backup-header.js';
 import { guessHmacAlgorithm, isScryptHeaderHmac } from '../../../src/main/format/hmac-algorithm.js';
@@ -26,9 +26,10 @@ after(() => pool.destroy());
 
 async function members(c: Partial<BackupChoices>): Promise<{ header: Buffer; hmac: Buffer }> {
   const s = resolveBackupSettings({ ...base, ...c }, ID, { cpus: 1, ramBytes: 8 * 1024 ** 3 });
-  const m = await headerMembers(s, Buffer.from(PW, 'utf8'), pool, new AbortController().signal);
-  assert.deepEqual(m.map((x) => x.name), ['backup-header', 'backup-header.hmac']);
-  return { header: Buffer.concat(m[0]!.parts), hmac: Buffer.concat(m[1]!.parts) };
+  const h = headerMember(s);
+  const m = await headerHmacMember(s, Buffer.from(PW, 'utf8'), pool, new AbortController().signal);
+  assert.deepEqual([h.name, m.name], ['backup-header', 'backup-header.hmac']);
+  return { header: Buffer.concat(h.parts), hmac: Buffer.concat(m.parts) };
 }
 
 test('format 4: the .hmac is the header as a scrypt file that the restore decrypts and compares', async () => {
