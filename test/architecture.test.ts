@@ -72,6 +72,12 @@ test('pure layers do no I/O and spawn nothing', () => {
   }
 });
 
+test('only src/main/io/spawn.ts imports execa: every process is started the same way', () => {
+  const spawn = join(ROOT, 'src/main/io/spawn.ts');
+  const importers = sources(join(ROOT, 'src')).filter((f) => imports(f).some((i) => i === 'execa' || i.startsWith('execa/')));
+  assert.deepEqual(importers.map(rel), [rel(spawn)]);
+});
+
 /** The first import cycle among `files`, as a path `a -> b -> ... -> a`, or null. */
 function findCycle(graph: ReadonlyMap<string, readonly string[]>): string[] | null {
   const state = new Map<string, 'open' | 'done'>();

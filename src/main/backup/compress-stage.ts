@@ -2,6 +2,7 @@
 // shared slots, compress each block in a worker (in parallel), and hand the compressed blocks back in
 // order. Concatenated gzip members (zstd frames) are one valid stream for `gzip -d` (`zstd -d`) and
 // for Qubes' readers.
+import { setMaxListeners } from 'node:events';
 import type { Slot, SlotPool } from '../pipeline/slot-pool.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import { AsyncQueue } from '../pipeline/async-queue.js';
@@ -35,6 +36,9 @@ export async function* compressPieces(src: AsyncIterable<Uint8Array>, o: Compres
   const results = new AsyncQueue<Promise<Piece>>();
   const local = new AbortController();
   const signal = AbortSignal.any([o.signal, local.signal]);
+  // listening on it: every task in flight (one per out slot) and the one acquire waiting — bounded
+  // by design, and above Node's default warning level of 10 with 8 threads or more
+  setMaxListeners(Math.max(10, o.outSlots.size + 2), signal);
   const blockBytes = o.inSlots.slotBytes;
   const dispatch = async (slot: Slot, len: number) => {
     let out: Slot;

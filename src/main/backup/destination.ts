@@ -38,9 +38,9 @@ export async function resolveDestination(location: string, destCommand: string |
     return { path: `${destVm}:${location}`, sink: async () => processSink(QVM_RUN, args, { description: what, what, command: `${QVM_RUN} ${args.join(' ')}`, stdout: 'ignore', firstLine: locationLine(location) }) };
   }
   if (destCommand !== undefined) {
-    // like qubes.Backup, the command learns the location: $QVM_BACKUP_LOCATION
-    process.env['QVM_BACKUP_LOCATION'] = location;
-    return { path: `| ${destCommand}`, sink: async () => commandSink(destCommand) };
+    // like qubes.Backup, the command learns the location: $QVM_BACKUP_LOCATION (in its environment
+    // only, never in ours)
+    return { path: `| ${destCommand}`, sink: async () => commandSink(destCommand, { QVM_BACKUP_LOCATION: location }) };
   }
   if (location === '-') return { path: '(stdout)', sink: async () => stdoutSink() };
   const loc = resolve(location);

@@ -1,6 +1,7 @@
 // Splits the --max-memory budget between chunk slots, compression blocks and concurrent scrypt
 // derivations (each needs 128·r·N bytes: 512 MiB at logN 19). Pure.
 import { formatBytes } from '../cli/size.js';
+import { SCRYPT_PREFIX, SCRYPT_SUFFIX } from './chunk-pipeline.js';
 
 export interface MemoryPlanInput {
   maxMemory: number;
@@ -13,6 +14,8 @@ export interface MemoryPlanInput {
 }
 
 export interface MemoryPlan {
+  /** bytes of one chunk slot: the chunk and what encoding may add around it */
+  chunkSlotBytes: number;
   chunkSlots: number;
   /** format 2: slots for the transformed copy of each volume */
   chunkOutSlots: number;
@@ -27,6 +30,13 @@ export interface MemoryPlan {
 
 export const BLOCK_BYTES = 4 * 1024 * 1024;
 const clamp = (v: number, lo: number, hi: number) => Math.max(lo, Math.min(hi, v));
+
+/** A chunk slot holds the chunk with the scrypt file's header and MAC around it (format 4), or its
+ *  compressed/encrypted copy: a page for headers and padding, and 0.2 % for deflate's worst case
+ *  on incompressible data. (The budget below counts chunkSize per slot: the rest is small.) */
+function chunkSlotBytes(chunkSize: number): number {
+  return chunkSize + SCRYPT_PREFIX + SCRYPT_SUFFIX + 4096 + Math.ceil(chunkSize / 500);
+}
 
 /** Decide how many buffers of each kind fit in the budget. */
 export function planMemory(i: MemoryPlanInput): MemoryPlan {
@@ -46,5 +56,5 @@ export function planMemory(i: MemoryPlanInput): MemoryPlan {
   if (plannedBytes > i.maxMemory) {
     warnings.push(`--max-memory ${formatBytes(i.maxMemory)} is below the minimum for these settings; using ${formatBytes(plannedBytes)} (chunk size ${formatBytes(chunk)}${kdfBytes ? `, scrypt logN ${i.scryptLogN} needs ${formatBytes(kdfBytes)} per derivation` : ''})`);
   }
-  return { chunkSlots, chunkOutSlots: i.format === 2 ? chunkSlots : 0, blockBytes, blockSlots, kdfConcurrency, kdfBytes, plannedBytes, warnings };
+  return { chunkSlotBytes: chunkSlotBytes(i.chunkSize), chunkSlots, chunkOutSlots: i.format === 2 ? chunkSlots : 0, blockBytes, blockSlots, kdfConcurrency, kdfBytes, plannedBytes, warnings };
 }

@@ -3,13 +3,10 @@
 // Nothing is written before the plan and the destination were checked; a failed or interrupted
 // run removes its partial output (the file sink writes under a temporary name).
 import { readFile, stat } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
-import { encodeBackupHeader, makeBackupId, type BackupHeader } from '../format/backup-header.js';
-import { formatHmacFile } from '../format/hmac-file.js';
-import { computeHmacHex } from '../../workers/hmac.js';
+import { makeBackupId } from '../format/backup-header.js';
 import { blockBound } from '../../workers/compress.js';
 import { runFilterSync } from '../io/filter-program.js';
 import { parseQubesXml, serializeQubesXml, cloneQubesXml, markBackupContent, setBackupTimestamp, type QubesXml } from '../qubes-xml/index.js';
@@ -24,12 +21,13 @@ import { freeBytes } from '../io/sink.js';
 import { resolveDestination } from './destination.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { backupPlanJson, formatBackupSummary } from './backup-summary.js';
-import { planBackup, type BackupFile, type VmJob, type WriteFormat } from './backup-plan.js';
-import { streamFileV34, SCRYPT_PREFIX, SCRYPT_SUFFIX, type StreamResources, type StreamSettings } from './chunk-pipeline.js';
+import { planBackup, type BackupFile, type VmJob } from './backup-plan.js';
+import { streamFileV34, type StreamResources, type StreamSettings } from './chunk-pipeline.js';
 import { streamFileV2 } from './v2-pipeline.js';
 import { OrderedWriter } from './ordered-writer.js';
-import { planMemory } from './memory-plan.js';
-import { compressionJson, describeCompression, planCompression } from './compression-plan.js';
+import { compressionJson, describeCompression } from './compression-plan.js';
+import { resolveBackupSettings, settingsReport, type BackupChoices } from './settings.js';
+import { writeHeader } from './header-stage.js';
 import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
 import { HoleMapper } from '../io/hole-map.js';
@@ -37,7 +35,8 @@ import { openInnerTar, ReadBuffers } from './inner-tar-source.js';
 
 export { defaultBackupName } from './destination.js';
 
-export interface BackupOptions {
+/** The options of one backup: its choices (resolved and validated by settings.ts) and its wiring. */
+export interface BackupOptions extends BackupChoices {
   location: string;
   destCommand?: string;
   /** --dest-vm: the archive goes to this VM's qubes.Backup service (dom0 = a local file) */
@@ -46,18 +45,6 @@ export interface BackupOptions {
   exclude: string[];
   qubesRoot: string;
   dom0Home: string;
-  format: WriteFormat;
-  encrypt: boolean;
-  cipher: string;
-  hmacAlgorithm: string;
-  compress: boolean;
-  compressFilter: string;
-  /** --compress-level if given (default per filter: gzip 6, zstd 3) */
-  compressLevel?: number;
-  scryptLogN: number;
-  chunkSize: number;
-  threads: number;
-  maxMemory: number;
   /** called after the plan was printed and confirmed; returns the passphrase */
   getPassphrase: () => Promise<string>;
   /** shown the plan (Qubes' summary text, and the same as structured data for --json); asks the
@@ -118,16 +105,16 @@ function readerNow(stream: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array>
 }
 
 /** Run a backup end to end. */
-export async function runBackup(o: BackupOptions): Promise<BackupResult> {
-  const now = o.now ?? new Date();
-  const { progress, signal } = o;
-  const stats = o.stats ?? RunStats.off();
-  // 1. validate options and read the collection — before anything is written or asked
-  if (o.format === 4 && !o.encrypt) fail('ERR_USAGE', '--no-encrypt is not possible with format 4 (R4 backups are always encrypted)');
-  if (o.format === 2 && o.encrypt && o.compress) fail('ERR_USAGE', 'format 2 cannot be both compressed and encrypted (the R2 writer refused it too): use --no-compress or --no-encrypt');
-  const filter = o.compressFilter;
-  const threads = Math.max(1, o.threads || availableParallelism());
-  const compression = planCompression({ compress: o.compress, filter, level: o.compressLevel, format: o.format, threads });
+export async function runBackup(options: BackupOptions): Promise<BackupResult> {
+  const now = options.now ?? new Date();
+  const { progress, signal } = options;
+  const stats = options.stats ?? RunStats.off();
+  // 1. the settings (defaults, validation: once, frozen), then the collection — before anything is
+  //    written or asked
+  const s = resolveBackupSettings(options, makeBackupId(now, process.pid));
+  // the stages below read the resolved values where they read the options
+  const o = { ...options, format: s.format, chunkSize: s.chunkSize };
+  const { threads, compression } = s;
   await checkGnuTar(); // a missing or non-GNU tar is reported before anything else happens
   const xmlPath = join(o.qubesRoot, 'qubes.xml');
   let xmlText: Buffer;
@@ -157,15 +144,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const passphrase = Buffer.from(await o.getPassphrase().finally(() => progress.waitingForUser(false)), 'utf8');
   signal.throwIfAborted();
 
-  // 3. header and the marked copy of qubes.xml
-  const backupId = makeBackupId(now, process.pid);
-  const header: BackupHeader =
-    o.format === 4
-      ? { version: 4, encrypted: true, compressed: o.compress, compressionFilter: filter, hmacAlgorithm: 'scrypt', backupId }
-      : o.format === 3
-        ? { version: 3, hmacAlgorithm: o.hmacAlgorithm, cryptoAlgorithm: o.cipher, encrypted: o.encrypt, compressed: o.compress, ...(o.compress ? { compressionFilter: filter } : {}) }
-        : { version: 2, hmacAlgorithm: o.hmacAlgorithm, cryptoAlgorithm: o.cipher, encrypted: o.encrypt, compressed: o.compress };
-  const headerBytes = encodeBackupHeader(header);
+  // 3. the marked copy of qubes.xml
   const archived: QubesXml = cloneQubesXml(live);
   const included = new Map<number, { path: string; size: number }>();
   for (const v of plan.vms) included.set(v.qid, { path: v.backupPath, size: v.sizeBytes });
@@ -174,22 +153,10 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const xmlFile: BackupFile = { name: 'qubes.xml', base: 'qubes.xml', sizeBytes: 0, dereference: false, inMemory: Buffer.from(serializeQubesXml(archived), 'utf8') };
 
   // 4. resources: memory plan, pools
-  const mem = planMemory({ maxMemory: o.maxMemory, threads, chunkSize: o.chunkSize, format: o.format, scryptLogN: o.scryptLogN, compressBlocks: compression.kind === 'blocks' && o.format !== 2 });
+  const mem = s.memory;
   for (const w of mem.warnings) progress.warn(w);
-  progress.settings?.({
-    format: o.format,
-    encryption: o.format === 4 ? 'scrypt' : o.encrypt ? o.cipher : 'none',
-    integrity: o.format === 4 ? 'scrypt' : `HMAC-${o.hmacAlgorithm}`,
-    compression: compression.kind === 'none' ? 'none' : compression.filter,
-    compress_level: compression.kind === 'none' ? null : compression.level,
-    compress_engine: compression.kind === 'none' ? null : compression.kind === 'blocks' ? 'node:zlib in the worker threads' : `program: ${[compression.program, ...compression.args].join(' ')}`,
-    chunk_size: o.chunkSize,
-    threads,
-    max_memory: o.maxMemory,
-    kdf: o.format === 4 ? `scrypt N=2^${o.scryptLogN} r=8 p=1` : null,
-    kdf_at_once: o.format === 4 ? mem.kdfConcurrency : null,
-  });
-  const chunkSlotBytes = o.chunkSize + SCRYPT_PREFIX + SCRYPT_SUFFIX + 4096 + Math.ceil(o.chunkSize / 500);
+  progress.settings?.(settingsReport(s));
+  const { chunkSlotBytes } = mem;
   const chunks = new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkSlots, name: 'chunks' });
   const chunksOut = o.format === 2 ? new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkOutSlots, name: 'chunks-out' }) : undefined;
   const blockIn = new SlotPool({ slotBytes: mem.blockBytes, slots: mem.blockSlots, name: 'blocks-in' });
@@ -208,17 +175,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   let bytesIn = 0;
   let currentVm = '';
   const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm), stats);
-  const settings: StreamSettings = {
-    format: o.format,
-    passphrase,
-    chunkSize: o.chunkSize,
-    blocks: compression.kind === 'blocks' ? { codec: compression.codec, level: compression.level } : null,
-    encrypted: o.format === 4 ? true : o.encrypt,
-    cipher: o.cipher,
-    hmacAlgorithm: o.hmacAlgorithm,
-    backupId,
-    scrypt: { logN: o.scryptLogN, r: 8, p: 1 },
-  };
+  const settings: StreamSettings = { ...s.stream, passphrase };
   // The first real failure (a write, tar, a worker, the pool) stops every other part at once —
   // producers would otherwise wait forever for slots only the writer releases — and is the one
   // reported; the cancellations it causes are not. A user interrupt before it is reported as such.
@@ -353,30 +310,9 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   progress.start('backup', plan.totalBytes);
   const unobserve = observeSpawns((ms) => stats.spawned(ms));
   try {
-    writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header', parts: [headerBytes] }], release() {} }));
-    if (o.format === 4) {
-      progress.phase('deriving the key of the backup header');
-      const hdrSlot = await chunks.acquire(runSignal);
-      hdrSlot.bytes.set(headerBytes, SCRYPT_PREFIX);
-      let r;
-      try {
-        r = await pool.run('scryptEncrypt', { passphrase: `backup-header!${passphrase.toString('utf8')}`, ...settings.scrypt, input: hdrSlot.slice(SCRYPT_PREFIX, headerBytes.length), output: hdrSlot.slice(0, headerBytes.length + 128) }, { signal: runSignal });
-      } catch (e) {
-        chunks.release(hdrSlot);
-        throw e;
-      }
-      if (!r.ok) {
-        chunks.release(hdrSlot);
-        fail('ERR_INTERNAL', `backup-header.hmac: ${r.message}`);
-      }
-      progress.phase(null);
-      const hmacBytes = Buffer.from(hdrSlot.bytes.subarray(0, r.length));
-      chunks.release(hdrSlot);
-      writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header.hmac', parts: [hmacBytes] }], release() {} }));
-    } else {
-      const hex = computeHmacHex(o.hmacAlgorithm, passphrase, headerBytes);
-      writer.enqueue(Promise.resolve({ members: [{ name: 'backup-header.hmac', parts: [formatHmacFile(hex)] }], release() {} }));
-    }
+    if (o.format === 4) progress.phase('deriving the key of the backup header');
+    await writeHeader(s, passphrase, pool, writer, runSignal);
+    if (o.format === 4) progress.phase(null);
     currentVm = 'qubes.xml';
     await streamFile(xmlFile, null);
     const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];

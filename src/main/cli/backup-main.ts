@@ -1,13 +1,15 @@
 // qvm-backup: parse argv, run the backup, map errors to exit codes. Nothing else.
 import { Command, Option } from 'commander';
+import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes, exactSize } from './size.js';
-import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, defaultMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { EXIT } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
-import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES, MIN_CHUNK_SIZE_BYTES, maxChunkSize, chunkSizeMultiple } from '../format/limits.js';
+import { DEFAULT_SCRYPT_LOGN, MIN_CHUNK_SIZE_BYTES, maxChunkSize } from '../format/limits.js';
+import { defaultMaxMemory } from '../pipeline/memory-default.js';
 import { VERSION } from '../version.js';
 import { fail, QvmBackupError } from '../errors.js';
 import { DEFAULT_PROFILE_DIR, loadProfile, saveProfile, type BackupProfile } from './backup-profile.js';
@@ -54,7 +56,7 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .option('-Z, --compress-filter <prog>', 'compression: gzip or zstd (in-process, parallel blocks; zstd needs Node >= 22.15, else the zstd program runs with -T<threads>), or one of pigz, bzip2, pbzip2, xz, lzma, zstdmt (also spelled --compression-filter, as qvm-backup-restore has it)', 'gzip')
   .addOption(aliasOption('--compression-filter <prog>'))
   .option('--compress-level <n>', 'gzip 1-9 (default 6) or zstd/zstdmt 1-19 (default 3)', int('--compress-level', 1, 19))
-  .option('--scrypt-logn <n>', 'format 4: scrypt cost, N = 2^n (memory 128·8·N bytes per derivation: 512 MiB at 19)', int('--scrypt-logn', 10, 22), 19)
+  .option('--scrypt-logn <n>', 'format 4: scrypt cost, N = 2^n (memory 128·8·N bytes per derivation: 512 MiB at 19)', int('--scrypt-logn', 10, 22), DEFAULT_SCRYPT_LOGN)
   .option('--chunk-size <size>', `chunk size: ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(maxChunkSize(4))} (the default, as Qubes), a multiple of 4096; format 2: the tar volume size, up to ${exactSize(maxChunkSize(2))} (the default), a multiple of 10240`, sizeOption('--chunk-size'))
   .option('--dest-command <cmd>', 'pipe the archive into this shell command instead of writing a file; BACKUP_LOCATION is passed to it as $QVM_BACKUP_LOCATION (e.g. --dest-command \'ssh host "cat > $QVM_BACKUP_LOCATION"\')')
   .addOption(new Option('-d, --dest-vm <vm>', "send the archive to this VM's qubes.Backup service (through qvm-run --pass-io --service), BACKUP_LOCATION as its first line; dom0 = a local file, as without -d").conflicts('destCommand'))
@@ -67,7 +69,7 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .option('--json', "progress and result as JSON lines on stdout (refused with '-': stdout carries the archive)")
   .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, child processes; with --json: the summary\'s "stats" object)')
   .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
-  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM${h.generic ? '' : `: here ${formatBytes(defaultMaxMemory(h.threads, 19))}`})`, sizeOption('--max-memory'))
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM${h.generic ? '' : `: here ${formatBytes(defaultMaxMemory(h.threads, DEFAULT_SCRYPT_LOGN, totalmem()))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', renderSections(BACKUP_SECTIONS));
 
@@ -91,9 +93,8 @@ export async function main(): Promise<number> {
   const stats = makeStats(o);
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping (press Ctrl-C again to force)`));
   const format = Number(o['format']) as 2 | 3 | 4;
-  const chunkSize: number = o['chunkSize'] ?? (format === 2 ? V2_VOLUME_BYTES : CHUNK_SIZE_BYTES);
   try {
-    checkChunkSize(chunkSize, format);
+    // defaults and validation of the values: resolveBackupSettings, in runBackup
     const result = await runBackup({
       location,
       ...(o['destCommand'] !== undefined ? { destCommand: o['destCommand'] as string } : {}),
@@ -110,9 +111,9 @@ export async function main(): Promise<number> {
       compressFilter,
       ...(o['compressLevel'] !== undefined ? { compressLevel: o['compressLevel'] as number } : {}),
       scryptLogN: o['scryptLogn'] as number,
-      chunkSize,
+      ...(o['chunkSize'] !== undefined ? { chunkSize: o['chunkSize'] as number } : {}),
       threads: o['threads'] as number,
-      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultMaxMemory(o['threads'] as number, format === 4 ? (o['scryptLogn'] as number) : null),
+      ...(o['maxMemory'] !== undefined ? { maxMemory: o['maxMemory'] as number } : {}),
       getPassphrase: async () => {
         const pw = s.profile?.passphraseText !== undefined && o['passphraseFile'] === undefined && o['passphraseCommand'] === undefined ? s.profile.passphraseText : await readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: true, signal: stop.signal });
         if (o['saveProfile'] !== undefined) progress.info(`saved backup profile ${await saveProfile(o['saveProfile'] as string, o['profileDir'] as string, profileOf(s, pw))}`);
@@ -195,14 +196,4 @@ function profileOf(s: Settings, passphrase: string): BackupProfile {
     passphraseText: passphrase,
     compression: !s.compress ? false : s.compressFilter === 'gzip' ? true : s.compressFilter,
   };
-}
-
-/** One chunk-size rule for the backup, from the limits the restore's chunk slots use as well. */
-function checkChunkSize(size: number, format: 2 | 3 | 4): void {
-  const max = maxChunkSize(format);
-  const multiple = chunkSizeMultiple(format);
-  if (size < MIN_CHUNK_SIZE_BYTES || size > max || size % multiple !== 0) {
-    const what = format === 2 ? 'tar volume' : 'chunk';
-    fail('ERR_USAGE', `--chunk-size ${exactSize(size)}: format ${format} needs ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(max)} (the largest ${what} Qubes writes and qvm-backup-restore reads), a multiple of ${multiple} bytes`);
-  }
 }

@@ -1,12 +1,11 @@
 // Pieces shared by both commands: progress mode, confirmation prompt, signal handling, and the
 // one place that turns an error into a message and an exit status.
 import { CommanderError, Option, type Command } from 'commander';
-import { availableParallelism, homedir, totalmem } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { Progress, type Operation, type ProgressMode } from '../progress/progress.js';
 import { fail, QvmBackupError } from '../errors.js';
 import { exitCodeFor, exitCodeForSignal, errorCodeOf, EXIT } from './exit-codes.js';
 import { openTty, readTtyLine } from './tty-prompt.js';
-import { RESTORE_MIN_MAX_MEMORY } from '../restore/stream/kdf-budget.js';
 import { RunStats, formatStats } from '../stats/run-stats.js';
 
 /** The run's stage profile: on with --stats, else a no-op one. */
@@ -167,16 +166,3 @@ export function genericDefaults(): HostDefaults {
 
 /** How an option's default is shown: as the value (undefined), or, generic, how it is chosen. */
 export const shownDefault = (h: HostDefaults, how: string): string | undefined => (h.generic ? how : undefined);
-
-/** Default --max-memory of both commands: 1 GiB for chunks plus one scrypt derivation of
- *  `logN` (128·8·2^logN bytes) per thread (none when `logN` is null), at most a quarter of the RAM. */
-export function defaultMaxMemory(threads: number, logN: number | null): number {
-  const kdf = logN === null ? 0 : threads * 128 * 8 * 2 ** logN;
-  return Math.min(1024 ** 3 + kdf, Math.floor(totalmem() / 4));
-}
-
-/** Default --max-memory of a restore: as above at logN 19, but at least RESTORE_MIN_MAX_MEMORY, so
- *  that an archive made at logN 21 (the largest the scrypt tool picks) restores without options. */
-export function defaultRestoreMaxMemory(threads: number): number {
-  return Math.max(defaultMaxMemory(threads, 19), RESTORE_MIN_MAX_MEMORY);
-}

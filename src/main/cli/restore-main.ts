@@ -1,6 +1,8 @@
 // qvm-backup-restore: parse argv, run the restore, map errors to exit codes.
 import { Command, Option } from 'commander';
 import { stat } from 'node:fs/promises';
+import { totalmem } from 'node:os';
+import { defaultRestoreMaxMemory } from '../restore/settings.js';
 import { runRestore } from '../restore/run-restore.js';
 import { listArchive } from '../restore/list-archive.js';
 import { formatListing } from '../restore/plan/listing-table.js';
@@ -9,7 +11,7 @@ import { checkBackupDirectory } from '../restore/stream/index.js';
 import { isValidVmName } from '../qubes-xml/index.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
-import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, defaultRestoreMaxMemory, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
 import { RESTORE_SERVICE, qvmRunArgs } from '../io/qrexec.js';
 import type { SourceVm } from '../restore/archive-source.js';
@@ -61,7 +63,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, key derivations, child processes; with --json: the summary\'s "stats" object)')
   .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
-  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads))}`})`, sizeOption('--max-memory'))
+  .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads, totalmem()))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', renderSections(RESTORE_SECTIONS));
 
@@ -140,7 +142,7 @@ export async function main(): Promise<number> {
       dom0Home: o['dom0Home'] as string,
       ...(compressionFilter !== undefined ? { compressionFilter } : {}),
       threads: o['threads'] as number,
-      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultRestoreMaxMemory(o['threads'] as number),
+      ...(o['maxMemory'] !== undefined ? { maxMemory: o['maxMemory'] as number } : {}),
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal }),
       confirm: async (table, plan) => {
         progress.plan(table, restorePlanJson(plan));
@@ -177,7 +179,7 @@ async function listMain(o: Record<string, unknown>, location: string, vms: strin
       ...(o['sourceCommand'] !== undefined ? { sourceCommand: o['sourceCommand'] as string } : {}),
       ...(compressionFilter !== undefined ? { compressionFilter } : {}),
       threads: o['threads'] as number,
-      maxMemory: (o['maxMemory'] as number | undefined) ?? defaultRestoreMaxMemory(o['threads'] as number),
+      ...(o['maxMemory'] !== undefined ? { maxMemory: o['maxMemory'] as number } : {}),
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal }),
       signal: stop.signal,
     });

@@ -10,6 +10,11 @@ export const V2_TAPE_LENGTH_KIB = 100_000;
 /** v2: bytes of tar output per multi-volume volume (= one chunk before compression/encryption). */
 export const V2_VOLUME_BYTES = V2_TAPE_LENGTH_KIB * 1024;
 
+/** scrypt cost (N = 2^19, 512 MiB per derivation at r = 8) the backup writes by default and the
+ *  restore's default --max-memory is sized for: what the scrypt tool and Qubes R4 pick on typical
+ *  hardware. */
+export const DEFAULT_SCRYPT_LOGN = 19;
+
 /** Smallest --chunk-size accepted (tiny chunks would only multiply the per-chunk work). */
 export const MIN_CHUNK_SIZE_BYTES = 64 * 1024;
 

@@ -15,8 +15,8 @@ const EXIT_GRACE_MS = 5000;
  * (else ERR_IO with the exit code and stderr tail); abort() kills the command's process group.
  * The command's stdout goes to our stderr so that it never mixes with backup data.
  */
-export function commandSink(shellCommand: string): Sink {
-  return processSink('sh', ['-c', shellCommand], { description: `command ${shellCommand}`, what: 'output command', command: shellCommand, stdout: 2 });
+export function commandSink(shellCommand: string, env?: Record<string, string>): Sink {
+  return processSink('sh', ['-c', shellCommand], { description: `command ${shellCommand}`, what: 'output command', command: shellCommand, stdout: 2, ...(env ? { env } : {}) });
 }
 
 export interface ProcessSinkOptions {
@@ -30,13 +30,15 @@ export interface ProcessSinkOptions {
   stdout: 2 | 'ignore';
   /** written before the archive: the location line of qubes.Backup */
   firstLine?: string;
+  /** added to the program's environment */
+  env?: Record<string, string>;
 }
 
 /** A sink feeding `program args` on its stdin; see commandSink. */
 export function processSink(program: string, args: readonly string[], o: ProcessSinkOptions): Sink {
   const ctx = { command: o.command };
   // own process group, killed as a whole (execa's `cleanup` skips detached children)
-  const { child, stderr: tail } = spawnProcess(program, args, { stdin: 'pipe', stdout: o.stdout, detached: true }, o.command);
+  const { child, stderr: tail } = spawnProcess(program, args, { stdin: 'pipe', stdout: o.stdout, detached: true, ...(o.env ? { env: o.env } : {}) }, o.command);
   const killGroup = (signal: NodeJS.Signals): void => {
     try {
       if (child.pid !== undefined) process.kill(-child.pid, signal);

@@ -1,11 +1,15 @@
-// The one place that starts long-running external processes (GNU tar, the destination and source
-// commands) and describes how they ended: the same execa options everywhere (streams, never
+// The one module that starts external processes (the only importer of execa). Long-running ones
+// (GNU tar, the destination and source commands): the same execa options everywhere (streams, never
 // buffered output, no rejection: the caller decides what an exit means), children killed with us
-// (setpriv pdeathsig, child-lifetime.ts), stderr kept as a bounded tail, and one error context
-// shape, { command, exitCode, stderrTail }.
+// (setpriv pdeathsig, child-lifetime.ts). Short helper calls (mkfifo, rm, cp, tar --version):
+// runShort, with bounded output, a timeout and a thrown error. Both keep stderr as a bounded tail
+// and give one error context shape, { command, exitCode, stderrTail }.
 import { execa, type Result, type ResultPromise } from 'execa';
+import { QvmBackupError, type ErrorCode, type ErrorContext } from '../errors.js';
 import { diesWithUs, timedSpawn } from './child-lifetime.js';
 import { TailBuffer } from './tail-buffer.js';
+
+export type { ResultPromise } from 'execa';
 
 /** Bytes of a child's stderr kept for error messages (the rest is dropped as it arrives). */
 export const STDERR_TAIL_BYTES = 4096;
@@ -72,4 +76,57 @@ export function exitDetail(r: Pick<Result, 'exitCode' | 'signal' | 'originalMess
 /** The error context every process failure carries. */
 export function processContext(command: string, r: Pick<Result, 'exitCode'>, stderrTail: string): { command: string; exitCode: number | undefined; stderrTail: string } {
   return { command, exitCode: r.exitCode, stderrTail };
+}
+
+export interface ShortOptions {
+  /** ms before the child is killed (SIGTERM, then SIGKILL); null for a copy whose length depends
+   *  on the data: then `signal` is what ends it early. */
+  timeout: number | null;
+  signal?: AbortSignal;
+  /** Added to our environment (LC_ALL=C is always set: messages are shown or parsed). */
+  env?: Record<string, string>;
+  /** Code of the thrown error (default ERR_IO). */
+  code?: ErrorCode;
+  /** Start of the error message (default: the command line). */
+  what?: string;
+  /** Added to the error's context. */
+  context?: ErrorContext;
+}
+
+/** Most stdout a short call may print (tar --version prints a few hundred bytes). */
+export const SHORT_STDOUT_BYTES = 64 * 1024;
+
+/**
+ * Run a short helper program to its end: stdin closed, stdout kept (at most SHORT_STDOUT_BYTES),
+ * stderr as a bounded tail. Resolves to stdout on exit 0; otherwise throws a QvmBackupError
+ * `what: why: stderr tail` with { command, exitCode, stderrTail } (why: exit N, killed by SIG,
+ * timed out, not found, too much output, cancelled).
+ */
+export async function runShort(bin: string, args: readonly string[], o: ShortOptions): Promise<string> {
+  const command = commandLine(bin, args);
+  const child = timedSpawn(() => execa(bin, [...args], {
+    stdin: 'ignore',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    buffer: { stdout: true, stderr: false },
+    maxBuffer: { stdout: SHORT_STDOUT_BYTES },
+    reject: false,
+    cleanup: true,
+    forceKillAfterDelay: 3000,
+    env: { ...o.env, LC_ALL: 'C' },
+    ...(o.timeout !== null ? { timeout: o.timeout } : {}),
+    ...(o.signal ? { cancelSignal: o.signal } : {}),
+  }));
+  const stderr = new TailBuffer(STDERR_TAIL_BYTES);
+  child.stderr?.on('data', (d: Buffer) => stderr.push(d));
+  const r = await child;
+  if (!r.failed) return String(r.stdout ?? '');
+  const tail = stderr.text();
+  const why =
+    (r as { code?: string }).code === 'ENOENT' ? 'not found'
+    : r.timedOut ? `timed out after ${(o.timeout ?? 0) / 1000} s`
+    : r.isMaxBuffer ? `more than ${SHORT_STDOUT_BYTES} bytes of output`
+    : r.isCanceled ? 'cancelled'
+    : exitDetail(r);
+  throw new QvmBackupError(o.code ?? 'ERR_IO', `${o.what ?? command}: ${why}${tail ? `: ${tail}` : ''}`, { ...o.context, ...processContext(command, r, tail) }, r);
 }

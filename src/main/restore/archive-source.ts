@@ -6,7 +6,7 @@ import { open as openFile, stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { ResultPromise } from 'execa';
+import type { ResultPromise } from '../io/spawn.js';
 import { QvmBackupError, fail } from '../errors.js';
 import { spawnProcess } from '../io/spawn.js';
 import type { TailBuffer } from '../io/tail-buffer.js';

@@ -8,17 +8,15 @@ import { WorkerPool } from '../pipeline/worker-pool.js';
 import { OuterTarReader } from '../tar/outer-tar-reader.js';
 import { scryptCost } from '../../workers/scrypt-file.js';
 import { closeSource, openSource, type Source } from './archive-source.js';
+import { resolveRestoreSettings, type RestoreChoices } from './settings.js';
 import { readArchiveHead, isV1BackupDir, readV1, type ArchiveHead } from './stream/index.js';
 import { subdirOfDomain } from './stream/verify-expect.js';
 import { dom0UserOf } from './plan/backup-subdir.js';
 import { backupPathOf, backupSizeOf, isAdminVm, isIncluded } from './plan/domain-view.js';
 
-export interface ListOptions {
+export interface ListOptions extends Omit<RestoreChoices, 'imageExtraction'> {
   location: string;
   sourceCommand?: string;
-  compressionFilter?: string;
-  threads: number;
-  maxMemory: number;
   getPassphrase: () => Promise<string>;
   signal: AbortSignal;
 }
@@ -60,6 +58,7 @@ export interface ArchiveListing {
 
 /** Read the head of the archive and describe it. */
 export async function listArchive(o: ListOptions): Promise<ArchiveListing> {
+  const s = resolveRestoreSettings(o);
   if (o.sourceCommand === undefined && o.location !== '-') {
     const st = await stat(o.location).catch((e: unknown) => fail('ERR_USAGE', `backup location not found: ${o.location}`, {}, e));
     if (st.isDirectory()) {
@@ -68,7 +67,8 @@ export async function listArchive(o: ListOptions): Promise<ArchiveListing> {
     }
   }
   const passphrase = await o.getPassphrase();
-  const pool = new WorkerPool({ threads: Math.max(1, Math.min(2, o.threads)) });
+  // two derivations at most: the header's and qubes.xml's
+  const pool = new WorkerPool({ threads: Math.min(2, s.threads) });
   let source: Source | undefined;
   const stopReading = (): void => {
     source?.stop();
@@ -76,7 +76,7 @@ export async function listArchive(o: ListOptions): Promise<ArchiveListing> {
   o.signal.addEventListener('abort', stopReading, { once: true });
   try {
     source = await openSource(o);
-    const head = await readArchiveHead(new OuterTarReader(source.input), passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) });
+    const head = await readArchiveHead(new OuterTarReader(source.input), passphrase, { pool, signal: o.signal, maxMemory: s.maxMemory, ...(s.compressionFilter !== undefined ? { forcedCompressionFilter: s.compressionFilter } : {}) });
     o.signal.throwIfAborted();
     return describe(head, parseQubesXml(head.qubesXmlBytes));
   } finally {

@@ -4,7 +4,7 @@
 // installed (moved into place, merged into the on-disk qubes.xml) after the VMs it uses → dom0
 // home → staging removed and the lock released (also on error and Ctrl-C).
 import { access, constants as fsc, readdir, stat } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { QvmBackupError, fail, isQvmBackupError, type ErrorCode } from '../errors.js';
 import { parseQubesXml, type QubesXml } from '../qubes-xml/index.js';
@@ -22,26 +22,24 @@ import { LOCK_NAME, lockHost, type HostLock } from '../io/host-lock.js';
 import { checkSourceCommand, closeSource, openSource, type Source, type SourceVm } from './archive-source.js';
 import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
+import { resolveRestoreSettings, restoreMemoryOf, type RestoreChoices } from './settings.js';
 import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 
-export interface RestoreOptions extends RestoreSelection {
+/** The options of one restore: its choices (resolved and validated by settings.ts), what it
+ *  selects, and its wiring. */
+export interface RestoreOptions extends RestoreSelection, RestoreChoices {
   location: string;
   sourceCommand?: string;
   /** -d/--dest-vm: the archive comes from this VM's qubes.Restore (or the named service) */
   sourceVm?: SourceVm;
   qubesRoot: string;
   dom0Home: string;
-  compressionFilter?: string;
-  threads: number;
-  maxMemory: number;
   getPassphrase: () => Promise<string>;
   /** shown the plan (the table, and the plan itself for --json); returns false to stop */
   confirm: (table: string, plan: RestorePlan) => Promise<boolean>;
   progress: ProgressReporter;
   signal: AbortSignal;
   now?: Date;
-  /** how VM images are extracted (benchmarks: QVMB_IMAGE_EXTRACTION=tar); default in-process */
-  imageExtraction?: 'in-process' | 'tar';
   /** the stage profile to fill (--stats); default: off */
   stats?: RunStats;
 }
@@ -59,6 +57,7 @@ export interface RestoreOutcome {
 /** Run a restore (or --verify-only) end to end. */
 export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   const { progress } = o;
+  const s = resolveRestoreSettings(o);
   const now = o.now ?? new Date();
   const root = resolve(o.qubesRoot);
   const hostUser = basename(resolve(o.dom0Home));
@@ -76,7 +75,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   await checkGnuTar();
   const rootExisted = await stat(root).then(() => true, () => false);
   const stats = o.stats ?? RunStats.off();
-  const pool = new WorkerPool({ threads: Math.max(1, o.threads || availableParallelism()), stats });
+  const pool = new WorkerPool({ threads: s.threads, stats });
   const unobserve = observeSpawns((ms) => stats.spawned(ms));
   let source: Source | undefined;
   let staging: Staging | undefined;
@@ -99,7 +98,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       o.signal.addEventListener('abort', stopReading, { once: true });
       reader = new OuterTarReader(source.input);
       progress.phase('reading the backup header and qubes.xml, deriving their keys');
-      head = await stats.time('header + qubes.xml', () => readArchiveHead(reader!, passphrase, { pool, signal: o.signal, maxMemory: o.maxMemory, ...(o.compressionFilter !== undefined ? { forcedCompressionFilter: o.compressionFilter } : {}) }));
+      head = await stats.time('header + qubes.xml', () => readArchiveHead(reader!, passphrase, { pool, signal: o.signal, maxMemory: s.maxMemory, ...(s.compressionFilter !== undefined ? { forcedCompressionFilter: s.compressionFilter } : {}) }));
       backupXml = parseQubesXml(head.qubesXmlBytes);
       progress.phase(null);
     }
@@ -158,7 +157,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       if (!installer) progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, true, 'verified');
       else complete.push(vm);
     };
-    const chunkMemory = head ? chunkBudget(o.maxMemory, pool.threads, head.kdfBytes ?? 0, progress) : 0;
+    const memory = head ? restoreMemoryOf(s, head.kdfBytes ?? 0) : undefined;
+    if (memory?.warning !== undefined) progress.warn(memory.warning);
+    const chunkMemory = memory?.chunkMemory ?? 0;
     const h = head?.header;
     progress.settings?.({
       format: head?.version ?? 1,
@@ -166,10 +167,10 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       integrity: h === undefined ? 'none' : h.version === 4 ? 'scrypt' : `HMAC-${h.hmacAlgorithm}`,
       compression: h === undefined || !h.compressed ? 'none' : `${h.compressionFilter ?? 'gzip'}${head!.filterForced ? ' (--compression-filter)' : ''}`,
       threads: pool.threads,
-      max_memory: o.maxMemory,
+      max_memory: s.maxMemory,
       chunk_memory: head ? chunkMemory : null,
       kdf: head?.kdf ? `scrypt N=2^${head.kdf.logN} r=${head.kdf.r} p=${head.kdf.p}` : null,
-      image_extraction: o.imageExtraction ?? 'in-process',
+      image_extraction: s.imageExtraction,
     });
     // progress counts the archive read (what takes the time), as a percent when its size is known
     progress.start(o.verifyOnly ? 'verify' : 'restore', archiveBytes);
@@ -187,7 +188,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         qubesXml: backupXml,
         // --max-memory covers the chunks in flight AND the concurrent key derivations (one per thread)
         maxMemoryBytes: chunkMemory,
-        maxMemory: o.maxMemory,
+        maxMemory: s.maxMemory,
         signal: o.signal,
         onProgress: (e) => {
           if (derivingKeys && e.bytesRestored > 0) {
@@ -199,7 +200,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         onVmDone,
         onFileDone: (vm, file, bytes) => progress.fileDone?.(vm === 'dom0' ? 'dom0 home' : vm, file, bytes),
         onWarning: (m) => progress.warn(m),
-        ...(o.imageExtraction ? { imageExtraction: o.imageExtraction } : {}),
+        imageExtraction: s.imageExtraction,
         stats,
       }, selection));
     // the format has no end marker: a source command's exit status is the only sign of a short stream
@@ -306,16 +307,4 @@ async function existingAncestor(p: string): Promise<string> {
     if (await stat(d).then(() => true, () => false)) return d;
     if (dirname(d) === d) return d;
   }
-}
-
-/** Memory left for chunks once every worker may be running a key derivation. */
-function mib(n: number): string {
-  return n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(n < 10 * 1048576 ? 1 : 0)} MiB`;
-}
-
-function chunkBudget(maxMemory: number, threads: number, kdfBytes: number, progress: ProgressReporter): number {
-  const left = maxMemory - threads * kdfBytes;
-  const floor = 256 * 1024 * 1024; // two 100 MiB chunks plus their outputs, at least
-  if (left < floor) progress.warn(`--max-memory ${mib(maxMemory)} is below what ${threads} concurrent scrypt derivations (${mib(kdfBytes)} each) plus two chunks need; using ${mib(floor)} for chunks and running fewer derivations at once (raise it to use every thread)`);
-  return Math.max(left, floor);
 }

@@ -4,8 +4,7 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
-import { QvmBackupError } from '../errors.js';
+import { runShort } from '../io/spawn.js';
 
 /** A new private (0700) directory for FIFOs; remove it with `fsp.rm(dir, { recursive: true })`. */
 export async function makeFifoDir(): Promise<string> {
@@ -16,14 +15,7 @@ export async function makeFifoDir(): Promise<string> {
 
 /** Create a FIFO (mode 0600) with the `mkfifo` program. */
 export async function mkfifo(p: string): Promise<void> {
-  const r = await execa('mkfifo', ['-m', '600', '--', p], { reject: false, stdin: 'ignore' });
-  if (r.failed) {
-    throw new QvmBackupError('ERR_IO', `mkfifo ${p} failed: ${String(r.stderr ?? '').trim() || r.originalMessage || `exit ${r.exitCode}`}`, {
-      command: `mkfifo -m 600 -- ${p}`,
-      file: p,
-      exitCode: r.exitCode,
-    });
-  }
+  await runShort('mkfifo', ['-m', '600', '--', p], { timeout: 10_000, what: `mkfifo ${p} failed`, context: { file: p } });
 }
 
 const GONE: unique symbol = Symbol('peer gone');

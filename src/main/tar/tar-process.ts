@@ -1,10 +1,9 @@
 // Runs GNU tar through execa and turns its exit into a QvmBackupError (ERR_TAR_FAILED with the
 // command, exit code and stderr tail; ERR_CANCELLED on abort). Also finds and checks the tar binary.
 import type { Readable, Writable } from 'node:stream';
-import { execa } from 'execa';
 import { QvmBackupError } from '../errors.js';
 import { findInPath } from '../io/child-lifetime.js';
-import { exitDetail, processContext, spawnProcess } from '../io/spawn.js';
+import { exitDetail, processContext, runShort, spawnProcess } from '../io/spawn.js';
 
 /** Options every tar driver accepts. */
 export interface TarRunOptions {
@@ -125,13 +124,14 @@ export function checkGnuTar(tarPath?: string): Promise<string> {
   if (!p) {
     p = (async () => {
       const bin = tarPath ?? (await findTar());
-      const r = await execa(bin, ['--version'], { reject: false, stdin: 'ignore', env: { LC_ALL: 'C' }, timeout: 10_000 });
-      const first = String(r.stdout ?? '').split('\n')[0] ?? '';
-      if (r.failed || !/\(GNU tar\) \d/.test(first)) {
-        const ctx = { command: `${bin} --version`, exitCode: r.exitCode };
-        if ((r as { code?: string }).code === 'ENOENT') throw new QvmBackupError('ERR_TAR_FAILED', `tar not found: ${bin}`, ctx);
-        throw new QvmBackupError('ERR_TAR_FAILED', `${bin} is not GNU tar (it says ${JSON.stringify(first || r.originalMessage || '')}); GNU tar is required`, ctx);
-      }
+      const out = await runShort(bin, ['--version'], { timeout: 10_000, code: 'ERR_TAR_FAILED', what: `${bin} --version` }).catch((e: unknown) => {
+        const r = (e as { cause?: { code?: string; exitCode?: number } }).cause;
+        const ctx = { command: `${bin} --version`, exitCode: r?.exitCode };
+        if (r?.code === 'ENOENT') throw new QvmBackupError('ERR_TAR_FAILED', `tar not found: ${bin}`, ctx, e);
+        throw new QvmBackupError('ERR_TAR_FAILED', `${bin} is not GNU tar (${(e as Error).message}); GNU tar is required`, ctx, e);
+      });
+      const first = out.split('\n')[0] ?? '';
+      if (!/\(GNU tar\) \d/.test(first)) throw new QvmBackupError('ERR_TAR_FAILED', `${bin} is not GNU tar (it says ${JSON.stringify(first)}); GNU tar is required`, { command: `${bin} --version`, exitCode: 0 });
       return first;
     })();
     checked.set(key, p);

@@ -74,3 +74,33 @@ test('an error of the source fails the stage and returns the slots', async () =>
   assert.equal(inSlots.inUse(), 0);
   assert.equal(outSlots.inUse(), 0);
 });
+
+test('many blocks in flight on one file (more than 10) raise no MaxListenersExceededWarning', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => {
+    warnings.push(w.name);
+  };
+  process.on('warning', onWarning);
+  try {
+    // one worker, 16 block slots: the producer queues many tasks faster than the worker ends them
+    const one = new WorkerPool({ threads: 1 });
+    try {
+      const data = input(40 * BLOCK);
+      const inSlots = new SlotPool({ slotBytes: BLOCK, slots: 16 });
+      const outSlots = new SlotPool({ slotBytes: blockBound(BLOCK), slots: 16 });
+      let n = 0;
+      for await (const p of compressPieces(pieces(data, [40 * BLOCK]), { pool: one, inSlots, outSlots, codec: 'gzip', level: 9, signal: new AbortController().signal, file: 'f' })) {
+        n += p.data.length;
+        p.done();
+      }
+      assert.ok(n > 0);
+    } finally {
+      await one.destroy();
+    }
+    // the warning is emitted on the next tick
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), []);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { findInPath } from '../../../src/main/io/child-lifetime.js';
-import { commandLine, exitDetail, processContext, spawnProcess, STDERR_TAIL_BYTES } from '../../../src/main/io/spawn.js';
+import { commandLine, exitDetail, processContext, runShort, spawnProcess, SHORT_STDOUT_BYTES, STDERR_TAIL_BYTES } from '../../../src/main/io/spawn.js';
+import { isQvmBackupError, type QvmBackupError } from '../../../src/main/errors.js';
 import { closeSource, openSource } from '../../../src/main/restore/archive-source.js';
 
 const MiB = 1024 * 1024;
@@ -42,6 +43,52 @@ describe('spawnProcess', () => {
     assert.equal(s.command, 'source');
     assert.equal(commandLine('a b', ["it's"]), `'a b' 'it'\\''s'`);
     return s.child.then(() => undefined);
+  });
+});
+
+/** The QvmBackupError `p` rejects with. */
+async function failure(p: Promise<unknown>): Promise<QvmBackupError> {
+  const e = await p.then(() => assert.fail('expected a failure'), (x: unknown) => x);
+  assert.ok(isQvmBackupError(e), String(e));
+  return e;
+}
+
+describe('runShort', () => {
+  it('resolves to stdout on exit 0, run under LC_ALL=C', async () => {
+    assert.equal(await runShort('sh', ['-c', 'echo "$LC_ALL"; echo chatter >&2'], { timeout: 10_000 }), 'C');
+  });
+
+  it('a failure carries the command, the exit code and the stderr tail, under the caller\'s code and words', async () => {
+    const script = `head -c ${2 * MiB} /dev/zero | tr '\\0' y >&2; echo the reason >&2; exit 4`;
+    const e = await failure(runShort('sh', ['-c', script], { timeout: 10_000, code: 'ERR_TAR_FAILED', what: 'doing it', context: { file: 'f' } }));
+    assert.equal(e.code, 'ERR_TAR_FAILED');
+    assert.ok(e.message.startsWith('doing it: exit 4: yyy') && e.message.endsWith('the reason'), e.message.slice(0, 40));
+    assert.equal(e.context.command, commandLine('sh', ['-c', script]));
+    assert.equal(e.context.exitCode, 4);
+    assert.equal(e.context.file, 'f');
+    const tail = String(e.context.stderrTail);
+    assert.ok(tail.length <= STDERR_TAIL_BYTES && tail.endsWith('the reason'), `tail of ${tail.length} bytes`);
+  });
+
+  it('kills a program that outlives its timeout, and says so', async () => {
+    const t0 = Date.now();
+    const e = await failure(runShort('sleep', ['30'], { timeout: 200 }));
+    assert.equal(e.code, 'ERR_IO');
+    assert.match(e.message, /^sleep 30: timed out after 0\.2 s$/);
+    assert.ok(Date.now() - t0 < 10_000);
+  });
+
+  it('bounds stdout: a program printing more than SHORT_STDOUT_BYTES fails', async () => {
+    const e = await failure(runShort('head', ['-c', String(SHORT_STDOUT_BYTES + 4096), '/dev/zero'], { timeout: 10_000 }));
+    assert.match(e.message, /more than \d+ bytes of output/);
+  });
+
+  it('a missing program is "not found"; the run\'s signal cancels a running one', async () => {
+    assert.match((await failure(runShort('/nonexistent/prog', [], { timeout: 10_000 }))).message, /^\/nonexistent\/prog: not found$/);
+    const ac = new AbortController();
+    const p = runShort('sleep', ['30'], { timeout: null, signal: ac.signal });
+    ac.abort();
+    assert.match((await failure(p)).message, /^sleep 30: cancelled$/);
   });
 });
 

@@ -2,8 +2,7 @@
 // `<home>/home-restore-%Y-%m-%d-%H%M%S/dom0-home/<user>/…`, never merged over the live home.
 import { lchown, lstat, mkdtemp, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
-import { timedSpawn } from '../../io/child-lifetime.js';
+import { runShort } from '../../io/spawn.js';
 import { fail } from '../../errors.js';
 import { fsyncPath } from './safe-tree.js';
 
@@ -86,11 +85,11 @@ async function lchownTree(root: string, uid: number, gid: number): Promise<void>
  */
 async function copyAcrossFilesystems(staged: string, dest: string): Promise<void> {
   try {
-    await timedSpawn(() => execa('cp', ['-a', '-T', '--sparse=always', '--', staged, dest], { stdin: 'ignore', stdout: 'ignore' }));
+    // as long as the home is big: no timeout
+    await runShort('cp', ['-a', '-T', '--sparse=always', '--', staged, dest], { timeout: null, what: `dom0 home: copying ${staged} to ${dest} failed`, context: { vm: 'dom0', file: dest } });
   } catch (e) {
     await rm(dest, { recursive: true, force: true }).catch(() => undefined);
-    const stderr = String((e as { stderr?: unknown }).stderr ?? '').slice(-2000);
-    fail('ERR_IO', `dom0 home: copying ${staged} to ${dest} failed`, { vm: 'dom0', file: dest, command: 'cp -a', stderrTail: stderr }, e);
+    throw e;
   }
   await rm(staged, { recursive: true, force: true });
 }

@@ -3,8 +3,7 @@
 // and (under the host lock) those that killed runs left behind.
 import { lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
-import { timedSpawn } from '../../io/child-lifetime.js';
+import { runShort } from '../../io/spawn.js';
 import { fail } from '../../errors.js';
 
 /** A staging directory created by this run. */
@@ -45,7 +44,8 @@ export async function createStaging(qubesRoot: string): Promise<Staging> {
  *  archive's, which tar still extracts relative to its directory) needs rm's openat walk. */
 async function removeTree(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() =>
-    timedSpawn(() => execa('rm', ['-rf', '--one-file-system', '--', dir], { stdin: 'ignore', stdout: 'ignore' })).then(() => undefined),
+    // bounded: a removal that takes longer is reported, and the next run removes what is left
+    runShort('rm', ['-rf', '--one-file-system', '--', dir], { timeout: 600_000, context: { file: dir } }).then(() => undefined),
   );
 }
 

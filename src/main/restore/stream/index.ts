@@ -5,7 +5,7 @@ export { restoreData } from './restore-data.js';
 export { isV1BackupDir, readV1, restoreV1 } from './read-v1.js';
 export { checkBackupDirectory } from './not-a-backup.js';
 export { DEFAULT_MAX_KDF_WORK, RESTORE_MIN_MAX_MEMORY, kdfLimitsFor } from './kdf-budget.js';
-export { DEFAULT_MAX_MEMORY_BYTES, defaultSlotBytes } from './slot-layout.js';
+export { defaultSlotBytes } from './slot-layout.js';
 export { includedDomainsBySubdir, subdirOfDomain } from './verify-expect.js';
 export type { OuterMember, OuterSource } from './outer-source.js';
 export type {

@@ -23,7 +23,6 @@ export interface FileRun {
   base: string;
   /** null: not selected, its chunks are skipped */
   vm: VmRun | null;
-  nextIndex: number;
   extractor?: InnerExtractor;
   /** the fresh directory this inner archive is extracted into (not in verify-only mode) */
   extractDir?: string;

@@ -3,7 +3,7 @@
 // `cp -a --sparse=always`, never following a path outside the backup directory.
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
+import { runShort } from '../../io/spawn.js';
 import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
 import { QUBES_XML_MAX_BYTES } from '../../format/limits.js';
 import { DOM0_HOME_SUBDIR } from '../plan/backup-subdir.js';
@@ -56,9 +56,8 @@ export async function restoreV1(
         const dest = path.join(fresh, rel);
         await fsp.mkdir(path.dirname(dest), { recursive: true });
         // not -a: the backup directory's owners, modes beyond rwx and xattrs (file capabilities) stay behind
-        await execa('cp', ['-dR', '--preserve=timestamps,links', '--sparse=always', '--', src, dest], { ...(opts.signal ? { cancelSignal: opts.signal } : {}), env: { LC_ALL: 'C' } }).catch((e: unknown) => {
-          throw new QvmBackupError('ERR_IO', `copying ${rel} failed: ${(e as { stderr?: string }).stderr ?? String(e)}`, { vm: entry.vm, command: 'cp' }, e);
-        });
+        // as long as the VM is big: no timeout, the run's signal stops it
+        await runShort('cp', ['-dR', '--preserve=timestamps,links', '--sparse=always', '--', src, dest], { timeout: null, ...(opts.signal ? { signal: opts.signal } : {}), what: `copying ${rel} failed`, context: { vm: entry.vm } });
         const base = `${rel}/.`;
         await checkExtraction(fresh, { base, policy: subdir === DOM0_HOME_SUBDIR ? 'home' : 'vm', vm: entry.vm, ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) });
         await mergeExtraction(fresh, base, entry.stagingDir, entry.vm);

@@ -1,9 +1,10 @@
-// Phase 2 of a restore: one sequential pass over the rest of the outer archive. Selected chunks are
-// read into pooled slots and authenticated + decoded in the worker pool (in parallel); the ordered
+// Phase 2 of a restore: one sequential pass over the rest of the outer archive. The member sequencer
+// says what each member is (which file's chunk, its .hmac, out of order); selected chunks are read
+// into pooled slots and authenticated + decoded in the worker pool (in parallel); the ordered
 // feeder hands verified bytes to GNU tar. Unselected chunks are skipped without decrypting. A
 // failure inside one VM fails that VM only; a broken archive stops the pass (`archiveError`).
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
-import { isWholeDirBase, parseMemberName, subdirOfBase } from '../../format/archive-names.js';
+import { isWholeDirBase, subdirOfBase } from '../../format/archive-names.js';
 import { HMAC_FILE_MAX_BYTES } from '../../format/limits.js';
 import { parseHmacFile } from '../../format/hmac-file.js';
 import type { Slot } from '../../pipeline/slot-pool.js';
@@ -15,11 +16,13 @@ import { isImageBase, openImageExtractor } from './image-extractor.js';
 import { innerFilterOf } from './filters.js';
 import { OrderedFeeder, type FileRun, type VmRun } from './ordered-feeder.js';
 import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSource } from './outer-source.js';
+import { MemberSequencer, type Decision } from './member-sequencer.js';
 import { repairWholeDirSymlinks } from './repair-symlinks.js';
 import { checkExtraction, createExtractionDir, mergeExtraction } from './extraction.js';
 import { DOM0_HOME_SUBDIR } from '../plan/backup-subdir.js';
 import { SLOT_PREFIX, defaultSlotBytes, slotCount, slotLayout } from './slot-layout.js';
 import { KdfBudget, RESTORE_MIN_MAX_MEMORY } from './kdf-budget.js';
+import { planRestoreMemory } from './restore-memory.js';
 import { includedDomainsBySubdir, requiredBases } from './verify-expect.js';
 import type { RestoreDataContext, RestoreDataResult, RestoreSelection, VmRestoreResult } from './types.js';
 import type { InnerExtractor } from './file-extractor.js';
@@ -55,9 +58,9 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const filter = innerFilterOf(header);
   const slotBytes = ctx.slotBytes ?? defaultSlotBytes(header);
   const layout = slotLayout(header, slotBytes);
-  const nSlots = slotCount(slotBytes, ctx.pool.threads, ctx.maxMemoryBytes);
-  const slots = new ChunkSlots({ slotBytes, slots: nSlots, name: 'restore chunks' });
   const maxMemory = ctx.maxMemory ?? RESTORE_MIN_MAX_MEMORY;
+  const nSlots = slotCount(slotBytes, ctx.pool.threads, ctx.maxMemoryBytes ?? planRestoreMemory(maxMemory, ctx.pool.threads, ctx.head.kdfBytes ?? 0).chunkMemory);
+  const slots = new ChunkSlots({ slotBytes, slots: nSlots, name: 'restore chunks' });
   // derivations share what the chunk slots leave of --max-memory
   const kdf = new KdfBudget(maxMemory, maxMemory - nSlots * slotBytes);
   const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, kdf, ...(ctx.signal ? { signal: ctx.signal } : {}) });
@@ -136,19 +139,10 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     if (vm) failVm(vm, corrupt(base, message));
   };
 
+  const sequencer = new MemberSequencer(version);
   let pending: Waiting | null = null; // v2/v3 data chunk waiting for its .hmac
-  let expectHmac: { base: string; index: number } | null = null;
   let held: Waiting | null = null; // v2/v3: paired with its .hmac, waiting to learn whether it is the last
-  const seenBases = new Set<string>();
   let archiveError: QvmBackupError | undefined;
-  // A subdir is closed once a member of another subdir (or the end of the archive) follows its
-  // members: only then is it known that none of its members were cut off by a broken archive.
-  let lastSubdir: string | null = null;
-  const closed = new Set<string>();
-  const enter = (subdir: string | null): void => {
-    if (lastSubdir !== null && subdir !== lastSubdir) closed.add(lastSubdir);
-    lastSubdir = subdir;
-  };
 
   const dispatch = (w: Waiting, final: boolean): void => {
     const vm = w.file.vm as VmRun;
@@ -163,18 +157,48 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const dropWaiting = (w: Waiting | null): void => {
     if (w) slots.release(w.slot);
   };
-  const missingHmac = (): void => {
-    if (expectHmac === null) return;
-    const name = `${expectHmac.base}.${pad3(expectHmac.index)}`;
-    if (pending) failFile(pending.file, corrupt(expectHmac.base, `${name} is not followed by ${name}.hmac`));
-    else failBase(expectHmac.base, `${name} is not followed by ${name}.hmac`);
-    dropWaiting(pending);
-    pending = null;
-    expectHmac = null;
-  };
   const endCurrent = (): void => {
     if (current) feeder.push({ kind: 'end', file: current });
     current = null;
+  };
+  /** Act on what the sequencer says `m` (null: the end of the archive) is; returns the name to
+   *  skip `m` as when it is to be skipped unread, else null. */
+  const act = async (d: Decision, m: OuterMember | null): Promise<string | null> => {
+    switch (d.kind) {
+      case 'error':
+        throw d.error;
+      case 'missing-hmac': {
+        const why = `${d.name} is not followed by ${d.name}.hmac`;
+        if (pending) failFile(pending.file, corrupt(d.base, why));
+        else failBase(d.base, why);
+        dropWaiting(pending);
+        pending = null;
+        return null;
+      }
+      case 'held-final':
+        if (held) dispatch(held, d.final);
+        held = null;
+        return null;
+      case 'fail-current':
+        if (current) failFile(current, corrupt(current.base, d.message));
+        return null;
+      case 'end-file':
+        endCurrent();
+        return null;
+      case 'orphan':
+      case 'stray-hmac':
+        failBase(d.base, d.message);
+        return d.name;
+      case 'start-file':
+        current = { base: d.base, vm: vmOf(d.base) };
+        return null;
+      case 'hmac':
+        await pairHmac(m!, d.base, d.name);
+        return null;
+      case 'chunk':
+        await readOrSkip(m!, d.base, d.index, d.name);
+        return null;
+    }
   };
 
   try {
@@ -182,96 +206,14 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (ctx.signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', 'restore cancelled', {}, ctx.signal.reason);
       const m = await stats.time('read (outer archive)', () => outerStep(reader.next(), 'reading the next member'));
       progress();
-      if (m === null) {
-        enter(null);
-        break;
-      }
+      if (m === null) break;
       if (m.typeflag !== undefined && m.typeflag !== '0') throw new QvmBackupError('ERR_CORRUPT', `archive member ${shownName(m.untrustedName)} is not a regular file`);
-      const p = parseMemberName(m.untrustedName, version);
-      if (p.kind !== 'chunk') throw new QvmBackupError('ERR_CORRUPT', `unexpected ${shownName(m.untrustedName)} after the archive head`);
-      const name = `${p.base}.${pad3(p.index)}`;
-      enter(subdirOfBase(p.base));
-
-      if (p.hmac) {
-        if (expectHmac?.base === p.base && expectHmac.index === p.index) {
-          expectHmac = null;
-          const w = pending;
-          pending = null;
-          if (w === null || (w.file.vm?.failed ?? true)) {
-            dropWaiting(w);
-            await outerStep(m.skip(), `skipping ${name}.hmac`);
-            continue;
-          }
-          if (m.size > HMAC_FILE_MAX_BYTES) {
-            dropWaiting(w);
-            failFile(w.file, new QvmBackupError('ERR_TOO_LARGE', `${name}.hmac is ${m.size} bytes (limit ${HMAC_FILE_MAX_BYTES})`, { file: p.base, chunk: name }));
-            await outerStep(m.skip(), `skipping ${name}.hmac`);
-            continue;
-          }
-          const hmacFile = await readSmallMember(m, HMAC_FILE_MAX_BYTES, `${name}.hmac`);
-          try {
-            w.hmacHex = parseHmacFile(hmacFile);
-          } catch (e) {
-            dropWaiting(w);
-            failFile(w.file, isQvmBackupError(e) ? e : corrupt(p.base, `${name}.hmac: ${String(e)}`));
-            continue;
-          }
-          held = w;
-        } else {
-          missingHmac();
-          failBase(p.base, `${name}.hmac without its data chunk ${name}`);
-          await outerStep(m.skip(), `skipping ${name}.hmac`);
-        }
-        continue;
-      }
-
-      // a data chunk
-      missingHmac();
-      const cur = current as V3File | null;
-      const cont = cur !== null && cur.base === p.base && p.index === cur.nextIndex;
-      if (held) {
-        dispatch(held, !(cont && (m.size > 0 || version === 2)));
-        held = null;
-      }
-      if (!cont) {
-        if (cur !== null && cur.base === p.base) {
-          const want = `${cur.base}.${pad3(cur.nextIndex)}`;
-          const why = p.index < cur.nextIndex ? `duplicate chunk ${name} (expected ${want})` : `chunk ${name} out of order: ${want} is missing`;
-          failFile(cur, corrupt(p.base, why));
-        }
-        endCurrent();
-        if (p.index !== 0 || seenBases.has(p.base)) {
-          if (p.index === 0) failBase(p.base, `duplicate chunk ${name}`);
-          else failBase(p.base, `chunk ${name} without the preceding chunks of ${p.base}`);
-          if (version !== 4) expectHmac = { base: p.base, index: p.index };
-          await outerStep(m.skip(), `skipping ${name}`);
-          continue;
-        }
-        seenBases.add(p.base);
-        current = { base: p.base, vm: vmOf(p.base), nextIndex: 0 };
-      }
-      const file: V3File = current as V3File;
-      file.nextIndex = p.index + 1;
-      if (version !== 4) expectHmac = { base: p.base, index: p.index };
-      const vm = file.vm;
-      if (vm === null || vm.failed) {
-        await outerStep(m.skip(), `skipping ${name}`);
-        continue;
-      }
-      if (m.size > layout.maxChunkBytes) {
-        failFile(file, new QvmBackupError('ERR_TOO_LARGE', `${name} is ${m.size} bytes, more than a chunk can be (${layout.maxChunkBytes})`, { vm: vm.vm, file: p.base, chunk: name }));
-        await outerStep(m.skip(), `skipping ${name}`);
-        continue;
-      }
-      const w = await readChunk(m, file, { vm: vm.vm, base: p.base, index: p.index, name });
-      if (version === 4) dispatch(w, false);
-      else pending = w;
+      let skipAs: string | null = null;
+      for (const d of sequencer.next(m.untrustedName, m.size)) skipAs = (await act(d, m)) ?? skipAs;
+      if (skipAs !== null) await outerStep(m.skip(), `skipping ${skipAs}`);
     }
     // end of the archive
-    missingHmac();
-    if (held) dispatch(held, true);
-    held = null;
-    endCurrent();
+    for (const d of sequencer.end()) await act(d, null);
   } catch (e) {
     const err = isQvmBackupError(e) ? e : new QvmBackupError('ERR_INTERNAL', `restore pass: ${e instanceof Error ? e.message : String(e)}`, {}, e);
     dropWaiting(pending);
@@ -287,6 +229,52 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   feeder.close();
   await feeder.done;
   return finalResult();
+
+  /** The `.hmac` of the pending chunk: read and paired (the chunk is then held until its finality
+   *  is known), or skipped when the chunk's VM failed or is not restored. */
+  async function pairHmac(m: OuterMember, base: string, name: string): Promise<void> {
+    const w = pending;
+    pending = null;
+    if (w === null || (w.file.vm?.failed ?? true)) {
+      dropWaiting(w);
+      await outerStep(m.skip(), `skipping ${name}.hmac`);
+      return;
+    }
+    if (m.size > HMAC_FILE_MAX_BYTES) {
+      dropWaiting(w);
+      failFile(w.file, new QvmBackupError('ERR_TOO_LARGE', `${name}.hmac is ${m.size} bytes (limit ${HMAC_FILE_MAX_BYTES})`, { file: base, chunk: name }));
+      await outerStep(m.skip(), `skipping ${name}.hmac`);
+      return;
+    }
+    const hmacFile = await readSmallMember(m, HMAC_FILE_MAX_BYTES, `${name}.hmac`);
+    try {
+      w.hmacHex = parseHmacFile(hmacFile);
+    } catch (e) {
+      dropWaiting(w);
+      failFile(w.file, isQvmBackupError(e) ? e : corrupt(base, `${name}.hmac: ${String(e)}`));
+      return;
+    }
+    held = w;
+  }
+
+  /** A chunk of the current file: read into a slot and dispatched (format 4) or kept for its
+   *  `.hmac`; skipped when its VM failed or is not restored, or when it is too large. */
+  async function readOrSkip(m: OuterMember, base: string, index: number, name: string): Promise<void> {
+    const file = current as V3File;
+    const vm = file.vm;
+    if (vm === null || vm.failed) {
+      await outerStep(m.skip(), `skipping ${name}`);
+      return;
+    }
+    if (m.size > layout.maxChunkBytes) {
+      failFile(file, new QvmBackupError('ERR_TOO_LARGE', `${name} is ${m.size} bytes, more than a chunk can be (${layout.maxChunkBytes})`, { vm: vm.vm, file: base, chunk: name }));
+      await outerStep(m.skip(), `skipping ${name}`);
+      return;
+    }
+    const w = await readChunk(m, file, { vm: vm.vm, base, index, name });
+    if (version === 4) dispatch(w, false);
+    else pending = w;
+  }
 
   async function readChunk(m: OuterMember, file: V3File, ref: ChunkRef): Promise<Waiting> {
     const slot = await stats.time('wait for a chunk slot (reader)', () => slots.acquire(ctx.signal));
@@ -311,7 +299,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (!vm.failed) {
         const missing = requiredBases(bySubdir.get(vm.subdir), vm.subdir, version).filter((b) => !vm.files.includes(b));
         const why = archiveError ? ` (the archive broke off: ${archiveError.message})` : '';
-        const cut = archiveError !== undefined && !closed.has(vm.subdir) && vm.files.length > 0;
+        const cut = archiveError !== undefined && !sequencer.closed(vm.subdir) && vm.files.length > 0;
         if (cut) failVm(vm, new QvmBackupError('ERR_CORRUPT', `${vm.vm}: the archive broke off while or right after its data was read, so it may be incomplete (${archiveError!.message})`, { vm: vm.vm }, archiveError));
         else if (vm.files.length === 0) failVm(vm, new QvmBackupError('ERR_CORRUPT', `no data for ${vm.vm} (${vm.subdir}) in the archive${why}`, { vm: vm.vm }, archiveError));
         else if (missing.length > 0) failVm(vm, new QvmBackupError('ERR_CORRUPT', `${vm.vm}: missing or incomplete in the archive: ${missing.join(', ')}${why}`, { vm: vm.vm }, archiveError));
@@ -322,8 +310,4 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     }
     return { ok, vms: out, ...(archiveError ? { archiveError } : {}), bytesRead: reader.bytesRead, bytesRestored };
   }
-}
-
-function pad3(n: number): string {
-  return String(n).padStart(3, '0');
 }

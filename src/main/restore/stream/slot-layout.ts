@@ -7,8 +7,6 @@ import { maxChunkSize } from '../../format/limits.js';
 export const SLOT_PREFIX = 64;
 const PAGE = 4096;
 const MAX_SLOTS = 8;
-/** Default in-flight chunk memory. */
-export const DEFAULT_MAX_MEMORY_BYTES = 640 * 1024 * 1024;
 
 /** Chunk placement in a slot: input at `SLOT_PREFIX`; decoded output in place or in the upper half. */
 export interface SlotLayout {
@@ -47,6 +45,6 @@ export function slotLayout(header: BackupHeader, slotBytes: number): SlotLayout 
  * Number of slots for a memory budget: enough for every worker to decode one chunk while one is
  * being read and one fed to tar (threads + 2), fewer if the budget is smaller, at least 1.
  */
-export function slotCount(slotBytes: number, threads: number, maxMemoryBytes = DEFAULT_MAX_MEMORY_BYTES): number {
+export function slotCount(slotBytes: number, threads: number, maxMemoryBytes: number): number {
   return Math.max(1, Math.min(MAX_SLOTS, threads + 2, Math.floor(maxMemoryBytes / slotBytes)));
 }

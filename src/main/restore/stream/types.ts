@@ -59,14 +59,15 @@ export interface RestoreProgressEvent {
 
 /** Context of the data pass. */
 export interface RestoreDataContext {
-  head: Pick<ArchiveHead, 'header' | 'version'>;
+  head: Pick<ArchiveHead, 'header' | 'version' | 'kdfBytes'>;
   passphrase: string;
   pool: WorkerPool;
   /** verify only: authenticate, decrypt and decompress everything, tar in list mode, nothing extracted */
   verifyOnly?: boolean;
   /** parsed qubes.xml: lets verification know which files each included VM must have */
   qubesXml?: QubesXml;
-  /** bound of the chunk memory in flight (slots × slot size); default 640 MiB */
+  /** bound of the chunk memory in flight (slots × slot size); default: the restore's memory plan
+   *  (restore-memory.ts) for `maxMemory` */
   maxMemoryBytes?: number;
   /** slot size override (tests; must hold the largest chunk plus, for some layouts, its output) */
   slotBytes?: number;

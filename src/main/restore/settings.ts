@@ -1,0 +1,61 @@
+// Everything a restore (or --verify-only, --list) needs that follows from its options alone, decided
+// and validated once, frozen: threads, --max-memory and its default, and, once the archive's head
+// states its key derivation cost, how that memory is split between chunks and derivations.
+// One memory rule for the whole restore: the default is the backup's (1 GiB + one logN 19
+// derivation per thread, at most 1/4 of the RAM) but at least RESTORE_MIN_MAX_MEMORY; the stream
+// code falls back to the same plan when called without one (tests).
+import { availableParallelism, totalmem } from 'node:os';
+import { fail } from '../errors.js';
+import { DEFAULT_SCRYPT_LOGN } from '../format/limits.js';
+import { defaultMaxMemory } from '../pipeline/memory-default.js';
+import { RESTORE_MIN_MAX_MEMORY } from './stream/kdf-budget.js';
+import { planRestoreMemory } from './stream/restore-memory.js';
+
+export { planRestoreMemory, type RestoreMemoryPlan } from './stream/restore-memory.js';
+
+/** The restore's choices as the command line gives them; unset = the default. */
+export interface RestoreChoices {
+  /** default (also 0): the number of CPUs */
+  threads?: number;
+  /** default: defaultRestoreMaxMemory */
+  maxMemory?: number;
+  /** -Z: replaces the header's filter (checked against the allow-list where it is run, filters.ts) */
+  compressionFilter?: string;
+  /** how VM images are extracted (benchmarks: tar); default in-process */
+  imageExtraction?: 'in-process' | 'tar';
+}
+
+export interface RestoreHost {
+  cpus: number;
+  ramBytes: number;
+}
+
+export interface RestoreSettings {
+  readonly threads: number;
+  readonly maxMemory: number;
+  readonly compressionFilter?: string;
+  readonly imageExtraction: 'in-process' | 'tar';
+}
+
+/** Default --max-memory of a restore: the backup's rule at logN 19, but at least
+ *  RESTORE_MIN_MAX_MEMORY, so that an archive made at logN 21 (the largest the scrypt tool picks)
+ *  restores without options. */
+export function defaultRestoreMaxMemory(threads: number, ramBytes: number): number {
+  return Math.max(defaultMaxMemory(threads, DEFAULT_SCRYPT_LOGN, ramBytes), RESTORE_MIN_MAX_MEMORY);
+}
+
+const hostNow = (): RestoreHost => ({ cpus: availableParallelism(), ramBytes: totalmem() });
+
+/** Resolve and validate `c` (ERR_USAGE), frozen. */
+export function resolveRestoreSettings(c: RestoreChoices, host: RestoreHost = hostNow()): RestoreSettings {
+  const threads = c.threads || host.cpus;
+  if (!Number.isInteger(threads) || threads < 1) fail('ERR_USAGE', `--threads ${threads}: expected a positive integer`);
+  const maxMemory = c.maxMemory ?? defaultRestoreMaxMemory(threads, host.ramBytes);
+  if (!Number.isSafeInteger(maxMemory) || maxMemory <= 0) fail('ERR_USAGE', `--max-memory ${maxMemory}: expected a positive number of bytes`);
+  return Object.freeze({ threads, maxMemory, ...(c.compressionFilter !== undefined ? { compressionFilter: c.compressionFilter } : {}), imageExtraction: c.imageExtraction ?? 'in-process' });
+}
+
+/** The memory plan of a restore of `s` once the archive's head says what a derivation costs. */
+export function restoreMemoryOf(s: RestoreSettings, kdfBytes: number) {
+  return planRestoreMemory(s.maxMemory, s.threads, kdfBytes);
+}
