@@ -9,6 +9,7 @@ import { isQvmBackupError } from '../../../../src/main/errors.js';
 import { WorkerPool } from '../../../../src/main/pipeline/worker-pool.js';
 import { MAX_MEMBER_OUT, MemberScanner, memberPoolsFor, type MemberOutput, type MemberPools } from '../../../../src/main/restore/stream/member-gunzip.js';
 import { gzipBlockInto, gzipBound } from '../../../../src/workers/compress.js';
+import { busyLoops } from '../../../helpers/load.js';
 import { assertSameBytes, sampleData } from '../../../workers/tools.js';
 
 let pool: WorkerPool;
@@ -226,4 +227,50 @@ test('a member too big for the output slots is handed to the streaming decoder',
   assert.equal(r.error, undefined);
   assert.equal(r.members, 1);
   assertSameBytes(r.handed, huge[0]!, 'handed over from the big member');
+});
+
+test('under load: random cuts and aborts mid-stream; output identical, every slot free once the tasks ended', { timeout: 120_000 }, async () => {
+  const p = pools();
+  const data = sampleData(4_000_000, 12);
+  const stream = Buffer.concat(marked(data, 256 * 1024));
+  const load = busyLoops(2);
+  try {
+    let seed = 7;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 20; round++) {
+      const cuts = Array.from({ length: 1 + rnd(12) }, () => rnd(stream.length)).sort((a, b) => a - b);
+      const r = await scan(p, stream, cuts);
+      assert.equal(r.error, undefined, `round ${round}`);
+      assertSameBytes(r.parallel, data, `round ${round}`);
+    }
+    for (let round = 0; round < 10; round++) {
+      const ac = new AbortController();
+      const outputs: Promise<MemberOutput>[] = [];
+      const s = new MemberScanner(p, { what: 'x', signal: ac.signal, deliver: (o) => outputs.push(o) });
+      const cut = 1 + rnd(stream.length - 1);
+      const first = s.write(shared(stream.subarray(0, cut)));
+      // abort while output slots are taken (nobody drains them) and tasks may be running
+      const aborted = new Promise<void>((resolve) =>
+        setImmediate(() => {
+          ac.abort();
+          s.close();
+          resolve();
+        }),
+      );
+      const settled = await first.then(
+        () => 'resolved',
+        (e: unknown) => (isQvmBackupError(e) ? e.code : String(e)),
+      );
+      assert.ok(settled === 'resolved' || settled === 'ERR_CANCELLED', `round ${round}: ${settled}`);
+      await aborted;
+      for (const o of outputs) await o.then((m) => m.release(), () => undefined);
+      assert.equal(p.out.inUse(), 0, `round ${round}: output slots free`);
+      assert.equal(p.scratch.inUse(), 0, `round ${round}: scratch slots free`);
+    }
+  } finally {
+    load.stop();
+  }
 });
