@@ -59,7 +59,7 @@ const DIRECT = zlibDirectAvailable();
  *  `exact` (decoders, direct path only): input left after the stream ended fails even when it is
  *  zeros (otherwise zero padding is accepted, as gzip -d does). */
 export function zlibInto(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level = 6, opts: { publicApi?: boolean; exact?: boolean } = {}): number | 'too-large' {
-  if (opts.exact && !DIRECT) throw new CodecError('bad-params', 'exact decoding needs the zlib handle (not available on this Node)');
+  if (opts.exact && (!DIRECT || opts.publicApi)) throw new CodecError('bad-params', 'exact decoding needs the zlib handle (the public API cannot tell where the stream ended)');
   return DIRECT && !opts.publicApi ? direct(kind, input, output, level, opts.exact ?? false) : viaPublicApi(kind, input, output, level);
 }
 
