@@ -2,7 +2,7 @@
 // option). Each adapts a task to the pure codecs, working on views of the shared slots (no copies);
 // expected failures come back as `{ ok: false }` values, anything else is thrown (a bug).
 import { CodecError, failure, failureFrom } from './codec-error.js';
-import { compressBlockInto, gunzipInto, inflateInto } from './compress.js';
+import { compressBlockInto, gunzipInto, gunzipMemberInto, inflateInto } from './compress.js';
 import { computeHmacHex, hexEqual, nodeDigestName } from './hmac.js';
 import { decryptPiece, encryptPiece, opensslDecryptFile, opensslEncryptFile } from './openssl-enc.js';
 import { checkScryptParams, scryptDecryptInto, scryptDeriveKey, scryptEncryptInto } from './scrypt-file.js';
@@ -11,6 +11,8 @@ import type {
   CipherPieceTask,
   CompressBlockResult,
   CompressBlockTask,
+  GunzipMemberResult,
+  GunzipMemberTask,
   HmacResult,
   HmacTask,
   OpensslOpenResult,
@@ -61,6 +63,15 @@ export function compressBlock(task: CompressBlockTask): CompressBlockResult {
   }
 }
 export default compressBlock;
+
+/** Decompress one gzip member of a restore's inner stream (exact bytes, exact output size). */
+export function gunzipMember(task: GunzipMemberTask): GunzipMemberResult {
+  try {
+    return { ok: true, length: gunzipMemberInto(view(task.input), view(task.output)) };
+  } catch (e) {
+    return failureFrom(e);
+  }
+}
 
 /** Encrypt a chunk into a scrypt file (v4). */
 export function scryptEncrypt(task: ScryptEncryptTask): ScryptEncryptResult {

@@ -1,6 +1,8 @@
 // Compression codecs: in-process gzip members / zstd frames and gunzip/inflate into caller memory,
 // and the allow-list of compression filter names. (The external programs are run from src/main:
 // worker code spawns nothing and touches no files.)
+import { MEMBER_MARKER_BYTES, markMember } from './gzip-member.js';
+import { CodecError } from './codec-error.js';
 import { zlibInto } from './zlib-into.js';
 import { zstdZlib } from './zstd-zlib.js';
 
@@ -8,9 +10,10 @@ import { zstdZlib } from './zstd-zlib.js';
 export const ALLOWED_FILTERS = ['gzip', 'pigz', 'bzip2', 'pbzip2', 'xz', 'lzma', 'zstd', 'zstdmt'] as const;
 export type FilterName = (typeof ALLOWED_FILTERS)[number];
 
-/** Upper bound of one gzip member's size for `n` input bytes (zlib's deflateBound plus slack). */
+/** Upper bound of one gzip member's size for `n` input bytes (zlib's deflateBound plus slack, plus
+ *  our size subfield). */
 export function gzipBound(n: number): number {
-  return n + Math.floor(n / 4096) + Math.floor(n / 16384) + Math.floor(n / 2 ** 25) + 64;
+  return n + Math.floor(n / 4096) + Math.floor(n / 16384) + Math.floor(n / 2 ** 25) + 64 + MEMBER_MARKER_BYTES;
 }
 
 /** Codecs that compress independent blocks in workers: each block is one gzip member or one zstd
@@ -45,17 +48,31 @@ export function compressBlockInto(codec: BlockCodec, input: Uint8Array, output: 
   return codec === 'zstd' ? zstdBlockInto(input, output, level) : gzipBlockInto(input, output, level);
 }
 
-/** Compress `input` into one complete gzip member in `output`; returns its length, or 'too-large'
- *  when `output` is smaller than needed (capacity gzipBound(input.length) always suffices). */
+/** Compress `input` into one complete gzip member in `output`, carrying its size in a FEXTRA
+ *  subfield (gzip-member.ts); returns its length, or 'too-large' when `output` is smaller than
+ *  needed (capacity gzipBound(input.length) always suffices). */
 export function gzipBlockInto(input: Uint8Array, output: Uint8Array, level: number): number | 'too-large' {
   if (!Number.isInteger(level) || level < 0 || level > 9) throw new RangeError(`gzip level ${level} not in 0..9`);
-  return zlibInto('gzip', input, output, level);
+  if (output.length < MEMBER_MARKER_BYTES) return 'too-large';
+  // zlib writes the member behind room for the subfield; markMember moves its header to the front
+  const n = zlibInto('gzip', input, output.subarray(MEMBER_MARKER_BYTES), level);
+  return n === 'too-large' ? n : markMember(output, n);
 }
 
 /** Decompress a gzip stream (one or more members) into `output`; returns the length or 'too-large';
  *  throws CodecError('bad-data') on corrupt or truncated input. */
 export function gunzipInto(input: Uint8Array, output: Uint8Array): number | 'too-large' {
   return zlibInto('gunzip', input, output);
+}
+
+/** Decompress exactly one gzip member that fills `input` to its last byte into `output`, whose
+ *  length must be the member's exact decompressed size; throws CodecError('bad-data') otherwise
+ *  (trailing bytes, even zeros, a second member, a shorter or longer output, corrupt data). Needs
+ *  zlibDirectAvailable() (the public API cannot tell where the member ended). */
+export function gunzipMemberInto(input: Uint8Array, output: Uint8Array): number {
+  const n = zlibInto('gunzip', input, output, 6, { exact: true });
+  if (n !== output.length) throw new CodecError('bad-data', `gzip member decodes to ${n === 'too-large' ? 'more' : n} bytes, not the ${output.length} its trailer names`);
+  return n;
 }
 
 /** Decompress a zlib stream (R2-beta3 `openssl enc -z`) into `output`; returns the length or 'too-large'. */

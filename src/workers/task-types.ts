@@ -31,6 +31,14 @@ export interface CompressBlockTask {
 }
 export type CompressBlockResult = { ok: true; length: number } | TaskFailure;
 
+/** gunzipMember: one gzip member that fills `input` exactly, decompressed into `output`, whose
+ *  length is the member's decompressed size (its trailer's ISIZE): anything else fails 'bad-data'. */
+export interface GunzipMemberTask {
+  input: SharedSlice;
+  output: SharedSlice;
+}
+export type GunzipMemberResult = { ok: true; length: number } | TaskFailure;
+
 /** scryptEncrypt: Tarsnap scrypt file v0 of `input`, written to `output` (capacity >= input+128).
  *  In place is allowed when output.offset + 96 === input.offset on the same SAB. */
 export interface ScryptEncryptTask {
@@ -123,6 +131,7 @@ export type HmacResult = { ok: true; hex: string } | TaskFailure;
 /** Map from task name (the piscina `name` option) to its task and result types. */
 export interface TaskMap {
   compressBlock: { task: CompressBlockTask; result: CompressBlockResult };
+  gunzipMember: { task: GunzipMemberTask; result: GunzipMemberResult };
   scryptEncrypt: { task: ScryptEncryptTask; result: ScryptEncryptResult };
   scryptDerive: { task: ScryptDeriveTask; result: ScryptDeriveResult };
   scryptDecrypt: { task: ScryptDecryptTask; result: ScryptDecryptResult };

@@ -55,12 +55,15 @@ export function zlibDirectAvailable(): boolean {
 const DIRECT = zlibDirectAvailable();
 
 /** Run the whole of `input` through zlib into `output`; returns the bytes written, or 'too-large'
- *  when `output` cannot hold the result. Throws CodecError('bad-data') on corrupt compressed input. */
-export function zlibInto(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level = 6, opts: { publicApi?: boolean } = {}): number | 'too-large' {
-  return DIRECT && !opts.publicApi ? direct(kind, input, output, level) : viaPublicApi(kind, input, output, level);
+ *  when `output` cannot hold the result. Throws CodecError('bad-data') on corrupt compressed input.
+ *  `exact` (decoders, direct path only): input left after the stream ended fails even when it is
+ *  zeros (otherwise zero padding is accepted, as gzip -d does). */
+export function zlibInto(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level = 6, opts: { publicApi?: boolean; exact?: boolean } = {}): number | 'too-large' {
+  if (opts.exact && (!DIRECT || opts.publicApi)) throw new CodecError('bad-params', 'exact decoding needs the zlib handle (the public API cannot tell where the stream ended)');
+  return DIRECT && !opts.publicApi ? direct(kind, input, output, level, opts.exact ?? false) : viaPublicApi(kind, input, output, level);
 }
 
-function direct(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: number): number | 'too-large' {
+function direct(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: number, exact: boolean): number | 'too-large' {
   const engine = create(kind, level, input.length);
   const internals = engine as unknown as ZlibInternals;
   const handle = internals._handle;
@@ -84,7 +87,7 @@ function direct(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: nu
       if ((state[0] ?? 0) < SCRATCH.length || (compresses(kind) && availIn > 0)) return 'too-large';
     }
     if (availIn > 0 && compresses(kind)) return 'too-large';
-    if (availIn > 0 && input.subarray(input.length - availIn).some((b) => b !== 0)) {
+    if (availIn > 0 && (exact || input.subarray(input.length - availIn).some((b) => b !== 0))) {
       throw badData(kind, new Error(`${availIn} bytes of trailing garbage`));
     }
     if (!compresses(kind) && written === 0 && input.length > 0) throw badData(kind, new Error('no output'));

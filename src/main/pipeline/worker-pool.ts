@@ -30,6 +30,7 @@ export interface WorkerPoolOptions {
 /** The stage of the profile a task's worker time counts for. */
 const TASK_STAGE: Record<TaskName, string> = {
   compressBlock: 'compress (workers)',
+  gunzipMember: 'decompress (workers)',
   scryptDerive: 'key derivation (workers)',
   scryptEncrypt: 'encrypt+MAC (workers)',
   scryptDecrypt: 'derive+authenticate+decrypt (workers)',

@@ -3,6 +3,7 @@
 // positioned writes into a file we create with O_EXCL|O_NOFOLLOW in the inner archive's own fresh
 // directory; holes stay holes. GNU tar writes sparse data in 512-byte calls (~190 MB/s here);
 // this does not. Anything but the one expected regular member is refused.
+import { setMaxListeners } from 'node:events';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Transform } from 'node:stream';
@@ -13,6 +14,7 @@ import { MAX_IMAGE_BYTES } from '../install/vm-files.js';
 import type { ExtractorOptions, InnerExtractor } from './file-extractor.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
+import { MemberScanner, type MemberOutput, type MemberPools } from './member-gunzip.js';
 
 /** Decompressed bytes waiting to be written, at most (then the decompressor is held). */
 const MAX_QUEUED = 8 * 1024 * 1024;
@@ -74,8 +76,9 @@ class FileSink implements MemberSink {
   }
 }
 
-/** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming). */
-export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): InnerExtractor {
+/** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming;
+ *  with `members`, our gzip members are decompressed in parallel by the worker pool). */
+export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, members?: MemberPools): InnerExtractor {
   if (filter.kind === 'program') throw new QvmBackupError('ERR_INTERNAL', 'openImageExtractor: external filters go through tar');
   const sink = new FileSink(o.dir, o.listOnly);
   const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member }, sink);
@@ -99,8 +102,35 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): In
       }
     });
   };
-  const decoder: Transform | null = createInnerDecoder(filter);
-  if (decoder !== null) {
+  // stops the member tasks and slot waits of this file on abort
+  const local = new AbortController();
+  const signal = o.signal ? AbortSignal.any([o.signal, local.signal]) : local.signal;
+  let scanner: MemberScanner | null = null;
+  if (filter.kind === 'gunzip' && members !== undefined) {
+    // every member task in flight listens on it (one per output slot), beside a slot wait
+    setMaxListeners(members.out.size + 8, signal);
+    scanner = new MemberScanner(members, {
+      what: o.member,
+      signal,
+      // a member's output is written in stream order, then its slot is free again
+      deliver: (output) => {
+        chain = chain.then(async () => {
+          let m: MemberOutput | undefined;
+          try {
+            m = await output;
+            if (!failed) await reader.push(m.bytes);
+          } catch (e) {
+            failed ??= classify(e);
+          } finally {
+            m?.release();
+          }
+        });
+      },
+    });
+  }
+  const startDecoder = (): Transform | null => {
+    const decoder = createInnerDecoder(filter);
+    if (decoder === null) return null;
     // the decompressor runs ahead of the writes by up to MAX_QUEUED bytes, so that decompressing
     // and writing (both in libuv threads) overlap; beyond that it is held until they catch up
     let queued = 0;
@@ -123,34 +153,49 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): In
     decoder.on('error', (e) => {
       failed ??= new QvmBackupError('ERR_CORRUPT', `${o.member}: cannot decompress the inner archive: ${e.message}`, { file: o.member }, e);
     });
-  }
+    return decoder;
+  };
+  // with a scanner, the streaming decoder starts only at the first member it hands over
+  let decoder: Transform | null = scanner === null ? startDecoder() : null;
   const check = (): void => {
     if (o.signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', `${o.member}: cancelled`, { file: o.member });
     if (failed) throw failed;
   };
+  /** resolves once zlib consumed `data` (then it no longer references it) or failed */
+  const decode = (g: Transform, data: Uint8Array): Promise<void> =>
+    new Promise<void>((resolve) => {
+      g.once('close', resolve);
+      g.write(data, () => {
+        g.off('close', resolve);
+        resolve();
+      });
+    });
 
   return {
     async write(data) {
       check();
+      if (scanner !== null) {
+        const rest = await scanner.write(data);
+        check();
+        if (rest === null) return;
+        scanner = null;
+        decoder = startDecoder();
+        for (const part of rest) if (decoder !== null) await decode(decoder, part);
+        check();
+        return;
+      }
       if (decoder === null) {
         feed(data);
         await chain;
         check();
         return;
       }
-      const g = decoder;
-      // resolves once zlib consumed the input (then it no longer references it) or failed
-      await new Promise<void>((resolve) => {
-        g.once('close', resolve);
-        g.write(data, () => {
-          g.off('close', resolve);
-          resolve();
-        });
-      });
+      await decode(decoder, data);
       check();
     },
     async finish() {
       check();
+      scanner?.finish();
       if (decoder !== null) {
         const g = decoder;
         await new Promise<void>((resolve) => {
@@ -171,6 +216,8 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter): In
     },
     async abort() {
       failed ??= new QvmBackupError('ERR_CANCELLED', `${o.member}: aborted`, { file: o.member });
+      local.abort();
+      scanner?.close();
       decoder?.destroy();
       await chain.catch(() => undefined);
       await sink.close();
