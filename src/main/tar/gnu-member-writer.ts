@@ -5,7 +5,7 @@
 // are the map's runs, back to back. Qubes' own tar writer for volume exports uses this layout too, and
 // every reader (GNU tar, Qubes, our single-member reader) understands it. Numbers that do not fit the
 // octal fields (sizes and offsets of 8 GiB and more) are written in GNU base-256, as tar does.
-import { BLOCK, F, RECORD, roundUp, sealHeader, type Field } from './tar-header.js';
+import { BLOCK, F, RECORD, roundUp, sealHeader, writeNumericAt, type Field } from './tar-header.js';
 
 /** One run of data of the file, at `offset`. */
 export interface DataRun {
@@ -40,28 +40,9 @@ export function fitsNameField(name: string): boolean {
   return n > 0 && n < F.name[1] && !name.includes('\0');
 }
 
-/** Write `value` into a numeric field at any offset: octal with a NUL, or GNU base-256 when too large. */
-function writeNumber(block: Uint8Array, off: number, len: number, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`tar number ${value} out of range`);
-  const digits = value.toString(8);
-  if (digits.length <= len - 1) {
-    const s = digits.padStart(len - 1, '0');
-    for (let i = 0; i < s.length; i++) block[off + i] = s.charCodeAt(i);
-    block[off + len - 1] = 0;
-    return;
-  }
-  block[off] = 0x80;
-  let v = value;
-  for (let i = len - 1; i >= 1; i--) {
-    block[off + i] = v % 256;
-    v = Math.floor(v / 256);
-  }
-}
-
 function writeField(block: Uint8Array, field: Field, value: number): void {
   const [off, len] = F[field];
-  // GNU tar writes mode/uid/gid as 7 octal digits and NUL, size/mtime as 11
-  writeNumber(block, off, len, value);
+  writeNumericAt(block, off, len, value);
 }
 
 function writeText(block: Uint8Array, field: Field, text: string): void {
@@ -109,12 +90,12 @@ export function memberHeaders(meta: MemberMeta, runs: readonly DataRun[] | null)
   writeText(h, 'gname', meta.gname);
   if (runs !== null) {
     const put = (block: Uint8Array, at: number, r: DataRun): void => {
-      writeNumber(block, at, 12, r.offset);
-      writeNumber(block, at + 12, 12, r.length);
+      writeNumericAt(block, at, 12, r.offset);
+      writeNumericAt(block, at + 12, 12, r.length);
     };
     map.slice(0, SPARSE_IN_HEADER).forEach((r, i) => put(h, SPARSE_OFFSET + i * 24, r));
     h[ISEXTENDED] = extensions > 0 ? 1 : 0;
-    writeNumber(h, REALSIZE, 12, meta.size);
+    writeNumericAt(h, REALSIZE, 12, meta.size);
     for (let e = 0; e < extensions; e++) {
       const block = out.subarray(BLOCK * (1 + e), BLOCK * (2 + e));
       const first = SPARSE_IN_HEADER + e * SPARSE_IN_EXTENSION;

@@ -39,12 +39,28 @@ export function roundUp(n: number, m: number): number {
 /** Write `value` as zero-padded octal with a trailing NUL, filling the field (GNU `%0*o\0`). */
 export function writeOctal(block: Uint8Array, field: Field, value: number): void {
   const [off, len] = F[field];
+  if (!writeOctalAt(block, off, len, value)) throw new RangeError(`${field} ${value} does not fit the ${len}-byte octal field`);
+}
+
+function writeOctalAt(block: Uint8Array, off: number, len: number, value: number): boolean {
   const digits = value.toString(8);
-  if (!Number.isSafeInteger(value) || value < 0 || digits.length > len - 1) {
-    throw new RangeError(`${field} ${value} does not fit the ${len}-byte octal field`);
-  }
+  if (!Number.isSafeInteger(value) || value < 0 || digits.length > len - 1) return false;
   writeAscii(block, off, digits.padStart(len - 1, '0'));
   block[off + len - 1] = 0;
+  return true;
+}
+
+/** writeOctal for any offset and width, in GNU base-256 when the octal digits do not fit (as GNU
+ *  tar writes sizes and sparse offsets of 8 GiB and more); the reverse of parseNumericAt. */
+export function writeNumericAt(block: Uint8Array, off: number, len: number, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`tar number ${value} out of range`);
+  if (writeOctalAt(block, off, len, value)) return;
+  block[off] = 0x80;
+  let v = value;
+  for (let i = len - 1; i >= 1; i--) {
+    block[off + i] = v % 256;
+    v = Math.floor(v / 256);
+  }
 }
 
 /** Copy ASCII/UTF-8 text into a field (no terminator added beyond the zeroed block). */
