@@ -112,11 +112,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   // 1. the settings (defaults, validation: once, frozen), then the collection — before anything is
   //    written or asked
   const s = resolveBackupSettings(options, makeBackupId(now, process.pid));
-  // the stages below read the resolved values where they read the options
-  const o = { ...options, format: s.format, chunkSize: s.chunkSize };
   const { threads, compression } = s;
   await checkGnuTar(); // a missing or non-GNU tar is reported before anything else happens
-  const xmlPath = join(o.qubesRoot, 'qubes.xml');
+  const xmlPath = join(options.qubesRoot, 'qubes.xml');
   let xmlText: Buffer;
   try {
     xmlText = await readFile(xmlPath);
@@ -124,24 +122,24 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     fail('ERR_USAGE', `cannot read ${xmlPath}: ${(e as Error).message} (set --qubes-root or QUBES_ROOT)`, {}, e);
   }
   const live = parseQubesXml(xmlText);
-  const plan = await stats.time('plan (stat the sources)', () => planBackup(live, { format: o.format, encrypted: o.encrypt, qubesRoot: o.qubesRoot, dom0Home: o.dom0Home, vms: o.vms, exclude: o.exclude }));
+  const plan = await stats.time('plan (stat the sources)', () => planBackup(live, { format: s.format, encrypted: options.encrypt, qubesRoot: options.qubesRoot, dom0Home: options.dom0Home, vms: options.vms, exclude: options.exclude }));
   if (plan.vms.length === 0 && !plan.dom0) fail('ERR_USAGE', 'nothing to back up: no VM selected');
   for (const w of plan.warnings) progress.warn(w);
-  const dest = await resolveDestination(o.location, o.destCommand, now, o.destVm);
+  const dest = await resolveDestination(options.location, options.destCommand, now, options.destVm);
   if (dest.localDir !== undefined) {
     const free = await freeBytes(dest.localDir);
     // compressed output size is unknown: fail only when it obviously cannot fit
-    const need = o.compress ? Math.ceil(plan.totalBytes / 20) : plan.totalBytes;
-    if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${dest.localDir}: ${free} bytes free, the backup needs ${o.compress ? 'at least about' : ''} ${need} bytes`);
+    const need = options.compress ? Math.ceil(plan.totalBytes / 20) : plan.totalBytes;
+    if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${dest.localDir}: ${free} bytes free, the backup needs ${options.compress ? 'at least about' : ''} ${need} bytes`);
   }
   // 2. summary, confirmation, passphrase
   const chosen = new Set([...plan.vms.map((v) => v.name), ...(plan.dom0 ? [plan.dom0.name] : [])]);
   const notSelected = live.domains.map((d) => d.name).filter((n) => !chosen.has(n));
   progress.waitingForUser(true);
-  const go = await o.confirm(formatBackupSummary(plan, notSelected), backupPlanJson(plan, notSelected)).finally(() => progress.waitingForUser(false));
+  const go = await options.confirm(formatBackupSummary(plan, notSelected), backupPlanJson(plan, notSelected)).finally(() => progress.waitingForUser(false));
   if (!go) fail('ERR_CANCELLED', 'backup cancelled by the user');
   progress.waitingForUser(true);
-  const passphrase = Buffer.from(await o.getPassphrase().finally(() => progress.waitingForUser(false)), 'utf8');
+  const passphrase = Buffer.from(await options.getPassphrase().finally(() => progress.waitingForUser(false)), 'utf8');
   signal.throwIfAborted();
 
   // 3. the marked copy of qubes.xml
@@ -158,7 +156,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   progress.settings?.(settingsReport(s));
   const { chunkSlotBytes } = mem;
   const chunks = new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkSlots, name: 'chunks' });
-  const chunksOut = o.format === 2 ? new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkOutSlots, name: 'chunks-out' }) : undefined;
+  const chunksOut = s.format === 2 ? new SlotPool({ slotBytes: chunkSlotBytes, slots: mem.chunkOutSlots, name: 'chunks-out' }) : undefined;
   const blockIn = new SlotPool({ slotBytes: mem.blockBytes, slots: mem.blockSlots, name: 'blocks-in' });
   const blockOut = new SlotPool({ slotBytes: blockBound(mem.blockBytes), slots: mem.blockSlots, name: 'blocks-out' });
 
@@ -222,7 +220,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
 
   /** An inner archive's tar, started (its stdout is read by streamFile). */
   type StartedTar = { stdout: AsyncIterable<Uint8Array>; done: Promise<void>; inputBytes: () => number | undefined };
-  const usesTar = (f: BackupFile): boolean => o.format !== 2 && f.inMemory === undefined;
+  const usesTar = (f: BackupFile): boolean => s.format !== 2 && f.inMemory === undefined;
   const startTar = (f: BackupFile, job: VmJob | null): StartedTar => {
     const tarRun = stats.begin('tar -c (start to exit)');
     const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: [externalFilter.program, ...externalFilter.args].join(' ') } : {}), signal: runSignal });
@@ -240,8 +238,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   };
 
   // Regular files' inner archives are made in-process (inner-tar-source.ts) unless a compression
-  // program runs inside tar or GNU tar is asked for (o.innerArchives); anything else goes to GNU tar.
-  const inProcess = externalFilter === undefined && o.innerArchives !== 'tar';
+  // program runs inside tar or GNU tar is asked for (options.innerArchives); anything else goes to GNU tar.
+  const inProcess = externalFilter === undefined && options.innerArchives !== 'tar';
   const mapper = new HoleMapper({ onUnavailable: (why) => progress.warn(`${why}; GNU tar makes the remaining sparse files' inner archives`) });
   const readBuffers = new ReadBuffers();
   const startInner = (f: BackupFile, job: VmJob | null): StartedTar => {
@@ -280,10 +278,10 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   };
 
   const streamFile = async (f: BackupFile, job: VmJob | null, started?: StartedTar) => {
-    if (o.format === 2) {
+    if (s.format === 2) {
       const volumes = f.inMemory
         ? bytesOf([Buffer.concat(innerTarOf(f.base, f.inMemory, mtimeSec))])
-        : tarCreateMultiVolume({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, tapeLengthKiB: Math.floor(o.chunkSize / 1024), signal: runSignal });
+        : tarCreateMultiVolume({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, tapeLengthKiB: Math.floor(s.chunkSize / 1024), signal: runSignal });
       chunkCount += await streamFileV2(f.base, volumes, settings, res, (n) => (bytesIn += n));
       return;
     }
@@ -310,9 +308,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   progress.start('backup', plan.totalBytes);
   const unobserve = observeSpawns((ms) => stats.spawned(ms));
   try {
-    if (o.format === 4) progress.phase('deriving the key of the backup header');
+    if (s.format === 4) progress.phase('deriving the key of the backup header');
     await writeHeader(s, passphrase, pool, writer, runSignal);
-    if (o.format === 4) progress.phase(null);
+    if (s.format === 4) progress.phase(null);
     currentVm = 'qubes.xml';
     await streamFile(xmlFile, null);
     const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];
@@ -352,7 +350,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     // otherwise keep its write pending forever
     await sink.abort().catch(() => {});
     await writing.catch(() => {});
-    if (interrupted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(o.destCommand, o.location, dest.localDir !== undefined)}`, {}, failures.cause);
+    if (interrupted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(options.destCommand, options.location, dest.localDir !== undefined)}`, {}, failures.cause);
     throw failures.cause ?? e;
   } finally {
     unobserve();
@@ -367,7 +365,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   let lock: HostLock | undefined;
   const endTimestamp = stats.begin('backup_timestamp (host qubes.xml)');
   try {
-    lock = await lockHost(o.qubesRoot, { waitSeconds: 60, signal, onWait: (m) => progress.warn(m) });
+    lock = await lockHost(options.qubesRoot, { waitSeconds: 60, signal, onWait: (m) => progress.warn(m) });
     const fresh = parseQubesXml(await readFile(xmlPath));
     setBackupTimestamp(fresh, [...included.keys()], Math.floor(Date.now() / 1000));
     await writeFileAtomic(xmlPath, serializeQubesXml(fresh), { mode: (await stat(xmlPath)).mode & 0o777 });
