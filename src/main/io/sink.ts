@@ -7,6 +7,7 @@ import path from 'node:path';
 import { QvmBackupError, isQvmBackupError } from '../errors.js';
 import type { Sink } from './sink-types.js';
 import { writableWrite } from './writable-write.js';
+import { BackgroundFlush } from './background-flush.js';
 
 export type { Sink } from './sink-types.js';
 
@@ -99,6 +100,8 @@ export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}
   }
   let state: 'open' | 'committed' | 'aborted' = 'open';
   let claimed = finalPath;
+  // commit fsyncs the archive: its disk writes start while the backup is still being made
+  const flush = new BackgroundFlush(fh);
   const closeQuietly = async (): Promise<void> => fh.close().catch(() => undefined);
   const after = (what: string): QvmBackupError =>
     state === 'aborted'
@@ -113,6 +116,7 @@ export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}
       if (state !== 'open') throw after('write to');
       try {
         await writeAll(fh, data);
+        flush.wrote(data.length);
       } catch (e) {
         throw ioError(`writing ${partial}: ${(e as Error).message}`, ctx, e);
       }
@@ -121,6 +125,7 @@ export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}
       if (state !== 'open') throw after('commit of');
       state = 'committed';
       try {
+        await flush.settle();
         await fh.sync();
         await fh.close();
         for (let n = 0; ; n++) {

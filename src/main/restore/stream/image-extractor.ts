@@ -8,6 +8,7 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Transform } from 'node:stream';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
+import { BackgroundFlush } from '../../io/background-flush.js';
 import { basenameOfBase, subdirOfBase } from '../../format/archive-names.js';
 import { SingleMemberReader, type MemberInfo, type MemberSink } from '../../tar/single-member-reader.js';
 import { MAX_IMAGE_BYTES } from '../install/vm-files.js';
@@ -28,6 +29,8 @@ export function isImageBase(base: string): boolean {
 class FileSink implements MemberSink {
   #fh: fsp.FileHandle | null = null;
   #info: MemberInfo | null = null;
+  /** the install fsyncs the image; its disk writes start here, beside the decoding */
+  #flush: BackgroundFlush | null = null;
   constructor(
     readonly dir: string,
     readonly listOnly: boolean,
@@ -45,6 +48,7 @@ class FileSink implements MemberSink {
     }
     const file = path.join(parent, parts[parts.length - 1]!);
     this.#fh = await fsp.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, info.mode || 0o644);
+    this.#flush = new BackgroundFlush(this.#fh);
     await this.#fh.truncate(info.size); // the apparent size: everything not written is a hole
   }
 
@@ -55,6 +59,7 @@ class FileSink implements MemberSink {
       const { bytesWritten } = await fh.write(bytes, off, bytes.length - off, position + off);
       off += bytesWritten;
     }
+    this.#flush!.wrote(bytes.length);
   }
 
   async end(): Promise<void> {
@@ -62,6 +67,7 @@ class FileSink implements MemberSink {
     if (fh === null) return;
     this.#fh = null;
     try {
+      await this.#flush!.settle();
       const t = this.#info!.mtimeSec;
       await fh.utimes(t, t);
     } finally {
@@ -72,6 +78,7 @@ class FileSink implements MemberSink {
   async close(): Promise<void> {
     const fh = this.#fh;
     this.#fh = null;
+    await this.#flush?.quiesce();
     await fh?.close().catch(() => undefined);
   }
 }

@@ -1,0 +1,81 @@
+// BackgroundFlush: one fdatasync in flight, started every `every` bytes; a failed flush is reported
+// at the next write and by settle(); the handle is not closed under a flush.
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { BackgroundFlush } from '../../../src/main/io/background-flush.js';
+
+/** A stand-in handle whose datasync calls stay pending until the test settles them. */
+function fakeHandle(): { fh: fsp.FileHandle; calls: Array<{ resolve: () => void; reject: (e: unknown) => void }> } {
+  const calls: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  const fh = {
+    datasync: () => new Promise<void>((resolve, reject) => calls.push({ resolve, reject })),
+  } as unknown as fsp.FileHandle;
+  return { fh, calls };
+}
+
+test('a flush starts every `every` bytes, never two at once', async () => {
+  const { fh, calls } = fakeHandle();
+  const f = new BackgroundFlush(fh, 100);
+  f.wrote(60);
+  assert.equal(calls.length, 0);
+  f.wrote(60); // 120 >= 100
+  assert.equal(calls.length, 1);
+  f.wrote(500); // one is in flight: no second one
+  assert.equal(calls.length, 1);
+  calls[0]!.resolve();
+  await f.settle();
+  f.wrote(1); // the 500 written meanwhile are due
+  assert.equal(calls.length, 2);
+  calls[1]!.resolve();
+  await f.settle();
+  f.wrote(50);
+  assert.equal(calls.length, 2, 'counting restarted at the last flush');
+});
+
+test('a failed flush fails the next write and settle(), with its own error', async () => {
+  const { fh, calls } = fakeHandle();
+  const f = new BackgroundFlush(fh, 10);
+  f.wrote(10);
+  const e = Object.assign(new Error('No space left on device'), { code: 'ENOSPC' });
+  calls[0]!.reject(e);
+  await f.quiesce(); // ignores the outcome
+  assert.throws(() => f.wrote(1), (x: unknown) => x === e);
+  await assert.rejects(f.settle(), (x: unknown) => x === e);
+  assert.equal(calls.length, 1, 'no flush after a failure');
+});
+
+test('settle() waits for the flush in flight', async () => {
+  const { fh, calls } = fakeHandle();
+  const f = new BackgroundFlush(fh, 1);
+  f.wrote(1);
+  let settled = false;
+  const p = f.settle().then(() => (settled = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(settled, false);
+  calls[0]!.resolve();
+  await p;
+  assert.equal(settled, true);
+});
+
+test('on a real file: flushes run while writing and the bytes are all there', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-flush-'));
+  try {
+    const file = path.join(dir, 'f');
+    const fh = await fsp.open(file, 'w');
+    const f = new BackgroundFlush(fh, 1 << 20);
+    const block = Buffer.alloc(256 * 1024, 7);
+    for (let i = 0; i < 32; i++) {
+      await fh.write(block, 0, block.length, i * block.length);
+      f.wrote(block.length);
+    }
+    await f.settle();
+    await fh.close();
+    const st = await fsp.stat(file);
+    assert.equal(st.size, 32 * block.length);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
