@@ -9,10 +9,13 @@
 // Usage: node dist/scripts/bench-backup.js [--data-mib N] [--repeat N] [--no-19] [--quick]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, statSync } from 'node:fs';
-import { tmpdir, availableParallelism, cpus, loadavg } from 'node:os';
+import { tmpdir, availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeSampleCollection } from './make-sample.js';
+import { blockCodecAvailable } from '../src/workers/compress.js';
+import { defaultMaxMemory } from '../src/main/pipeline/memory-default.js';
+import { defaultRestoreMaxMemory } from '../src/main/restore/settings.js';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
@@ -22,7 +25,8 @@ const DATA_MIB = dataArg >= 0 ? Number(args[dataArg + 1]) : QUICK ? 64 : 1024;
 const REPEAT = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : QUICK ? 1 : 2;
 const LOGNS = QUICK || args.includes('--no-19') ? [14] : [14, 19];
 const CORES = availableParallelism();
-const SECTION = '## Whole backup and restore (npm run bench)';
+const MAJOR = process.versions.node.split('.')[0];
+const SECTION = `## Whole backup and restore, Node ${MAJOR} (npm run bench)`;
 const root = fileURLToPath(new URL('../../', import.meta.url));
 // the installed commands (launchers that exec node with huge pages on), with this node on PATH
 const backupBin = join(root, 'bin/qvm-backup');
@@ -45,6 +49,9 @@ interface Run {
 /** Run a command once: wall seconds, children's CPU seconds, peak RSS from our JSON summary. */
 function once(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}, before?: () => void): Run {
   before?.();
+  // the previous run's dirty pages (the reference never flushes its output) are written back
+  // before this run starts, not during it
+  spawnSync('sync');
   const c0 = childrenCpu();
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env }, maxBuffer: 64 * MiB });
@@ -65,15 +72,15 @@ function best(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}, before?:
 /** The reference: Qubes R4's writer and reader steps with stock tools, sequential, chunk files on disk. */
 const REF_BACKUP = `
 set -euo pipefail
-dir=$1; name=$2; sub=$3; out=$4; pass=$5; logn=$6; work=$7; xml=$8
+dir=$1; name=$2; sub=$3; out=$4; pass=$5; logn=$6; work=$7; xml=$8; filter=$9
 mkdir -p "$work/$sub"
 # the header, its scrypt copy and qubes.xml cost one key derivation each, as in a real backup
-printf 'version=4\\nencrypted=True\\ncompressed=True\\ncompression-filter=gzip\\nhmac-algorithm=scrypt\\nbackup-id=20260101T000000-1\\n' > "$work/backup-header"
+printf 'version=4\\nencrypted=True\\ncompressed=True\\ncompression-filter=%s\\nhmac-algorithm=scrypt\\nbackup-id=20260101T000000-1\\n' "$filter" > "$work/backup-header"
 echo "backup-header!$pass" | scrypt enc -P --logN "$logn" -r 8 -p 1 "$work/backup-header" "$work/backup-header.hmac"
-tar -Pc -C "$(dirname "$xml")" qubes.xml | gzip | split --numeric-suffixes --suffix-length=3 --bytes=104857600 - "$work/qubes.xml."
+tar -Pc -C "$(dirname "$xml")" qubes.xml | $filter | split --numeric-suffixes --suffix-length=3 --bytes=104857600 - "$work/qubes.xml."
 echo "x!qubes.xml.000!$pass" | scrypt enc -P --logN "$logn" -r 8 -p 1 "$work/qubes.xml.000" "$work/qubes.xml.000.enc"
 (cd "$work" && tar -cO --posix backup-header && tar -cO --posix backup-header.hmac && tar -cO --posix qubes.xml.000.enc) > "$out"
-tar -Pc --sparse -C "$dir" --xform "s:^$name:$sub$name:" "$name" | gzip | split --numeric-suffixes --suffix-length=3 --bytes=104857600 - "$work/$sub$name."
+tar -Pc --sparse -C "$dir" --xform "s:^$name:$sub$name:" "$name" | $filter | split --numeric-suffixes --suffix-length=3 --bytes=104857600 - "$work/$sub$name."
 for c in "$work/$sub$name".[0-9][0-9][0-9]; do
   echo "$pass" | scrypt enc -P --logN "$logn" -r 8 -p 1 "$c" "$c.enc"
   rm "$c"
@@ -82,12 +89,12 @@ done
 `;
 const REF_RESTORE = `
 set -euo pipefail
-archive=$1; pass=$2; out=$3; work=$4
+archive=$1; pass=$2; out=$3; work=$4; filter=$5
 mkdir -p "$work" "$out"
 tar -i -xf "$archive" -C "$work"
 echo "backup-header!$pass" | scrypt dec -P "$work/backup-header.hmac" > /dev/null
-echo "x!qubes.xml.000!$pass" | scrypt dec -P "$work/qubes.xml.000.enc" | gzip -d | tar -x -C "$out"
-find "$work" -name 'private.img.*.enc' | sort -V | while read -r f; do echo "$pass" | scrypt dec -P "$f"; done | gzip -d | tar -x -C "$out"
+echo "x!qubes.xml.000!$pass" | scrypt dec -P "$work/qubes.xml.000.enc" | $filter -d | tar -x -C "$out"
+find "$work" -name 'private.img.*.enc' | sort -V | while read -r f; do echo "$pass" | scrypt dec -P "$f"; done | $filter -d | tar -x -C "$out"
 `;
 
 type Measured = Run & { spread: number };
@@ -137,6 +144,7 @@ function main(): void {
     const table: string[] = [];
     let same = true;
     const sizes: string[] = [];
+    let refGzip14: Measured | undefined;
     for (const logN of LOGNS) {
       const oursArchive = join(work, `ours-${logN}.bin`);
       const backupArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', String(logN), '--threads', String(threads), oursArchive, 'work'];
@@ -145,13 +153,14 @@ function main(): void {
       const bTar = logN === 14 ? best(backupBin, backupArgs(CORES), { ...nodeOnPath, QVMB_INNER_TAR: 'tar' }, rmArchive) : undefined;
       const b = best(backupBin, backupArgs(CORES), nodeOnPath, rmArchive);
       const refArchive = join(work, `ref-${logN}.bin`);
-      const refB = best('bash', ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', String(logN), join(work, 'ref-tmp'), join(q, 'qubes.xml')], {}, () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }));
+      const refB = best('bash', ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', String(logN), join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], {}, () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }));
       const restoreArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', '--threads', String(threads), oursArchive];
       const r1 = logN === 14 ? best(restoreBin, restoreArgs(1), nodeOnPath, freshHost) : undefined;
       const rTar = logN === 14 ? best(restoreBin, restoreArgs(CORES), { ...nodeOnPath, QVMB_IMAGE_EXTRACTION: 'tar' }, freshHost) : undefined;
       const r = best(restoreBin, restoreArgs(CORES), nodeOnPath, freshHost);
       same &&= spawnSync('cmp', [img, join(host, 'appvms/work/private.img')]).status === 0;
-      const refR = best('bash', ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp')], {}, freshRef);
+      const refR = best('bash', ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], {}, freshRef);
+      if (logN === 14) refGzip14 = refB;
       sizes.push(`logN ${logN}: ours ${(statSync(oursArchive).size / 1e6).toFixed(0)} MB, reference ${(statSync(refArchive).size / 1e6).toFixed(0)} MB`);
       if (b1) table.push(row(`backup, logN ${logN}, --threads 1`, b1, refB, mb));
       if (bTar) table.push(row(`backup, logN ${logN}, inner archives by GNU tar (QVMB_INNER_TAR=tar)`, bTar, refB, mb));
@@ -162,7 +171,29 @@ function main(): void {
       rmSync(refArchive, { force: true });
       rmSync(oursArchive, { force: true });
     }
-    // the same data in a 20 GiB image (16 GiB more of hole at its end): the holes must cost nothing
+    // -Z zstd at logN 14: ours (in the workers where node:zlib has zstd, else the zstd program run
+    // by tar) against the reference writer with its gzip default and with zstd as its filter
+    const zstdEngine = blockCodecAvailable('zstd') ? 'zstd -3 in the workers (node:zlib)' : `zstd -3 -T${CORES} program (no zstd in this node:zlib)`;
+    {
+      const oursArchive = join(work, 'ours-zstd.bin');
+      const rmArchive = (): void => rmSync(oursArchive, { force: true });
+      const backupArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', '14', '-Z', 'zstd', '--threads', String(threads), oursArchive, 'work'];
+      const b1 = best(backupBin, backupArgs(1), nodeOnPath, rmArchive);
+      const b = best(backupBin, backupArgs(CORES), nodeOnPath, rmArchive);
+      const refArchive = join(work, 'ref-zstd.bin');
+      const refB = best('bash', ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'zstd'], {}, () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }));
+      const r = best(restoreBin, ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], nodeOnPath, freshHost);
+      same &&= spawnSync('cmp', [img, join(host, 'appvms/work/private.img')]).status === 0;
+      const refR = best('bash', ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'zstd'], {}, freshRef);
+      sizes.push(`-Z zstd: ours ${(statSync(oursArchive).size / 1e6).toFixed(0)} MB, reference ${(statSync(refArchive).size / 1e6).toFixed(0)} MB`);
+      table.push(row(`backup -Z zstd, logN 14, --threads 1, ${zstdEngine}; reference with zstd`, b1, refB, mb));
+      table.push(row(`backup -Z zstd, logN 14, ${CORES} threads; reference with zstd`, b, refB, mb, b1.cpu / CORES));
+      if (refGzip14) table.push(row(`backup -Z zstd, logN 14, ${CORES} threads; reference with its gzip default`, b, refGzip14, mb));
+      table.push(row(`restore -Z zstd archive, logN 14, ${CORES} threads; reference with zstd -d`, r, refR, mb));
+      rmSync(refArchive, { force: true });
+      rmArchive();
+    }
+
     spawnSync('truncate', ['-s', '20G', img]);
     {
       const oursArchive = join(work, 'ours-20g.bin');
@@ -171,10 +202,10 @@ function main(): void {
       const bTar = best(backupBin, backupArgs, { ...nodeOnPath, QVMB_INNER_TAR: 'tar' }, rmArchive);
       const b = best(backupBin, backupArgs, nodeOnPath, rmArchive);
       const refArchive = join(work, 'ref-20g.bin');
-      const refB = best('bash', ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml')], {}, () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }));
+      const refB = best('bash', ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], {}, () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }));
       const r = best(restoreBin, ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], nodeOnPath, freshHost);
       same &&= spawnSync('cmp', [img, join(host, 'appvms/work/private.img')]).status === 0;
-      const refR = best('bash', ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp')], {}, freshRef);
+      const refR = best('bash', ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], {}, freshRef);
       table.push(row('backup, 20 GiB image (same data), logN 14, inner archives by GNU tar', bTar, refB, mb));
       table.push(row(`backup, 20 GiB image (same data), logN 14, ${CORES} threads`, b, refB, mb));
       table.push(row(`restore, 20 GiB image (same data), logN 14, ${CORES} threads`, r, refR, mb));
@@ -182,10 +213,16 @@ function main(): void {
       rmArchive();
     }
     const loadAfter = loadavg()[0]!;
+    const kdf = (logN: number): number => CORES * 128 * 8 * 2 ** logN;
+    const rssBounds = LOGNS.map((logN) => {
+      const backupBound = defaultMaxMemory(CORES, logN, totalmem()) + kdf(logN) + 200e6;
+      const restoreBound = defaultRestoreMaxMemory(CORES, totalmem()) + kdf(logN) + 200e6;
+      return `logN ${logN}: backup ${Math.round(backupBound / MiB)} MiB, restore ${Math.round(restoreBound / MiB)} MiB`;
+    }).join('; ')
     const lines = [
       SECTION,
       '',
-      `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (\`node dist/scripts/bench-backup.js${args.length ? ' ' + args.join(' ') : ''}\`) on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. One VM image of ${4 * DATA_MIB} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm; the "20 GiB image" rows: the same image extended to 20 GiB with a hole. Format 4, gzip -6, 100 MiB chunks, both sides, scrypt r=8 p=1 at the logN shown. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second; ± is the spread of ${REPEAT} runs (best shown); CPU-s/GB counts every process of the run (user + sys). Ceiling = our \`--threads 1\` CPU time divided by the ${CORES} cores (the same work perfectly parallel); efficiency = ceiling / achieved. Archives: ${sizes.join('; ')}. Restored image identical: ${same ? 'yes' : 'NO'}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
+      `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (\`node dist/scripts/bench-backup.js${args.length ? ' ' + args.join(' ') : ''}\`) on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. One VM image of ${4 * DATA_MIB} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm; the "20 GiB image" rows: the same image extended to 20 GiB with a hole. Format 4, gzip -6 (the \`-Z zstd\` rows: ${zstdEngine}, the reference then running \`zstd\` / \`zstd -d\` as its filter), 100 MiB chunks, both sides, scrypt r=8 p=1 at the logN shown. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second; ± is the spread of ${REPEAT} runs (best shown); CPU-s/GB counts every process of the run (user + sys). Ceiling = our \`--threads 1\` CPU time divided by the ${CORES} cores (the same work perfectly parallel); efficiency = ceiling / achieved. Archives: ${sizes.join('; ')}. Restored image identical: ${same ? 'yes' : 'NO'}. Peak RSS (ours, from the run's own summary) against the bound --max-memory (default) + one key derivation per thread + 200 MB: ${rssBounds}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
       '',
       '| run | qvm-backup (this) | reference pipeline | speedup | ceiling | efficiency |',
       '|---|---:|---:|---:|---:|---:|',
