@@ -1,6 +1,7 @@
 // A small checker of --json messages against the field tables of docs/json.md (no schema library):
 // each `### \`type\` (operations)` section's table gives the fields, their types, and `?` for the
-// optional ones; `a[].b` / `a.b` rows describe the fields of array elements / objects.
+// optional ones; `a[].b` / `a.b` rows (to any depth: `a.b[].c`) describe the fields of array
+// elements / objects.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -14,7 +15,7 @@ interface Section {
   types: string[];
   operations: string[];
   top: Map<string, Field>;
-  /** parent field name → its documented children */
+  /** parent field path (`a`, `a.b`; array elements without `[]`) → its documented children */
   children: Map<string, Map<string, Field>>;
   examples: string[];
 }
@@ -44,11 +45,13 @@ export class JsonSchema {
         const optional = raw.endsWith('?');
         const path = optional ? raw.slice(0, -1) : raw;
         const types = row[2]!.replace(/\\\|/g, '|').split('|').map((s) => s.trim());
-        const m = /^(\w+)(?:\[\])?\.(\w+)$/.exec(path);
-        if (m) {
-          const kids = cur.children.get(m[1]!) ?? new Map<string, Field>();
-          kids.set(m[2]!, { name: m[2]!, optional, types });
-          cur.children.set(m[1]!, kids);
+        const parts = path.split('.').map((p) => p.replace(/\[\]$/, ''));
+        if (parts.length > 1) {
+          const parent = parts.slice(0, -1).join('.');
+          const name = parts[parts.length - 1]!;
+          const kids = cur.children.get(parent) ?? new Map<string, Field>();
+          kids.set(name, { name, optional, types });
+          cur.children.set(parent, kids);
         } else cur.top.set(path, { name: path, optional, types });
       }
     }
@@ -70,7 +73,7 @@ export class JsonSchema {
   }
 }
 
-function checkObject(o: Record<string, unknown>, fields: Map<string, Field>, children: Map<string, Map<string, Field>>, where: string): string[] {
+function checkObject(o: Record<string, unknown>, fields: Map<string, Field>, children: Map<string, Map<string, Field>>, where: string, prefix = ''): string[] {
   const out: string[] = [];
   for (const k of Object.keys(o)) if (!fields.has(k)) out.push(`${where}: undocumented field ${k}`);
   for (const f of fields.values()) {
@@ -83,11 +86,12 @@ function checkObject(o: Record<string, unknown>, fields: Map<string, Field>, chi
       out.push(`${where}: ${f.name} = ${JSON.stringify(v)} is not ${f.types.join('|')}`);
       continue;
     }
-    const kids = children.get(f.name);
+    const path = prefix === '' ? f.name : `${prefix}.${f.name}`;
+    const kids = children.get(path);
     const objects = Array.isArray(v) ? v : [v];
     for (const x of objects) {
       if (typeof x !== 'object' || x === null) continue;
-      if (kids) out.push(...checkObject(x as Record<string, unknown>, kids, new Map(), `${where}.${f.name}`));
+      if (kids) out.push(...checkObject(x as Record<string, unknown>, kids, children, `${where}.${f.name}`, path));
       else if (!Array.isArray(x)) {
         // an object without documented fields (settings): a flat map of scalars
         for (const [k, y] of Object.entries(x)) if (y !== null && typeof y === 'object') out.push(`${where}.${f.name}.${k}: not a scalar`);

@@ -3,6 +3,7 @@
 import { AsyncQueue } from '../pipeline/async-queue.js';
 import type { OuterTarWriter } from '../tar/outer-tar-writer.js';
 import { RunStats } from '../stats/run-stats.js';
+import { STAGE } from '../stats/bound.js';
 
 export interface OuterMember {
   name: string;
@@ -50,8 +51,8 @@ export class OrderedWriter {
   /** Write every job in order until close(); rejects on the first failed job or write. */
   async run(): Promise<void> {
     for await (const job of this.#queue) {
-      const r = await this.#stats.time('wait for the next chunk (writer)', () => job);
-      const end = this.#stats.begin('write (sink)');
+      const r = await this.#stats.time(STAGE.backupWaitChunk, () => job);
+      const end = this.#stats.begin(STAGE.backupWrite);
       try {
         for (const m of r.members) {
           const size = m.parts.reduce((a, p) => a + p.length, 0);

@@ -32,6 +32,7 @@ import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
 import { HoleMapper } from '../io/hole-map.js';
 import { openInnerTar, ReadBuffers } from './inner-tar-source.js';
+import { STAGE } from '../stats/bound.js';
 
 export { defaultBackupName } from './destination.js';
 
@@ -222,7 +223,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   type StartedTar = { stdout: AsyncIterable<Uint8Array>; done: Promise<void>; inputBytes: () => number | undefined };
   const usesTar = (f: BackupFile): boolean => s.format !== 2 && f.inMemory === undefined;
   const startTar = (f: BackupFile, job: VmJob | null): StartedTar => {
-    const tarRun = stats.begin('tar -c (start to exit)');
+    const tarRun = stats.begin(STAGE.backupSourceTar);
     const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: [externalFilter.program, ...externalFilter.args].join(' ') } : {}), signal: runSignal });
     void tar.done.then(tarRun, tarRun);
     const tarFailed = (e: unknown): QvmBackupError =>
@@ -244,7 +245,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const readBuffers = new ReadBuffers();
   const startInner = (f: BackupFile, job: VmJob | null): StartedTar => {
     if (!inProcess) return startTar(f, job);
-    const end = stats.begin('inner tar in-process (open to end)');
+    const end = stats.begin(STAGE.backupSourceInProcess);
     let current: StartedTar | undefined;
     let inProcessSource = false;
     const where = job ? `VM ${job.name}: ` : '';
@@ -342,7 +343,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     await writing;
     // a failure recorded elsewhere (the pool, a tar whose stream looked complete) still fails the run
     runSignal.throwIfAborted();
-    await stats.time('commit (flush, fsync, rename)', () => sink.commit());
+    await stats.time(STAGE.backupCommit, () => sink.commit());
   } catch (e) {
     stopAll(e);
     writer.abort(failures.cause);

@@ -90,7 +90,7 @@ export async function main(): Promise<number> {
     return reportError('qvm-backup', new QvmBackupError('ERR_USAGE', "--json prints to stdout, which carries the archive with '-': drop --json, or pipe the archive with --dest-command"), false);
   }
   const progress = makeProgress(o, 'backup');
-  const stats = makeStats(o);
+  const stats = makeStats(o, 'backup');
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping (press Ctrl-C again to force)`));
   const format = Number(o['format']) as 2 | 3 | 4;
   try {

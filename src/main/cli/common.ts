@@ -7,14 +7,17 @@ import { fail, QvmBackupError } from '../errors.js';
 import { exitCodeFor, exitCodeForSignal, errorCodeOf, EXIT } from './exit-codes.js';
 import { openTty, readTtyLine } from './tty-prompt.js';
 import { RunStats, formatStats } from '../stats/run-stats.js';
+import { backupBound, restoreBound, verifyBound } from '../stats/bound.js';
 
-/** The run's stage profile: on with --stats, else a no-op one. */
-export function makeStats(opts: { stats?: boolean }): RunStats {
-  return new RunStats({ enabled: opts.stats === true });
+/** The run's stage profile: on with --stats and with --json (its summary always carries it), else
+ *  a no-op one. */
+export function makeStats(opts: { stats?: boolean; json?: boolean }, operation: 'backup' | 'restore' | 'verify'): RunStats {
+  const bound = { backup: backupBound, restore: restoreBound, verify: verifyBound }[operation];
+  return new RunStats({ enabled: opts.stats === true || opts.json === true, bound });
 }
 
-/** --stats at the end of a successful run: the `stats` field of the --json summary, or the text
- *  on stderr (after the final line; printed by `printStats`). */
+/** At the end of a successful run: the `stats` field of the --json summary (always), or with
+ *  --stats the text on stderr (after the final line; printed by `printStats`). */
 export function statsFields(stats: RunStats, json: boolean): Record<string, unknown> {
   return stats.enabled && json ? { stats: stats.report() } : {};
 }

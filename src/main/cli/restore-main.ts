@@ -122,7 +122,7 @@ export async function main(): Promise<number> {
   if (o['list'] === true) return listMain(o, location, vms, compressionFilter);
   const verifyOnly = o['verifyOnly'] === true;
   const progress = makeProgress(o, verifyOnly ? 'verify' : 'restore');
-  const stats = makeStats(o);
+  const stats = makeStats(o, verifyOnly ? 'verify' : 'restore');
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, nothing more will be installed (press Ctrl-C again to force)`));
   try {
     const r = await runRestore({

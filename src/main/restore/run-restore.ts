@@ -24,6 +24,8 @@ import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
 import { resolveRestoreSettings, restoreMemoryOf, type RestoreChoices } from './settings.js';
 import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
+import { STAGE } from '../stats/bound.js';
+import { timedInput } from '../tar/byte-input.js';
 
 /** The options of one restore: its choices (resolved and validated by settings.ts), what it
  *  selects, and its wiring. */
@@ -96,7 +98,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       source = await openSource(o);
       stopReading = source.stop;
       o.signal.addEventListener('abort', stopReading, { once: true });
-      reader = new OuterTarReader(source.input);
+      reader = new OuterTarReader(timedInput(source.input, stats, STAGE.restoreSource));
       progress.phase('reading the backup header and qubes.xml, deriving their keys');
       head = await stats.time('header + qubes.xml', () => readArchiveHead(reader!, passphrase, { pool, signal: o.signal, maxMemory: s.maxMemory, ...(s.compressionFilter !== undefined ? { forcedCompressionFilter: s.compressionFilter } : {}) }));
       backupXml = parseQubesXml(head.qubesXmlBytes);
@@ -208,7 +210,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     o.signal.throwIfAborted();
     if (installer) {
       for (const vm of complete) if (vm !== 'dom0') installer.done(vm);
-      await stats.time('install (all VMs)', () => installer.settle());
+      await stats.time(STAGE.restoreInstall, () => installer.settle());
       o.signal.throwIfAborted();
     }
     // 4. dom0 home

@@ -4,6 +4,7 @@
 // process spawns and the main thread's event-loop utilisation. Every hook costs a clock read or
 // two per file, chunk or task — never per byte — and nothing at all when the profile is off.
 import { performance } from 'node:perf_hooks';
+import type { Bound, StageReport, StatsReport } from './report-types.js';
 
 /** Milliseconds from an arbitrary origin (performance.now, or a fake clock in tests). */
 export type Clock = () => number;
@@ -16,21 +17,7 @@ interface StageAcc {
   openedAt: number;
 }
 
-export interface StageReport {
-  stage: string;
-  busy_s: number;
-  active_s: number;
-  count: number;
-}
-
-export interface StatsReport {
-  wall_s: number;
-  stages: StageReport[];
-  workers: { threads: number; busy_s: number; utilisation: number; tasks: number };
-  key_derivations: number;
-  spawns: { count: number; main_thread_s: number };
-  event_loop_utilisation: number;
-}
+export type { StageReport, StatsReport } from './report-types.js';
 
 type Elu = ReturnType<typeof performance.eventLoopUtilization>;
 
@@ -42,6 +29,7 @@ export class RunStats {
   readonly #stages = new Map<string, StageAcc>();
   readonly #started: number;
   readonly #elu: Elu | undefined;
+  readonly #bound: ((r: StatsReport) => Bound) | undefined;
   #threads = 0;
   #workerMs = 0;
   #tasks = 0;
@@ -49,8 +37,9 @@ export class RunStats {
   #spawns = 0;
   #spawnMs = 0;
 
-  constructor(o: { enabled: boolean; clock?: Clock; measureEventLoop?: boolean }) {
+  constructor(o: { enabled: boolean; clock?: Clock; measureEventLoop?: boolean; bound?: (r: StatsReport) => Bound }) {
     this.enabled = o.enabled;
+    this.#bound = o.bound;
     this.#clock = o.clock ?? (() => performance.now());
     this.#started = o.enabled ? this.#clock() : 0;
     this.#elu = o.enabled && o.measureEventLoop !== false ? performance.eventLoopUtilization() : undefined;
@@ -142,7 +131,7 @@ export class RunStats {
     }
     const capacity = this.#threads * wallMs;
     const elu = this.#elu ? performance.eventLoopUtilization(this.#elu).utilization : 0;
-    return {
+    const report: StatsReport = {
       wall_s: round(wallMs),
       stages,
       workers: { threads: this.#threads, busy_s: round(this.#workerMs), utilisation: capacity > 0 ? Math.round((1000 * this.#workerMs) / capacity) / 1000 : 0, tasks: this.#tasks },
@@ -150,6 +139,11 @@ export class RunStats {
       spawns: { count: this.#spawns, main_thread_s: round(this.#spawnMs) },
       event_loop_utilisation: Math.round(1000 * elu) / 1000,
     };
+    if (this.#bound !== undefined) {
+      const b = this.#bound(report);
+      report.bound = { ...b, share: Math.round(1000 * b.share) / 1000 };
+    }
+    return report;
   }
 }
 
@@ -166,5 +160,6 @@ export function formatStats(r: StatsReport): string {
   lines.push(`  key derivations: ${r.key_derivations}`);
   lines.push(`  child processes: ${r.spawns.count}, ${r.spawns.main_thread_s.toFixed(2)} s of the main thread to start them`);
   lines.push(`  main thread event loop: ${pct(r.event_loop_utilisation)} busy`);
+  if (r.bound !== undefined) lines.push(`  bounded by: ${r.bound.resource} (${r.bound.stage}) — ${r.bound.why}`);
   return lines.join('\n');
 }

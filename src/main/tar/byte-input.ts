@@ -134,3 +134,13 @@ export class FileInput implements ByteInput {
     return n;
   }
 }
+
+/** `input` with every take timed as one interval of `stage` (the stage profile's "waiting for the
+ *  source"); the input itself when the profile is off. */
+export function timedInput(input: ByteInput, stats: { enabled: boolean; time<T>(stage: string, fn: () => T): T }, stage: string): ByteInput {
+  if (!stats.enabled) return input;
+  return {
+    take: (dst, off, len) => stats.time(stage, () => input.take(dst, off, len)),
+    close: () => input.close(),
+  };
+}

@@ -28,13 +28,14 @@ import { includedDomainsBySubdir, requiredBases } from './verify-expect.js';
 import type { RestoreDataContext, RestoreDataResult, RestoreSelection, VmRestoreResult } from './types.js';
 import type { InnerExtractor } from './file-extractor.js';
 import { RunStats } from '../../stats/run-stats.js';
+import { STAGE } from '../../stats/bound.js';
 
 /** `ext` with its writes (decompress + extract, on the main thread and in tar) and its end timed. */
 function timedExtractor(ext: InnerExtractor, stats: RunStats): InnerExtractor {
   if (!stats.enabled) return ext;
   return {
-    write: (data) => stats.time('decompress+extract (per chunk)', () => ext.write(data)),
-    finish: () => stats.time('extract: finish (flush, tar exit)', () => ext.finish()),
+    write: (data) => stats.time(STAGE.restoreExtract, () => ext.write(data)),
+    finish: () => stats.time(STAGE.restoreFinish, () => ext.finish()),
     abort: () => ext.abort(),
   };
 }
@@ -207,7 +208,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   try {
     for (;;) {
       if (ctx.signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', 'restore cancelled', {}, ctx.signal.reason);
-      const m = await stats.time('read (outer archive)', () => outerStep(reader.next(), 'reading the next member'));
+      const m = await stats.time(STAGE.restoreRead, () => outerStep(reader.next(), 'reading the next member'));
       progress();
       if (m === null) break;
       if (m.typeflag !== undefined && m.typeflag !== '0') throw new QvmBackupError('ERR_CORRUPT', `archive member ${shownName(m.untrustedName)} is not a regular file`);
@@ -280,10 +281,10 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   }
 
   async function readChunk(m: OuterMember, file: V3File, ref: ChunkRef): Promise<Waiting> {
-    const slot = await stats.time('wait for a chunk slot (reader)', () => slots.acquire(ctx.signal));
+    const slot = await stats.time(STAGE.restoreWaitSlot, () => slots.acquire(ctx.signal));
     try {
       readingFrom = reader.bytesRead;
-      await stats.time('read (outer archive)', () => outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size)), `reading ${ref.name}`));
+      await stats.time(STAGE.restoreRead, () => outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size)), `reading ${ref.name}`));
     } catch (e) {
       slots.release(slot);
       throw e;

@@ -1,0 +1,115 @@
+// Which resource bounded a run, read from its stage profile — so that a user can tell "my disk",
+// "my CPU" or "my destination" without reading the table. A heuristic over shares of the wall time,
+// in a fixed order: a stage that one side spent most of the run waiting on is the bound; otherwise
+// the workers when they were busy most of the time; otherwise the main thread when its event loop
+// was; otherwise the side that feeds the pipeline (for a backup: reading the VM files; for a
+// restore: writing them). Pure: it only reads the report.
+import type { Bound, StageReport, StatsReport } from './report-types.js';
+
+export type { Bound, BoundResource } from './report-types.js';
+
+/** Stage names the verdict reads (the ones the runs record). */
+export const STAGE = {
+  backupWrite: 'write (sink)',
+  backupWaitChunk: 'wait for the next chunk (writer)',
+  backupCommit: 'commit (flush, fsync, rename)',
+  backupSourceTar: 'tar -c (start to exit)',
+  backupSourceInProcess: 'inner tar in-process (open to end)',
+  restoreRead: 'read (outer archive)',
+  restoreSource: 'read from the source (file, pipe or command)',
+  restoreWaitSlot: 'wait for a chunk slot (reader)',
+  restoreExtract: 'decompress+extract (per chunk)',
+  restoreFinish: 'extract: finish (flush, tar exit)',
+  restoreInstall: 'install (all VMs)',
+} as const;
+
+/** A stage's active time over the wall time. */
+function share(r: StatsReport, stage: string): number {
+  const s = r.stages.find((x) => x.stage === stage);
+  return s === undefined || r.wall_s <= 0 ? 0 : Math.min(1, s.active_s / r.wall_s);
+}
+
+/** The busiest stage done by the workers (their names end in "(workers)"). */
+function heaviestWorkerStage(r: StatsReport): StageReport | undefined {
+  return r.stages.filter((s) => s.stage.endsWith('(workers)')).sort((a, b) => b.busy_s - a.busy_s)[0];
+}
+
+const pct = (x: number): string => `${Math.round(100 * x)} %`;
+
+/** Above this share of the wall time a wait or a stage is what bounded the run. */
+const DOMINANT = 0.5;
+/** Workers busy at least this share of their capacity: the CPU is the bound. */
+const WORKERS_SATURATED = 0.75;
+/** Main-thread event loop busy at least this share: the main thread is the bound. */
+const MAIN_SATURATED = 0.85;
+
+function cpuOrMain(r: StatsReport): Bound | undefined {
+  if (r.workers.threads > 0 && r.workers.utilisation >= WORKERS_SATURATED) {
+    const top = heaviestWorkerStage(r);
+    const what = top === undefined ? 'worker tasks' : top.stage.replace(' (workers)', '');
+    return {
+      resource: 'cpu',
+      stage: top?.stage ?? 'workers',
+      share: r.workers.utilisation,
+      why: `the ${r.workers.threads} worker threads were busy ${pct(r.workers.utilisation)} of the run, most of it in ${what}: more threads (--threads) or faster cores would help`,
+    };
+  }
+  if (r.event_loop_utilisation >= MAIN_SATURATED) {
+    return { resource: 'main thread', stage: 'event loop', share: r.event_loop_utilisation, why: `the main thread was busy ${pct(r.event_loop_utilisation)} of the run` };
+  }
+  return undefined;
+}
+
+/** The bound of a backup run. */
+export function backupBound(r: StatsReport): Bound {
+  const write = share(r, STAGE.backupWrite) + share(r, STAGE.backupCommit);
+  if (write >= DOMINANT) {
+    return { resource: 'destination', stage: STAGE.backupWrite, share: write, why: `writing the archive to the destination took ${pct(write)} of the run: the destination (disk, network or command) accepted data slower than it was produced` };
+  }
+  const cpu = cpuOrMain(r);
+  if (cpu) return cpu;
+  const wait = share(r, STAGE.backupWaitChunk);
+  const sourceStage = r.stages.some((s) => s.stage === STAGE.backupSourceInProcess) ? STAGE.backupSourceInProcess : STAGE.backupSourceTar;
+  return {
+    resource: 'source',
+    stage: sourceStage,
+    share: wait,
+    why: `the writer waited ${pct(wait)} of the run for chunks while the workers were busy only ${pct(r.workers.utilisation)}: reading the VM files (their disk) bounded the run`,
+  };
+}
+
+/** The bound of a restore run. */
+export function restoreBound(r: StatsReport): Bound {
+  return restoreOrVerifyBound(r, false);
+}
+
+/** The bound of a --verify-only run (it writes nothing). */
+export function verifyBound(r: StatsReport): Bound {
+  return restoreOrVerifyBound(r, true);
+}
+
+function restoreOrVerifyBound(r: StatsReport, verify: boolean): Bound {
+  // the source is read by the header phase and the data pass (STAGE.restoreRead is the latter's)
+  const read = share(r, STAGE.restoreSource);
+  if (read >= DOMINANT) {
+    return { resource: 'source', stage: STAGE.restoreSource, share: read, why: `reading the archive took ${pct(read)} of the run: its disk, pipe or source command delivered data slower than it was restored` };
+  }
+  const cpu = cpuOrMain(r);
+  if (cpu) return cpu;
+  const write = Math.min(1, share(r, STAGE.restoreExtract) + share(r, STAGE.restoreFinish) + share(r, STAGE.restoreInstall));
+  const waitSlot = share(r, STAGE.restoreWaitSlot);
+  if (verify) {
+    return {
+      resource: 'cpu',
+      stage: STAGE.restoreExtract,
+      share: write,
+      why: `decompressing and checking the inner archives (outside the worker pool) took ${pct(write)} of the run while the workers were busy only ${pct(r.workers.utilisation)}`,
+    };
+  }
+  return {
+    resource: 'destination',
+    stage: STAGE.restoreExtract,
+    share: write,
+    why: `extracting, writing and installing the files took ${pct(write)} of the run (the reader waited ${pct(waitSlot)} for free chunk slots) while the workers were busy only ${pct(r.workers.utilisation)}: writing to the qubes root's disk bounded the run`,
+  };
+}

@@ -1,0 +1,71 @@
+// The verdict on what bounded a run, from synthetic stage profiles: a destination or source that
+// the run waited on, saturated workers (named by their heaviest stage), a busy main thread, and
+// otherwise the side that feeds the pipeline.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { STAGE, backupBound, restoreBound, verifyBound } from '../../../src/main/stats/bound.js';
+import type { StatsReport } from '../../../src/main/stats/report-types.js';
+
+function report(o: { wall?: number; stages?: Record<string, number>; workers?: Record<string, number>; utilisation?: number; elu?: number }): StatsReport {
+  const wall = o.wall ?? 10;
+  return {
+    wall_s: wall,
+    stages: [
+      ...Object.entries(o.stages ?? {}).map(([stage, active]) => ({ stage, busy_s: active, active_s: active, count: 1 })),
+      ...Object.entries(o.workers ?? {}).map(([stage, busy]) => ({ stage, busy_s: busy, active_s: 0, count: 10 })),
+    ],
+    workers: { threads: 2, busy_s: 2 * wall * (o.utilisation ?? 0), utilisation: o.utilisation ?? 0, tasks: 10 },
+    key_derivations: 3,
+    spawns: { count: 0, main_thread_s: 0 },
+    event_loop_utilisation: o.elu ?? 0.2,
+  };
+}
+
+test('backup: writes that took most of the run mean the destination', () => {
+  const b = backupBound(report({ stages: { [STAGE.backupWrite]: 6, [STAGE.backupWaitChunk]: 3 }, utilisation: 0.9 }));
+  assert.equal(b.resource, 'destination');
+  assert.equal(b.stage, STAGE.backupWrite);
+  assert.equal(b.share, 0.6);
+  assert.match(b.why, /60 %/);
+});
+
+test('backup: saturated workers mean the CPU, named by the heaviest worker stage', () => {
+  const b = backupBound(report({ stages: { [STAGE.backupWrite]: 1, [STAGE.backupWaitChunk]: 8 }, workers: { 'compress (workers)': 15, 'key derivation (workers)': 2 }, utilisation: 0.87 }));
+  assert.equal(b.resource, 'cpu');
+  assert.equal(b.stage, 'compress (workers)');
+  assert.match(b.why, /87 % .*compress/);
+});
+
+test('backup: idle workers and a waiting writer mean the source; a busy event loop means the main thread', () => {
+  const src = backupBound(report({ stages: { [STAGE.backupWrite]: 0.5, [STAGE.backupWaitChunk]: 9, [STAGE.backupSourceInProcess]: 9.5 }, utilisation: 0.2 }));
+  assert.equal(src.resource, 'source');
+  assert.equal(src.stage, STAGE.backupSourceInProcess);
+  assert.equal(src.share, 0.9);
+  const tar = backupBound(report({ stages: { [STAGE.backupWaitChunk]: 9, [STAGE.backupSourceTar]: 9.5 }, utilisation: 0.2 }));
+  assert.equal(tar.stage, STAGE.backupSourceTar);
+  const main = backupBound(report({ stages: { [STAGE.backupWaitChunk]: 9 }, utilisation: 0.3, elu: 0.95 }));
+  assert.equal(main.resource, 'main thread');
+});
+
+test('restore: a slow archive read means the source, saturated workers the CPU, else the destination disk', () => {
+  const src = restoreBound(report({ stages: { [STAGE.restoreSource]: 7, [STAGE.restoreRead]: 5, [STAGE.restoreExtract]: 2 }, utilisation: 0.3 }));
+  assert.equal(src.resource, 'source');
+  const cpu = restoreBound(report({ stages: { [STAGE.restoreRead]: 1, [STAGE.restoreExtract]: 5 }, workers: { 'derive+authenticate+decrypt (workers)': 16 }, utilisation: 0.8 }));
+  assert.equal(cpu.resource, 'cpu');
+  assert.equal(cpu.stage, 'derive+authenticate+decrypt (workers)');
+  const dest = restoreBound(report({ stages: { [STAGE.restoreRead]: 1, [STAGE.restoreExtract]: 6, [STAGE.restoreInstall]: 2, [STAGE.restoreWaitSlot]: 3 }, utilisation: 0.4 }));
+  assert.equal(dest.resource, 'destination');
+  assert.equal(dest.share, 0.8);
+  assert.match(dest.why, /disk/);
+  // verify-only writes nothing: the same profile is decompression, not a disk
+  const verify = verifyBound(report({ stages: { [STAGE.restoreRead]: 1, [STAGE.restoreExtract]: 6 }, utilisation: 0.4 }));
+  assert.equal(verify.resource, 'cpu');
+  assert.doesNotMatch(verify.why, /disk/);
+});
+
+test('an empty profile (a run that did nothing) still gets a verdict, with shares in 0-1', () => {
+  for (const f of [backupBound, restoreBound, verifyBound]) {
+    const b = f(report({ wall: 0 }));
+    assert.ok(b.share >= 0 && b.share <= 1, `${b.resource} ${b.share}`);
+  }
+});
