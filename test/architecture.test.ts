@@ -72,6 +72,17 @@ test('pure layers do no I/O and spawn nothing', () => {
   }
 });
 
+test('the runs (backup, restore, pipeline, …) import nothing of the CLI: it parses and calls them', () => {
+  const cli = join(ROOT, 'src/main/cli') + '/';
+  for (const f of sources(join(ROOT, 'src/main'))) {
+    if (f.startsWith(cli)) continue;
+    for (const i of imports(f)) {
+      const t = target(f, i);
+      assert.ok(t === null || !t.startsWith(cli), `${rel(f)} imports ${i}`);
+    }
+  }
+});
+
 test('only src/main/io/spawn.ts imports execa: every process is started the same way', () => {
   const spawn = join(ROOT, 'src/main/io/spawn.ts');
   const importers = sources(join(ROOT, 'src')).filter((f) => imports(f).some((i) => i === 'execa' || i.startsWith('execa/')));

@@ -1,6 +1,6 @@
 // Splits the --max-memory budget between chunk slots, compression blocks and concurrent scrypt
 // derivations (each needs 128·r·N bytes: 512 MiB at logN 19). Pure.
-import { formatBytes } from '../cli/size.js';
+import { formatBytes } from '../size-text.js';
 import { SCRYPT_PREFIX, SCRYPT_SUFFIX } from './chunk-pipeline.js';
 
 export interface MemoryPlanInput {

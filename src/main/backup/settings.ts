@@ -4,7 +4,7 @@
 // Frozen afterwards. Pure apart from the host facts it is given (CPUs, RAM, which programs exist).
 import { availableParallelism, totalmem } from 'node:os';
 import { fail } from '../errors.js';
-import { exactSize } from '../cli/size.js';
+import { exactSize } from '../size-text.js';
 import { encodeBackupHeader, type BackupHeader } from '../format/backup-header.js';
 import { CHUNK_SIZE_BYTES, DEFAULT_SCRYPT_LOGN, MIN_CHUNK_SIZE_BYTES, V2_VOLUME_BYTES, chunkSizeMultiple, maxChunkSize } from '../format/limits.js';
 import { nodeDigestName } from '../../workers/hmac.js';

@@ -1,7 +1,7 @@
 // Progress reporting for backup and restore: state (bytes in/out, current VM, rate, ETA) plus
 // renderers — a live line on a TTY (stderr), a plain line at most every 10 s otherwise, JSON lines
 // with --json (stdout), nothing with --quiet. Domain code calls the methods; only this file prints.
-import { formatBytes } from '../cli/size.js';
+import { formatBytes } from '../size-text.js';
 
 export type ProgressMode = 'tty' | 'plain' | 'json' | 'quiet';
 
