@@ -8,7 +8,7 @@
 // Writes the "## Whole backup and restore" section of BENCHMARKS.md.
 // Usage: node dist/scripts/bench-backup.js [--data-mib N] [--repeat N] [--no-19] [--quick]
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, statSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir, availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import { makeSampleCollection } from './make-sample.js';
 import { blockCodecAvailable } from '../src/workers/compress.js';
 import { defaultMaxMemory } from '../src/main/pipeline/memory-default.js';
 import { defaultRestoreMaxMemory } from '../src/main/restore/settings.js';
+import { writeSection } from './bench-report.js';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
@@ -232,17 +233,7 @@ function main(): void {
     const text = lines.join('\n');
     console.log(text);
     if (!same) process.exitCode = 1;
-    if (!QUICK) {
-      const target = join(root, 'BENCHMARKS.md');
-      const old = existsSync(target) ? readFileSync(target, 'utf8') : '# Benchmarks\n';
-      const start = old.indexOf(SECTION);
-      let next = old;
-      if (start >= 0) {
-        const end = old.indexOf('\n## ', start + SECTION.length);
-        next = old.slice(0, start) + text + (end >= 0 ? old.slice(end + 1) : '');
-      } else next = old.trimEnd() + '\n\n' + text;
-      writeFileSync(target, next);
-    }
+    if (!QUICK) writeSection(SECTION, text);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -16,6 +16,7 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeSampleCollection } from './make-sample.js';
+import { writeSection } from './bench-report.js';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
@@ -26,7 +27,7 @@ const WITH_19 = !QUICK && !args.includes('--no-19');
 const VMS_19 = Number(argOf('--vms-19') ?? 20);
 const CORES = availableParallelism();
 const FIXED_VMS = 5; // the sample's template, sys-net, work, personal, vault
-const SECTION = '## Many small VMs (npm run bench)';
+const SECTION = `## Many small VMs, Node ${process.versions.node.split('.')[0]} (npm run bench)`;
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const backupBin = join(root, 'bin/qvm-backup');
 const restoreBin = join(root, 'bin/qvm-backup-restore');
@@ -204,17 +205,7 @@ function main(): void {
     '',
   ].join('\n');
   console.log(text);
-  if (!QUICK) {
-    const target = join(root, 'BENCHMARKS.md');
-    const old = existsSync(target) ? readFileSync(target, 'utf8') : '# Benchmarks\n';
-    const start = old.indexOf(SECTION);
-    let next: string;
-    if (start >= 0) {
-      const end = old.indexOf('\n## ', start + SECTION.length);
-      next = old.slice(0, start) + text + (end >= 0 ? old.slice(end + 1) : '');
-    } else next = old.trimEnd() + '\n\n' + text;
-    writeFileSync(target, next);
-  }
+  if (!QUICK) writeSection(SECTION, text);
 }
 
 main();

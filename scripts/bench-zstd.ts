@@ -8,13 +8,13 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Transform } from 'node:stream';
 import { SlotPool, type Slot } from '../src/main/pipeline/slot-pool.js';
 import { WorkerPool } from '../src/main/pipeline/worker-pool.js';
 import { blockBound, blockCodecAvailable, type BlockCodec } from '../src/workers/compress.js';
 import { createInnerDecoder } from '../src/main/restore/stream/inner-decoder.js';
 import { cpuTicks, foreignShare, generate, timeIt, waitQuiet } from './bench.js';
+import { writeSection } from './bench-report.js';
 
 const MiB = 1024 * 1024;
 const argv = process.argv.slice(2);
@@ -139,14 +139,7 @@ async function main(): Promise<void> {
   ].join('\n');
   console.log(text);
   if (QUICK) return;
-  const target = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
-  const old = fs.existsSync(target) ? fs.readFileSync(target, 'utf8') : '# Benchmarks\n';
-  const start = old.indexOf(SECTION);
-  let next = start < 0 ? -1 : old.indexOf('\n## ', start + SECTION.length);
-  if (next >= 0) next += 1;
-  const updated = start < 0 ? `${old.trimEnd()}\n\n${text}` : `${old.slice(0, start)}${text}${next < 0 ? '' : '\n' + old.slice(next)}`;
-  fs.writeFileSync(target, updated.endsWith('\n') ? updated : updated + '\n');
-  console.log(`written to ${target}`);
+  writeSection(SECTION, text);
 }
 
 main().catch((e: unknown) => {

@@ -13,6 +13,7 @@ import { SlotPool, type Slot } from '../src/main/pipeline/slot-pool.js';
 import { WorkerPool } from '../src/main/pipeline/worker-pool.js';
 import { gzipBound } from '../src/workers/compress.js';
 import type { SharedSlice } from '../src/workers/task-types.js';
+import { writeSection } from './bench-report.js';
 
 const MiB = 1024 * 1024;
 const QUICK = process.argv.includes('--quick');
@@ -22,7 +23,7 @@ const THREADS = Math.max(2, os.availableParallelism());
 const KEY = Buffer.alloc(32, 7);
 const IV = Buffer.alloc(16, 9);
 const PW = 'bench-passphrase';
-const SECTION = '## Codecs (npm run bench)';
+const SECTION = `## Codecs, Node ${process.versions.node.split('.')[0]} (npm run bench)`;
 
 type Pool = WorkerPool;
 interface Row { op: string; bytes: number; one: number; all: number; ref?: { name: string; seconds: number } }
@@ -240,14 +241,7 @@ function report(rows: Row[], kdfRows: string[], info: { mix: { zero: number; tex
   const text = lines.join('\n');
   console.log(text);
   if (QUICK) return;
-  const target = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
-  const old = fs.existsSync(target) ? fs.readFileSync(target, 'utf8') : '# Benchmarks\n';
-  const start = old.indexOf(SECTION);
-  let next = start < 0 ? -1 : old.indexOf('\n## ', start + SECTION.length);
-  if (next >= 0) next += 1;
-  const updated = start < 0 ? `${old.trimEnd()}\n\n${text}` : `${old.slice(0, start)}${text}${next < 0 ? '' : '\n' + old.slice(next)}`;
-  fs.writeFileSync(target, updated.endsWith('\n') ? updated : updated + '\n');
-  console.log(`written to ${target}`);
+  writeSection(SECTION, text);
 }
 
 // run only as the entry script (bench-zstd.ts imports the helpers above)

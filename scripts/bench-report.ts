@@ -1,0 +1,21 @@
+// The one writer of BENCHMARKS.md for the bench scripts: each owns a section (a "## " heading) and
+// replaces it with its new text, or appends it when the file has none yet.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const BENCHMARKS_MD = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
+
+/** Replace the section starting with `heading` (up to the next "## ") by `text`, or append it. */
+export function writeSection(heading: string, text: string, file = BENCHMARKS_MD): void {
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const body = text.endsWith('\n') ? text : `${text}\n`;
+  const start = old.indexOf(heading);
+  let updated: string;
+  if (start < 0) updated = `${old.trimEnd()}\n\n${body}`;
+  else {
+    const end = old.indexOf('\n## ', start + heading.length);
+    updated = old.slice(0, start) + body + (end < 0 ? '' : `\n${old.slice(end + 1)}`);
+  }
+  writeFileSync(file, updated);
+  console.log(`written to ${file}`);
+}
