@@ -50,7 +50,7 @@ test('the bound of a run: slow destination, slow source, and a plain file', { ti
     // --stats in text: the verdict is the profile's last line
     const text = node(BACKUP_BIN, ['-q', '--stats', ...base, join(t.dir, 'c.bin'), 'work']);
     assert.equal(text.status, 0, text.stderr);
-    assert.match(text.stderr, /Stage profile[\s\S]*\n {2}bounded by: (cpu|source|main thread) \(.+\) — .+\n$/);
+    assert.match(text.stderr, /Stage profile[\s\S]*\n {2}bounded by: (cpu|source|main thread|mixed) \(.+\) — .+\n$/);
   } finally {
     t.cleanup();
   }

@@ -115,13 +115,13 @@ export async function main(): Promise<number> {
       threads: o['threads'] as number,
       ...(o['maxMemory'] !== undefined ? { maxMemory: o['maxMemory'] as number } : {}),
       getPassphrase: async () => {
-        const pw = s.profile?.passphraseText !== undefined && o['passphraseFile'] === undefined && o['passphraseCommand'] === undefined ? s.profile.passphraseText : await readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: true, signal: stop.signal });
+        const pw = s.profile?.passphraseText !== undefined && o['passphraseFile'] === undefined && o['passphraseCommand'] === undefined ? s.profile.passphraseText : await stats.userWait(() => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: true, signal: stop.signal }));
         if (o['saveProfile'] !== undefined) progress.info(`saved backup profile ${await saveProfile(o['saveProfile'] as string, o['profileDir'] as string, profileOf(s, pw))}`);
         return pw;
       },
       confirm: async (summary, plan) => {
         progress.plan(summary, plan);
-        return confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal);
+        return stats.userWait(() => confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal));
       },
       progress,
       signal: stop.signal,

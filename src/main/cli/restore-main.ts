@@ -143,11 +143,11 @@ export async function main(): Promise<number> {
       ...(compressionFilter !== undefined ? { compressionFilter } : {}),
       threads: o['threads'] as number,
       ...(o['maxMemory'] !== undefined ? { maxMemory: o['maxMemory'] as number } : {}),
-      getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal }),
+      getPassphrase: () => stats.userWait(() => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal })),
       confirm: async (table, plan) => {
         progress.plan(table, restorePlanJson(plan));
         // one question, Qubes' words, for a restore and a verification alike
-        return confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal);
+        return stats.userWait(() => confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal));
       },
       progress,
       signal: stop.signal,

@@ -1,9 +1,10 @@
 // Which resource bounded a run, read from its stage profile — so that a user can tell "my disk",
-// "my CPU" or "my destination" without reading the table. A heuristic over shares of the wall time,
-// in a fixed order: a stage that one side spent most of the run waiting on is the bound; otherwise
-// the workers when they were busy most of the time; otherwise the main thread when its event loop
-// was; otherwise the side that feeds the pipeline (for a backup: reading the VM files; for a
-// restore: writing them). Pure: it only reads the report.
+// "my CPU" or "my destination" without reading the table. A heuristic over shares of the wall time
+// (the user's typing excluded), in a fixed order, each needing half the run or more: the
+// destination (backup) or source (restore) that the run spent that long on; the workers when they
+// were busy three quarters of their capacity, or when one kind of task (key derivation, say) ran
+// that long; the main thread when its event loop was that busy; then the other side of the
+// pipeline. When none did, `mixed`: nothing is blamed. Pure: it only reads the report.
 import type { Bound, StageReport, StatsReport } from './report-types.js';
 
 export type { Bound, BoundResource } from './report-types.js';
@@ -44,14 +45,26 @@ const WORKERS_SATURATED = 0.75;
 const MAIN_SATURATED = 0.85;
 
 function cpuOrMain(r: StatsReport): Bound | undefined {
+  const top = heaviestWorkerStage(r);
+  const what = top === undefined ? 'worker tasks' : top.stage.replace(' (workers)', '');
+  const threads = `${r.workers.threads} worker thread${r.workers.threads === 1 ? '' : 's'}`;
   if (r.workers.threads > 0 && r.workers.utilisation >= WORKERS_SATURATED) {
-    const top = heaviestWorkerStage(r);
-    const what = top === undefined ? 'worker tasks' : top.stage.replace(' (workers)', '');
     return {
       resource: 'cpu',
       stage: top?.stage ?? 'workers',
       share: r.workers.utilisation,
-      why: `the ${r.workers.threads} worker threads were busy ${pct(r.workers.utilisation)} of the run, most of it in ${what}: more threads (--threads) or faster cores would help`,
+      why: `the ${threads} were busy ${pct(r.workers.utilisation)} of the run, most of it in ${what}: more threads (--threads) or faster cores would help`,
+    };
+  }
+  // fewer tasks at a time than threads (few chunks, or key derivations held by --max-memory): one
+  // kind of task still ran most of the run
+  const perWall = top === undefined || r.wall_s <= 0 ? 0 : top.busy_s / r.wall_s;
+  if (top !== undefined && perWall >= DOMINANT) {
+    return {
+      resource: 'cpu',
+      stage: top.stage,
+      share: Math.min(1, perWall),
+      why: `${what} took ${top.busy_s.toFixed(1)} s of worker time in a ${r.wall_s.toFixed(1)} s run (${perWall.toFixed(1)} of the ${threads} on average, ${top.count} tasks): their CPU cost bounded the run`,
     };
   }
   if (r.event_loop_utilisation >= MAIN_SATURATED) {
@@ -60,22 +73,36 @@ function cpuOrMain(r: StatsReport): Bound | undefined {
   return undefined;
 }
 
+/** No resource took half the run: name the longest of `stages`, blaming nothing. */
+function mixed(r: StatsReport, stages: readonly string[]): Bound {
+  const [stage, sh] = stages.map((st) => [st, share(r, st)] as const).sort((a, b) => b[1] - a[1])[0] ?? ['', 0];
+  return {
+    resource: 'mixed',
+    stage,
+    share: sh,
+    why: `no one resource took half the run (the longest stage, ${stage}, ${pct(sh)}; workers busy ${pct(r.workers.utilisation)}, main thread ${pct(r.event_loop_utilisation)}): fixed costs such as start-up, key derivations and fsyncs weigh as much as the data`,
+  };
+}
+
 /** The bound of a backup run. */
 export function backupBound(r: StatsReport): Bound {
   const write = share(r, STAGE.backupWrite) + share(r, STAGE.backupCommit);
   if (write >= DOMINANT) {
-    return { resource: 'destination', stage: STAGE.backupWrite, share: write, why: `writing the archive to the destination took ${pct(write)} of the run: the destination (disk, network or command) accepted data slower than it was produced` };
+    return { resource: 'destination', stage: STAGE.backupWrite, share: Math.min(1, write), why: `writing the archive to the destination took ${pct(write)} of the run: the destination (disk, network or command) accepted data slower than it was produced` };
   }
   const cpu = cpuOrMain(r);
   if (cpu) return cpu;
   const wait = share(r, STAGE.backupWaitChunk);
   const sourceStage = r.stages.some((s) => s.stage === STAGE.backupSourceInProcess) ? STAGE.backupSourceInProcess : STAGE.backupSourceTar;
-  return {
-    resource: 'source',
-    stage: sourceStage,
-    share: wait,
-    why: `the writer waited ${pct(wait)} of the run for chunks while the workers were busy only ${pct(r.workers.utilisation)}: reading the VM files (their disk) bounded the run`,
-  };
+  if (wait >= DOMINANT) {
+    return {
+      resource: 'source',
+      stage: sourceStage,
+      share: wait,
+      why: `the writer waited ${pct(wait)} of the run for chunks while the workers were busy only ${pct(r.workers.utilisation)}: reading the VM files (their disk) bounded the run`,
+    };
+  }
+  return mixed(r, [STAGE.backupWrite, STAGE.backupWaitChunk, sourceStage, STAGE.backupCommit]);
 }
 
 /** The bound of a restore run. */
@@ -98,7 +125,7 @@ function restoreOrVerifyBound(r: StatsReport, verify: boolean): Bound {
   if (cpu) return cpu;
   const write = Math.min(1, share(r, STAGE.restoreExtract) + share(r, STAGE.restoreFinish) + share(r, STAGE.restoreInstall));
   const waitSlot = share(r, STAGE.restoreWaitSlot);
-  if (verify) {
+  if (write >= DOMINANT && verify) {
     return {
       resource: 'cpu',
       stage: STAGE.restoreExtract,
@@ -106,10 +133,13 @@ function restoreOrVerifyBound(r: StatsReport, verify: boolean): Bound {
       why: `decompressing and checking the inner archives (outside the worker pool) took ${pct(write)} of the run while the workers were busy only ${pct(r.workers.utilisation)}`,
     };
   }
-  return {
-    resource: 'destination',
-    stage: STAGE.restoreExtract,
-    share: write,
-    why: `extracting, writing and installing the files took ${pct(write)} of the run (the reader waited ${pct(waitSlot)} for free chunk slots) while the workers were busy only ${pct(r.workers.utilisation)}: writing to the qubes root's disk bounded the run`,
-  };
+  if (write >= DOMINANT) {
+    return {
+      resource: 'destination',
+      stage: STAGE.restoreExtract,
+      share: write,
+      why: `extracting, writing and installing the files took ${pct(write)} of the run (the reader waited ${pct(waitSlot)} for free chunk slots) while the workers were busy only ${pct(r.workers.utilisation)}: writing to the qubes root's disk bounded the run`,
+    };
+  }
+  return mixed(r, [STAGE.restoreSource, STAGE.restoreExtract, STAGE.restoreInstall, STAGE.restoreWaitSlot]);
 }

@@ -17,12 +17,12 @@ export interface StatsReport {
   bound?: Bound;
 }
 
-export type BoundResource = 'cpu' | 'source' | 'destination' | 'main thread';
+export type BoundResource = 'cpu' | 'source' | 'destination' | 'main thread' | 'mixed';
 
 export interface Bound {
   /** cpu: the worker threads' compression / key derivation / ciphers; source: reading the VM files
    *  (backup) or the archive (restore); destination: writing the archive (backup) or the restored
-   *  files (restore); main thread: the orchestration itself */
+   *  files (restore); main thread: the orchestration itself; mixed: no one of them took half the run */
   resource: BoundResource;
   /** the stage that shows it */
   stage: string;

@@ -23,6 +23,9 @@ type Elu = ReturnType<typeof performance.eventLoopUtilization>;
 
 const round = (ms: number): number => Math.round(ms) / 1000;
 
+/** The stage of the time spent waiting for the user (not part of wall_s). */
+export const USER_STAGE = 'waiting for the user (passphrase, confirmation; not in wall_s)';
+
 export class RunStats {
   readonly enabled: boolean;
   readonly #clock: Clock;
@@ -36,6 +39,10 @@ export class RunStats {
   #derivations = 0;
   #spawns = 0;
   #spawnMs = 0;
+  /** time spent waiting for the user (passphrase, confirmation), left out of the wall time */
+  #userMs = 0;
+  #userIdle = 0;
+  #userActive = 0;
 
   constructor(o: { enabled: boolean; clock?: Clock; measureEventLoop?: boolean; bound?: (r: StatsReport) => Bound }) {
     this.enabled = o.enabled;
@@ -113,6 +120,27 @@ export class RunStats {
     return this.#derivations;
   }
 
+  /** Run `fn` (the passphrase prompt or command, the confirmation) as time spent waiting for the
+   *  user: recorded as its own stage and left out of the wall time and the event-loop share, so
+   *  that a slow typist does not dilute the profile's shares. */
+  async userWait<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.enabled) return fn();
+    const t0 = this.#clock();
+    const e0 = this.#elu !== undefined ? performance.eventLoopUtilization() : undefined;
+    try {
+      return await fn();
+    } finally {
+      const ms = this.#clock() - t0;
+      this.#userMs += ms;
+      this.add(USER_STAGE, ms);
+      if (e0 !== undefined) {
+        const d = performance.eventLoopUtilization(performance.eventLoopUtilization(), e0);
+        this.#userIdle += d.idle;
+        this.#userActive += d.active;
+      }
+    }
+  }
+
   /** A child process was started; `ms`: main-thread time the start took (fork + exec happen there). */
   spawned(ms: number): void {
     if (!this.enabled) return;
@@ -123,14 +151,20 @@ export class RunStats {
   /** The profile so far. */
   report(): StatsReport {
     const now = this.#clock();
-    const wallMs = now - this.#started;
+    const wallMs = Math.max(0, now - this.#started - this.#userMs);
     const stages: StageReport[] = [];
     for (const [stage, a] of this.#stages) {
       const active = a.activeMs + (a.open > 0 ? now - a.openedAt : 0);
       stages.push({ stage, busy_s: round(a.busyMs), active_s: round(active), count: a.count });
     }
     const capacity = this.#threads * wallMs;
-    const elu = this.#elu ? performance.eventLoopUtilization(this.#elu).utilization : 0;
+    let elu = 0;
+    if (this.#elu) {
+      const d = performance.eventLoopUtilization(this.#elu);
+      const active = Math.max(0, d.active - this.#userActive);
+      const idle = Math.max(0, d.idle - this.#userIdle);
+      elu = active + idle > 0 ? active / (active + idle) : 0;
+    }
     const report: StatsReport = {
       wall_s: round(wallMs),
       stages,

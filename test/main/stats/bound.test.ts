@@ -37,7 +37,7 @@ test('backup: saturated workers mean the CPU, named by the heaviest worker stage
 });
 
 test('backup: idle workers and a waiting writer mean the source; a busy event loop means the main thread', () => {
-  const src = backupBound(report({ stages: { [STAGE.backupWrite]: 0.5, [STAGE.backupWaitChunk]: 9, [STAGE.backupSourceInProcess]: 9.5 }, utilisation: 0.2 }));
+  const src = backupBound(report({ stages: { [STAGE.backupWrite]: 0.5, [STAGE.backupWaitChunk]: 9, [STAGE.backupSourceInProcess]: 9.5 }, workers: { 'compress (workers)': 4 }, utilisation: 0.2 }));
   assert.equal(src.resource, 'source');
   assert.equal(src.stage, STAGE.backupSourceInProcess);
   assert.equal(src.share, 0.9);
@@ -61,6 +61,29 @@ test('restore: a slow archive read means the source, saturated workers the CPU, 
   const verify = verifyBound(report({ stages: { [STAGE.restoreRead]: 1, [STAGE.restoreExtract]: 6 }, utilisation: 0.4 }));
   assert.equal(verify.resource, 'cpu');
   assert.doesNotMatch(verify.why, /disk/);
+});
+
+test('nothing that took half the run is blamed: mixed, with the longest stage named', () => {
+  // an 80 MB restore from the page cache: extraction 35 % of the run, workers 40 % busy
+  const r = restoreBound(report({ stages: { [STAGE.restoreSource]: 1, [STAGE.restoreExtract]: 3.5, [STAGE.restoreInstall]: 0.5 }, workers: { 'derive+authenticate+decrypt (workers)': 4 }, utilisation: 0.4 }));
+  assert.equal(r.resource, 'mixed');
+  assert.equal(r.stage, STAGE.restoreExtract);
+  assert.equal(r.share, 0.35);
+  const b = backupBound(report({ stages: { [STAGE.backupWaitChunk]: 2, [STAGE.backupWrite]: 1 }, utilisation: 0.1 }));
+  assert.equal(b.resource, 'mixed');
+  assert.equal(b.stage, STAGE.backupWaitChunk);
+  assert.equal(verifyBound(report({ stages: { [STAGE.restoreExtract]: 1 }, utilisation: 0.1 })).resource, 'mixed');
+});
+
+test('more threads than tasks: one kind of worker task that ran most of the run is the CPU bound', () => {
+  // logN 19, 8 threads, few chunks: key derivation took 65 s of worker time in a 22 s run
+  const b = backupBound(report({ wall: 22, stages: { [STAGE.backupWaitChunk]: 21, [STAGE.backupSourceInProcess]: 0.5 }, workers: { 'key derivation (workers)': 65, 'compress (workers)': 0.3 }, utilisation: 0.37 }));
+  assert.equal(b.resource, 'cpu');
+  assert.equal(b.stage, 'key derivation (workers)');
+  assert.equal(b.share, 1);
+  assert.match(b.why, /key derivation took 65\.0 s of worker time in a 22\.0 s run/);
+  const r = restoreBound(report({ wall: 20, stages: { [STAGE.restoreExtract]: 0.2 }, workers: { 'derive+authenticate+decrypt (workers)': 30 }, utilisation: 0.19 }));
+  assert.equal(r.resource, 'cpu');
 });
 
 test('an empty profile (a run that did nothing) still gets a verdict, with shares in 0-1', () => {

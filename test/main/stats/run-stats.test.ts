@@ -93,3 +93,27 @@ test('off: no clock reads, no stages; key derivations still counted', () => {
   assert.deepEqual(r.stages, []);
   assert.deepEqual(r.spawns, { count: 0, main_thread_s: 0 });
 });
+
+test('time waiting for the user is its own stage and left out of the wall time and the worker share', async () => {
+  const c = fakeClock();
+  const s = new RunStats({ enabled: true, clock: c.now, measureEventLoop: false });
+  s.setThreads(2);
+  c.at(1000);
+  const typed = await s.userWait(async () => {
+    c.at(61_000); // a minute at the passphrase prompt
+    return 'pw';
+  });
+  assert.equal(typed, 'pw');
+  s.workerTask('compress (workers)', 2000, false);
+  c.at(63_000);
+  const r = s.report();
+  assert.equal(r.wall_s, 3, 'the 60 s at the prompt are not in the wall time');
+  assert.equal(r.workers.utilisation, 0.333); // 2 s of worker time / (2 threads × 3 s)
+  assert.equal(r.stages.find((x) => x.stage.startsWith('waiting for the user'))?.busy_s, 60);
+  // a failing prompt is still taken out
+  await assert.rejects(s.userWait(async () => {
+    c.at(73_000);
+    throw new Error('no tty');
+  }));
+  assert.equal(s.report().wall_s, 3);
+});
