@@ -2,7 +2,7 @@
 // option). Each adapts a task to the pure codecs, working on views of the shared slots (no copies);
 // expected failures come back as `{ ok: false }` values, anything else is thrown (a bug).
 import { CodecError, failure, failureFrom } from './codec-error.js';
-import { compressBlockInto, gunzipInto, gunzipMemberInto, inflateInto } from './compress.js';
+import { compressBlockInto, gunzipInto, gunzipMemberInto, inflateInto, unzstdFrameInto } from './compress.js';
 import { computeHmacHex, hexEqual, nodeDigestName } from './hmac.js';
 import { decryptPiece, encryptPiece, opensslDecryptFile, opensslEncryptFile } from './openssl-enc.js';
 import { checkScryptParams, scryptDecryptInto, scryptDeriveKey, scryptEncryptInto } from './scrypt-file.js';
@@ -27,6 +27,8 @@ import type {
   ScryptEncryptTask,
   SharedSlice,
   TaskFailure,
+  UnzstdFrameResult,
+  UnzstdFrameTask,
 } from './task-types.js';
 
 /** A view of a shared slice (no copy). */
@@ -68,6 +70,15 @@ export default compressBlock;
 export function gunzipMember(task: GunzipMemberTask): GunzipMemberResult {
   try {
     return { ok: true, length: gunzipMemberInto(view(task.input), view(task.output)) };
+  } catch (e) {
+    return failureFrom(e);
+  }
+}
+
+/** Decompress one zstd frame of a restore's inner stream (exact bytes, exact output size). */
+export function unzstdFrame(task: UnzstdFrameTask): UnzstdFrameResult {
+  try {
+    return { ok: true, length: unzstdFrameInto(view(task.input), view(task.output)) };
   } catch (e) {
     return failureFrom(e);
   }

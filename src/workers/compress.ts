@@ -4,6 +4,7 @@
 import { MEMBER_MARKER_BYTES, markMember } from './gzip-member.js';
 import { CodecError } from './codec-error.js';
 import { zlibInto } from './zlib-into.js';
+import { readFrameHeader, walkFrame } from './zstd-frame.js';
 import { zstdZlib } from './zstd-zlib.js';
 
 /** The only compression programs ever run (the `compression-filter` values Qubes accepts). */
@@ -72,6 +73,24 @@ export function gunzipInto(input: Uint8Array, output: Uint8Array): number | 'too
 export function gunzipMemberInto(input: Uint8Array, output: Uint8Array): number {
   const n = zlibInto('gunzip', input, output, 6, { exact: true });
   if (n !== output.length) throw new CodecError('bad-data', `gzip member decodes to ${n === 'too-large' ? 'more' : n} bytes, not the ${output.length} its trailer names`);
+  return n;
+}
+
+/** Decompress exactly one zstd frame that fills `input` to its last byte into `output`, whose length
+ *  must be the content size its header declares; throws CodecError('bad-data') otherwise (bytes after
+ *  the frame, a second frame, another output size, corrupt data, a bad checksum). The frame is walked
+ *  here too (the caller's walk is not trusted), and the decoder must consume it all and fill `output`
+ *  exactly. Needs zstdDirectAvailable(). */
+export function unzstdFrameInto(input: Uint8Array, output: Uint8Array): number {
+  const head = readFrameHeader(input);
+  const walk = head.kind === 'frame' ? walkFrame(input, head.header, 0, Number.POSITIVE_INFINITY) : head;
+  if (walk.kind !== 'frame' || walk.size !== input.length) {
+    const why = walk.kind === 'bad' ? walk.why : walk.kind === 'frame' ? `it ends at byte ${walk.size} of ${input.length}` : walk.kind === 'skippable' ? 'a skippable frame' : 'truncated';
+    throw new CodecError('bad-data', `the input is not exactly one zstd frame: ${why}`);
+  }
+  if (walk.header.contentSize !== output.length) throw new CodecError('bad-data', `the zstd frame declares ${walk.header.contentSize ?? 'no'} content size, not ${output.length}`);
+  const n = zlibInto('unzstd', input, output, 0, { exact: true });
+  if (n !== output.length) throw new CodecError('bad-data', `zstd frame decodes to ${n === 'too-large' ? 'more' : n} bytes, not the ${output.length} its header names`);
   return n;
 }
 

@@ -40,6 +40,7 @@ function guard<T, R>(task: (t: T) => R): (m: PoolMessage<T>) => R | null {
 
 export const compressBlock = guard(tasks.compressBlock);
 export const gunzipMember = guard(tasks.gunzipMember);
+export const unzstdFrame = guard(tasks.unzstdFrame);
 export const scryptEncrypt = guard(tasks.scryptEncrypt);
 export const scryptDerive = guard(tasks.scryptDerive);
 export const scryptDecrypt = guard(tasks.scryptDecrypt);
@@ -50,7 +51,7 @@ export const hmacSlice = guard(tasks.hmacSlice);
 export default compressBlock;
 
 // Every task of TaskMap is exported, with its exact types (a missing one fails to compile).
-const exported: { [K in TaskName]: (m: PoolMessage<TaskMap[K]['task']>) => TaskMap[K]['result'] | null } = { compressBlock, gunzipMember, scryptEncrypt, scryptDerive, scryptDecrypt, cipherPiece, opensslSeal, opensslOpen, hmacSlice };
+const exported: { [K in TaskName]: (m: PoolMessage<TaskMap[K]['task']>) => TaskMap[K]['result'] | null } = { compressBlock, gunzipMember, unzstdFrame, scryptEncrypt, scryptDerive, scryptDecrypt, cipherPiece, opensslSeal, opensslOpen, hmacSlice };
 void exported;
 
 // Tell the main thread this worker's modules are loaded (WorkerPool.destroy waits for it: on Node 20

@@ -39,6 +39,14 @@ export interface GunzipMemberTask {
 }
 export type GunzipMemberResult = { ok: true; length: number } | TaskFailure;
 
+/** unzstdFrame: one zstd frame that fills `input` exactly, decompressed into `output`, whose length
+ *  is the frame's content size (from its header): anything else fails 'bad-data'. */
+export interface UnzstdFrameTask {
+  input: SharedSlice;
+  output: SharedSlice;
+}
+export type UnzstdFrameResult = { ok: true; length: number } | TaskFailure;
+
 /** scryptEncrypt: Tarsnap scrypt file v0 of `input`, written to `output` (capacity >= input+128).
  *  In place is allowed when output.offset + 96 === input.offset on the same SAB. */
 export interface ScryptEncryptTask {
@@ -132,6 +140,7 @@ export type HmacResult = { ok: true; hex: string } | TaskFailure;
 export interface TaskMap {
   compressBlock: { task: CompressBlockTask; result: CompressBlockResult };
   gunzipMember: { task: GunzipMemberTask; result: GunzipMemberResult };
+  unzstdFrame: { task: UnzstdFrameTask; result: UnzstdFrameResult };
   scryptEncrypt: { task: ScryptEncryptTask; result: ScryptEncryptResult };
   scryptDerive: { task: ScryptDeriveTask; result: ScryptDeriveResult };
   scryptDecrypt: { task: ScryptDecryptTask; result: ScryptDecryptResult };

@@ -1,4 +1,4 @@
-// Synchronous zlib (gzip, gunzip, inflate; zstd compression where the runtime has it) straight from
+// Synchronous zlib (gzip, gunzip, inflate; zstd where the runtime has it) straight from
 // one memory range into another, with no intermediate Buffers: drives the zlib handle the way Node's
 // own sync path does, but hands it the caller's output memory. Falls back to the public *Sync API
 // plus one copy if the internals change.
@@ -6,9 +6,10 @@ import * as zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
 import { asBuffer } from './buffers.js';
 import { CodecError } from './codec-error.js';
-import { zstdCompressOptions, zstdZlib } from './zstd-zlib.js';
+import { ZSTD_WINDOW_LOG_MAX, zstdCompressOptions, zstdZlib } from './zstd-zlib.js';
 
-export type ZlibKind = 'gzip' | 'gunzip' | 'inflate' | 'zstd';
+/** 'zstd' compresses, 'unzstd' decompresses */
+export type ZlibKind = 'gzip' | 'gunzip' | 'inflate' | 'zstd' | 'unzstd';
 
 interface ZlibHandle {
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
@@ -28,6 +29,7 @@ function zstd(): NonNullable<typeof zstdZlib> {
 
 function create(kind: ZlibKind, level: number, size: number): zlib.Gzip | zlib.Gunzip | zlib.Inflate | Transform {
   if (kind === 'zstd') return zstd().createZstdCompress(zstdCompressOptions(zstd(), level, size));
+  if (kind === 'unzstd') return zstd().createZstdDecompress({ params: { [zstd().c.windowLogMax]: ZSTD_WINDOW_LOG_MAX } });
   if (kind === 'gzip') return zlib.createGzip({ level });
   return kind === 'gunzip' ? zlib.createGunzip() : zlib.createInflate();
 }
@@ -54,6 +56,16 @@ export function zlibDirectAvailable(): boolean {
 }
 const DIRECT = zlibDirectAvailable();
 
+/** Whether exact zstd decoding (the zstd handle writing into our memory) is available: node:zlib has
+ *  zstd and its handle has the same internals as zlib's. */
+export function zstdDirectAvailable(): boolean {
+  if (zstdZlib === null || !DIRECT) return false;
+  const z = create('unzstd', 0, 0) as unknown as ZlibInternals & { close(): void };
+  const ok = typeof z._handle?.writeSync === 'function' && z._writeState instanceof Uint32Array;
+  z.close();
+  return ok;
+}
+
 /** Run the whole of `input` through zlib into `output`; returns the bytes written, or 'too-large'
  *  when `output` cannot hold the result. Throws CodecError('bad-data') on corrupt compressed input.
  *  `exact` (decoders, direct path only): input left after the stream ended fails even when it is
@@ -73,7 +85,7 @@ function direct(kind: ZlibKind, input: Uint8Array, output: Uint8Array, level: nu
   engine.on('error', (e) => {
     error = e;
   });
-  const finish = kind === 'zstd' ? zstd().c.flushEnd : zlib.constants.Z_FINISH;
+  const finish = kind === 'zstd' || kind === 'unzstd' ? zstd().c.flushEnd : zlib.constants.Z_FINISH;
   try {
     handle.writeSync(finish, input, 0, input.length, output, 0, output.length);
     if (error !== null || engine.destroyed) throw badData(kind, error ?? recordedError(engine));
@@ -103,6 +115,7 @@ function viaPublicApi(kind: ZlibKind, input: Uint8Array, output: Uint8Array, lev
   try {
     const src = asBuffer(input);
     if (kind === 'zstd') out = zstd().zstdCompressSync(src, { ...opts, ...zstdCompressOptions(zstd(), level, src.length) });
+    else if (kind === 'unzstd') out = zstd().zstdDecompressSync(src, { ...opts, params: { [zstd().c.windowLogMax]: ZSTD_WINDOW_LOG_MAX } });
     else out = kind === 'gzip' ? zlib.gzipSync(src, { ...opts, level }) : kind === 'gunzip' ? zlib.gunzipSync(src, opts) : zlib.inflateSync(src, opts);
   } catch (e) {
     if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return 'too-large';

@@ -50,6 +50,11 @@ function load(): ZstdZlib | null {
   };
 }
 
+/** Largest zstd window accepted on restore (2^23 = 8 MiB): what levels 1-19 of the zstd program use at
+ *  most (Qubes runs it at its default level 3: 2 MiB), so an archive cannot make a decoder allocate
+ *  more; only `--ultra` levels and `--long` write frames that need more. */
+export const ZSTD_WINDOW_LOG_MAX = 23;
+
 /** The runtime's zstd, or null (Node < 22.15). */
 export const zstdZlib: ZstdZlib | null = load();
 

@@ -31,6 +31,7 @@ export interface WorkerPoolOptions {
 const TASK_STAGE: Record<TaskName, string> = {
   compressBlock: 'compress (workers)',
   gunzipMember: 'decompress (workers)',
+  unzstdFrame: 'decompress (workers)',
   scryptDerive: 'key derivation (workers)',
   scryptEncrypt: 'encrypt+MAC (workers)',
   scryptDecrypt: 'derive+authenticate+decrypt (workers)',

@@ -15,7 +15,7 @@ import { MAX_IMAGE_BYTES } from '../install/vm-files.js';
 import type { ExtractorOptions, InnerExtractor } from './file-extractor.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
-import { MemberScanner, type MemberOutput, type MemberPools } from './member-gunzip.js';
+import { UnitScanner, type UnitOutput, type UnitPools } from './parallel-units.js';
 
 /** Decompressed bytes waiting to be written, at most (then the decompressor is held). */
 const MAX_QUEUED = 8 * 1024 * 1024;
@@ -84,8 +84,8 @@ class FileSink implements MemberSink {
 }
 
 /** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming;
- *  with `members`, our gzip members are decompressed in parallel by the worker pool). */
-export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, members?: MemberPools): InnerExtractor {
+ *  with `units`, our gzip members or zstd frames are decompressed in parallel by the worker pool). */
+export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools): InnerExtractor {
   if (filter.kind === 'program') throw new QvmBackupError('ERR_INTERNAL', 'openImageExtractor: external filters go through tar');
   const sink = new FileSink(o.dir, o.listOnly);
   const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member }, sink);
@@ -112,17 +112,17 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, mem
   // stops the member tasks and slot waits of this file on abort
   const local = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, local.signal]) : local.signal;
-  let scanner: MemberScanner | null = null;
-  if (filter.kind === 'gunzip' && members !== undefined) {
-    // every member task in flight listens on it (one per output slot), beside a slot wait
-    setMaxListeners(members.out.size + 8, signal);
-    scanner = new MemberScanner(members, {
+  let scanner: UnitScanner | null = null;
+  if (units !== undefined && units.format.filter === filter.kind) {
+    // every unit task in flight listens on it (one per output slot), beside a slot wait
+    setMaxListeners(units.out.size + 8, signal);
+    scanner = new UnitScanner(units, {
       what: o.member,
       signal,
-      // a member's output is written in stream order, then its slot is free again
+      // a unit's output is written in stream order, then its slot is free again
       deliver: (output) => {
         chain = chain.then(async () => {
-          let m: MemberOutput | undefined;
+          let m: UnitOutput | undefined;
           try {
             m = await output;
             if (!failed) await reader.push(m.bytes);
@@ -162,7 +162,7 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, mem
     });
     return decoder;
   };
-  // with a scanner, the streaming decoder starts only at the first member it hands over
+  // with a scanner, the streaming decoder starts only at the first unit it hands over
   let decoder: Transform | null = scanner === null ? startDecoder() : null;
   const check = (): void => {
     if (o.signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', `${o.member}: cancelled`, { file: o.member });

@@ -5,16 +5,11 @@
 import { createGunzip } from 'node:zlib';
 import type { Transform, TransformCallback } from 'node:stream';
 import { QvmBackupError } from '../../errors.js';
-import { zstdZlib } from '../../../workers/zstd-zlib.js';
+import { ZSTD_WINDOW_LOG_MAX, zstdZlib } from '../../../workers/zstd-zlib.js';
 import type { InnerFilter } from './filters.js';
 
 /** Output buffers of 1 MiB: streaming gunzip runs ~2x faster than with the 16 KiB default. */
 const OUT_CHUNK = 1024 * 1024;
-
-/** Largest zstd window accepted (2^23 = 8 MiB): what levels 1-19 of the zstd program use at most
- *  (Qubes runs it at its default level 3: 2 MiB), so an archive cannot make the decoder allocate more;
- *  only `--ultra` levels and `--long` write frames that need more. */
-export const ZSTD_WINDOW_LOG_MAX = 23;
 
 type ZlibStream = Transform & { bytesWritten: number };
 

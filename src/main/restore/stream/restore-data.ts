@@ -14,7 +14,9 @@ import { ChunkDecoder, type ChunkRef, type V3StreamState } from './chunk-decoder
 import { openMultiVolumeExtractor, openStreamExtractor } from './file-extractor.js';
 import { isImageBase, openImageExtractor } from './image-extractor.js';
 import { innerFilterOf } from './filters.js';
-import { memberPoolBytes, memberPoolsFor } from './member-gunzip.js';
+import { gzipMembers } from './member-gunzip.js';
+import { zstdFrames } from './frame-unzstd.js';
+import { unitPoolBytes, unitPoolsFor } from './parallel-units.js';
 import { OrderedFeeder, type FileRun, type VmRun } from './ordered-feeder.js';
 import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSource } from './outer-source.js';
 import { MemberSequencer, type Decision } from './member-sequencer.js';
@@ -63,10 +65,12 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const maxMemory = ctx.maxMemory ?? RESTORE_MIN_MAX_MEMORY;
   const nSlots = slotCount(slotBytes, ctx.pool.threads, ctx.maxMemoryBytes ?? planRestoreMemory(maxMemory, ctx.pool.threads, ctx.head.kdfBytes ?? 0).chunkMemory);
   const slots = new ChunkSlots({ slotBytes, slots: nSlots, name: 'restore chunks' });
-  // our gzip members are decompressed in the workers (member-gunzip.ts), into slots of their own
-  const members = filter.kind === 'gunzip' && ctx.imageExtraction !== 'tar' ? memberPoolsFor(ctx.pool) : undefined;
-  // derivations share what the chunk slots (and member slots) leave of --max-memory
-  const kdf = new KdfBudget(maxMemory, maxMemory - nSlots * slotBytes - memberPoolBytes(members));
+  // our gzip members and zstd frames are decompressed in the workers (parallel-units.ts), into slots
+  // of their own
+  const unitFormat = filter.kind === 'gunzip' ? gzipMembers : filter.kind === 'zstd' ? zstdFrames : undefined;
+  const units = unitFormat !== undefined && ctx.imageExtraction !== 'tar' ? unitPoolsFor(ctx.pool, unitFormat) : undefined;
+  // derivations share what the chunk slots (and unit slots) leave of --max-memory
+  const kdf = new KdfBudget(maxMemory, maxMemory - nSlots * slotBytes - unitPoolBytes(units));
   const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, kdf, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   const listOnly = ctx.verifyOnly === true;
   const inProcessImages = ctx.imageExtraction !== 'tar';
@@ -111,7 +115,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, ...(ctx.signal ? { signal: ctx.signal } : {}) };
     if (version === 2) return (file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o);
     // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)
-    if (inProcessImages && filter.kind !== 'program' && isImageBase(file.base)) return openImageExtractor(o, filter, members);
+    if (inProcessImages && filter.kind !== 'program' && isImageBase(file.base)) return openImageExtractor(o, filter, units);
     return openStreamExtractor(o, filter);
   }
   async function fileDone(file: FileRun): Promise<void> {
