@@ -6,7 +6,7 @@
 import { setMaxListeners } from 'node:events';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import type { Transform } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { BackgroundFlush } from '../../io/background-flush.js';
 import { basenameOfBase, subdirOfBase } from '../../format/archive-names.js';
@@ -15,6 +15,7 @@ import { MAX_IMAGE_BYTES } from '../install/vm-files.js';
 import type { ExtractorOptions, InnerExtractor } from './file-extractor.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
+import { startProgramDecoder } from './program-decoder.js';
 import { UnitScanner, type UnitOutput, type UnitPools } from './parallel-units.js';
 
 /** Decompressed bytes waiting to be written, at most (then the decompressor is held). */
@@ -86,7 +87,6 @@ class FileSink implements MemberSink {
 /** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming;
  *  with `units`, our gzip members or zstd frames are decompressed in parallel by the worker pool). */
 export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools): InnerExtractor {
-  if (filter.kind === 'program') throw new QvmBackupError('ERR_INTERNAL', 'openImageExtractor: external filters go through tar');
   const sink = new FileSink(o.dir, o.listOnly);
   const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member }, sink);
   const classify = (e: unknown): QvmBackupError =>
@@ -135,8 +135,15 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, uni
       },
     });
   }
-  const startDecoder = (): Transform | null => {
-    const decoder = createInnerDecoder(filter);
+  // an allow-listed program (no in-process decoder for its format): its exit status is awaited too
+  let programExit: Promise<void> | null = null;
+  const startDecoder = (): Duplex | null => {
+    let decoder: Duplex | null;
+    if (filter.kind === 'program') {
+      const p = startProgramDecoder(filter.program, o.member, signal);
+      programExit = p.exited;
+      decoder = p.stream;
+    } else decoder = createInnerDecoder(filter);
     if (decoder === null) return null;
     // the decompressor runs ahead of the writes by up to MAX_QUEUED bytes, so that decompressing
     // and writing (both in libuv threads) overlap; beyond that it is held until they catch up
@@ -158,18 +165,18 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, uni
       }
     });
     decoder.on('error', (e) => {
-      failed ??= new QvmBackupError('ERR_CORRUPT', `${o.member}: cannot decompress the inner archive: ${e.message}`, { file: o.member }, e);
+      failed ??= isQvmBackupError(e) ? e : new QvmBackupError('ERR_CORRUPT', `${o.member}: cannot decompress the inner archive: ${e.message}`, { file: o.member }, e);
     });
     return decoder;
   };
   // with a scanner, the streaming decoder starts only at the first unit it hands over
-  let decoder: Transform | null = scanner === null ? startDecoder() : null;
+  let decoder: Duplex | null = scanner === null ? startDecoder() : null;
   const check = (): void => {
     if (o.signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', `${o.member}: cancelled`, { file: o.member });
     if (failed) throw failed;
   };
   /** resolves once zlib consumed `data` (then it no longer references it) or failed */
-  const decode = (g: Transform, data: Uint8Array): Promise<void> =>
+  const decode = (g: Duplex, data: Uint8Array): Promise<void> =>
     new Promise<void>((resolve) => {
       g.once('close', resolve);
       g.write(data, () => {
@@ -211,6 +218,7 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, uni
           g.end();
         });
       }
+      if (programExit !== null) await programExit.catch((e: unknown) => void (failed ??= classify(e)));
       await chain;
       check();
       try {

@@ -115,7 +115,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, ...(ctx.signal ? { signal: ctx.signal } : {}) };
     if (version === 2) return (file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o);
     // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)
-    if (inProcessImages && filter.kind !== 'program' && isImageBase(file.base)) return openImageExtractor(o, filter, units);
+    if (inProcessImages && isImageBase(file.base)) return openImageExtractor(o, filter, units);
     return openStreamExtractor(o, filter);
   }
   async function fileDone(file: FileRun): Promise<void> {

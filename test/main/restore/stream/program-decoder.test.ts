@@ -1,0 +1,95 @@
+// VM images of archives compressed by a program the runtime cannot decode in-process (zstd on
+// Node 20, xz, bzip2): the program runs as the image writer's streaming decoder, so images are
+// still written in-process with holes kept. Its failures are the image's: a corrupt stream or a
+// program that dies gives ERR_CORRUPT with its exit status and stderr, also when its output had
+// ended normally; an abort leaves no program running.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { isQvmBackupError } from '../../../../src/main/errors.js';
+import { openImageExtractor } from '../../../../src/main/restore/stream/image-extractor.js';
+import { sampleData } from '../../../workers/tools.js';
+import { innerStream, split } from './build-archive.js';
+import { tempDir } from './stream-helpers.js';
+import { cmdline, descendants, waitFor } from '../../../helpers/processes.js';
+
+const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const sha = (p: string): string => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+
+/** A sparse image (data runs and holes) and its inner tar stream. */
+function sparseImage(dir: string): { image: string; tar: Buffer } {
+  fs.mkdirSync(dir, { recursive: true });
+  const image = path.join(dir, 'private.img');
+  const fd = fs.openSync(image, 'w');
+  const run = sampleData(1_500_000, 7);
+  for (const at of [0, 8 << 20, 20 << 20]) fs.writeSync(fd, run, 0, run.length, at);
+  fs.ftruncateSync(fd, 32 << 20);
+  fs.closeSync(fd);
+  return { image, tar: innerStream(dir, 'vm3/', false) };
+}
+
+/** Our own `xz -d` children (the setpriv wrapper, where it exists, execs into the program). */
+const decoders = (): number[] => descendants(process.pid).filter((pid) => /(^|\/)xz -d$/.test(cmdline(pid)) || /setpriv .*\bxz -d$/.test(cmdline(pid)));
+
+async function feed(x: ReturnType<typeof openImageExtractor>, data: Buffer): Promise<void> {
+  for (const piece of split(data, 256 * 1024)) await x.write(piece);
+  await x.finish();
+}
+
+const corrupt = (e: unknown): boolean => isQvmBackupError(e) && e.code === 'ERR_CORRUPT';
+
+for (const program of ['zstd', 'xz', 'bzip2'] as const) {
+  test(`${program} -d as the image writer's decoder: same bytes, holes kept; a corrupt stream fails as corrupt with its stderr`, { skip: !have(program) && `${program} is not installed`, timeout: 60_000 }, async () => {
+    const work = tempDir();
+    try {
+      const { image, tar } = sparseImage(path.join(work, 'src'));
+      const packed = execFileSync(program, ['-c'], { input: tar, maxBuffer: 1 << 30 });
+      const out = path.join(work, 'ok');
+      fs.mkdirSync(out);
+      await feed(openImageExtractor({ dir: out, member: 'vm3/private.img', listOnly: false }, { kind: 'program', program }), packed);
+      const restored = path.join(out, 'vm3/private.img');
+      assert.equal(sha(restored), sha(image));
+      assert.ok(fs.statSync(restored).blocks <= fs.statSync(image).blocks + 128, 'holes kept');
+
+      // flipped bytes in the middle: the program says so (exit status, stderr)
+      const bad = Buffer.from(packed);
+      for (let i = 0, k = bad.length >> 1; i < 64; i++, k++) bad[k] = bad[k]! ^ 0x5a;
+      const out2 = path.join(work, 'bad');
+      fs.mkdirSync(out2);
+      const x = openImageExtractor({ dir: out2, member: 'vm3/private.img', listOnly: false }, { kind: 'program', program });
+      await assert.rejects(feed(x, bad), (e: unknown) => corrupt(e) && new RegExp(`vm3/private\\.img: cannot decompress the inner archive`).test((e as Error).message));
+      await x.abort();
+
+      // cut short: the output ends early, the program's exit status is what fails the image
+      const out3 = path.join(work, 'short');
+      fs.mkdirSync(out3);
+      const y = openImageExtractor({ dir: out3, member: 'vm3/private.img', listOnly: false }, { kind: 'program', program });
+      await assert.rejects(feed(y, packed.subarray(0, packed.length - 100)), (e: unknown) => corrupt(e) && new RegExp(`${program} -d failed \\(exit \\d+\\)`).test((e as Error).message));
+      await y.abort();
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  });
+}
+
+test('abort while the program runs: it is killed, nothing waits on it', { skip: !have('xz') && 'xz is not installed', timeout: 60_000 }, async () => {
+  const work = tempDir();
+  try {
+    const { tar } = sparseImage(path.join(work, 'src'));
+    const packed = execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 30 });
+    const out = path.join(work, 'out');
+    fs.mkdirSync(out);
+    const ac = new AbortController();
+    const x = openImageExtractor({ dir: out, member: 'vm3/private.img', listOnly: false, signal: ac.signal }, { kind: 'program', program: 'xz' });
+    await x.write(packed.subarray(0, packed.length >> 1));
+    assert.ok(decoders().length > 0, 'the decoder runs');
+    ac.abort();
+    await x.abort();
+    await waitFor('the decoder to be gone', () => decoders().length === 0, 10_000);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+});
