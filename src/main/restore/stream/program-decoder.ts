@@ -7,7 +7,28 @@
 // rejects with the same error even when its output had ended normally.
 import { Duplex } from 'node:stream';
 import { QvmBackupError } from '../../errors.js';
+import { filterPath } from '../../io/filter-program.js';
 import { exitDetail, spawnProcess } from '../../io/spawn.js';
+import { ZSTD_WINDOW_LOG_MAX } from '../../../workers/zstd-zlib.js';
+
+/** Decoder memory the programs may take, as the in-process decoders allow: zstd's window as
+ *  node:zlib's (2^ZSTD_WINDOW_LOG_MAX), xz/lzma enough for every preset (-9e: a 64 MiB dictionary);
+ *  a hostile header asking for more fails the image instead of the machine's memory. */
+const LIMITS: Record<string, string[]> = {
+  zstd: [`--memory=${2 ** ZSTD_WINDOW_LOG_MAX / 1024 / 1024}MiB`],
+  zstdmt: [`--memory=${2 ** ZSTD_WINDOW_LOG_MAX / 1024 / 1024}MiB`],
+  xz: ['--memlimit-decompress=128MiB'],
+  lzma: ['--memlimit-decompress=128MiB'],
+};
+
+/** How long a program that stopped reading may take to exit before it is killed. */
+const EXIT_AFTER_EPIPE_MS = 10_000;
+
+/** The first line of a program's stderr tail, shortened (bzip2 says the same thing in seven). */
+function firstLine(text: string): string {
+  const line = text.trim().split('\n').find((l) => l.trim() !== '') ?? '';
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+}
 
 export interface ProgramDecoder {
   /** bytes in (compressed), bytes out (the inner tar stream) */
@@ -18,19 +39,34 @@ export interface ProgramDecoder {
 
 /** Start `program -d` for the inner archive `what` (`program` comes from the allow-list). */
 export function startProgramDecoder(program: string, what: string, signal?: AbortSignal): ProgramDecoder {
-  const p = spawnProcess(program, ['-d'], { stdin: 'pipe', stdout: 'pipe', ...(signal ? { signal } : {}) });
+  // by its full path: an empty PATH entry must not make exec look in the current directory
+  const exe = filterPath(program);
+  if (exe === null) throw new QvmBackupError('ERR_UNSUPPORTED', `compression filter ${program} is not installed`, { file: what });
+  const p = spawnProcess(exe, ['-d', ...(LIMITS[program] ?? [])], { stdin: 'pipe', stdout: 'pipe', ...(signal ? { signal } : {}) }, `${program} -d`);
   const child = p.child;
   const stdin = child.stdin!;
   const stdout = child.stdout!;
   let failure: QvmBackupError | undefined;
   let outputEnded = false;
-  // a program that stopped reading (EPIPE) shows why in its exit status, which is the cause
+  // a program that stopped reading (EPIPE) says why in its exit status, which is then the cause;
+  // one that exits 0 with input left (bzip2 ignores trailing garbage) fails the image all the same
   stdin.on('error', () => undefined);
+  const refused = (): Promise<QvmBackupError> => {
+    const killer = setTimeout(() => child.kill(), EXIT_AFTER_EPIPE_MS);
+    return exited.then(
+      () => new QvmBackupError('ERR_CORRUPT', `${what}: cannot decompress the inner archive: ${p.command} exited before it read all the compressed data (trailing data after its stream?)`, { file: what, command: p.command }),
+      (e: unknown) => e as QvmBackupError,
+    ).finally(() => clearTimeout(killer));
+  };
   const stream = new Duplex({
     write(chunk: Buffer, _enc, cb) {
       if (failure) return cb(failure);
       // called once the pipe took the bytes: the caller may reuse its buffer then
-      stdin.write(chunk, () => cb(failure ?? null));
+      stdin.write(chunk, (e) => {
+        if (failure) cb(failure);
+        else if (e) void refused().then((err) => cb((failure ??= err)));
+        else cb(null);
+      });
     },
     final(cb) {
       stdin.end(() => cb());
@@ -57,7 +93,8 @@ export function startProgramDecoder(program: string, what: string, signal?: Abor
   const exited = child.then((r) => {
     if (r.exitCode === 0 && !r.isTerminated) return;
     const tail = p.stderr.text().trim();
-    failure = new QvmBackupError('ERR_CORRUPT', `${what}: cannot decompress the inner archive: ${p.command} failed (${exitDetail(r)})${tail ? `: ${tail}` : ''}`, { file: what, command: p.command, exitCode: r.exitCode, stderrTail: tail });
+    const said = firstLine(tail);
+    failure = new QvmBackupError('ERR_CORRUPT', `${what}: cannot decompress the inner archive: ${p.command} failed (${exitDetail(r)})${said ? `: ${said}` : ''}`, { file: what, command: p.command, exitCode: r.exitCode, stderrTail: tail });
     if (!stream.destroyed) stream.destroy(failure);
     throw failure;
   });
