@@ -2,8 +2,9 @@
 // 100 MiB chunks) against a reference pipeline built from the stock tools the way Qubes R4 runs them
 // (tar --sparse | gzip | 100 MiB chunk files in a temp dir, one `scrypt enc` per chunk, one after the
 // other; restore: `scrypt dec` per chunk | gzip -d | tar -x), on the same sample image in the same
-// run, at scrypt logN 14 (the KDF does not hide the rest) and 19 (the default). For each run: best
-// wall time of the repeats and their spread, CPU-seconds per GB (the children's user+sys), peak RSS,
+// run, at scrypt logN 14 (the KDF does not hide the rest) and 19 (the default). The commands of one
+// comparison run in turns; for each: the median wall time of the repeats and their range,
+// CPU-seconds per GB (the children's user+sys), peak RSS,
 // and a ceiling = our --threads 1 CPU time spread over all cores (efficiency = ceiling / achieved).
 // Writes the "## Whole backup and restore" section of BENCHMARKS.md.
 // Usage: node dist/scripts/bench-backup.js [--data-mib N] [--repeat N] [--no-19] [--quick]
@@ -23,7 +24,7 @@ const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const dataArg = args.indexOf('--data-mib');
 const DATA_MIB = dataArg >= 0 ? Number(args[dataArg + 1]) : QUICK ? 64 : 1024;
-const REPEAT = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : QUICK ? 1 : 2;
+const REPEAT = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : QUICK ? 1 : 3;
 const LOGNS = QUICK || args.includes('--no-19') ? [14] : [14, 19];
 const CORES = availableParallelism();
 const MAJOR = process.versions.node.split('.')[0];
@@ -63,11 +64,26 @@ function once(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}, before?:
   return { wall, cpu: childrenCpu() - c0, rss };
 }
 
-/** The best of REPEAT runs (by wall time), with the spread of the wall times. */
-function best(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}, before?: () => void): Run & { spread: number } {
-  const runs = Array.from({ length: REPEAT }, () => once(cmd, argv, env, before));
-  runs.sort((a, b) => a.wall - b.wall);
-  return { ...runs[0]!, spread: runs[runs.length - 1]!.wall - runs[0]!.wall };
+interface Spec {
+  cmd: string;
+  argv: string[];
+  env?: NodeJS.ProcessEnv;
+  before?: () => void;
+}
+
+/**
+ * Run the commands of one comparison in turns, REPEAT rounds (ours, the reference, ours, …), so that a
+ * change of the machine's state during the bench (page cache, the VM's free memory handed back to the
+ * host, other load) falls on all of them alike; each gets its median run (by wall time) and the
+ * range of its wall times.
+ */
+function together(specs: Spec[]): Measured[] {
+  const runs: Run[][] = specs.map(() => []);
+  for (let i = 0; i < REPEAT; i++) specs.forEach((sp, k) => runs[k]!.push(once(sp.cmd, sp.argv, sp.env, sp.before)));
+  return runs.map((rs) => {
+    rs.sort((a, b) => a.wall - b.wall);
+    return { ...rs[Math.floor((rs.length - 1) / 2)]!, min: rs[0]!.wall, max: rs[rs.length - 1]!.wall };
+  });
 }
 
 /** The reference: Qubes R4's writer and reader steps with stock tools, sequential, chunk files on disk. */
@@ -98,10 +114,10 @@ echo "x!qubes.xml.000!$pass" | scrypt dec -P "$work/qubes.xml.000.enc" | $filter
 find "$work" -name 'private.img.*.enc' | sort -V | while read -r f; do echo "$pass" | scrypt dec -P "$f"; done | $filter -d | tar -x -C "$out"
 `;
 
-type Measured = Run & { spread: number };
+type Measured = Run & { min: number; max: number };
 
 function cell(r: Measured, mb: number): string {
-  return `${r.wall.toFixed(1)} s ±${r.spread.toFixed(1)} (${(mb / r.wall).toFixed(0)} MB/s, ${(r.cpu / (mb / 1000)).toFixed(1)} CPU-s/GB${r.rss ? `, ${Math.round(r.rss / MiB)} MiB RSS` : ''})`;
+  return `${r.wall.toFixed(1)} s (${r.min.toFixed(1)}–${r.max.toFixed(1)}; ${(mb / r.wall).toFixed(0)} MB/s, ${(r.cpu / (mb / 1000)).toFixed(1)} CPU-s/GB${r.rss ? `, ${Math.round(r.rss / MiB)} MiB RSS` : ''})`;
 }
 
 /** Peak RSS of each of our runs, by operation and logN, against the issue's bound (see the text). */
@@ -155,17 +171,20 @@ function main(): void {
       const oursArchive = join(work, `ours-${logN}.bin`);
       const backupArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', String(logN), '--threads', String(threads), oursArchive, 'work'];
       const rmArchive = (): void => rmSync(oursArchive, { force: true });
-      const b1 = logN === 14 ? best(backupBin, backupArgs(1), nodeOnPath, rmArchive) : undefined;
-      const bTar = logN === 14 ? best(backupBin, backupArgs(CORES), { ...nodeOnPath, QVMB_INNER_TAR: 'tar' }, rmArchive) : undefined;
-      const b = best(backupBin, backupArgs(CORES), nodeOnPath, rmArchive);
       const refArchive = join(work, `ref-${logN}.bin`);
-      const refB = best('bash', ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', String(logN), join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], {}, () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }));
+      const ours = (threads: number, env: NodeJS.ProcessEnv = {}): Spec => ({ cmd: backupBin, argv: backupArgs(threads), env: { ...nodeOnPath, ...env }, before: rmArchive });
+      const refBackup: Spec = { cmd: 'bash', argv: ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', String(logN), join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], before: () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }) };
+      // the last of ours in a round (threads = cores, in-process) leaves the archive restored below
+      const bm = together(logN === 14 ? [ours(1), ours(CORES, { QVMB_INNER_TAR: 'tar' }), ours(CORES), refBackup] : [ours(CORES), refBackup]);
+      const [b, refB] = [bm.at(-2)!, bm.at(-1)!];
+      const [b1, bTar] = logN === 14 ? bm : [];
       const restoreArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', '--threads', String(threads), oursArchive];
-      const r1 = logN === 14 ? best(restoreBin, restoreArgs(1), nodeOnPath, freshHost) : undefined;
-      const rTar = logN === 14 ? best(restoreBin, restoreArgs(CORES), { ...nodeOnPath, QVMB_IMAGE_EXTRACTION: 'tar' }, freshHost) : undefined;
-      const r = best(restoreBin, restoreArgs(CORES), nodeOnPath, freshHost);
+      const oursR = (threads: number, env: NodeJS.ProcessEnv = {}): Spec => ({ cmd: restoreBin, argv: restoreArgs(threads), env: { ...nodeOnPath, ...env }, before: freshHost });
+      const refRestore: Spec = { cmd: 'bash', argv: ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], before: freshRef };
+      const rm = together(logN === 14 ? [oursR(1), oursR(CORES, { QVMB_IMAGE_EXTRACTION: 'tar' }), oursR(CORES), refRestore] : [oursR(CORES), refRestore]);
+      const [r, refR] = [rm.at(-2)!, rm.at(-1)!];
+      const [r1, rTar] = logN === 14 ? rm : [];
       same &&= spawnSync('cmp', [img, join(host, 'appvms/work/private.img')]).status === 0;
-      const refR = best('bash', ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], {}, freshRef);
       if (logN === 14) refGzip14 = refB;
       sizes.push(`logN ${logN}: ours ${(statSync(oursArchive).size / 1e6).toFixed(0)} MB, reference ${(statSync(refArchive).size / 1e6).toFixed(0)} MB`);
       if (b1) table.push(row(`backup, logN ${logN}, --threads 1`, b1, refB, mb));
@@ -184,13 +203,14 @@ function main(): void {
       const oursArchive = join(work, 'ours-zstd.bin');
       const rmArchive = (): void => rmSync(oursArchive, { force: true });
       const backupArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', '14', '-Z', 'zstd', '--threads', String(threads), oursArchive, 'work'];
-      const b1 = best(backupBin, backupArgs(1), nodeOnPath, rmArchive);
-      const b = best(backupBin, backupArgs(CORES), nodeOnPath, rmArchive);
       const refArchive = join(work, 'ref-zstd.bin');
-      const refB = best('bash', ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'zstd'], {}, () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }));
-      const r = best(restoreBin, ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], nodeOnPath, freshHost);
+      const ours = (threads: number): Spec => ({ cmd: backupBin, argv: backupArgs(threads), env: nodeOnPath, before: rmArchive });
+      const [b1, b, refB] = together([ours(1), ours(CORES), { cmd: 'bash', argv: ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'zstd'], before: () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }) }]) as [Measured, Measured, Measured];
+      const [r, refR] = together([
+        { cmd: restoreBin, argv: ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], env: nodeOnPath, before: freshHost },
+        { cmd: 'bash', argv: ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'zstd'], before: freshRef },
+      ]) as [Measured, Measured];
       same &&= spawnSync('cmp', [img, join(host, 'appvms/work/private.img')]).status === 0;
-      const refR = best('bash', ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'zstd'], {}, freshRef);
       sizes.push(`-Z zstd: ours ${(statSync(oursArchive).size / 1e6).toFixed(0)} MB, reference ${(statSync(refArchive).size / 1e6).toFixed(0)} MB`);
       table.push(row(`backup -Z zstd, logN 14, --threads 1, ${zstdEngine}; reference with zstd`, b1, refB, mb));
       table.push(row(`backup -Z zstd, logN 14, ${CORES} threads; reference with zstd`, b, refB, mb, b1.cpu / CORES));
@@ -205,13 +225,17 @@ function main(): void {
       const oursArchive = join(work, 'ours-20g.bin');
       const rmArchive = (): void => rmSync(oursArchive, { force: true });
       const backupArgs = ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', '14', oursArchive, 'work'];
-      const bTar = best(backupBin, backupArgs, { ...nodeOnPath, QVMB_INNER_TAR: 'tar' }, rmArchive);
-      const b = best(backupBin, backupArgs, nodeOnPath, rmArchive);
       const refArchive = join(work, 'ref-20g.bin');
-      const refB = best('bash', ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], {}, () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }));
-      const r = best(restoreBin, ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], nodeOnPath, freshHost);
+      const [bTar, b, refB] = together([
+        { cmd: backupBin, argv: backupArgs, env: { ...nodeOnPath, QVMB_INNER_TAR: 'tar' }, before: rmArchive },
+        { cmd: backupBin, argv: backupArgs, env: nodeOnPath, before: rmArchive },
+        { cmd: 'bash', argv: ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], before: () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }) },
+      ]) as [Measured, Measured, Measured];
+      const [r, refR] = together([
+        { cmd: restoreBin, argv: ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], env: nodeOnPath, before: freshHost },
+        { cmd: 'bash', argv: ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], before: freshRef },
+      ]) as [Measured, Measured];
       same &&= spawnSync('cmp', [img, join(host, 'appvms/work/private.img')]).status === 0;
-      const refR = best('bash', ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], {}, freshRef);
       table.push(row('backup, 20 GiB image (same data), logN 14, inner archives by GNU tar', bTar, refB, mb));
       table.push(row(`backup, 20 GiB image (same data), logN 14, ${CORES} threads`, b, refB, mb));
       table.push(row(`restore, 20 GiB image (same data), logN 14, ${CORES} threads`, r, refR, mb));
@@ -233,7 +257,7 @@ function main(): void {
     const lines = [
       SECTION,
       '',
-      `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (\`node dist/scripts/bench-backup.js${args.length ? ' ' + args.join(' ') : ''}\`) on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. One VM image of ${4 * DATA_MIB} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm; the "20 GiB image" rows: the same image extended to 20 GiB with a hole. Format 4, gzip -6 (the \`-Z zstd\` rows: ${zstdEngine}, the reference then running \`zstd\` / \`zstd -d\` as its filter), 100 MiB chunks, both sides, scrypt r=8 p=1 at the logN shown. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second; ± is the spread of ${REPEAT} runs (best shown); CPU-s/GB counts every process of the run (user + sys). Ceiling = our \`--threads 1\` CPU time divided by the ${CORES} cores (the same work perfectly parallel); efficiency = ceiling / achieved. Archives: ${sizes.join('; ')}. Restored image identical: ${same ? 'yes' : 'NO'}. Peak RSS of our runs (from each run's own summary) against the bound --max-memory (its default) + one key derivation per thread + 200 MB: ${rssBounds}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
+      `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (\`node dist/scripts/bench-backup.js${args.length ? ' ' + args.join(' ') : ''}\`) on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. One VM image of ${4 * DATA_MIB} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm; the "20 GiB image" rows: the same image extended to 20 GiB with a hole. Format 4, gzip -6 (the \`-Z zstd\` rows: ${zstdEngine}, the reference then running \`zstd\` / \`zstd -d\` as its filter), 100 MiB chunks, both sides, scrypt r=8 p=1 at the logN shown. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second; the commands of one comparison ran in turns, ${REPEAT} rounds: each cell is the median run, with the range of its wall times in brackets; CPU-s/GB counts every process of the run (user + sys). Ceiling = our \`--threads 1\` CPU time divided by the ${CORES} cores (the same work perfectly parallel); efficiency = ceiling / achieved. Archives: ${sizes.join('; ')}. Restored image identical: ${same ? 'yes' : 'NO'}. Peak RSS of our runs (from each run's own summary) against the bound --max-memory (its default) + one key derivation per thread + 200 MB: ${rssBounds}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
       '',
       '| run | qvm-backup (this) | reference pipeline | speedup | ceiling | efficiency |',
       '|---|---:|---:|---:|---:|---:|',

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fail } from '../errors.js';
 import { commandSink, openFileSink, processSink, stdoutSink, type FileSink, type Sink } from '../io/sink.js';
 import { BACKUP_SERVICE, QVM_RUN, locationLine, qvmRunArgs } from '../io/qrexec.js';
+import { loadSpawner } from '../io/spawn.js';
 
 const pad = (n: number) => String(n).padStart(2, '0');
 
@@ -35,12 +36,20 @@ export async function resolveDestination(location: string, destCommand: string |
     if (location.replace(/[\r\n]/g, '') === '') fail('ERR_USAGE', '--dest-vm needs a backup location: the path (or command) the VM\'s qubes.Backup service is given');
     const what = `${BACKUP_SERVICE} in VM ${destVm}`;
     // qubes.Backup's stdout is its chatter ("Starting Backupcopy"): dropped, as Qubes does
-    return { path: `${destVm}:${location}`, sink: async () => processSink(QVM_RUN, args, { description: what, what, command: `${QVM_RUN} ${args.join(' ')}`, stdout: 'ignore', firstLine: locationLine(location) }) };
+    const sink = async (): Promise<Sink> => {
+      await loadSpawner();
+      return processSink(QVM_RUN, args, { description: what, what, command: `${QVM_RUN} ${args.join(' ')}`, stdout: 'ignore', firstLine: locationLine(location) });
+    };
+    return { path: `${destVm}:${location}`, sink };
   }
   if (destCommand !== undefined) {
     // like qubes.Backup, the command learns the location: $QVM_BACKUP_LOCATION (in its environment
     // only, never in ours)
-    return { path: `| ${destCommand}`, sink: async () => commandSink(destCommand, { QVM_BACKUP_LOCATION: location }) };
+    const sink = async (): Promise<Sink> => {
+      await loadSpawner();
+      return commandSink(destCommand, { QVM_BACKUP_LOCATION: location });
+    };
+    return { path: `| ${destCommand}`, sink };
   }
   if (location === '-') return { path: '(stdout)', sink: async () => stdoutSink() };
   const loc = resolve(location);

@@ -31,6 +31,7 @@ import { writeHeader } from './header-stage.js';
 import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
 import { HoleMapper } from '../io/hole-map.js';
+import { loadSpawner } from '../io/spawn.js';
 import { openInnerTar, ReadBuffers } from './inner-tar-source.js';
 import { STAGE } from '../stats/bound.js';
 
@@ -114,7 +115,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   //    written or asked
   const s = resolveBackupSettings(options, makeBackupId(now, process.pid));
   const { threads, compression } = s;
-  await checkGnuTar(); // a missing or non-GNU tar is reported before anything else happens
+  // a missing or non-GNU tar is reported before anything else happens; every backup starts
+  // processes (tar for directories and the dom0 home, the hole-map helper)
+  await Promise.all([checkGnuTar(), loadSpawner()]);
   const xmlPath = join(options.qubesRoot, 'qubes.xml');
   let xmlText: Buffer;
   try {

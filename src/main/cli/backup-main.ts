@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes, exactSize } from './size.js';
+import { loadSpawner } from '../io/spawn.js';
 import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { EXIT } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
@@ -90,6 +91,9 @@ export async function main(): Promise<number> {
     return reportError('qvm-backup', new QvmBackupError('ERR_USAGE', "--json prints to stdout, which carries the archive with '-': drop --json, or pipe the archive with --dest-command"), false);
   }
   const progress = makeProgress(o, 'backup');
+  // every backup starts processes (tar, the hole-map helper): execa is loaded with the start-up,
+  // not inside the timed run
+  await loadSpawner();
   const stats = makeStats(o, 'backup');
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping (press Ctrl-C again to force)`));
   const format = Number(o['format']) as 2 | 3 | 4;

@@ -11,6 +11,7 @@ import { checkBackupDirectory } from '../restore/stream/index.js';
 import { isValidVmName } from '../qubes-xml/index.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
+import { loadSpawner } from '../io/spawn.js';
 import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
 import { RESTORE_SERVICE, qvmRunArgs } from '../io/qrexec.js';
@@ -122,6 +123,8 @@ export async function main(): Promise<number> {
   if (o['list'] === true) return listMain(o, location, vms, compressionFilter);
   const verifyOnly = o['verifyOnly'] === true;
   const progress = makeProgress(o, verifyOnly ? 'verify' : 'restore');
+  // a source command runs for sure: execa is loaded with the start-up, not inside the timed run
+  if (sourceVm !== undefined || o['sourceCommand'] !== undefined) await loadSpawner();
   const stats = makeStats(o, verifyOnly ? 'verify' : 'restore');
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, nothing more will be installed (press Ctrl-C again to force)`));
   try {

@@ -4,12 +4,33 @@
 // (setpriv pdeathsig, child-lifetime.ts). Short helper calls (mkfifo, rm, cp, tar --version):
 // runShort, with bounded output, a timeout and a thrown error. Both keep stderr as a bounded tail
 // and give one error context shape, { command, exitCode, stderrTail }.
-import { execa, type Result, type ResultPromise } from 'execa';
+// execa is loaded on first use (loadSpawner): it is ~130 modules, 0.14 s of every start-up here,
+// and a restore whose files are all VM images written in-process starts no process at all.
+import type { Result, ResultPromise } from 'execa';
 import { QvmBackupError, type ErrorCode, type ErrorContext } from '../errors.js';
 import { diesWithUs, timedSpawn } from './child-lifetime.js';
 import { TailBuffer } from './tail-buffer.js';
 
 export type { ResultPromise } from 'execa';
+
+type Execa = typeof import('execa').execa;
+let execaFn: Execa | undefined;
+let loading: Promise<void> | undefined;
+
+/** Load execa; spawnProcess() may be called once this resolved (runShort awaits it itself). Every
+ *  caller that is about to start a process awaits it first: the source and destination commands,
+ *  tar and the decompression programs of a restore (a run that starts none never loads execa). */
+export function loadSpawner(): Promise<void> {
+  loading ??= import('execa').then((m) => {
+    execaFn = m.execa;
+  });
+  return loading;
+}
+
+function loadedExeca(): Execa {
+  if (execaFn === undefined) throw new QvmBackupError('ERR_INTERNAL', 'a process was about to start before loadSpawner() resolved');
+  return execaFn;
+}
 
 /** Bytes of a child's stderr kept for error messages (the rest is dropped as it arrives). */
 export const STDERR_TAIL_BYTES = 4096;
@@ -47,8 +68,10 @@ export function commandLine(bin: string, args: readonly string[]): string {
   return [bin, ...args].map(shellQuote).join(' ');
 }
 
-/** Start `bin args` (looked up in PATH by the kernel's exec, through setpriv where it exists). */
+/** Start `bin args` (looked up in PATH by the kernel's exec, through setpriv where it exists).
+ *  loadSpawner() must have resolved (ERR_INTERNAL otherwise). */
 export function spawnProcess(bin: string, args: readonly string[], o: SpawnOptions, label?: string): Spawned {
+  const execa = loadedExeca();
   const [file, argv] = diesWithUs(bin, args);
   const child = timedSpawn(() => execa(file, argv, {
     stdin: o.stdin,
@@ -104,6 +127,8 @@ export const SHORT_STDOUT_BYTES = 64 * 1024;
  */
 export async function runShort(bin: string, args: readonly string[], o: ShortOptions): Promise<string> {
   const command = commandLine(bin, args);
+  await loadSpawner();
+  const execa = loadedExeca();
   const child = timedSpawn(() => execa(bin, [...args], {
     stdin: 'ignore',
     stdout: 'pipe',

@@ -8,7 +8,7 @@ import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { ResultPromise } from '../io/spawn.js';
 import { QvmBackupError, fail } from '../errors.js';
-import { spawnProcess } from '../io/spawn.js';
+import { loadSpawner, spawnProcess } from '../io/spawn.js';
 import type { TailBuffer } from '../io/tail-buffer.js';
 import { FileInput, StreamInput, type ByteInput } from '../tar/byte-input.js';
 import { QVM_RUN, RESTORE_SERVICE, locationLine, qvmRunArgs } from '../io/qrexec.js';
@@ -44,11 +44,12 @@ const SOURCE_EXIT_WAIT_MS = 30_000;
 
 /** Open the archive's source: a file, `-` (stdin), a named pipe, or `sh -c <sourceCommand>`. */
 export async function openSource(o: { location: string; sourceCommand?: string | undefined; sourceVm?: SourceVm | undefined; signal: AbortSignal }): Promise<Source> {
+  if (o.sourceVm !== undefined || o.sourceCommand !== undefined) await loadSpawner();
   if (o.sourceVm !== undefined) return openVmSource(o.location, o.sourceVm, o.signal);
 
   if (o.sourceCommand !== undefined) {
     const { child: command, stderr } = spawnProcess('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', signal: o.signal }, 'source');
-    return { ...ofStream(command.stdout!), command, exited: exitOf(command), stderr }; // stdout is a pipe: never null // stdout is a pipe: never null
+    return { ...ofStream(command.stdout!), command, exited: exitOf(command), stderr }; // stdout is a pipe: never null
   }
   if (o.location === '-') return ofStream(process.stdin);
   const st = await stat(o.location);

@@ -10,7 +10,6 @@ import { QvmBackupError, fail, isQvmBackupError, type ErrorCode } from '../error
 import { parseQubesXml, type QubesXml } from '../qubes-xml/index.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
 import { OuterTarReader } from '../tar/outer-tar-reader.js';
-import { checkGnuTar } from '../tar/gnu-tar.js';
 import { freeBytes } from '../io/sink.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { planRestore, formatRestoreTable, unknownExcludeWarning, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
@@ -74,7 +73,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       v1Dir = o.location;
     }
   }
-  await checkGnuTar();
+  // GNU tar is checked when a file needs it (file-extractor.ts): VM images are written in-process
   const rootExisted = await stat(root).then(() => true, () => false);
   const stats = o.stats ?? RunStats.off();
   const pool = new WorkerPool({ threads: s.threads, stats });

@@ -8,10 +8,14 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { loadSpawner } from '../../../src/main/io/spawn.js';
 import { openInnerTar, ReadBuffers, READ_BYTES, type InnerTarSource } from '../../../src/main/backup/inner-tar-source.js';
 import { HoleMapper, parseRuns } from '../../../src/main/io/hole-map.js';
 import { makeSparseFile, mkTmp, rejectsWith, rmTmp, run } from '../tar/tar-test-helpers.js';
 import { cmdline, descendants, waitFor } from '../../helpers/processes.js';
+
+// the code under test starts processes: the entry points load execa first, so does this file
+before(loadSpawner);
 
 const MiB = 1024 * 1024;
 let dir: string;

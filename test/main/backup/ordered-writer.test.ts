@@ -2,7 +2,8 @@
 // behind a slow reader, with ONE chunk slot that the producer refills as soon as it is released.
 // A slot may be released only when the sink no longer references its bytes; otherwise members
 // arrive overwritten by their successors (the silently corrupt archive of a slow ssh link).
-import { test } from 'node:test';
+import { before, test } from 'node:test';
+import { loadSpawner } from '../../../src/main/io/spawn.js';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,9 @@ import { commandSink } from '../../../src/main/io/sink.js';
 import { SlotPool } from '../../../src/main/pipeline/slot-pool.js';
 import { busyLoops } from '../../helpers/load.js';
 import { FAKE_BIN, mkTmp, rmTmp } from '../tar/tar-test-helpers.js';
+
+// the code under test starts processes: the entry points load execa first, so does this file
+before(loadSpawner);
 
 const MEMBERS = 80;
 

@@ -7,9 +7,13 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { loadSpawner } from '../../../src/main/io/spawn.js';
 import { commandSink, freeBytes, openFileSink, stdoutSink } from '../../../src/main/io/sink.js';
 import { FAKE_BIN, mkTmp, rejectsWith, rmTmp } from '../tar/tar-test-helpers.js';
 import { waitFor } from '../../helpers/processes.js';
+
+// the code under test starts processes: the entry points load execa first, so does this file
+before(loadSpawner);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SLOW_READER = path.join(FAKE_BIN, 'slow-reader.js');

@@ -1,15 +1,30 @@
 // The one spawning module: bounded stderr tail, the error context shape, setpriv wrapping, how an
 // exit is described; and the --source-command that uses it keeps only a bounded stderr tail.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { execFileSync } from 'node:child_process';
+import { before, describe, it } from 'node:test';
 import { findInPath } from '../../../src/main/io/child-lifetime.js';
-import { commandLine, exitDetail, processContext, runShort, spawnProcess, SHORT_STDOUT_BYTES, STDERR_TAIL_BYTES } from '../../../src/main/io/spawn.js';
+import { commandLine, exitDetail, loadSpawner, processContext, runShort, spawnProcess, SHORT_STDOUT_BYTES, STDERR_TAIL_BYTES } from '../../../src/main/io/spawn.js';
 import { isQvmBackupError, type QvmBackupError } from '../../../src/main/errors.js';
 import { closeSource, openSource } from '../../../src/main/restore/archive-source.js';
+
+before(loadSpawner);
 
 const MiB = 1024 * 1024;
 
 describe('spawnProcess', () => {
+  it('refuses to start a process before execa was loaded (ERR_INTERNAL), and starts one after', () => {
+    // module state: a fresh process, so that nothing loaded execa before
+    const url = new URL('../../../src/main/io/spawn.js', import.meta.url).href;
+    const script = `import { spawnProcess, loadSpawner } from ${JSON.stringify(url)};
+      try { spawnProcess('true', [], { stdin: 'ignore', stdout: 'ignore' }); console.log('started'); } catch (e) { console.log(e.code); }
+      await loadSpawner();
+      const r = await spawnProcess('sh', ['-c', 'exit 7'], { stdin: 'ignore', stdout: 'ignore' }).child;
+      console.log(r.exitCode);`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(out, 'ERR_INTERNAL\n7\n');
+  });
+
   it('keeps only the last STDERR_TAIL_BYTES of a chatty failing program, and says how it ended', async () => {
     // 2 MiB of "x" then a last line: only the tail, which holds the last line, is kept
     const script = `head -c ${2 * MiB} /dev/zero | tr '\\0' x >&2; echo; echo last words >&2; exit 3`;

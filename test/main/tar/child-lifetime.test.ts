@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { waitFor } from '../../helpers/processes.js';
 
 const TAR_PROCESS = new URL('../../../src/main/tar/tar-process.js', import.meta.url).pathname;
+const SPAWN = new URL('../../../src/main/io/spawn.js', import.meta.url).pathname;
 
 function alive(pid: number): boolean {
   try {
@@ -23,6 +24,7 @@ test('kill -9 of the process that started tar kills tar (setpriv --pdeathsig)', 
     const fifo = path.join(dir, 'volume');
     execFileSync('mkfifo', [fifo]);
     const script = `const { spawnTar } = await import(${JSON.stringify(TAR_PROCESS)});
+      await (await import(${JSON.stringify(SPAWN)})).loadSpawner();
       const t = spawnTar(['-x', '-f', ${JSON.stringify(fifo)}, '-C', ${JSON.stringify(dir)}], { stdin: 'ignore', stdout: 'ignore' });
       t.done.catch(() => {});
       setInterval(() => {}, 1000);`;

@@ -5,8 +5,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
+import { loadSpawner } from '../../../src/main/io/spawn.js';
 import { checkGnuTar, findTar, tarCreateStream, tarExtractStream, xformExpression } from '../../../src/main/tar/gnu-tar.js';
 import { FAKE_BIN, allocatedBytes, makeSparseFile, mkTmp, rejectsWith, rmTmp, run, sameFile } from './tar-test-helpers.js';
+
+// the code under test starts processes: the entry points load execa first, so does this file
+before(loadSpawner);
 
 const MiB = 1024 * 1024;
 

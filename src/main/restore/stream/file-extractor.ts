@@ -4,7 +4,8 @@
 import type { Transform, Writable } from 'node:stream';
 import { statfs } from 'node:fs/promises';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
-import { tarExtractMultiVolume, tarExtractStream } from '../../tar/gnu-tar.js';
+import { checkGnuTar, tarExtractMultiVolume, tarExtractStream } from '../../tar/gnu-tar.js';
+import { loadSpawner } from '../../io/spawn.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
 
@@ -25,6 +26,34 @@ export interface ExtractorOptions {
   signal?: AbortSignal;
   tarPath?: string;
 }
+
+/**
+ * An extractor that starts a process (tar, a decompression program): `open` runs on the first call,
+ * once `ready` resolved (execa loaded, tar checked to be GNU tar), so a restore whose files are all
+ * written in-process never loads either, and a missing tar fails the files that need it, with its
+ * reason. An abort before that opens nothing.
+ */
+export function openWhenReady(ready: () => Promise<unknown>, open: () => InnerExtractor): InnerExtractor {
+  let aborted = false;
+  let opened: Promise<InnerExtractor> | undefined;
+  const get = (): Promise<InnerExtractor> =>
+    (opened ??= ready().then(() => {
+      if (aborted) throw new QvmBackupError('ERR_CANCELLED', 'extraction stopped before it started');
+      return open();
+    }));
+  return {
+    write: async (data) => (await get()).write(data),
+    finish: async () => (await get()).finish(),
+    abort: async () => {
+      aborted = true;
+      const ext = await opened?.catch(() => undefined);
+      await ext?.abort();
+    },
+  };
+}
+
+/** What an extractor run by GNU tar waits for: execa, and tar checked to be GNU tar (once). */
+export const tarReady = (tarPath?: string): Promise<unknown> => Promise.all([loadSpawner(), checkGnuTar(tarPath)]);
 
 /** v3/v4: a single tar process reading the whole inner stream. */
 export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): InnerExtractor {

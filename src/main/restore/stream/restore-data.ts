@@ -11,7 +11,8 @@ import type { Slot } from '../../pipeline/slot-pool.js';
 import { ChunkSlots } from './chunks-in-flight.js';
 import path from 'node:path';
 import { ChunkDecoder, type ChunkRef, type V3StreamState } from './chunk-decoder.js';
-import { openMultiVolumeExtractor, openStreamExtractor } from './file-extractor.js';
+import { openMultiVolumeExtractor, openStreamExtractor, openWhenReady, tarReady } from './file-extractor.js';
+import { loadSpawner } from '../../io/spawn.js';
 import { isImageBase, openImageExtractor } from './image-extractor.js';
 import { innerFilterOf } from './filters.js';
 import { gzipMembers } from './member-gunzip.js';
@@ -113,10 +114,11 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     // every inner archive gets a fresh directory of its own (never one shared by two tar runs)
     if (!listOnly) file.extractDir = createExtractionDir(vm.stagingDir);
     const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, ...(ctx.signal ? { signal: ctx.signal } : {}) };
-    if (version === 2) return (file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o);
+    const byTar = (open: () => InnerExtractor): InnerExtractor => openWhenReady(tarReady, open);
+    if (version === 2) return byTar(() => ((file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o)));
     // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)
-    if (inProcessImages && isImageBase(file.base)) return openImageExtractor(o, filter, units);
-    return openStreamExtractor(o, filter);
+    if (inProcessImages && isImageBase(file.base)) return filter.kind === 'program' ? openWhenReady(loadSpawner, () => openImageExtractor(o, filter, units)) : openImageExtractor(o, filter, units);
+    return byTar(() => openStreamExtractor(o, filter));
   }
   async function fileDone(file: FileRun): Promise<void> {
     const vm = file.vm as VmRun;

@@ -23,8 +23,7 @@ import { zstdZlib } from '../../../../src/workers/zstd-zlib.js';
 import { busyLoops } from '../../../helpers/load.js';
 import { assertSameBytes, sampleData } from '../../../workers/tools.js';
 import { frame, type Block } from '../../../workers/zstd-hand-frames.js';
-import { innerStream } from './build-archive.js';
-import { tempDir } from './stream-helpers.js';
+import { sparseImage, tempDir } from './stream-helpers.js';
 
 const noZstd = zstdZlib === null ? `Node ${process.version} has no zstd in node:zlib` : false;
 const noProgram = spawnSync('sh', ['-c', 'command -v zstd'], { stdio: 'ignore' }).status === 0 ? false : 'zstd program not installed';
@@ -330,16 +329,7 @@ test('under load: random cuts and aborts mid-stream; output identical, every slo
 });
 
 /** A sparse image (data runs and holes) and its inner tar stream. */
-function sparseImage(dir: string): { image: string; tar: Buffer } {
-  fs.mkdirSync(dir, { recursive: true });
-  const image = path.join(dir, 'private.img');
-  const fd = fs.openSync(image, 'w');
-  const run = sampleData(2_500_000, 13);
-  for (const at of [0, 10 << 20, 30 << 20]) fs.writeSync(fd, run, 0, run.length, at);
-  fs.ftruncateSync(fd, 48 << 20);
-  fs.closeSync(fd);
-  return { image, tar: innerStream(dir, 'vm3/', false) };
-}
+const imageIn = (dir: string): { image: string; tar: Buffer } => sparseImage(dir, { runBytes: 2_500_000, seed: 13, offsets: [0, 10 << 20, 30 << 20], size: 48 << 20 });
 
 const sha = (p: string): string => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 
@@ -348,7 +338,7 @@ test('image extractor: our frames, a Qubes-style stream and both mixed restore i
   const stats = new RunStats({ enabled: true });
   const statsPool = new WorkerPool({ threads: 2, stats });
   try {
-    const { image, tar } = sparseImage(path.join(work, 'src'));
+    const { image, tar } = imageIn(path.join(work, 'src'));
     const p = unitPoolsFor(statsPool, zstdFrames)!;
     const tasks = (): number => stats.report().stages.find((s) => s.stage === 'decompress (workers)')?.count ?? 0;
     const half = 1024 * 1024 * 3;

@@ -8,28 +8,23 @@ import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { test } from 'node:test';
+import { before, test } from 'node:test';
+import { loadSpawner } from '../../../../src/main/io/spawn.js';
 import { isQvmBackupError } from '../../../../src/main/errors.js';
 import { openImageExtractor } from '../../../../src/main/restore/stream/image-extractor.js';
 import { sampleData } from '../../../workers/tools.js';
-import { innerStream, split } from './build-archive.js';
-import { tempDir } from './stream-helpers.js';
+import { split } from './build-archive.js';
+import { sparseImage, tempDir } from './stream-helpers.js';
 import { cmdline, descendants, waitFor } from '../../../helpers/processes.js';
+
+// the code under test starts processes: the entry points load execa first, so does this file
+before(loadSpawner);
 
 const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const sha = (p: string): string => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 
 /** A sparse image (data runs and holes) and its inner tar stream. */
-function sparseImage(dir: string): { image: string; tar: Buffer } {
-  fs.mkdirSync(dir, { recursive: true });
-  const image = path.join(dir, 'private.img');
-  const fd = fs.openSync(image, 'w');
-  const run = sampleData(1_500_000, 7);
-  for (const at of [0, 8 << 20, 20 << 20]) fs.writeSync(fd, run, 0, run.length, at);
-  fs.ftruncateSync(fd, 32 << 20);
-  fs.closeSync(fd);
-  return { image, tar: innerStream(dir, 'vm3/', false) };
-}
+const imageIn = (dir: string): { image: string; tar: Buffer } => sparseImage(dir, { runBytes: 1_500_000, seed: 7, offsets: [0, 8 << 20, 20 << 20], size: 32 << 20 });
 
 /** Our own `xz -d` children (the setpriv wrapper, where it exists, execs into the program). */
 const decoders = (): number[] => descendants(process.pid).filter((pid) => /(^|\/)xz -d( |$)/.test(cmdline(pid)));
@@ -45,7 +40,7 @@ for (const program of ['zstd', 'xz', 'bzip2'] as const) {
   test(`${program} -d as the image writer's decoder: same bytes, holes kept; a corrupt stream fails as corrupt with its stderr`, { skip: !have(program) && `${program} is not installed`, timeout: 60_000 }, async () => {
     const work = tempDir();
     try {
-      const { image, tar } = sparseImage(path.join(work, 'src'));
+      const { image, tar } = imageIn(path.join(work, 'src'));
       const packed = execFileSync(program, ['-c'], { input: tar, maxBuffer: 1 << 30 });
       const out = path.join(work, 'ok');
       fs.mkdirSync(out);
@@ -78,7 +73,7 @@ for (const program of ['zstd', 'xz', 'bzip2'] as const) {
 test('a program that exits 0 with input left (bzip2 ignoring trailing garbage) fails the image', { skip: !have('bzip2') && 'bzip2 is not installed', timeout: 60_000 }, async () => {
   const work = tempDir();
   try {
-    const { tar } = sparseImage(path.join(work, 'src'));
+    const { tar } = imageIn(path.join(work, 'src'));
     const junk = sampleData(5_000_000, 3);
     const packed = Buffer.concat([execFileSync('bzip2', ['-c'], { input: tar, maxBuffer: 1 << 30 }), junk]);
     const out = path.join(work, 'out');
@@ -94,7 +89,7 @@ test('a program that exits 0 with input left (bzip2 ignoring trailing garbage) f
 test('the decoder memory of a program is bounded as in-process: a zstd window of 128 MiB is refused', { skip: !have('zstd') && 'zstd is not installed', timeout: 60_000 }, async () => {
   const work = tempDir();
   try {
-    const { tar } = sparseImage(path.join(work, 'src'));
+    const { tar } = imageIn(path.join(work, 'src'));
     // from a pipe: no content size, so the frame keeps the 2^27 window --long=27 asks for
     const packed = execFileSync('sh', ['-c', 'cat | zstd -q --long=27 -c'], { input: tar, maxBuffer: 1 << 30 });
     const out = path.join(work, 'out');
@@ -110,7 +105,7 @@ test('the decoder memory of a program is bounded as in-process: a zstd window of
 test('abort while the program runs: it is killed, nothing waits on it', { skip: !have('xz') && 'xz is not installed', timeout: 60_000 }, async () => {
   const work = tempDir();
   try {
-    const { tar } = sparseImage(path.join(work, 'src'));
+    const { tar } = imageIn(path.join(work, 'src'));
     const packed = execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 30 });
     const out = path.join(work, 'out');
     fs.mkdirSync(out);

@@ -10,6 +10,8 @@ import { OuterTarReader } from '../../../../src/main/tar/outer-tar-reader.js';
 import type { WorkerPool } from '../../../../src/main/pipeline/worker-pool.js';
 import { readArchiveHead, restoreData, type ArchiveHead, type RestoreDataResult, type RestoreProgressEvent, type RestoreSelection } from '../../../../src/main/restore/stream/index.js';
 import { parseQubesXml } from '../../../../src/main/qubes-xml/index.js';
+import { sampleData } from '../../../workers/tools.js';
+import { innerStream } from './build-archive.js';
 
 /** Directory of the Qubes-made fixture archives. */
 export const FIXTURES = process.env['QVMB_FIXTURES'] ?? '/work/shared/fixtures/qubes-made';
@@ -157,4 +159,17 @@ export function listFiles(dir: string): string[] {
   const out: string[] = [];
   for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) if (!e.isDirectory()) out.push(path.join(e.parentPath, e.name));
   return out;
+}
+
+/** A sparse `private.img` in `dir`: three runs of `runBytes` VM-like bytes (seeded) at `offsets`,
+ *  holes between them, `size` bytes apparent; with its inner archive (`vm3/private.img`). */
+export function sparseImage(dir: string, o: { runBytes: number; seed: number; offsets: number[]; size: number }): { image: string; tar: Buffer } {
+  fs.mkdirSync(dir, { recursive: true });
+  const image = path.join(dir, 'private.img');
+  const fd = fs.openSync(image, 'w');
+  const run = sampleData(o.runBytes, o.seed);
+  for (const at of o.offsets) fs.writeSync(fd, run, 0, run.length, at);
+  fs.ftruncateSync(fd, o.size);
+  fs.closeSync(fd);
+  return { image, tar: innerStream(dir, 'vm3/', false) };
 }
