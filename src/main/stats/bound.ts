@@ -21,6 +21,7 @@ export const STAGE = {
   restoreWaitSlot: 'wait for a chunk slot (reader)',
   restoreExtract: 'decompress+extract (per chunk)',
   restoreFinish: 'extract: finish (flush, tar exit)',
+  restoreImageWrite: 'write images (in-process; one write at a time per file)',
   restoreInstall: 'install (all VMs)',
 } as const;
 
@@ -120,6 +121,17 @@ function restoreOrVerifyBound(r: StatsReport, verify: boolean): Bound {
   const read = share(r, STAGE.restoreSource);
   if (read >= DOMINANT) {
     return { resource: 'source', stage: STAGE.restoreSource, share: read, why: `reading the archive took ${pct(read)} of the run: its disk, pipe or source command delivered data slower than it was restored` };
+  }
+  // the image writes are a serial stage beside the CPU work: with the workers not saturated, half
+  // the run spent writing images is the disk (and the kernel filling the page cache)
+  const imageWrites = share(r, STAGE.restoreImageWrite);
+  if (imageWrites >= DOMINANT && r.workers.utilisation < WORKERS_SATURATED && !verify) {
+    return {
+      resource: 'destination',
+      stage: STAGE.restoreImageWrite,
+      share: imageWrites,
+      why: `writing the VM images took ${pct(imageWrites)} of the run (a file takes one write at a time: the kernel copies it into the page cache, then the disk takes it) while the workers were busy ${pct(r.workers.utilisation)}: the qubes root's disk and memory bounded the run`,
+    };
   }
   const cpu = cpuOrMain(r);
   if (cpu) return cpu;

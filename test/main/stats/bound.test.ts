@@ -63,6 +63,22 @@ test('restore: a slow archive read means the source, saturated workers the CPU, 
   assert.doesNotMatch(verify.why, /disk/);
 });
 
+test('restore: VM image writes that took half the run mean the destination, named by that stage; less is not', () => {
+  const w = restoreBound(report({ stages: { [STAGE.restoreRead]: 1, [STAGE.restoreExtract]: 4, [STAGE.restoreImageWrite]: 5.5, [STAGE.restoreWaitSlot]: 2 }, workers: { 'decompress (workers)': 6 }, utilisation: 0.45 }));
+  assert.equal(w.resource, 'destination');
+  assert.equal(w.stage, STAGE.restoreImageWrite);
+  assert.equal(w.share, 0.55);
+  assert.match(w.why, /55 %.*page cache/);
+  // even when one kind of worker task ran half the run (not a saturated pool)
+  const kdf = restoreBound(report({ stages: { [STAGE.restoreImageWrite]: 6 }, workers: { 'derive+authenticate+decrypt (workers)': 5.5 }, utilisation: 0.5 }));
+  assert.equal(kdf.resource, 'destination');
+  // saturated workers come first: the writes overlapped CPU work that bounded the run
+  const cpu = restoreBound(report({ stages: { [STAGE.restoreImageWrite]: 6 }, workers: { 'decompress (workers)': 16 }, utilisation: 0.8 }));
+  assert.equal(cpu.resource, 'cpu');
+  const small = restoreBound(report({ stages: { [STAGE.restoreImageWrite]: 3, [STAGE.restoreExtract]: 3 }, utilisation: 0.3 }));
+  assert.equal(small.resource, 'mixed');
+});
+
 test('nothing that took half the run is blamed: mixed, with the longest stage named', () => {
   // an 80 MB restore from the page cache: extraction 35 % of the run, workers 40 % busy
   const r = restoreBound(report({ stages: { [STAGE.restoreSource]: 1, [STAGE.restoreExtract]: 3.5, [STAGE.restoreInstall]: 0.5 }, workers: { 'derive+authenticate+decrypt (workers)': 4 }, utilisation: 0.4 }));

@@ -6,6 +6,7 @@ import { statfs } from 'node:fs/promises';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { checkGnuTar, tarExtractMultiVolume, tarExtractStream } from '../../tar/gnu-tar.js';
 import { loadSpawner } from '../../io/spawn.js';
+import type { RunStats } from '../../stats/run-stats.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
 
@@ -25,6 +26,8 @@ export interface ExtractorOptions {
   listOnly: boolean;
   signal?: AbortSignal;
   tarPath?: string;
+  /** the run's stage profile (the in-process image writer times its writes) */
+  stats?: RunStats;
 }
 
 /**

@@ -12,6 +12,8 @@ import { BackgroundFlush } from '../../io/background-flush.js';
 import { basenameOfBase, subdirOfBase } from '../../format/archive-names.js';
 import { SingleMemberReader, type MemberInfo, type MemberSink } from '../../tar/single-member-reader.js';
 import { MAX_IMAGE_BYTES } from '../install/vm-files.js';
+import type { RunStats } from '../../stats/run-stats.js';
+import { STAGE } from '../../stats/bound.js';
 import type { ExtractorOptions, InnerExtractor } from './file-extractor.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
@@ -35,6 +37,7 @@ class FileSink implements MemberSink {
   constructor(
     readonly dir: string,
     readonly listOnly: boolean,
+    readonly stats?: RunStats,
   ) {}
 
   async begin(info: MemberInfo): Promise<void> {
@@ -56,10 +59,14 @@ class FileSink implements MemberSink {
   async data(position: number, bytes: Uint8Array): Promise<void> {
     const fh = this.#fh;
     if (fh === null) return;
-    for (let off = 0; off < bytes.length; ) {
-      const { bytesWritten } = await fh.write(bytes, off, bytes.length - off, position + off);
-      off += bytesWritten;
-    }
+    const write = async (): Promise<void> => {
+      for (let off = 0; off < bytes.length; ) {
+        const { bytesWritten } = await fh.write(bytes, off, bytes.length - off, position + off);
+        off += bytesWritten;
+      }
+    };
+    // one write at a time per file (the kernel serialises a file's writes anyway): a serial stage
+    await (this.stats?.time(STAGE.restoreImageWrite, write) ?? write());
     this.#flush!.wrote(bytes.length);
   }
 
@@ -87,7 +94,7 @@ class FileSink implements MemberSink {
 /** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming;
  *  with `units`, our gzip members or zstd frames are decompressed in parallel by the worker pool). */
 export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools): InnerExtractor {
-  const sink = new FileSink(o.dir, o.listOnly);
+  const sink = new FileSink(o.dir, o.listOnly, o.stats);
   const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member }, sink);
   const classify = (e: unknown): QvmBackupError =>
     isQvmBackupError(e) ? e : new QvmBackupError(
