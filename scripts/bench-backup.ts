@@ -7,7 +7,8 @@
 // CPU-seconds per GB (the children's user+sys), peak RSS,
 // and a ceiling = our --threads 1 CPU time spread over all cores (efficiency = ceiling / achieved).
 // Writes the "## Whole backup and restore" section of BENCHMARKS.md.
-// Usage: node dist/scripts/bench-backup.js [--data-mib N] [--repeat N] [--no-19] [--quick]
+// --restore-only: only the restore comparison at logN 14 (5 rounds), in a section of its own.
+// Usage: node dist/scripts/bench-backup.js [--data-mib N] [--repeat N] [--no-19] [--quick] [--restore-only]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir, availableParallelism, cpus, loadavg, totalmem } from 'node:os';
@@ -24,13 +25,14 @@ import type { StatsReport } from '../src/main/stats/report-types.js';
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
+const RESTORE_ONLY = args.includes('--restore-only');
 const dataArg = args.indexOf('--data-mib');
 const DATA_MIB = dataArg >= 0 ? Number(args[dataArg + 1]) : QUICK ? 64 : 1024;
-const REPEAT = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : QUICK ? 1 : 3;
-const LOGNS = QUICK || args.includes('--no-19') ? [14] : [14, 19];
+const REPEAT = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : QUICK ? 1 : RESTORE_ONLY ? 5 : 3;
+const LOGNS = QUICK || RESTORE_ONLY || args.includes('--no-19') ? [14] : [14, 19];
 const CORES = availableParallelism();
 const MAJOR = process.versions.node.split('.')[0];
-const SECTION = `## Whole backup and restore, Node ${MAJOR} (npm run bench)`;
+const SECTION = RESTORE_ONLY ? `## One image's restore against its ceiling, Node ${MAJOR} (bench-backup.js --restore-only)` : `## Whole backup and restore, Node ${MAJOR} (npm run bench)`;
 const root = fileURLToPath(new URL('../../', import.meta.url));
 // the installed commands (launchers that exec node with huge pages on), with this node on PATH
 const backupBin = join(root, 'bin/qvm-backup');
@@ -67,6 +69,12 @@ function once(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}, before?:
   const parsed = summary ? (JSON.parse(summary) as { max_rss_bytes?: number; stats?: StatsReport }) : {};
   const writes = parsed.stats?.stages.find((x) => x.stage === STAGE.restoreImageWrite)?.busy_s ?? 0;
   return { wall, cpu: childrenCpu() - c0, rss: parsed.max_rss_bytes ?? 0, serial: writes };
+}
+
+/** One run of `sp` (it makes the archive the restores read), as a Measured of that run. */
+function onceOf(sp: Spec): Measured {
+  const r = once(sp.cmd, sp.argv, sp.env, sp.before);
+  return { ...r, min: r.wall, max: r.wall };
 }
 
 interface Spec {
@@ -181,9 +189,9 @@ function main(): void {
       const ours = (threads: number, env: NodeJS.ProcessEnv = {}): Spec => ({ cmd: backupBin, argv: backupArgs(threads), env: { ...nodeOnPath, ...env }, before: rmArchive });
       const refBackup: Spec = { cmd: 'bash', argv: ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', String(logN), join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], before: () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }) };
       // the last of ours in a round (threads = cores, in-process) leaves the archive restored below
-      const bm = together(logN === 14 ? [ours(1), ours(CORES, { QVMB_INNER_TAR: 'tar' }), ours(CORES), refBackup] : [ours(CORES), refBackup]);
+      const bm = RESTORE_ONLY ? [ours(CORES), refBackup].map(onceOf) : together(logN === 14 ? [ours(1), ours(CORES, { QVMB_INNER_TAR: 'tar' }), ours(CORES), refBackup] : [ours(CORES), refBackup]);
       const [b, refB] = [bm.at(-2)!, bm.at(-1)!];
-      const [b1, bTar] = logN === 14 ? bm : [];
+      const [b1, bTar] = logN === 14 && !RESTORE_ONLY ? bm : [];
       const restoreArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', '--threads', String(threads), oursArchive];
       const oursR = (threads: number, env: NodeJS.ProcessEnv = {}): Spec => ({ cmd: restoreBin, argv: restoreArgs(threads), env: { ...nodeOnPath, ...env }, before: freshHost });
       const refRestore: Spec = { cmd: 'bash', argv: ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], before: freshRef };
@@ -195,7 +203,7 @@ function main(): void {
       sizes.push(`logN ${logN}: ours ${(statSync(oursArchive).size / 1e6).toFixed(0)} MB, reference ${(statSync(refArchive).size / 1e6).toFixed(0)} MB`);
       if (b1) table.push(row(`backup, logN ${logN}, --threads 1`, b1, refB, mb));
       if (bTar) table.push(row(`backup, logN ${logN}, inner archives by GNU tar (QVMB_INNER_TAR=tar)`, bTar, refB, mb));
-      table.push(row(`backup, logN ${logN}, ${CORES} threads`, b, refB, mb, b1 ? b1.cpu / CORES : undefined));
+      if (!RESTORE_ONLY) table.push(row(`backup, logN ${logN}, ${CORES} threads`, b, refB, mb, b1 ? b1.cpu / CORES : undefined));
       if (r1) table.push(row(`restore, logN ${logN}, --threads 1`, r1, refR, mb));
       if (rTar) table.push(row(`restore, logN ${logN}, images by GNU tar (QVMB_IMAGE_EXTRACTION=tar)`, rTar, refR, mb));
       // the issue's ceiling: the work spread over the cores, or the slowest serial stage
@@ -207,7 +215,7 @@ function main(): void {
     // -Z zstd at logN 14: ours (in the workers where node:zlib has zstd, else the zstd program run
     // by tar) against the reference writer with its gzip default and with zstd as its filter
     const zstdEngine = blockCodecAvailable('zstd') ? 'zstd -3 in the workers (node:zlib)' : `zstd -3 -T${CORES} program (no zstd in this node:zlib)`;
-    {
+    if (!RESTORE_ONLY) {
       const oursArchive = join(work, 'ours-zstd.bin');
       const rmArchive = (): void => rmSync(oursArchive, { force: true });
       const backupArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', '14', '-Z', 'zstd', '--threads', String(threads), oursArchive, 'work'];
@@ -228,8 +236,8 @@ function main(): void {
       rmArchive();
     }
 
-    spawnSync('truncate', ['-s', '20G', img]);
-    {
+    if (!RESTORE_ONLY) {
+      spawnSync('truncate', ['-s', '20G', img]);
       const oursArchive = join(work, 'ours-20g.bin');
       const rmArchive = (): void => rmSync(oursArchive, { force: true });
       const backupArgs = ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', '14', oursArchive, 'work'];
@@ -265,6 +273,7 @@ function main(): void {
     const lines = [
       SECTION,
       '',
+      ...(RESTORE_ONLY ? ['Only the restore comparison at logN 14 (`--restore-only`): each archive made once, then the restores in turns; the backup, zstd and 20 GiB rows (and what the text below says of them) are in the whole-run section.', ''] : []),
       `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (\`node dist/scripts/bench-backup.js${args.length ? ' ' + args.join(' ') : ''}\`) on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. One VM image of ${4 * DATA_MIB} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm; the "20 GiB image" rows: the same image extended to 20 GiB with a hole. Format 4, gzip -6 (the \`-Z zstd\` rows: ${zstdEngine}, the reference then running \`zstd\` / \`zstd -d\` as its filter), 100 MiB chunks, both sides, scrypt r=8 p=1 at the logN shown. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second; the commands of one comparison ran in turns, ${REPEAT} rounds: each cell is the median run, with the range of its wall times in brackets; CPU-s/GB counts every process of the run (user + sys). Ceiling = our \`--threads 1\` CPU time divided by the ${CORES} cores (the same work perfectly parallel) or, for a restore, the slowest serial stage if that is longer: the writes of the VM image, one at a time (the kernel serialises a file's writes), as the run's own profile timed them (${serials.join('; ')}); efficiency = ceiling / achieved. Archives: ${sizes.join('; ')}. Restored image identical: ${same ? 'yes' : 'NO'}. Peak RSS of our runs (from each run's own summary) against the bound --max-memory (its default) + one key derivation per thread + 200 MB: ${rssBounds}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
       '',
       '| run | qvm-backup (this) | reference pipeline | speedup | ceiling | efficiency |',
