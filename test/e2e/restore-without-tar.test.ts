@@ -3,7 +3,7 @@
 // at all; a file that needs tar fails its VM with the reason, the others are restored.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, node, sampleIn, BACKUP_BIN, RESTORE_BIN, ROOT } from '../helpers/cli.js';
 import type { StatsReport } from '../../src/main/stats/report-types.js';
@@ -46,6 +46,29 @@ test('restore: images need no GNU tar; a file that does fails its VM with the re
     assert.doesNotMatch(bad.stderr, /^\s+at /m, 'no stack trace');
     assert.equal(existsSync(join(host2, 'appvms/work')), false, 'the VM whose files failed is not installed');
     assert.ok(existsSync(join(host2, 'appvms/vault/private.img')), 'the other VM is');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('restore without GNU tar: tar is checked once per run, not once per VM (a hung check costs its timeout once)', { timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    // Qubes' own archive: every VM and the dom0 home have files that need tar
+    const fixture = join(process.env['QVMB_FIXTURES'] ?? '/work/shared/fixtures/qubes-made', 'upstream-v4-gzip.bin');
+    const bin = join(t.dir, 'bin');
+    mkdirSync(bin);
+    const log = join(t.dir, 'version-calls');
+    writeFileSync(join(bin, 'tar'), `#!/bin/sh\necho "$*" >> '${log}'\necho 'bsdtar 3.6.2 - libarchive 3.6.2'\n`);
+    chmodSync(join(bin, 'tar'), 0o755);
+    const pw = join(t.dir, 'pw');
+    writeFileSync(pw, 'qubes\n');
+    const hh = join(t.dir, 'hh', 'user');
+    mkdirSync(hh, { recursive: true });
+    const r = node(RESTORE_BIN, ['-y', '-p', pw, '--qubes-root', join(t.dir, 'host'), '--dom0-home', hh, '--ignore-missing', fixture], { env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}` } });
+    assert.equal(r.status, 7, r.stderr);
+    assert.match(r.stderr, /test-work: .*is not GNU tar/);
+    assert.deepEqual(readFileSync(log, 'utf8').trim().split('\n'), ['--version'], 'one check for the 9 parts that need tar');
   } finally {
     t.cleanup();
   }

@@ -36,12 +36,14 @@ export interface ExtractorOptions {
  * written in-process never loads either, and a missing tar fails the files that need it, with its
  * reason. An abort before that opens nothing.
  */
-export function openWhenReady(ready: () => Promise<unknown>, open: () => InnerExtractor): InnerExtractor {
+export function openWhenReady(ready: () => Promise<unknown>, open: () => InnerExtractor, signal?: AbortSignal): InnerExtractor {
   let aborted = false;
   let opened: Promise<InnerExtractor> | undefined;
   const get = (): Promise<InnerExtractor> =>
     (opened ??= ready().then(() => {
-      if (aborted) throw new QvmBackupError('ERR_CANCELLED', 'extraction stopped before it started');
+      // a run stopped while `ready` was pending starts nothing (this file may not be the one the
+      // stop aborted: the reader can be a file ahead of the feeder)
+      if (aborted || signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', 'extraction stopped before it started');
       return open();
     }));
   return {

@@ -109,15 +109,19 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     fileDone: (file) => stats.time('extract: check + merge', () => fileDone(file)),
   });
 
+  // GNU tar is checked once per run: its failure is every tar file's (checkGnuTar forgets a failure,
+  // so a `tar --version` that hangs would otherwise cost its timeout once per VM)
+  let tarChecked: Promise<unknown> | undefined;
+  const tarOnce = (): Promise<unknown> => (tarChecked ??= tarReady());
   function openExtractor(file: FileRun): InnerExtractor {
     const vm = file.vm as VmRun;
     // every inner archive gets a fresh directory of its own (never one shared by two tar runs)
     if (!listOnly) file.extractDir = createExtractionDir(vm.stagingDir);
     const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, stats, ...(ctx.signal ? { signal: ctx.signal } : {}) };
-    const byTar = (open: () => InnerExtractor): InnerExtractor => openWhenReady(tarReady, open);
+    const byTar = (open: () => InnerExtractor): InnerExtractor => openWhenReady(tarOnce, open, ctx.signal);
     if (version === 2) return byTar(() => ((file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o)));
     // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)
-    if (inProcessImages && isImageBase(file.base)) return filter.kind === 'program' ? openWhenReady(loadSpawner, () => openImageExtractor(o, filter, units)) : openImageExtractor(o, filter, units);
+    if (inProcessImages && isImageBase(file.base)) return filter.kind === 'program' ? openWhenReady(loadSpawner, () => openImageExtractor(o, filter, units), ctx.signal) : openImageExtractor(o, filter, units);
     return byTar(() => openStreamExtractor(o, filter));
   }
   async function fileDone(file: FileRun): Promise<void> {

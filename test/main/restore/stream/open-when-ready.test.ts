@@ -77,3 +77,15 @@ test('an abort before any call opens nothing, ever', async () => {
   await assert.rejects(ext.write(new Uint8Array(1)), { code: 'ERR_CANCELLED' });
   assert.equal(opens, 0);
 });
+
+test('a run stopped while the precondition is pending opens nothing, even without an abort of this extractor', async () => {
+  const d = deferred();
+  const run = new AbortController();
+  let opens = 0;
+  const ext = openWhenReady(() => d.promise, () => (opens++, recorder().ext), run.signal);
+  const writing = ext.write(new Uint8Array(1));
+  run.abort(); // the stop aborted the file the reader was on, not this one
+  d.resolve();
+  await assert.rejects(writing, { code: 'ERR_CANCELLED' });
+  assert.equal(opens, 0, 'no process is started after the stop');
+});
