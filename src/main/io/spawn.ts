@@ -5,7 +5,10 @@
 // runShort, with bounded output, a timeout and a thrown error. Both keep stderr as a bounded tail
 // and give one error context shape, { command, exitCode, stderrTail }.
 // execa is loaded on first use (loadSpawner): it is ~130 modules, 0.14 s of every start-up here,
-// and a restore whose files are all VM images written in-process starts no process at all.
+// and a restore whose files are all VM images written in-process needs it for nothing. The one
+// call made before that, a program's `--version` at start-up (GNU tar's check), is node's execFile:
+// a few milliseconds, bounded output, a timeout (runVersion).
+import { execFile } from 'node:child_process';
 import type { Result, ResultPromise } from 'execa';
 import { QvmBackupError, type ErrorCode, type ErrorContext } from '../errors.js';
 import { diesWithUs, timedSpawn } from './child-lifetime.js';
@@ -154,4 +157,36 @@ export async function runShort(bin: string, args: readonly string[], o: ShortOpt
     : r.isCanceled ? 'cancelled'
     : exitDetail(r);
   throw new QvmBackupError(o.code ?? 'ERR_IO', `${o.what ?? command}: ${why}${tail ? `: ${tail}` : ''}`, { ...o.context, ...processContext(command, r, tail) }, r);
+}
+
+/**
+ * `bin --version` (LC_ALL=C) without execa: resolves to its stdout on exit 0; throws a QvmBackupError
+ * (`code`) `bin --version: why[: stderr]` with { command, exitCode, stderrTail } otherwise, and a
+ * `cause` whose `code` is ENOENT for a missing program. Killed (SIGKILL) after `timeoutMs`.
+ */
+export function runVersion(bin: string, timeoutMs: number, code: ErrorCode): Promise<string> {
+  const command = commandLine(bin, ['--version']);
+  // through setpriv too: not even a hung probe outlives us
+  const [file, argv] = diesWithUs(bin, ['--version']);
+  return new Promise((resolve, reject) => {
+    const child = timedSpawn(() =>
+      execFile(file, argv, { env: { ...process.env, LC_ALL: 'C' }, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: SHORT_STDOUT_BYTES, encoding: 'utf8' }, (err, stdout, stderr) => {
+        if (err === null) return resolve(stdout);
+        const e = err as NodeJS.ErrnoException & { code?: string | number; killed?: boolean; signal?: string };
+        const exitCode = typeof e.code === 'number' ? e.code : undefined;
+        const tail = stderr.slice(-STDERR_TAIL_BYTES).trim();
+        // setpriv reports a program it cannot run as exit 127
+        const missing = e.code === 'ENOENT' || (file !== bin && exitCode === 127);
+        const why =
+          missing ? 'not found'
+          : e.killed && e.signal === 'SIGKILL' ? `timed out after ${timeoutMs / 1000} s`
+          : e.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER' ? `more than ${SHORT_STDOUT_BYTES} bytes of output`
+          : exitCode !== undefined ? `exit ${exitCode}`
+          : e.signal ? `killed by ${e.signal}`
+          : e.message;
+        reject(new QvmBackupError(code, `${command}: ${why}${tail ? `: ${tail}` : ''}`, { command, exitCode, stderrTail: tail, ...(missing ? { missing: true } : {}) }, err));
+      }),
+    );
+    child.stdin?.end();
+  });
 }

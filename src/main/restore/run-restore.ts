@@ -22,6 +22,7 @@ import { checkSourceCommand, closeSource, openSource, type Source, type SourceVm
 import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
 import { resolveRestoreSettings, restoreMemoryOf, type RestoreChoices } from './settings.js';
+import { checkGnuTar } from '../tar/gnu-tar.js';
 import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 import { STAGE } from '../stats/bound.js';
 import { timedInput } from '../tar/byte-input.js';
@@ -73,7 +74,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       v1Dir = o.location;
     }
   }
-  // GNU tar is checked when a file needs it (file-extractor.ts): VM images are written in-process
+  // a missing or non-GNU tar is reported before the passphrase and before any data is read: every
+  // Qubes archive has files that need it (menus lists, firewall.xml, directories, the dom0 home)
+  await checkGnuTar();
   const rootExisted = await stat(root).then(() => true, () => false);
   const stats = o.stats ?? RunStats.off();
   const pool = new WorkerPool({ threads: s.threads, stats });

@@ -3,7 +3,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { QvmBackupError } from '../errors.js';
 import { findInPath } from '../io/child-lifetime.js';
-import { exitDetail, processContext, runShort, spawnProcess } from '../io/spawn.js';
+import { exitDetail, processContext, runVersion, spawnProcess } from '../io/spawn.js';
 
 /** Options every tar driver accepts. */
 export interface TarRunOptions {
@@ -124,10 +124,10 @@ export function checkGnuTar(tarPath?: string): Promise<string> {
   if (!p) {
     p = (async () => {
       const bin = tarPath ?? (await findTar());
-      const out = await runShort(bin, ['--version'], { timeout: 10_000, code: 'ERR_TAR_FAILED', what: `${bin} --version` }).catch((e: unknown) => {
-        const r = (e as { cause?: { code?: string; exitCode?: number } }).cause;
-        const ctx = { command: `${bin} --version`, exitCode: r?.exitCode };
-        if (r?.code === 'ENOENT') throw new QvmBackupError('ERR_TAR_FAILED', `tar not found: ${bin}`, ctx, e);
+      const out = await runVersion(bin, 10_000, 'ERR_TAR_FAILED').catch((e: unknown) => {
+        const c = (e as QvmBackupError).context;
+        const ctx = { command: `${bin} --version`, exitCode: c.exitCode };
+        if (c['missing'] === true) throw new QvmBackupError('ERR_TAR_FAILED', `tar not found: ${bin}`, ctx, e);
         throw new QvmBackupError('ERR_TAR_FAILED', `${bin} is not GNU tar (${(e as Error).message}); GNU tar is required`, ctx, e);
       });
       const first = out.split('\n')[0] ?? '';

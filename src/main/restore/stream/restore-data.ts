@@ -98,7 +98,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   };
   const feeder = new OrderedFeeder({
     slots,
-    open: (file) => timedExtractor(stats.time('extract: open (fresh dir, tar start)', () => openExtractor(file)), stats),
+    open: (file) => timedExtractor(stats.time('extract: open (fresh dir; a tar starts at its first write)', () => openExtractor(file)), stats),
     failVm,
     fed: (file, n) => {
       fileBytes.set(file, (fileBytes.get(file) ?? 0) + n);
