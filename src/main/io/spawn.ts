@@ -161,8 +161,9 @@ export async function runShort(bin: string, args: readonly string[], o: ShortOpt
 
 /**
  * `bin --version` (LC_ALL=C) without execa: resolves to its stdout on exit 0; throws a QvmBackupError
- * (`code`) `bin --version: why[: stderr]` with { command, exitCode, stderrTail } otherwise, and a
- * `cause` whose `code` is ENOENT for a missing program. Killed (SIGKILL) after `timeoutMs`.
+ * (`code`) `bin --version: why[: stderr]` with { command, exitCode, stderrTail } otherwise, and
+ * `missing: true` in that context for a program that does not exist. Killed (SIGKILL) after
+ * `timeoutMs`.
  */
 export function runVersion(bin: string, timeoutMs: number, code: ErrorCode): Promise<string> {
   const command = commandLine(bin, ['--version']);

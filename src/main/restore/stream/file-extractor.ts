@@ -32,9 +32,9 @@ export interface ExtractorOptions {
 
 /**
  * An extractor that starts a process (tar, a decompression program): `open` runs on the first call,
- * once `ready` resolved (execa loaded, tar checked to be GNU tar), so a restore whose files are all
- * written in-process never loads either, and a missing tar fails the files that need it, with its
- * reason. An abort before that opens nothing.
+ * once `ready` resolved (execa loaded; GNU tar's check, done at the start of the run, remembered),
+ * so a restore whose files are all written in-process never loads execa; a failed `ready` is every
+ * call's error. An abort, or a stop of the run, before that opens nothing.
  */
 export function openWhenReady(ready: () => Promise<unknown>, open: () => InnerExtractor, signal?: AbortSignal): InnerExtractor {
   let aborted = false;
