@@ -5,8 +5,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { loadSpawner } from '../../../src/main/io/spawn.js';
 import { tarCreateMultiVolume, tarExtractMultiVolume } from '../../../src/main/tar/gnu-tar.js';
 import { allocatedBytes, makeSparseFile, mkTmp, rejectsWith, rmTmp, sameFile } from './tar-test-helpers.js';
+
+// the code under test starts processes: the entry points load execa first, so does this file
+before(loadSpawner);
 
 const MiB = 1024 * 1024;
 const TAPE_KIB = 1024;

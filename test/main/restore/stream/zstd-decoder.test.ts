@@ -2,7 +2,8 @@
 // program run by tar), the one decoder both extractors use (streams of the zstd program and of our
 // independent frames; trailing data, truncation and oversized windows refused), and both
 // extractors end to end on a sparse image made by GNU tar with `zstd -3 -T2` (our Node 20 writer).
-import { test } from 'node:test';
+import { before, test } from 'node:test';
+import { loadSpawner } from '../../../../src/main/io/spawn.js';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,6 +20,9 @@ import { zstdZlib } from '../../../../src/workers/zstd-zlib.js';
 import { isQvmBackupError } from '../../../../src/main/errors.js';
 import type { BackupHeader } from '../../../../src/main/format/backup-header.js';
 import { tempDir } from './stream-helpers.js';
+
+// the code under test starts processes: the entry points load execa first, so does this file
+before(loadSpawner);
 
 const noZstd = zstdZlib === null ? `Node ${process.version} has no zstd in node:zlib` : false;
 const haveProgram = spawnSync('sh', ['-c', 'command -v zstd'], { stdio: 'ignore' }).status === 0;
