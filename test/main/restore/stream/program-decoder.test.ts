@@ -36,6 +36,15 @@ async function feed(x: ReturnType<typeof openImageExtractor>, data: Buffer): Pro
 
 const corrupt = (e: unknown): boolean => isQvmBackupError(e) && e.code === 'ERR_CORRUPT';
 
+/** `packed` fed to a fresh image extractor run by `program` (in `work/name`) fails as corrupt, with `message`. */
+async function failsAsCorrupt(work: string, name: string, program: string, packed: Buffer, message: RegExp): Promise<void> {
+  const out = path.join(work, name);
+  fs.mkdirSync(out);
+  const x = openImageExtractor({ dir: out, member: 'vm3/private.img', listOnly: false }, { kind: 'program', program });
+  await assert.rejects(feed(x, packed), (e: unknown) => corrupt(e) && message.test((e as Error).message));
+  await x.abort();
+}
+
 for (const program of ['zstd', 'xz', 'bzip2'] as const) {
   test(`${program} -d as the image writer's decoder: same bytes, holes kept; a corrupt stream fails as corrupt with its stderr`, { skip: !have(program) && `${program} is not installed`, timeout: 60_000 }, async () => {
     const work = tempDir();
@@ -52,18 +61,10 @@ for (const program of ['zstd', 'xz', 'bzip2'] as const) {
       // flipped bytes in the middle: the program says so (exit status, stderr)
       const bad = Buffer.from(packed);
       for (let i = 0, k = bad.length >> 1; i < 64; i++, k++) bad[k] = bad[k]! ^ 0x5a;
-      const out2 = path.join(work, 'bad');
-      fs.mkdirSync(out2);
-      const x = openImageExtractor({ dir: out2, member: 'vm3/private.img', listOnly: false }, { kind: 'program', program });
-      await assert.rejects(feed(x, bad), (e: unknown) => corrupt(e) && new RegExp(`vm3/private\\.img: cannot decompress the inner archive`).test((e as Error).message));
-      await x.abort();
+      await failsAsCorrupt(work, 'bad', program, bad, new RegExp(`vm3/private\\.img: cannot decompress the inner archive`));
 
       // cut short: the output ends early, the program's exit status is what fails the image
-      const out3 = path.join(work, 'short');
-      fs.mkdirSync(out3);
-      const y = openImageExtractor({ dir: out3, member: 'vm3/private.img', listOnly: false }, { kind: 'program', program });
-      await assert.rejects(feed(y, packed.subarray(0, packed.length - 100)), (e: unknown) => corrupt(e) && new RegExp(`${program} -d failed \\(exit \\d+\\)`).test((e as Error).message));
-      await y.abort();
+      await failsAsCorrupt(work, 'short', program, packed.subarray(0, packed.length - 100), new RegExp(`${program} -d failed \\(exit \\d+\\)`));
     } finally {
       fs.rmSync(work, { recursive: true, force: true });
     }
@@ -76,11 +77,7 @@ test('a program that exits 0 with input left (bzip2 ignoring trailing garbage) f
     const { tar } = imageIn(path.join(work, 'src'));
     const junk = sampleData(5_000_000, 3);
     const packed = Buffer.concat([execFileSync('bzip2', ['-c'], { input: tar, maxBuffer: 1 << 30 }), junk]);
-    const out = path.join(work, 'out');
-    fs.mkdirSync(out);
-    const x = openImageExtractor({ dir: out, member: 'vm3/private.img', listOnly: false }, { kind: 'program', program: 'bzip2' });
-    await assert.rejects(feed(x, packed), (e: unknown) => corrupt(e) && /bzip2 -d exited before it read all the compressed data/.test((e as Error).message));
-    await x.abort();
+    await failsAsCorrupt(work, 'out', 'bzip2', packed, /bzip2 -d exited before it read all the compressed data/);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
@@ -92,11 +89,7 @@ test('the decoder memory of a program is bounded as in-process: a zstd window of
     const { tar } = imageIn(path.join(work, 'src'));
     // from a pipe: no content size, so the frame keeps the 2^27 window --long=27 asks for
     const packed = execFileSync('sh', ['-c', 'cat | zstd -q --long=27 -c'], { input: tar, maxBuffer: 1 << 30 });
-    const out = path.join(work, 'out');
-    fs.mkdirSync(out);
-    const x = openImageExtractor({ dir: out, member: 'vm3/private.img', listOnly: false }, { kind: 'program', program: 'zstd' });
-    await assert.rejects(feed(x, packed), (e: unknown) => corrupt(e) && /zstd -d failed \(exit \d+\)/.test((e as Error).message));
-    await x.abort();
+    await failsAsCorrupt(work, 'out', 'zstd', packed, /zstd -d failed \(exit \d+\)/);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
