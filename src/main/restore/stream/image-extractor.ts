@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { BackgroundFlush } from '../../io/background-flush.js';
+import { PagePrefault } from '../../io/page-prefault.js';
 import { basenameOfBase, subdirOfBase } from '../../format/archive-names.js';
 import { SingleMemberReader, type MemberInfo, type MemberSink } from '../../tar/single-member-reader.js';
 import { MAX_IMAGE_BYTES } from '../install/vm-files.js';
@@ -34,6 +35,8 @@ class FileSink implements MemberSink {
   #info: MemberInfo | null = null;
   /** the install fsyncs the image; its disk writes start here, beside the decoding */
   #flush: BackgroundFlush | null = null;
+  /** prepares the page cache ahead of the writes, in another thread */
+  #prefault: PagePrefault | null = null;
   constructor(
     readonly dir: string,
     readonly listOnly: boolean,
@@ -51,14 +54,17 @@ class FileSink implements MemberSink {
       await fsp.mkdir(parent, { mode: 0o755 });
     }
     const file = path.join(parent, parts[parts.length - 1]!);
-    this.#fh = await fsp.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, info.mode || 0o644);
+    // read+write: the prefaulter reads the ranges about to be written (only ever our own file)
+    this.#fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, info.mode || 0o644);
     this.#flush = new BackgroundFlush(this.#fh);
     await this.#fh.truncate(info.size); // the apparent size: everything not written is a hole
+    if (process.env.QVMB_PREFAULT !== '0') this.#prefault = new PagePrefault(this.#fh, info.spans);
   }
 
   async data(position: number, bytes: Uint8Array): Promise<void> {
     const fh = this.#fh;
     if (fh === null) return;
+    this.#prefault?.ahead(position + bytes.length);
     const write = async (): Promise<void> => {
       for (let off = 0; off < bytes.length; ) {
         const { bytesWritten } = await fh.write(bytes, off, bytes.length - off, position + off);
@@ -75,6 +81,7 @@ class FileSink implements MemberSink {
     if (fh === null) return;
     this.#fh = null;
     try {
+      await this.#prefault?.stop();
       await this.#flush!.settle();
       const t = this.#info!.mtimeSec;
       await fh.utimes(t, t);
@@ -86,6 +93,7 @@ class FileSink implements MemberSink {
   async close(): Promise<void> {
     const fh = this.#fh;
     this.#fh = null;
+    await this.#prefault?.stop();
     await this.#flush?.quiesce();
     await fh?.close().catch(() => undefined);
   }
