@@ -156,6 +156,7 @@ export async function main(): Promise<number> {
       signal: stop.signal,
       stats,
       ...(process.env['QVMB_IMAGE_EXTRACTION'] === 'tar' ? { imageExtraction: 'tar' as const } : {}),
+      ...(process.env['QVMB_PREFAULT'] === '0' ? { prefaultImages: false } : {}),
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));
     const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0User !== undefined ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;

@@ -175,6 +175,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       chunk_memory: head ? chunkMemory : null,
       kdf: head?.kdf ? `scrypt N=2^${head.kdf.logN} r=${head.kdf.r} p=${head.kdf.p}` : null,
       image_extraction: s.imageExtraction,
+      prefault_images: s.prefaultImages,
     });
     // progress counts the archive read (what takes the time), as a percent when its size is known
     progress.start(o.verifyOnly ? 'verify' : 'restore', archiveBytes);
@@ -205,6 +206,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         onFileDone: (vm, file, bytes) => progress.fileDone?.(vm === 'dom0' ? 'dom0 home' : vm, file, bytes),
         onWarning: (m) => progress.warn(m),
         imageExtraction: s.imageExtraction,
+        prefaultImages: s.prefaultImages,
         stats,
       }, selection));
     // the format has no end marker: a source command's exit status is the only sign of a short stream

@@ -25,6 +25,8 @@ test('defaults: threads = CPUs; --max-memory 1 GiB + 512 MiB per thread, at leas
   assert.equal(resolveRestoreSettings({ threads: 0 }, host).threads, 2);
   assert.equal(resolveRestoreSettings({ maxMemory: 300 * MiB }, host).maxMemory, 300 * MiB);
   assert.equal(resolveRestoreSettings({}, host).imageExtraction, 'in-process');
+  assert.equal(resolveRestoreSettings({}, host).prefaultImages, true);
+  assert.equal(resolveRestoreSettings({ prefaultImages: false }, host).prefaultImages, false);
   assert.equal(resolveRestoreSettings({ compressionFilter: 'xz', imageExtraction: 'tar' }, host).compressionFilter, 'xz');
 });
 

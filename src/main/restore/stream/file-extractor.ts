@@ -28,6 +28,8 @@ export interface ExtractorOptions {
   tarPath?: string;
   /** the run's stage profile (the in-process image writer times its writes) */
   stats?: RunStats;
+  /** the in-process image writer prepares the page cache ahead of its writes (io/page-prefault.ts) */
+  prefault?: boolean;
 }
 
 /**

@@ -41,6 +41,7 @@ class FileSink implements MemberSink {
     readonly dir: string,
     readonly listOnly: boolean,
     readonly stats?: RunStats,
+    readonly prefault = false,
   ) {}
 
   async begin(info: MemberInfo): Promise<void> {
@@ -58,7 +59,7 @@ class FileSink implements MemberSink {
     this.#fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, info.mode || 0o644);
     this.#flush = new BackgroundFlush(this.#fh);
     await this.#fh.truncate(info.size); // the apparent size: everything not written is a hole
-    if (process.env.QVMB_PREFAULT !== '0') this.#prefault = new PagePrefault(this.#fh, info.spans);
+    if (this.prefault) this.#prefault = new PagePrefault(this.#fh, info.spans);
   }
 
   async data(position: number, bytes: Uint8Array): Promise<void> {
@@ -102,7 +103,7 @@ class FileSink implements MemberSink {
 /** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming;
  *  with `units`, our gzip members or zstd frames are decompressed in parallel by the worker pool). */
 export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools): InnerExtractor {
-  const sink = new FileSink(o.dir, o.listOnly, o.stats);
+  const sink = new FileSink(o.dir, o.listOnly, o.stats, o.prefault === true);
   const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member }, sink);
   const classify = (e: unknown): QvmBackupError =>
     isQvmBackupError(e) ? e : new QvmBackupError(

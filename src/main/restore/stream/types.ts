@@ -81,6 +81,8 @@ export interface RestoreDataContext {
   onFileDone?: (vm: string, file: string, bytes: number) => void;
   /** how v3/v4 image members are extracted: in-process (default) or by GNU tar (benchmarks, tests) */
   imageExtraction?: 'in-process' | 'tar';
+  /** prepare the page cache ahead of the in-process image writes (default true) */
+  prefaultImages?: boolean;
   /** warnings that do not fail anything (e.g. repaired whole-directory symlinks) */
   onWarning?: (message: string) => void;
   /** the run's stage profile */
