@@ -3,7 +3,9 @@
 // (tar --sparse | gzip | 100 MiB chunk files in a temp dir, one `scrypt enc` per chunk, one after the
 // other; restore: `scrypt dec` per chunk | gzip -d | tar -x), on the same sample image in the same
 // run, at scrypt logN 14 (the KDF does not hide the rest) and 19 (the default). The commands of one
-// comparison run in turns; for each: the median wall time of the repeats and their range,
+// comparison run in turns; for each: the median wall time of the repeats and their range (an even
+// number of rounds: the mean of the two middle runs' wall times, the other columns those of the
+// slower of them — bench-median.ts),
 // CPU-seconds per GB (the children's user+sys), peak RSS,
 // and a ceiling = our CPU time spread over all cores (the smaller of the --threads 1 run's and the run's
 // own), for a restore at least its serial image writes (efficiency = ceiling / achieved).
@@ -20,6 +22,7 @@ import { blockCodecAvailable } from '../src/workers/compress.js';
 import { defaultMaxMemory } from '../src/main/pipeline/memory-default.js';
 import { defaultRestoreMaxMemory } from '../src/main/restore/settings.js';
 import { writeSection } from './bench-report.js';
+import { medianRun } from './bench-median.js';
 import { STAGE } from '../src/main/stats/bound.js';
 import type { StatsReport } from '../src/main/stats/report-types.js';
 
@@ -88,16 +91,13 @@ interface Spec {
 /**
  * Run the commands of one comparison in turns, REPEAT rounds (ours, the reference, ours, …), so that a
  * change of the machine's state during the bench (page cache, the VM's free memory handed back to the
- * host, other load) falls on all of them alike; each gets its median run (by wall time) and the
- * range of its wall times.
+ * host, other load) falls on all of them alike; each gets its median (medianRun) and the range of
+ * its wall times.
  */
 function together(specs: Spec[]): Measured[] {
   const runs: Run[][] = specs.map(() => []);
   for (let i = 0; i < REPEAT; i++) specs.forEach((sp, k) => runs[k]!.push(once(sp.cmd, sp.argv, sp.env, sp.before)));
-  return runs.map((rs) => {
-    rs.sort((a, b) => a.wall - b.wall);
-    return { ...rs[Math.floor((rs.length - 1) / 2)]!, min: rs[0]!.wall, max: rs[rs.length - 1]!.wall };
-  });
+  return runs.map((rs) => medianRun(rs));
 }
 
 /** The reference: Qubes R4's writer and reader steps with stock tools, sequential, chunk files on disk. */
@@ -284,7 +284,7 @@ function main(): void {
       SECTION,
       '',
       ...(RESTORE_ONLY ? ['Only the restore comparison at logN 14 (`--restore-only`): each archive made once, then the restores in turns; the backup, zstd and 20 GiB rows (and what the text below says of them) are in the whole-run section.', ''] : []),
-      `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (\`node dist/scripts/bench-backup.js${args.length ? ' ' + args.join(' ') : ''}\`) on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. One VM image of ${4 * DATA_MIB} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm; the "20 GiB image" rows: the same image extended to 20 GiB with a hole. Format 4, gzip -6 (the \`-Z zstd\` rows: ${zstdEngine}, the reference then running \`zstd\` / \`zstd -d\` as its filter), 100 MiB chunks, both sides, scrypt r=8 p=1 at the logN shown. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second; the commands of one comparison ran in turns, ${REPEAT} rounds: each cell is the median run, with the range of its wall times in brackets; CPU-s/GB counts every process of the run (user + sys). Ceiling = our CPU time divided by the ${CORES} cores (the same work perfectly parallel; the smaller of the \`--threads 1\` run's CPU time and the run's own, as the one-thread run can do more work) or, for a restore, the slowest serial stage if that is longer: the writes of the VM image, one at a time (the kernel serialises a file's writes), as the run's own profile timed them (${serials.join('; ')}); efficiency = ceiling / achieved. Archives: ${sizes.join('; ')}. Restored image identical: ${same ? 'yes' : 'NO'}. Peak RSS of our runs (from each run's own summary) against the bound --max-memory (its default) + one key derivation per thread + 200 MB: ${rssBounds}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
+      `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (\`node dist/scripts/bench-backup.js${args.length ? ' ' + args.join(' ') : ''}\`) on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. One VM image of ${4 * DATA_MIB} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm; the "20 GiB image" rows: the same image extended to 20 GiB with a hole. Format 4, gzip -6 (the \`-Z zstd\` rows: ${zstdEngine}, the reference then running \`zstd\` / \`zstd -d\` as its filter), 100 MiB chunks, both sides, scrypt r=8 p=1 at the logN shown. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second; the commands of one comparison ran in turns, ${REPEAT} rounds: each cell is the median run${REPEAT % 2 === 0 ? ' (an even number of rounds: the mean wall time of the two middle runs, the other figures those of the slower of them)' : ''}, with the range of its wall times in brackets; CPU-s/GB counts every process of the run (user + sys). Ceiling = our CPU time divided by the ${CORES} cores (the same work perfectly parallel; the smaller of the \`--threads 1\` run's CPU time and the run's own, as the one-thread run can do more work) or, for a restore, the slowest serial stage if that is longer: the writes of the VM image, one at a time (the kernel serialises a file's writes), as the run's own profile timed them (${serials.join('; ')}); efficiency = ceiling / achieved. Archives: ${sizes.join('; ')}. Restored image identical: ${same ? 'yes' : 'NO'}. Peak RSS of our runs (from each run's own summary) against the bound --max-memory (its default) + one key derivation per thread + 200 MB: ${rssBounds}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
       '',
       '| run | qvm-backup (this) | reference pipeline | speedup | ceiling | efficiency |',
       '|---|---:|---:|---:|---:|---:|',

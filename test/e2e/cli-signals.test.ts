@@ -1,10 +1,11 @@
 // Signals and the confirmation at every phase a run can wait in: SIGINT/SIGTERM end the run with
 // 130/143 and no output left behind, also while it waits for a passphrase or for the y/N answer
-// (which a blocking read used to hold until Enter); answering "no" is exit 0, "nothing done".
+// (which a blocking read used to hold until Enter) or for a hung `tar --version` start-up check
+// (which used to hold it for its 10 s timeout); answering "no" is exit 0, "nothing done".
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, mkdirSync, readFileSync, openSync, closeSync, readlinkSync, constants } from 'node:fs';
+import { readdirSync, mkdirSync, readFileSync, openSync, closeSync, readlinkSync, constants, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, node, run, haveCmd, BACKUP_BIN, RESTORE_BIN, sampleIn } from '../helpers/cli.js';
 import { alive, cmdline, descendants, waitFor } from '../helpers/processes.js';
@@ -17,8 +18,8 @@ function sample(dir: string) {
 }
 
 /** Start a command; collects stdout+stderr; `exit(ms)` fails the test when it does not end in time. */
-function start(cmd: string, args: string[]) {
-  const child: ChildProcess = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+function start(cmd: string, args: string[], env?: NodeJS.ProcessEnv) {
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(env ? { env } : {}) });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -130,6 +131,51 @@ for (const writer of ['no writer yet', 'a writer that sends nothing'] as const) 
     }
   });
 }
+
+test('SIGINT while the start-up `tar --version` check hangs: exit 130 within 2 s, the probe killed, no stack trace', { timeout: 60_000 }, async () => {
+  const t = tempDir();
+  try {
+    // the first `tar` in PATH notes its pid, then hangs (exec: the probe itself sleeps)
+    const bin = join(t.dir, 'bin');
+    mkdirSync(bin);
+    const pids = join(t.dir, 'tar-pids');
+    writeFileSync(join(bin, 'tar'), `#!/bin/sh\necho $$ >> ${q(pids)}\nexec sleep 30\n`);
+    chmodSync(join(bin, 'tar'), 0o755);
+    const env = { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}` };
+    const pw = passFile(t.dir);
+    const archive = join(t.dir, 'a.bin');
+    writeFileSync(archive, 'never read: tar is checked first');
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    const qubes = join(t.dir, 'qubes');
+    mkdirSync(qubes);
+    const commands = [
+      ['qvm-backup', BACKUP_BIN, '-y', '-p', pw, '--qubes-root', qubes, '--dom0-home', join(t.dir, 'home'), out],
+      ['qvm-backup-restore', RESTORE_BIN, '-y', '-p', pw, '--qubes-root', join(t.dir, 'host'), '--dom0-home', join(t.dir, 'hh'), archive],
+    ];
+    for (const [prog, ...argv] of commands) {
+      writeFileSync(pids, '');
+      const r = start(process.execPath, argv, env);
+      try {
+        await waitFor('the tar probe', () => readFileSync(pids, 'utf8').trim() !== '' || r.child.exitCode !== null);
+        assert.equal(r.child.exitCode, null, r.output());
+        const probe = Number(readFileSync(pids, 'utf8').trim());
+        assert.ok(alive(probe), 'the probe runs');
+        r.child.kill('SIGINT');
+        assert.equal(await r.exit(2_000), 130, r.output());
+        assert.match(r.output(), new RegExp(`${prog}: error: .*SIGINT`));
+        assert.doesNotMatch(r.output(), /^\s+at /m, 'no stack trace');
+        await waitFor('the probe to be gone', () => !alive(probe), 2_000);
+        assert.deepEqual(readdirSync(out), []);
+        assert.deepEqual(readdirSync(t.dir).filter((n) => n === 'host' || n === 'hh'), [], 'nothing created for the restore');
+      } finally {
+        r.cleanup();
+      }
+    }
+  } finally {
+    t.cleanup();
+  }
+});
 
 function readlinkOr(p: string): string {
   try {

@@ -117,7 +117,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const { threads, compression } = s;
   // a missing or non-GNU tar is reported before anything else happens; every backup starts
   // processes (tar for directories and the dom0 home, the hole-map helper)
-  await Promise.all([checkGnuTar(), loadSpawner()]);
+  await Promise.all([checkGnuTar(undefined, signal), loadSpawner()]);
   const xmlPath = join(options.qubesRoot, 'qubes.xml');
   let xmlText: Buffer;
   try {

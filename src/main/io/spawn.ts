@@ -163,16 +163,21 @@ export async function runShort(bin: string, args: readonly string[], o: ShortOpt
  * `bin --version` (LC_ALL=C) without execa: resolves to its stdout on exit 0; throws a QvmBackupError
  * (`code`) `bin --version: why[: stderr]` with { command, exitCode, stderrTail } otherwise, and
  * `missing: true` in that context for a program that does not exist. Killed (SIGKILL) after
- * `timeoutMs`.
+ * `timeoutMs`, or as soon as `signal` aborts (then it rejects with the signal's reason when that is
+ * a QvmBackupError, else ERR_CANCELLED): a hung probe must not hold a stopped run.
  */
-export function runVersion(bin: string, timeoutMs: number, code: ErrorCode): Promise<string> {
+export function runVersion(bin: string, timeoutMs: number, code: ErrorCode, signal?: AbortSignal): Promise<string> {
   const command = commandLine(bin, ['--version']);
   // through setpriv too: not even a hung probe outlives us
   const [file, argv] = diesWithUs(bin, ['--version']);
   return new Promise((resolve, reject) => {
+    const cancelled = (cause?: unknown): QvmBackupError =>
+      signal?.reason instanceof QvmBackupError ? signal.reason : new QvmBackupError('ERR_CANCELLED', `${command}: cancelled`, { command }, cause);
+    if (signal?.aborted) return reject(cancelled());
     const child = timedSpawn(() =>
-      execFile(file, argv, { env: { ...process.env, LC_ALL: 'C' }, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: SHORT_STDOUT_BYTES, encoding: 'utf8' }, (err, stdout, stderr) => {
+      execFile(file, argv, { env: { ...process.env, LC_ALL: 'C' }, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: SHORT_STDOUT_BYTES, encoding: 'utf8', ...(signal ? { signal } : {}) }, (err, stdout, stderr) => {
         if (err === null) return resolve(stdout);
+        if (signal?.aborted) return reject(cancelled(err));
         const e = err as NodeJS.ErrnoException & { code?: string | number; killed?: boolean; signal?: string };
         const exitCode = typeof e.code === 'number' ? e.code : undefined;
         const tail = stderr.slice(-STDERR_TAIL_BYTES).trim();

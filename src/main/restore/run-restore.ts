@@ -76,7 +76,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   }
   // a missing or non-GNU tar is reported before the passphrase and before any data is read: every
   // Qubes archive has files that need it (menus lists, firewall.xml, directories, the dom0 home)
-  await checkGnuTar();
+  await checkGnuTar(undefined, o.signal);
   const rootExisted = await stat(root).then(() => true, () => false);
   const stats = o.stats ?? RunStats.off();
   const pool = new WorkerPool({ threads: s.threads, stats });

@@ -1,7 +1,7 @@
 // Runs GNU tar through execa and turns its exit into a QvmBackupError (ERR_TAR_FAILED with the
 // command, exit code and stderr tail; ERR_CANCELLED on abort). Also finds and checks the tar binary.
 import type { Readable, Writable } from 'node:stream';
-import { QvmBackupError } from '../errors.js';
+import { isQvmBackupError, QvmBackupError } from '../errors.js';
 import { findInPath } from '../io/child-lifetime.js';
 import { exitDetail, processContext, runVersion, spawnProcess } from '../io/spawn.js';
 
@@ -117,14 +117,17 @@ export function findTar(): Promise<string> {
 
 const checked = new Map<string, Promise<string>>();
 
-/** Verify that `tarPath` (default: tar in PATH) is GNU tar; resolves to its version line. */
-export function checkGnuTar(tarPath?: string): Promise<string> {
+/** Verify that `tarPath` (default: tar in PATH) is GNU tar; resolves to its version line. `signal`
+ *  (the run's stop) kills a probe still running and rejects with ERR_CANCELLED; the probe is shared
+ *  by the callers that ask while it runs (one run's), and a failed or cancelled one is forgotten. */
+export function checkGnuTar(tarPath?: string, signal?: AbortSignal): Promise<string> {
   const key = tarPath ?? '';
   let p = checked.get(key);
   if (!p) {
     p = (async () => {
       const bin = tarPath ?? (await findTar());
-      const out = await runVersion(bin, 10_000, 'ERR_TAR_FAILED').catch((e: unknown) => {
+      const out = await runVersion(bin, 10_000, 'ERR_TAR_FAILED', signal).catch((e: unknown) => {
+        if (isQvmBackupError(e) && e.code === 'ERR_CANCELLED') throw e;
         const c = (e as QvmBackupError).context;
         const ctx = { command: `${bin} --version`, exitCode: c.exitCode };
         if (c['missing'] === true) throw new QvmBackupError('ERR_TAR_FAILED', `tar not found: ${bin}`, ctx, e);

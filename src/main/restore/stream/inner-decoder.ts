@@ -7,6 +7,7 @@ import type { Transform, TransformCallback } from 'node:stream';
 import { QvmBackupError } from '../../errors.js';
 import { ZSTD_WINDOW_LOG_MAX, zstdZlib } from '../../../workers/zstd-zlib.js';
 import type { InnerFilter } from './filters.js';
+import { ZstdFrameBounds } from './zstd-frame-bounds.js';
 
 /** Output buffers of 1 MiB: streaming gunzip runs ~2x faster than with the 16 KiB default. */
 const OUT_CHUNK = 1024 * 1024;
@@ -40,20 +41,28 @@ export function createInnerDecoder(filter: InnerFilter): Transform | null {
  * node:zlib's zstd decoder stops at bytes after a frame that are not a frame, without an error: it
  * ends its output early and drops the rest (`zstd -d` fails on them, and gunzip does too). Count what
  * went in; an end of output while input is left unconsumed (`bytesWritten` < fed) fails the stream.
+ * It also takes 1-3 bytes of a magic number after the last frame as the start of another and ends
+ * without an error: the frame bounds followed beside it must end with the input too.
  */
 function refuseTrailingData(d: ZlibStream): void {
   let fed = 0;
+  const bounds = new ZstdFrameBounds();
   const transform = d._transform.bind(d);
   const push = d.push.bind(d);
   d._transform = (chunk: Buffer, encoding: BufferEncoding, cb: TransformCallback): void => {
     fed += chunk.length;
+    bounds.feed(chunk);
     transform(chunk, encoding, cb);
   };
   d.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
-    const left = fed - d.bytesWritten;
-    if (chunk === null && left > 0) {
-      d.destroy(new Error(`${left} bytes after the last zstd frame are not zstd data`));
-      return false;
+    if (chunk === null) {
+      const left = fed - d.bytesWritten;
+      const partial = bounds.partial();
+      if (left > 0 || partial > 0) {
+        const why = left > 0 ? `${left} bytes after the last zstd frame are not zstd data` : `${partial} bytes after the last zstd frame are not a whole frame (trailing data, or a frame cut off)`;
+        d.destroy(new Error(why));
+        return false;
+      }
     }
     return push(chunk, encoding);
   };

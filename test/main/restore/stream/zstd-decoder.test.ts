@@ -1,7 +1,8 @@
 // Restore of zstd inner archives: the filter choice (in-process where node:zlib has zstd, else the
 // program run by tar), the one decoder both extractors use (streams of the zstd program and of our
 // independent frames; trailing data, truncation and oversized windows refused), and both
-// extractors end to end on a sparse image made by GNU tar with `zstd -3 -T2` (our Node 20 writer).
+// extractors end to end on a sparse image made by GNU tar with `zstd -3 -T2` (our Node 20 writer);
+// what may follow the last frame is checked against the zstd program's verdict.
 import { before, test } from 'node:test';
 import { loadSpawner } from '../../../../src/main/io/spawn.js';
 import assert from 'node:assert/strict';
@@ -101,6 +102,47 @@ test('the decoder refuses trailing data, truncation and windows over 8 MiB', { s
   assert.throws(() => zstdDecompressSmall(good, 1000), (e: unknown) => (e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError);
 });
 
+test('after the last frame the decoder refuses and accepts what the zstd program does (1-3 magic bytes, junk, skippable frames)', { skip: noZstd || noProgram }, async () => {
+  const src = data(40_000);
+  const skippable = (n: number): Buffer => Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, n, 0, 0, 0]), Buffer.alloc(n, 0x28)]);
+  const tails: [string, Buffer][] = [
+    ['nothing', Buffer.alloc(0)],
+    ['28', Buffer.from([0x28])],
+    ['28 b5', Buffer.from([0x28, 0xb5])],
+    ['28 b5 2f', Buffer.from([0x28, 0xb5, 0x2f])],
+    ['the whole magic', Buffer.from([0x28, 0xb5, 0x2f, 0xfd])],
+    ['a skippable magic\'s 3 bytes', Buffer.from([0x50, 0x2a, 0x4d])],
+    ['a zero byte', Buffer.from([0])],
+    ['junk', Buffer.from('junk')],
+    ['an empty skippable frame', skippable(0)],
+    ['a skippable frame', skippable(5)],
+    ['a cut skippable frame', skippable(5).subarray(0, 10)],
+    ['a skippable frame, then 28 b5', Buffer.concat([skippable(3), Buffer.from([0x28, 0xb5])])],
+  ];
+  for (const [base, stream] of [
+    ['our frames', frames(src, 16 << 10)],
+    ['zstd -3', zstdCli(['-3', '-c'], src)],
+  ] as const) {
+    for (const [what, tail] of tails) {
+      const input = Buffer.concat([stream, tail]);
+      const program = spawnSync('zstd', ['-d', '-c'], { input, maxBuffer: 1 << 30 });
+      // in 7777-byte writes, and with the end in 1-byte writes (the tail split across them)
+      for (const piece of [7777, 1]) {
+        const label = `${base} + ${what}, ${piece}-byte writes`;
+        const d = createInnerDecoder({ kind: 'zstd' })!;
+        if (piece === 1) d.write(input.subarray(0, stream.length - 5));
+        const rest = piece === 1 ? input.subarray(stream.length - 5) : input;
+        const ours = await decode(d, rest, piece).then(
+          (out) => ({ ok: true, out }),
+          (e: unknown) => ({ ok: false, message: (e as Error).message }),
+        );
+        assert.equal(ours.ok, program.status === 0, `${label}: zstd -d exits ${program.status} (${program.stderr.toString().trim()}), ours ${JSON.stringify(ours.ok ? 'ok' : ours)}`);
+        if (ours.ok) assert.ok('out' in ours && ours.out.equals(src), `${label}: same bytes`);
+      }
+    }
+  }
+});
+
 /** A sparse image (holes and data runs) and its inner archive, made the way our Node 20 writer makes it. */
 async function sparseInner(dir: string): Promise<{ image: string; inner: Buffer }> {
   fs.mkdirSync(path.join(dir, 'src'));
@@ -146,6 +188,11 @@ for (const [which, open] of [
       const x = open({ dir: out2, member: 'vm3/private.img', listOnly: false }, filter);
       await assert.rejects(feed(x, Buffer.concat([inner, Buffer.from('trailing junk')])), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CORRUPT' && /after the last zstd frame/.test(e.message));
       await x.abort();
+      const out3 = path.join(dir, 'out3');
+      fs.mkdirSync(out3);
+      const y = open({ dir: out3, member: 'vm3/private.img', listOnly: false }, filter);
+      await assert.rejects(feed(y, Buffer.concat([inner, Buffer.from([0x28, 0xb5, 0x2f])])), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CORRUPT' && /3 bytes after the last zstd frame/.test(e.message));
+      await y.abort();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
