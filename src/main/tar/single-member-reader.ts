@@ -75,8 +75,14 @@ export class SingleMemberReader {
   // the member being read
   #info: MemberInfo | null = null;
   #storedSize = 0;
-  #mapText = '';
   #mapBytesLeft = 0;
+  #mapBytesRead = 0;
+  /** the pax 1.0 map's last line so far (not ended by \n yet) */
+  #mapPartial = '';
+  /** its count line, once read */
+  #mapCount: number | undefined;
+  /** an entry's offset line, until its length line arrives */
+  #mapOffset: number | undefined;
   #span = 0;
   #spanLeft = 0;
   #padLeft = 0;
@@ -266,18 +272,34 @@ export class SingleMemberReader {
     if (b[GNU_EXT_ISEXTENDED_OFFSET] === 0) await this.#startData();
   }
 
-  /** pax GNU sparse 1.0: the map is decimal lines at the start of the data, padded to a block. */
+  /** pax GNU sparse 1.0: the map is decimal lines at the start of the data, padded to a block.
+   *  Only the lines a block completes are parsed (the whole text again at each block took hours
+   *  for a map of millions of runs). */
   async #paxMapBlock(b: Uint8Array): Promise<void> {
     if (this.#mapBytesLeft < BLOCK) this.#fail('ERR_CORRUPT', 'pax sparse map runs past the member data');
     this.#mapBytesLeft -= BLOCK;
-    this.#mapText += Buffer.from(b).toString('latin1');
-    if (this.#mapText.length > MAX_SPANS * 42) this.#fail('ERR_TOO_LARGE', 'pax sparse map too long');
-    const lines = this.#mapText.split('\n');
-    const count = decimal(lines[0] ?? '');
-    if (lines.length < 2) return; // the count line is not complete yet
-    if (!Number.isSafeInteger(count) || count > MAX_SPANS) this.#fail('ERR_CORRUPT', 'bad pax sparse map count');
-    if (lines.length - 1 < 1 + 2 * count) return; // not all numbers complete yet (the last line must end in \n)
-    for (let i = 0; i < count; i++) this.#pushSpan(decimal(lines[1 + 2 * i]!), decimal(lines[2 + 2 * i]!));
+    this.#mapBytesRead += BLOCK;
+    if (this.#mapBytesRead > MAX_SPANS * 42) this.#fail('ERR_TOO_LARGE', 'pax sparse map too long');
+    const lines = (this.#mapPartial + Buffer.from(b).toString('latin1')).split('\n');
+    this.#mapPartial = lines.pop()!;
+    const spans = this.#info!.spans;
+    for (const line of lines) {
+      if (this.#mapCount === undefined) {
+        const count = decimal(line);
+        if (!Number.isSafeInteger(count) || count > MAX_SPANS) this.#fail('ERR_CORRUPT', 'bad pax sparse map count');
+        this.#mapCount = count;
+      } else if (this.#mapOffset === undefined) this.#mapOffset = decimal(line);
+      else {
+        this.#pushSpan(this.#mapOffset, decimal(line));
+        this.#mapOffset = undefined;
+      }
+      if (spans.length === this.#mapCount && this.#mapOffset === undefined) break; // the rest is padding
+    }
+    if (spans.length !== this.#mapCount || this.#mapOffset !== undefined) {
+      // no number has 17 digits: a longer unfinished line is refused now, not re-read at every block
+      if (this.#mapPartial.length > 16) this.#fail('ERR_CORRUPT', this.#mapCount === undefined ? 'bad pax sparse map count' : 'malformed sparse map entry');
+      return; // the map goes on in the next block (the last number must end in \n)
+    }
     this.#storedSize = this.#mapBytesLeft;
     await this.#startData();
   }
