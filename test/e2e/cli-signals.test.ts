@@ -166,8 +166,7 @@ test('SIGINT while the start-up `tar --version` check hangs: exit 130 within 2 s
         assert.match(r.output(), new RegExp(`${prog}: error: .*SIGINT`));
         assert.doesNotMatch(r.output(), /^\s+at /m, 'no stack trace');
         await waitFor('the probe to be gone', () => !alive(probe), 2_000);
-        assert.deepEqual(readdirSync(out), []);
-        assert.deepEqual(readdirSync(t.dir).filter((n) => n === 'host' || n === 'hh'), [], 'nothing created for the restore');
+        nothingWritten(out, t.dir);
       } finally {
         r.cleanup();
       }
@@ -176,6 +175,12 @@ test('SIGINT while the start-up `tar --version` check hangs: exit 130 within 2 s
     t.cleanup();
   }
 });
+
+/** No archive in `out`, no restore target (host, hh) in `dir`. */
+function nothingWritten(out: string, dir: string): void {
+  assert.deepEqual(readdirSync(out), []);
+  assert.deepEqual(readdirSync(dir).filter((n) => n === 'host' || n === 'hh'), [], 'nothing created for the restore');
+}
 
 function readlinkOr(p: string): string {
   try {
@@ -217,8 +222,7 @@ for (const answer of ['decline', 'ctrl-c'] as const) {
           } else {
             assert.equal(code, 130, r.output());
           }
-          assert.deepEqual(readdirSync(out), []);
-          assert.deepEqual(readdirSync(t.dir).filter((n) => n === 'host' || n === 'hh'), [], 'nothing created for the restore');
+          nothingWritten(out, t.dir);
         } finally {
           r.cleanup();
         }
