@@ -70,6 +70,8 @@ test('--json of backup, restore, verify, list and failures matches docs/json.md'
     assert.equal(vs['restored'], undefined);
     assert.equal((vs['verified'] as unknown[]).length, 4);
     assert.deepEqual(vs['dom0_home'], { user: 'user' });
+    const setting = (ms: Record<string, unknown>[], key: string): unknown => (ms.find((m) => m['message_type'] === 'settings')?.['settings'] as Record<string, unknown> | undefined)?.[key];
+    assert.equal(setting(vm, 'prefault_images'), false, 'a verification writes no image');
 
     // restore
     const host = join(t.dir, 'host');
@@ -82,6 +84,7 @@ test('--json of backup, restore, verify, list and failures matches docs/json.md'
     const rplan = rm.find((m) => m['message_type'] === 'plan')!;
     assert.ok((rplan['vms'] as { label: string | null }[]).every((x) => typeof x.label === 'string'));
     assert.equal((rm.at(-1)!['restored'] as unknown[]).length, 4);
+    assert.equal(setting(rm, 'prefault_images'), true);
 
     // list
     const l = node(RESTORE_BIN, ['--json', '--list', '-p', pw, archive]);

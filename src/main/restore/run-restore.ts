@@ -175,7 +175,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       chunk_memory: head ? chunkMemory : null,
       kdf: head?.kdf ? `scrypt N=2^${head.kdf.logN} r=${head.kdf.r} p=${head.kdf.p}` : null,
       image_extraction: s.imageExtraction,
-      prefault_images: s.prefaultImages,
+      prefault_images: s.prefaultImages && !o.verifyOnly, // a verification writes nothing
     });
     // progress counts the archive read (what takes the time), as a percent when its size is known
     progress.start(o.verifyOnly ? 'verify' : 'restore', archiveBytes);
