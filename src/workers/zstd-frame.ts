@@ -9,10 +9,28 @@ const SKIPPABLE_MAGIC = 0x184d2a50;
 const SKIPPABLE_HEADER = 8;
 /** A block never holds more than 128 KiB (nor more than the window). */
 const BLOCK_SIZE_MAX = 128 * 1024;
-const BLOCK_HEADER = 3;
-const CHECKSUM = 4;
+export const BLOCK_HEADER = 3;
+export const CHECKSUM = 4;
 const RESERVED_BLOCK = 3;
 const RLE_BLOCK = 1;
+
+export interface BlockHeader {
+  last: boolean;
+  /** the reserved block type: no valid frame holds one */
+  reserved: boolean;
+  /** the size the header declares (for an RLE block, the size it regenerates) */
+  size: number;
+  /** the bytes stored after the header (an RLE block stores one) */
+  stored: number;
+}
+
+/** The 3-byte block header at `at` (RFC 8878 §3.1.1.2: bit 0 last block, bits 1-2 type, the rest its size). */
+export function readBlockHeader(b: Uint8Array, at: number): BlockHeader {
+  const bh = b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16);
+  const type = (bh >> 1) & 3;
+  const size = bh >>> 3;
+  return { last: (bh & 1) !== 0, reserved: type === RESERVED_BLOCK, size, stored: type === RLE_BLOCK ? 1 : size };
+}
 
 export interface FrameHeader {
   /** bytes of magic number and frame header: where the first block begins */
@@ -102,13 +120,10 @@ export function walkFrame(b: Uint8Array, h: FrameHeader, resume: number, limit: 
   for (;;) {
     if (at + BLOCK_HEADER > limit) return { kind: 'bad', why: `frame larger than ${limit} bytes` };
     if (b.length < at + BLOCK_HEADER) return { kind: 'short', need: at + BLOCK_HEADER, resume: at };
-    const bh = b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16);
-    const last = (bh & 1) !== 0;
-    const type = (bh >> 1) & 3;
-    const size = bh >>> 3;
-    if (type === RESERVED_BLOCK) return { kind: 'bad', why: 'reserved block type' };
+    const { last, reserved, size, stored } = readBlockHeader(b, at);
+    if (reserved) return { kind: 'bad', why: 'reserved block type' };
     if (size > blockMax) return { kind: 'bad', why: `block of ${size} bytes over the maximum ${blockMax}` };
-    const end = at + BLOCK_HEADER + (type === RLE_BLOCK ? 1 : size);
+    const end = at + BLOCK_HEADER + stored;
     // the next block header (or the checksum) is needed too before going on
     const next = last ? end + (h.checksum ? CHECKSUM : 0) : end + BLOCK_HEADER;
     if (next > limit) return { kind: 'bad', why: `frame larger than ${limit} bytes` };

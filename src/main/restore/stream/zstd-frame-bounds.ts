@@ -2,15 +2,11 @@
 // block headers only, nothing decoded), so the streaming decoder can tell whether its input ended
 // between two frames. node:zlib's decoder keeps 1-3 bytes that begin a frame's magic number (or a
 // skippable frame's) as the start of a next frame and ends without an error; `zstd -d` refuses them.
-import { readFrameHeader } from '../../../workers/zstd-frame.js';
+import { BLOCK_HEADER, CHECKSUM, readBlockHeader, readFrameHeader } from '../../../workers/zstd-frame.js';
 
 /** The largest frame header (magic, descriptor, window, 4-byte dictionary id, 8-byte size). */
 const HEADER_MAX = 18;
 const MAGIC_BYTES = 4;
-const BLOCK_HEADER = 3;
-const CHECKSUM = 4;
-const RLE_BLOCK = 1;
-const RESERVED_BLOCK = 3;
 
 export class ZstdFrameBounds {
   readonly #head = new Uint8Array(HEADER_MAX);
@@ -59,15 +55,13 @@ export class ZstdFrameBounds {
     const h = this.#head.subarray(0, this.#len);
     this.#len = 0;
     if (this.#inFrame) {
-      // RFC 8878 §3.1.1.2: bit 0 last block, bits 1-2 type, the rest its size (RLE: one byte stored)
-      const bh = h[0]! | (h[1]! << 8) | (h[2]! << 16);
-      const type = (bh >> 1) & 3;
-      if (type === RESERVED_BLOCK) {
+      const block = readBlockHeader(h, 0);
+      if (block.reserved) {
         this.#lost = true;
         return;
       }
-      this.#skip = type === RLE_BLOCK ? 1 : bh >>> 3;
-      if ((bh & 1) !== 0) {
+      this.#skip = block.stored;
+      if (block.last) {
         this.#inFrame = false;
         this.#skip += this.#checksum ? CHECKSUM : 0;
         this.#need = 1;
