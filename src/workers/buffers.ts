@@ -1,6 +1,7 @@
 // Small helpers for codecs that read an input range front to back while writing an output range
 // that may be the same memory (in-place work on shared slots), plus slice-wise feeding of ciphers.
 import { SLICE_BYTES } from './codec-error.js';
+import { GarbagePacer } from './young-gc.js';
 
 /** Throw unless `output` may be written while `input` is read front to back, when output byte
  *  `i + shift` is written only after input byte `i` was consumed: the ranges are disjoint, or on the
@@ -17,9 +18,11 @@ export function assertSafeOverlap(input: Uint8Array, output: Uint8Array, shift: 
 /** Feed `input` to `update` in slices, writing each result into `output` from `at`; returns the new position. */
 export function pumpSlices(update: (part: Uint8Array) => Uint8Array, input: Uint8Array, output: Uint8Array, at: number, what: string): number {
   let w = at;
+  const pacer = new GarbagePacer(); // each `update` result is a fresh Buffer: see young-gc.ts
   for (let i = 0; i < input.length; i += SLICE_BYTES) {
     const part = update(input.subarray(i, Math.min(i + SLICE_BYTES, input.length)));
     w = put(output, w, part, what);
+    pacer.allocated(part.length);
   }
   return w;
 }

@@ -74,19 +74,22 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       v1Dir = o.location;
     }
   }
-  // a missing or non-GNU tar is reported before the passphrase and before any data is read: every
-  // Qubes archive has files that need it (menus lists, firewall.xml, directories, the dom0 home)
-  await checkGnuTar(undefined, o.signal);
-  const rootExisted = await stat(root).then(() => true, () => false);
   const stats = o.stats ?? RunStats.off();
+  // the workers start now: they load their code while tar is checked and the passphrase is read
   const pool = new WorkerPool({ threads: s.threads, stats });
-  const unobserve = observeSpawns((ms) => stats.spawned(ms));
+  let unobserve = (): void => {};
+  let rootExisted = true;
   let source: Source | undefined;
   let staging: Staging | undefined;
   let lock: HostLock | undefined;
   let stopReading: (() => void) | undefined;
   let runInstaller: Installer | undefined; // for the interruption message
   try {
+    // a missing or non-GNU tar is reported before the passphrase and before any data is read: every
+    // Qubes archive has files that need it (menus lists, firewall.xml, directories, the dom0 home)
+    await checkGnuTar(undefined, o.signal);
+    unobserve = observeSpawns((ms) => stats.spawned(ms)); // the run's processes, not that probe
+    rootExisted = await stat(root).then(() => true, () => false);
     // 1. header and qubes.xml
     let backupXml: QubesXml;
     let reader: OuterTarReader | undefined;
