@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, existsSync, mkdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, node, run, BACKUP_BIN, BACKUP_CMD, RESTORE_CMD, ROOT, launcherEnv, sampleIn } from '../helpers/cli.js';
 import { alive, cmdline, descendants, environOf, exeOf, waitFor } from '../helpers/processes.js';
@@ -160,11 +160,45 @@ test('npm packs the launchers as the bins, executable, with the entries they sta
   for (const [name, path] of Object.entries(pkg.bin)) {
     assert.ok(files.has(path), `${path} is packed`);
     assert.ok((files.get(path)! & 0o111) !== 0 && (statSync(join(ROOT, path)).mode & 0o111) !== 0, `${path} is executable`);
-    const entry = `dist/src/main/cli/${name}.js`;
-    assert.ok(files.has(entry), `${entry} is packed`);
-    assert.match(readFileSync(join(ROOT, path), 'utf8'), new RegExp(`^#!/bin/sh\\n[\\s\\S]*\\nexec node "[^"]*/\\.\\./${entry.replace(/[.]/g, '\\.')}" "\\$@"\\n$`));
+    const entry = `dist/src/main/cli/${name}`;
+    assert.ok(files.has(`${entry}.js`), `${entry}.js is packed`);
+    assert.ok(files.has(`${entry}.bundle.mjs`), `${entry}.bundle.mjs is packed`);
+    const text = readFileSync(join(ROOT, path), 'utf8');
+    assert.ok(text.includes(`\nentry="\${self%/*}/../${entry}"\n`), text);
+    assert.match(text, /^#!\/bin\/sh\n[\s\S]*\n {2}exec node "\$entry\.bundle\.mjs" "\$@"\nfi\nexec node "\$entry\.js" "\$@"\n$/);
     const v = run(join(ROOT, path), ['--version'], { env: launcherEnv() });
     assert.equal(v.status, 0, v.stderr);
     assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
+  }
+});
+
+test('the launcher runs the one-file bundle when it is not older than the compiled entry, else the entry', () => {
+  const t = tempDir();
+  try {
+    const bin = join(t.dir, 'bin');
+    const cli = join(t.dir, 'dist/src/main/cli');
+    mkdirSync(bin);
+    mkdirSync(cli, { recursive: true });
+    copyFileSync(join(ROOT, 'bin/qvm-backup-restore'), join(bin, 'qvm-backup-restore'));
+    const plain = join(cli, 'qvm-backup-restore.js');
+    const bundle = join(cli, 'qvm-backup-restore.bundle.mjs');
+    writeFileSync(plain, 'console.log("entry", process.argv.slice(2).join(" "));\n');
+    const ran = (): string => {
+      const r = run(join(bin, 'qvm-backup-restore'), ['a b', 'c'], { env: launcherEnv() });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    assert.equal(ran(), 'entry a b c\n', 'no bundle: the entry');
+    writeFileSync(bundle, 'console.log("bundle", process.argv.slice(2).join(" "));\n');
+    const now = Date.now() / 1000;
+    utimesSync(plain, now - 10, now - 10);
+    utimesSync(bundle, now, now);
+    assert.equal(ran(), 'bundle a b c\n', 'newer bundle');
+    utimesSync(bundle, now - 10, now - 10);
+    assert.equal(ran(), 'bundle a b c\n', 'same time (npm pack gives every file one date)');
+    utimesSync(plain, now, now);
+    assert.equal(ran(), 'entry a b c\n', 'an older bundle never shadows a later build');
+  } finally {
+    t.cleanup();
   }
 });

@@ -10,6 +10,7 @@
 // when it ends, so its caller never frees memory a worker is still writing. Workers load their
 // module with import(), and destroy() waits until every worker has loaded it before terminating
 // it (a worker terminated inside require(esm) aborted the process too).
+import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
 import { Piscina } from 'piscina';
@@ -19,6 +20,21 @@ import { TASK_CANCELLED, TASK_WAITING, isPortableError, type PoolMessage, type P
 
 /** dist/src/main/pipeline/worker-pool.js → dist/src/workers/pool-entry.js */
 export const CHUNK_WORKER_URL = new URL('../../workers/pool-entry.js', import.meta.url);
+
+/**
+ * The file the workers load: the one-file bundle of `entry` (scripts/bundle.mjs: `x.js` →
+ * `x.bundle.mjs`) when it exists and is not older than `entry`, else `entry` itself (a build that
+ * ran tsc only is never shadowed by an older bundle).
+ */
+export function workerFile(entry: URL = CHUNK_WORKER_URL): string {
+  const plain = fileURLToPath(entry);
+  const bundle = plain.replace(/\.js$/, '.bundle.mjs');
+  try {
+    return statSync(bundle).mtimeMs >= statSync(plain).mtimeMs ? bundle : plain;
+  } catch {
+    return plain;
+  }
+}
 
 export interface WorkerPoolOptions {
   /** fixed number of worker threads (min = max) */
@@ -104,7 +120,7 @@ export class WorkerPool {
     this.#stats = opts.stats;
     opts.stats?.setThreads(opts.threads);
     this.#pool = new Piscina({
-      filename: fileURLToPath(CHUNK_WORKER_URL),
+      filename: workerFile(),
       minThreads: opts.threads,
       maxThreads: opts.threads,
       idleTimeout: IDLE_TIMEOUT_MS,

@@ -1,14 +1,16 @@
 // WorkerPool: every task through real piscina workers on shared slots, transfer, errors, abort.
 import { test, after } from 'node:test';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { busyLoops } from '../../helpers/load.js';
 import assert from 'node:assert/strict';
 import * as zlib from 'node:zlib';
 import { isQvmBackupError } from '../../../src/main/errors.js';
 import { SlotPool } from '../../../src/main/pipeline/slot-pool.js';
-import { WorkerPool } from '../../../src/main/pipeline/worker-pool.js';
+import { CHUNK_WORKER_URL, WorkerPool, workerFile } from '../../../src/main/pipeline/worker-pool.js';
 import { computeHmacHex } from '../../../src/workers/hmac.js';
 import { evpBytesToKey, opensslDecryptFile } from '../../../src/workers/openssl-enc.js';
 import { scryptDecryptInto } from '../../../src/workers/scrypt-file.js';
@@ -147,4 +149,27 @@ test('a pool destroyed while its workers still start (a run that fails at once) 
   } finally {
     load.stop();
   }
+});
+
+test('workerFile: the bundle when it is not older than the compiled entry, else the entry', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'qvmb-wf-'));
+  try {
+    const plain = path.join(dir, 'pool-entry.js');
+    const bundle = path.join(dir, 'pool-entry.bundle.mjs');
+    writeFileSync(plain, '');
+    assert.equal(workerFile(pathToFileURL(plain)), plain, 'no bundle');
+    writeFileSync(bundle, '');
+    const now = Date.now() / 1000;
+    utimesSync(plain, now - 10, now - 10);
+    utimesSync(bundle, now, now);
+    assert.equal(workerFile(pathToFileURL(plain)), bundle, 'newer bundle');
+    utimesSync(bundle, now - 10, now - 10);
+    assert.equal(workerFile(pathToFileURL(plain)), bundle, 'same time');
+    utimesSync(plain, now, now);
+    assert.equal(workerFile(pathToFileURL(plain)), plain, 'older bundle');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // this build (npm run build bundles): the pool's workers load the bundle
+  assert.equal(workerFile(), fileURLToPath(CHUNK_WORKER_URL).replace(/\.js$/, '.bundle.mjs'));
 });
