@@ -20,10 +20,14 @@ function zstd(): NonNullable<typeof zstdZlib> {
 }
 
 /** Decode a small zstd stream (qubes.xml) at once, output capped at `maxBytes` (RangeError /
- *  ERR_BUFFER_TOO_LARGE above). The one-shot API has no consumed-bytes count: bytes after the last
- *  frame that are no frame are ignored here (the parsed content is still exactly the frames'). */
+ *  ERR_BUFFER_TOO_LARGE above). The one-shot API ignores bytes after the last frame that are no
+ *  frame (and 1-3 bytes of a magic number); `zstd -d` refuses them, so the frame bounds must end
+ *  with the data. */
 export function zstdDecompressSmall(data: Uint8Array, maxBytes: number): Buffer {
   const z = zstd();
+  const bounds = new ZstdFrameBounds();
+  bounds.feed(data);
+  if (!bounds.wholeFrames()) throw new Error('the bytes after the last zstd frame are not a whole frame (trailing data, or a frame cut off)');
   return z.zstdDecompressSync(data, { maxOutputLength: Math.max(1, maxBytes), params: { [z.c.windowLogMax]: ZSTD_WINDOW_LOG_MAX } });
 }
 

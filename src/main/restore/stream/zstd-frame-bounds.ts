@@ -50,6 +50,11 @@ export class ZstdFrameBounds {
     return this.#lost ? 0 : this.#seen - this.#lastEnd;
   }
 
+  /** True when everything fed so far is whole frames (zstd or skippable) and nothing else. */
+  wholeFrames(): boolean {
+    return !this.#lost && this.#seen === this.#lastEnd;
+  }
+
   /** #head holds #need bytes: read the header they make. */
   #header(): void {
     const h = this.#head.subarray(0, this.#len);

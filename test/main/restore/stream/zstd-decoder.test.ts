@@ -126,6 +126,16 @@ test('after the last frame the decoder refuses and accepts what the zstd program
     for (const [what, tail] of tails) {
       const input = Buffer.concat([stream, tail]);
       const program = spawnSync('zstd', ['-d', '-c'], { input, maxBuffer: 1 << 30 });
+      // the one-shot decoder of qubes.xml gives the same verdict
+      const small = ((): { ok: true; out: Buffer } | { ok: false; message: string } => {
+        try {
+          return { ok: true, out: zstdDecompressSmall(input, 1 << 20) };
+        } catch (e) {
+          return { ok: false, message: (e as Error).message };
+        }
+      })();
+      assert.equal(small.ok, program.status === 0, `${base} + ${what}, at once: zstd -d exits ${program.status}, ours ${JSON.stringify(small.ok ? 'ok' : small)}`);
+      if (small.ok) assert.ok(small.out.equals(src), `${base} + ${what}, at once: same bytes`);
       // in 7777-byte writes, and with the end in 1-byte writes (the tail split across them)
       for (const piece of [7777, 1]) {
         const label = `${base} + ${what}, ${piece}-byte writes`;
