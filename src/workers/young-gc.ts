@@ -8,8 +8,9 @@
 // hands out again.
 //
 // The collector is reached through V8's gc extension: `globalThis.gc` when node runs with
-// --expose-gc, else the flag is set for one fresh context (a known, documented-as-unsupported use of
-// v8.setFlagsFromString) and cleared again. Where neither works the slices still work, only slower.
+// --expose-gc (or under the name node's command line gave it), else the flag is set for one fresh
+// context (a known, documented-as-unsupported use of v8.setFlagsFromString) and cleared again; a flag
+// the command line set is never changed. Where neither works the slices still work, only slower.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -20,21 +21,53 @@ export const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
 
 let cached: GcFunction | null | undefined;
 
+/** Tries at the flag: each other thread clears it once, and a clear between our set and our read
+ *  loses that try (seen with 8 workers starting at once); more tries than threads get through. */
+const EXPOSE_TRIES = 32;
+
 /** V8's collector of this thread, or null where the runtime does not give it. */
 export function youngGc(): GcFunction | null {
   if (cached !== undefined) return cached;
   const exposed = (globalThis as { gc?: unknown }).gc;
   if (typeof exposed === 'function') return (cached = exposed as GcFunction);
+  const host = hostGcName();
+  // the host chose the flag (e.g. --expose-gc-as): use what it exposed and never change the flag,
+  // whose clearing would take its function from the contexts and workers it creates later
+  if (host !== undefined) return (cached = lookUp(host));
   try {
-    setFlagsFromString('--expose-gc');
-    const f: unknown = runInNewContext('gc');
-    cached = typeof f === 'function' ? (f as GcFunction) : null;
-  } catch {
-    cached = null;
+    for (let i = 0; i < EXPOSE_TRIES && !cached; i++) {
+      setFlagsFromString('--expose-gc');
+      cached = exposedInNewContext();
+    }
   } finally {
     setFlagsFromString('--no-expose-gc');
   }
-  return cached;
+  return (cached ??= null);
+}
+
+function exposedInNewContext(): GcFunction | null {
+  try {
+    const f: unknown = runInNewContext('gc');
+    return typeof f === 'function' ? (f as GcFunction) : null;
+  } catch {
+    return null; // ReferenceError: the flag was cleared (or is not settable)
+  }
+}
+
+/** The global name under which node's command line exposed the collector ('' for --no-expose-gc),
+ *  or undefined when it did not mention the flag (NODE_OPTIONS takes --expose-gc only: globalThis.gc). */
+function hostGcName(): string | undefined {
+  let name: string | undefined;
+  for (const arg of process.execArgv) {
+    const m = /^--(no-?)?expose[-_]gc(?:[-_]as=(.*))?$/.exec(arg);
+    if (m) name = m[1] !== undefined ? '' : m[2] ?? 'gc';
+  }
+  return name;
+}
+
+function lookUp(name: string): GcFunction | null {
+  const f = name === '' ? undefined : (globalThis as Record<string, unknown>)[name];
+  return typeof f === 'function' ? (f as GcFunction) : null;
 }
 
 /** A minor collection, where the runtime gives one. */

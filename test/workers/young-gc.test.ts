@@ -4,6 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
+import { spawnSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import { PerformanceObserver, constants, type PerformanceEntry } from 'node:perf_hooks';
 import { setImmediate as tick } from 'node:timers/promises';
 import { COLLECT_EVERY_BYTES, GarbagePacer, youngGc } from '../../src/workers/young-gc.js';
@@ -55,4 +57,43 @@ test('pumpSlices: AES-CTR over 48 MiB runs a minor collection every few MiB, out
   assert.ok(minor >= n / COLLECT_EVERY_BYTES, `${minor} minor collections`);
   const whole = createCipheriv('aes-256-ctr', Buffer.alloc(32, 1), Buffer.alloc(16)).update(input);
   assert.ok(Buffer.from(output.buffer).equals(whole));
+});
+
+const YOUNG_GC_URL = new URL('../../src/workers/young-gc.js', import.meta.url).href;
+
+/** typeof youngGc() in each of `n` workers that look it up at the same moment. */
+async function lookUpTogether(n: number): Promise<string[]> {
+  const met = new Int32Array(new SharedArrayBuffer(8));
+  const code = `const { workerData, parentPort } = require('node:worker_threads');
+    import(${JSON.stringify(YOUNG_GC_URL)}).then(({ youngGc }) => {
+      Atomics.add(workerData, 0, 1);
+      while (Atomics.load(workerData, 0) < ${n}) Atomics.wait(workerData, 1, 0, 1);
+      parentPort.postMessage(typeof youngGc());
+    });`;
+  return Promise.all(Array.from({ length: n }, () => new Promise<string>((ok, ko) => {
+    const w = new Worker(code, { eval: true, workerData: met });
+    w.once('message', (m: string) => { ok(m); void w.terminate(); });
+    w.once('error', ko);
+  })));
+}
+
+test('youngGc: workers that look the collector up at once all get it (the flag is process-wide)', async () => {
+  // before: a worker clearing the flag between another's set and read left that one without it
+  for (let round = 0; round < 6; round++) {
+    const kinds = await lookUpTogether(8);
+    assert.deepEqual(kinds, Array(8).fill('function'), `round ${round}`);
+  }
+});
+
+test('youngGc: a collector exposed by the command line under another name is used, its flag kept', () => {
+  const script = `import { youngGc } from ${JSON.stringify(YOUNG_GC_URL)};
+    import { runInNewContext } from 'node:vm';
+    const g = youngGc();
+    process.stdout.write(String(g === globalThis.myGc) + ' ' + runInNewContext('typeof myGc'));`;
+  for (const flag of ['--expose-gc-as=myGc', '--expose_gc_as=myGc']) {
+    const r = spawnSync(process.execPath, [flag, '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    // before: null here, and on Node 24 later contexts and workers lost myGc
+    assert.equal(r.stdout, 'true function', flag);
+  }
 });
