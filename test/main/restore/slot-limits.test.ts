@@ -3,7 +3,7 @@
 // the backup made; and the largest accepted size is the one Qubes uses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { defaultSlotBytes, slotLayout } from '../../../src/main/restore/stream/slot-layout.js';
+import { defaultSlotBytes, slotCount, slotLayout } from '../../../src/main/restore/stream/slot-layout.js';
 import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES, MIN_CHUNK_SIZE_BYTES, maxChunkSize, chunkSizeMultiple } from '../../../src/main/format/limits.js';
 import type { BackupHeader } from '../../../src/main/format/backup-header.js';
 
@@ -30,4 +30,16 @@ test('the largest --chunk-size the backup accepts makes chunks the restore slots
   assert.equal(maxChunkSize(4), CHUNK_SIZE_BYTES);
   assert.equal(maxChunkSize(3), CHUNK_SIZE_BYTES);
   assert.equal(maxChunkSize(2), V2_VOLUME_BYTES);
+});
+
+test('chunk slots: one per worker thread, at least two, at most eight, fewer when the budget is smaller', () => {
+  const slot = 100 * 1024 * 1024;
+  const plenty = 64 * slot;
+  assert.equal(slotCount(slot, 1, plenty), 2); // one read while one is decoded
+  assert.equal(slotCount(slot, 2, plenty), 2); // not threads + 2: every slot more is fresh memory
+  assert.equal(slotCount(slot, 4, plenty), 4);
+  assert.equal(slotCount(slot, 32, plenty), 8);
+  assert.equal(slotCount(slot, 4, 3 * slot + 1), 3);
+  assert.equal(slotCount(slot, 2, slot), 1);
+  assert.equal(slotCount(slot, 2, 1), 1); // never none
 });
