@@ -21,6 +21,11 @@ const LIMITS: Record<string, string[]> = {
   lzma: ['--memlimit-decompress=128MiB'],
 };
 
+/** The options that bound `program -d`'s decoder memory (none for a program without such a bound). */
+export function decoderLimitArgs(program: string): readonly string[] {
+  return LIMITS[program] ?? [];
+}
+
 /** How long a program that stopped reading may take to exit before it is killed. */
 const EXIT_AFTER_EPIPE_MS = 10_000;
 
@@ -42,7 +47,7 @@ export function startProgramDecoder(program: string, what: string, signal?: Abor
   // by its full path: an empty PATH entry must not make exec look in the current directory
   const exe = filterPath(program);
   if (exe === null) throw new QvmBackupError('ERR_UNSUPPORTED', `compression filter ${program} is not installed`, { file: what });
-  const p = spawnProcess(exe, ['-d', ...(LIMITS[program] ?? [])], { stdin: 'pipe', stdout: 'pipe', ...(signal ? { signal } : {}) }, `${program} -d`);
+  const p = spawnProcess(exe, ['-d', ...decoderLimitArgs(program)], { stdin: 'pipe', stdout: 'pipe', ...(signal ? { signal } : {}) }, `${program} -d`);
   const child = p.child;
   const stdin = child.stdin!;
   const stdout = child.stdout!;

@@ -12,6 +12,7 @@ import { before, test } from 'node:test';
 import { loadSpawner } from '../../../../src/main/io/spawn.js';
 import { isQvmBackupError } from '../../../../src/main/errors.js';
 import { openImageExtractor } from '../../../../src/main/restore/stream/image-extractor.js';
+import { openStreamExtractor } from '../../../../src/main/restore/stream/file-extractor.js';
 import { sampleData } from '../../../workers/tools.js';
 import { split } from './build-archive.js';
 import { sparseImage, tempDir } from './stream-helpers.js';
@@ -110,6 +111,38 @@ test('abort while the program runs: it is killed, nothing waits on it', { skip: 
     await x.abort();
     assert.ok(seen > 0, 'the decoder ran');
     await waitFor('the decoder to be gone', () => decoders().length === 0, 10_000);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+});
+
+test('a directory archive decoded by tar -I has the same decoder memory bound: an xz dictionary of 192 MiB is refused', { skip: !have('xz') && 'xz is not installed', timeout: 60_000 }, async () => {
+  const work = tempDir();
+  try {
+    const src = path.join(work, 'src');
+    fs.mkdirSync(path.join(src, 'vm3', 'apps'), { recursive: true });
+    fs.writeFileSync(path.join(src, 'vm3', 'apps', 'a.desktop'), sampleData(200_000, 5));
+    const tar = execFileSync('tar', ['-C', src, '-c', 'vm3/apps'], { maxBuffer: 1 << 30 });
+    const extract = async (name: string, packed: Buffer): Promise<string> => {
+      const out = path.join(work, name);
+      fs.mkdirSync(out);
+      const x = openStreamExtractor({ dir: out, member: 'vm3/apps', listOnly: false }, { kind: 'program', program: 'xz' });
+      try {
+        for (const piece of split(packed, 64 * 1024)) await x.write(piece);
+        await x.finish();
+      } catch (e) {
+        await x.abort();
+        throw e;
+      }
+      return out;
+    };
+    // the control: a stream of xz's default preset restores
+    const ok = await extract('ok', execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 30 }));
+    assert.equal(sha(path.join(ok, 'vm3/apps/a.desktop')), sha(path.join(src, 'vm3/apps/a.desktop')));
+    // a header asking for a 192 MiB dictionary (xz -d alone would allocate it) fails the file
+    const greedy = execFileSync('xz', ['-c', '--lzma2=dict=192MiB'], { input: tar, maxBuffer: 1 << 30 });
+    await assert.rejects(extract('greedy', greedy), (e: unknown) => isQvmBackupError(e) && /tar/.test((e as Error).message));
+    assert.equal(fs.existsSync(path.join(work, 'greedy', 'vm3/apps/a.desktop')), false);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
