@@ -82,6 +82,18 @@ for (const filter of ['xz', 'bzip2', 'gzip', 'zstd', 'lzma', 'pigz', 'zstdmt']) 
   });
 }
 
+test('runFilterSync decompress: data bzip2 ignored after its stream, and an xz dictionary over the bound, fail as bad data', (t) => {
+  if (!hasTool('bzip2') || !hasTool('xz')) return t.skip('bzip2 or xz not installed');
+  const data = sampleData(200_000, 8);
+  const bz = run('bzip2', [], data);
+  assertSameBytes(runFilterSync('bzip2', 'decompress', bz), data, 'bzip2 control');
+  // a few bytes after the stream: bzip2 -d exits 0 and says it ignored them
+  assert.throws(() => runFilterSync('bzip2', 'decompress', Buffer.concat([bz, Buffer.alloc(700)])), (e: unknown) => e instanceof CodecError && e.reason === 'bad-data' && /after the end of its stream: .*trailing garbage/.test(e.message));
+  // a header asking for a 192 MiB dictionary: xz -d alone would take it
+  const greedy = run('xz', ['--lzma2=dict=192MiB'], data);
+  assert.throws(() => runFilterSync('xz', 'decompress', greedy), (e: unknown) => e instanceof CodecError && e.reason === 'bad-data' && /memory/i.test(e.message));
+});
+
 test('zlibInto: the direct path and the public-API fallback agree', () => {
   assert.equal(zlibDirectAvailable(), true, 'Node 20 zlib internals as expected (else the slow fallback runs)');
   const data = sampleData(500_000, 11);

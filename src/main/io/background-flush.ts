@@ -4,7 +4,11 @@
 // them to the run's wall time. One fdatasync in flight at a time, started every `every` bytes
 // written, overlaps the disk writes with the CPU work; the final fsync then has only the tail.
 // A failed flush (EIO, or ENOSPC from delayed allocation) is kept and reported at the next write.
-import type { promises as fsp } from 'node:fs';
+
+/** What is flushed: an open file (a `FileHandle` is one). */
+export interface Flushable {
+  datasync(): Promise<void>;
+}
 
 /** Bytes written between two background flushes. */
 export const FLUSH_EVERY = 64 * 1024 * 1024;
@@ -16,7 +20,7 @@ export class BackgroundFlush {
   #hasError = false;
 
   constructor(
-    private readonly fh: fsp.FileHandle,
+    private readonly fh: Flushable,
     private readonly every = FLUSH_EVERY,
   ) {}
 

@@ -4,7 +4,31 @@
 import { spawnSync } from 'node:child_process';
 import { CodecError } from '../../workers/codec-error.js';
 import { ALLOWED_FILTERS, allowedFilter } from '../../workers/compress.js';
+import { ZSTD_WINDOW_LOG_MAX } from '../../workers/zstd-zlib.js';
 import { diesWithUs, findInPath } from './child-lifetime.js';
+
+/** Decoder memory the programs may take, as the in-process decoders allow: zstd's window as
+ *  node:zlib's (2^ZSTD_WINDOW_LOG_MAX), xz/lzma enough for every preset (-9e: a 64 MiB dictionary);
+ *  a hostile stream header asking for more fails the file instead of the machine's memory. */
+const DECODER_LIMITS: Record<string, readonly string[]> = {
+  zstd: [`--memory=${2 ** ZSTD_WINDOW_LOG_MAX / 1024 / 1024}MiB`],
+  zstdmt: [`--memory=${2 ** ZSTD_WINDOW_LOG_MAX / 1024 / 1024}MiB`],
+  xz: ['--memlimit-decompress=128MiB'],
+  lzma: ['--memlimit-decompress=128MiB'],
+};
+
+/** The options that bound `<filter> -d`'s decoder memory (none for a program without such a bound):
+ *  every way we run a decompression program passes them (image decoder, tar -I, qubes.xml). */
+export function decoderLimitArgs(filter: string): readonly string[] {
+  return DECODER_LIMITS[filter] ?? [];
+}
+
+/** What a program that exited 0 said on stderr about data it ignored after the end of its stream
+ *  (bzip2: "trailing garbage after EOF ignored"; the other programs fail on it), or null. An
+ *  authenticated stream with bytes after its end is not what we wrote: the file fails as corrupt. */
+export function ignoredTrailingData(stderr: string): string | null {
+  return stderr.split('\n').find((l) => /trailing garbage/i.test(l))?.trim() ?? null;
+}
 
 /** Full path of an allow-listed filter program found in PATH, or null. */
 export function filterPath(filter: string, path = process.env['PATH'] ?? ''): string | null {
@@ -25,7 +49,7 @@ export function runFilterSync(filter: string, mode: 'compress' | 'decompress', i
   if (f === null) throw new CodecError('bad-params', `compression filter not allowed: ${JSON.stringify(filter)} (allowed: ${ALLOWED_FILTERS.join(', ')})`);
   const exe = filterPath(f);
   if (exe === null) throw new CodecError('bad-params', `compression filter ${f} is not installed`);
-  const args = mode === 'decompress' ? ['-d'] : compressArgs;
+  const args = mode === 'decompress' ? ['-d', ...decoderLimitArgs(f)] : compressArgs;
   const [file, argv] = diesWithUs(exe, args); // blocks our event loop: must not outlive a kill -9
   const r = spawnSync(file, argv, { input, maxBuffer: maxOutput, env: { ...process.env, LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'] });
   if (r.error) {
@@ -36,5 +60,7 @@ export function runFilterSync(filter: string, mode: 'compress' | 'decompress', i
     const tail = r.stderr.toString('utf8').trim().slice(-500);
     throw new CodecError('bad-data', `${f} ${args.join(' ')} exited with ${r.status ?? r.signal}: ${tail}`);
   }
+  const ignored = mode === 'decompress' ? ignoredTrailingData(r.stderr.toString('utf8')) : null;
+  if (ignored !== null) throw new CodecError('bad-data', `${f} -d found data after the end of its stream: ${ignored}`);
   return r.stdout;
 }

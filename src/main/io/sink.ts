@@ -1,7 +1,7 @@
 // Where the backup bytes go: a file (written under a temporary name, linked into place only on
 // commit), our stdout, or a shell command's stdin. Every sink honours backpressure via `write()`,
 // and `write()` resolves only when the sink no longer references the bytes: callers reuse them.
-import { constants as fsc, fsync, promises as fsp } from 'node:fs';
+import { constants as fsc, fdatasync, fstatSync, fsync, promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import path from 'node:path';
 import { QvmBackupError, isQvmBackupError } from '../errors.js';
@@ -165,10 +165,33 @@ export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}
   };
 }
 
-/** A sink writing to our stdout (or another Writable, for tests); EPIPE is an error. */
-export function stdoutSink(stream: Writable = process.stdout): Sink {
+export interface StdoutSinkOptions {
+  /** flush of the file behind `fd` (tests count the calls; default fdatasync) */
+  datasync?: (fd: number) => Promise<void>;
+  /** bytes between two background flushes (default FLUSH_EVERY) */
+  flushEvery?: number;
+}
+
+/** The stream's file descriptor when it is a regular file (`qvm-backup - > file`), else null. */
+function regularFileFd(stream: Writable): number | null {
+  const fd = (stream as Writable & { fd?: unknown }).fd;
+  if (typeof fd !== 'number') return null;
+  try {
+    return fstatSync(fd).isFile() ? fd : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A sink writing to our stdout (or another Writable, for tests); EPIPE is an error. When stdout is
+ *  a regular file it is flushed in the background as a file destination is (io/background-flush.ts),
+ *  so the final fsync has only the tail to write; a failed flush fails the next write. */
+export function stdoutSink(stream: Writable = process.stdout, opts: StdoutSinkOptions = {}): Sink {
   let error: Error | null = null;
   const ctx = { file: '<stdout>' };
+  const fileFd = regularFileFd(stream);
+  const datasync = opts.datasync ?? ((fd: number) => new Promise<void>((res, rej) => fdatasync(fd, (e) => (e ? rej(e) : res()))));
+  const flush = fileFd === null ? null : new BackgroundFlush({ datasync: () => datasync(fileFd) }, opts.flushEvery);
   // abort() stops waiting for a reader that may never read again (the archive is void anyway)
   const stop = new AbortController();
   const onError = (e: Error): void => {
@@ -186,6 +209,7 @@ export function stdoutSink(stream: Writable = process.stdout): Sink {
     async write(data) {
       try {
         await writableWrite(stream, data, () => error, stop.signal);
+        flush?.wrote(data.length);
       } catch (e) {
         if (!stop.signal.aborted) error ??= e as Error;
         throw wrap(e);
@@ -195,6 +219,7 @@ export function stdoutSink(stream: Writable = process.stdout): Sink {
       try {
         // An empty write calls back once everything queued before it has been handed to the OS.
         await writableWrite(stream, Buffer.alloc(0), () => error, stop.signal);
+        await flush?.settle();
         // Durable when stdout is a regular file; pipes and ttys refuse fsync (EINVAL), which is fine.
         const fd = (stream as Writable & { fd?: unknown }).fd;
         if (typeof fd === 'number') {

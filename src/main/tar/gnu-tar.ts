@@ -5,6 +5,7 @@ import { fail } from '../errors.js';
 import { createOptionArgs, extractOptionArgs, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
 import { spawnTar } from './tar-process.js';
 import { bytesReadBy } from '../io/proc-io.js';
+import { ignoredTrailingData } from '../io/filter-program.js';
 
 export { checkGnuTar, findTar, type TarRunOptions } from './tar-process.js';
 export { xformExpression, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
@@ -22,6 +23,15 @@ export function tarCreateStream(opts: TarCreateOptions): { stdout: Readable; don
   return { stdout: p.stdout, done: p.done, inputBytes: () => (p.hasExited() ? undefined : bytesReadBy(p.pid)) };
 }
 
+/** For tar's decompression program: what it said of data it ignored after its stream, as an error. */
+function trailingDataOf(program: string): (stderr: string) => string | null {
+  const name = program.split(' ')[0] ?? program;
+  return (stderr) => {
+    const ignored = ignoredTrailingData(stderr);
+    return ignored === null ? null : `${name} -d (run by tar) found data after the end of its stream: ${ignored}`;
+  };
+}
+
 /**
  * Start `tar -x[t] ... -C <dir> -f - -- <members>`; write the inner archive to `stdin` and end it,
  * then await `done`. A write error (EPIPE) on stdin means tar stopped: `done` says why.
@@ -35,6 +45,7 @@ export function tarExtractStream(opts: TarExtractOptions): { stdin: Writable; do
     stdout: opts.listOnly ? 'pipe' : 'ignore',
     collectLines: opts.listOnly === true,
     file: opts.members.join(' '),
+    ...(opts.compressProgram !== undefined ? { failWhenSaid: trailingDataOf(opts.compressProgram) } : {}),
   });
   if (!p.stdin) fail('ERR_INTERNAL', 'tar has no stdin');
   return { stdin: p.stdin, done: p.done, listing: p.lines };

@@ -22,6 +22,9 @@ export interface SpawnTarOptions extends TarRunOptions {
   collectLines?: boolean;
   /** Removes noise (e.g. multi-volume prompts) from stderr before it is quoted in errors. */
   stderrFilter?: (text: string) => string;
+  /** A run that exited 0 still fails (ERR_CORRUPT, this message) when its stderr says so: a
+   *  decompression program tar ran may exit 0 after ignoring data (bzip2). */
+  failWhenSaid?: (stderr: string) => string | null;
 }
 
 export interface TarProcess {
@@ -76,9 +79,15 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   });
   const exited = result.then(() => undefined);
   const done = result.then((r) => {
-    if (!r.failed && r.exitCode === 0) return;
+    const ok = !r.failed && r.exitCode === 0;
+    if (ok && opts.failWhenSaid === undefined) return;
     const stderrTail = tail.text(opts.stderrFilter);
     const ctx = { ...processContext(command, r, stderrTail), ...(opts.file !== undefined ? { file: opts.file } : {}) };
+    if (ok) {
+      const said = opts.failWhenSaid?.(stderrTail) ?? null;
+      if (said === null) return;
+      throw new QvmBackupError('ERR_CORRUPT', said, ctx, r);
+    }
     // not found: by spawn itself, or by setpriv failing to exec it (diesWithUs)
     const missing = ((r as { code?: string }).code === 'ENOENT' && r.exitCode === undefined) || (viaSetpriv && r.exitCode === 127 && /failed to execute/.test(stderrTail));
     if (missing) {

@@ -261,6 +261,74 @@ describe('stdoutSink', () => {
     assert.equal(r.stdout.trim(), String(4 * MiB));
     assert.match(r.stderr, /"ok":true/);
   });
+
+  /** A Writable on an open regular file (what process.stdout is for `qvm-backup - > file`). */
+  function fileWritable(file: string, flags = 'w'): Writable & { fd: number } {
+    const fd = fs.openSync(file, flags);
+    const w = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        fs.write(fd, chunk, (e) => cb(e));
+      },
+      destroy(e, cb) {
+        fs.closeSync(fd);
+        cb(e);
+      },
+    });
+    return Object.assign(w, { fd });
+  }
+
+  it('stdout that is a regular file is flushed in the background while written, and its bytes land', async () => {
+    const dir = mkTmp();
+    try {
+      const file = path.join(dir, 'archive');
+      const w = fileWritable(file);
+      const flushed: number[] = [];
+      const sink = stdoutSink(w, { flushEvery: MiB, datasync: async (fd) => void flushed.push(fs.fstatSync(fd).size) });
+      for (let i = 0; i < 8; i++) await sink.write(Buffer.alloc(512 * 1024, i));
+      await sink.commit();
+      assert.ok(flushed.length >= 2, `flushed ${flushed.length} times while 4 MiB were written (every 1 MiB, one at a time)`);
+      assert.ok(flushed.every((size) => size >= MiB), 'each flush came after the bytes it counts were written');
+      assert.equal(fs.statSync(file).size, 4 * MiB);
+      w.destroy();
+    } finally {
+      rmTmp(dir);
+    }
+  });
+
+  it('a failed background flush of stdout (a full disk) fails the next write as ERR_NO_SPACE', async () => {
+    const dir = mkTmp();
+    try {
+      const w = fileWritable(path.join(dir, 'archive'));
+      const full = Object.assign(new Error('ENOSPC: no space left on device, fdatasync'), { code: 'ENOSPC' });
+      const sink = stdoutSink(w, { flushEvery: MiB, datasync: async () => Promise.reject(full) });
+      await sink.write(Buffer.alloc(MiB)); // starts the flush
+      await new Promise((r) => setImmediate(r));
+      await rejectsWith(sink.write(Buffer.alloc(1)), 'ERR_NO_SPACE');
+      w.destroy();
+    } finally {
+      rmTmp(dir);
+    }
+  });
+
+  it('stdout that is a pipe, or a stream without a file, is never flushed', async () => {
+    let calls = 0;
+    const datasync = async (): Promise<void> => void calls++;
+    const plain = stdoutSink(slowWritable(1 << 20), { flushEvery: 1024, datasync });
+    for (let i = 0; i < 8; i++) await plain.write(Buffer.alloc(4096));
+    await plain.commit();
+    const dir = mkTmp();
+    try {
+      const fifo = path.join(dir, 'fifo');
+      assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+      const w = fileWritable(fifo, 'r+'); // read-write: opening does not wait for a reader
+      const piped = stdoutSink(w, { flushEvery: 1024, datasync });
+      for (let i = 0; i < 8; i++) await piped.write(Buffer.alloc(4096)); // 32 KiB: within the pipe's buffer
+      w.destroy();
+    } finally {
+      rmTmp(dir);
+    }
+    assert.equal(calls, 0);
+  });
 });
 
 describe('freeBytes', () => {

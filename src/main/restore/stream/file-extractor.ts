@@ -9,7 +9,7 @@ import { loadSpawner } from '../../io/spawn.js';
 import type { RunStats } from '../../stats/run-stats.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
-import { decoderLimitArgs } from './program-decoder.js';
+import { decoderLimitArgs } from '../../io/filter-program.js';
 
 /** Feeds one inner archive to tar in order. */
 export interface InnerExtractor {
@@ -70,7 +70,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
     members: [o.member],
     listOnly: o.listOnly,
     // tar runs `<program> <limits> -d` (the words of -I are its arguments): the same memory bound
-    // as when the program decodes an image (program-decoder.ts), so a hostile stream header cannot
+    // as when the program decodes an image or qubes.xml (io/filter-program.ts), so a hostile stream header cannot
     // make a directory archive's decoder take more
     ...(filter.kind === 'program' ? { compressProgram: [filter.program, ...decoderLimitArgs(filter.program)].join(' ') } : {}),
     ...(o.signal ? { signal: o.signal } : {}),

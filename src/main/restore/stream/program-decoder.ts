@@ -7,24 +7,8 @@
 // rejects with the same error even when its output had ended normally.
 import { Duplex } from 'node:stream';
 import { QvmBackupError } from '../../errors.js';
-import { filterPath } from '../../io/filter-program.js';
+import { decoderLimitArgs, filterPath, ignoredTrailingData } from '../../io/filter-program.js';
 import { exitDetail, spawnProcess } from '../../io/spawn.js';
-import { ZSTD_WINDOW_LOG_MAX } from '../../../workers/zstd-zlib.js';
-
-/** Decoder memory the programs may take, as the in-process decoders allow: zstd's window as
- *  node:zlib's (2^ZSTD_WINDOW_LOG_MAX), xz/lzma enough for every preset (-9e: a 64 MiB dictionary);
- *  a hostile header asking for more fails the image instead of the machine's memory. */
-const LIMITS: Record<string, string[]> = {
-  zstd: [`--memory=${2 ** ZSTD_WINDOW_LOG_MAX / 1024 / 1024}MiB`],
-  zstdmt: [`--memory=${2 ** ZSTD_WINDOW_LOG_MAX / 1024 / 1024}MiB`],
-  xz: ['--memlimit-decompress=128MiB'],
-  lzma: ['--memlimit-decompress=128MiB'],
-};
-
-/** The options that bound `program -d`'s decoder memory (none for a program without such a bound). */
-export function decoderLimitArgs(program: string): readonly string[] {
-  return LIMITS[program] ?? [];
-}
 
 /** How long a program that stopped reading may take to exit before it is killed. */
 const EXIT_AFTER_EPIPE_MS = 10_000;
@@ -96,10 +80,17 @@ export function startProgramDecoder(program: string, what: string, signal?: Abor
   });
   stdout.once('error', (e) => stream.destroy(e));
   const exited = child.then((r) => {
-    if (r.exitCode === 0 && !r.isTerminated) return;
     const tail = p.stderr.text().trim();
-    const said = firstLine(tail);
-    failure = new QvmBackupError('ERR_CORRUPT', `${what}: cannot decompress the inner archive: ${p.command} failed (${exitDetail(r)})${said ? `: ${said}` : ''}`, { file: what, command: p.command, exitCode: r.exitCode, stderrTail: tail });
+    if (r.exitCode === 0 && !r.isTerminated) {
+      // bzip2 reads bytes after its stream's end, says it ignored them and exits 0: as corrupt
+      // as trailing data it did not read (refused() above)
+      const ignored = ignoredTrailingData(tail);
+      if (ignored === null) return;
+      failure = new QvmBackupError('ERR_CORRUPT', `${what}: cannot decompress the inner archive: ${p.command} found data after the end of its stream: ${ignored}`, { file: what, command: p.command, exitCode: 0, stderrTail: tail });
+    } else {
+      const said = firstLine(tail);
+      failure = new QvmBackupError('ERR_CORRUPT', `${what}: cannot decompress the inner archive: ${p.command} failed (${exitDetail(r)})${said ? `: ${said}` : ''}`, { file: what, command: p.command, exitCode: r.exitCode, stderrTail: tail });
+    }
     if (!stream.destroyed) stream.destroy(failure);
     throw failure;
   });
