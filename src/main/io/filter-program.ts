@@ -23,11 +23,18 @@ export function decoderLimitArgs(filter: string): readonly string[] {
   return DECODER_LIMITS[filter] ?? [];
 }
 
-/** What a program that exited 0 said on stderr about data it ignored after the end of its stream
- *  (bzip2: "trailing garbage after EOF ignored"; the other programs fail on it), or null. An
- *  authenticated stream with bytes after its end is not what we wrote: the file fails as corrupt. */
-export function ignoredTrailingData(stderr: string): string | null {
-  return stderr.split('\n').find((l) => /trailing garbage/i.test(l))?.trim() ?? null;
+/** Whether a line of stderr is `program` itself saying it ignored data after the end of its stream
+ *  (bzip2 exits 0 after "bzip2: (stdin): trailing garbage after EOF ignored"; the other programs
+ *  fail on such data). Only the program's own lines count: tar's warnings quote file names, which
+ *  may say anything. An authenticated stream with bytes after its end is not what we wrote: the
+ *  file fails as corrupt. */
+export function saysIgnoredTrailingData(line: string, program: string): boolean {
+  return line.startsWith(`${program}: `) && /trailing garbage/i.test(line);
+}
+
+/** The first line of `stderr` (the program's own) for which saysIgnoredTrailingData holds, or null. */
+export function ignoredTrailingData(stderr: string, program: string): string | null {
+  return stderr.split('\n').map((l) => l.trim()).find((l) => saysIgnoredTrailingData(l, program)) ?? null;
 }
 
 /** Full path of an allow-listed filter program found in PATH, or null. */
@@ -60,7 +67,7 @@ export function runFilterSync(filter: string, mode: 'compress' | 'decompress', i
     const tail = r.stderr.toString('utf8').trim().slice(-500);
     throw new CodecError('bad-data', `${f} ${args.join(' ')} exited with ${r.status ?? r.signal}: ${tail}`);
   }
-  const ignored = mode === 'decompress' ? ignoredTrailingData(r.stderr.toString('utf8')) : null;
+  const ignored = mode === 'decompress' ? ignoredTrailingData(r.stderr.toString('utf8'), f) : null;
   if (ignored !== null) throw new CodecError('bad-data', `${f} -d found data after the end of its stream: ${ignored}`);
   return r.stdout;
 }

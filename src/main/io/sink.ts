@@ -172,6 +172,12 @@ export interface StdoutSinkOptions {
   flushEvery?: number;
 }
 
+/** fdatasync of our stdout's file; as at its final fsync, a file that cannot be synced (EINVAL,
+ *  EROFS) is not an error. */
+export function syncData(fd: number): Promise<void> {
+  return new Promise<void>((res, rej) => fdatasync(fd, (e) => (e && e.code !== 'EINVAL' && e.code !== 'EROFS' ? rej(e) : res())));
+}
+
 /** The stream's file descriptor when it is a regular file (`qvm-backup - > file`), else null. */
 function regularFileFd(stream: Writable): number | null {
   const fd = (stream as Writable & { fd?: unknown }).fd;
@@ -190,7 +196,7 @@ export function stdoutSink(stream: Writable = process.stdout, opts: StdoutSinkOp
   let error: Error | null = null;
   const ctx = { file: '<stdout>' };
   const fileFd = regularFileFd(stream);
-  const datasync = opts.datasync ?? ((fd: number) => new Promise<void>((res, rej) => fdatasync(fd, (e) => (e ? rej(e) : res()))));
+  const datasync = opts.datasync ?? syncData;
   const flush = fileFd === null ? null : new BackgroundFlush({ datasync: () => datasync(fileFd) }, opts.flushEvery);
   // abort() stops waiting for a reader that may never read again (the archive is void anyway)
   const stop = new AbortController();

@@ -5,7 +5,7 @@ import { fail } from '../errors.js';
 import { createOptionArgs, extractOptionArgs, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
 import { spawnTar } from './tar-process.js';
 import { bytesReadBy } from '../io/proc-io.js';
-import { ignoredTrailingData } from '../io/filter-program.js';
+import { saysIgnoredTrailingData } from '../io/filter-program.js';
 
 export { checkGnuTar, findTar, type TarRunOptions } from './tar-process.js';
 export { xformExpression, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
@@ -23,13 +23,11 @@ export function tarCreateStream(opts: TarCreateOptions): { stdout: Readable; don
   return { stdout: p.stdout, done: p.done, inputBytes: () => (p.hasExited() ? undefined : bytesReadBy(p.pid)) };
 }
 
-/** For tar's decompression program: what it said of data it ignored after its stream, as an error. */
-function trailingDataOf(program: string): (stderr: string) => string | null {
+/** For tar's decompression program: a line in which it said it ignored data after its stream, as
+ *  the error of a tar run that exited 0. */
+function trailingDataOf(program: string): (line: string) => string | null {
   const name = program.split(' ')[0] ?? program;
-  return (stderr) => {
-    const ignored = ignoredTrailingData(stderr);
-    return ignored === null ? null : `${name} -d (run by tar) found data after the end of its stream: ${ignored}`;
-  };
+  return (line) => (saysIgnoredTrailingData(line.trim(), name) ? `${name} -d (run by tar) found data after the end of its stream: ${line.trim()}` : null);
 }
 
 /**

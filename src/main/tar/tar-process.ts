@@ -1,6 +1,7 @@
 // Runs GNU tar through execa and turns its exit into a QvmBackupError (ERR_TAR_FAILED with the
 // command, exit code and stderr tail; ERR_CANCELLED on abort). Also finds and checks the tar binary.
 import type { Readable, Writable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { isQvmBackupError, QvmBackupError } from '../errors.js';
 import { findInPath } from '../io/child-lifetime.js';
 import { exitDetail, processContext, runVersion, spawnProcess } from '../io/spawn.js';
@@ -22,9 +23,10 @@ export interface SpawnTarOptions extends TarRunOptions {
   collectLines?: boolean;
   /** Removes noise (e.g. multi-volume prompts) from stderr before it is quoted in errors. */
   stderrFilter?: (text: string) => string;
-  /** A run that exited 0 still fails (ERR_CORRUPT, this message) when its stderr says so: a
-   *  decompression program tar ran may exit 0 after ignoring data (bzip2). */
-  failWhenSaid?: (stderr: string) => string | null;
+  /** A run that exited 0 still fails (ERR_CORRUPT, the message returned) when a line of its stderr
+   *  says so: a decompression program tar ran may exit 0 after ignoring data (bzip2). Every line is
+   *  seen as it arrives (not only the kept tail, which later warnings could push the line out of). */
+  failWhenSaid?: (line: string) => string | null;
 }
 
 export interface TarProcess {
@@ -45,6 +47,8 @@ export interface TarProcess {
 }
 
 const MAX_LINES = 1_000_000;
+/** Longest stderr line kept while scanning for failWhenSaid (a longer one is cut to its end). */
+const STDERR_LINE_MAX = 4096;
 
 /** Spawn tar with LC_ALL=C; stdout/stdin streamed, stderr kept as a bounded tail. */
 export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
@@ -57,6 +61,18 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   });
   // EPIPE on tar's stdin surfaces as tar's own exit status; keep it from crashing the process.
   child.stdin?.on('error', () => undefined);
+
+  let said: string | null = null;
+  const failWhenSaid = opts.failWhenSaid;
+  let lastLine = '';
+  if (failWhenSaid !== undefined && child.stderr) {
+    const utf8 = new StringDecoder('utf8');
+    child.stderr.on('data', (d: Buffer) => {
+      const parts = (lastLine + utf8.write(d)).split('\n');
+      lastLine = (parts.pop() ?? '').slice(-STDERR_LINE_MAX);
+      for (const l of parts) said ??= failWhenSaid(l);
+    });
+  }
 
   const lines: string[] = [];
   if (opts.collectLines && child.stdout) {
@@ -84,7 +100,7 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
     const stderrTail = tail.text(opts.stderrFilter);
     const ctx = { ...processContext(command, r, stderrTail), ...(opts.file !== undefined ? { file: opts.file } : {}) };
     if (ok) {
-      const said = opts.failWhenSaid?.(stderrTail) ?? null;
+      if (said === null && lastLine !== '') said = failWhenSaid?.(lastLine) ?? null;
       if (said === null) return;
       throw new QvmBackupError('ERR_CORRUPT', said, ctx, r);
     }

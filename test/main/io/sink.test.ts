@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { loadSpawner } from '../../../src/main/io/spawn.js';
-import { commandSink, freeBytes, openFileSink, stdoutSink } from '../../../src/main/io/sink.js';
+import { commandSink, freeBytes, openFileSink, stdoutSink, syncData } from '../../../src/main/io/sink.js';
 import { FAKE_BIN, mkTmp, rejectsWith, rmTmp } from '../tar/tar-test-helpers.js';
 import { waitFor } from '../../helpers/processes.js';
 
@@ -308,6 +308,16 @@ describe('stdoutSink', () => {
     } finally {
       rmTmp(dir);
     }
+  });
+
+  it('the background flush of stdout treats a file that cannot be synced (EINVAL) as the final fsync does (found by review)', async () => {
+    const fd = fs.openSync('/dev/null', 'w'); // fdatasync: EINVAL
+    try {
+      await syncData(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    await assert.rejects(syncData(987654), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
   });
 
   it('stdout that is a pipe, or a stream without a file, is never flushed', async () => {

@@ -84,7 +84,7 @@ export function startProgramDecoder(program: string, what: string, signal?: Abor
     if (r.exitCode === 0 && !r.isTerminated) {
       // bzip2 reads bytes after its stream's end, says it ignored them and exits 0: as corrupt
       // as trailing data it did not read (refused() above)
-      const ignored = ignoredTrailingData(tail);
+      const ignored = ignoredTrailingData(tail, program);
       if (ignored === null) return;
       failure = new QvmBackupError('ERR_CORRUPT', `${what}: cannot decompress the inner archive: ${p.command} found data after the end of its stream: ${ignored}`, { file: what, command: p.command, exitCode: 0, stderrTail: tail });
     } else {
