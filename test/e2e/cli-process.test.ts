@@ -131,6 +131,9 @@ test('kill -9 of a restore leaves no process: nothing is installed after the kil
   const t = tempDir();
   try {
     const { root, home } = sample(t.dir);
+    // a home file that keeps the home's `tar -x` alive for a while: the sample's directory archives
+    // are extracted in milliseconds, and the 20 ms polling below could miss every one of them (CI)
+    writeFileSync(join(home, 'zeros.bin'), Buffer.alloc(128 * MiB));
     const pw = passFile(t.dir);
     const archive = join(t.dir, 'b.bin');
     const b = node(BACKUP_BIN, ['-q', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '14', '--chunk-size', '1M', archive]);
