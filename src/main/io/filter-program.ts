@@ -32,6 +32,11 @@ export function saysIgnoredTrailingData(line: string, program: string): boolean 
   return line.startsWith(`${program}: `) && /trailing garbage/i.test(line);
 }
 
+/** The error text for `command` (e.g. `bzip2 -d`) having said `line` of saysIgnoredTrailingData. */
+export function trailingDataMessage(command: string, line: string): string {
+  return `${command} found data after the end of its stream: ${line}`;
+}
+
 /** The first line of `stderr` (the program's own) for which saysIgnoredTrailingData holds, or null. */
 export function ignoredTrailingData(stderr: string, program: string): string | null {
   return stderr.split('\n').map((l) => l.trim()).find((l) => saysIgnoredTrailingData(l, program)) ?? null;
@@ -68,6 +73,6 @@ export function runFilterSync(filter: string, mode: 'compress' | 'decompress', i
     throw new CodecError('bad-data', `${f} ${args.join(' ')} exited with ${r.status ?? r.signal}: ${tail}`);
   }
   const ignored = mode === 'decompress' ? ignoredTrailingData(r.stderr.toString('utf8'), f) : null;
-  if (ignored !== null) throw new CodecError('bad-data', `${f} -d found data after the end of its stream: ${ignored}`);
+  if (ignored !== null) throw new CodecError('bad-data', trailingDataMessage(`${f} -d`, ignored));
   return r.stdout;
 }

@@ -172,10 +172,15 @@ export interface StdoutSinkOptions {
   flushEvery?: number;
 }
 
-/** fdatasync of our stdout's file; as at its final fsync, a file that cannot be synced (EINVAL,
- *  EROFS) is not an error. */
+/** `fsync` or `fdatasync` of our stdout's file, where a file that cannot be synced (EINVAL: a pipe,
+ *  a tty, /dev/null; EROFS) is not an error. */
+function syncStdoutFile(call: typeof fsync, fd: number): Promise<void> {
+  return new Promise<void>((res, rej) => call(fd, (e) => (e && e.code !== 'EINVAL' && e.code !== 'EROFS' ? rej(e) : res())));
+}
+
+/** The background flush of our stdout's file: fdatasync, tolerant as its final fsync is. */
 export function syncData(fd: number): Promise<void> {
-  return new Promise<void>((res, rej) => fdatasync(fd, (e) => (e && e.code !== 'EINVAL' && e.code !== 'EROFS' ? rej(e) : res())));
+  return syncStdoutFile(fdatasync, fd);
 }
 
 /** The stream's file descriptor when it is a regular file (`qvm-backup - > file`), else null. */
@@ -228,9 +233,7 @@ export function stdoutSink(stream: Writable = process.stdout, opts: StdoutSinkOp
         await flush?.settle();
         // Durable when stdout is a regular file; pipes and ttys refuse fsync (EINVAL), which is fine.
         const fd = (stream as Writable & { fd?: unknown }).fd;
-        if (typeof fd === 'number') {
-          await new Promise<void>((res, rej) => fsync(fd, (e) => (e && e.code !== 'EINVAL' && e.code !== 'EROFS' ? rej(e) : res())));
-        }
+        if (typeof fd === 'number') await syncStdoutFile(fsync, fd);
       } catch (e) {
         throw wrap(e);
       }

@@ -5,7 +5,7 @@ import { fail } from '../errors.js';
 import { createOptionArgs, extractOptionArgs, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
 import { spawnTar } from './tar-process.js';
 import { bytesReadBy } from '../io/proc-io.js';
-import { saysIgnoredTrailingData } from '../io/filter-program.js';
+import { saysIgnoredTrailingData, trailingDataMessage } from '../io/filter-program.js';
 
 export { checkGnuTar, findTar, type TarRunOptions } from './tar-process.js';
 export { xformExpression, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
@@ -27,7 +27,7 @@ export function tarCreateStream(opts: TarCreateOptions): { stdout: Readable; don
  *  the error of a tar run that exited 0. */
 function trailingDataOf(program: string): (line: string) => string | null {
   const name = program.split(' ')[0] ?? program;
-  return (line) => (saysIgnoredTrailingData(line.trim(), name) ? `${name} -d (run by tar) found data after the end of its stream: ${line.trim()}` : null);
+  return (line) => (saysIgnoredTrailingData(line.trim(), name) ? trailingDataMessage(`${name} -d (run by tar)`, line.trim()) : null);
 }
 
 /**

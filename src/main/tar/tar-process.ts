@@ -50,6 +50,19 @@ const MAX_LINES = 1_000_000;
 /** Longest stderr line kept while scanning for failWhenSaid (a longer one is cut to its end). */
 const STDERR_LINE_MAX = 4096;
 
+/** Calls `onLine` for every complete line of `stream` (UTF-8) as it arrives; returns a function
+ *  giving the unfinished line after the last newline so far (its last `maxLine` characters). */
+function eachLine(stream: Readable, onLine: (line: string) => void, maxLine = Infinity): () => string {
+  const utf8 = new StringDecoder('utf8');
+  let rest = '';
+  stream.on('data', (d: Buffer) => {
+    const parts = (rest + utf8.write(d)).split('\n');
+    rest = (parts.pop() ?? '').slice(-maxLine);
+    for (const l of parts) onLine(l);
+  });
+  return () => rest;
+}
+
 /** Spawn tar with LC_ALL=C; stdout/stdin streamed, stderr kept as a bounded tail. */
 export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   const bin = opts.tarPath ?? 'tar';
@@ -64,27 +77,16 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
 
   let said: string | null = null;
   const failWhenSaid = opts.failWhenSaid;
-  let lastLine = '';
-  if (failWhenSaid !== undefined && child.stderr) {
-    const utf8 = new StringDecoder('utf8');
-    child.stderr.on('data', (d: Buffer) => {
-      const parts = (lastLine + utf8.write(d)).split('\n');
-      lastLine = (parts.pop() ?? '').slice(-STDERR_LINE_MAX);
-      for (const l of parts) said ??= failWhenSaid(l);
-    });
-  }
+  let lastLine = (): string => '';
+  if (failWhenSaid !== undefined && child.stderr) lastLine = eachLine(child.stderr, (l) => (said ??= failWhenSaid(l)), STDERR_LINE_MAX);
 
   const lines: string[] = [];
   if (opts.collectLines && child.stdout) {
-    let rest = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (s: string) => {
-      const parts = (rest + s).split('\n');
-      rest = parts.pop() ?? '';
-      for (const l of parts) if (lines.length < MAX_LINES) lines.push(l);
+    const rest = eachLine(child.stdout, (l) => {
+      if (lines.length < MAX_LINES) lines.push(l);
     });
     child.stdout.on('end', () => {
-      if (rest !== '') lines.push(rest);
+      if (rest() !== '') lines.push(rest());
     });
   }
 
@@ -100,7 +102,7 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
     const stderrTail = tail.text(opts.stderrFilter);
     const ctx = { ...processContext(command, r, stderrTail), ...(opts.file !== undefined ? { file: opts.file } : {}) };
     if (ok) {
-      if (said === null && lastLine !== '') said = failWhenSaid?.(lastLine) ?? null;
+      if (said === null && lastLine() !== '') said = failWhenSaid?.(lastLine()) ?? null;
       if (said === null) return;
       throw new QvmBackupError('ERR_CORRUPT', said, ctx, r);
     }

@@ -70,8 +70,8 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
     members: [o.member],
     listOnly: o.listOnly,
     // tar runs `<program> <limits> -d` (the words of -I are its arguments): the same memory bound
-    // as when the program decodes an image or qubes.xml (io/filter-program.ts), so a hostile stream header cannot
-    // make a directory archive's decoder take more
+    // as when the program decodes an image or qubes.xml (io/filter-program.ts), so a hostile stream
+    // header cannot make a directory archive's decoder take more
     ...(filter.kind === 'program' ? { compressProgram: [filter.program, ...decoderLimitArgs(filter.program)].join(' ') } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.tarPath ? { tarPath: o.tarPath } : {}),

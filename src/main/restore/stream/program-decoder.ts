@@ -7,7 +7,7 @@
 // rejects with the same error even when its output had ended normally.
 import { Duplex } from 'node:stream';
 import { QvmBackupError } from '../../errors.js';
-import { decoderLimitArgs, filterPath, ignoredTrailingData } from '../../io/filter-program.js';
+import { decoderLimitArgs, filterPath, ignoredTrailingData, trailingDataMessage } from '../../io/filter-program.js';
 import { exitDetail, spawnProcess } from '../../io/spawn.js';
 
 /** How long a program that stopped reading may take to exit before it is killed. */
@@ -86,7 +86,7 @@ export function startProgramDecoder(program: string, what: string, signal?: Abor
       // as trailing data it did not read (refused() above)
       const ignored = ignoredTrailingData(tail, program);
       if (ignored === null) return;
-      failure = new QvmBackupError('ERR_CORRUPT', `${what}: cannot decompress the inner archive: ${p.command} found data after the end of its stream: ${ignored}`, { file: what, command: p.command, exitCode: 0, stderrTail: tail });
+      failure = new QvmBackupError('ERR_CORRUPT', `${what}: cannot decompress the inner archive: ${trailingDataMessage(p.command, ignored)}`, { file: what, command: p.command, exitCode: 0, stderrTail: tail });
     } else {
       const said = firstLine(tail);
       failure = new QvmBackupError('ERR_CORRUPT', `${what}: cannot decompress the inner archive: ${p.command} failed (${exitDetail(r)})${said ? `: ${said}` : ''}`, { file: what, command: p.command, exitCode: r.exitCode, stderrTail: tail });
