@@ -102,7 +102,7 @@ export function scryptDerive(task: ScryptDeriveTask): ScryptDeriveResult {
 
 /** Verify and decrypt a scrypt file (v4). */
 export function scryptDecrypt(task: ScryptDecryptTask): ScryptDecryptResult {
-  return scryptDecryptInto(utf8(task.passphrase), view(task.input), view(task.output), task);
+  return scryptDecryptInto(utf8(task.passphrase), view(task.input), view(task.output), task, task.derived);
 }
 
 /** Encrypt or decrypt one chained piece of a v3 `openssl enc` stream, with optional HMAC. */

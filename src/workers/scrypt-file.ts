@@ -4,7 +4,7 @@
 import { createCipheriv, createHash, createHmac, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { assertSafeOverlap, copyOf, pumpSlices, put } from './buffers.js';
 import { failure } from './codec-error.js';
-import type { TaskFailure } from './task-types.js';
+import type { DerivedScryptKey, TaskFailure } from './task-types.js';
 
 /** scrypt cost parameters: N = 2^logN. */
 export interface ScryptParams {
@@ -117,8 +117,9 @@ export function readScryptHeader(input: Uint8Array): (ScryptParams & { salt: Uin
 /** Verify and decrypt a scrypt file into `output` (capacity >= input - 128; disjoint, or the same memory
  *  starting no later than 96 bytes after the input). Parameters over `opts` are refused without
  *  deriving; the header MAC (passphrase) is checked before the body is touched; on a body MAC
- *  mismatch the output is zeroed. */
-export function scryptDecryptInto(passphrase: Uint8Array, input: Uint8Array, output: Uint8Array, opts: ScryptLimits): ScryptDecryptOk | TaskFailure {
+ *  mismatch the output is zeroed. `derived`: the key already derived for this passphrase, salt and
+ *  parameters (skips the KDF; a key for another salt or other parameters is a caller's bug: thrown). */
+export function scryptDecryptInto(passphrase: Uint8Array, input: Uint8Array, output: Uint8Array, opts: ScryptLimits, derived?: DerivedScryptKey): ScryptDecryptOk | TaskFailure {
   const h = readScryptHeader(input);
   if ('ok' in h) return h;
   const params: ScryptParams = { logN: h.logN, r: h.r, p: h.p };
@@ -131,10 +132,16 @@ export function scryptDecryptInto(passphrase: Uint8Array, input: Uint8Array, out
   if (output.length < bodyLen) throw new RangeError(`scryptDecryptInto: output capacity ${output.length} < ${bodyLen}`);
   assertSafeOverlap(input.subarray(SCRYPT_HEADER_BYTES), output, 0, 'scryptDecryptInto');
   let dk: Buffer;
-  try {
-    dk = scryptDeriveKey(passphrase, h.salt, params);
-  } catch (e) {
-    return failure('bad-params', `scrypt KDF refused the parameters: ${(e as Error).message}`);
+  if (derived !== undefined) {
+    const same = derived.key.length === 64 && Buffer.from(derived.salt).equals(h.salt) && derived.logN === h.logN && derived.r === h.r && derived.p === h.p;
+    if (!same) throw new Error('scryptDecryptInto: the key given was derived for another salt or other parameters');
+    dk = Buffer.from(derived.key);
+  } else {
+    try {
+      dk = scryptDeriveKey(passphrase, h.salt, params);
+    } catch (e) {
+      return failure('bad-params', `scrypt KDF refused the parameters: ${(e as Error).message}`);
+    }
   }
   const headerMac = hmacSha256(dk.subarray(32)).update(input.subarray(0, 64)).digest();
   if (!timingSafeEqual(headerMac, input.subarray(64, 96))) return failure('mac-mismatch', 'scrypt header MAC mismatch: wrong passphrase (or corrupted header)');

@@ -80,6 +80,18 @@ export interface ScryptDecryptTask {
   maxKdfBytes: number;
   /** ... or more work than this (N·r·p) */
   maxKdfWork?: number;
+  /** the key a scryptDerive task already derived from this file's header (read early, while the
+   *  rest of the chunk was still arriving): used only if the header's salt and parameters are the
+   *  ones it was derived for */
+  derived?: DerivedScryptKey;
+}
+/** A scryptDerive result with the salt and parameters it was derived for. */
+export interface DerivedScryptKey {
+  key: Uint8Array;
+  salt: Uint8Array;
+  logN: number;
+  r: number;
+  p: number;
 }
 export type ScryptDecryptResult = { ok: true; length: number; logN: number; r: number; p: number } | TaskFailure;
 

@@ -12,7 +12,7 @@ const DATA_MIB = 256;
 
 interface Summary {
   ok: boolean;
-  stats?: { stages: { stage: string; count: number }[] };
+  stats?: { stages: { stage: string; count: number }[]; key_derivations: number };
 }
 
 function summaryOf(stdout: string): Summary {
@@ -30,6 +30,10 @@ test(`a ${DATA_MIB} MiB-data image restores identically with --threads 2 (parall
     const b = node(BACKUP_BIN, ['-q', '-y', '-p', pw, '--qubes-root', root, '--dom0-home', home, '--scrypt-logn', '12', '--chunk-size', '32M', archive, 'work']);
     assert.equal(b.status, 0, b.stderr);
     const img = join(root, 'appvms/work/private.img');
+    // every chunk but qubes.xml's belongs to work: each is read and its key derived once
+    const list = run('tar', ['-itf', archive]);
+    const chunks = list.stdout.split('\n').filter((n) => n.endsWith('.enc')).length - 1;
+    assert.ok(chunks >= 3, `${chunks} data chunks`);
     for (const threads of [2, 1]) {
       const host = join(t.dir, `host${threads}`);
       const hh = join(t.dir, `hh${threads}`, 'user');
@@ -39,6 +43,10 @@ test(`a ${DATA_MIB} MiB-data image restores identically with --threads 2 (parall
       const s = summaryOf(r.stdout);
       assert.equal(s.ok, true);
       const members = s.stats?.stages.find((x) => x.stage === 'decompress (workers)')?.count ?? 0;
+      // the chunks' keys were derived as their headers arrived (a task of its own), and only then
+      const early = s.stats?.stages.find((x) => x.stage === 'key derivation (workers)')?.count ?? 0;
+      assert.equal(early, chunks, `--threads ${threads}: keys derived ahead`);
+      assert.equal(s.stats?.key_derivations, chunks + 2, `--threads ${threads}: derivations (header, qubes.xml, chunks)`);
       // one member per 4 MiB of the inner tar stream (its data plus headers)
       if (threads === 2) assert.ok(members >= DATA_MIB / 4, `--threads 2: members decoded by the workers: ${members}`);
       else assert.equal(members, 0, '--threads 1: the streaming decoder beside the one worker');

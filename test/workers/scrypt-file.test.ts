@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readScryptHeader, scryptDecryptInto, scryptEncryptInto, SCRYPT_OVERHEAD_BYTES } from '../../src/workers/scrypt-file.js';
+import { readScryptHeader, scryptDecryptInto, scryptDeriveKey, scryptEncryptInto, SCRYPT_OVERHEAD_BYTES } from '../../src/workers/scrypt-file.js';
 import { assertSameBytes, hasTool, sampleData, tempDir } from './tools.js';
 
 const PW = '20230405T123455-1234!vm123/private.img.000!hunter2 ü';
@@ -146,4 +146,25 @@ test('absurd parameters are refused before any KDF work', () => {
     assert.ok(Date.now() - t0 < 1000);
   }
   assert.throws(() => encrypt(new Uint8Array(1), { logN: 40, r: 8, p: 1 }), /logN 40/);
+});
+
+test('a key derived ahead decrypts as the KDF would; a key for another salt or other parameters is refused', () => {
+  const plain = sampleData(300_000, 11);
+  const file = new Uint8Array(plain.length + SCRYPT_OVERHEAD_BYTES);
+  scryptEncryptInto(PWB, P10, plain, file);
+  const h = readScryptHeader(file);
+  assert.ok(!('ok' in h));
+  const derived = { key: new Uint8Array(scryptDeriveKey(PWB, h.salt, h)), salt: h.salt, logN: h.logN, r: h.r, p: h.p };
+  const out = new Uint8Array(plain.length);
+  const r = scryptDecryptInto(PWB, file, out, LIMIT, derived);
+  assert.ok(r.ok);
+  assertSameBytes(out, plain);
+  // the key is checked against the header (a wrong passphrase's key fails its MAC, as without one)
+  const wrong = { ...derived, key: new Uint8Array(scryptDeriveKey(Buffer.from('other'), h.salt, h)) };
+  const w = scryptDecryptInto(PWB, file, new Uint8Array(plain.length), LIMIT, wrong);
+  assert.ok('ok' in w && !w.ok && w.reason === 'mac-mismatch');
+  const otherSalt = Uint8Array.from(derived.salt);
+  otherSalt[0]! ^= 1;
+  assert.throws(() => scryptDecryptInto(PWB, file, new Uint8Array(plain.length), LIMIT, { ...derived, salt: otherSalt }), /derived for another salt/);
+  assert.throws(() => scryptDecryptInto(PWB, file, new Uint8Array(plain.length), LIMIT, { ...derived, logN: derived.logN + 1 }), /derived for another salt/);
 });

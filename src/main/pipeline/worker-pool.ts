@@ -57,9 +57,10 @@ const TASK_STAGE: Record<TaskName, string> = {
   hmacSlice: 'HMAC (workers)',
 };
 
-/** Whether a task runs one scrypt key derivation (v4: a chunk derived in place, or decrypted). */
+/** Whether a task runs one scrypt key derivation (v4: a key derived ahead, or a chunk encrypted or
+ *  decrypted without one). */
 function derives(name: TaskName, task: unknown): boolean {
-  return name === 'scryptDerive' || name === 'scryptDecrypt' || (name === 'scryptEncrypt' && (task as { derived?: unknown }).derived === undefined);
+  return name === 'scryptDerive' || ((name === 'scryptDecrypt' || name === 'scryptEncrypt') && (task as { derived?: unknown }).derived === undefined);
 }
 
 export interface RunOptions {

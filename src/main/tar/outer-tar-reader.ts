@@ -21,10 +21,18 @@ export interface OuterEntry {
   size: number;
   /** The header's typeflag character ('0' for regular files; NUL is reported as '0'). */
   typeflag: string;
-  /** Copy exactly `size` bytes of data into dst[0..size). */
-  readInto(dst: Uint8Array): Promise<void>;
+  /** Copy exactly `size` bytes of data into dst[0..size); with `early`, `early.arrived()` is called
+   *  once the first `early.bytes` of them are in dst (before the rest is read). */
+  readInto(dst: Uint8Array, early?: EarlyBytes): Promise<void>;
   /** Discard the data. */
   skip(): Promise<void>;
+}
+
+/** A callback for when the start of a member's data has arrived (a format 4 chunk's scrypt header:
+ *  its key derivation can start while the rest is read). */
+export interface EarlyBytes {
+  bytes: number;
+  arrived(): void;
 }
 
 export interface OuterTarReaderOptions {
@@ -93,8 +101,9 @@ export class OuterTarReader {
     if (got < len) fail('ERR_CORRUPT', `archive truncated in ${what}`, { file: what, offset: this.#bytesRead });
   }
 
-  async #takeData(dst: Uint8Array | null, size: number, what: string): Promise<void> {
-    await this.#takeExact(dst, 0, size, what);
+  /** A member's data (from `from` on: what came before is in dst already) and its padding. */
+  async #takeData(dst: Uint8Array | null, size: number, what: string, from = 0): Promise<void> {
+    await this.#takeExact(dst, from, size - from, what);
     await this.#takeExact(null, 0, (BLOCK - (size % BLOCK)) % BLOCK, what);
   }
 
@@ -189,10 +198,15 @@ export class OuterTarReader {
       untrustedName: name,
       size,
       typeflag,
-      readInto: async (dst) => {
+      readInto: async (dst, early) => {
         once();
         if (dst.length < size) fail('ERR_INTERNAL', `buffer of ${dst.length} bytes for ${name} (${size} bytes)`);
-        await this.#takeData(dst, size, name);
+        const first = early !== undefined && early.bytes > 0 && early.bytes < size ? early.bytes : 0;
+        if (first > 0) {
+          await this.#takeExact(dst, 0, first, name);
+          early!.arrived();
+        }
+        await this.#takeData(dst, size, name, first);
         this.#busy = false;
       },
       skip: async () => {

@@ -5,7 +5,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BackgroundFlush } from '../../../src/main/io/background-flush.js';
+import { BackgroundFlush, FLUSH_EVERY, FLUSH_EVERY_NEAR_END } from '../../../src/main/io/background-flush.js';
 
 /** A stand-in handle whose datasync calls stay pending until the test settles them. */
 function fakeHandle(): { fh: fsp.FileHandle; calls: Array<{ resolve: () => void; reject: (e: unknown) => void }> } {
@@ -33,6 +33,34 @@ test('a flush starts every `every` bytes, never two at once', async () => {
   await f.settle();
   f.wrote(50);
   assert.equal(calls.length, 2, 'counting restarted at the last flush');
+});
+
+test('with the file length known, the last `every` bytes are flushed in FLUSH_EVERY_NEAR_END steps', async () => {
+  const { fh, calls } = fakeHandle();
+  const MiB = 1024 * 1024;
+  const f = new BackgroundFlush(fh, FLUSH_EVERY, 3 * FLUSH_EVERY);
+  const flushAfter = async (n: number): Promise<boolean> => {
+    const before = calls.length;
+    f.wrote(n);
+    const started = calls.length > before;
+    calls.at(-1)?.resolve();
+    await f.settle();
+    return started;
+  };
+  assert.equal(await flushAfter(FLUSH_EVERY - MiB), false);
+  assert.equal(await flushAfter(MiB), true, 'every 64 MiB while more than 64 MiB are to come');
+  assert.equal(await flushAfter(FLUSH_EVERY_NEAR_END), false, 'still 120 MiB to come');
+  assert.equal(await flushAfter(FLUSH_EVERY - FLUSH_EVERY_NEAR_END), true);
+  // the last 64 MiB: a flush every 8 MiB
+  for (let i = 0; i < FLUSH_EVERY / FLUSH_EVERY_NEAR_END; i++) {
+    assert.equal(await flushAfter(FLUSH_EVERY_NEAR_END - MiB), false);
+    assert.equal(await flushAfter(MiB), true);
+  }
+  // without a length: 64 MiB steps throughout
+  const plain = fakeHandle();
+  const g = new BackgroundFlush(plain.fh);
+  g.wrote(FLUSH_EVERY_NEAR_END);
+  assert.equal(plain.calls.length, 0);
 });
 
 test('a failed flush fails the next write and settle(), with its own error', async () => {

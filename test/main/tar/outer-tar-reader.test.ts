@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { OuterTarReader } from '../../../src/main/tar/outer-tar-reader.js';
 import { OuterTarWriter } from '../../../src/main/tar/outer-tar-writer.js';
@@ -152,6 +152,33 @@ describe('crafted archives', () => {
     ]);
     const got = await readAll(chunked(archive, 300));
     assert.deepEqual(got.map((g) => [g.name, g.data.toString()]), [['real/name', '12345'], ['second', 'zz']]);
+  });
+
+  it('readInto with `early`: arrived() once the first bytes are in place, before the rest has come', async () => {
+    const a = randomBytes(10_000);
+    const archive = Buffer.concat([member('a', a), member('b', Buffer.from('short')), Buffer.alloc(BLOCK * 2)]);
+    const source = new PassThrough();
+    const r = new OuterTarReader(source);
+    source.write(archive.subarray(0, BLOCK + 200)); // the header and 200 bytes of a's data
+    const e = (await r.next())!;
+    const dst = Buffer.alloc(e.size);
+    let arrivedWith: Buffer | null = null;
+    let done = false;
+    const reading = e.readInto(dst, { bytes: 128, arrived: () => (arrivedWith = Buffer.from(dst.subarray(0, 128))) }).then(() => (done = true));
+    await new Promise((res) => setImmediate(res));
+    assert.deepEqual(arrivedWith, a.subarray(0, 128), 'called with the first 128 bytes in dst');
+    assert.equal(done, false, 'the rest has not come yet');
+    source.end(archive.subarray(BLOCK + 200));
+    await reading;
+    assert.deepEqual(dst, a);
+    // a member no longer than `early.bytes`: read at once, arrived() never called
+    const b = (await r.next())!;
+    const small = Buffer.alloc(b.size);
+    let called = false;
+    await b.readInto(small, { bytes: 128, arrived: () => (called = true) });
+    assert.equal(small.toString(), 'short');
+    assert.equal(called, false);
+    assert.equal(await r.next(), null);
   });
 
   it('ERR_CORRUPT with the offset for a bad checksum', async () => {

@@ -7,10 +7,14 @@ import type { WorkerPool } from '../../pipeline/worker-pool.js';
 import type { Slot } from '../../pipeline/slot-pool.js';
 import { hexEqual } from '../../../workers/hmac.js';
 import { cipherParams, evpBytesToKey, type CipherParams } from '../../../workers/openssl-enc.js';
-import type { TaskFailure } from '../../../workers/task-types.js';
+import type { DerivedScryptKey, TaskFailure } from '../../../workers/task-types.js';
+import { SCRYPT_OVERHEAD_BYTES, readScryptHeader } from '../../../workers/scrypt-file.js';
 import { SLOT_PREFIX, type SlotLayout } from './slot-layout.js';
 import type { KdfBudget } from './kdf-budget.js';
 import { taskFailureError } from './small-decode.js';
+
+/** A key derived ahead for a v4 chunk (deriveV4Early), or null: decodeV4 derives it itself. */
+export type EarlyKey = Promise<DerivedScryptKey | null>;
 
 /** A decoded chunk (a view into its slot) or why it was rejected. */
 export type DecodedChunk = { ok: true; data: Uint8Array } | { ok: false; error: QvmBackupError };
@@ -70,22 +74,57 @@ export class ChunkDecoder {
     return { iv: new Uint8Array(0), carry: new Uint8Array(0), finished: false };
   }
 
+  /**
+   * v4: start deriving a chunk's key once its scrypt header (the first 128 bytes, at SLOT_PREFIX of
+   * `slot`) has arrived, while the rest of the chunk is still being read. The parameters are checked
+   * against --max-memory and the derivation waits for its share of the KDF memory, as in decodeV4.
+   * Never rejects: null when it cannot (a header that does not parse or asks too much, a failed or
+   * cancelled task), and decodeV4 then derives in its own task and reports what was wrong.
+   */
+  deriveV4Early(slot: Slot, ref: ChunkRef): EarlyKey {
+    const { kdf } = this.#o;
+    const head = slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + SCRYPT_OVERHEAD_BYTES);
+    const h = readScryptHeader(head);
+    if ('ok' in h) return Promise.resolve(null);
+    let bytes: number;
+    try {
+      bytes = kdf.check(head, ref.name, this.#context(ref));
+    } catch {
+      return Promise.resolve(null);
+    }
+    const params = { salt: h.salt, logN: h.logN, r: h.r, p: h.p };
+    const task = { passphrase: this.#chunkPassphrase(ref), ...params };
+    return kdf.run(bytes, () => this.#o.pool.run('scryptDerive', task, this.#runOpts(ref)), this.#o.signal).then(
+      (r) => (r.ok ? { key: r.key, ...params } : null),
+      () => null,
+    );
+  }
+
   /** v4: scrypt-verify and decrypt in place (plaintext starts 96 bytes into the chunk). The
-   *  chunk's own KDF parameters are checked against --max-memory before anything is derived. */
-  decodeV4(slot: Slot, size: number, ref: ChunkRef): Promise<DecodedChunk> {
+   *  chunk's own KDF parameters are checked against --max-memory before anything is derived;
+   *  `early` (deriveV4Early's) saves the derivation here. */
+  decodeV4(slot: Slot, size: number, ref: ChunkRef, early?: EarlyKey): Promise<DecodedChunk> {
     const out = SLOT_PREFIX + 96;
     const { kdf } = this.#o;
     const task = {
-      passphrase: `${this.#o.header.backupId ?? ''}!${ref.name}!${this.#o.passphrase}`,
+      passphrase: this.#chunkPassphrase(ref),
       input: slot.slice(SLOT_PREFIX, size),
       output: slot.slice(out, Math.max(0, Math.min(size - 128, slot.bytes.length - out))),
       ...kdf.limits,
     };
     return this.#guard(ref, async () => {
-      const bytes = kdf.check(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + size), ref.name, this.#context(ref));
-      const r = await kdf.run(bytes, () => this.#o.pool.run('scryptDecrypt', task, this.#runOpts(ref)), this.#o.signal);
+      const derived = early === undefined ? null : await early;
+      const r =
+        derived !== null
+          ? await this.#o.pool.run('scryptDecrypt', { ...task, derived }, this.#runOpts(ref))
+          : await kdf.run(kdf.check(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + size), ref.name, this.#context(ref)), () => this.#o.pool.run('scryptDecrypt', task, this.#runOpts(ref)), this.#o.signal);
       return r.ok ? { ok: true, data: slot.bytes.subarray(out, out + r.length) } : this.#failed(r, ref);
     });
+  }
+
+  /** The passphrase of a v4 chunk: backup id, chunk name and the user's passphrase (FORMAT §5.3). */
+  #chunkPassphrase(ref: ChunkRef): string {
+    return `${this.#o.header.backupId ?? ''}!${ref.name}!${this.#o.passphrase}`;
   }
 
   /** v2: HMAC-verify, then decrypt and/or decompress the chunk (each chunk is self-contained). */

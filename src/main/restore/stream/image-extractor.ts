@@ -8,7 +8,7 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
-import { BackgroundFlush } from '../../io/background-flush.js';
+import { BackgroundFlush, FLUSH_EVERY } from '../../io/background-flush.js';
 import { PagePrefault } from '../../io/page-prefault.js';
 import { basenameOfBase, subdirOfBase } from '../../format/archive-names.js';
 import { SingleMemberReader, type MemberInfo, type MemberSink } from '../../tar/single-member-reader.js';
@@ -57,7 +57,8 @@ class FileSink implements MemberSink {
     const file = path.join(parent, parts[parts.length - 1]!);
     // read+write: the prefaulter reads the ranges about to be written (only ever our own file)
     this.#fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, info.mode || 0o644);
-    this.#flush = new BackgroundFlush(this.#fh);
+    // the data runs' total: the last 64 MiB are flushed in smaller steps (a short final fsync)
+    this.#flush = new BackgroundFlush(this.#fh, FLUSH_EVERY, info.spans.reduce((n, s) => n + s.length, 0));
     await this.#fh.truncate(info.size); // the apparent size: everything not written is a hole
     if (this.prefault) this.#prefault = new PagePrefault(this.#fh, info.spans);
   }

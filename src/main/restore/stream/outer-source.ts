@@ -1,6 +1,7 @@
 // The slice of the outer tar reader the restore pass uses (OuterTarReader satisfies it), with
 // error mapping: any failure of the outer stream (truncation, bad tar header) is ERR_CORRUPT.
 import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
+import type { EarlyBytes } from '../../tar/outer-tar-reader.js';
 
 /** One outer member as the reader hands it out. */
 export interface OuterMember {
@@ -8,7 +9,8 @@ export interface OuterMember {
   size: number;
   /** typeflag character ('0' for a regular file), when the reader reports it */
   typeflag?: string;
-  readInto(dst: Uint8Array): Promise<void>;
+  /** `early.arrived()`, if the reader supports it, once the first `early.bytes` are in dst */
+  readInto(dst: Uint8Array, early?: EarlyBytes): Promise<void>;
   skip(): Promise<void>;
 }
 

@@ -10,7 +10,8 @@ import { parseHmacFile } from '../../format/hmac-file.js';
 import type { Slot } from '../../pipeline/slot-pool.js';
 import { ChunkSlots } from './chunks-in-flight.js';
 import path from 'node:path';
-import { ChunkDecoder, type ChunkRef, type V3StreamState } from './chunk-decoder.js';
+import { ChunkDecoder, type ChunkRef, type EarlyKey, type V3StreamState } from './chunk-decoder.js';
+import { SCRYPT_OVERHEAD_BYTES } from '../../../workers/scrypt-file.js';
 import { openMultiVolumeExtractor, openStreamExtractor, openWhenReady, tarReady } from './file-extractor.js';
 import { loadSpawner } from '../../io/spawn.js';
 import { isImageBase, openImageExtractor } from './image-extractor.js';
@@ -55,6 +56,8 @@ interface Waiting {
   size: number;
   ref: ChunkRef;
   hmacHex?: string;
+  /** format 4: the key being derived since the chunk's header arrived */
+  early?: EarlyKey;
 }
 
 /** Restore (or verify) the selected subdirs from the archive after its head. */
@@ -163,7 +166,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     if (vm.failed) return slots.release(w.slot);
     if (version === 2 && w.ref.index === 0) w.file.singleVolume = final;
     let job;
-    if (version === 4) job = decoder.decodeV4(w.slot, w.size, w.ref);
+    if (version === 4) job = decoder.decodeV4(w.slot, w.size, w.ref, w.early);
     else if (version === 2) job = decoder.decodeV2(w.slot, w.size, w.ref, w.hmacHex ?? '');
     else job = decoder.decodeV3((w.file.stream ??= decoder.newStreamState()), w.slot, w.size, w.ref, w.hmacHex ?? '', final);
     feeder.push({ kind: 'chunk', file: w.file, job, slot: w.slot });
@@ -292,9 +295,12 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
 
   async function readChunk(m: OuterMember, file: V3File, ref: ChunkRef): Promise<Waiting> {
     const slot = await stats.time(STAGE.restoreWaitSlot, () => slots.acquire(ctx.signal));
+    // format 4: the chunk's key is derived while the rest of it is read
+    let early: EarlyKey | undefined;
+    const header = version === 4 ? { bytes: SCRYPT_OVERHEAD_BYTES, arrived: () => void (early = decoder.deriveV4Early(slot, ref)) } : undefined;
     try {
       readingFrom = reader.bytesRead;
-      await stats.time(STAGE.restoreRead, () => outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size)), `reading ${ref.name}`));
+      await stats.time(STAGE.restoreRead, () => outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size), header), `reading ${ref.name}`));
     } catch (e) {
       slots.release(slot);
       throw e;
@@ -302,7 +308,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       readingFrom = null;
     }
     slots.hold(slot, m.size);
-    return { file, slot, size: m.size, ref };
+    return { file, slot, size: m.size, ref, ...(early !== undefined ? { early } : {}) };
   }
 
   function finalResult(): RestoreDataResult {
