@@ -136,6 +136,7 @@ export function scryptDecryptInto(passphrase: Uint8Array, input: Uint8Array, out
     const same = derived.key.length === 64 && Buffer.from(derived.salt).equals(h.salt) && derived.logN === h.logN && derived.r === h.r && derived.p === h.p;
     if (!same) throw new Error('scryptDecryptInto: the key given was derived for another salt or other parameters');
     dk = Buffer.from(derived.key);
+    derived.key.fill(0);
   } else {
     try {
       dk = scryptDeriveKey(passphrase, h.salt, params);
@@ -153,6 +154,7 @@ export function scryptDecryptInto(passphrase: Uint8Array, input: Uint8Array, out
     mac.update(x);
     return ctr.update(x);
   }, body, output, 0, 'scryptDecryptInto');
+  dk.fill(0);
   if (!timingSafeEqual(mac.digest(), trailer)) {
     output.fill(0, 0, n);
     return failure('mac-mismatch', 'scrypt file MAC mismatch: the data was modified or truncated');

@@ -7,7 +7,7 @@
 // When the file's length is known (a restored image: its data runs), the last `every` bytes are
 // flushed in FLUSH_EVERY_NEAR_END steps, so that the final fsync (which nothing overlaps: it is
 // the tail of the run) waits for a few MiB instead of up to 64 (restore of the bench image: its
-// install 15-22 ms instead of 50-67 ms, ~0.13 s less idle CPU).
+// install 13-22 ms instead of 48-67 ms, ~0.13 core-s less idle on two cores).
 
 /** What is flushed: an open file (a `FileHandle` is one). */
 export interface Flushable {

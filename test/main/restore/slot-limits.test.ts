@@ -4,6 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultSlotBytes, slotCount, slotLayout } from '../../../src/main/restore/stream/slot-layout.js';
+import { MAX_UNIT_OUT, outSlotCount } from '../../../src/main/restore/stream/parallel-units.js';
+import { gzipMembers } from '../../../src/main/restore/stream/member-gunzip.js';
 import { CHUNK_SIZE_BYTES, V2_VOLUME_BYTES, MIN_CHUNK_SIZE_BYTES, maxChunkSize, chunkSizeMultiple } from '../../../src/main/format/limits.js';
 import type { BackupHeader } from '../../../src/main/format/backup-header.js';
 
@@ -42,4 +44,17 @@ test('chunk slots: one per worker thread, at least two, at most eight, fewer whe
   assert.equal(slotCount(slot, 4, 3 * slot + 1), 3);
   assert.equal(slotCount(slot, 2, slot), 1);
   assert.equal(slotCount(slot, 2, 1), 1); // never none
+});
+
+test('output slots of the parallel decoders: 3 × threads + 6 (at most 16) when --max-memory leaves room, else threads + 2', () => {
+  const MiB = 1024 * 1024;
+  const room = (slots: number): number => slots * MAX_UNIT_OUT + 2 * gzipMembers.maxIn;
+  assert.equal(outSlotCount(2, 2560 * MiB, gzipMembers), 12);
+  assert.equal(outSlotCount(2, room(12), gzipMembers), 12);
+  assert.equal(outSlotCount(2, room(12) - 1, gzipMembers), 11, 'what fits');
+  assert.equal(outSlotCount(2, room(3), gzipMembers), 4, 'never fewer than threads + 2');
+  assert.equal(outSlotCount(2, 0, gzipMembers), 4);
+  assert.equal(outSlotCount(2, -100 * MiB, gzipMembers), 4, 'a budget already spent');
+  assert.equal(outSlotCount(4, 2560 * MiB, gzipMembers), 16, 'at most 16');
+  assert.equal(outSlotCount(16, 2560 * MiB, gzipMembers), 18, 'threads + 2 beyond that');
 });

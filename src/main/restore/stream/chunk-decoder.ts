@@ -114,10 +114,16 @@ export class ChunkDecoder {
     };
     return this.#guard(ref, async () => {
       const derived = early === undefined ? null : await early;
-      const r =
-        derived !== null
-          ? await this.#o.pool.run('scryptDecrypt', { ...task, derived }, this.#runOpts(ref))
-          : await kdf.run(kdf.check(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + size), ref.name, this.#context(ref)), () => this.#o.pool.run('scryptDecrypt', task, this.#runOpts(ref)), this.#o.signal);
+      let r;
+      if (derived !== null) {
+        try {
+          r = await this.#o.pool.run('scryptDecrypt', { ...task, derived }, this.#runOpts(ref));
+        } finally {
+          derived.key.fill(0); // the worker had its own copy
+        }
+      } else {
+        r = await kdf.run(kdf.check(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + size), ref.name, this.#context(ref)), () => this.#o.pool.run('scryptDecrypt', task, this.#runOpts(ref)), this.#o.signal);
+      }
       return r.ok ? { ok: true, data: slot.bytes.subarray(out, out + r.length) } : this.#failed(r, ref);
     });
   }
