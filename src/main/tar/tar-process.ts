@@ -98,14 +98,12 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   const exited = result.then(() => undefined);
   const done = result.then((r) => {
     const ok = !r.failed && r.exitCode === 0;
-    if (ok && opts.failWhenSaid === undefined) return;
+    // a run that exited 0 fails only when its stderr said so (the unfinished last line included)
+    if (ok && said === null && failWhenSaid !== undefined && lastLine() !== '') said = failWhenSaid(lastLine());
+    if (ok && said === null) return;
     const stderrTail = tail.text(opts.stderrFilter);
     const ctx = { ...processContext(command, r, stderrTail), ...(opts.file !== undefined ? { file: opts.file } : {}) };
-    if (ok) {
-      if (said === null && lastLine() !== '') said = failWhenSaid?.(lastLine()) ?? null;
-      if (said === null) return;
-      throw new QvmBackupError('ERR_CORRUPT', said, ctx, r);
-    }
+    if (ok) throw new QvmBackupError('ERR_CORRUPT', said!, ctx, r);
     // not found: by spawn itself, or by setpriv failing to exec it (diesWithUs)
     const missing = ((r as { code?: string }).code === 'ENOENT' && r.exitCode === undefined) || (viaSetpriv && r.exitCode === 127 && /failed to execute/.test(stderrTail));
     if (missing) {

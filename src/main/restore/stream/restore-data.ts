@@ -72,11 +72,12 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   // our gzip members and zstd frames are decompressed in the workers (parallel-units.ts), into slots
   // of their own
   const unitFormat = filter.kind === 'gunzip' ? gzipMembers : filter.kind === 'zstd' ? zstdFrames : undefined;
+  const besideChunks = maxMemory - nSlots * slotBytes;
   // more output slots where --max-memory leaves room beside the chunks and one derivation per thread
-  const spare = maxMemory - nSlots * slotBytes - ctx.pool.threads * (ctx.head.kdfBytes ?? 0);
+  const spare = besideChunks - ctx.pool.threads * (ctx.head.kdfBytes ?? 0);
   const units = unitFormat !== undefined && ctx.imageExtraction !== 'tar' ? unitPoolsFor(ctx.pool, unitFormat, spare) : undefined;
   // derivations share what the chunk slots (and unit slots) leave of --max-memory
-  const kdf = new KdfBudget(maxMemory, maxMemory - nSlots * slotBytes - unitPoolBytes(units));
+  const kdf = new KdfBudget(maxMemory, besideChunks - unitPoolBytes(units));
   const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, kdf, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   const listOnly = ctx.verifyOnly === true;
   const inProcessImages = ctx.imageExtraction !== 'tar';
