@@ -2,6 +2,7 @@
 // stream into tar's stdin (through a streaming gunzip or zstd decoder when compressed), v2 volume by
 // volume.
 import type { Transform, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { statfs } from 'node:fs/promises';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { checkGnuTar, tarExtractMultiVolume, tarExtractStream } from '../../tar/gnu-tar.js';
@@ -78,27 +79,41 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
   });
   const done = tar.done;
   done.catch(() => undefined); // observed in finish()/write()
+  // settles when tar exits: null for exit 0, its error otherwise
+  const tarExit = done.then(
+    () => null,
+    (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+  );
+  let tarStopped = false;
+  void tarExit.then(() => (tarStopped = true));
+
   const decoder: Transform | null = createInnerDecoder(filter);
   let decoderError: Error | undefined;
+  /** never settles without a decoder; with one, settles with its first error */
+  let decoderFailed: Promise<Error> = new Promise<Error>(() => undefined);
   let sink: Writable = tar.stdin;
   if (decoder !== null) {
-    decoder.on('error', (e) => {
-      decoderError ??= e;
-      tar.stdin.destroy();
-    });
+    decoderFailed = new Promise<Error>((resolve) =>
+      decoder.on('error', (e) => {
+        decoderError ??= e;
+        tar.stdin.destroy();
+        resolve(decoderError);
+      }),
+    );
     decoder.pipe(tar.stdin);
     sink = decoder;
+    // tar exits 0 at its end-of-archive, which can come before the decoder has seen the rest of its
+    // input (a frame's epilogue, or bytes after the last frame: what `zstd -d`/gunzip refuse). The
+    // decoder goes on checking what is still fed to it, its output discarded: a stream that does not
+    // end cleanly fails the file whether tar or the decoder finished first
+    void tarExit.then((e) => {
+      if (e !== null || decoder.destroyed) return;
+      decoder.unpipe(tar.stdin);
+      decoder.resume();
+    });
   }
-  let tarStopped = false;
-  // settles when tar exits (null: exit 0) or the decompressor fails: pending writes never hang
-  const stopped = new Promise<Error | null>((resolve) => {
-    done.then(
-      () => resolve(null),
-      (e: unknown) => resolve(e instanceof Error ? e : new Error(String(e))),
-    );
-    decoder?.once('error', resolve);
-  });
-  void stopped.then(() => (tarStopped = true));
+  /** tar failed (a non-zero exit); with a decoder, tar's exit 0 ends no wait (see above) */
+  const tarFailed = tarExit.then((e) => (e === null && decoder !== null ? new Promise<never>(() => undefined) : e));
 
   const dataError = (e: Error): QvmBackupError =>
     new QvmBackupError('ERR_CORRUPT', `${o.member}: cannot decompress the inner archive: ${e.message}`, { file: o.member }, e);
@@ -117,17 +132,31 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
   return {
     async write(data) {
       if (decoderError) throw dataError(decoderError);
-      if (tarStopped) throw await failure(undefined);
+      // without a decoder, tar is the only reader: input after its exit is input it refused
+      if (tarStopped && decoder === null) throw await failure(undefined);
       const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       // tar or the decompressor dying leaves the write callback pending behind back-pressure
       const written = new Promise<Error | null | undefined>((resolve) => sink.write(buf, (e) => resolve(e)));
-      const err = await Promise.race([written, stopped]);
+      const err = await Promise.race([written, decoder === null ? tarExit : tarFailed, decoderFailed]);
       if (err || decoderError) throw await failure(err);
     },
     async finish() {
       if (decoderError) throw dataError(decoderError);
-      await Promise.race([new Promise<void>((resolve) => sink.end(() => resolve())), stopped]);
-      if (decoderError) throw dataError(decoderError);
+      if (decoder !== null) {
+        // the decoder's end-of-input check (inner-decoder.ts) runs when its output ends, which can
+        // be after its 'finish' (zlib flushes after it): wait for both sides. Its output flows to
+        // tar, or is discarded once tar exited 0
+        const ended = finished(decoder).then(
+          () => null,
+          (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+        );
+        decoder.end();
+        const err = await Promise.race([ended, tarFailed, decoderFailed]);
+        if (decoderError) throw dataError(decoderError);
+        if (err !== null) throw await failure(err);
+      } else {
+        await Promise.race([new Promise<void>((resolve) => sink.end(() => resolve())), tarExit]);
+      }
       try {
         await done;
       } catch (e) {

@@ -2,7 +2,8 @@
 // program run by tar), the one decoder both extractors use (streams of the zstd program and of our
 // independent frames; trailing data, truncation and oversized windows refused), and both
 // extractors end to end on a sparse image made by GNU tar with `zstd -3 -T2` (our Node 20 writer);
-// what may follow the last frame is checked against the zstd program's verdict.
+// what may follow the last frame is checked against the zstd program's verdict; the stream's tail
+// arriving after tar exited (zstd and gzip) is still checked.
 import { before, test } from 'node:test';
 import { loadSpawner } from '../../../../src/main/io/spawn.js';
 import assert from 'node:assert/strict';
@@ -154,15 +155,15 @@ test('after the last frame the decoder refuses and accepts what the zstd program
 });
 
 /** A sparse image (holes and data runs) and its inner archive, made the way our Node 20 writer makes it. */
-async function sparseInner(dir: string): Promise<{ image: string; inner: Buffer }> {
-  fs.mkdirSync(path.join(dir, 'src'));
+async function sparseInner(dir: string, compressProgram = 'zstd -3 -T2'): Promise<{ image: string; inner: Buffer }> {
+  fs.mkdirSync(path.join(dir, 'src'), { recursive: true });
   const image = path.join(dir, 'src', 'private.img');
   const fd = fs.openSync(image, 'w');
   const run = data(1_500_000);
   for (const at of [0, 10 << 20, 30 << 20]) fs.writeSync(fd, run, 0, run.length, at);
   fs.ftruncateSync(fd, 48 << 20);
   fs.closeSync(fd);
-  const c = tarCreateStream({ dir: path.join(dir, 'src'), name: 'private.img', archiveName: 'vm3/private.img', dereference: true, compressProgram: 'zstd -3 -T2' });
+  const c = tarCreateStream({ dir: path.join(dir, 'src'), name: 'private.img', archiveName: 'vm3/private.img', dereference: true, compressProgram });
   const parts: Buffer[] = [];
   for await (const p of c.stdout) parts.push(p as Buffer);
   await c.done;
@@ -203,6 +204,70 @@ for (const [which, open] of [
       const y = open({ dir: out3, member: 'vm3/private.img', listOnly: false }, filter);
       await assert.rejects(feed(y, Buffer.concat([inner, Buffer.from([0x28, 0xb5, 0x2f])])), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CORRUPT' && /3 bytes after the last zstd frame/.test(e.message));
       await y.abort();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+/** The pids of this process's `tar` children (Linux /proc). */
+function tarChildren(): number[] {
+  const pids: number[] = [];
+  for (const t of fs.readdirSync(`/proc/${process.pid}/task`)) {
+    const kids = fs.readFileSync(`/proc/${process.pid}/task/${t}/children`, 'utf8').trim();
+    for (const k of kids ? kids.split(/\s+/).map(Number) : []) {
+      if (fs.readFileSync(`/proc/${k}/comm`, 'utf8').trim() === 'tar') pids.push(k);
+    }
+  }
+  return pids;
+}
+
+/** Until tar has exited (it stops at its end-of-archive, before the zstd epilogue arrives). */
+async function tarGone(): Promise<void> {
+  const until = Date.now() + 20_000;
+  while (tarChildren().length > 0) {
+    assert.ok(Date.now() < until, 'tar did not exit after its end-of-archive');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+// tar exits 0 once it has read its end-of-archive, which the decoder outputs before the stream's
+// checksum (zstd: 4 bytes; gzip: the 8-byte trailer) and anything after it arrive: the rest is
+// still checked by the decoder, and a legitimate end is no "tar stopped reading" failure. The order
+// is forced: tar has exited before the tail is written.
+for (const [filter, program, tailBytes] of [
+  [{ kind: 'zstd' }, 'zstd -3 -T2', 4],
+  [{ kind: 'gunzip' }, 'gzip -6', 8],
+] as const) {
+  test(`stream extractor (GNU tar, ${filter.kind}): the tail after tar exited is still checked; a clean end restores`, { skip: (filter.kind === 'zstd' && noZstd) || noProgram }, async () => {
+    const dir = tempDir();
+    try {
+      const { image, inner } = await sparseInner(dir, program);
+      const body = inner.subarray(0, inner.length - tailBytes);
+      const tail = inner.subarray(inner.length - tailBytes);
+      const run = async (name: string, last: Buffer): Promise<string> => {
+        const out = path.join(dir, name);
+        fs.mkdirSync(out);
+        const x = openStreamExtractor({ dir: out, member: 'vm3/private.img', listOnly: false }, filter);
+        try {
+          for (let off = 0; off < body.length; off += 1 << 20) await x.write(body.subarray(off, off + (1 << 20)));
+          await tarGone();
+          await x.write(last);
+          await x.finish();
+        } finally {
+          await x.abort();
+        }
+        return path.join(out, 'vm3/private.img');
+      };
+      const restored = await run('clean', tail);
+      assert.ok(fs.readFileSync(restored).equals(fs.readFileSync(image)), 'same bytes');
+      const bad = Buffer.from(tail);
+      bad[0]! ^= 0xff;
+      await assert.rejects(run('checksum', bad), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CORRUPT');
+      if (filter.kind === 'zstd') {
+        await assert.rejects(run('magic', Buffer.concat([tail, Buffer.from([0x28, 0xb5, 0x2f])])), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CORRUPT' && /3 bytes after the last zstd frame/.test(e.message));
+        await assert.rejects(run('junk', Buffer.concat([tail, Buffer.from('trailing junk')])), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CORRUPT' && /after the last zstd frame/.test(e.message));
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
