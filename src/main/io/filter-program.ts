@@ -28,7 +28,7 @@ export function decoderLimitArgs(filter: string): readonly string[] {
  *  fail on such data). Only the program's own lines count: tar's warnings quote file names, which
  *  may say anything. An authenticated stream with bytes after its end is not what we wrote: the
  *  file fails as corrupt. */
-export function saysIgnoredTrailingData(line: string, program: string): boolean {
+function saysIgnoredTrailingData(line: string, program: string): boolean {
   return line.startsWith(`${program}: `) && /trailing garbage/i.test(line);
 }
 

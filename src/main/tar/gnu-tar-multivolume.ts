@@ -85,7 +85,7 @@ export interface MultiVolumeExtractor {
  * Per volume: write it into the FIFO, close, replace the FIFO by a fresh one, then send '\n' — tar
  * can only reopen the new FIFO after it has read the old one to EOF (LIMITS §4b).
  */
-export function tarExtractMultiVolume(opts: Omit<TarExtractOptions, 'compressProgram'>): MultiVolumeExtractor {
+export function tarExtractMultiVolume(opts: TarExtractOptions): MultiVolumeExtractor {
   // -B: a FIFO read may return less than a record; without it tar fails with "Unaligned block".
   const args = [...extractOptionArgs(opts), '--read-full-records'];
   let fifo = '';

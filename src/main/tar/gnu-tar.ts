@@ -5,7 +5,6 @@ import { fail } from '../errors.js';
 import { createOptionArgs, extractOptionArgs, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
 import { spawnTar } from './tar-process.js';
 import { bytesReadBy } from '../io/proc-io.js';
-import { saysIgnoredTrailingData, trailingDataMessage } from '../io/filter-program.js';
 
 export { checkGnuTar, findTar, type TarRunOptions } from './tar-process.js';
 export { xformExpression, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
@@ -23,13 +22,6 @@ export function tarCreateStream(opts: TarCreateOptions): { stdout: Readable; don
   return { stdout: p.stdout, done: p.done, inputBytes: () => (p.hasExited() ? undefined : bytesReadBy(p.pid)) };
 }
 
-/** For tar's decompression program: a line in which it said it ignored data after its stream, as
- *  the error of a tar run that exited 0. */
-function trailingDataOf(program: string): (line: string) => string | null {
-  const name = program.split(' ')[0] ?? program;
-  return (line) => (saysIgnoredTrailingData(line.trim(), name) ? trailingDataMessage(`${name} -d (run by tar)`, line.trim()) : null);
-}
-
 /**
  * Start `tar -x[t] ... -C <dir> -f - -- <members>`; write the inner archive to `stdin` and end it,
  * then await `done`. A write error (EPIPE) on stdin means tar stopped: `done` says why.
@@ -43,7 +35,6 @@ export function tarExtractStream(opts: TarExtractOptions): { stdin: Writable; do
     stdout: opts.listOnly ? 'pipe' : 'ignore',
     collectLines: opts.listOnly === true,
     file: opts.members.join(' '),
-    ...(opts.compressProgram !== undefined ? { failWhenSaid: trailingDataOf(opts.compressProgram) } : {}),
   });
   if (!p.stdin) fail('ERR_INTERNAL', 'tar has no stdin');
   return { stdin: p.stdin, done: p.done, listing: p.lines };

@@ -20,7 +20,6 @@ export interface TarExtractOptions extends TarRunOptions {
   dir: string;
   /** Inner member names to extract, e.g. `vm3/private.img` (empty: everything). */
   members: string[];
-  compressProgram?: string;
   /** `tar -t` instead of `-x`: verify/list only. */
   listOnly?: boolean;
 }
@@ -59,7 +58,5 @@ export function createOptionArgs(opts: TarCreateOptions): string[] {
 /** Arguments of `tar -x[t] --sparse -k --no-same-owner --no-same-permissions -C <dir> [...]` (no -f). */
 export function extractOptionArgs(opts: TarExtractOptions): string[] {
   for (const m of opts.members) checkArg('member', m);
-  const args = [opts.listOnly ? '-t' : '-x', '--sparse', '-k', '--no-same-owner', '--no-same-permissions', '--no-unquote', '-C', opts.dir];
-  if (opts.compressProgram !== undefined) args.push(`--use-compress-program=${opts.compressProgram}`);
-  return args;
+  return [opts.listOnly ? '-t' : '-x', '--sparse', '-k', '--no-same-owner', '--no-same-permissions', '--no-unquote', '-C', opts.dir];
 }

@@ -23,10 +23,6 @@ export interface SpawnTarOptions extends TarRunOptions {
   collectLines?: boolean;
   /** Removes noise (e.g. multi-volume prompts) from stderr before it is quoted in errors. */
   stderrFilter?: (text: string) => string;
-  /** A run that exited 0 still fails (ERR_CORRUPT, the message returned) when a line of its stderr
-   *  says so: a decompression program tar ran may exit 0 after ignoring data (bzip2). Every line is
-   *  seen as it arrives (not only the kept tail, which later warnings could push the line out of). */
-  failWhenSaid?: (line: string) => string | null;
 }
 
 export interface TarProcess {
@@ -47,17 +43,15 @@ export interface TarProcess {
 }
 
 const MAX_LINES = 1_000_000;
-/** Longest stderr line kept while scanning for failWhenSaid (a longer one is cut to its end). */
-const STDERR_LINE_MAX = 4096;
 
 /** Calls `onLine` for every complete line of `stream` (UTF-8) as it arrives; returns a function
- *  giving the unfinished line after the last newline so far (its last `maxLine` characters). */
-function eachLine(stream: Readable, onLine: (line: string) => void, maxLine = Infinity): () => string {
+ *  giving the unfinished line after the last newline so far. */
+function eachLine(stream: Readable, onLine: (line: string) => void): () => string {
   const utf8 = new StringDecoder('utf8');
   let rest = '';
   stream.on('data', (d: Buffer) => {
     const parts = (rest + utf8.write(d)).split('\n');
-    rest = (parts.pop() ?? '').slice(-maxLine);
+    rest = parts.pop() ?? '';
     for (const l of parts) onLine(l);
   });
   return () => rest;
@@ -74,11 +68,6 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   });
   // EPIPE on tar's stdin surfaces as tar's own exit status; keep it from crashing the process.
   child.stdin?.on('error', () => undefined);
-
-  let said: string | null = null;
-  const failWhenSaid = opts.failWhenSaid;
-  let lastLine = (): string => '';
-  if (failWhenSaid !== undefined && child.stderr) lastLine = eachLine(child.stderr, (l) => (said ??= failWhenSaid(l)), STDERR_LINE_MAX);
 
   const lines: string[] = [];
   if (opts.collectLines && child.stdout) {
@@ -97,13 +86,9 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   });
   const exited = result.then(() => undefined);
   const done = result.then((r) => {
-    const ok = !r.failed && r.exitCode === 0;
-    // a run that exited 0 fails only when its stderr said so (the unfinished last line included)
-    if (ok && said === null && failWhenSaid !== undefined && lastLine() !== '') said = failWhenSaid(lastLine());
-    if (ok && said === null) return;
+    if (!r.failed && r.exitCode === 0) return;
     const stderrTail = tail.text(opts.stderrFilter);
     const ctx = { ...processContext(command, r, stderrTail), ...(opts.file !== undefined ? { file: opts.file } : {}) };
-    if (ok) throw new QvmBackupError('ERR_CORRUPT', said!, ctx, r);
     // not found: by spawn itself, or by setpriv failing to exec it (diesWithUs)
     const missing = ((r as { code?: string }).code === 'ENOENT' && r.exitCode === undefined) || (viaSetpriv && r.exitCode === 127 && /failed to execute/.test(stderrTail));
     if (missing) {

@@ -1,7 +1,7 @@
 // One inner archive being extracted (or listed) by GNU tar from verified chunks: v3/v4 as one
 // stream into tar's stdin (through a streaming gunzip or zstd decoder when compressed), v2 volume by
 // volume.
-import type { Transform, Writable } from 'node:stream';
+import type { Duplex, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { statfs } from 'node:fs/promises';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
@@ -10,7 +10,7 @@ import { loadSpawner } from '../../io/spawn.js';
 import type { RunStats } from '../../stats/run-stats.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
-import { decoderLimitArgs } from '../../io/filter-program.js';
+import { startProgramDecoder } from './program-decoder.js';
 
 /** Feeds one inner archive to tar in order. */
 export interface InnerExtractor {
@@ -64,16 +64,25 @@ export function openWhenReady(ready: () => Promise<unknown>, open: () => InnerEx
 /** What an extractor run by GNU tar waits for: execa, and tar checked to be GNU tar (once). */
 export const tarReady = (tarPath?: string): Promise<unknown> => Promise.all([loadSpawner(), checkGnuTar(tarPath)]);
 
-/** v3/v4: a single tar process reading the whole inner stream. */
+/**
+ * v3/v4: a single tar process reading the whole inner stream, through the inner archive's decoder
+ * when it is compressed: in-process (gunzip, zstd) or an allow-listed program run by us
+ * (program-decoder.ts), never by tar's -I, so that the decoder's verdict on the whole stream counts
+ * even when tar stopped reading at its end-of-archive.
+ */
 export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): InnerExtractor {
+  let decoder: Duplex | null;
+  // the program's exit status: its verdict, which can come after its output ended
+  let programExit: Promise<void> | null = null;
+  if (filter.kind === 'program') {
+    const p = startProgramDecoder(filter.program, o.member, o.signal);
+    decoder = p.stream;
+    programExit = p.exited;
+  } else decoder = createInnerDecoder(filter);
   const tar = tarExtractStream({
     dir: o.dir,
     members: [o.member],
     listOnly: o.listOnly,
-    // tar runs `<program> <limits> -d` (the words of -I are its arguments): the same memory bound
-    // as when the program decodes an image or qubes.xml (io/filter-program.ts), so a hostile stream
-    // header cannot make a directory archive's decoder take more
-    ...(filter.kind === 'program' ? { compressProgram: [filter.program, ...decoderLimitArgs(filter.program)].join(' ') } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.tarPath ? { tarPath: o.tarPath } : {}),
   });
@@ -87,36 +96,36 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
   let tarStopped = false;
   void tarExit.then(() => (tarStopped = true));
 
-  const decoder: Transform | null = createInnerDecoder(filter);
   let decoderError: Error | undefined;
   /** never settles without a decoder; with one, settles with its first error */
   let decoderFailed: Promise<Error> = new Promise<Error>(() => undefined);
   let sink: Writable = tar.stdin;
   if (decoder !== null) {
+    const d = decoder;
     decoderFailed = new Promise<Error>((resolve) =>
-      decoder.on('error', (e) => {
+      d.on('error', (e) => {
         decoderError ??= e;
         tar.stdin.destroy();
         resolve(decoderError);
       }),
     );
-    decoder.pipe(tar.stdin);
-    sink = decoder;
+    d.pipe(tar.stdin);
+    sink = d;
     // tar exits 0 at its end-of-archive, which can come before the decoder has seen the rest of its
-    // input (a frame's epilogue, or bytes after the last frame: what `zstd -d`/gunzip refuse). The
-    // decoder goes on checking what is still fed to it, its output discarded: a stream that does not
-    // end cleanly fails the file whether tar or the decoder finished first
+    // input (a stream's checksum, or bytes after its end: what `zstd -d`, gzip and bzip2 refuse).
+    // The decoder goes on checking what is still fed to it, its output discarded: a stream that
+    // does not end cleanly fails the file whether tar or the decoder finished first
     void tarExit.then((e) => {
-      if (e !== null || decoder.destroyed) return;
-      decoder.unpipe(tar.stdin);
-      decoder.resume();
+      if (e !== null || d.destroyed) return;
+      d.unpipe(tar.stdin);
+      d.resume();
     });
   }
   /** tar failed (a non-zero exit); with a decoder, tar's exit 0 ends no wait (see above) */
   const tarFailed = tarExit.then((e) => (e === null && decoder !== null ? new Promise<never>(() => undefined) : e));
 
   const dataError = (e: Error): QvmBackupError =>
-    new QvmBackupError('ERR_CORRUPT', `${o.member}: cannot decompress the inner archive: ${e.message}`, { file: o.member }, e);
+    isQvmBackupError(e) ? e : new QvmBackupError('ERR_CORRUPT', `${o.member}: cannot decompress the inner archive: ${e.message}`, { file: o.member }, e);
 
   /** A write failed: the reason is tar's own failure, or the decompressor's. */
   const failure = async (e: unknown): Promise<QvmBackupError> => {
@@ -129,6 +138,21 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
     return new QvmBackupError('ERR_TAR_FAILED', `${o.member}: tar stopped reading its input early`, { file: o.member }, e);
   };
 
+  /**
+   * Wait for `sinkDone` (a write or the end of the decoder or of tar's stdin), tar's failure or the
+   * decoder's, and throw the cause. A decoder's write or end fails with its own error, which can
+   * come before its 'error' event: an error that did not come from tar is the decoder's.
+   */
+  const settle = async (sinkDone: Promise<Error | null | undefined>): Promise<void> => {
+    const r = await Promise.race([
+      sinkDone.then((e) => ({ fromTar: false, e })),
+      (decoder === null ? tarExit : tarFailed).then((e) => ({ fromTar: true, e })),
+      decoderFailed.then((e) => ({ fromTar: false, e })),
+    ]);
+    if (decoderError) throw dataError(decoderError);
+    if (r.e) throw decoder !== null && !r.fromTar ? dataError(r.e) : await failure(r.e);
+  };
+
   return {
     async write(data) {
       if (decoderError) throw dataError(decoderError);
@@ -137,8 +161,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
       const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       // tar or the decompressor dying leaves the write callback pending behind back-pressure
       const written = new Promise<Error | null | undefined>((resolve) => sink.write(buf, (e) => resolve(e)));
-      const err = await Promise.race([written, decoder === null ? tarExit : tarFailed, decoderFailed]);
-      if (err || decoderError) throw await failure(err);
+      await settle(written);
     },
     async finish() {
       if (decoderError) throw dataError(decoderError);
@@ -151,9 +174,9 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
           (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
         );
         decoder.end();
-        const err = await Promise.race([ended, tarFailed, decoderFailed]);
-        if (decoderError) throw dataError(decoderError);
-        if (err !== null) throw await failure(err);
+        await settle(ended);
+        // bzip2 says it ignored trailing data and exits 0 after its output ended
+        if (programExit !== null) await programExit.catch((e: unknown) => Promise.reject(dataError(e instanceof Error ? e : new Error(String(e)))));
       } else {
         await Promise.race([new Promise<void>((resolve) => sink.end(() => resolve())), tarExit]);
       }

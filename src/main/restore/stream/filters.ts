@@ -1,7 +1,7 @@
 // How the inner (per-file) tar stream of a v3/v4 archive is decompressed on restore: in-process
 // streaming gunzip for gzip/pigz and zstd/zstdmt (where node:zlib has zstd: Node >= 22.15),
-// otherwise an allow-listed, installed program (`PROG -d`: the image writer's decoder for VM images,
-// run by tar for the other files).
+// otherwise an allow-listed, installed program run by us (`PROG -d`: the decoder feeding the image
+// writer for VM images, and tar's stdin for the other files).
 import { fail } from '../../errors.js';
 import type { BackupHeader } from '../../format/backup-header.js';
 import { allowedFilter } from '../../../workers/compress.js';
