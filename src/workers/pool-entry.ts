@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { workerData } from 'node:worker_threads';
 import * as tasks from './chunk-worker.js';
+import { deriveWithOpenSslOnly } from './scrypt-romix.js';
 import { TASK_STARTED, TASK_WAITING, type PoolMessage, type PortableError, type TaskMap, type TaskName } from './task-types.js';
 
 /** A thrown value as a PortableError (name, message, stack, code and context kept). */
@@ -56,7 +57,9 @@ void exported;
 
 // Tell the main thread this worker's modules are loaded (WorkerPool.destroy waits for it: on Node 20
 // a worker terminated while it is still loading them can abort the whole process).
-const loaded = (workerData as { loadedWorkers?: Int32Array } | null | undefined)?.loadedWorkers;
+const data = workerData as { loadedWorkers?: Int32Array; kdfEngine?: string } | null | undefined;
+if (data?.kdfEngine === 'openssl') deriveWithOpenSslOnly();
+const loaded = data?.loadedWorkers;
 if (loaded instanceof Int32Array) {
   Atomics.add(loaded, 0, 1);
   Atomics.notify(loaded, 0);

@@ -4,6 +4,7 @@
 import { createCipheriv, createHash, createHmac, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { assertSafeOverlap, copyOf, pumpSlices, put } from './buffers.js';
 import { failure } from './codec-error.js';
+import { scryptWasm } from './scrypt-romix.js';
 import type { DerivedScryptKey, TaskFailure } from './task-types.js';
 
 /** scrypt cost parameters: N = 2^logN. */
@@ -45,7 +46,7 @@ export function scryptCost(q: ScryptParams): { bytes: number; work: number } {
 }
 
 /** Bounds on one derivation of an untrusted file: memory (bytes) and work (N·r·p). */
-export interface ScryptLimits {
+export interface ScryptLimits extends KdfMemory {
   maxKdfBytes: number;
   maxKdfWork?: number;
 }
@@ -59,9 +60,18 @@ export function scryptOverLimits(q: ScryptParams, limits: ScryptLimits): string 
   return null;
 }
 
-/** The 64-byte derived key: key_enc (32) ‖ key_hmac (32). */
-export function scryptDeriveKey(passphrase: Uint8Array, salt: Uint8Array, q: ScryptParams): Buffer {
-  return scryptSync(passphrase, salt, 64, { N: 2 ** q.logN, r: q.r, p: q.p, maxmem: scryptCost(q).bytes + MAXMEM_MARGIN });
+/** How a derivation may hold memory (scrypt-romix.ts). */
+export interface KdfMemory {
+  /** this worker may keep the derivation's memory for its next one: the caller's memory budget
+   *  holds one derivation per thread (default: released) */
+  keepKdfMemory?: boolean;
+}
+
+/** The 64-byte derived key: key_enc (32) ‖ key_hmac (32). In WebAssembly SIMD where it runs
+ *  (scrypt-romix.ts), else by node:crypto (OpenSSL); the same key either way. */
+export function scryptDeriveKey(passphrase: Uint8Array, salt: Uint8Array, q: ScryptParams & KdfMemory): Buffer {
+  const key = scryptWasm(passphrase, salt, q.logN, q.r, q.p, 64, q.keepKdfMemory === true);
+  return key ?? scryptSync(passphrase, salt, 64, { N: 2 ** q.logN, r: q.r, p: q.p, maxmem: scryptCost(q).bytes + MAXMEM_MARGIN });
 }
 
 function hmacSha256(key: Uint8Array): ReturnType<typeof createHmac> {
@@ -72,7 +82,7 @@ function hmacSha256(key: Uint8Array): ReturnType<typeof createHmac> {
  *  memory starting >= 96 bytes before the input); returns the file length. `derivedKey` (the 64-byte
  *  scryptDeriveKey result for this passphrase and `salt`) skips the KDF: the pipeline derives keys
  *  early, while a chunk is still being filled. */
-export function scryptEncryptInto(passphrase: Uint8Array, params: ScryptParams, input: Uint8Array, output: Uint8Array, salt?: Uint8Array, derivedKey?: Uint8Array): number {
+export function scryptEncryptInto(passphrase: Uint8Array, params: ScryptParams & KdfMemory, input: Uint8Array, output: Uint8Array, salt?: Uint8Array, derivedKey?: Uint8Array): number {
   const bad = checkScryptParams(params);
   if (bad) throw new RangeError(bad);
   const total = input.length + SCRYPT_OVERHEAD_BYTES;
@@ -139,7 +149,7 @@ export function scryptDecryptInto(passphrase: Uint8Array, input: Uint8Array, out
     derived.key.fill(0);
   } else {
     try {
-      dk = scryptDeriveKey(passphrase, h.salt, params);
+      dk = scryptDeriveKey(passphrase, h.salt, { ...params, ...(opts.keepKdfMemory ? { keepKdfMemory: true } : {}) });
     } catch (e) {
       return failure('bad-params', `scrypt KDF refused the parameters: ${(e as Error).message}`);
     }

@@ -58,6 +58,8 @@ export interface ScryptEncryptTask {
   output: SharedSlice;
   /** a key derived earlier by `scryptDerive` for this passphrase and salt (skips the KDF here) */
   derived?: { salt: Uint8Array; key: Uint8Array };
+  /** the worker may keep the derivation's memory for its next one (scrypt-romix.ts) */
+  keepKdfMemory?: boolean;
 }
 export type ScryptEncryptResult = { ok: true; length: number } | TaskFailure;
 
@@ -68,6 +70,8 @@ export interface ScryptDeriveTask {
   logN: number;
   r: number;
   p: number;
+  /** the worker may keep the derivation's memory for its next one (scrypt-romix.ts) */
+  keepKdfMemory?: boolean;
 }
 export type ScryptDeriveResult = { ok: true; key: Uint8Array } | TaskFailure;
 
@@ -80,6 +84,8 @@ export interface ScryptDecryptTask {
   maxKdfBytes: number;
   /** ... or more work than this (N·r·p) */
   maxKdfWork?: number;
+  /** the worker may keep the derivation's memory for its next one (scrypt-romix.ts) */
+  keepKdfMemory?: boolean;
   /** the key a scryptDerive task already derived from this file's header (read early, while the
    *  rest of the chunk was still arriving): used only if the header's salt and parameters are the
    *  ones it was derived for */

@@ -38,7 +38,9 @@ export interface StreamSettings {
   cipher: string;
   hmacAlgorithm: string;
   backupId: string;
-  scrypt: { logN: number; r: number; p: number };
+  /** format 4's KDF; keepKdfMemory: the memory plan holds one derivation per thread, so each
+   *  worker may keep its derivation memory between chunks (workers/scrypt-romix.ts) */
+  scrypt: { logN: number; r: number; p: number; keepKdfMemory?: boolean };
 }
 
 /** Shared resources of one backup run. */

@@ -14,7 +14,7 @@ import type { WriteFormat } from './backup-plan.js';
 export interface HeaderStageSettings {
   readonly format: WriteFormat;
   readonly headerBytes: Uint8Array;
-  readonly stream: { readonly hmacAlgorithm: string; readonly scrypt: { readonly logN: number; readonly r: number; readonly p: number } };
+  readonly stream: { readonly hmacAlgorithm: string; readonly scrypt: { readonly logN: number; readonly r: number; readonly p: number; readonly keepKdfMemory?: boolean } };
 }
 
 /** The scrypt file format's fixed overhead: 96-byte header before the data, 32-byte MAC after it. */
@@ -43,8 +43,8 @@ export async function headerHmacMember(s: HeaderStageSettings, passphrase: Buffe
   // input at 0, output after it: separate regions, so the worker never encrypts in place
   const sab = new SharedArrayBuffer(n + n + SCRYPT_FILE_OVERHEAD);
   new Uint8Array(sab, 0, n).set(s.headerBytes);
-  const { logN, r, p } = s.stream.scrypt;
-  const res = await pool.run('scryptEncrypt', { passphrase: `backup-header!${passphrase.toString('utf8')}`, logN, r, p, input: { sab, offset: 0, length: n }, output: { sab, offset: n, length: n + SCRYPT_FILE_OVERHEAD } }, { signal });
+  const { logN, r, p, keepKdfMemory } = s.stream.scrypt;
+  const res = await pool.run('scryptEncrypt', { passphrase: `backup-header!${passphrase.toString('utf8')}`, logN, r, p, ...(keepKdfMemory ? { keepKdfMemory } : {}), input: { sab, offset: 0, length: n }, output: { sab, offset: n, length: n + SCRYPT_FILE_OVERHEAD } }, { signal });
   if (!res.ok) fail('ERR_INTERNAL', `backup-header.hmac: ${res.message}`);
   return { name: 'backup-header.hmac', parts: [Buffer.from(new Uint8Array(sab, n, res.length))] };
 }

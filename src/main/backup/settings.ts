@@ -95,7 +95,9 @@ export function resolveBackupSettings(c: BackupChoices, backupId: string, host: 
     cipher: c.cipher,
     hmacAlgorithm: c.hmacAlgorithm,
     backupId,
-    scrypt: { logN: scryptLogN, r: 8, p: 1 },
+    // a worker keeps its derivation memory between chunks (no fresh pages per derivation) when the
+    // plan holds one derivation per thread anyway
+    scrypt: { logN: scryptLogN, r: 8, p: 1, keepKdfMemory: memory.kdfConcurrency >= threads },
   };
   return deepFreeze({ format, threads, chunkSize, scryptLogN, maxMemory, compression, header, headerBytes: encodeBackupHeader(header), stream, memory });
 }

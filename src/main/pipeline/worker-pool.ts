@@ -125,7 +125,8 @@ export class WorkerPool {
       minThreads: opts.threads,
       maxThreads: opts.threads,
       idleTimeout: IDLE_TIMEOUT_MS,
-      workerData: { loadedWorkers: this.#loaded },
+      // QVMB_KDF=openssl: scrypt by node:crypto only (workers/scrypt-romix.ts), to compare the two
+      workerData: { loadedWorkers: this.#loaded, ...(process.env['QVMB_KDF'] === 'openssl' ? { kdfEngine: 'openssl' } : {}) },
       execArgv: WORKER_EXEC_ARGV,
     });
     // Without a listener, piscina's 'error' event kills the process with a stack trace.

@@ -25,7 +25,8 @@ test('defaults: threads = CPUs, Qubes chunk sizes, logN 19, 1 GiB + one derivati
   assert.equal(s.chunkSize, CHUNK_SIZE_BYTES);
   assert.equal(s.scryptLogN, 19);
   assert.equal(s.maxMemory, GiB + 2 * 512 * MiB);
-  assert.deepEqual(s.stream.scrypt, { logN: 19, r: 8, p: 1 });
+  // one derivation per thread is planned: each worker keeps its derivation memory between chunks
+  assert.deepEqual(s.stream.scrypt, { logN: 19, r: 8, p: 1, keepKdfMemory: true });
   assert.deepEqual(s.compression, { kind: 'blocks', filter: 'gzip', codec: 'gzip', level: 6 });
   assert.equal(s.memory.kdfConcurrency, 2);
   assert.equal(resolve({ threads: 0 }).threads, 2, 'threads 0 is the default');
@@ -39,6 +40,8 @@ test('the default --max-memory is at most a quarter of the RAM', () => {
   const s = resolve({ threads: 8 }, { ...host, ramBytes: 4 * GiB });
   assert.equal(s.maxMemory, GiB);
   assert.equal(s.memory.kdfConcurrency, 1);
+  // eight workers keeping 512 MiB each would exceed it: each derivation's memory is freed after it
+  assert.equal(s.stream.scrypt.keepKdfMemory, false);
 });
 
 test('the header and the stream settings follow the format', () => {

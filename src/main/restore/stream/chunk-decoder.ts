@@ -94,7 +94,7 @@ export class ChunkDecoder {
     }
     const params = { salt: h.salt, logN: h.logN, r: h.r, p: h.p };
     const task = { passphrase: this.#chunkPassphrase(ref), ...params };
-    return kdf.run(bytes, () => this.#o.pool.run('scryptDerive', task, this.#runOpts(ref)), this.#o.signal).then(
+    return kdf.run(bytes, (memory) => this.#o.pool.run('scryptDerive', { ...task, ...memory }, this.#runOpts(ref)), this.#o.signal).then(
       (r) => (r.ok ? { key: r.key, ...params } : null),
       () => null,
     );
@@ -122,7 +122,7 @@ export class ChunkDecoder {
           derived.key.fill(0); // the worker had its own copy
         }
       } else {
-        r = await kdf.run(kdf.check(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + size), ref.name, this.#context(ref)), () => this.#o.pool.run('scryptDecrypt', task, this.#runOpts(ref)), this.#o.signal);
+        r = await kdf.run(kdf.check(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + size), ref.name, this.#context(ref)), (memory) => this.#o.pool.run('scryptDecrypt', { ...task, ...memory }, this.#runOpts(ref)), this.#o.signal);
       }
       return r.ok ? { ok: true, data: slot.bytes.subarray(out, out + r.length) } : this.#failed(r, ref);
     });

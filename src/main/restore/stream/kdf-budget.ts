@@ -4,7 +4,8 @@
 // derivation) and a work budget (N·r·p) BEFORE anything is derived, and derivations run only as many
 // at once as the memory allows.
 import { QvmBackupError, type ErrorContext } from '../../errors.js';
-import { checkScryptParams, readScryptHeader, scryptCost, type ScryptParams } from '../../../workers/scrypt-file.js';
+import { checkScryptParams, readScryptHeader, scryptCost, type KdfMemory, type ScryptParams } from '../../../workers/scrypt-file.js';
+import { MIN_CHUNK_MEMORY_BYTES } from './restore-memory.js';
 
 const MiB = 1024 * 1024;
 /** Kept out of a derivation's share of --max-memory: two 100 MiB chunks in flight (255, not 256:
@@ -43,14 +44,19 @@ const mib = (n: number): string => `${Math.round(n / MiB)} MiB`;
 export class KdfBudget {
   readonly limits: KdfLimits;
   readonly #gate: KdfGate;
+  /** memory the workers may keep between derivations, all together (see run) */
+  readonly #keepRoom: number;
 
-  /** `gateBytes`: memory for concurrent derivations (default all of `maxMemory`). */
+  /** `gateBytes`: memory for concurrent derivations (default all of `maxMemory`); `threads`: the
+   *  workers that derive. */
   constructor(
     readonly maxMemory: number,
     gateBytes = maxMemory,
+    readonly threads = 1,
   ) {
     this.limits = kdfLimitsFor(maxMemory);
     this.#gate = new KdfGate(Math.max(gateBytes, this.limits.maxKdfBytes));
+    this.#keepRoom = Math.min(gateBytes, maxMemory - MIN_CHUNK_MEMORY_BYTES);
   }
 
   /**
@@ -77,11 +83,17 @@ export class KdfBudget {
     return bytes;
   }
 
-  /** Run `f` (a derivation of `bytes`) once the memory of the running ones leaves room for it. */
-  async run<T>(bytes: number, f: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  /**
+   * Run `f` (a derivation of `bytes`) once the memory of the running ones leaves room for it. `f`
+   * is told whether its worker may keep the derivation's memory for the next one: when every
+   * thread holding that much fits in the derivations' share of --max-memory, here and in the data
+   * stage (what is left beside two chunks: restore-memory.ts), so kept memory never exceeds it.
+   */
+  async run<T>(bytes: number, f: (memory: KdfMemory) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const w = await this.#gate.acquire(bytes, signal);
+    const keep = bytes > 0 && this.threads * bytes <= this.#keepRoom;
     try {
-      return await f();
+      return await f(keep ? { keepKdfMemory: true } : {});
     } finally {
       this.#gate.release(w);
     }

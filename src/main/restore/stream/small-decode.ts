@@ -27,7 +27,7 @@ export async function scryptDecryptSmall(
   new Uint8Array(sab, 0, data.length).set(data);
   const opts = signal ? { signal } : {};
   const task = { passphrase, input: { sab, offset: 0, length: data.length }, output: { sab, offset: data.length, length: cap + 1 }, ...kdf.limits };
-  const r = await kdf.run(bytes, () => pool.run('scryptDecrypt', task, opts), signal);
+  const r = await kdf.run(bytes, (memory) => pool.run('scryptDecrypt', { ...task, ...memory }, opts), signal);
   if (!r.ok) return r;
   return { ok: true, data: Buffer.from(new Uint8Array(sab, data.length, r.length)) };
 }

@@ -146,6 +146,21 @@ describe('derivations at once', () => {
     // a derivation larger than the whole gate runs alone instead of waiting forever
     assert.equal(await budget.run(5000 * MiB, async () => 'alone'), 'alone');
   });
+
+  test('a worker may keep its derivation memory only when every thread keeping as much fits beside two chunks', async () => {
+    const keeps = (budget: KdfBudget, bytes: number): Promise<boolean> => budget.run(bytes, async (m) => m.keepKdfMemory === true);
+    // two threads, 1000 MiB: the derivations' share beside two chunks (256 MiB) is 744 MiB
+    const two = new KdfBudget(1000 * MiB, 1000 * MiB, 2);
+    assert.equal(await keeps(two, 372 * MiB), true);
+    assert.equal(await keeps(two, 373 * MiB), false);
+    // the data stage's gate is what the chunk slots leave: the smaller of the two bounds counts
+    const data = new KdfBudget(1000 * MiB, 600 * MiB, 2);
+    assert.equal(await keeps(data, 300 * MiB), true);
+    assert.equal(await keeps(data, 301 * MiB), false);
+    // one thread keeps what one derivation needs
+    assert.equal(await keeps(new KdfBudget(1000 * MiB, 1000 * MiB, 1), 744 * MiB), true);
+    assert.equal(await keeps(two, 0), false);
+  });
 });
 
 describe('the header copy', () => {

@@ -1,0 +1,106 @@
+// scrypt (RFC 7914) with its memory-hard step in WebAssembly SIMD (scripts/scrypt-wasm.mjs) and the
+// two PBKDF2-HMAC-SHA256 steps in node:crypto. Why not only node:crypto's scryptSync (OpenSSL):
+// - OpenSSL's Salsa20/8 is scalar C; the SIMD module takes ~0.85 CPU-s for a logN 19, r = 8
+//   derivation here where OpenSSL takes ~1.25 s (and Tarsnap's `scrypt` ~1.0 s);
+// - OpenSSL allocates its 512 MiB (at logN 19) per derivation and frees it after, so every
+//   derivation faults in fresh pages: 0.3–1.4 s of kernel time on this VM, where freed memory goes
+//   back to the host (BENCHMARKS.md). A worker may instead keep its module's memory between
+//   derivations (`keep`), when the caller's memory budget holds one derivation per thread anyway.
+// The memory the derivation used is zeroed before returning (kept or not): it holds B =
+// PBKDF2(P, S), from which a passphrase guess could be checked without the memory-hard work.
+import { pbkdf2Sync } from 'node:crypto';
+import { ROMIX_WASM_BASE64 } from './scrypt-romix-wasm.js';
+
+/** Largest memory (bytes) a derivation runs with in the module; larger ones use OpenSSL's. */
+export const WASM_SCRYPT_MAX_BYTES = 3 * 2 ** 30;
+const PAGE = 65536;
+
+// the WebAssembly global, as far as used here (the project's type libraries do not declare it)
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+const Wasm = (globalThis as unknown as { WebAssembly: { Module: new (bytes: Uint8Array) => object; Instance: new (m: object) => { exports: unknown } } }).WebAssembly;
+
+interface Romix {
+  memory: WasmMemory;
+  romix: (b: number, x: number, y: number, v: number, r: number, n: number) => void;
+}
+
+let module: object | undefined;
+/** QVMB_KDF=openssl (passed by the pool): every derivation by node:crypto, for comparisons */
+let opensslOnly = false;
+
+/** Make this thread derive every key with node:crypto (the pool's workerData says so). */
+export function deriveWithOpenSslOnly(): void {
+  opensslOnly = true;
+}
+/** this thread's kept instance (its memory only grows) */
+let kept: Romix | undefined;
+
+function instantiate(): Romix {
+  module ??= new Wasm.Module(Buffer.from(ROMIX_WASM_BASE64, 'base64'));
+  const e = new Wasm.Instance(module).exports as Romix;
+  return { memory: e.memory, romix: e.romix };
+}
+
+/** Memory for one derivation: B (128·r·p), X and Y (128·r each), V (128·r·N). */
+export function romixBytes(N: number, r: number, p: number): number {
+  return 128 * r * (p + 2 + N);
+}
+
+/**
+ * The instance to run with, its memory grown to `bytes`, or null. Without `keep` only an instance
+ * this thread already keeps and large enough is used: a new one's memory would be released only
+ * when the collector finds it, and the budget counts on a derivation's memory being freed when it
+ * ends (OpenSSL frees its own at once).
+ */
+function instanceFor(bytes: number, keep: boolean): Romix | null {
+  if (!keep) return kept !== undefined && kept.memory.buffer.byteLength >= bytes ? kept : null;
+  kept ??= instantiate();
+  const have = kept.memory.buffer.byteLength;
+  if (have < bytes) {
+    try {
+      kept.memory.grow(Math.ceil((bytes - have) / PAGE));
+    } catch {
+      return null; // out of memory: OpenSSL may still manage, or fail with its own error
+    }
+  }
+  return kept;
+}
+
+/**
+ * scrypt(passphrase, salt, N = 2^logN, r, p) of `dkLen` bytes, or null when it does not run here
+ * (memory over WASM_SCRYPT_MAX_BYTES, the module's memory could not grow, or no `keep` and no kept
+ * memory large enough): the caller then uses node:crypto. `keep`: this thread keeps the memory for
+ * its next derivation.
+ */
+export function scryptWasm(passphrase: Uint8Array, salt: Uint8Array, logN: number, r: number, p: number, dkLen: number, keep: boolean): Buffer | null {
+  const N = 2 ** logN;
+  const blockBytes = 128 * r;
+  const bytes = romixBytes(N, r, p);
+  if (opensslOnly || logN < 1 || bytes > WASM_SCRYPT_MAX_BYTES) return null;
+  const inst = instanceFor(bytes, keep);
+  if (inst === null) return null;
+  const B = pbkdf2Sync(passphrase, salt, 1, p * blockBytes, 'sha256');
+  const mem = new DataView(inst.memory.buffer, 0, bytes);
+  try {
+    // B into the module's lane order (scripts/scrypt-wasm.mjs); words are little-endian in both
+    for (let s = 0; s < B.length; s += 64) for (let k = 0; k < 16; k++) mem.setUint32(s + 4 * k, B.readUInt32LE(s + 4 * LANE_ORDER[k]!), true);
+    const x = p * blockBytes;
+    for (let i = 0; i < p; i++) inst.romix(i * blockBytes, x, x + blockBytes, x + 2 * blockBytes, r, N);
+    for (let s = 0; s < B.length; s += 64) for (let k = 0; k < 16; k++) B.writeUInt32LE(mem.getUint32(s + 4 * k, true), s + 4 * LANE_ORDER[k]!);
+    return pbkdf2Sync(passphrase, B, 1, dkLen, 'sha256');
+  } finally {
+    new Uint8Array(inst.memory.buffer, 0, bytes).fill(0);
+    B.fill(0);
+  }
+}
+
+/** Which word of a Salsa20 block sits at each position in the module's memory. */
+const LANE_ORDER = [0, 5, 10, 15, 12, 1, 6, 11, 8, 13, 2, 7, 4, 9, 14, 3];
+
+/** For tests: the memory this thread keeps (null when none), to see it zeroed after use. */
+export function keptMemoryForTest(): Uint8Array | null {
+  return kept === undefined ? null : new Uint8Array(kept.memory.buffer);
+}
