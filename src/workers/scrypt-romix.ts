@@ -57,7 +57,14 @@ export function romixBytes(N: number, r: number, p: number): number {
  */
 function instanceFor(bytes: number, keep: boolean): Romix | null {
   if (!keep) return kept !== undefined && kept.memory.buffer.byteLength >= bytes ? kept : null;
-  kept ??= instantiate();
+  if (kept === undefined) {
+    try {
+      kept = instantiate();
+    } catch {
+      opensslOnly = true; // a runtime without WebAssembly SIMD: node:crypto from now on
+      return null;
+    }
+  }
   const have = kept.memory.buffer.byteLength;
   if (have < bytes) {
     try {
