@@ -122,8 +122,52 @@ test('abort while the program runs: it is killed, nothing waits on it', { skip: 
   }
 });
 
+/** Our own tar -x children. */
+const tars = (): number[] => descendants(process.pid).filter((pid) => /(^|\/)tar -x/.test(cmdline(pid)));
+
+test('a directory archive: abort while xz and tar run kills both, nothing waits on them', { skip: !have('xz') && 'xz is not installed', timeout: 60_000 }, async () => {
+  const work = tempDir();
+  try {
+    const { tar } = directoryIn(work, 'xz');
+    const packed = execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 30 });
+    const out = path.join(work, 'out');
+    fs.mkdirSync(out);
+    const ac = new AbortController();
+    const x = openStreamExtractor({ dir: out, member: 'vm3/apps', listOnly: false, signal: ac.signal }, { kind: 'program', program: 'xz' });
+    await x.write(packed.subarray(0, packed.length >> 1));
+    assert.ok(decoders().length > 0 && tars().length > 0, 'xz and tar ran');
+    ac.abort();
+    await x.abort();
+    await waitFor('xz and tar to be gone', () => decoders().length === 0 && tars().length === 0, 10_000);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+});
+
+test('a directory archive: tar killed mid-stream fails the file as tar\'s failure, and xz does not outlive it', { skip: !have('xz') && 'xz is not installed', timeout: 60_000 }, async () => {
+  const work = tempDir();
+  try {
+    const { tar } = directoryIn(work, 'xz');
+    const packed = execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 30 });
+    const out = path.join(work, 'out');
+    fs.mkdirSync(out);
+    const x = openStreamExtractor({ dir: out, member: 'vm3/apps', listOnly: false }, { kind: 'program', program: 'xz' });
+    await x.write(packed.subarray(0, 64));
+    for (const pid of tars()) process.kill(pid, 'SIGKILL');
+    const rest = (async () => {
+      for (const piece of split(packed.subarray(64), 4096)) await x.write(piece);
+      await x.finish();
+    })();
+    await assert.rejects(rest, (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_TAR_FAILED' && /tar/.test(e.message));
+    await x.abort();
+    await waitFor('xz to be gone', () => decoders().length === 0, 10_000);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+});
+
 /** A directory (`vm3/apps`, one file) as an inner tar stream, and a way to extract a packed form of
- *  it through tar with `program` as its -I decoder (what a restore does for directory archives). */
+ *  it with `program -d` feeding tar (what a restore does for directory archives). */
 function directoryIn(work: string, program: string): { tar: Buffer; original: string; extract: (name: string, packed: Buffer) => Promise<string> } {
   const src = path.join(work, 'src');
   fs.mkdirSync(path.join(src, 'vm3', 'apps'), { recursive: true });
@@ -137,7 +181,7 @@ function directoryIn(work: string, program: string): { tar: Buffer; original: st
   return { tar, original, extract };
 }
 
-/** `vm3/apps` extracted into `out` from `packed` by tar with `program` as its -I decoder. */
+/** `vm3/apps` extracted into `out` from `packed` by `program -d` feeding tar. */
 async function extractDirectory(out: string, program: string, packed: Buffer): Promise<void> {
   fs.mkdirSync(out);
   const x = openStreamExtractor({ dir: out, member: 'vm3/apps', listOnly: false }, { kind: 'program', program });
