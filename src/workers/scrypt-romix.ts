@@ -14,6 +14,8 @@ import { ROMIX_WASM_BASE64 } from './scrypt-romix-wasm.js';
 /** Largest memory (bytes) a derivation runs with in the module; larger ones use OpenSSL's. */
 export const WASM_SCRYPT_MAX_BYTES = 3 * 2 ** 30;
 const PAGE = 65536;
+/** Largest B (128·r·p bytes) run here (r = 8, p = 1: 1 KiB). */
+const B_MAX_BYTES = 2 ** 20;
 
 // the WebAssembly global, as far as used here (the project's type libraries do not declare it)
 interface WasmMemory {
@@ -87,6 +89,9 @@ export function scryptWasm(passphrase: Uint8Array, salt: Uint8Array, logN: numbe
   const blockBytes = 128 * r;
   const bytes = romixBytes(N, r, p);
   if (opensslOnly || logN < 1 || bytes > WASM_SCRYPT_MAX_BYTES) return null;
+  // left to node:crypto, so that the result never depends on where it ran: a B over 1 MiB (a huge
+  // p: here it would be copied twice more, and kept) and N >= 2^(16r), which OpenSSL refuses
+  if (p * blockBytes > B_MAX_BYTES || logN >= 16 * r) return null;
   const inst = instanceFor(bytes, keep);
   if (inst === null) return null;
   const B = pbkdf2Sync(passphrase, salt, 1, p * blockBytes, 'sha256');

@@ -57,6 +57,11 @@ test('kept memory is zeroed after every derivation and grows only as needed', ()
 });
 
 test('falls back (null) over the size limit and, without keep, when no kept memory is large enough', () => {
+  // B over 1 MiB (huge p) and N >= 2^(16r) (OpenSSL refuses it): node:crypto's, whatever `keep` says
+  const before = keptMemoryForTest()?.length ?? 0;
+  assert.equal(scryptWasm(b('pw'), randomBytes(32), 1, 2, 4097, 64, true), null);
+  assert.equal(scryptWasm(b('pw'), randomBytes(32), 16, 1, 1, 64, true), null);
+  assert.equal(keptMemoryForTest()?.length ?? 0, before, 'nothing grown for them');
   // 4 GiB of V: refused before any memory is taken
   assert.ok(romixBytes(2 ** 22, 8, 1) > WASM_SCRYPT_MAX_BYTES);
   assert.equal(scryptWasm(b('pw'), randomBytes(32), 22, 8, 1, 64, true), null);
