@@ -189,6 +189,8 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
     async abort() {
       decoder?.destroy();
       tar.stdin.destroy();
+      // a decoder program is killed by the destroy: gone before this resolves
+      await programExit?.catch(() => undefined);
       try {
         await done;
       } catch {

@@ -251,6 +251,8 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, uni
       local.abort();
       scanner?.close();
       decoder?.destroy();
+      // a decoder program is killed by the destroy: gone before this resolves
+      await programExit?.catch(() => undefined);
       await chain.catch(() => undefined);
       await sink.close();
     },

@@ -33,7 +33,11 @@ export function zstdDecompressSmall(data: Uint8Array, maxBytes: number): Buffer 
 
 /** A decoder for `filter`, or null when the inner stream is not compressed or a program runs it. */
 export function createInnerDecoder(filter: InnerFilter): Transform | null {
-  if (filter.kind === 'gunzip') return createGunzip({ chunkSize: OUT_CHUNK });
+  if (filter.kind === 'gunzip') {
+    const g = createGunzip({ chunkSize: OUT_CHUNK }) as ZlibStream;
+    refuseGzipTrailingData(g);
+    return g;
+  }
   if (filter.kind !== 'zstd') return null;
   const z = zstd();
   const d = z.createZstdDecompress({ chunkSize: OUT_CHUNK, params: { [z.c.windowLogMax]: ZSTD_WINDOW_LOG_MAX } }) as ZlibStream;
@@ -65,6 +69,59 @@ function refuseTrailingData(d: ZlibStream): void {
       if (left > 0 || partial > 0) {
         const why = left > 0 ? `${left} bytes after the last zstd frame are not zstd data` : `${partial} bytes after the last zstd frame are not a whole frame (trailing data, or a frame cut off)`;
         d.destroy(new Error(why));
+        return false;
+      }
+    }
+    return push(chunk, encoding);
+  };
+}
+
+/** The offset in `b` of its last byte that is not zero, or -1 (compressed data seldom ends in one). */
+function lastNonZero(b: Uint8Array): number {
+  let i = b.length - 1;
+  while (i >= 0 && b[i] === 0) i--;
+  return i;
+}
+
+/**
+ * node:zlib's gunzip ends its output without an error at bytes after a gzip member that do not
+ * start a new member with 0x1f (a zero byte, then anything) and drops them. `gzip -d` accepts only
+ * zero bytes there; anything else is trailing garbage (exit 2). The offset of the last non-zero
+ * byte fed is followed: the bytes zlib did not consume (`bytesWritten`..fed) must all be zero, and
+ * so must any fed later. So that no reader takes the output for whole before that is known, zlib's
+ * early end is held back until the input ends.
+ */
+function refuseGzipTrailingData(d: ZlibStream): void {
+  let fed = 0;
+  let lastData = -1;
+  /** zlib ended its output before the input ended */
+  let endedEarly = false;
+  let flushing = false;
+  const trailing = (): Error => new Error(`${fed - d.bytesWritten} bytes after the end of the gzip stream are not gzip data (trailing garbage)`);
+  const transform = d._transform.bind(d);
+  const flush = d._flush.bind(d);
+  const push = d.push.bind(d);
+  d._transform = (chunk: Buffer, encoding: BufferEncoding, cb: TransformCallback): void => {
+    const at = lastNonZero(chunk);
+    if (at >= 0) lastData = fed + at;
+    fed += chunk.length;
+    if (!endedEarly) return transform(chunk, encoding, cb);
+    // zlib would not look at these bytes
+    cb(at >= 0 ? trailing() : null);
+  };
+  d._flush = (cb: TransformCallback): void => {
+    flushing = true;
+    if (endedEarly) cb();
+    else flush(cb);
+  };
+  d.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+    if (chunk === null) {
+      if (lastData >= d.bytesWritten) {
+        d.destroy(trailing());
+        return false;
+      }
+      if (!flushing) {
+        endedEarly = true;
         return false;
       }
     }

@@ -64,10 +64,14 @@ export function startProgramDecoder(program: string, what: string, signal?: Abor
       stdout.resume();
     },
     destroy(err, cb) {
-      // the reader gave up (abort, an error further on) before the program's output ended: it
-      // must not outlive the run. After its output ended it exits by itself, and its exit status
-      // is the verdict (a stream ended in both directions is destroyed by Node right away)
-      if ((err !== null || !outputEnded) && child.exitCode === null && child.signalCode === null) child.kill();
+      // A stream ended in both directions is destroyed by Node right away: the program exits by
+      // itself, and its exit status is the verdict. Anything else is the reader giving up (abort,
+      // an error further on): the program must not outlive the run
+      const verdictPending = err === null && outputEnded && stdin.writableFinished;
+      if (!verdictPending && child.exitCode === null && child.signalCode === null) child.kill();
+      // its unread output would hold its exit (and `exited`) back
+      if (!outputEnded) stdout.destroy();
+      stdin.destroy();
       cb(err);
     },
   });
@@ -81,7 +85,10 @@ export function startProgramDecoder(program: string, what: string, signal?: Abor
   stdout.once('error', (e) => stream.destroy(e));
   const exited = child.then((r) => {
     const tail = p.stderr.text().trim();
-    if (r.exitCode === 0 && !r.isTerminated) {
+    if (r.isCanceled) {
+      // the run was stopped (Ctrl-C, another file's failure): not a verdict on the data
+      failure = new QvmBackupError('ERR_CANCELLED', `${what}: ${p.command} cancelled`, { file: what, command: p.command });
+    } else if (r.exitCode === 0 && !r.isTerminated) {
       // bzip2 reads bytes after its stream's end, says it ignored them and exits 0: as corrupt
       // as trailing data it did not read (refused() above)
       const ignored = ignoredTrailingData(tail, program);

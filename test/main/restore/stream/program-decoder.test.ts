@@ -168,6 +168,51 @@ test('a directory archive: tar killed mid-stream fails the file as tar\'s failur
   }
 });
 
+// abort() resolves only once the program is gone, with or without a stop of the run (another
+// file's failure aborts this one without a signal); a stop of the run is a cancellation, not a
+// corrupt stream (found by review: the program was still alive 3 times in 20, and a Ctrl-C was
+// reported as "xz -d failed (killed by SIGTERM)")
+for (const stopped of [true, false]) {
+  for (const which of ['image', 'directory'] as const) {
+    test(`${which} archive: abort() ${stopped ? 'after a stop of the run' : 'alone'} resolves with the decoder program gone${stopped ? '; the file fails as cancelled' : ''}`, { skip: !have('xz') && 'xz is not installed', timeout: 60_000 }, async () => {
+      const work = tempDir();
+      try {
+        for (let round = 0; round < 5; round++) {
+          const out = path.join(work, `out${round}`);
+          fs.mkdirSync(out);
+          const ac = new AbortController();
+          const o = { dir: out, listOnly: false, signal: ac.signal };
+          let x;
+          let packed: Buffer;
+          if (which === 'image') {
+            packed = execFileSync('xz', ['-c'], { input: imageIn(path.join(work, `src${round}`)).tar, maxBuffer: 1 << 30 });
+            x = openImageExtractor({ ...o, member: 'vm3/private.img' }, { kind: 'program', program: 'xz' });
+          } else {
+            packed = execFileSync('xz', ['-c'], { input: directoryIn(path.join(work, `src${round}`), 'xz').tar, maxBuffer: 1 << 30 });
+            x = openStreamExtractor({ ...o, member: 'vm3/apps' }, { kind: 'program', program: 'xz' });
+          }
+          await x.write(packed.subarray(0, packed.length >> 1));
+          await waitFor('the decoder to run', () => decoders().length > 0, 10_000);
+          if (stopped) {
+            ac.abort();
+            await assert.rejects(
+              (async () => {
+                for (const piece of split(packed.subarray(packed.length >> 1), 4096)) await x.write(piece);
+                await x.finish();
+              })(),
+              (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CANCELLED',
+            );
+          }
+          await x.abort();
+          assert.deepEqual(decoders(), [], 'no decoder left when abort() resolved');
+        }
+      } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+      }
+    });
+  }
+}
+
 /** A directory (`vm3/apps`, one file) as an inner tar stream, and a way to extract a packed form of
  *  it with `program -d` feeding tar (what a restore does for directory archives). */
 function directoryIn(work: string, program: string): { tar: Buffer; original: string; extract: (name: string, packed: Buffer) => Promise<string> } {
