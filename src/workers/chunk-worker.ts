@@ -6,11 +6,14 @@ import { compressBlockInto, gunzipInto, gunzipMemberInto, inflateInto, unzstdFra
 import { computeHmacHex, hexEqual, nodeDigestName } from './hmac.js';
 import { decryptPiece, encryptPiece, opensslDecryptFile, opensslEncryptFile } from './openssl-enc.js';
 import { checkScryptParams, scryptDecryptInto, scryptDeriveKey, scryptEncryptInto } from './scrypt-file.js';
+import { dropKeptMemory } from './scrypt-romix.js';
 import type {
   CipherPieceResult,
   CipherPieceTask,
   CompressBlockResult,
   CompressBlockTask,
+  DropKdfMemoryResult,
+  DropKdfMemoryTask,
   GunzipMemberResult,
   GunzipMemberTask,
   HmacResult,
@@ -183,5 +186,21 @@ export function hmacSlice(task: HmacTask): HmacResult {
     return { ok: true, hex: hmacOf(task, view(task.input)) };
   } catch (e) {
     return failureFrom(e);
+  }
+}
+
+/** Release this worker's kept scrypt memory, then wait at the barrier (DropKdfMemoryTask). */
+export function dropKdfMemory(task: DropKdfMemoryTask): DropKdfMemoryResult {
+  dropKeptMemory();
+  const b = task.barrier;
+  Atomics.add(b, 0, 1);
+  Atomics.notify(b, 0);
+  const end = Date.now() + task.timeoutMs;
+  for (;;) {
+    const arrived = Atomics.load(b, 0);
+    if (arrived >= task.workers || Atomics.load(b, 1) !== 0) return { ok: true, all: arrived >= task.workers };
+    const left = end - Date.now();
+    if (left <= 0) return { ok: true, all: false };
+    Atomics.wait(b, 0, arrived, left);
   }
 }

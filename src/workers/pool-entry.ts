@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { workerData } from 'node:worker_threads';
 import * as tasks from './chunk-worker.js';
-import { deriveWithOpenSslOnly } from './scrypt-romix.js';
+import { countKeptMemoryIn, deriveWithOpenSslOnly } from './scrypt-romix.js';
 import { TASK_STARTED, TASK_WAITING, type PoolMessage, type PortableError, type TaskMap, type TaskName } from './task-types.js';
 
 /** A thrown value as a PortableError (name, message, stack, code and context kept). */
@@ -49,16 +49,19 @@ export const cipherPiece = guard(tasks.cipherPiece);
 export const opensslSeal = guard(tasks.opensslSeal);
 export const opensslOpen = guard(tasks.opensslOpen);
 export const hmacSlice = guard(tasks.hmacSlice);
+export const dropKdfMemory = guard(tasks.dropKdfMemory);
 export default compressBlock;
 
 // Every task of TaskMap is exported, with its exact types (a missing one fails to compile).
-const exported: { [K in TaskName]: (m: PoolMessage<TaskMap[K]['task']>) => TaskMap[K]['result'] | null } = { compressBlock, gunzipMember, unzstdFrame, scryptEncrypt, scryptDerive, scryptDecrypt, cipherPiece, opensslSeal, opensslOpen, hmacSlice };
+const exported: { [K in TaskName]: (m: PoolMessage<TaskMap[K]['task']>) => TaskMap[K]['result'] | null } = { compressBlock, gunzipMember, unzstdFrame, scryptEncrypt, scryptDerive, scryptDecrypt, cipherPiece, opensslSeal, opensslOpen, hmacSlice, dropKdfMemory };
 void exported;
 
 // Tell the main thread this worker's modules are loaded (WorkerPool.destroy waits for it: on Node 20
 // a worker terminated while it is still loading them can abort the whole process).
-const data = workerData as { loadedWorkers?: Int32Array; kdfEngine?: string } | null | undefined;
+const data = workerData as { loadedWorkers?: Int32Array; kdfEngine?: string; keptKdf?: Int32Array } | null | undefined;
 if (data?.kdfEngine === 'openssl') deriveWithOpenSslOnly();
+// how many workers keep memory for scrypt, for the pool (WorkerPool.dropKeptKdfMemory)
+if (data?.keptKdf instanceof Int32Array) countKeptMemoryIn(data.keptKdf);
 const loaded = data?.loadedWorkers;
 if (loaded instanceof Int32Array) {
   Atomics.add(loaded, 0, 1);

@@ -10,6 +10,7 @@
 // PBKDF2(P, S), from which a passphrase guess could be checked without the memory-hard work.
 import { pbkdf2Sync } from 'node:crypto';
 import { ROMIX_WASM_BASE64 } from './scrypt-romix-wasm.js';
+import { youngGc } from './young-gc.js';
 
 /** Largest memory (bytes) a derivation runs with in the module; larger ones use OpenSSL's. */
 export const WASM_SCRYPT_MAX_BYTES = 3 * 2 ** 30;
@@ -37,8 +38,30 @@ let opensslOnly = false;
 export function deriveWithOpenSslOnly(): void {
   opensslOnly = true;
 }
-/** this thread's kept instance (its memory only grows) */
+/** this thread's kept instance (its memory only grows, until dropKeptMemory) */
 let kept: Romix | undefined;
+/** shared with the pool: how many threads keep an instance (the pool's workerData gives it) */
+let holders: Int32Array | undefined;
+
+/** Count this thread's kept instance in `counter` (shared by the pool's threads). */
+export function countKeptMemoryIn(counter: Int32Array): void {
+  holders = counter;
+}
+
+/**
+ * Release the kept instance's memory now (the pool asks every thread when a derivation would not
+ * fit beside what they keep): dropped, then a full collection frees the module's memory (measured:
+ * gone from the RSS within milliseconds), and the shared count goes down.
+ */
+export function dropKeptMemory(): void {
+  if (kept === undefined) return;
+  kept = undefined;
+  youngGc()?.();
+  if (holders !== undefined) {
+    Atomics.sub(holders, 0, 1);
+    Atomics.notify(holders, 0);
+  }
+}
 
 function instantiate(): Romix {
   module ??= new Wasm.Module(Buffer.from(ROMIX_WASM_BASE64, 'base64'));
@@ -62,6 +85,7 @@ function instanceFor(bytes: number, keep: boolean): Romix | null {
   if (kept === undefined) {
     try {
       kept = instantiate();
+      if (holders !== undefined) Atomics.add(holders, 0, 1);
     } catch {
       opensslOnly = true; // a runtime without WebAssembly SIMD: node:crypto from now on
       return null;

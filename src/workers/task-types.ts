@@ -154,6 +154,17 @@ export interface HmacTask {
 }
 export type HmacResult = { ok: true; hex: string } | TaskFailure;
 
+/** dropKdfMemory: release the memory this worker keeps for scrypt (scrypt-romix.ts), then wait
+ *  until `workers` tasks of this barrier arrived, so that each worker takes exactly one. `barrier`:
+ *  [arrived, given up (set by the pool when it stops)]. */
+export interface DropKdfMemoryTask {
+  barrier: Int32Array;
+  workers: number;
+  timeoutMs: number;
+}
+/** `all`: every worker took its task before the time ran out */
+export type DropKdfMemoryResult = { ok: true; all: boolean };
+
 /** Map from task name (the piscina `name` option) to its task and result types. */
 export interface TaskMap {
   compressBlock: { task: CompressBlockTask; result: CompressBlockResult };
@@ -166,6 +177,7 @@ export interface TaskMap {
   opensslSeal: { task: OpensslSealTask; result: OpensslSealResult };
   opensslOpen: { task: OpensslOpenTask; result: OpensslOpenResult };
   hmacSlice: { task: HmacTask; result: HmacResult };
+  dropKdfMemory: { task: DropKdfMemoryTask; result: DropKdfMemoryResult };
 }
 export type TaskName = keyof TaskMap;
 

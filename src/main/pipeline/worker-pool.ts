@@ -43,8 +43,8 @@ export interface WorkerPoolOptions {
   stats?: RunStats;
 }
 
-/** The stage of the profile a task's worker time counts for. */
-const TASK_STAGE: Record<TaskName, string> = {
+/** The stage of the profile a task's worker time counts for (none: the time is not work). */
+const TASK_STAGE: Record<TaskName, string | null> = {
   compressBlock: 'compress (workers)',
   gunzipMember: 'decompress (workers)',
   unzstdFrame: 'decompress (workers)',
@@ -55,6 +55,7 @@ const TASK_STAGE: Record<TaskName, string> = {
   opensslSeal: 'encrypt+HMAC (workers)',
   opensslOpen: 'authenticate+decrypt (workers)',
   hmacSlice: 'HMAC (workers)',
+  dropKdfMemory: null,
 };
 
 /** Whether a task runs one scrypt key derivation (v4: a key derived ahead, or a chunk encrypted or
@@ -113,6 +114,10 @@ export class WorkerPool {
   /** incremented by each worker once its modules are loaded (pool-entry.ts) */
   readonly #loaded = new Int32Array(new SharedArrayBuffer(4));
   readonly #stats: RunStats | undefined;
+  /** how many workers keep scrypt memory between derivations (workers/scrypt-romix.ts) */
+  readonly #keptKdf = new Int32Array(new SharedArrayBuffer(4));
+  /** barriers of dropKeptKdfMemory in progress: released when the pool stops */
+  readonly #barriers = new Set<Int32Array>();
   #destroying = false;
 
   constructor(opts: WorkerPoolOptions) {
@@ -126,7 +131,7 @@ export class WorkerPool {
       maxThreads: opts.threads,
       idleTimeout: IDLE_TIMEOUT_MS,
       // QVMB_KDF=openssl: scrypt by node:crypto only (workers/scrypt-romix.ts), to compare the two
-      workerData: { loadedWorkers: this.#loaded, ...(process.env['QVMB_KDF'] === 'openssl' ? { kdfEngine: 'openssl' } : {}) },
+      workerData: { loadedWorkers: this.#loaded, keptKdf: this.#keptKdf, ...(process.env['QVMB_KDF'] === 'openssl' ? { kdfEngine: 'openssl' } : {}) },
       execArgv: WORKER_EXEC_ARGV,
     });
     // Without a listener, piscina's 'error' event kills the process with a stack trace.
@@ -143,6 +148,7 @@ export class WorkerPool {
     const msg = e instanceof Error ? e.message : String(e);
     if (this.#destroying && LATE_ANSWER.test(msg)) return; // a task answered after destroy() gave up on it
     if (this.#failed.signal.aborted) return;
+    this.#releaseBarriers();
     this.#failed.abort(new QvmBackupError('ERR_INTERNAL', `worker pool failed: ${msg}`, {}, e));
   }
 
@@ -189,7 +195,8 @@ export class WorkerPool {
       answer.then(
         (r) => {
           signal?.removeEventListener('abort', onAbort);
-          if (r !== null && this.#stats) this.#stats.workerTask(TASK_STAGE[name], Atomics.load(state, 1) / 1000, derives(name, task));
+          const stage = TASK_STAGE[name];
+          if (r !== null && this.#stats && stage !== null) this.#stats.workerTask(stage, Atomics.load(state, 1) / 1000, derives(name, task));
           if (aborted) reject(this.#cancelled(name, context, signal?.reason));
           else if (r === null) reject(this.#cancelled(name, context, new Error('the worker pool was destroyed')));
           else resolve(r);
@@ -202,6 +209,40 @@ export class WorkerPool {
     });
   }
 
+  /** How many workers keep scrypt memory between derivations now. */
+  get keptKdfHolders(): number {
+    return Atomics.load(this.#keptKdf, 0);
+  }
+
+  /**
+   * Make every worker release the memory it keeps for scrypt: one dropKdfMemory task per worker,
+   * each held at a barrier until all have arrived, so that every worker takes exactly one (an idle
+   * worker gets no other message: piscina's workers block between tasks). The caller makes sure
+   * no derivation that keeps its memory runs or starts meanwhile. Rejects with ERR_INTERNAL when
+   * not every worker took part within `ms`, and with ERR_CANCELLED when the pool is destroyed.
+   */
+  async dropKeptKdfMemory(ms = DESTROY_GRACE_MS): Promise<void> {
+    if (Atomics.load(this.#keptKdf, 0) === 0) return;
+    const barrier = new Int32Array(new SharedArrayBuffer(8));
+    this.#barriers.add(barrier);
+    try {
+      const task = { barrier, workers: this.threads, timeoutMs: ms };
+      const results = await Promise.all(Array.from({ length: this.threads }, () => this.run('dropKdfMemory', task)));
+      const left = Atomics.load(this.#keptKdf, 0);
+      if (left !== 0 || !results.every((r) => r.all)) throw new QvmBackupError('ERR_INTERNAL', `the workers did not all release their key derivation memory within ${ms / 1000} s (${left} still keep it)`);
+    } finally {
+      this.#barriers.delete(barrier);
+    }
+  }
+
+  /** Let the workers waiting at a barrier go (the pool stops). */
+  #releaseBarriers(): void {
+    for (const b of this.#barriers) {
+      Atomics.store(b, 1, 1);
+      Atomics.notify(b, 0);
+    }
+  }
+
   /** Number of tasks waiting for a free worker. */
   get queueSize(): number {
     return this.#pool.queueSize;
@@ -211,6 +252,7 @@ export class WorkerPool {
    *  period), then the threads are terminated. */
   async destroy(): Promise<void> {
     this.#destroying = true;
+    this.#releaseBarriers();
     for (const t of this.#inFlight) Atomics.compareExchange(t.state, 0, TASK_WAITING, TASK_CANCELLED);
     if (this.#inFlight.size > 0) {
       let timer: NodeJS.Timeout | undefined;

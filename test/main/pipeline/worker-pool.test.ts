@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { busyLoops } from '../../helpers/load.js';
+import { waitFor } from '../../helpers/processes.js';
 import assert from 'node:assert/strict';
 import * as zlib from 'node:zlib';
 import { isQvmBackupError } from '../../../src/main/errors.js';
@@ -172,4 +173,34 @@ test('workerFile: the bundle when it is not older than the compiled entry, else 
   }
   // this build (npm run build bundles): the pool's workers load the bundle
   assert.equal(workerFile(), fileURLToPath(CHUNK_WORKER_URL).replace(/\.js$/, '.bundle.mjs'));
+});
+
+// The memory workers keep for scrypt between derivations (workers/scrypt-romix.ts) is released on
+// request by every worker, idle or not, and leaves the process (restore/stream/kdf-budget.ts asks
+// for it when a derivation would not fit beside it).
+test('dropKeptKdfMemory: every worker releases the scrypt memory it keeps, and the RSS goes down', { timeout: 120_000 }, async () => {
+  const own = new WorkerPool({ threads: 2 });
+  try {
+    const salt = new Uint8Array(32).fill(7);
+    const derive = async (keep: boolean): Promise<Buffer> => {
+      const r = await own.run('scryptDerive', { passphrase: 'qubes', salt, logN: 18, r: 8, p: 1, ...(keep ? { keepKdfMemory: true } : {}) });
+      assert.ok(r.ok, 'derived');
+      return Buffer.from(r.key);
+    };
+    await own.dropKeptKdfMemory(); // nothing kept: resolves at once
+    const base = process.memoryUsage().rss;
+    const want = (await import('node:crypto')).scryptSync('qubes', salt, 64, { N: 2 ** 18, r: 8, p: 1, maxmem: 2 ** 30 });
+    // two at once: one per worker (each takes one task at a time)
+    for (const k of await Promise.all([derive(true), derive(true)])) assert.ok(k.equals(want), 'the same key as node:crypto');
+    assert.equal(own.keptKdfHolders, 2, 'both workers keep 256 MiB');
+    assert.ok(process.memoryUsage().rss - base > 400 * 2 ** 20, 'the kept memory is resident');
+    await own.dropKeptKdfMemory();
+    assert.equal(own.keptKdfHolders, 0);
+    await waitFor('the kept memory to leave the RSS', () => process.memoryUsage().rss - base < 100 * 2 ** 20, 10_000);
+    // a later derivation keeps again, with the same key
+    assert.ok((await derive(true)).equals(want));
+    assert.equal(own.keptKdfHolders, 1);
+  } finally {
+    await own.destroy();
+  }
 });

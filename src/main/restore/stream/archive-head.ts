@@ -32,7 +32,7 @@ export async function readArchiveHead(reader: OuterSource, passphrase: string, o
   }
   const hmacBytes = await readSmallMember(second, HMAC_FILE_MAX_BYTES, 'backup-header.hmac');
   // no chunk is in flight yet: the header's and qubes.xml's derivations share all of --max-memory
-  const kdf = new KdfBudget(opts.maxMemory ?? RESTORE_MIN_MAX_MEMORY, undefined, opts.pool.threads);
+  const kdf = new KdfBudget(opts.maxMemory ?? RESTORE_MIN_MAX_MEMORY, undefined, opts.pool);
 
   let header: BackupHeader;
   let early: Promise<EarlyXml> | undefined;

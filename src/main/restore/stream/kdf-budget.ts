@@ -40,23 +40,85 @@ function neededMaxMemory(q: ScryptParams): number {
 
 const mib = (n: number): string => `${Math.round(n / MiB)} MiB`;
 
+/** The workers that derive: how many, and how to make them all release the memory they keep. */
+export interface KdfWorkers {
+  readonly threads: number;
+  dropKeptKdfMemory(): Promise<void>;
+}
+
+/**
+ * What the workers of one pool keep between derivations, shared by every budget on that pool (the
+ * head's, then the data stage's): each thread may hold up to `each` bytes. Derivations that keep
+ * their memory are counted while they run, so that a drop waits for them.
+ */
+class KeptMemory {
+  each = 0;
+  #running = 0;
+  #idle: (() => void)[] = [];
+  #dropping: Promise<void> | null = null;
+
+  constructor(readonly workers: KdfWorkers) {}
+
+  /** resolves when no drop is under way */
+  settled(): Promise<void> {
+    return this.#dropping ?? Promise.resolve();
+  }
+
+  started(): () => void {
+    this.#running++;
+    return () => {
+      if (--this.#running === 0) for (const wake of this.#idle.splice(0)) wake();
+    };
+  }
+
+  /** Make every worker release what it keeps: no new grant (each = 0), the running ones end first. */
+  drop(): Promise<void> {
+    return (this.#dropping ??= (async () => {
+      this.each = 0;
+      if (this.#running > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+      await this.workers.dropKeptKdfMemory();
+    })().finally(() => (this.#dropping = null)));
+  }
+}
+
+const keptByPool = new WeakMap<KdfWorkers, KeptMemory>();
+
+/** A grant to derive: whether the worker keeps the memory, and what to give back after. */
+interface Grant {
+  keep: boolean;
+  done: () => void;
+}
+
 /** --max-memory and the derivations it allows; a gate runs them only as many at once as fit. */
 export class KdfBudget {
   readonly limits: KdfLimits;
+  readonly threads: number;
   readonly #gate: KdfGate;
   /** memory the workers may keep between derivations, all together (see run) */
   readonly #keepRoom: number;
+  readonly #kept: KeptMemory | null;
+  /** what the gate holds for the memory the workers keep (threads × kept.each) */
+  #reserved = 0;
+  /** decisions are taken one at a time, in order */
+  #decided: Promise<unknown> = Promise.resolve();
 
-  /** `gateBytes`: memory for concurrent derivations (default all of `maxMemory`); `threads`: the
-   *  workers that derive. */
+  /** `gateBytes`: memory for concurrent derivations (default all of `maxMemory`); `workers`: the
+   *  pool that derives (without one, one thread and nothing kept). */
   constructor(
     readonly maxMemory: number,
     gateBytes = maxMemory,
-    readonly threads = 1,
+    workers?: KdfWorkers,
   ) {
     this.limits = kdfLimitsFor(maxMemory);
+    this.threads = workers?.threads ?? 1;
     this.#gate = new KdfGate(Math.max(gateBytes, this.limits.maxKdfBytes));
     this.#keepRoom = Math.min(gateBytes, maxMemory - MIN_CHUNK_MEMORY_BYTES);
+    if (workers === undefined) this.#kept = null;
+    else {
+      let k = keptByPool.get(workers);
+      if (k === undefined) keptByPool.set(workers, (k = new KeptMemory(workers)));
+      this.#kept = k;
+    }
   }
 
   /**
@@ -84,18 +146,81 @@ export class KdfBudget {
   }
 
   /**
-   * Run `f` (a derivation of `bytes`) once the memory of the running ones leaves room for it. `f`
-   * is told whether its worker may keep the derivation's memory for the next one: when every
-   * thread holding that much fits in the derivations' share of --max-memory, here and in the data
-   * stage (what is left beside two chunks: restore-memory.ts), so kept memory never exceeds it.
+   * Run `f` (a derivation of `bytes`) once the memory in use leaves room for it. `f` is told
+   * whether its worker may keep the derivation's memory for the next one.
+   *
+   * The memory the workers keep is held in the gate as threads × the largest kept size, for as
+   * long as they keep it: a derivation that fits in it runs in it (nothing more to count); one
+   * that is larger becomes the kept size when every thread holding that much fits in this stage's
+   * share of --max-memory (what is left beside two chunks: restore-memory.ts), else it runs in
+   * node:crypto beside the kept memory, with its own bytes from the gate; and when those do not fit
+   * beside it, every worker first releases what it keeps. So the derivations running and the
+   * memory kept stay within the gate together, whatever mix of parameters an archive holds.
    */
   async run<T>(bytes: number, f: (memory: KdfMemory) => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const w = await this.#gate.acquire(bytes, signal);
-    const keep = bytes > 0 && this.threads * bytes <= this.#keepRoom;
+    const turn = this.#decided;
+    const decision = (async () => {
+      await turn;
+      signal?.throwIfAborted();
+      return this.#decide(bytes, signal);
+    })();
+    this.#decided = decision.catch(() => undefined);
+    // an abort ends the wait at once; a grant that came at the same time is given back
+    const grant = await new Promise<Grant>((resolve, reject) => {
+      const onAbort = (): void => {
+        reject(signal?.reason);
+        void decision.then((g) => g.done(), () => undefined);
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      decision.then(
+        (g) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(g);
+        },
+        (e: unknown) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
     try {
-      return await f(keep ? { keepKdfMemory: true } : {});
+      return await f(grant.keep ? { keepKdfMemory: true } : {});
     } finally {
-      this.#gate.release(w);
+      grant.done();
+    }
+  }
+
+  async #decide(bytes: number, signal?: AbortSignal): Promise<Grant> {
+    const kept = this.#kept;
+    if (kept === null || bytes <= 0) {
+      const w = await this.#gate.acquire(bytes, signal);
+      return { keep: false, done: () => this.#gate.release(w) };
+    }
+    await kept.settled();
+    // kept by an earlier stage beyond what this one may keep: released first
+    if (this.threads * kept.each > this.#keepRoom) await kept.drop();
+    if (bytes > kept.each && this.threads * bytes <= this.#keepRoom) kept.each = bytes;
+    await this.#reserve(signal);
+    if (bytes <= kept.each) return { keep: true, done: kept.started() };
+    if (bytes > this.#gate.capacity - this.#reserved) {
+      await kept.drop();
+      await this.#reserve(signal);
+    }
+    const w = await this.#gate.acquire(bytes, signal);
+    return { keep: false, done: () => this.#gate.release(w) };
+  }
+
+  /** Hold threads × kept.each in the gate (more once a larger size is kept, none after a drop). */
+  async #reserve(signal?: AbortSignal): Promise<void> {
+    const want = this.threads * (this.#kept?.each ?? 0);
+    if (want < this.#reserved) {
+      this.#gate.release(this.#reserved - want);
+      this.#reserved = want;
+    } else if (want > this.#reserved) {
+      const more = want - this.#reserved;
+      await this.#gate.acquire(more, signal);
+      this.#reserved = want;
     }
   }
 }

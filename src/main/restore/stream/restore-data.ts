@@ -77,7 +77,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const spare = besideChunks - ctx.pool.threads * (ctx.head.kdfBytes ?? 0);
   const units = unitFormat !== undefined && ctx.imageExtraction !== 'tar' ? unitPoolsFor(ctx.pool, unitFormat, spare) : undefined;
   // derivations share what the chunk slots (and unit slots) leave of --max-memory
-  const kdf = new KdfBudget(maxMemory, besideChunks - unitPoolBytes(units), ctx.pool.threads);
+  const kdf = new KdfBudget(maxMemory, besideChunks - unitPoolBytes(units), ctx.pool);
   const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, kdf, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   const listOnly = ctx.verifyOnly === true;
   const inProcessImages = ctx.imageExtraction !== 'tar';

@@ -147,19 +147,98 @@ describe('derivations at once', () => {
     assert.equal(await budget.run(5000 * MiB, async () => 'alone'), 'alone');
   });
 
+  /** Workers as a budget sees them, with a model of their memory: what they keep (each thread up
+   *  to the largest size kept since the last drop) and the derivations running without keeping. */
+  function modelWorkers(threads: number, log: string[] = []) {
+    const m = {
+      threads,
+      keptEach: 0,
+      running: 0,
+      peak: 0,
+      drops: 0,
+      async dropKeptKdfMemory(): Promise<void> {
+        log.push('drop');
+        m.drops++;
+        m.keptEach = 0;
+      },
+      /** a derivation as the pool runs it: kept memory grows to it, or it runs beside what is kept */
+      derive(bytes: number, name: string, hold?: Promise<void>) {
+        return async (memory: { keepKdfMemory?: boolean }): Promise<boolean> => {
+          const keep = memory.keepKdfMemory === true;
+          log.push(`start ${name}${keep ? ' kept' : ''}`);
+          if (keep) m.keptEach = Math.max(m.keptEach, bytes);
+          else m.running += bytes;
+          m.peak = Math.max(m.peak, m.threads * m.keptEach + m.running);
+          await hold;
+          if (!keep) m.running -= bytes;
+          log.push(`end ${name}`);
+          return keep;
+        };
+      },
+    };
+    return m;
+  }
+
   test('a worker may keep its derivation memory only when every thread keeping as much fits beside two chunks', async () => {
     const keeps = (budget: KdfBudget, bytes: number): Promise<boolean> => budget.run(bytes, async (m) => m.keepKdfMemory === true);
     // two threads, 1000 MiB: the derivations' share beside two chunks (256 MiB) is 744 MiB
-    const two = new KdfBudget(1000 * MiB, 1000 * MiB, 2);
+    const two = new KdfBudget(1000 * MiB, 1000 * MiB, modelWorkers(2));
     assert.equal(await keeps(two, 372 * MiB), true);
     assert.equal(await keeps(two, 373 * MiB), false);
     // the data stage's gate is what the chunk slots leave: the smaller of the two bounds counts
-    const data = new KdfBudget(1000 * MiB, 600 * MiB, 2);
+    const data = new KdfBudget(1000 * MiB, 600 * MiB, modelWorkers(2));
     assert.equal(await keeps(data, 300 * MiB), true);
     assert.equal(await keeps(data, 301 * MiB), false);
     // one thread keeps what one derivation needs
-    assert.equal(await keeps(new KdfBudget(1000 * MiB, 1000 * MiB, 1), 744 * MiB), true);
+    assert.equal(await keeps(new KdfBudget(1000 * MiB, 1000 * MiB, modelWorkers(1)), 744 * MiB), true);
     assert.equal(await keeps(two, 0), false);
+  });
+
+  // Found by review: what the workers kept was not counted. A head derived at logN 20 (kept: 1 GiB
+  // per thread) and chunks at logN 21 (2 GiB, not kept) ran 2 GiB beside 2 GiB kept under a
+  // --max-memory of 2.5 GiB; a head stage keeping more than the data stage may keep did the same.
+  test('memory kept by the workers counts: a derivation that does not fit beside it waits for every worker to release it', async () => {
+    const cost = (logN: number): number => 128 * 8 * (2 ** logN + 3);
+    const max = RESTORE_MIN_MAX_MEMORY;
+    const w = modelWorkers(2);
+    const head = new KdfBudget(max, max, w);
+    assert.equal(await head.run(cost(20), w.derive(cost(20), 'header')), true, 'the header keeps 1 GiB per thread');
+    assert.equal(await head.run(cost(21), w.derive(cost(21), 'qubes.xml')), false);
+    assert.equal(w.drops, 1, 'released before the 2 GiB derivation');
+    assert.ok(w.peak <= max, `peak ${w.peak / MiB} MiB within ${max / MiB} MiB`);
+    // the data stage may keep less than the head kept: released at its first derivation
+    assert.equal(await head.run(cost(20), w.derive(cost(20), 'again')), true);
+    const data = new KdfBudget(max, 1500 * MiB, w);
+    assert.equal(await data.run(cost(19), w.derive(cost(19), 'chunk 0')), true, '2 × 512 MiB fits in 1500 MiB');
+    assert.equal(w.drops, 2);
+    assert.ok(w.peak <= max, `peak ${w.peak / MiB} MiB`);
+  });
+
+  test('mixed parameters at once: never more than the gate in use, a release waits for the derivations that keep', async () => {
+    const max = 2000 * MiB;
+    const log: string[] = [];
+    const w = modelWorkers(2, log);
+    const budget = new KdfBudget(max, max, w);
+    const tasks = [300, 300, 900, 200, 1500, 300, 1600, 100].map((mib, i) => {
+      let finish!: () => void;
+      const hold = new Promise<void>((r) => (finish = r));
+      return { finish, p: budget.run(mib * MiB, w.derive(mib * MiB, `${i}`, hold)) };
+    });
+    // finish in an order other than the start order, one at a time, checking the model each time
+    for (const i of [1, 0, 3, 2, 5, 4, 7, 6]) {
+      await new Promise((r) => setImmediate(r));
+      tasks[i]!.finish();
+      await new Promise((r) => setImmediate(r));
+      assert.ok(w.peak <= max, `peak ${w.peak / MiB} MiB within ${max / MiB} MiB: ${log.join(', ')}`);
+    }
+    await Promise.all(tasks.map((t) => t.p));
+    assert.ok(w.peak <= max, `peak ${w.peak / MiB} MiB`);
+    // every release came after the derivations kept before it had ended
+    for (let i = log.indexOf('drop'); i >= 0; i = log.indexOf('drop', i + 1)) {
+      const before = log.slice(0, i);
+      for (const s of before.filter((e) => e.endsWith(' kept'))) assert.ok(before.includes(`end ${s.split(' ')[1]}`), `${s} ended before the release: ${log.join(', ')}`);
+    }
+    assert.ok(w.drops >= 1, log.join(', '));
   });
 });
 
@@ -269,6 +348,26 @@ describe('data chunks', () => {
       const r = await restoreData(reader, { head: h, passphrase: 'qubes', pool, slotBytes: 4 * MiB }, new Map([['vm3/', { vm: 'work', stagingDir: staging }]]));
       assert.ok(r.ok, r.vms.get('vm3/')?.error?.message);
       assert.equal(createHash('sha256').update(fs.readFileSync(path.join(staging, 'vm3/private.img'))).digest('hex'), img5.sha256);
+    } finally {
+      fs.rmSync(staging, { recursive: true, force: true });
+    }
+  });
+
+  // the head's derivations (logN 16) keep their memory in the workers: 2 × 64 MiB; beside two
+  // 100 MiB chunk slots and the decoding slots, chunks at logN 17 (128 MiB) do not fit beside it
+  // under --max-memory 400M: every worker releases it first
+  test('chunks costlier than the head under a small --max-memory: the workers release what they kept, then the chunks restore', async (t) => {
+    if (!have) return t.skip('fixture missing');
+    const maxMemory = 400 * MiB;
+    const reader = readerOf(Buffer.concat([head({ headerLogN: 16 }), ...bodyReal({ logN: 17, r: 8, p: 1 })]));
+    const h = await readArchiveHead(reader, 'qubes', { pool, maxMemory });
+    assert.ok(pool.keptKdfHolders >= 1, 'the head\'s derivation memory is kept');
+    const staging = tempDir();
+    try {
+      const r = await restoreData(reader, { head: h, passphrase: 'qubes', pool, slotBytes: 100 * MiB, maxMemory }, new Map([['vm3/', { vm: 'work', stagingDir: staging }]]));
+      assert.ok(r.ok, r.vms.get('vm3/')?.error?.message);
+      assert.equal(createHash('sha256').update(fs.readFileSync(path.join(staging, 'vm3/private.img'))).digest('hex'), img5.sha256);
+      assert.equal(pool.keptKdfHolders, 0, 'released, and the chunks ran without keeping');
     } finally {
       fs.rmSync(staging, { recursive: true, force: true });
     }
