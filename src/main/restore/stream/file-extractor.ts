@@ -138,17 +138,30 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
     return new QvmBackupError('ERR_TAR_FAILED', `${o.member}: tar stopped reading its input early`, { file: o.member }, e);
   };
 
+  // tar's outcome (without a decoder its exit 0 too) or the decoder's failure, whichever came
+  // first: seen by the wait in progress, or by the next one. One reaction each for the whole file
+  // (a Promise.race per write added reactions to these long-lived promises on every write)
+  type Outcome = { fromTar: boolean; e: Error | null | undefined };
+  let ended: Outcome | null = null;
+  let waiting: ((r: Outcome) => void) | null = null;
+  const endWith = (r: Outcome): void => {
+    ended ??= r;
+    waiting?.(r);
+  };
+  void (decoder === null ? tarExit : tarFailed).then((e) => endWith({ fromTar: true, e }));
+  void decoderFailed.then((e) => endWith({ fromTar: false, e }));
+
   /**
    * Wait for `sinkDone` (a write or the end of the decoder or of tar's stdin), tar's failure or the
    * decoder's, and throw the cause. A decoder's write or end fails with its own error, which can
    * come before its 'error' event: an error that did not come from tar is the decoder's.
    */
   const settle = async (sinkDone: Promise<Error | null | undefined>): Promise<void> => {
-    const r = await Promise.race([
-      sinkDone.then((e) => ({ fromTar: false, e })),
-      (decoder === null ? tarExit : tarFailed).then((e) => ({ fromTar: true, e })),
-      decoderFailed.then((e) => ({ fromTar: false, e })),
-    ]);
+    const r = await new Promise<Outcome>((resolve) => {
+      if (ended !== null) return resolve(ended);
+      waiting = resolve;
+      void sinkDone.then((e) => resolve({ fromTar: false, e }));
+    }).finally(() => (waiting = null));
     if (decoderError) throw dataError(decoderError);
     if (r.e) throw decoder !== null && !r.fromTar ? dataError(r.e) : await failure(r.e);
   };
