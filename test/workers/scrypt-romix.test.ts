@@ -80,3 +80,19 @@ test('the committed module is what scripts/scrypt-wasm.mjs assembles', () => {
   const r = spawnSync(process.execPath, ['scripts/scrypt-wasm.mjs', '--check'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
 });
+
+// A runtime that cannot compile the module (no WebAssembly under --jitless) derives with node:crypto,
+// the same keys, also when the budget lets the worker keep its memory (found by review: untested).
+test('without WebAssembly (node --jitless) every derivation falls back to node:crypto, same keys', () => {
+  const here = new URL('.', import.meta.url);
+  const script = `
+    const { scryptDeriveKey } = await import(${JSON.stringify(new URL('../../src/workers/scrypt-file.js', here).href)});
+    const { scryptWasm } = await import(${JSON.stringify(new URL('../../src/workers/scrypt-romix.js', here).href)});
+    const { scryptSync } = await import('node:crypto');
+    const salt = Buffer.alloc(32, 3);
+    const same = [true, false].map((keep) => Buffer.from(scryptDeriveKey(Buffer.from('qubes'), salt, { logN: 10, r: 8, p: 1, ...(keep ? { keepKdfMemory: true } : {}) })).equals(scryptSync('qubes', salt, 64, { N: 1024, r: 8, p: 1 })));
+    console.log(JSON.stringify({ wasm: typeof WebAssembly, same, direct: scryptWasm(Buffer.from('qubes'), salt, 10, 8, 1, 64, true) }));`;
+  const r = spawnSync(process.execPath, ['--jitless', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout.trim()), { wasm: 'undefined', same: [true, true], direct: null });
+});
