@@ -195,11 +195,11 @@ export function dropKdfMemory(task: DropKdfMemoryTask): DropKdfMemoryResult {
   const b = task.barrier;
   Atomics.add(b, 0, 1);
   Atomics.notify(b, 0);
-  const end = Date.now() + task.timeoutMs;
+  const end = performance.now() + task.timeoutMs;
   for (;;) {
     const arrived = Atomics.load(b, 0);
     if (arrived >= task.workers || Atomics.load(b, 1) !== 0) return { ok: true, all: arrived >= task.workers };
-    const left = end - Date.now();
+    const left = end - performance.now();
     if (left <= 0) return { ok: true, all: false };
     Atomics.wait(b, 0, arrived, left);
   }

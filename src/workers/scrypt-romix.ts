@@ -112,12 +112,17 @@ export function scryptWasm(passphrase: Uint8Array, salt: Uint8Array, logN: numbe
   const N = 2 ** logN;
   const blockBytes = 128 * r;
   const bytes = romixBytes(N, r, p);
-  if (opensslOnly || logN < 1 || bytes > WASM_SCRYPT_MAX_BYTES) return null;
-  // left to node:crypto, so that the result never depends on where it ran: a B over 1 MiB (a huge
-  // p: here it would be copied twice more, and kept) and N >= 2^(16r), which OpenSSL refuses
-  if (p * blockBytes > B_MAX_BYTES || logN >= 16 * r) return null;
-  const inst = instanceFor(bytes, keep);
-  if (inst === null) return null;
+  // left to node:crypto: too large for the module, a B over 1 MiB (a huge p: here it would be
+  // copied twice more, and kept) and N >= 2^(16r), which OpenSSL refuses (the result must never
+  // depend on where it ran)
+  const here = !opensslOnly && logN >= 1 && bytes <= WASM_SCRYPT_MAX_BYTES && p * blockBytes <= B_MAX_BYTES && logN < 16 * r;
+  const inst = here ? instanceFor(bytes, keep) : null;
+  if (inst === null) {
+    // the budget counted this derivation as running in the memory this thread keeps: node:crypto's
+    // must not come on top of it
+    if (keep) dropKeptMemory();
+    return null;
+  }
   const B = pbkdf2Sync(passphrase, salt, 1, p * blockBytes, 'sha256');
   const mem = new DataView(inst.memory.buffer, 0, bytes);
   try {

@@ -75,6 +75,9 @@ export interface RunOptions {
 const IDLE_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 /** destroy() lets running tasks end first; longer than any one task (scrypt at logN 22: ~25 s). */
 const DESTROY_GRACE_MS = 60_000;
+/** dropKeptKdfMemory's workers wait this long at most for each other: longer than any task (a
+ *  derivation at the largest work --max-memory allows takes ~100 s here). */
+const BARRIER_MS = 10 * 60_000;
 /** destroy() waits this long at most for workers still loading their modules. */
 const LOAD_GRACE_MS = 30_000;
 
@@ -218,29 +221,39 @@ export class WorkerPool {
    * Make every worker release the memory it keeps for scrypt: one dropKdfMemory task per worker,
    * each held at a barrier until all have arrived, so that every worker takes exactly one (an idle
    * worker gets no other message: piscina's workers block between tasks). The caller makes sure
-   * no derivation that keeps its memory runs or starts meanwhile. Rejects with ERR_INTERNAL when
-   * not every worker took part within `ms`, and with ERR_CANCELLED when the pool is destroyed.
+   * no derivation that keeps its memory runs or starts meanwhile, and lets the long tasks it
+   * started end first (the workers that arrived wait for the others). Rejects with ERR_CANCELLED
+   * when `signal` aborts or the pool is destroyed, and with ERR_INTERNAL when not every worker
+   * took part within `ms` (longer than any task).
    */
-  async dropKeptKdfMemory(ms = DESTROY_GRACE_MS): Promise<void> {
+  async dropKeptKdfMemory(signal?: AbortSignal, ms = BARRIER_MS): Promise<void> {
     if (Atomics.load(this.#keptKdf, 0) === 0) return;
+    signal?.throwIfAborted();
     const barrier = new Int32Array(new SharedArrayBuffer(8));
     this.#barriers.add(barrier);
+    const giveUp = (): void => this.#release(barrier);
+    signal?.addEventListener('abort', giveUp, { once: true });
     try {
       const task = { barrier, workers: this.threads, timeoutMs: ms };
-      const results = await Promise.all(Array.from({ length: this.threads }, () => this.run('dropKdfMemory', task)));
+      // a stop rejects the tasks still queued at once; the ones at the barrier are let go
+      const results = await Promise.all(Array.from({ length: this.threads }, () => this.run('dropKdfMemory', task, signal ? { signal } : {})));
+      if (signal?.aborted) throw this.#cancelled('dropKdfMemory', {}, signal.reason);
       const left = Atomics.load(this.#keptKdf, 0);
       if (left !== 0 || !results.every((r) => r.all)) throw new QvmBackupError('ERR_INTERNAL', `the workers did not all release their key derivation memory within ${ms / 1000} s (${left} still keep it)`);
     } finally {
+      signal?.removeEventListener('abort', giveUp);
       this.#barriers.delete(barrier);
     }
   }
 
+  #release(barrier: Int32Array): void {
+    Atomics.store(barrier, 1, 1);
+    Atomics.notify(barrier, 0);
+  }
+
   /** Let the workers waiting at a barrier go (the pool stops). */
   #releaseBarriers(): void {
-    for (const b of this.#barriers) {
-      Atomics.store(b, 1, 1);
-      Atomics.notify(b, 0);
-    }
+    for (const b of this.#barriers) this.#release(b);
   }
 
   /** Number of tasks waiting for a free worker. */

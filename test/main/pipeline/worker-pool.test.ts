@@ -204,3 +204,28 @@ test('dropKeptKdfMemory: every worker releases the scrypt memory it keeps, and t
     await own.destroy();
   }
 });
+
+test('dropKeptKdfMemory: a stop while a worker is busy ends the wait at once, and frees the workers waiting at the barrier', { timeout: 120_000 }, async () => {
+  const own = new WorkerPool({ threads: 2 });
+  try {
+    const salt = new Uint8Array(32).fill(9);
+    await own.run('scryptDerive', { passphrase: 'x', salt, logN: 12, r: 8, p: 1, keepKdfMemory: true });
+    assert.ok(own.keptKdfHolders >= 1);
+    // one worker busy with a long derivation (p = 64 at logN 14: a few seconds), the other idle
+    let busyEnded = false;
+    const busy = own.run('scryptDerive', { passphrase: 'x', salt, logN: 14, r: 8, p: 64 }).finally(() => (busyEnded = true));
+    const ac = new AbortController();
+    const t0 = performance.now();
+    const dropping = own.dropKeptKdfMemory(ac.signal);
+    setImmediate(() => ac.abort(new Error('stop')));
+    await assert.rejects(dropping, (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CANCELLED');
+    assert.equal(busyEnded, false, 'the stop did not wait for the busy worker');
+    assert.ok((await busy).ok);
+    // nobody is left at the barrier: both workers take tasks again
+    const keys = await Promise.all([1, 2].map(() => own.run('scryptDerive', { passphrase: 'x', salt, logN: 4, r: 8, p: 1 })));
+    assert.ok(keys.every((k) => k.ok));
+    assert.ok(performance.now() - t0 < 60_000);
+  } finally {
+    await own.destroy();
+  }
+});

@@ -5,6 +5,7 @@
 // at once as the memory allows.
 import { QvmBackupError, type ErrorContext } from '../../errors.js';
 import { checkScryptParams, readScryptHeader, scryptCost, type KdfMemory, type ScryptParams } from '../../../workers/scrypt-file.js';
+import { WASM_SCRYPT_MAX_BYTES } from '../../../workers/scrypt-romix.js';
 import { MIN_CHUNK_MEMORY_BYTES } from './restore-memory.js';
 
 const MiB = 1024 * 1024;
@@ -43,7 +44,7 @@ const mib = (n: number): string => `${Math.round(n / MiB)} MiB`;
 /** The workers that derive: how many, and how to make them all release the memory they keep. */
 export interface KdfWorkers {
   readonly threads: number;
-  dropKeptKdfMemory(): Promise<void>;
+  dropKeptKdfMemory(signal?: AbortSignal): Promise<void>;
 }
 
 /**
@@ -71,12 +72,16 @@ class KeptMemory {
     };
   }
 
-  /** Make every worker release what it keeps: no new grant (each = 0), the running ones end first. */
-  drop(): Promise<void> {
+  /**
+   * Make every worker release what it keeps, once the derivations keeping it have ended (no new
+   * grant meanwhile: every decision waits for settled()). `each` becomes 0 only once the workers
+   * have released it: after a failure it is still counted as kept.
+   */
+  drop(signal?: AbortSignal): Promise<void> {
     return (this.#dropping ??= (async () => {
-      this.each = 0;
       if (this.#running > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
-      await this.workers.dropKeptKdfMemory();
+      await this.workers.dropKeptKdfMemory(signal);
+      this.each = 0;
     })().finally(() => (this.#dropping = null)));
   }
 }
@@ -101,6 +106,8 @@ export class KdfBudget {
   #reserved = 0;
   /** decisions are taken one at a time, in order */
   #decided: Promise<unknown> = Promise.resolve();
+  /** this budget had the workers release their memory for a derivation that did not fit */
+  #released = false;
 
   /** `gateBytes`: memory for concurrent derivations (default all of `maxMemory`); `workers`: the
    *  pool that derives (without one, one thread and nothing kept). */
@@ -199,16 +206,34 @@ export class KdfBudget {
     }
     await kept.settled();
     // kept by an earlier stage beyond what this one may keep: released first
-    if (this.threads * kept.each > this.#keepRoom) await kept.drop();
-    if (bytes > kept.each && this.threads * bytes <= this.#keepRoom) kept.each = bytes;
+    if (this.threads * kept.each > this.#keepRoom) await this.#drop(kept, signal);
+    // a size is kept only where the module runs it (the worker releases its memory otherwise) and,
+    // after this budget had to release memory for a derivation, no more (parameters that alternate
+    // would release and fault in the kept memory again and again)
+    const keepable = !this.#released && bytes <= WASM_SCRYPT_MAX_BYTES && this.threads * bytes <= this.#keepRoom;
+    if (bytes > kept.each && keepable) kept.each = bytes;
     await this.#reserve(signal);
     if (bytes <= kept.each) return { keep: true, done: kept.started() };
     if (bytes > this.#gate.capacity - this.#reserved) {
-      await kept.drop();
-      await this.#reserve(signal);
+      this.#released = true;
+      await this.#drop(kept, signal);
     }
     const w = await this.#gate.acquire(bytes, signal);
     return { keep: false, done: () => this.#gate.release(w) };
+  }
+
+  /**
+   * Release the workers' kept memory once nothing of this budget runs: its derivations that do not
+   * keep are waited for too, so that the release tasks do not wait behind them at their barrier.
+   */
+  async #drop(kept: KeptMemory, signal?: AbortSignal): Promise<void> {
+    const all = await this.#gate.acquire(this.#gate.capacity - this.#reserved, signal);
+    try {
+      await kept.drop(signal);
+    } finally {
+      this.#gate.release(all);
+    }
+    await this.#reserve(signal);
   }
 
   /** Hold threads × kept.each in the gate (more once a larger size is kept, none after a drop). */
