@@ -99,6 +99,8 @@ export class KdfBudget {
   readonly limits: KdfLimits;
   readonly threads: number;
   readonly #gate: KdfGate;
+  /** derivations that keep their memory, at once: as many as the gate would hold (see #decide) */
+  readonly #admitted: KdfGate;
   /** memory the workers may keep between derivations, all together (see run) */
   readonly #keepRoom: number;
   readonly #kept: KeptMemory | null;
@@ -119,6 +121,7 @@ export class KdfBudget {
     this.limits = kdfLimitsFor(maxMemory);
     this.threads = workers?.threads ?? 1;
     this.#gate = new KdfGate(Math.max(gateBytes, this.limits.maxKdfBytes));
+    this.#admitted = new KdfGate(this.#gate.capacity);
     this.#keepRoom = Math.min(gateBytes, maxMemory - MIN_CHUNK_MEMORY_BYTES);
     if (workers === undefined) this.#kept = null;
     else {
@@ -213,7 +216,19 @@ export class KdfBudget {
     const keepable = !this.#released && bytes <= WASM_SCRYPT_MAX_BYTES && this.threads * bytes <= this.#keepRoom;
     if (bytes > kept.each && keepable) kept.each = bytes;
     await this.#reserve(signal);
-    if (bytes <= kept.each) return { keep: true, done: kept.started() };
+    if (bytes <= kept.each) {
+      // its memory is counted in the reservation; how many are handed to the pool at once is what
+      // the gate alone would admit (more would queue ahead of the chunks' other tasks there)
+      const w = await this.#admitted.acquire(bytes, signal);
+      const ended = kept.started();
+      return {
+        keep: true,
+        done: () => {
+          ended();
+          this.#admitted.release(w);
+        },
+      };
+    }
     if (bytes > this.#gate.capacity - this.#reserved) {
       this.#released = true;
       await this.#drop(kept, signal);

@@ -244,6 +244,18 @@ describe('derivations at once', () => {
     assert.ok(w.drops >= 1, log.join(', '));
   });
 
+  test('derivations that keep their memory are handed to the pool only as many at once as the gate holds', async () => {
+    const log: string[] = [];
+    const w = modelWorkers(2, log);
+    const budget = new KdfBudget(1000 * MiB, 1000 * MiB, w);
+    const finishers: (() => void)[] = [];
+    const runs = [0, 1, 2, 3, 4].map((i) => budget.run(300 * MiB, w.derive(300 * MiB, `${i}`, new Promise<void>((r) => finishers.push(r)))));
+    for (let k = 0; k < 5; k++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(log, ['start 0 kept', 'start 1 kept', 'start 2 kept'], '3 × 300 MiB in 1000 MiB, as without keeping');
+    for (const f of finishers) f();
+    assert.deepEqual(await Promise.all(runs), [true, true, true, true, true]);
+  });
+
   test('a release that fails leaves the memory counted as kept: the next derivation asks again (found by review)', async () => {
     const max = 2000 * MiB;
     const w = modelWorkers(2);
