@@ -103,6 +103,16 @@ function instanceFor(bytes: number, keep: boolean): Romix | null {
 }
 
 /**
+ * Whether a derivation with these parameters runs in the module. Left to node:crypto: too large
+ * for it, a B over 1 MiB (a huge p: here it would be copied twice more, and kept) and N >= 2^(16r),
+ * which OpenSSL refuses (the result must never depend on where it ran). The restore's budget keeps
+ * memory only for derivations that run here.
+ */
+export function runsInModule(logN: number, r: number, p: number): boolean {
+  return logN >= 1 && romixBytes(2 ** logN, r, p) <= WASM_SCRYPT_MAX_BYTES && p * 128 * r <= B_MAX_BYTES && logN < 16 * r;
+}
+
+/**
  * scrypt(passphrase, salt, N = 2^logN, r, p) of `dkLen` bytes, or null when it does not run here
  * (memory over WASM_SCRYPT_MAX_BYTES, the module's memory could not grow, or no `keep` and no kept
  * memory large enough): the caller then uses node:crypto. `keep`: this thread keeps the memory for
@@ -112,11 +122,7 @@ export function scryptWasm(passphrase: Uint8Array, salt: Uint8Array, logN: numbe
   const N = 2 ** logN;
   const blockBytes = 128 * r;
   const bytes = romixBytes(N, r, p);
-  // left to node:crypto: too large for the module, a B over 1 MiB (a huge p: here it would be
-  // copied twice more, and kept) and N >= 2^(16r), which OpenSSL refuses (the result must never
-  // depend on where it ran)
-  const here = !opensslOnly && logN >= 1 && bytes <= WASM_SCRYPT_MAX_BYTES && p * blockBytes <= B_MAX_BYTES && logN < 16 * r;
-  const inst = here ? instanceFor(bytes, keep) : null;
+  const inst = !opensslOnly && runsInModule(logN, r, p) ? instanceFor(bytes, keep) : null;
   if (inst === null) {
     // the budget counted this derivation as running in the memory this thread keeps: node:crypto's
     // must not come on top of it

@@ -10,7 +10,7 @@ import { cipherParams, evpBytesToKey, type CipherParams } from '../../../workers
 import type { DerivedScryptKey, TaskFailure } from '../../../workers/task-types.js';
 import { SCRYPT_OVERHEAD_BYTES, readScryptHeader } from '../../../workers/scrypt-file.js';
 import { SLOT_PREFIX, type SlotLayout } from './slot-layout.js';
-import type { KdfBudget } from './kdf-budget.js';
+import type { KdfBudget, KdfCost } from './kdf-budget.js';
 import { taskFailureError } from './small-decode.js';
 
 /** A key derived ahead for a v4 chunk (deriveV4Early), or null: decodeV4 derives it itself. */
@@ -86,15 +86,15 @@ export class ChunkDecoder {
     const head = slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + SCRYPT_OVERHEAD_BYTES);
     const h = readScryptHeader(head);
     if ('ok' in h) return Promise.resolve(null);
-    let bytes: number;
+    let cost: KdfCost;
     try {
-      bytes = kdf.check(head, ref.name, this.#context(ref));
+      cost = kdf.check(head, ref.name, this.#context(ref));
     } catch {
       return Promise.resolve(null);
     }
     const params = { salt: h.salt, logN: h.logN, r: h.r, p: h.p };
     const task = { passphrase: this.#chunkPassphrase(ref), ...params };
-    return kdf.run(bytes, (memory) => this.#o.pool.run('scryptDerive', { ...task, ...memory }, this.#runOpts(ref)), this.#o.signal).then(
+    return kdf.run(cost, (memory) => this.#o.pool.run('scryptDerive', { ...task, ...memory }, this.#runOpts(ref)), this.#o.signal).then(
       (r) => (r.ok ? { key: r.key, ...params } : null),
       () => null,
     );

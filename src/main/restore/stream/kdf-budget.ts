@@ -5,7 +5,7 @@
 // at once as the memory allows.
 import { QvmBackupError, type ErrorContext } from '../../errors.js';
 import { checkScryptParams, readScryptHeader, scryptCost, type KdfMemory, type ScryptParams } from '../../../workers/scrypt-file.js';
-import { WASM_SCRYPT_MAX_BYTES } from '../../../workers/scrypt-romix.js';
+import { runsInModule, WASM_SCRYPT_MAX_BYTES } from '../../../workers/scrypt-romix.js';
 import { MIN_CHUNK_MEMORY_BYTES } from './restore-memory.js';
 
 const MiB = 1024 * 1024;
@@ -65,6 +65,11 @@ class KeptMemory {
     return this.#dropping ?? Promise.resolve();
   }
 
+  /** a drop is under way */
+  get dropping(): boolean {
+    return this.#dropping !== null;
+  }
+
   started(): () => void {
     this.#running++;
     return () => {
@@ -87,6 +92,14 @@ class KeptMemory {
 }
 
 const keptByPool = new WeakMap<KdfWorkers, KeptMemory>();
+
+/** What one derivation costs: its memory, and whether it runs in the WebAssembly module (only those
+ *  keep their memory: scrypt-romix.ts). A plain number is a derivation of r = 8, p = 1: it runs
+ *  there up to the module's size limit. */
+export interface KdfCost {
+  bytes: number;
+  inModule: boolean;
+}
 
 /** A grant to derive: whether the worker keeps the memory, and what to give back after. */
 interface Grant {
@@ -136,9 +149,9 @@ export class KdfBudget {
    * return its memory cost; throws ERR_TOO_LARGE when it asks for more than --max-memory allows.
    * A file whose header cannot be read costs 0 here: the worker reports its format error.
    */
-  check(file: Uint8Array, what: string, context: ErrorContext): number {
+  check(file: Uint8Array, what: string, context: ErrorContext): KdfCost {
     const h = readScryptHeader(file);
-    if ('ok' in h) return 0;
+    if ('ok' in h) return { bytes: 0, inModule: false };
     const q: ScryptParams = { logN: h.logN, r: h.r, p: h.p };
     const params = `scrypt logN=${q.logN} r=${q.r} p=${q.p}`;
     const invalid = checkScryptParams(q);
@@ -152,7 +165,7 @@ export class KdfBudget {
     if (work > maxKdfWork) {
       throw new QvmBackupError('ERR_TOO_LARGE', `${what}: this archive asks for N·r·p = 2^${Math.log2(work).toFixed(1)} of work per key derivation (${params}), as slow as a ${mib(work * 128)} one; --max-memory ${mib(this.maxMemory)} allows 2^${Math.log2(maxKdfWork).toFixed(1)}; ${allow}`, context);
     }
-    return bytes;
+    return { bytes, inModule: runsInModule(q.logN, q.r, q.p) };
   }
 
   /**
@@ -167,12 +180,13 @@ export class KdfBudget {
    * beside it, every worker first releases what it keeps. So the derivations running and the
    * memory kept stay within the gate together, whatever mix of parameters an archive holds.
    */
-  async run<T>(bytes: number, f: (memory: KdfMemory) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  async run<T>(cost: number | KdfCost, f: (memory: KdfMemory) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const { bytes, inModule } = typeof cost === 'number' ? { bytes: cost, inModule: cost <= WASM_SCRYPT_MAX_BYTES } : cost;
     const turn = this.#decided;
     const decision = (async () => {
       await turn;
       signal?.throwIfAborted();
-      return this.#decide(bytes, signal);
+      return this.#decide(bytes, inModule, signal);
     })();
     this.#decided = decision.catch(() => undefined);
     // an abort ends the wait at once; a grant that came at the same time is given back
@@ -201,40 +215,47 @@ export class KdfBudget {
     }
   }
 
-  async #decide(bytes: number, signal?: AbortSignal): Promise<Grant> {
+  async #decide(bytes: number, inModule: boolean, signal?: AbortSignal): Promise<Grant> {
     const kept = this.#kept;
     if (kept === null || bytes <= 0) {
       const w = await this.#gate.acquire(bytes, signal);
       return { keep: false, done: () => this.#gate.release(w) };
     }
-    await kept.settled();
-    // kept by an earlier stage beyond what this one may keep: released first
-    if (this.threads * kept.each > this.#keepRoom) await this.#drop(kept, signal);
-    // a size is kept only where the module runs it (the worker releases its memory otherwise) and,
-    // after this budget had to release memory for a derivation, no more (parameters that alternate
-    // would release and fault in the kept memory again and again)
-    const keepable = !this.#released && bytes <= WASM_SCRYPT_MAX_BYTES && this.threads * bytes <= this.#keepRoom;
-    if (bytes > kept.each && keepable) kept.each = bytes;
-    await this.#reserve(signal);
-    if (bytes <= kept.each) {
-      // its memory is counted in the reservation; how many are handed to the pool at once is what
-      // the gate alone would admit (more would queue ahead of the chunks' other tasks there)
-      const w = await this.#admitted.acquire(bytes, signal);
-      const ended = kept.started();
-      return {
-        keep: true,
-        done: () => {
-          ended();
+    for (;;) {
+      await kept.settled();
+      // kept by an earlier stage beyond what this one may keep: released first
+      if (this.threads * kept.each > this.#keepRoom) await this.#drop(kept, signal);
+      // a size is kept only where the module runs it (the worker releases its memory otherwise)
+      // and, after this budget had to release memory for a derivation, no more (parameters that
+      // alternate would release and fault in the kept memory again and again)
+      const keepable = inModule && !this.#released && this.threads * bytes <= this.#keepRoom;
+      if (bytes > kept.each && keepable) kept.each = bytes;
+      await this.#reserve(signal);
+      if (inModule && bytes <= kept.each) {
+        // its memory is counted in the reservation; how many are handed to the pool at once is
+        // what the gate alone would admit (more would queue ahead of the chunks' other tasks there)
+        const w = await this.#admitted.acquire(bytes, signal);
+        // another budget on this pool may have begun a release meanwhile: decide again after it
+        if (kept.dropping || bytes > kept.each) {
           this.#admitted.release(w);
-        },
-      };
+          continue;
+        }
+        const ended = kept.started();
+        return {
+          keep: true,
+          done: () => {
+            ended();
+            this.#admitted.release(w);
+          },
+        };
+      }
+      if (bytes > this.#gate.capacity - this.#reserved) {
+        this.#released = true;
+        await this.#drop(kept, signal);
+      }
+      const w = await this.#gate.acquire(bytes, signal);
+      return { keep: false, done: () => this.#gate.release(w) };
     }
-    if (bytes > this.#gate.capacity - this.#reserved) {
-      this.#released = true;
-      await this.#drop(kept, signal);
-    }
-    const w = await this.#gate.acquire(bytes, signal);
-    return { keep: false, done: () => this.#gate.release(w) };
   }
 
   /**

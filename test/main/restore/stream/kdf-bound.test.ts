@@ -94,7 +94,11 @@ describe('per-derivation limits from --max-memory', () => {
     assert.equal(kdfLimitsFor(RESTORE_MIN_MAX_MEMORY).maxKdfWork, DEFAULT_MAX_KDF_WORK);
     const file = (q: ScryptParams): Buffer => forge(encrypt('x', { logN: 4, r: 8, p: 1 }, Buffer.alloc(0)), q);
     const ok: ScryptParams[] = [{ logN: 19, r: 8, p: 1 }, { logN: 20, r: 8, p: 1 }, { logN: 21, r: 8, p: 1 }, { logN: 20, r: 8, p: 2 }, { logN: 18, r: 64, p: 1 }, { logN: 14, r: 1, p: 64 }];
-    for (const q of ok) assert.equal(budget.check(file(q), 'f', {}), 128 * q.r * (2 ** q.logN + 2 + q.p), JSON.stringify(q));
+    for (const q of ok) assert.equal(budget.check(file(q), 'f', {}).bytes, 128 * q.r * (2 ** q.logN + 2 + q.p), JSON.stringify(q));
+    // what runs in the WebAssembly module (only those keep their memory): not a B over 1 MiB
+    assert.equal(budget.check(file({ logN: 19, r: 8, p: 1 }), 'f', {}).inModule, true);
+    assert.equal(budget.check(file({ logN: 10, r: 8, p: 2000 }), 'f', {}).inModule, false);
+    assert.equal(budget.check(file({ logN: 16, r: 1, p: 1 }), 'f', {}).inModule, false);
     const refused: Array<[ScryptParams, RegExp]> = [
       [{ logN: 22, r: 8, p: 1 }, /asks for 4096 MiB per key derivation \(scrypt logN=22 r=8 p=1\).*allow it with --max-memory 4352M or more/],
       [{ logN: 19, r: 64, p: 1 }, /asks for 4096 MiB per key derivation \(scrypt logN=19 r=64 p=1\)/],
@@ -106,12 +110,12 @@ describe('per-derivation limits from --max-memory', () => {
     for (const [q, re] of refused) assert.throws(() => budget.check(file(q), 'f', {}), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_TOO_LARGE' && re.test(e.message), JSON.stringify(q));
     assert.throws(() => budget.check(file({ logN: 40, r: 8, p: 1 }), 'f', {}), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_UNSUPPORTED' && /logN 40 out of range/.test(e.message));
     // logN 16 (64 MiB and a few KiB) is allowed under any --max-memory
-    assert.equal(new KdfBudget(MiB).check(file({ logN: 16, r: 8, p: 1 }), 'f', {}), 128 * 8 * (2 ** 16 + 3));
+    assert.equal(new KdfBudget(MiB).check(file({ logN: 16, r: 8, p: 1 }), 'f', {}).bytes, 128 * 8 * (2 ** 16 + 3));
     // a raised --max-memory raises both bounds: logN 23 (8 GiB, 2^26 work) fits in the 8448M suggested
     const q23 = { logN: 23, r: 8, p: 1 };
     assert.throws(() => budget.check(file(q23), 'f', {}), /allow it with --max-memory 8448M or more/);
     assert.throws(() => new KdfBudget(8447 * MiB).check(file(q23), 'f', {}), /8448M/);
-    assert.equal(new KdfBudget(8448 * MiB).check(file(q23), 'f', {}), 128 * 8 * (2 ** 23 + 3));
+    assert.equal(new KdfBudget(8448 * MiB).check(file(q23), 'f', {}).bytes, 128 * 8 * (2 ** 23 + 3));
   });
 });
 
@@ -254,6 +258,48 @@ describe('derivations at once', () => {
     assert.deepEqual(log, ['start 0 kept', 'start 1 kept', 'start 2 kept'], '3 × 300 MiB in 1000 MiB, as without keeping');
     for (const f of finishers) f();
     assert.deepEqual(await Promise.all(runs), [true, true, true, true, true]);
+  });
+
+  test('a derivation the module does not run (a B over 1 MiB) never keeps, and runs counted beside what is kept (found by review)', async () => {
+    const w = modelWorkers(2);
+    const budget = new KdfBudget(2000 * MiB, 2000 * MiB, w);
+    assert.equal(await budget.run(300 * MiB, w.derive(300 * MiB, 'a')), true);
+    assert.equal(await budget.run({ bytes: 200 * MiB, inModule: false }, w.derive(200 * MiB, 'b')), false);
+    assert.equal(await budget.run({ bytes: 300 * MiB, inModule: true }, w.derive(300 * MiB, 'c')), true, 'keeping goes on');
+    assert.equal(w.drops, 0);
+    assert.ok(w.peak <= 2000 * MiB);
+  });
+
+  test('two budgets on one pool: a derivation granted while the other begins a release waits for it (found by review)', async () => {
+    const log: string[] = [];
+    const w = modelWorkers(2, log);
+    let releasing = false;
+    const drop = w.dropKeptKdfMemory;
+    w.dropKeptKdfMemory = async () => {
+      releasing = true;
+      await new Promise((r) => setImmediate(r));
+      await drop();
+      releasing = false;
+    };
+    const derive = w.derive;
+    w.derive = (bytes, name, hold) => {
+      const f = derive(bytes, name, hold);
+      return async (memory) => {
+        assert.ok(!(releasing && memory.keepKdfMemory === true), `${name} kept while the workers release: ${log.join(', ')}`);
+        return f(memory);
+      };
+    };
+    const b = new KdfBudget(1000 * MiB, 1000 * MiB, w);
+    const a = new KdfBudget(1000 * MiB, 1000 * MiB, w);
+    const finishers: (() => void)[] = [];
+    const held = [0, 1, 2].map((i) => b.run(300 * MiB, w.derive(300 * MiB, `b${i}`, new Promise<void>((r) => finishers.push(r)))));
+    const fourth = b.run(300 * MiB, w.derive(300 * MiB, 'b3'));
+    for (let k = 0; k < 5; k++) await new Promise((r) => setImmediate(r));
+    const big = a.run(900 * MiB, w.derive(900 * MiB, 'a-big'));
+    for (let k = 0; k < 5; k++) await new Promise((r) => setImmediate(r));
+    for (const f of finishers) f();
+    await Promise.all([...held, fourth, big]);
+    assert.ok(log.includes('drop'), log.join(', '));
   });
 
   test('a release that fails leaves the memory counted as kept: the next derivation asks again (found by review)', async () => {
