@@ -35,44 +35,42 @@ export function zstdDecompressSmall(data: Uint8Array, maxBytes: number): Buffer 
 export function createInnerDecoder(filter: InnerFilter): Transform | null {
   if (filter.kind === 'gunzip') {
     const g = createGunzip({ chunkSize: OUT_CHUNK }) as ZlibStream;
-    refuseGzipTrailingData(g);
+    refuseTrailingData(g, gzipEnd());
     return g;
   }
   if (filter.kind !== 'zstd') return null;
   const z = zstd();
   const d = z.createZstdDecompress({ chunkSize: OUT_CHUNK, params: { [z.c.windowLogMax]: ZSTD_WINDOW_LOG_MAX } }) as ZlibStream;
-  refuseTrailingData(d);
+  refuseTrailingData(d, zstdEnd());
   return d;
 }
 
 /**
- * node:zlib's zstd decoder stops at bytes after a frame that are not a frame, without an error: it
- * ends its output early and drops the rest (`zstd -d` fails on them, and gunzip does too). Count what
- * went in; an end of output while input is left unconsumed (`bytesWritten` < fed) fails the stream.
- * It also takes 1-3 bytes of a magic number after the last frame as the start of another and ends
- * without an error: the frame bounds followed beside it must end with the input too.
+ * What may follow the end of a stream, for `refuseTrailingData`: `see` is shown every chunk fed, at
+ * its offset in the stream; `refuse` says why the stream may not end with `consumed` of the `fed`
+ * bytes taken by zlib (null: it may).
  */
-function refuseTrailingData(d: ZlibStream): void {
-  let fed = 0;
+interface EndRule {
+  see(chunk: Uint8Array, at: number): void;
+  refuse(consumed: number, fed: number): string | null;
+}
+
+/**
+ * node:zlib's zstd decoder stops at bytes after a frame that are not a frame, without an error: it
+ * ends its output early and drops the rest (`zstd -d` fails on them). Input left unconsumed fails
+ * the stream. It also takes 1-3 bytes of a magic number after the last frame as the start of
+ * another and ends without an error: the frame bounds followed beside it must end with the input.
+ */
+function zstdEnd(): EndRule {
   const bounds = new ZstdFrameBounds();
-  const transform = d._transform.bind(d);
-  const push = d.push.bind(d);
-  d._transform = (chunk: Buffer, encoding: BufferEncoding, cb: TransformCallback): void => {
-    fed += chunk.length;
-    bounds.feed(chunk);
-    transform(chunk, encoding, cb);
-  };
-  d.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
-    if (chunk === null) {
-      const left = fed - d.bytesWritten;
+  return {
+    see: (chunk) => bounds.feed(chunk),
+    refuse: (consumed, fed) => {
+      const left = fed - consumed;
+      if (left > 0) return `${left} bytes after the last zstd frame are not zstd data`;
       const partial = bounds.partial();
-      if (left > 0 || partial > 0) {
-        const why = left > 0 ? `${left} bytes after the last zstd frame are not zstd data` : `${partial} bytes after the last zstd frame are not a whole frame (trailing data, or a frame cut off)`;
-        d.destroy(new Error(why));
-        return false;
-      }
-    }
-    return push(chunk, encoding);
+      return partial > 0 ? `${partial} bytes after the last zstd frame are not a whole frame (trailing data, or a frame cut off)` : null;
+    },
   };
 }
 
@@ -86,28 +84,43 @@ function lastNonZero(b: Uint8Array): number {
 /**
  * node:zlib's gunzip ends its output without an error at bytes after a gzip member that do not
  * start a new member with 0x1f (a zero byte, then anything) and drops them. `gzip -d` accepts only
- * zero bytes there; anything else is trailing garbage (exit 2). The offset of the last non-zero
- * byte fed is followed: the bytes zlib did not consume (`bytesWritten`..fed) must all be zero, and
- * so must any fed later. So that no reader takes the output for whole before that is known, zlib's
- * early end is held back until the input ends.
+ * zero bytes there; anything else is trailing garbage (exit 2): the offset of the last non-zero
+ * byte fed is followed, and the bytes zlib did not consume must all be zero.
  */
-function refuseGzipTrailingData(d: ZlibStream): void {
-  let fed = 0;
+function gzipEnd(): EndRule {
   let lastData = -1;
+  return {
+    see: (chunk, at) => {
+      const i = lastNonZero(chunk);
+      if (i >= 0) lastData = at + i;
+    },
+    refuse: (consumed, fed) => (lastData >= consumed ? `${fed - consumed} bytes after the end of the gzip stream are not gzip data (trailing garbage)` : null),
+  };
+}
+
+/**
+ * Hold zlib decoder `d` to `rule` at the end of its stream (see zstdEnd, gzipEnd): when zlib ends
+ * its output, and at the end of the input. An end of output before the input ended (zlib stopped at
+ * bytes it does not take) is held back until the input ends, so that no reader takes the output for
+ * whole before the rest is known; the bytes fed after it are not given to zlib, only to the rule.
+ */
+function refuseTrailingData(d: ZlibStream, rule: EndRule): void {
+  let fed = 0;
   /** zlib ended its output before the input ended */
   let endedEarly = false;
   let flushing = false;
-  const trailing = (): Error => new Error(`${fed - d.bytesWritten} bytes after the end of the gzip stream are not gzip data (trailing garbage)`);
+  const refused = (): Error | null => {
+    const why = rule.refuse(d.bytesWritten, fed);
+    return why === null ? null : new Error(why);
+  };
   const transform = d._transform.bind(d);
   const flush = d._flush.bind(d);
   const push = d.push.bind(d);
   d._transform = (chunk: Buffer, encoding: BufferEncoding, cb: TransformCallback): void => {
-    const at = lastNonZero(chunk);
-    if (at >= 0) lastData = fed + at;
+    rule.see(chunk, fed);
     fed += chunk.length;
     if (!endedEarly) return transform(chunk, encoding, cb);
-    // zlib would not look at these bytes
-    cb(at >= 0 ? trailing() : null);
+    cb(refused());
   };
   d._flush = (cb: TransformCallback): void => {
     flushing = true;
@@ -116,8 +129,9 @@ function refuseGzipTrailingData(d: ZlibStream): void {
   };
   d.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
     if (chunk === null) {
-      if (lastData >= d.bytesWritten) {
-        d.destroy(trailing());
+      const e = refused();
+      if (e !== null) {
+        d.destroy(e);
         return false;
       }
       if (!flushing) {

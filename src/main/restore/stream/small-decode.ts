@@ -21,13 +21,13 @@ export async function scryptDecryptSmall(
   what: string,
   signal?: AbortSignal,
 ): Promise<{ ok: true; data: Buffer } | TaskFailure> {
-  const bytes = kdf.check(data, what, { file: what });
+  const cost = kdf.check(data, what, { file: what });
   const cap = Math.max(0, data.length - 128);
   const sab = new SharedArrayBuffer(data.length + cap + 1);
   new Uint8Array(sab, 0, data.length).set(data);
   const opts = signal ? { signal } : {};
   const task = { passphrase, input: { sab, offset: 0, length: data.length }, output: { sab, offset: data.length, length: cap + 1 }, ...kdf.limits };
-  const r = await kdf.run(bytes, (memory) => pool.run('scryptDecrypt', { ...task, ...memory }, opts), signal);
+  const r = await kdf.run(cost, (memory) => pool.run('scryptDecrypt', { ...task, ...memory }, opts), signal);
   if (!r.ok) return r;
   return { ok: true, data: Buffer.from(new Uint8Array(sab, data.length, r.length)) };
 }
