@@ -12,7 +12,7 @@ import { before, test } from 'node:test';
 import { loadSpawner } from '../../../../src/main/io/spawn.js';
 import { isQvmBackupError } from '../../../../src/main/errors.js';
 import { openImageExtractor } from '../../../../src/main/restore/stream/image-extractor.js';
-import { openStreamExtractor } from '../../../../src/main/restore/stream/file-extractor.js';
+import { openStreamExtractor, type InnerExtractor } from '../../../../src/main/restore/stream/file-extractor.js';
 import { sampleData } from '../../../workers/tools.js';
 import { split } from './build-archive.js';
 import { sparseImage, tempDir } from './stream-helpers.js';
@@ -29,6 +29,21 @@ const imageIn = (dir: string): { image: string; tar: Buffer } => sparseImage(dir
 
 /** Our own `xz -d` children (the setpriv wrapper, where it exists, execs into the program). */
 const decoders = (): number[] => descendants(process.pid).filter((pid) => /(^|\/)xz -d( |$)/.test(cmdline(pid)));
+
+/** A VM image's or a directory's inner archive compressed by xz, and `open`: an extractor of it
+ *  (its decoder `xz -d`, writing into a fresh `work/name`). */
+function xzArchive(work: string, which: 'image' | 'directory'): { packed: Buffer; open: (name: string, signal?: AbortSignal) => InnerExtractor } {
+  const tar = which === 'image' ? imageIn(path.join(work, 'src')).tar : directoryIn(work, 'xz').tar;
+  const packed = execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 30 });
+  const open = (name: string, signal?: AbortSignal): InnerExtractor => {
+    const dir = path.join(work, name);
+    fs.mkdirSync(dir);
+    const o = { dir, listOnly: false, ...(signal ? { signal } : {}) };
+    const filter = { kind: 'program', program: 'xz' } as const;
+    return which === 'image' ? openImageExtractor({ ...o, member: 'vm3/private.img' }, filter) : openStreamExtractor({ ...o, member: 'vm3/apps' }, filter);
+  };
+  return { packed, open };
+}
 
 async function feed(x: ReturnType<typeof openImageExtractor>, data: Buffer): Promise<void> {
   for (const piece of split(data, 256 * 1024)) await x.write(piece);
@@ -105,12 +120,9 @@ test('the decoder memory of a program is bounded as in-process: a zstd window of
 test('abort while the program runs: it is killed, nothing waits on it', { skip: !have('xz') && 'xz is not installed', timeout: 60_000 }, async () => {
   const work = tempDir();
   try {
-    const { tar } = imageIn(path.join(work, 'src'));
-    const packed = execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 30 });
-    const out = path.join(work, 'out');
-    fs.mkdirSync(out);
+    const { packed, open } = xzArchive(work, 'image');
     const ac = new AbortController();
-    const x = openImageExtractor({ dir: out, member: 'vm3/private.img', listOnly: false, signal: ac.signal }, { kind: 'program', program: 'xz' });
+    const x = open('out', ac.signal);
     await x.write(packed.subarray(0, packed.length >> 1));
     await waitFor('the decoder to run', () => decoders().length > 0, 10_000);
     ac.abort();
@@ -127,12 +139,9 @@ const tars = (): number[] => descendants(process.pid).filter((pid) => /(^|\/)tar
 test('a directory archive: abort while xz and tar run kills both, nothing waits on them', { skip: !have('xz') && 'xz is not installed', timeout: 60_000 }, async () => {
   const work = tempDir();
   try {
-    const { tar } = directoryIn(work, 'xz');
-    const packed = execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 30 });
-    const out = path.join(work, 'out');
-    fs.mkdirSync(out);
+    const { packed, open } = xzArchive(work, 'directory');
     const ac = new AbortController();
-    const x = openStreamExtractor({ dir: out, member: 'vm3/apps', listOnly: false, signal: ac.signal }, { kind: 'program', program: 'xz' });
+    const x = open('out', ac.signal);
     await x.write(packed.subarray(0, packed.length >> 1));
     await waitFor('xz and tar to run', () => decoders().length > 0 && tars().length > 0, 10_000);
     ac.abort();
@@ -146,16 +155,12 @@ test('a directory archive: abort while xz and tar run kills both, nothing waits 
 test('a directory archive: tar killed mid-stream fails the file as tar\'s failure, and xz does not outlive it', { skip: !have('xz') && 'xz is not installed', timeout: 60_000 }, async () => {
   const work = tempDir();
   try {
-    const { tar } = directoryIn(work, 'xz');
-    const packed = execFileSync('xz', ['-c'], { input: tar, maxBuffer: 1 << 30 });
-    const out = path.join(work, 'out');
-    fs.mkdirSync(out);
-    const x = openStreamExtractor({ dir: out, member: 'vm3/apps', listOnly: false }, { kind: 'program', program: 'xz' });
+    const { packed, open } = xzArchive(work, 'directory');
+    const x = open('out');
     await x.write(packed.subarray(0, 64));
     // tar is spawned, but between fork and exec its command line is still node's: wait for tar itself.
     await waitFor('tar to run', () => tars().length > 0, 10_000);
-    const running = tars();
-    for (const pid of running) process.kill(pid, 'SIGKILL');
+    for (const pid of tars()) process.kill(pid, 'SIGKILL');
     const rest = (async () => {
       for (const piece of split(packed.subarray(64), 4096)) await x.write(piece);
       await x.finish();
@@ -177,20 +182,10 @@ for (const stopped of [true, false]) {
     test(`${which} archive: abort() ${stopped ? 'after a stop of the run' : 'alone'} resolves with the decoder program gone${stopped ? '; the file fails as cancelled' : ''}`, { skip: !have('xz') && 'xz is not installed', timeout: 60_000 }, async () => {
       const work = tempDir();
       try {
+        const { packed, open } = xzArchive(work, which);
         for (let round = 0; round < 5; round++) {
-          const out = path.join(work, `out${round}`);
-          fs.mkdirSync(out);
           const ac = new AbortController();
-          const o = { dir: out, listOnly: false, signal: ac.signal };
-          let x;
-          let packed: Buffer;
-          if (which === 'image') {
-            packed = execFileSync('xz', ['-c'], { input: imageIn(path.join(work, `src${round}`)).tar, maxBuffer: 1 << 30 });
-            x = openImageExtractor({ ...o, member: 'vm3/private.img' }, { kind: 'program', program: 'xz' });
-          } else {
-            packed = execFileSync('xz', ['-c'], { input: directoryIn(path.join(work, `src${round}`), 'xz').tar, maxBuffer: 1 << 30 });
-            x = openStreamExtractor({ ...o, member: 'vm3/apps' }, { kind: 'program', program: 'xz' });
-          }
+          const x = open(`out${round}`, ac.signal);
           await x.write(packed.subarray(0, packed.length >> 1));
           await waitFor('the decoder to run', () => decoders().length > 0, 10_000);
           if (stopped) {
