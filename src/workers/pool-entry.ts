@@ -5,7 +5,8 @@
 import { performance } from 'node:perf_hooks';
 import { workerData } from 'node:worker_threads';
 import * as tasks from './chunk-worker.js';
-import { countKeptMemoryIn, deriveWithOpenSslOnly } from './scrypt-romix.js';
+import { countDerivationsIn, setKdfEngineMode } from './kdf-engine.js';
+import { countKeptMemoryIn } from './scrypt-romix.js';
 import { TASK_STARTED, TASK_WAITING, type PoolMessage, type PortableError, type TaskMap, type TaskName } from './task-types.js';
 
 /** A thrown value as a PortableError (name, message, stack, code and context kept). */
@@ -58,8 +59,10 @@ void exported;
 
 // Tell the main thread this worker's modules are loaded (WorkerPool.destroy waits for it: on Node 20
 // a worker terminated while it is still loading them can abort the whole process).
-const data = workerData as { loadedWorkers?: Int32Array; kdfEngine?: string; keptKdf?: Int32Array } | null | undefined;
-if (data?.kdfEngine === 'openssl') deriveWithOpenSslOnly();
+const data = workerData as { loadedWorkers?: Int32Array; kdfEngine?: string; keptKdf?: Int32Array; kdfEngines?: Int32Array } | null | undefined;
+// QVMB_KDF=openssl or =wasm fixes the scrypt engine (kdf-engine.ts), for comparisons
+if (data?.kdfEngine === 'openssl' || data?.kdfEngine === 'wasm' || data?.kdfEngine === 'auto') setKdfEngineMode(data.kdfEngine);
+if (data?.kdfEngines instanceof Int32Array) countDerivationsIn(data.kdfEngines);
 // how many workers keep memory for scrypt, for the pool (WorkerPool.dropKeptKdfMemory)
 if (data?.keptKdf instanceof Int32Array) countKeptMemoryIn(data.keptKdf);
 const loaded = data?.loadedWorkers;

@@ -1,10 +1,10 @@
 // Tarsnap `scrypt enc` file format version 0 (FORMAT §5.2): scrypt KDF, AES-256-CTR (nonce 0)
 // and HMAC-SHA256, encrypted and decrypted in slices into caller memory (in place allowed).
 // Uses the SYNC KDF on purpose: in a worker thread the async one would queue on libuv's 4 threads.
-import { createCipheriv, createHash, createHmac, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { assertSafeOverlap, copyOf, pumpSlices, put } from './buffers.js';
 import { failure } from './codec-error.js';
-import { scryptWasm } from './scrypt-romix.js';
+import { deriveScrypt } from './kdf-engine.js';
 import type { DerivedScryptKey, TaskFailure } from './task-types.js';
 
 /** scrypt cost parameters: N = 2^logN. */
@@ -67,11 +67,10 @@ export interface KdfMemory {
   keepKdfMemory?: boolean;
 }
 
-/** The 64-byte derived key: key_enc (32) ‖ key_hmac (32). In WebAssembly SIMD where it runs
- *  (scrypt-romix.ts), else by node:crypto (OpenSSL); the same key either way. */
+/** The 64-byte derived key: key_enc (32) ‖ key_hmac (32). In WebAssembly SIMD (scrypt-romix.ts) or
+ *  by node:crypto (OpenSSL), whichever is faster on this thread (kdf-engine.ts); the same key either way. */
 export function scryptDeriveKey(passphrase: Uint8Array, salt: Uint8Array, q: ScryptParams & KdfMemory): Buffer {
-  const key = scryptWasm(passphrase, salt, q.logN, q.r, q.p, 64, q.keepKdfMemory === true);
-  return key ?? scryptSync(passphrase, salt, 64, { N: 2 ** q.logN, r: q.r, p: q.p, maxmem: scryptCost(q).bytes + MAXMEM_MARGIN });
+  return deriveScrypt(passphrase, salt, q.logN, q.r, q.p, 64, q.keepKdfMemory === true, scryptCost(q).bytes + MAXMEM_MARGIN);
 }
 
 function hmacSha256(key: Uint8Array): ReturnType<typeof createHmac> {

@@ -1,11 +1,12 @@
 // scrypt (RFC 7914) with its memory-hard step in WebAssembly SIMD (scripts/scrypt-wasm.mjs) and the
-// two PBKDF2-HMAC-SHA256 steps in node:crypto. Why not only node:crypto's scryptSync (OpenSSL):
-// - OpenSSL's Salsa20/8 is scalar C; the SIMD module takes ~0.85 CPU-s for a logN 19, r = 8
-//   derivation here where OpenSSL takes ~1.25 s (and Tarsnap's `scrypt` ~1.0 s);
+// two PBKDF2-HMAC-SHA256 steps in node:crypto. Why a module of our own beside node:crypto's scryptSync
+// (OpenSSL), and which of the two derives, is kdf-engine.ts's business:
+// - OpenSSL's Salsa20/8 is scalar C; on one host of this kind the SIMD module took ~0.85 CPU-s for a
+//   logN 19, r = 8 derivation where OpenSSL took ~1.25 s, on another OpenSSL was the faster;
 // - OpenSSL allocates its 512 MiB (at logN 19) per derivation and frees it after, so every
-//   derivation faults in fresh pages: 0.3–1.4 s of kernel time on this VM, where freed memory goes
-//   back to the host (BENCHMARKS.md). A worker may instead keep its module's memory between
-//   derivations (`keep`), when the caller's memory budget holds one derivation per thread anyway.
+//   derivation faults in fresh pages: 0.1–1.4 s on this VM, where freed memory goes back to the
+//   host (BENCHMARKS.md). A worker may instead keep its module's memory between derivations
+//   (`keep`), when the caller's memory budget holds one derivation per thread anyway.
 // The memory the derivation used is zeroed before returning (kept or not): it holds B =
 // PBKDF2(P, S), from which a passphrase guess could be checked without the memory-hard work.
 import { pbkdf2Sync } from 'node:crypto';
@@ -31,13 +32,8 @@ interface Romix {
 }
 
 let module: object | undefined;
-/** QVMB_KDF=openssl (passed by the pool): every derivation by node:crypto, for comparisons */
+/** the runtime cannot compile or run the module (no WebAssembly SIMD): node:crypto from now on */
 let opensslOnly = false;
-
-/** Make this thread derive every key with node:crypto (the pool's workerData says so). */
-export function deriveWithOpenSslOnly(): void {
-  opensslOnly = true;
-}
 /** this thread's kept instance (its memory only grows, until dropKeptMemory) */
 let kept: Romix | undefined;
 /** shared with the pool: how many threads keep an instance (the pool's workerData gives it) */
@@ -119,9 +115,7 @@ export function runsInModule(logN: number, r: number, p: number): boolean {
  * its next derivation.
  */
 export function scryptWasm(passphrase: Uint8Array, salt: Uint8Array, logN: number, r: number, p: number, dkLen: number, keep: boolean): Buffer | null {
-  const N = 2 ** logN;
-  const blockBytes = 128 * r;
-  const bytes = romixBytes(N, r, p);
+  const bytes = romixBytes(2 ** logN, r, p);
   const inst = !opensslOnly && runsInModule(logN, r, p) ? instanceFor(bytes, keep) : null;
   if (inst === null) {
     // the budget counted this derivation as running in the memory this thread keeps: node:crypto's
@@ -129,6 +123,14 @@ export function scryptWasm(passphrase: Uint8Array, salt: Uint8Array, logN: numbe
     if (keep) dropKeptMemory();
     return null;
   }
+  return deriveIn(inst, passphrase, salt, logN, r, p, dkLen);
+}
+
+/** One derivation in `inst` (its memory at least romixBytes large); the memory is zeroed after. */
+function deriveIn(inst: Romix, passphrase: Uint8Array, salt: Uint8Array, logN: number, r: number, p: number, dkLen: number): Buffer {
+  const N = 2 ** logN;
+  const blockBytes = 128 * r;
+  const bytes = romixBytes(N, r, p);
   const B = pbkdf2Sync(passphrase, salt, 1, p * blockBytes, 'sha256');
   const mem = new DataView(inst.memory.buffer, 0, bytes);
   try {
@@ -142,6 +144,35 @@ export function scryptWasm(passphrase: Uint8Array, salt: Uint8Array, logN: numbe
     new Uint8Array(inst.memory.buffer, 0, bytes).fill(0);
     B.fill(0);
   }
+}
+
+/**
+ * For measuring the module against node:crypto (kdf-engine.ts): a derivation function running in
+ * an instance of its own (not the kept one: nothing counted as kept changes), or null where the
+ * module does not run here. The instance's memory is freed with the function.
+ */
+export function moduleRunner(logN: number, r: number, p: number): ((passphrase: Uint8Array, salt: Uint8Array) => Buffer) | null {
+  if (opensslOnly || !runsInModule(logN, r, p)) return null;
+  let inst: Romix;
+  try {
+    inst = instantiate();
+  } catch {
+    opensslOnly = true; // a runtime without WebAssembly SIMD
+    return null;
+  }
+  const bytes = romixBytes(2 ** logN, r, p);
+  const have = inst.memory.buffer.byteLength;
+  try {
+    if (have < bytes) inst.memory.grow(Math.ceil((bytes - have) / PAGE));
+  } catch {
+    return null;
+  }
+  return (passphrase, salt) => deriveIn(inst, passphrase, salt, logN, r, p, 64);
+}
+
+/** Bytes of module memory this thread keeps (0: none). */
+export function keptBytes(): number {
+  return kept === undefined ? 0 : kept.memory.buffer.byteLength;
 }
 
 /** Which word of a Salsa20 block sits at each position in the module's memory. */

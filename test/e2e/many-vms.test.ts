@@ -14,6 +14,7 @@ const FILES = EXTRA + 4 + 2 + 2;
 
 interface Stats {
   key_derivations: number;
+  key_derivation_engines?: { wasm: number; openssl: number };
   spawns: { count: number };
   stages: { stage: string; count: number }[];
   workers: { threads: number; utilisation: number };
@@ -36,6 +37,9 @@ test('restoring 2 of 30 VMs derives the keys of their chunks only; the full rest
     const bs = summaryOf(b.stdout).stats!;
     // header + qubes.xml + one chunk per inner archive
     assert.equal(bs.key_derivations, 2 + FILES, 'backup derivations');
+    // each ran in one of the two scrypt engines, as the workers counted them
+    const engines = (st: Stats): number => (st.key_derivation_engines?.wasm ?? NaN) + (st.key_derivation_engines?.openssl ?? NaN);
+    assert.equal(engines(bs), bs.key_derivations, JSON.stringify(bs.key_derivation_engines));
     // every inner archive is a regular file's: made in-process; the one child is the hole-map helper
     const inProcess = bs.stages.find((s) => s.stage === 'inner tar in-process (open to end)');
     assert.equal(inProcess?.count, FILES, 'inner archives made in-process');
@@ -58,6 +62,7 @@ test('restoring 2 of 30 VMs derives the keys of their chunks only; the full rest
     assert.equal(all.status, 0, all.stderr);
     const sa = summaryOf(all.stdout).stats!;
     assert.equal(sa.key_derivations, 2 + FILES);
+    assert.equal(engines(sa), sa.key_derivations, JSON.stringify(sa.key_derivation_engines));
     assert.equal(readdirSync(join(t.dir, 'hostAll', 'appvms')).length, EXTRA + 4);
     // the ready VMs are registered in groups, not with one qubes.xml write each
     const writes = sa.stages.find((s) => s.stage === 'install: write host qubes.xml (fsync)');
@@ -69,7 +74,7 @@ test('restoring 2 of 30 VMs derives the keys of their chunks only; the full rest
     const text = node(RESTORE_BIN, ['-q', '--stats', '--verify-only', '-y', '-p', pw, '--qubes-root', join(t.dir, 'host3'), '--dom0-home', join(t.dir, 'hh', 'user'), '--ignore-missing', archive, 'app-001']);
     assert.equal(text.status, 0, text.stderr);
     assert.match(text.stderr, /Stage profile \(wall [\d.]+ s\):/);
-    assert.match(text.stderr, /key derivations: 3\n/);
+    assert.match(text.stderr, /key derivations: 3 \(scrypt in WebAssembly [0-3], node:crypto [0-3]\)\n/);
     assert.match(text.stderr, /workers: \d+ threads, [\d.]+ busy s in \d+ tasks, utilisation \d+ %/);
     // --json without --stats: the summary still carries the profile; nothing printed on stderr
     const plain = node(RESTORE_BIN, ['--json', '--verify-only', '-y', '-p', pw, '--qubes-root', join(t.dir, 'host4'), '--dom0-home', join(t.dir, 'hh', 'user'), '--ignore-missing', archive, 'app-002']);

@@ -41,6 +41,9 @@ export interface WorkerPoolOptions {
   threads: number;
   /** the run's stage profile: each task's worker time and the key derivations are added to it */
   stats?: RunStats;
+  /** the scrypt engine of every derivation (workers/kdf-engine.ts); default: QVMB_KDF=openssl or
+   *  =wasm, else each worker's faster one */
+  kdfEngine?: 'auto' | 'wasm' | 'openssl';
 }
 
 /** The stage of the profile a task's worker time counts for (none: the time is not work). */
@@ -86,6 +89,12 @@ const LOAD_GRACE_MS = 30_000;
  *  import(), which a termination interrupts cleanly. */
 const WORKER_EXEC_ARGV = process.allowedNodeEnvironmentFlags.has('--no-experimental-require-module') ? ['--no-experimental-require-module'] : [];
 
+/** QVMB_KDF=openssl or =wasm (anything else: chosen by speed in each worker) */
+function kdfEngineEnv(): 'auto' | 'openssl' | 'wasm' {
+  const v = process.env['QVMB_KDF'];
+  return v === 'openssl' || v === 'wasm' ? v : 'auto';
+}
+
 /** piscina's message when a worker answers a task it no longer knows (after destroy). */
 const LATE_ANSWER = /^Unexpected message from Worker/;
 
@@ -119,6 +128,8 @@ export class WorkerPool {
   readonly #stats: RunStats | undefined;
   /** how many workers keep scrypt memory between derivations (workers/scrypt-romix.ts) */
   readonly #keptKdf = new Int32Array(new SharedArrayBuffer(4));
+  /** scrypt derivations per engine, counted by the workers: [WebAssembly, node:crypto] */
+  readonly #kdfEngines = new Int32Array(new SharedArrayBuffer(8));
   /** barriers of dropKeptKdfMemory in progress: released when the pool stops */
   readonly #barriers = new Set<Int32Array>();
   #destroying = false;
@@ -128,13 +139,14 @@ export class WorkerPool {
     this.threads = opts.threads;
     this.#stats = opts.stats;
     opts.stats?.setThreads(opts.threads);
+    opts.stats?.setKdfEngineCounts(() => this.kdfEngineCounts);
     this.#pool = new Piscina({
       filename: workerFile(),
       minThreads: opts.threads,
       maxThreads: opts.threads,
       idleTimeout: IDLE_TIMEOUT_MS,
-      // QVMB_KDF=openssl: scrypt by node:crypto only (workers/scrypt-romix.ts), to compare the two
-      workerData: { loadedWorkers: this.#loaded, keptKdf: this.#keptKdf, ...(process.env['QVMB_KDF'] === 'openssl' ? { kdfEngine: 'openssl' } : {}) },
+      // QVMB_KDF=openssl or =wasm: every scrypt derivation by that engine (workers/kdf-engine.ts), to compare them
+      workerData: { loadedWorkers: this.#loaded, keptKdf: this.#keptKdf, kdfEngines: this.#kdfEngines, kdfEngine: opts.kdfEngine ?? kdfEngineEnv() },
       execArgv: WORKER_EXEC_ARGV,
     });
     // Without a listener, piscina's 'error' event kills the process with a stack trace.
@@ -210,6 +222,11 @@ export class WorkerPool {
         },
       );
     });
+  }
+
+  /** scrypt derivations the workers ran so far, per engine */
+  get kdfEngineCounts(): { wasm: number; openssl: number } {
+    return { wasm: Atomics.load(this.#kdfEngines, 0), openssl: Atomics.load(this.#kdfEngines, 1) };
   }
 
   /** How many workers keep scrypt memory between derivations now. */

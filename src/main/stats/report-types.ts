@@ -11,6 +11,8 @@ export interface StatsReport {
   stages: StageReport[];
   workers: { threads: number; busy_s: number; utilisation: number; tasks: number };
   key_derivations: number;
+  /** of those, how many each scrypt engine ran (workers/kdf-engine.ts), when a worker pool counted them */
+  key_derivation_engines?: { wasm: number; openssl: number };
   spawns: { count: number; main_thread_s: number };
   event_loop_utilisation: number;
   /** which resource bounded the run (see bound.ts), when the run says how to tell */

@@ -37,6 +37,7 @@ export class RunStats {
   #workerMs = 0;
   #tasks = 0;
   #derivations = 0;
+  #engines: (() => { wasm: number; openssl: number }) | undefined;
   #spawns = 0;
   #spawnMs = 0;
   /** time spent waiting for the user (passphrase, confirmation), left out of the wall time */
@@ -99,6 +100,11 @@ export class RunStats {
     if (acc === undefined) this.#stages.set(stage, (acc = { busyMs: 0, activeMs: 0, count: 0, open: 0, openedAt: 0 }));
     acc.busyMs += ms;
     acc.count += count;
+  }
+
+  /** Where the derivations per scrypt engine are counted (the worker pool's shared counters). */
+  setKdfEngineCounts(read: () => { wasm: number; openssl: number }): void {
+    this.#engines = read;
   }
 
   /** The worker pool's size (for utilisation). */
@@ -170,6 +176,7 @@ export class RunStats {
       stages,
       workers: { threads: this.#threads, busy_s: round(this.#workerMs), utilisation: capacity > 0 ? Math.round((1000 * this.#workerMs) / capacity) / 1000 : 0, tasks: this.#tasks },
       key_derivations: this.#derivations,
+      ...(this.#engines !== undefined ? { key_derivation_engines: this.#engines() } : {}),
       spawns: { count: this.#spawns, main_thread_s: round(this.#spawnMs) },
       event_loop_utilisation: Math.round(1000 * elu) / 1000,
     };
@@ -191,7 +198,8 @@ export function formatStats(r: StatsReport): string {
   const lines = [`Stage profile (wall ${r.wall_s.toFixed(2)} s):`, `  ${'stage'.padEnd(w)}  ${'busy s'.padStart(8)}  ${'active s'.padStart(8)}  ${'count'.padStart(6)}`];
   for (const s of r.stages) lines.push(`  ${s.stage.padEnd(w)}  ${s.busy_s.toFixed(2).padStart(8)}  ${s.active_s.toFixed(2).padStart(8)}  ${String(s.count).padStart(6)}`);
   lines.push(`  workers: ${r.workers.threads} threads, ${r.workers.busy_s.toFixed(2)} busy s in ${r.workers.tasks} tasks, utilisation ${pct(r.workers.utilisation)}`);
-  lines.push(`  key derivations: ${r.key_derivations}`);
+  const e = r.key_derivation_engines;
+  lines.push(`  key derivations: ${r.key_derivations}${e !== undefined && e.wasm + e.openssl > 0 ? ` (scrypt in WebAssembly ${e.wasm}, node:crypto ${e.openssl})` : ''}`);
   lines.push(`  child processes: ${r.spawns.count}, ${r.spawns.main_thread_s.toFixed(2)} s of the main thread to start them`);
   lines.push(`  main thread event loop: ${pct(r.event_loop_utilisation)} busy`);
   if (r.bound !== undefined) lines.push(`  bounded by: ${r.bound.resource} (${r.bound.stage}) — ${r.bound.why}`);

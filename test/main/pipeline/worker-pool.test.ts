@@ -179,7 +179,7 @@ test('workerFile: the bundle when it is not older than the compiled entry, else 
 // request by every worker, idle or not, and leaves the process (restore/stream/kdf-budget.ts asks
 // for it when a derivation would not fit beside it).
 test('dropKeptKdfMemory: every worker releases the scrypt memory it keeps, and the RSS goes down', { timeout: 120_000 }, async () => {
-  const own = new WorkerPool({ threads: 2 });
+  const own = new WorkerPool({ threads: 2, kdfEngine: 'wasm' });
   try {
     const salt = new Uint8Array(32).fill(7);
     const derive = async (keep: boolean): Promise<Buffer> => {
@@ -206,7 +206,7 @@ test('dropKeptKdfMemory: every worker releases the scrypt memory it keeps, and t
 });
 
 test('dropKeptKdfMemory: a stop while a worker is busy ends the wait at once, and frees the workers waiting at the barrier', { timeout: 120_000 }, async () => {
-  const own = new WorkerPool({ threads: 2 });
+  const own = new WorkerPool({ threads: 2, kdfEngine: 'wasm' });
   try {
     const salt = new Uint8Array(32).fill(9);
     await own.run('scryptDerive', { passphrase: 'x', salt, logN: 12, r: 8, p: 1, keepKdfMemory: true });
@@ -227,5 +227,30 @@ test('dropKeptKdfMemory: a stop while a worker is busy ends the wait at once, an
     assert.ok(performance.now() - t0 < 60_000);
   } finally {
     await own.destroy();
+  }
+});
+
+// The scrypt engine per derivation (workers/kdf-engine.ts): fixed by the option (QVMB_KDF), else each
+// worker's measured faster one; the pool counts which ran, and the key is the same either way.
+test('kdfEngine: wasm, openssl and auto give node:crypto\'s key; the pool counts the engine of each derivation', { timeout: 120_000 }, async () => {
+  const salt = new Uint8Array(32).fill(9);
+  const want = (await import('node:crypto')).scryptSync('qubes', salt, 64, { N: 2 ** 12, r: 8, p: 1 });
+  for (const kdfEngine of ['wasm', 'openssl', 'auto'] as const) {
+    const own = new WorkerPool({ threads: 2, kdfEngine });
+    try {
+      const keys = await Promise.all([true, false, true, true].map(async (keep) => {
+        const r = await own.run('scryptDerive', { passphrase: 'qubes', salt, logN: 12, r: 8, p: 1, ...(keep ? { keepKdfMemory: true } : {}) });
+        assert.ok(r.ok);
+        return Buffer.from(r.key);
+      }));
+      for (const k of keys) assert.ok(k.equals(want), kdfEngine);
+      const c = own.kdfEngineCounts;
+      assert.equal(c.wasm + c.openssl, 4, `${kdfEngine}: ${JSON.stringify(c)}`);
+      if (kdfEngine === 'openssl') assert.equal(c.openssl, 4);
+      // wasm: a derivation without keep runs in the module only where memory is kept already
+      if (kdfEngine === 'wasm') assert.ok(c.wasm >= 3, JSON.stringify(c));
+    } finally {
+      await own.destroy();
+    }
   }
 });

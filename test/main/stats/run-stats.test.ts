@@ -77,6 +77,12 @@ test('workers: utilisation is worker time over threads × wall; spawns and deriv
   assert.match(text, /key derivation \(workers\) +1\.40 +0\.00 +2\n/);
   assert.match(text, /workers: 2 threads, 2\.00 busy s in 3 tasks, utilisation 50 %/);
   assert.match(text, /child processes: 2, 0\.02 s of the main thread/);
+  assert.equal(r.key_derivation_engines, undefined, 'no pool counted them');
+  assert.match(text, /key derivations: 2\n/);
+  // the worker pool's counters per scrypt engine: in the report and in the text
+  s.setKdfEngineCounts(() => ({ wasm: 1, openssl: 1 }));
+  assert.deepEqual(s.report().key_derivation_engines, { wasm: 1, openssl: 1 });
+  assert.match(formatStats(s.report()), /key derivations: 2 \(scrypt in WebAssembly 1, node:crypto 1\)\n/);
 });
 
 test('off: no clock reads, no stages; key derivations still counted', () => {

@@ -26,7 +26,7 @@ let work: string;
 let members: Map<string, Buffer>;
 
 before(async () => {
-  pool = new WorkerPool({ threads: 2 });
+  pool = new WorkerPool({ threads: 2, kdfEngine: 'wasm' });
   // start the workers now, so that the RSS measured below is not theirs
   await pool.run('scryptDerive', { passphrase: 'x', salt: new Uint8Array(32), logN: 4, r: 8, p: 1 });
   work = tempDir();
