@@ -3,8 +3,8 @@
 // everywhere. Measured on this kind of machine (BENCHMARKS.md): one host ran a logN 19 derivation
 // in ~0.85 s in the module against ~1.25 s in OpenSSL; after a restart (another host) the module
 // took ~1.5 s and OpenSSL ~1.0–1.2 s with huge pages, its compute alone ~0.6x the module's. So each
-// thread measures before its first derivation: a small one (logN 10, r 8: 1 MiB, a few ms) in each
-// engine, twice, the faster run of each kept. Then:
+// thread measures before its first derivation: a small one (logN 9, r 8: 512 KiB, a few ms) in each
+// engine, three times, the faster run of each kept. Then:
 // - memory this thread already keeps, large enough, is always used: nothing to fault in;
 // - the module derives when it computes at least as fast: it also keeps its memory where the
 //   caller's budget allows, so no derivation faults in fresh pages;
@@ -15,6 +15,7 @@
 //   derivation of that memory size or more to the module from then on.
 // QVMB_KDF=openssl or =wasm (passed by the pool) fixes the engine, for comparisons.
 import { scryptSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { dropKeptMemory, keptBytes, moduleRunner, romixBytes, runsInModule, scryptWasm } from './scrypt-romix.js';
 
@@ -28,8 +29,8 @@ export type KdfEngine = 'wasm' | 'openssl';
 const PROBE = { logN: 9, r: 8, p: 1 } as const;
 const PROBE_RUNS = 3;
 /** OpenSSL's derivations of a size must average over the module's expected time by this factor
- *  before that size goes to the module: single derivations vary by ±20 % when the other threads
- *  are busy, and the module's first derivation of a size faults its memory in. */
+ *  before that size goes to the module: single derivations vary, and the module's first derivation
+ *  of a size faults its memory in. */
 const MARGIN = 1.3;
 /** glibc's largest mmap threshold (64-bit): OpenSSL's memory for a derivation larger than this is
  *  mapped fresh and unmapped every time, a smaller one comes from the heap and is reused. */
@@ -39,6 +40,30 @@ const FRESH_EVERY_TIME = 32 * 2 ** 20;
  *  then two must be too slow. Above it every derivation pays that, the first one tells. */
 const warmUp = (bytes: number): number => (bytes > FRESH_EVERY_TIME ? 0 : 2);
 const minSamples = (bytes: number): number => (bytes > FRESH_EVERY_TIME ? 1 : 2);
+
+/** This thread's time on a core, in ms: the first field of /proc/thread-self/schedstat (ns), or
+ *  null where that file is not readable. The kernel brings it up to date at each tick, so it may
+ *  lag by one (TICK_MS at most, HZ 100). */
+const threadCpuMs: (() => number) | null = ((): (() => number) | null => {
+  const read = (): number => Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ', 1)[0]) / 1e6;
+  try {
+    return Number.isFinite(read()) ? read : null;
+  } catch {
+    return null; // not Linux, or no scheduler statistics
+  }
+})();
+const TICK_MS = 10;
+
+/** How long `f` kept this thread busy, in ms: its time on a core where known (a derivation's own work
+ *  and page faults, not the time the other threads — two workers and the main thread on two cores
+ *  here — held the core), never more than the wall time. */
+function timed<T>(f: () => T): { value: T; ms: number } {
+  const c0 = threadCpuMs?.() ?? 0;
+  const t0 = performance.now();
+  const value = f();
+  const wall = performance.now() - t0;
+  return { value, ms: threadCpuMs === null ? wall : Math.min(wall, threadCpuMs() - c0 + TICK_MS) };
+}
 
 let mode: KdfEngineMode = 'auto';
 /** ms per unit of work (N·r·p) of each engine on this thread; null: the module does not run here */
@@ -81,6 +106,7 @@ function measure(): { wasm: number; openssl: number } | null {
   let wasm = Infinity;
   let openssl = Infinity;
   for (let i = 0; i < PROBE_RUNS; i++) {
+    // runs of ~1 ms: the wall clock (the thread's own time moves by ticks), the fastest of three
     let t = performance.now();
     run(pass, salt);
     wasm = Math.min(wasm, performance.now() - t);
@@ -119,11 +145,16 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
     // small for it) must not stay beside node:crypto's
     dropKeptMemory();
   }
+  const run = (): Buffer => scryptSync(passphrase, salt, dkLen, { N: 2 ** logN, r, p, maxmem });
+  let key: Buffer;
   // timed only where OpenSSL was chosen over the module for its speed
-  const timed = mode === 'auto' && rates != null && rates.openssl < rates.wasm && runsInModule(logN, r, p);
-  const t = performance.now();
-  const key = scryptSync(passphrase, salt, dkLen, { N: 2 ** logN, r, p, maxmem });
-  if (timed) learn(romixBytes(2 ** logN, r, p), (performance.now() - t) / (2 ** logN * r * p));
+  if (mode === 'auto' && rates != null && rates.openssl < rates.wasm && runsInModule(logN, r, p)) {
+    const t = timed(run);
+    learn(romixBytes(2 ** logN, r, p), t.ms / (2 ** logN * r * p));
+    key = t.value;
+  } else {
+    key = run();
+  }
   if (counts !== undefined) Atomics.add(counts, 1, 1);
   return key;
 }
