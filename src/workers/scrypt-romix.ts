@@ -153,16 +153,12 @@ function deriveIn(inst: Romix, passphrase: Uint8Array, salt: Uint8Array, logN: n
  */
 export function moduleRunner(logN: number, r: number, p: number): ((passphrase: Uint8Array, salt: Uint8Array) => Buffer) | null {
   if (opensslOnly || !runsInModule(logN, r, p)) return null;
+  // any failure here only ends the measurement: instanceFor() decides whether the module runs
   let inst: Romix;
   try {
     inst = instantiate();
-  } catch {
-    opensslOnly = true; // a runtime without WebAssembly SIMD
-    return null;
-  }
-  const bytes = romixBytes(2 ** logN, r, p);
-  const have = inst.memory.buffer.byteLength;
-  try {
+    const bytes = romixBytes(2 ** logN, r, p);
+    const have = inst.memory.buffer.byteLength;
     if (have < bytes) inst.memory.grow(Math.ceil((bytes - have) / PAGE));
   } catch {
     return null;

@@ -3,7 +3,8 @@
 // module would be, QVMB_KDF's fixed modes; the key is node:crypto's whichever runs, and a thread the
 // budget counts as keeping memory never keeps the module's beside OpenSSL's.
 import assert from 'node:assert/strict';
-import { randomBytes, scryptSync } from 'node:crypto';
+import crypto, { randomBytes, scryptSync } from 'node:crypto';
+import { syncBuiltinESMExports } from 'node:module';
 import { afterEach, test } from 'node:test';
 import { countDerivationsIn, deriveScrypt, engineFor, measuredRatesForTest, resetKdfEngineForTest, setKdfEngineMode } from '../../src/workers/kdf-engine.js';
 import { dropKeptMemory, keptBytes, romixBytes, scryptWasm } from '../../src/workers/scrypt-romix.js';
@@ -79,35 +80,92 @@ test('OpenSSL chosen for a larger derivation the budget counts as kept: the smal
   assert.equal(keptBytes(), kept);
 });
 
-test('OpenSSL slower in real derivations than the module would be: that size and larger go to the module', () => {
-  // the module "measured" absurdly fast, OpenSSL faster still: every real OpenSSL derivation is too slow
-  resetKdfEngineForTest({ wasm: 1e-12, openssl: 1e-13 });
+/** A clock for OpenSSL's derivations that reports `ms` for each (the run itself is real). */
+const reporting = (ms: () => number) => <T>(f: () => T): { value: T; ms: number } => ({ value: f(), ms: ms() });
+// logN 15, r 8: 32 MiB + 3 KiB, the smallest size whose OpenSSL memory is fresh every time
+const LARGE = 15;
+const largeUnits = 2 ** LARGE * 8;
+
+test('OpenSSL slower in a large derivation than the module would be (+30 %): that size and larger go to the module', () => {
+  assert.ok(romixBytes(2 ** LARGE, 8, 1) > 32 * 2 ** 20);
+  const rates = { wasm: 1e-3, openssl: 0.5e-3 }; // the module "would take" 262 ms at logN 15
+  const moduleMs = rates.wasm * largeUnits;
+  // 1.2x: within the margin, stays with OpenSSL however often
+  resetKdfEngineForTest(rates, reporting(() => 1.2 * moduleMs));
+  for (let i = 0; i < 3; i++) derive(LARGE, false);
+  assert.equal(engineFor(LARGE, 8, 1), 'openssl');
+  // 1.4x: one such derivation (two where the runtime has no thread clock) decides
+  resetKdfEngineForTest(rates, reporting(() => 1.4 * moduleMs));
   const counter = new Int32Array(2);
-  // 1 MiB (below glibc's 32 MiB mmap threshold): two not counted (fresh memory), then two counted
-  for (let i = 0; i < 4; i++) {
-    assert.equal(engineFor(10, 8, 1), 'openssl', `derivation ${i + 1}`);
-    derive(10, true, counter);
+  let n = 0;
+  while (engineFor(LARGE, 8, 1) === 'openssl' && n < 3) {
+    derive(LARGE, false, counter);
+    n++;
   }
-  assert.equal(engineFor(10, 8, 1), 'wasm');
-  assert.equal(engineFor(12, 8, 1), 'wasm', 'larger too');
-  assert.equal(engineFor(9, 8, 1), 'openssl', 'smaller not');
-  const d = derive(10, true, counter);
+  assert.ok(n === 1 || n === 2, `switched after ${n}`);
+  assert.equal(engineFor(16, 8, 1), 'wasm', 'larger too');
+  assert.equal(engineFor(14, 8, 1), 'openssl', 'smaller not');
+  const d = derive(LARGE, true, counter);
   assert.deepEqual(d.key, d.want);
-  assert.deepEqual([...counter], [1, 4]);
+  assert.deepEqual([...counter], [1, n]);
 });
 
-test('above 32 MiB (fresh memory every time) one slow OpenSSL derivation decides', () => {
-  resetKdfEngineForTest({ wasm: 1e-12, openssl: 1e-13 });
-  assert.ok(romixBytes(2 ** 15, 8, 1) > 32 * 2 ** 20);
-  assert.equal(engineFor(15, 8, 1), 'openssl');
-  derive(15, false);
-  assert.equal(engineFor(15, 8, 1), 'wasm');
+test('not timed: sizes up to 32 MiB (OpenSSL reuses that memory), and derivations under 100 ms', () => {
+  let asked = 0;
+  resetKdfEngineForTest({ wasm: 1e-9, openssl: 0.5e-9 }, reporting(() => (asked++, 1e6)));
+  for (let i = 0; i < 4; i++) derive(14, false);
+  assert.equal(asked, 0, 'logN 14 (16 MiB) is never timed');
+  assert.equal(engineFor(14, 8, 1), 'openssl');
+  // far too slow against the module, but under 100 ms: says nothing
+  resetKdfEngineForTest({ wasm: 1e-9, openssl: 0.5e-9 }, reporting(() => 99));
+  for (let i = 0; i < 3; i++) derive(LARGE, false);
+  assert.equal(engineFor(LARGE, 8, 1), 'openssl');
 });
 
 test('OpenSSL as fast as measured keeps deriving', () => {
-  resetKdfEngineForTest({ wasm: 1, openssl: 0.5 }); // the module "would take" seconds
-  for (let i = 0; i < 6; i++) derive(10, true);
-  assert.equal(engineFor(10, 8, 1), 'openssl');
+  resetKdfEngineForTest({ wasm: 1, openssl: 0.5 }); // the module "would take" minutes
+  for (let i = 0; i < 3; i++) derive(LARGE, true);
+  assert.equal(engineFor(LARGE, 8, 1), 'openssl');
+});
+
+test('a derivation the budget counts as kept: nothing is kept while OpenSSL runs it', () => {
+  resetKdfEngineForTest(FAST_MODULE);
+  derive(10, true);
+  assert.ok(keptBytes() > 0);
+  resetKdfEngineForTest(FAST_OPENSSL);
+  const seen: number[] = [];
+  const original = crypto.scryptSync;
+  crypto.scryptSync = ((...a: Parameters<typeof crypto.scryptSync>) => (seen.push(keptBytes()), original(...a))) as typeof crypto.scryptSync;
+  syncBuiltinESMExports();
+  try {
+    derive(12, true);
+  } finally {
+    crypto.scryptSync = original;
+    syncBuiltinESMExports();
+  }
+  // the first call is deriveScrypt's own (the test's reference key comes after it)
+  assert.equal(seen[0], 0, 'released before node:crypto allocated its own');
+});
+
+test('a measurement that fails never fails a derivation: OpenSSL refusing scrypt leaves the module', () => {
+  const original = crypto.scryptSync;
+  crypto.scryptSync = (() => {
+    throw new Error('unsupported');
+  }) as typeof crypto.scryptSync;
+  syncBuiltinESMExports();
+  let key: Buffer;
+  const pass = Buffer.from('pw');
+  const salt = Buffer.alloc(32, 5);
+  try {
+    key = deriveScrypt(pass, salt, 10, 8, 1, 64, true, MAXMEM);
+  } finally {
+    crypto.scryptSync = original;
+    syncBuiltinESMExports();
+  }
+  assert.deepEqual(key, scryptSync(pass, salt, 64, { N: 1024, r: 8, p: 1 }));
+  const r = measuredRatesForTest();
+  assert.ok(r != null && r.openssl === Infinity && Number.isFinite(r.wasm), JSON.stringify(r));
+  assert.equal(engineFor(12, 8, 1), 'wasm', 'measured once: the module from now on');
 });
 
 test('QVMB_KDF modes: openssl and wasm fix the engine whatever was measured', () => {
