@@ -8,11 +8,14 @@
 // - memory this thread already keeps, large enough, is always used: nothing to fault in;
 // - the module derives when it computes at least as fast: it also keeps its memory where the
 //   caller's budget allows, so no derivation faults in fresh pages;
-// - otherwise OpenSSL derives. Its large derivations are timed with what the small run did not
-//   see: above 32 MiB OpenSSL maps its memory per derivation and unmaps it after (512 MiB at logN
-//   19), and that first touch costs 0.1–1.4 s on this VM depending on huge pages and on the host.
-//   One that took longer than the module would have (its measured rate, +30 %) sends every
-//   derivation of that memory size or more to the module from then on.
+// - otherwise OpenSSL derives. Where the runtime tells a thread's own CPU time (process.
+//   threadCpuUsage, Node 24; not Node 20) its large derivations are timed with what the small run
+//   did not see: above 32 MiB OpenSSL maps its memory per derivation and unmaps it after (512 MiB
+//   at logN 19), and that first touch costs 0.1–1.4 s on this VM depending on huge pages and on
+//   the host. One that took longer than the module would have (its measured rate, +30 %) sends
+//   every derivation of that memory size or more to the module from then on. The wall clock cannot
+//   tell that from the other threads holding the cores (two workers and the main thread on two
+//   cores flipped logN 17 to the module in one run of two, review): on Node 20 the probe decides.
 // A failing measurement never fails a derivation: OpenSSL failing there leaves the module, the
 // module failing leaves what ran before this choice existed (the module where it can, else OpenSSL).
 // QVMB_KDF=openssl or =wasm (passed by the pool) fixes the engine, for comparisons.
@@ -46,7 +49,7 @@ const FRESH_EVERY_TIME = 32 * 2 ** 20;
 /** A timed derivation shorter than this says nothing (the thread clock moves by ticks). */
 const MIN_SAMPLE_MS = 100;
 
-/** This thread's time on a core in ms (Node ≥ 22: process.threadCpuUsage), or null (Node 20). */
+/** This thread's time on a core in ms (process.threadCpuUsage, Node ≥ 23.9), or null (Node 20). */
 const threadCpuMs: (() => number) | null = ((): (() => number) | null => {
   const usage = (process as { threadCpuUsage?: () => { user: number; system: number } }).threadCpuUsage;
   if (typeof usage !== 'function') return null;
@@ -68,19 +71,16 @@ function onCpu<T>(f: () => T): { value: T; ms: number } {
   const wall = performance.now() - t0;
   return { value, ms: threadCpuMs === null ? wall : Math.min(wall, threadCpuMs() - c0 + TICK_MS) };
 }
-/** With the wall clock only (Node 20), two slow derivations of a size are needed, not one. */
-const SAMPLES = threadCpuMs === null ? 2 : 1;
 
 let mode: KdfEngineMode = 'auto';
 /** undefined: not measured yet; null: the module does not run here */
 let rates: KdfRates | null | undefined;
 /** memory size from which OpenSSL's derivations were found slower than the module's would be */
 let moduleFrom = Infinity;
-/** OpenSSL's slow derivations per memory size */
-const slow = new Map<number, number>();
 /** derivations per engine on this thread's pool (shared with the pool; [wasm, openssl]) */
 let counts: Int32Array | undefined;
-let timer: <T>(f: () => T) => { value: T; ms: number } = onCpu;
+/** how OpenSSL's derivations are timed; null: they are not (no thread clock) */
+let timer: (<T>(f: () => T) => { value: T; ms: number }) | null = threadCpuMs !== null ? onCpu : null;
 
 /** Fix the engine (QVMB_KDF), or 'auto' (the default): by measured speed. */
 export function setKdfEngineMode(m: KdfEngineMode): void {
@@ -97,8 +97,12 @@ export function countDerivationsIn(counter: Int32Array): void {
 export function resetKdfEngineForTest(r?: KdfRates | null, time?: <T>(f: () => T) => { value: T; ms: number }): void {
   rates = r;
   moduleFrom = Infinity;
-  slow.clear();
-  timer = time ?? onCpu;
+  timer = time ?? (threadCpuMs !== null ? onCpu : null);
+}
+
+/** For tests: whether OpenSSL's large derivations are timed on this runtime (a thread clock). */
+export function timesOpenSslForTest(): boolean {
+  return threadCpuMs !== null;
 }
 
 /** For tests: what this thread measured (undefined: not yet). */
@@ -133,10 +137,6 @@ function measure(): KdfRates | null {
     }
   } catch {
     return null; // the module failed: scryptWasm decides as it did before there was a choice
-  } finally {
-    // the probe's instance reserves its own address space (~10 GiB with V8's guard regions): gone
-    // before a kept instance may need the room
-    youngGc()?.();
   }
   return { wasm: wasm / units, openssl: openssl === -1 ? Infinity : openssl / units };
 }
@@ -147,7 +147,16 @@ export function engineFor(logN: number, r: number, p: number): KdfEngine {
   if (mode === 'wasm') return 'wasm';
   const bytes = romixBytes(2 ** logN, r, p);
   if (keptBytes() >= bytes || bytes >= moduleFrom) return 'wasm';
-  if (rates === undefined) rates = measure();
+  if (rates === undefined) {
+    rates = measure();
+    // the probe's instance (unreachable now) reserved its own address space, ~10 GiB with V8's
+    // guard regions: collected before a kept instance may need the room
+    try {
+      youngGc()?.();
+    } catch {
+      // a host-provided collector that fails: the space comes back at the next collection
+    }
+  }
   return rates === null || rates.wasm <= rates.openssl ? 'wasm' : 'openssl';
 }
 
@@ -172,7 +181,7 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
   const run = (): Buffer => scryptSync(passphrase, salt, dkLen, { N: 2 ** logN, r, p, maxmem });
   let key: Buffer;
   // timed only where OpenSSL was chosen over the module for its speed, and pays fresh memory
-  if (mode === 'auto' && rates != null && rates.openssl < rates.wasm && bytes > FRESH_EVERY_TIME && runsInModule(logN, r, p)) {
+  if (timer !== null && mode === 'auto' && rates != null && rates.openssl < rates.wasm && bytes > FRESH_EVERY_TIME && runsInModule(logN, r, p)) {
     const t = timer(run);
     key = t.value;
     learn(bytes, t.ms, rates.wasm * 2 ** logN * r * p);
@@ -183,11 +192,8 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
   return key;
 }
 
-/** An OpenSSL derivation of `bytes` took `ms` where the module should take `moduleMs`: after SAMPLES
- *  such slow ones of that size, that size and larger go to the module. */
+/** An OpenSSL derivation of `bytes` took `ms` where the module should take `moduleMs`: if slower
+ *  by MARGIN, that size and larger go to the module. */
 function learn(bytes: number, ms: number, moduleMs: number): void {
-  if (ms < MIN_SAMPLE_MS || ms <= moduleMs * MARGIN) return;
-  const n = (slow.get(bytes) ?? 0) + 1;
-  slow.set(bytes, n);
-  if (n >= SAMPLES) moduleFrom = Math.min(moduleFrom, bytes);
+  if (ms >= MIN_SAMPLE_MS && ms > moduleMs * MARGIN) moduleFrom = Math.min(moduleFrom, bytes);
 }
