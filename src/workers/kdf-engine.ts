@@ -61,16 +61,20 @@ const threadCpuMs: (() => number) | null = ((): (() => number) | null => {
 /** the thread clock's step at most (a tick at HZ 100) */
 const TICK_MS = 10;
 
-/** How long `f` kept this thread busy, in ms: its time on a core where the runtime tells (a
+type Timer = <T>(f: () => T) => { value: T; ms: number };
+
+/** Times a call by how long it kept this thread busy, in ms: its time on a core by `clock` (a
  *  derivation's own work and page faults, not the time the other threads — two workers and the
  *  main thread on two cores here — held the core), never more than the wall time. */
-function onCpu<T>(f: () => T): { value: T; ms: number } {
-  const c0 = threadCpuMs?.() ?? 0;
+const onCpu = (clock: () => number): Timer => (f) => {
+  const c0 = clock();
   const t0 = performance.now();
   const value = f();
   const wall = performance.now() - t0;
-  return { value, ms: threadCpuMs === null ? wall : Math.min(wall, threadCpuMs() - c0 + TICK_MS) };
-}
+  return { value, ms: Math.min(wall, clock() - c0 + TICK_MS) };
+};
+/** how OpenSSL's derivations are timed where nothing else is asked; null: they are not (no thread clock) */
+const RUNTIME_TIMER: Timer | null = threadCpuMs === null ? null : onCpu(threadCpuMs);
 
 let mode: KdfEngineMode = 'auto';
 /** undefined: not measured yet; null: the module does not run here */
@@ -79,8 +83,7 @@ let rates: KdfRates | null | undefined;
 let moduleFrom = Infinity;
 /** derivations per engine on this thread's pool (shared with the pool; [wasm, openssl]) */
 let counts: Int32Array | undefined;
-/** how OpenSSL's derivations are timed; null: they are not (no thread clock) */
-let timer: (<T>(f: () => T) => { value: T; ms: number }) | null = threadCpuMs !== null ? onCpu : null;
+let timer: Timer | null = RUNTIME_TIMER;
 
 /** Fix the engine (QVMB_KDF), or 'auto' (the default): by measured speed. */
 export function setKdfEngineMode(m: KdfEngineMode): void {
@@ -94,15 +97,15 @@ export function countDerivationsIn(counter: Int32Array): void {
 
 /** For tests: set what was measured (undefined: the next derivation measures), forget the rest;
  *  `time` replaces the clock of OpenSSL's derivations. */
-export function resetKdfEngineForTest(r?: KdfRates | null, time?: <T>(f: () => T) => { value: T; ms: number }): void {
+export function resetKdfEngineForTest(r?: KdfRates | null, time?: Timer): void {
   rates = r;
   moduleFrom = Infinity;
-  timer = time ?? (threadCpuMs !== null ? onCpu : null);
+  timer = time ?? RUNTIME_TIMER;
 }
 
 /** For tests: whether OpenSSL's large derivations are timed on this runtime (a thread clock). */
 export function timesOpenSslForTest(): boolean {
-  return threadCpuMs !== null;
+  return RUNTIME_TIMER !== null;
 }
 
 /** For tests: what this thread measured (undefined: not yet). */
@@ -114,6 +117,7 @@ function measure(): KdfRates | null {
   const units = 2 ** PROBE.logN * PROBE.r * PROBE.p;
   let wasm = Infinity;
   let openssl = Infinity;
+  let refused = false;
   try {
     const run = moduleRunner(PROBE.logN, PROBE.r, PROBE.p);
     if (run === null) return null;
@@ -127,18 +131,19 @@ function measure(): KdfRates | null {
     for (let i = 0; i < PROBE_RUNS; i++) {
       wasm = Math.min(wasm, time(() => run(pass, salt)));
       // OpenSSL without scrypt (a provider that refuses it): the module only
-      if (openssl !== -1) {
+      if (!refused) {
         try {
           openssl = Math.min(openssl, time(() => scryptSync(pass, salt, 64, { N: 2 ** PROBE.logN, r: PROBE.r, p: PROBE.p })));
         } catch {
-          openssl = -1;
+          refused = true;
+          openssl = Infinity;
         }
       }
     }
   } catch {
     return null; // the module failed: scryptWasm decides as it did before there was a choice
   }
-  return { wasm: wasm / units, openssl: openssl === -1 ? Infinity : openssl / units };
+  return { wasm: wasm / units, openssl: openssl / units };
 }
 
 /** Which engine this thread would run a derivation of these parameters with now. */

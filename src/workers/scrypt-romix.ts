@@ -87,15 +87,18 @@ function instanceFor(bytes: number, keep: boolean): Romix | null {
       return null;
     }
   }
-  const have = kept.memory.buffer.byteLength;
-  if (have < bytes) {
-    try {
-      kept.memory.grow(Math.ceil((bytes - have) / PAGE));
-    } catch {
-      return null; // out of memory: OpenSSL may still manage, or fail with its own error
-    }
+  try {
+    growTo(kept, bytes);
+  } catch {
+    return null; // out of memory: OpenSSL may still manage, or fail with its own error
   }
   return kept;
+}
+
+/** Grow the instance's memory to at least `bytes` (throws where it cannot). */
+function growTo(inst: Romix, bytes: number): void {
+  const have = inst.memory.buffer.byteLength;
+  if (have < bytes) inst.memory.grow(Math.ceil((bytes - have) / PAGE));
 }
 
 /**
@@ -157,9 +160,7 @@ export function moduleRunner(logN: number, r: number, p: number): ((passphrase: 
   let inst: Romix;
   try {
     inst = instantiate();
-    const bytes = romixBytes(2 ** logN, r, p);
-    const have = inst.memory.buffer.byteLength;
-    if (have < bytes) inst.memory.grow(Math.ceil((bytes - have) / PAGE));
+    growTo(inst, romixBytes(2 ** logN, r, p));
   } catch {
     return null;
   }
