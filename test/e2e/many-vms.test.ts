@@ -63,6 +63,8 @@ test('restoring 2 of 30 VMs derives the keys of their chunks only; the full rest
     const sa = summaryOf(all.stdout).stats!;
     assert.equal(sa.key_derivations, 2 + FILES);
     assert.equal(engines(sa), sa.key_derivations, JSON.stringify(sa.key_derivation_engines));
+    // the images and the small files (firewall.xml, notes.txt) are written in-process: no tar
+    assert.equal(sa.spawns.count, 0, `no tar per inner archive: ${sa.spawns.count} children`);
     assert.equal(readdirSync(join(t.dir, 'hostAll', 'appvms')).length, EXTRA + 4);
     // the ready VMs are registered in groups, not with one qubes.xml write each
     const writes = sa.stages.find((s) => s.stage === 'install: write host qubes.xml (fsync)');

@@ -11,7 +11,7 @@ import type { StatsReport } from '../../src/main/stats/report-types.js';
 
 const MiB = 1024 * 1024;
 
-test('restore: a non-GNU tar stops the run before the passphrase (exit 7, checked once); images-only restores start no process', { timeout: 180_000 }, () => {
+test('restore: a non-GNU tar stops the run before the passphrase (exit 7, checked once); restores of images and small files start no process', { timeout: 180_000 }, () => {
   const t = tempDir();
   try {
     const { root, home } = sampleIn(t.dir, { bigImageBytes: 32 * MiB, bigDataBytes: 4 * MiB, smallImageBytes: 4 * MiB, smallDataBytes: 256 * 1024 });
@@ -47,11 +47,21 @@ test('restore: a non-GNU tar stops the run before the passphrase (exit 7, checke
     assert.ok(readFileSync(join(host2, 'appvms/vault/private.img')).equals(readFileSync(join(root, 'appvms/vault/private.img'))), 'image restored as it was');
     const summary = JSON.parse(ok.stdout.split('\n').filter((l) => l.includes('"summary"')).pop() ?? '{}') as { stats?: StatsReport };
     assert.equal(summary.stats?.spawns.count, 0, 'no process was started through execa');
-    // and one that has other files (tar) restores too
+    // and one that has small files too (firewall.xml, notes.txt, written in-process: no tar either)
     const host3 = join(t.dir, 'host3');
-    const both = node(RESTORE_BIN, ['-q', '-y', '-p', pw, '--qubes-root', host3, '--dom0-home', hh, '--ignore-missing', archive]);
+    const both = node(RESTORE_BIN, ['--json', '-y', '-p', pw, '--qubes-root', host3, '--dom0-home', hh, '--ignore-missing', archive]);
     assert.equal(both.status, 0, both.stderr);
     assert.equal(readFileSync(join(host3, 'appvms/work/firewall.xml'), 'utf8'), readFileSync(join(root, 'appvms/work/firewall.xml'), 'utf8'));
+    assert.equal(readFileSync(join(host3, 'appvms/work/notes.txt'), 'utf8'), readFileSync(join(root, 'appvms/work/notes.txt'), 'utf8'));
+    const summary3 = JSON.parse(both.stdout.split('\n').filter((l) => l.includes('"summary"')).pop() ?? '{}') as { stats?: StatsReport };
+    assert.equal(summary3.stats?.spawns.count, 0, 'no process for the small files');
+    // with every inner archive by GNU tar (QVMB_IMAGE_EXTRACTION=tar): the same files
+    const host4 = join(t.dir, 'host4');
+    const byTar = node(RESTORE_BIN, ['--json', '-y', '-p', pw, '--qubes-root', host4, '--dom0-home', hh, '--ignore-missing', archive], { env: { ...process.env, QVMB_IMAGE_EXTRACTION: 'tar' } });
+    assert.equal(byTar.status, 0, byTar.stderr);
+    for (const f of ['appvms/work/firewall.xml', 'appvms/work/notes.txt', 'appvms/work/private.img', 'appvms/vault/private.img']) assert.ok(readFileSync(join(host4, f)).equals(readFileSync(join(host3, f))), f);
+    const summary4 = JSON.parse(byTar.stdout.split('\n').filter((l) => l.includes('"summary"')).pop() ?? '{}') as { stats?: StatsReport };
+    assert.ok((summary4.stats?.spawns.count ?? 0) >= 4, `a tar per inner archive: ${summary4.stats?.spawns.count}`);
   } finally {
     t.cleanup();
   }

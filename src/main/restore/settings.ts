@@ -21,7 +21,7 @@ export interface RestoreChoices {
   maxMemory?: number;
   /** -Z: replaces the header's filter (checked against the allow-list where it is run, filters.ts) */
   compressionFilter?: string;
-  /** how VM images are extracted (benchmarks: tar); default in-process */
+  /** how VM images and small files are extracted (benchmarks: tar, every inner archive by GNU tar); default in-process */
   imageExtraction?: 'in-process' | 'tar';
   /** prepare the page cache ahead of the in-process image writes (default true; off for comparisons) */
   prefaultImages?: boolean;

@@ -15,6 +15,7 @@ import { SCRYPT_OVERHEAD_BYTES } from '../../../workers/scrypt-file.js';
 import { openMultiVolumeExtractor, openStreamExtractor, openWhenReady, tarReady } from './file-extractor.js';
 import { loadSpawner } from '../../io/spawn.js';
 import { isImageBase, openImageExtractor } from './image-extractor.js';
+import { isSmallFileBase, openSmallFileExtractor } from './small-file-extractor.js';
 import { innerFilterOf } from './filters.js';
 import { gzipMembers } from './member-gunzip.js';
 import { zstdFrames } from './frame-unzstd.js';
@@ -128,7 +129,11 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     if (version === 2) return byTar(() => ((file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o)));
     // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)
     if (inProcessImages && isImageBase(file.base)) return filter.kind === 'program' ? openWhenReady(loadSpawner, () => openImageExtractor(o, filter, units), ctx.signal) : openImageExtractor(o, filter, units);
-    return byTar(() => openStreamExtractor(o, filter));
+    const tarStream = (): InnerExtractor => byTar(() => openStreamExtractor(o, filter));
+    // a VM's small files (firewall.xml, menu lists) without a tar process each, when they are one
+    // regular file; anything else goes to tar as before (small-file-extractor.ts)
+    if (inProcessImages && filter.kind !== 'program' && vm.subdir !== DOM0_HOME_SUBDIR && isSmallFileBase(file.base)) return openSmallFileExtractor(o, filter, tarStream);
+    return tarStream();
   }
   async function fileDone(file: FileRun): Promise<void> {
     const vm = file.vm as VmRun;

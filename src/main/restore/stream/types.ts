@@ -79,7 +79,7 @@ export interface RestoreDataContext {
   onVmDone?: (vm: string, ok: boolean, err?: unknown) => void;
   /** one inner archive (`vm3/private.img`) was restored or verified completely; bytes = its decrypted bytes */
   onFileDone?: (vm: string, file: string, bytes: number) => void;
-  /** how v3/v4 image members are extracted: in-process (default) or by GNU tar (benchmarks, tests) */
+  /** how v3/v4 image members and a VM's small files are extracted: in-process (default) or by GNU tar (benchmarks, tests) */
   imageExtraction?: 'in-process' | 'tar';
   /** prepare the page cache ahead of the in-process image writes (default true) */
   prefaultImages?: boolean;
