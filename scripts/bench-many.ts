@@ -6,9 +6,10 @@
 // wall and CPU seconds (user + sys of every process) per VM, their slopes over N (least squares:
 // the per-VM cost that stays when N grows) and, at logN 19, our wall time against the ideal
 // (chunks × one derivation) / cores. Our own stage profile (--stats) of the largest N is shown.
-// Usage: node dist/scripts/bench-many.js [--quick] [--counts 10,50,100,200] [--no-19] [--vms-19 N]
+// Usage: node dist/scripts/bench-many.js [--quick] [--counts 10,50,100,200] [--no-19] [--vms-19 N] [--firewall]
 //   --quick: N = 10 and 50, no logN 19, printed only; otherwise the section of BENCHMARKS.md is
-//   written (do it on a quiet machine).
+//   written (do it on a quiet machine). --firewall: every AppVM also has a firewall.xml (a small
+//   inner archive each, as most Qubes VMs have; its own section, logN 14 only).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
@@ -22,11 +23,14 @@ const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const argOf = (name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const COUNTS = (argOf('--counts') ?? (QUICK ? '10,50' : '10,50,100,200')).split(',').map(Number);
-const WITH_19 = !QUICK && !args.includes('--no-19');
+const WITH_19 = !QUICK && !args.includes('--no-19') && !args.includes('--firewall');
 const VMS_19 = Number(argOf('--vms-19') ?? 20);
+const FIREWALL = args.includes('--firewall');
 const CORES = availableParallelism();
 const FIXED_VMS = 5; // the sample's template, sys-net, work, personal, vault
-const SECTION = `## Many small VMs, Node ${process.versions.node.split('.')[0]} (npm run bench)`;
+const SECTION = FIREWALL
+  ? `## Many small VMs with a firewall.xml each, Node ${process.versions.node.split('.')[0]} (bench-many.js --firewall)`
+  : `## Many small VMs, Node ${process.versions.node.split('.')[0]} (npm run bench)`;
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const backupBin = join(root, 'bin/qvm-backup');
 const restoreBin = join(root, 'bin/qvm-backup-restore');
@@ -109,20 +113,25 @@ interface Point {
   ref: { backup: Run; restore: Run };
 }
 
+/** The firewall of every AppVM with --firewall: R4's format, two rules. */
+const FIREWALL_XML = `<?xml version='1.0' encoding='UTF-8'?>\n<firewall version="2">\n  <rules>\n    <rule>\n      <properties>\n        <property name="action">accept</property>\n        <property name="dsthost">qubes-os.org</property>\n      </properties>\n    </rule>\n    <rule>\n      <properties>\n        <property name="action">drop</property>\n      </properties>\n    </rule>\n  </rules>\n</firewall>\n`;
+
 /** A collection of `vms` small VMs in `dir`; returns its qubes root and the reference's file list. */
 function collection(dir: string, vms: number): { q: string; home: string; list: string } {
   const q = join(dir, 'qubes');
   const home = join(dir, 'home', 'user');
   makeSampleCollection({ root: q, home, bigImageBytes: 8 * MiB, bigDataBytes: MiB, smallImageBytes: 8 * MiB, smallDataBytes: MiB, manyAppVms: { count: vms - FIXED_VMS, imageBytes: 8 * MiB, dataBytes: MiB } });
-  rmSync(join(q, 'appvms/work/firewall.xml'));
   rmSync(join(q, 'appvms/work/notes.txt'));
+  if (FIREWALL) {
+    for (const vm of readdirSync(join(q, 'appvms'))) writeFileSync(join(q, 'appvms', vm, 'firewall.xml'), FIREWALL_XML);
+  } else rmSync(join(q, 'appvms/work/firewall.xml'));
   // the files a format 4 backup holds, as `dir name vmN/` lines (qids from the sample's qubes.xml)
   const xml = readFileSync(join(q, 'qubes.xml'), 'utf8');
   const lines: string[] = [];
   for (const m of xml.matchAll(/<property name="name">([^<]+)<\/property>[\s\S]*?<property name="qid">(\d+)<\/property>/g)) {
     const [, name, qid] = m;
     const d = existsSync(join(q, 'vm-templates', name!)) ? join(q, 'vm-templates', name!) : join(q, 'appvms', name!);
-    for (const f of readdirSync(d).filter((x) => x.endsWith('.img')).sort()) lines.push(`${d} ${f} vm${qid}/`);
+    for (const f of readdirSync(d).filter((x) => x.endsWith('.img') || x === 'firewall.xml').sort()) lines.push(`${d} ${f} vm${qid}/`);
   }
   const list = join(dir, 'files.txt');
   writeFileSync(list, lines.join('\n') + '\n');
@@ -208,7 +217,7 @@ function main(): void {
   const text = [
     SECTION,
     '',
-    `Measured ${new Date().toISOString().slice(0, 10)} by \`node dist/scripts/bench-many.js${args.length ? ' ' + args.join(' ') : ''}\` on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. N VMs = the sample's template (two images), NetVM and three AppVMs plus N-5 small AppVMs, every image 8 MiB apparent with 1 MiB of VM-like data; the dom0 home left out (\`-x dom0\`) so both sides hold the same files. Format 4, gzip -6, scrypt logN 14 (r 8, p 1). Reference = the Qubes R4 steps with stock tools per VM file (\`tar --sparse | gzip | split\`, \`scrypt enc\` per chunk, outer \`tar --posix\`; restore \`tar -i -x\`, \`scrypt dec | gzip -d | tar -x\` per file). CPU = user + sys of every process of the run. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
+    `Measured ${new Date().toISOString().slice(0, 10)} by \`node dist/scripts/bench-many.js${args.length ? ' ' + args.join(' ') : ''}\` on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. N VMs = the sample's template (two images), NetVM and three AppVMs plus N-5 small AppVMs, every image 8 MiB apparent with 1 MiB of VM-like data${FIREWALL ? ', every AppVM with a firewall.xml of 400 bytes (an inner archive of its own)' : ''}; the dom0 home left out (\`-x dom0\`) so both sides hold the same files. Format 4, gzip -6, scrypt logN 14 (r 8, p 1). Reference = the Qubes R4 steps with stock tools per VM file (\`tar --sparse | gzip | split\`, \`scrypt enc\` per chunk, outer \`tar --posix\`; restore \`tar -i -x\`, \`scrypt dec | gzip -d | tar -x\` per file). CPU = user + sys of every process of the run. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
     '',
     ...lines,
     '',

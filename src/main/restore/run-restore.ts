@@ -85,8 +85,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   let stopReading: (() => void) | undefined;
   let runInstaller: Installer | undefined; // for the interruption message
   try {
-    // a missing or non-GNU tar is reported before the passphrase and before any data is read: every
-    // Qubes archive has files that need it (menus lists, firewall.xml, directories, the dom0 home)
+    // a missing or non-GNU tar is reported before the passphrase and before any data is read: most
+    // Qubes archives have files that need it (directories, the dom0 home, small files of an unusual
+    // shape: small-file-extractor.ts)
     await checkGnuTar(undefined, o.signal);
     unobserve = observeSpawns((ms) => stats.spawned(ms)); // the run's processes, not that probe
     rootExisted = await stat(root).then(() => true, () => false);

@@ -7,6 +7,7 @@
 import { QvmBackupError } from '../errors.js';
 import {
   BLOCK,
+  F,
   GNU_EXT_ISEXTENDED_OFFSET,
   GNU_ISEXTENDED_OFFSET,
   headerName,
@@ -50,6 +51,11 @@ export interface SingleMemberOptions {
   maxSize: number;
   /** for messages */
   what: string;
+  /** accept only the plainest shape, which GNU tar reads the same way: no zero block before the
+   *  member, no extension header (pax, global, long name), a plain regular file (type 0) named
+   *  exactly `expectedName`, well-formed octal mode (permission bits, not 0), mtime, uid and gid.
+   *  Anything else is refused (small-file-extractor.ts hands it to GNU tar). */
+  strict?: boolean;
 }
 
 const MAX_META_BYTES = 1024 * 1024;
@@ -147,6 +153,7 @@ export class SingleMemberReader {
 
   async #header(b: Uint8Array): Promise<void> {
     if (b.every((x) => x === 0)) {
+      if (this.#o.strict === true) this.#fail('ERR_CORRUPT', 'a zero block before the member (strict)');
       if (this.#meta !== null || this.#paxPath !== undefined || this.#longName !== undefined) this.#fail('ERR_CORRUPT', 'extended header without a member');
       return; // zero blocks before the member: tolerated like tar -i
     }
@@ -154,6 +161,7 @@ export class SingleMemberReader {
     const size = parseNumeric(b, 'size');
     if (size === null) this.#fail('ERR_CORRUPT', 'inner tar header has a malformed size');
     const type = typeflagOf(b);
+    if (this.#o.strict === true) this.#strictHeader(b, type);
     if (isExtensionHeader(type)) {
       if (size > MAX_META_BYTES) this.#fail('ERR_TOO_LARGE', `inner tar extended header of ${size} bytes`);
       this.#meta = { type, left: size, padded: roundUp(size, BLOCK) - size, bytes: new Uint8Array(size), fill: 0 };
@@ -202,6 +210,16 @@ export class SingleMemberReader {
     if ([...this.#pax.keys()].some((k) => k.startsWith('GNU.sparse.'))) this.#fail('ERR_CORRUPT', 'unsupported pax GNU sparse variant');
     info.spans.push({ offset: 0, length: stored });
     return this.#startData();
+  }
+
+  /** The strict shape (SingleMemberOptions.strict), checked on the member's header. */
+  #strictHeader(b: Uint8Array, type: string): void {
+    const refuse = (why: string): never => this.#fail('ERR_CORRUPT', `${why} (strict)`);
+    if (type !== '0' && type !== '\0') refuse(`tar type ${JSON.stringify(type)}`);
+    if (headerName(b) !== this.#o.expectedName) refuse('a member name other than exactly the expected one');
+    const mode = parseNumeric(b, 'mode');
+    if (mode === null || mode === 0 || (mode & ~0o777) !== 0) refuse('a mode field that is not plain permission bits');
+    for (const f of ['mtime', 'uid', 'gid'] as const) if (typeof parseNumericAt(b, F[f][0], F[f][1]) !== 'number') refuse(`a malformed ${f} field`);
   }
 
   #paxNumber(key: string): number {

@@ -103,9 +103,9 @@ class FileSink implements MemberSink {
 
 /** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming;
  *  with `units`, our gzip members or zstd frames are decompressed in parallel by the worker pool). */
-export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools): InnerExtractor {
+export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools, strict = false): InnerExtractor {
   const sink = new FileSink(o.dir, o.listOnly, o.stats, o.prefault === true);
-  const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member }, sink);
+  const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member, strict }, sink);
   const classify = (e: unknown): QvmBackupError =>
     isQvmBackupError(e) ? e : new QvmBackupError(
       (e as NodeJS.ErrnoException).code === 'ENOSPC' || (e as NodeJS.ErrnoException).code === 'EDQUOT' ? 'ERR_NO_SPACE' : 'ERR_IO',

@@ -6,7 +6,9 @@
 // An inner archive whose name says neither image nor whole directory may still be anything (a
 // directory `vm3/apps`, a link): which one is only known from its headers. So its verified bytes
 // are held (up to SMALL_FILE_MAX_INPUT) and, at its end, read twice by the image extractor's parser
-// (SingleMemberReader, which accepts exactly one regular file named as expected): first only
+// (SingleMemberReader in its strict mode: exactly one plain regular file named exactly as expected,
+// no pax/global/long-name headers, no zero block before it, well-formed mode, mtime, uid and gid:
+// the shape GNU tar reads the same way, and the one `tar -c` writes for such a file): first only
 // checked, nothing written; if that fails for any reason, the held bytes go to GNU tar as before,
 // whose verdict is then the file's; if it passes, read again and written (O_EXCL|O_NOFOLLOW in the
 // file's own fresh directory, as an image). A larger inner archive goes to tar as soon as it grows
@@ -53,7 +55,7 @@ export function openSmallFileExtractor(o: ExtractorOptions, filter: InnerFilter,
   };
   /** One pass of the image extractor over the held bytes: checking only, or writing the file. */
   const inProcess = async (listOnly: boolean): Promise<void> => {
-    const x = (pass = openImageExtractor({ ...o, listOnly, prefault: false }, filter));
+    const x = (pass = openImageExtractor({ ...o, listOnly, prefault: false }, filter, undefined, true));
     try {
       for (const p of held) await x.write(p);
       await x.finish();
@@ -69,10 +71,11 @@ export function openSmallFileExtractor(o: ExtractorOptions, filter: InnerFilter,
     async write(data) {
       if (tar !== null) return tar.write(data);
       check();
+      // past the limit (a chunk can be 100 MiB): to tar, this write uncopied
+      if (heldBytes + data.length > SMALL_FILE_MAX_INPUT) return (await toTar()).write(data);
       // a copy: the caller reuses the chunk slot behind `data` once this resolves
       held.push(Buffer.from(data));
       heldBytes += data.length;
-      if (heldBytes > SMALL_FILE_MAX_INPUT) await toTar();
     },
     async finish() {
       if (tar !== null) return tar.finish();
