@@ -32,6 +32,16 @@ function encode(filter: InnerFilter, tar: Buffer): Buffer {
   return tar;
 }
 
+/** The small-file extractor of `member` into `dir`, counting the tar extractors it opens. */
+function counted(dir: string, member: string, filter: InnerFilter, counter = { tarOpened: 0 }, listOnly = false): { x: InnerExtractor; counter: { tarOpened: number } } {
+  const opts = { dir, member, listOnly };
+  const x = openSmallFileExtractor(opts, filter, () => {
+    counter.tarOpened++;
+    return openStreamExtractor(opts, filter);
+  });
+  return { x, counter };
+}
+
 /** Run the small-file extractor over `input` in `piece`-byte writes; the caller's buffer is
  *  overwritten after each write (it is a reused chunk slot). Counts the tar extractors opened. */
 async function extract(
@@ -42,12 +52,7 @@ async function extract(
   o: { piece?: number; listOnly?: boolean; beforeFinish?: (x: InnerExtractor) => Promise<void>; counter?: { tarOpened: number } } = {},
 ): Promise<{ tarOpened: number }> {
   fs.mkdirSync(out, { recursive: true });
-  const opts = { dir: out, member, listOnly: o.listOnly === true };
-  const counter = o.counter ?? { tarOpened: 0 };
-  const x = openSmallFileExtractor(opts, filter, () => {
-    counter.tarOpened++;
-    return openStreamExtractor(opts, filter);
-  });
+  const { x, counter } = counted(out, member, filter, o.counter, o.listOnly === true);
   const piece = o.piece ?? 64 * 1024;
   const slot = Buffer.alloc(piece);
   try {
@@ -201,17 +206,12 @@ test('a stream that does not decode: tar gets it and its failure is the file\'s;
     assert.equal(c2.tarOpened, 1);
     // aborted before its end: finish() fails, nothing written, no tar
     const ab = path.join(dir, 'aborted');
-    let tarOpened = 0;
     fs.mkdirSync(ab);
-    const opts = { dir: ab, member: 'vm3/firewall.xml', listOnly: false };
-    const x = openSmallFileExtractor(opts, { kind: 'gunzip' }, () => {
-      tarOpened++;
-      return openStreamExtractor(opts, { kind: 'gunzip' });
-    });
+    const { x, counter: c } = counted(ab, 'vm3/firewall.xml', { kind: 'gunzip' });
     await x.write(good);
     await x.abort();
     await assert.rejects(x.finish(), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CANCELLED');
-    assert.equal(tarOpened, 0);
+    assert.equal(c.tarOpened, 0);
     assert.deepEqual(fs.readdirSync(ab), []);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -232,12 +232,7 @@ test('an abort while the file is being written stops the write: finish() fails',
     assert.ok(input.length < SMALL_FILE_MAX_INPUT);
     const out = path.join(dir, 'out');
     fs.mkdirSync(out);
-    const opts = { dir: out, member: 'vm3/zeros.list', listOnly: false };
-    let tarOpened = 0;
-    const x = openSmallFileExtractor(opts, { kind: 'gunzip' }, () => {
-      tarOpened++;
-      return openStreamExtractor(opts, { kind: 'gunzip' });
-    });
+    const { x, counter: c } = counted(out, 'vm3/zeros.list', { kind: 'gunzip' });
     await x.write(input);
     const finished = x.finish().then(
       () => 'resolved',
@@ -249,7 +244,7 @@ test('an abort while the file is being written stops the write: finish() fails',
     await x.abort();
     assert.equal(await finished, 'ERR_CANCELLED');
     assert.ok(fs.statSync(file).size <= 64 * 1024 * 1024);
-    assert.equal(tarOpened, 0);
+    assert.equal(c.tarOpened, 0);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -305,15 +300,10 @@ test('shapes GNU tar reads its own way go to tar: the same outcome as tar alone'
       const theirs = path.join(dir, `tar${i++}`);
       fs.mkdirSync(ours);
       fs.mkdirSync(theirs);
-      const opts = { dir: ours, member: 'vm3/notes.txt', listOnly: false };
-      let tarOpened = 0;
-      const x = openSmallFileExtractor(opts, { kind: 'none' }, () => {
-        tarOpened++;
-        return openStreamExtractor(opts, { kind: 'none' });
-      });
+      const { x, counter: c } = counted(ours, 'vm3/notes.txt', { kind: 'none' });
       const a = await outcome(x, ours, 'vm3/notes.txt', input);
       const b = await outcome(openStreamExtractor({ dir: theirs, member: 'vm3/notes.txt', listOnly: false }, { kind: 'none' }), theirs, 'vm3/notes.txt', input);
-      assert.equal(tarOpened, 1, `${what}: to tar`);
+      assert.equal(c.tarOpened, 1, `${what}: to tar`);
       assert.equal(a, b, `${what}: tar's outcome`);
     }
   } finally {
@@ -330,12 +320,7 @@ test('an abort while the held bytes are being checked starts no tar: finish() fa
     const input = gzipSync(tarOf(src, ['vm3/firewall.xml']));
     const out = path.join(dir, 'out');
     fs.mkdirSync(out);
-    const opts = { dir: out, member: 'vm3/firewall.xml', listOnly: false };
-    let tarOpened = 0;
-    const x = openSmallFileExtractor(opts, { kind: 'gunzip' }, () => {
-      tarOpened++;
-      return openStreamExtractor(opts, { kind: 'gunzip' });
-    });
+    const { x, counter: c } = counted(out, 'vm3/firewall.xml', { kind: 'gunzip' });
     await x.write(input);
     const finished = x.finish().then(
       () => 'resolved',
@@ -344,7 +329,7 @@ test('an abort while the held bytes are being checked starts no tar: finish() fa
     await x.abort(); // the check pass is running
     assert.equal(await finished, 'ERR_CANCELLED');
     await assert.rejects(x.write(input), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CANCELLED', 'no write after an abort');
-    assert.equal(tarOpened, 0);
+    assert.equal(c.tarOpened, 0);
     assert.deepEqual(fs.readdirSync(out), []);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
