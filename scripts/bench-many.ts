@@ -23,9 +23,9 @@ const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const argOf = (name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const COUNTS = (argOf('--counts') ?? (QUICK ? '10,50' : '10,50,100,200')).split(',').map(Number);
-const WITH_19 = !QUICK && !args.includes('--no-19') && !args.includes('--firewall');
-const VMS_19 = Number(argOf('--vms-19') ?? 20);
 const FIREWALL = args.includes('--firewall');
+const WITH_19 = !QUICK && !args.includes('--no-19') && !FIREWALL;
+const VMS_19 = Number(argOf('--vms-19') ?? 20);
 const CORES = availableParallelism();
 const FIXED_VMS = 5; // the sample's template, sys-net, work, personal, vault
 const SECTION = FIREWALL
@@ -113,17 +113,16 @@ interface Point {
   ref: { backup: Run; restore: Run };
 }
 
-/** The firewall of every AppVM with --firewall: R4's format, two rules. */
-const FIREWALL_XML = `<?xml version='1.0' encoding='UTF-8'?>\n<firewall version="2">\n  <rules>\n    <rule>\n      <properties>\n        <property name="action">accept</property>\n        <property name="dsthost">qubes-os.org</property>\n      </properties>\n    </rule>\n    <rule>\n      <properties>\n        <property name="action">drop</property>\n      </properties>\n    </rule>\n  </rules>\n</firewall>\n`;
-
 /** A collection of `vms` small VMs in `dir`; returns its qubes root and the reference's file list. */
 function collection(dir: string, vms: number): { q: string; home: string; list: string } {
   const q = join(dir, 'qubes');
   const home = join(dir, 'home', 'user');
   makeSampleCollection({ root: q, home, bigImageBytes: 8 * MiB, bigDataBytes: MiB, smallImageBytes: 8 * MiB, smallDataBytes: MiB, manyAppVms: { count: vms - FIXED_VMS, imageBytes: 8 * MiB, dataBytes: MiB } });
   rmSync(join(q, 'appvms/work/notes.txt'));
+  // with --firewall, every AppVM gets the sample's (work's) firewall.xml
   if (FIREWALL) {
-    for (const vm of readdirSync(join(q, 'appvms'))) writeFileSync(join(q, 'appvms', vm, 'firewall.xml'), FIREWALL_XML);
+    const firewall = readFileSync(join(q, 'appvms/work/firewall.xml'));
+    for (const vm of readdirSync(join(q, 'appvms'))) writeFileSync(join(q, 'appvms', vm, 'firewall.xml'), firewall);
   } else rmSync(join(q, 'appvms/work/firewall.xml'));
   // the files a format 4 backup holds, as `dir name vmN/` lines (qids from the sample's qubes.xml)
   const xml = readFileSync(join(q, 'qubes.xml'), 'utf8');
@@ -217,7 +216,7 @@ function main(): void {
   const text = [
     SECTION,
     '',
-    `Measured ${new Date().toISOString().slice(0, 10)} by \`node dist/scripts/bench-many.js${args.length ? ' ' + args.join(' ') : ''}\` on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. N VMs = the sample's template (two images), NetVM and three AppVMs plus N-5 small AppVMs, every image 8 MiB apparent with 1 MiB of VM-like data${FIREWALL ? ', every AppVM with a firewall.xml of 400 bytes (an inner archive of its own)' : ''}; the dom0 home left out (\`-x dom0\`) so both sides hold the same files. Format 4, gzip -6, scrypt logN 14 (r 8, p 1). Reference = the Qubes R4 steps with stock tools per VM file (\`tar --sparse | gzip | split\`, \`scrypt enc\` per chunk, outer \`tar --posix\`; restore \`tar -i -x\`, \`scrypt dec | gzip -d | tar -x\` per file). CPU = user + sys of every process of the run. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
+    `Measured ${new Date().toISOString().slice(0, 10)} by \`node dist/scripts/bench-many.js${args.length ? ' ' + args.join(' ') : ''}\` on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. N VMs = the sample's template (two images), NetVM and three AppVMs plus N-5 small AppVMs, every image 8 MiB apparent with 1 MiB of VM-like data${FIREWALL ? ', every AppVM with a copy of the work VM firewall.xml (an inner archive of its own)' : ''}; the dom0 home left out (\`-x dom0\`) so both sides hold the same files. Format 4, gzip -6, scrypt logN 14 (r 8, p 1). Reference = the Qubes R4 steps with stock tools per VM file (\`tar --sparse | gzip | split\`, \`scrypt enc\` per chunk, outer \`tar --posix\`; restore \`tar -i -x\`, \`scrypt dec | gzip -d | tar -x\` per file). CPU = user + sys of every process of the run. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
     '',
     ...lines,
     '',

@@ -81,7 +81,8 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const kdf = new KdfBudget(maxMemory, besideChunks - unitPoolBytes(units), ctx.pool);
   const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, kdf, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   const listOnly = ctx.verifyOnly === true;
-  const inProcessImages = ctx.imageExtraction !== 'tar';
+  // images and small files written in-process (not GNU tar; QVMB_IMAGE_EXTRACTION=tar for comparisons)
+  const inProcessFiles = ctx.imageExtraction !== 'tar';
   const stats = ctx.stats ?? RunStats.off();
 
   const vms = new Map<string, VmRun>();
@@ -128,11 +129,11 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     const byTar = (open: () => InnerExtractor): InnerExtractor => openWhenReady(tarOnce, open, ctx.signal);
     if (version === 2) return byTar(() => ((file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o)));
     // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)
-    if (inProcessImages && isImageBase(file.base)) return filter.kind === 'program' ? openWhenReady(loadSpawner, () => openImageExtractor(o, filter, units), ctx.signal) : openImageExtractor(o, filter, units);
+    if (inProcessFiles && isImageBase(file.base)) return filter.kind === 'program' ? openWhenReady(loadSpawner, () => openImageExtractor(o, filter, units), ctx.signal) : openImageExtractor(o, filter, units);
     const tarStream = (): InnerExtractor => byTar(() => openStreamExtractor(o, filter));
     // a VM's small files (firewall.xml, menu lists) without a tar process each, when they are one
     // regular file; anything else goes to tar as before (small-file-extractor.ts)
-    if (inProcessImages && filter.kind !== 'program' && vm.subdir !== DOM0_HOME_SUBDIR && isSmallFileBase(file.base)) return openSmallFileExtractor(o, filter, tarStream);
+    if (inProcessFiles && filter.kind !== 'program' && vm.subdir !== DOM0_HOME_SUBDIR && isSmallFileBase(file.base)) return openSmallFileExtractor(o, filter, tarStream);
     return tarStream();
   }
   async function fileDone(file: FileRun): Promise<void> {

@@ -32,6 +32,32 @@ function encode(filter: InnerFilter, tar: Buffer): Buffer {
   return tar;
 }
 
+/** x.finish() as 'resolved' or the error's code (awaited later, while the test acts on x). */
+function finishCode(x: InnerExtractor): Promise<string> {
+  return x.finish().then(
+    () => 'resolved',
+    (e: unknown) => (isQvmBackupError(e) ? e.code : String(e)),
+  );
+}
+
+/** Run `body` in a fresh temporary directory, removed afterwards. */
+async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = tempDir();
+  try {
+    await body(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `<dir>/src/vm3/<name>` holding `content`; returns `<dir>/src` (the tar source). */
+function sourceFile(dir: string, name: string, content: string | Buffer): string {
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(path.join(src, 'vm3'), { recursive: true });
+  fs.writeFileSync(path.join(src, 'vm3', name), content);
+  return src;
+}
+
 /** The small-file extractor of `member` into `dir`, counting the tar extractors it opens. */
 function counted(dir: string, member: string, filter: InnerFilter, counter = { tarOpened: 0 }, listOnly = false): { x: InnerExtractor; counter: { tarOpened: number } } {
   const opts = { dir, member, listOnly };
@@ -76,14 +102,11 @@ test('which inner archives are tried in-process', () => {
   for (const b of ['vm3/private.img', 'vm3/root.img', 'vm9/.', 'qubes.xml']) assert.equal(isSmallFileBase(b), false, b);
 });
 
-test('one regular file: written in-process, as GNU tar writes it (bytes, mode, mtime), no tar started', async () => {
-  const dir = tempDir();
-  try {
-    const src = path.join(dir, 'src');
-    fs.mkdirSync(path.join(src, 'vm3'), { recursive: true });
-    const file = path.join(src, 'vm3', 'firewall.xml');
+test('one regular file: written in-process, as GNU tar writes it (bytes, mode, mtime), no tar started', () =>
+  inTempDir(async (dir) => {
     const content = Buffer.concat([Buffer.from('<firewall policy="drop">\n'), sampleData(70_000, 4)]);
-    fs.writeFileSync(file, content);
+    const src = sourceFile(dir, 'firewall.xml', content);
+    const file = path.join(src, 'vm3', 'firewall.xml');
     fs.chmodSync(file, 0o640);
     fs.utimesSync(file, 1_600_000_000, 1_600_000_123);
     const tar = tarOf(src, ['vm3/firewall.xml']);
@@ -115,14 +138,10 @@ test('one regular file: written in-process, as GNU tar writes it (bytes, mode, m
     const r = await extract(v, 'vm3/firewall.xml', { kind: 'gunzip' }, gzipSync(tar), { listOnly: true });
     assert.equal(r.tarOpened, 0);
     assert.deepEqual(fs.readdirSync(v), []);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('a directory, a link, another name: GNU tar extracts what it holds, from every byte', async () => {
-  const dir = tempDir();
-  try {
+test('a directory, a link, another name: GNU tar extracts what it holds, from every byte', () =>
+  inTempDir(async (dir) => {
     const src = path.join(dir, 'src');
     fs.mkdirSync(path.join(src, 'vm3', 'apps'), { recursive: true });
     fs.writeFileSync(path.join(src, 'vm3', 'apps', 'a.desktop'), sampleData(50_000, 5));
@@ -147,18 +166,12 @@ test('a directory, a link, another name: GNU tar extracts what it holds, from ev
     assert.equal(t.tarOpened, 1);
     assert.equal(fs.readFileSync(path.join(two, 'vm3/notes.txt'), 'utf8'), 'notes\n');
     assert.equal(fs.existsSync(path.join(two, 'vm3/apps')), false, 'tar extracts only the member asked for');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('larger than the limit: handed to tar as it grows, every byte kept', async () => {
-  const dir = tempDir();
-  try {
-    const src = path.join(dir, 'src');
-    fs.mkdirSync(path.join(src, 'vm3'), { recursive: true });
+test('larger than the limit: handed to tar as it grows, every byte kept', () =>
+  inTempDir(async (dir) => {
     const content = sampleData(SMALL_FILE_MAX_INPUT + 300_000, 6);
-    fs.writeFileSync(path.join(src, 'vm3', 'big.list'), content);
+    const src = sourceFile(dir, 'big.list', content);
     const out = path.join(dir, 'out');
     const counter = { tarOpened: 0 };
     let openedBeforeEnd = -1;
@@ -178,17 +191,11 @@ test('larger than the limit: handed to tar as it grows, every byte kept', async 
     await extract(one, 'vm3/big.list', { kind: 'none' }, input, { piece: input.length, counter: c1, beforeFinish: () => Promise.resolve(void (atEnd = c1.tarOpened)) });
     assert.equal(atEnd, 1);
     assert.ok(fs.readFileSync(path.join(one, 'vm3/big.list')).equals(content));
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('a stream that does not decode: tar gets it and its failure is the file\'s; an abort writes nothing', async () => {
-  const dir = tempDir();
-  try {
-    const src = path.join(dir, 'src');
-    fs.mkdirSync(path.join(src, 'vm3'), { recursive: true });
-    fs.writeFileSync(path.join(src, 'vm3', 'firewall.xml'), sampleData(20_000, 7));
+test('a stream that does not decode: tar gets it and its failure is the file\'s; an abort writes nothing', () =>
+  inTempDir(async (dir) => {
+    const src = sourceFile(dir, 'firewall.xml', sampleData(20_000, 7));
     const good = gzipSync(tarOf(src, ['vm3/firewall.xml']));
     const bad = Buffer.from(good);
     bad[bad.length - 6]! ^= 0xff; // the CRC
@@ -213,18 +220,12 @@ test('a stream that does not decode: tar gets it and its failure is the file\'s;
     await assert.rejects(x.finish(), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CANCELLED');
     assert.equal(c.tarOpened, 0);
     assert.deepEqual(fs.readdirSync(ab), []);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('an abort while the file is being written stops the write: finish() fails', async () => {
-  const dir = tempDir();
-  try {
-    const src = path.join(dir, 'src');
-    fs.mkdirSync(path.join(src, 'vm3'), { recursive: true });
+test('an abort while the file is being written stops the write: finish() fails', () =>
+  inTempDir(async (dir) => {
     // 64 MiB of zeros stored as data (no --sparse): ~64 KiB of gzip, long enough to write
-    fs.writeFileSync(path.join(src, 'vm3', 'zeros.list'), '');
+    const src = sourceFile(dir, 'zeros.list', '');
     fs.truncateSync(path.join(src, 'vm3', 'zeros.list'), 64 * 1024 * 1024);
     const r = spawnSync('tar', ['-c', '-f', path.join(dir, 'zeros.tar'), '-C', src, 'vm3/zeros.list']);
     assert.equal(r.status, 0);
@@ -234,10 +235,7 @@ test('an abort while the file is being written stops the write: finish() fails',
     fs.mkdirSync(out);
     const { x, counter: c } = counted(out, 'vm3/zeros.list', { kind: 'gunzip' });
     await x.write(input);
-    const finished = x.finish().then(
-      () => 'resolved',
-      (e: unknown) => (isQvmBackupError(e) ? e.code : String(e)),
-    );
+    const finished = finishCode(x);
     // the write pass has begun once its file exists (the check before it writes nothing)
     const file = path.join(out, 'vm3', 'zeros.list');
     while (!fs.existsSync(file)) await new Promise((resolve) => setImmediate(resolve));
@@ -245,10 +243,7 @@ test('an abort while the file is being written stops the write: finish() fails',
     assert.equal(await finished, 'ERR_CANCELLED');
     assert.ok(fs.statSync(file).size <= 64 * 1024 * 1024);
     assert.equal(c.tarOpened, 0);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
 /** What an extractor made of `input`: the file's bytes, mode and mtime, or the error code. */
 async function outcome(x: InnerExtractor, out: string, member: string, input: Buffer): Promise<string> {
@@ -267,13 +262,10 @@ async function outcome(x: InnerExtractor, out: string, member: string, input: Bu
 // Found by review: the parser's leniency (for images) read some shapes differently from GNU tar
 // (pax and global records, a zero block first, `./` names, odd mode/mtime fields). In strict mode
 // each goes to tar, and the result is tar's.
-test('shapes GNU tar reads its own way go to tar: the same outcome as tar alone', async () => {
-  const dir = tempDir();
-  try {
-    const src = path.join(dir, 'src');
-    fs.mkdirSync(path.join(src, 'vm3'), { recursive: true });
+test('shapes GNU tar reads its own way go to tar: the same outcome as tar alone', () =>
+  inTempDir(async (dir) => {
+    const src = sourceFile(dir, 'notes.txt', 'some notes\n'.repeat(5));
     const file = path.join(src, 'vm3', 'notes.txt');
-    fs.writeFileSync(file, 'some notes\n'.repeat(5));
     fs.utimesSync(file, 1_600_000_000, 1_600_000_000.75);
     const plain = tarOf(src, ['vm3/notes.txt']);
     const edited = (edit: (h: Buffer) => void): Buffer => {
@@ -306,32 +298,20 @@ test('shapes GNU tar reads its own way go to tar: the same outcome as tar alone'
       assert.equal(c.tarOpened, 1, `${what}: to tar`);
       assert.equal(a, b, `${what}: tar's outcome`);
     }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('an abort while the held bytes are being checked starts no tar: finish() fails', async () => {
-  const dir = tempDir();
-  try {
-    const src = path.join(dir, 'src');
-    fs.mkdirSync(path.join(src, 'vm3'), { recursive: true });
-    fs.writeFileSync(path.join(src, 'vm3', 'firewall.xml'), sampleData(200_000, 8));
+test('an abort while the held bytes are being checked starts no tar: finish() fails', () =>
+  inTempDir(async (dir) => {
+    const src = sourceFile(dir, 'firewall.xml', sampleData(200_000, 8));
     const input = gzipSync(tarOf(src, ['vm3/firewall.xml']));
     const out = path.join(dir, 'out');
     fs.mkdirSync(out);
     const { x, counter: c } = counted(out, 'vm3/firewall.xml', { kind: 'gunzip' });
     await x.write(input);
-    const finished = x.finish().then(
-      () => 'resolved',
-      (e: unknown) => (isQvmBackupError(e) ? e.code : String(e)),
-    );
+    const finished = finishCode(x);
     await x.abort(); // the check pass is running
     assert.equal(await finished, 'ERR_CANCELLED');
     await assert.rejects(x.write(input), (e: unknown) => isQvmBackupError(e) && e.code === 'ERR_CANCELLED', 'no write after an abort');
     assert.equal(c.tarOpened, 0);
     assert.deepEqual(fs.readdirSync(out), []);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
