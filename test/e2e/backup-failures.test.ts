@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, passFile, node, run, BACKUP_BIN, RESTORE_BIN, ROOT, sampleIn } from '../helpers/cli.js';
+import { tempDir, passFile, node, run, haveCmd, BACKUP_BIN, RESTORE_BIN, ROOT, sampleIn } from '../helpers/cli.js';
 import { busyLoops } from '../helpers/load.js';
 
 const MiB = 1024 * 1024;
@@ -81,6 +81,22 @@ test('a slow reader behind --dest-command and behind stdout gets an archive that
   }
 });
 
+/** `body` with a sample collection, a passphrase file and an empty output directory, beside busy
+ *  loops; everything removed afterwards. */
+function underLoad(bigDataBytes: number, body: (c: { dir: string; root: string; home: string; pw: string; out: string }) => void): void {
+  const t = tempDir();
+  const load = busyLoops(2);
+  try {
+    const { root, home } = sample(t.dir, bigDataBytes);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    body({ dir: t.dir, root, home, pw: passFile(t.dir), out });
+  } finally {
+    load.stop();
+    t.cleanup();
+  }
+}
+
 /** A `tar` for PATH that is GNU tar, except that the archive of vm3/private.img breaks off. */
 function brokenTar(bin: string, how: 'shrank' | 'killed'): void {
   const realTar = run('sh', ['-c', 'command -v tar']).stdout.trim();
@@ -94,15 +110,9 @@ function brokenTar(bin: string, how: 'shrank' | 'killed'): void {
 }
 
 test('tar failing mid-stream is the reported cause (exit 7 with its stderr), never a cancellation it caused', { timeout: 600_000 }, () => {
-  const t = tempDir();
-  const load = busyLoops(2);
-  try {
-    const { root, home } = sample(t.dir, 8 * MiB);
-    const pw = passFile(t.dir);
-    const out = join(t.dir, 'out');
-    mkdirSync(out);
+  underLoad(8 * MiB, ({ dir, root, home, pw, out }) => {
     for (const how of ['shrank', 'killed'] as const) {
-      const bin = join(t.dir, `bin-${how}`);
+      const bin = join(dir, `bin-${how}`);
       brokenTar(bin, how);
       for (let i = 0; i < ITERATIONS; i++) {
         // GNU tar makes the images' inner archives only when asked (or for what is not a regular file)
@@ -114,10 +124,26 @@ test('tar failing mid-stream is the reported cause (exit 7 with its stderr), nev
         assert.deepEqual(readdirSync(out), [], 'partial output removed');
       }
     }
-  } finally {
-    load.stop();
-    t.cleanup();
-  }
+  });
+});
+
+test('a compression program failing on an in-process inner archive (-Z xz) is the reported cause: exit 7 with its stderr, no partial output, no process left', { timeout: 600_000, skip: !haveCmd('xz') && 'xz not installed' }, () => {
+  underLoad(8 * MiB, ({ dir, root, home, pw, out }) => {
+    // an `xz` that is xz for small inputs (qubes.xml, firewall.xml) and fails on an image's
+    const realXz = run('sh', ['-c', 'command -v xz']).stdout.trim();
+    const bin = join(dir, 'bin-xz');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'xz'), `#!/bin/sh\ntmp=$(mktemp)\ncat > "$tmp"\nif [ "$(stat -c %s "$tmp")" -gt 2000000 ]; then rm -f "$tmp"; echo "xz: simulated failure" >&2; exit 2; fi\n'${realXz}' "$@" < "$tmp"; rc=$?; rm -f "$tmp"; exit $rc\n`);
+    chmodSync(join(bin, 'xz'), 0o755);
+    for (let i = 0; i < ITERATIONS; i++) {
+      const r = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '--chunk-size', '1M', '-Z', 'xz', `${out}/`], { env: { PATH: `${bin}:${process.env['PATH'] ?? ''}` } });
+      assert.equal(r.status, 7, `#${i}: ${r.stderr}`);
+      assert.match(r.stderr.trim().split('\n').pop() ?? '', /^qvm-backup: error: VM \S+: vm\d+\/\S+\.img: the compression program failed: xz \(exit 2\): xz: simulated failure$/);
+      clean(r.stderr);
+      assert.deepEqual(readdirSync(out), [], 'partial output removed');
+      assert.equal(run('pgrep', ['-f', join(bin, 'xz')]).status, 1, 'no xz left running');
+    }
+  });
 });
 
 test('the in-process inner archives: an image written to while read fails naming VM and file (exit 1); one removed after the plan fails in GNU tar (exit 7); no partial output', { timeout: 600_000 }, async () => {

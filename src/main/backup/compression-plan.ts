@@ -1,8 +1,8 @@
 // How a backup compresses its inner archives, decided once from -Z / --compress-level and the
 // runtime: independent blocks in the worker pool (gzip always; zstd where node:zlib has it, Node
-// >= 22.15), or an allow-listed program run by GNU tar (zstd on older runtimes, with -T<threads>;
-// the other filters). The header names the filter the user chose; every path writes a stream that
-// `<filter> -d` reads.
+// >= 22.15), or an allow-listed program (zstd on older runtimes, with -T<threads>; the other
+// filters) reading the inner archives we make (program-compressor.ts), or GNU tar's. The header
+// names the filter the user chose; every path writes a stream that `<filter> -d` reads.
 import { fail } from '../errors.js';
 import { ALLOWED_FILTERS, allowedFilter, blockCodecAvailable, type BlockCodec } from '../../workers/compress.js';
 import { filterAvailable } from '../io/filter-program.js';
@@ -17,7 +17,8 @@ export type BackupCompression =
   | { kind: 'none' }
   /** in-process, in the worker pool */
   | { kind: 'blocks'; filter: string; codec: BlockCodec; level: number }
-  /** `program args…` run by tar (and once per in-memory file) */
+  /** `program args…` over each inner archive: ours (program-compressor.ts), or GNU tar's where tar
+   *  makes it (directories, the dom0 home, …); once per in-memory file */
   | { kind: 'program'; filter: string; program: string; args: string[]; level: number | null };
 
 export interface CompressionInput {
@@ -65,7 +66,7 @@ export function describeCompression(c: BackupCompression, threads: number): stri
   if (c.kind === 'none') return 'not compressed';
   if (c.kind === 'blocks') return `compressed with ${c.filter} -${c.level} in ${threads} worker thread${threads === 1 ? '' : 's'} with node:zlib`;
   const why = codecOf(c.filter) === 'zstd' ? ` (Node.js ${process.version} has no zstd in node:zlib)` : '';
-  return `compressed by the ${c.program} program run by tar: ${[c.program, ...c.args].join(' ')}${why}`;
+  return `compressed by the ${c.program} program: ${[c.program, ...c.args].join(' ')}${why}`;
 }
 
 /** The same for the --json summary. */

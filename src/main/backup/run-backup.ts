@@ -33,6 +33,7 @@ import { observeSpawns } from '../io/child-lifetime.js';
 import { HoleMapper } from '../io/hole-map.js';
 import { loadSpawner } from '../io/spawn.js';
 import { openInnerTar, ReadBuffers } from './inner-tar-source.js';
+import { compressWithProgram } from './program-compressor.js';
 import { STAGE } from '../stats/bound.js';
 
 export { defaultBackupName } from './destination.js';
@@ -241,9 +242,10 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     return { stdout: readerNow(tar.stdout), done, inputBytes: () => tar.inputBytes() };
   };
 
-  // Regular files' inner archives are made in-process (inner-tar-source.ts) unless a compression
-  // program runs inside tar or GNU tar is asked for (options.innerArchives); anything else goes to GNU tar.
-  const inProcess = externalFilter === undefined && options.innerArchives !== 'tar';
+  // Regular files' inner archives are made in-process (inner-tar-source.ts) unless GNU tar is asked
+  // for (options.innerArchives); a compression program then reads them from us (program-compressor.ts)
+  // instead of from tar -I. Anything else goes to GNU tar (running the program itself).
+  const inProcess = options.innerArchives !== 'tar';
   const mapper = new HoleMapper({ onUnavailable: (why) => progress.warn(`${why}; GNU tar makes the remaining sparse files' inner archives`) });
   const readBuffers = new ReadBuffers();
   const startInner = (f: BackupFile, job: VmJob | null): StartedTar => {
@@ -259,7 +261,15 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
       }
       void src.done.then(end, end);
       inProcessSource = true;
-      return (current = src);
+      if (externalFilter === undefined) return (current = src);
+      const program = stats.begin(STAGE.backupCompressProgram);
+      return compressWithProgram(src, externalFilter, { what: f.base, signal: runSignal }).then((compressed) => {
+        void compressed.done.then(program, program);
+        return (current = compressed);
+      }, (e: unknown) => {
+        program();
+        throw e;
+      });
     });
     started.catch(() => {});
     const done = started.then((s) => s.done);
@@ -272,7 +282,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
             yield* s.stdout;
           } catch (e) {
             // the VM it belongs to, as tar's failures say it; the cause stays the first failure
-            throw inProcessSource && isQvmBackupError(e) && e.code === 'ERR_IO' && where !== '' ? new QvmBackupError(e.code, `${where}${e.message}`, { ...e.context, vm: job?.name }, e) : e;
+            throw inProcessSource && isQvmBackupError(e) && (e.code === 'ERR_IO' || e.code === 'ERR_FILTER_FAILED') && where !== '' ? new QvmBackupError(e.code, `${where}${e.message}`, { ...e.context, vm: job?.name }, e) : e;
           }
         },
       },

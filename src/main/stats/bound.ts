@@ -16,6 +16,7 @@ export const STAGE = {
   backupCommit: 'commit (flush, fsync, rename)',
   backupSourceTar: 'tar -c (start to exit)',
   backupSourceInProcess: 'inner tar in-process (open to end)',
+  backupCompressProgram: 'compression program (start to exit)',
   restoreRead: 'read (outer archive)',
   restoreSource: 'read from the source (file, pipe or command)',
   restoreWaitSlot: 'wait for a chunk slot (reader)',
@@ -94,13 +95,16 @@ export function backupBound(r: StatsReport): Bound {
   const cpu = cpuOrMain(r);
   if (cpu) return cpu;
   const wait = share(r, STAGE.backupWaitChunk);
-  const sourceStage = r.stages.some((s) => s.stage === STAGE.backupSourceInProcess) ? STAGE.backupSourceInProcess : STAGE.backupSourceTar;
+  const has = (stage: string): boolean => r.stages.some((s) => s.stage === stage);
+  // a compression program (a process of its own: its CPU is in no worker's figures) feeds the chunks
+  const program = has(STAGE.backupCompressProgram);
+  const sourceStage = program ? STAGE.backupCompressProgram : has(STAGE.backupSourceInProcess) ? STAGE.backupSourceInProcess : STAGE.backupSourceTar;
   if (wait >= DOMINANT) {
     return {
       resource: 'source',
       stage: sourceStage,
       share: wait,
-      why: `the writer waited ${pct(wait)} of the run for chunks while the workers were busy only ${pct(r.workers.utilisation)}: reading the VM files (their disk) bounded the run`,
+      why: `the writer waited ${pct(wait)} of the run for chunks while the workers were busy only ${pct(r.workers.utilisation)}: ${program ? 'the compression program (its own process, its CPU not in the workers\' figures) or reading the VM files' : 'reading the VM files (their disk)'} bounded the run`,
     };
   }
   return mixed(r, [STAGE.backupWrite, STAGE.backupWaitChunk, sourceStage, STAGE.backupCommit]);

@@ -43,6 +43,11 @@ test('backup: idle workers and a waiting writer mean the source; a busy event lo
   assert.equal(src.share, 0.9);
   const tar = backupBound(report({ stages: { [STAGE.backupWaitChunk]: 9, [STAGE.backupSourceTar]: 9.5 }, utilisation: 0.2 }));
   assert.equal(tar.stage, STAGE.backupSourceTar);
+  // -Z with a program: it compresses what we read, in a process of its own
+  const program = backupBound(report({ stages: { [STAGE.backupWaitChunk]: 8, [STAGE.backupSourceInProcess]: 9.5, [STAGE.backupCompressProgram]: 9.6 }, utilisation: 0.3 }));
+  assert.equal(program.resource, 'source');
+  assert.equal(program.stage, STAGE.backupCompressProgram);
+  assert.match(program.why, /80 % .*the compression program .* or reading the VM files bounded the run/);
   const main = backupBound(report({ stages: { [STAGE.backupWaitChunk]: 9 }, utilisation: 0.3, elu: 0.95 }));
   assert.equal(main.resource, 'main thread');
 });
