@@ -8,7 +8,7 @@
 // The program gets the source's views on its stdin, one at a time: the next view is asked for
 // only once the pipe took the last one (the source reuses its buffers). Its exit status is part of
 // the stream: the output iterator ends by awaiting `done`, so a failed program fails the file
-// even when its output ended normally. The first cause wins: a source that failed (the file
+// even when its output ended normally (and so does one that exited 0 without writing anything). The first cause wins: a source that failed (the file
 // changed, a read error, the run stopped) is the error, not what its broken input did to the
 // program; then the program's own exit status; then a program that exited 0 without reading all
 // its input. The program never outlives the stream: an early stop of either side kills it.
@@ -99,17 +99,34 @@ export async function compressWithProgram(src: InnerTarSource, c: CompressionPro
     }
   });
   done.catch(() => undefined);
+  // an abort ends the output too: the program's exit (and so `done`) waits for its output to end,
+  // which an output nobody reads any more (a file started ahead, the run failed) never would
+  const onAbort = (): void => void stdout.destroy();
+  o.signal.addEventListener('abort', onAbort, { once: true });
+  const off = (): void => o.signal.removeEventListener('abort', onAbort);
+  done.then(off, off);
 
   async function* output(): AsyncGenerator<Uint8Array> {
     let ended = false;
+    let bytes = 0;
     try {
       for (;;) {
-        const r = await (first ?? chunks.next());
+        let r: IteratorResult<Buffer>;
+        try {
+          r = await (first ?? chunks.next());
+        } catch (e) {
+          await done; // an output cut by an abort or a failure: `done` says what happened
+          throw e;
+        }
         first = null;
         if (r.done === true) break;
+        bytes += r.value.length;
         yield r.value;
       }
       await done;
+      // an input that fits in the pipe is taken even by a program that never reads it: a compressor
+      // that read it always writes at least its stream's header
+      if (bytes === 0) throw new QvmBackupError('ERR_FILTER_FAILED', `${o.what}: ${command} exited 0 without any output (it did not compress its input)`, { file: o.what, command, exitCode: 0 });
       ended = true;
     } finally {
       // the consumer stopped early (or the run failed): the program and the file go now

@@ -277,8 +277,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     return {
       stdout: {
         async *[Symbol.asyncIterator]() {
-          const s = await started;
           try {
+            const s = await started;
             yield* s.stdout;
           } catch (e) {
             // the VM it belongs to, as tar's failures say it; the cause stays the first failure

@@ -115,12 +115,27 @@ describe('compressWithProgram', () => {
     assert.ok(f.closed(), 'the source (the file) was closed');
   });
 
-  it('a program that exits 0 without reading all of its input fails the file', async () => {
+  it('a program that exits 0 without reading all of its input fails the file, also when the input fit in the pipe', async () => {
     const exe = script('quits', 'exit 0');
     const f = fakeSource(2 * MiB);
     const out = await compressWithProgram(f.src, { program: 'gzip', args: [] }, { what: 'vm1/private.img', signal: new AbortController().signal, exe });
     await rejectsWith(collect(out), 'ERR_FILTER_FAILED', /gzip exited before it read all of its input/);
     assert.ok(f.closed());
+    // 10 KiB fit in the pipe: taken whether or not the program reads them, so only its output tells
+    const small = await compressWithProgram(fakeSource(10 * 1024).src, { program: 'gzip', args: [] }, { what: 'vm1/firewall.xml', signal: new AbortController().signal, exe: script('swallows', 'cat >/dev/null; exit 0') });
+    await rejectsWith(collect(small), 'ERR_FILTER_FAILED', /vm1\/firewall\.xml: gzip exited 0 without any output/);
+  });
+
+  it('an abort before anyone read the output (a file started ahead): the program goes and done settles', { timeout: 60_000 }, async () => {
+    const ac = new AbortController();
+    const f = fakeSource(64 * MiB);
+    const out = await compressWithProgram(f.src, gzip, { what: 'vm1/private.img', signal: ac.signal });
+    // its output waits unread in the pipe and in node's buffer
+    await waitFor('the program to have taken some input', () => (f.src.inputBytes() ?? 0) >= 512 * 1024);
+    ac.abort(new QvmBackupError('ERR_CANCELLED', 'the run failed elsewhere'));
+    await rejectsWith(out.done, 'ERR_CANCELLED');
+    await waitFor('gzip to be gone', () => running('gzip').length === 0);
+    await waitFor('the source to be closed', () => f.closed());
   });
 
   it('a source failing midway is the error, not what its cut input did to the program; the program is gone', async () => {
