@@ -8,14 +8,15 @@
 // The program gets the source's views on its stdin, one at a time: the next view is asked for
 // only once the pipe took the last one (the source reuses its buffers). Its exit status is part of
 // the stream: the output iterator ends by awaiting `done`, so a failed program fails the file
-// even when its output ended normally (and so does one that exited 0 without writing anything). The first cause wins: a source that failed (the file
-// changed, a read error, the run stopped) is the error, not what its broken input did to the
-// program; then the program's own exit status; then a program that exited 0 without reading all
-// its input. The program never outlives the stream: an early stop of either side kills it.
+// even when its output ended normally (and so does one that exited 0 without writing anything).
+// The first cause wins: a source that failed (the file changed, a read error, the run stopped) is
+// the error, not what its broken input did to the program; then the program's own exit status;
+// then a program that exited 0 without reading all its input. The program never outlives the
+// stream: an early stop of either side kills it.
 import { finished as endOf } from 'node:stream/promises';
 import { QvmBackupError } from '../errors.js';
 import { filterPath } from '../io/filter-program.js';
-import { commandLine, exitDetail, loadSpawner, processContext, spawnProcess } from '../io/spawn.js';
+import { commandLine, exitDetail, loadSpawner, processContext, readerNow, spawnProcess } from '../io/spawn.js';
 import type { InnerTarSource } from './inner-tar-source.js';
 
 export interface CompressionProgram {
@@ -44,12 +45,8 @@ export async function compressWithProgram(src: InnerTarSource, c: CompressionPro
   const child = p.child;
   const stdin = child.stdin!;
   const stdout = child.stdout!;
-  // claimed now, read later (a file's program starts while the file before it is chunked): when a
-  // child exits, node resumes — and so discards — an output stream without a 'readable' listener,
-  // which the stream's iterator adds on its first next()
-  const chunks = stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  let first: Promise<IteratorResult<Buffer>> | null = chunks.next();
-  first.catch(() => undefined);
+  // claimed now, read later (a file's program starts while the file before it is chunked)
+  const chunks = readerNow(stdout)[Symbol.asyncIterator]();
   stdin.on('error', () => undefined); // EPIPE: the exit status says why
   const stop = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill();
@@ -111,14 +108,13 @@ export async function compressWithProgram(src: InnerTarSource, c: CompressionPro
     let bytes = 0;
     try {
       for (;;) {
-        let r: IteratorResult<Buffer>;
+        let r: IteratorResult<Uint8Array>;
         try {
-          r = await (first ?? chunks.next());
+          r = await chunks.next();
         } catch (e) {
           await done; // an output cut by an abort or a failure: `done` says what happened
           throw e;
         }
-        first = null;
         if (r.done === true) break;
         bytes += r.value.length;
         yield r.value;

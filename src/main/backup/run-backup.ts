@@ -31,7 +31,7 @@ import { writeHeader } from './header-stage.js';
 import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
 import { HoleMapper } from '../io/hole-map.js';
-import { loadSpawner } from '../io/spawn.js';
+import { loadSpawner, readerNow } from '../io/spawn.js';
 import { openInnerTar, ReadBuffers } from './inner-tar-source.js';
 import { compressWithProgram } from './program-compressor.js';
 import { STAGE } from '../stats/bound.js';
@@ -83,29 +83,6 @@ async function* bytesOf(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield p;
 }
 
-/**
- * `stream` read from now on, for a tar started before its turn: its reader is attached at once (its
- * first read is pending), so the bytes wait in the stream (tar blocks once its pipe is full) until
- * they are iterated. A child's stdout that nobody listens to is switched to flowing — its bytes
- * dropped — by execa after one turn of the event loop and by Node when the child exits.
- */
-function readerNow(stream: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
-  const it = stream[Symbol.asyncIterator]();
-  let first: Promise<IteratorResult<Uint8Array>> | null = it.next();
-  first.catch(() => {}); // seen by whoever iterates
-  const iterator: AsyncIterator<Uint8Array> = {
-    next: () => {
-      const p = first ?? it.next();
-      first = null;
-      return p;
-    },
-    return: async (v?: unknown) => {
-      first = null;
-      return it.return ? it.return(v) : { done: true, value: undefined };
-    },
-  };
-  return { [Symbol.asyncIterator]: () => iterator };
-}
 
 /** Run a backup end to end. */
 export async function runBackup(options: BackupOptions): Promise<BackupResult> {

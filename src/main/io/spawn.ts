@@ -92,6 +92,31 @@ export function spawnProcess(bin: string, args: readonly string[], o: SpawnOptio
   return { child, command: label ?? commandLine(bin, args), stderr, viaSetpriv: file !== bin };
 }
 
+/**
+ * `stream` (a child's stdout) read from now on, for a child started before its turn (a file's tar or
+ * compression program): its reader is attached at once (its first read is pending), so the bytes
+ * wait in the stream (the child blocks once its pipe is full) until they are iterated. A child's
+ * stdout that nobody listens to is switched to flowing — its bytes dropped — by execa after one
+ * turn of the event loop and by Node when the child exits.
+ */
+export function readerNow(stream: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  const it = stream[Symbol.asyncIterator]();
+  let first: Promise<IteratorResult<Uint8Array>> | null = it.next();
+  first.catch(() => {}); // seen by whoever iterates
+  const iterator: AsyncIterator<Uint8Array> = {
+    next: () => {
+      const p = first ?? it.next();
+      first = null;
+      return p;
+    },
+    return: async (v?: unknown) => {
+      first = null;
+      return it.return ? it.return(v) : { done: true, value: undefined };
+    },
+  };
+  return { [Symbol.asyncIterator]: () => iterator };
+}
+
 /** How a finished process ended, for messages: `exit 2`, `killed by SIGTERM`, or why it never ran. */
 export function exitDetail(r: Pick<Result, 'exitCode' | 'signal' | 'originalMessage'>): string {
   if (r.exitCode !== undefined) return `exit ${r.exitCode}`;
