@@ -3,8 +3,11 @@
 // everywhere. Measured on this kind of machine (BENCHMARKS.md): one host ran a logN 19 derivation
 // in ~0.85 s in the module against ~1.25 s in OpenSSL; after a restart (another host) the module
 // took ~1.5 s and OpenSSL ~1.0–1.2 s with huge pages (its compute ~0.6x the module's at logN 9–12).
-// So each thread measures before its first derivation: a small one (logN 9, r 8: 512 KiB, ~1 ms) in
-// each engine, five times in turns, the fastest run of each counted. Then:
+// So each thread measures before its first derivation larger than 32 MiB: a small one (logN 9, r 8:
+// 512 KiB, ~1 ms) in each engine, five times in turns, the fastest run of each counted. Derivations
+// up to 32 MiB (logN 15 at r 8) are not worth it: the measurement costs 15-30 ms of a worker's first
+// task, on the way to the first chunk, where the engines differ by a few ms; OpenSSL derives them
+// until a larger one measured (and the module if OpenSSL refuses scrypt). Then:
 // - memory this thread already keeps, large enough, is always used: nothing to fault in;
 // - the module derives when it computes at least as fast: it also keeps its memory where the
 //   caller's budget allows, so no derivation faults in fresh pages;
@@ -45,7 +48,7 @@ const MARGIN = 1.3;
 /** glibc's largest mmap threshold (64-bit): OpenSSL's memory for a derivation larger than this is
  *  mapped fresh and unmapped every time; a smaller one comes from the heap and is reused, so its
  *  cost is the compute the probe measured. Only larger derivations are timed. */
-const FRESH_EVERY_TIME = 32 * 2 ** 20;
+export const FRESH_EVERY_TIME = 32 * 2 ** 20;
 /** A timed derivation shorter than this says nothing (the thread clock moves by ticks). */
 const MIN_SAMPLE_MS = 100;
 
@@ -152,6 +155,7 @@ export function engineFor(logN: number, r: number, p: number): KdfEngine {
   if (mode === 'wasm') return 'wasm';
   const bytes = romixBytes(2 ** logN, r, p);
   if (keptBytes() >= bytes || bytes >= moduleFrom) return 'wasm';
+  if (rates === undefined && bytes <= FRESH_EVERY_TIME) return 'openssl';
   if (rates === undefined) {
     rates = measure();
     // the probe's instance (unreachable now) reserved its own address space, ~10 GiB with V8's
@@ -191,7 +195,18 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
     key = t.value;
     learn(bytes, t.ms, rates.wasm * 2 ** logN * r * p);
   } else {
-    key = run();
+    try {
+      key = run();
+    } catch (e) {
+      // chosen without measuring (a small derivation) and refused (OpenSSL without scrypt): measure
+      // now; the module derives where it runs
+      if (rates !== undefined || mode !== 'auto') throw e;
+      rates = measure();
+      const k = engineFor(logN, r, p) === 'wasm' ? scryptWasm(passphrase, salt, logN, r, p, dkLen, keep) : null;
+      if (k === null) throw e;
+      if (counts !== undefined) Atomics.add(counts, 0, 1);
+      return k;
+    }
   }
   if (counts !== undefined) Atomics.add(counts, 1, 1);
   return key;

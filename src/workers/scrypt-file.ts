@@ -70,7 +70,12 @@ export interface KdfMemory {
 /** The 64-byte derived key: key_enc (32) ‖ key_hmac (32). In WebAssembly SIMD (scrypt-romix.ts) or
  *  by node:crypto (OpenSSL), whichever is faster on this thread (kdf-engine.ts); the same key either way. */
 export function scryptDeriveKey(passphrase: Uint8Array, salt: Uint8Array, q: ScryptParams & KdfMemory): Buffer {
-  return deriveScrypt(passphrase, salt, q.logN, q.r, q.p, 64, q.keepKdfMemory === true, scryptCost(q).bytes + MAXMEM_MARGIN);
+  return deriveScrypt(passphrase, salt, q.logN, q.r, q.p, 64, q.keepKdfMemory === true, scryptMaxmem(q));
+}
+
+/** node:crypto's `maxmem` for a derivation of these parameters (above what it allocates). */
+export function scryptMaxmem(q: ScryptParams): number {
+  return scryptCost(q).bytes + MAXMEM_MARGIN;
 }
 
 function hmacSha256(key: Uint8Array): ReturnType<typeof createHmac> {

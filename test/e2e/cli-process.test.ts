@@ -72,14 +72,19 @@ function tunablesOf(pid: number): string | undefined {
   return parts.join(':');
 }
 
-test('the launcher execs node: the started PID is node itself, with the huge-page tunable unless QVMB_HUGEPAGES=0', async () => {
+/** the malloc thresholds the launchers fix (bin/qvm-backup: a 16 MiB derivation mapped with huge pages every time) */
+const THRESHOLDS = 'glibc.malloc.mmap_threshold=8388608:glibc.malloc.trim_threshold=67108864';
+
+test('the launcher execs node: the started PID is node itself, with the malloc tunables unless QVMB_HUGEPAGES=0', async () => {
   const t = tempDir();
   try {
     const { root, home } = sample(t.dir);
     const cases: [NodeJS.ProcessEnv, string | undefined][] = [
-      [{ GLIBC_TUNABLES: undefined }, 'glibc.malloc.hugetlb=1'],
-      [{ GLIBC_TUNABLES: 'glibc.malloc.check=0' }, 'glibc.malloc.check=0:glibc.malloc.hugetlb=1'],
-      [{ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }, 'glibc.malloc.hugetlb=0'],
+      [{ GLIBC_TUNABLES: undefined }, `glibc.malloc.hugetlb=1:${THRESHOLDS}`],
+      [{ GLIBC_TUNABLES: 'glibc.malloc.check=0' }, `glibc.malloc.check=0:glibc.malloc.hugetlb=1:${THRESHOLDS}`],
+      [{ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }, `glibc.malloc.hugetlb=0:${THRESHOLDS}`],
+      // each one the environment sets stays as it is
+      [{ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=65536' }, 'glibc.malloc.mmap_threshold=65536:glibc.malloc.hugetlb=1:glibc.malloc.trim_threshold=67108864'],
       [{ GLIBC_TUNABLES: undefined, QVMB_HUGEPAGES: '0' }, undefined],
     ];
     for (const [env, expected] of cases) {

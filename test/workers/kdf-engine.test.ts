@@ -28,9 +28,13 @@ function derive(logN: number, keep: boolean, counter = new Int32Array(2)): { key
   return { key, want: scryptSync(pass, salt, 64, { N: 2 ** logN, r: 8, p: 1, maxmem: MAXMEM }), counter };
 }
 
-test('the first derivation measures both engines on this thread (finite, positive rates)', () => {
+test('derivations up to 32 MiB go to OpenSSL unmeasured; the first larger one measures both engines on this thread (finite, positive rates)', () => {
   assert.equal(measuredRatesForTest(), undefined);
-  const { key, want } = derive(10, true);
+  const small = derive(15 - 1, true);
+  assert.deepEqual(small.key, small.want);
+  assert.deepEqual([...small.counter], [0, 1], 'logN 14 (16 MiB): OpenSSL');
+  assert.equal(measuredRatesForTest(), undefined, 'not measured for it');
+  const { key, want } = derive(LARGE, false);
   assert.deepEqual(key, want);
   const r = measuredRatesForTest();
   assert.ok(r != null && Number.isFinite(r.wasm) && Number.isFinite(r.openssl) && r.wasm > 0 && r.openssl > 0, JSON.stringify(r));
@@ -174,7 +178,7 @@ test('a derivation the budget counts as kept: nothing is kept while OpenSSL runs
   assert.equal(seen[0], 0, 'released before node:crypto allocated its own');
 });
 
-test('a measurement that fails never fails a derivation: OpenSSL refusing scrypt leaves the module', () => {
+test('a small derivation OpenSSL refuses (no scrypt there, e.g. FIPS) measures then, and the module derives it', () => {
   const original = crypto.scryptSync;
   crypto.scryptSync = (() => {
     throw new Error('unsupported');
@@ -183,6 +187,8 @@ test('a measurement that fails never fails a derivation: OpenSSL refusing scrypt
   let key: Buffer;
   const pass = Buffer.from('pw');
   const salt = Buffer.alloc(32, 5);
+  const counter = new Int32Array(2);
+  countDerivationsIn(counter);
   try {
     key = deriveScrypt(pass, salt, 10, 8, 1, 64, true, MAXMEM);
   } finally {
@@ -190,6 +196,7 @@ test('a measurement that fails never fails a derivation: OpenSSL refusing scrypt
     syncBuiltinESMExports();
   }
   assert.deepEqual(key, scryptSync(pass, salt, 64, { N: 1024, r: 8, p: 1 }));
+  assert.deepEqual([...counter], [1, 0], 'counted as the module\'s');
   const r = measuredRatesForTest();
   assert.ok(r != null && r.openssl === Infinity && Number.isFinite(r.wasm), JSON.stringify(r));
   assert.equal(engineFor(12, 8, 1), 'wasm', 'measured once: the module from now on');
@@ -198,7 +205,8 @@ test('a measurement that fails never fails a derivation: OpenSSL refusing scrypt
 test('the module failing in the probe leaves the module where it can run (as before the choice), the same key', () => {
   const pass = Buffer.from('pw');
   const salt = Buffer.alloc(32, 6);
-  const want = scryptSync(pass, salt, 64, { N: 1024, r: 8, p: 1 });
+  // a derivation the probe runs for: larger than 32 MiB
+  const want = scryptSync(pass, salt, 64, { N: 2 ** LARGE, r: 8, p: 1, maxmem: MAXMEM });
   // the probe's module run fails (its PBKDF2 step throws once)
   const original = crypto.pbkdf2Sync;
   let calls = 0;
@@ -211,7 +219,7 @@ test('the module failing in the probe leaves the module where it can run (as bef
   countDerivationsIn(counter);
   let key: Buffer;
   try {
-    key = deriveScrypt(pass, salt, 10, 8, 1, 64, true, MAXMEM);
+    key = deriveScrypt(pass, salt, LARGE, 8, 1, 64, true, MAXMEM);
   } finally {
     crypto.pbkdf2Sync = original;
     syncBuiltinESMExports();
@@ -230,7 +238,7 @@ test('the module failing in the probe leaves the module where it can run (as bef
     return new Instance(...a);
   } as unknown as typeof Instance;
   try {
-    assert.deepEqual(deriveScrypt(pass, salt, 10, 8, 1, 64, true, MAXMEM), want);
+    assert.deepEqual(deriveScrypt(pass, salt, LARGE, 8, 1, 64, true, MAXMEM), want);
   } finally {
     wasm.Instance = Instance;
   }

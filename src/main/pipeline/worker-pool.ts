@@ -10,13 +10,16 @@
 // when it ends, so its caller never frees memory a worker is still writing. Workers load their
 // module with import(), and destroy() waits until every worker has loaded it before terminating
 // it (a worker terminated inside require(esm) aborted the process too).
+import { scrypt } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { QvmBackupError, isQvmBackupError, type ErrorCode, type ErrorContext } from '../errors.js';
 import type { RunStats } from '../stats/run-stats.js';
-import { TASK_CANCELLED, TASK_WAITING, isPortableError, type PoolMessage, type PortableError, type TaskMap, type TaskName } from '../../workers/task-types.js';
+import { TASK_CANCELLED, TASK_WAITING, isPortableError, type DerivedScryptKey, type PoolMessage, type PortableError, type TaskMap, type TaskName } from '../../workers/task-types.js';
+import { FRESH_EVERY_TIME } from '../../workers/kdf-engine.js';
+import { scryptCost, scryptMaxmem, type ScryptParams } from '../../workers/scrypt-file.js';
 
 /** dist/src/main/pipeline/worker-pool.js → dist/src/workers/pool-entry.js */
 export const CHUNK_WORKER_URL = new URL('../../workers/pool-entry.js', import.meta.url);
@@ -45,6 +48,9 @@ export interface WorkerPoolOptions {
    *  =wasm, else each worker's faster one */
   kdfEngine?: 'auto' | 'wasm' | 'openssl';
 }
+
+/** deriveWhileLoading's stage: its time is the main thread's wait, not worker time */
+const STAGE_DERIVE_WHILE_LOADING = 'key derivation (libuv, while the workers load)';
 
 /** The stage of the profile a task's worker time counts for (none: the time is not work). */
 const TASK_STAGE: Record<TaskName, string | null> = {
@@ -132,12 +138,16 @@ export class WorkerPool {
   readonly #kdfEngines = new Int32Array(new SharedArrayBuffer(8));
   /** barriers of dropKeptKdfMemory in progress: released when the pool stops */
   readonly #barriers = new Set<Int32Array>();
+  readonly #kdfEngine: 'auto' | 'wasm' | 'openssl';
+  /** node:crypto refused a derivation on this thread (deriveWhileLoading): not tried again */
+  #noScryptHere = false;
   #destroying = false;
 
   constructor(opts: WorkerPoolOptions) {
     if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new RangeError(`threads must be a positive integer, got ${opts.threads}`);
     this.threads = opts.threads;
     this.#stats = opts.stats;
+    this.#kdfEngine = opts.kdfEngine ?? kdfEngineEnv();
     opts.stats?.setThreads(opts.threads);
     opts.stats?.setKdfEngineCounts(() => this.kdfEngineCounts);
     this.#pool = new Piscina({
@@ -146,7 +156,7 @@ export class WorkerPool {
       maxThreads: opts.threads,
       idleTimeout: IDLE_TIMEOUT_MS,
       // QVMB_KDF=openssl or =wasm: every scrypt derivation by that engine (workers/kdf-engine.ts), to compare them
-      workerData: { loadedWorkers: this.#loaded, keptKdf: this.#keptKdf, kdfEngines: this.#kdfEngines, kdfEngine: opts.kdfEngine ?? kdfEngineEnv() },
+      workerData: { loadedWorkers: this.#loaded, keptKdf: this.#keptKdf, kdfEngines: this.#kdfEngines, kdfEngine: this.#kdfEngine },
       execArgv: WORKER_EXEC_ARGV,
     });
     // Without a listener, piscina's 'error' event kills the process with a stack trace.
@@ -224,7 +234,35 @@ export class WorkerPool {
     });
   }
 
-  /** scrypt derivations the workers ran so far, per engine */
+  /**
+   * Derive a small scrypt key (up to 32 MiB: logN 15 at r 8, tens of ms) here, by node:crypto on
+   * libuv's thread pool (the event loop stays free), while no worker has loaded its modules yet:
+   * a run's first derivations (a restore's backup header and qubes.xml) then start as soon as their
+   * bytes are read instead of ~0.1 s later, when the workers are ready. null: not here — a worker
+   * is ready, the derivation is larger, QVMB_KDF=wasm, or node:crypto refuses scrypt — so the
+   * caller runs it in the pool. The derivation is counted (stage profile, engines) like a worker's.
+   */
+  async deriveWhileLoading(passphrase: Uint8Array, salt: Uint8Array, q: ScryptParams): Promise<DerivedScryptKey | null> {
+    if (this.#noScryptHere || this.#kdfEngine === 'wasm' || this.#destroying || this.#failed.signal.aborted) return null;
+    if (Atomics.load(this.#loaded, 0) > 0 || scryptCost(q).bytes > FRESH_EVERY_TIME) return null;
+    const t0 = performance.now();
+    const key = await new Promise<Buffer | null>((resolve) => {
+      try {
+        scrypt(passphrase, salt, 64, { N: 2 ** q.logN, r: q.r, p: q.p, maxmem: scryptMaxmem(q) }, (e, k) => resolve(e ? null : k));
+      } catch {
+        resolve(null);
+      }
+    });
+    if (key === null) {
+      this.#noScryptHere = true;
+      return null;
+    }
+    Atomics.add(this.#kdfEngines, 1, 1);
+    this.#stats?.derivedHere(STAGE_DERIVE_WHILE_LOADING, performance.now() - t0);
+    return { key, salt, logN: q.logN, r: q.r, p: q.p };
+  }
+
+  /** scrypt derivations run so far (by the workers, and deriveWhileLoading's), per engine */
   get kdfEngineCounts(): { wasm: number; openssl: number } {
     return { wasm: Atomics.load(this.#kdfEngines, 0), openssl: Atomics.load(this.#kdfEngines, 1) };
   }

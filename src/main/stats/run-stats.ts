@@ -121,6 +121,13 @@ export class RunStats {
     this.add(stage, ms);
   }
 
+  /** A key derivation outside the workers (WorkerPool.deriveWhileLoading) took `ms`: counted as
+   *  a derivation, its time in `stage` (not worker time). */
+  derivedHere(stage: string, ms: number): void {
+    this.#derivations++;
+    this.add(stage, ms);
+  }
+
   /** Key derivations run so far (counted even when the profile is off: tests read it). */
   get keyDerivations(): number {
     return this.#derivations;

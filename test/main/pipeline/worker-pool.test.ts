@@ -254,3 +254,48 @@ test('kdfEngine: wasm, openssl and auto give node:crypto\'s key; the pool counts
     }
   }
 });
+
+test('deriveWhileLoading: node:crypto\'s key on this thread while no worker is loaded, counted; null once one is, for more than 32 MiB, with QVMB_KDF=wasm, or where node:crypto refuses', { timeout: 60_000 }, async () => {
+  const crypto = await import('node:crypto');
+  const { syncBuiltinESMExports } = await import('node:module');
+  const { RunStats } = await import('../../../src/main/stats/run-stats.js');
+  const pw = Buffer.from('qubes');
+  const salt = new Uint8Array(32).fill(7);
+  const q = { logN: 12, r: 8, p: 1 };
+  const want = crypto.scryptSync(pw, salt, 64, { N: 2 ** 12, r: 8, p: 1 });
+  const stats = new RunStats({ enabled: true, measureEventLoop: false });
+  const own = new WorkerPool({ threads: 2, stats });
+  try {
+    // just made: its workers are loading (they take tens of ms); the check before the first await sees it
+    const d = await own.deriveWhileLoading(pw, salt, q);
+    assert.ok(d !== null, 'derived here');
+    assert.ok(Buffer.from(d.key).equals(want));
+    assert.deepEqual({ salt: d.salt, logN: d.logN, r: d.r, p: d.p }, { salt, ...q });
+    assert.deepEqual(own.kdfEngineCounts, { wasm: 0, openssl: 1 });
+    assert.equal(stats.keyDerivations, 1);
+    assert.equal(await own.deriveWhileLoading(pw, salt, { logN: 15, r: 8, p: 1 }), null, '32 MiB + 3 KiB: in the pool');
+    // once a worker has answered, it is loaded
+    await own.run('scryptDerive', { passphrase: 'qubes', salt, ...q });
+    assert.equal(await own.deriveWhileLoading(pw, salt, q), null, 'a worker is ready');
+  } finally {
+    await own.destroy();
+  }
+  const wasm = new WorkerPool({ threads: 1, kdfEngine: 'wasm' });
+  try {
+    assert.equal(await wasm.deriveWhileLoading(pw, salt, q), null, 'QVMB_KDF=wasm: the module, in the workers');
+  } finally {
+    await wasm.destroy();
+  }
+  const original = crypto.default.scrypt;
+  crypto.default.scrypt = ((...a: unknown[]) => (a[a.length - 1] as (e: Error | null) => void)(new Error('unsupported'))) as typeof crypto.scrypt;
+  syncBuiltinESMExports();
+  const refusing = new WorkerPool({ threads: 1 });
+  try {
+    assert.equal(await refusing.deriveWhileLoading(pw, salt, q), null, 'refused: in the pool');
+    assert.deepEqual(refusing.kdfEngineCounts, { wasm: 0, openssl: 0 });
+  } finally {
+    crypto.default.scrypt = original;
+    syncBuiltinESMExports();
+    await refusing.destroy();
+  }
+});

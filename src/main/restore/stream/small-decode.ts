@@ -6,7 +6,8 @@ import type { WorkerPool } from '../../pipeline/worker-pool.js';
 import { CodecError } from '../../../workers/codec-error.js';
 import { runFilterSync } from '../../io/filter-program.js';
 import { opensslDecryptFile } from '../../../workers/openssl-enc.js';
-import type { TaskFailure } from '../../../workers/task-types.js';
+import type { ScryptDecryptResult, TaskFailure } from '../../../workers/task-types.js';
+import { readScryptHeader, scryptDecryptInto } from '../../../workers/scrypt-file.js';
 import type { InnerFilter } from './filters.js';
 import { zstdDecompressSmall } from './inner-decoder.js';
 import type { KdfBudget } from './kdf-budget.js';
@@ -27,9 +28,29 @@ export async function scryptDecryptSmall(
   new Uint8Array(sab, 0, data.length).set(data);
   const opts = signal ? { signal } : {};
   const task = { passphrase, input: { sab, offset: 0, length: data.length }, output: { sab, offset: data.length, length: cap + 1 }, ...kdf.limits };
-  const r = await kdf.run(cost, (memory) => pool.run('scryptDecrypt', { ...task, ...memory }, opts), signal);
+  const r = await kdf.run(
+    cost,
+    async (memory) => (await decryptWhileLoading(pool, passphrase, sab, data.length, cap + 1, kdf, signal)) ?? pool.run('scryptDecrypt', { ...task, ...memory }, opts),
+    signal,
+  );
   if (!r.ok) return r;
   return { ok: true, data: Buffer.from(new Uint8Array(sab, data.length, r.length)) };
+}
+
+/** scryptDecrypt's work on this thread, its key by WorkerPool.deriveWhileLoading (the workers
+ *  are not loaded yet); null when that does not derive it. The file is small (a header, qubes.xml). */
+async function decryptWhileLoading(pool: WorkerPool, passphrase: string, sab: SharedArrayBuffer, length: number, capacity: number, kdf: KdfBudget, signal?: AbortSignal): Promise<ScryptDecryptResult | null> {
+  const input = new Uint8Array(sab, 0, length);
+  const h = readScryptHeader(input);
+  if ('ok' in h) return null; // the worker reports the format error
+  const pw = Buffer.from(passphrase, 'utf8');
+  const derived = await pool.deriveWhileLoading(pw, h.salt, h);
+  if (derived === null) return null;
+  if (signal?.aborted) {
+    derived.key.fill(0);
+    throw new QvmBackupError('ERR_CANCELLED', 'scryptDecrypt cancelled', {}, signal.reason);
+  }
+  return scryptDecryptInto(pw, input, new Uint8Array(sab, length, capacity), kdf.limits, derived);
 }
 
 /** Turn a worker failure into the error of a chunk (`ERR_CHUNK_AUTH` for MAC problems). */
