@@ -14,25 +14,22 @@ import {
 } from './tar-header.js';
 import { checksumMatches, paxDecimal, trimTrailingNuls, typeflagOf } from './tar-codec.js';
 
-/** One member of the outer archive. Call exactly one of readInto()/skip() before the next next(). */
+/** One member of the outer archive. Call exactly one of readInto()/skip() before the next next()
+ *  (readHead() may come first). */
 export interface OuterEntry {
   /** The member name as stored; validate it before use. */
   untrustedName: string;
   size: number;
   /** The header's typeflag character ('0' for regular files; NUL is reported as '0'). */
   typeflag: string;
-  /** Copy exactly `size` bytes of data into dst[0..size); with `early`, `early.arrived()` is called
-   *  once the first `early.bytes` of them are in dst (before the rest is read). */
-  readInto(dst: Uint8Array, early?: EarlyBytes): Promise<void>;
+  /** The first min(n, size) bytes of the data, read now (a copy; at most once, before readInto or
+   *  skip): a format 4 chunk's scrypt header, so that its key is derived while the reader waits
+   *  for a slot to read the rest into. */
+  readHead(n: number): Promise<Uint8Array>;
+  /** Copy exactly `size` bytes of data into dst[0..size) (what readHead() read included). */
+  readInto(dst: Uint8Array): Promise<void>;
   /** Discard the data. */
   skip(): Promise<void>;
-}
-
-/** A callback for when the start of a member's data has arrived (a format 4 chunk's scrypt header:
- *  its key derivation can start while the rest is read). */
-export interface EarlyBytes {
-  bytes: number;
-  arrived(): void;
 }
 
 export interface OuterTarReaderOptions {
@@ -190,6 +187,7 @@ export class OuterTarReader {
     this.#busy = true;
     this.#started = true;
     let used = false;
+    let head: Uint8Array | undefined;
     const once = (): void => {
       if (used) fail('ERR_INTERNAL', `data of ${name} was already consumed`);
       used = true;
@@ -198,20 +196,23 @@ export class OuterTarReader {
       untrustedName: name,
       size,
       typeflag,
-      readInto: async (dst, early) => {
+      readHead: async (n) => {
+        if (used || head !== undefined) fail('ERR_INTERNAL', `data of ${name} was already read`);
+        const h = new Uint8Array(Math.max(0, Math.min(n, size)));
+        await this.#takeExact(h, 0, h.length, name);
+        head = h;
+        return Uint8Array.from(h);
+      },
+      readInto: async (dst) => {
         once();
         if (dst.length < size) fail('ERR_INTERNAL', `buffer of ${dst.length} bytes for ${name} (${size} bytes)`);
-        const first = early !== undefined && early.bytes > 0 && early.bytes < size ? early.bytes : 0;
-        if (first > 0) {
-          await this.#takeExact(dst, 0, first, name);
-          early!.arrived();
-        }
-        await this.#takeData(dst, size, name, first);
+        if (head !== undefined) dst.set(head);
+        await this.#takeData(dst, size, name, head?.length ?? 0);
         this.#busy = false;
       },
       skip: async () => {
         once();
-        await this.#takeData(null, size, name);
+        await this.#takeData(null, size, name, head?.length ?? 0);
         this.#busy = false;
       },
     };

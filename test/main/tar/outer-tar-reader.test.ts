@@ -154,30 +154,41 @@ describe('crafted archives', () => {
     assert.deepEqual(got.map((g) => [g.name, g.data.toString()]), [['real/name', '12345'], ['second', 'zz']]);
   });
 
-  it('readInto with `early`: arrived() once the first bytes are in place, before the rest has come', async () => {
+  it('readHead: the first bytes now, before the rest has come; readInto then fills dst whole, skip skips the rest', async () => {
     const a = randomBytes(10_000);
-    const archive = Buffer.concat([member('a', a), member('b', Buffer.from('short')), Buffer.alloc(BLOCK * 2)]);
+    const c = randomBytes(3000);
+    const archive = Buffer.concat([member('a', a), member('b', Buffer.from('short')), member('c', c), member('d', Buffer.from('dd')), Buffer.alloc(BLOCK * 2)]);
     const source = new PassThrough();
     const r = new OuterTarReader(source);
     source.write(archive.subarray(0, BLOCK + 200)); // the header and 200 bytes of a's data
     const e = (await r.next())!;
+    const head = await e.readHead(128); // resolves although the rest has not come
+    assert.deepEqual(Buffer.from(head), a.subarray(0, 128));
+    head.fill(0); // a copy: what readInto writes does not depend on it
     const dst = Buffer.alloc(e.size);
-    let arrivedWith: Buffer | null = null;
     let done = false;
-    const reading = e.readInto(dst, { bytes: 128, arrived: () => (arrivedWith = Buffer.from(dst.subarray(0, 128))) }).then(() => (done = true));
+    const reading = e.readInto(dst).then(() => (done = true));
     await new Promise((res) => setImmediate(res));
-    assert.deepEqual(arrivedWith, a.subarray(0, 128), 'called with the first 128 bytes in dst');
     assert.equal(done, false, 'the rest has not come yet');
     source.end(archive.subarray(BLOCK + 200));
     await reading;
     assert.deepEqual(dst, a);
-    // a member no longer than `early.bytes`: read at once, arrived() never called
+    // a member shorter than asked: all of it; readInto still fills dst
     const b = (await r.next())!;
+    assert.equal(Buffer.from(await b.readHead(128)).toString(), 'short');
     const small = Buffer.alloc(b.size);
-    let called = false;
-    await b.readInto(small, { bytes: 128, arrived: () => (called = true) });
+    await b.readInto(small);
     assert.equal(small.toString(), 'short');
-    assert.equal(called, false);
+    // skip after readHead: the next member is where it should be
+    const cm = (await r.next())!;
+    assert.deepEqual(Buffer.from(await cm.readHead(100)), c.subarray(0, 100));
+    await assert.rejects(cm.readHead(1), /already read/);
+    await cm.skip();
+    const d = (await r.next())!;
+    assert.equal(d.untrustedName, 'd');
+    const dd = Buffer.alloc(2);
+    await d.readInto(dd);
+    assert.equal(dd.toString(), 'dd');
     assert.equal(await r.next(), null);
   });
 

@@ -8,7 +8,7 @@ import type { Slot } from '../../pipeline/slot-pool.js';
 import { hexEqual } from '../../../workers/hmac.js';
 import { cipherParams, evpBytesToKey, type CipherParams } from '../../../workers/openssl-enc.js';
 import type { DerivedScryptKey, TaskFailure } from '../../../workers/task-types.js';
-import { SCRYPT_OVERHEAD_BYTES, readScryptHeader } from '../../../workers/scrypt-file.js';
+import { readScryptHeader } from '../../../workers/scrypt-file.js';
 import { SLOT_PREFIX, type SlotLayout } from './slot-layout.js';
 import type { KdfBudget, KdfCost } from './kdf-budget.js';
 import { taskFailureError } from './small-decode.js';
@@ -75,15 +75,14 @@ export class ChunkDecoder {
   }
 
   /**
-   * v4: start deriving a chunk's key once its scrypt header (the first 128 bytes, at SLOT_PREFIX of
-   * `slot`) has arrived, while the rest of the chunk is still being read. The parameters are checked
+   * v4: start deriving a chunk's key from its scrypt header (`head`: the first 128 bytes, read
+   * before the rest of the chunk has a slot and is read into it). The parameters are checked
    * against --max-memory and the derivation waits for its share of the KDF memory, as in decodeV4.
    * Never rejects: null when it cannot (a header that does not parse or asks too much, a failed or
    * cancelled task), and decodeV4 then derives in its own task and reports what was wrong.
    */
-  deriveV4Early(slot: Slot, ref: ChunkRef): EarlyKey {
+  deriveV4Early(head: Uint8Array, ref: ChunkRef): EarlyKey {
     const { kdf } = this.#o;
-    const head = slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + SCRYPT_OVERHEAD_BYTES);
     const h = readScryptHeader(head);
     if ('ok' in h) return Promise.resolve(null);
     let cost: KdfCost;

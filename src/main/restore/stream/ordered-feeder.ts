@@ -2,7 +2,7 @@
 // in the pool), hands verified bytes to the file's tar strictly in archive order, finishes each
 // inner archive, and returns the chunk's slot only after the worker and tar are done with it.
 import { AsyncQueue } from '../../pipeline/async-queue.js';
-import type { Slot, SlotPool } from '../../pipeline/slot-pool.js';
+import type { Slot } from '../../pipeline/slot-pool.js';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import type { DecodedChunk } from './chunk-decoder.js';
 import type { InnerExtractor } from './file-extractor.js';
@@ -34,7 +34,8 @@ const MAX_FINISHING = 4;
 export type FeedItem = { kind: 'chunk'; file: FileRun; job: Promise<DecodedChunk>; slot: Slot } | { kind: 'end'; file: FileRun };
 
 export interface FeederDeps {
-  slots: SlotPool;
+  /** where a chunk's slot goes back once it was fed (or dropped) */
+  slots: { release(slot: Slot): void };
   open(file: FileRun): InnerExtractor;
   failVm(vm: VmRun, err: QvmBackupError): void;
   fed(file: FileRun, bytes: number): void;

@@ -1,7 +1,6 @@
 // The slice of the outer tar reader the restore pass uses (OuterTarReader satisfies it), with
 // error mapping: any failure of the outer stream (truncation, bad tar header) is ERR_CORRUPT.
 import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
-import type { EarlyBytes } from '../../tar/outer-tar-reader.js';
 
 /** One outer member as the reader hands it out. */
 export interface OuterMember {
@@ -9,8 +8,9 @@ export interface OuterMember {
   size: number;
   /** typeflag character ('0' for a regular file), when the reader reports it */
   typeflag?: string;
-  /** `early.arrived()`, if the reader supports it, once the first `early.bytes` are in dst */
-  readInto(dst: Uint8Array, early?: EarlyBytes): Promise<void>;
+  /** the first min(n, size) bytes now (once, before readInto or skip; readInto still fills all of dst) */
+  readHead(n: number): Promise<Uint8Array>;
+  readInto(dst: Uint8Array): Promise<void>;
   skip(): Promise<void>;
 }
 

@@ -26,7 +26,7 @@ import { MemberSequencer, type Decision } from './member-sequencer.js';
 import { repairWholeDirSymlinks } from './repair-symlinks.js';
 import { checkExtraction, createExtractionDir, mergeExtraction } from './extraction.js';
 import { DOM0_HOME_SUBDIR } from '../plan/backup-subdir.js';
-import { SLOT_PREFIX, defaultSlotBytes, slotCount, slotLayout } from './slot-layout.js';
+import { SLOT_PREFIX, defaultSlotBytes, slotCount, slotLayout, smallSlots } from './slot-layout.js';
 import { KdfBudget, RESTORE_MIN_MAX_MEMORY } from './kdf-budget.js';
 import { planRestoreMemory } from './restore-memory.js';
 import { includedDomainsBySubdir, requiredBases } from './verify-expect.js';
@@ -68,12 +68,14 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const slotBytes = ctx.slotBytes ?? defaultSlotBytes(header);
   const layout = slotLayout(header, slotBytes);
   const maxMemory = ctx.maxMemory ?? RESTORE_MIN_MAX_MEMORY;
-  const nSlots = slotCount(slotBytes, ctx.pool.threads, ctx.maxMemoryBytes ?? planRestoreMemory(maxMemory, ctx.pool.threads, ctx.head.kdfBytes ?? 0).chunkMemory);
-  const slots = new ChunkSlots({ slotBytes, slots: nSlots, name: 'restore chunks' });
+  const small = smallSlots(header, slotBytes);
+  const chunkMemory = ctx.maxMemoryBytes ?? planRestoreMemory(maxMemory, ctx.pool.threads, ctx.head.kdfBytes ?? 0).chunkMemory;
+  const nSlots = slotCount(slotBytes, ctx.pool.threads, chunkMemory - (small ? small.slots * small.slotBytes : 0));
+  const slots = new ChunkSlots({ slotBytes, slots: nSlots, name: 'restore chunks' }, small && { ...small, name: 'restore small chunks' });
   // our gzip members and zstd frames are decompressed in the workers (parallel-units.ts), into slots
   // of their own
   const unitFormat = filter.kind === 'gunzip' ? gzipMembers : filter.kind === 'zstd' ? zstdFrames : undefined;
-  const besideChunks = maxMemory - nSlots * slotBytes;
+  const besideChunks = maxMemory - slots.capacityBytes;
   // more output slots where --max-memory leaves room beside the chunks and one derivation per thread
   const spare = besideChunks - ctx.pool.threads * (ctx.head.kdfBytes ?? 0);
   const units = unitFormat !== undefined && ctx.imageExtraction !== 'tar' ? unitPoolsFor(ctx.pool, unitFormat, spare) : undefined;
@@ -303,13 +305,18 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   }
 
   async function readChunk(m: OuterMember, file: V3File, ref: ChunkRef): Promise<Waiting> {
-    const slot = await stats.time(STAGE.restoreWaitSlot, () => slots.acquire(ctx.signal));
-    // format 4: the chunk's key is derived while the rest of it is read
+    // format 4: the chunk's scrypt header is read first and its key derived while the reader waits
+    // for a slot and reads the rest (at the end of an image, the next files' keys are derived
+    // beside the image's last decompression instead of after it)
     let early: EarlyKey | undefined;
-    const header = version === 4 ? { bytes: SCRYPT_OVERHEAD_BYTES, arrived: () => void (early = decoder.deriveV4Early(slot, ref)) } : undefined;
+    if (version === 4 && m.size > SCRYPT_OVERHEAD_BYTES) {
+      const head = await stats.time(STAGE.restoreRead, () => outerStep(m.readHead(SCRYPT_OVERHEAD_BYTES), `reading ${ref.name}`));
+      early = decoder.deriveV4Early(head, ref);
+    }
+    const slot = await stats.time(STAGE.restoreWaitSlot, () => slots.acquire(m.size, ctx.signal));
     try {
       readingFrom = reader.bytesRead;
-      await stats.time(STAGE.restoreRead, () => outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size), header), `reading ${ref.name}`));
+      await stats.time(STAGE.restoreRead, () => outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size)), `reading ${ref.name}`));
     } catch (e) {
       slots.release(slot);
       throw e;

@@ -54,3 +54,15 @@ export function slotLayout(header: BackupHeader, slotBytes: number): SlotLayout 
 export function slotCount(slotBytes: number, threads: number, maxMemoryBytes: number): number {
   return Math.max(1, Math.min(MAX_SLOTS, Math.max(2, threads), Math.floor(maxMemoryBytes / slotBytes)));
 }
+
+/** Small slots (chunks-in-flight.ts): a few, each for a chunk of up to ~1 MiB, beside the large ones. */
+export const SMALL_SLOTS = 8;
+const SMALL_SLOT_BYTES = SLOT_PREFIX + 1024 * 1024;
+
+/** The small slots for this header beside large slots of `slotBytes`, or undefined: none for format
+ *  2 (a compressed chunk decodes into a region of its own, as large as its chunk size allows), nor
+ *  where the large slots are not much larger (tests that make them small). */
+export function smallSlots(header: BackupHeader, slotBytes: number): { slotBytes: number; slots: number; maxChunkBytes: number } | undefined {
+  if (header.version < 3 || 4 * SMALL_SLOT_BYTES > slotBytes) return undefined;
+  return { slotBytes: SMALL_SLOT_BYTES, slots: SMALL_SLOTS, maxChunkBytes: SMALL_SLOT_BYTES - SLOT_PREFIX };
+}
