@@ -85,6 +85,8 @@ test('the launcher execs node: the started PID is node itself, with the malloc t
       [{ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }, `glibc.malloc.hugetlb=0:${THRESHOLDS}`],
       // each one the environment sets stays as it is
       [{ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=65536' }, 'glibc.malloc.mmap_threshold=65536:glibc.malloc.hugetlb=1:glibc.malloc.trim_threshold=67108864'],
+      // ... also where set by glibc's older variables (review: the launcher's value won over them)
+      [{ GLIBC_TUNABLES: undefined, MALLOC_MMAP_THRESHOLD_: '65536', MALLOC_TRIM_THRESHOLD_: '0' }, 'glibc.malloc.hugetlb=1'],
       [{ GLIBC_TUNABLES: undefined, QVMB_HUGEPAGES: '0' }, undefined],
     ];
     for (const [env, expected] of cases) {

@@ -62,7 +62,7 @@ export function environmentSection(extra: readonly (readonly [string, string])[]
       ['QUBES_ROOT', 'the default of --qubes-root (else /var/lib/qubes)'],
       ['HOME', 'the default of --dom0-home'],
       ...extra,
-      ['QVMB_HUGEPAGES=0', "the installed launcher leaves GLIBC_TUNABLES alone; by default it adds glibc.malloc.hugetlb=1 (transparent huge pages for large allocations), mmap_threshold=8388608 and trim_threshold=67108864 (fixed: scrypt's memory mapped with huge pages every time), each one the environment does not set"],
+      ['QVMB_HUGEPAGES=0', "the installed launcher leaves GLIBC_TUNABLES alone; by default it adds glibc.malloc.hugetlb=1 (transparent huge pages for large allocations), mmap_threshold=8388608 and trim_threshold=67108864 (fixed: scrypt's memory mapped with huge pages every time), each one the environment does not set (also through MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_)"],
       ['QVMB_KDF=openssl|wasm', "derive format 4 keys with node:crypto's scrypt (OpenSSL) only, or with our WebAssembly one wherever it may run (where the memory plan lets a worker keep its memory), instead of each worker's measured faster one (for comparisons; the keys are the same)"],
       ['QVMB_DEBUG=1', 'print the chain of causes of an error'],
     ],

@@ -49,6 +49,8 @@ export interface WorkerPoolOptions {
   kdfEngine?: 'auto' | 'wasm' | 'openssl';
 }
 
+/** deriveWhileLoading's largest work N·r·p: logN 15 at r 8, p 1 (~60 ms here) */
+const WHILE_LOADING_MAX_WORK = 2 ** 15 * 8;
 /** deriveWhileLoading's stage: its time is the main thread's wait, not worker time */
 const STAGE_DERIVE_WHILE_LOADING = 'key derivation (libuv, while the workers load)';
 
@@ -235,7 +237,7 @@ export class WorkerPool {
   }
 
   /**
-   * Derive a small scrypt key (up to 32 MiB: logN 15 at r 8, tens of ms) here, by node:crypto on
+   * Derive a small scrypt key (up to 32 MiB and N·r·p = 2^18: logN 15 at r 8, tens of ms) here, by node:crypto on
    * libuv's thread pool (the event loop stays free), while no worker has loaded its modules yet:
    * a run's first derivations (a restore's backup header and qubes.xml) then start as soon as their
    * bytes are read instead of ~0.1 s later, when the workers are ready. null: not here — a worker
@@ -244,7 +246,10 @@ export class WorkerPool {
    */
   async deriveWhileLoading(passphrase: Uint8Array, salt: Uint8Array, q: ScryptParams): Promise<DerivedScryptKey | null> {
     if (this.#noScryptHere || this.#kdfEngine === 'wasm' || this.#destroying || this.#failed.signal.aborted) return null;
-    if (Atomics.load(this.#loaded, 0) > 0 || scryptCost(q).bytes > FRESH_EVERY_TIME) return null;
+    // small in memory and in work: a hostile header with little memory but a large p would keep
+    // libuv's thread (which cannot be stopped) and a Ctrl-C waiting for seconds
+    const cost = scryptCost(q);
+    if (Atomics.load(this.#loaded, 0) > 0 || cost.bytes > FRESH_EVERY_TIME || cost.work > WHILE_LOADING_MAX_WORK) return null;
     const t0 = performance.now();
     const key = await new Promise<Buffer | null>((resolve) => {
       try {

@@ -274,6 +274,8 @@ test('deriveWhileLoading: node:crypto\'s key on this thread while no worker is l
     assert.deepEqual(own.kdfEngineCounts, { wasm: 0, openssl: 1 });
     assert.equal(stats.keyDerivations, 1);
     assert.equal(await own.deriveWhileLoading(pw, salt, { logN: 15, r: 8, p: 1 }), null, '32 MiB + 3 KiB: in the pool');
+    // little memory (4 MiB) but N·r·p = 2^25 (seconds of libuv's thread, which cannot be stopped): in the pool
+    assert.equal(await own.deriveWhileLoading(pw, salt, { logN: 10, r: 1, p: 2 ** 15 }), null, 'large work: in the pool');
     // once a worker has answered, it is loaded
     await own.run('scryptDerive', { passphrase: 'qubes', salt, ...q });
     assert.equal(await own.deriveWhileLoading(pw, salt, q), null, 'a worker is ready');

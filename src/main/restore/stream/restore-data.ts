@@ -9,6 +9,7 @@ import { HMAC_FILE_MAX_BYTES } from '../../format/limits.js';
 import { parseHmacFile } from '../../format/hmac-file.js';
 import type { Slot } from '../../pipeline/slot-pool.js';
 import { ChunkSlots } from './chunks-in-flight.js';
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import path from 'node:path';
 import { ChunkDecoder, type ChunkRef, type EarlyKey, type V3StreamState } from './chunk-decoder.js';
 import { SCRYPT_OVERHEAD_BYTES } from '../../../workers/scrypt-file.js';
@@ -61,6 +62,11 @@ interface Waiting {
   early?: EarlyKey;
 }
 
+/** A key derived ahead for a chunk that will not be decoded: zeroed once it is there. */
+function wipeEarly(early: EarlyKey | undefined): void {
+  void early?.then((k) => k?.key.fill(0));
+}
+
 /** Restore (or verify) the selected subdirs from the archive after its head. */
 export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, selection: RestoreSelection): Promise<RestoreDataResult> {
   const { header, version } = ctx.head;
@@ -75,6 +81,9 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   // our gzip members and zstd frames are decompressed in the workers (parallel-units.ts), into slots
   // of their own
   const unitFormat = filter.kind === 'gunzip' ? gzipMembers : filter.kind === 'zstd' ? zstdFrames : undefined;
+  // each chunk in a slot or waiting for one listens on the stop while its key is derived and while
+  // it is decoded (no leak: as many as there are slots, twice, and a few more)
+  if (ctx.signal) setMaxListeners(Math.max(getMaxListeners(ctx.signal), 2 * (nSlots + (small?.slots ?? 0)) + 16), ctx.signal);
   const besideChunks = maxMemory - slots.capacityBytes;
   // more output slots where --max-memory leaves room beside the chunks and one derivation per thread
   const spare = besideChunks - ctx.pool.threads * (ctx.head.kdfBytes ?? 0);
@@ -174,7 +183,10 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
 
   const dispatch = (w: Waiting, final: boolean): void => {
     const vm = w.file.vm as VmRun;
-    if (vm.failed) return slots.release(w.slot);
+    if (vm.failed) {
+      wipeEarly(w.early);
+      return slots.release(w.slot);
+    }
     if (version === 2 && w.ref.index === 0) w.file.singleVolume = final;
     let job;
     if (version === 4) job = decoder.decodeV4(w.slot, w.size, w.ref, w.early);
@@ -313,11 +325,18 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       const head = await stats.time(STAGE.restoreRead, () => outerStep(m.readHead(SCRYPT_OVERHEAD_BYTES), `reading ${ref.name}`));
       early = decoder.deriveV4Early(head, ref);
     }
-    const slot = await stats.time(STAGE.restoreWaitSlot, () => slots.acquire(m.size, ctx.signal));
+    let slot: Slot;
+    try {
+      slot = await stats.time(STAGE.restoreWaitSlot, () => slots.acquire(m.size, ctx.signal));
+    } catch (e) {
+      wipeEarly(early);
+      throw e;
+    }
     try {
       readingFrom = reader.bytesRead;
       await stats.time(STAGE.restoreRead, () => outerStep(m.readInto(slot.bytes.subarray(SLOT_PREFIX, SLOT_PREFIX + m.size)), `reading ${ref.name}`));
     } catch (e) {
+      wipeEarly(early);
       slots.release(slot);
       throw e;
     } finally {
