@@ -58,7 +58,7 @@ interface Waiting {
   size: number;
   ref: ChunkRef;
   hmacHex?: string;
-  /** format 4: the key being derived since the chunk's header arrived */
+  /** format 4: the key being derived since the chunk's scrypt header was read (before its slot) */
   early?: EarlyKey;
 }
 
