@@ -48,7 +48,10 @@ const MARGIN = 1.3;
 /** glibc's largest mmap threshold (64-bit): OpenSSL's memory for a derivation larger than this is
  *  mapped fresh and unmapped every time; a smaller one comes from the heap and is reused, so its
  *  cost is the compute the probe measured. Only larger derivations are timed. */
-export const FRESH_EVERY_TIME = 32 * 2 ** 20;
+const FRESH_EVERY_TIME = 32 * 2 ** 20;
+/** A "small" derivation: up to this memory it goes to OpenSSL unmeasured (the probe costs more than
+ *  the engines differ by), and WorkerPool.deriveWhileLoading may run it before the workers load. */
+export const SMALL_DERIVATION_BYTES = FRESH_EVERY_TIME;
 /** A timed derivation shorter than this says nothing (the thread clock moves by ticks). */
 const MIN_SAMPLE_MS = 100;
 
@@ -155,7 +158,7 @@ export function engineFor(logN: number, r: number, p: number): KdfEngine {
   if (mode === 'wasm') return 'wasm';
   const bytes = romixBytes(2 ** logN, r, p);
   if (keptBytes() >= bytes || bytes >= moduleFrom) return 'wasm';
-  if (rates === undefined && bytes <= FRESH_EVERY_TIME) return 'openssl';
+  if (rates === undefined && bytes <= SMALL_DERIVATION_BYTES) return 'openssl';
   if (rates === undefined) {
     rates = measure();
     // the probe's instance (unreachable now) reserved its own address space, ~10 GiB with V8's

@@ -18,7 +18,7 @@ import { Piscina } from 'piscina';
 import { QvmBackupError, isQvmBackupError, type ErrorCode, type ErrorContext } from '../errors.js';
 import type { RunStats } from '../stats/run-stats.js';
 import { TASK_CANCELLED, TASK_WAITING, isPortableError, type DerivedScryptKey, type PoolMessage, type PortableError, type TaskMap, type TaskName } from '../../workers/task-types.js';
-import { FRESH_EVERY_TIME } from '../../workers/kdf-engine.js';
+import { SMALL_DERIVATION_BYTES } from '../../workers/kdf-engine.js';
 import { scryptCost, scryptMaxmem, type ScryptParams } from '../../workers/scrypt-file.js';
 
 /** dist/src/main/pipeline/worker-pool.js → dist/src/workers/pool-entry.js */
@@ -249,7 +249,7 @@ export class WorkerPool {
     // small in memory and in work: a hostile header with little memory but a large p would keep
     // libuv's thread (which cannot be stopped) and a Ctrl-C waiting for seconds
     const cost = scryptCost(q);
-    if (Atomics.load(this.#loaded, 0) > 0 || cost.bytes > FRESH_EVERY_TIME || cost.work > WHILE_LOADING_MAX_WORK) return null;
+    if (Atomics.load(this.#loaded, 0) > 0 || cost.bytes > SMALL_DERIVATION_BYTES || cost.work > WHILE_LOADING_MAX_WORK) return null;
     const t0 = performance.now();
     const key = await new Promise<Buffer | null>((resolve) => {
       try {

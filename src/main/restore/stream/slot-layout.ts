@@ -56,7 +56,7 @@ export function slotCount(slotBytes: number, threads: number, maxMemoryBytes: nu
 }
 
 /** Small slots (chunks-in-flight.ts): a few, each for a chunk of up to ~1 MiB, beside the large ones. */
-export const SMALL_SLOTS = 8;
+const SMALL_SLOTS = 8;
 const SMALL_SLOT_BYTES = SLOT_PREFIX + 1024 * 1024;
 
 /** The small slots for this header beside large slots of `slotBytes`, or undefined: none for format
