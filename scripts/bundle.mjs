@@ -11,7 +11,7 @@
 // as the modules that compute paths from import.meta.url (the worker file), and VERSION is inlined
 // (version.js reads package.json relative to itself).
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -39,6 +39,10 @@ const entries = [
   ['dist/src/main/cli/qvm-backup-restore.js', 'dist/src/main/cli/qvm-backup-restore.bundle.mjs'],
   ['dist/src/workers/pool-entry.js', 'dist/src/workers/pool-entry.bundle.mjs'],
 ];
+
+// node >= 22.1 caches the bundles' compiled code there (the launchers, src/main/compile-cache.ts); a
+// new build has new bundles, whose entries would only pile up beside the old ones'
+rmSync(`${root}dist/.compile-cache`, { recursive: true, force: true });
 
 for (const [entry, out] of entries) {
   await build({

@@ -1,0 +1,81 @@
+// The launchers' compile cache (bin/qvm-backup, src/main/compile-cache.ts): node >= 22.1 keeps the
+// bundles' compiled code beside them in dist/.compile-cache, for the main thread and the workers;
+// no process we spawn inherits the variable; a cache the user chose (or disabled) is left alone.
+// Run on a copy of the installed layout (bin/, the bundles, node_modules linked), so that the
+// cache directory is this test's own.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { ROOT, launcherEnv, passFile, sampleIn, tempDir } from '../helpers/cli.js';
+
+const MiB = 1024 * 1024;
+/** node:module.enableCompileCache exists from node 22.1 on, with NODE_COMPILE_CACHE */
+const NODE_HAS_COMPILE_CACHE = typeof (createRequire(import.meta.url)('node:module') as { enableCompileCache?: unknown }).enableCompileCache === 'function';
+const BUNDLED = existsSync(join(ROOT, 'dist/src/main/cli/qvm-backup.bundle.mjs')) && existsSync(join(ROOT, 'dist/src/workers/pool-entry.bundle.mjs'));
+
+/** bin/qvm-backup and what it runs, copied to `dir` (the worker entry's plain module only as the older
+ *  stand-in the bundle is chosen over). */
+function installCopy(dir: string): string {
+  for (const d of ['bin', 'dist/src/main/cli', 'dist/src/workers']) mkdirSync(join(dir, d), { recursive: true });
+  copyFileSync(join(ROOT, 'bin/qvm-backup'), join(dir, 'bin/qvm-backup'));
+  copyFileSync(join(ROOT, 'dist/src/main/cli/qvm-backup.bundle.mjs'), join(dir, 'dist/src/main/cli/qvm-backup.bundle.mjs'));
+  copyFileSync(join(ROOT, 'dist/src/workers/pool-entry.bundle.mjs'), join(dir, 'dist/src/workers/pool-entry.bundle.mjs'));
+  writeFileSync(join(dir, 'dist/src/workers/pool-entry.js'), '');
+  utimesSync(join(dir, 'dist/src/workers/pool-entry.js'), 1_000_000, 1_000_000);
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  return join(dir, 'bin/qvm-backup');
+}
+
+/** The names of the files node cached code for in `dir` (each cache file names its source). */
+function cachedSources(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const names: string[] = [];
+  for (const sub of readdirSync(dir)) {
+    for (const f of readdirSync(join(dir, sub))) {
+      const m = /[\w.-]+\.bundle\.mjs/.exec(readFileSync(join(dir, sub, f)).toString('latin1'));
+      if (m) names.push(m[0]);
+    }
+  }
+  return names;
+}
+
+test('the launcher caches the compiled bundles in dist/.compile-cache, and nothing spawned inherits it', { skip: !BUNDLED && 'no bundles (npm run build)', timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: 16 * MiB, bigDataBytes: 2 * MiB, smallImageBytes: 4 * MiB, smallDataBytes: 64 * 1024 });
+    const pw = passFile(t.dir);
+    const cmd = installCopy(join(t.dir, 'install'));
+    const cache = join(t.dir, 'install/dist/.compile-cache');
+    const userCache = join(t.dir, 'user-cache');
+    const cases: { name: string; env: NodeJS.ProcessEnv; childSees: string | undefined; ours: boolean }[] = [
+      { name: 'default', env: {}, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE },
+      { name: "the user's cache", env: { NODE_COMPILE_CACHE: userCache }, childSees: userCache, ours: false },
+      { name: 'disabled', env: { NODE_DISABLE_COMPILE_CACHE: '1' }, childSees: undefined, ours: false },
+    ];
+    for (const c of cases) {
+      const envFile = join(t.dir, `env-${cases.indexOf(c)}.txt`);
+      const r = spawnSync(cmd, ['-q', '--threads', '2', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', '--dest-command', `env > '${envFile}'; cat > /dev/null`, 'loc'], {
+        env: launcherEnv({ NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, QVMB_OWN_COMPILE_CACHE: undefined, ...c.env }),
+        encoding: 'utf8',
+        timeout: 100_000,
+      });
+      assert.equal(r.status, 0, `${c.name}: ${r.stderr}`);
+      const env = readFileSync(envFile, 'utf8').split('\n');
+      assert.deepEqual(env.filter((l) => l.startsWith('NODE_COMPILE_CACHE=')), c.childSees === undefined ? [] : [`NODE_COMPILE_CACHE=${c.childSees}`], c.name);
+      assert.deepEqual(env.filter((l) => l.startsWith('QVMB_OWN_COMPILE_CACHE=')), [], c.name);
+      const cached = cachedSources(cache);
+      if (c.ours) {
+        assert.ok(cached.includes('qvm-backup.bundle.mjs'), `the command's bundle is cached: ${cached.join(' ')}`);
+        assert.ok(cached.includes('pool-entry.bundle.mjs'), `the workers' bundle is cached: ${cached.join(' ')}`);
+      } else if (c.name === 'default') {
+        assert.deepEqual(cached, [], 'node without a compile cache writes none');
+      }
+      if (c.name === "the user's cache" && NODE_HAS_COMPILE_CACHE) assert.ok(cachedSources(userCache).includes('qvm-backup.bundle.mjs'), "the user's cache is used");
+    }
+  } finally {
+    t.cleanup();
+  }
+});
