@@ -2,10 +2,13 @@
 // reused for every later chunk (LIMITS §0: fresh memory costs ~340 MB/s in page faults, reused
 // memory is ~60× faster). Slots are created lazily, so a small backup never pays for slots it does
 // not use. `acquire` blocks FIFO when all are busy: the pipeline's backpressure.
+import { promises as fsp } from 'node:fs';
 import { QvmBackupError } from '../errors.js';
 import type { SharedSlice } from '../../workers/task-types.js';
 
 const PAGE = 4096;
+/** warmNext's reads of /dev/zero: an acquire waits for at most one of them */
+const WARM_PIECE = 4 * 1024 * 1024;
 
 /** One reusable slot. A chunk's slot is released only after its bytes were written to the
  *  destination (outer archive, fifo or file): the owner that finishes with it releases it. */
@@ -27,6 +30,19 @@ export interface SlotPoolOptions {
   name?: string;
   /** fault every page in when a slot is created (default false: the first write does it anyway) */
   preTouch?: boolean;
+  /** what warmNext reads from (tests); default /dev/zero */
+  warmSource?: () => Promise<WarmSource>;
+}
+
+/** A source of bytes that warmNext reads into a slot to fault its pages in. */
+export interface WarmSource {
+  read(into: Uint8Array, offset: number, length: number): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+async function devZero(): Promise<WarmSource> {
+  const fh = await fsp.open('/dev/zero', 'r');
+  return { read: (into, offset, length) => fh.read(into, offset, length, null), close: () => fh.close() };
 }
 
 interface Waiter {
@@ -66,7 +82,11 @@ export class SlotPool {
   readonly #free: number[] = [];
   readonly #busy: boolean[] = [];
   readonly #preTouch: boolean;
+  readonly #warmSource: () => Promise<WarmSource>;
   readonly #waiters: Waiter[] = [];
+  /** slots whose pages warmNext is faulting in: `stop` ends it after the read in flight, `done`
+   *  resolves when no read writes into the slot any more */
+  readonly #warming = new Map<number, { stop: () => void; done: Promise<void> }>();
 
   constructor(opts: SlotPoolOptions) {
     if (!Number.isInteger(opts.slotBytes) || opts.slotBytes <= 0) throw new RangeError(`slotBytes must be a positive integer, got ${opts.slotBytes}`);
@@ -75,6 +95,7 @@ export class SlotPool {
     this.size = opts.slots;
     this.name = opts.name ?? 'slots';
     this.#preTouch = opts.preTouch ?? false;
+    this.#warmSource = opts.warmSource ?? devZero;
   }
 
   /** Slots allocated so far (≤ size). */
@@ -105,7 +126,11 @@ export class SlotPool {
       }
       if (i !== undefined) {
         this.#busy[i] = true;
-        return Promise.resolve(this.#slots[i] as Slot);
+        const slot = this.#slots[i] as Slot;
+        const warm = this.#warming.get(i);
+        if (warm === undefined) return Promise.resolve(slot);
+        warm.stop(); // its pages not faulted in yet are the new user's to fault
+        return warm.done.then(() => slot);
       }
     }
     return new Promise<Slot>((resolve, reject) => {
@@ -122,6 +147,41 @@ export class SlotPool {
       signal?.addEventListener('abort', waiter.onAbort, { once: true });
       this.#waiters.push(waiter);
     });
+  }
+
+  /**
+   * Create the next slot now, if one is still to be created, and fault its pages in on libuv's
+   * thread pool (reads of /dev/zero into it, WARM_PIECE at a time): its first user then does not
+   * take the page faults itself (fresh memory: LIMITS §0; a restore's second chunk was read in
+   * ~150 ms into a fresh slot against ~20 ms into a used one, with a worker idle until it was).
+   * The slot is free meanwhile, handed out after the slots already used; an acquire that gets it
+   * stops the faulting and waits for the read in flight to end (one WARM_PIECE, a few ms; a stop
+   * signal is not heard during that wait), so no read of ours ever writes into a slot that was
+   * handed out. Best effort: a failed read only ends it.
+   */
+  warmNext(): void {
+    if (this.#slots.length >= this.size) return;
+    const i = this.#slots.length;
+    const slot = makeSlot(i, this.slotBytes, false);
+    this.#slots.push(slot);
+    this.#busy.push(false);
+    this.#free.unshift(i); // acquire pops from the end: slots already used go first
+    let stopped = false;
+    const done = (async (): Promise<void> => {
+      let src: WarmSource | undefined;
+      try {
+        src = await this.#warmSource();
+        for (let off = 0; off < slot.bytes.length && !stopped; off += WARM_PIECE) {
+          await src.read(slot.bytes, off, Math.min(WARM_PIECE, slot.bytes.length - off));
+        }
+      } catch {
+        // no /dev/zero, or no memory to fault in: the first user faults its pages as it would have
+      } finally {
+        this.#warming.delete(i);
+        await src?.close().catch(() => undefined);
+      }
+    })();
+    this.#warming.set(i, { stop: () => (stopped = true), done });
   }
 
   /** Return a slot; hands it straight to the longest waiter if any. Throws on a double release. */

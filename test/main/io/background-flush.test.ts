@@ -16,7 +16,11 @@ function fakeHandle(): { fh: fsp.FileHandle; calls: Array<{ resolve: () => void;
   return { fh, calls };
 }
 
-test('a flush starts every `every` bytes, never two at once', async () => {
+const turns = async (n = 5): Promise<void> => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
+
+test('a flush starts every `every` bytes, never two at once; one that ends with that much written meanwhile starts the next at once', async () => {
   const { fh, calls } = fakeHandle();
   const f = new BackgroundFlush(fh, 100);
   f.wrote(60);
@@ -26,13 +30,38 @@ test('a flush starts every `every` bytes, never two at once', async () => {
   f.wrote(500); // one is in flight: no second one
   assert.equal(calls.length, 1);
   calls[0]!.resolve();
-  await f.settle();
-  f.wrote(1); // the 500 written meanwhile are due
-  assert.equal(calls.length, 2);
+  await turns();
+  assert.equal(calls.length, 2, 'the 500 written meanwhile are flushed at once, not at the next write');
+  f.wrote(50);
   calls[1]!.resolve();
+  await turns();
+  assert.equal(calls.length, 2, 'only 50 written meanwhile: the next write starts it when due');
+  f.wrote(49);
+  assert.equal(calls.length, 2);
+  f.wrote(1);
+  assert.equal(calls.length, 3);
+  calls[2]!.resolve();
   await f.settle();
   f.wrote(50);
-  assert.equal(calls.length, 2, 'counting restarted at the last flush');
+  assert.equal(calls.length, 3, 'counting restarted at the last flush');
+});
+
+test('settle() and quiesce() wait for the flush that the one in flight started as it ended', async () => {
+  for (const wait of ['settle', 'quiesce'] as const) {
+    const { fh, calls } = fakeHandle();
+    const f = new BackgroundFlush(fh, 10);
+    f.wrote(10);
+    f.wrote(20);
+    let done = false;
+    const p = f[wait]().then(() => (done = true));
+    calls[0]!.resolve();
+    await turns();
+    assert.equal(calls.length, 2, wait);
+    assert.equal(done, false, `${wait} waits for the second flush`);
+    calls[1]!.resolve();
+    await p;
+    assert.equal(calls.length, 2);
+  }
 });
 
 test('with the file length known, the last `every` bytes are flushed in FLUSH_EVERY_NEAR_END steps', async () => {

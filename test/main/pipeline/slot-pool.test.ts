@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isQvmBackupError } from '../../../src/main/errors.js';
-import { SlotPool, type Slot } from '../../../src/main/pipeline/slot-pool.js';
+import { SlotPool, type Slot, type WarmSource } from '../../../src/main/pipeline/slot-pool.js';
 
 test('slots are shared, sized, reused and sliced with bounds checks', async () => {
   const pool = new SlotPool({ slotBytes: 1 << 20, slots: 2, name: 'test' });
@@ -78,4 +78,101 @@ test('double release and foreign slots throw', async () => {
   const o = await other.acquire();
   assert.throws(() => pool.release(o), /does not belong/);
   assert.throws(() => new SlotPool({ slotBytes: 0, slots: 1 }), RangeError);
+});
+
+/** A warm source whose reads stay pending until the test ends them; each read fills its range with
+ *  `fill` when it ends (as a read of /dev/zero writes zeros), so a read still running after its
+ *  slot was handed out would show as bytes changed under the new owner. */
+function heldSource(fill = 0): { source: () => Promise<WarmSource>; reads: Array<{ offset: number; length: number; end: () => void }>; closed: () => boolean } {
+  const reads: Array<{ offset: number; length: number; end: () => void }> = [];
+  let closed = false;
+  const source = async (): Promise<WarmSource> => ({
+    read: (into, offset, length) =>
+      new Promise<void>((resolve) => {
+        reads.push({ offset, length, end: () => (into.fill(fill, offset, offset + length), resolve()) });
+      }),
+    close: async () => {
+      closed = true;
+    },
+  });
+  return { source, reads, closed: () => closed };
+}
+
+const turns = async (n = 5): Promise<void> => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
+
+test('warmNext: a slot being prepared is handed out only once its read in flight ended, and no read starts after', async () => {
+  const MiB = 1024 * 1024;
+  const h = heldSource(0);
+  const pool = new SlotPool({ slotBytes: 12 * MiB, slots: 2, warmSource: h.source });
+  const first = await pool.acquire();
+  pool.warmNext();
+  assert.equal(pool.created(), 2);
+  await turns();
+  assert.deepEqual(h.reads.map((r) => [r.offset, r.length]), [[0, 4 * MiB]], 'one piece at a time');
+  h.reads[0]!.end();
+  await turns();
+  assert.equal(h.reads.length, 2, 'the next piece');
+  // asked for while its second read runs: not handed out until that read ended
+  const asked = pool.acquire();
+  let got: Slot | undefined;
+  void asked.then((s) => (got = s));
+  await turns();
+  assert.equal(got, undefined, 'not before the read in flight ended');
+  h.reads[1]!.end();
+  const second = await asked;
+  assert.equal(second.index, 1);
+  second.bytes.fill(0xab);
+  await turns();
+  assert.equal(h.reads.length, 2, 'no read after the slot was asked for');
+  assert.ok(h.closed(), 'the source is closed');
+  assert.ok(second.bytes.every((b) => b === 0xab), 'nothing of ours writes into it any more');
+  pool.warmNext();
+  assert.equal(pool.created(), 2, 'never more slots than the pool has');
+  pool.release(first);
+  pool.release(second);
+});
+
+test('warmNext: slots already used are handed out before the one being prepared; a failing source leaves a usable slot', async () => {
+  const h = heldSource();
+  const pool = new SlotPool({ slotBytes: 4096, slots: 2, warmSource: h.source });
+  const a = await pool.acquire();
+  pool.release(a);
+  pool.warmNext(); // after a slot was freed and before one is
+  const again = await pool.acquire();
+  assert.equal(again, a, 'the used slot first');
+  await turns();
+  h.reads[0]!.end();
+  const b = await pool.acquire();
+  assert.equal(b.index, 1);
+  pool.release(again);
+  pool.release(b);
+
+  const failing = new SlotPool({
+    slotBytes: 4096,
+    slots: 2,
+    warmSource: async () => {
+      throw Object.assign(new Error('no such device'), { code: 'ENOENT' });
+    },
+  });
+  const x = await failing.acquire();
+  failing.warmNext();
+  const y = await failing.acquire();
+  assert.equal(y.index, 1);
+  assert.equal(y.bytes.length, 4096);
+  failing.release(x);
+  failing.release(y);
+});
+
+test('warmNext with /dev/zero: the slot is ready and whole', async () => {
+  const pool = new SlotPool({ slotBytes: 9 * 1024 * 1024 + 4096, slots: 2 });
+  const a = await pool.acquire();
+  pool.warmNext();
+  const b = await pool.acquire(); // may stop the preparation midway: its rest is faulted by its user
+  assert.equal(b.index, 1);
+  b.bytes.fill(7);
+  assert.ok(b.bytes.every((v) => v === 7));
+  pool.release(a);
+  pool.release(b);
 });

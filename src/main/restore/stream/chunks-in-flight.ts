@@ -10,6 +10,12 @@
 // 100 % while the last chunks' keys are still being derived.
 import { SlotPool, type Slot, type SlotPoolOptions } from '../../pipeline/slot-pool.js';
 
+export interface LargeSlotOptions extends SlotPoolOptions {
+  /** a chunk of at least this many archive bytes (a full one: seldom a file's last) faults the next
+   *  large slot's pages in ahead of its first read (SlotPool.warmNext); default: never */
+  warmAfter?: number;
+}
+
 export interface SmallSlotOptions extends SlotPoolOptions {
   /** the largest chunk (archive bytes) a small slot takes */
   maxChunkBytes: number;
@@ -19,6 +25,7 @@ export class ChunkSlots {
   readonly #large: SlotPool;
   readonly #small: SlotPool | null;
   readonly #smallMax: number;
+  readonly #warmAfter: number;
   /** the pool of every slot handed out (a slot always belongs to the same one) */
   readonly #pool = new Map<Slot, SlotPool>();
   readonly #sizes = new Map<Slot, number>();
@@ -26,8 +33,9 @@ export class ChunkSlots {
   /** called after every release (the progress is redrawn from it) */
   onRelease: () => void = () => {};
 
-  constructor(large: SlotPoolOptions, small?: SmallSlotOptions) {
+  constructor(large: LargeSlotOptions, small?: SmallSlotOptions) {
     this.#large = new SlotPool(large);
+    this.#warmAfter = large.warmAfter ?? Number.POSITIVE_INFINITY;
     this.#small = small === undefined ? null : new SlotPool(small);
     this.#smallMax = small?.maxChunkBytes ?? 0;
   }
@@ -35,6 +43,11 @@ export class ChunkSlots {
   /** bytes of all slots, large and small (what --max-memory counts for them) */
   get capacityBytes(): number {
     return this.#large.size * this.#large.slotBytes + (this.#small === null ? 0 : this.#small.size * this.#small.slotBytes);
+  }
+
+  /** large slots made so far (used, or being made ready: warmAfter) */
+  get largeSlotsCreated(): number {
+    return this.#large.created();
   }
 
   /** archive bytes of the chunks held in slots */
@@ -49,6 +62,9 @@ export class ChunkSlots {
     const pool = this.#small !== null && chunkBytes <= this.#smallMax ? this.#small : this.#large;
     const slot = await pool.acquire(signal);
     this.#pool.set(slot, pool);
+    // a full chunk is seldom a file's last: the next large slot's pages are faulted in while this
+    // one is read and decoded, not in the next chunk's read (SlotPool.warmNext)
+    if (pool === this.#large && chunkBytes >= this.#warmAfter) pool.warmNext();
     return slot;
   }
 

@@ -62,6 +62,9 @@ interface Waiting {
   early?: EarlyKey;
 }
 
+/** Chunks from this size on make the next large slot ready ahead (ChunkSlots' warmAfter). */
+const WARM_AFTER_BYTES = 32 * 1024 * 1024;
+
 /** A key derived ahead for a chunk that will not be decoded: zeroed once it is there. */
 function wipeEarly(early: EarlyKey | undefined): void {
   void early?.then((k) => k?.key.fill(0));
@@ -77,7 +80,11 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const small = smallSlots(header, slotBytes);
   const chunkMemory = ctx.maxMemoryBytes ?? planRestoreMemory(maxMemory, ctx.pool.threads, ctx.head.kdfBytes ?? 0).chunkMemory;
   const nSlots = slotCount(slotBytes, ctx.pool.threads, chunkMemory - (small ? small.slots * small.slotBytes : 0));
-  const slots = new ChunkSlots({ slotBytes, slots: nSlots, name: 'restore chunks' }, small && { ...small, name: 'restore small chunks' });
+  // a chunk of 32 MiB or more (or 90 % of the largest a slot takes) is taken for a full one of a
+  // large file, with more to come: the next large slot is prepared (at most once per slot; if no
+  // other large chunk comes, one slot's page faults were spent for nothing)
+  const warmAfter = Math.min(WARM_AFTER_BYTES, Math.floor(0.9 * layout.maxChunkBytes));
+  const slots = new ChunkSlots({ slotBytes, slots: nSlots, name: 'restore chunks', warmAfter }, small && { ...small, name: 'restore small chunks' });
   // our gzip members and zstd frames are decompressed in the workers (parallel-units.ts), into slots
   // of their own
   const unitFormat = filter.kind === 'gunzip' ? gzipMembers : filter.kind === 'zstd' ? zstdFrames : undefined;

@@ -64,3 +64,22 @@ test('small slots for formats 3 and 4 beside large slots much larger than they a
   assert.equal(smallSlots(header(2), large), undefined);
   assert.equal(smallSlots(header(4), 2 ** 20), undefined, 'large slots of 1 MiB (a test): none');
 });
+
+test('a chunk of warmAfter bytes or more prepares the next large slot; smaller ones and small slots do not', async () => {
+  const slots = new ChunkSlots({ slotBytes: 8192, slots: 3, warmAfter: 6000 }, { slotBytes: 1024, slots: 1, maxChunkBytes: 960 });
+  const created = (): number => slots.largeSlotsCreated;
+  const a = await slots.acquire(5999);
+  assert.equal(created(), 1, 'under warmAfter: only the slot it took');
+  const b = await slots.acquire(6000);
+  assert.equal(created(), 3, 'a full chunk: the next slot is made ready');
+  const c = await slots.acquire(6000); // the prepared one (waits for its read in flight)
+  assert.equal(c.index, 2);
+  assert.equal(created(), 3, 'never more than the pool has');
+  const s = await slots.acquire(900);
+  assert.equal(s.bytes.length, 1024);
+  for (const x of [a, b, c, s]) slots.release(x);
+  const plain = new ChunkSlots({ slotBytes: 8192, slots: 2 });
+  const p = await plain.acquire(8000);
+  assert.equal(plain.largeSlotsCreated, 1, 'without warmAfter, nothing is prepared');
+  plain.release(p);
+});
