@@ -184,6 +184,11 @@ export class SlotPool {
     this.#warming.set(i, { stop: () => (stopped = true), done });
   }
 
+  /** Ends every warmNext after its read in flight (a run that needs no more slots). */
+  stopWarming(): void {
+    for (const w of this.#warming.values()) w.stop();
+  }
+
   /** Return a slot; hands it straight to the longest waiter if any. Throws on a double release. */
   release(slot: Slot): void {
     const i = slot.index;

@@ -176,3 +176,19 @@ test('warmNext with /dev/zero: the slot is ready and whole', async () => {
   pool.release(a);
   pool.release(b);
 });
+
+test('stopWarming: no read starts after the one in flight; the slot stays in the pool', async () => {
+  const h = heldSource();
+  const pool = new SlotPool({ slotBytes: 16 * 1024 * 1024, slots: 2, warmSource: h.source });
+  pool.warmNext();
+  await turns();
+  assert.equal(h.reads.length, 1);
+  pool.stopWarming();
+  h.reads[0]!.end();
+  await turns();
+  assert.equal(h.reads.length, 1, 'stopped');
+  assert.ok(h.closed());
+  const s = await pool.acquire();
+  assert.equal(s.index, 0);
+  pool.release(s);
+});

@@ -45,6 +45,11 @@ export class ChunkSlots {
     return this.#large.size * this.#large.slotBytes + (this.#small === null ? 0 : this.#small.size * this.#small.slotBytes);
   }
 
+  /** No slot is made ready any more (SlotPool.stopWarming): the reader is done. */
+  stopWarming(): void {
+    this.#large.stopWarming();
+  }
+
   /** large slots made so far (used, or being made ready: warmAfter) */
   get largeSlotsCreated(): number {
     return this.#large.created();

@@ -262,6 +262,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     // end of the archive
     for (const d of sequencer.end()) await act(d, null);
   } catch (e) {
+    slots.stopWarming();
     const err = isQvmBackupError(e) ? e : new QvmBackupError('ERR_INTERNAL', `restore pass: ${e instanceof Error ? e.message : String(e)}`, {}, e);
     dropWaiting(pending);
     dropWaiting(held);
@@ -273,6 +274,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     if (err.code === 'ERR_CANCELLED' || ctx.signal?.aborted) throw err;
     archiveError = err;
   }
+  slots.stopWarming(); // no chunk will take a slot any more
   feeder.close();
   await feeder.done;
   return finalResult();
