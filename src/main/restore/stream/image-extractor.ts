@@ -33,6 +33,7 @@ export function isImageBase(base: string): boolean {
 class FileSink implements MemberSink {
   #fh: fsp.FileHandle | null = null;
   #info: MemberInfo | null = null;
+  #startedSec = 0;
   /** the install fsyncs the image; its disk writes start here, beside the decoding */
   #flush: BackgroundFlush | null = null;
   /** prepares the page cache ahead of the writes, in another thread */
@@ -46,6 +47,8 @@ class FileSink implements MemberSink {
 
   async begin(info: MemberInfo): Promise<void> {
     this.#info = info;
+    // GNU tar sets a file's access time to when it started (its mtime is the archive's)
+    this.#startedSec = Date.now() / 1000;
     if (this.listOnly) return;
     // the parent directories inside our own fresh extraction directory
     const parts = info.name.split('/');
@@ -85,8 +88,7 @@ class FileSink implements MemberSink {
     try {
       await this.#prefault?.stop();
       await this.#flush!.settle();
-      const t = this.#info!.mtimeSec;
-      await fh.utimes(t, t);
+      await fh.utimes(this.#startedSec, this.#info!.mtimeSec);
     } finally {
       await fh.close();
     }

@@ -102,7 +102,7 @@ test('which inner archives are tried in-process', () => {
   for (const b of ['vm3/private.img', 'vm3/root.img', 'vm9/.', 'qubes.xml']) assert.equal(isSmallFileBase(b), false, b);
 });
 
-test('one regular file: written in-process, as GNU tar writes it (bytes, mode, mtime), no tar started', () =>
+test('one regular file: written in-process, as GNU tar writes it (bytes, mode, mtime, atime), no tar started', () =>
   inTempDir(async (dir) => {
     const content = Buffer.concat([Buffer.from('<firewall policy="drop">\n'), sampleData(70_000, 4)]);
     const src = sourceFile(dir, 'firewall.xml', content);
@@ -114,6 +114,7 @@ test('one regular file: written in-process, as GNU tar writes it (bytes, mode, m
       for (const piece of [1000, 1 << 20]) {
         const label = `${filter.kind}, ${piece}-byte writes`;
         const ours = path.join(dir, `ours-${filter.kind}-${piece}`);
+        const startedMs = Date.now();
         const r = await extract(ours, 'vm3/firewall.xml', filter, encode(filter, tar), { piece });
         assert.equal(r.tarOpened, 0, `${label}: no tar`);
         // the same inner archive through GNU tar, for comparison
@@ -123,8 +124,11 @@ test('one regular file: written in-process, as GNU tar writes it (bytes, mode, m
         await t.write(encode(filter, tar));
         await t.finish();
         const [a, b] = [path.join(ours, 'vm3/firewall.xml'), path.join(theirs, 'vm3/firewall.xml')];
-        assert.ok(fs.readFileSync(a).equals(content), `${label}: the file's bytes`);
+        // before anything reads them (a read may update the access time)
         const [sa, sb] = [fs.lstatSync(a), fs.lstatSync(b)];
+        assert.ok(fs.readFileSync(a).equals(content), `${label}: the file's bytes`);
+        // tar sets the access time to when it started, not to the mtime
+        assert.ok(sa.atimeMs >= startedMs - 1000 && sa.atimeMs <= Date.now() + 1000, `${label}: atime ${sa.atimeMs} is the extraction's time, as tar's (${sb.atimeMs})`);
         assert.ok(sa.isFile());
         assert.equal(sa.mode, sb.mode, `${label}: mode as tar's`);
         assert.equal(sa.mtimeMs, sb.mtimeMs, `${label}: mtime as tar's`);
