@@ -42,7 +42,13 @@ const entries = [
 
 // node >= 22.1 caches the bundles' compiled code there (the launchers, src/main/compile-cache.ts); a
 // new build has new bundles, whose entries would only pile up beside the old ones'
-rmSync(`${root}dist/.compile-cache`, { recursive: true, force: true });
+// (only tidying: node rejects an entry whose source changed). Best effort: a cache root made
+// when running from this checkout is root's, and must not fail the build of the checkout's owner.
+try {
+  rmSync(`${root}dist/.compile-cache`, { recursive: true, force: true });
+} catch (e) {
+  console.warn(`bundle: dist/.compile-cache left as it is (${e.code ?? e.message})`);
+}
 
 for (const [entry, out] of entries) {
   await build({

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { ROOT, launcherEnv, passFile, sampleIn, tempDir } from '../helpers/cli.js';
@@ -54,6 +54,8 @@ test('the launcher caches the compiled bundles in dist/.compile-cache, and nothi
       { name: 'default', env: {}, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE },
       { name: "the user's cache", env: { NODE_COMPILE_CACHE: userCache }, childSees: userCache, ours: false },
       { name: 'disabled', env: { NODE_DISABLE_COMPILE_CACHE: '1' }, childSees: undefined, ours: false },
+      // a marker the launcher did not set must not make the user's cache look like ours
+      { name: 'a stray QVMB_OWN_COMPILE_CACHE', env: { NODE_COMPILE_CACHE: userCache, QVMB_OWN_COMPILE_CACHE: '1' }, childSees: userCache, ours: false },
     ];
     for (const c of cases) {
       const envFile = join(t.dir, `env-${cases.indexOf(c)}.txt`);
@@ -74,6 +76,53 @@ test('the launcher caches the compiled bundles in dist/.compile-cache, and nothi
         assert.deepEqual(cached, [], 'node without a compile cache writes none');
       }
       if (c.name === "the user's cache" && NODE_HAS_COMPILE_CACHE) assert.ok(cachedSources(userCache).includes('qvm-backup.bundle.mjs'), "the user's cache is used");
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('the launcher uses dist/.compile-cache only as a directory of its own that no one else can write', { skip: !BUNDLED && 'no bundles (npm run build)', timeout: 60_000 }, () => {
+  const t = tempDir();
+  try {
+    const cmd = installCopy(join(t.dir, 'install'));
+    const cache = join(t.dir, 'install/dist/.compile-cache');
+    const elsewhere = join(t.dir, 'elsewhere');
+    // under umask 000: what the launcher makes must still be its own alone
+    const run = (): void => {
+      const r = spawnSync('sh', ['-c', 'umask 000; exec "$0" "$@"', cmd, '--version'], { env: launcherEnv({ NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, QVMB_OWN_COMPILE_CACHE: undefined }), encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 0, r.stderr);
+    };
+    run();
+    assert.equal(statSync(cache).mode & 0o777, 0o700, 'made with umask 077');
+    if (NODE_HAS_COMPILE_CACHE) assert.ok(cachedSources(cache).includes('qvm-backup.bundle.mjs'), 'and used');
+    const unused: [string, () => void][] = [
+      ['writable by others', () => {
+        mkdirSync(cache);
+        chmodSync(cache, 0o777);
+      }],
+      ['writable by the group', () => {
+        mkdirSync(cache);
+        chmodSync(cache, 0o770);
+      }],
+      ['a link to a directory of ours', () => {
+        mkdirSync(elsewhere, { mode: 0o700 });
+        symlinkSync(elsewhere, cache);
+      }],
+    ];
+    // another user's directory, when the test may give it away
+    if (process.getuid?.() === 0) unused.push(['another user\'s', () => {
+      mkdirSync(cache, { mode: 0o700 });
+      chownSync(cache, 65534, 65534);
+    }]);
+    for (const [name, make] of unused) {
+      rmSync(cache, { recursive: true, force: true });
+      rmSync(elsewhere, { recursive: true, force: true });
+      make();
+      run();
+      assert.deepEqual(cachedSources(cache), [], `${name}: left unused`);
+      if (existsSync(elsewhere)) assert.deepEqual(cachedSources(elsewhere), [], `${name}: not followed`);
+      if (name.startsWith('a link')) assert.ok(lstatSync(cache).isSymbolicLink(), 'the link left as it is');
     }
   } finally {
     t.cleanup();

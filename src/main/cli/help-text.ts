@@ -63,7 +63,7 @@ export function environmentSection(extra: readonly (readonly [string, string])[]
       ['HOME', 'the default of --dom0-home'],
       ...extra,
       ['QVMB_HUGEPAGES=0', "the installed launcher leaves GLIBC_TUNABLES alone; by default it adds glibc.malloc.hugetlb=1 (transparent huge pages for large allocations), mmap_threshold=8388608 and trim_threshold=67108864 (fixed: scrypt's memory mapped with huge pages every time), each one the environment does not set (also through MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_)"],
-      ['NODE_COMPILE_CACHE', "node 22.1 and later: the installed launcher keeps the code node compiled for the commands and the workers in dist/.compile-cache, beside it (~40 ms of each start), unless the environment sets this variable or NODE_DISABLE_COMPILE_CACHE; that directory is not passed on to the programs a run starts"],
+      ['NODE_COMPILE_CACHE', "node 22.1 and later: the installed launcher keeps the code node compiled for the commands and the workers in dist/.compile-cache, beside it (~40 ms of each start), when that directory is the running user's and no one else can write it, and unless the environment sets this variable or NODE_DISABLE_COMPILE_CACHE; that directory is not passed on to the programs a run starts"],
       ['QVMB_KDF=openssl|wasm', "derive format 4 keys with node:crypto's scrypt (OpenSSL) only, or with our WebAssembly one wherever it may run (where the memory plan lets a worker keep its memory), instead of each worker's measured faster one (for comparisons; the keys are the same)"],
       ['QVMB_DEBUG=1', 'print the chain of causes of an error'],
     ],

@@ -36,6 +36,8 @@ export class BackgroundFlush {
     private readonly every = FLUSH_EVERY,
     expectedBytes?: number,
   ) {
+    // 0 would chain flushes with nothing written, for ever
+    if (!Number.isInteger(every) || every <= 0) throw new RangeError(`every must be a positive integer, got ${every}`);
     if (expectedBytes !== undefined) this.#remaining = expectedBytes;
   }
 

@@ -157,17 +157,21 @@ export class SlotPool {
    * The slot is free meanwhile, handed out after the slots already used; an acquire that gets it
    * stops the faulting and waits for the read in flight to end (one WARM_PIECE, a few ms; a stop
    * signal is not heard during that wait), so no read of ours ever writes into a slot that was
-   * handed out. Best effort: a failed read only ends it.
+   * handed out. Best effort: a failed read only ends it. Nothing is made while a slot is free or
+   * one is being made ready already: a restore whose chunks go through one or two slots (a slow
+   * source) never faults in the rest of the pool.
    */
   warmNext(): void {
-    if (this.#slots.length >= this.size) return;
+    if (this.#slots.length >= this.size || this.#free.length > 0 || this.#warming.size > 0) return;
     const i = this.#slots.length;
     const slot = makeSlot(i, this.slotBytes, false);
     this.#slots.push(slot);
     this.#busy.push(false);
     this.#free.unshift(i); // acquire pops from the end: slots already used go first
     let stopped = false;
-    const done = (async (): Promise<void> => {
+    // begun on the next microtask, so the entry below is there before the finally that removes it,
+    // even when the source throws at once
+    const done = Promise.resolve().then(async (): Promise<void> => {
       let src: WarmSource | undefined;
       try {
         src = await this.#warmSource();
@@ -180,7 +184,7 @@ export class SlotPool {
         this.#warming.delete(i);
         await src?.close().catch(() => undefined);
       }
-    })();
+    });
     this.#warming.set(i, { stop: () => (stopped = true), done });
   }
 

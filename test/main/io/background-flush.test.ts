@@ -136,3 +136,8 @@ test('on a real file: flushes run while writing and the bytes are all there', as
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('every must be a positive integer (0 would chain flushes with nothing written)', () => {
+  const { fh } = fakeHandle();
+  for (const bad of [0, -1, 1.5, Number.NaN]) assert.throws(() => new BackgroundFlush(fh, bad), RangeError);
+});

@@ -138,8 +138,8 @@ test('warmNext: slots already used are handed out before the one being prepared;
   const h = heldSource();
   const pool = new SlotPool({ slotBytes: 4096, slots: 2, warmSource: h.source });
   const a = await pool.acquire();
-  pool.release(a);
-  pool.warmNext(); // after a slot was freed and before one is
+  pool.warmNext();
+  pool.release(a); // freed while the other is being made ready
   const again = await pool.acquire();
   assert.equal(again, a, 'the used slot first');
   await turns();
@@ -191,4 +191,38 @@ test('stopWarming: no read starts after the one in flight; the slot stays in the
   const s = await pool.acquire();
   assert.equal(s.index, 0);
   pool.release(s);
+});
+
+test('warmNext makes nothing while a slot is free or one is being made ready: one chunk at a time uses two slots', async () => {
+  const h = heldSource();
+  const pool = new SlotPool({ slotBytes: 4096, slots: 8, warmSource: h.source });
+  for (let i = 0; i < 10; i++) {
+    const s = await pool.acquire();
+    pool.warmNext();
+    pool.warmNext(); // a second call while one is being made ready
+    await turns();
+    for (const r of h.reads.splice(0)) r.end();
+    await turns();
+    pool.release(s);
+  }
+  assert.equal(pool.created(), 2, 'the slot in use and the one made ready');
+});
+
+test('warmNext: a source that throws at once leaves no preparation behind', async () => {
+  const pool = new SlotPool({
+    slotBytes: 4096,
+    slots: 3,
+    warmSource: () => {
+      throw new Error('sync failure');
+    },
+  });
+  const a = await pool.acquire();
+  pool.warmNext();
+  await turns();
+  const b = await pool.acquire();
+  assert.equal(b.index, 1);
+  pool.warmNext(); // none is being made ready any more: the third is made
+  assert.equal(pool.created(), 3);
+  pool.release(a);
+  pool.release(b);
 });
