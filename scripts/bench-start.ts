@@ -6,7 +6,8 @@
 // The restore target is an existing, empty qubes root (a real host's root exists) and a fresh
 // dom0 home, made anew before each run.
 // Usage: node dist/scripts/bench-start.js [--rounds N] [--archive FILE --passphrase-file FILE] [CHECKOUT...]
-//   CHECKOUT: a built checkout (its bin/qvm-backup-restore runs); default: this one.
+//   CHECKOUT: a built checkout (its bin/qvm-backup-restore runs); default: this one. The same one
+//   named twice shows the measure's own noise.
 //   Without --archive, the bench's archive is made first: one 4 GiB image holding 1 GiB of data,
 //   format 4, scrypt logN 14 (as bench-backup's restore rows).
 import { spawn, spawnSync } from 'node:child_process';
@@ -101,10 +102,11 @@ async function main(): Promise<void> {
       rmSync(q, { recursive: true, force: true });
     }
     spawnSync('cat', [archive], { stdio: 'ignore' }); // in the page cache for every run
-    const runs = new Map(checkouts.map((c) => [c, [] as Timing[]]));
-    for (let i = 0; i < rounds; i++) for (const c of checkouts) runs.get(c)!.push(await once(c, archive, pass, work));
+    // a checkout may be named twice: the spread between two series of the same code is the noise
+    const runs = checkouts.map((c) => ({ c, t: [] as Timing[] }));
+    for (let i = 0; i < rounds; i++) for (const r of runs) r.t.push(await once(r.c, archive, pass, work));
     console.log(`restore start-up, ${rounds} rounds in turns (median, range), node ${process.version}:`);
-    for (const [c, t] of runs) console.log(`  ${c}: to the data pass ${ms(t.map((x) => x.toData))}, to the exit ${ms(t.map((x) => x.toExit))}`);
+    for (const { c, t } of runs) console.log(`  ${c}: to the data pass ${ms(t.map((x) => x.toData))}, to the exit ${ms(t.map((x) => x.toExit))}`);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
