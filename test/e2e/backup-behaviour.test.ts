@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, writeFileSync, mkdirSync, chmodSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, passFile, node, run, BACKUP_BIN, sampleIn } from '../helpers/cli.js';
+import { tempDir, passFile, node, run, BACKUP_BIN, RESTORE_BIN, sampleIn } from '../helpers/cli.js';
 import { waitFor } from '../helpers/processes.js';
 
 const MiB = 1024 * 1024;
@@ -94,6 +94,42 @@ test('peak memory stays under --max-memory plus a fixed overhead; no temp files;
   }
 });
 
+test('max_rss_bytes is the run\'s own peak, not its parent\'s: a parent holding 768 MiB when it spawned the run', { timeout: 120_000 }, () => {
+  // getrusage's maxrss survives exec on Linux: a run started by a large process (a bench script, a
+  // backup daemon) reported that process's memory as its own
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const archive = join(t.dir, 'b.bin');
+    const host = join(t.dir, 'host');
+    const wrapper = join(t.dir, 'big-parent.mjs');
+    writeFileSync(wrapper, [
+      "import { spawnSync } from 'node:child_process';",
+      'const held = Buffer.alloc(768 * 1024 * 1024, 1); // touched: resident',
+      "const r = spawnSync(process.execPath, process.argv.slice(2), { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });",
+      'process.stdout.write(r.stdout);',
+      'process.exitCode = r.status ?? 1;',
+      'if (held[12345] !== 1) process.exitCode = 9;',
+    ].join('\n'));
+    const peakOf = (stdout: string): number => {
+      const summary = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['message_type'] === 'summary')!;
+      assert.equal(summary['ok'], true);
+      return summary['max_rss_bytes'] as number;
+    };
+    const b = node(wrapper, [BACKUP_BIN, '--json', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '14', archive]);
+    assert.equal(b.status, 0, b.stderr);
+    const r = node(wrapper, [RESTORE_BIN, '--json', '-y', '-p', pw, '--qubes-root', host, '--dom0-home', home, '--ignore-missing', archive]);
+    assert.equal(r.status, 0, r.stderr);
+    for (const [what, peak] of [['backup', peakOf(b.stdout)], ['restore', peakOf(r.stdout)]] as const) {
+      assert.ok(peak > 16 * MiB, `${what}: a peak of ${peak} bytes is not node's`);
+      assert.ok(peak < 512 * MiB, `${what}: peak RSS ${Math.round(peak / MiB)} MiB: the parent's 768 MiB counted as the run's`);
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('SIGINT stops tar and the workers and removes the partial output', { timeout: 120_000 }, async () => {
   const t = tempDir();
   try {
@@ -138,7 +174,6 @@ test('stdout and --dest-command destinations; stdin and --source-command sources
     for (const archive of [viaStdout, viaCmd]) {
       const list = run('tar', ['-i', '-tf', archive]).stdout.split('\n').filter(Boolean);
       assert.ok(list.includes('vm5/private.img.000.enc') && list.includes('vm4/private.img.000.enc'), list.join(' '));
-      const { RESTORE_BIN } = { RESTORE_BIN: BACKUP_BIN.replace('qvm-backup.js', 'qvm-backup-restore.js') };
       const v1 = run('sh', ['-c', `"${process.execPath}" "${RESTORE_BIN}" -q -y --verify-only -p '${pw}' - < '${archive}'`]);
       assert.equal(v1.status, 0, `verify from stdin: ${v1.stderr}`);
       // the passphrase comes from a file here, so stdin is free for the archive; and a command as source

@@ -14,6 +14,7 @@ import { defaultMaxMemory } from '../pipeline/memory-default.js';
 import { VERSION } from '../version.js';
 import { fail, QvmBackupError } from '../errors.js';
 import { DEFAULT_PROFILE_DIR, loadProfile, saveProfile, type BackupProfile } from './backup-profile.js';
+import { peakRssBytes } from '../stats/peak-rss.js';
 
 
 /** What --help prints after the options (and the man page has as sections). */
@@ -140,7 +141,7 @@ export async function main(): Promise<number> {
       chunks: result.chunks,
       bytes_written: result.bytesWritten,
       compression: result.compression.json,
-      max_rss_bytes: process.resourceUsage().maxRSS * 1024,
+      max_rss_bytes: peakRssBytes(),
       ...statsFields(stats, o['json'] === true),
     });
     printStats(stats, o['json'] === true);

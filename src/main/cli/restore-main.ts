@@ -19,6 +19,7 @@ import type { SourceVm } from '../restore/archive-source.js';
 import { EXIT, exitCodeForSignal } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
 import { VERSION } from '../version.js';
+import { peakRssBytes } from '../stats/peak-rss.js';
 
 /** What --help prints after the options (and the man page has as sections). */
 export const RESTORE_SECTIONS: readonly HelpSection[] = [
@@ -163,7 +164,7 @@ export async function main(): Promise<number> {
     const home = r.dom0User === undefined ? null : { user: r.dom0User, ...(r.dom0HomeDir !== undefined ? { path: r.dom0HomeDir } : {}) };
     // verification results are not "restored": nothing was written
     const result = verifyOnly ? { verified: r.restored.map((x) => ({ name: x.from })) } : { restored: r.restored };
-    progress.finish(true, text, { ...result, dom0_home: home, max_rss_bytes: process.resourceUsage().maxRSS * 1024, ...statsFields(stats, o['json'] === true) });
+    progress.finish(true, text, { ...result, dom0_home: home, max_rss_bytes: peakRssBytes(), ...statsFields(stats, o['json'] === true) });
     printStats(stats, o['json'] === true);
     return EXIT.OK;
   } catch (e) {

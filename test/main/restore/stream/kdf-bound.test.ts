@@ -13,6 +13,7 @@ import { WorkerPool } from '../../../../src/main/pipeline/worker-pool.js';
 import { OuterTarReader } from '../../../../src/main/tar/outer-tar-reader.js';
 import { readArchiveHead, restoreData, DEFAULT_MAX_KDF_WORK, RESTORE_MIN_MAX_MEMORY, kdfLimitsFor, type RestoreDataResult } from '../../../../src/main/restore/stream/index.js';
 import { KdfBudget } from '../../../../src/main/restore/stream/kdf-budget.js';
+import { peakRssBytes } from '../../../../src/main/stats/peak-rss.js';
 import { scryptEncryptInto, type ScryptParams } from '../../../../src/workers/scrypt-file.js';
 import { innerStream, makeImage, outerMember, scryptChunks, split } from './build-archive.js';
 import { fixtureNames, loadFixture, readerOf, tempDir } from './stream-helpers.js';
@@ -75,11 +76,11 @@ function head(o: { headerLogN?: number; forgeHeader?: ScryptParams; forgeXml?: S
 
 /** readArchiveHead's rejection, with the time it took and how much the peak RSS grew. */
 async function headError(bytes: Buffer, opts: { maxMemory?: number; passphrase?: string } = {}): Promise<{ err: unknown; ms: number; rssGrowth: number }> {
-  const rss0 = process.resourceUsage().maxRSS * 1024;
+  const rss0 = peakRssBytes();
   const t0 = performance.now();
   let err: unknown = null;
   await readArchiveHead(readerOf(bytes), opts.passphrase ?? 'qubes', { pool, ...(opts.maxMemory !== undefined ? { maxMemory: opts.maxMemory } : {}) }).catch((e: unknown) => (err = e));
-  return { err, ms: performance.now() - t0, rssGrowth: process.resourceUsage().maxRSS * 1024 - rss0 };
+  return { err, ms: performance.now() - t0, rssGrowth: peakRssBytes() - rss0 };
 }
 
 function assertRefused(err: unknown, code: string, message: RegExp): void {
@@ -415,7 +416,7 @@ describe('data chunks', () => {
   for (const verifyOnly of [false, true]) {
     test(`a chunk asking for 4 GiB fails only its VM${verifyOnly ? ' (--verify-only)' : ''}`, async (t) => {
       if (!have) return t.skip('fixture missing');
-      const rss0 = process.resourceUsage().maxRSS * 1024;
+      const rss0 = peakRssBytes();
       const { r, staging, ms } = await run({ logN: 22, r: 8, p: 1 }, verifyOnly);
       try {
         const w = r.vms.get('vm3/');
@@ -426,7 +427,7 @@ describe('data chunks', () => {
         assert.equal(r.archiveError, undefined);
         if (!verifyOnly) assert.equal(createHash('sha256').update(fs.readFileSync(path.join(staging, 'vm6/private.img'))).digest('hex'), img6.sha256);
         assert.ok(ms < 5000, `took ${ms.toFixed(0)} ms`);
-        assert.ok(process.resourceUsage().maxRSS * 1024 - rss0 < 128 * MiB, 'peak RSS grew by hundreds of MiB');
+        assert.ok(peakRssBytes() - rss0 < 128 * MiB, 'peak RSS grew by hundreds of MiB');
       } finally {
         fs.rmSync(staging, { recursive: true, force: true });
       }

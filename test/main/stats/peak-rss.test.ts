@@ -1,0 +1,22 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { peakRssBytes } from '../../../src/main/stats/peak-rss.js';
+
+test('peakRssBytes reads VmHWM of /proc/self/status', () => {
+  const status = 'Name:\tnode\nVmPeak:\t 1234567 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40000 kB\n';
+  assert.equal(peakRssBytes(status), 51200 * 1024);
+});
+
+test('peakRssBytes falls back to getrusage where /proc has no VmHWM', () => {
+  assert.equal(peakRssBytes('Name:\tnode\n'), process.resourceUsage().maxRSS * 1024);
+});
+
+test('peakRssBytes of this process: at least its current RSS, and grows with touched memory', () => {
+  const before = peakRssBytes();
+  const rssNow = process.memoryUsage.rss();
+  assert.ok(before >= rssNow - 8 * 1024 * 1024, `peak ${before} below the current RSS ${rssNow}`);
+  const held = Buffer.alloc(96 * 1024 * 1024, 1);
+  const after = peakRssBytes();
+  assert.ok(after - before >= 64 * 1024 * 1024, `peak grew by ${after - before} bytes only`);
+  assert.equal(held[1], 1);
+});
