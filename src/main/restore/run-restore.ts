@@ -23,7 +23,7 @@ import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
 import { resolveRestoreSettings, restoreMemoryOf, type RestoreChoices } from './settings.js';
 import { checkGnuTar } from '../tar/gnu-tar.js';
-import { FirstChunkKey, readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
+import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 import { STAGE } from '../stats/bound.js';
 import { timedInput } from '../tar/byte-input.js';
 
@@ -84,7 +84,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   let lock: HostLock | undefined;
   let stopReading: (() => void) | undefined;
   let runInstaller: Installer | undefined; // for the interruption message
-  let firstChunk: FirstChunkKey | undefined;
   try {
     // a missing or non-GNU tar is reported before the passphrase and before any data is read: most
     // Qubes archives have files that need it (directories, the dom0 home, small files of an unusual
@@ -139,13 +138,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // the table ends with the reasons: each is listed once
     if (plan.blocking.length > 0) fail('ERR_PLAN', `the restore cannot proceed (${plan.blocking.length} problem${plan.blocking.length > 1 ? 's' : ''}, listed below the table):\n${table}`);
     if (chosen.length === 0 && !withHome) fail('ERR_PLAN', `nothing to restore:\n${table}`);
-    // format 4: the first chunk's key is derived while the answer is awaited (at Qubes' parameters,
-    // seconds the data pass would otherwise start with), when the plan selected that chunk; started
-    // only now, so that a plan that cannot proceed never waits for a derivation to end
-    if (head?.version === 4 && reader) {
-      const selected = new Set([...chosen.map((v) => v.subdir), ...(withHome ? [plan.dom0!.subdir] : [])]);
-      firstChunk = new FirstChunkKey(reader, { header: head.header, passphrase, pool, maxMemory: s.maxMemory, selected: (subdir) => selected.has(subdir), signal: o.signal });
-    }
     progress.waitingForUser(true);
     const go = await o.confirm(table, plan).finally(() => progress.waitingForUser(false));
     if (!go) fail('ERR_DECLINED', 'cancelled by the user: nothing done');
@@ -197,7 +189,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     let result: RestoreDataResult;
     if (v1Dir !== undefined) result = await restoreV1(v1Dir, selection, { verifyOnly: o.verifyOnly, signal: o.signal, onVmDone, onWarning: (m) => progress.warn(m) });
     else
-      result = await stats.time('data pass (read to extracted)', () => restoreData(firstChunk ?? reader!, {
+      result = await stats.time('data pass (read to extracted)', () => restoreData(reader!, {
         head: head!,
         passphrase,
         pool,
@@ -220,7 +212,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         imageExtraction: s.imageExtraction,
         prefaultImages: s.prefaultImages,
         stats,
-        ...(firstChunk ? { firstChunk } : {}),
       }, selection));
     // the format has no end marker: a source command's exit status is the only sign of a short stream
     if (source?.command) await checkSourceCommand(source, result.archiveError !== undefined);
@@ -261,7 +252,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     const cleaned = staging === undefined ? undefined : await staging.remove().then(() => 'staging directory removed', (r: unknown) => (r as Error).message);
     throw new QvmBackupError('ERR_CANCELLED', interruptedMessage(o.verifyOnly, cleaned, runInstaller ? [...runInstaller.installed] : []), {}, e);
   } finally {
-    firstChunk?.release(); // a key derived ahead and not used (declined, failed plan) is zeroed
     unobserve();
     if (stopReading) o.signal.removeEventListener('abort', stopReading);
     if (source) await closeSource(source);

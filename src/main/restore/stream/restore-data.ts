@@ -257,13 +257,11 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (m.typeflag !== undefined && m.typeflag !== '0') throw new QvmBackupError('ERR_CORRUPT', `archive member ${shownName(m.untrustedName)} is not a regular file`);
       let skipAs: string | null = null;
       for (const d of sequencer.next(m.untrustedName, m.size)) skipAs = (await act(d, m)) ?? skipAs;
-      ctx.firstChunk?.release(); // a key derived ahead is for the first member only
       if (skipAs !== null) await outerStep(m.skip(), `skipping ${skipAs}`);
     }
     // end of the archive
     for (const d of sequencer.end()) await act(d, null);
   } catch (e) {
-    ctx.firstChunk?.release();
     slots.stopWarming();
     const err = isQvmBackupError(e) ? e : new QvmBackupError('ERR_INTERNAL', `restore pass: ${e instanceof Error ? e.message : String(e)}`, {}, e);
     dropWaiting(pending);
@@ -332,9 +330,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     // for a slot and reads the rest (at the end of an image, the next files' keys are derived
     // beside the image's last decompression instead of after it)
     let early: EarlyKey | undefined;
-    // the first chunk's key may have been derived while the plan was made (its header read then)
-    if (version === 4 && m.size > SCRYPT_OVERHEAD_BYTES) early = ctx.firstChunk?.take(m, ref.name);
-    if (early === undefined && version === 4 && m.size > SCRYPT_OVERHEAD_BYTES) {
+    if (version === 4 && m.size > SCRYPT_OVERHEAD_BYTES) {
       const head = await stats.time(STAGE.restoreRead, () => outerStep(m.readHead(SCRYPT_OVERHEAD_BYTES), `reading ${ref.name}`));
       early = decoder.deriveV4Early(head, ref);
     }
