@@ -1,6 +1,7 @@
 // End to end (issue 9): a multi-chunk sparse image of several hundred MiB backed up by us and
 // restored with --threads 2 (its gzip members decompressed by the workers: the stage profile counts
-// the member tasks) and with --threads 1 (the streaming decoder): byte-identical both ways, holes kept.
+// the member tasks), with --threads 1 (the streaming decoder) and with --direct-io (the image written
+// around the page cache): byte-identical every way, holes kept.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -34,14 +35,17 @@ test(`a ${DATA_MIB} MiB-data image restores identically with --threads 2 (parall
     const list = run('tar', ['-itf', archive]);
     const chunks = list.stdout.split('\n').filter((n) => n.endsWith('.enc')).length - 1;
     assert.ok(chunks >= 3, `${chunks} data chunks`);
-    for (const threads of [2, 1]) {
-      const host = join(t.dir, `host${threads}`);
-      const hh = join(t.dir, `hh${threads}`, 'user');
+    for (const [threads, direct] of [[2, false], [1, false], [2, true]] as const) {
+      const host = join(t.dir, `host${threads}${direct ? 'd' : ''}`);
+      const hh = join(t.dir, `hh${threads}${direct ? 'd' : ''}`, 'user');
       mkdirSync(hh, { recursive: true });
-      const r = node(RESTORE_BIN, ['--json', '--stats', '-y', '-p', pw, '--qubes-root', host, '--dom0-home', hh, '--ignore-missing', '--threads', String(threads), archive]);
+      // --direct-io: the image written around the page cache (io/direct-writer.ts)
+      const r = node(RESTORE_BIN, ['--json', '-v', '--stats', '-y', '-p', pw, '--qubes-root', host, '--dom0-home', hh, '--ignore-missing', '--threads', String(threads), ...(direct ? ['--direct-io'] : []), archive]);
       assert.equal(r.status, 0, r.stderr);
       const s = summaryOf(r.stdout);
       assert.equal(s.ok, true);
+      const settings = r.stdout.split('\n').map((l) => (l.includes('"message_type":"settings"') ? (JSON.parse(l) as { settings: Record<string, unknown> }).settings : null)).find((x) => x !== null);
+      assert.equal(settings?.['direct_io'], direct);
       const members = s.stats?.stages.find((x) => x.stage === 'decompress (workers)')?.count ?? 0;
       // the chunks' keys were derived as their headers arrived (a task of its own), and only then
       const early = s.stats?.stages.find((x) => x.stage === 'key derivation (workers)')?.count ?? 0;

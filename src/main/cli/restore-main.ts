@@ -65,6 +65,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, key derivations, child processes; with --json: the summary\'s "stats" object)')
   .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
+  .option('--direct-io', 'write the VM images around the page cache (O_DIRECT, where the filesystem allows it): about half the CPU where fresh memory is expensive, and the page cache (in dom0: the desktop\'s memory) is left alone; as fast as the disk takes one large write at a time')
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads, totalmem()))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', renderSections(RESTORE_SECTIONS));
@@ -158,6 +159,7 @@ export async function main(): Promise<number> {
       stats,
       ...(process.env['QVMB_IMAGE_EXTRACTION'] === 'tar' ? { imageExtraction: 'tar' as const } : {}),
       ...(process.env['QVMB_PREFAULT'] === '0' ? { prefaultImages: false } : {}),
+      ...(o['directIo'] === true ? { directImageWrites: true } : {}),
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));
     const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0User !== undefined ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;

@@ -32,6 +32,8 @@ export interface ExtractorOptions {
   stats?: RunStats;
   /** the in-process image writer prepares the page cache ahead of its writes (io/page-prefault.ts) */
   prefault?: boolean;
+  /** the in-process image writer writes around the page cache where it can (--direct-io) */
+  direct?: boolean;
 }
 
 /**

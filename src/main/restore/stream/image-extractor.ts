@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { BackgroundFlush, FLUSH_EVERY } from '../../io/background-flush.js';
 import { PagePrefault } from '../../io/page-prefault.js';
+import { openDirectWriter, type DirectWriter } from '../../io/direct-writer.js';
 import { basenameOfBase, subdirOfBase } from '../../format/archive-names.js';
 import { SingleMemberReader, type MemberInfo, type MemberSink } from '../../tar/single-member-reader.js';
 import { MAX_IMAGE_BYTES } from '../install/vm-files.js';
@@ -38,11 +39,14 @@ class FileSink implements MemberSink {
   #flush: BackgroundFlush | null = null;
   /** prepares the page cache ahead of the writes, in another thread */
   #prefault: PagePrefault | null = null;
+  /** writes around the page cache (--direct-io; then nothing is prefaulted) */
+  #direct: DirectWriter | null = null;
   constructor(
     readonly dir: string,
     readonly listOnly: boolean,
     readonly stats?: RunStats,
     readonly prefault = false,
+    readonly direct = false,
   ) {}
 
   async begin(info: MemberInfo): Promise<void> {
@@ -63,12 +67,21 @@ class FileSink implements MemberSink {
     // the data runs' total: the last 64 MiB are flushed in smaller steps (a short final fsync)
     this.#flush = new BackgroundFlush(this.#fh, FLUSH_EVERY, info.spans.reduce((n, s) => n + s.length, 0));
     await this.#fh.truncate(info.size); // the apparent size: everything not written is a hole
-    if (this.prefault) this.#prefault = new PagePrefault(this.#fh, info.spans);
+    // around the page cache when asked and the filesystem allows it; else through it, prepared ahead
+    if (this.direct) this.#direct = await openDirectWriter(this.#fh, info.size);
+    if (this.prefault && this.#direct === null) this.#prefault = new PagePrefault(this.#fh, info.spans);
   }
 
   async data(position: number, bytes: Uint8Array): Promise<void> {
     const fh = this.#fh;
     if (fh === null) return;
+    const dw = this.#direct;
+    if (dw !== null) {
+      // copied into a staging block; written when that is full (waits while the one before is)
+      await (this.stats?.time(STAGE.restoreImageWrite, () => dw.write(position, bytes)) ?? dw.write(position, bytes));
+      this.#flush!.wrote(bytes.length);
+      return;
+    }
     this.#prefault?.ahead(position + bytes.length);
     const write = async (): Promise<void> => {
       for (let off = 0; off < bytes.length; ) {
@@ -86,6 +99,8 @@ class FileSink implements MemberSink {
     if (fh === null) return;
     this.#fh = null;
     try {
+      const dw = this.#direct;
+      if (dw !== null) await (this.stats?.time(STAGE.restoreImageWrite, () => dw.end()) ?? dw.end());
       await this.#prefault?.stop();
       await this.#flush!.settle();
       await fh.utimes(this.#startedSec, this.#info!.mtimeSec);
@@ -98,6 +113,7 @@ class FileSink implements MemberSink {
     const fh = this.#fh;
     this.#fh = null;
     await this.#prefault?.stop();
+    await this.#direct?.close();
     await this.#flush?.quiesce();
     await fh?.close().catch(() => undefined);
   }
@@ -106,7 +122,7 @@ class FileSink implements MemberSink {
 /** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming;
  *  with `units`, our gzip members or zstd frames are decompressed in parallel by the worker pool). */
 export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools, strict = false): InnerExtractor {
-  const sink = new FileSink(o.dir, o.listOnly, o.stats, o.prefault === true);
+  const sink = new FileSink(o.dir, o.listOnly, o.stats, o.prefault === true, o.direct === true);
   const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member, strict }, sink);
   const classify = (e: unknown): QvmBackupError =>
     isQvmBackupError(e) ? e : new QvmBackupError(

@@ -34,6 +34,7 @@ import { includedDomainsBySubdir, requiredBases } from './verify-expect.js';
 import type { RestoreDataContext, RestoreDataResult, RestoreSelection, VmRestoreResult } from './types.js';
 import type { InnerExtractor } from './file-extractor.js';
 import { RunStats } from '../../stats/run-stats.js';
+import { DIRECT_STAGING_BYTES } from '../../io/direct-writer.js';
 import { STAGE } from '../../stats/bound.js';
 
 /** `ext` with its writes (decompress + extract, on the main thread and in tar) and its end timed. */
@@ -91,7 +92,9 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   // each chunk in a slot or waiting for one listens on the stop while its key is derived and while
   // it is decoded (no leak: as many as there are slots, twice, and a few more)
   if (ctx.signal) setMaxListeners(Math.max(getMaxListeners(ctx.signal), 2 * (nSlots + (small?.slots ?? 0)) + 16), ctx.signal);
-  const besideChunks = maxMemory - slots.capacityBytes;
+  // images written around the page cache: their staging blocks (two files' at most: one finishing)
+  const directWrites = ctx.directImageWrites === true && ctx.verifyOnly !== true && ctx.imageExtraction !== 'tar';
+  const besideChunks = maxMemory - slots.capacityBytes - (directWrites ? 2 * DIRECT_STAGING_BYTES : 0);
   // more output slots where --max-memory leaves room beside the chunks and one derivation per thread
   const spare = besideChunks - ctx.pool.threads * (ctx.head.kdfBytes ?? 0);
   const units = unitFormat !== undefined && ctx.imageExtraction !== 'tar' ? unitPoolsFor(ctx.pool, unitFormat, spare) : undefined;
@@ -143,7 +146,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     const vm = file.vm as VmRun;
     // every inner archive gets a fresh directory of its own (never one shared by two tar runs)
     if (!listOnly) file.extractDir = createExtractionDir(vm.stagingDir);
-    const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, stats, prefault: ctx.prefaultImages !== false, ...(ctx.signal ? { signal: ctx.signal } : {}) };
+    const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, stats, prefault: ctx.prefaultImages !== false, direct: directWrites, ...(ctx.signal ? { signal: ctx.signal } : {}) };
     const byTar = (open: () => InnerExtractor): InnerExtractor => openWhenReady(tarOnce, open, ctx.signal);
     if (version === 2) return byTar(() => ((file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o)));
     // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)
