@@ -65,7 +65,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, key derivations, child processes; with --json: the summary\'s "stats" object)')
   .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
-  .option('--direct-io', 'write the VM images around the page cache (O_DIRECT, where the filesystem allows it): about half the CPU where fresh memory is expensive, and the page cache (in dom0: the desktop\'s memory) is left alone; as fast as the disk takes one large write at a time')
+  .option('--direct-io', 'write the VM images around the page cache (O_DIRECT, where the filesystem allows it): about a third less CPU on a VM whose fresh memory is expensive, and the images stay out of the page cache (in dom0: the desktop\'s memory), but they are written as fast as the disk takes one 8 MiB write at a time')
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads, totalmem()))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', renderSections(RESTORE_SECTIONS));

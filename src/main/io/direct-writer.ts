@@ -39,35 +39,46 @@ const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: WasmMemory
 
 /** Staging pairs of files that ended, reused (fresh memory is what this module avoids). */
 const freePairs: Uint8Array[][] = [];
-/** Pairs kept for reuse at most (two files may be written at once: one finishing, the next). */
-const MAX_FREE_PAIRS = 2;
+/** Pairs in use or kept, at most: what --max-memory counts (DIRECT_STAGING_BYTES each). A file that
+ *  finds none free (several files finishing at once) is written through the page cache. */
+export const MAX_PAIRS = 2;
+let pairsMade = 0;
 
-function takePair(): Uint8Array[] {
+function takePair(): Uint8Array[] | null {
   const kept = freePairs.pop();
   if (kept !== undefined) return kept;
+  if (pairsMade >= MAX_PAIRS) return null;
   // WebAssembly memory starts on a page boundary; 64 KiB pages
   const mem = new WasmMemory({ initial: DIRECT_STAGING_BYTES / 65536, maximum: DIRECT_STAGING_BYTES / 65536, shared: true });
   const all = new Uint8Array(mem.buffer);
+  pairsMade++;
   return [all.subarray(0, STAGE_BYTES), all.subarray(STAGE_BYTES, 2 * STAGE_BYTES)];
 }
 
 function givePair(pair: Uint8Array[]): void {
-  if (freePairs.length < MAX_FREE_PAIRS) freePairs.push(pair);
+  freePairs.push(pair);
 }
 
-/** A writer for the open file `fh` of apparent size `size` (already set), or null where the
- *  filesystem (or the platform) has no O_DIRECT or the staging memory cannot be had: the caller then
+/** A writer for the open file `fh` of apparent size `size` (already set) that will be given
+ *  `dataBytes` bytes, or null where that is too little to pay (under DIRECT_MIN), the filesystem (or
+ *  the platform) has no O_DIRECT, or no staging memory is free or can be had: the caller then
  *  writes through the page cache as before. */
-export async function openDirectWriter(fh: fsp.FileHandle, size: number): Promise<DirectWriter | null> {
-  const direct = await openDirect(fh);
-  if (direct === null) return null;
+export async function openDirectWriter(fh: fsp.FileHandle, size: number, dataBytes = size): Promise<DirectWriter | null> {
+  if (dataBytes < DIRECT_MIN) return null;
+  let pair: Uint8Array[] | null;
   try {
-    return new DirectWriter(fh, direct, size);
+    pair = takePair();
   } catch {
     // no memory for the staging (an address-space limit: WebAssembly reserves more than it uses)
-    await direct.close().catch(() => undefined);
     return null;
   }
+  if (pair === null) return null;
+  const direct = await openDirect(fh);
+  if (direct === null) {
+    givePair(pair);
+    return null;
+  }
+  return new DirectWriter(fh, direct, size, pair);
 }
 
 /** A direct-I/O handle on the open file `fh`, or null where the filesystem (or the platform) has no
@@ -117,11 +128,14 @@ export class DirectWriter {
 
   /** `buffered`: the file (open for writing, its size set); `direct`: openDirect's handle on it,
    *  owned (closed) by this writer; `size`: the file's apparent size. */
-  constructor(buffered: fsp.FileHandle, direct: fsp.FileHandle | null, size: number) {
+  /** `pair`: its staging (openDirectWriter's; tests may give their own) */
+  constructor(buffered: fsp.FileHandle, direct: fsp.FileHandle | null, size: number, pair?: Uint8Array[]) {
+    const p = pair ?? takePair();
+    if (p === null) throw new QvmBackupError('ERR_INTERNAL', 'direct writer: no staging memory free');
     this.#buffered = buffered;
     this.#direct = direct;
     this.#size = size;
-    this.#pair = takePair();
+    this.#pair = p;
   }
 
   /** Whether writes went direct (false once the filesystem refused one). */
@@ -140,7 +154,12 @@ export class DirectWriter {
       if (this.#start >= 0) {
         const end = this.#start + this.#fill;
         if (pos < end) throw new QvmBackupError('ERR_INTERNAL', `direct writer: position ${pos} before ${end}`);
-        if (pos >= roundUp(end)) await this.#flush(); // a whole block or more of hole: left unwritten
+        // a whole block or more of hole: left unwritten (data that follows on without a gap stays in
+        // the block, also when it ended on a block boundary)
+        if (pos > end && pos >= roundUp(end)) {
+          await this.#flush();
+          this.#checkOpen();
+        }
         else if (pos > end) {
           // a gap inside the last block: zeros, as the hole would read
           this.#pair[this.#cur]!.fill(0, this.#fill, pos - this.#start);
@@ -160,6 +179,11 @@ export class DirectWriter {
       pos += n;
       if (this.#fill === STAGE_BYTES) await this.#flush();
     }
+  }
+
+  /** After an await: the writer was closed meanwhile (its staging may be another file's now). */
+  #checkOpen(): void {
+    if (this.#closed) throw new QvmBackupError('ERR_CANCELLED', 'direct writer: closed while writing');
   }
 
   /** Writes what is staged, waits for it, and cuts the file back to its size when the last block
@@ -199,6 +223,7 @@ export class DirectWriter {
     this.#fill = 0;
     await this.#drain();
     this.#check();
+    this.#checkOpen();
     this.#cur ^= 1;
     this.#written = start + len;
     const p = this.#writeOut(block, start, len);

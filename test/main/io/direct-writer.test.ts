@@ -8,7 +8,7 @@ import { constants as fsc, promises as fsp, readFileSync, statSync } from 'node:
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { DIRECT_BLOCK, DIRECT_MIN, DirectWriter, STAGE_BYTES, openDirect, openDirectWriter } from '../../../src/main/io/direct-writer.js';
+import { DIRECT_BLOCK, DIRECT_MIN, DirectWriter, MAX_PAIRS, STAGE_BYTES, openDirect, openDirectWriter } from '../../../src/main/io/direct-writer.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -185,12 +185,75 @@ test('openDirect reopens the same file (not a path lookup) and short files stay 
   const d = await openDirect(fh);
   assert.ok(d !== null);
   assert.equal((await d.stat()).ino, (await fh.stat()).ino);
-  await d.close();
-  const w = await openDirectWriter(fh, 10);
-  assert.ok(w !== null);
+  // a file this small is never given a direct writer; one made by hand still writes it exactly
+  assert.equal(await openDirectWriter(fh, 10), null);
+  const w = new DirectWriter(fh, d, 10);
   await w.write(3, Buffer.from('abc'));
   await w.end();
   await fh.close();
   assert.deepEqual(readFileSync(file), Buffer.from([0, 0, 0, 97, 98, 99, 0, 0, 0, 0]));
   assert.ok(DIRECT_MIN > DIRECT_BLOCK);
+});
+
+test('contiguous pieces that end on block boundaries fill whole staging blocks (one direct write each)', async (t) => {
+  const dir = await tempDir(t);
+  const size = 4 * STAGE_BYTES;
+  for (const piece of [DIRECT_BLOCK, 16 * KiB, 64 * KiB]) {
+    const file = path.join(dir, `p${piece}`);
+    const fh = await create(file, size);
+    const w = await openDirectWriter(fh, size);
+    assert.ok(w !== null);
+    const data = randomBytes(size);
+    for (let at = 0; at < size; at += piece) await w.write(at, data.subarray(at, at + piece));
+    await w.end();
+    await fh.close();
+    assert.deepEqual(w.counts, { direct: size / STAGE_BYTES, directBytes: size, buffered: 0, bufferedBytes: 0 }, `pieces of ${piece}`);
+    assert.ok(readFileSync(file).equals(data));
+  }
+});
+
+test('staging for MAX_PAIRS files at once; more, or files with little data, go through the page cache', async (t) => {
+  const dir = await tempDir(t);
+  const writers: DirectWriter[] = [];
+  const handles: fsp.FileHandle[] = [];
+  for (let i = 0; i <= MAX_PAIRS; i++) {
+    const fh = await create(path.join(dir, `f${i}`), 2 * MiB);
+    handles.push(fh);
+    const w = await openDirectWriter(fh, 2 * MiB);
+    if (i < MAX_PAIRS) {
+      assert.ok(w !== null, `file ${i} gets staging`);
+      writers.push(w);
+    } else assert.equal(w, null, 'no staging free: through the page cache');
+  }
+  const small = await create(path.join(dir, 'small'), 2 * MiB);
+  handles.push(small);
+  assert.equal(await openDirectWriter(small, 2 * MiB, DIRECT_MIN - 1), null, 'too little data to pay');
+  await writers[0]!.close();
+  const again = await openDirectWriter(handles[MAX_PAIRS]!, 2 * MiB);
+  assert.ok(again !== null, 'a closed file\'s staging is reused');
+  await again.close();
+  for (const w of writers) await w.close();
+  for (const fh of handles) await fh.close();
+});
+
+test('a write waiting for the one in flight when the writer is closed stops without touching the staging', async (t) => {
+  const dir = await tempDir(t);
+  const fh = await create(path.join(dir, 'f'), 4 * STAGE_BYTES);
+  let release: () => void = () => undefined;
+  const slow = {
+    write: (_b: Uint8Array, _o: number, length: number) =>
+      new Promise<{ bytesWritten: number }>((resolve) => {
+        release = () => resolve({ bytesWritten: length });
+      }),
+    close: async () => undefined,
+  } as unknown as fsp.FileHandle;
+  const w = new DirectWriter(fh, slow, 4 * STAGE_BYTES);
+  const block = randomBytes(STAGE_BYTES);
+  await w.write(0, block); // its write is in flight
+  const second = w.write(STAGE_BYTES, block); // waits for it
+  const closing = w.close();
+  release();
+  await closing;
+  await assert.rejects(second, { code: 'ERR_CANCELLED' });
+  await fh.close();
 });

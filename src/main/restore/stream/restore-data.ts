@@ -34,7 +34,7 @@ import { includedDomainsBySubdir, requiredBases } from './verify-expect.js';
 import type { RestoreDataContext, RestoreDataResult, RestoreSelection, VmRestoreResult } from './types.js';
 import type { InnerExtractor } from './file-extractor.js';
 import { RunStats } from '../../stats/run-stats.js';
-import { DIRECT_STAGING_BYTES } from '../../io/direct-writer.js';
+import { DIRECT_STAGING_BYTES, MAX_PAIRS } from '../../io/direct-writer.js';
 import { STAGE } from '../../stats/bound.js';
 
 /** `ext` with its writes (decompress + extract, on the main thread and in tar) and its end timed. */
@@ -92,9 +92,10 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   // each chunk in a slot or waiting for one listens on the stop while its key is derived and while
   // it is decoded (no leak: as many as there are slots, twice, and a few more)
   if (ctx.signal) setMaxListeners(Math.max(getMaxListeners(ctx.signal), 2 * (nSlots + (small?.slots ?? 0)) + 16), ctx.signal);
-  // images written around the page cache: their staging blocks (two files' at most: one finishing)
+  // images written around the page cache: their staging blocks (MAX_PAIRS files' at most; more at
+  // once go through the page cache)
   const directWrites = ctx.directImageWrites === true && ctx.verifyOnly !== true && ctx.imageExtraction !== 'tar';
-  const besideChunks = maxMemory - slots.capacityBytes - (directWrites ? 2 * DIRECT_STAGING_BYTES : 0);
+  const besideChunks = maxMemory - slots.capacityBytes - (directWrites ? MAX_PAIRS * DIRECT_STAGING_BYTES : 0);
   // more output slots where --max-memory leaves room beside the chunks and one derivation per thread
   const spare = besideChunks - ctx.pool.threads * (ctx.head.kdfBytes ?? 0);
   const units = unitFormat !== undefined && ctx.imageExtraction !== 'tar' ? unitPoolsFor(ctx.pool, unitFormat, spare) : undefined;
