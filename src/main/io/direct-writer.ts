@@ -94,6 +94,16 @@ export async function openDirect(fh: fsp.FileHandle): Promise<fsp.FileHandle | n
   }
 }
 
+/** Writes `block[at.off, len)` at file offset `start + at.off`; `at.off` keeps how far it got (a
+ *  refused direct write goes on from there through the page cache). */
+async function writeRange(fh: fsp.FileHandle, block: Uint8Array, len: number, start: number, at: { off: number }, what: string): Promise<void> {
+  while (at.off < len) {
+    const { bytesWritten } = await fh.write(block, at.off, len - at.off, start + at.off);
+    if (bytesWritten <= 0) throw new QvmBackupError('ERR_IO', `${what} made no progress`);
+    at.off += bytesWritten;
+  }
+}
+
 const roundDown = (n: number): number => n - (n % DIRECT_BLOCK);
 const roundUp = (n: number): number => roundDown(n + DIRECT_BLOCK - 1);
 
@@ -239,14 +249,10 @@ export class DirectWriter {
   }
 
   async #writeOut(block: Uint8Array, start: number, len: number): Promise<void> {
-    let off = 0;
+    const at = { off: 0 };
     if (this.#direct !== null && len >= DIRECT_MIN) {
       try {
-        while (off < len) {
-          const { bytesWritten } = await this.#direct.write(block, off, len - off, start + off);
-          if (bytesWritten <= 0) throw new QvmBackupError('ERR_IO', 'direct write made no progress');
-          off += bytesWritten;
-        }
+        await writeRange(this.#direct, block, len, start, at, 'direct write');
         this.counts.direct++;
         this.counts.directBytes += len;
         return;
@@ -260,11 +266,7 @@ export class DirectWriter {
         await d.close().catch(() => undefined);
       }
     }
-    while (off < len) {
-      const { bytesWritten } = await this.#buffered.write(block, off, len - off, start + off);
-      if (bytesWritten <= 0) throw new QvmBackupError('ERR_IO', 'write made no progress');
-      off += bytesWritten;
-    }
+    await writeRange(this.#buffered, block, len, start, at, 'write');
     this.counts.buffered++;
     this.counts.bufferedBytes += len;
   }
