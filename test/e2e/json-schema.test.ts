@@ -72,6 +72,7 @@ test('--json of backup, restore, verify, list and failures matches docs/json.md'
     assert.deepEqual(vs['dom0_home'], { user: 'user' });
     const setting = (ms: Record<string, unknown>[], key: string): unknown => (ms.find((m) => m['message_type'] === 'settings')?.['settings'] as Record<string, unknown> | undefined)?.[key];
     assert.equal(setting(vm, 'prefault_images'), false, 'a verification writes no image');
+    assert.equal(setting(vm, 'drop_behind'), false, 'a verification writes no image');
 
     // restore
     const host = join(t.dir, 'host');
@@ -85,6 +86,7 @@ test('--json of backup, restore, verify, list and failures matches docs/json.md'
     assert.ok((rplan['vms'] as { label: string | null }[]).every((x) => typeof x.label === 'string'));
     assert.equal((rm.at(-1)!['restored'] as unknown[]).length, 4);
     assert.equal(setting(rm, 'prefault_images'), true);
+    assert.equal(setting(rm, 'drop_behind'), true);
 
     // list
     const l = node(RESTORE_BIN, ['--json', '--list', '-p', pw, archive]);

@@ -32,7 +32,7 @@ export const RESTORE_SECTIONS: readonly HelpSection[] = [
       ['qvm-backup-restore -p ~/backup.pass --source-command "ssh nas cat backups/today" work vault', 'read the archive from another machine'],
     ],
   },
-  environmentSection([]),
+  environmentSection([['QVMB_DROP_BEHIND=0', "keep the pages of the VM images restored in the page cache (prepared ahead of the writes instead) rather than hand them back to the kernel once they are on disk (for comparisons)"]]),
   EXIT_STATUS_SECTION,
 ];
 
@@ -65,7 +65,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, key derivations, child processes; with --json: the summary\'s "stats" object)')
   .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
-  .option('--direct-io', 'write the VM images around the page cache (O_DIRECT, where the filesystem allows it): about a third less CPU on a VM whose fresh memory is expensive, and the images stay out of the page cache (in dom0: the desktop\'s memory), but they are written as fast as the disk takes one 8 MiB write at a time')
+  .option('--direct-io', 'write the VM images around the page cache (O_DIRECT, where the filesystem allows it): a little less CPU than the default (which hands an image\'s pages back once they are on disk) and none of the images\' data in the page cache (in dom0: the desktop\'s memory), but they are written as fast as the disk takes one 8 MiB write at a time (slower here)')
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads, totalmem()))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', renderSections(RESTORE_SECTIONS));
@@ -159,6 +159,7 @@ export async function main(): Promise<number> {
       stats,
       ...(process.env['QVMB_IMAGE_EXTRACTION'] === 'tar' ? { imageExtraction: 'tar' as const } : {}),
       ...(process.env['QVMB_PREFAULT'] === '0' ? { prefaultImages: false } : {}),
+      ...(process.env['QVMB_DROP_BEHIND'] === '0' ? { dropBehind: false } : {}),
       ...(o['directIo'] === true ? { directImageWrites: true } : {}),
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));

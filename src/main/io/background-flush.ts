@@ -35,6 +35,8 @@ export class BackgroundFlush {
     private readonly fh: Flushable,
     private readonly every = FLUSH_EVERY,
     expectedBytes?: number,
+    /** called after each flush that succeeded (drop-behind.ts hands the flushed pages back) */
+    private readonly onFlushed?: () => void,
   ) {
     // 0 would chain flushes with nothing written, for ever
     if (!Number.isInteger(every) || every <= 0) throw new RangeError(`every must be a positive integer, got ${every}`);
@@ -61,6 +63,7 @@ export class BackgroundFlush {
     this.#inFlight = this.fh.datasync().then(
       () => {
         this.#inFlight = null;
+        this.onFlushed?.();
         if (this.#unflushed >= Math.min(this.every, FLUSH_EVERY_NEAR_END)) this.#start();
       },
       (e: unknown) => {

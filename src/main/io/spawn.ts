@@ -7,8 +7,9 @@
 // execa is loaded on first use (loadSpawner): it is ~130 modules, 0.14 s of every start-up here,
 // and a restore whose files are all VM images written in-process needs it for nothing. The one
 // call made before that, a program's `--version` at start-up (GNU tar's check), is node's execFile:
-// a few milliseconds, bounded output, a timeout (runVersion).
-import { execFile } from 'node:child_process';
+// a few milliseconds, bounded output, a timeout (runVersion); a restore's page-dropping helper
+// (drop-behind.ts) is node's spawn too (spawnFdHelper).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import type { Result, ResultPromise } from 'execa';
 import { QvmBackupError, type ErrorCode, type ErrorContext } from '../errors.js';
 import { diesWithUs, timedSpawn } from './child-lifetime.js';
@@ -220,4 +221,14 @@ export function runVersion(bin: string, timeoutMs: number, code: ErrorCode, sign
     );
     child.stdin?.end();
   });
+}
+
+/**
+ * Start `bin args` with pipes for stdin and stdout, stderr ignored and our open file `fd` as its
+ * fd 3 (node's spawn: no execa to load), through setpriv where it exists. For a helper that works
+ * on a file we opened and never sees its path. Spawn failures arrive as the child's 'error' event.
+ */
+export function spawnFdHelper(bin: string, args: readonly string[], fd: number): ChildProcess {
+  const [file, argv] = diesWithUs(bin, args);
+  return timedSpawn(() => spawn(file, argv, { stdio: ['pipe', 'pipe', 'ignore', fd] }));
 }

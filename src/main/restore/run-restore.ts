@@ -180,6 +180,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       kdf: head?.kdf ? `scrypt N=2^${head.kdf.logN} r=${head.kdf.r} p=${head.kdf.p}` : null,
       image_extraction: s.imageExtraction,
       prefault_images: s.prefaultImages && !o.verifyOnly, // a verification writes nothing
+      drop_behind: s.dropBehind && !s.directImageWrites && !o.verifyOnly,
       direct_io: s.directImageWrites && !o.verifyOnly,
     });
     // progress counts the archive read (what takes the time), as a percent when its size is known
@@ -212,6 +213,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         onWarning: (m) => progress.warn(m),
         imageExtraction: s.imageExtraction,
         prefaultImages: s.prefaultImages,
+        dropBehind: s.dropBehind,
         directImageWrites: s.directImageWrites,
         stats,
       }, selection));

@@ -25,6 +25,9 @@ export interface RestoreChoices {
   imageExtraction?: 'in-process' | 'tar';
   /** prepare the page cache ahead of the in-process image writes (default true; off for comparisons) */
   prefaultImages?: boolean;
+  /** hand the written pages of large in-process images back to the kernel once they are on disk
+   *  (default true; off for comparisons) */
+  dropBehind?: boolean;
   /** --direct-io: write the in-process images around the page cache (O_DIRECT) where the
    *  filesystem allows (default false) */
   directImageWrites?: boolean;
@@ -41,6 +44,7 @@ export interface RestoreSettings {
   readonly compressionFilter?: string;
   readonly imageExtraction: 'in-process' | 'tar';
   readonly prefaultImages: boolean;
+  readonly dropBehind: boolean;
   readonly directImageWrites: boolean;
 }
 
@@ -59,7 +63,7 @@ export function resolveRestoreSettings(c: RestoreChoices, host: RestoreHost = ho
   if (!Number.isInteger(threads) || threads < 1) fail('ERR_USAGE', `--threads ${threads}: expected a positive integer`);
   const maxMemory = c.maxMemory ?? defaultRestoreMaxMemory(threads, host.ramBytes);
   if (!Number.isSafeInteger(maxMemory) || maxMemory <= 0) fail('ERR_USAGE', `--max-memory ${maxMemory}: expected a positive number of bytes`);
-  return Object.freeze({ threads, maxMemory, ...(c.compressionFilter !== undefined ? { compressionFilter: c.compressionFilter } : {}), imageExtraction: c.imageExtraction ?? 'in-process', prefaultImages: c.prefaultImages ?? true, directImageWrites: c.directImageWrites ?? false });
+  return Object.freeze({ threads, maxMemory, ...(c.compressionFilter !== undefined ? { compressionFilter: c.compressionFilter } : {}), imageExtraction: c.imageExtraction ?? 'in-process', prefaultImages: c.prefaultImages ?? true, dropBehind: c.dropBehind ?? true, directImageWrites: c.directImageWrites ?? false });
 }
 
 /** The memory plan of a restore of `s` once the archive's head says what a derivation costs. */

@@ -23,6 +23,7 @@ export const STAGE = {
   restoreExtract: 'decompress+extract (per chunk)',
   restoreFinish: 'extract: finish (flush, tar exit)',
   restoreImageWrite: 'write images (in-process; one write at a time per file)',
+  restoreImageDrop: 'hand flushed image pages back (dd helper; beside the writes)',
   restoreInstall: 'install (all VMs)',
 } as const;
 

@@ -34,6 +34,8 @@ export interface ExtractorOptions {
   prefault?: boolean;
   /** the in-process image writer writes around the page cache where it can (--direct-io) */
   direct?: boolean;
+  /** the in-process image writer hands the pages of a large image back once flushed (io/drop-behind.ts) */
+  dropBehind?: boolean;
 }
 
 /**

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import { BackgroundFlush, FLUSH_EVERY } from '../../io/background-flush.js';
 import { PagePrefault } from '../../io/page-prefault.js';
+import { DROP_MIN_BYTES, DropBehind } from '../../io/drop-behind.js';
 import { openDirectWriter, type DirectWriter } from '../../io/direct-writer.js';
 import { basenameOfBase, subdirOfBase } from '../../format/archive-names.js';
 import { SingleMemberReader, type MemberInfo, type MemberSink } from '../../tar/single-member-reader.js';
@@ -41,12 +42,16 @@ class FileSink implements MemberSink {
   #prefault: PagePrefault | null = null;
   /** writes around the page cache (--direct-io; then nothing is prefaulted) */
   #direct: DirectWriter | null = null;
+  /** hands the pages written back to the kernel once flushed (then nothing is prefaulted either:
+   *  the pages it frees are what the next writes take, cheaper than any prepared ahead) */
+  #drop: DropBehind | null = null;
   constructor(
     readonly dir: string,
     readonly listOnly: boolean,
     readonly stats?: RunStats,
     readonly prefault = false,
     readonly direct = false,
+    readonly dropBehind = false,
   ) {}
 
   async begin(info: MemberInfo): Promise<void> {
@@ -66,11 +71,20 @@ class FileSink implements MemberSink {
     this.#fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, info.mode || 0o644);
     // the data runs' total: the last 64 MiB are flushed in smaller steps (a short final fsync)
     const dataBytes = info.spans.reduce((n, s) => n + s.length, 0);
-    this.#flush = new BackgroundFlush(this.#fh, FLUSH_EVERY, dataBytes);
+    this.#flush = new BackgroundFlush(this.#fh, FLUSH_EVERY, dataBytes, () => this.#drop?.flushed());
     await this.#fh.truncate(info.size); // the apparent size: everything not written is a hole
-    // around the page cache when asked and the filesystem allows it; else through it, prepared ahead
+    // around the page cache when asked and the filesystem allows it; else through it, its pages
+    // dropped once flushed (large files) or prepared ahead
     if (this.direct) this.#direct = await openDirectWriter(this.#fh, info.size, dataBytes);
-    if (this.prefault && this.#direct === null) this.#prefault = new PagePrefault(this.#fh, info.spans);
+    if (this.#direct !== null) return;
+    if (this.dropBehind && dataBytes >= DROP_MIN_BYTES) this.#drop = new DropBehind(this.#fh.fd, () => this.#startPrefault(), this.stats && (() => this.stats!.begin(STAGE.restoreImageDrop)));
+    else this.#startPrefault();
+  }
+
+  /** Prepare the page cache ahead of the writes (from where the writer is): at begin(), or once
+   *  the drop-behind helper turned out not to work. */
+  #startPrefault(): void {
+    if (this.prefault && this.#fh !== null && this.#prefault === null) this.#prefault = new PagePrefault(this.#fh, this.#info!.spans);
   }
 
   async data(position: number, bytes: Uint8Array): Promise<void> {
@@ -104,6 +118,7 @@ class FileSink implements MemberSink {
       if (dw !== null) await (this.stats?.time(STAGE.restoreImageWrite, () => dw.end()) ?? dw.end());
       await this.#prefault?.stop();
       await this.#flush!.settle();
+      await this.#drop?.end();
       await fh.utimes(this.#startedSec, this.#info!.mtimeSec);
     } finally {
       await fh.close();
@@ -116,6 +131,7 @@ class FileSink implements MemberSink {
     await this.#prefault?.stop();
     await this.#direct?.close();
     await this.#flush?.quiesce();
+    await this.#drop?.kill();
     await fh?.close().catch(() => undefined);
   }
 }
@@ -123,7 +139,7 @@ class FileSink implements MemberSink {
 /** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming;
  *  with `units`, our gzip members or zstd frames are decompressed in parallel by the worker pool). */
 export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools, strict = false): InnerExtractor {
-  const sink = new FileSink(o.dir, o.listOnly, o.stats, o.prefault === true, o.direct === true);
+  const sink = new FileSink(o.dir, o.listOnly, o.stats, o.prefault === true, o.direct === true, o.dropBehind === true);
   const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member, strict }, sink);
   const classify = (e: unknown): QvmBackupError =>
     isQvmBackupError(e) ? e : new QvmBackupError(

@@ -147,7 +147,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     const vm = file.vm as VmRun;
     // every inner archive gets a fresh directory of its own (never one shared by two tar runs)
     if (!listOnly) file.extractDir = createExtractionDir(vm.stagingDir);
-    const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, stats, prefault: ctx.prefaultImages !== false, direct: directWrites, ...(ctx.signal ? { signal: ctx.signal } : {}) };
+    const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, stats, prefault: ctx.prefaultImages !== false, dropBehind: ctx.dropBehind !== false, direct: directWrites, ...(ctx.signal ? { signal: ctx.signal } : {}) };
     const byTar = (open: () => InnerExtractor): InnerExtractor => openWhenReady(tarOnce, open, ctx.signal);
     if (version === 2) return byTar(() => ((file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o)));
     // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)

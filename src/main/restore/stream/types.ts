@@ -83,6 +83,8 @@ export interface RestoreDataContext {
   imageExtraction?: 'in-process' | 'tar';
   /** prepare the page cache ahead of the in-process image writes (default true) */
   prefaultImages?: boolean;
+  /** hand the pages of large in-process images back to the kernel once flushed (default true; io/drop-behind.ts) */
+  dropBehind?: boolean;
   /** --direct-io: write the in-process images with O_DIRECT where the filesystem allows (io/direct-writer.ts) */
   directImageWrites?: boolean;
   /** warnings that do not fail anything (e.g. repaired whole-directory symlinks) */
