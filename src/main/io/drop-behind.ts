@@ -4,9 +4,13 @@
 // not touched lately costs a fault in the host on its first touch, inside the write that
 // allocates it (the kernel runs a file's writes one at a time): 4 GiB written in 4 MiB writes took
 // 7.7-9.6 s and 6-7.8 CPU-s here, against 3.9-4.4 s and 0.9-1.3 CPU-s with the written pages
-// dropped every 64 MiB. It also keeps a restore from filling dom0's memory with the images.
+// dropped every 64 MiB. It also keeps a restore from filling dom0's memory with the images, and a
+// backup from filling it with the archive. Used for a restored VM image with DROP_MIN_BYTES of data
+// or more (image-extractor.ts; smaller ones keep the page-cache preparation, page-prefault.ts) and
+// for a backup written to a file (sink.ts).
 //
-// Node has no posix_fadvise, so a helper does it: a shell loop that runs GNU dd with
+// Node has no posix_fadvise, so a helper does it, started at the first drop (a file never flushed
+// costs no process): a shell loop that runs GNU dd with
 // `iflag=nocache count=0` on its fd 3 (our file, handed over open: dd never sees a path) for each
 // line we write, and answers with a line. That is POSIX_FADV_DONTNEED over the whole file: the
 // kernel starts the writeback of dirty pages and drops the clean ones; dirty pages and pages under
@@ -16,6 +20,7 @@
 // called once and the file is written without it.
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { spawnFdHelper } from './spawn.js';
 
 const MiB = 1024 * 1024;
@@ -27,36 +32,42 @@ const SCRIPT = 'while read -r _; do dd iflag=nocache count=0 status=none <&3 || 
 export const END_WAIT_MS = 5000;
 
 export class DropBehind {
-  /** null when it could not be started */
-  readonly #child: ChildProcess | null = null;
-  readonly #exited: Promise<void> = Promise.resolve();
+  /** null until the first drop, and when it could not be started */
+  #child: ChildProcess | null = null;
+  #exited: Promise<void> = Promise.resolve();
   #busy = false;
   #again = false;
   #ended = false;
   #gone = false;
-  /** ends the profile's interval of the drop running */
-  #timing: (() => void) | null = null;
+  /** when the drop running was asked for (performance.now()) */
+  #askedAt = 0;
   /** drops done (for tests and profiles) */
   drops = 0;
 
-  /** `fd`: the open file; `onUnavailable`: called once if the helper fails before end();
-   *  `timeDrop`: opens a profile interval for a drop, returns its end. */
-  constructor(fd: number, onUnavailable: () => void, readonly timeDrop?: () => () => void, shell = '/bin/sh') {
+  /** `fd`: the open file (the caller keeps it open until end() or kill() resolved); `onUnavailable`:
+   *  called once if the helper fails before end(); `onDrop`: told each drop's time (ms, from the
+   *  request to the answer). The helper starts at the first drop: a file never flushed costs nothing. */
+  constructor(
+    readonly fd: number,
+    readonly onUnavailable: () => void = () => undefined,
+    readonly onDrop?: (ms: number) => void,
+    readonly shell = '/bin/sh',
+  ) {}
+
+  #start(): ChildProcess | null {
     const lost = (): void => {
       if (this.#gone) return;
       this.#gone = true;
-      this.#timing?.(); // a drop it was running ends here
-      this.#timing = null;
-      if (!this.#ended) onUnavailable();
+      if (!this.#ended) this.onUnavailable();
     };
     let child: ChildProcess;
     try {
-      child = spawnFdHelper(shell, ['-c', SCRIPT], fd);
+      child = spawnFdHelper(this.shell, ['-c', SCRIPT], this.fd);
     } catch {
       // spawn itself threw: as if it had exited
       this.#gone = true;
-      queueMicrotask(onUnavailable);
-      return;
+      queueMicrotask(() => this.onUnavailable());
+      return null;
     }
     this.#child = child;
     // a child that never started (ENOENT, EAGAIN: 'error' without a pid) has no 'close' to wait for
@@ -77,6 +88,7 @@ export class DropBehind {
     child.stdout!.on('data', (d: Buffer) => {
       for (const byte of d) if (byte === 0x0a) this.#answered();
     });
+    return child;
   }
 
   /** the helper's process id (tests), while it was started */
@@ -91,14 +103,15 @@ export class DropBehind {
       this.#again = true;
       return;
     }
+    const child = this.#child ?? this.#start();
+    if (child === null) return;
     this.#busy = true;
-    this.#timing = this.timeDrop?.() ?? null;
-    this.#child!.stdin!.write('\n');
+    this.#askedAt = performance.now();
+    child.stdin!.write('\n');
   }
 
   #answered(): void {
-    this.#timing?.();
-    this.#timing = null;
+    this.onDrop?.(performance.now() - this.#askedAt);
     this.drops++;
     this.#busy = false;
     if (this.#again) {

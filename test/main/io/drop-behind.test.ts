@@ -62,10 +62,12 @@ test('a drop after a flush takes the written pages out of the page cache', async
     await fh.datasync();
     assert.ok(cachedBytes(file) >= 16 * MiB, `written pages cached: ${cachedBytes(file)}`);
     let lost = 0;
-    d = new DropBehind(fh.fd, () => lost++);
+    const timed: number[] = [];
+    d = new DropBehind(fh.fd, () => lost++, (ms) => timed.push(ms));
     d.flushed();
     const helper = d;
     await until(() => helper.drops === 1, 'the drop');
+    assert.equal(timed.length, 1, 'the drop timed once');
     assert.ok(cachedBytes(file) < MiB, `after the drop: ${cachedBytes(file)} bytes cached`);
     await d.end();
     assert.equal(lost, 0);
@@ -123,6 +125,7 @@ test('a helper that cannot start is reported once; end() does not wait for it', 
   try {
     let lost = 0;
     d = new DropBehind(fh.fd, () => lost++, undefined, path.join(dir, 'no-such-shell'));
+    d.flushed();
     await until(() => lost === 1, 'the report');
     d.flushed(); // ignored
     await d.end();
@@ -147,10 +150,12 @@ test('a dd that fails (no iflag=nocache) ends the helper: reported once, no drop
   let d: DropBehind | undefined;
   try {
     let lost = 0;
-    d = new DropBehind(fh.fd, () => lost++);
+    let timed = 0;
+    d = new DropBehind(fh.fd, () => lost++, () => timed++);
     d.flushed();
     d.flushed();
     await until(() => lost === 1, 'the report');
+    assert.equal(timed, 0, 'a drop that never happened is not timed');
     d.flushed(); // ignored
     await d.end();
     assert.equal(lost, 1);
@@ -162,6 +167,14 @@ test('a dd that fails (no iflag=nocache) ends the helper: reported once, no drop
     await fh.close();
     await fsp.rm(dir, { recursive: true, force: true });
   }
+});
+
+test('nothing starts before the first drop', async () => {
+  const d = new DropBehind(0);
+  await d.end();
+  assert.equal(d.pid, undefined);
+  d.flushed(); // after end(): ignored
+  assert.equal(d.pid, undefined);
 });
 
 test('kill() stops the helper at once, also with a drop asked for; end() after it resolves', async () => {

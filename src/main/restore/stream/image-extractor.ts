@@ -77,7 +77,7 @@ class FileSink implements MemberSink {
     // dropped once flushed (large files) or prepared ahead
     if (this.direct) this.#direct = await openDirectWriter(this.#fh, info.size, dataBytes);
     if (this.#direct !== null) return;
-    if (this.dropBehind && dataBytes >= DROP_MIN_BYTES) this.#drop = new DropBehind(this.#fh.fd, () => this.#startPrefault(), this.stats && (() => this.stats!.begin(STAGE.restoreImageDrop)));
+    if (this.dropBehind && dataBytes >= DROP_MIN_BYTES) this.#drop = new DropBehind(this.#fh.fd, () => this.#startPrefault(), (ms) => this.stats?.add(STAGE.restoreImageDrop, ms));
     else this.#startPrefault();
   }
 
