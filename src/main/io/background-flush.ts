@@ -63,7 +63,11 @@ export class BackgroundFlush {
     this.#inFlight = this.fh.datasync().then(
       () => {
         this.#inFlight = null;
-        this.onFlushed?.();
+        try {
+          this.onFlushed?.();
+        } catch {
+          // what it does is an optimisation (dropping flushed pages): it never fails the file
+        }
         if (this.#unflushed >= Math.min(this.every, FLUSH_EVERY_NEAR_END)) this.#start();
       },
       (e: unknown) => {

@@ -10,26 +10,34 @@
 // for a backup written to a file (sink.ts).
 //
 // Node has no posix_fadvise, so a helper does it, started at the first drop (a file never flushed
-// costs no process): a shell loop that runs GNU dd with
-// `iflag=nocache count=0` on its fd 3 (our file, handed over open: dd never sees a path) for each
-// line we write, and answers with a line. That is POSIX_FADV_DONTNEED over the whole file: the
-// kernel starts the writeback of dirty pages and drops the clean ones; dirty pages and pages under
-// writeback stay, so nothing written is lost or changed — a drop only ever costs a later read of
-// the file a trip to the disk. One drop runs at a time; requests meanwhile become one more. When
-// the helper cannot run (no dd, a dd without `nocache`, spawn failure) or dies, `onUnavailable` is
-// called once and the file is written without it.
+// costs no process): a shell loop that runs GNU dd with `iflag=nocache count=0` on its fd 3 (our
+// file, handed over open: dd never sees a path) for each line we write, and answers with a line.
+// That is POSIX_FADV_DONTNEED over the whole file: the kernel starts the writeback of dirty pages
+// and drops the clean ones; dirty pages and pages under writeback stay, so nothing written is lost
+// or changed — a drop only ever costs a later read of the file a trip to the disk. One drop runs at
+// a time; requests meanwhile become one more. When the helper cannot run (no dd, a dd without
+// `nocache`, no file descriptors left) or dies, `onUnavailable` is called once and the file is
+// written without it.
+// Lifetime: the shell and each dd run through setpriv's death signal where it exists (dd's parent is
+// the shell: killing the shell kills a dd that hangs), so neither outlives the shell, nor the shell
+// us. dd is found by our own PATH lookup (findInPath: no empty or relative entries), not the shell's.
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { diesWithUs, findInPath } from './child-lifetime.js';
 import { spawnFdHelper } from './spawn.js';
 
 const MiB = 1024 * 1024;
-/** Files with less data than this are not worth a helper (its start: ~15 ms of this thread). */
+/** Files with less data than this are not worth a helper (its start: 10-30 ms of this thread,
+ *  more in a larger process: a fork copies its page tables). */
 export const DROP_MIN_BYTES = 128 * MiB;
-/** Fixed text, never anything from an archive: one drop per line read, a line back after each. */
-const SCRIPT = 'while read -r _; do dd iflag=nocache count=0 status=none <&3 || exit 1; echo; done';
+/** Fixed text, never anything from an archive: one drop per line read, a line back after each; the
+ *  command (absolute paths, ours) comes as the arguments. */
+const SCRIPT = 'while read -r _; do "$@" <&3 || exit 1; echo; done';
 /** How long end() waits for the helper to exit once told to (it has at most one drop to finish). */
 export const END_WAIT_MS = 5000;
+/** How long a SIGKILLed helper is waited for. */
+const KILL_WAIT_MS = 1000;
 
 export class DropBehind {
   /** null until the first drop, and when it could not be started */
@@ -39,10 +47,14 @@ export class DropBehind {
   #again = false;
   #ended = false;
   #gone = false;
+  /** the helper's end, once asked for (end() and kill() share it) */
+  #stopping: Promise<void> | null = null;
   /** when the drop running was asked for (performance.now()) */
   #askedAt = 0;
   /** drops done (for tests and profiles) */
   drops = 0;
+  /** the helper did not end when told to and was killed (tests) */
+  killed = false;
 
   /** `fd`: the open file (the caller keeps it open until end() or kill() resolved); `onUnavailable`:
    *  called once if the helper fails before end(); `onDrop`: told each drop's time (ms, from the
@@ -51,49 +63,59 @@ export class DropBehind {
     readonly fd: number,
     readonly onUnavailable: () => void = () => undefined,
     readonly onDrop?: (ms: number) => void,
-    readonly shell = '/bin/sh',
+    readonly o: { shell?: string; endWaitMs?: number } = {},
   ) {}
 
+  /** the helper's process id (tests), while it was started */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  #lost(): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    if (!this.#ended) queueMicrotask(() => this.onUnavailable());
+  }
+
+  /** The helper, started now; null (and reported) when it cannot be. Never throws. */
   #start(): ChildProcess | null {
-    const lost = (): void => {
-      if (this.#gone) return;
-      this.#gone = true;
-      if (!this.#ended) this.onUnavailable();
-    };
-    let child: ChildProcess;
+    const dd = findInPath('dd');
+    let child: ChildProcess | undefined;
     try {
-      child = spawnFdHelper(this.shell, ['-c', SCRIPT], this.fd);
+      if (dd === null) throw new Error('no dd in PATH');
+      child = spawnFdHelper(this.o.shell ?? '/bin/sh', ['-c', SCRIPT, 'drop-behind', ...diesWithUs(dd, ['iflag=nocache', 'count=0', 'status=none']).flat()], this.fd);
+      // out of file descriptors: node gives a child without its pipes (and 'error' later)
+      if (child.stdin == null || child.stdout == null) throw new Error('no pipes');
     } catch {
-      // spawn itself threw: as if it had exited
-      this.#gone = true;
-      queueMicrotask(() => this.onUnavailable());
+      if (child !== undefined) this.#watch(child); // it may have started: its end is still waited for
+      this.#lost();
       return null;
     }
-    this.#child = child;
-    // a child that never started (ENOENT, EAGAIN: 'error' without a pid) has no 'close' to wait for
-    this.#exited = new Promise<void>((resolve) => {
-      child.once('close', () => resolve());
-      child.once('error', () => {
-        if (child.pid === undefined) resolve();
-      });
-    });
-    child.once('error', lost);
-    child.once('exit', lost);
-    child.stdin!.on('error', () => undefined); // EPIPE once it exited: 'exit' reports it
+    this.#watch(child);
+    child.stdin.on('error', () => undefined); // EPIPE once it exited: 'exit' reports it
     // it never holds this process open: end() and kill() wait for it with a timer of their own,
     // and setpriv's death signal stops it when this process ends
-    child.unref();
     (child.stdin as Socket).unref();
     (child.stdout as Socket).unref();
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       for (const byte of d) if (byte === 0x0a) this.#answered();
     });
     return child;
   }
 
-  /** the helper's process id (tests), while it was started */
-  get pid(): number | undefined {
-    return this.#child?.pid;
+  /** Follow `child`'s end: its exit (not its pipes' close: nothing else may hold them, but a wait
+   *  must not depend on it), or 'error' without a pid (it never started). */
+  #watch(child: ChildProcess): void {
+    this.#child = child;
+    child.unref();
+    this.#exited = new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.once('error', () => {
+        if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) resolve();
+      });
+    });
+    child.once('error', () => this.#lost());
+    child.once('exit', () => this.#lost());
   }
 
   /** A flush ended: drop what is on disk now. */
@@ -104,7 +126,7 @@ export class DropBehind {
       return;
     }
     const child = this.#child ?? this.#start();
-    if (child === null) return;
+    if (child === null || this.#gone) return;
     this.#busy = true;
     this.#askedAt = performance.now();
     child.stdin!.write('\n');
@@ -121,19 +143,28 @@ export class DropBehind {
   }
 
   /** No more drops: the helper ends after the one running (killed if it takes over END_WAIT_MS). */
-  async end(): Promise<void> {
+  end(): Promise<void> {
     this.#ended = true;
-    if (this.#child === null) return;
-    this.#child.stdin!.end();
-    if (!(await this.#exitWithin(END_WAIT_MS))) await this.kill();
+    return (this.#stopping ??= (async () => {
+      const child = this.#child;
+      if (child === null) return;
+      child.stdin?.end();
+      if (await this.#exitWithin(this.o.endWaitMs ?? END_WAIT_MS)) return;
+      this.killed = true;
+      child.kill('SIGKILL');
+      await this.#exitWithin(KILL_WAIT_MS);
+    })());
   }
 
   /** Stop now (a failed or cancelled file): SIGKILL, then wait for its exit (bounded too). */
-  async kill(): Promise<void> {
+  kill(): Promise<void> {
     this.#ended = true;
-    if (this.#child === null) return;
-    this.#child.kill('SIGKILL');
-    await this.#exitWithin(END_WAIT_MS);
+    return (this.#stopping ??= (async () => {
+      const child = this.#child;
+      if (child === null) return;
+      child.kill('SIGKILL');
+      await this.#exitWithin(KILL_WAIT_MS);
+    })());
   }
 
   /** Whether the helper exited within `ms`. The timer holds this process open meanwhile (the

@@ -13,6 +13,7 @@
 // here), past the end of a run into the hole after it, whose pages it then allocates and zeroes
 // for nothing (a 2 MiB run before a 6 MiB hole: 4 MiB of zero pages in the page cache).
 import type { promises as fsp } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import type { Span } from '../tar/single-member-reader.js';
 
 const MiB = 1024 * 1024;
@@ -39,8 +40,10 @@ export class PagePrefault {
   #inFlight: Promise<void> | null = null;
   #stopped = false;
   #scratch: Buffer | null = null;
-  /** bytes read so far (for tests and profiles) */
+  /** bytes read so far, the reads, and their time in ms (for tests and profiles) */
   prepared = 0;
+  reads = 0;
+  readMs = 0;
 
   constructor(fh: fsp.FileHandle, spans: readonly Span[], window = PREFAULT_WINDOW) {
     this.#fh = fh;
@@ -78,10 +81,13 @@ export class PagePrefault {
     if (length < MIN_READ) return; // at the window's end: until the writer moves on
     const at = this.#cursor;
     this.#scratch ??= Buffer.allocUnsafeSlow(PIECE);
+    const t0 = performance.now();
     this.#inFlight = this.#fh.read(this.#scratch, 0, length, at).then(
       () => {
         this.#inFlight = null;
         this.prepared += length;
+        this.reads++;
+        this.readMs += performance.now() - t0;
         if (this.#cursor < at + length + GAP) this.#cursor = at + length + GAP;
         this.#pump();
       },

@@ -24,6 +24,7 @@ export const STAGE = {
   restoreFinish: 'extract: finish (flush, tar exit)',
   restoreImageWrite: 'write images (in-process; one write at a time per file)',
   restoreImageDrop: 'hand flushed image pages back (dd helper; beside the writes)',
+  restoreImagePrefault: 'prepare image pages ahead (reads, libuv; beside the writes)',
   restoreInstall: 'install (all VMs)',
 } as const;
 

@@ -1,7 +1,8 @@
 // DropBehind: after a flush, the file's clean pages leave the page cache (fincore says so) and the
 // file holds exactly what was written, also with drops between writes; requests made while a drop
-// runs become one more; a helper that cannot run (no shell, a dd that fails) is reported once and
-// nothing waits for it; end() and kill() leave no process behind.
+// runs become one more; a helper that cannot run (no shell, a dd that fails, no file descriptors
+// left) is reported once and nothing waits for it; a dd that hangs is killed with the shell; end()
+// and kill() leave no process behind; dd is never taken from an empty (current directory) PATH entry.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -79,9 +80,8 @@ test('a drop after a flush takes the written pages out of the page cache', async
   }
 });
 
-test('drops between writes change nothing in the file; requests while one runs become one more', async (t) => {
-  const dir = await realDir(t);
-  if (dir === null) return;
+test('drops between writes change nothing in the file; requests while one runs become one more', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
   const file = path.join(dir, 'img');
   const fh = await fsp.open(file, 'wx+');
   let d: DropBehind | undefined;
@@ -124,7 +124,7 @@ test('a helper that cannot start is reported once; end() does not wait for it', 
   let d: DropBehind | undefined;
   try {
     let lost = 0;
-    d = new DropBehind(fh.fd, () => lost++, undefined, path.join(dir, 'no-such-shell'));
+    d = new DropBehind(fh.fd, () => lost++, undefined, { shell: path.join(dir, 'no-such-shell') });
     d.flushed();
     await until(() => lost === 1, 'the report');
     d.flushed(); // ignored
@@ -194,4 +194,102 @@ test('kill() stops the helper at once, also with a drop asked for; end() after i
     await fh.close();
     await fsp.rm(dir, { recursive: true, force: true });
   }
+});
+
+/** A directory with a fake `dd` (script `body`), first in PATH while `f` runs. */
+async function withFakeDd(body: string, f: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
+  const bin = path.join(dir, 'bin');
+  await fsp.mkdir(bin);
+  writeFileSync(path.join(bin, 'dd'), `#!/bin/sh\n${body}\n`);
+  chmodSync(path.join(bin, 'dd'), 0o755);
+  const oldPath = process.env['PATH'];
+  process.env['PATH'] = `${bin}:${oldPath}`;
+  try {
+    await f(dir);
+  } finally {
+    process.env['PATH'] = oldPath;
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+const hasSetpriv = spawnSync('setpriv', ['--version']).status === 0;
+
+for (const how of ['end', 'kill'] as const) {
+  test(`a dd that hangs: ${how}() kills the shell and, with it, the dd; no wait past its bound`, async () => {
+    await withFakeDd('echo $$ > "$(dirname "$0")/../dd.pid"\nexec sleep 1000', async (dir) => {
+      const fh = await fsp.open(path.join(dir, 'f'), 'wx+');
+      let d: DropBehind | undefined;
+      try {
+        let lost = 0;
+        d = new DropBehind(fh.fd, () => lost++, undefined, { endWaitMs: 200 });
+        d.flushed();
+        const pidFile = path.join(dir, 'dd.pid');
+        await until(() => spawnSync('test', ['-s', pidFile]).status === 0, 'the dd to start');
+        const ddPid = Number((await fsp.readFile(pidFile, 'utf8')).trim());
+        assert.ok(alive(ddPid));
+        const t0 = Date.now();
+        await (how === 'end' ? d.end() : d.kill());
+        assert.ok(Date.now() - t0 < 3000, `${how}() took ${Date.now() - t0} ms`);
+        if (how === 'end') assert.equal(d.killed, true, 'killed after its bound');
+        assert.equal(alive(d.pid), false, 'the shell is gone');
+        // dd's death signal (setpriv) comes with its parent's death
+        if (hasSetpriv) await until(() => !alive(ddPid), 'the hung dd to die with the shell');
+        assert.equal(lost, 0, 'stopped by us: not reported');
+        const t1 = Date.now();
+        await d.kill(); // again: the same end, no second wait
+        assert.ok(Date.now() - t1 < 100);
+      } finally {
+        await d?.kill();
+        await fh.close();
+      }
+    });
+  });
+}
+
+test('dd is looked up in PATH without its empty entries (never ./dd)', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
+  writeFileSync(path.join(dir, 'dd'), `#!/bin/sh\ntouch "${path.join(dir, 'ran')}"\n`);
+  chmodSync(path.join(dir, 'dd'), 0o755);
+  const fh = await fsp.open(path.join(dir, 'f'), 'wx+');
+  const [oldPath, oldCwd] = [process.env['PATH'], process.cwd()];
+  process.env['PATH'] = `:${oldPath}`;
+  process.chdir(dir);
+  let d: DropBehind | undefined;
+  try {
+    d = new DropBehind(fh.fd);
+    d.flushed();
+    const helper = d;
+    await until(() => helper.drops === 1, 'the drop');
+    await d.end();
+    await assert.rejects(fsp.stat(path.join(dir, 'ran')), 'the dd of the current directory did not run');
+  } finally {
+    process.chdir(oldCwd);
+    process.env['PATH'] = oldPath;
+    await d?.kill();
+    await fh.close();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('no file descriptors left for its pipes: reported, nothing thrown, nothing waits', { skip: process.platform !== 'linux' }, () => {
+  // in a child process whose descriptors are all taken but one (the pipes need more)
+  const script = `
+    import { openSync, closeSync } from 'node:fs';
+    const { DropBehind } = await import(${JSON.stringify(new URL('../../../src/main/io/drop-behind.js', import.meta.url).href)});
+    const fd = openSync('/dev/null', 'r');
+    const fds = [];
+    try { for (;;) fds.push(openSync('/dev/null', 'r')); } catch {}
+    closeSync(fds.pop());
+    let lost = 0;
+    const d = new DropBehind(fd, () => lost++);
+    d.flushed();
+    await new Promise((r) => setTimeout(r, 200));
+    await d.end();
+    for (const x of fds) closeSync(x);
+    console.log(JSON.stringify({ lost, drops: d.drops }));
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').at(-1)!), { lost: 1, drops: 0 });
 });

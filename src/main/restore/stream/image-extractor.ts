@@ -81,6 +81,11 @@ class FileSink implements MemberSink {
     else this.#startPrefault();
   }
 
+  #reportPrefault(): void {
+    const p = this.#prefault;
+    if (p !== null && p.reads > 0) this.stats?.add(STAGE.restoreImagePrefault, p.readMs, p.reads);
+  }
+
   /** Prepare the page cache ahead of the writes (from where the writer is): at begin(), or once
    *  the drop-behind helper turned out not to work. */
   #startPrefault(): void {
@@ -117,6 +122,7 @@ class FileSink implements MemberSink {
       const dw = this.#direct;
       if (dw !== null) await (this.stats?.time(STAGE.restoreImageWrite, () => dw.end()) ?? dw.end());
       await this.#prefault?.stop();
+      this.#reportPrefault();
       await this.#flush!.settle();
       await this.#drop?.end();
       await fh.utimes(this.#startedSec, this.#info!.mtimeSec);
