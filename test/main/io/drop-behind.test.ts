@@ -14,16 +14,50 @@ import { DropBehind } from '../../../src/main/io/drop-behind.js';
 
 const MiB = 1024 * 1024;
 
-/** A temp dir on a filesystem with a page cache to drop (not tmpfs), and fincore to look at it. */
-async function realDir(t: { skip(m: string): void }): Promise<string | null> {
+interface Fixture {
+  dir: string;
+  file: string;
+  fh: fsp.FileHandle;
+  /** reports of the helper being unavailable, and drops timed */
+  lost: number;
+  timed: number[];
+  /** the helper under test (killed after the test, whatever it did) */
+  d: DropBehind;
+}
+
+/**
+ * Runs `f` with a fresh temp file and a DropBehind on it (options `o`); with `fakeDd`, a `dd` script
+ * of that body comes first in PATH. The helper is killed, PATH restored and the directory removed
+ * afterwards, also when an assertion failed (a live helper would keep the test process running).
+ */
+async function withHelper(f: (x: Fixture) => Promise<void>, o: { fakeDd?: string; shell?: string; endWaitMs?: number } = {}): Promise<void> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
-  const fsType = spawnSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).stdout.trim();
-  if (fsType === 'tmpfs' || spawnSync('fincore', ['--version']).status !== 0) {
-    await fsp.rm(dir, { recursive: true, force: true });
-    t.skip(`needs fincore and a disk filesystem (${dir} is ${fsType})`);
-    return null;
+  const oldPath = process.env['PATH'];
+  if (o.fakeDd !== undefined) {
+    await fsp.mkdir(path.join(dir, 'bin'));
+    writeFileSync(path.join(dir, 'bin', 'dd'), `#!/bin/sh\n${o.fakeDd}\n`);
+    chmodSync(path.join(dir, 'bin', 'dd'), 0o755);
+    process.env['PATH'] = `${path.join(dir, 'bin')}:${oldPath}`;
   }
-  return dir;
+  const file = path.join(dir, 'img');
+  const fh = await fsp.open(file, 'wx+');
+  const x = { dir, file, fh, lost: 0, timed: [] as number[] } as Fixture;
+  x.d = new DropBehind(fh.fd, () => x.lost++, (ms) => x.timed.push(ms), { ...(o.shell ? { shell: o.shell } : {}), ...(o.endWaitMs ? { endWaitMs: o.endWaitMs } : {}) });
+  try {
+    await f(x);
+  } finally {
+    await x.d.kill();
+    process.env['PATH'] = oldPath;
+    await fh.close();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Whether `dir` can show a drop: a disk filesystem (tmpfs keeps its pages) and fincore. */
+function seesPageCache(dir: string): string | null {
+  const fsType = spawnSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).stdout.trim();
+  if (fsType === 'tmpfs') return `${dir} is on tmpfs`;
+  return spawnSync('fincore', ['--version']).status === 0 ? null : 'no fincore';
 }
 
 /** Bytes of `file` in the page cache. */
@@ -53,42 +87,27 @@ const alive = (pid: number | undefined): boolean => {
 };
 
 test('a drop after a flush takes the written pages out of the page cache', async (t) => {
-  const dir = await realDir(t);
-  if (dir === null) return;
-  const file = path.join(dir, 'img');
-  const fh = await fsp.open(file, 'wx+');
-  let d: DropBehind | undefined;
-  try {
+  await withHelper(async (x) => {
+    const { fh, file, d } = x;
+    const why = seesPageCache(path.dirname(file));
+    if (why !== null) return t.skip(why);
     await fh.write(randomBytes(32 * MiB), 0, 32 * MiB, 0);
     await fh.datasync();
     assert.ok(cachedBytes(file) >= 16 * MiB, `written pages cached: ${cachedBytes(file)}`);
-    let lost = 0;
-    const timed: number[] = [];
-    d = new DropBehind(fh.fd, () => lost++, (ms) => timed.push(ms));
     d.flushed();
-    const helper = d;
-    await until(() => helper.drops === 1, 'the drop');
-    assert.equal(timed.length, 1, 'the drop timed once');
+    await until(() => d.drops === 1, 'the drop');
+    assert.equal(x.timed.length, 1, 'the drop timed once');
     assert.ok(cachedBytes(file) < MiB, `after the drop: ${cachedBytes(file)} bytes cached`);
     await d.end();
-    assert.equal(lost, 0);
+    assert.equal(x.lost, 0);
     assert.equal(alive(d.pid), false, 'helper exited');
-  } finally {
-    await d?.kill(); // a failed assertion leaves no helper behind
-    await fh.close();
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('drops between writes change nothing in the file; requests while one runs become one more', async () => {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
-  const file = path.join(dir, 'img');
-  const fh = await fsp.open(file, 'wx+');
-  let d: DropBehind | undefined;
-  try {
+  await withHelper(async (x) => {
+    const { fh, d } = x;
     await fh.truncate(80 * MiB);
-    let lost = 0;
-    d = new DropBehind(fh.fd, () => lost++);
     const want = createHash('sha256');
     const zeros = Buffer.alloc(MiB);
     let requests = 0;
@@ -102,71 +121,40 @@ test('drops between writes change nothing in the file; requests while one runs b
         for (let k = 0; k < 3; k++, requests++) d.flushed(); // three at once: one, then one more
       }
     }
-    const helper = d;
-    await until(() => helper.drops >= 2, 'the drops');
+    await until(() => d.drops >= 2, 'the drops');
     await d.end();
-    assert.equal(lost, 0);
+    assert.equal(x.lost, 0);
     assert.ok(d.drops >= 2 && d.drops < requests, `${d.drops} drops for ${requests} requests`);
     want.update(Buffer.alloc(16 * MiB));
-    const got = createHash('sha256').update(await fsp.readFile(file)).digest('hex');
+    const got = createHash('sha256').update(await fsp.readFile(x.file)).digest('hex');
     assert.equal(got, want.digest('hex'));
     assert.equal(alive(d.pid), false);
-  } finally {
-    await d?.kill(); // a failed assertion leaves no helper behind
-    await fh.close();
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a helper that cannot start is reported once; end() does not wait for it', async () => {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
-  const fh = await fsp.open(path.join(dir, 'f'), 'wx+');
-  let d: DropBehind | undefined;
-  try {
-    let lost = 0;
-    d = new DropBehind(fh.fd, () => lost++, undefined, { shell: path.join(dir, 'no-such-shell') });
-    d.flushed();
-    await until(() => lost === 1, 'the report');
-    d.flushed(); // ignored
-    await d.end();
-    assert.equal(lost, 1);
-    assert.equal(d.drops, 0);
-  } finally {
-    await d?.kill(); // a failed assertion leaves no helper behind
-    await fh.close();
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
+  await withHelper(async (x) => {
+    x.d.flushed();
+    await until(() => x.lost === 1, 'the report');
+    x.d.flushed(); // ignored
+    await x.d.end();
+    assert.equal(x.lost, 1);
+    assert.equal(x.d.drops, 0);
+  }, { shell: path.join(os.tmpdir(), 'qvmb-no-such-shell') });
 });
 
 test('a dd that fails (no iflag=nocache) ends the helper: reported once, no drops', async () => {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
-  const bin = path.join(dir, 'bin');
-  await fsp.mkdir(bin);
-  writeFileSync(path.join(bin, 'dd'), '#!/bin/sh\necho "dd: invalid input flag: nocache" >&2\nexit 1\n');
-  chmodSync(path.join(bin, 'dd'), 0o755);
-  const fh = await fsp.open(path.join(dir, 'f'), 'wx+');
-  const oldPath = process.env['PATH'];
-  process.env['PATH'] = `${bin}:${oldPath}`;
-  let d: DropBehind | undefined;
-  try {
-    let lost = 0;
-    let timed = 0;
-    d = new DropBehind(fh.fd, () => lost++, () => timed++);
-    d.flushed();
-    d.flushed();
-    await until(() => lost === 1, 'the report');
-    assert.equal(timed, 0, 'a drop that never happened is not timed');
-    d.flushed(); // ignored
-    await d.end();
-    assert.equal(lost, 1);
-    assert.equal(d.drops, 0);
-    assert.equal(alive(d.pid), false);
-  } finally {
-    await d?.kill(); // a failed assertion leaves no helper behind
-    process.env['PATH'] = oldPath;
-    await fh.close();
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
+  await withHelper(async (x) => {
+    x.d.flushed();
+    x.d.flushed();
+    await until(() => x.lost === 1, 'the report');
+    assert.equal(x.timed.length, 0, 'a drop that never happened is not timed');
+    x.d.flushed(); // ignored
+    await x.d.end();
+    assert.equal(x.lost, 1);
+    assert.equal(x.d.drops, 0);
+    assert.equal(alive(x.d.pid), false);
+  }, { fakeDd: 'echo "dd: invalid input flag: nocache" >&2\nexit 1' });
 });
 
 test('nothing starts before the first drop', async () => {
@@ -178,101 +166,61 @@ test('nothing starts before the first drop', async () => {
 });
 
 test('kill() stops the helper at once, also with a drop asked for; end() after it resolves', async () => {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
-  const fh = await fsp.open(path.join(dir, 'f'), 'wx+');
-  let d: DropBehind | undefined;
-  try {
-    let lost = 0;
-    d = new DropBehind(fh.fd, () => lost++);
-    d.flushed();
-    await d.kill();
-    assert.equal(alive(d.pid), false);
-    await d.end();
-    assert.equal(lost, 0, 'a helper we stopped is not reported as lost');
-  } finally {
-    await d?.kill(); // a failed assertion leaves no helper behind
-    await fh.close();
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
+  await withHelper(async (x) => {
+    x.d.flushed();
+    await x.d.kill();
+    assert.equal(alive(x.d.pid), false);
+    await x.d.end();
+    assert.equal(x.lost, 0, 'a helper we stopped is not reported as lost');
+  });
 });
-
-/** A directory with a fake `dd` (script `body`), first in PATH while `f` runs. */
-async function withFakeDd(body: string, f: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
-  const bin = path.join(dir, 'bin');
-  await fsp.mkdir(bin);
-  writeFileSync(path.join(bin, 'dd'), `#!/bin/sh\n${body}\n`);
-  chmodSync(path.join(bin, 'dd'), 0o755);
-  const oldPath = process.env['PATH'];
-  process.env['PATH'] = `${bin}:${oldPath}`;
-  try {
-    await f(dir);
-  } finally {
-    process.env['PATH'] = oldPath;
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
-}
 
 const hasSetpriv = spawnSync('setpriv', ['--version']).status === 0;
 
 for (const how of ['end', 'kill'] as const) {
   test(`a dd that hangs: ${how}() kills the shell and, with it, the dd; no wait past its bound`, async () => {
-    await withFakeDd('echo $$ > "$(dirname "$0")/../dd.pid"\nexec sleep 1000', async (dir) => {
-      const fh = await fsp.open(path.join(dir, 'f'), 'wx+');
-      let d: DropBehind | undefined;
-      try {
-        let lost = 0;
-        d = new DropBehind(fh.fd, () => lost++, undefined, { endWaitMs: 200 });
-        d.flushed();
-        const pidFile = path.join(dir, 'dd.pid');
-        await until(() => spawnSync('test', ['-s', pidFile]).status === 0, 'the dd to start');
-        const ddPid = Number((await fsp.readFile(pidFile, 'utf8')).trim());
-        assert.ok(alive(ddPid));
-        const t0 = Date.now();
-        await (how === 'end' ? d.end() : d.kill());
-        assert.ok(Date.now() - t0 < 3000, `${how}() took ${Date.now() - t0} ms`);
-        if (how === 'end') assert.equal(d.killed, true, 'killed after its bound');
-        assert.equal(alive(d.pid), false, 'the shell is gone');
-        // dd's death signal (setpriv) comes with its parent's death
-        if (hasSetpriv) await until(() => !alive(ddPid), 'the hung dd to die with the shell');
-        assert.equal(lost, 0, 'stopped by us: not reported');
-        const t1 = Date.now();
-        await d.kill(); // again: the same end, no second wait
-        assert.ok(Date.now() - t1 < 100);
-      } finally {
-        await d?.kill();
-        await fh.close();
-      }
-    });
+    await withHelper(async (x) => {
+      const d = x.d;
+      d.flushed();
+      const pidFile = path.join(x.dir, 'dd.pid');
+      await until(() => spawnSync('test', ['-s', pidFile]).status === 0, 'the dd to start');
+      const ddPid = Number((await fsp.readFile(pidFile, 'utf8')).trim());
+      assert.ok(alive(ddPid));
+      const t0 = Date.now();
+      await (how === 'end' ? d.end() : d.kill());
+      assert.ok(Date.now() - t0 < 3000, `${how}() took ${Date.now() - t0} ms`);
+      if (how === 'end') assert.equal(d.killed, true, 'killed after its bound');
+      assert.equal(alive(d.pid), false, 'the shell is gone');
+      // dd's death signal (setpriv) comes with its parent's death
+      if (hasSetpriv) await until(() => !alive(ddPid), 'the hung dd to die with the shell');
+      assert.equal(x.lost, 0, 'stopped by us: not reported');
+      const t1 = Date.now();
+      await d.kill(); // again: the same end, no second wait
+      assert.ok(Date.now() - t1 < 100);
+    }, { fakeDd: 'echo $$ > "$(dirname "$0")/../dd.pid"\nexec sleep 1000', endWaitMs: 200 });
   });
 }
 
 test('dd is looked up in PATH without its empty entries (never ./dd)', async () => {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
-  writeFileSync(path.join(dir, 'dd'), `#!/bin/sh\ntouch "${path.join(dir, 'ran')}"\n`);
-  chmodSync(path.join(dir, 'dd'), 0o755);
-  const fh = await fsp.open(path.join(dir, 'f'), 'wx+');
-  const [oldPath, oldCwd] = [process.env['PATH'], process.cwd()];
-  process.env['PATH'] = `:${oldPath}`;
-  process.chdir(dir);
-  let d: DropBehind | undefined;
-  try {
-    d = new DropBehind(fh.fd);
-    d.flushed();
-    const helper = d;
-    await until(() => helper.drops === 1, 'the drop');
-    await d.end();
-    await assert.rejects(fsp.stat(path.join(dir, 'ran')), 'the dd of the current directory did not run');
-  } finally {
-    process.chdir(oldCwd);
-    process.env['PATH'] = oldPath;
-    await d?.kill();
-    await fh.close();
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
+  await withHelper(async (x) => {
+    writeFileSync(path.join(x.dir, 'dd'), `#!/bin/sh\ntouch "${path.join(x.dir, 'ran')}"\n`);
+    chmodSync(path.join(x.dir, 'dd'), 0o755);
+    const [oldPath, oldCwd] = [process.env['PATH'], process.cwd()];
+    process.env['PATH'] = `:${oldPath}`;
+    process.chdir(x.dir);
+    try {
+      x.d.flushed();
+      await until(() => x.d.drops === 1, 'the drop');
+      await x.d.end();
+    } finally {
+      process.chdir(oldCwd);
+      process.env['PATH'] = oldPath;
+    }
+    await assert.rejects(fsp.stat(path.join(x.dir, 'ran')), 'the dd of the current directory did not run');
+  });
 });
 
-test('no file descriptors left for its pipes: reported, nothing thrown, nothing waits', { skip: process.platform !== 'linux' }, () => {
+test('no file descriptors left for its pipes: reported, nothing thrown, nothing waits', () => {
   // in a child process whose descriptors are all taken but one (the pipes need more)
   const script = `
     import { openSync, closeSync } from 'node:fs';
