@@ -10,10 +10,12 @@ import { performance } from 'node:perf_hooks';
 let setpriv: string | null | undefined;
 
 /** Absolute path of the executable file `name` in PATH (or `searchPath`), or null: the one PATH
- *  lookup (tar, setpriv, the compression filter programs). */
+ *  lookup (tar, setpriv, dd, the compression filter programs). Empty and relative entries are
+ *  skipped: they name the current directory, which is no place to take a program from (and a
+ *  relative result would be looked up again by whoever execs it). */
 export function findInPath(name: string, searchPath = process.env['PATH'] ?? ''): string | null {
   for (const dir of searchPath.split(path.delimiter)) {
-    if (dir === '') continue;
+    if (!path.isAbsolute(dir)) continue;
     const p = path.join(dir, name);
     try {
       accessSync(p, fsc.X_OK);

@@ -18,9 +18,12 @@
 // a time; requests meanwhile become one more. When the helper cannot run (no dd, a dd without
 // `nocache`, no file descriptors left) or dies, `onUnavailable` is called once and the file is
 // written without it.
-// Lifetime: the shell and each dd run through setpriv's death signal where it exists (dd's parent is
-// the shell: killing the shell kills a dd that hangs), so neither outlives the shell, nor the shell
-// us. dd is found by our own PATH lookup (findInPath: no empty or relative entries), not the shell's.
+// Lifetime: the helper runs in a process group of its own, which kill() ends as a whole (SIGKILL:
+// the shell, a dd, anything a dd started); the shell and each dd also run through setpriv's death
+// signal where it exists, so they die with their parent if this process is killed first. A drop
+// that takes longer than `waitMs` (5 s) ends the helper: the file goes on without it, prepared
+// ahead (onUnavailable). dd is found by our own PATH lookup (findInPath: absolute entries only),
+// not the shell's.
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -34,8 +37,8 @@ export const DROP_MIN_BYTES = 128 * MiB;
 /** Fixed text, never anything from an archive: one drop per line read, a line back after each; the
  *  command (absolute paths, ours) comes as the arguments. */
 const SCRIPT = 'while read -r _; do "$@" <&3 || exit 1; echo; done';
-/** How long end() waits for the helper to exit once told to (it has at most one drop to finish). */
-export const END_WAIT_MS = 5000;
+/** How long one drop, or the helper's exit after end(), may take before the helper is killed. */
+export const WAIT_MS = 5000;
 /** How long a SIGKILLed helper is waited for. */
 const KILL_WAIT_MS = 1000;
 
@@ -47,13 +50,14 @@ export class DropBehind {
   #again = false;
   #ended = false;
   #gone = false;
-  /** the helper's end, once asked for (end() and kill() share it) */
-  #stopping: Promise<void> | null = null;
-  /** when the drop running was asked for (performance.now()) */
+  /** the helper's end after end(), once asked for */
+  #ending: Promise<void> | null = null;
+  /** when the drop running was asked for (performance.now()), and its watchdog */
   #askedAt = 0;
+  #watchdog: NodeJS.Timeout | undefined;
   /** drops done (for tests and profiles) */
   drops = 0;
-  /** the helper did not end when told to and was killed (tests) */
+  /** the helper took too long (a drop, or its exit after end()) and was killed (tests) */
   killed = false;
 
   /** `fd`: the open file (the caller keeps it open until end() or kill() resolved); `onUnavailable`:
@@ -63,7 +67,7 @@ export class DropBehind {
     readonly fd: number,
     readonly onUnavailable: () => void = () => undefined,
     readonly onDrop?: (ms: number) => void,
-    readonly o: { shell?: string; endWaitMs?: number } = {},
+    readonly o: { shell?: string; waitMs?: number } = {},
   ) {}
 
   /** the helper's process id (tests), while it was started */
@@ -74,7 +78,21 @@ export class DropBehind {
   #lost(): void {
     if (this.#gone) return;
     this.#gone = true;
-    if (!this.#ended) queueMicrotask(() => this.onUnavailable());
+    clearTimeout(this.#watchdog);
+    queueMicrotask(() => {
+      if (!this.#ended) this.onUnavailable();
+    });
+  }
+
+  /** SIGKILL to the helper's process group (the shell, its dd and whatever that started). */
+  #killGroup(): void {
+    const pid = this.#child?.pid;
+    if (pid === undefined || this.#child!.exitCode !== null || this.#child!.signalCode !== null) return;
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      this.#child!.kill('SIGKILL'); // the group is gone: the shell alone, if it is still there
+    }
   }
 
   /** The helper, started now; null (and reported) when it cannot be. Never throws. */
@@ -97,6 +115,7 @@ export class DropBehind {
     // and setpriv's death signal stops it when this process ends
     (child.stdin as Socket).unref();
     (child.stdout as Socket).unref();
+    child.stdout.on('error', () => undefined); // its end is the exit's business
     child.stdout.on('data', (d: Buffer) => {
       for (const byte of d) if (byte === 0x0a) this.#answered();
     });
@@ -129,10 +148,18 @@ export class DropBehind {
     if (child === null || this.#gone) return;
     this.#busy = true;
     this.#askedAt = performance.now();
+    // a drop that hangs ends the helper (the file goes on without it, prepared ahead)
+    this.#watchdog = setTimeout(() => {
+      this.killed = true;
+      this.#killGroup();
+      this.#lost();
+    }, this.o.waitMs ?? WAIT_MS);
+    this.#watchdog.unref();
     child.stdin!.write('\n');
   }
 
   #answered(): void {
+    clearTimeout(this.#watchdog);
     this.onDrop?.(performance.now() - this.#askedAt);
     this.drops++;
     this.#busy = false;
@@ -142,29 +169,28 @@ export class DropBehind {
     }
   }
 
-  /** No more drops: the helper ends after the one running (killed if it takes over END_WAIT_MS). */
+  /** No more drops: the helper ends after the one running (killed if it takes over `waitMs`). */
   end(): Promise<void> {
     this.#ended = true;
-    return (this.#stopping ??= (async () => {
+    return (this.#ending ??= (async () => {
       const child = this.#child;
       if (child === null) return;
       child.stdin?.end();
-      if (await this.#exitWithin(this.o.endWaitMs ?? END_WAIT_MS)) return;
+      if (await this.#exitWithin(this.o.waitMs ?? WAIT_MS)) return;
       this.killed = true;
-      child.kill('SIGKILL');
+      this.#killGroup();
       await this.#exitWithin(KILL_WAIT_MS);
     })());
   }
 
-  /** Stop now (a failed or cancelled file): SIGKILL, then wait for its exit (bounded too). */
-  kill(): Promise<void> {
+  /** Stop now (a failed or cancelled file, also while end() waits): SIGKILL to the helper's group,
+   *  then wait for its exit (bounded too). */
+  async kill(): Promise<void> {
     this.#ended = true;
-    return (this.#stopping ??= (async () => {
-      const child = this.#child;
-      if (child === null) return;
-      child.kill('SIGKILL');
-      await this.#exitWithin(KILL_WAIT_MS);
-    })());
+    clearTimeout(this.#watchdog);
+    if (this.#child === null) return;
+    this.#killGroup();
+    await this.#exitWithin(KILL_WAIT_MS);
   }
 
   /** Whether the helper exited within `ms`. The timer holds this process open meanwhile (the

@@ -225,10 +225,11 @@ export function runVersion(bin: string, timeoutMs: number, code: ErrorCode, sign
 
 /**
  * Start `bin args` with pipes for stdin and stdout, stderr ignored and our open file `fd` as its
- * fd 3 (node's spawn: no execa to load), through setpriv where it exists. For a helper that works
- * on a file we opened and never sees its path. Spawn failures arrive as the child's 'error' event.
+ * fd 3 (node's spawn: no execa to load), through setpriv where it exists, in a process group of its
+ * own (the caller kills the group: `process.kill(-pid)`). For a helper that works on a file we
+ * opened and never sees its path. Spawn failures arrive as the child's 'error' event.
  */
 export function spawnFdHelper(bin: string, args: readonly string[], fd: number): ChildProcess {
   const [file, argv] = diesWithUs(bin, args);
-  return timedSpawn(() => spawn(file, argv, { stdio: ['pipe', 'pipe', 'ignore', fd] }));
+  return timedSpawn(() => spawn(file, argv, { stdio: ['pipe', 'pipe', 'ignore', fd], detached: true }));
 }

@@ -2,7 +2,10 @@
 // exit is described; and the --source-command that uses it keeps only a bounded stderr tail.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { before, describe, it } from 'node:test';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, describe, it, test } from 'node:test';
 import { findInPath } from '../../../src/main/io/child-lifetime.js';
 import { commandLine, exitDetail, loadSpawner, processContext, runShort, spawnProcess, SHORT_STDOUT_BYTES, STDERR_TAIL_BYTES } from '../../../src/main/io/spawn.js';
 import { isQvmBackupError, type QvmBackupError } from '../../../src/main/errors.js';
@@ -119,4 +122,22 @@ describe('--source-command stderr', () => {
     assert.match(t, /the end$/);
     await closeSource(src);
   });
+});
+
+test('findInPath takes programs from absolute PATH entries only (never the current directory)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'qvmb-path-'));
+  const oldCwd = process.cwd();
+  try {
+    await mkdir(join(dir, 'bin'));
+    for (const p of [join(dir, 'tool'), join(dir, 'bin', 'tool')]) {
+      await writeFile(p, '#!/bin/sh\n');
+      await chmod(p, 0o755);
+    }
+    process.chdir(dir);
+    assert.equal(findInPath('tool', ':.:bin'), null, 'empty, "." and relative entries are skipped');
+    assert.equal(findInPath('tool', `.:${join(dir, 'bin')}`), join(dir, 'bin', 'tool'));
+  } finally {
+    process.chdir(oldCwd);
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -134,10 +134,10 @@ class FileSink implements MemberSink {
   async close(): Promise<void> {
     const fh = this.#fh;
     this.#fh = null;
+    await this.#drop?.kill(); // first: a flush ending meanwhile must not start it
     await this.#prefault?.stop();
     await this.#direct?.close();
     await this.#flush?.quiesce();
-    await this.#drop?.kill();
     await fh?.close().catch(() => undefined);
   }
 }
