@@ -3,11 +3,13 @@
 // on stdin the run goes on without asking (scripts, cron), as documented in README.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { BACKUP_BIN, RESTORE_BIN, haveCmd, node, passFile, sampleIn, tempDir } from '../helpers/cli.js';
-import { alive, descendants, waitFor } from '../helpers/processes.js';
+import { alive, cmdline, descendants, waitFor } from '../helpers/processes.js';
+import { memberOffsets } from '../main/restore/stream/stream-helpers.js';
 
 const MiB = 1024 * 1024;
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -15,7 +17,7 @@ const pty = haveCmd('script') ? false : 'util-linux script(1) is not installed';
 const QUESTION = 'Do you want to proceed? [y/N]';
 
 /** Run argv on a pseudo-terminal (script(1)); returns its output once it ended. */
-async function onTerminal(argv: string[], answer: string | null): Promise<{ code: number | null; out: string }> {
+async function onTerminal(argv: string[], answer: string | null, beforeAnswer?: (pid: number) => Promise<void>): Promise<{ code: number | null; out: string; answeredMs: number }> {
   const child: ChildProcess = spawn('script', ['-qec', `exec ${[process.execPath, ...argv].map(q).join(' ')}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -24,12 +26,15 @@ async function onTerminal(argv: string[], answer: string | null): Promise<{ code
   try {
     if (answer !== null) {
       await waitFor('the question', () => out.includes('[y/N]') || child.exitCode !== null);
+      await beforeAnswer?.(child.pid!);
       child.stdin!.write(answer);
     }
+    const answered = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no exit within 60 s:\n${out}`)), 60_000)));
     try {
-      return { code: await Promise.race([exited, late]), out };
+      const code = await Promise.race([exited, late]);
+      return { code, out, answeredMs: Date.now() - answered };
     } finally {
       clearTimeout(timer);
     }
@@ -85,6 +90,46 @@ test('stdin not a terminal and no -y: no question, the run goes on (as documente
     const v = node(RESTORE_BIN, ['--verify-only', '-p', pw, archive], { input: '' });
     assert.equal(v.status, 0, v.stderr);
     assert.ok(!v.stderr.includes('[y/N]'));
+  } finally {
+    t.cleanup();
+  }
+});
+
+/** The scrypt child of the restore below `pid` (first-chunk-key.ts), if one runs. */
+const scryptChild = (pid: number): number | undefined => descendants(pid).find((p) => cmdline(p).includes('scryptSync'));
+
+test('on a terminal, format 4: the first chunk\'s key is derived in a child while the question waits; the restore uses it (--stats), and "n" kills it at once', { skip: pty, timeout: 240_000 }, async () => {
+  const t = tempDir('qvmb-confirm-');
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: 4 * MiB, bigDataBytes: 256 * 1024, smallImageBytes: 1 * MiB, smallDataBytes: 16 * 1024 });
+    const pw = passFile(t.dir);
+    const archive = join(t.dir, 'b.bin');
+    const b = node(BACKUP_BIN, ['-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '12', archive, 'vault']);
+    assert.equal(b.status, 0, b.stderr);
+    const host = join(t.dir, 'host');
+    const hh = join(t.dir, 'hh', 'user');
+    mkdirSync(hh, { recursive: true });
+    const r = await onTerminal([RESTORE_BIN, '--stats', '--ignore-missing', '-p', pw, '--qubes-root', host, '--dom0-home', hh, archive], 'y\n');
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /Restore finished: vault/);
+    assert.match(r.out, /first chunk key \(a child process, while the plan is confirmed\)/, r.out);
+
+    // the first data chunk asks for logN 21 (2 GiB, ~10 s; its header's checksum recomputed)
+    const bin = readFileSync(archive);
+    const first = [...(await memberOffsets(bin)).entries()].find(([n]) => n.endsWith('.000.enc') && !n.startsWith('qubes.xml'))!;
+    const at = first[1].offset;
+    bin[at + 7] = 21;
+    createHash('sha256').update(bin.subarray(at, at + 48)).digest().copy(bin, at + 48, 0, 16);
+    const slow = join(t.dir, 'slow.bin');
+    writeFileSync(slow, bin);
+    let child: number | undefined;
+    const n = await onTerminal([RESTORE_BIN, '--ignore-missing', '-p', pw, '--qubes-root', host, '--dom0-home', hh, '--rename-conflicting', slow], 'n\n', async (pid) => {
+      await waitFor('the scrypt child deriving', () => (child = scryptChild(pid)) !== undefined, 30_000);
+    });
+    assert.equal(n.code, 0, n.out);
+    assert.match(n.out, /cancelled by the user: nothing done/);
+    assert.ok(n.answeredMs < 5000, `the answer "n" took ${n.answeredMs} ms to end the run`);
+    assert.equal(alive(child!), false, 'the scrypt child outlived the run');
   } finally {
     t.cleanup();
   }

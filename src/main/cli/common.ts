@@ -32,13 +32,18 @@ export function makeProgress(opts: { quiet?: boolean; json?: boolean; verbose?: 
   return new Progress(mode, { stderr: process.stderr, stdout: process.stdout, operation, verbose: opts.verbose === true });
 }
 
+/** Whether confirmOnTty would ask (and wait for) a person: no -y, a terminal on stdin and stderr. */
+export function asksOnTty(yes: boolean): boolean {
+  return !yes && process.stdin.isTTY === true && process.stderr.isTTY === true;
+}
+
 /**
  * Ask "[y/N]" on the terminal (only when stdin and stderr are terminals and not `yes`). Anything but
  * yes throws ERR_DECLINED ("nothing done", exit 0, as Qubes); a signal while waiting ends the wait.
  */
 export async function confirmOnTty(question: string, yes: boolean, signal: AbortSignal): Promise<true> {
   signal.throwIfAborted();
-  if (yes || !process.stdin.isTTY || !process.stderr.isTTY) return true;
+  if (!asksOnTty(yes)) return true;
   const fd = openTty();
   if (fd === undefined) return true;
   const answer = await readTtyLine(fd, { prompt: `${question} [y/N] `, echo: true, signal });

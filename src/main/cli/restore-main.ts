@@ -12,7 +12,7 @@ import { isValidVmName } from '../qubes-xml/index.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
 import { loadSpawner } from '../io/spawn.js';
-import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, asksOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
 import { RESTORE_SERVICE, qvmRunArgs } from '../io/qrexec.js';
 import type { SourceVm } from '../restore/archive-source.js';
@@ -154,6 +154,7 @@ export async function main(): Promise<number> {
         // one question, Qubes' words, for a restore and a verification alike
         return stats.userWait(() => confirmOnTty('Do you want to proceed?', o['yes'] === true, stop.signal));
       },
+      confirmWaits: asksOnTty(o['yes'] === true),
       progress,
       signal: stop.signal,
       stats,

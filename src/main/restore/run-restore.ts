@@ -23,7 +23,7 @@ import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
 import { resolveRestoreSettings, restoreMemoryOf, type RestoreChoices } from './settings.js';
 import { checkGnuTar } from '../tar/gnu-tar.js';
-import { readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
+import { FirstChunkKey, dataPassMemory, readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataContext, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 import { STAGE } from '../stats/bound.js';
 import { timedInput } from '../tar/byte-input.js';
 
@@ -39,6 +39,8 @@ export interface RestoreOptions extends RestoreSelection, RestoreChoices {
   getPassphrase: () => Promise<string>;
   /** shown the plan (the table, and the plan itself for --json); returns false to stop */
   confirm: (table: string, plan: RestorePlan) => Promise<boolean>;
+  /** confirm() waits for a person's answer (no -y): format 4 derives the first chunk's key meanwhile */
+  confirmWaits?: boolean;
   progress: ProgressReporter;
   signal: AbortSignal;
   now?: Date;
@@ -84,6 +86,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   let lock: HostLock | undefined;
   let stopReading: (() => void) | undefined;
   let runInstaller: Installer | undefined; // for the interruption message
+  let firstChunk: FirstChunkKey | undefined;
   try {
     // a missing or non-GNU tar is reported before the passphrase and before any data is read: most
     // Qubes archives have files that need it (directories, the dom0 home, small files of an unusual
@@ -138,6 +141,33 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // the table ends with the reasons: each is listed once
     if (plan.blocking.length > 0) fail('ERR_PLAN', `the restore cannot proceed (${plan.blocking.length} problem${plan.blocking.length > 1 ? 's' : ''}, listed below the table):\n${table}`);
     if (chosen.length === 0 && !withHome) fail('ERR_PLAN', `nothing to restore:\n${table}`);
+    // the data pass's memory, laid out now (nothing allocated yet): the first chunk's key may be
+    // derived under its budget while the answer is awaited
+    const memory = head ? restoreMemoryOf(s, head.kdfBytes ?? 0) : undefined;
+    const chunkMemory = memory?.chunkMemory ?? 0;
+    const dataContext: RestoreDataContext | undefined = head && {
+      head,
+      passphrase,
+      pool,
+      verifyOnly: o.verifyOnly,
+      qubesXml: backupXml,
+      // --max-memory covers the chunks in flight AND the concurrent key derivations (one per thread)
+      maxMemoryBytes: chunkMemory,
+      maxMemory: s.maxMemory,
+      signal: o.signal,
+      imageExtraction: s.imageExtraction,
+      prefaultImages: s.prefaultImages,
+      dropBehind: s.dropBehind,
+      directImageWrites: s.directImageWrites,
+      stats,
+    };
+    const dataMemory = dataContext && dataPassMemory(dataContext);
+    // format 4, a person to answer: the first chunk's key is derived meanwhile (in a child process,
+    // killed when the answer is no); started only now, so a plan that cannot proceed starts nothing
+    if (head?.version === 4 && reader && dataMemory && o.confirmWaits === true) {
+      const selected = new Set([...chosen.map((v) => v.subdir), ...(withHome ? [plan.dom0!.subdir] : [])]);
+      firstChunk = new FirstChunkKey(reader, { header: head.header, passphrase, kdf: dataMemory.kdf, selected: (subdir) => selected.has(subdir), signal: o.signal, stats });
+    }
     progress.waitingForUser(true);
     const go = await o.confirm(table, plan).finally(() => progress.waitingForUser(false));
     if (!go) fail('ERR_DECLINED', 'cancelled by the user: nothing done');
@@ -165,9 +195,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       if (!installer) progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, true, 'verified');
       else complete.push(vm);
     };
-    const memory = head ? restoreMemoryOf(s, head.kdfBytes ?? 0) : undefined;
     if (memory?.warning !== undefined) progress.warn(memory.warning);
-    const chunkMemory = memory?.chunkMemory ?? 0;
     const h = head?.header;
     progress.settings?.({
       format: head?.version ?? 1,
@@ -191,16 +219,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     let result: RestoreDataResult;
     if (v1Dir !== undefined) result = await restoreV1(v1Dir, selection, { verifyOnly: o.verifyOnly, signal: o.signal, onVmDone, onWarning: (m) => progress.warn(m) });
     else
-      result = await stats.time('data pass (read to extracted)', () => restoreData(reader!, {
-        head: head!,
-        passphrase,
-        pool,
-        verifyOnly: o.verifyOnly,
-        qubesXml: backupXml,
-        // --max-memory covers the chunks in flight AND the concurrent key derivations (one per thread)
-        maxMemoryBytes: chunkMemory,
-        maxMemory: s.maxMemory,
-        signal: o.signal,
+      result = await stats.time('data pass (read to extracted)', () => restoreData(firstChunk ?? reader!, {
+        ...dataContext!,
         onProgress: (e) => {
           if (derivingKeys && e.bytesRestored > 0) {
             derivingKeys = false;
@@ -211,12 +231,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         onVmDone,
         onFileDone: (vm, file, bytes) => progress.fileDone?.(vm === 'dom0' ? 'dom0 home' : vm, file, bytes),
         onWarning: (m) => progress.warn(m),
-        imageExtraction: s.imageExtraction,
-        prefaultImages: s.prefaultImages,
-        dropBehind: s.dropBehind,
-        directImageWrites: s.directImageWrites,
-        stats,
-      }, selection));
+        ...(firstChunk ? { firstChunk } : {}),
+      }, selection, dataMemory));
     // the format has no end marker: a source command's exit status is the only sign of a short stream
     if (source?.command) await checkSourceCommand(source, result.archiveError !== undefined);
     o.signal.throwIfAborted();
@@ -256,6 +272,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     const cleaned = staging === undefined ? undefined : await staging.remove().then(() => 'staging directory removed', (r: unknown) => (r as Error).message);
     throw new QvmBackupError('ERR_CANCELLED', interruptedMessage(o.verifyOnly, cleaned, runInstaller ? [...runInstaller.installed] : []), {}, e);
   } finally {
+    firstChunk?.release(); // a key derived ahead and not used (declined, failed) is zeroed, its child killed
     unobserve();
     if (stopReading) o.signal.removeEventListener('abort', stopReading);
     if (source) await closeSource(source);

@@ -20,14 +20,14 @@ import { isSmallFileBase, openSmallFileExtractor } from './small-file-extractor.
 import { innerFilterOf } from './filters.js';
 import { gzipMembers } from './member-gunzip.js';
 import { zstdFrames } from './frame-unzstd.js';
-import { unitPoolBytes, unitPoolsFor } from './parallel-units.js';
+import { unitPoolBytes, unitPoolsFor, type UnitPools } from './parallel-units.js';
 import { OrderedFeeder, type FileRun, type VmRun } from './ordered-feeder.js';
 import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSource } from './outer-source.js';
 import { MemberSequencer, type Decision } from './member-sequencer.js';
 import { repairWholeDirSymlinks } from './repair-symlinks.js';
 import { checkExtraction, createExtractionDir, mergeExtraction } from './extraction.js';
 import { DOM0_HOME_SUBDIR } from '../plan/backup-subdir.js';
-import { SLOT_PREFIX, defaultSlotBytes, slotCount, slotLayout, smallSlots } from './slot-layout.js';
+import { SLOT_PREFIX, defaultSlotBytes, slotCount, slotLayout, smallSlots, type SlotLayout } from './slot-layout.js';
 import { KdfBudget, RESTORE_MIN_MAX_MEMORY } from './kdf-budget.js';
 import { planRestoreMemory } from './restore-memory.js';
 import { includedDomainsBySubdir, requiredBases } from './verify-expect.js';
@@ -71,9 +71,21 @@ function wipeEarly(early: EarlyKey | undefined): void {
   void early?.then((k) => k?.key.fill(0));
 }
 
-/** Restore (or verify) the selected subdirs from the archive after its head. */
-export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, selection: RestoreSelection): Promise<RestoreDataResult> {
-  const { header, version } = ctx.head;
+/** The data pass's memory: its chunk slots, decompression slots and key-derivation budget (none of
+ *  it allocated yet: slots are made as they are first taken). */
+export interface DataPassMemory {
+  layout: SlotLayout;
+  slots: ChunkSlots;
+  units: UnitPools | undefined;
+  /** the derivations' share of --max-memory; made before the plan when a key is derived then
+   *  (first-chunk-key.ts), so that it counts that derivation too */
+  kdf: KdfBudget;
+  directWrites: boolean;
+}
+
+/** Lay out the data pass's share of --max-memory (restoreData does it when not given one). */
+export function dataPassMemory(ctx: RestoreDataContext): DataPassMemory {
+  const { header } = ctx.head;
   const filter = innerFilterOf(header);
   const slotBytes = ctx.slotBytes ?? defaultSlotBytes(header);
   const layout = slotLayout(header, slotBytes);
@@ -101,6 +113,14 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const units = unitFormat !== undefined && ctx.imageExtraction !== 'tar' ? unitPoolsFor(ctx.pool, unitFormat, spare) : undefined;
   // derivations share what the chunk slots (and unit slots) leave of --max-memory
   const kdf = new KdfBudget(maxMemory, besideChunks - unitPoolBytes(units), ctx.pool);
+  return { layout, slots, units, kdf, directWrites };
+}
+
+/** Restore (or verify) the selected subdirs from the archive after its head. */
+export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, selection: RestoreSelection, memory = dataPassMemory(ctx)): Promise<RestoreDataResult> {
+  const { header, version } = ctx.head;
+  const filter = innerFilterOf(header);
+  const { layout, slots, units, kdf, directWrites } = memory;
   const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, kdf, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   const listOnly = ctx.verifyOnly === true;
   // images and small files written in-process (not GNU tar; QVMB_IMAGE_EXTRACTION=tar for comparisons)
@@ -261,11 +281,13 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (m.typeflag !== undefined && m.typeflag !== '0') throw new QvmBackupError('ERR_CORRUPT', `archive member ${shownName(m.untrustedName)} is not a regular file`);
       let skipAs: string | null = null;
       for (const d of sequencer.next(m.untrustedName, m.size)) skipAs = (await act(d, m)) ?? skipAs;
+      ctx.firstChunk?.release(); // a key derived ahead is for the first member only
       if (skipAs !== null) await outerStep(m.skip(), `skipping ${skipAs}`);
     }
     // end of the archive
     for (const d of sequencer.end()) await act(d, null);
   } catch (e) {
+    ctx.firstChunk?.release();
     slots.stopWarming();
     const err = isQvmBackupError(e) ? e : new QvmBackupError('ERR_INTERNAL', `restore pass: ${e instanceof Error ? e.message : String(e)}`, {}, e);
     dropWaiting(pending);
@@ -334,7 +356,10 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     // for a slot and reads the rest (at the end of an image, the next files' keys are derived
     // beside the image's last decompression instead of after it)
     let early: EarlyKey | undefined;
-    if (version === 4 && m.size > SCRYPT_OVERHEAD_BYTES) {
+    // the first chunk's key may have been derived while the plan was confirmed (its scrypt header
+    // read then: not read again)
+    if (version === 4 && m.size > SCRYPT_OVERHEAD_BYTES) early = ctx.firstChunk?.take(m, ref.name);
+    if (early === undefined && version === 4 && m.size > SCRYPT_OVERHEAD_BYTES) {
       const head = await stats.time(STAGE.restoreRead, () => outerStep(m.readHead(SCRYPT_OVERHEAD_BYTES), `reading ${ref.name}`));
       early = decoder.deriveV4Early(head, ref);
     }

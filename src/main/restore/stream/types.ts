@@ -5,6 +5,8 @@ import type { RunStats } from '../../stats/run-stats.js';
 import type { BackupHeader } from '../../format/backup-header.js';
 import type { WorkerPool } from '../../pipeline/worker-pool.js';
 import type { QubesXml } from '../../qubes-xml/types.js';
+import type { OuterMember } from './outer-source.js';
+import type { EarlyKey } from './chunk-decoder.js';
 
 /** Options of `readArchiveHead`. */
 export interface ReadHeadOptions {
@@ -91,6 +93,9 @@ export interface RestoreDataContext {
   onWarning?: (message: string) => void;
   /** the run's stage profile */
   stats?: RunStats;
+  /** format 4: the first chunk's key, derived while the plan was confirmed (first-chunk-key.ts; the
+   *  reader handed to restoreData must be the same object, and its memory the one it was derived in) */
+  firstChunk?: { take(member: OuterMember, name: string): EarlyKey | undefined; release(): void };
 }
 
 /** Outcome for one selected subdir. */

@@ -1,0 +1,49 @@
+// A scrypt derivation in a child process (io/scrypt-child.ts): the same key as the workers derive,
+// given up at once when killed (a derivation in a thread runs to its end), bounded, and a failing
+// child gives null, never an exception. The passphrase never appears on the child's command line.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { deriveInChild } from '../../../src/main/io/scrypt-child.js';
+import { scryptDeriveKey } from '../../../src/workers/scrypt-file.js';
+import { alive, cmdline, descendants, waitFor } from '../../helpers/processes.js';
+
+const SALT = Uint8Array.from({ length: 32 }, (_, i) => i * 7);
+
+test('the child derives the key the workers derive (64 bytes, a non-ASCII passphrase), and its command line holds no secret', async () => {
+  const pass = Buffer.from('backup-id!vm9/root.img.000!pässwörd ✓', 'utf8');
+  const q = { logN: 12, r: 8, p: 1 };
+  const d = deriveInChild(pass, SALT, q, 60_000);
+  assert.ok(d.pid !== undefined);
+  const line = alive(d.pid) ? cmdline(d.pid) : '';
+  assert.ok(!line.includes('pässwörd') && !line.includes(Buffer.from(pass).toString('hex')), line);
+  const key = await d.key;
+  await d.exited;
+  assert.ok(key !== null);
+  assert.deepEqual(Buffer.from(key), scryptDeriveKey(pass, SALT, q));
+  assert.equal(alive(d.pid), false);
+});
+
+test('kill() ends a long derivation at once: no key, the child gone, nothing left below us', async () => {
+  const d = deriveInChild(Buffer.from('x'), SALT, { logN: 21, r: 8, p: 1 }, 600_000); // 2 GiB, ~10 s
+  await waitFor('the child running', () => d.pid !== undefined && alive(d.pid), 10_000);
+  const t0 = Date.now();
+  d.kill();
+  assert.equal(await d.key, null);
+  await d.exited;
+  assert.ok(Date.now() - t0 < 5000, `ended after ${Date.now() - t0} ms`);
+  assert.equal(alive(d.pid!), false);
+  assert.deepEqual(descendants(process.pid).filter((p) => p === d.pid), []);
+});
+
+test('a derivation that outlasts its bound is killed and gives null', async () => {
+  const d = deriveInChild(Buffer.from('x'), SALT, { logN: 21, r: 8, p: 1 }, 300);
+  assert.equal(await d.key, null);
+  await d.exited;
+  assert.equal(alive(d.pid!), false);
+});
+
+test('parameters node:crypto refuses (p too large for maxmem): the child fails, null, nothing thrown', async () => {
+  const d = deriveInChild(Buffer.from('x'), SALT, { logN: 1, r: 1, p: 2 ** 30 }, 30_000);
+  assert.equal(await d.key, null);
+  await d.exited;
+});
