@@ -90,7 +90,7 @@ export function deriveInChild(passphrase: Uint8Array, salt: Uint8Array, q: Scryp
     });
   }).finally(() => clearTimeout(timer));
   void exited.finally(() => clearTimeout(timer));
-  if (child.stdin === null || child.stdout === null) {
+  if (child.stdin == null || child.stdout == null) {
     killGroup();
   } else {
     const request = JSON.stringify({ pass: Buffer.from(passphrase).toString('hex'), salt: Buffer.from(salt).toString('hex'), logN: q.logN, r: q.r, p: q.p, maxmem: scryptMaxmem(q) });

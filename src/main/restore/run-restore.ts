@@ -272,7 +272,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     const cleaned = staging === undefined ? undefined : await staging.remove().then(() => 'staging directory removed', (r: unknown) => (r as Error).message);
     throw new QvmBackupError('ERR_CANCELLED', interruptedMessage(o.verifyOnly, cleaned, runInstaller ? [...runInstaller.installed] : []), {}, e);
   } finally {
-    firstChunk?.release(); // a key derived ahead and not used (declined, failed) is zeroed, its child killed
+    firstChunk?.abandon(); // a key derived ahead and not used (declined, failed) is zeroed, its child killed
     unobserve();
     if (stopReading) o.signal.removeEventListener('abort', stopReading);
     if (source) await closeSource(source);

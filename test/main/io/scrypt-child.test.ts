@@ -2,6 +2,7 @@
 // given up at once when killed (a derivation in a thread runs to its end), bounded, and a failing
 // child gives null, never an exception. The passphrase never appears on the child's command line.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { deriveInChild } from '../../../src/main/io/scrypt-child.js';
 import { scryptDeriveKey } from '../../../src/workers/scrypt-file.js';
@@ -46,4 +47,31 @@ test('parameters node:crypto refuses (p too large for maxmem): the child fails, 
   const d = deriveInChild(Buffer.from('x'), SALT, { logN: 1, r: 1, p: 2 ** 30 }, 30_000);
   assert.equal(await d.key, null);
   await d.exited;
+});
+
+test('no file descriptors left for its pipes (EMFILE): null, nothing thrown, nothing waits', () => {
+  // in a child process whose descriptors are all taken but one (the pipes need more)
+  const script = `
+    import { openSync, closeSync } from 'node:fs';
+    const { deriveInChild } = await import(${JSON.stringify(new URL('../../../src/main/io/scrypt-child.js', import.meta.url).href)});
+    const fds = [];
+    try { for (;;) fds.push(openSync('/dev/null', 'r')); } catch {}
+    closeSync(fds.pop());
+    let out;
+    try {
+      const d = deriveInChild(Buffer.from('x'), new Uint8Array(32), { logN: 10, r: 8, p: 1 }, 10_000);
+      out = { key: await d.key };
+      await d.exited;
+    } catch (e) {
+      out = { threw: String(e) };
+    }
+    for (const x of fds) closeSync(x);
+    console.log(JSON.stringify(out));
+  `;
+  // under a low descriptor limit where prlimit exists (filling a limit of a million takes seconds)
+  const argv = [process.execPath, '--input-type=module', '-e', script];
+  const prlimit = spawnSync('prlimit', ['--version']).status === 0;
+  const r = spawnSync(prlimit ? 'prlimit' : argv[0]!, prlimit ? ['--nofile=256', '--', ...argv] : argv.slice(1), { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').at(-1)!), { key: null });
 });

@@ -68,6 +68,7 @@ export class FirstChunkKey implements OuterSource {
   #headRead: Promise<unknown> = Promise.resolve();
   #child: ChildDerivation | null = null;
   #released = false;
+  #taken = false;
 
   /** Start reading the first member and deriving its key. */
   constructor(reader: OuterSource, o: FirstChunkKeyOptions) {
@@ -125,17 +126,26 @@ export class FirstChunkKey implements OuterSource {
       wipe(e?.key);
       return Promise.resolve(null); // its header is read: decodeV4 derives from the whole chunk
     }
+    this.#taken = true; // the data pass waits for it now: release() leaves it running
     return e.key;
   }
 
-  /** No member will take the key any more (the data pass moved on, the plan was declined, the run
-   *  stopped): a derivation not started never starts, a running one is killed, a key there is zeroed. */
+  /** No member will take the key any more (the data pass moved on, the plan was declined): a
+   *  derivation not started never starts, one not taken is killed, a key there is zeroed. A key
+   *  taken is the data pass's: its derivation goes on (abandon() stops it). */
   release(): void {
     this.#released = true;
-    this.#child?.kill();
+    if (!this.#taken) this.#child?.kill();
     const e = this.#early;
     this.#early = null;
     wipe(e?.key);
+  }
+
+  /** The run stops (it failed, was cancelled or ended): as release(), and a derivation still
+   *  running is killed even when its key was taken (whoever waits for it gets null). */
+  abandon(): void {
+    this.release();
+    this.#child?.kill();
   }
 
   #start(m: OuterMember, o: FirstChunkKeyOptions): void {
@@ -162,19 +172,22 @@ export class FirstChunkKey implements OuterSource {
     } catch {
       return null;
     }
+    // the child's own memory is counted too: where both do not fit in one derivation's room, the
+    // data pass derives it in a worker instead
+    if (bytes + CHILD_OVERHEAD_BYTES > o.kdf.limits.maxKdfBytes) return null;
     const q = { logN: parsed.logN, r: parsed.r, p: parsed.p };
     const passphrase = Buffer.from(`${o.header.backupId ?? ''}!${name}!${o.passphrase}`, 'utf8');
     try {
       // its memory is held in the data pass's budget until the child is gone
       return await o.kdf.run({ bytes: bytes + CHILD_OVERHEAD_BYTES, inModule: false }, async () => {
-        if (this.#released) return null;
+        if (this.#released && !this.#taken) return null;
         const t0 = performance.now();
         const child = (this.#child = deriveInChild(passphrase, parsed.salt, q, o.boundMs ?? BOUND_MS));
         const key = await child.key;
         await child.exited;
         o.stats?.add(FIRST_KEY_STAGE, performance.now() - t0);
         if (key === null) return null;
-        if (this.#released) {
+        if (this.#released && !this.#taken) {
           key.fill(0);
           return null;
         }

@@ -287,7 +287,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     // end of the archive
     for (const d of sequencer.end()) await act(d, null);
   } catch (e) {
-    ctx.firstChunk?.release();
+    ctx.firstChunk?.abandon();
     slots.stopWarming();
     const err = isQvmBackupError(e) ? e : new QvmBackupError('ERR_INTERNAL', `restore pass: ${e instanceof Error ? e.message : String(e)}`, {}, e);
     dropWaiting(pending);

@@ -95,7 +95,7 @@ export interface RestoreDataContext {
   stats?: RunStats;
   /** format 4: the first chunk's key, derived while the plan was confirmed (first-chunk-key.ts; the
    *  reader handed to restoreData must be the same object, and its memory the one it was derived in) */
-  firstChunk?: { take(member: OuterMember, name: string): EarlyKey | undefined; release(): void };
+  firstChunk?: { take(member: OuterMember, name: string): EarlyKey | undefined; release(): void; abandon(): void };
 }
 
 /** Outcome for one selected subdir. */

@@ -26,14 +26,15 @@ after(async () => {
   await pool.destroy();
 });
 
-/** The pool, with the derivations the data pass asks of it counted. */
+/** The pool, with the derivations the data pass asks of it counted (a key derived ahead of its
+ *  chunk, or a chunk decrypted without one). */
 function counted(): { pool: WorkerPool; derived: () => number } {
   let n = 0;
   const proxy = new Proxy(pool, {
     get(target, prop) {
       if (prop === 'run') {
         return (task: string, ...rest: unknown[]) => {
-          if (task === 'scryptDerive') n++;
+          if (task === 'scryptDerive' || (task === 'scryptDecrypt' && (rest[0] as { derived?: unknown }).derived === undefined)) n++;
           return (target.run as (t: string, ...a: unknown[]) => Promise<unknown>)(task, ...rest);
         };
       }
@@ -55,7 +56,7 @@ async function forged(bin: Buffer, logN: number): Promise<Buffer> {
 }
 
 /** Head, data context and memory of `bin`, with the key of its first chunk on the way. */
-async function prepare(bin: Buffer, select: (sel: Map<string, { vm: string; stagingDir: string }>) => void = () => {}) {
+async function prepare(bin: Buffer, select: (sel: Map<string, { vm: string; stagingDir: string }>) => void = () => {}, maxMemory = RESTORE_MIN_MAX_MEMORY) {
   const { exp } = loadFixture(FIXTURE);
   const reader = readerOf(bin);
   const head = await readArchiveHead(reader, 'qubes', { pool });
@@ -63,7 +64,7 @@ async function prepare(bin: Buffer, select: (sel: Map<string, { vm: string; stag
   const staging = tempDir();
   const sel = new Map(selectionOf(exp, staging));
   select(sel);
-  const ctx: RestoreDataContext = { head, passphrase: 'qubes', pool: c.pool, qubesXml: parseQubesXml(head.qubesXmlBytes), slotBytes: 2 * 1024 * 1024, maxMemory: RESTORE_MIN_MAX_MEMORY };
+  const ctx: RestoreDataContext = { head, passphrase: 'qubes', pool: c.pool, qubesXml: parseQubesXml(head.qubesXmlBytes), slotBytes: 2 * 1024 * 1024, maxMemory };
   const memory = dataPassMemory(ctx);
   const first = new FirstChunkKey(reader, { header: head.header, passphrase: 'qubes', kdf: memory.kdf, selected: (subdir) => sel.has(subdir) });
   const run = () => restoreData(first, { ...ctx, firstChunk: first }, sel, memory);
@@ -88,6 +89,22 @@ test('the first chunk\'s key is derived ahead in a child and used by the data pa
     checkAll(p.staging, p.exp);
   } finally {
     fs.rmSync(p.staging, { recursive: true, force: true });
+  }
+});
+
+test('the data pass reaches the first chunk before its key is there (an answer at once): it waits for the child\'s key, never derives it again', async (t) => {
+  if (!have) return t.skip('fixture missing');
+  const { bin } = loadFixture(FIXTURE);
+  for (let round = 0; round < 3; round++) {
+    const p = await prepare(bin);
+    try {
+      const result = await p.run(); // at once: the child is still starting
+      assert.equal(result.ok, true, result.archiveError?.message);
+      assert.equal(p.c.derived(), (await dataChunks(bin, () => true)) - 1, 'the first chunk\'s key derived in the pool as well');
+      checkAll(p.staging, p.exp);
+    } finally {
+      fs.rmSync(p.staging, { recursive: true, force: true });
+    }
   }
 });
 
@@ -201,6 +218,21 @@ test('a first chunk forged to another logN: its key is derived ahead, it does no
     assert.match(vm9?.error?.code ?? '', /^ERR_CHUNK_AUTH$/, vm9?.error?.message);
     checkAll(p.staging, p.exp, new Set([FIRST]));
   } finally {
+    fs.rmSync(p.staging, { recursive: true, force: true });
+  }
+});
+
+test('a derivation that fits in one derivation\'s room but not with the child\'s own memory beside it: no child (the data pass derives it in a worker)', async (t) => {
+  if (!have) return t.skip('fixture missing');
+  const MiB = 1024 * 1024;
+  // logN 21: 2 GiB and a little; --max-memory leaving 2080 MiB per derivation (255 MiB for chunks)
+  const p = await prepare(await forged(loadFixture(FIXTURE).bin, 21), () => {}, (255 + 2080) * MiB);
+  try {
+    assert.equal(p.memory.kdf.limits.maxKdfBytes, 2080 * MiB);
+    assert.equal(await p.first.derived(), false);
+    assert.equal(p.first.childPid, undefined);
+  } finally {
+    p.first.abandon();
     fs.rmSync(p.staging, { recursive: true, force: true });
   }
 });
