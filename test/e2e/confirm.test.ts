@@ -3,13 +3,12 @@
 // on stdin the run goes on without asking (scripts, cron), as documented in README.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { BACKUP_BIN, RESTORE_BIN, haveCmd, node, passFile, sampleIn, tempDir } from '../helpers/cli.js';
+import { BACKUP_BIN, RESTORE_BIN, haveCmd, node, passFile, sampleIn, smallSampleArchive, tempDir } from '../helpers/cli.js';
 import { alive, cmdline, descendants, waitFor } from '../helpers/processes.js';
-import { memberOffsets } from '../main/restore/stream/stream-helpers.js';
+import { forgeFirstChunkLogN } from '../main/restore/stream/stream-helpers.js';
 
 const MiB = 1024 * 1024;
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -101,11 +100,7 @@ const scryptChild = (pid: number): number | undefined => descendants(pid).find((
 test('on a terminal, format 4: the first chunk\'s key is derived in a child while the question waits; the restore uses it (--stats), and "n" kills it at once', { skip: pty, timeout: 240_000 }, async () => {
   const t = tempDir('qvmb-confirm-');
   try {
-    const { root, home } = sampleIn(t.dir, { bigImageBytes: 4 * MiB, bigDataBytes: 256 * 1024, smallImageBytes: 1 * MiB, smallDataBytes: 16 * 1024 });
-    const pw = passFile(t.dir);
-    const archive = join(t.dir, 'b.bin');
-    const b = node(BACKUP_BIN, ['-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '12', archive, 'vault']);
-    assert.equal(b.status, 0, b.stderr);
+    const { archive, pw } = smallSampleArchive(t.dir);
     const host = join(t.dir, 'host');
     const hh = join(t.dir, 'hh', 'user');
     mkdirSync(hh, { recursive: true });
@@ -115,13 +110,8 @@ test('on a terminal, format 4: the first chunk\'s key is derived in a child whil
     assert.match(r.out, /first chunk key \(a child process, while the plan is confirmed\)/, r.out);
 
     // the first data chunk asks for logN 21 (2 GiB, ~10 s; its header's checksum recomputed)
-    const bin = readFileSync(archive);
-    const first = [...(await memberOffsets(bin)).entries()].find(([n]) => n.endsWith('.000.enc') && !n.startsWith('qubes.xml'))!;
-    const at = first[1].offset;
-    bin[at + 7] = 21;
-    createHash('sha256').update(bin.subarray(at, at + 48)).digest().copy(bin, at + 48, 0, 16);
     const slow = join(t.dir, 'slow.bin');
-    writeFileSync(slow, bin);
+    writeFileSync(slow, await forgeFirstChunkLogN(readFileSync(archive), 21));
     let child: number | undefined;
     const n = await onTerminal([RESTORE_BIN, '--ignore-missing', '-p', pw, '--qubes-root', host, '--dom0-home', hh, '--rename-conflicting', slow], 'n\n', async (pid) => {
       await waitFor('the scrypt child deriving', () => (child = scryptChild(pid)) !== undefined, 30_000);

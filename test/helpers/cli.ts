@@ -51,3 +51,13 @@ export function sampleIn(dir: string, sizes: Omit<SampleOptions, 'root' | 'home'
   makeSampleCollection({ root, home, ...sizes });
   return { root, home };
 }
+
+/** A small sample collection (VM `vault`) backed up at logN 12 into `dir/b.bin`, with its passphrase file. */
+export function smallSampleArchive(dir: string): { archive: string; pw: string } {
+  const { root, home } = sampleIn(dir, { bigImageBytes: 4 * 1024 * 1024, bigDataBytes: 256 * 1024, smallImageBytes: 1024 * 1024, smallDataBytes: 16 * 1024 });
+  const pw = passFile(dir);
+  const archive = join(dir, 'b.bin');
+  const b = node(BACKUP_BIN, ['-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '12', archive, 'vault']);
+  if (b.status !== 0) throw new Error(`backup failed: ${b.stderr}`);
+  return { archive, pw };
+}

@@ -4,14 +4,13 @@
 // once; its memory is counted in the data pass's budget while it runs; and a broken or hostile
 // first member is reported by the data pass as without it.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { after, before, test } from 'node:test';
 import { WorkerPool } from '../../../../src/main/pipeline/worker-pool.js';
 import { parseQubesXml } from '../../../../src/main/qubes-xml/index.js';
 import { FirstChunkKey, dataPassMemory, readArchiveHead, restoreData, RESTORE_MIN_MAX_MEMORY, type RestoreDataContext } from '../../../../src/main/restore/stream/index.js';
 import { alive, waitFor } from '../../../helpers/processes.js';
-import { checkAll, fixtureNames, loadFixture, memberOffsets, readerOf, selectionOf, tempDir } from './stream-helpers.js';
+import { checkAll, fixtureNames, forgeFirstChunkLogN, loadFixture, memberOffsets, readerOf, selectionOf, tempDir } from './stream-helpers.js';
 
 const FIXTURE = 'v4-gzip';
 const FIRST = 'vm9/'; // the subdir of the archive's first data member (vm9/root.img.000.enc)
@@ -43,16 +42,6 @@ function counted(): { pool: WorkerPool; derived: () => number } {
     },
   });
   return { pool: proxy, derived: () => n };
-}
-
-/** The archive with its first data chunk's scrypt header asking for `logN` (checksum recomputed:
- *  the header parses; the chunk no longer authenticates). */
-async function forged(bin: Buffer, logN: number): Promise<Buffer> {
-  const at = (await memberOffsets(bin)).get(FIRST_MEMBER)!.offset;
-  const out = Buffer.from(bin);
-  out[at + 7] = logN;
-  createHash('sha256').update(out.subarray(at, at + 48)).digest().copy(out, at + 48, 0, 16);
-  return out;
 }
 
 /** Head, data context and memory of `bin`, with the key of its first chunk on the way. */
@@ -144,7 +133,7 @@ test('released before the first member arrived: nothing derived ahead, the data 
 
 test('a long derivation (logN 21, 2 GiB) holds its memory in the data pass\'s budget while it runs, and release() kills it at once and gives the memory back', async (t) => {
   if (!have) return t.skip('fixture missing');
-  const p = await prepare(await forged(loadFixture(FIXTURE).bin, 21));
+  const p = await prepare(await forgeFirstChunkLogN(loadFixture(FIXTURE).bin, 21));
   try {
     await waitFor('the child deriving', () => p.first.childPid !== undefined && alive(p.first.childPid), 20_000);
     const pid = p.first.childPid!;
@@ -191,7 +180,7 @@ test('an archive that breaks off inside the first member\'s header or its scrypt
 test('a first chunk whose scrypt header asks for more than --max-memory allows: no child, its VM fails with ERR_TOO_LARGE as before', async (t) => {
   if (!have) return t.skip('fixture missing');
   const { bin } = loadFixture(FIXTURE);
-  const p = await prepare(await forged(bin, 22)); // 4 GiB per derivation
+  const p = await prepare(await forgeFirstChunkLogN(bin, 22)); // 4 GiB per derivation
   try {
     assert.equal(await p.first.derived(), false);
     assert.equal(p.first.childPid, undefined);
@@ -209,7 +198,7 @@ test('a first chunk whose scrypt header asks for more than --max-memory allows: 
 test('a first chunk forged to another logN: its key is derived ahead, it does not authenticate the chunk, its VM fails, the others restore', async (t) => {
   if (!have) return t.skip('fixture missing');
   const { bin } = loadFixture(FIXTURE);
-  const p = await prepare(await forged(bin, 11));
+  const p = await prepare(await forgeFirstChunkLogN(bin, 11));
   try {
     assert.equal(await p.first.derived(), true);
     const result = await p.run();
@@ -226,7 +215,7 @@ test('a derivation that fits in one derivation\'s room but not with the child\'s
   if (!have) return t.skip('fixture missing');
   const MiB = 1024 * 1024;
   // logN 21: 2 GiB and a little; --max-memory leaving 2080 MiB per derivation (255 MiB for chunks)
-  const p = await prepare(await forged(loadFixture(FIXTURE).bin, 21), () => {}, (255 + 2080) * MiB);
+  const p = await prepare(await forgeFirstChunkLogN(loadFixture(FIXTURE).bin, 21), () => {}, (255 + 2080) * MiB);
   try {
     assert.equal(p.memory.kdf.limits.maxKdfBytes, 2080 * MiB);
     assert.equal(await p.first.derived(), false);

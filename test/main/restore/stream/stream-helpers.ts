@@ -173,3 +173,16 @@ export function sparseImage(dir: string, o: { runBytes: number; seed: number; of
   fs.closeSync(fd);
   return { image, tar: innerStream(dir, 'vm3/', false) };
 }
+
+/** `bin` with the scrypt header of its first data chunk (or of member `name`) asking for `logN`,
+ *  its checksum recomputed: the header parses, the chunk no longer authenticates. */
+export async function forgeFirstChunkLogN(bin: Buffer, logN: number, name?: string): Promise<Buffer> {
+  const members = [...(await memberOffsets(bin)).entries()];
+  const hit = members.find(([n]) => (name === undefined ? n.endsWith('.000.enc') && !n.startsWith('qubes.xml') : n === name));
+  if (hit === undefined) throw new Error('no data chunk in the archive');
+  const at = hit[1].offset;
+  const out = Buffer.from(bin);
+  out[at + 7] = logN;
+  createHash('sha256').update(out.subarray(at, at + 48)).digest().copy(out, at + 48, 0, 16);
+  return out;
+}
