@@ -69,6 +69,7 @@ export class FirstChunkKey implements OuterSource {
   #child: ChildDerivation | null = null;
   #released = false;
   #taken = false;
+  #abandoned = false;
 
   /** Start reading the first member and deriving its key. */
   constructor(reader: OuterSource, o: FirstChunkKeyOptions) {
@@ -144,6 +145,7 @@ export class FirstChunkKey implements OuterSource {
   /** The run stops (it failed, was cancelled or ended): as release(), and a derivation still
    *  running is killed even when its key was taken (whoever waits for it gets null). */
   abandon(): void {
+    this.#abandoned = true;
     this.release();
     this.#child?.kill();
   }
@@ -160,6 +162,11 @@ export class FirstChunkKey implements OuterSource {
     // a failed read is the data pass's to report (its next read of the stream fails the same way)
     const key: EarlyKey = head.then((h) => this.#derive(h, d.name, o), () => null);
     this.#early = { member: m, name: d.name, key };
+  }
+
+  /** Whether nobody will use the key: released before it was taken, or the run stopped. */
+  #gone(): boolean {
+    return this.#abandoned || (this.#released && !this.#taken);
   }
 
   /** Derive the key of scrypt file head `h` (chunk `name`) in a child; null when it cannot be. */
@@ -180,14 +187,14 @@ export class FirstChunkKey implements OuterSource {
     try {
       // its memory is held in the data pass's budget until the child is gone
       return await o.kdf.run({ bytes: bytes + CHILD_OVERHEAD_BYTES, inModule: false }, async () => {
-        if (this.#released && !this.#taken) return null;
+        if (this.#gone()) return null;
         const t0 = performance.now();
         const child = (this.#child = deriveInChild(passphrase, parsed.salt, q, o.boundMs ?? BOUND_MS));
         const key = await child.key;
         await child.exited;
         o.stats?.add(FIRST_KEY_STAGE, performance.now() - t0);
         if (key === null) return null;
-        if (this.#released && !this.#taken) {
+        if (this.#gone()) {
           key.fill(0);
           return null;
         }

@@ -287,9 +287,12 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     // end of the archive
     for (const d of sequencer.end()) await act(d, null);
   } catch (e) {
-    ctx.firstChunk?.abandon();
     slots.stopWarming();
     const err = isQvmBackupError(e) ? e : new QvmBackupError('ERR_INTERNAL', `restore pass: ${e instanceof Error ? e.message : String(e)}`, {}, e);
+    // a stop kills a derivation ahead even when its key was taken (its chunk then fails at once);
+    // a broken archive lets a taken one end: its chunk is still decoded, and would derive it again
+    if (ctx.signal?.aborted === true || err.code === 'ERR_CANCELLED') ctx.firstChunk?.abandon();
+    else ctx.firstChunk?.release();
     dropWaiting(pending);
     dropWaiting(held);
     pending = held = null;

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { after, before, test } from 'node:test';
 import { WorkerPool } from '../../../../src/main/pipeline/worker-pool.js';
 import { parseQubesXml } from '../../../../src/main/qubes-xml/index.js';
-import { FirstChunkKey, dataPassMemory, readArchiveHead, restoreData, RESTORE_MIN_MAX_MEMORY, type RestoreDataContext } from '../../../../src/main/restore/stream/index.js';
+import { FirstChunkKey, dataPassMemory, readArchiveHead, restoreData, RESTORE_MIN_MAX_MEMORY, type DataPassMemory, type RestoreDataContext } from '../../../../src/main/restore/stream/index.js';
 import { alive, waitFor } from '../../../helpers/processes.js';
 import { checkAll, fixtureNames, forgeFirstChunkLogN, loadFixture, memberOffsets, readerOf, selectionOf, tempDir } from './stream-helpers.js';
 
@@ -27,13 +27,14 @@ after(async () => {
 
 /** The pool, with the derivations the data pass asks of it counted (a key derived ahead of its
  *  chunk, or a chunk decrypted without one). */
-function counted(): { pool: WorkerPool; derived: () => number } {
-  let n = 0;
+function counted(): { pool: WorkerPool; derived: () => number; names: string[] } {
+  const names: string[] = []; // the chunks (`vm9/root.img.000`), from their passphrases (id!chunk!passphrase)
   const proxy = new Proxy(pool, {
     get(target, prop) {
       if (prop === 'run') {
         return (task: string, ...rest: unknown[]) => {
-          if (task === 'scryptDerive' || (task === 'scryptDecrypt' && (rest[0] as { derived?: unknown }).derived === undefined)) n++;
+          const t = rest[0] as { derived?: unknown; passphrase?: string };
+          if (task === 'scryptDerive' || (task === 'scryptDecrypt' && t.derived === undefined)) names.push(t.passphrase?.split('!')[1] ?? '');
           return (target.run as (t: string, ...a: unknown[]) => Promise<unknown>)(task, ...rest);
         };
       }
@@ -41,11 +42,11 @@ function counted(): { pool: WorkerPool; derived: () => number } {
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
-  return { pool: proxy, derived: () => n };
+  return { pool: proxy, derived: () => names.length, names };
 }
 
 /** Head, data context and memory of `bin`, with the key of its first chunk on the way. */
-async function prepare(bin: Buffer, select: (sel: Map<string, { vm: string; stagingDir: string }>) => void = () => {}, maxMemory = RESTORE_MIN_MAX_MEMORY) {
+async function prepare(bin: Buffer, select: (sel: Map<string, { vm: string; stagingDir: string }>) => void = () => {}, maxMemory = RESTORE_MIN_MAX_MEMORY, beforeKey: (memory: DataPassMemory) => void = () => {}) {
   const { exp } = loadFixture(FIXTURE);
   const reader = readerOf(bin);
   const head = await readArchiveHead(reader, 'qubes', { pool });
@@ -55,6 +56,7 @@ async function prepare(bin: Buffer, select: (sel: Map<string, { vm: string; stag
   select(sel);
   const ctx: RestoreDataContext = { head, passphrase: 'qubes', pool: c.pool, qubesXml: parseQubesXml(head.qubesXmlBytes), slotBytes: 2 * 1024 * 1024, maxMemory };
   const memory = dataPassMemory(ctx);
+  beforeKey(memory);
   const first = new FirstChunkKey(reader, { header: head.header, passphrase: 'qubes', kdf: memory.kdf, selected: (subdir) => sel.has(subdir) });
   const run = () => restoreData(first, { ...ctx, firstChunk: first }, sel, memory);
   return { exp, staging, sel, c, memory, first, run };
@@ -222,6 +224,47 @@ test('a derivation that fits in one derivation\'s room but not with the child\'s
     assert.equal(p.first.childPid, undefined);
   } finally {
     p.first.abandon();
+    fs.rmSync(p.staging, { recursive: true, force: true });
+  }
+});
+
+test('an archive that breaks off after the first chunk, the key taken while its child still derives: the child ends its derivation, no worker derives it again', async (t) => {
+  if (!have) return t.skip('fixture missing');
+  const { bin } = loadFixture(FIXTURE);
+  const members = [...(await memberOffsets(bin)).entries()];
+  const second = members[members.findIndex(([n]) => n === FIRST_MEMBER) + 1]![1].offset;
+  for (let round = 0; round < 3; round++) {
+    const p = await prepare(bin.subarray(0, second + 200)); // data pass at once: the child is still starting
+    try {
+      const result = await p.run();
+      assert.equal(result.archiveError?.code, 'ERR_CORRUPT', result.archiveError?.message);
+      assert.ok(!p.c.names.includes('vm9/root.img.000'), `derived again in a worker: ${p.c.names.join(', ')}`);
+    } finally {
+      p.first.abandon();
+      fs.rmSync(p.staging, { recursive: true, force: true });
+    }
+  }
+});
+
+test('taken while its derivation waits for memory, then abandoned (the run stopped): no child is started after', async (t) => {
+  if (!have) return t.skip('fixture missing');
+  const { bin } = loadFixture(FIXTURE);
+  // the budget busy before the key is asked for: another derivation of the data pass holds its whole room
+  let free: () => void = () => {};
+  let hold: Promise<void> = Promise.resolve();
+  const p = await prepare(bin, () => {}, RESTORE_MIN_MAX_MEMORY, (memory) => {
+    hold = memory.kdf.run(memory.kdf.limits.maxKdfBytes, () => new Promise<void>((r) => (free = r)));
+  });
+  try {
+    const m = (await p.first.next())!;
+    const key = p.first.take(m, 'vm9/root.img.000');
+    assert.ok(key !== undefined);
+    p.first.abandon();
+    free();
+    await hold;
+    assert.equal(await key, null);
+    assert.equal(p.first.childPid, undefined, 'a child was started after the run stopped');
+  } finally {
     fs.rmSync(p.staging, { recursive: true, force: true });
   }
 });
