@@ -172,7 +172,7 @@ export class FirstChunkKey implements OuterSource {
   /** Derive the key of scrypt file head `h` (chunk `name`) in a child; null when it cannot be. */
   async #derive(h: Uint8Array, name: string, o: FirstChunkKeyOptions): Promise<Awaited<EarlyKey>> {
     const parsed = readScryptHeader(h);
-    if (this.#released || 'ok' in parsed) return null;
+    if (this.#gone() || 'ok' in parsed) return null;
     let bytes: number;
     try {
       bytes = o.kdf.check(h, name, {}).bytes; // over the limits: the data pass says so, as before
