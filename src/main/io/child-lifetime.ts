@@ -3,6 +3,7 @@
 // PID): when this process ends, even by `kill -9`, the kernel kills them — a tar blocked opening a
 // FIFO, or a command still holding a half-written destination, never outlives the run. Where
 // setpriv is missing the program starts as it is (pipes closing still stop most of them).
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsc, statSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -31,6 +32,17 @@ export function findInPath(name: string, searchPath = process.env['PATH'] ?? '')
 export function diesWithUs(file: string, args: readonly string[]): [string, string[]] {
   if (setpriv === undefined) setpriv = process.platform === 'linux' ? findInPath('setpriv') : null;
   return setpriv === null ? [file, [...args]] : [setpriv, ['--pdeathsig', 'KILL', '--', file, ...args]];
+}
+
+/** SIGKILL to the process group of `child`, started `detached` (a group of its own), unless it has
+ *  ended; when the group is gone already, to the child alone. */
+export function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
 }
 
 let spawnObserver: ((ms: number) => void) | undefined;

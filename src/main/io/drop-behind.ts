@@ -27,7 +27,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { diesWithUs, findInPath } from './child-lifetime.js';
+import { diesWithUs, findInPath, killGroup } from './child-lifetime.js';
 import { spawnFdHelper } from './spawn.js';
 
 const MiB = 1024 * 1024;
@@ -86,13 +86,7 @@ export class DropBehind {
 
   /** SIGKILL to the helper's process group (the shell, its dd and whatever that started). */
   #killGroup(): void {
-    const pid = this.#child?.pid;
-    if (pid === undefined || this.#child!.exitCode !== null || this.#child!.signalCode !== null) return;
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      this.#child!.kill('SIGKILL'); // the group is gone: the shell alone, if it is still there
-    }
+    if (this.#child) killGroup(this.#child);
   }
 
   /** The helper, started now; null (and reported) when it cannot be. Never throws. */

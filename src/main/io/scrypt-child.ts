@@ -12,7 +12,7 @@
 // (setpriv --pdeathsig) and runs in a process group of its own, killed whole (its exit follows at
 // once). Every wait for it is bounded (`boundMs`).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { diesWithUs, timedSpawn } from './child-lifetime.js';
+import { diesWithUs, killGroup, timedSpawn } from './child-lifetime.js';
 import { scryptMaxmem, type ScryptParams } from '../../workers/scrypt-file.js';
 
 /** The key length a format 4 chunk derives (AES-256 key and HMAC key). */
@@ -58,15 +58,7 @@ export function deriveInChild(passphrase: Uint8Array, salt: Uint8Array, q: Scryp
   } catch {
     return { key: Promise.resolve(null), exited: Promise.resolve(), pid: undefined, kill: () => {} };
   }
-  const gone = (): boolean => child.exitCode !== null || child.signalCode !== null;
-  const killGroup = (): void => {
-    if (child.pid === undefined || gone()) return;
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      child.kill('SIGKILL');
-    }
-  };
+  const kill = (): void => killGroup(child);
   const exited = new Promise<void>((resolve) => {
     child.once('error', () => resolve()); // no process (EAGAIN, EMFILE: node gives a child without pipes)
     child.once('exit', () => resolve());
@@ -79,7 +71,7 @@ export function deriveInChild(passphrase: Uint8Array, salt: Uint8Array, q: Scryp
   });
   child.stdout?.on('error', () => {});
   child.stdin?.on('error', () => {}); // a child gone before it read its request
-  const timer = setTimeout(killGroup, boundMs);
+  const timer = setTimeout(kill, boundMs);
   timer.unref();
   const key = new Promise<Uint8Array | null>((resolve) => {
     child.once('error', () => resolve(null));
@@ -91,10 +83,10 @@ export function deriveInChild(passphrase: Uint8Array, salt: Uint8Array, q: Scryp
   }).finally(() => clearTimeout(timer));
   void exited.finally(() => clearTimeout(timer));
   if (child.stdin == null || child.stdout == null) {
-    killGroup();
+    kill();
   } else {
     const request = JSON.stringify({ pass: Buffer.from(passphrase).toString('hex'), salt: Buffer.from(salt).toString('hex'), logN: q.logN, r: q.r, p: q.p, maxmem: scryptMaxmem(q) });
     child.stdin.end(request);
   }
-  return { key, exited, pid: child.pid, kill: killGroup };
+  return { key, exited, pid: child.pid, kill };
 }

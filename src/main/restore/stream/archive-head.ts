@@ -13,6 +13,7 @@ import { outerStep, readSmallMember, shownName, type OuterMember, type OuterSour
 import { KdfBudget, RESTORE_MIN_MAX_MEMORY } from './kdf-budget.js';
 import { describeNoMember, describeNonTarStart, describeOtherTar, notABackup } from './not-a-backup.js';
 import { decompressSmall, opensslDecryptSmall, scryptDecryptSmall, taskFailureError } from './small-decode.js';
+import { v4ChunkPassphrase } from './chunk-decoder.js';
 import type { ArchiveHead, ReadHeadOptions } from './types.js';
 import { readScryptHeader, scryptCost } from '../../../workers/scrypt-file.js';
 
@@ -115,7 +116,7 @@ interface EarlyXml {
 
 /** Finish the early qubes.xml: use its decryption if the verified header has the same backup-id. */
 async function qubesXmlFromEarly(e: EarlyXml, header: BackupHeader, passphrase: string, kdf: KdfBudget, opts: ReadHeadOptions): Promise<Buffer> {
-  const r = header.backupId === e.id ? await e.decoded : await scryptDecryptSmall(opts.pool, `${header.backupId ?? ''}!qubes.xml.000!${passphrase}`, e.data, kdf, 'qubes.xml.000.enc', opts.signal);
+  const r = header.backupId === e.id ? await e.decoded : await scryptDecryptSmall(opts.pool, v4ChunkPassphrase(header.backupId, 'qubes.xml.000', passphrase), e.data, kdf, 'qubes.xml.000.enc', opts.signal);
   if (!r.ok) throw taskFailureError(r, 'qubes.xml.000.enc', { file: 'qubes.xml' });
   return qubesXmlFromInner(header, r.data);
 }
@@ -127,7 +128,7 @@ async function readQubesXml(reader: OuterSource, header: BackupHeader, passphras
   expectQubesXmlChunk(m, header.version, false);
   const data = await readSmallMember(m, QUBES_XML_CHUNK_MAX_BYTES, 'qubes.xml.000');
   if (header.version === 4) {
-    const r = await scryptDecryptSmall(opts.pool, `${header.backupId ?? ''}!qubes.xml.000!${passphrase}`, data, kdf, 'qubes.xml.000.enc', opts.signal);
+    const r = await scryptDecryptSmall(opts.pool, v4ChunkPassphrase(header.backupId, 'qubes.xml.000', passphrase), data, kdf, 'qubes.xml.000.enc', opts.signal);
     if (!r.ok) throw taskFailureError(r, 'qubes.xml.000.enc', { file: 'qubes.xml' });
     return qubesXmlFromInner(header, r.data);
   }

@@ -16,6 +16,17 @@ import { taskFailureError } from './small-decode.js';
 /** A key derived ahead for a v4 chunk (deriveV4Early), or null: decodeV4 derives it itself. */
 export type EarlyKey = Promise<DerivedScryptKey | null>;
 
+/** A key derived ahead for a chunk that will not be decoded: zeroed once it is there. */
+export function wipeEarly(early: EarlyKey | undefined): void {
+  void early?.then((k) => k?.key.fill(0));
+}
+
+/** The scrypt passphrase of format 4 chunk `name` (`vm3/private.img.000`, `qubes.xml.000`): backup
+ *  id, chunk name and the user's passphrase (FORMAT §5.3). */
+export function v4ChunkPassphrase(backupId: string | undefined, name: string, passphrase: string): string {
+  return `${backupId ?? ''}!${name}!${passphrase}`;
+}
+
 /** A decoded chunk (a view into its slot) or why it was rejected. */
 export type DecodedChunk = { ok: true; data: Uint8Array } | { ok: false; error: QvmBackupError };
 
@@ -129,7 +140,7 @@ export class ChunkDecoder {
 
   /** The passphrase of a v4 chunk: backup id, chunk name and the user's passphrase (FORMAT §5.3). */
   #chunkPassphrase(ref: ChunkRef): string {
-    return `${this.#o.header.backupId ?? ''}!${ref.name}!${this.#o.passphrase}`;
+    return v4ChunkPassphrase(this.#o.header.backupId, ref.name, this.#o.passphrase);
   }
 
   /** v2: HMAC-verify, then decrypt and/or decompress the chunk (each chunk is self-contained). */

@@ -22,7 +22,7 @@ import { subdirOfBase } from '../../format/archive-names.js';
 import { deriveInChild, type ChildDerivation } from '../../io/scrypt-child.js';
 import type { RunStats } from '../../stats/run-stats.js';
 import { SCRYPT_OVERHEAD_BYTES, readScryptHeader } from '../../../workers/scrypt-file.js';
-import type { EarlyKey } from './chunk-decoder.js';
+import { v4ChunkPassphrase, wipeEarly, type EarlyKey } from './chunk-decoder.js';
 import type { KdfBudget } from './kdf-budget.js';
 import { MemberSequencer } from './member-sequencer.js';
 import type { OuterMember, OuterSource } from './outer-source.js';
@@ -124,7 +124,7 @@ export class FirstChunkKey implements OuterSource {
     this.#early = null;
     if (e === null || e.name !== name) {
       this.#child?.kill();
-      wipe(e?.key);
+      wipeEarly(e?.key);
       return Promise.resolve(null); // its header is read: decodeV4 derives from the whole chunk
     }
     this.#taken = true; // the data pass waits for it now: release() leaves it running
@@ -139,7 +139,7 @@ export class FirstChunkKey implements OuterSource {
     if (!this.#taken) this.#child?.kill();
     const e = this.#early;
     this.#early = null;
-    wipe(e?.key);
+    wipeEarly(e?.key);
   }
 
   /** The run stops (it failed, was cancelled or ended): as release(), and a derivation still
@@ -183,7 +183,7 @@ export class FirstChunkKey implements OuterSource {
     // data pass derives it in a worker instead
     if (bytes + CHILD_OVERHEAD_BYTES > o.kdf.limits.maxKdfBytes) return null;
     const q = { logN: parsed.logN, r: parsed.r, p: parsed.p };
-    const passphrase = Buffer.from(`${o.header.backupId ?? ''}!${name}!${o.passphrase}`, 'utf8');
+    const passphrase = Buffer.from(v4ChunkPassphrase(o.header.backupId, name, o.passphrase), 'utf8');
     try {
       // its memory is held in the data pass's budget until the child is gone
       return await o.kdf.run({ bytes: bytes + CHILD_OVERHEAD_BYTES, inModule: false }, async () => {
@@ -206,9 +206,4 @@ export class FirstChunkKey implements OuterSource {
       passphrase.fill(0);
     }
   }
-}
-
-/** Zero a key derived ahead once it is there. */
-function wipe(key: EarlyKey | undefined): void {
-  void key?.then((k) => k?.key.fill(0));
 }

@@ -11,7 +11,7 @@ import type { Slot } from '../../pipeline/slot-pool.js';
 import { ChunkSlots } from './chunks-in-flight.js';
 import { getMaxListeners, setMaxListeners } from 'node:events';
 import path from 'node:path';
-import { ChunkDecoder, type ChunkRef, type EarlyKey, type V3StreamState } from './chunk-decoder.js';
+import { ChunkDecoder, wipeEarly, type ChunkRef, type EarlyKey, type V3StreamState } from './chunk-decoder.js';
 import { SCRYPT_OVERHEAD_BYTES } from '../../../workers/scrypt-file.js';
 import { openMultiVolumeExtractor, openStreamExtractor, openWhenReady, tarReady } from './file-extractor.js';
 import { loadSpawner } from '../../io/spawn.js';
@@ -65,11 +65,6 @@ interface Waiting {
 
 /** Chunks from this size on make the next large slot ready ahead (ChunkSlots' warmAfter). */
 const WARM_AFTER_BYTES = 32 * 1024 * 1024;
-
-/** A key derived ahead for a chunk that will not be decoded: zeroed once it is there. */
-function wipeEarly(early: EarlyKey | undefined): void {
-  void early?.then((k) => k?.key.fill(0));
-}
 
 /** The data pass's memory: its chunk slots, decompression slots and key-derivation budget (none of
  *  it allocated yet: slots are made as they are first taken). */
