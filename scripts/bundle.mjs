@@ -34,13 +34,19 @@ const banner = [
   "const __dirname = __bundlePath(new URL('.', import.meta.url));",
 ].join(' ');
 
+// Each command also gets its start file (<command>.start.mjs, from <command>.start.js: src/main/cli/start.ts),
+// which the launcher runs: it prepares the process, then loads the command's bundle (not part of it:
+// its import is by a computed URL). Made after the bundles, so that a start file is never newer than
+// the bundle it loads.
 const entries = [
   ['dist/src/main/cli/qvm-backup.js', 'dist/src/main/cli/qvm-backup.bundle.mjs'],
   ['dist/src/main/cli/qvm-backup-restore.js', 'dist/src/main/cli/qvm-backup-restore.bundle.mjs'],
   ['dist/src/workers/pool-entry.js', 'dist/src/workers/pool-entry.bundle.mjs'],
+  ['dist/src/main/cli/qvm-backup.start.js', 'dist/src/main/cli/qvm-backup.start.mjs'],
+  ['dist/src/main/cli/qvm-backup-restore.start.js', 'dist/src/main/cli/qvm-backup-restore.start.mjs'],
 ];
 
-// node >= 22.1 caches the bundles' compiled code there (the launchers, src/main/compile-cache.ts); a
+// node >= 22.1 caches the bundles' compiled code there (src/main/cli/start.ts); a
 // new build has new bundles, whose entries would only pile up beside the old ones'
 // (only tidying: node rejects an entry whose source changed). Best effort: a cache root made
 // when running from this checkout is root's, and must not fail the build of the checkout's owner.

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, readdirSync, readFileSync, existsSync, mkdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, existsSync, mkdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, node, run, BACKUP_BIN, BACKUP_CMD, RESTORE_CMD, ROOT, launcherEnv, sampleIn } from '../helpers/cli.js';
 import { alive, cmdline, descendants, environOf, exeOf, waitFor } from '../helpers/processes.js';
@@ -173,16 +173,17 @@ test('npm packs the launchers as the bins, executable, with the entries they sta
     const entry = `dist/src/main/cli/${name}`;
     assert.ok(files.has(`${entry}.js`), `${entry}.js is packed`);
     assert.ok(files.has(`${entry}.bundle.mjs`), `${entry}.bundle.mjs is packed`);
+    assert.ok(files.has(`${entry}.start.mjs`), `${entry}.start.mjs is packed`);
     const text = readFileSync(join(ROOT, path), 'utf8');
     assert.ok(text.includes(`\nentry="\${self%/*}/../${entry}"\n`), text);
-    assert.match(text, /^#!\/bin\/sh\n[\s\S]*\n {2}exec node "\$entry\.bundle\.mjs" "\$@"\nfi\nexec node "\$entry\.js" "\$@"\n$/);
+    assert.match(text, /^#!\/bin\/sh\n[\s\S]*\n {2}exec node "\$entry\.start\.mjs" "\$@"\nfi\nexec node "\$entry\.js" "\$@"\n$/);
     const v = run(join(ROOT, path), ['--version'], { env: launcherEnv() });
     assert.equal(v.status, 0, v.stderr);
     assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
   }
 });
 
-test('the launcher runs the one-file bundle when it is not older than the compiled entry, else the entry', () => {
+test('the launcher runs the start file when it is not older than the compiled entry, else the entry; from a link, a relative path or none', () => {
   const t = tempDir();
   try {
     const bin = join(t.dir, 'bin');
@@ -191,23 +192,32 @@ test('the launcher runs the one-file bundle when it is not older than the compil
     mkdirSync(cli, { recursive: true });
     copyFileSync(join(ROOT, 'bin/qvm-backup-restore'), join(bin, 'qvm-backup-restore'));
     const plain = join(cli, 'qvm-backup-restore.js');
-    const bundle = join(cli, 'qvm-backup-restore.bundle.mjs');
+    const started = join(cli, 'qvm-backup-restore.start.mjs');
     writeFileSync(plain, 'console.log("entry", process.argv.slice(2).join(" "));\n');
-    const ran = (): string => {
-      const r = run(join(bin, 'qvm-backup-restore'), ['a b', 'c'], { env: launcherEnv() });
+    const ran = (cmd = join(bin, 'qvm-backup-restore'), cwd?: string): string => {
+      const r = run(cmd, ['a b', 'c'], { env: launcherEnv(), ...(cwd !== undefined ? { cwd } : {}) });
       assert.equal(r.status, 0, r.stderr);
       return r.stdout;
     };
-    assert.equal(ran(), 'entry a b c\n', 'no bundle: the entry');
-    writeFileSync(bundle, 'console.log("bundle", process.argv.slice(2).join(" "));\n');
+    assert.equal(ran(), 'entry a b c\n', 'no start file: the entry');
+    writeFileSync(started, 'console.log("start", process.argv.slice(2).join(" "));\n');
     const now = Date.now() / 1000;
     utimesSync(plain, now - 10, now - 10);
-    utimesSync(bundle, now, now);
-    assert.equal(ran(), 'bundle a b c\n', 'newer bundle');
-    utimesSync(bundle, now - 10, now - 10);
-    assert.equal(ran(), 'bundle a b c\n', 'same time (npm pack gives every file one date)');
+    utimesSync(started, now, now);
+    assert.equal(ran(), 'start a b c\n', 'newer start file');
+    // npm links the commands into its bin directory; the link is followed to the package
+    const links = join(t.dir, 'links');
+    mkdirSync(links);
+    symlinkSync(join(bin, 'qvm-backup-restore'), join(links, 'qvm-backup-restore'));
+    assert.equal(ran(join(links, 'qvm-backup-restore')), 'start a b c\n', 'started through a link');
+    assert.equal(ran('bin/qvm-backup-restore', t.dir), 'start a b c\n', 'a relative path');
+    const bare = run('sh', ['qvm-backup-restore', 'a b', 'c'], { env: launcherEnv(), cwd: bin });
+    assert.equal(bare.status, 0, bare.stderr);
+    assert.equal(bare.stdout, 'start a b c\n', 'a path without a slash');
+    utimesSync(started, now - 10, now - 10);
+    assert.equal(ran(), 'start a b c\n', 'same time (npm pack gives every file one date)');
     utimesSync(plain, now, now);
-    assert.equal(ran(), 'entry a b c\n', 'an older bundle never shadows a later build');
+    assert.equal(ran(), 'entry a b c\n', 'an older start file never shadows a later build');
   } finally {
     t.cleanup();
   }

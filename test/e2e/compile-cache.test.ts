@@ -1,6 +1,8 @@
-// The launchers' compile cache (bin/qvm-backup, src/main/compile-cache.ts): node >= 22.1 keeps the
-// bundles' compiled code beside them in dist/.compile-cache, for the main thread and the workers;
-// no process we spawn inherits the variable; a cache the user chose (or disabled) is left alone.
+// What the launchers set up before the command's bundle (bin/qvm-backup, src/main/cli/start.ts):
+// node >= 22.1 keeps the bundles' compiled code beside them in dist/.compile-cache, for the main
+// thread and the workers; no process we spawn inherits the variable; a cache the user chose (or
+// disabled) is left alone. Node starts without NODE_EXTRA_CA_CERTS, and the programs we spawn get
+// it back as the user set it.
 // Run on a copy of the installed layout (bin/, the bundles, node_modules linked), so that the
 // cache directory is this test's own.
 import { test } from 'node:test';
@@ -14,7 +16,7 @@ import { ROOT, launcherEnv, passFile, sampleIn, tempDir } from '../helpers/cli.j
 const MiB = 1024 * 1024;
 /** node:module.enableCompileCache exists from node 22.1 on, with NODE_COMPILE_CACHE */
 const NODE_HAS_COMPILE_CACHE = typeof (createRequire(import.meta.url)('node:module') as { enableCompileCache?: unknown }).enableCompileCache === 'function';
-const BUNDLED = existsSync(join(ROOT, 'dist/src/main/cli/qvm-backup.bundle.mjs')) && existsSync(join(ROOT, 'dist/src/workers/pool-entry.bundle.mjs'));
+const BUNDLED = ['dist/src/main/cli/qvm-backup.bundle.mjs', 'dist/src/main/cli/qvm-backup.start.mjs', 'dist/src/workers/pool-entry.bundle.mjs'].every((f) => existsSync(join(ROOT, f)));
 
 /** bin/qvm-backup and what it runs, copied to `dir` (the worker entry's plain module only as the older
  *  stand-in the bundle is chosen over). */
@@ -22,6 +24,7 @@ function installCopy(dir: string): string {
   for (const d of ['bin', 'dist/src/main/cli', 'dist/src/workers']) mkdirSync(join(dir, d), { recursive: true });
   copyFileSync(join(ROOT, 'bin/qvm-backup'), join(dir, 'bin/qvm-backup'));
   copyFileSync(join(ROOT, 'dist/src/main/cli/qvm-backup.bundle.mjs'), join(dir, 'dist/src/main/cli/qvm-backup.bundle.mjs'));
+  copyFileSync(join(ROOT, 'dist/src/main/cli/qvm-backup.start.mjs'), join(dir, 'dist/src/main/cli/qvm-backup.start.mjs'));
   copyFileSync(join(ROOT, 'dist/src/workers/pool-entry.bundle.mjs'), join(dir, 'dist/src/workers/pool-entry.bundle.mjs'));
   writeFileSync(join(dir, 'dist/src/workers/pool-entry.js'), '');
   utimesSync(join(dir, 'dist/src/workers/pool-entry.js'), 1_000_000, 1_000_000);
@@ -50,24 +53,36 @@ test('the launcher caches the compiled bundles in dist/.compile-cache, and nothi
     const cmd = installCopy(join(t.dir, 'install'));
     const cache = join(t.dir, 'install/dist/.compile-cache');
     const userCache = join(t.dir, 'user-cache');
-    const cases: { name: string; env: NodeJS.ProcessEnv; childSees: string | undefined; ours: boolean }[] = [
+    const certs = join(t.dir, 'certs with spaces.pem');
+    writeFileSync(certs, '');
+    const cases: { name: string; env: NodeJS.ProcessEnv; childSees: string | undefined; ours: boolean; certs?: string | undefined }[] = [
       { name: 'default', env: {}, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE },
       { name: "the user's cache", env: { NODE_COMPILE_CACHE: userCache }, childSees: userCache, ours: false },
       { name: 'disabled', env: { NODE_DISABLE_COMPILE_CACHE: '1' }, childSees: undefined, ours: false },
-      // a marker the launcher did not set must not make the user's cache look like ours
+      // the marker the launchers used before the start file: nothing reads it any more
       { name: 'a stray QVMB_OWN_COMPILE_CACHE', env: { NODE_COMPILE_CACHE: userCache, QVMB_OWN_COMPILE_CACHE: '1' }, childSees: userCache, ours: false },
+      { name: 'NODE_EXTRA_CA_CERTS', env: { NODE_EXTRA_CA_CERTS: certs }, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE, certs },
+      { name: 'NODE_EXTRA_CA_CERTS empty', env: { NODE_EXTRA_CA_CERTS: '' }, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE, certs: '' },
+      // a value the launcher did not move must not come back as NODE_EXTRA_CA_CERTS
+      { name: 'a stray QVMB_NODE_EXTRA_CA_CERTS', env: { QVMB_NODE_EXTRA_CA_CERTS: certs }, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE },
     ];
     for (const c of cases) {
       const envFile = join(t.dir, `env-${cases.indexOf(c)}.txt`);
-      const r = spawnSync(cmd, ['-q', '--threads', '2', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', '--dest-command', `env > '${envFile}'; cat > /dev/null`, 'loc'], {
-        env: launcherEnv({ NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, QVMB_OWN_COMPILE_CACHE: undefined, ...c.env }),
+      // the command's parent is node (execa runs it with sh -c): what node was started with is in its /proc environ
+      const dest = `env > '${envFile}'; tr '\\0' '\\n' < /proc/$PPID/environ > '${envFile}.node'; cat > /dev/null`;
+      const r = spawnSync(cmd, ['-q', '--threads', '2', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', '--dest-command', dest, 'loc'], {
+        env: launcherEnv({ NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, QVMB_OWN_COMPILE_CACHE: undefined, NODE_EXTRA_CA_CERTS: undefined, QVMB_NODE_EXTRA_CA_CERTS: undefined, ...c.env }),
         encoding: 'utf8',
         timeout: 100_000,
       });
       assert.equal(r.status, 0, `${c.name}: ${r.stderr}`);
       const env = readFileSync(envFile, 'utf8').split('\n');
+      const nodeEnv = readFileSync(`${envFile}.node`, 'utf8').split('\n');
+      assert.ok(nodeEnv.some((l) => l.startsWith('GLIBC_TUNABLES=')), `${c.name}: the environ read is the launcher's node's`);
       assert.deepEqual(env.filter((l) => l.startsWith('NODE_COMPILE_CACHE=')), c.childSees === undefined ? [] : [`NODE_COMPILE_CACHE=${c.childSees}`], c.name);
-      assert.deepEqual(env.filter((l) => l.startsWith('QVMB_OWN_COMPILE_CACHE=')), [], c.name);
+      assert.deepEqual(env.filter((l) => l.startsWith('QVMB_NODE_EXTRA_CA_CERTS=')), [], c.name);
+      assert.deepEqual(env.filter((l) => l.startsWith('NODE_EXTRA_CA_CERTS=')), c.certs === undefined ? [] : [`NODE_EXTRA_CA_CERTS=${c.certs}`], `${c.name}: the command gets it as the user set it`);
+      assert.deepEqual(nodeEnv.filter((l) => l.startsWith('NODE_EXTRA_CA_CERTS=')), [], `${c.name}: node started without it`);
       const cached = cachedSources(cache);
       if (c.ours) {
         assert.ok(cached.includes('qvm-backup.bundle.mjs'), `the command's bundle is cached: ${cached.join(' ')}`);
@@ -82,20 +97,24 @@ test('the launcher caches the compiled bundles in dist/.compile-cache, and nothi
   }
 });
 
-test('the launcher uses dist/.compile-cache only as a directory of its own that no one else can write', { skip: !BUNDLED && 'no bundles (npm run build)', timeout: 60_000 }, () => {
+test('the start file uses dist/.compile-cache only as a directory of its own that no one else can write', { skip: !BUNDLED && 'no bundles (npm run build)', timeout: 60_000 }, () => {
   const t = tempDir();
   try {
     const cmd = installCopy(join(t.dir, 'install'));
     const cache = join(t.dir, 'install/dist/.compile-cache');
     const elsewhere = join(t.dir, 'elsewhere');
-    // under umask 000: what the launcher makes must still be its own alone
+    // under umask 000: what the start file makes must still be its own alone
     const run = (): void => {
       const r = spawnSync('sh', ['-c', 'umask 000; exec "$0" "$@"', cmd, '--version'], { env: launcherEnv({ NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, QVMB_OWN_COMPILE_CACHE: undefined }), encoding: 'utf8', timeout: 30_000 });
       assert.equal(r.status, 0, r.stderr);
     };
     run();
-    assert.equal(statSync(cache).mode & 0o777, 0o700, 'made with umask 077');
-    if (NODE_HAS_COMPILE_CACHE) assert.ok(cachedSources(cache).includes('qvm-backup.bundle.mjs'), 'and used');
+    if (NODE_HAS_COMPILE_CACHE) {
+      assert.equal(statSync(cache).mode & 0o777, 0o700, 'made 0700');
+      assert.ok(cachedSources(cache).includes('qvm-backup.bundle.mjs'), 'and used');
+    } else {
+      assert.equal(existsSync(cache), false, 'node without a compile cache: not made');
+    }
     const unused: [string, () => void][] = [
       ['writable by others', () => {
         mkdirSync(cache);

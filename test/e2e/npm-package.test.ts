@@ -30,7 +30,7 @@ test('npm pack of a fresh checkout builds it; installed from the tarball both co
     assert.equal(packed.status, 0, packed.stderr);
     const info = (JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[/m))) as { filename: string; files: { path: string }[] }[])[0]!;
     const files = new Set(info.files.map((f) => f.path));
-    for (const f of ['bin/qvm-backup', 'bin/qvm-backup-restore', 'dist/src/main/cli/qvm-backup.js', 'dist/src/main/cli/qvm-backup-restore.js', 'dist/src/workers/chunk-worker.js', 'dist/src/main/cli/qvm-backup.bundle.mjs', 'dist/src/main/cli/qvm-backup-restore.bundle.mjs', 'dist/src/workers/pool-entry.bundle.mjs', 'man/qvm-backup.1', 'man/qvm-backup-restore.1']) {
+    for (const f of ['bin/qvm-backup', 'bin/qvm-backup-restore', 'dist/src/main/cli/qvm-backup.js', 'dist/src/main/cli/qvm-backup-restore.js', 'dist/src/workers/chunk-worker.js', 'dist/src/main/cli/qvm-backup.bundle.mjs', 'dist/src/main/cli/qvm-backup-restore.bundle.mjs', 'dist/src/main/cli/qvm-backup.start.mjs', 'dist/src/main/cli/qvm-backup-restore.start.mjs', 'dist/src/workers/pool-entry.bundle.mjs', 'man/qvm-backup.1', 'man/qvm-backup-restore.1']) {
       assert.ok(files.has(f), `${f} is in the package`);
     }
     assert.ok(![...files].some((f) => f.startsWith('dist/test/') || f.startsWith('src/')), 'no tests or TypeScript sources in the package');

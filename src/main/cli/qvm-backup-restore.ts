@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // Node entry of qvm-backup-restore. The installed command is bin/qvm-backup-restore, a shell launcher
 // that sets glibc's huge-page tunable and exec()s node on this file: one process, no re-exec.
-import '../compile-cache.js'; // first: takes the launcher's compile cache out of the environment
 import { main } from './restore-main.js';
 import { reportError } from './common.js';
 

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // Node entry of qvm-backup. The installed command is bin/qvm-backup, a shell launcher that sets
 // glibc's huge-page tunable and exec()s node on this file: one process, whose PID is the one started.
-import '../compile-cache.js'; // first: takes the launcher's compile cache out of the environment
 import { main } from './backup-main.js';
 import { reportError } from './common.js';
 

@@ -54,7 +54,9 @@ export function deriveInChild(passphrase: Uint8Array, salt: Uint8Array, q: Scryp
   let child: ChildProcess;
   try {
     const [file, argv] = diesWithUs(process.execPath, ['-e', CHILD_CODE]);
-    child = timedSpawn(() => spawn(file, argv, { stdio: ['pipe', 'pipe', 'ignore'], detached: true }));
+    // without NODE_EXTRA_CA_CERTS: node 20 would read that file first (~45 ms; cli/start.ts), and this child opens no TLS connection
+    const env = { ...process.env, NODE_EXTRA_CA_CERTS: undefined };
+    child = timedSpawn(() => spawn(file, argv, { stdio: ['pipe', 'pipe', 'ignore'], detached: true, env }));
   } catch {
     return { key: Promise.resolve(null), exited: Promise.resolve(), pid: undefined, kill: () => {} };
   }

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { deriveInChild } from '../../../src/main/io/scrypt-child.js';
 import { scryptDeriveKey } from '../../../src/workers/scrypt-file.js';
-import { alive, cmdline, descendants, waitFor } from '../../helpers/processes.js';
+import { alive, cmdline, descendants, environOf, waitFor } from '../../helpers/processes.js';
 
 const SALT = Uint8Array.from({ length: 32 }, (_, i) => i * 7);
 
@@ -24,9 +24,21 @@ test('the child derives the key the workers derive (64 bytes, a non-ASCII passph
   assert.equal(alive(d.pid), false);
 });
 
-test('kill() ends a long derivation at once: no key, the child gone, nothing left below us', async () => {
-  const d = deriveInChild(Buffer.from('x'), SALT, { logN: 21, r: 8, p: 1 }, 600_000); // 2 GiB, ~10 s
+test('kill() ends a long derivation at once: no key, the child gone, nothing left below us; the child starts without NODE_EXTRA_CA_CERTS', async () => {
+  const had = process.env['NODE_EXTRA_CA_CERTS'];
+  process.env['NODE_EXTRA_CA_CERTS'] = '/nonexistent/certs.pem';
+  let d: ReturnType<typeof deriveInChild>;
+  try {
+    d = deriveInChild(Buffer.from('x'), SALT, { logN: 21, r: 8, p: 1 }, 600_000); // 2 GiB, ~10 s
+  } finally {
+    if (had === undefined) delete process.env['NODE_EXTRA_CA_CERTS'];
+    else process.env['NODE_EXTRA_CA_CERTS'] = had;
+  }
   await waitFor('the child running', () => d.pid !== undefined && alive(d.pid), 10_000);
+  // a process between fork and exec may show an empty environment for a moment
+  let env: string[] = [];
+  await waitFor('the child\'s environment', () => (env = environOf(d.pid!)).some((l) => l.startsWith('PATH=')), 10_000);
+  assert.deepEqual(env.filter((l) => l.startsWith('NODE_EXTRA_CA_CERTS=')), [], 'node 20 would read that file first');
   const t0 = Date.now();
   d.kill();
   assert.equal(await d.key, null);
