@@ -46,7 +46,7 @@ const entries = [
   ['dist/src/main/cli/qvm-backup-restore.start.js', 'dist/src/main/cli/qvm-backup-restore.start.mjs'],
 ];
 
-// node >= 22.1 caches the bundles' compiled code there (src/main/cli/start.ts); a
+// node >= 22.8 caches the bundles' compiled code there (src/main/cli/start.ts); a
 // new build has new bundles, whose entries would only pile up beside the old ones'
 // (only tidying: node rejects an entry whose source changed). Best effort: a cache root made
 // when running from this checkout is root's, and must not fail the build of the checkout's owner.

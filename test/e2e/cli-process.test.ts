@@ -175,7 +175,7 @@ test('npm packs the launchers as the bins, executable, with the entries they sta
     assert.ok(files.has(`${entry}.bundle.mjs`), `${entry}.bundle.mjs is packed`);
     assert.ok(files.has(`${entry}.start.mjs`), `${entry}.start.mjs is packed`);
     const text = readFileSync(join(ROOT, path), 'utf8');
-    assert.ok(text.includes(`\nentry="\${self%/*}/../${entry}"\n`), text);
+    assert.ok(text.includes(`\nentry="$root/${entry}"\n`), text);
     assert.match(text, /^#!\/bin\/sh\n[\s\S]*\n {2}exec node "\$entry\.start\.mjs" "\$@"\nfi\nexec node "\$entry\.js" "\$@"\n$/);
     const v = run(join(ROOT, path), ['--version'], { env: launcherEnv() });
     assert.equal(v.status, 0, v.stderr);
@@ -183,7 +183,7 @@ test('npm packs the launchers as the bins, executable, with the entries they sta
   }
 });
 
-test('the launcher runs the start file when it is not older than the compiled entry, else the entry; from a link, a relative path or none', () => {
+test('the launcher runs the start file when it is not older than the compiled entry, else the entry; from a link (to it or its directory), a relative path or none', () => {
   const t = tempDir();
   try {
     const bin = join(t.dir, 'bin');
@@ -210,6 +210,10 @@ test('the launcher runs the start file when it is not older than the compiled en
     mkdirSync(links);
     symlinkSync(join(bin, 'qvm-backup-restore'), join(links, 'qvm-backup-restore'));
     assert.equal(ran(join(links, 'qvm-backup-restore')), 'start a b c\n', 'started through a link');
+    // a link to the directory: node would not follow it at "bin/..", so the launcher must
+    symlinkSync(bin, join(links, 'bin'));
+    assert.equal(ran(join(links, 'bin/qvm-backup-restore')), 'start a b c\n', 'started through a link to its directory');
+    assert.equal(ran('bin/qvm-backup-restore', links), 'start a b c\n', 'the same, by a relative path');
     assert.equal(ran('bin/qvm-backup-restore', t.dir), 'start a b c\n', 'a relative path');
     const bare = run('sh', ['qvm-backup-restore', 'a b', 'c'], { env: launcherEnv(), cwd: bin });
     assert.equal(bare.status, 0, bare.stderr);

@@ -3,7 +3,8 @@
 // the member tasks), with --threads 1 (the streaming decoder) and with --direct-io (the image written
 // around the page cache): byte-identical every way, holes kept. Through the page cache the image's
 // pages are handed back once flushed (drop-behind: the profile counts the drops, and the restored
-// image is not left in the page cache), and a dd that cannot drop changes nothing but that.
+// image is not left in the page cache), and a dd that cannot drop changes nothing but that (no
+// drops; the image the same).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -60,11 +61,13 @@ test(`a ${DATA_MIB} MiB-data image restores identically with --threads 2 (parall
       if (direct || badDd) assert.equal(drops, 0, `${tag}: no drops`);
       else assert.ok(drops >= 2, `${tag}: the image's pages handed back after its flushes: ${drops} drops`);
       // the page-cache preparation: for the small image always; for the large one only where the
-      // drops could not run (it began once the helper failed, after the first flush)
+      // drops could not run. There it begins when the helper's failure arrives, after the first
+      // flush's drop and ~10-100 ms of spawning: on a loaded machine the rest of the image can be
+      // written by then (0 reads in CI on 12-06), so its count is not checked (the failure itself is
+      // reported once: test/main/io/drop-behind.test.ts)
       const prepared = s.stats?.stages.find((x) => x.stage.startsWith('prepare image pages ahead'))?.count ?? 0;
-      if (badDd) assert.ok(prepared >= 32, `${tag}: the image's pages prepared ahead instead: ${prepared} reads`);
-      else if (!direct) assert.ok(prepared < 16, `${tag}: only the small image prepared ahead: ${prepared} reads`);
-      else assert.equal(prepared, 0, `${tag}: nothing prepared with --direct-io`);
+      if (direct) assert.equal(prepared, 0, `${tag}: nothing prepared with --direct-io`);
+      else if (!badDd) assert.ok(prepared < 16, `${tag}: only the small image prepared ahead: ${prepared} reads`);
       const members = s.stats?.stages.find((x) => x.stage === 'decompress (workers)')?.count ?? 0;
       // the chunks' keys were derived as their headers arrived (a task of its own), and only then
       const early = s.stats?.stages.find((x) => x.stage === 'key derivation (workers)')?.count ?? 0;

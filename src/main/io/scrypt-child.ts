@@ -13,6 +13,7 @@
 // once). Every wait for it is bounded (`boundMs`).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { diesWithUs, killGroup, timedSpawn } from './child-lifetime.js';
+import { ownNodeChildEnv } from '../launch-state.js';
 import { scryptMaxmem, type ScryptParams } from '../../workers/scrypt-file.js';
 
 /** The key length a format 4 chunk derives (AES-256 key and HMAC key). */
@@ -54,9 +55,8 @@ export function deriveInChild(passphrase: Uint8Array, salt: Uint8Array, q: Scryp
   let child: ChildProcess;
   try {
     const [file, argv] = diesWithUs(process.execPath, ['-e', CHILD_CODE]);
-    // without NODE_EXTRA_CA_CERTS: node 20 would read that file first (~45 ms; cli/start.ts), and this child opens no TLS connection
-    const env = { ...process.env, NODE_EXTRA_CA_CERTS: undefined };
-    child = timedSpawn(() => spawn(file, argv, { stdio: ['pipe', 'pipe', 'ignore'], detached: true, env }));
+    // node's own environment: the launcher's malloc tunables (huge pages for the derivation), no NODE_EXTRA_CA_CERTS
+    child = timedSpawn(() => spawn(file, argv, { stdio: ['pipe', 'pipe', 'ignore'], detached: true, env: ownNodeChildEnv() }));
   } catch {
     return { key: Promise.resolve(null), exited: Promise.resolve(), pid: undefined, kill: () => {} };
   }

@@ -10,7 +10,7 @@
 // when it ends, so its caller never frees memory a worker is still writing. Workers load their
 // module with import(), and destroy() waits until every worker has loaded it before terminating
 // it (a worker terminated inside require(esm) aborted the process too).
-import { OWN_COMPILE_CACHE } from '../compile-cache.js';
+import { OWN_COMPILE_CACHE } from '../launch-state.js';
 import { scrypt } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -161,7 +161,7 @@ export class WorkerPool {
       // QVMB_KDF=openssl or =wasm: every scrypt derivation by that engine (workers/kdf-engine.ts), to compare them
       workerData: { loadedWorkers: this.#loaded, keptKdf: this.#keptKdf, kdfEngines: this.#kdfEngines, kdfEngine: this.#kdfEngine },
       execArgv: WORKER_EXEC_ARGV,
-      // the launcher's compile cache (compile-cache.ts), which the main thread took out of process.env
+      // the start file's compile cache (launch-state.ts), which is not in process.env
       ...(OWN_COMPILE_CACHE !== undefined ? { env: { ...process.env, NODE_COMPILE_CACHE: OWN_COMPILE_CACHE } } : {}),
     });
     // Without a listener, piscina's 'error' event kills the process with a stack trace.

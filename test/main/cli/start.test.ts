@@ -7,6 +7,7 @@ import { chmodSync, chownSync, mkdirSync, statSync, symlinkSync, writeFileSync }
 import { join } from 'node:path';
 import { enableOwnCompileCache, isOwnPrivateDir, restoreMovedEnv } from '../../../src/main/cli/start.js';
 import { tempDir } from '../../helpers/cli.js';
+import { LAUNCH_STATE_KEY, ownNodeChildEnv } from '../../../src/main/launch-state.js';
 
 const ENABLED = 1;
 /** A stand-in for node:module: records the directories it was asked to enable. */
@@ -27,7 +28,7 @@ function fakeModule(status = ENABLED, throws = false): { mod: Parameters<typeof 
 
 test('the moved NODE_EXTRA_CA_CERTS is put back as it was, and only a moved one', () => {
   const env: NodeJS.ProcessEnv = { QVMB_NODE_EXTRA_CA_CERTS: '/etc/certs with space.pem', OTHER: 'x' };
-  restoreMovedEnv(env);
+  assert.deepEqual(restoreMovedEnv(env), { NODE_EXTRA_CA_CERTS: undefined }, 'a node child of ours goes without it');
   assert.deepEqual(env, { NODE_EXTRA_CA_CERTS: '/etc/certs with space.pem', OTHER: 'x' });
   const empty: NodeJS.ProcessEnv = { QVMB_NODE_EXTRA_CA_CERTS: '' };
   restoreMovedEnv(empty);
@@ -35,6 +36,37 @@ test('the moved NODE_EXTRA_CA_CERTS is put back as it was, and only a moved one'
   const none: NodeJS.ProcessEnv = { NODE_EXTRA_CA_CERTS: '/a' };
   restoreMovedEnv(none);
   assert.deepEqual(none, { NODE_EXTRA_CA_CERTS: '/a' }, 'nothing moved: left as it is');
+});
+
+test("the user's GLIBC_TUNABLES put back (none, empty, a value); node's own kept for a node child of ours", () => {
+  const LAUNCHER = 'glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=8388608';
+  const none: NodeJS.ProcessEnv = { GLIBC_TUNABLES: LAUNCHER, QVMB_USER_GLIBC_TUNABLES: '' };
+  assert.deepEqual(restoreMovedEnv(none), { NODE_EXTRA_CA_CERTS: undefined, GLIBC_TUNABLES: LAUNCHER });
+  assert.deepEqual(none, {}, 'the user had none');
+  const empty: NodeJS.ProcessEnv = { GLIBC_TUNABLES: LAUNCHER, QVMB_USER_GLIBC_TUNABLES: '=' };
+  restoreMovedEnv(empty);
+  assert.deepEqual(empty, { GLIBC_TUNABLES: '' }, 'an empty one');
+  const value: NodeJS.ProcessEnv = { GLIBC_TUNABLES: `glibc.malloc.check=0:${LAUNCHER}`, QVMB_USER_GLIBC_TUNABLES: '=glibc.malloc.check=0' };
+  assert.deepEqual(restoreMovedEnv(value), { NODE_EXTRA_CA_CERTS: undefined, GLIBC_TUNABLES: `glibc.malloc.check=0:${LAUNCHER}` });
+  assert.deepEqual(value, { GLIBC_TUNABLES: 'glibc.malloc.check=0' });
+  const untouched: NodeJS.ProcessEnv = { GLIBC_TUNABLES: 'glibc.malloc.check=0' };
+  assert.deepEqual(restoreMovedEnv(untouched), { NODE_EXTRA_CA_CERTS: undefined }, 'no launcher (QVMB_HUGEPAGES=0, node run directly)');
+  assert.deepEqual(untouched, { GLIBC_TUNABLES: 'glibc.malloc.check=0' });
+});
+
+test('a node child of ours: the user\'s environment with what node itself was given on top', () => {
+  const g = globalThis as Record<symbol, unknown>;
+  const had = g[LAUNCH_STATE_KEY];
+  try {
+    delete g[LAUNCH_STATE_KEY];
+    assert.equal(ownNodeChildEnv()['NODE_EXTRA_CA_CERTS'], undefined, 'never NODE_EXTRA_CA_CERTS');
+    assert.equal(ownNodeChildEnv()['PATH'], process.env['PATH'], 'no start file: the environment as it is');
+    g[LAUNCH_STATE_KEY] = { nodeEnv: { NODE_EXTRA_CA_CERTS: undefined, GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' } };
+    assert.equal(ownNodeChildEnv()['GLIBC_TUNABLES'], 'glibc.malloc.hugetlb=1');
+    assert.equal(ownNodeChildEnv()['PATH'], process.env['PATH']);
+  } finally {
+    g[LAUNCH_STATE_KEY] = had;
+  }
 });
 
 test('the compile cache: made 0700 when missing and enabled; the user\'s choice, node 20 and failures leave it off', () => {
@@ -64,7 +96,7 @@ test('the compile cache: made 0700 when missing and enabled; the user\'s choice,
   }
 });
 
-test('the compile cache is never a directory someone else can write, a link or a file', () => {
+test('the compile cache is never a directory someone else can enter, a link or a file', () => {
   const t = tempDir();
   try {
     const cases: [string, (p: string) => void][] = [
@@ -82,10 +114,16 @@ test('the compile cache is never a directory someone else can write, a link or a
       assert.equal(enableOwnCompileCache(p, {}, f.mod), undefined, name);
       assert.deepEqual(f.calls, [], `${name}: not enabled`);
     }
-    const ours = join(t.dir, 'ours');
-    mkdirSync(ours, { mode: 0o700 });
-    chmodSync(ours, 0o755);
-    assert.equal(isOwnPrivateDir(ours), true, 'readable by others is fine: only writing is code');
+    // node makes its entries inside with the process's umask (a subdirectory 0777 under umask 000):
+    // a directory others can enter would leave those open to them
+    const open = join(t.dir, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o755);
+    assert.equal(isOwnPrivateDir(open), false, 'one others can enter');
+    chmodSync(open, 0o701);
+    assert.equal(isOwnPrivateDir(open), false, 'one others can pass through');
+    chmodSync(open, 0o700);
+    assert.equal(isOwnPrivateDir(open), true, 'ours alone');
   } finally {
     t.cleanup();
   }

@@ -1,8 +1,8 @@
 // What the launchers set up before the command's bundle (bin/qvm-backup, src/main/cli/start.ts):
-// node >= 22.1 keeps the bundles' compiled code beside them in dist/.compile-cache, for the main
+// node >= 22.8 keeps the bundles' compiled code beside them in dist/.compile-cache, for the main
 // thread and the workers; no process we spawn inherits the variable; a cache the user chose (or
-// disabled) is left alone. Node starts without NODE_EXTRA_CA_CERTS, and the programs we spawn get
-// it back as the user set it.
+// disabled) is left alone. Node starts with the launcher's malloc tunables and without
+// NODE_EXTRA_CA_CERTS, and the programs we spawn get both as the user set them.
 // Run on a copy of the installed layout (bin/, the bundles, node_modules linked), so that the
 // cache directory is this test's own.
 import { test } from 'node:test';
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { ROOT, launcherEnv, passFile, sampleIn, tempDir } from '../helpers/cli.js';
 
 const MiB = 1024 * 1024;
-/** node:module.enableCompileCache exists from node 22.1 on, with NODE_COMPILE_CACHE */
+/** node:module.enableCompileCache exists from node 22.8 on */
 const NODE_HAS_COMPILE_CACHE = typeof (createRequire(import.meta.url)('node:module') as { enableCompileCache?: unknown }).enableCompileCache === 'function';
 const BUNDLED = ['dist/src/main/cli/qvm-backup.bundle.mjs', 'dist/src/main/cli/qvm-backup.start.mjs', 'dist/src/workers/pool-entry.bundle.mjs'].every((f) => existsSync(join(ROOT, f)));
 
@@ -55,7 +55,7 @@ test('the launcher caches the compiled bundles in dist/.compile-cache, and nothi
     const userCache = join(t.dir, 'user-cache');
     const certs = join(t.dir, 'certs with spaces.pem');
     writeFileSync(certs, '');
-    const cases: { name: string; env: NodeJS.ProcessEnv; childSees: string | undefined; ours: boolean; certs?: string | undefined }[] = [
+    const cases: { name: string; env: NodeJS.ProcessEnv; childSees: string | undefined; ours: boolean; certs?: string | undefined; tunables?: string }[] = [
       { name: 'default', env: {}, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE },
       { name: "the user's cache", env: { NODE_COMPILE_CACHE: userCache }, childSees: userCache, ours: false },
       { name: 'disabled', env: { NODE_DISABLE_COMPILE_CACHE: '1' }, childSees: undefined, ours: false },
@@ -65,20 +65,29 @@ test('the launcher caches the compiled bundles in dist/.compile-cache, and nothi
       { name: 'NODE_EXTRA_CA_CERTS empty', env: { NODE_EXTRA_CA_CERTS: '' }, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE, certs: '' },
       // a value the launcher did not move must not come back as NODE_EXTRA_CA_CERTS
       { name: 'a stray QVMB_NODE_EXTRA_CA_CERTS', env: { QVMB_NODE_EXTRA_CA_CERTS: certs }, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE },
+      // the launcher's malloc tunables are node's alone
+      { name: "the user's GLIBC_TUNABLES", env: { GLIBC_TUNABLES: 'glibc.malloc.check=0:glibc.malloc.tcache_count=0' }, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE, tunables: 'glibc.malloc.check=0:glibc.malloc.tcache_count=0' },
+      { name: 'GLIBC_TUNABLES empty', env: { GLIBC_TUNABLES: '' }, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE, tunables: '' },
+      { name: 'QVMB_HUGEPAGES=0', env: { GLIBC_TUNABLES: 'glibc.malloc.check=0', QVMB_HUGEPAGES: '0' }, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE, tunables: 'glibc.malloc.check=0' },
+      { name: 'a stray QVMB_USER_GLIBC_TUNABLES', env: { QVMB_USER_GLIBC_TUNABLES: '=glibc.malloc.check=0' }, childSees: undefined, ours: NODE_HAS_COMPILE_CACHE },
     ];
     for (const c of cases) {
       const envFile = join(t.dir, `env-${cases.indexOf(c)}.txt`);
       // the command's parent is node (execa runs it with sh -c): what node was started with is in its /proc environ
       const dest = `env > '${envFile}'; tr '\\0' '\\n' < /proc/$PPID/environ > '${envFile}.node'; cat > /dev/null`;
       const r = spawnSync(cmd, ['-q', '--threads', '2', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', '--dest-command', dest, 'loc'], {
-        env: launcherEnv({ NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, QVMB_OWN_COMPILE_CACHE: undefined, NODE_EXTRA_CA_CERTS: undefined, QVMB_NODE_EXTRA_CA_CERTS: undefined, ...c.env }),
+        env: launcherEnv({ NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, QVMB_OWN_COMPILE_CACHE: undefined, NODE_EXTRA_CA_CERTS: undefined, QVMB_NODE_EXTRA_CA_CERTS: undefined, GLIBC_TUNABLES: undefined, QVMB_USER_GLIBC_TUNABLES: undefined, QVMB_HUGEPAGES: undefined, ...c.env }),
         encoding: 'utf8',
         timeout: 100_000,
       });
       assert.equal(r.status, 0, `${c.name}: ${r.stderr}`);
       const env = readFileSync(envFile, 'utf8').split('\n');
       const nodeEnv = readFileSync(`${envFile}.node`, 'utf8').split('\n');
-      assert.ok(nodeEnv.some((l) => l.startsWith('GLIBC_TUNABLES=')), `${c.name}: the environ read is the launcher's node's`);
+      assert.ok(nodeEnv.some((l) => l.startsWith('PATH=')), `${c.name}: node's environ was read`);
+      // (glibc's loader writes a NUL after the first tunable it knows: the rest shows as entries of their own)
+      if (c.env['QVMB_HUGEPAGES'] !== '0') assert.ok(nodeEnv.some((l) => /^(GLIBC_TUNABLES=)?glibc\.malloc\.hugetlb=1(:|$)/.test(l)), `${c.name}: node got the launcher's tunables`);
+      assert.deepEqual(env.filter((l) => l.startsWith('GLIBC_TUNABLES=')), c.tunables === undefined ? [] : [`GLIBC_TUNABLES=${c.tunables}`], `${c.name}: the command gets the user's GLIBC_TUNABLES`);
+      assert.deepEqual(env.filter((l) => l.startsWith('QVMB_USER_GLIBC_TUNABLES=')), [], c.name);
       assert.deepEqual(env.filter((l) => l.startsWith('NODE_COMPILE_CACHE=')), c.childSees === undefined ? [] : [`NODE_COMPILE_CACHE=${c.childSees}`], c.name);
       assert.deepEqual(env.filter((l) => l.startsWith('QVMB_NODE_EXTRA_CA_CERTS=')), [], c.name);
       assert.deepEqual(env.filter((l) => l.startsWith('NODE_EXTRA_CA_CERTS=')), c.certs === undefined ? [] : [`NODE_EXTRA_CA_CERTS=${c.certs}`], `${c.name}: the command gets it as the user set it`);
