@@ -100,7 +100,8 @@ export async function start(name: string, main: URL): Promise<void> {
     const code = (e as { code?: unknown } | null)?.code;
     const why = (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ');
     // the usual cause: a build that made the start files but not (or not all of) the bundles
-    const hint = code === 'ERR_MODULE_NOT_FOUND' && why.includes(fileURLToPath(main)) ? ' (npm run build makes it)' : '';
+    // (not a package the bundle imports: that one is missing from node_modules, which npm install fills)
+    const hint = code === 'ERR_MODULE_NOT_FOUND' && why.startsWith(`Cannot find module '${fileURLToPath(main)}'`) ? ' (npm run build makes it)' : '';
     process.stderr.write(`${name}: cannot load ${fileURLToPath(main)}: ${why}${hint}\n`);
     process.exit(1);
   }

@@ -31,8 +31,8 @@ export function isImageBase(base: string): boolean {
   return basenameOfBase(base).endsWith('.img') && subdirOfBase(base) !== '';
 }
 
-/** Writes the member into `<dir>/<member>`; with `listOnly`, only parses it. */
-class FileSink implements MemberSink {
+/** Writes the member into `<dir>/<member>`; with `listOnly`, only parses it. Exported for tests. */
+export class FileSink implements MemberSink {
   #fh: fsp.FileHandle | null = null;
   #info: MemberInfo | null = null;
   #startedSec = 0;
@@ -79,6 +79,11 @@ class FileSink implements MemberSink {
     if (this.#direct !== null) return;
     if (this.dropBehind && dataBytes >= DROP_MIN_BYTES) this.#drop = new DropBehind(this.#fh.fd, () => this.#startPrefault(), (ms) => this.stats?.add(STAGE.restoreImageDrop, ms));
     else this.#startPrefault();
+  }
+
+  /** the page cache is being prepared ahead of the writes (tests) */
+  get preparingAhead(): boolean {
+    return this.#prefault !== null;
   }
 
   #reportPrefault(): void {
