@@ -15,7 +15,8 @@ export const LAUNCH_STATE_KEY: unique symbol = Symbol.for('qvm-backup.launch-sta
 export interface LaunchState {
   /** the compile cache directory the start file enabled */
   compileCache?: string;
-  /** variables for a node child of ours on top of process.env (undefined: left out) */
+  /** variables for a node child of ours on top of process.env, where node's own differ from the
+   *  user's (NODE_EXTRA_CA_CERTS is left out in any case: ownNodeChildEnv) */
   nodeEnv?: Record<string, string | undefined>;
 }
 
@@ -24,8 +25,13 @@ function launchState(): LaunchState {
   return typeof s === 'object' && s !== null ? (s as LaunchState) : {};
 }
 
+function ownCompileCache(): string | undefined {
+  const dir = launchState().compileCache;
+  return typeof dir === 'string' && dir !== '' ? dir : undefined;
+}
+
 /** The start file's compile cache directory, for the worker threads; undefined: none of ours. */
-export const OWN_COMPILE_CACHE: string | undefined = ((dir) => (typeof dir === 'string' && dir !== '' ? dir : undefined))(launchState().compileCache);
+export const OWN_COMPILE_CACHE: string | undefined = ownCompileCache();
 
 /** The environment of a node child of our own: the user's, with what the launcher gave node itself
  *  (its malloc tunables), and without NODE_EXTRA_CA_CERTS (node 20 reads that file first, ~45 ms;

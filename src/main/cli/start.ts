@@ -39,10 +39,11 @@ interface CompileCacheModule {
 }
 
 /** The variables the launcher changed for node put back into `env` as the user set them (children
- *  inherit it); returns what node itself was started with where that differs, for a node child of
- *  ours. A marker the launcher did not set cannot come here: it unsets both first. */
+ *  inherit it); returns node's own GLIBC_TUNABLES where the launcher set them, for a node child of
+ *  ours (which never gets NODE_EXTRA_CA_CERTS: ownNodeChildEnv). A marker the launcher did not set
+ *  cannot come here: it unsets both first. */
 export function restoreMovedEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
-  const nodeEnv: Record<string, string | undefined> = { NODE_EXTRA_CA_CERTS: undefined };
+  const nodeEnv: Record<string, string | undefined> = {};
   const certs = env['QVMB_NODE_EXTRA_CA_CERTS'];
   if (certs !== undefined) {
     delete env['QVMB_NODE_EXTRA_CA_CERTS'];
