@@ -8,7 +8,8 @@
 // up to 32 MiB (logN 15 at r 8) are not worth it: the measurement costs 15-30 ms of a worker's first
 // task, on the way to the first chunk, where the engines differ by a few ms; OpenSSL derives them
 // until a larger one measured (and the module if OpenSSL refuses scrypt). Then:
-// - memory this thread already keeps, large enough, is always used: nothing to fault in;
+// - memory this thread already keeps, large enough, is used: nothing to fault in (unless the
+//   module was timed slower than OpenSSL at that size: the last point);
 // - the module derives when it computes at least as fast: it also keeps its memory where the
 //   caller's budget allows, so no derivation faults in fresh pages;
 // - otherwise OpenSSL derives. Where the runtime tells a thread's own CPU time (process.
@@ -19,6 +20,12 @@
 //   every derivation of that memory size or more to the module from then on. The wall clock cannot
 //   tell that from the other threads holding the cores (two workers and the main thread on two
 //   cores flipped logN 17 to the module in one run of two, review): on Node 20 the probe decides.
+// - the module's rate is the probe's, whose memory fits the caches; a large derivation's does not,
+//   and the module can be slower there than the probe says (here at logN 19: ~1.5 s against
+//   OpenSSL's ~1.0 s, and one Node 24 backup of three sent its sizes to the module and took 24 %
+//   longer). So once a size went to the module, its derivations in memory it already keeps (not
+//   its first, which faults that memory in) are timed too; one slower than OpenSSL's timed ones on
+//   average sends that size and larger back to OpenSSL for good, and the kept memory is released.
 // A failing measurement never fails a derivation: OpenSSL failing there leaves the module, the
 // module failing leaves what ran before this choice existed (the module where it can, else OpenSSL).
 // QVMB_KDF=openssl or =wasm (passed by the pool) fixes the engine, for comparisons.
@@ -87,6 +94,11 @@ let mode: KdfEngineMode = 'auto';
 let rates: KdfRates | null | undefined;
 /** memory size from which OpenSSL's derivations were found slower than the module's would be */
 let moduleFrom = Infinity;
+/** memory size from which the module, timed after that, was found slower than OpenSSL */
+let moduleSlowFrom = Infinity;
+/** OpenSSL's timed large derivations: their ms per unit of work (N·r·p), summed, and how many */
+let opensslMsPerUnit = 0;
+let opensslSamples = 0;
 /** derivations per engine on this thread's pool (shared with the pool; [wasm, openssl]) */
 let counts: Int32Array | undefined;
 let timer: Timer | null = RUNTIME_TIMER;
@@ -106,6 +118,9 @@ export function countDerivationsIn(counter: Int32Array): void {
 export function resetKdfEngineForTest(r?: KdfRates | null, time?: Timer): void {
   rates = r;
   moduleFrom = Infinity;
+  moduleSlowFrom = Infinity;
+  opensslMsPerUnit = 0;
+  opensslSamples = 0;
   timer = time ?? RUNTIME_TIMER;
 }
 
@@ -157,6 +172,7 @@ export function engineFor(logN: number, r: number, p: number): KdfEngine {
   if (mode === 'openssl' || !runsInModule(logN, r, p)) return 'openssl';
   if (mode === 'wasm') return 'wasm';
   const bytes = romixBytes(2 ** logN, r, p);
+  if (bytes >= moduleSlowFrom) return 'openssl';
   if (keptBytes() >= bytes || bytes >= moduleFrom) return 'wasm';
   if (rates === undefined && bytes <= SMALL_DERIVATION_BYTES) return 'openssl';
   if (rates === undefined) {
@@ -179,7 +195,14 @@ export function engineFor(logN: number, r: number, p: number): KdfEngine {
  */
 export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: number, r: number, p: number, dkLen: number, keep: boolean, maxmem: number): Buffer {
   if (engineFor(logN, r, p) === 'wasm') {
-    const key = scryptWasm(passphrase, salt, logN, r, p, dkLen, keep);
+    const units = 2 ** logN * r * p;
+    const bytes = romixBytes(2 ** logN, r, p);
+    // sent to the module by OpenSSL's timings, into memory it keeps already: timed against them
+    const clock = mode === 'auto' && bytes >= moduleFrom && opensslSamples > 0 && keptBytes() >= bytes ? timer : null;
+    const run = (): Buffer | null => scryptWasm(passphrase, salt, logN, r, p, dkLen, keep);
+    const t = clock !== null ? clock(run) : { value: run(), ms: 0 };
+    const key = t.value;
+    if (key !== null && clock !== null) learnModule(bytes, t.ms, units);
     if (key !== null) {
       if (counts !== undefined) Atomics.add(counts, 0, 1);
       return key;
@@ -196,7 +219,7 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
   if (timer !== null && mode === 'auto' && rates != null && rates.openssl < rates.wasm && bytes > FRESH_EVERY_TIME && runsInModule(logN, r, p)) {
     const t = timer(run);
     key = t.value;
-    learn(bytes, t.ms, rates.wasm * 2 ** logN * r * p);
+    learn(bytes, t.ms, rates.wasm * 2 ** logN * r * p, 2 ** logN * r * p);
   } else {
     try {
       key = run();
@@ -217,6 +240,18 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
 
 /** An OpenSSL derivation of `bytes` took `ms` where the module should take `moduleMs`: if slower
  *  by MARGIN, that size and larger go to the module. */
-function learn(bytes: number, ms: number, moduleMs: number): void {
-  if (ms >= MIN_SAMPLE_MS && ms > moduleMs * MARGIN) moduleFrom = Math.min(moduleFrom, bytes);
+function learn(bytes: number, ms: number, moduleMs: number, units: number): void {
+  if (ms < MIN_SAMPLE_MS) return;
+  opensslMsPerUnit += ms / units;
+  opensslSamples++;
+  if (ms > moduleMs * MARGIN) moduleFrom = Math.min(moduleFrom, bytes);
+}
+
+/** The module, sent `bytes` by learn(), took `ms` for `units` of work in memory it kept: slower than
+ *  OpenSSL's timed derivations on average, that size and larger go back to OpenSSL for good. */
+function learnModule(bytes: number, ms: number, units: number): void {
+  if (ms < MIN_SAMPLE_MS || ms / units <= opensslMsPerUnit / opensslSamples) return;
+  moduleSlowFrom = Math.min(moduleSlowFrom, bytes);
+  // not kept beside OpenSSL's memory (released after this derivation: its key is out already)
+  dropKeptMemory();
 }

@@ -1,6 +1,7 @@
 // Which scrypt engine derives (workers/kdf-engine.ts): the measured faster one, memory already kept
 // whenever it is large enough, the module once OpenSSL's real derivations turn out slower than the
-// module would be, QVMB_KDF's fixed modes; the key is node:crypto's whichever runs, and a thread the
+// module would be, and back to OpenSSL once the module, timed in memory it keeps, is the slower;
+// QVMB_KDF's fixed modes; the key is node:crypto's whichever runs, and a thread the
 // budget counts as keeping memory never keeps the module's beside OpenSSL's.
 import assert from 'node:assert/strict';
 import crypto, { randomBytes, scryptSync } from 'node:crypto';
@@ -108,6 +109,46 @@ test('OpenSSL slower in a large derivation than the module would be (+30 %): tha
   const d = derive(LARGE, true, counter);
   assert.deepEqual(d.key, d.want);
   assert.deepEqual([...counter], [1, n]);
+});
+
+test('the module, sent a size by OpenSSL\'s timings, timed slower than OpenSSL in memory it keeps: that size and larger go back to OpenSSL for good, its memory released', () => {
+  const rates = { wasm: 1e-3, openssl: 0.5e-3 };
+  const moduleMs = rates.wasm * largeUnits; // "would take" 262 ms
+  // OpenSSL takes 1.4x that (to the module), the module then 1.6x (slower than OpenSSL after all)
+  const times = [1.4 * moduleMs, 1.6 * moduleMs];
+  let asked = 0;
+  resetKdfEngineForTest(rates, reporting(() => times[Math.min(asked++, times.length - 1)]!));
+  const counter = new Int32Array(2);
+  derive(LARGE, true, counter); // OpenSSL, timed: the module from now on
+  assert.equal(engineFor(LARGE, 8, 1), 'wasm');
+  derive(LARGE, true, counter); // the module's first: faults its memory in, not timed
+  assert.equal(asked, 1, 'the module\'s first derivation of a size is not timed');
+  assert.ok(keptBytes() >= romixBytes(2 ** LARGE, 8, 1));
+  const d = derive(LARGE, true, counter); // the module in kept memory, timed: slower
+  assert.deepEqual(d.key, d.want);
+  assert.equal(asked, 2);
+  assert.deepEqual([...counter], [2, 1]);
+  assert.equal(keptBytes(), 0, 'its memory released');
+  assert.equal(engineFor(LARGE, 8, 1), 'openssl');
+  assert.equal(engineFor(16, 8, 1), 'openssl', 'larger too');
+  // kept memory again (a smaller size the module derives) does not bring that size back
+  derive(LARGE, true, counter);
+  assert.deepEqual([...counter], [2, 2]);
+  assert.equal(engineFor(LARGE, 8, 1), 'openssl', 'for good, even after a slow OpenSSL derivation (1.6x)');
+});
+
+test('the module timed faster than OpenSSL in memory it keeps: it goes on deriving that size', () => {
+  const rates = { wasm: 1e-3, openssl: 0.5e-3 };
+  const moduleMs = rates.wasm * largeUnits;
+  const times = [1.4 * moduleMs, 1.1 * moduleMs];
+  let asked = 0;
+  resetKdfEngineForTest(rates, reporting(() => times[Math.min(asked++, times.length - 1)]!));
+  const counter = new Int32Array(2);
+  for (let i = 0; i < 4; i++) derive(LARGE, true, counter);
+  assert.deepEqual([...counter], [3, 1]);
+  assert.equal(asked, 3, 'OpenSSL once, the module in kept memory twice');
+  assert.equal(engineFor(LARGE, 8, 1), 'wasm');
+  assert.ok(keptBytes() >= romixBytes(2 ** LARGE, 8, 1));
 });
 
 test('not timed: sizes up to 32 MiB (OpenSSL reuses that memory), and derivations under 100 ms', () => {
