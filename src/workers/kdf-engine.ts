@@ -9,7 +9,7 @@
 // task, on the way to the first chunk, where the engines differ by a few ms; OpenSSL derives them
 // until a larger one measured (and the module if OpenSSL refuses scrypt). Then:
 // - memory this thread already keeps, large enough, is used: nothing to fault in (unless the
-//   module was timed slower than OpenSSL at that size: the last point);
+//   module was timed slower than OpenSSL at a size it was sent: the last point);
 // - the module derives when it computes at least as fast: it also keeps its memory where the
 //   caller's budget allows, so no derivation faults in fresh pages;
 // - otherwise OpenSSL derives. Where the runtime tells a thread's own CPU time (process.
@@ -23,9 +23,11 @@
 // - the module's rate is the probe's, whose memory fits the caches; a large derivation's does not,
 //   and the module can be slower there than the probe says (here at logN 19: ~1.5 s against
 //   OpenSSL's ~1.0 s, and one Node 24 backup of three sent its sizes to the module and took 24 %
-//   longer). So once a size went to the module, its derivations in memory it already keeps (not
-//   its first, which faults that memory in) are timed too; one slower than OpenSSL's timed ones on
-//   average sends that size and larger back to OpenSSL for good, and the kept memory is released.
+//   longer). So once sizes went to the module, its first derivation of one in memory it already
+//   keeps (not its first of a size, which faults that memory in) is timed too, once: slower than
+//   the fastest of OpenSSL's timed ones by BACK_MARGIN (a thread's CPU time only ever errs upward),
+//   every size it was sent goes back to OpenSSL for good, and the kept memory is released. Where
+//   the probe chose the module outright, nothing is timed (it also keeps its memory there).
 // A failing measurement never fails a derivation: OpenSSL failing there leaves the module, the
 // module failing leaves what ran before this choice existed (the module where it can, else OpenSSL).
 // QVMB_KDF=openssl or =wasm (passed by the pool) fixes the engine, for comparisons.
@@ -52,6 +54,9 @@ const PROBE_RUNS = 5;
  *  the module (single derivations vary, and the module's first derivation of a size faults its
  *  memory in). */
 const MARGIN = 1.3;
+/** ... and the module, timed after that, must exceed OpenSSL's fastest timed derivation by this to
+ *  send them back (a module derivation in kept memory varies by ~3 % here, OpenSSL's by 10-12 %). */
+const BACK_MARGIN = 1.1;
 /** glibc's largest mmap threshold (64-bit): OpenSSL's memory for a derivation larger than this is
  *  mapped fresh and unmapped every time; a smaller one comes from the heap and is reused, so its
  *  cost is the compute the probe measured. Only larger derivations are timed. */
@@ -96,9 +101,10 @@ let rates: KdfRates | null | undefined;
 let moduleFrom = Infinity;
 /** memory size from which the module, timed after that, was found slower than OpenSSL */
 let moduleSlowFrom = Infinity;
-/** OpenSSL's timed large derivations: their ms per unit of work (N·r·p), summed, and how many */
-let opensslMsPerUnit = 0;
-let opensslSamples = 0;
+/** the fastest of OpenSSL's timed large derivations, in ms per unit of work (N·r·p) */
+let opensslBestMsPerUnit = Infinity;
+/** the module, sent sizes by OpenSSL's timings, was timed (that decided, either way) */
+let moduleTimed = false;
 /** derivations per engine on this thread's pool (shared with the pool; [wasm, openssl]) */
 let counts: Int32Array | undefined;
 let timer: Timer | null = RUNTIME_TIMER;
@@ -119,8 +125,8 @@ export function resetKdfEngineForTest(r?: KdfRates | null, time?: Timer): void {
   rates = r;
   moduleFrom = Infinity;
   moduleSlowFrom = Infinity;
-  opensslMsPerUnit = 0;
-  opensslSamples = 0;
+  opensslBestMsPerUnit = Infinity;
+  moduleTimed = false;
   timer = time ?? RUNTIME_TIMER;
 }
 
@@ -197,12 +203,12 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
   if (engineFor(logN, r, p) === 'wasm') {
     const units = 2 ** logN * r * p;
     const bytes = romixBytes(2 ** logN, r, p);
-    // sent to the module by OpenSSL's timings, into memory it keeps already: timed against them
-    const clock = mode === 'auto' && bytes >= moduleFrom && opensslSamples > 0 && keptBytes() >= bytes ? timer : null;
+    // sent to the module by OpenSSL's timings, into memory it keeps already: timed against them, once
+    const clock = mode === 'auto' && bytes >= moduleFrom && !moduleTimed && keptBytes() >= bytes ? timer : null;
     const run = (): Buffer | null => scryptWasm(passphrase, salt, logN, r, p, dkLen, keep);
     const t = clock !== null ? clock(run) : { value: run(), ms: 0 };
     const key = t.value;
-    if (key !== null && clock !== null) learnModule(bytes, t.ms, units);
+    if (key !== null && clock !== null) learnModule(t.ms, units);
     if (key !== null) {
       if (counts !== undefined) Atomics.add(counts, 0, 1);
       return key;
@@ -238,20 +244,26 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
   return key;
 }
 
-/** An OpenSSL derivation of `bytes` took `ms` where the module should take `moduleMs`: if slower
- *  by MARGIN, that size and larger go to the module. */
+/** An OpenSSL derivation of `bytes` took `ms` (`units` of work) where the module should take
+ *  `moduleMs`: recorded; slower by MARGIN, that size and larger go to the module. */
 function learn(bytes: number, ms: number, moduleMs: number, units: number): void {
   if (ms < MIN_SAMPLE_MS) return;
-  opensslMsPerUnit += ms / units;
-  opensslSamples++;
+  opensslBestMsPerUnit = Math.min(opensslBestMsPerUnit, ms / units);
   if (ms > moduleMs * MARGIN) moduleFrom = Math.min(moduleFrom, bytes);
 }
 
-/** The module, sent `bytes` by learn(), took `ms` for `units` of work in memory it kept: slower than
- *  OpenSSL's timed derivations on average, that size and larger go back to OpenSSL for good. */
-function learnModule(bytes: number, ms: number, units: number): void {
-  if (ms < MIN_SAMPLE_MS || ms / units <= opensslMsPerUnit / opensslSamples) return;
-  moduleSlowFrom = Math.min(moduleSlowFrom, bytes);
-  // not kept beside OpenSSL's memory (released after this derivation: its key is out already)
-  dropKeptMemory();
+/** The module, sent sizes by learn(), took `ms` for `units` of work in memory it kept (a sample
+ *  under MIN_SAMPLE_MS says nothing: the next is timed). Slower than OpenSSL's fastest by
+ *  BACK_MARGIN, every size it was sent goes back to OpenSSL for good. */
+function learnModule(ms: number, units: number): void {
+  if (ms < MIN_SAMPLE_MS) return;
+  moduleTimed = true;
+  if (ms / units <= opensslBestMsPerUnit * BACK_MARGIN) return;
+  moduleSlowFrom = moduleFrom;
+  // not kept beside OpenSSL's memory (this derivation's key is out already)
+  try {
+    dropKeptMemory();
+  } catch {
+    // a host-provided collector that fails: the memory comes back at the next collection
+  }
 }

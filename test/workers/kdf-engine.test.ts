@@ -111,42 +111,65 @@ test('OpenSSL slower in a large derivation than the module would be (+30 %): tha
   assert.deepEqual([...counter], [1, n]);
 });
 
-test('the module, sent a size by OpenSSL\'s timings, timed slower than OpenSSL in memory it keeps: that size and larger go back to OpenSSL for good, its memory released', () => {
+/** A clock for every timed derivation (OpenSSL's, then the module's) reporting `times` in turn (the
+ *  last one again after), with how many were asked. */
+function inTurn(times: number[]): { timer: ReturnType<typeof reporting>; asked: () => number } {
+  let n = 0;
+  return { timer: reporting(() => times[Math.min(n++, times.length - 1)]!), asked: () => n };
+}
+
+test('the module, sent sizes by OpenSSL\'s timings, timed slower than OpenSSL in memory it keeps: every size it was sent goes back to OpenSSL for good, its memory released', () => {
   const rates = { wasm: 1e-3, openssl: 0.5e-3 };
   const moduleMs = rates.wasm * largeUnits; // "would take" 262 ms
-  // OpenSSL takes 1.4x that (to the module), the module then 1.6x (slower than OpenSSL after all)
-  const times = [1.4 * moduleMs, 1.6 * moduleMs];
-  let asked = 0;
-  resetKdfEngineForTest(rates, reporting(() => times[Math.min(asked++, times.length - 1)]!));
+  // OpenSSL takes 1.4x that (to the module), the module then 1.6x per unit of work (over 1.1 x
+  // OpenSSL's 1.4x) at twice the size
+  const c = inTurn([1.4 * moduleMs, 2 * 1.6 * moduleMs]);
+  resetKdfEngineForTest(rates, c.timer);
   const counter = new Int32Array(2);
   derive(LARGE, true, counter); // OpenSSL, timed: the module from now on
   assert.equal(engineFor(LARGE, 8, 1), 'wasm');
-  derive(LARGE, true, counter); // the module's first: faults its memory in, not timed
-  assert.equal(asked, 1, 'the module\'s first derivation of a size is not timed');
-  assert.ok(keptBytes() >= romixBytes(2 ** LARGE, 8, 1));
-  const d = derive(LARGE, true, counter); // the module in kept memory, timed: slower
+  derive(LARGE + 1, true, counter); // the module's first of a larger size: faults its memory in, not timed
+  assert.equal(c.asked(), 1, 'the module\'s first derivation of a size is not timed');
+  assert.ok(keptBytes() >= romixBytes(2 ** (LARGE + 1), 8, 1));
+  const d = derive(LARGE + 1, true, counter); // in kept memory, timed: slower
   assert.deepEqual(d.key, d.want);
-  assert.equal(asked, 2);
+  assert.equal(c.asked(), 2);
   assert.deepEqual([...counter], [2, 1]);
   assert.equal(keptBytes(), 0, 'its memory released');
-  assert.equal(engineFor(LARGE, 8, 1), 'openssl');
-  assert.equal(engineFor(16, 8, 1), 'openssl', 'larger too');
-  // kept memory again (a smaller size the module derives) does not bring that size back
-  derive(LARGE, true, counter);
-  assert.deepEqual([...counter], [2, 2]);
-  assert.equal(engineFor(LARGE, 8, 1), 'openssl', 'for good, even after a slow OpenSSL derivation (1.6x)');
+  assert.equal(engineFor(LARGE + 1, 8, 1), 'openssl');
+  assert.equal(engineFor(LARGE, 8, 1), 'openssl', 'the smaller size it was sent too');
+  assert.equal(engineFor(LARGE + 2, 8, 1), 'openssl', 'and larger');
 });
 
-test('the module timed faster than OpenSSL in memory it keeps: it goes on deriving that size', () => {
+test('the module is compared with OpenSSL\'s fastest timed derivation (not their mean, the last one or the probe)', () => {
   const rates = { wasm: 1e-3, openssl: 0.5e-3 };
   const moduleMs = rates.wasm * largeUnits;
-  const times = [1.4 * moduleMs, 1.1 * moduleMs];
-  let asked = 0;
-  resetKdfEngineForTest(rates, reporting(() => times[Math.min(asked++, times.length - 1)]!));
+  // OpenSSL 1.1x (within the margin), then 1.4x (to the module); the module 1.25x: over 1.1 x 1.1x,
+  // under 1.1 x their mean (1.25x), 1.1 x the last (1.4x) and 1.3 x the probe's
+  const c = inTurn([1.1 * moduleMs, 1.4 * moduleMs, 1.25 * moduleMs]);
+  resetKdfEngineForTest(rates, c.timer);
+  for (let i = 0; i < 4; i++) derive(LARGE, true);
+  assert.equal(c.asked(), 3);
+  assert.equal(engineFor(LARGE, 8, 1), 'openssl');
+  assert.equal(keptBytes(), 0);
+  // the module 1.2x: within 1.1 x 1.1x, it stays
+  const c2 = inTurn([1.1 * moduleMs, 1.4 * moduleMs, 1.2 * moduleMs]);
+  resetKdfEngineForTest(rates, c2.timer);
+  for (let i = 0; i < 4; i++) derive(LARGE, true);
+  assert.equal(engineFor(LARGE, 8, 1), 'wasm');
+});
+
+test('the module timed as fast as OpenSSL: it goes on deriving, and is not timed again; a sample under 100 ms says nothing', () => {
+  const rates = { wasm: 1e-3, openssl: 0.5e-3 };
+  const moduleMs = rates.wasm * largeUnits;
+  // OpenSSL to the module; the module's first timed sample under 100 ms (timed again), then 1.1x,
+  // then it would be slow: never asked
+  const c = inTurn([1.4 * moduleMs, 99, 1.1 * moduleMs, 5 * moduleMs]);
+  resetKdfEngineForTest(rates, c.timer);
   const counter = new Int32Array(2);
-  for (let i = 0; i < 4; i++) derive(LARGE, true, counter);
-  assert.deepEqual([...counter], [3, 1]);
-  assert.equal(asked, 3, 'OpenSSL once, the module in kept memory twice');
+  for (let i = 0; i < 6; i++) derive(LARGE, true, counter);
+  assert.deepEqual([...counter], [5, 1]);
+  assert.equal(c.asked(), 3, 'OpenSSL once, the module twice (the first said nothing), then no more');
   assert.equal(engineFor(LARGE, 8, 1), 'wasm');
   assert.ok(keptBytes() >= romixBytes(2 ** LARGE, 8, 1));
 });
