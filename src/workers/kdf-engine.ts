@@ -245,11 +245,13 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
 }
 
 /** An OpenSSL derivation of `bytes` took `ms` (`units` of work) where the module should take
- *  `moduleMs`: recorded; slower by MARGIN, that size and larger go to the module. */
+ *  `moduleMs`: recorded; slower by MARGIN, that size and larger go to the module (unless it was
+ *  timed slower already). */
 function learn(bytes: number, ms: number, moduleMs: number, units: number): void {
   if (ms < MIN_SAMPLE_MS) return;
   opensslBestMsPerUnit = Math.min(opensslBestMsPerUnit, ms / units);
-  if (ms > moduleMs * MARGIN) moduleFrom = Math.min(moduleFrom, bytes);
+  // once the module was timed slower, no size goes to it again (its rate is per unit of work)
+  if (ms > moduleMs * MARGIN && moduleSlowFrom === Infinity) moduleFrom = Math.min(moduleFrom, bytes);
 }
 
 /** The module, sent sizes by learn(), took `ms` for `units` of work in memory it kept (a sample

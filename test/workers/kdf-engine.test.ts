@@ -141,6 +141,23 @@ test('the module, sent sizes by OpenSSL\'s timings, timed slower than OpenSSL in
   assert.equal(engineFor(LARGE + 2, 8, 1), 'openssl', 'and larger');
 });
 
+test('once the module was timed slower, OpenSSL timed slow at a smaller size does not send that size to it', () => {
+  const rates = { wasm: 1e-3, openssl: 0.5e-3 };
+  const units16 = 2 ** (LARGE + 1) * 8;
+  // OpenSSL at logN 16 (64 MiB) 1.4x the module's probe time, the module then 2x: back to OpenSSL;
+  // then OpenSSL at logN 16, r 7 (56 MiB, under the 64 MiB sent) far too slow (10 s)
+  const c = inTurn([1.4 * rates.wasm * units16, 2 * rates.wasm * units16, 10_000]);
+  resetKdfEngineForTest(rates, c.timer);
+  for (let i = 0; i < 3; i++) derive(LARGE + 1, true);
+  assert.equal(engineFor(LARGE + 1, 8, 1), 'openssl', 'sent back');
+  const pass = randomBytes(12);
+  const salt = randomBytes(32);
+  const key = deriveScrypt(pass, salt, LARGE + 1, 7, 1, 64, true, MAXMEM);
+  assert.deepEqual(key, scryptSync(pass, salt, 64, { N: 2 ** (LARGE + 1), r: 7, p: 1, maxmem: MAXMEM }));
+  assert.equal(c.asked(), 3, 'that derivation was timed');
+  assert.equal(engineFor(LARGE + 1, 7, 1), 'openssl', 'and 56 MiB was not sent to the module');
+});
+
 test('the module is compared with OpenSSL\'s fastest timed derivation (not their mean, the last one or the probe)', () => {
   const rates = { wasm: 1e-3, openssl: 0.5e-3 };
   const moduleMs = rates.wasm * largeUnits;
