@@ -17,17 +17,19 @@
 //   did not see: above 32 MiB OpenSSL maps its memory per derivation and unmaps it after (512 MiB
 //   at logN 19), and that first touch costs 0.1–1.4 s on this VM depending on huge pages and on
 //   the host. One that took longer than the module would have (its measured rate, +30 %) sends
-//   every derivation of that memory size or more to the module from then on. The wall clock cannot
-//   tell that from the other threads holding the cores (two workers and the main thread on two
-//   cores flipped logN 17 to the module in one run of two, review): on Node 20 the probe decides.
+//   every derivation of that memory size or more to the module from then on (but see the last
+//   point). The wall clock cannot tell that from the other threads holding the cores (two workers
+//   and the main thread on two cores flipped logN 17 to the module in one run of two, review): on
+//   Node 20 the probe decides.
 // - the module's rate is the probe's, whose memory fits the caches; a large derivation's does not,
 //   and the module can be slower there than the probe says (here at logN 19: ~1.5 s against
 //   OpenSSL's ~1.0 s, and one Node 24 backup of three sent its sizes to the module and took 24 %
 //   longer). So once sizes went to the module, its first derivation of one in memory it already
-//   keeps (not its first of a size, which faults that memory in) is timed too, once: slower than
-//   the fastest of OpenSSL's timed ones by BACK_MARGIN (a thread's CPU time only ever errs upward),
-//   every size it was sent goes back to OpenSSL for good, and the kept memory is released. Where
-//   the probe chose the module outright, nothing is timed (it also keeps its memory there).
+//   keeps (not its first of a size, which faults that memory in) is timed too, once: slower per
+//   unit of work (N·r·p) than the fastest of OpenSSL's timed ones by BACK_MARGIN (a thread's CPU
+//   time only ever errs upward), every size it was sent goes back to OpenSSL for good, none is
+//   sent to it again, and the kept memory is released. Where the probe chose the module outright,
+//   nothing is timed (it also keeps its memory there).
 // A failing measurement never fails a derivation: OpenSSL failing there leaves the module, the
 // module failing leaves what ran before this choice existed (the module where it can, else OpenSSL).
 // QVMB_KDF=openssl or =wasm (passed by the pool) fixes the engine, for comparisons.
@@ -54,8 +56,9 @@ const PROBE_RUNS = 5;
  *  the module (single derivations vary, and the module's first derivation of a size faults its
  *  memory in). */
 const MARGIN = 1.3;
-/** ... and the module, timed after that, must exceed OpenSSL's fastest timed derivation by this to
- *  send them back (a module derivation in kept memory varies by ~3 % here, OpenSSL's by 10-12 %). */
+/** ... and the module, timed after that, must exceed OpenSSL's fastest timed derivation by this
+ *  (per unit of work) to send them back: a module derivation in kept memory varied by ~3 % here,
+ *  OpenSSL's by 10-12 % (Node 24, logN 17 and 18, 12 runs each: BENCHMARKS). */
 const BACK_MARGIN = 1.1;
 /** glibc's largest mmap threshold (64-bit): OpenSSL's memory for a derivation larger than this is
  *  mapped fresh and unmapped every time; a smaller one comes from the heap and is reused, so its

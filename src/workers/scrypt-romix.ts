@@ -52,10 +52,14 @@ export function countKeptMemoryIn(counter: Int32Array): void {
 export function dropKeptMemory(): void {
   if (kept === undefined) return;
   kept = undefined;
-  youngGc()?.();
-  if (holders !== undefined) {
-    Atomics.sub(holders, 0, 1);
-    Atomics.notify(holders, 0);
+  try {
+    youngGc()?.();
+  } finally {
+    // counted down even when the collector throws: this thread keeps nothing any more
+    if (holders !== undefined) {
+      Atomics.sub(holders, 0, 1);
+      Atomics.notify(holders, 0);
+    }
   }
 }
 
