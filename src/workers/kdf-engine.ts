@@ -102,8 +102,8 @@ let mode: KdfEngineMode = 'auto';
 let rates: KdfRates | null | undefined;
 /** memory size from which OpenSSL's derivations were found slower than the module's would be */
 let moduleFrom = Infinity;
-/** memory size from which the module, timed after that, was found slower than OpenSSL */
-let moduleSlowFrom = Infinity;
+/** the module, timed after that, was found slower than OpenSSL: OpenSSL derives from then on */
+let moduleSlower = false;
 /** the fastest of OpenSSL's timed large derivations, in ms per unit of work (N·r·p) */
 let opensslBestMsPerUnit = Infinity;
 /** the module, sent sizes by OpenSSL's timings, was timed (that decided, either way) */
@@ -127,7 +127,7 @@ export function countDerivationsIn(counter: Int32Array): void {
 export function resetKdfEngineForTest(r?: KdfRates | null, time?: Timer): void {
   rates = r;
   moduleFrom = Infinity;
-  moduleSlowFrom = Infinity;
+  moduleSlower = false;
   opensslBestMsPerUnit = Infinity;
   moduleTimed = false;
   timer = time ?? RUNTIME_TIMER;
@@ -181,7 +181,7 @@ export function engineFor(logN: number, r: number, p: number): KdfEngine {
   if (mode === 'openssl' || !runsInModule(logN, r, p)) return 'openssl';
   if (mode === 'wasm') return 'wasm';
   const bytes = romixBytes(2 ** logN, r, p);
-  if (bytes >= moduleSlowFrom) return 'openssl';
+  if (moduleSlower) return 'openssl';
   if (keptBytes() >= bytes || bytes >= moduleFrom) return 'wasm';
   if (rates === undefined && bytes <= SMALL_DERIVATION_BYTES) return 'openssl';
   if (rates === undefined) {
@@ -203,9 +203,9 @@ export function engineFor(logN: number, r: number, p: number): KdfEngine {
  * node:crypto's limit.
  */
 export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: number, r: number, p: number, dkLen: number, keep: boolean, maxmem: number): Buffer {
+  const units = 2 ** logN * r * p;
+  const bytes = romixBytes(2 ** logN, r, p);
   if (engineFor(logN, r, p) === 'wasm') {
-    const units = 2 ** logN * r * p;
-    const bytes = romixBytes(2 ** logN, r, p);
     // sent to the module by OpenSSL's timings, into memory it keeps already: timed against them, once
     const clock = mode === 'auto' && bytes >= moduleFrom && !moduleTimed && keptBytes() >= bytes ? timer : null;
     const run = (): Buffer | null => scryptWasm(passphrase, salt, logN, r, p, dkLen, keep);
@@ -221,14 +221,13 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
     // small for it) must not stay beside node:crypto's
     dropKeptMemory();
   }
-  const bytes = romixBytes(2 ** logN, r, p);
   const run = (): Buffer => scryptSync(passphrase, salt, dkLen, { N: 2 ** logN, r, p, maxmem });
   let key: Buffer;
   // timed only where OpenSSL was chosen over the module for its speed, and pays fresh memory
   if (timer !== null && mode === 'auto' && rates != null && rates.openssl < rates.wasm && bytes > FRESH_EVERY_TIME && runsInModule(logN, r, p)) {
     const t = timer(run);
     key = t.value;
-    learn(bytes, t.ms, rates.wasm * 2 ** logN * r * p, 2 ** logN * r * p);
+    learn(bytes, t.ms, units, rates.wasm);
   } else {
     try {
       key = run();
@@ -247,14 +246,13 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
   return key;
 }
 
-/** An OpenSSL derivation of `bytes` took `ms` (`units` of work) where the module should take
- *  `moduleMs`: recorded; slower by MARGIN, that size and larger go to the module (unless it was
- *  timed slower already). */
-function learn(bytes: number, ms: number, moduleMs: number, units: number): void {
+/** An OpenSSL derivation of `bytes` took `ms` for `units` of work where the module's probe rate
+ *  (ms per unit) is `moduleRate`: recorded; slower by MARGIN, that size and larger go to the module
+ *  (unless it was timed slower already: its rate is per unit of work, so no size goes to it again). */
+function learn(bytes: number, ms: number, units: number, moduleRate: number): void {
   if (ms < MIN_SAMPLE_MS) return;
   opensslBestMsPerUnit = Math.min(opensslBestMsPerUnit, ms / units);
-  // once the module was timed slower, no size goes to it again (its rate is per unit of work)
-  if (ms > moduleMs * MARGIN && moduleSlowFrom === Infinity) moduleFrom = Math.min(moduleFrom, bytes);
+  if (ms > moduleRate * units * MARGIN && !moduleSlower) moduleFrom = Math.min(moduleFrom, bytes);
 }
 
 /** The module, sent sizes by learn(), took `ms` for `units` of work in memory it kept (a sample
@@ -264,7 +262,8 @@ function learnModule(ms: number, units: number): void {
   if (ms < MIN_SAMPLE_MS) return;
   moduleTimed = true;
   if (ms / units <= opensslBestMsPerUnit * BACK_MARGIN) return;
-  moduleSlowFrom = moduleFrom;
+  moduleSlower = true;
+  moduleFrom = Infinity;
   // not kept beside OpenSSL's memory (this derivation's key is out already)
   try {
     dropKeptMemory();
