@@ -10,6 +10,9 @@ import { QvmBackupError } from '../../errors.js';
 import { decoderLimitArgs, filterPath, ignoredTrailingData, trailingDataMessage } from '../../io/filter-program.js';
 import { exitDetail, spawnProcess } from '../../io/spawn.js';
 
+/** The program's output is handed on in pieces of at least this size (its last one may be smaller). */
+const PIECE_BYTES = 4 * 1024 * 1024;
+
 /** How long a program that stopped reading may take to exit before it is killed. */
 const EXIT_AFTER_EPIPE_MS = 10_000;
 
@@ -75,11 +78,24 @@ export function startProgramDecoder(program: string, what: string, signal?: Abor
       cb(err);
     },
   });
+  // the pipe gives 64 KiB at a time: handed on in pieces of PIECE_BYTES, so that the image writer
+  // makes one 4 MiB write where it would make sixty-four (each a round trip to a libuv thread)
+  let parts: Buffer[] = [];
+  let held = 0;
+  const handOn = (): void => {
+    const piece = parts.length === 1 ? parts[0]! : Buffer.concat(parts, held);
+    parts = [];
+    held = 0;
+    if (!stream.push(piece)) stdout.pause();
+  };
   stdout.on('data', (d: Buffer) => {
-    if (!stream.push(d)) stdout.pause();
+    parts.push(d);
+    held += d.length;
+    if (held >= PIECE_BYTES) handOn();
   });
   stdout.once('end', () => {
     outputEnded = true;
+    if (held > 0) handOn();
     stream.push(null);
   });
   stdout.once('error', (e) => stream.destroy(e));

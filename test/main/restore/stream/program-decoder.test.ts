@@ -6,12 +6,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, test } from 'node:test';
 import { loadSpawner } from '../../../../src/main/io/spawn.js';
 import { isQvmBackupError } from '../../../../src/main/errors.js';
 import { openImageExtractor } from '../../../../src/main/restore/stream/image-extractor.js';
+import { startProgramDecoder } from '../../../../src/main/restore/stream/program-decoder.js';
 import { openStreamExtractor, type InnerExtractor } from '../../../../src/main/restore/stream/file-extractor.js';
 import { sampleData } from '../../../workers/tools.js';
 import { split } from './build-archive.js';
@@ -104,6 +106,29 @@ for (const [junkBytes, message] of [
     }
   });
 }
+
+test('a program\'s output is handed on in pieces of 4 MiB, not as the pipe gives it (64 KiB): the same bytes, back-pressure kept', { skip: !have('zstd') && 'zstd is not installed', timeout: 60_000 }, async () => {
+  const plain = sampleData(21 * 1024 * 1024 + 12_345, 5);
+  const packed = execFileSync('zstd', ['-q', '-1', '-c'], { input: plain, maxBuffer: 1 << 30 });
+  const d = startProgramDecoder('zstd', 'vm3/private.img');
+  const write = (async () => {
+    for (const piece of split(packed, 256 * 1024)) if (!d.stream.write(piece)) await once(d.stream, 'drain');
+    d.stream.end();
+  })();
+  const sizes: number[] = [];
+  const got: Buffer[] = [];
+  for await (const piece of d.stream as AsyncIterable<Buffer>) {
+    sizes.push(piece.length);
+    got.push(piece);
+    // a slow reader: the program is held back by the pipe meanwhile, and nothing is lost
+    if (sizes.length % 2 === 0) await new Promise((r) => setTimeout(r, 20));
+  }
+  await write;
+  await d.exited;
+  assert.ok(Buffer.concat(got).equals(plain), 'the bytes the program wrote, in order');
+  assert.ok(sizes.length >= 5, `${sizes.length} pieces`);
+  for (const n of sizes.slice(0, -1)) assert.ok(n >= 4 * 1024 * 1024, `a piece of ${n} bytes before the last`);
+});
 
 test('the decoder memory of a program is bounded as in-process: a zstd window of 128 MiB is refused', { skip: !have('zstd') && 'zstd is not installed', timeout: 60_000 }, async () => {
   const work = tempDir();
