@@ -5,9 +5,12 @@
 // took ~1.5 s and OpenSSL ~1.0–1.2 s with huge pages (its compute ~0.6x the module's at logN 9–12).
 // So each thread measures before its first derivation larger than 32 MiB: a small one (logN 9, r 8:
 // 512 KiB, ~1 ms) in each engine, five times in turns, the fastest run of each counted. Derivations
-// up to 32 MiB (logN 15 at r 8) are not worth it: the measurement costs 15-30 ms of a worker's first
-// task, on the way to the first chunk, where the engines differ by a few ms; OpenSSL derives them
-// until a larger one measured (and the module if OpenSSL refuses scrypt). Then:
+// up to 32 MiB (logN 15 at r 8) are not worth it at first: the measurement costs 15-30 ms of a
+// worker's first task, on the way to the first chunk, where the engines differ by a few ms; OpenSSL
+// derives them until a larger one measured (and the module if OpenSSL refuses scrypt), or until the
+// thread has derived SMALL_UNMEASURED of them: a run of many small VMs (one derivation per file)
+// then measures once, as the engines differ by a few ms on every one of the many still to come.
+// Then:
 // - memory this thread already keeps, large enough, is used: nothing to fault in (unless the
 //   module was timed slower than OpenSSL at a size it was sent: the last point);
 // - the module derives when it computes at least as fast: it also keeps its memory where the
@@ -67,6 +70,11 @@ const FRESH_EVERY_TIME = 32 * 2 ** 20;
 /** A "small" derivation: up to this memory it goes to OpenSSL unmeasured (the probe costs more than
  *  the engines differ by), and WorkerPool.deriveWhileLoading may run it before the workers load. */
 export const SMALL_DERIVATION_BYTES = FRESH_EVERY_TIME;
+/** Small derivations a thread runs in OpenSSL before it measures: a restore of one large image
+ *  (3-4 per worker) never pays for the probe, one of many small VMs pays it once and gains on each
+ *  derivation after it where the module is the faster (logN 14 here, one derivation: ~24 ms in the
+ *  module keeping its memory against ~29 in OpenSSL; on the host before, the reverse). */
+const SMALL_UNMEASURED = 8;
 /** A timed derivation shorter than this says nothing (the thread clock moves by ticks). */
 const MIN_SAMPLE_MS = 100;
 
@@ -111,6 +119,8 @@ let moduleTimed = false;
 /** derivations per engine on this thread's pool (shared with the pool; [wasm, openssl]) */
 let counts: Int32Array | undefined;
 let timer: Timer | null = RUNTIME_TIMER;
+/** small derivations run in OpenSSL before anything was measured (SMALL_UNMEASURED) */
+let smallUnmeasured = 0;
 
 /** Fix the engine (QVMB_KDF), or 'auto' (the default): by measured speed. */
 export function setKdfEngineMode(m: KdfEngineMode): void {
@@ -131,6 +141,7 @@ export function resetKdfEngineForTest(r?: KdfRates | null, time?: Timer): void {
   opensslBestMsPerUnit = Infinity;
   moduleTimed = false;
   timer = time ?? RUNTIME_TIMER;
+  smallUnmeasured = 0;
 }
 
 /** For tests: whether OpenSSL's large derivations are timed on this runtime (a thread clock). */
@@ -183,7 +194,7 @@ export function engineFor(logN: number, r: number, p: number): KdfEngine {
   const bytes = romixBytes(2 ** logN, r, p);
   if (moduleSlower) return 'openssl';
   if (keptBytes() >= bytes || bytes >= moduleFrom) return 'wasm';
-  if (rates === undefined && bytes <= SMALL_DERIVATION_BYTES) return 'openssl';
+  if (rates === undefined && bytes <= SMALL_DERIVATION_BYTES && smallUnmeasured < SMALL_UNMEASURED) return 'openssl';
   if (rates === undefined) {
     rates = measure();
     // the probe's instance (unreachable now) reserved its own address space, ~10 GiB with V8's
@@ -242,6 +253,7 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
       return k;
     }
   }
+  if (rates === undefined && bytes <= SMALL_DERIVATION_BYTES) smallUnmeasured++;
   if (counts !== undefined) Atomics.add(counts, 1, 1);
   return key;
 }

@@ -43,6 +43,32 @@ test('derivations up to 32 MiB go to OpenSSL unmeasured; the first larger one me
   assert.ok(r != null && Number.isFinite(r.wasm) && Number.isFinite(r.openssl) && r.wasm > 0 && r.openssl > 0, JSON.stringify(r));
 });
 
+test('after 8 small derivations in OpenSSL unmeasured, the 9th measures and the faster engine derives the small ones from then on (a run of many small VMs)', () => {
+  const counter = new Int32Array(2);
+  for (let i = 0; i < 8; i++) {
+    const d = derive(10, true, counter);
+    assert.deepEqual(d.key, d.want);
+  }
+  assert.deepEqual([...counter], [0, 8], 'OpenSSL, unmeasured');
+  assert.equal(measuredRatesForTest(), undefined);
+  const ninth = derive(10, true, counter);
+  assert.deepEqual(ninth.key, ninth.want);
+  const r = measuredRatesForTest();
+  assert.ok(r != null && Number.isFinite(r.wasm) && Number.isFinite(r.openssl), 'measured at the 9th');
+  assert.equal(counter[0]! + counter[1]!, 9);
+  assert.deepEqual([...counter], r.wasm <= r.openssl ? [1, 8] : [0, 9], 'the 9th by the measured faster engine');
+  // and what was measured decides the next small ones, either way (nothing kept)
+  dropKeptMemory();
+  resetKdfEngineForTest(FAST_MODULE);
+  assert.equal(engineFor(10, 8, 1), 'wasm');
+  resetKdfEngineForTest(FAST_OPENSSL);
+  assert.equal(engineFor(10, 8, 1), 'openssl');
+  // a fresh thread state counts from 0 again: 8 more before it measures
+  resetKdfEngineForTest(undefined);
+  for (let i = 0; i < 8; i++) derive(9, false, counter);
+  assert.equal(measuredRatesForTest(), undefined);
+});
+
 test('the faster engine by the measurement derives; the keys are the same', () => {
   resetKdfEngineForTest(FAST_MODULE);
   let d = derive(11, true);
