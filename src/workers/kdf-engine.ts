@@ -68,12 +68,14 @@ const BACK_MARGIN = 1.1;
  *  cost is the compute the probe measured. Only larger derivations are timed. */
 const FRESH_EVERY_TIME = 32 * 2 ** 20;
 /** A "small" derivation: up to this memory it goes to OpenSSL unmeasured (the probe costs more than
- *  the engines differ by), and WorkerPool.deriveWhileLoading may run it before the workers load. */
+ *  the engines differ by; until a thread has run SMALL_UNMEASURED of them), and
+ *  WorkerPool.deriveWhileLoading may run it before the workers load. */
 export const SMALL_DERIVATION_BYTES = FRESH_EVERY_TIME;
-/** Small derivations a thread runs in OpenSSL before it measures: a restore of one large image
- *  (3-4 per worker) never pays for the probe, one of many small VMs pays it once and gains on each
+/** Small derivations a thread runs in OpenSSL before it measures (those the measurement could
+ *  change: `keep`, the engine not fixed): a restore of a 1 GiB image (3-4 per worker) never pays
+ *  for the probe, one of many small VMs pays it once and gains on each
  *  derivation after it where the module is the faster (logN 14 here, one derivation: ~24 ms in the
- *  module keeping its memory against ~29 in OpenSSL; on the host before, the reverse). */
+  *  module keeping its memory against ~29 in OpenSSL; on the host before, OpenSSL computed faster). */
 const SMALL_UNMEASURED = 8;
 /** A timed derivation shorter than this says nothing (the thread clock moves by ticks). */
 const MIN_SAMPLE_MS = 100;
@@ -253,7 +255,9 @@ export function deriveScrypt(passphrase: Uint8Array, salt: Uint8Array, logN: num
       return k;
     }
   }
-  if (rates === undefined && bytes <= SMALL_DERIVATION_BYTES) smallUnmeasured++;
+  // counted only where the measurement could change the engine: the module keeps its memory only
+  // with `keep` (without it, it runs only in memory kept already), and runs these parameters
+  if (rates === undefined && keep && mode === 'auto' && bytes <= SMALL_DERIVATION_BYTES && runsInModule(logN, r, p)) smallUnmeasured++;
   if (counts !== undefined) Atomics.add(counts, 1, 1);
   return key;
 }

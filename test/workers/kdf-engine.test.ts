@@ -64,9 +64,25 @@ test('after 8 small derivations in OpenSSL unmeasured, the 9th measures and the 
   resetKdfEngineForTest(FAST_OPENSSL);
   assert.equal(engineFor(10, 8, 1), 'openssl');
   // a fresh thread state counts from 0 again: 8 more before it measures
+  dropKeptMemory();
   resetKdfEngineForTest(undefined);
-  for (let i = 0; i < 8; i++) derive(9, false, counter);
+  for (let i = 0; i < 8; i++) derive(9, true, counter);
   assert.equal(measuredRatesForTest(), undefined);
+});
+
+test('small derivations the measurement could not change do not count towards it: without keep (the module would not keep its memory), or with the engine fixed (review)', () => {
+  const counter = new Int32Array(2);
+  for (let i = 0; i < 12; i++) derive(9, false, counter);
+  assert.equal(measuredRatesForTest(), undefined, 'no keep: never measured');
+  setKdfEngineMode('openssl');
+  for (let i = 0; i < 12; i++) derive(9, true, counter);
+  setKdfEngineMode('auto');
+  assert.equal(measuredRatesForTest(), undefined, 'QVMB_KDF=openssl: never measured');
+  assert.deepEqual([...counter], [0, 24]);
+  for (let i = 0; i < 8; i++) derive(9, true, counter);
+  assert.equal(measuredRatesForTest(), undefined, 'the 8 that count');
+  derive(9, true, counter);
+  assert.notEqual(measuredRatesForTest(), undefined, 'measured at the 9th that counts');
 });
 
 test('the faster engine by the measurement derives; the keys are the same', () => {

@@ -23,7 +23,9 @@ import { createInnerDecoder } from './inner-decoder.js';
 import { startProgramDecoder } from './program-decoder.js';
 import { UnitScanner, type UnitOutput, type UnitPools } from './parallel-units.js';
 
-/** Decompressed bytes waiting to be written, at most (then the decompressor is held). */
+/** Decompressed bytes waiting to be written, at most (then the decompressor is held; a decoder
+ *  program hands over 4 MiB pieces, so with the piece in its stream and the one it gathers it can
+ *  be ~20 MiB ahead). */
 const MAX_QUEUED = 8 * 1024 * 1024;
 
 /** True for the inner archives extracted in-process: single-file image members of formats 3/4. */

@@ -50,6 +50,11 @@ export function startProgramDecoder(program: string, what: string, signal?: Abor
       (e: unknown) => e as QvmBackupError,
     ).finally(() => clearTimeout(killer));
   };
+  // the pipe gives 4-64 KiB at a time (zstd 64, xz mostly 8, bzip2 mostly 4): handed on in pieces
+  // of PIECE_BYTES, so that the image writer makes one 4 MiB write where it would make 64 to 1024
+  // (each a round trip to a libuv thread)
+  let parts: Buffer[] = [];
+  let held = 0;
   const stream = new Duplex({
     write(chunk: Buffer, _enc, cb) {
       if (failure) return cb(failure);
@@ -75,13 +80,11 @@ export function startProgramDecoder(program: string, what: string, signal?: Abor
       // its unread output would hold its exit (and `exited`) back
       if (!outputEnded) stdout.destroy();
       stdin.destroy();
+      parts = [];
+      held = 0;
       cb(err);
     },
   });
-  // the pipe gives 64 KiB at a time: handed on in pieces of PIECE_BYTES, so that the image writer
-  // makes one 4 MiB write where it would make sixty-four (each a round trip to a libuv thread)
-  let parts: Buffer[] = [];
-  let held = 0;
   const handOn = (): void => {
     const piece = parts.length === 1 ? parts[0]! : Buffer.concat(parts, held);
     parts = [];

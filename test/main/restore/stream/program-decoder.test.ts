@@ -117,11 +117,15 @@ test('a program\'s output is handed on in pieces of 4 MiB, not as the pipe gives
   })();
   const sizes: number[] = [];
   const got: Buffer[] = [];
+  // a slow reader (nothing read for 200 ms, then 20 ms per piece): the program is held back by the
+  // pipe meanwhile, so no more than the piece being read and the one gathered after it wait in
+  // the stream (the program decodes all 21 MiB in well under 200 ms), and nothing is lost
+  await new Promise((r) => setTimeout(r, 200));
   for await (const piece of d.stream as AsyncIterable<Buffer>) {
     sizes.push(piece.length);
     got.push(piece);
-    // a slow reader: the program is held back by the pipe meanwhile, and nothing is lost
-    if (sizes.length % 2 === 0) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(piece.length <= 2 * (4 * 1024 * 1024 + 64 * 1024), `${piece.length} bytes read at once: the program was not held back`);
+    await new Promise((r) => setTimeout(r, 20));
   }
   await write;
   await d.exited;
