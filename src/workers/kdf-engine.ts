@@ -73,9 +73,9 @@ const FRESH_EVERY_TIME = 32 * 2 ** 20;
 export const SMALL_DERIVATION_BYTES = FRESH_EVERY_TIME;
 /** Small derivations a thread runs in OpenSSL before it measures (those the measurement could
  *  change: `keep`, the engine not fixed): a restore of a 1 GiB image (3-4 per worker) never pays
- *  for the probe, one of many small VMs pays it once and gains on each
- *  derivation after it where the module is the faster (logN 14 here, one derivation: ~24 ms in the
-  *  module keeping its memory against ~29 in OpenSSL; on the host before, OpenSSL computed faster). */
+ *  for the probe, one of many small VMs pays it once and gains on each derivation after it where
+ *  the module is the faster (logN 14 here, one derivation: ~24 ms in the module keeping its memory
+ *  against ~29 in OpenSSL; on the host before, OpenSSL computed faster). */
 const SMALL_UNMEASURED = 8;
 /** A timed derivation shorter than this says nothing (the thread clock moves by ticks). */
 const MIN_SAMPLE_MS = 100;
