@@ -76,9 +76,9 @@ function image(w: World, subdir: string, content: string): InnerArchive {
   return { base: `${subdir}/private.img`, tar: tarOf(d, [`${subdir}/private.img`]) };
 }
 
-function restore(w: World, members: InnerArchive[], args: string[] = [], xml = backupXml()): { status: number | null; stderr: string } {
+function restore(w: World, members: InnerArchive[], args: string[] = [], xml = backupXml(), gzip = false): { status: number | null; stderr: string } {
   const archive = path.join(w.dir, `archive-${Math.random().toString(36).slice(2)}.bin`);
-  writeFileSync(archive, buildV4Archive({ passphrase: PW, qubesXml: xml, members, work: w.dir }));
+  writeFileSync(archive, buildV4Archive({ passphrase: PW, qubesXml: xml, members, work: w.dir, gzip }));
   const r = node(RESTORE_BIN, ['-y', '-q', '-p', w.pwFile, '--qubes-root', w.root, '--dom0-home', w.home, archive, ...args]);
   return { status: r.status, stderr: r.stderr };
 }
@@ -326,6 +326,72 @@ test('a template/netVM reference loop is a plan error (exit 2) naming the VMs, b
     assert.match(r.stderr, /ring-a/);
     assert.match(r.stderr, /cycle/);
     assert.deepEqual(changes(before, snapshot(w.dir), (rel) => rel === 'host/qubes.xml.lock' || allowedFor([])(rel)), []);
+  } finally {
+    w.cleanup();
+  }
+});
+
+/** `<subdir>/<name>` (a file, or a directory holding one file `big`) of `bytes` bytes of 'x' (data,
+ *  not a hole: 'x' compresses ~1000:1 under gzip), as its inner archive. */
+function bulky(w: World, subdir: string, name: string, bytes: number, dir = false): InnerArchive {
+  const d = w.src('bulky');
+  mkdirSync(path.join(d, subdir, dir ? name : ''), { recursive: true });
+  writeFileSync(path.join(d, subdir, name, dir ? 'big' : ''), Buffer.alloc(bytes, 'x'));
+  return { base: `${subdir}/${name}`, tar: tarOf(d, [`${subdir}/${name}`]) };
+}
+
+const MiB = 1024 * 1024;
+
+test('a VM whose data unpacks past the size its qubes.xml states fails (nothing of it installed); --ignore-size-limit restores it', () => {
+  const w = world();
+  try {
+    // evil states 4096 bytes (limit: 4096 + 512 + 16 MiB) and brings 24 MiB of image data
+    const members = (): InnerArchive[] => [bulky(w, 'vm9', 'private.img', 24 * MiB), image(w, 'vm10', 'good data')];
+    const before = snapshot(w.dir);
+    const r = restore(w, members(), ['-x', 'dom0']);
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stderr, /evil[\s\S]*more data for VM evil than its qubes\.xml states \(4096 bytes[\s\S]*--ignore-size-limit/);
+    assert.deepEqual(changes(before, snapshot(w.dir), allowedFor(['good'])), []);
+    assert.deepEqual(hostNames(w), ['dom0', 'good', 'tpl', 'work']);
+    noStaging(w);
+    // a verification says the same (and writes nothing)
+    const v = restore(w, members(), ['-x', 'dom0', '--verify-only']);
+    assert.equal(v.status, 3, v.stderr);
+    assert.match(v.stderr, /more data for VM evil/);
+    // lifted: restored, byte for byte
+    const ok = restore(w, members(), ['-x', 'dom0', '--ignore-size-limit', '--rename-conflicting']);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.deepEqual(readFileSync(path.join(w.root, 'appvms/evil/private.img')), Buffer.alloc(24 * MiB, 'x'));
+    // a VM whose qubes.xml states no size has no limit
+    const xml = backupXml().replace(/(<property name="name">evil<\/property>[\s\S]*?)<feature name="backup-size">4096<\/feature>/, '$1');
+    assert.notEqual(xml, backupXml());
+    const free = restore(w, members(), ['-x', 'dom0', '--rename-conflicting'], xml);
+    assert.equal(free.status, 0, free.stderr);
+    noStaging(w);
+  } finally {
+    w.cleanup();
+  }
+});
+
+test('a decompression bomb stops at the VM size limit on every path: image, directory (tar), small file, dom0 home', () => {
+  const w = world();
+  try {
+    const cases: { what: string; member: () => InnerArchive; args: string[]; gzip: boolean; who: RegExp }[] = [
+      { what: 'image (in-process gunzip)', member: () => bulky(w, 'vm9', 'private.img', 64 * MiB), args: ['-x', 'dom0'], gzip: true, who: /VM evil/ },
+      { what: 'directory (tar, gunzip)', member: () => bulky(w, 'vm9', 'apps', 32 * MiB, true), args: ['-x', 'dom0'], gzip: true, who: /VM evil/ },
+      { what: 'directory (tar, uncompressed)', member: () => bulky(w, 'vm9', 'apps', 20 * MiB, true), args: ['-x', 'dom0'], gzip: false, who: /VM evil/ },
+      { what: 'small file (held, gunzip)', member: () => bulky(w, 'vm9', 'firewall.xml', 32 * MiB), args: ['-x', 'dom0'], gzip: true, who: /VM evil/ },
+      { what: 'dom0 home (tar, gunzip)', member: () => bulky(w, 'dom0-home', 'user', 32 * MiB, true), args: [], gzip: true, who: /the dom0 home/ },
+    ];
+    for (const c of cases) {
+      const before = snapshot(w.dir);
+      const r = restore(w, [c.member(), image(w, 'vm10', 'good data')], [...c.args, '--rename-conflicting'], backupXml(), c.gzip);
+      assert.equal(r.status, 3, `${c.what}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`more data for ${c.who.source} than its qubes\\.xml states`), c.what);
+      assert.equal(existsSync(path.join(w.root, 'appvms/evil')), false, c.what);
+      assert.deepEqual(changes(before, snapshot(w.dir), (rel) => allowedFor(['good', 'good-1', 'good-2', 'good-3', 'good-4'])(rel) && !rel.startsWith('home/')), [], c.what);
+      noStaging(w);
+    }
   } finally {
     w.cleanup();
   }

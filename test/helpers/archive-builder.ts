@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { encodeBackupHeader } from '../../src/main/format/backup-header.js';
 import { outerMemberHead, outerMemberTail } from '../../src/main/tar/outer-tar-writer.js';
 import { scryptEncryptInto } from '../../src/workers/scrypt-file.js';
@@ -31,20 +32,23 @@ export function tarOf(dir: string, names: string[]): Buffer {
   return execFileSync('tar', ['-c', '--sparse', '-C', dir, '-f', '-', '--', ...names], { maxBuffer: 1 << 30 });
 }
 
-/** A format 4 archive (uncompressed chunks, one chunk per inner archive) with a valid head. */
-export function buildV4Archive(o: { passphrase: string; qubesXml: string; members: InnerArchive[]; logN?: number; work: string }): Buffer {
+/** A format 4 archive (one chunk per inner archive; uncompressed, or each inner archive one gzip
+ *  member with `gzip`) with a valid head. */
+export function buildV4Archive(o: { passphrase: string; qubesXml: string; members: InnerArchive[]; logN?: number; work: string; gzip?: boolean }): Buffer {
   const logN = o.logN ?? 10;
   const id = BUILDER_BACKUP_ID;
-  const header = encodeBackupHeader({ version: 4, encrypted: true, compressed: false, hmacAlgorithm: 'scrypt', backupId: id });
+  const gzip = o.gzip === true;
+  const header = encodeBackupHeader({ version: 4, encrypted: true, compressed: gzip, ...(gzip ? { compressionFilter: 'gzip' } : {}), hmacAlgorithm: 'scrypt', backupId: id });
+  const pack = (tar: Buffer): Buffer => (gzip ? gzipSync(tar) : tar);
   const xmlDir = path.join(o.work, 'src', `xml-${process.pid}-${Math.random().toString(36).slice(2)}`);
   mkdirSync(xmlDir, { recursive: true });
   writeFileSync(path.join(xmlDir, 'qubes.xml'), o.qubesXml);
   const parts = [
     outerMember('backup-header', header),
     outerMember('backup-header.hmac', scryptFile(`backup-header!${o.passphrase}`, header, logN)),
-    outerMember('qubes.xml.000.enc', scryptFile(`${id}!qubes.xml.000!${o.passphrase}`, tarOf(xmlDir, ['qubes.xml']), logN)),
+    outerMember('qubes.xml.000.enc', scryptFile(`${id}!qubes.xml.000!${o.passphrase}`, pack(tarOf(xmlDir, ['qubes.xml'])), logN)),
   ];
-  for (const m of o.members) parts.push(outerMember(`${m.base}.000.enc`, scryptFile(`${id}!${m.base}.000!${o.passphrase}`, m.tar, logN)));
+  for (const m of o.members) parts.push(outerMember(`${m.base}.000.enc`, scryptFile(`${id}!${m.base}.000!${o.passphrase}`, pack(m.tar), logN)));
   parts.push(Buffer.alloc(1024)); // end-of-archive blocks
   return Buffer.concat(parts);
 }

@@ -26,6 +26,7 @@ import { checkGnuTar } from '../tar/gnu-tar.js';
 import { FirstChunkKey, dataPassMemory, readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataContext, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 import { STAGE } from '../stats/bound.js';
 import { timedInput } from '../tar/byte-input.js';
+import { SizeLimit } from './stream/size-limit.js';
 
 /** The options of one restore: its choices (resolved and validated by settings.ts), what it
  *  selects, and its wiring. */
@@ -46,6 +47,8 @@ export interface RestoreOptions extends RestoreSelection, RestoreChoices {
   now?: Date;
   /** the stage profile to fill (--stats); default: off */
   stats?: RunStats;
+  /** --ignore-size-limit: a VM's data may unpack to more than its qubes.xml states (size-limit.ts) */
+  ignoreSizeLimit?: boolean;
 }
 
 export interface RestoreOutcome {
@@ -179,8 +182,11 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // 3. data pass; VMs are installed once the whole archive was read and its source succeeded
     const stagingDir = staging?.dir ?? tmpdir();
     const selection = new Map<string, SelectionEntry>();
-    for (const v of chosen) selection.set(v.subdir, { vm: v.backupName, stagingDir });
-    if (withHome) selection.set(plan.dom0!.subdir, { vm: 'dom0', stagingDir });
+    // what each VM's data may unpack to, from the size its qubes.xml states (unless lifted)
+    const limitOf = (vm: string, declared: number | undefined): { sizeLimit?: SizeLimit } =>
+      o.ignoreSizeLimit === true || declared === undefined ? {} : { sizeLimit: new SizeLimit(vm, declared) };
+    for (const v of chosen) selection.set(v.subdir, { vm: v.backupName, stagingDir, ...limitOf(v.backupName, v.declaredBytes) });
+    if (withHome) selection.set(plan.dom0!.subdir, { vm: 'dom0', stagingDir, ...limitOf('dom0', plan.dom0!.declaredBytes) });
     const installer = o.verifyOnly ? undefined : new Installer({ root, plan: chosen, stagingDir: staging!.dir, progress, signal: o.signal, lock: lock!, stats });
     runInstaller = installer;
     const complete: string[] = [];
@@ -210,6 +216,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       prefault_images: s.prefaultImages && !o.verifyOnly, // a verification writes nothing
       drop_behind: s.dropBehind && !s.directImageWrites && !o.verifyOnly,
       direct_io: s.directImageWrites && !o.verifyOnly,
+      size_limit: o.ignoreSizeLimit !== true,
     });
     // progress counts the archive read (what takes the time), as a percent when its size is known
     progress.start(o.verifyOnly ? 'verify' : 'restore', archiveBytes);

@@ -44,7 +44,7 @@ describe('planRestore', () => {
     assert.equal(byName(plan.vms, 'work').netvm, 'net');
     assert.equal(byName(plan.vms, 'mail').netvm, undefined);
     assert.equal(byName(plan.vms, 'net').netvm, null);
-    assert.deepEqual(plan.dom0, { subdir: 'dom0-home/', user: 'alice', sizeBytes: 700, action: 'restore', problems: [] });
+    assert.deepEqual(plan.dom0, { subdir: 'dom0-home/', user: 'alice', sizeBytes: 700, declaredBytes: 700, action: 'restore', problems: [] });
     assert.equal(plan.totalBytes, 3000 + 4000 + 5000 + 6000 + 700);
     assert.deepEqual(plan.unknownNames, []);
   });

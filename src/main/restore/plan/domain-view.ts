@@ -19,6 +19,12 @@ export function backupSizeOf(d: DomainInfo): number {
   return Number.isSafeInteger(s) && s >= 0 ? s : 0;
 }
 
+/** The domain's `backup-size` as its qubes.xml states it; undefined when it states none. */
+export function declaredBackupSizeOf(d: DomainInfo): number | undefined {
+  const s = d.backup?.size;
+  return s !== undefined && Number.isSafeInteger(Number(s)) && Number(s) >= 0 ? Number(s) : undefined;
+}
+
 /** True for an AdminVM (dom0) entry. */
 export function isAdminVm(d: DomainInfo): boolean {
   return d.klass === 'AdminVM';

@@ -37,6 +37,9 @@ export interface VmPlan {
   /** Archive subdir, always with a trailing slash: `vm3/`, `appvms/work/`. */
   subdir: string;
   sizeBytes: number;
+  /** The size its qubes.xml states (undefined: none), which bounds what its data may unpack to
+   *  (stream/size-limit.ts). */
+  declaredBytes?: number;
   action: 'restore' | 'skip';
   /** Empty for a VM that can be restored; with action 'restore', non-empty problems block the restore. */
   problems: Problem[];
@@ -61,6 +64,8 @@ export interface Dom0Plan {
   /** Basename of the home in the backup. */
   user: string;
   sizeBytes: number;
+  /** The size its qubes.xml states (undefined: none). */
+  declaredBytes?: number;
   action: 'restore' | 'skip';
   problems: Problem[];
 }

@@ -5,7 +5,7 @@ import type { DomainInfo, QubesXml } from '../../qubes-xml/index.js';
 import { isValidVmName, RESTORABLE_CLASSES, restoredDomainWarnings, shown } from '../../qubes-xml/index.js';
 import { DOM0_HOME_SUBDIR, dom0UserOf, vmSubdirOf } from './backup-subdir.js';
 import { findFreeName } from './conflict-rename.js';
-import { backupPathOf, backupSizeOf, globalOf, isAdminVm, isIncluded } from './domain-view.js';
+import { backupPathOf, backupSizeOf, declaredBackupSizeOf, globalOf, isAdminVm, isIncluded } from './domain-view.js';
 import { installOrder } from './install-order.js';
 import { defaultDispvmWarning, referenceCycles } from './reference-checks.js';
 import { resolveNetvm, resolveTemplate, type ResolveContext } from './resolve-deps.js';
@@ -40,6 +40,8 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
       backupName: d.name, newName: d.name, domain: d, subdir: '', sizeBytes: backupSizeOf(d),
       action: 'restore', problems: [], notes: [], warnings: [], template: d.template, netvm: d.netvm,
     };
+    const declared = declaredBackupSizeOf(d);
+    if (declared !== undefined) p.declaredBytes = declared;
     plans.push(p);
     const path = backupPathOf(d);
     const subdir = path === undefined ? null : vmSubdirOf(path);
@@ -118,6 +120,8 @@ function planDom0(
   const path = backupPathOf(d) ?? '';
   const user = dom0UserOf(path);
   const plan: Dom0Plan = { subdir: DOM0_HOME_SUBDIR, user: user ?? '', sizeBytes: backupSizeOf(d), action: 'restore', problems: [] };
+  const declared = declaredBackupSizeOf(d);
+  if (declared !== undefined) plan.declaredBytes = declared;
   if (sel.skipDom0Home || !selected('dom0')) {
     plan.action = 'skip';
     plan.problems.push('excluded');

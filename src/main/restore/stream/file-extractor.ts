@@ -11,6 +11,7 @@ import type { RunStats } from '../../stats/run-stats.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
 import { startProgramDecoder } from './program-decoder.js';
+import type { SizeLimit } from './size-limit.js';
 
 /** Feeds one inner archive to tar in order. */
 export interface InnerExtractor {
@@ -36,6 +37,8 @@ export interface ExtractorOptions {
   direct?: boolean;
   /** the in-process image writer hands the pages of a large image back once flushed (io/drop-behind.ts) */
   dropBehind?: boolean;
+  /** the VM's allowance: every decoded byte is counted before it goes on (size-limit.ts) */
+  sizeLimit?: SizeLimit;
 }
 
 /**
@@ -113,6 +116,18 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
         resolve(decoderError);
       }),
     );
+    // every decoded byte is counted before tar gets it: past the VM's limit the decoder fails
+    // with that error (tar gets no more)
+    const limit = o.sizeLimit;
+    if (limit !== undefined) {
+      d.on('data', (c: Buffer) => {
+        try {
+          limit.take(c.length, o.member);
+        } catch (e) {
+          d.destroy(e as Error);
+        }
+      });
+    }
     d.pipe(tar.stdin);
     sink = d;
     // tar exits 0 at its end-of-archive, which can come before the decoder has seen the rest of its
@@ -175,6 +190,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
       if (decoderError) throw dataError(decoderError);
       // without a decoder, tar is the only reader: input after its exit is input it refused
       if (tarStopped && decoder === null) throw await failure(undefined);
+      if (decoder === null) o.sizeLimit?.take(data.length, o.member);
       const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       // tar or the decompressor dying leaves the write callback pending behind back-pressure
       const written = new Promise<Error | null | undefined>((resolve) => sink.write(buf, (e) => resolve(e)));
@@ -241,7 +257,10 @@ export function openMultiVolumeExtractor(o: ExtractorOptions): InnerExtractor {
     throw isQvmBackupError(e) ? await diskFullOr(o, e) : e;
   };
   return {
-    write: (data) => mv.feedVolume([data]).catch(classify),
+    write: (data) => {
+      o.sizeLimit?.take(data.length, o.member);
+      return mv.feedVolume([data]).catch(classify);
+    },
     finish: () => mv.finish().catch(classify),
     abort: () => mv.abort(),
   };

@@ -162,13 +162,18 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, uni
       e,
     );
   let failed: QvmBackupError | undefined;
+  /** decoded bytes to the parser, counted first against the VM's limit (size-limit.ts) */
+  const parse = (bytes: Uint8Array): Promise<void> => {
+    o.sizeLimit?.take(bytes.length, o.member);
+    return reader.push(bytes);
+  };
   // compressed: decoded output is parsed in order; the chain of pushes is the back-pressure
   let chain: Promise<void> = Promise.resolve();
   const feed = (bytes: Uint8Array): void => {
     chain = chain.then(async () => {
       if (failed) return;
       try {
-        await reader.push(bytes);
+        await parse(bytes);
       } catch (e) {
         failed = classify(e);
       }
@@ -190,7 +195,7 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, uni
           let m: UnitOutput | undefined;
           try {
             m = await output;
-            if (!failed) await reader.push(m.bytes);
+            if (!failed) await parse(m.bytes);
           } catch (e) {
             failed ??= classify(e);
           } finally {

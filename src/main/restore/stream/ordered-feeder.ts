@@ -6,6 +6,7 @@ import type { Slot } from '../../pipeline/slot-pool.js';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import type { DecodedChunk } from './chunk-decoder.js';
 import type { InnerExtractor } from './file-extractor.js';
+import type { SizeLimit } from './size-limit.js';
 
 /** Per-VM state shared by the reader loop and the feeder. */
 export interface VmRun {
@@ -16,6 +17,8 @@ export interface VmRun {
   error?: QvmBackupError;
   files: string[];
   bytesRestored: number;
+  /** what its inner archives may unpack to; none: no limit */
+  sizeLimit?: SizeLimit;
 }
 
 /** One inner archive (chunk base) in the pass. */

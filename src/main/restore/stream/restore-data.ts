@@ -125,7 +125,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const vms = new Map<string, VmRun>();
   for (const [subdir, e] of selection) {
     if (!subdir.endsWith('/')) throw new QvmBackupError('ERR_INTERNAL', `selection key ${JSON.stringify(subdir)} must end in '/'`);
-    vms.set(subdir, { vm: e.vm, subdir, stagingDir: e.stagingDir, failed: false, files: [], bytesRestored: 0 });
+    vms.set(subdir, { vm: e.vm, subdir, stagingDir: e.stagingDir, failed: false, files: [], bytesRestored: 0, ...(e.sizeLimit ? { sizeLimit: e.sizeLimit } : {}) });
   }
   let bytesRestored = 0;
   const fileBytes = new Map<object, number>(); // -v: plaintext bytes of each file in progress
@@ -162,7 +162,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     const vm = file.vm as VmRun;
     // every inner archive gets a fresh directory of its own (never one shared by two tar runs)
     if (!listOnly) file.extractDir = createExtractionDir(vm.stagingDir);
-    const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, stats, prefault: ctx.prefaultImages !== false, dropBehind: ctx.dropBehind !== false, direct: directWrites, ...(ctx.signal ? { signal: ctx.signal } : {}) };
+    const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, stats, prefault: ctx.prefaultImages !== false, dropBehind: ctx.dropBehind !== false, direct: directWrites, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(vm.sizeLimit ? { sizeLimit: vm.sizeLimit } : {}) };
     const byTar = (open: () => InnerExtractor): InnerExtractor => openWhenReady(tarOnce, open, ctx.signal);
     if (version === 2) return byTar(() => ((file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o)));
     // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)

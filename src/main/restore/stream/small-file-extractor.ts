@@ -53,9 +53,12 @@ export function openSmallFileExtractor(o: ExtractorOptions, filter: InnerFilter,
     for (const p of parts) await t.write(p);
     return t;
   };
-  /** One pass of the image extractor over the held bytes: checking only, or writing the file. */
+  /** One pass of the image extractor over the held bytes: checking only, or writing the file. The
+   *  check counts the decoded bytes against the VM's limit (it runs in every case), the write not
+   *  again. */
   const inProcess = async (listOnly: boolean): Promise<void> => {
-    const x = (pass = openImageExtractor({ ...o, listOnly, prefault: false }, filter, undefined, true));
+    const { sizeLimit, ...rest } = o;
+    const x = (pass = openImageExtractor({ ...rest, listOnly, prefault: false, ...(listOnly && sizeLimit ? { sizeLimit } : {}) }, filter, undefined, true));
     try {
       for (const p of held) await x.write(p);
       await x.finish();
@@ -80,9 +83,18 @@ export function openSmallFileExtractor(o: ExtractorOptions, filter: InnerFilter,
     async finish() {
       if (tar !== null) return tar.finish();
       check();
+      const counted = o.sizeLimit?.used ?? 0;
       const fits = await inProcess(true).then(
         () => true,
-        () => false,
+        (e: unknown) => {
+          const limit = o.sizeLimit;
+          if (limit === undefined) return false;
+          // a stream that unpacks past the VM's limit goes nowhere; one that goes to tar is
+          // counted there instead
+          if (limit.exceeded) throw e;
+          limit.giveBack(limit.used - counted);
+          return false;
+        },
       );
       check();
       // anything the parser does not accept (a directory, a link, another member, a stream it

@@ -7,6 +7,7 @@ import type { WorkerPool } from '../../pipeline/worker-pool.js';
 import type { QubesXml } from '../../qubes-xml/types.js';
 import type { OuterMember } from './outer-source.js';
 import type { EarlyKey } from './chunk-decoder.js';
+import type { SizeLimit } from './size-limit.js';
 
 /** Options of `readArchiveHead`. */
 export interface ReadHeadOptions {
@@ -45,6 +46,8 @@ export interface SelectionEntry {
   vm: string;
   /** directory tar extracts into: files land at `<stagingDir>/<subdir>…` (inner names keep the subdir) */
   stagingDir: string;
+  /** what its inner archives may unpack to (stream/size-limit.ts); none: no limit */
+  sizeLimit?: SizeLimit;
 }
 
 /** Map from archive subdir (with trailing slash) to what to do with it. */
