@@ -7,6 +7,7 @@ import { blockBound, blockCodecAvailable, zstdBlockInto, zstdBound, compressBloc
 import { compressBlock, view } from '../../src/workers/chunk-worker.js';
 import { zlibInto } from '../../src/workers/zlib-into.js';
 import { zstdZlib } from '../../src/workers/zstd-zlib.js';
+import { zstdDecompressSmall } from '../../src/main/restore/stream/inner-decoder.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertSameBytes, hasTool, inShared, run, sampleData, tempDir } from './tools.js';
@@ -46,7 +47,8 @@ test('zstd frames of independent blocks concatenate into one stream that zstd -d
   const data = sampleData(3_000_000, 3);
   const stream = framesOf(data, 700_000, 3);
   assert.ok(stream.length < data.length * 0.8, 'the sample compresses');
-  assertSameBytes(zstdZlib!.zstdDecompressSync(stream), data, 'node:zlib');
+  // frame by frame, as the restore decodes them (Node 22's one-shot zlib stops after the first)
+  assertSameBytes(zstdDecompressSmall(stream, data.length), data, 'node:zlib');
   if (!hasTool('zstd')) return t.skip('zstd program not installed');
   assertSameBytes(run('zstd', ['-dc'], stream), data, 'zstd -dc');
   // each frame carries its content size and a checksum, as the zstd program writes them

@@ -14,7 +14,7 @@
 // for nothing (a 2 MiB run before a 6 MiB hole: 4 MiB of zero pages in the page cache).
 import type { promises as fsp } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import type { Span } from '../tar/single-member-reader.js';
+import { SpanList, type Span } from '../tar/single-member-reader.js';
 
 const MiB = 1024 * 1024;
 /** How far ahead of the writer pages are prepared. */
@@ -30,7 +30,7 @@ export const MIN_READ = 64 * 1024;
 
 export class PagePrefault {
   readonly #fh: fsp.FileHandle;
-  readonly #spans: readonly Span[];
+  readonly #spans: SpanList;
   readonly #window: number;
   #span = 0;
   /** next file offset to prepare */
@@ -45,9 +45,9 @@ export class PagePrefault {
   reads = 0;
   readMs = 0;
 
-  constructor(fh: fsp.FileHandle, spans: readonly Span[], window = PREFAULT_WINDOW) {
+  constructor(fh: fsp.FileHandle, spans: SpanList | readonly Span[], window = PREFAULT_WINDOW) {
     this.#fh = fh;
-    this.#spans = spans;
+    this.#spans = spans instanceof SpanList ? spans : SpanList.from(spans);
     this.#window = window;
   }
 
@@ -70,13 +70,12 @@ export class PagePrefault {
     const spans = this.#spans;
     // the first run with MIN_READ bytes at or after the cursor (runs are in order, no overlaps)
     for (; this.#span < spans.length; this.#span++) {
-      const r = spans[this.#span]!;
-      if (this.#cursor < r.offset) this.#cursor = r.offset;
-      if (r.offset + r.length - this.#cursor >= MIN_READ) break;
+      const offset = spans.offsetAt(this.#span);
+      if (this.#cursor < offset) this.#cursor = offset;
+      if (offset + spans.lengthAt(this.#span) - this.#cursor >= MIN_READ) break;
     }
     if (this.#span >= spans.length) return;
-    const s = spans[this.#span]!;
-    const limit = Math.min(s.offset + s.length, this.#writer + this.#window, this.#cursor + PIECE);
+    const limit = Math.min(spans.offsetAt(this.#span) + spans.lengthAt(this.#span), this.#writer + this.#window, this.#cursor + PIECE);
     const length = limit - this.#cursor;
     if (length < MIN_READ) return; // at the window's end: until the writer moves on
     const at = this.#cursor;

@@ -25,6 +25,55 @@ export interface Span {
   length: number;
 }
 
+/**
+ * A sparse map, 16 bytes a run: a map may hold millions (MAX_SPANS), which as objects took up to
+ * ~100 bytes each (~400 MB for one image of a hostile archive, outside --max-memory).
+ */
+export class SpanList implements Iterable<Span> {
+  #a = new Float64Array(32);
+  #n = 0;
+
+  static from(spans: Iterable<Span>): SpanList {
+    const l = new SpanList();
+    for (const s of spans) l.push(s.offset, s.length);
+    return l;
+  }
+
+  get length(): number {
+    return this.#n;
+  }
+
+  push(offset: number, length: number): void {
+    if (2 * this.#n + 2 > this.#a.length) {
+      const a = new Float64Array(this.#a.length * 2);
+      a.set(this.#a);
+      this.#a = a;
+    }
+    this.#a[2 * this.#n] = offset;
+    this.#a[2 * this.#n + 1] = length;
+    this.#n++;
+  }
+
+  offsetAt(i: number): number {
+    return this.#a[2 * i]!;
+  }
+
+  lengthAt(i: number): number {
+    return this.#a[2 * i + 1]!;
+  }
+
+  /** The data bytes of all runs. */
+  get dataBytes(): number {
+    let n = 0;
+    for (let i = 0; i < this.#n; i++) n += this.#a[2 * i + 1]!;
+    return n;
+  }
+
+  *[Symbol.iterator](): Iterator<Span> {
+    for (let i = 0; i < this.#n; i++) yield { offset: this.#a[2 * i]!, length: this.#a[2 * i + 1]! };
+  }
+}
+
 /** The one member, as described by its headers. */
 export interface MemberInfo {
   name: string;
@@ -33,7 +82,7 @@ export interface MemberInfo {
   mode: number;
   mtimeSec: number;
   /** the data runs in order; holes between them (and up to `size`) stay holes */
-  spans: Span[];
+  spans: SpanList;
 }
 
 /** Where the member goes (a file writer, or nothing for verify-only). */
@@ -62,6 +111,12 @@ const MAX_META_BYTES = 1024 * 1024;
 const TYPE_WORDS: Record<string, string> = { '1': 'a hard link', '2': 'a symbolic link', '3': 'a character device node', '4': 'a block device node', '5': 'a directory', '6': 'a FIFO' };
 /** A sparse map longer than this is refused (24 bytes each in GNU extension blocks). */
 const MAX_SPANS = 4_000_000;
+/** Extension headers (pax, global, long name) before the member: GNU tar writes one or two. Each
+ *  may hold 1 MiB of records, and an archive of thousands kept CPU and memory busy for minutes. */
+const MAX_EXTENSIONS = 16;
+/** The pax keys of GNU sparse formats that are read; any other GNU.sparse key marks a variant that
+ *  is refused, and every other key is ignored (nothing else is kept). */
+const SPARSE_KEYS = new Set(['GNU.sparse.name', 'GNU.sparse.major', 'GNU.sparse.minor', 'GNU.sparse.realsize', 'GNU.sparse.size', 'GNU.sparse.map']);
 
 type State = 'header' | 'meta' | 'sparse-ext' | 'pax-map' | 'data' | 'trailer';
 
@@ -77,6 +132,10 @@ export class SingleMemberReader {
   #paxPath: string | undefined;
   #paxSize: number | undefined;
   #pax: Map<string, string> = new Map();
+  /** a GNU.sparse key not in SPARSE_KEYS was seen (an unsupported variant, e.g. 0.0) */
+  #otherSparseKey = false;
+  /** extension headers read before the member */
+  #extensions = 0;
   #longName: string | undefined;
   // the member being read
   #info: MemberInfo | null = null;
@@ -164,6 +223,7 @@ export class SingleMemberReader {
     if (this.#o.strict === true) this.#strictHeader(b, type);
     if (isExtensionHeader(type)) {
       if (size > MAX_META_BYTES) this.#fail('ERR_TOO_LARGE', `inner tar extended header of ${size} bytes`);
+      if (++this.#extensions > MAX_EXTENSIONS) this.#fail('ERR_CORRUPT', `more than ${MAX_EXTENSIONS} extension headers before the member`);
       this.#meta = { type, left: size, padded: roundUp(size, BLOCK) - size, bytes: new Uint8Array(size), fill: 0 };
       this.#state = 'meta';
       if (size === 0) this.#metaDone();
@@ -181,7 +241,7 @@ export class SingleMemberReader {
     this.#storedSize = stored;
     const major = this.#pax.get('GNU.sparse.major');
     const minor = this.#pax.get('GNU.sparse.minor');
-    const info: MemberInfo = { name, size: stored, mode: mode & 0o777, mtimeSec, spans: [] };
+    const info: MemberInfo = { name, size: stored, mode: mode & 0o777, mtimeSec, spans: new SpanList() };
     this.#info = info;
     if (type === 'S') {
       const real = parseNumericAt(b, 483, 12);
@@ -207,8 +267,8 @@ export class SingleMemberReader {
       for (let i = 0; i < nums.length; i += 2) this.#pushSpan(decimal(nums[i]!), decimal(nums[i + 1]!));
       return this.#startData();
     }
-    if ([...this.#pax.keys()].some((k) => k.startsWith('GNU.sparse.'))) this.#fail('ERR_CORRUPT', 'unsupported pax GNU sparse variant');
-    info.spans.push({ offset: 0, length: stored });
+    if (this.#otherSparseKey || this.#pax.size > 0) this.#fail('ERR_CORRUPT', 'unsupported pax GNU sparse variant');
+    info.spans.push(0, stored);
     return this.#startData();
   }
 
@@ -260,7 +320,8 @@ export class SingleMemberReader {
       const text = Buffer.from(v).toString('utf8');
       if (k === 'path') this.#paxPath = text;
       else if (k === 'size') this.#paxSize = paxDecimal(text) ?? NaN;
-      else this.#pax.set(k, text);
+      else if (SPARSE_KEYS.has(k)) this.#pax.set(k, text);
+      else if (k.startsWith('GNU.sparse.')) this.#otherSparseKey = true;
     }
     if (this.#paxSize !== undefined && !Number.isSafeInteger(this.#paxSize)) this.#fail('ERR_CORRUPT', 'bad pax size');
   }
@@ -279,10 +340,15 @@ export class SingleMemberReader {
   #pushSpan(offset: number, length: number): void {
     const spans = this.#info!.spans;
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) this.#fail('ERR_CORRUPT', 'malformed sparse map entry');
-    const prev = spans[spans.length - 1];
-    if (prev !== undefined && offset < prev.offset + prev.length) this.#fail('ERR_CORRUPT', 'sparse map entries overlap or are out of order');
+    const last = spans.length - 1;
+    if (last >= 0) {
+      // GNU tar writes an empty run only as the last entry (a file that ends in a hole): empty
+      // runs anywhere else would make a map of millions of entries from a few bytes each
+      if (spans.lengthAt(last) === 0) this.#fail('ERR_CORRUPT', 'an empty run before the end of the sparse map');
+      if (offset < spans.offsetAt(last) + spans.lengthAt(last)) this.#fail('ERR_CORRUPT', 'sparse map entries overlap or are out of order');
+    }
     if (spans.length >= MAX_SPANS) this.#fail('ERR_TOO_LARGE', `sparse map longer than ${MAX_SPANS} entries`);
-    spans.push({ offset, length });
+    spans.push(offset, length);
   }
 
   async #sparseExtension(b: Uint8Array): Promise<void> {
@@ -327,9 +393,9 @@ export class SingleMemberReader {
     const spans = info.spans;
     if (info.size > this.#o.maxSize) this.#fail('ERR_TOO_LARGE', `${info.name} claims ${info.size} bytes (limit ${this.#o.maxSize})`);
     let stored = 0;
-    for (const s of spans) {
-      if (s.offset + s.length > info.size) this.#fail('ERR_CORRUPT', 'sparse map reaches past the end of the file');
-      stored += roundUp(s.length, BLOCK);
+    for (let i = 0; i < spans.length; i++) {
+      if (spans.offsetAt(i) + spans.lengthAt(i) > info.size) this.#fail('ERR_CORRUPT', 'sparse map reaches past the end of the file');
+      stored += roundUp(spans.lengthAt(i), BLOCK);
     }
     // GNU tar stores every run from a block boundary, so the runs fill the member's blocks exactly
     if (stored !== roundUp(this.#storedSize, BLOCK)) this.#fail('ERR_CORRUPT', `sparse map (${stored} bytes in blocks) does not match the member size ${this.#storedSize}`);
@@ -350,22 +416,24 @@ export class SingleMemberReader {
         this.#done = true;
         this.#state = 'trailer';
         this.#pax = new Map();
+        this.#otherSparseKey = false;
+        this.#extensions = 0;
         this.#paxPath = this.#longName = undefined;
         this.#paxSize = undefined;
         await this.#sink.end();
         return;
       }
-      const s = spans[this.#span]!;
-      this.#spanLeft = s.length;
-      this.#padLeft = roundUp(s.length, BLOCK) - s.length;
+      const length = spans.lengthAt(this.#span);
+      this.#spanLeft = length;
+      this.#padLeft = roundUp(length, BLOCK) - length;
     }
   }
 
   async #data(chunk: Uint8Array, pos: number): Promise<number> {
     if (this.#spanLeft > 0) {
       const n = Math.min(this.#spanLeft, chunk.length - pos);
-      const s = this.#info!.spans[this.#span]!;
-      await this.#sink.data(s.offset + (s.length - this.#spanLeft), chunk.subarray(pos, pos + n));
+      const spans = this.#info!.spans;
+      await this.#sink.data(spans.offsetAt(this.#span) + (spans.lengthAt(this.#span) - this.#spanLeft), chunk.subarray(pos, pos + n));
       this.#spanLeft -= n;
       if (this.#spanLeft === 0 && this.#padLeft === 0) await this.#nextSpan();
       return n;

@@ -39,7 +39,7 @@ describe('GNU member headers', () => {
   it('a regular file: one header, all data', async () => {
     const { info } = await readBack(meta(5000), null);
     assert.equal(info.size, 5000);
-    assert.deepEqual(info.spans, [{ offset: 0, length: 5000 }]);
+    assert.deepEqual([...info.spans], [{ offset: 0, length: 5000 }]);
   });
 
   it('sparse maps of 0, 3, 4, 24, 25 and 70 runs read back the same', async () => {
@@ -51,7 +51,7 @@ describe('GNU member headers', () => {
       assert.equal(headers.length / 512, 1 + Math.max(0, Math.ceil((n + 1 - 4) / 21)), `${n} runs`);
       const { info } = await readBack(meta(size), runs);
       assert.equal(info.size, size);
-      assert.deepEqual(info.spans.filter((s) => s.length > 0), runs, `${n} runs`);
+      assert.deepEqual([...info.spans].filter((s) => s.length > 0), runs, `${n} runs`);
     }
   });
 
@@ -60,7 +60,7 @@ describe('GNU member headers', () => {
     const runs = [{ offset: 8 * 2 ** 30 + 4096, length: 8192 }, { offset: 19 * 2 ** 30, length: 4096 }];
     const { info } = await readBack(meta(size), runs);
     assert.equal(info.size, size);
-    assert.deepEqual(info.spans.filter((s) => s.length > 0), runs);
+    assert.deepEqual([...info.spans].filter((s) => s.length > 0), runs);
     const h = memberHeaders(meta(size), runs);
     assert.equal(h[483], 0x80, 'realsize in base-256');
   });

@@ -72,7 +72,7 @@ export class FileSink implements MemberSink {
     // read+write: the prefaulter reads the ranges about to be written (only ever our own file)
     this.#fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, info.mode || 0o644);
     // the data runs' total: the last 64 MiB are flushed in smaller steps (a short final fsync)
-    const dataBytes = info.spans.reduce((n, s) => n + s.length, 0);
+    const dataBytes = info.spans.dataBytes;
     this.#flush = new BackgroundFlush(this.#fh, FLUSH_EVERY, dataBytes, () => this.#drop?.flushed());
     await this.#fh.truncate(info.size); // the apparent size: everything not written is a hole
     // around the page cache when asked and the filesystem allows it; else through it, its pages

@@ -22,13 +22,25 @@ function zstd(): NonNullable<typeof zstdZlib> {
 /** Decode a small zstd stream (qubes.xml) at once, output capped at `maxBytes` (RangeError /
  *  ERR_BUFFER_TOO_LARGE above). The one-shot API ignores bytes after the last frame that are no
  *  frame (and 1-3 bytes of a magic number); `zstd -d` refuses them, so the frame bounds must end
- *  with the data. */
+ *  with the data. Each frame is decoded on its own (Node 22 decodes only the first of several). */
 export function zstdDecompressSmall(data: Uint8Array, maxBytes: number): Buffer {
   const z = zstd();
   const bounds = new ZstdFrameBounds();
-  bounds.feed(data);
+  const ends: number[] = [];
+  bounds.feed(data, ends);
   if (!bounds.wholeFrames()) throw new Error('the bytes after the last zstd frame are not a whole frame (trailing data, or a frame cut off)');
-  return z.zstdDecompressSync(data, { maxOutputLength: Math.max(1, maxBytes), params: { [z.c.windowLogMax]: ZSTD_WINDOW_LOG_MAX } });
+  const out: Buffer[] = [];
+  let left = Math.max(1, maxBytes);
+  let at = 0;
+  for (const end of ends) {
+    const part = z.zstdDecompressSync(data.subarray(at, end), { maxOutputLength: left, params: { [z.c.windowLogMax]: ZSTD_WINDOW_LOG_MAX } });
+    out.push(part);
+    left -= part.length;
+    at = end;
+    // the cap is on the whole output: a frame reaching it leaves nothing for the next
+    if (left === 0 && at < data.length) throw new RangeError(`zstd output larger than ${maxBytes} bytes`);
+  }
+  return out.length === 1 ? out[0]! : Buffer.concat(out);
 }
 
 /** A decoder for `filter`, or null when the inner stream is not compressed or a program runs it. */
@@ -51,7 +63,9 @@ export function createInnerDecoder(filter: InnerFilter): Transform | null {
  * bytes taken by zlib (null: it may).
  */
 interface EndRule {
-  see(chunk: Uint8Array, at: number): void;
+  /** returns where zlib's input must be cut (`cuts`, offsets in `chunk`) and from where none of it
+   *  may reach zlib (`stop`); nothing: all of it, in one piece */
+  see(chunk: Uint8Array, at: number): { cuts: number[]; stop: number } | void;
   refuse(consumed: number, fed: number): string | null;
 }
 
@@ -64,7 +78,16 @@ interface EndRule {
 function zstdEnd(): EndRule {
   const bounds = new ZstdFrameBounds();
   return {
-    see: (chunk) => bounds.feed(chunk),
+    // one frame per input to zlib (Node 22 drops the frames after the first of one input); bytes
+    // that begin no frame never reach it (Node 22 fails on them, Node 24 stops): the end of the
+    // input refuses them, the same on both
+    see: (chunk, at) => {
+      const ends: number[] = [];
+      bounds.feed(chunk, ends);
+      const lost = bounds.lostAt;
+      const stop = lost === null ? chunk.length : Math.min(chunk.length, Math.max(0, lost - at));
+      return { cuts: ends.filter((e) => e < stop), stop };
+    },
     refuse: (consumed, fed) => {
       const left = fed - consumed;
       if (left > 0) return `${left} bytes after the last zstd frame are not zstd data`;
@@ -109,6 +132,8 @@ function refuseTrailingData(d: ZlibStream, rule: EndRule): void {
   /** zlib ended its output before the input ended */
   let endedEarly = false;
   let flushing = false;
+  /** bytes the rule kept from zlib (they begin no frame) */
+  let withheld = 0;
   const refused = (): Error | null => {
     const why = rule.refuse(d.bytesWritten, fed);
     return why === null ? null : new Error(why);
@@ -117,14 +142,30 @@ function refuseTrailingData(d: ZlibStream, rule: EndRule): void {
   const flush = d._flush.bind(d);
   const push = d.push.bind(d);
   d._transform = (chunk: Buffer, encoding: BufferEncoding, cb: TransformCallback): void => {
-    rule.see(chunk, fed);
+    // zlib's own end of input (its _flush) comes through here as an empty chunk: to zlib as it is
+    if (chunk.length === 0) return endedEarly ? cb(refused()) : transform(chunk, encoding, cb);
+    const { cuts, stop } = rule.see(chunk, fed) ?? { cuts: [], stop: chunk.length };
     fed += chunk.length;
-    if (!endedEarly) return transform(chunk, encoding, cb);
-    cb(refused());
+    withheld += chunk.length - stop;
+    // the pieces one after the other, each once zlib took the one before
+    let at = 0;
+    let cut = 0;
+    const next = (e?: Error | null): void => {
+      if (e) return cb(e);
+      if (endedEarly) return cb(refused());
+      if (at >= stop) return cb();
+      const end = cut < cuts.length ? cuts[cut++]! : stop;
+      const piece = at === 0 && end === chunk.length ? chunk : chunk.subarray(at, end);
+      at = end;
+      transform(piece, encoding, next);
+    };
+    next();
   };
   d._flush = (cb: TransformCallback): void => {
     flushing = true;
     if (endedEarly) cb();
+    // bytes kept from zlib: the rule's verdict, not zlib's on an input that stopped short of them
+    else if (withheld > 0) cb(refused());
     else flush(cb);
   };
   d.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {

@@ -2,6 +2,9 @@
 // block headers only, nothing decoded), so the streaming decoder can tell whether its input ended
 // between two frames. node:zlib's decoder keeps 1-3 bytes that begin a frame's magic number (or a
 // skippable frame's) as the start of a next frame and ends without an error; `zstd -d` refuses them.
+// It also says where each frame ends inside the bytes fed: Node 22's zlib decodes only the first of
+// several frames given in one input (the rest is dropped, without an error; Node 24 decodes them
+// all), so the decoders hand zlib one frame per input.
 import { BLOCK_HEADER, CHECKSUM, readBlockHeader, readFrameHeader } from '../../../workers/zstd-frame.js';
 
 /** The largest frame header (magic, descriptor, window, 4-byte dictionary id, 8-byte size). */
@@ -24,8 +27,9 @@ export class ZstdFrameBounds {
   /** bytes that are no frame: the decoder refuses those itself, nothing is followed any more */
   #lost = false;
 
-  /** Follow the next bytes of the stream. */
-  feed(b: Uint8Array): void {
+  /** Follow the next bytes of the stream; with `ends`, the offsets in `b` where a frame (zstd or
+   *  skippable) ends are appended to it. */
+  feed(b: Uint8Array, ends?: number[]): void {
     let pos = 0;
     while (pos < b.length && !this.#lost) {
       if (this.#skip > 0) {
@@ -39,7 +43,10 @@ export class ZstdFrameBounds {
         pos += n;
         if (this.#len === this.#need) this.#header();
       }
-      if (this.#skip === 0 && this.#len === 0 && !this.#inFrame) this.#lastEnd = this.#seen + pos;
+      if (!this.#lost && this.#skip === 0 && this.#len === 0 && !this.#inFrame && this.#seen + pos > this.#lastEnd) {
+        this.#lastEnd = this.#seen + pos;
+        ends?.push(pos);
+      }
     }
     this.#seen += b.length;
   }
@@ -48,6 +55,11 @@ export class ZstdFrameBounds {
    *  bytes that are no frame, which the decoder refuses on its own). */
   partial(): number {
     return this.#lost ? 0 : this.#seen - this.#lastEnd;
+  }
+
+  /** Where bytes that begin no frame start (stream offset), or null while every byte is of a frame. */
+  get lostAt(): number | null {
+    return this.#lost ? this.#lastEnd : null;
   }
 
   /** True when everything fed so far is whole frames (zstd or skippable) and nothing else. */

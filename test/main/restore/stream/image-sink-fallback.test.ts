@@ -15,6 +15,7 @@ import { RunStats } from '../../../../src/main/stats/run-stats.js';
 import { STAGE } from '../../../../src/main/stats/bound.js';
 import { tempDir } from '../../../helpers/cli.js';
 import { waitFor } from '../../../helpers/processes.js';
+import { SpanList } from '../../../../src/main/tar/single-member-reader.js';
 
 const MiB = 1024 * 1024;
 const PIECE = 4 * MiB;
@@ -35,7 +36,7 @@ test('a dd that cannot drop: the pages are prepared ahead from then on, no drops
     const dataBytes = DROP_MIN_BYTES + 32 * MiB; // a helper is worth it from DROP_MIN_BYTES on
     const stats = new RunStats({ enabled: true, measureEventLoop: false });
     const sink = new FileSink(out, false, stats, true, false, true);
-    await sink.begin({ name: 'vm3/private.img', size: dataBytes + 64 * MiB, mode: 0o644, mtimeSec: 1_700_000_000, spans: [{ offset: 0, length: dataBytes }] });
+    await sink.begin({ name: 'vm3/private.img', size: dataBytes + 64 * MiB, mode: 0o644, mtimeSec: 1_700_000_000, spans: SpanList.from([{ offset: 0, length: dataBytes }]) });
     assert.equal(sink.preparingAhead, false, 'with a helper to come, nothing is prepared at first');
     const want = createHash('sha256');
     let at = 0;

@@ -96,8 +96,9 @@ test('the decoder refuses trailing data, truncation and windows over 8 MiB', { s
   await refused(Buffer.concat([good, Buffer.from('junk after the frames')]), /after the last zstd frame/, 'junk');
   await refused(Buffer.concat([good, Buffer.from('junk'), frames(src.subarray(0, 1000), 1000)]), /after the last zstd frame/, 'junk between frames');
   await refused(Buffer.concat([good, Buffer.alloc(4096)]), /after the last zstd frame|Unknown frame/, 'zero padding');
-  await refused(good.subarray(0, good.length - 100), /unexpected end of file/, 'truncated');
-  await refused(Buffer.from('not zstd at all, nothing like it'), /Unknown frame/, 'no frame');
+  // zlib's words (Node 24), or ours where zlib ends its output without them (Node 22)
+  await refused(good.subarray(0, good.length - 100), /unexpected end of file|not a whole frame/, 'truncated');
+  await refused(Buffer.from('not zstd at all, nothing like it'), /Unknown frame|not zstd data/, 'no frame');
   // --long=25 from a pipe (size unknown) declares a 32 MiB window
   await refused(zstdCli(['-3', '--long=25', '-c', '-'], src), /memory|window/i, 'window 2^25');
   assert.throws(() => zstdDecompressSmall(good, 1000), (e: unknown) => (e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError);

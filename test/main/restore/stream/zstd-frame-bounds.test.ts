@@ -60,3 +60,20 @@ test('frame bounds: 1-3 bytes of a magic number after the last frame are partial
   assert.equal(partialOf([stream, reserved]), 0, 'reserved block type');
   assert.equal(partialOf([]), 0, 'nothing');
 });
+
+test('frame bounds: where each frame (zstd or skippable) ends inside the bytes fed, for every split; where bytes begin no frame', () => {
+  for (let cut = 0; cut <= stream.length; cut += 3) {
+    const b = new ZstdFrameBounds();
+    const first: number[] = [];
+    const second: number[] = [];
+    b.feed(stream.subarray(0, cut), first);
+    b.feed(stream.subarray(cut), second);
+    assert.deepEqual([...first, ...second.map((e) => e + cut)], ends, `cut at ${cut}`);
+    assert.equal(b.lostAt, null);
+  }
+  const b = new ZstdFrameBounds();
+  const found: number[] = [];
+  b.feed(Buffer.concat([stream, Buffer.from('junk'), units[0]!]), found);
+  assert.deepEqual(found, ends, 'nothing after bytes that begin no frame');
+  assert.equal(b.lostAt, stream.length);
+});
