@@ -51,6 +51,9 @@ export function cipherParams(name: string): CipherParams {
   const info = getCipherInfo(lower);
   if (!info) throw new CodecError('bad-params', `unsupported cipher: ${name}`);
   if (!ENC_MODES.has(info.mode)) throw new CodecError('bad-params', `cipher ${name} (${info.mode} mode) cannot be used with openssl enc`);
+  // OpenSSL's stitched TLS ciphers (aes-128-cbc-hmac-sha1, …) report plain cbc mode but work only
+  // inside TLS records (`openssl enc` refuses them too): they fail at the first update
+  if (/-hmac-/.test(lower)) throw new CodecError('bad-params', `cipher ${name} is a TLS-only composite cipher and cannot be used with openssl enc`);
   const p: CipherParams = { name: lower, mode: info.mode, keyLen: info.keyLength, ivLen: info.ivLength ?? 0, blockSize: info.blockSize ?? 1 };
   try {
     createCipheriv(lower, Buffer.alloc(p.keyLen), p.ivLen > 0 ? Buffer.alloc(p.ivLen) : null);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SingleMemberReader, type MemberInfo, type MemberSink } from '../../../src/main/tar/single-member-reader.js';
 import { headerChecksum } from '../../../src/main/tar/tar-header.js';
+import { paxRecord as rec, paxSparse, tarBlockHeader as header, toBlocks as padded } from '../../helpers/tar-craft.js';
 
 let dir: string;
 let sparse: { file: string; sha: string; size: number };
@@ -155,33 +156,6 @@ describe('SingleMemberReader: refusals', () => {
 });
 
 describe('SingleMemberReader: pax sparse 1.0 maps made here', () => {
-  const header = (name: string, type: string, bytes: number): Buffer => {
-    const b = Buffer.alloc(512);
-    b.write(name, 0, 'latin1');
-    b.write('0000644\0', 100, 'latin1');
-    b.write(bytes.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
-    b.write('00000000000\0', 136, 'latin1');
-    b[156] = type.charCodeAt(0);
-    b.write('ustar\0' + '00', 257, 'latin1');
-    b.write(headerChecksum(b).unsigned.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
-    return b;
-  };
-  const padded = (b: Buffer) => Buffer.concat([b, Buffer.alloc((512 - (b.length % 512)) % 512)]);
-  const rec = (k: string, v: string) => {
-    const body = ` ${k}=${v}\n`;
-    let n = body.length + 1;
-    while (`${n}${body}`.length !== n) n++;
-    return `${n}${body}`;
-  };
-  /** A pax 1.0 sparse member: its map text, then each run padded to a block (as GNU tar writes it). */
-  function paxSparse(spans: { offset: number; length: number }[], size: number, data: (s: { offset: number; length: number }) => Buffer, mapText?: string): Buffer {
-    const pax = Buffer.from(rec('GNU.sparse.major', '1') + rec('GNU.sparse.minor', '0') + rec('GNU.sparse.name', 'vm3/private.img') + rec('GNU.sparse.realsize', String(size)));
-    const map = padded(Buffer.from(mapText ?? `${spans.length}\n${spans.map((s) => `${s.offset}\n${s.length}\n`).join('')}`, 'latin1'));
-    const runs = spans.map((s) => padded(data(s)));
-    const stored = map.length + runs.reduce((a, r) => a + r.length, 0);
-    return Buffer.concat([header('vm3/PaxHeaders/private.img', 'x', pax.length), padded(pax), header('vm3/GNUSparseFile.0/private.img', '0', stored), map, ...runs, Buffer.alloc(1024)]);
-  }
-
   it('a map whose lines straddle the blocks: the same bytes, in odd pieces', async () => {
     const spans: { offset: number; length: number }[] = [];
     for (let i = 0, at = 3; i < 2000; i++, at += 1000 + (i % 7) * 333) spans.push({ offset: at, length: 1 + ((i * 37) % 600) });

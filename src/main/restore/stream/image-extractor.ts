@@ -154,13 +154,14 @@ export class FileSink implements MemberSink {
 export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools, strict = false): InnerExtractor {
   const sink = new FileSink(o.dir, o.listOnly, o.stats, o.prefault === true, o.direct === true, o.dropBehind === true);
   const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member, strict }, sink);
-  const classify = (e: unknown): QvmBackupError =>
-    isQvmBackupError(e) ? e : new QvmBackupError(
-      (e as NodeJS.ErrnoException).code === 'ENOSPC' || (e as NodeJS.ErrnoException).code === 'EDQUOT' ? 'ERR_NO_SPACE' : 'ERR_IO',
-      `${o.member}: ${(e as Error).message}`,
-      { file: o.member },
-      e,
-    );
+  const classify = (e: unknown): QvmBackupError => {
+    if (isQvmBackupError(e)) return e;
+    const code = (e as NodeJS.ErrnoException).code;
+    // the archive states the file's size: one the file system cannot hold (ext4: 16 TiB less 4 KiB)
+    // is the archive's, not an I/O error of the host
+    if (code === 'EFBIG') return new QvmBackupError('ERR_TOO_LARGE', `${o.member}: the file system cannot hold a file of the size the archive states (${(e as Error).message})`, { file: o.member }, e);
+    return new QvmBackupError(code === 'ENOSPC' || code === 'EDQUOT' ? 'ERR_NO_SPACE' : 'ERR_IO', `${o.member}: ${(e as Error).message}`, { file: o.member }, e);
+  };
   let failed: QvmBackupError | undefined;
   /** decoded bytes to the parser, counted first against the VM's limit (size-limit.ts) */
   const parse = (bytes: Uint8Array): Promise<void> => {
