@@ -54,6 +54,8 @@ export function cipherParams(name: string): CipherParams {
   // OpenSSL's stitched TLS ciphers (aes-128-cbc-hmac-sha1, …) report plain cbc mode but work only
   // inside TLS records (`openssl enc` refuses them too): they fail at the first update
   if (/-hmac-/.test(lower)) throw new CodecError('bad-params', `cipher ${name} is a TLS-only composite cipher and cannot be used with openssl enc`);
+  // an AEAD cipher whose mode node reports as a plain stream: `openssl enc` refuses it
+  if (/poly1305/.test(lower)) throw new CodecError('bad-params', `cipher ${name} is an AEAD cipher and cannot be used with openssl enc`);
   const p: CipherParams = { name: lower, mode: info.mode, keyLen: info.keyLength, ivLen: info.ivLength ?? 0, blockSize: info.blockSize ?? 1 };
   try {
     createCipheriv(lower, Buffer.alloc(p.keyLen), p.ivLen > 0 ? Buffer.alloc(p.ivLen) : null);

@@ -5,7 +5,7 @@
 // never replace a file, a trailing '/' means a directory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, node, run, haveCmd, BACKUP_BIN, RESTORE_BIN, ROOT, sampleIn } from '../helpers/cli.js';
@@ -239,6 +239,27 @@ test('destinations: a trailing slash means a directory; concurrent runs never re
     }
     verify(pw, file);
     assert.deepEqual(readdirSync(t.dir).filter((n) => n.includes('partial')), []);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a backup to stdout when stdout is /dev/null or closed is refused (exit 2) before anything is read: the archive would be lost', () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, 4 * MiB);
+    const pw = passFile(t.dir);
+    const args = [BACKUP_BIN, '-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '-'];
+    // 'ignore' is /dev/null; a closed fd 1 is reopened on /dev/null by node
+    const nul = spawnSync(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    assert.equal(nul.status, 2, nul.stderr);
+    assert.match(nul.stderr, /stdout is \/dev\/null or was closed: the archive would be lost/);
+    const closed = spawnSync('sh', ['-c', `exec "$0" "$@" >&-`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+    assert.equal(closed.status, 2, closed.stderr);
+    // a pipe is fine
+    const piped = spawnSync(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
+    assert.equal(piped.status, 0, String(piped.stderr));
+    assert.ok(piped.stdout.length > 0);
   } finally {
     t.cleanup();
   }

@@ -345,8 +345,8 @@ const MiB = 1024 * 1024;
 test('a VM whose data unpacks past the size its qubes.xml states fails (nothing of it installed); --ignore-size-limit restores it', () => {
   const w = world();
   try {
-    // evil states 4096 bytes (limit: 4096 + 512 + 16 MiB) and brings 24 MiB of image data
-    const members = (): InnerArchive[] => [bulky(w, 'vm9', 'private.img', 24 * MiB), image(w, 'vm10', 'good data')];
+    // evil states 4096 bytes (limit: 4096 + 1024 + 64 MiB) and brings 72 MiB of image data
+    const members = (): InnerArchive[] => [bulky(w, 'vm9', 'private.img', 72 * MiB), image(w, 'vm10', 'good data')];
     const before = snapshot(w.dir);
     const r = restore(w, members(), ['-x', 'dom0']);
     assert.equal(r.status, 3, r.stderr);
@@ -361,7 +361,7 @@ test('a VM whose data unpacks past the size its qubes.xml states fails (nothing 
     // lifted: restored, byte for byte
     const ok = restore(w, members(), ['-x', 'dom0', '--ignore-size-limit', '--rename-conflicting']);
     assert.equal(ok.status, 0, ok.stderr);
-    assert.deepEqual(readFileSync(path.join(w.root, 'appvms/evil/private.img')), Buffer.alloc(24 * MiB, 'x'));
+    assert.deepEqual(readFileSync(path.join(w.root, 'appvms/evil/private.img')), Buffer.alloc(72 * MiB, 'x'));
     // a VM whose qubes.xml states no size has no limit
     const xml = backupXml().replace(/(<property name="name">evil<\/property>[\s\S]*?)<feature name="backup-size">4096<\/feature>/, '$1');
     assert.notEqual(xml, backupXml());
@@ -377,11 +377,11 @@ test('a decompression bomb stops at the VM size limit on every path: image, dire
   const w = world();
   try {
     const cases: { what: string; member: () => InnerArchive; args: string[]; gzip: boolean; who: RegExp }[] = [
-      { what: 'image (in-process gunzip)', member: () => bulky(w, 'vm9', 'private.img', 64 * MiB), args: ['-x', 'dom0'], gzip: true, who: /VM evil/ },
-      { what: 'directory (tar, gunzip)', member: () => bulky(w, 'vm9', 'apps', 32 * MiB, true), args: ['-x', 'dom0'], gzip: true, who: /VM evil/ },
-      { what: 'directory (tar, uncompressed)', member: () => bulky(w, 'vm9', 'apps', 20 * MiB, true), args: ['-x', 'dom0'], gzip: false, who: /VM evil/ },
-      { what: 'small file (held, gunzip)', member: () => bulky(w, 'vm9', 'firewall.xml', 32 * MiB), args: ['-x', 'dom0'], gzip: true, who: /VM evil/ },
-      { what: 'dom0 home (tar, gunzip)', member: () => bulky(w, 'dom0-home', 'user', 32 * MiB, true), args: [], gzip: true, who: /the dom0 home/ },
+      { what: 'image (in-process gunzip)', member: () => bulky(w, 'vm9', 'private.img', 128 * MiB), args: ['-x', 'dom0'], gzip: true, who: /VM evil/ },
+      { what: 'directory (tar, gunzip)', member: () => bulky(w, 'vm9', 'apps', 96 * MiB, true), args: ['-x', 'dom0'], gzip: true, who: /VM evil/ },
+      { what: 'directory (tar, uncompressed)', member: () => bulky(w, 'vm9', 'apps', 72 * MiB, true), args: ['-x', 'dom0'], gzip: false, who: /VM evil/ },
+      { what: 'small file (held, gunzip)', member: () => bulky(w, 'vm9', 'firewall.xml', 96 * MiB), args: ['-x', 'dom0'], gzip: true, who: /VM evil/ },
+      { what: 'dom0 home (tar, gunzip)', member: () => bulky(w, 'dom0-home', 'user', 96 * MiB, true), args: [], gzip: true, who: /the dom0 home/ },
     ];
     for (const c of cases) {
       const before = snapshot(w.dir);

@@ -89,7 +89,7 @@ function underRoot(root: string, rel: string): string {
 }
 
 async function fileEntry(path: string, base: string, dereference: boolean): Promise<BackupFile> {
-  return { dir: dirname(path), name: basename(path), base, sizeBytes: await diskUsage(path), dereference };
+  return { dir: dirname(path), name: basename(path), base, sizeBytes: await diskUsage(path, dereference), dereference };
 }
 
 async function filesV4(d: DomainInfo, root: string, subdir: string): Promise<BackupFile[]> {
@@ -119,7 +119,7 @@ async function filesV23(d: DomainInfo, root: string, subdir: string, format: Wri
   const deref = format === 3;
   if (isTemplate(d)) {
     // a TemplateVM is one archive of its whole directory: chunks vmN/..000
-    return [{ dir: vmDir, name: '.', base: `${subdir}.`, sizeBytes: await diskUsage(vmDir), dereference: deref }];
+    return [{ dir: vmDir, name: '.', base: `${subdir}.`, sizeBytes: await diskUsage(vmDir, deref), dereference: deref }];
   }
   const files: BackupFile[] = [];
   const add = async (name: string) => {

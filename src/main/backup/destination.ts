@@ -2,6 +2,7 @@
 // (an existing directory gets the default timestamped name inside it). Nothing existing is ever
 // replaced: an existing file is refused here, and the file sink claims the final name with link(2)
 // at the end (see openFileSink).
+import { fstatSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fail } from '../errors.js';
@@ -51,7 +52,12 @@ export async function resolveDestination(location: string, destCommand: string |
     };
     return { path: `| ${destCommand}`, sink };
   }
-  if (location === '-') return { path: '(stdout)', sink: async () => stdoutSink() };
+  if (location === '-') {
+    // node puts /dev/null where a closed stdout was (`qvm-backup - >&-`): the archive would be lost
+    // with exit 0; so would one sent to /dev/null itself
+    if (stdoutIsNull()) fail('ERR_USAGE', "the backup location is stdout ('-'), but stdout is /dev/null or was closed: the archive would be lost; redirect stdout to a file or a pipe");
+    return { path: '(stdout)', sink: async () => stdoutSink() };
+  }
   const loc = resolve(location);
   let st;
   let statCode: string | undefined;
@@ -78,4 +84,15 @@ export async function resolveDestination(location: string, destCommand: string |
     fail('ERR_USAGE', `directory of the backup location does not exist: ${dir}`);
   }
   return { path: loc, localDir: dir, sink: () => openFileSink(loc) };
+}
+
+/** fd 1 is /dev/null (node opens it there when the process started with stdout closed). */
+function stdoutIsNull(): boolean {
+  try {
+    const out = fstatSync(1);
+    const nul = statSync('/dev/null');
+    return out.isCharacterDevice() && out.rdev === nul.rdev;
+  } catch {
+    return false;
+  }
 }

@@ -53,7 +53,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('--skip-conflicting', 'skip VMs whose name exists on the host')
   .option('--skip-broken', 'skip VMs whose template or netVM is neither on the host nor restored')
   .option('--ignore-missing', 'use the host defaults for missing templates/netVMs (keep the reference where the host has none)')
-  .option('--ignore-size-limit', "restore a VM even when its data unpacks to more than the size the backup's qubes.xml states for it (by default: at most that size, an eighth more and 16 MiB, so that the free-space check holds; the VM fails otherwise)")
+  .option('--ignore-size-limit', "restore a VM even when its data unpacks to more than the size the backup's qubes.xml states for it (by default: at most that size, a quarter more and 64 MiB, so that the free-space check holds; the VM fails otherwise)")
   .option('-p, --passphrase-file <file>', "read the passphrase from the first line of FILE ('-' = stdin); otherwise ask on the terminal")
   .addOption(new Option('--passphrase-command <cmd>', 'run this shell command and take the first line of its output as the passphrase').conflicts('passphraseFile'))
   .option('-Z, --compression-filter <prog>', 'decompress with this program instead of the one the header names (allow-list only; also spelled --compress-filter, as qvm-backup has it)')
