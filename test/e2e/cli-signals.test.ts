@@ -42,9 +42,9 @@ function start(cmd: string, args: string[], env?: NodeJS.ProcessEnv) {
   };
 }
 
-const expected = { SIGINT: 130, SIGTERM: 143 } as const;
+const expected = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
 
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   test(`${sig} while waiting for the passphrase on stdin: exit ${expected[sig]} at once, nothing written`, async () => {
     const t = tempDir();
     try {
@@ -67,7 +67,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-test('SIGTERM while a backup writes: exit 143, partial file removed, no child process left', { timeout: 120_000 }, async () => {
+for (const sig of ['SIGTERM', 'SIGHUP'] as const) test(`${sig} while a backup writes: exit ${expected[sig]}, partial file removed, no child process left`, { timeout: 120_000 }, async () => {
   const t = tempDir();
   try {
     const { root, home } = sample(t.dir);
@@ -80,8 +80,8 @@ test('SIGTERM while a backup writes: exit 143, partial file removed, no child pr
       // run's children are then the hole-map helper (perl) and any tar
       await waitFor('a child reading the VMs while the partial file exists', () => readdirSync(out).some((n) => n.includes('.partial-')) && descendants(r.child.pid!).some((p) => /\btar -Pc|perl/.test(cmdline(p))));
       const tree = descendants(r.child.pid!);
-      r.child.kill('SIGTERM');
-      assert.equal(await r.exit(30_000), 143, r.output());
+      r.child.kill(sig);
+      assert.equal(await r.exit(30_000), expected[sig], r.output());
       assert.deepEqual(readdirSync(out), [], 'partial output removed');
       assert.deepEqual(tree.filter(alive), [], 'no child process left');
       assert.doesNotMatch(readFileSync(join(root, 'qubes.xml'), 'utf8'), /backup_timestamp/);

@@ -74,6 +74,9 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interrup
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
+  // a closed terminal or ssh session: without a handler node dies at once, leaving the partial
+  // archive (and a restore's staging) behind
+  process.on('SIGHUP', handler);
   return { signal: ac.signal, received: () => first };
 }
 

@@ -13,6 +13,7 @@ export const EXIT = {
   NO_SPACE: 6,
   TAR: 7,
   LOCKED: 8,
+  HANGUP: 129,
   INTERRUPTED: 130,
   TERMINATED: 143,
 } as const;
@@ -78,6 +79,7 @@ export const EXIT_STATUS_TABLE: readonly (readonly [number, string])[] = [
   [EXIT.NO_SPACE, 'not enough free space'],
   [EXIT.TAR, 'GNU tar or a compression program failed (or is missing)'],
   [EXIT.LOCKED, 'another run holds the host lock (<qubes-root>/qubes.xml.lock)'],
+  [EXIT.HANGUP, 'its terminal went away (SIGHUP: a closed window or ssh session); partial output removed'],
   [EXIT.INTERRUPTED, 'interrupted by SIGINT (Ctrl-C); partial output removed'],
   [EXIT.TERMINATED, 'terminated by SIGTERM; partial output removed'],
 ];
