@@ -95,3 +95,38 @@ test('a --source-command that keeps writing after the archive turned out bad is 
     s.t.cleanup();
   }
 });
+
+test('nothing a --source-command started outlives the run: a cut stream, and a SIGTERM while it waits', { timeout: 60_000 }, async () => {
+  const s = setup();
+  const left = (tag: string): string[] =>
+    readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          // the sleep itself, not the shell or the restore whose command lines hold its text
+          const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+          return /(^|\/)sleep$/.test(argv[0] ?? '') && `sleep ${argv[1]}` === tag;
+        } catch {
+          return false;
+        }
+      });
+  try {
+    // its output closed in the middle of a member (the run stops reading at once), the shell still
+    // waiting for a child of its own
+    const tag = `${4000 + (process.pid % 1000)}.25`;
+    const r = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', `head -c ${s.cut - 700} '${s.archive}'; exec >&-; sleep ${tag}`], 30_000);
+    assert.equal(r.code, 3, r.stderr);
+    assert.deepEqual(left(`sleep ${tag}`), [], 'the sleep the shell started is gone');
+    // stopped while the command has not written anything yet
+    const tag2 = `${5000 + (process.pid % 1000)}.75`;
+    const c = spawn(process.execPath, [RESTORE_BIN, '-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--rename-conflicting', '--source-command', `sleep ${tag2}; cat '${s.archive}'`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    for (let i = 0; i < 200 && left(`sleep ${tag2}`).length === 0; i++) await new Promise((res) => setTimeout(res, 50));
+    assert.notDeepEqual(left(`sleep ${tag2}`), [], 'the command runs');
+    c.kill('SIGTERM');
+    const code = await new Promise<number | null>((res) => c.on('exit', res));
+    assert.equal(code, 143);
+    assert.deepEqual(left(`sleep ${tag2}`), [], 'the sleep the shell started is gone');
+  } finally {
+    s.t.cleanup();
+  }
+});

@@ -30,6 +30,8 @@ export interface Source {
   stderr?: TailBuffer;
   /** how messages name the command ("--source-command", "qubes.Restore in VM x") */
   what?: string;
+  /** signal the command's whole process group (what its shell started too) */
+  killGroup?: (signal: NodeJS.Signals) => void;
 }
 
 /** Where the archive comes from when it is in a VM (--dest-vm of qvm-backup-restore). */
@@ -48,8 +50,21 @@ export async function openSource(o: { location: string; sourceCommand?: string |
   if (o.sourceVm !== undefined) return openVmSource(o.location, o.sourceVm, o.signal);
 
   if (o.sourceCommand !== undefined) {
-    const { child: command, stderr } = spawnProcess('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', signal: o.signal }, 'source');
-    return { ...ofStream(command.stdout!), command, exited: exitOf(command), stderr }; // stdout is a pipe: never null
+    // a process group of its own, signalled whole: what the shell started (a `sleep` after
+    // `exec >&-`, a pipeline) never outlives the run
+    const { child: command, stderr } = spawnProcess('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', signal: o.signal, detached: true }, 'source');
+    const killGroup = (signal: NodeJS.Signals): void => {
+      try {
+        if (command.pid !== undefined) process.kill(-command.pid, signal);
+      } catch {
+        // the group is gone
+      }
+    };
+    const onExit = (): void => killGroup('SIGKILL');
+    process.on('exit', onExit);
+    const onAbort = (): void => killGroup('SIGTERM');
+    o.signal.addEventListener('abort', onAbort, { once: true });
+    return { ...ofStream(command.stdout!), command, exited: exitOf(command), stderr, killGroup }; // stdout is a pipe: never null
   }
   if (o.location === '-') return ofStream(process.stdin);
   const st = await stat(o.location);
@@ -140,6 +155,7 @@ export async function checkSourceCommand(source: Source, stoppedEarly: boolean):
   if (stoppedEarly && (early === 'timeout' || early.exitCode === 0)) {
     source.stream?.destroy();
     cmd.kill();
+    source.killGroup?.('SIGTERM');
     await boundedWait(source.exited!, 5000);
     return;
   }
@@ -151,6 +167,7 @@ export async function checkSourceCommand(source: Source, stoppedEarly: boolean):
   const what = source.what ?? '--source-command';
   if (r === 'timeout') {
     cmd.kill();
+    source.killGroup?.('SIGTERM');
     fail('ERR_CORRUPT', `${what} did not exit within ${SOURCE_EXIT_WAIT_MS / 1000} s after its output ended; nothing was installed${stderr}`, { command: 'source' });
   }
   if (r.exitCode !== 0) {
@@ -176,6 +193,7 @@ export async function closeSource(source: Source): Promise<void> {
   await source.input.close();
   if (!source.command) return;
   source.command.kill(); // SIGKILL follows after 3 s (forceKillAfterDelay)
+  source.killGroup?.('SIGTERM'); // and what it started (SIGKILL at our exit)
   source.command.stderr?.destroy();
   await boundedWait(source.exited!, 5000);
 }
