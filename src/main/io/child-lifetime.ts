@@ -34,15 +34,23 @@ export function diesWithUs(file: string, args: readonly string[]): [string, stri
   return setpriv === null ? [file, [...args]] : [setpriv, ['--pdeathsig', 'KILL', '--', file, ...args]];
 }
 
+/** `signal` to the process group led by `pid` (a child started `detached`); false when there is
+ *  no such group (any more). */
+export function signalGroup(pid: number | undefined, signal: NodeJS.Signals): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** SIGKILL to the process group of `child`, started `detached` (a group of its own), unless it has
  *  ended; when the group is gone already, to the child alone. */
 export function killGroup(child: ChildProcess): void {
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, 'SIGKILL');
-  } catch {
-    child.kill('SIGKILL');
-  }
+  if (!signalGroup(child.pid, 'SIGKILL')) child.kill('SIGKILL');
 }
 
 let spawnObserver: ((ms: number) => void) | undefined;

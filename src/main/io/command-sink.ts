@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { QvmBackupError } from '../errors.js';
 import type { Sink } from './sink-types.js';
 import { exitDetail, processContext, spawnProcess } from './spawn.js';
+import { signalGroup } from './child-lifetime.js';
 import { writableWrite } from './writable-write.js';
 
 /** How long a command that stopped reading gets to exit before it is killed. */
@@ -39,13 +40,7 @@ export function processSink(program: string, args: readonly string[], o: Process
   const ctx = { command: o.command };
   // own process group, killed as a whole (execa's `cleanup` skips detached children)
   const { child, stderr: tail } = spawnProcess(program, args, { stdin: 'pipe', stdout: o.stdout, detached: true, ...(o.env ? { env: o.env } : {}) }, o.command);
-  const killGroup = (signal: NodeJS.Signals): void => {
-    try {
-      if (child.pid !== undefined) process.kill(-child.pid, signal);
-    } catch {
-      // already gone
-    }
-  };
+  const killGroup = (signal: NodeJS.Signals): void => void signalGroup(child.pid, signal);
   // Our replacement for execa's `cleanup: true`: never leave the command running when we exit.
   const onExit = (): void => killGroup('SIGKILL');
   process.on('exit', onExit);

@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import type { ResultPromise } from '../io/spawn.js';
 import { QvmBackupError, fail } from '../errors.js';
 import { loadSpawner, spawnProcess } from '../io/spawn.js';
+import { signalGroup } from '../io/child-lifetime.js';
 import type { TailBuffer } from '../io/tail-buffer.js';
 import { FileInput, StreamInput, type ByteInput } from '../tar/byte-input.js';
 import { QVM_RUN, RESTORE_SERVICE, locationLine, qvmRunArgs } from '../io/qrexec.js';
@@ -53,13 +54,7 @@ export async function openSource(o: { location: string; sourceCommand?: string |
     // a process group of its own, signalled whole: what the shell started (a `sleep` after
     // `exec >&-`, a pipeline) never outlives the run
     const { child: command, stderr } = spawnProcess('sh', ['-c', o.sourceCommand], { stdin: 'ignore', stdout: 'pipe', signal: o.signal, detached: true }, 'source');
-    const killGroup = (signal: NodeJS.Signals): void => {
-      try {
-        if (command.pid !== undefined) process.kill(-command.pid, signal);
-      } catch {
-        // the group is gone
-      }
-    };
+    const killGroup = (signal: NodeJS.Signals): void => void signalGroup(command.pid, signal);
     const onExit = (): void => killGroup('SIGKILL');
     process.on('exit', onExit);
     const onAbort = (): void => killGroup('SIGTERM');
