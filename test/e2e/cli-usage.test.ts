@@ -57,6 +57,47 @@ test('bad option values: one line "PROG: error: ..." and exit 2, nothing written
   }
 });
 
+test('usage errors with --json: the same line on stderr and one exit_error on stdout, never into a stdout archive', () => {
+  const t = tempDir();
+  try {
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    const cases: [string, string[], string | null][] = [
+      // found by the option parser
+      [BACKUP_BIN, ['--json', '--threads', 'x', out], 'backup'],
+      [BACKUP_BIN, ['--json', '--jsonn', out], 'backup'],
+      [RESTORE_BIN, ['--json', '--threads', '0', 'x'], 'restore'],
+      [RESTORE_BIN, ['--json', '--verify-only', '--max-memory', 'lots', 'x'], 'verify'],
+      [RESTORE_BIN, ['--json', '--list', '--nosuch', 'x'], 'list'],
+      // found when the location is read
+      [RESTORE_BIN, ['--json', '-p', '-', '-'], 'restore'],
+      [RESTORE_BIN, ['--json', '--location-is-service', 'x'], 'restore'],
+      // a lone '-' may make stdout the archive's stream: no JSON there
+      [BACKUP_BIN, ['--json', '--threads', 'x', '-'], null],
+      [BACKUP_BIN, ['--json', '-p', pw, '-y', '--qubes-root', join(t.dir, 'none'), '-'], null],
+    ];
+    for (const [bin, args, op] of cases) {
+      const r = node(bin, args);
+      const what = `${bin.split('/').pop()} ${args.join(' ')}`;
+      assert.equal(r.status, 2, `${what}: ${r.stderr}`);
+      assert.equal(r.stderr.split('\n').length, 2, `${what}: one line: ${r.stderr}`);
+      if (op === null) {
+        assert.equal(r.stdout, '', what);
+        continue;
+      }
+      const lines = r.stdout.trimEnd().split('\n');
+      assert.equal(lines.length, 1, `${what}: ${r.stdout}`);
+      const m = JSON.parse(lines[0]!) as Record<string, unknown>;
+      assert.deepEqual({ type: m['message_type'], op: m['operation'], code: m['code'], error_code: m['error_code'] }, { type: 'exit_error', op, code: 2, error_code: 'ERR_USAGE' }, what);
+      assert.equal(`${bin === RESTORE_BIN ? 'qvm-backup-restore' : 'qvm-backup'}: error: ${String(m['message'])}`, r.stderr.trimEnd(), what);
+    }
+    assert.deepEqual(readdirSync(out), []);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('--max-memory below the minimum: the warning shows what is given and used in sensible units', () => {
   const t = tempDir();
   try {

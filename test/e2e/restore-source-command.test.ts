@@ -69,6 +69,12 @@ test('a --source-command that fails after a stream cut at a member boundary fail
     assert.equal(readFileSync(path.join(s.root, 'qubes.xml'), 'utf8'), s.hostXml);
     assert.equal(existsSync(path.join(s.root, 'appvms')), false);
     assert.deepEqual(readdirSync(s.root).filter((n) => n.startsWith('.restore-')), []);
+    // cut inside a member (the run stops reading there), its output closed first and its failure
+    // reported a moment later: still the run's failure, and the complete alpha is not installed
+    const late = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', `head -c ${s.cut - 700} '${s.archive}'; exec >&-; sleep 1; exit 7`], 30_000);
+    assert.equal(late.code, 5, late.stderr);
+    assert.match(late.stderr, /exited with status 7/);
+    assert.equal(existsSync(path.join(s.root, 'appvms')), false);
     // the same cut stream from a command that succeeds restores both VMs (beta without its firewall)
     const ok = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', `head -c ${s.cut} '${s.archive}'`], 30_000);
     assert.equal(ok.code, 0, ok.stderr);

@@ -6,7 +6,7 @@ import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes, exactSize } from './size.js';
 import { loadSpawner } from '../io/spawn.js';
-import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, jsonOfArgv, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { EXIT } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
 import { DEFAULT_SCRYPT_LOGN, MIN_CHUNK_SIZE_BYTES, maxChunkSize } from '../format/limits.js';
@@ -84,7 +84,8 @@ export async function main(): Promise<number> {
   try {
     s = await settings(program);
   } catch (e) {
-    return reportError('qvm-backup', e, false);
+    const { json, operation } = jsonOfArgv('qvm-backup');
+    return reportError('qvm-backup', e, json, undefined, operation);
   }
   const { location, vms, destVm, compressFilter } = s;
   if (o['json'] && location === '-' && o['destCommand'] === undefined && (destVm === undefined || destVm === 'dom0')) {

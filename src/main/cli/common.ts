@@ -142,8 +142,22 @@ export function eitherSpelling(program: Command, main: string, alias: string): u
 /** Commander collector for repeatable options (-x VM -x VM). */
 export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
+/**
+ * For an error found before the options could be read whole (a usage error): whether the command
+ * line asks for --json and under which operation, read from the words themselves. A backup whose
+ * words hold a lone '-' gets no JSON: stdout may be the archive's stream.
+ */
+export function jsonOfArgv(prog: string, argv: readonly string[] = process.argv.slice(2)): { json: boolean; operation: string } {
+  const end = argv.indexOf('--');
+  const words = end < 0 ? argv : argv.slice(0, end);
+  const backup = prog === 'qvm-backup';
+  const operation = backup ? 'backup' : words.includes('--list') ? 'list' : words.includes('--verify-only') ? 'verify' : 'restore';
+  return { json: words.includes('--json') && !(backup && argv.includes('-')), operation };
+}
+
 /** Parse argv; returns the exit status when the run should stop here: --help/--version → 0, every
- *  usage error → one line `PROG: error: ...` and 2 (commander's own output is replaced by it). */
+ *  usage error → one line `PROG: error: ...` and 2 (commander's own output is replaced by it), and
+ *  with --json its `exit_error` line. */
 export function parseOrExit(program: Command): number | null {
   program.exitOverride();
   program.configureOutput({ outputError: () => {} });
@@ -153,8 +167,8 @@ export function parseOrExit(program: Command): number | null {
   } catch (e) {
     if (e instanceof CommanderError && e.exitCode === 0) return EXIT.OK;
     const msg = (e instanceof Error ? e.message : String(e)).replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
-    process.stderr.write(`${program.name()}: error: ${msg}\n`);
-    return EXIT.USAGE;
+    const { json, operation } = jsonOfArgv(program.name());
+    return reportError(program.name(), new QvmBackupError('ERR_USAGE', msg), json, EXIT.USAGE, operation);
   }
 }
 

@@ -2,6 +2,10 @@
 // Node entry of qvm-backup-restore. The installed command is bin/qvm-backup-restore, a shell launcher
 // that sets glibc's huge-page tunable and exec()s node on this file: one process, no re-exec.
 import { main } from './restore-main.js';
-import { reportError } from './common.js';
+import { jsonOfArgv, reportError } from './common.js';
 
-main().then((code) => process.exit(code), (e: unknown) => process.exit(reportError('qvm-backup-restore', e, false)));
+const crashed = (e: unknown): never => {
+  const { json, operation } = jsonOfArgv('qvm-backup-restore');
+  return process.exit(reportError('qvm-backup-restore', e, json, undefined, operation));
+};
+main().then((code) => process.exit(code), crashed);

@@ -2,6 +2,10 @@
 // Node entry of qvm-backup. The installed command is bin/qvm-backup, a shell launcher that sets
 // glibc's huge-page tunable and exec()s node on this file: one process, whose PID is the one started.
 import { main } from './backup-main.js';
-import { reportError } from './common.js';
+import { jsonOfArgv, reportError } from './common.js';
 
-main().then((code) => process.exit(code), (e: unknown) => process.exit(reportError('qvm-backup', e, false)));
+const crashed = (e: unknown): never => {
+  const { json, operation } = jsonOfArgv('qvm-backup');
+  return process.exit(reportError('qvm-backup', e, json, undefined, operation));
+};
+main().then((code) => process.exit(code), crashed);

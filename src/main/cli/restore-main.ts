@@ -12,7 +12,7 @@ import { isValidVmName } from '../qubes-xml/index.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
 import { loadSpawner } from '../io/spawn.js';
-import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, asksOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, asksOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, jsonOfArgv, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
 import { RESTORE_SERVICE, qvmRunArgs } from '../io/qrexec.js';
 import type { SourceVm } from '../restore/archive-source.js';
@@ -121,7 +121,8 @@ export async function main(): Promise<number> {
     ({ location, vms } = sourceVm ? vmLocationAndVms(program.processedArgs as [string | undefined, string[]]) : await locationAndVms(program.processedArgs as [string | undefined, string[]], o['sourceCommand'] as string | undefined, o['passphraseFile'] as string | undefined));
     compressionFilter = eitherSpelling(program, 'compressionFilter', 'compressFilter') as string | undefined;
   } catch (e) {
-    return reportError('qvm-backup-restore', e, false);
+    const { json, operation } = jsonOfArgv('qvm-backup-restore');
+    return reportError('qvm-backup-restore', e, json, undefined, operation);
   }
   if (o['list'] === true) return listMain(o, location, vms, compressionFilter);
   const verifyOnly = o['verifyOnly'] === true;
