@@ -11,7 +11,7 @@ import type { RunStats } from '../../stats/run-stats.js';
 import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
 import { startProgramDecoder } from './program-decoder.js';
-import type { SizeLimit } from './size-limit.js';
+import type { SizeCounter } from './size-limit.js';
 
 /** Feeds one inner archive to tar in order. */
 export interface InnerExtractor {
@@ -38,7 +38,7 @@ export interface ExtractorOptions {
   /** the in-process image writer hands the pages of a large image back once flushed (io/drop-behind.ts) */
   dropBehind?: boolean;
   /** the VM's allowance: every decoded byte is counted before it goes on (size-limit.ts) */
-  sizeLimit?: SizeLimit;
+  sizeLimit?: SizeCounter;
 }
 
 /**

@@ -24,8 +24,48 @@ export function sizeLimitFor(declared: number): number {
   return declared + Math.floor(declared / 4) + SIZE_LIMIT_SLACK;
 }
 
+/** What an extractor counts its decoded bytes into: a VM's limit, or a trial pass over it. */
+export interface SizeCounter {
+  /** Count `n` more bytes of `file` before they are handed on; throws ERR_TOO_LARGE past the limit. */
+  take(n: number, file: string): void;
+  /** Uncount `n` bytes taken by a pass whose bytes are handed over again (and counted) by another. */
+  giveBack(n: number): void;
+  /** The limit was passed (every later take throws). */
+  readonly exceeded: boolean;
+}
+
+/** A pass whose bytes may be handed over again by another (the small-file check before tar):
+ *  counted into its VM's limit like any other, and uncounted, its own bytes only, by `giveBackOwn`
+ *  (other inner archives of the VM may have counted meanwhile). */
+export class TrialCount implements SizeCounter {
+  #taken = 0;
+  readonly #into: SizeCounter;
+  constructor(into: SizeCounter) {
+    this.#into = into;
+  }
+
+  get exceeded(): boolean {
+    return this.#into.exceeded;
+  }
+
+  take(n: number, file: string): void {
+    this.#taken += n;
+    this.#into.take(n, file);
+  }
+
+  giveBack(n: number): void {
+    this.#taken -= n;
+    this.#into.giveBack(n);
+  }
+
+  /** Uncount everything this pass took. */
+  giveBackOwn(): void {
+    this.giveBack(this.#taken);
+  }
+}
+
 /** One VM's allowance, shared by all its inner archives (counted as they are decoded). */
-export class SizeLimit {
+export class SizeLimit implements SizeCounter {
   readonly limit: number;
   #used = 0;
   constructor(
@@ -40,18 +80,15 @@ export class SizeLimit {
     return this.#used;
   }
 
-  /** The limit was passed (every later take throws). */
   get exceeded(): boolean {
     return this.#used > this.limit;
   }
 
-  /** Uncount `n` bytes taken by a pass whose bytes are handed over again (and counted) by another. */
   giveBack(n: number): void {
     this.#used -= n;
   }
 
-  /** Count `n` more bytes of `file` before they are handed on; throws ERR_TOO_LARGE (and from then on
-   *  at every call) once the VM's total passes the limit. */
+  /** Throws from the call that passes the limit on, at every call. */
   take(n: number, file: string): void {
     this.#used += n;
     if (this.#used <= this.limit) return;

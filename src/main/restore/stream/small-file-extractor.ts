@@ -18,6 +18,7 @@ import { basenameOfBase, isWholeDirBase, subdirOfBase } from '../../format/archi
 import type { ExtractorOptions, InnerExtractor } from './file-extractor.js';
 import type { InnerFilter } from './filters.js';
 import { isImageBase, openImageExtractor } from './image-extractor.js';
+import { TrialCount } from './size-limit.js';
 
 /** Encoded (decrypted, still compressed) bytes held to try an inner archive in-process. */
 export const SMALL_FILE_MAX_INPUT = 1024 * 1024;
@@ -56,9 +57,9 @@ export function openSmallFileExtractor(o: ExtractorOptions, filter: InnerFilter,
   /** One pass of the image extractor over the held bytes: checking only, or writing the file. The
    *  check counts the decoded bytes against the VM's limit (it runs in every case), the write not
    *  again. */
-  const inProcess = async (listOnly: boolean): Promise<void> => {
-    const { sizeLimit, ...rest } = o;
-    const x = (pass = openImageExtractor({ ...rest, listOnly, prefault: false, ...(listOnly && sizeLimit ? { sizeLimit } : {}) }, filter, undefined, true));
+  const inProcess = async (listOnly: boolean, count?: TrialCount): Promise<void> => {
+    const { sizeLimit: _all, ...rest } = o;
+    const x = (pass = openImageExtractor({ ...rest, listOnly, prefault: false, ...(count ? { sizeLimit: count } : {}) }, filter, undefined, true));
     try {
       for (const p of held) await x.write(p);
       await x.finish();
@@ -83,16 +84,14 @@ export function openSmallFileExtractor(o: ExtractorOptions, filter: InnerFilter,
     async finish() {
       if (tar !== null) return tar.finish();
       check();
-      const counted = o.sizeLimit?.used ?? 0;
-      const fits = await inProcess(true).then(
+      const count = o.sizeLimit ? new TrialCount(o.sizeLimit) : undefined;
+      const fits = await inProcess(true, count).then(
         () => true,
         (e: unknown) => {
-          const limit = o.sizeLimit;
-          if (limit === undefined) return false;
           // a stream that unpacks past the VM's limit goes nowhere; one that goes to tar is
           // counted there instead
-          if (limit.exceeded) throw e;
-          limit.giveBack(limit.used - counted);
+          if (o.sizeLimit?.exceeded === true) throw e;
+          count?.giveBackOwn();
           return false;
         },
       );

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isQvmBackupError } from '../../../../src/main/errors.js';
-import { SIZE_LIMIT_SLACK, SizeLimit, sizeLimitFor } from '../../../../src/main/restore/stream/size-limit.js';
+import { SIZE_LIMIT_SLACK, SizeLimit, TrialCount, sizeLimitFor } from '../../../../src/main/restore/stream/size-limit.js';
 
 test('the limit is the stated size, a quarter more and 64 MiB', () => {
   assert.equal(sizeLimitFor(0), SIZE_LIMIT_SLACK);
@@ -28,4 +28,19 @@ test('giveBack uncounts a pass whose bytes are counted again elsewhere', () => {
   assert.equal(l.used, 0);
   l.take(SIZE_LIMIT_SLACK, 'vm3/apps');
   assert.equal(l.exceeded, false);
+});
+
+test('a trial pass gives back its own bytes only, whatever other files of the VM counted meanwhile', () => {
+  const l = new SizeLimit('work', 0);
+  const trial = new TrialCount(l);
+  trial.take(1000, 'vm3/firewall.xml');
+  l.take(5000, 'vm3/private.img'); // another inner archive of the VM, between the trial's takes
+  trial.take(24, 'vm3/firewall.xml');
+  trial.giveBackOwn();
+  assert.equal(l.used, 5000);
+  trial.giveBackOwn(); // nothing left of its own
+  assert.equal(l.used, 5000);
+  // it counts into the limit like any other, and sees the VM's state
+  assert.throws(() => new TrialCount(l).take(SIZE_LIMIT_SLACK, 'vm3/notes.txt'), /more data for VM work/);
+  assert.equal(new TrialCount(l).exceeded, true);
 });
