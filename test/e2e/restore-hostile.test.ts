@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { parseQubesXml, validateHostCollection } from '../../src/main/qubes-xml/index.js';
 import { buildV4Archive, tarOf, type InnerArchive } from '../helpers/archive-builder.js';
 import { RESTORE_BIN, node, tempDir } from '../helpers/cli.js';
+import { paxSparse } from '../helpers/tar-craft.js';
 import { changes, snapshot } from '../helpers/tree-snapshot.js';
 import { r4Xml, type VmSpec } from '../main/restore/sample-xml.js';
 
@@ -368,6 +369,29 @@ test('a VM whose data unpacks past the size its qubes.xml states fails (nothing 
     const free = restore(w, members(), ['-x', 'dom0', '--rename-conflicting'], xml);
     assert.equal(free.status, 0, free.stderr);
     noStaging(w);
+  } finally {
+    w.cleanup();
+  }
+});
+
+test('a sparse map of tiny runs far apart counts the disk blocks it takes, not its archive bytes', () => {
+  const w = world();
+  try {
+    // 20 000 one-byte runs 8 KiB apart: ~10 MB of inner archive (each run padded to 512 bytes),
+    // 82 MB of 4 KiB blocks on disk; evil states 4096 bytes (limit 64 MiB and 5 KiB)
+    const runs = Array.from({ length: 20_000 }, (_, i) => ({ offset: i * 8192, length: 1 }));
+    const sparse = (): InnerArchive => ({ base: 'vm9/private.img', tar: paxSparse(runs, 20_000 * 8192, () => Buffer.from('x'), undefined, 'vm9/private.img') });
+    const before = snapshot(w.dir);
+    const r = restore(w, [sparse(), image(w, 'vm10', 'good data')], ['-x', 'dom0']);
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stderr, /vm9\/private\.img: the archive holds more data for VM evil than its qubes\.xml states/);
+    assert.deepEqual(changes(before, snapshot(w.dir), allowedFor(['good'])), []);
+    noStaging(w);
+    const ok = restore(w, [sparse(), image(w, 'vm10', 'good data')], ['-x', 'dom0', '--ignore-size-limit', '--rename-conflicting']);
+    assert.equal(ok.status, 0, ok.stderr);
+    const st = lstatSync(path.join(w.root, 'appvms/evil/private.img'));
+    assert.equal(st.size, 20_000 * 8192);
+    assert.ok(st.blocks * 512 >= 20_000 * 4096, `${st.blocks} blocks`);
   } finally {
     w.cleanup();
   }

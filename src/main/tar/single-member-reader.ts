@@ -62,6 +62,23 @@ export class SpanList implements Iterable<Span> {
     return this.#a[2 * i + 1]!;
   }
 
+  /** The bytes of the `block`-sized file system blocks the runs touch (in order, as the reader
+   *  keeps them): what writing them takes on disk, which tiny runs far apart multiply. */
+  blockBytes(block = 4096): number {
+    let blocks = 0;
+    let covered = 0; // blocks before this index are counted
+    for (let i = 0; i < this.#n; i++) {
+      const len = this.#a[2 * i + 1]!;
+      if (len === 0) continue;
+      const off = this.#a[2 * i]!;
+      const first = Math.max(Math.floor(off / block), covered);
+      const end = Math.ceil((off + len) / block);
+      if (end > first) blocks += end - first;
+      covered = Math.max(covered, end);
+    }
+    return blocks * block;
+  }
+
   /** The data bytes of all runs. */
   get dataBytes(): number {
     let n = 0;

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SingleMemberReader, type MemberInfo, type MemberSink } from '../../../src/main/tar/single-member-reader.js';
+import { SingleMemberReader, SpanList, type MemberInfo, type MemberSink } from '../../../src/main/tar/single-member-reader.js';
 import { headerChecksum } from '../../../src/main/tar/tar-header.js';
 import { paxRecord as rec, paxSparse, tarBlockHeader as header, toBlocks as padded } from '../../helpers/tar-craft.js';
 
@@ -212,5 +212,22 @@ describe('SingleMemberReader: pax sparse 1.0 maps made here', () => {
     const bytes = paxSparse([{ offset: 0, length: 1 }], 10, () => Buffer.alloc(1), `1\n${'7'.repeat(2048)}\n1\n`);
     // the headers and the first block of the map: 510 digits and no end of line yet
     await assert.rejects(r.push(bytes.subarray(0, 4 * 512)), (e: { code?: string; message?: string }) => e.code === 'ERR_CORRUPT' && /malformed sparse map entry/.test(e.message ?? ''));
+  });
+});
+
+describe('SpanList', () => {
+  it('blockBytes: the 4 KiB blocks the runs touch, each counted once', () => {
+  const l = SpanList.from([
+    { offset: 0, length: 1 },
+    { offset: 100, length: 1 }, // the same block
+    { offset: 4095, length: 2 }, // ends in the next block
+    { offset: 8192, length: 0 }, // empty: nothing
+    { offset: 3 * 4096, length: 2 * 4096 }, // aligned: two blocks
+    { offset: 10 * 4096 - 1, length: 1 },
+  ]);
+  assert.equal(l.blockBytes(), (2 + 2 + 1) * 4096);
+  assert.equal(l.dataBytes, 1 + 1 + 2 + 2 * 4096 + 1);
+  assert.equal(new SpanList().blockBytes(), 0);
+  assert.equal(SpanList.from([{ offset: 0, length: 1 }]).blockBytes(512), 512);
   });
 });

@@ -153,7 +153,22 @@ export class FileSink implements MemberSink {
  *  with `units`, our gzip members or zstd frames are decompressed in parallel by the worker pool). */
 export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools, strict = false): InnerExtractor {
   const sink = new FileSink(o.dir, o.listOnly, o.stats, o.prefault === true, o.direct === true, o.dropBehind === true);
-  const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member, strict }, sink);
+  const limit = o.sizeLimit;
+  // the decoded bytes are counted as they come; what the data runs take on disk beyond their own
+  // bytes (a block per run: a map of 1-byte runs 4 KiB apart takes ~500 times its archive bytes) is
+  // counted once the map is read, before the file is created
+  const counted: MemberSink =
+    limit === undefined
+      ? sink
+      : {
+          begin: async (info) => {
+            limit.take(Math.max(0, info.spans.blockBytes() - info.spans.dataBytes), o.member);
+            await sink.begin(info);
+          },
+          data: (position, bytes) => sink.data(position, bytes),
+          end: () => sink.end(),
+        };
+  const reader = new SingleMemberReader({ expectedName: o.member, maxSize: MAX_IMAGE_BYTES, what: o.member, strict }, counted);
   const classify = (e: unknown): QvmBackupError => {
     if (isQvmBackupError(e)) return e;
     const code = (e as NodeJS.ErrnoException).code;
