@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'ERR_PARTIAL' // some VMs failed, others succeeded
   | 'ERR_LOCKED' // another run holds the host lock (qubes.xml.lock)
   | 'ERR_CANCELLED' // SIGINT/SIGTERM or abort
+  | 'ERR_STALLED' // nothing moved for --stall-timeout seconds: the run was stopped
   | 'ERR_DECLINED' // the user answered no to the confirmation: nothing was done (exit 0, as Qubes)
   | 'ERR_INTERNAL';
 

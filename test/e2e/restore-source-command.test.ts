@@ -71,7 +71,7 @@ test('a --source-command that fails after a stream cut at a member boundary fail
     assert.deepEqual(readdirSync(s.root).filter((n) => n.startsWith('.restore-')), []);
     // cut inside a member (the run stops reading there), its output closed first and its failure
     // reported a moment later: still the run's failure, and the complete alpha is not installed
-    const late = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', `head -c ${s.cut - 700} '${s.archive}'; exec >&-; sleep 1; exit 7`], 30_000);
+    const late = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', `head -c ${s.cut - 700} '${s.archive}'; exec >&-; sleep 4; exit 7`], 30_000);
     assert.equal(late.code, 5, late.stderr);
     assert.match(late.stderr, /exited with status 7/);
     assert.equal(existsSync(path.join(s.root, 'appvms')), false);
@@ -117,10 +117,10 @@ test('nothing a --source-command started outlives the run: a cut stream, and a S
         }
       });
   try {
-    // its output closed in the middle of a member (the run stops reading at once), the shell still
-    // waiting for a child of its own
+    // garbage in the middle of a member (the run stops reading at once), then the shell waits for a
+    // child of its own that holds the output open
     const tag = `${4000 + (process.pid % 1000)}.25`;
-    const r = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', `head -c ${s.cut - 700} '${s.archive}'; exec >&-; sleep ${tag}`], 30_000);
+    const r = await run(['-y', '-q', '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', `head -c ${s.cut - 700} '${s.archive}'; head -c 100000 /dev/urandom; sleep ${tag}`], 30_000);
     assert.equal(r.code, 3, r.stderr);
     assert.deepEqual(left(`sleep ${tag}`), [], 'the sleep the shell started is gone');
     // stopped while the command has not written anything yet

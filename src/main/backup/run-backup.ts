@@ -2,6 +2,7 @@
 // pipeline → outer archive → commit → backup_timestamp in the live qubes.xml.
 // Nothing is written before the plan and the destination were checked; a failed or interrupted
 // run removes its partial output (the file sink writes under a temporary name).
+import { orAbort } from '../pipeline/or-abort.js';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
@@ -17,7 +18,7 @@ import { FirstFailure } from '../pipeline/first-failure.js';
 import { lockHost, type HostLock } from '../io/host-lock.js';
 import { OuterTarWriter, outerMemberHead, outerMemberTail } from '../tar/outer-tar-writer.js';
 import { tarCreateStream, tarCreateMultiVolume, checkGnuTar } from '../tar/gnu-tar.js';
-import { freeBytes } from '../io/sink.js';
+import { freeBytes, touchedSink } from '../io/sink.js';
 import { resolveDestination } from './destination.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { backupPlanJson, formatBackupSummary } from './backup-summary.js';
@@ -151,7 +152,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     await sink.abort();
     throw e;
   }
-  const outer = new OuterTarWriter(sink);
+  const outer = new OuterTarWriter(touchedSink(sink, () => progress.touch?.()));
   let bytesIn = 0;
   let currentVm = '';
   const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm), stats);
@@ -330,10 +331,12 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
       writer.enqueue(Promise.resolve({ members: [], release() {}, written: () => progress.vmDone(name, true) }));
     }
     writer.close();
-    await writing;
+    // the last writes may wait on a destination that stopped reading: a stop (a signal, a stall,
+    // a failure) must reach the catch below, whose sink.abort() releases them
+    await orAbort(writing, runSignal);
     // a failure recorded elsewhere (the pool, a tar whose stream looked complete) still fails the run
     runSignal.throwIfAborted();
-    await stats.time(STAGE.backupCommit, () => sink.commit());
+    await stats.time(STAGE.backupCommit, () => sink.commit(runSignal));
   } catch (e) {
     stopAll(e);
     writer.abort(failures.cause);

@@ -6,7 +6,7 @@ import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes, exactSize } from './size.js';
 import { loadSpawner } from '../io/spawn.js';
-import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, jsonOfArgv, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, jsonOfArgv, decideJson, watchStalls, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { EXIT } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
 import { DEFAULT_SCRYPT_LOGN, MIN_CHUNK_SIZE_BYTES, maxChunkSize } from '../format/limits.js';
@@ -70,6 +70,7 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .option('-v, --verbose', 'also print the effective settings and a line per file as it is written')
   .option('--json', "progress and result as JSON lines on stdout (refused with '-': stdout carries the archive)")
   .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, child processes; with --json: the summary\'s "stats" object)')
+  .option('--stall-timeout <seconds>', 'stop the run (exit 1) when nothing has moved for this long: no byte read or written, no new phase (waits for the passphrase or the confirmation do not count). Without it a run that has not moved for 60 s says so once per stall and goes on waiting', int('--stall-timeout', 1, 604800))
   .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM${h.generic ? '' : `: here ${formatBytes(defaultMaxMemory(h.threads, DEFAULT_SCRYPT_LOGN, totalmem()))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
@@ -81,14 +82,19 @@ export async function main(): Promise<number> {
   if (parsed !== null) return parsed;
   const o = program.opts();
   let s: Settings;
+  // the archive may go to stdout: then no JSON line, ever (known for sure once the settings are)
+  const toStdout = (location: string | undefined, destVm: string | undefined): boolean => location === '-' && o['destCommand'] === undefined && (destVm === undefined || destVm === 'dom0');
+  const first = (program.processedArgs as [string | undefined])[0];
+  decideJson(o['json'] === true && first !== undefined && !toStdout(first, o['destVm'] as string | undefined), 'backup');
   try {
     s = await settings(program);
   } catch (e) {
     const { json, operation } = jsonOfArgv('qvm-backup');
     return reportError('qvm-backup', e, json, undefined, operation);
   }
+  decideJson(o['json'] === true && !toStdout(s.location, s.destVm), 'backup');
   const { location, vms, destVm, compressFilter } = s;
-  if (o['json'] && location === '-' && o['destCommand'] === undefined && (destVm === undefined || destVm === 'dom0')) {
+  if (o['json'] && toStdout(location, destVm)) {
     // checked before any JSON is printed: the JSON lines would end up inside the archive
     return reportError('qvm-backup', new QvmBackupError('ERR_USAGE', "--json prints to stdout, which carries the archive with '-': drop --json, or pipe the archive with --dest-command"), false);
   }
@@ -98,6 +104,7 @@ export async function main(): Promise<number> {
   await loadSpawner();
   const stats = makeStats(o, 'backup');
   const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping (press Ctrl-C again to force)`));
+  const unwatch = watchStalls(progress, stop, o['stallTimeout'] as number | undefined);
   const format = Number(o['format']) as 2 | 3 | 4;
   try {
     // defaults and validation of the values: resolveBackupSettings, in runBackup
@@ -148,7 +155,9 @@ export async function main(): Promise<number> {
     printStats(stats, o['json'] === true);
     return EXIT.OK;
   } catch (e) {
-    return endFailedRun('qvm-backup', e, { json: o['json'] === true, progress, failText: 'Backup failed', interruptedBy: stop.received() });
+    return endFailedRun('qvm-backup', e, { json: o['json'] === true, progress, failText: 'Backup failed', interruptedBy: stop.received(), stoppedFor: stop.stoppedFor() });
+  } finally {
+    unwatch();
   }
 }
 

@@ -57,6 +57,10 @@ export interface Interruption {
   signal: AbortSignal;
   /** the first signal received, if any */
   received(): NodeJS.Signals | undefined;
+  /** Stop the run as a signal would, for `why` (a stall); the run then ends with that error. */
+  stop(why: QvmBackupError): void;
+  /** the error the run was stopped for (not by a signal), if any */
+  stoppedFor(): QvmBackupError | undefined;
 }
 
 export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interruption {
@@ -77,7 +81,50 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interrup
   // a closed terminal or ssh session: without a handler node dies at once, leaving the partial
   // archive (and a restore's staging) behind
   process.on('SIGHUP', handler);
-  return { signal: ac.signal, received: () => first };
+  let why: QvmBackupError | undefined;
+  const stop = (e: QvmBackupError): void => {
+    if (ac.signal.aborted) return;
+    why = e;
+    ac.abort(e);
+  };
+  return { signal: ac.signal, received: () => first, stop, stoppedFor: () => why };
+}
+
+/** How long a run may not move before it is said (--stall-timeout lowers it to half its own). */
+const STALL_WARN_MS = 60_000;
+
+/**
+ * Watch a run for stalls: a run that has not moved (no byte counted, no new phase; waits for the
+ * user do not count) for a minute is said to be waiting, once per stall; with `timeoutSec` it is
+ * stopped once that long has passed, like a signal would stop it, and ends with ERR_STALLED.
+ * A destination or a source that stops taking or giving bytes (a dead network, a full pipe
+ * nobody reads) would otherwise hold the run for ever. Returns the function that ends the watch.
+ */
+export function watchStalls(progress: Progress, stop: Interruption, timeoutSec: number | undefined): () => void {
+  const warnMs = timeoutSec !== undefined ? Math.min(STALL_WARN_MS, (timeoutSec * 1000) / 2) : STALL_WARN_MS;
+  let warned = false;
+  const timer = setInterval(
+    () => {
+      const still = progress.stillMs;
+      if (still < warnMs) {
+        warned = false;
+        return;
+      }
+      const sec = Math.floor(still / 1000);
+      if (timeoutSec !== undefined && still >= timeoutSec * 1000) {
+        clearInterval(timer);
+        const e = new QvmBackupError('ERR_STALLED', `no progress for ${sec} s (--stall-timeout ${timeoutSec}): stopped; the destination, the source or a command it waited for did not move (last: ${progress.line()})`);
+        stop.stop(e);
+        return;
+      }
+      if (warned) return;
+      warned = true;
+      progress.warn(`no progress for ${sec} s: still waiting on the destination, the source or a command${timeoutSec === undefined ? ' (--stall-timeout SECONDS stops such a run)' : `; stopped at ${timeoutSec} s`}`);
+    },
+    Math.min(1000, Math.max(100, warnMs / 4)),
+  );
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** Print one clear line for `err` (plus the cause chain with QVMB_DEBUG=1) and return the exit status.
@@ -101,7 +148,12 @@ export function reportError(prog: string, err: unknown, json: boolean, code = ex
  * ends as interrupted (130/143) whatever the stop caused (tar killed by the terminal's Ctrl-C, a
  * cancelled task); anything else is reported with the exit status of its code.
  */
-export function endFailedRun(prog: string, err: unknown, o: { json: boolean; progress: Progress; failText: string; interruptedBy: NodeJS.Signals | undefined }): number {
+export function endFailedRun(prog: string, err: unknown, o: { json: boolean; progress: Progress; failText: string; interruptedBy: NodeJS.Signals | undefined; stoppedFor?: QvmBackupError | undefined }): number {
+  if (o.interruptedBy === undefined && o.stoppedFor !== undefined) {
+    // stopped by us (a stall): whatever the stop made fail, the run ends for that reason
+    o.progress.finish(false, o.failText.replace(/ failed$/, ' stopped'));
+    return reportError(prog, o.stoppedFor, o.json, exitCodeFor(o.stoppedFor), o.progress.operation);
+  }
   if (o.interruptedBy === undefined && errorCodeOf(err) === 'ERR_DECLINED') {
     const msg = err instanceof Error ? err.message : String(err);
     if (o.json) o.progress.finish(true, msg, { cancelled: true });
@@ -142,12 +194,22 @@ export function eitherSpelling(program: Command, main: string, alias: string): u
 /** Commander collector for repeatable options (-x VM -x VM). */
 export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
+let decided: { json: boolean; operation: string } | undefined;
+
+/** Once the options are read: whether an error gets its JSON line, as the run's own failure
+ *  would (what `jsonOfArgv` answers from then on, also for a crash). */
+export function decideJson(json: boolean, operation: string): { json: boolean; operation: string } {
+  decided = { json, operation };
+  return decided;
+}
+
 /**
  * For an error found before the options could be read whole (a usage error): whether the command
  * line asks for --json and under which operation, read from the words themselves. A backup whose
  * words hold a lone '-' gets no JSON: stdout may be the archive's stream.
  */
 export function jsonOfArgv(prog: string, argv: readonly string[] = process.argv.slice(2)): { json: boolean; operation: string } {
+  if (decided !== undefined) return decided;
   const end = argv.indexOf('--');
   const words = end < 0 ? argv : argv.slice(0, end);
   const backup = prog === 'qvm-backup';

@@ -36,6 +36,7 @@ const byCode: Partial<Record<ErrorCode, number>> = {
   ERR_TAR_FAILED: EXIT.TAR,
   ERR_FILTER_FAILED: EXIT.TAR,
   ERR_CANCELLED: EXIT.INTERRUPTED,
+  ERR_STALLED: EXIT.FAILURE,
   ERR_LOCKED: EXIT.LOCKED,
   ERR_DECLINED: EXIT.OK,
 };
@@ -71,7 +72,7 @@ export function exitCodeForSignal(sig: NodeJS.Signals): number {
 /** What each exit status means: the --help text and the man pages are made from this one table. */
 export const EXIT_STATUS_TABLE: readonly (readonly [number, string])[] = [
   [EXIT.OK, 'success; also when the confirmation is answered "no" (nothing done)'],
-  [EXIT.FAILURE, 'failure (I/O or internal error)'],
+  [EXIT.FAILURE, 'failure (I/O or internal error; also a run stopped by --stall-timeout)'],
   [EXIT.USAGE, 'usage error: bad option, unknown VM, not a Qubes backup, plan problems (conflicts, missing templates)'],
   [EXIT.PARTIAL, 'partial: some VMs failed, the others completed'],
   [EXIT.AUTH, 'wrong passphrase or corrupted backup header'],

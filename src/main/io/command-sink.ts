@@ -7,6 +7,7 @@ import type { Sink } from './sink-types.js';
 import { exitDetail, processContext, spawnProcess } from './spawn.js';
 import { signalGroup } from './child-lifetime.js';
 import { writableWrite } from './writable-write.js';
+import { orAbort } from '../pipeline/or-abort.js';
 
 /** How long a command that stopped reading gets to exit before it is killed. */
 const EXIT_GRACE_MS = 5000;
@@ -89,11 +90,12 @@ export function processSink(program: string, args: readonly string[], o: Process
         throw await failure(`writing to the ${o.what}`, e);
       }
     },
-    async commit() {
+    async commit(signal) {
       if (state !== 'open') throw after('commit of');
       state = 'committed';
       stdin?.end();
-      const r = await result;
+      // a command that never exits is stopped by abort(), once the signal has ended this wait
+      const r = await orAbort(result, signal);
       if (r.failed || r.exitCode !== 0) throw await failure('finishing the backup');
     },
     async abort() {

@@ -6,8 +6,9 @@ export interface Sink {
   /** Write bytes; resolves when the sink can take more (backpressure) and no longer references
    *  `data`, so the caller may overwrite it. Rejects with ERR_CANCELLED after abort(). */
   write(data: Uint8Array): Promise<void>;
-  /** Make the written bytes durable/visible as the finished backup. */
-  commit(): Promise<void>;
+  /** Make the written bytes durable/visible as the finished backup. `signal` ends a wait on
+   *  someone else (a reader of stdout, a command's exit) with its reason; abort() then follows. */
+  commit(signal?: AbortSignal): Promise<void>;
   /** Throw away what was written, as far as possible; never throws. */
   abort(): Promise<void>;
   readonly description: string;

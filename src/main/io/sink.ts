@@ -226,10 +226,10 @@ export function stdoutSink(stream: Writable = process.stdout, opts: StdoutSinkOp
         throw wrap(e);
       }
     },
-    async commit() {
+    async commit(signal) {
       try {
         // An empty write calls back once everything queued before it has been handed to the OS.
-        await writableWrite(stream, Buffer.alloc(0), () => error, stop.signal);
+        await writableWrite(stream, Buffer.alloc(0), () => error, signal ? AbortSignal.any([stop.signal, signal]) : stop.signal);
         await flush?.settle();
         // Durable when stdout is a regular file; pipes and ttys refuse fsync (EINVAL), which is fine.
         const fd = (stream as Writable & { fd?: unknown }).fd;
@@ -242,6 +242,26 @@ export function stdoutSink(stream: Writable = process.stdout, opts: StdoutSinkOp
     async abort() {
       stop.abort(new QvmBackupError('ERR_CANCELLED', 'writing to stdout: the output was abandoned', ctx));
     },
+  };
+}
+
+/** Pieces `touchedSink` writes at most per write to the sink below. */
+const TOUCH_PIECE = 1024 * 1024;
+
+/** `sink` written in pieces of at most 1 MiB, `touch` called after each: a 100 MiB chunk going to a
+ *  slow destination shows as moving while it goes (--stall-timeout). Each piece resolves only once
+ *  the sink no longer references it, so the whole write does too. */
+export function touchedSink(sink: Sink, touch: () => void): Sink {
+  return {
+    description: sink.description,
+    async write(data) {
+      for (let off = 0; off < data.length; off += TOUCH_PIECE) {
+        await sink.write(data.subarray(off, Math.min(data.length, off + TOUCH_PIECE)));
+        touch();
+      }
+    },
+    commit: (signal) => sink.commit(signal),
+    abort: () => sink.abort(),
   };
 }
 

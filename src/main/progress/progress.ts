@@ -32,6 +32,9 @@ export interface ProgressReporter {
   settings?(fields: Record<string, string | number | boolean | null>): void;
   /** -v: one file (inner archive) of a VM is complete (written, restored or verified) */
   fileDone?(vm: string, file: string, bytes: number): void;
+  /** bytes moved that the counters do not show yet (a piece of a chunk written or read): the run
+   *  is not stalled (--stall-timeout) */
+  touch?(): void;
 }
 
 export const noopProgress: ProgressReporter = {
@@ -72,6 +75,8 @@ export class Progress implements ProgressReporter {
   #userWait = 0;
   #userWaitSince: number | undefined;
   #finished = false;
+  /** when the run last moved (bytes, a new phase, the end of a wait for the user): for stall checks */
+  #moved: number;
   #lastDraw = 0;
   #drawn = false;
   #timer: NodeJS.Timeout | undefined;
@@ -87,6 +92,16 @@ export class Progress implements ProgressReporter {
     this.#verbose = streams.verbose === true;
     this.#now = streams.clock ?? Date.now;
     this.#t0 = this.#now();
+    this.#moved = this.#t0;
+  }
+
+  touch(): void {
+    this.#moved = this.#now();
+  }
+
+  /** How long the run has not moved (no byte counted, no new phase); 0 while it waits for the user. */
+  get stillMs(): number {
+    return this.#userWaitSince !== undefined || this.#finished ? 0 : this.#now() - this.#moved;
   }
 
   /** the operation the JSON messages name (set at construction, so that a run failing early says it too) */
@@ -164,6 +179,7 @@ export class Progress implements ProgressReporter {
   }
 
   start(what: 'backup' | 'restore' | 'verify', totalBytes: number): void {
+    this.#moved = this.#now();
     this.#what = what;
     this.#total = totalBytes;
     this.#tData = this.#now();
@@ -172,6 +188,7 @@ export class Progress implements ProgressReporter {
   }
 
   update(bytesIn: number, bytesOut: number, currentVm?: string, bytesDone?: number): void {
+    if (bytesIn !== this.#in || bytesOut !== this.#out || (bytesDone ?? bytesIn) !== this.#done) this.#moved = this.#now();
     this.#in = bytesIn;
     this.#out = bytesOut;
     this.#done = bytesDone ?? bytesIn;
@@ -182,6 +199,7 @@ export class Progress implements ProgressReporter {
   phase(text: string | null): void {
     if ((text ?? undefined) === this.#phase) return;
     this.#phase = text ?? undefined;
+    this.#moved = this.#now();
     if (text === null) {
       this.#clearLine();
       return;
@@ -198,6 +216,7 @@ export class Progress implements ProgressReporter {
     } else if (!waiting && this.#userWaitSince !== undefined) {
       this.#userWait += now - this.#userWaitSince;
       this.#userWaitSince = undefined;
+      this.#moved = now;
     }
   }
 

@@ -44,10 +44,6 @@ export interface SourceVm {
 
 /** How long a --source-command may go on after its stdout ended (or after we stopped reading). */
 const SOURCE_EXIT_WAIT_MS = 30_000;
-/** How long a command whose stream ended short is given to report its exit status before it is
- *  stopped and the run goes on with what arrived complete (a failing ssh exits just after its
- *  output closes). */
-const SHORT_STREAM_EXIT_GRACE_MS = 3_000;
 
 /** Open the archive's source: a file, `-` (stdin), a named pipe, or `sh -c <sourceCommand>`. */
 export async function openSource(o: { location: string; sourceCommand?: string | undefined; sourceVm?: SourceVm | undefined; signal: AbortSignal }): Promise<Source> {
@@ -149,12 +145,13 @@ async function openFifo(path: string, signal: AbortSignal): Promise<Readable> {
 export async function checkSourceCommand(source: Source, stoppedEarly: boolean): Promise<void> {
   const cmd = source.command!;
   // a command that failed when the archive turned out short caused it: the run fails as a whole
-  // (the VMs complete before the cut came from a failing source too). If its output ended, its
-  // exit is near and it is waited for briefly; if we stopped reading first it may be blocked on
-  // a full pipe, so only an exit already seen counts.
-  const ended = source.stream?.readableEnded === true;
-  const early = stoppedEarly ? await boundedWait(source.exited!, ended ? SHORT_STREAM_EXIT_GRACE_MS : 0) : 'timeout';
-  if (stoppedEarly && (early === 'timeout' || early.exitCode === 0)) {
+  // (the VMs complete before the cut came from a failing source too). If its output ended (the
+  // archive broke off there), it cannot be blocked on our pipe: it is checked as a complete
+  // stream's command is (30 s to exit 0, else the run fails). If we stopped reading first, it may
+  // be blocked on a full pipe: only an exit already seen counts, and it is stopped.
+  const outputEnded = cmd.stdout?.readableEnded === true;
+  const early = stoppedEarly && !outputEnded ? await boundedWait(source.exited!, 0) : 'timeout';
+  if (stoppedEarly && !outputEnded && (early === 'timeout' || early.exitCode === 0)) {
     source.stream?.destroy();
     cmd.kill();
     source.killGroup?.('SIGTERM');

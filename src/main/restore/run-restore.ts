@@ -25,7 +25,7 @@ import { resolveRestoreSettings, restoreMemoryOf, type RestoreChoices } from './
 import { checkGnuTar } from '../tar/gnu-tar.js';
 import { FirstChunkKey, dataPassMemory, readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataContext, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 import { STAGE } from '../stats/bound.js';
-import { timedInput } from '../tar/byte-input.js';
+import { timedInput, touchedInput } from '../tar/byte-input.js';
 import { SizeLimit } from './stream/size-limit.js';
 
 /** The options of one restore: its choices (resolved and validated by settings.ts), what it
@@ -110,7 +110,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       source = await openSource(o);
       stopReading = source.stop;
       o.signal.addEventListener('abort', stopReading, { once: true });
-      reader = new OuterTarReader(timedInput(source.input, stats, STAGE.restoreSource));
+      reader = new OuterTarReader(timedInput(touchedInput(source.input, () => progress.touch?.()), stats, STAGE.restoreSource));
       progress.phase('reading the backup header and qubes.xml, deriving their keys');
       head = await stats.time('header + qubes.xml', () => readArchiveHead(reader!, passphrase, { pool, signal: o.signal, maxMemory: s.maxMemory, ...(s.compressionFilter !== undefined ? { forcedCompressionFilter: s.compressionFilter } : {}) }));
       backupXml = parseQubesXml(head.qubesXmlBytes);

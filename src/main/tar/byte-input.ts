@@ -144,3 +144,25 @@ export function timedInput(input: ByteInput, stats: { enabled: boolean; time<T>(
     close: () => input.close(),
   };
 }
+
+/** Pieces `touchedInput` reads at most per call to the input below. */
+const TOUCH_PIECE = 1024 * 1024;
+
+/** `input` read in pieces of at most 1 MiB, `touch` called after each that brought bytes: a
+ *  100 MiB chunk from a slow source shows as moving while it arrives (--stall-timeout). */
+export function touchedInput(input: ByteInput, touch: () => void): ByteInput {
+  return {
+    async take(dst, off, len) {
+      let done = 0;
+      while (done < len) {
+        const want = Math.min(TOUCH_PIECE, len - done);
+        const n = await input.take(dst, off + done, want);
+        if (n > 0) touch();
+        done += n;
+        if (n < want) break;
+      }
+      return done;
+    },
+    close: () => input.close(),
+  };
+}
