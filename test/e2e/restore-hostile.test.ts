@@ -397,6 +397,30 @@ test('a sparse map of tiny runs far apart counts the disk blocks it takes, not i
   }
 });
 
+test('a directory of many empty directories counts the blocks tar makes of them, not their archive bytes', () => {
+  const w = world();
+  try {
+    // 18 000 empty directories: ~9 MB of tar headers, ~74 MB of 4 KiB directory blocks on disk
+    const d = w.src('dirs');
+    for (let i = 0; i < 18_000; i++) mkdirSync(path.join(d, 'vm9/apps', `d${i}`), { recursive: true });
+    const member = (): InnerArchive => ({ base: 'vm9/apps', tar: tarOf(d, ['vm9/apps']) });
+    const before = snapshot(w.dir);
+    for (const gzip of [false, true]) {
+      const r = restore(w, [member(), image(w, 'vm9', 'evil data'), image(w, 'vm10', 'good data')], ['-x', 'dom0', '--rename-conflicting'], backupXml(), gzip);
+      assert.equal(r.status, 3, r.stderr);
+      assert.match(r.stderr, /vm9\/apps( \([^)]*\))?: the archive holds more data for VM evil than its qubes\.xml states/);
+      assert.equal(existsSync(path.join(w.root, 'appvms/evil')), false);
+      noStaging(w);
+    }
+    assert.deepEqual(changes(before, snapshot(w.dir), allowedFor(['good', 'good-1'])), []);
+    const ok = restore(w, [member(), image(w, 'vm9', 'evil data'), image(w, 'vm10', 'good data')], ['-x', 'dom0', '--ignore-size-limit', '--rename-conflicting']);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.equal(readdirSync(path.join(w.root, 'appvms/evil/apps')).length, 18_000);
+  } finally {
+    w.cleanup();
+  }
+});
+
 test('a decompression bomb stops at the VM size limit on every path: image, directory (tar), small file, dom0 home', () => {
   const w = world();
   try {

@@ -12,6 +12,7 @@ import type { InnerFilter } from './filters.js';
 import { createInnerDecoder } from './inner-decoder.js';
 import { startProgramDecoder } from './program-decoder.js';
 import type { SizeCounter } from './size-limit.js';
+import { tarBytesCounter } from './tar-disk-count.js';
 
 /** Feeds one inner archive to tar in order. */
 export interface InnerExtractor {
@@ -102,6 +103,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
   );
   let tarStopped = false;
   void tarExit.then(() => (tarStopped = true));
+  const count = o.sizeLimit !== undefined ? tarBytesCounter(o.sizeLimit, o.member) : undefined;
 
   let decoderError: Error | undefined;
   /** never settles without a decoder; with one, settles with its first error */
@@ -116,14 +118,15 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
         resolve(decoderError);
       }),
     );
-    // every decoded byte is counted before tar gets it: past the VM's limit the decoder fails
-    // with that error (tar gets no more)
-    const limit = o.sizeLimit;
-    if (limit !== undefined) {
+    // every decoded byte is counted before tar gets it, with what its entries take on disk: past
+    // the VM's limit the decoder fails with that error, and tar gets none of these bytes (its
+    // stdin is closed before the pipe, a later listener, would hand them on)
+    if (count !== undefined) {
       d.on('data', (c: Buffer) => {
         try {
-          limit.take(c.length, o.member);
+          count(c);
         } catch (e) {
+          tar.stdin.destroy();
           d.destroy(e as Error);
         }
       });
@@ -190,7 +193,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
       if (decoderError) throw dataError(decoderError);
       // without a decoder, tar is the only reader: input after its exit is input it refused
       if (tarStopped && decoder === null) throw await failure(undefined);
-      if (decoder === null) o.sizeLimit?.take(data.length, o.member);
+      if (decoder === null) count?.(data);
       const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       // tar or the decompressor dying leaves the write callback pending behind back-pressure
       const written = new Promise<Error | null | undefined>((resolve) => sink.write(buf, (e) => resolve(e)));
@@ -258,7 +261,8 @@ export function openMultiVolumeExtractor(o: ExtractorOptions): InnerExtractor {
   };
   return {
     write: (data) => {
-      o.sizeLimit?.take(data.length, o.member);
+      // each volume is a tar of its own (a file cut at its start continues in an 'M' member)
+      if (o.sizeLimit !== undefined) tarBytesCounter(o.sizeLimit, o.member)(data);
       return mv.feedVolume([data]).catch(classify);
     },
     finish: () => mv.finish().catch(classify),
