@@ -2,6 +2,7 @@
 // pipeline → outer archive → commit → backup_timestamp in the live qubes.xml.
 // Nothing is written before the plan and the destination were checked; a failed or interrupted
 // run removes its partial output (the file sink writes under a temporary name).
+import { moved, movingWhile } from '../progress/activity.js';
 import { orAbort } from '../pipeline/or-abort.js';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -152,7 +153,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     await sink.abort();
     throw e;
   }
-  const outer = new OuterTarWriter(touchedSink(sink, () => progress.touch?.()));
+  // the archive goes out in pieces, each noted as movement (--stall-timeout): a chunk to a slow
+  // destination takes long, a piece of it not
+  const outer = new OuterTarWriter(touchedSink(sink, moved, 'path' in sink ? 4 * 1024 * 1024 : 256 * 1024));
   let bytesIn = 0;
   let currentVm = '';
   const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm), stats);
@@ -182,6 +185,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const counted = async function* (src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
     for await (const c of src) {
       bytesIn += c.length;
+      moved();
       yield c;
     }
   };
@@ -191,6 +195,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const countedByTar = async function* (tar: { stdout: AsyncIterable<Uint8Array>; inputBytes: () => number | undefined }, base: number, size: number): AsyncGenerator<Uint8Array> {
     let last = 0;
     for await (const c of tar.stdout) {
+      moved();
       const now = Date.now();
       if (now - last >= 100) {
         last = now;
@@ -274,7 +279,10 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
       const volumes = f.inMemory
         ? bytesOf([Buffer.concat(innerTarOf(f.base, f.inMemory, mtimeSec))])
         : tarCreateMultiVolume({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, tapeLengthKiB: Math.floor(s.chunkSize / 1024), signal: runSignal });
-      chunkCount += await streamFileV2(f.base, volumes, settings, res, (n) => (bytesIn += n));
+      chunkCount += await streamFileV2(f.base, volumes, settings, res, (n) => {
+        bytesIn += n;
+        moved();
+      });
       return;
     }
     if (f.inMemory) {
@@ -336,14 +344,19 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     await orAbort(writing, runSignal);
     // a failure recorded elsewhere (the pool, a tar whose stream looked complete) still fails the run
     runSignal.throwIfAborted();
-    await stats.time(STAGE.backupCommit, () => sink.commit(runSignal));
+    // a file's final fsync is local work that cannot be stopped halfway: it counts as moving; a
+    // command's end is waited for with the stall check on (it can hang for ever)
+    const commit = (): Promise<void> => sink.commit(runSignal);
+    await stats.time(STAGE.backupCommit, () => ('path' in sink ? movingWhile(commit) : commit()));
   } catch (e) {
     stopAll(e);
     writer.abort(failures.cause);
     // abort the sink before waiting for the writer: a destination that stopped reading would
     // otherwise keep its write pending forever
     await sink.abort().catch(() => {});
-    await writing.catch(() => {});
+    // bounded: a write stuck in the kernel (a dead mount) would hold the run for ever; its bytes
+    // then stay referenced by a destination that is thrown away
+    await boundedSettle(writing, WRITER_STOP_WAIT_MS);
     if (interrupted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(options.destCommand, options.location, dest.localDir !== undefined)}`, {}, failures.cause);
     throw failures.cause ?? e;
   } finally {
@@ -384,4 +397,14 @@ function abortedOutput(destCommand: string | undefined, location: string, toFile
   if (destCommand !== undefined) return 'the destination command was stopped; what it received is not a complete archive';
   if (!toFile || location === '-') return 'the archive written to stdout is incomplete';
   return 'partial archive removed, nothing left in the backup location';
+}
+
+/** How long a stopped run waits for its writer to let go of the destination. */
+const WRITER_STOP_WAIT_MS = 10_000;
+
+/** Wait for `p` to settle, at most `ms`. */
+async function boundedSettle(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise<void>((res) => (timer = setTimeout(res, ms)))]);
+  clearTimeout(timer);
 }

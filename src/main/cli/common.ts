@@ -101,6 +101,7 @@ const STALL_WARN_MS = 60_000;
  * nobody reads) would otherwise hold the run for ever. Returns the function that ends the watch.
  */
 export function watchStalls(progress: Progress, stop: Interruption, timeoutSec: number | undefined): () => void {
+  // what moves: progress/activity.ts (reads, decoded pieces, pieces written), the counters, a phase
   const warnMs = timeoutSec !== undefined ? Math.min(STALL_WARN_MS, (timeoutSec * 1000) / 2) : STALL_WARN_MS;
   let warned = false;
   const timer = setInterval(
@@ -110,7 +111,7 @@ export function watchStalls(progress: Progress, stop: Interruption, timeoutSec: 
         warned = false;
         return;
       }
-      const sec = Math.floor(still / 1000);
+      const sec = still < 10_000 ? (still / 1000).toFixed(1) : String(Math.floor(still / 1000));
       if (timeoutSec !== undefined && still >= timeoutSec * 1000) {
         clearInterval(timer);
         const e = new QvmBackupError('ERR_STALLED', `no progress for ${sec} s (--stall-timeout ${timeoutSec}): stopped; the destination, the source or a command it waited for did not move (last: ${progress.line()})`);

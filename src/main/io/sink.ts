@@ -158,9 +158,10 @@ export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}
     async abort() {
       if (state !== 'open') return;
       state = 'aborted';
-      // close() waits for a write in progress, so the file is removed after its last byte
-      await closeQuietly();
+      // the name goes first: close() waits for a write in progress, which on a dead mount may
+      // never end (its bytes then go to a file without a name, freed at the close)
       await fsp.rm(partial, { force: true }).catch(() => undefined);
+      void closeQuietly();
     },
   };
 }
@@ -245,18 +246,15 @@ export function stdoutSink(stream: Writable = process.stdout, opts: StdoutSinkOp
   };
 }
 
-/** Pieces `touchedSink` writes at most per write to the sink below. */
-const TOUCH_PIECE = 1024 * 1024;
-
-/** `sink` written in pieces of at most 1 MiB, `touch` called after each: a 100 MiB chunk going to a
- *  slow destination shows as moving while it goes (--stall-timeout). Each piece resolves only once
- *  the sink no longer references it, so the whole write does too. */
-export function touchedSink(sink: Sink, touch: () => void): Sink {
+/** `sink` written in pieces of at most `piece` bytes, `touch` called after each: a 100 MiB chunk
+ *  going to a slow destination shows as moving while it goes (--stall-timeout). Each piece resolves
+ *  only once the sink no longer references it, so the whole write does too. */
+export function touchedSink(sink: Sink, touch: () => void, piece: number): Sink {
   return {
     description: sink.description,
     async write(data) {
-      for (let off = 0; off < data.length; off += TOUCH_PIECE) {
-        await sink.write(data.subarray(off, Math.min(data.length, off + TOUCH_PIECE)));
+      for (let off = 0; off < data.length; off += piece) {
+        await sink.write(data.subarray(off, Math.min(data.length, off + piece)));
         touch();
       }
     },

@@ -1,6 +1,7 @@
 // Progress reporting for backup and restore: state (bytes in/out, current VM, rate, ETA) plus
 // renderers — a live line on a TTY (stderr), a plain line at most every 10 s otherwise, JSON lines
 // with --json (stdout), nothing with --quiet. Domain code calls the methods; only this file prints.
+import { lastMoved } from './activity.js';
 import { formatBytes } from '../size-text.js';
 
 export type ProgressMode = 'tty' | 'plain' | 'json' | 'quiet';
@@ -32,9 +33,6 @@ export interface ProgressReporter {
   settings?(fields: Record<string, string | number | boolean | null>): void;
   /** -v: one file (inner archive) of a VM is complete (written, restored or verified) */
   fileDone?(vm: string, file: string, bytes: number): void;
-  /** bytes moved that the counters do not show yet (a piece of a chunk written or read): the run
-   *  is not stalled (--stall-timeout) */
-  touch?(): void;
 }
 
 export const noopProgress: ProgressReporter = {
@@ -95,13 +93,9 @@ export class Progress implements ProgressReporter {
     this.#moved = this.#t0;
   }
 
-  touch(): void {
-    this.#moved = this.#now();
-  }
-
   /** How long the run has not moved (no byte counted, no new phase); 0 while it waits for the user. */
   get stillMs(): number {
-    return this.#userWaitSince !== undefined || this.#finished ? 0 : this.#now() - this.#moved;
+    return this.#userWaitSince !== undefined || this.#finished ? 0 : this.#now() - Math.max(this.#moved, lastMoved());
   }
 
   /** the operation the JSON messages name (set at construction, so that a run failing early says it too) */

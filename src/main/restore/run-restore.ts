@@ -3,6 +3,7 @@
 // the qubes root → once the archive was read whole and its source succeeded, each complete VM is
 // installed (moved into place, merged into the on-disk qubes.xml) after the VMs it uses → dom0
 // home → staging removed and the lock released (also on error and Ctrl-C).
+import { movingWhile } from '../progress/activity.js';
 import { access, constants as fsc, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -25,7 +26,7 @@ import { resolveRestoreSettings, restoreMemoryOf, type RestoreChoices } from './
 import { checkGnuTar } from '../tar/gnu-tar.js';
 import { FirstChunkKey, dataPassMemory, readArchiveHead, restoreData, isV1BackupDir, readV1, restoreV1, type RestoreDataContext, type RestoreDataResult, type SelectionEntry } from './stream/index.js';
 import { STAGE } from '../stats/bound.js';
-import { timedInput, touchedInput } from '../tar/byte-input.js';
+import { timedInput } from '../tar/byte-input.js';
 import { SizeLimit } from './stream/size-limit.js';
 
 /** The options of one restore: its choices (resolved and validated by settings.ts), what it
@@ -110,7 +111,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       source = await openSource(o);
       stopReading = source.stop;
       o.signal.addEventListener('abort', stopReading, { once: true });
-      reader = new OuterTarReader(timedInput(touchedInput(source.input, () => progress.touch?.()), stats, STAGE.restoreSource));
+      reader = new OuterTarReader(timedInput(source.input, stats, STAGE.restoreSource));
       progress.phase('reading the backup header and qubes.xml, deriving their keys');
       head = await stats.time('header + qubes.xml', () => readArchiveHead(reader!, passphrase, { pool, signal: o.signal, maxMemory: s.maxMemory, ...(s.compressionFilter !== undefined ? { forcedCompressionFilter: s.compressionFilter } : {}) }));
       backupXml = parseQubesXml(head.qubesXmlBytes);
@@ -224,7 +225,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     let derivingKeys = head?.version === 4;
     if (derivingKeys) progress.phase('deriving keys for the first chunks');
     let result: RestoreDataResult;
-    if (v1Dir !== undefined) result = await restoreV1(v1Dir, selection, { verifyOnly: o.verifyOnly, signal: o.signal, onVmDone, onWarning: (m) => progress.warn(m) });
+    // format 1 is copied by `cp`, which shows no bytes: it counts as moving (a local directory)
+    if (v1Dir !== undefined) result = await movingWhile(() => restoreV1(v1Dir, selection, { verifyOnly: o.verifyOnly, signal: o.signal, onVmDone, onWarning: (m) => progress.warn(m) }));
     else
       result = await stats.time('data pass (read to extracted)', () => restoreData(firstChunk ?? reader!, {
         ...dataContext!,

@@ -4,6 +4,7 @@
 // (the first touch of a fresh slot's pages happens there too, not on the main thread), no
 // intermediate Buffers are allocated (no garbage to collect), and data that is skipped is not
 // read at all (a selective restore seeks over the other VMs' chunks).
+import { moved } from '../progress/activity.js';
 import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
@@ -54,6 +55,7 @@ export class StreamInput implements ByteInput {
         return false;
       }
       if (!(r.value instanceof Uint8Array)) fail('ERR_INTERNAL', 'archive source must yield bytes, not strings/objects');
+      moved();
       this.#chunk = r.value;
       this.#pos = 0;
     }
@@ -83,15 +85,23 @@ export class FileInput implements ByteInput {
   #pos = 0;
   #closed = false;
   #size = -1;
+  /** rejects at close(): a read in progress is given up then (on a dead mount it may never end;
+   *  its bytes may still land in `dst` later, which only a run being stopped gives up) */
+  #closing: Promise<never>;
+  #giveUp: () => void = () => {};
 
   constructor(fh: FileHandle) {
     this.#fh = fh;
+    this.#closing = new Promise<never>((_, reject) => (this.#giveUp = () => reject(new Error('closed'))));
+    this.#closing.catch(() => undefined);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#fh.close().catch(() => undefined);
+    this.#giveUp();
+    // not waited for: the close waits for a read in progress, which on a dead mount may never end
+    void this.#fh.close().catch(() => undefined);
   }
 
   #check(): void {
@@ -105,12 +115,13 @@ export class FileInput implements ByteInput {
       this.#check();
       let n: number;
       try {
-        ({ bytesRead: n } = await this.#fh.read(dst, off + done, Math.min(MAX_READ, len - done), this.#pos));
+        ({ bytesRead: n } = await Promise.race([this.#fh.read(dst, off + done, Math.min(MAX_READ, len - done), this.#pos), this.#closing]));
       } catch (e) {
         this.#check();
         throw readError(e, this.#pos);
       }
       if (n === 0) break;
+      moved();
       done += n;
       this.#pos += n;
     }
@@ -145,24 +156,3 @@ export function timedInput(input: ByteInput, stats: { enabled: boolean; time<T>(
   };
 }
 
-/** Pieces `touchedInput` reads at most per call to the input below. */
-const TOUCH_PIECE = 1024 * 1024;
-
-/** `input` read in pieces of at most 1 MiB, `touch` called after each that brought bytes: a
- *  100 MiB chunk from a slow source shows as moving while it arrives (--stall-timeout). */
-export function touchedInput(input: ByteInput, touch: () => void): ByteInput {
-  return {
-    async take(dst, off, len) {
-      let done = 0;
-      while (done < len) {
-        const want = Math.min(TOUCH_PIECE, len - done);
-        const n = await input.take(dst, off + done, want);
-        if (n > 0) touch();
-        done += n;
-        if (n < want) break;
-      }
-      return done;
-    },
-    close: () => input.close(),
-  };
-}

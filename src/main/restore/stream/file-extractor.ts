@@ -1,6 +1,7 @@
 // One inner archive being extracted (or listed) by GNU tar from verified chunks: v3/v4 as one
 // stream into tar's stdin (through a streaming gunzip or zstd decoder when compressed), v2 volume by
 // volume.
+import { moved } from '../../progress/activity.js';
 import type { Duplex, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { statfs } from 'node:fs/promises';
@@ -121,6 +122,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
     // every decoded byte is counted before tar gets it, with what its entries take on disk: past
     // the VM's limit the decoder fails with that error, and tar gets none of these bytes (its
     // stdin is closed before the pipe, a later listener, would hand them on)
+    d.on('data', moved);
     if (count !== undefined) {
       d.on('data', (c: Buffer) => {
         try {
@@ -193,6 +195,7 @@ export function openStreamExtractor(o: ExtractorOptions, filter: InnerFilter): I
       if (decoderError) throw dataError(decoderError);
       // without a decoder, tar is the only reader: input after its exit is input it refused
       if (tarStopped && decoder === null) throw await failure(undefined);
+      moved();
       if (decoder === null) count?.(data);
       const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       // tar or the decompressor dying leaves the write callback pending behind back-pressure
@@ -261,6 +264,7 @@ export function openMultiVolumeExtractor(o: ExtractorOptions): InnerExtractor {
   };
   return {
     write: (data) => {
+      moved();
       // each volume is a tar of its own (a file cut at its start continues in an 'M' member)
       if (o.sizeLimit !== undefined) tarBytesCounter(o.sizeLimit, o.member)(data);
       return mv.feedVolume([data]).catch(classify);

@@ -3,6 +3,7 @@
 // positioned writes into a file we create with O_EXCL|O_NOFOLLOW in the inner archive's own fresh
 // directory; holes stay holes. GNU tar writes sparse data in 512-byte calls (~190 MB/s here);
 // this does not. Anything but the one expected regular member is refused.
+import { moved } from '../../progress/activity.js';
 import { setMaxListeners } from 'node:events';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -180,6 +181,7 @@ export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, uni
   let failed: QvmBackupError | undefined;
   /** decoded bytes to the parser, counted first against the VM's limit (size-limit.ts) */
   const parse = (bytes: Uint8Array): Promise<void> => {
+    moved();
     o.sizeLimit?.take(bytes.length, o.member);
     return reader.push(bytes);
   };
