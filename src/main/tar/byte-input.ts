@@ -85,21 +85,28 @@ export class FileInput implements ByteInput {
   #pos = 0;
   #closed = false;
   #size = -1;
-  /** rejects at close(): a read in progress is given up then (on a dead mount it may never end;
-   *  its bytes may still land in `dst` later, which only a run being stopped gives up) */
-  #closing: Promise<never>;
-  #giveUp: () => void = () => {};
+  /** ends the read in progress at close(): on a dead mount it may never end by itself (its bytes
+   *  may still land in `dst` later, which only a run being stopped gives up) */
+  #giveUp: (() => void) | null = null;
 
   constructor(fh: FileHandle) {
     this.#fh = fh;
-    this.#closing = new Promise<never>((_, reject) => (this.#giveUp = () => reject(new Error('closed'))));
-    this.#closing.catch(() => undefined);
+  }
+
+  /** `fh.read`, given up by close(). */
+  #read(dst: Uint8Array, off: number, len: number, pos: number): Promise<{ bytesRead: number }> {
+    return new Promise<{ bytesRead: number }>((resolve, reject) => {
+      this.#giveUp = () => reject(new Error('closed'));
+      this.#fh.read(dst, off, len, pos).then(resolve, reject);
+    }).finally(() => {
+      this.#giveUp = null;
+    });
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#giveUp();
+    this.#giveUp?.();
     // not waited for: the close waits for a read in progress, which on a dead mount may never end
     void this.#fh.close().catch(() => undefined);
   }
@@ -115,7 +122,7 @@ export class FileInput implements ByteInput {
       this.#check();
       let n: number;
       try {
-        ({ bytesRead: n } = await Promise.race([this.#fh.read(dst, off + done, Math.min(MAX_READ, len - done), this.#pos), this.#closing]));
+        ({ bytesRead: n } = await this.#read(dst, off + done, Math.min(MAX_READ, len - done), this.#pos));
       } catch (e) {
         this.#check();
         throw readError(e, this.#pos);

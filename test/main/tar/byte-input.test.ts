@@ -99,4 +99,15 @@ describe('FileInput', () => {
     await input.close();
     await rejectsWith(first!.readInto(Buffer.alloc(first!.size)), 'ERR_IO', /interrupted/);
   });
+  it('close() gives up a read that never ends (a dead mount): the take fails at once', { timeout: 10_000 }, async () => {
+    // a file handle whose read never returns, as on a mount whose server is gone
+    let closed = false;
+    const stuck = { read: () => new Promise(() => {}), close: async () => void (closed = true), stat: async () => ({ size: 1 << 20 }) } as unknown as fsp.FileHandle;
+    const input = new FileInput(stuck);
+    const take = input.take(Buffer.alloc(4096), 0, 4096);
+    await new Promise((res) => setTimeout(res, 20));
+    await input.close();
+    await rejectsWith(take, 'ERR_IO', /interrupted/);
+    assert.equal(closed, true);
+  });
 });
