@@ -150,8 +150,9 @@ export function reportError(prog: string, err: unknown, json: boolean, code = ex
  * cancelled task); anything else is reported with the exit status of its code.
  */
 export function endFailedRun(prog: string, err: unknown, o: { json: boolean; progress: Progress; failText: string; interruptedBy: NodeJS.Signals | undefined; stoppedFor?: QvmBackupError | undefined }): number {
-  if (o.interruptedBy === undefined && o.stoppedFor !== undefined) {
-    // stopped by us (a stall): whatever the stop made fail, the run ends for that reason
+  if (o.stoppedFor !== undefined) {
+    // stopped by us (a stall), first: whatever the stop made fail, and a signal during its
+    // cleanup, the run ends for that reason
     o.progress.finish(false, o.failText.replace(/ failed$/, ' stopped'));
     return reportError(prog, o.stoppedFor, o.json, exitCodeFor(o.stoppedFor), o.progress.operation);
   }
