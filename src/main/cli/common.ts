@@ -223,6 +223,7 @@ export function jsonOfArgv(prog: string, argv: readonly string[] = process.argv.
  *  usage error → one line `PROG: error: ...` and 2 (commander's own output is replaced by it), and
  *  with --json its `exit_error` line. */
 export function parseOrExit(program: Command): number | null {
+  decided = undefined; // a new command line: nothing decided yet
   program.exitOverride();
   program.configureOutput({ outputError: () => {} });
   try {
