@@ -3,7 +3,7 @@
 // Nothing is written before the plan and the destination were checked; a failed or interrupted
 // run removes its partial output (the file sink writes under a temporary name).
 import { moved, movingWhile } from '../progress/activity.js';
-import { orAbort } from '../pipeline/or-abort.js';
+import { boundedWait, orAbort } from '../pipeline/waits.js';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
@@ -155,7 +155,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   }
   // the archive goes out in pieces, each noted as movement (--stall-timeout): a chunk to a slow
   // destination takes long, a piece of it not
-  const outer = new OuterTarWriter(touchedSink(sink, moved, 'path' in sink ? 4 * 1024 * 1024 : 256 * 1024));
+  const toFile = 'path' in sink;
+  const outer = new OuterTarWriter(touchedSink(sink, moved, toFile ? 4 * 1024 * 1024 : 256 * 1024));
   let bytesIn = 0;
   let currentVm = '';
   const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm), stats);
@@ -347,7 +348,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     // a file's final fsync is local work that cannot be stopped halfway: it counts as moving; a
     // command's end is waited for with the stall check on (it can hang for ever)
     const commit = (): Promise<void> => sink.commit(runSignal);
-    await stats.time(STAGE.backupCommit, () => ('path' in sink ? movingWhile(commit) : commit()));
+    await stats.time(STAGE.backupCommit, () => (toFile ? movingWhile(commit) : commit()));
   } catch (e) {
     stopAll(e);
     writer.abort(failures.cause);
@@ -356,7 +357,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     await sink.abort().catch(() => {});
     // bounded: a write stuck in the kernel (a dead mount) would hold the run for ever; its bytes
     // then stay referenced by a destination that is thrown away
-    await boundedSettle(writing, WRITER_STOP_WAIT_MS);
+    await boundedWait(writing.catch(() => undefined), WRITER_STOP_WAIT_MS);
     if (interrupted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(options.destCommand, options.location, dest.localDir !== undefined)}`, {}, failures.cause);
     throw failures.cause ?? e;
   } finally {
@@ -401,10 +402,3 @@ function abortedOutput(destCommand: string | undefined, location: string, toFile
 
 /** How long a stopped run waits for its writer to let go of the destination. */
 const WRITER_STOP_WAIT_MS = 10_000;
-
-/** Wait for `p` to settle, at most `ms`. */
-async function boundedSettle(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p.catch(() => undefined), new Promise<void>((res) => (timer = setTimeout(res, ms)))]);
-  clearTimeout(timer);
-}

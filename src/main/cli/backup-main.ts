@@ -6,7 +6,7 @@ import { runBackup } from '../backup/run-backup.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes, exactSize } from './size.js';
 import { loadSpawner } from '../io/spawn.js';
-import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, jsonOfArgv, decideJson, watchStalls, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, jsonOfArgv, decideJson, watchStalls, stallTimeoutOption, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { EXIT } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
 import { DEFAULT_SCRYPT_LOGN, MIN_CHUNK_SIZE_BYTES, maxChunkSize } from '../format/limits.js';
@@ -70,7 +70,7 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .option('-v, --verbose', 'also print the effective settings and a line per file as it is written')
   .option('--json', "progress and result as JSON lines on stdout (refused with '-': stdout carries the archive)")
   .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, child processes; with --json: the summary\'s "stats" object)')
-  .option('--stall-timeout <seconds>', 'stop the run (exit 1) when nothing has moved for this long: no byte read or written, no new phase (waits for the passphrase or the confirmation do not count). Without it a run that has not moved for 60 s says so once per stall and goes on waiting', int('--stall-timeout', 1, 604800))
+  .addOption(stallTimeoutOption())
   .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM${h.generic ? '' : `: here ${formatBytes(defaultMaxMemory(h.threads, DEFAULT_SCRYPT_LOGN, totalmem()))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')

@@ -90,6 +90,10 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interrup
   return { signal: ac.signal, received: () => first, stop, stoppedFor: () => why };
 }
 
+/** --stall-timeout, the same in both commands. */
+export const stallTimeoutOption = (): Option =>
+  new Option('--stall-timeout <seconds>', 'stop the run (exit 1) when nothing has moved for this long: no byte read or written, no new phase (waits for the passphrase or the confirmation do not count). Without it a run that has not moved for 60 s says so once per stall and goes on waiting').argParser(intOption('--stall-timeout', 1, 604800));
+
 /** How long a run may not move before it is said (--stall-timeout lowers it to half its own). */
 const STALL_WARN_MS = 60_000;
 
@@ -203,6 +207,14 @@ let decided: { json: boolean; operation: string } | undefined;
 export function decideJson(json: boolean, operation: string): { json: boolean; operation: string } {
   decided = { json, operation };
   return decided;
+}
+
+/** The end of a command whose main() threw (a bug): its error reported as any other, then exit. */
+export function exitOnCrash(prog: string): (e: unknown) => never {
+  return (e) => {
+    const { json, operation } = jsonOfArgv(prog);
+    return process.exit(reportError(prog, e, json, undefined, operation));
+  };
 }
 
 /**

@@ -2,10 +2,6 @@
 // Node entry of qvm-backup-restore. The installed command is bin/qvm-backup-restore, a shell launcher
 // that sets glibc's huge-page tunable and exec()s node on this file: one process, no re-exec.
 import { main } from './restore-main.js';
-import { jsonOfArgv, reportError } from './common.js';
+import { exitOnCrash } from './common.js';
 
-const crashed = (e: unknown): never => {
-  const { json, operation } = jsonOfArgv('qvm-backup-restore');
-  return process.exit(reportError('qvm-backup-restore', e, json, undefined, operation));
-};
-main().then((code) => process.exit(code), crashed);
+main().then((code) => process.exit(code), exitOnCrash('qvm-backup-restore'));

@@ -12,7 +12,7 @@ import { isValidVmName } from '../qubes-xml/index.js';
 import { readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
 import { loadSpawner } from '../io/spawn.js';
-import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, asksOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, jsonOfArgv, decideJson, watchStalls, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, asksOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, jsonOfArgv, decideJson, watchStalls, stallTimeoutOption, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
 import { RESTORE_SERVICE, qvmRunArgs } from '../io/qrexec.js';
 import type { SourceVm } from '../restore/archive-source.js';
@@ -65,7 +65,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('-v, --verbose', 'also print the effective settings and a line per file as it completes')
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, key derivations, child processes; with --json: the summary\'s "stats" object)')
-  .option('--stall-timeout <seconds>', 'stop the run (exit 1) when nothing has moved for this long: no byte read or written, no new phase (waits for the passphrase or the confirmation do not count). Without it a run that has not moved for 60 s says so once per stall and goes on waiting', intOption('--stall-timeout', 1, 604800))
+  .addOption(stallTimeoutOption())
   .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
   .option('--direct-io', 'write the VM images around the page cache (O_DIRECT, where the filesystem allows it): a little less CPU than the default (which hands an image\'s pages back once they are on disk) and none of the images\' data in the page cache (in dom0: the desktop\'s memory), but they are written as fast as the disk takes one 8 MiB write at a time (slower here)')
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads, totalmem()))}`})`, sizeOption('--max-memory'))

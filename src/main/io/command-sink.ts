@@ -7,7 +7,7 @@ import type { Sink } from './sink-types.js';
 import { exitDetail, processContext, spawnProcess } from './spawn.js';
 import { signalGroup } from './child-lifetime.js';
 import { writableWrite } from './writable-write.js';
-import { orAbort } from '../pipeline/or-abort.js';
+import { orAbort } from '../pipeline/waits.js';
 
 /** How long a command that stopped reading gets to exit before it is killed. */
 const EXIT_GRACE_MS = 5000;

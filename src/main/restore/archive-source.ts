@@ -10,6 +10,7 @@ import type { ResultPromise } from '../io/spawn.js';
 import { QvmBackupError, fail } from '../errors.js';
 import { loadSpawner, spawnProcess } from '../io/spawn.js';
 import { signalGroup } from '../io/child-lifetime.js';
+import { boundedWait } from '../pipeline/waits.js';
 import type { TailBuffer } from '../io/tail-buffer.js';
 import { FileInput, StreamInput, type ByteInput } from '../tar/byte-input.js';
 import { QVM_RUN, RESTORE_SERVICE, locationLine, qvmRunArgs } from '../io/qrexec.js';
@@ -149,9 +150,9 @@ export async function checkSourceCommand(source: Source, stoppedEarly: boolean):
   // archive broke off there), it cannot be blocked on our pipe: it is checked as a complete
   // stream's command is (30 s to exit 0, else the run fails). If we stopped reading first, it may
   // be blocked on a full pipe: only an exit already seen counts, and it is stopped.
-  const outputEnded = cmd.stdout?.readableEnded === true;
-  const early = stoppedEarly && !outputEnded ? await boundedWait(source.exited!, 0) : 'timeout';
-  if (stoppedEarly && !outputEnded && (early === 'timeout' || early.exitCode === 0)) {
+  const mayBeBlocked = stoppedEarly && cmd.stdout?.readableEnded !== true;
+  const early = mayBeBlocked ? await boundedWait(source.exited!, 0) : 'timeout';
+  if (mayBeBlocked && (early === 'timeout' || early.exitCode === 0)) {
     source.stream?.destroy();
     cmd.kill();
     source.killGroup?.('SIGTERM');
@@ -172,17 +173,6 @@ export async function checkSourceCommand(source: Source, stoppedEarly: boolean):
   if (r.exitCode !== 0) {
     const how = r.exitCode !== undefined ? `exited with status ${r.exitCode}` : `was killed (${r.signal ?? 'unknown signal'})`;
     fail('ERR_CORRUPT', `${what} ${how}: the archive it delivered may be incomplete, so nothing was installed${stderr}`, { command: 'source', ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), stderrTail: tail });
-  }
-}
-
-/** `p`, or 'timeout' after `ms`. */
-async function boundedWait<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), ms)));
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

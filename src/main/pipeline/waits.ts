@@ -1,5 +1,17 @@
-// A wait that a stop can end: for promises that hang on someone else (a destination that stopped
-// reading, a command that does not exit), so that the stop reaches the code that releases them.
+// Waits with an end, for promises that hang on someone else (a destination that stopped reading, a
+// command that does not exit): ended by a stop, so that it reaches the code that releases them, or
+// by a time limit.
+
+/** `p`, or 'timeout' after `ms`. */
+export async function boundedWait<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), ms)));
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** `p`, or a rejection with `signal`'s reason as soon as it aborts (`p` itself goes on). */
 export function orAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
