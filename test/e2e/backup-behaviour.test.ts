@@ -186,3 +186,25 @@ test('stdout and --dest-command destinations; stdin and --source-command sources
     t.cleanup();
   }
 });
+
+test('many threads and small chunks: a quiet backup and restore print nothing at all on stderr', { timeout: 300_000 }, () => {
+  // every chunk in flight waits on the run's stop signal (a slot, a key permit, a worker task); at
+  // 16 threads that is more than node's default of 10 listeners, whose warning reached stderr
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    for (let i = 0; i < 3; i++) {
+      const out = join(t.dir, `many-${i}.bin`);
+      let r = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--threads', '16', '--chunk-size', '1M', '--scrypt-logn', '14', '--no-compress', '-x', 'dom0', out]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stderr, '', `backup #${i}`);
+      const host = join(t.dir, `host-${i}`);
+      r = node(RESTORE_BIN, ['-q', '-y', '-p', pw, '--threads', '16', '--qubes-root', join(host, 'q'), '--skip-dom0-home', '--ignore-missing', out]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stderr, '', `restore #${i}`);
+    }
+  } finally {
+    t.cleanup();
+  }
+});

@@ -7,6 +7,7 @@ import { fail } from '../errors.js';
 import { formatHmacFile } from '../format/hmac-file.js';
 import { computeHmacHex } from '../../workers/hmac.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
+import type { Semaphore } from '../pipeline/async-queue.js';
 import type { OrderedWriter, OuterMember } from './ordered-writer.js';
 import type { WriteFormat } from './backup-plan.js';
 
@@ -20,12 +21,22 @@ export interface HeaderStageSettings {
 /** The scrypt file format's fixed overhead: 96-byte header before the data, 32-byte MAC after it. */
 const SCRYPT_FILE_OVERHEAD = 128;
 
-/** Queue both members on `writer`: the header at once (it is written while the key is derived),
- *  its .hmac once made. */
-export async function writeHeader(s: HeaderStageSettings, passphrase: Buffer, pool: WorkerPool, writer: OrderedWriter, signal: AbortSignal): Promise<void> {
+/** Queue both members on `writer`, first in the archive: the header at once, its .hmac as a job
+ *  that ends once its key is derived (a failure there fails the writer, and so the run). Nothing
+ *  waits for it: the first files' sources and compression start during the derivation, which
+ *  holds one of the run's derivation permits (`kdf`: the memory plan's bound) like a chunk's. */
+export function writeHeader(s: HeaderStageSettings, passphrase: Buffer, pool: WorkerPool, writer: OrderedWriter, signal: AbortSignal, kdf: Semaphore): void {
   writer.enqueue(Promise.resolve({ members: [headerMember(s)], release() {} }));
-  const hmac = await headerHmacMember(s, passphrase, pool, signal);
-  writer.enqueue(Promise.resolve({ members: [hmac], release() {} }));
+  const hmac = (async () => {
+    if (s.format !== 4) return headerHmacMember(s, passphrase, pool, signal);
+    await kdf.acquire(signal);
+    try {
+      return await headerHmacMember(s, passphrase, pool, signal);
+    } finally {
+      kdf.release();
+    }
+  })();
+  writer.enqueue(hmac.then((m) => ({ members: [m], release() {} })));
 }
 
 /** The `backup-header` member. */

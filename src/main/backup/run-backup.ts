@@ -4,6 +4,7 @@
 // run removes its partial output (the file sink writes under a temporary name).
 import { moved, movingWhile } from '../progress/activity.js';
 import { boundedWait, orAbort } from '../pipeline/waits.js';
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
@@ -178,6 +179,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const onPoolFailed = (): void => stopAll(pool.failed.reason);
   pool.failed.addEventListener('abort', onPoolFailed, { once: true });
   const runSignal = AbortSignal.any([signal, runAbort.signal]);
+  // every chunk and block in flight waits on it (a slot, a key derivation permit, a worker task):
+  // many listeners at once are the design, not a leak, and node's warning at 11 would reach stderr
+  setMaxListeners(Math.max(getMaxListeners(runSignal), 4 * (mem.chunkSlots + mem.chunkOutSlots + mem.blockSlots + threads) + 16), runSignal);
   const res: StreamResources = { pool, blockIn, blockOut, chunks, ...(chunksOut ? { chunksOut } : {}), kdf: new Semaphore(mem.kdfConcurrency), writer, signal: runSignal, stats };
   const writing = writer.run();
   writing.catch(stopAll);
@@ -309,9 +313,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   progress.start('backup', plan.totalBytes);
   const unobserve = observeSpawns((ms) => stats.spawned(ms));
   try {
-    if (s.format === 4) progress.phase('deriving the key of the backup header');
-    await writeHeader(s, passphrase, pool, writer, runSignal);
-    if (s.format === 4) progress.phase(null);
+    writeHeader(s, passphrase, pool, writer, runSignal, res.kdf);
     currentVm = 'qubes.xml';
     await streamFile(xmlFile, null);
     const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];
