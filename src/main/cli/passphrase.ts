@@ -2,6 +2,7 @@
 // command (--passphrase-command), or from the terminal without echo. Never logs or echoes it. Files and stdin are read as Qubes reads them
 // (`readline().rstrip()`): the first line, trailing whitespace removed, so one passphrase file gives
 // the same passphrase to this tool and to Qubes' own.
+import { boundedWait } from '../pipeline/waits.js';
 import { spawn } from 'node:child_process';
 import { constants, createReadStream, openSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -131,9 +132,7 @@ async function passphraseFromCommand(cmd: string, signal: AbortSignal): Promise<
       });
     });
     if (exit.code !== 0) fail('ERR_USAGE', `${what} ${exit.sig !== null ? `was killed by ${exit.sig}` : `exited with status ${exit.code}`}: no passphrase`);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([ended, new Promise<void>((res) => (timer = setTimeout(res, OUTPUT_AFTER_EXIT_MS)))]);
-    clearTimeout(timer);
+    await boundedWait(ended, OUTPUT_AFTER_EXIT_MS);
     if (total === 0) fail('ERR_USAGE', `${what} printed nothing: no passphrase`);
     const bytes = Buffer.concat(parts);
     const cut = [0x0a, 0x0d].map((b) => bytes.indexOf(b)).filter((i) => i >= 0);

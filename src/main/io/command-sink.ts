@@ -1,13 +1,12 @@
 // The output sink that pipes the backup into `sh -c <command>` (or, for --dest-vm, into qvm-run).
 // The program runs in its own process group so abort() stops the whole pipeline (dash forks, so
 // killing sh alone leaves e.g. `sleep` running).
-import { setTimeout as sleep } from 'node:timers/promises';
 import { QvmBackupError } from '../errors.js';
 import type { Sink } from './sink-types.js';
 import { exitDetail, processContext, spawnProcess } from './spawn.js';
 import { signalGroup } from './child-lifetime.js';
 import { writableWrite } from './writable-write.js';
-import { orAbort } from '../pipeline/waits.js';
+import { boundedWait, orAbort } from '../pipeline/waits.js';
 
 /** How long a command that stopped reading gets to exit before it is killed. */
 const EXIT_GRACE_MS = 5000;
@@ -56,11 +55,11 @@ export function processSink(program: string, args: readonly string[], o: Process
 
   /** Wait for the command to end, killing it after `graceMs`. */
   const ended = async (graceMs: number): Promise<Awaited<typeof result>> => {
-    const first = await Promise.race([result, sleep(graceMs).then(() => null)]);
-    if (first) return first;
+    const first = await boundedWait(result, graceMs);
+    if (first !== 'timeout') return first;
     killGroup('SIGTERM');
-    const second = await Promise.race([result, sleep(2000).then(() => null)]);
-    if (second) return second;
+    const second = await boundedWait(result, 2000);
+    if (second !== 'timeout') return second;
     killGroup('SIGKILL');
     return result;
   };

@@ -1,9 +1,9 @@
 // Named FIFOs for GNU tar multi-volume runs (LIMITS.md §4): a private directory, mkfifo, and an
 // open() that cannot hang when tar dies first (a blocked FIFO open is released with O_NONBLOCK).
+import { boundedWait } from '../pipeline/waits.js';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { runShort } from '../io/spawn.js';
 
 /** A new private (0700) directory for FIFOs; remove it with `fsp.rm(dir, { recursive: true })`. */
@@ -62,7 +62,7 @@ async function releaseOpen(p: string, side: 'read' | 'write', opening: Promise<f
     } catch {
       // ENXIO: our open has not reached the kernel yet; try again shortly.
     }
-    await Promise.race([finished, sleep(delay)]);
+    await boundedWait(finished, delay);
   }
 }
 

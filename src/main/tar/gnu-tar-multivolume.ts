@@ -1,10 +1,10 @@
 // GNU tar multi-volume drivers for format 2 (FORMAT.md §4.1, §4.4; LIMITS.md §4): volumes pass
 // through a named FIFO and tar is told "next volume" by a '\n' on its stdin. The prompt on stderr is
 // never parsed; ordering alone makes the switch race-free, and no FIFO open can hang if tar dies.
+import { boundedWait } from '../pipeline/waits.js';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
 import { makeFifoDir, mkfifo, openFifo, releaseWaitingReader } from './fifo.js';
 import { createOptionArgs, extractOptionArgs, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
@@ -188,7 +188,7 @@ export function tarExtractMultiVolume(opts: TarExtractOptions): MultiVolumeExtra
         // empty volume; with stdin closed it then fails ("EOF where user reply was expected").
         for (let delay = 5; !t.hasExited(); delay = Math.min(delay * 2, 200)) {
           await releaseWaitingReader(fifo);
-          await Promise.race([t.exited, sleep(delay)]);
+          await boundedWait(t.exited, delay);
         }
         await t.done;
       } finally {
