@@ -24,8 +24,9 @@ const SCRYPT_FILE_OVERHEAD = 128;
 /** Queue both members on `writer`, first in the archive: the header at once, its .hmac as a job
  *  that ends once its key is derived (a failure there fails the writer, and so the run). Nothing
  *  waits for it: the first files' sources and compression start during the derivation, which
- *  holds one of the run's derivation permits (`kdf`: the memory plan's bound) like a chunk's. */
-export function writeHeader(s: HeaderStageSettings, passphrase: Buffer, pool: WorkerPool, writer: OrderedWriter, signal: AbortSignal, kdf: Semaphore): void {
+ *  holds one of the run's derivation permits (`kdf`: the memory plan's bound) like a chunk's.
+ *  Returns the .hmac's promise (for the progress; its failure is the writer's to report). */
+export function writeHeader(s: HeaderStageSettings, passphrase: Buffer, pool: WorkerPool, writer: OrderedWriter, signal: AbortSignal, kdf: Semaphore): Promise<unknown> {
   writer.enqueue(Promise.resolve({ members: [headerMember(s)], release() {} }));
   const hmac = (async () => {
     if (s.format !== 4) return headerHmacMember(s, passphrase, pool, signal);
@@ -37,6 +38,7 @@ export function writeHeader(s: HeaderStageSettings, passphrase: Buffer, pool: Wo
     }
   })();
   writer.enqueue(hmac.then((m) => ({ members: [m], release() {} })));
+  return hmac;
 }
 
 /** The `backup-header` member. */

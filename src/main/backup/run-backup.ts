@@ -313,7 +313,13 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   progress.start('backup', plan.totalBytes);
   const unobserve = observeSpawns((ms) => stats.spawned(ms));
   try {
-    writeHeader(s, passphrase, pool, writer, runSignal, res.kdf);
+    // the data pass starts during the header's key derivation; the archive's first bytes wait for it
+    const header = writeHeader(s, passphrase, pool, writer, runSignal, res.kdf);
+    if (s.format === 4) {
+      progress.phase('deriving the key of the backup header');
+      const shown = (): void => progress.phase(null);
+      header.then(shown, shown);
+    }
     currentVm = 'qubes.xml';
     await streamFile(xmlFile, null);
     const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];
