@@ -18,8 +18,8 @@ function sample(dir: string) {
 }
 
 /** Start a command; collects stdout+stderr; `exit(ms)` fails the test when it does not end in time. */
-function start(cmd: string, args: string[], env?: NodeJS.ProcessEnv) {
-  const child: ChildProcess = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(env ? { env } : {}) });
+function start(cmd: string, args: string[], env?: NodeJS.ProcessEnv, o: { detached?: boolean } = {}) {
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(env ? { env } : {}), detached: o.detached === true });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -85,6 +85,61 @@ for (const sig of ['SIGTERM', 'SIGHUP'] as const) test(`${sig} while a backup wr
       assert.deepEqual(readdirSync(out), [], 'partial output removed');
       assert.deepEqual(tree.filter(alive), [], 'no child process left');
       assert.doesNotMatch(readFileSync(join(root, 'qubes.xml'), 'utf8'), /backup_timestamp/);
+    } finally {
+      r.cleanup();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('SIGINT to the whole process group (a terminal\'s Ctrl-C) while a backup writes: exit 130, one clean message, nothing left', { timeout: 120_000 }, async () => {
+  // the terminal signals every process of the group at once: tar, the hole-map helper and the
+  // compression program get it too, and their ends must not read as the run's news
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    for (let i = 0; i < 3; i++) {
+      const out = join(t.dir, `out-${i}`);
+      mkdirSync(out);
+      const r = start(process.execPath, [BACKUP_BIN, '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '16', '--chunk-size', '1M', ...(i === 1 ? ['-Z', 'xz'] : []), out], undefined, { detached: true });
+      try {
+        await waitFor('the hole-map helper while the partial file exists', () => readdirSync(out).some((n) => n.includes('.partial-')) && descendants(r.child.pid!).some((p) => /perl/.test(cmdline(p))));
+        process.kill(-r.child.pid!, 'SIGINT');
+        assert.equal(await r.exit(30_000), 130, r.output());
+        const o = r.output();
+        assert.doesNotMatch(o, /hole map helper|GNU tar makes|^\s+at |node:internal/m, o);
+        assert.match(o, /^qvm-backup: error: backup interrupted: partial archive removed, nothing left in the backup location \(SIGINT\)$/m, o);
+        assert.deepEqual(o.split('\n').filter((l) => l.startsWith('warning:')), ['warning: SIGINT: stopping (press Ctrl-C again to force)'], o);
+        assert.deepEqual(readdirSync(out), [], 'partial output removed');
+      } finally {
+        r.cleanup();
+      }
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a second SIGINT while the first one stops the run (forced exit): exit 130 at once, the partial file still removed', { timeout: 120_000 }, async () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    // logN 19: the stop waits for the key derivations in the workers (about a second each), so the
+    // second signal comes while it does
+    const r = start(process.execPath, [BACKUP_BIN, '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '19', out]);
+    try {
+      await waitFor('the partial file', () => readdirSync(out).some((n) => n.includes('.partial-')));
+      r.child.kill('SIGINT');
+      await waitFor('the first signal taken', () => r.output().includes('stopping (press Ctrl-C again to force)'));
+      r.child.kill('SIGINT');
+      assert.equal(await r.exit(30_000), 130, r.output());
+      assert.match(r.output(), /forced exit/);
+      assert.deepEqual(readdirSync(out), [], 'no partial file left by the forced exit');
     } finally {
       r.cleanup();
     }

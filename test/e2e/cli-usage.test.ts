@@ -32,7 +32,7 @@ test('bad option values: one line "PROG: error: ..." and exit 2, nothing written
     cases.push(
       // the restore's chunk slots hold at most Qubes' chunk size: larger chunks are refused at once
       [BACKUP_BIN, [...base, '--chunk-size', '128M', out], /^qvm-backup: error: --chunk-size 128 MiB: format 4 needs 64 KiB to 100 MiB/],
-      [BACKUP_BIN, [...base, '--format', '2', '--no-compress', '--chunk-size', '100M', out], /^qvm-backup: error: --chunk-size 100 MiB: format 2 needs 64 KiB to 100000 KiB/],
+      [BACKUP_BIN, [...base, '--format', '2', '--no-compress', '--chunk-size', '100M', out], /^qvm-backup: error: --chunk-size 100 MiB: format 2 needs 70 KiB to 100000 KiB/],
       [BACKUP_BIN, [...base, '--chunk-size', '65537', out], /^qvm-backup: error: --chunk-size 65537 B: .* a multiple of 4096 bytes$/],
       [BACKUP_BIN, [...base, '--threads', 'x', out], /^qvm-backup: error: --threads: invalid value 'x': expected an integer from 1 to 256$/],
       [BACKUP_BIN, [...base, '--scrypt-logn', '', out], /^qvm-backup: error: --scrypt-logn: invalid value '': expected an integer from 10 to 22$/],

@@ -164,13 +164,11 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const settings: StreamSettings = { ...s.stream, passphrase };
   // The first real failure (a write, tar, a worker, the pool) stops every other part at once —
   // producers would otherwise wait forever for slots only the writer releases — and is the one
-  // reported; the cancellations it causes are not. A user interrupt before it is reported as such.
+  // reported; the cancellations it causes are not. A run whose `signal` aborted (a user's signal, a
+  // stall) ends as stopped even when a failure came first: the same Ctrl-C also reaches a
+  // destination command or the `cat` behind our stdout, whose broken pipe may come before it; the
+  // failure stays the error's cause.
   const failures = new FirstFailure(signal);
-  let interrupted = signal.aborted;
-  const onInterrupt = (): void => {
-    if (!failures.failed) interrupted = true;
-  };
-  signal.addEventListener('abort', onInterrupt, { once: true });
   const runAbort = new AbortController();
   const stopAll = (e: unknown): void => {
     failures.record(e);
@@ -234,7 +232,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   // for (options.innerArchives); a compression program then reads them from us (program-compressor.ts)
   // instead of from tar -I. Anything else goes to GNU tar (running the program itself).
   const inProcess = options.innerArchives !== 'tar';
-  const mapper = new HoleMapper({ onUnavailable: (why) => progress.warn(`${why}; GNU tar makes the remaining sparse files' inner archives`) });
+  // (not said while the run stops: that is no news, and a group signal may have reached the helper)
+  const mapper = new HoleMapper({ onUnavailable: (why) => void (runSignal.aborted || progress.warn(`${why}; GNU tar makes the remaining sparse files' inner archives`)) });
   const readBuffers = new ReadBuffers();
   const startInner = (f: BackupFile, job: VmJob | null): StartedTar => {
     if (!inProcess) return startTar(f, job);
@@ -366,12 +365,11 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     // bounded: a write stuck in the kernel (a dead mount) would hold the run for ever; its bytes
     // then stay referenced by a destination that is thrown away
     await boundedWait(writing.catch(() => undefined), WRITER_STOP_WAIT_MS);
-    if (interrupted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(options.destCommand, options.location, dest.localDir !== undefined)}`, {}, failures.cause);
+    if (signal.aborted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(options.destCommand, options.location, dest.localDir !== undefined)}`, {}, failures.cause);
     throw failures.cause ?? e;
   } finally {
     unobserve();
     await mapper.close();
-    signal.removeEventListener('abort', onInterrupt);
     pool.failed.removeEventListener('abort', onPoolFailed);
     await pool.destroy().catch(() => {});
   }

@@ -113,9 +113,11 @@ function headerOf(c: BackupChoices, backupId: string): BackupHeader {
 function checkChunkSize(size: number, format: WriteFormat): void {
   const max = maxChunkSize(format);
   const multiple = chunkSizeMultiple(format);
-  if (!Number.isInteger(size) || size < MIN_CHUNK_SIZE_BYTES || size > max || size % multiple !== 0) {
+  // the smallest size that is both allowed and a multiple (format 2: 70 KiB, not 64)
+  const min = Math.ceil(MIN_CHUNK_SIZE_BYTES / multiple) * multiple;
+  if (!Number.isInteger(size) || size < min || size > max || size % multiple !== 0) {
     const what = format === 2 ? 'tar volume' : 'chunk';
-    fail('ERR_USAGE', `--chunk-size ${exactSize(size)}: format ${format} needs ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(max)} (the largest ${what} Qubes writes and qvm-backup-restore reads), a multiple of ${multiple} bytes`);
+    fail('ERR_USAGE', `--chunk-size ${exactSize(size)}: format ${format} needs ${exactSize(min)} to ${exactSize(max)} (the largest ${what} Qubes writes and qvm-backup-restore reads), a multiple of ${multiple} bytes`);
   }
 }
 

@@ -168,7 +168,9 @@ export function endFailedRun(prog: string, err: unknown, o: { json: boolean; pro
   }
   o.progress.finish(false, o.interruptedBy !== undefined ? o.failText.replace(/ failed$/, ' interrupted') : o.failText);
   if (o.interruptedBy === undefined) return reportError(prog, err, o.json, exitCodeFor(err), o.progress.operation);
-  const own = errorCodeOf(err) === 'ERR_CANCELLED' && err instanceof Error ? err.message : 'interrupted';
+  // not a cancellation: the run had failed and was ending when the signal came (its own catch turns
+  // what a signal caused into ERR_CANCELLED); the failure is still what the user needs to read
+  const own = errorCodeOf(err) === 'ERR_CANCELLED' && err instanceof Error ? err.message : `interrupted while ending after a failure: ${err instanceof Error ? err.message : String(err)}`;
   const stopped = new QvmBackupError('ERR_CANCELLED', own.includes(o.interruptedBy) ? own : `${own} (${o.interruptedBy})`, { signal: o.interruptedBy }, err);
   return reportError(prog, stopped, o.json, exitCodeForSignal(o.interruptedBy), o.progress.operation);
 }

@@ -19,8 +19,11 @@ export const MAX_RUNS = 100_000;
 
 // One request per line: "<path> <size>"; the answer: "ok o1 l1 o2 l2 ...", or "err <reason>".
 // Runs are clamped to <size> (our fstat): a file that grows meanwhile changes nothing here.
+// The signals a terminal or a group kill sends are the run's to handle: the helper ignores them and
+// ends when its input does (our close(), or our exit: the pipe closes).
 const SCRIPT = String.raw`
 use strict; $| = 1;
+$SIG{INT} = $SIG{TERM} = $SIG{HUP} = $SIG{QUIT} = 'IGNORE';
 while (my $line = <STDIN>) {
   chomp $line;
   my ($path, $size) = $line =~ /^(\S+) (\d+)$/ or do { print "err bad request\n"; next };

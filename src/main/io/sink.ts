@@ -1,6 +1,7 @@
 // Where the backup bytes go: a file (written under a temporary name, linked into place only on
 // commit), our stdout, or a shell command's stdin. Every sink honours backpressure via `write()`,
 // and `write()` resolves only when the sink no longer references the bytes: callers reuse them.
+import { removeAtExit } from './exit-cleanup.js';
 import { constants as fsc, fdatasync, fstatSync, fsync, promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import path from 'node:path';
@@ -98,6 +99,8 @@ export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}
   } catch (e) {
     throw ioError(`cannot create ${partial}: ${(e as Error).message}`, ctx, e);
   }
+  // a forced exit (a second Ctrl-C) or a crash leaves no partial file behind either
+  const forget = removeAtExit(partial);
   let state: 'open' | 'committed' | 'aborted' = 'open';
   let claimed = finalPath;
   // commit fsyncs the archive: its disk writes start while the backup is still being made
@@ -131,6 +134,7 @@ export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}
         for (let n = 0; ; n++) {
           const target = n === 0 ? finalPath : `${finalPath}-${n}`;
           if (await claimName(partial, target)) {
+            forget(); // the archive has its name now
             claimed = target;
             break;
           }
@@ -140,6 +144,7 @@ export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}
       } catch (e) {
         await closeQuietly();
         await fsp.rm(partial, { force: true }).catch(() => undefined);
+        forget();
         throw ioError(`finishing ${finalPath}: ${(e as Error).message}`, ctx, e);
       }
       try {
@@ -161,6 +166,7 @@ export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}
       // the name goes first: close() waits for a write in progress, which on a dead mount may
       // never end (its bytes then go to a file without a name, freed at the close)
       await fsp.rm(partial, { force: true }).catch(() => undefined);
+      forget();
       void closeQuietly();
     },
   };

@@ -6,7 +6,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
-import { makeFifoDir, mkfifo, openFifo, releaseWaitingReader } from './fifo.js';
+import { makeFifoDir, mkfifo, openFifo, releaseWaitingReader, removeFifoDir } from './fifo.js';
 import { createOptionArgs, extractOptionArgs, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
 import { spawnTar, type TarProcess } from './tar-process.js';
 
@@ -64,7 +64,7 @@ export async function* tarCreateMultiVolume(
       tar.kill();
       await tar.exited;
     }
-    await fsp.rm(dir, { recursive: true, force: true });
+    await removeFifoDir(dir);
   }
 }
 
@@ -120,7 +120,7 @@ export function tarExtractMultiVolume(opts: TarExtractOptions): MultiVolumeExtra
       const t = await setup.catch(() => undefined);
       if (t && !t.hasExited()) t.kill();
       if (t) await t.exited;
-      if (dir) await fsp.rm(dir, { recursive: true, force: true });
+      if (dir) await removeFifoDir(dir);
     })());
 
   /** The error to report once tar has stopped: its own failure, else `fallback`. */

@@ -1,0 +1,30 @@
+// A process that exits without its run's cleanup (a second Ctrl-C's process.exit, a crash) still
+// removes its partial archive and its FIFO directory (exit-cleanup.ts); a committed archive stays.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { tempDir } from '../../helpers/cli.js';
+
+const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'exit-cleanup-child.js');
+
+for (const mode of ['exit while writing', 'commit'] as const) {
+  test(`process.exit after a file sink and a FIFO directory were made (${mode}): nothing of ours left but a committed archive`, () => {
+    const t = tempDir();
+    try {
+      const target = path.join(t.dir, 'out', 'archive.bin');
+      spawnSync('mkdir', ['-p', path.dirname(target), path.join(t.dir, 'tmp')]);
+      const r = spawnSync(process.execPath, [child, target, mode === 'commit' ? 'commit' : 'exit'], { encoding: 'utf8', env: { ...process.env, TMPDIR: path.join(t.dir, 'tmp') } });
+      assert.equal(r.status, 130, r.stderr);
+      const seen = JSON.parse(r.stdout.trim()) as { fifoDir: string; partial: string[] };
+      assert.equal(path.dirname(seen.fifoDir), path.join(t.dir, 'tmp'), 'the FIFO directory is made in TMPDIR');
+      assert.equal(seen.partial.length, mode === 'commit' ? 0 : 1, 'the partial file existed before the exit');
+      assert.equal(existsSync(seen.fifoDir), false, 'FIFO directory removed at exit');
+      assert.deepEqual(readdirSync(path.join(t.dir, 'out')), mode === 'commit' ? ['archive.bin'] : [], 'no partial file left; a committed archive kept');
+    } finally {
+      t.cleanup();
+    }
+  });
+}
