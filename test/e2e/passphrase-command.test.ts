@@ -100,3 +100,24 @@ test('a signal while the command runs stops the command and all it started', { t
     s.t.cleanup();
   }
 });
+
+test('a command ended by the Ctrl-C that also reaches us (its end seen first): the run is interrupted (130), not a failed command (2)', { timeout: 120_000 }, () => {
+  // a terminal's Ctrl-C reaches the whole group: here the command dies of SIGINT at once and our
+  // SIGINT follows 50 ms later, the order in which the exit wins the race
+  const s = setup();
+  try {
+    const cmd = 'p=$PPID; (sleep 0.05; kill -INT $p) & kill -INT $$';
+    for (const [bin, args] of [
+      [BACKUP_BIN, ['-y', '--scrypt-logn', '10', '--qubes-root', s.root, '--dom0-home', s.home, '--passphrase-command', cmd, s.archive, 'vault']],
+      [RESTORE_BIN, ['-y', '--verify-only', '--passphrase-command', cmd, join(s.t.dir, 'qubes', 'qubes.xml')]],
+    ] as const) {
+      const r = node(bin, [...args]);
+      const what = bin.split('/').pop();
+      assert.equal(r.status, 130, `${what}: ${r.stderr}`);
+      assert.doesNotMatch(r.stderr, /no passphrase/, `${what}`);
+      assert.match(r.stderr, /error: .*SIGINT/, `${what}`);
+    }
+  } finally {
+    s.t.cleanup();
+  }
+});

@@ -5,6 +5,7 @@
 import { moved, movingWhile } from '../progress/activity.js';
 import { boundedWait, orAbort } from '../pipeline/waits.js';
 import { getMaxListeners, setMaxListeners } from 'node:events';
+import { exactSize } from '../size-text.js';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
@@ -117,6 +118,18 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     const need = options.compress ? Math.ceil(plan.totalBytes / 20) : plan.totalBytes;
     if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${dest.localDir}: ${free} bytes free, the backup needs ${options.compress ? 'at least about' : ''} ${need} bytes`);
   }
+  // the marked copy of qubes.xml (step 3) is made now: format 2 needs it in one tar volume, which is
+  // refused before the question and the passphrase
+  const archived: QubesXml = cloneQubesXml(live);
+  const included = new Map<number, { path: string; size: number }>();
+  for (const v of plan.vms) included.set(v.qid, { path: v.backupPath, size: v.sizeBytes });
+  if (plan.dom0) included.set(plan.dom0.qid, { path: plan.dom0.backupPath, size: plan.dom0.sizeBytes });
+  markBackupContent(archived, included);
+  const xmlFile: BackupFile = { name: 'qubes.xml', base: 'qubes.xml', sizeBytes: 0, dereference: false, inMemory: Buffer.from(serializeQubesXml(archived), 'utf8') };
+  if (s.format === 2) {
+    const volume = innerTarOf(xmlFile.base, xmlFile.inMemory!, 0).reduce((n, p) => n + p.length, 0);
+    if (volume > s.chunkSize) fail('ERR_USAGE', `--chunk-size ${exactSize(s.chunkSize)}: qubes.xml (${volume} bytes as its tar volume) must fit in one format 2 volume; give at least --chunk-size ${Math.ceil(volume / 10240) * 10}K`);
+  }
   // 2. summary, confirmation, passphrase
   const chosen = new Set([...plan.vms.map((v) => v.name), ...(plan.dom0 ? [plan.dom0.name] : [])]);
   const notSelected = live.domains.map((d) => d.name).filter((n) => !chosen.has(n));
@@ -127,13 +140,6 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const passphrase = Buffer.from(await options.getPassphrase().finally(() => progress.waitingForUser(false)), 'utf8');
   signal.throwIfAborted();
 
-  // 3. the marked copy of qubes.xml
-  const archived: QubesXml = cloneQubesXml(live);
-  const included = new Map<number, { path: string; size: number }>();
-  for (const v of plan.vms) included.set(v.qid, { path: v.backupPath, size: v.sizeBytes });
-  if (plan.dom0) included.set(plan.dom0.qid, { path: plan.dom0.backupPath, size: plan.dom0.sizeBytes });
-  markBackupContent(archived, included);
-  const xmlFile: BackupFile = { name: 'qubes.xml', base: 'qubes.xml', sizeBytes: 0, dereference: false, inMemory: Buffer.from(serializeQubesXml(archived), 'utf8') };
 
   // 4. resources: memory plan, pools
   const mem = s.memory;
@@ -164,13 +170,19 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const settings: StreamSettings = { ...s.stream, passphrase };
   // The first real failure (a write, tar, a worker, the pool) stops every other part at once —
   // producers would otherwise wait forever for slots only the writer releases — and is the one
-  // reported; the cancellations it causes are not. A run whose `signal` aborted (a user's signal, a
-  // stall) ends as stopped even when a failure came first: the same Ctrl-C also reaches a
-  // destination command or the `cat` behind our stdout, whose broken pipe may come before it; the
-  // failure stays the error's cause.
+  // reported; the cancellations it causes are not. A stop (a signal, a stall) before any failure is
+  // reported as such; a failure before it stays the error (the command line then says both: the
+  // signal's exit status, and the failure it was ending with).
   const failures = new FirstFailure(signal);
+  let interrupted = signal.aborted;
+  const onInterrupt = (): void => {
+    if (!failures.failed) interrupted = true;
+    progress.phase(null); // the header's derivation may still run: it is not what the run waits for now
+  };
+  signal.addEventListener('abort', onInterrupt, { once: true });
   const runAbort = new AbortController();
   const stopAll = (e: unknown): void => {
+    progress.phase(null);
     failures.record(e);
     if (!runAbort.signal.aborted) runAbort.abort(failures.cause);
   };
@@ -365,10 +377,11 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     // bounded: a write stuck in the kernel (a dead mount) would hold the run for ever; its bytes
     // then stay referenced by a destination that is thrown away
     await boundedWait(writing.catch(() => undefined), WRITER_STOP_WAIT_MS);
-    if (signal.aborted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(options.destCommand, options.location, dest.localDir !== undefined)}`, {}, failures.cause);
+    if (interrupted) throw new QvmBackupError('ERR_CANCELLED', `backup interrupted: ${abortedOutput(options.destCommand, options.location, dest.localDir !== undefined)}`, {}, failures.cause);
     throw failures.cause ?? e;
   } finally {
     unobserve();
+    signal.removeEventListener('abort', onInterrupt);
     await mapper.close();
     pool.failed.removeEventListener('abort', onPoolFailed);
     await pool.destroy().catch(() => {});

@@ -100,6 +100,11 @@ const MAX_COMMAND_OUTPUT = 1024 * 1024;
 /** How long to wait, after the command exited, for the rest of its output (a process it left in the
  *  background may hold the pipe open). */
 const OUTPUT_AFTER_EXIT_MS = 1000;
+/** A command ended by one of these (or `sh` reporting it, 128 + n) may have been stopped by the
+ *  signal that is about to stop us: we wait this long for it. */
+const STOP_SIGNALS = new Set(['SIGINT', 'SIGTERM', 'SIGHUP']);
+const STOP_STATUSES = new Set([129, 130, 143]);
+const SIGNAL_AFTER_EXIT_MS = 200;
 
 /**
  * Run `sh -c CMD` (restic's password command) and read its first stdout line as from a file. Its
@@ -131,7 +136,15 @@ async function passphraseFromCommand(cmd: string, signal: AbortSignal): Promise<
         if (total > MAX_COMMAND_OUTPUT) reject(new QvmBackupError('ERR_USAGE', `${what} printed more than ${MAX_COMMAND_OUTPUT} bytes: stopped`));
       });
     });
-    if (exit.code !== 0) fail('ERR_USAGE', `${what} ${exit.sig !== null ? `was killed by ${exit.sig}` : `exited with status ${exit.code}`}: no passphrase`);
+    if (exit.code !== 0) {
+      // a terminal's Ctrl-C reaches the whole process group: the command's end may come just before
+      // our own handler runs, and the run then ends as interrupted, not as a failed command
+      if (STOP_SIGNALS.has(exit.sig ?? '') || STOP_STATUSES.has(exit.code ?? 0)) {
+        await boundedWait(new Promise<void>((res) => (signal.aborted ? res() : signal.addEventListener('abort', () => res(), { once: true }))), SIGNAL_AFTER_EXIT_MS);
+        signal.throwIfAborted();
+      }
+      fail('ERR_USAGE', `${what} ${exit.sig !== null ? `was killed by ${exit.sig}` : `exited with status ${exit.code}`}: no passphrase`);
+    }
     await boundedWait(ended, OUTPUT_AFTER_EXIT_MS);
     if (total === 0) fail('ERR_USAGE', `${what} printed nothing: no passphrase`);
     const bytes = Buffer.concat(parts);
