@@ -208,3 +208,26 @@ test('many threads and small chunks: a quiet backup and restore print nothing at
     t.cleanup();
   }
 });
+
+test('format 2: a qubes.xml larger than one tar volume is refused before the question, with the --chunk-size that fits', { timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: 1 * MiB, bigDataBytes: 64 * 1024, smallImageBytes: 1 * MiB, smallDataBytes: 4096, manyAppVms: { count: 120, imageBytes: 65536, dataBytes: 4096 } });
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    const base = ['--qubes-root', root, '--dom0-home', home, '-p', pw, '--format', '2', '--no-compress', '-x', 'dom0'];
+    let r = node(BACKUP_BIN, [...base, '--chunk-size', '70K', out]);
+    assert.equal(r.status, 2, r.stderr);
+    const m = /^qvm-backup: error: --chunk-size 70 KiB: qubes\.xml \(\d+ bytes as its tar volume\) must fit in one format 2 volume; give at least --chunk-size (\d+)K$/m.exec(r.stderr);
+    assert.ok(m, r.stderr);
+    assert.doesNotMatch(r.stderr, /Total size/, 'refused before the plan is shown for the question');
+    assert.deepEqual(readdirSync(out), []);
+    r = node(BACKUP_BIN, [...base, '-q', '-y', '--chunk-size', `${m[1]}K`, join(out, 'b.bin')]);
+    assert.equal(r.status, 0, r.stderr);
+    r = node(RESTORE_BIN, ['-q', '-p', pw, '--verify-only', join(out, 'b.bin')]);
+    assert.equal(r.status, 0, r.stderr);
+  } finally {
+    t.cleanup();
+  }
+});
