@@ -74,7 +74,7 @@ export const EXIT_STATUS_TABLE: readonly (readonly [number, string])[] = [
   [EXIT.OK, 'success; also when the confirmation is answered "no" (nothing done)'],
   [EXIT.FAILURE, 'failure (I/O or internal error; also a run stopped by --stall-timeout)'],
   [EXIT.USAGE, 'usage error: bad option, unknown VM, not a Qubes backup, plan problems (conflicts, missing templates)'],
-  [EXIT.PARTIAL, 'partial: some VMs failed, the others completed'],
+  [EXIT.PARTIAL, 'partial: some VMs failed, the others completed (also an archive cut short after its first VMs were whole: those are restored)'],
   [EXIT.AUTH, 'wrong passphrase or corrupted backup header'],
   [EXIT.INTEGRITY, 'integrity failure: a chunk failed authentication, the archive is corrupt or truncated (or a --source-command or the qubes.Restore of a VM failed), over a limit, or holds refused content'],
   [EXIT.NO_SPACE, 'not enough free space'],
