@@ -122,6 +122,39 @@ test('SIGINT to the whole process group (a terminal\'s Ctrl-C) while a backup wr
   }
 });
 
+test('after SIGINT the progress says "stopping" (JSON status phase), for backup and restore', { timeout: 180_000 }, async () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const archive = join(t.dir, 'b.bin');
+    // logN 19: the header's key derivation keeps each run busy for a second or more
+    const made = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '19', archive, 'vault']);
+    assert.equal(made.status, 0, made.stderr);
+    const host = join(t.dir, 'host');
+    mkdirSync(join(host, 'h', 'user'), { recursive: true });
+    for (const args of [
+      [BACKUP_BIN, '--json', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '19', join(t.dir, 'b2.bin')],
+      [RESTORE_BIN, '--json', '-y', '-p', pw, '--qubes-root', join(host, 'q'), '--dom0-home', join(host, 'h', 'user'), '--ignore-missing', archive],
+    ]) {
+      const r = start(process.execPath, args);
+      try {
+        await waitFor('a status line', () => r.output().includes('"message_type":"status"'));
+        r.child.kill('SIGINT');
+        assert.equal(await r.exit(60_000), 130, r.output());
+        const lines = r.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { message_type: string; phase?: string | null });
+        const stopping = lines.findIndex((l) => l.message_type === 'status' && l.phase === 'stopping');
+        assert.ok(stopping >= 0, r.output());
+        assert.ok(lines.slice(stopping + 1).every((l) => l.message_type !== 'status' || l.phase === 'stopping'), `no other phase after it: ${r.output()}`);
+      } finally {
+        r.cleanup();
+      }
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a second SIGINT while the first one stops the run (forced exit): exit 130 at once, the partial file still removed', { timeout: 120_000 }, async () => {
   const t = tempDir();
   try {

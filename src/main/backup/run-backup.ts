@@ -177,12 +177,13 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   let interrupted = signal.aborted;
   const onInterrupt = (): void => {
     if (!failures.failed) interrupted = true;
-    progress.phase(null); // the header's derivation may still run: it is not what the run waits for now
   };
   signal.addEventListener('abort', onInterrupt, { once: true });
   const runAbort = new AbortController();
   const stopAll = (e: unknown): void => {
-    progress.phase(null);
+    // the header's derivation may still run: it is no longer what the run waits for (a signal's
+    // stop says so itself: the command line shows "stopping")
+    if (!signal.aborted) progress.phase(null);
     failures.record(e);
     if (!runAbort.signal.aborted) runAbort.abort(failures.cause);
   };
@@ -328,7 +329,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     const header = writeHeader(s, passphrase, pool, writer, runSignal, res.kdf);
     if (s.format === 4) {
       progress.phase('deriving the key of the backup header');
-      const shown = (): void => progress.phase(null);
+      const shown = (): void => void (signal.aborted || progress.phase(null)); // a stop says "stopping" itself
       header.then(shown, shown);
     }
     currentVm = 'qubes.xml';

@@ -103,7 +103,10 @@ export async function main(): Promise<number> {
   // not inside the timed run
   await loadSpawner();
   const stats = makeStats(o, 'backup');
-  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping (press Ctrl-C again to force)`));
+  const stop = abortOnSignals((sig) => {
+    progress.warn(`${sig}: stopping (press Ctrl-C again to force)`);
+    progress.phase('stopping');
+  });
   const unwatch = watchStalls(progress, stop, o['stallTimeout'] as number | undefined);
   const format = Number(o['format']) as 2 | 3 | 4;
   try {

@@ -69,8 +69,8 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interrup
   const handler = (sig: NodeJS.Signals) => {
     if (first === undefined) {
       first = sig;
-      onFirst(sig);
       ac.abort(new QvmBackupError('ERR_CANCELLED', `interrupted by ${sig}`, { signal: sig }));
+      onFirst(sig); // after the run's own reactions to the stop: what it says (a phase) stays
     } else {
       process.stderr.write('\nforced exit\n');
       process.exit(exitCodeForSignal(sig));

@@ -132,7 +132,10 @@ export async function main(): Promise<number> {
   // a source command runs for sure: execa is loaded with the start-up, not inside the timed run
   if (sourceVm !== undefined || o['sourceCommand'] !== undefined) await loadSpawner();
   const stats = makeStats(o, verifyOnly ? 'verify' : 'restore');
-  const stop = abortOnSignals((sig) => progress.warn(`${sig}: stopping, nothing more will be installed (press Ctrl-C again to force)`));
+  const stop = abortOnSignals((sig) => {
+    progress.warn(`${sig}: stopping, nothing more will be installed (press Ctrl-C again to force)`);
+    progress.phase('stopping');
+  });
   const unwatch = watchStalls(progress, stop, o['stallTimeout'] as number | undefined);
   try {
     const r = await runRestore({
