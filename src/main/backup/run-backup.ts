@@ -6,6 +6,7 @@ import { moved, movingWhile } from '../progress/activity.js';
 import { boundedWait, orAbort } from '../pipeline/waits.js';
 import { getMaxListeners, setMaxListeners } from 'node:events';
 import { exactSize } from '../size-text.js';
+import { chunkSizeMultiple } from '../format/limits.js';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
@@ -128,7 +129,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const xmlFile: BackupFile = { name: 'qubes.xml', base: 'qubes.xml', sizeBytes: 0, dereference: false, inMemory: Buffer.from(serializeQubesXml(archived), 'utf8') };
   if (s.format === 2) {
     const volume = innerTarOf(xmlFile.base, xmlFile.inMemory!, 0).reduce((n, p) => n + p.length, 0);
-    if (volume > s.chunkSize) fail('ERR_USAGE', `--chunk-size ${exactSize(s.chunkSize)}: qubes.xml (${volume} bytes as its tar volume) must fit in one format 2 volume; give at least --chunk-size ${Math.ceil(volume / 10240) * 10}K`);
+    if (volume > s.chunkSize) fail('ERR_USAGE', `--chunk-size ${exactSize(s.chunkSize)}: qubes.xml (${volume} bytes as its tar volume) must fit in one format 2 volume; give at least --chunk-size ${(Math.ceil(volume / chunkSizeMultiple(2)) * chunkSizeMultiple(2)) / 1024}K`);
   }
   // 2. summary, confirmation, passphrase
   const chosen = new Set([...plan.vms.map((v) => v.name), ...(plan.dom0 ? [plan.dom0.name] : [])]);
@@ -246,7 +247,11 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   // instead of from tar -I. Anything else goes to GNU tar (running the program itself).
   const inProcess = options.innerArchives !== 'tar';
   // (not said while the run stops: that is no news, and a group signal may have reached the helper)
-  const mapper = new HoleMapper({ onUnavailable: (why) => void (runSignal.aborted || progress.warn(`${why}; GNU tar makes the remaining sparse files' inner archives`)) });
+  const mapper = new HoleMapper({
+    onUnavailable: (why) => {
+      if (!runSignal.aborted) progress.warn(`${why}; GNU tar makes the remaining sparse files' inner archives`);
+    },
+  });
   const readBuffers = new ReadBuffers();
   const startInner = (f: BackupFile, job: VmJob | null): StartedTar => {
     if (!inProcess) return startTar(f, job);
@@ -329,7 +334,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     const header = writeHeader(s, passphrase, pool, writer, runSignal, res.kdf);
     if (s.format === 4) {
       progress.phase('deriving the key of the backup header');
-      const shown = (): void => void (signal.aborted || progress.phase(null)); // a stop says "stopping" itself
+      const shown = (): void => {
+        if (!signal.aborted) progress.phase(null); // a stop says "stopping" itself
+      };
       header.then(shown, shown);
     }
     currentVm = 'qubes.xml';

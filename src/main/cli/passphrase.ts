@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import { fail, QvmBackupError } from '../errors.js';
 import { openTty, readTtyLine } from './tty-prompt.js';
 import { stopShellTree } from './process-tree.js';
+import { exitCodeForSignal } from './exit-codes.js';
 
 /** Python's str.isspace() characters: what rstrip() removes. */
 const TRAILING_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/;
@@ -102,8 +103,8 @@ const MAX_COMMAND_OUTPUT = 1024 * 1024;
 const OUTPUT_AFTER_EXIT_MS = 1000;
 /** A command ended by one of these (or `sh` reporting it, 128 + n) may have been stopped by the
  *  signal that is about to stop us: we wait this long for it. */
-const STOP_SIGNALS = new Set(['SIGINT', 'SIGTERM', 'SIGHUP']);
-const STOP_STATUSES = new Set([129, 130, 143]);
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+const STOP_STATUSES = STOP_SIGNALS.map(exitCodeForSignal);
 const SIGNAL_AFTER_EXIT_MS = 200;
 
 /**
@@ -139,7 +140,7 @@ async function passphraseFromCommand(cmd: string, signal: AbortSignal): Promise<
     if (exit.code !== 0) {
       // a terminal's Ctrl-C reaches the whole process group: the command's end may come just before
       // our own handler runs, and the run then ends as interrupted, not as a failed command
-      if (STOP_SIGNALS.has(exit.sig ?? '') || STOP_STATUSES.has(exit.code ?? 0)) {
+      if ((exit.sig !== null && STOP_SIGNALS.includes(exit.sig)) || (exit.code !== null && STOP_STATUSES.includes(exit.code))) {
         await boundedWait(new Promise<void>((res) => (signal.aborted ? res() : signal.addEventListener('abort', () => res(), { once: true }))), SIGNAL_AFTER_EXIT_MS);
         signal.throwIfAborted();
       }

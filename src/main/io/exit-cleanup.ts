@@ -20,13 +20,18 @@ function removeAll(): void {
   paths.clear();
 }
 
-/** Remove `path` (a file, or with `recursive` a directory of ours) if the process exits before the
- *  returned function was called. */
+/** Remove `path` (a file, or with `recursive` a directory of ours) if the process exits before
+ *  `forgetAtExit(path)` (or the returned function) was called. */
 export function removeAtExit(path: string, o: { recursive?: boolean } = {}): () => void {
   if (!hooked) {
     process.on('exit', removeAll);
     hooked = true;
   }
   paths.set(path, { recursive: o.recursive === true });
-  return () => void paths.delete(path);
+  return () => forgetAtExit(path);
+}
+
+/** `path` is no longer ours to remove at exit (the run removed or renamed it). */
+export function forgetAtExit(path: string): void {
+  paths.delete(path);
 }

@@ -5,16 +5,13 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runShort } from '../io/spawn.js';
-import { removeAtExit } from '../io/exit-cleanup.js';
-
-/** Our FIFO directories still there, each with what takes it off the exit-time removal. */
-const fifoDirs = new Map<string, () => void>();
+import { forgetAtExit, removeAtExit } from '../io/exit-cleanup.js';
 
 /** A new private (0700) directory for FIFOs; remove it with `removeFifoDir` (a forced exit or a
  *  crash removes it too: nothing else ever would). */
 export async function makeFifoDir(): Promise<string> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-fifo-'));
-  fifoDirs.set(dir, removeAtExit(dir, { recursive: true }));
+  removeAtExit(dir, { recursive: true });
   await fsp.chmod(dir, 0o700);
   return dir;
 }
@@ -22,8 +19,7 @@ export async function makeFifoDir(): Promise<string> {
 /** Remove a directory of makeFifoDir's and what is in it. */
 export async function removeFifoDir(dir: string): Promise<void> {
   await fsp.rm(dir, { recursive: true, force: true });
-  fifoDirs.get(dir)?.();
-  fifoDirs.delete(dir);
+  forgetAtExit(dir);
 }
 
 /** Create a FIFO (mode 0600) with the `mkfifo` program. */
