@@ -296,11 +296,13 @@ test('OpenSSL\'s large derivations are timed only where the runtime gives a thre
 // Waiting is not work: a derivation held off the core (here: a blocked wait before it) is timed by
 // the thread's CPU time, not the wall clock (min(wall, cpu + tick)); only with a thread clock.
 test('a derivation that waited is not counted slow for the wait', { skip: !timesOpenSslForTest() && 'no thread CPU clock in this runtime' }, () => {
-  const moduleMs = 200;
+  // the module's recorded cost is far above what OpenSSL's logN 15 costs on a slow, loaded machine
+  // (~70 ms here; 200 ms was crossed once in CI), and the wait far above the module's cost
+  const moduleMs = 1000;
   resetKdfEngineForTest({ wasm: moduleMs / largeUnits, openssl: moduleMs / largeUnits / 2 });
   const original = crypto.scryptSync;
   crypto.scryptSync = ((...a: Parameters<typeof crypto.scryptSync>) => {
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400); // off the core for 400 ms
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2500); // off the core for 2.5 s
     return original(...a);
   }) as typeof crypto.scryptSync;
   syncBuiltinESMExports();
@@ -310,7 +312,7 @@ test('a derivation that waited is not counted slow for the wait', { skip: !times
     crypto.scryptSync = original;
     syncBuiltinESMExports();
   }
-  assert.equal(engineFor(LARGE, 8, 1), 'openssl', 'the 400 ms wait is not OpenSSL\'s cost');
+  assert.equal(engineFor(LARGE, 8, 1), 'openssl', 'the 2.5 s wait is not OpenSSL\'s cost');
 });
 
 test('OpenSSL as fast as measured keeps deriving', () => {
