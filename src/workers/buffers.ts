@@ -15,13 +15,15 @@ export function assertSafeOverlap(input: Uint8Array, output: Uint8Array, shift: 
   throw new RangeError(`${what}: output overlaps input unsafely (output must start ${shift} bytes before input or be disjoint)`);
 }
 
-/** Feed `input` to `update` in slices, writing each result into `output` from `at`; returns the new position. */
-export function pumpSlices(update: (part: Uint8Array) => Uint8Array, input: Uint8Array, output: Uint8Array, at: number, what: string): number {
+/** Feed `input` to `update` in slices, writing each result into `output` from `at`; returns the new
+ *  position. `written` is told the position after each slice is in `output`. */
+export function pumpSlices(update: (part: Uint8Array) => Uint8Array, input: Uint8Array, output: Uint8Array, at: number, what: string, written?: (w: number) => void): number {
   let w = at;
   const pacer = new GarbagePacer(); // each `update` result is a fresh Buffer: see young-gc.ts
   for (let i = 0; i < input.length; i += SLICE_BYTES) {
     const part = update(input.subarray(i, Math.min(i + SLICE_BYTES, input.length)));
     w = put(output, w, part, what);
+    written?.(w);
     pacer.allocated(part.length);
   }
   return w;

@@ -91,8 +91,28 @@ export function unzstdFrame(task: UnzstdFrameTask): UnzstdFrameResult {
 export function scryptEncrypt(task: ScryptEncryptTask): ScryptEncryptResult {
   const bad = checkScryptParams(task);
   if (bad) return failure('bad-params', bad);
-  const length = scryptEncryptInto(utf8(task.passphrase), task, view(task.input), view(task.output), task.derived?.salt, task.derived?.key);
-  return { ok: true, length };
+  const p = task.progress;
+  try {
+    const length = scryptEncryptInto(utf8(task.passphrase), task, view(task.input), view(task.output), task.derived?.salt, task.derived?.key, p && progressNotifier(p));
+    return { ok: true, length };
+  } finally {
+    if (p) Atomics.notify(p, 0); // the end, however it came: nobody waits for a word that no longer moves
+  }
+}
+
+/** How far a task's output has come between two wake-ups of its reader (ScryptEncryptTask.progress). */
+const PROGRESS_NOTIFY_BYTES = 4 * 1024 * 1024;
+
+/** Stores each position in `p[0]`; wakes its waiters every PROGRESS_NOTIFY_BYTES. */
+function progressNotifier(p: Int32Array): (bytes: number) => void {
+  let told = 0;
+  return (bytes) => {
+    Atomics.store(p, 0, bytes);
+    if (bytes - told >= PROGRESS_NOTIFY_BYTES) {
+      told = bytes;
+      Atomics.notify(p, 0);
+    }
+  };
 }
 
 /** Derive the 64-byte scrypt key for a chunk ahead of its encryption. */

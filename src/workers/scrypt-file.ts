@@ -85,8 +85,9 @@ function hmacSha256(key: Uint8Array): ReturnType<typeof createHmac> {
 /** Encrypt `input` into a scrypt file in `output` (capacity >= input + 128; disjoint, or the same
  *  memory starting >= 96 bytes before the input); returns the file length. `derivedKey` (the 64-byte
  *  scryptDeriveKey result for this passphrase and `salt`) skips the KDF: the pipeline derives keys
- *  early, while a chunk is still being filled. */
-export function scryptEncryptInto(passphrase: Uint8Array, params: ScryptParams & KdfMemory, input: Uint8Array, output: Uint8Array, salt?: Uint8Array, derivedKey?: Uint8Array): number {
+ *  early, while a chunk is still being filled. `written` is told how many bytes of the file are
+ *  final in `output` (from its start) as they are: the header, then after every slice, then all. */
+export function scryptEncryptInto(passphrase: Uint8Array, params: ScryptParams & KdfMemory, input: Uint8Array, output: Uint8Array, salt?: Uint8Array, derivedKey?: Uint8Array, written?: (bytes: number) => void): number {
   const bad = checkScryptParams(params);
   if (bad) throw new RangeError(bad);
   const total = input.length + SCRYPT_OVERHEAD_BYTES;
@@ -108,12 +109,14 @@ export function scryptEncryptInto(passphrase: Uint8Array, params: ScryptParams &
   const mac = hmacSha256(dk.subarray(32)).update(header);
   const ctr = createCipheriv('aes-256-ctr', dk.subarray(0, 32), ZERO_NONCE);
   let w = put(output, 0, header, 'scryptEncryptInto');
+  written?.(w);
   w = pumpSlices((x) => {
     const ct = ctr.update(x);
     mac.update(ct);
     return ct;
-  }, input, output, w, 'scryptEncryptInto');
+  }, input, output, w, 'scryptEncryptInto', written);
   w = put(output, w, mac.digest(), 'scryptEncryptInto');
+  written?.(w);
   return w;
 }
 

@@ -60,6 +60,10 @@ export interface ScryptEncryptTask {
   derived?: { salt: Uint8Array; key: Uint8Array };
   /** the worker may keep the derivation's memory for its next one (scrypt-romix.ts) */
   keepKdfMemory?: boolean;
+  /** Int32Array on a SharedArrayBuffer: [0] is how many bytes of the file are final in `output`
+   *  (from its start), stored as they are and notified (Atomics.notify) every few MiB and when the
+   *  task ends, however it ends: the writer writes them while the rest is encrypted */
+  progress?: Int32Array;
 }
 export type ScryptEncryptResult = { ok: true; length: number } | TaskFailure;
 

@@ -94,3 +94,20 @@ test('failure values: unknown digest, absurd scrypt parameters', () => {
   const s = scryptEncrypt({ passphrase: PW, logN: 40, r: 8, p: 1, input: { sab, offset: 0, length: 3 }, output: { sab, offset: 3, length: 200 } });
   assert.ok(!s.ok && s.reason === 'bad-params');
 });
+
+test('scryptEncrypt with a progress word: it ends at the file length, and its end wakes a waiter however it ends', async () => {
+  const input = sampleData(3 * 65536, 5);
+  const sab = new SharedArrayBuffer(96 + input.length + 32);
+  new Uint8Array(sab).set(input, 96);
+  const progress = new Int32Array(new SharedArrayBuffer(4));
+  const woken = (Atomics as unknown as { waitAsync: (a: Int32Array, i: number, v: number, t: number) => { async: boolean; value: Promise<string> | string } }).waitAsync(progress, 0, 0, 10_000);
+  const r = scryptEncrypt({ passphrase: PW, logN: 10, r: 8, p: 1, input: { sab, offset: 96, length: input.length }, output: { sab, offset: 0, length: sab.byteLength }, progress });
+  assert.ok(r.ok && r.length === sab.byteLength);
+  assert.equal(Atomics.load(progress, 0), sab.byteLength);
+  assert.equal(await woken.value, 'ok');
+  // an output too small throws in the worker: the word is woken all the same
+  const stuck = new Int32Array(new SharedArrayBuffer(4));
+  const w2 = (Atomics as unknown as { waitAsync: (a: Int32Array, i: number, v: number, t: number) => { async: boolean; value: Promise<string> | string } }).waitAsync(stuck, 0, 0, 10_000);
+  assert.throws(() => scryptEncrypt({ passphrase: PW, logN: 10, r: 8, p: 1, input: { sab, offset: 96, length: input.length }, output: { sab, offset: 0, length: 100 }, progress: stuck }), RangeError);
+  assert.equal(await w2.value, 'ok');
+});

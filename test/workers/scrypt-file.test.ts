@@ -79,6 +79,25 @@ test('in-place encrypt: output 96 bytes before the input in one shared buffer', 
   assert.throws(() => scryptEncryptInto(PWB, P10, all.subarray(50, 1000), all), /overlaps input unsafely/);
 });
 
+test('the bytes said final while encrypting are final: header first, then slice by slice, then the whole file', () => {
+  const input = sampleData(5 * 65536 + 17, 3);
+  const output = Buffer.alloc(input.length + SCRYPT_OVERHEAD_BYTES);
+  const said: { at: number; bytes: Buffer }[] = [];
+  const n = scryptEncryptInto(PWB, P10, input, output, undefined, undefined, (at) => said.push({ at, bytes: Buffer.from(output.subarray(0, at)) }));
+  assert.equal(n, output.length);
+  assert.equal(said[0]?.at, 96);
+  assert.equal(said.at(-1)?.at, n);
+  assert.ok(said.length >= 7, `${said.length} positions`);
+  for (let i = 0; i < said.length; i++) {
+    const s = said[i]!;
+    if (i > 0) assert.ok(s.at > said[i - 1]!.at, 'positions only grow');
+    assert.ok(s.bytes.equals(output.subarray(0, s.at)), `bytes said final at ${s.at} changed afterwards`);
+  }
+  const back = Buffer.alloc(input.length);
+  const r = scryptDecryptInto(PWB, output, back, LIMIT);
+  assert.ok(r.ok && back.equals(input));
+});
+
 test('failures: wrong passphrase, flipped body byte, truncated, bad magic, bad checksum, absurd params', () => {
   const plain = sampleData(70_000, 1);
   const file = encrypt(plain);

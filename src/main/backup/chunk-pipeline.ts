@@ -18,6 +18,7 @@ import { chunkName, hmacName } from '../format/archive-names.js';
 import { formatHmacFile } from '../format/hmac-file.js';
 import { evpBytesToKey, cipherParams } from '../../workers/openssl-enc.js';
 import { compressPieces, rawPieces, type Piece } from './compress-stage.js';
+import { encryptedChunkJob } from './encrypted-pieces.js';
 import type { OrderedWriter, WriteJobResult } from './ordered-writer.js';
 import type { TaskFailure } from '../../workers/task-types.js';
 import type { BlockCodec } from '../../workers/compress.js';
@@ -124,13 +125,15 @@ export async function streamFileV34(base: string, src: AsyncIterable<Uint8Array>
       pendingKey = null;
       job = (async () => {
         const d = await derived;
-        const r = await res.pool.run(
+        // written as it is encrypted (encrypted-pieces.ts): the job is there once the task is asked for
+        const size = len + SCRYPT_PREFIX + SCRYPT_SUFFIX;
+        const progress = new Int32Array(new SharedArrayBuffer(4));
+        const task = res.pool.run(
           'scryptEncrypt',
-          { passphrase: '', ...s.scrypt, derived: d, input: chunkSlot.slice(SCRYPT_PREFIX, len), output: chunkSlot.slice(0, len + SCRYPT_PREFIX + SCRYPT_SUFFIX) },
+          { passphrase: '', ...s.scrypt, derived: d, input: chunkSlot.slice(SCRYPT_PREFIX, len), output: chunkSlot.slice(0, size), progress },
           { signal: res.signal, context: { chunk: name } },
         );
-        if (!r.ok) throw taskError(r, name);
-        return { members: [{ name, parts: [chunkSlot.bytes.subarray(0, r.length)] }], release };
+        return encryptedChunkJob({ name, bytes: chunkSlot.bytes, size, progress, task, failed: (r) => taskError(r, name), release, ...(res.stats ? { stats: res.stats } : {}) });
       })();
     } else {
       const hmac = { algorithm: s.hmacAlgorithm, key: s.passphrase };

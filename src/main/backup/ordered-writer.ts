@@ -10,9 +10,17 @@ export interface OuterMember {
   parts: Uint8Array[];
 }
 
+/** A member whose data is still being made when its job resolves: `pieces` yields it as it is
+ *  (`size` bytes in all), and fails when its making does. */
+export interface StreamedMember {
+  name: string;
+  size: number;
+  pieces: AsyncIterable<Uint8Array>;
+}
+
 /** What a queued job resolves to: members to write, and what to release afterwards. */
 export interface WriteJobResult {
-  members: OuterMember[];
+  members: (OuterMember | StreamedMember)[];
   release(): void;
   /** called after the members were written */
   written?(): void;
@@ -52,14 +60,17 @@ export class OrderedWriter {
   async run(): Promise<void> {
     for await (const job of this.#queue) {
       const r = await this.#stats.time(STAGE.backupWaitChunk, () => job);
-      const end = this.#stats.begin(STAGE.backupWrite);
       try {
         for (const m of r.members) {
-          const size = m.parts.reduce((a, p) => a + p.length, 0);
-          await this.#outer.addMember(m.name, m.parts, size);
+          if ('pieces' in m) {
+            // its waits for pieces are the pieces' own (they count them as waits for the chunk)
+            await this.#outer.addMemberStream(m.name, m.size, m.pieces, () => this.#stats.begin(STAGE.backupWrite));
+          } else {
+            const size = m.parts.reduce((a, p) => a + p.length, 0);
+            await this.#stats.time(STAGE.backupWrite, () => this.#outer.addMember(m.name, m.parts, size));
+          }
         }
       } finally {
-        end();
         r.release();
       }
       r.written?.();

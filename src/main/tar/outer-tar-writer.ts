@@ -160,17 +160,45 @@ export class OuterTarWriter {
     if (size !== undefined && size !== total) {
       return Promise.reject(new QvmBackupError('ERR_INTERNAL', `outer member ${name}: size ${size} but parts hold ${total} bytes`, { file: name }));
     }
+    return this.#member(name, total, opts, async () => {
+      for (const p of list) if (p.length > 0) await this.#write(p);
+    });
+  }
+
+  /** Write one member whose data is still being made: header, then each piece as `pieces` yields
+   *  it (`size` bytes in all: another count fails the member after its pieces), padding. `timeWrite`
+   *  opens a profile interval around each write, so that the waits for the pieces stay out of it. */
+  addMemberStream(name: string, size: number, pieces: AsyncIterable<Uint8Array>, timeWrite: () => () => void = () => () => {}): Promise<void> {
+    return this.#member(name, size, undefined, async () => {
+      let n = 0;
+      for await (const p of pieces) {
+        n += p.length;
+        if (n > size) break;
+        if (p.length === 0) continue;
+        const end = timeWrite();
+        try {
+          await this.#write(p);
+        } finally {
+          end();
+        }
+      }
+      if (n !== size) fail('ERR_INTERNAL', `outer member ${name}: size ${size} but its pieces held ${n > size ? 'more' : `${n}`} bytes`, { file: name });
+    });
+  }
+
+  /** Header, `body` (exactly `size` data bytes), padding: after every member queued before. */
+  #member(name: string, size: number, opts: Partial<OuterMemberOptions> | undefined, body: () => Promise<void>): Promise<void> {
     const mtimeSec = opts?.mtimeSec ?? this.#defaults.mtimeSec ?? Date.now() / 1000;
     let head: Buffer;
     try {
-      head = outerMemberHead(name, total, { ...this.#defaults, ...opts, mtimeSec });
+      head = outerMemberHead(name, size, { ...this.#defaults, ...opts, mtimeSec });
     } catch (e) {
       return Promise.reject(e as Error);
     }
     const run = async (): Promise<void> => {
       await this.#write(head);
-      for (const p of list) if (p.length > 0) await this.#write(p);
-      await this.#write(outerMemberTail(total));
+      await body();
+      await this.#write(outerMemberTail(size));
     };
     const next = this.#queue.then(run);
     this.#queue = next.catch(() => undefined);

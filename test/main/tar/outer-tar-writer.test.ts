@@ -138,6 +138,36 @@ describe('OuterTarWriter output read by real GNU tar', () => {
     const w = new OuterTarWriter(memorySink());
     await rejectsWith(w.addMember('a', [Buffer.alloc(3)], 4), 'ERR_INTERNAL');
   });
+
+  it('a member written from pieces as they come has the bytes of the same member written whole, each piece timed', async () => {
+    const data = randomBytes(70_001);
+    async function* pieces(): AsyncGenerator<Uint8Array> {
+      for (let off = 0; off < data.length; off += 9000) {
+        await new Promise((r) => setImmediate(r));
+        yield data.subarray(off, off + 9000);
+      }
+    }
+    const whole = memorySink();
+    await new OuterTarWriter(whole, { mtimeSec: 7 }).addMember('vm1/private.img.000.enc', [data]);
+    const streamed = memorySink();
+    let timed = 0;
+    const w = new OuterTarWriter(streamed, { mtimeSec: 7 });
+    await w.addMemberStream('vm1/private.img.000.enc', data.length, pieces(), () => {
+      timed++;
+      return () => undefined;
+    });
+    assert.ok(streamed.bytes().equals(whole.bytes()));
+    assert.equal(timed, Math.ceil(data.length / 9000));
+    assert.equal(w.bytesWritten, whole.bytes().length);
+  });
+
+  it('a streamed member whose pieces hold fewer or more bytes than its size fails', async () => {
+    async function* pieces(n: number): AsyncGenerator<Uint8Array> {
+      yield Buffer.alloc(n);
+    }
+    await rejectsWith(new OuterTarWriter(memorySink()).addMemberStream('a', 10, pieces(9)), 'ERR_INTERNAL', /held 9 bytes/);
+    await rejectsWith(new OuterTarWriter(memorySink()).addMemberStream('a', 10, pieces(11)), 'ERR_INTERNAL', /held more bytes/);
+  });
 });
 
 describe('outer member names', () => {
