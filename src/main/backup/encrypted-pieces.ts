@@ -43,7 +43,8 @@ export async function* encryptedPieces(
   for (;;) {
     // no await between this read and the test of `ended` below: once the task is seen to have
     // ended, this read came after its last store
-    const now = Math.min(Atomics.load(progress, 0), size);
+    const now = Atomics.load(progress, 0);
+    if (now > size) throw new QvmBackupError('ERR_INTERNAL', `scrypt file said final up to ${now} bytes where ${size} were expected`);
     if (now > done) {
       yield bytes.subarray(done, now);
       done = now;

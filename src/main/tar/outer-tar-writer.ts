@@ -167,27 +167,32 @@ export class OuterTarWriter {
 
   /** Write one member whose data is still being made: header, then each piece as `pieces` yields
    *  it (`size` bytes in all: another count fails the member after its pieces), padding. `timeWrite`
-   *  opens a profile interval around each write, so that the waits for the pieces stay out of it. */
+   *  opens a profile interval around each write (header and padding too), so that the waits for the
+   *  pieces stay out of it. */
   addMemberStream(name: string, size: number, pieces: AsyncIterable<Uint8Array>, timeWrite: () => () => void = () => () => {}): Promise<void> {
-    return this.#member(name, size, undefined, async () => {
+    const timed = async (data: Uint8Array): Promise<void> => {
+      const end = timeWrite();
+      try {
+        await this.#write(data);
+      } finally {
+        end();
+      }
+    };
+    const body = async (): Promise<void> => {
       let n = 0;
       for await (const p of pieces) {
         n += p.length;
         if (n > size) break;
-        if (p.length === 0) continue;
-        const end = timeWrite();
-        try {
-          await this.#write(p);
-        } finally {
-          end();
-        }
+        if (p.length > 0) await timed(p);
       }
       if (n !== size) fail('ERR_INTERNAL', `outer member ${name}: size ${size} but its pieces held ${n > size ? 'more' : `${n}`} bytes`, { file: name });
-    });
+    };
+    return this.#member(name, size, undefined, body, timed);
   }
 
-  /** Header, `body` (exactly `size` data bytes), padding: after every member queued before. */
-  #member(name: string, size: number, opts: Partial<OuterMemberOptions> | undefined, body: () => Promise<void>): Promise<void> {
+  /** Header, `body` (exactly `size` data bytes), padding, the header and padding by `write`: after
+   *  every member queued before. */
+  #member(name: string, size: number, opts: Partial<OuterMemberOptions> | undefined, body: () => Promise<void>, write = (data: Uint8Array) => this.#write(data)): Promise<void> {
     const mtimeSec = opts?.mtimeSec ?? this.#defaults.mtimeSec ?? Date.now() / 1000;
     let head: Buffer;
     try {
@@ -196,9 +201,9 @@ export class OuterTarWriter {
       return Promise.reject(e as Error);
     }
     const run = async (): Promise<void> => {
-      await this.#write(head);
+      await write(head);
       await body();
-      await this.#write(outerMemberTail(size));
+      await write(outerMemberTail(size));
     };
     const next = this.#queue.then(run);
     this.#queue = next.catch(() => undefined);

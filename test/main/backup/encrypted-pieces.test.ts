@@ -16,6 +16,8 @@ import { SlotPool } from '../../../src/main/pipeline/slot-pool.js';
 import { WorkerPool } from '../../../src/main/pipeline/worker-pool.js';
 import { OuterTarReader } from '../../../src/main/tar/outer-tar-reader.js';
 import { OuterTarWriter } from '../../../src/main/tar/outer-tar-writer.js';
+import { RunStats } from '../../../src/main/stats/run-stats.js';
+import { STAGE } from '../../../src/main/stats/bound.js';
 import { scryptDecryptInto } from '../../../src/workers/scrypt-file.js';
 import type { ScryptEncryptResult, TaskFailure } from '../../../src/workers/task-types.js';
 
@@ -121,6 +123,37 @@ test('the slot is released only once the task ended, even when the writer gives 
     await new Promise((r) => setImmediate(r));
     assert.equal(released, 1, ending);
   }
+});
+
+test('the profile counts every write of a streamed member as the destination\'s, header and padding too, and its waits as waits', async () => {
+  let now = 0;
+  const stats = new RunStats({ enabled: true, clock: () => now, measureEventLoop: false });
+  const size = 5000;
+  // the destination takes 100 (fake ms) for each write: the header, the data, the padding
+  const sink: Sink = {
+    description: 'slow',
+    write: () => {
+      now += 100;
+      return Promise.resolve();
+    },
+    commit: () => Promise.resolve(),
+    abort: () => Promise.resolve(),
+  };
+  const writer = new OrderedWriter(new OuterTarWriter(sink, { mtimeSec: 0 }), () => undefined, stats);
+  const writing = writer.run();
+  const progress = new Int32Array(new SharedArrayBuffer(4));
+  const task = deferred<ScryptEncryptResult>();
+  writer.enqueue(Promise.resolve(encryptedChunkJob({ name: 'vm1/private.img.000.enc', bytes: new Uint8Array(size), size, progress, task: task.promise, failed: failedWith, release: () => undefined, stats })));
+  writer.close();
+  // the worker takes 1000 before it says anything is final, then all of it at once
+  await new Promise((r) => setImmediate(r));
+  now += 1000;
+  store(progress, size);
+  task.resolve({ ok: true, length: size });
+  await writing;
+  const stage = (name: string): number => stats.report().stages.find((x) => x.stage === name)?.busy_s ?? 0;
+  assert.equal(stage(STAGE.backupWrite), 0.3, 'header, data and padding');
+  assert.equal(stage(STAGE.backupWaitChunk), 1, 'the wait for the worker');
 });
 
 const pool = new WorkerPool({ threads: 2 });

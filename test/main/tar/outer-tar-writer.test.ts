@@ -139,7 +139,7 @@ describe('OuterTarWriter output read by real GNU tar', () => {
     await rejectsWith(w.addMember('a', [Buffer.alloc(3)], 4), 'ERR_INTERNAL');
   });
 
-  it('a member written from pieces as they come has the bytes of the same member written whole, each piece timed', async () => {
+  it('a member written from pieces as they come has the bytes of the same member written whole, each write timed', async () => {
     const data = randomBytes(70_001);
     async function* pieces(): AsyncGenerator<Uint8Array> {
       for (let off = 0; off < data.length; off += 9000) {
@@ -157,7 +157,7 @@ describe('OuterTarWriter output read by real GNU tar', () => {
       return () => undefined;
     });
     assert.ok(streamed.bytes().equals(whole.bytes()));
-    assert.equal(timed, Math.ceil(data.length / 9000));
+    assert.equal(timed, Math.ceil(data.length / 9000) + 2, 'each piece, the header and the padding');
     assert.equal(w.bytesWritten, whole.bytes().length);
   });
 
