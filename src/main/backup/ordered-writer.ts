@@ -63,8 +63,15 @@ export class OrderedWriter {
       try {
         for (const m of r.members) {
           if ('pieces' in m) {
-            // its waits for pieces are the pieces' own (they count them as waits for the chunk)
-            await this.#outer.addMemberStream(m.name, m.size, m.pieces, () => this.#stats.begin(STAGE.backupWrite));
+            // its waits for pieces are the pieces' own (they count them as waits for the chunk);
+            // the progress hears of each write, not only of the whole chunk
+            await this.#outer.addMemberStream(m.name, m.size, m.pieces, () => {
+              const end = this.#stats.begin(STAGE.backupWrite);
+              return () => {
+                end();
+                this.#onWritten(this.#outer.bytesWritten);
+              };
+            });
           } else {
             const size = m.parts.reduce((a, p) => a + p.length, 0);
             await this.#stats.time(STAGE.backupWrite, () => this.#outer.addMember(m.name, m.parts, size));

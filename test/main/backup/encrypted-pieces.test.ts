@@ -139,7 +139,8 @@ test('the profile counts every write of a streamed member as the destination\'s,
     commit: () => Promise.resolve(),
     abort: () => Promise.resolve(),
   };
-  const writer = new OrderedWriter(new OuterTarWriter(sink, { mtimeSec: 0 }), () => undefined, stats);
+  const told: number[] = [];
+  const writer = new OrderedWriter(new OuterTarWriter(sink, { mtimeSec: 0 }), (n) => told.push(n), stats);
   const writing = writer.run();
   const progress = new Int32Array(new SharedArrayBuffer(4));
   const task = deferred<ScryptEncryptResult>();
@@ -154,6 +155,8 @@ test('the profile counts every write of a streamed member as the destination\'s,
   const stage = (name: string): number => stats.report().stages.find((x) => x.stage === name)?.busy_s ?? 0;
   assert.equal(stage(STAGE.backupWrite), 0.3, 'header, data and padding');
   assert.equal(stage(STAGE.backupWaitChunk), 1, 'the wait for the worker');
+  // the progress heard of the header, the data and the padding as each was written
+  assert.deepEqual(told.slice(0, 3), [1536, 1536 + size, 10240]);
 });
 
 const pool = new WorkerPool({ threads: 2 });
