@@ -1,6 +1,6 @@
 // Plans a backup: which VMs, which files of each VM for the format being written (FORMAT.md §7),
 // their names inside the archive, and size estimates. Reads only metadata (stat), never data.
-import { access, lstat, stat } from 'node:fs/promises';
+import { access, lstat, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, isAbsolute, resolve } from 'node:path';
 import { fail } from '../errors.js';
 import type { DomainInfo, QubesXml } from '../qubes-xml/index.js';
@@ -19,6 +19,9 @@ export interface BackupFile {
   base: string;
   sizeBytes: number;
   dereference: boolean;
+  /** the plan saw a regular file there (a link to one followed when `dereference`): one that is
+   *  gone or is something else when it is read was changed since, and fails the run */
+  regular?: boolean;
   /** content of a file made in memory (qubes.xml, the empty placeholder) */
   inMemory?: Uint8Array;
 }
@@ -88,8 +91,16 @@ function underRoot(root: string, rel: string): string {
   return p;
 }
 
-async function fileEntry(path: string, base: string, dereference: boolean): Promise<BackupFile> {
-  return { dir: dirname(path), name: basename(path), base, sizeBytes: await diskUsage(path, dereference), dereference };
+/** A VM's file as the plan sees it. A FIFO, device or socket is refused (GNU tar would archive it,
+ *  and no restore installs one), and anything but a regular file when `regularOnly`. */
+async function fileEntry(path: string, base: string, dereference: boolean, vm: string, regularOnly = false): Promise<BackupFile> {
+  const own = await lstat(path);
+  const st = dereference && own.isSymbolicLink() ? await stat(path).catch(() => own) : own;
+  const regular = st.isFile();
+  if (!regular && (regularOnly || !(st.isDirectory() || st.isSymbolicLink()))) {
+    fail('ERR_IO', `${path} of VM ${vm} is ${regularOnly ? 'not a regular file' : 'a FIFO, device or socket'}: it cannot be backed up (no restore would install it)`, { vm, file: path });
+  }
+  return { dir: dirname(path), name: basename(path), base, sizeBytes: await diskUsage(path, dereference), dereference, ...(regular ? { regular } : {}) };
 }
 
 async function filesV4(d: DomainInfo, root: string, subdir: string): Promise<BackupFile[]> {
@@ -103,11 +114,11 @@ async function filesV4(d: DomainInfo, root: string, subdir: string): Promise<Bac
     const st = await stat(path);
     if (!st.isFile()) fail('ERR_IO', `volume ${v.name} of VM ${d.name} is not a regular file: ${path}`, { vm: d.name });
     // the archive name is always <volume>.img, whatever the file is called
-    files.push({ dir: dirname(path), name: basename(path), base: `${subdir}${v.name}.img`, sizeBytes: st.blocks * 512, dereference: true });
+    files.push({ dir: dirname(path), name: basename(path), base: `${subdir}${v.name}.img`, sizeBytes: st.blocks * 512, dereference: true, regular: true });
   }
   for (const extra of ['firewall.xml', 'notes.txt']) {
     const p = join(vmDir, extra);
-    if (await exists(p)) files.push(await fileEntry(p, `${subdir}${extra}`, true));
+    if (await exists(p)) files.push(await fileEntry(p, `${subdir}${extra}`, true, d.name, true));
   }
   if (files.length === 0) files.push({ name: 'empty', base: `${subdir}empty`, sizeBytes: 0, dereference: false, inMemory: new Uint8Array(0) });
   return files;
@@ -124,7 +135,7 @@ async function filesV23(d: DomainInfo, root: string, subdir: string, format: Wri
   const files: BackupFile[] = [];
   const add = async (name: string) => {
     const p = join(vmDir, name);
-    if (await exists(p)) files.push(await fileEntry(p, `${subdir}${name}`, deref));
+    if (await exists(p)) files.push(await fileEntry(p, `${subdir}${name}`, deref, d.name));
     return files.length;
   };
   await add('private.img');
@@ -160,6 +171,8 @@ export async function planBackup(doc: QubesXml, opts: BackupPlanOptions): Promis
     if (d.klass === 'AdminVM' || d.qid === 0) {
       const home = resolve(opts.dom0Home);
       if (!(await exists(home))) fail('ERR_IO', `dom0 home not found: ${home}`);
+      // GNU tar would archive the link alone, and a restore would install nothing of the home
+      if ((await lstat(home)).isSymbolicLink()) fail('ERR_USAGE', `dom0 home ${home} is a symbolic link: give the directory it points to (--dom0-home ${await realpath(home).catch(() => '<its target>')})`);
       const user = basename(home);
       const file: BackupFile = { dir: dirname(home), name: user, base: `dom0-home/${user}`, sizeBytes: await diskUsage(home), dereference: false };
       dom0 = { name: d.name, qid: d.qid, klass: 'AdminVM', subdir: 'dom0-home/', backupPath: `dom0-home/${user}`, files: [file], sizeBytes: file.sizeBytes };

@@ -10,7 +10,7 @@ import { constants as fsc } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QvmBackupError } from '../errors.js';
-import { archiveTrailer, fitsNameField, memberHeaders, storedBytes, type DataRun } from '../tar/gnu-member-writer.js';
+import { archiveTrailer, fitsNameField, memberHeaders, runBlockBytes, storedBytes, type DataRun } from '../tar/gnu-member-writer.js';
 import type { HoleMapper } from '../io/hole-map.js';
 
 /** Bytes per read. */
@@ -55,6 +55,10 @@ export interface InnerTarSource {
   /** settles once the stream ended (rejects with the first failure) */
   done: Promise<void>;
   inputBytes: () => number | undefined;
+  /** what a restore counts of this file against its VM's size limit (restore/stream/size-limit.ts):
+   *  the inner archive's bytes, and the file-system blocks its data runs touch beyond their data;
+   *  known when it is opened (in-process sources only) */
+  restoreCountBytes?: number;
 }
 
 export interface InnerTarFile {
@@ -62,27 +66,39 @@ export interface InnerTarFile {
   name: string;
   archiveName: string;
   dereference: boolean;
+  /** the plan saw a regular file: gone or something else now fails (no GNU tar in its place) */
+  regular?: boolean;
 }
 
 /**
  * Open `dir/name` and describe its inner archive; null when GNU tar must make it (not a regular
- * file, a long name, no map). The file stays open until the stream ends or `signal` aborts.
+ * file, a long name, no map). The file stays open until the stream ends or `signal` aborts. A file
+ * the plan saw as a regular one (`regular`) that is gone, or is no regular file any more, was
+ * replaced since: ERR_IO, as GNU tar would archive a FIFO, device or directory in its place and
+ * the archive would not restore.
  */
 export async function openInnerTar(f: InnerTarFile, o: { mapper: HoleMapper; buffers: ReadBuffers; signal: AbortSignal }): Promise<InnerTarSource | null> {
   // what GNU tar's driver refuses (tar-args.ts checkArg) is left to it, so it is refused the same way
   if (!fitsNameField(f.archiveName) || /[\0\n]/.test(f.archiveName + f.name) || f.name === '.' || f.name.includes('/')) return null;
   const path = join(f.dir, f.name);
+  const replaced = (what: string): QvmBackupError => new QvmBackupError('ERR_IO', `${path}: ${what} since the backup was planned (a running VM or another program changed it?); the backup stopped`, { file: path });
   let fh: FileHandle;
   try {
     // O_NONBLOCK: a FIFO in its place must not block the open; it is refused below anyway
     fh = await open(path, fsc.O_RDONLY | fsc.O_NONBLOCK | (f.dereference ? 0 : fsc.O_NOFOLLOW));
-  } catch {
-    return null; // a symlink (ELOOP), a vanished file…: GNU tar says what it is
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (f.regular && code === 'ENOENT') throw replaced('it disappeared');
+    if (f.regular && code === 'ELOOP') throw replaced('it became a symbolic link');
+    return null; // a symlink (ELOOP), no permission…: GNU tar says what it is
   }
   let keep = false;
   try {
     const st = await fh.stat({ bigint: true });
-    if (!st.isFile()) return null;
+    if (!st.isFile()) {
+      if (f.regular) throw replaced(`it is no longer a regular file (${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'a device or socket'})`);
+      return null;
+    }
     const size = Number(st.size);
     // GNU tar treats a file as sparse when it has fewer blocks than its size needs (ST_IS_SPARSE)
     const sparse = st.blocks < (st.size + 511n) / 512n;
@@ -103,7 +119,10 @@ export async function openInnerTar(f: InnerTarFile, o: { mapper: HoleMapper; buf
     const headers = memberHeaders(meta, runs);
     o.signal.throwIfAborted(); // the run stopped while we opened and mapped it: close it again
     keep = true;
-    return stream(fh, path, headers, runs ?? (size > 0 ? [{ offset: 0, length: size }] : []), st.ctimeNs, st.size, o);
+    const data = runs ?? (size > 0 ? [{ offset: 0, length: size }] : []);
+    const stored = storedBytes(data);
+    const restoreCountBytes = headers.length + stored + archiveTrailer(headers.length + stored).length + Math.max(0, runBlockBytes(data) - stored);
+    return { ...stream(fh, path, headers, data, st.ctimeNs, st.size, o), restoreCountBytes };
   } finally {
     if (!keep) await fh.close().catch(() => {});
   }
@@ -123,7 +142,7 @@ function stream(fh: FileHandle, path: string, headers: Uint8Array, runs: DataRun
   let settle!: { resolve: () => void; reject: (e: unknown) => void };
   const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
   done.catch(() => {});
-  const changed = (what: string): QvmBackupError => new QvmBackupError('ERR_IO', `${path}: ${what} while it was being backed up (a running VM writing to it?); nothing was written for it`, { file: path });
+  const changed = (what: string): QvmBackupError => new QvmBackupError('ERR_IO', `${path}: ${what} while it was being backed up (a running VM writing to it?); the backup stopped`, { file: path });
 
   async function* bytes(): AsyncGenerator<Uint8Array> {
     const bufs = o.buffers.take();

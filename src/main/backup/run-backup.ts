@@ -6,7 +6,7 @@ import { moved, movingWhile } from '../progress/activity.js';
 import { boundedWait, orAbort } from '../pipeline/waits.js';
 import { getMaxListeners, setMaxListeners } from 'node:events';
 import { exactSize } from '../size-text.js';
-import { chunkSizeMultiple } from '../format/limits.js';
+import { chunkSizeMultiple, sizeLimitFor } from '../format/limits.js';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
@@ -253,19 +253,34 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     },
   });
   const readBuffers = new ReadBuffers();
+  // What a restore will count of each VM's in-process files against the size its qubes.xml states
+  // (written before the data): a VM whose files grew past what a restore accepts since the plan (a
+  // running VM) stops the backup, instead of an archive that only --ignore-size-limit restores.
+  // Known as each file is opened (its data map), so nothing of that file is read first. What GNU
+  // tar makes (directories, the dom0 home) is not counted here.
+  const countedForRestore = new Map<VmJob, number>();
+  const grewSincePlan = (job: VmJob, f: BackupFile, bytes: number): void => {
+    const total = (countedForRestore.get(job) ?? 0) + bytes;
+    countedForRestore.set(job, total);
+    const limit = sizeLimitFor(job.sizeBytes);
+    if (total <= limit) return;
+    // (the VM's name is put before it, as for every failure of its in-process files)
+    fail('ERR_IO', `its files grew since the backup was planned (a running VM?): ${join(f.dir ?? '', f.name)} brings its archive data to ${total} bytes, more than a restore accepts for the ${job.sizeBytes} bytes its qubes.xml states (up to ${limit}; the size is the files' disk usage, which a compressing file system also understates); the backup stopped`, { vm: job.name, file: join(f.dir ?? '', f.name) });
+  };
   const startInner = (f: BackupFile, job: VmJob | null): StartedTar => {
     if (!inProcess) return startTar(f, job);
     const end = stats.begin(STAGE.backupSourceInProcess);
     let current: StartedTar | undefined;
     let inProcessSource = false;
     const where = job ? `VM ${job.name}: ` : '';
-    const started = openInnerTar({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference }, { mapper, buffers: readBuffers, signal: runSignal }).then((src) => {
+    const started = openInnerTar({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(f.regular ? { regular: true } : {}) }, { mapper, buffers: readBuffers, signal: runSignal }).then((src) => {
       if (src === null) {
         end();
         return (current = startTar(f, job));
       }
       void src.done.then(end, end);
       inProcessSource = true;
+      if (job) grewSincePlan(job, f, src.restoreCountBytes ?? 0);
       if (externalFilter === undefined) return (current = src);
       const program = stats.begin(STAGE.backupCompressProgram);
       return compressWithProgram(src, externalFilter, { what: f.base, signal: runSignal }).then((compressed) => {
@@ -275,6 +290,11 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
         program();
         throw e;
       });
+    }, (e: unknown) => {
+      // the file was replaced or removed since the plan: our failure, named with its VM below
+      end();
+      inProcessSource = true;
+      throw e;
     });
     started.catch(() => {});
     const done = started.then((s) => s.done);

@@ -60,3 +60,12 @@ export const MAX_PATH_DEPTH = 32;
 /** Highest chunk number accepted. Names are `%03d` as Qubes writes them: `.000`–`.999`, then
  *  `.1000`, `.1001`… for files over ~97 GiB (Python's %03d only pads, it never truncates). */
 export const MAX_CHUNK_INDEX = 99_999;
+
+/** Room beside a VM's stated size (and its quarter) that a restore allows its inner archives. */
+export const SIZE_LIMIT_SLACK = 64 * 1024 * 1024;
+
+/** The most a VM's inner archives may hold, as a restore counts them (restore/stream/size-limit.ts),
+ *  when its qubes.xml states `declared` bytes; the backup stops before it writes more. */
+export function sizeLimitFor(declared: number): number {
+  return declared + Math.floor(declared / 4) + SIZE_LIMIT_SLACK;
+}

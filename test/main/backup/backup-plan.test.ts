@@ -1,7 +1,8 @@
 // planBackup on a small sample collection: which VMs and files, their archive names per format,
 // the dom0 home last, name order, sizes; unknown names, exclusions and paths escaping the root.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { planBackup, type BackupPlanOptions } from '../../../src/main/backup/backup-plan.js';
 import { parseQubesXml, type QubesXml } from '../../../src/main/qubes-xml/index.js';
@@ -60,4 +61,34 @@ test('a volume path that escapes the qubes root is refused', async () => {
   const vol = work.volumes.find((v) => v.name === 'private')!;
   vol.vid = '../../../etc/passwd';
   await assert.rejects(planBackup(hostile, opts({ vms: ['work'] })), (e: { code?: string }) => e.code === 'ERR_QUBES_XML');
+});
+
+test('the plan refuses what no restore installs: a FIFO as notes.txt (format 4: only regular files), a FIFO among a VM\'s files (format 3), a dom0 home that is a link', async () => {
+  const notes = `${root}/appvms/work/notes.txt`;
+  const saved = readFileSync(notes);
+  rmSync(notes);
+  spawnSync('mkfifo', [notes]);
+  try {
+    await assert.rejects(planBackup(doc, opts({ vms: ['work'] })), (e: { code?: string; message: string }) => e.code === 'ERR_IO' && /notes\.txt of VM work is not a regular file/.test(e.message));
+    // format 3 archives the VM's own files as they are; notes.txt is not one of them
+    await planBackup(doc, opts({ format: 3, vms: ['work'] }));
+  } finally {
+    rmSync(notes);
+    writeFileSync(notes, saved);
+  }
+  const fw = `${root}/appvms/work/firewall.xml`;
+  const fwSaved = readFileSync(fw);
+  rmSync(fw);
+  spawnSync('mkfifo', [fw]);
+  try {
+    await assert.rejects(planBackup(doc, opts({ format: 3, vms: ['work'] })), (e: { code?: string; message: string }) => e.code === 'ERR_IO' && /firewall\.xml of VM work is a FIFO, device or socket/.test(e.message));
+  } finally {
+    rmSync(fw);
+    writeFileSync(fw, fwSaved);
+  }
+  const link = `${t.dir}/home-link`;
+  symlinkSync(home, link);
+  await assert.rejects(planBackup(doc, opts({ dom0Home: link, vms: ['dom0'] })), (e: { code?: string; message: string }) => e.code === 'ERR_USAGE' && e.message.includes(`is a symbolic link: give the directory it points to (--dom0-home ${realpathSync(home)})`));
+  const p = await planBackup(doc, opts({ vms: ['work'] }));
+  assert.ok(p.vms[0]!.files.every((f) => f.regular === true), 'format 4 files are all regular');
 });

@@ -93,6 +93,24 @@ describe('in-process inner tar', () => {
     assert.equal(await ours('.'), null);
   });
 
+  it('a file the plan saw as regular that is gone, a directory, a FIFO or a link now fails with ERR_IO (no GNU tar in its place)', async () => {
+    const regular = (name: string, dereference = false): Promise<InnerTarSource | null> =>
+      openInnerTar({ dir, name, archiveName: `vm1/${name}`, dereference, regular: true }, { mapper, buffers, signal: never });
+    await rejectsWith(regular('missing'), 'ERR_IO', /missing: it disappeared since the backup was planned .*the backup stopped$/);
+    await rejectsWith(regular('subdir'), 'ERR_IO', /subdir: it is no longer a regular file \(a directory\) since the backup was planned/);
+    await rejectsWith(regular('fifo'), 'ERR_IO', /fifo: it is no longer a regular file \(a FIFO\)/);
+    fs.symlinkSync('regular.bin', path.join(dir, 'now-a-link'));
+    try {
+      await rejectsWith(regular('now-a-link'), 'ERR_IO', /now-a-link: it became a symbolic link since/);
+      // followed where the plan follows links (format 3 and 4 images): the file it names is read
+      const followed = await regular('now-a-link', true);
+      assert.ok(followed !== null);
+      await bytesOf(followed);
+    } finally {
+      fs.rmSync(path.join(dir, 'now-a-link'));
+    }
+  });
+
   it('a modification time before 1970 is left to GNU tar (it writes negative times)', async () => {
     const f = path.join(dir, 'old.txt');
     fs.writeFileSync(f, 'old');

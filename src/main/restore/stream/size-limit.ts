@@ -15,14 +15,9 @@
 // files or links of a dom0 home, which take no disk blocks). A VM whose qubes.xml states no
 // size has no limit.
 import { QvmBackupError } from '../../errors.js';
+import { sizeLimitFor } from '../../format/limits.js';
 
-/** Room beside the stated size (and its quarter), for any VM. */
-export const SIZE_LIMIT_SLACK = 64 * 1024 * 1024;
-
-/** The most a VM's inner archives may hold when its qubes.xml states `declared` bytes. */
-export function sizeLimitFor(declared: number): number {
-  return declared + Math.floor(declared / 4) + SIZE_LIMIT_SLACK;
-}
+export { SIZE_LIMIT_SLACK, sizeLimitFor } from '../../format/limits.js';
 
 /** What an extractor counts its decoded bytes into: a VM's limit, or a trial pass over it. */
 export interface SizeCounter {
