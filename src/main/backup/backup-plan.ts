@@ -22,6 +22,8 @@ export interface BackupFile {
   /** the plan saw a regular file there (a link to one followed when `dereference`): one that is
    *  gone or is something else when it is read was changed since, and fails the run */
   regular?: boolean;
+  /** a regular file's size and change time when the plan saw it (whether it changed since) */
+  planned?: { size: bigint; ctimeNs: bigint };
   /** content of a file made in memory (qubes.xml, the empty placeholder) */
   inMemory?: Uint8Array;
 }
@@ -94,13 +96,14 @@ function underRoot(root: string, rel: string): string {
 /** A VM's file as the plan sees it. A FIFO, device or socket is refused (GNU tar would archive it,
  *  and no restore installs one), and anything but a regular file when `regularOnly`. */
 async function fileEntry(path: string, base: string, dereference: boolean, vm: string, regularOnly = false): Promise<BackupFile> {
-  const own = await lstat(path);
-  const st = dereference && own.isSymbolicLink() ? await stat(path).catch(() => own) : own;
+  const own = await lstat(path, { bigint: true });
+  const st = dereference && own.isSymbolicLink() ? await stat(path, { bigint: true }).catch(() => own) : own;
   const regular = st.isFile();
   if (!regular && (regularOnly || !(st.isDirectory() || st.isSymbolicLink()))) {
-    fail('ERR_IO', `${path} of VM ${vm} is ${regularOnly ? 'not a regular file' : 'a FIFO, device or socket'}: it cannot be backed up (no restore would install it)`, { vm, file: path });
+    fail('ERR_IO', `VM ${vm}: ${path} is ${regularOnly ? 'not a regular file' : `a FIFO, device or socket${st === own ? '' : ' (a link to one)'}`}: it cannot be backed up (no restore would install it)`, { vm, file: path });
   }
-  return { dir: dirname(path), name: basename(path), base, sizeBytes: await diskUsage(path, dereference), dereference, ...(regular ? { regular } : {}) };
+  const planned = regular ? { regular, planned: { size: st.size, ctimeNs: st.ctimeNs } } : {};
+  return { dir: dirname(path), name: basename(path), base, sizeBytes: await diskUsage(path, dereference), dereference, ...planned };
 }
 
 async function filesV4(d: DomainInfo, root: string, subdir: string): Promise<BackupFile[]> {
@@ -111,10 +114,10 @@ async function filesV4(d: DomainInfo, root: string, subdir: string): Promise<Bac
     const vid = v.vid ?? `${vmRelDir(d)}/${v.name}`;
     const path = underRoot(root, `${vid}.img`);
     if (!(await exists(path))) fail('ERR_IO', `volume ${v.name} of VM ${d.name} not found: ${path}`, { vm: d.name, file: path });
-    const st = await stat(path);
+    const st = await stat(path, { bigint: true });
     if (!st.isFile()) fail('ERR_IO', `volume ${v.name} of VM ${d.name} is not a regular file: ${path}`, { vm: d.name });
     // the archive name is always <volume>.img, whatever the file is called
-    files.push({ dir: dirname(path), name: basename(path), base: `${subdir}${v.name}.img`, sizeBytes: st.blocks * 512, dereference: true, regular: true });
+    files.push({ dir: dirname(path), name: basename(path), base: `${subdir}${v.name}.img`, sizeBytes: Number(st.blocks) * 512, dereference: true, regular: true, planned: { size: st.size, ctimeNs: st.ctimeNs } });
   }
   for (const extra of ['firewall.xml', 'notes.txt']) {
     const p = join(vmDir, extra);

@@ -59,6 +59,8 @@ export interface InnerTarSource {
    *  the inner archive's bytes, and the file-system blocks its data runs touch beyond their data;
    *  known when it is opened (in-process sources only) */
   restoreCountBytes?: number;
+  /** its size or change time moved since the plan saw it (in-process sources of planned files) */
+  changedSincePlan?: boolean;
 }
 
 export interface InnerTarFile {
@@ -68,6 +70,8 @@ export interface InnerTarFile {
   dereference: boolean;
   /** the plan saw a regular file: gone or something else now fails (no GNU tar in its place) */
   regular?: boolean;
+  /** its size and change time when the plan saw it */
+  planned?: { size: bigint; ctimeNs: bigint };
 }
 
 /**
@@ -89,8 +93,7 @@ export async function openInnerTar(f: InnerTarFile, o: { mapper: HoleMapper; buf
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (f.regular && code === 'ENOENT') throw replaced('it disappeared');
-    if (f.regular && code === 'ELOOP') throw replaced('it became a symbolic link');
-    return null; // a symlink (ELOOP), no permission…: GNU tar says what it is
+    return null; // a symlink (ELOOP, where links are not followed), no permission…: GNU tar says what it is
   }
   let keep = false;
   try {
@@ -122,7 +125,8 @@ export async function openInnerTar(f: InnerTarFile, o: { mapper: HoleMapper; buf
     const data = runs ?? (size > 0 ? [{ offset: 0, length: size }] : []);
     const stored = storedBytes(data);
     const restoreCountBytes = headers.length + stored + archiveTrailer(headers.length + stored).length + Math.max(0, runBlockBytes(data) - stored);
-    return { ...stream(fh, path, headers, data, st.ctimeNs, st.size, o), restoreCountBytes };
+    const changedSincePlan = f.planned !== undefined && (f.planned.size !== st.size || f.planned.ctimeNs !== st.ctimeNs);
+    return { ...stream(fh, path, headers, data, st.ctimeNs, st.size, o), restoreCountBytes, changedSincePlan };
   } finally {
     if (!keep) await fh.close().catch(() => {});
   }

@@ -253,19 +253,27 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     },
   });
   const readBuffers = new ReadBuffers();
-  // What a restore will count of each VM's in-process files against the size its qubes.xml states
-  // (written before the data): a VM whose files grew past what a restore accepts since the plan (a
-  // running VM) stops the backup, instead of an archive that only --ignore-size-limit restores.
-  // Known as each file is opened (its data map), so nothing of that file is read first. What GNU
-  // tar makes (directories, the dom0 home) is not counted here.
+  // What a restore will count of each VM's files against the size its qubes.xml states (written
+  // before the data): a VM whose files grew since the plan (a running VM) past what a restore
+  // accepts stops the backup, instead of an archive that only --ignore-size-limit restores. An
+  // in-process file counts exactly, when it is opened (its data map: nothing of it is read first);
+  // what GNU tar makes counts its planned disk usage (a lower bound), the directories from the start.
+  // A VM over the limit whose files did not change since the plan (a file system whose disk usage
+  // understates the data: 1 KiB blocks, compression) is backed up as before, with a warning.
   const countedForRestore = new Map<VmJob, number>();
-  const grewSincePlan = (job: VmJob, f: BackupFile, bytes: number): void => {
+  const overLimitWarned = new Set<VmJob>();
+  for (const v of [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])]) countedForRestore.set(v, v.files.filter((f) => !f.regular && f.inMemory === undefined).reduce((a, f) => a + f.sizeBytes, 0));
+  const countForRestore = (job: VmJob, f: BackupFile, bytes: number, changed: boolean): void => {
     const total = (countedForRestore.get(job) ?? 0) + bytes;
     countedForRestore.set(job, total);
     const limit = sizeLimitFor(job.sizeBytes);
     if (total <= limit) return;
+    const path = join(f.dir ?? '', f.name);
     // (the VM's name is put before it, as for every failure of its in-process files)
-    fail('ERR_IO', `its files grew since the backup was planned (a running VM?): ${join(f.dir ?? '', f.name)} brings its archive data to ${total} bytes, more than a restore accepts for the ${job.sizeBytes} bytes its qubes.xml states (up to ${limit}; the size is the files' disk usage, which a compressing file system also understates); the backup stopped`, { vm: job.name, file: join(f.dir ?? '', f.name) });
+    if (changed) fail('ERR_IO', `its files grew since the backup was planned (a running VM?): ${path} brings its archive data to ${total} bytes, more than a restore accepts for the ${job.sizeBytes} bytes its qubes.xml states (up to ${limit}); the backup stopped`, { vm: job.name, file: path });
+    if (overLimitWarned.has(job)) return;
+    overLimitWarned.add(job);
+    progress.warn(`VM ${job.name}: its data (${total} bytes as archived, at ${path}) is more than a restore accepts for the ${job.sizeBytes} bytes of disk usage its qubes.xml states (up to ${limit}; the file system's disk usage understates it): restoring this VM will need --ignore-size-limit`);
   };
   const startInner = (f: BackupFile, job: VmJob | null): StartedTar => {
     if (!inProcess) return startTar(f, job);
@@ -273,14 +281,15 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     let current: StartedTar | undefined;
     let inProcessSource = false;
     const where = job ? `VM ${job.name}: ` : '';
-    const started = openInnerTar({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(f.regular ? { regular: true } : {}) }, { mapper, buffers: readBuffers, signal: runSignal }).then((src) => {
+    const started = openInnerTar({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(f.regular ? { regular: true } : {}), ...(f.planned ? { planned: f.planned } : {}) }, { mapper, buffers: readBuffers, signal: runSignal }).then((src) => {
       if (src === null) {
         end();
+        if (job && f.regular) countForRestore(job, f, f.sizeBytes, false);
         return (current = startTar(f, job));
       }
       void src.done.then(end, end);
       inProcessSource = true;
-      if (job) grewSincePlan(job, f, src.restoreCountBytes ?? 0);
+      if (job) countForRestore(job, f, src.restoreCountBytes ?? 0, src.changedSincePlan === true);
       if (externalFilter === undefined) return (current = src);
       const program = stats.begin(STAGE.backupCompressProgram);
       return compressWithProgram(src, externalFilter, { what: f.base, signal: runSignal }).then((compressed) => {

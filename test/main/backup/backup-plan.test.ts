@@ -69,7 +69,7 @@ test('the plan refuses what no restore installs: a FIFO as notes.txt (format 4: 
   rmSync(notes);
   spawnSync('mkfifo', [notes]);
   try {
-    await assert.rejects(planBackup(doc, opts({ vms: ['work'] })), (e: { code?: string; message: string }) => e.code === 'ERR_IO' && /notes\.txt of VM work is not a regular file/.test(e.message));
+    await assert.rejects(planBackup(doc, opts({ vms: ['work'] })), (e: { code?: string; message: string }) => e.code === 'ERR_IO' && /^VM work: \S+\/notes\.txt is not a regular file/.test(e.message));
     // format 3 archives the VM's own files as they are; notes.txt is not one of them
     await planBackup(doc, opts({ format: 3, vms: ['work'] }));
   } finally {
@@ -81,7 +81,7 @@ test('the plan refuses what no restore installs: a FIFO as notes.txt (format 4: 
   rmSync(fw);
   spawnSync('mkfifo', [fw]);
   try {
-    await assert.rejects(planBackup(doc, opts({ format: 3, vms: ['work'] })), (e: { code?: string; message: string }) => e.code === 'ERR_IO' && /firewall\.xml of VM work is a FIFO, device or socket/.test(e.message));
+    await assert.rejects(planBackup(doc, opts({ format: 3, vms: ['work'] })), (e: { code?: string; message: string }) => e.code === 'ERR_IO' && /^VM work: \S+\/firewall\.xml is a FIFO, device or socket:/.test(e.message));
   } finally {
     rmSync(fw);
     writeFileSync(fw, fwSaved);

@@ -101,13 +101,29 @@ describe('in-process inner tar', () => {
     await rejectsWith(regular('fifo'), 'ERR_IO', /fifo: it is no longer a regular file \(a FIFO\)/);
     fs.symlinkSync('regular.bin', path.join(dir, 'now-a-link'));
     try {
-      await rejectsWith(regular('now-a-link'), 'ERR_IO', /now-a-link: it became a symbolic link since/);
-      // followed where the plan follows links (format 3 and 4 images): the file it names is read
+      // followed (formats 3 and 4 follow links for the files they read in-process): the file it names
       const followed = await regular('now-a-link', true);
       assert.ok(followed !== null);
       await bytesOf(followed);
     } finally {
       fs.rmSync(path.join(dir, 'now-a-link'));
+    }
+  });
+
+  it('says whether a file changed since the plan (its size or change time moved)', async () => {
+    const file = path.join(dir, 'regular.bin');
+    const st = fs.statSync(file, { bigint: true });
+    const open = (planned: { size: bigint; ctimeNs: bigint }): Promise<InnerTarSource | null> =>
+      openInnerTar({ dir, name: 'regular.bin', archiveName: 'vm1/regular.bin', dereference: true, regular: true, planned }, { mapper, buffers, signal: never });
+    for (const [planned, changed] of [
+      [{ size: st.size, ctimeNs: st.ctimeNs }, false],
+      [{ size: st.size - 1n, ctimeNs: st.ctimeNs }, true],
+      [{ size: st.size, ctimeNs: st.ctimeNs - 1n }, true],
+    ] as const) {
+      const src = await open(planned);
+      assert.equal(src?.changedSincePlan, changed);
+      assert.ok((src?.restoreCountBytes ?? 0) >= Number(st.size));
+      await bytesOf(src!);
     }
   });
 
