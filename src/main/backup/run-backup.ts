@@ -262,15 +262,18 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   // understates the data: 1 KiB blocks, compression) is backed up as before, with a warning.
   const countedForRestore = new Map<VmJob, number>();
   const overLimitWarned = new Set<VmJob>();
+  /** VMs with a file that changed since the plan (the cause, when the sum passes the limit later) */
+  const changedSincePlan = new Set<VmJob>();
   for (const v of [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])]) countedForRestore.set(v, v.files.filter((f) => !f.regular && f.inMemory === undefined).reduce((a, f) => a + f.sizeBytes, 0));
   const countForRestore = (job: VmJob, f: BackupFile, bytes: number, changed: boolean): void => {
     const total = (countedForRestore.get(job) ?? 0) + bytes;
     countedForRestore.set(job, total);
+    if (changed) changedSincePlan.add(job);
     const limit = sizeLimitFor(job.sizeBytes);
     if (total <= limit) return;
     const path = join(f.dir ?? '', f.name);
     // (the VM's name is put before it, as for every failure of its in-process files)
-    if (changed) fail('ERR_IO', `its files grew since the backup was planned (a running VM?): ${path} brings its archive data to ${total} bytes, more than a restore accepts for the ${job.sizeBytes} bytes its qubes.xml states (up to ${limit}); the backup stopped`, { vm: job.name, file: path });
+    if (changedSincePlan.has(job)) fail('ERR_IO', `its files grew since the backup was planned (a running VM?): ${path} brings its archive data to ${total} bytes, more than a restore accepts for the ${job.sizeBytes} bytes its qubes.xml states (up to ${limit}); the backup stopped`, { vm: job.name, file: path });
     if (overLimitWarned.has(job)) return;
     overLimitWarned.add(job);
     progress.warn(`VM ${job.name}: its data (${total} bytes as archived, at ${path}) is more than a restore accepts for the ${job.sizeBytes} bytes of disk usage its qubes.xml states (up to ${limit}; the file system's disk usage understates it): restoring this VM will need --ignore-size-limit`);
