@@ -319,7 +319,7 @@ async function onlyLockLeft(root: string): Promise<boolean> {
   return names !== null && names.every((n) => n === LOCK_NAME);
 }
 
-interface Failure {
+export interface Failure {
   name: string;
   error: string;
   code?: string;
@@ -330,8 +330,9 @@ interface Failure {
  * otherwise the first failure's own code (a tar failure stays a tar failure, a full disk stays a
  * full disk); never a code guessed from the message text.
  */
-function failureError(failed: Failure[], restored: string[], total: number, verifyOnly: boolean, dom0HomeDir: string | undefined, archiveError: QvmBackupError | undefined): QvmBackupError {
-  const lines = failed.map((f) => `  ${f.name}: ${f.error}`).join('\n');
+export function failureError(failed: Failure[], restored: string[], total: number, verifyOnly: boolean, dom0HomeDir: string | undefined, archiveError: QvmBackupError | undefined): QvmBackupError {
+  // a VM's error may name it already ("work: vm3/notes.txt …"): said once
+  const lines = failed.map((f) => `  ${f.name}: ${f.error.startsWith(`${f.name}: `) ? f.error.slice(f.name.length + 2) : f.error}`).join('\n');
   const what = verifyOnly ? 'verification failed' : 'restore incomplete';
   if (failed.some((f) => f.code === 'ERR_NO_SPACE')) return new QvmBackupError('ERR_NO_SPACE', `${what}: the disk is full:\n${lines}`, { restored });
   if (restored.length === 0 && !dom0HomeDir) {
