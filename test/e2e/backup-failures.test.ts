@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, node, run, haveCmd, BACKUP_BIN, RESTORE_BIN, ROOT, sampleIn } from '../helpers/cli.js';
 import { busyLoops } from '../helpers/load.js';
@@ -289,5 +289,40 @@ test('a backup to stdout when stdout is /dev/null or closed is refused (exit 2) 
     assert.ok(piped.stdout.length > 0);
   } finally {
     t.cleanup();
+  }
+});
+
+test('an unchanged VM whose disk usage understates its data (1 KiB-block ext4): backed up, with a warning that its restore needs --ignore-size-limit', { timeout: 300_000 }, (t) => {
+  if (process.getuid?.() !== 0 || !haveCmd('mkfs.ext4')) return t.skip('needs root and mkfs.ext4 (a loop mount)');
+  const tmp = tempDir();
+  const fsImage = join(tmp.dir, 'fs.img');
+  const mnt = join(tmp.dir, 'mnt');
+  mkdirSync(mnt);
+  assert.equal(run('truncate', ['-s', '300M', fsImage]).status, 0);
+  assert.equal(run('mkfs.ext4', ['-q', '-b', '1024', '-F', fsImage]).status, 0);
+  if (run('mount', ['-o', 'loop', fsImage, mnt]).status !== 0) {
+    tmp.cleanup();
+    return t.skip('no loop mount here');
+  }
+  try {
+    const { root, home } = sampleIn(mnt, { bigImageBytes: 4 * 1024 * 1024, bigDataBytes: 64 * 1024, smallImageBytes: 1024 * 1024, smallDataBytes: 16 * 1024 });
+    // one byte every 8 KiB: a 1 KiB block each on this file system, a 4 KiB block each as a restore
+    // counts (and writes) them
+    const fd = openSync(join(root, 'appvms/vault/private.img'), 'r+');
+    for (let i = 0; i < 30_000; i++) writeSync(fd, Buffer.from([i & 0xff | 1]), 0, 1, i * 8192 + 1023);
+    closeSync(fd);
+    const pw = passFile(tmp.dir);
+    const archive = join(tmp.dir, 'a.bin');
+    const b = node(BACKUP_BIN, ['-y', '--scrypt-logn', '10', '--qubes-root', root, '--dom0-home', home, '-p', pw, archive, 'vault']);
+    assert.equal(b.status, 0, b.stderr);
+    assert.match(b.stderr, /^warning: VM vault: its data \(\d+ bytes as archived, at \S+\/appvms\/vault\/private\.img\) is more than a restore accepts for the \d+ bytes of disk usage its qubes\.xml states \(up to \d+; the file system's disk usage understates it\): restoring this VM will need --ignore-size-limit$/m);
+    const refused = node(RESTORE_BIN, ['-q', '--verify-only', '-y', '-p', pw, archive]);
+    assert.notEqual(refused.status, 0, 'the restore refuses it without --ignore-size-limit, as the warning said');
+    assert.match(refused.stderr, /--ignore-size-limit/);
+    const verified = node(RESTORE_BIN, ['-q', '--verify-only', '-y', '--ignore-size-limit', '-p', pw, archive]);
+    assert.equal(verified.status, 0, verified.stderr);
+  } finally {
+    run('umount', ['-l', mnt]);
+    tmp.cleanup();
   }
 });
