@@ -10,7 +10,8 @@ import { constants as fsc } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QvmBackupError } from '../errors.js';
-import { archiveTrailer, fitsNameField, memberHeaders, runBlockBytes, storedBytes, type DataRun } from '../tar/gnu-member-writer.js';
+import { archiveTrailer, fitsNameField, memberHeaders, storedBytes, type DataRun } from '../tar/gnu-member-writer.js';
+import { blockBytesOf } from '../tar/single-member-reader.js';
 import type { HoleMapper } from '../io/hole-map.js';
 
 /** Bytes per read. */
@@ -124,7 +125,7 @@ export async function openInnerTar(f: InnerTarFile, o: { mapper: HoleMapper; buf
     keep = true;
     const data = runs ?? (size > 0 ? [{ offset: 0, length: size }] : []);
     const stored = storedBytes(data);
-    const restoreCountBytes = headers.length + stored + archiveTrailer(headers.length + stored).length + Math.max(0, runBlockBytes(data) - stored);
+    const restoreCountBytes = headers.length + stored + archiveTrailer(headers.length + stored).length + Math.max(0, blockBytesOf(data) - stored);
     const changedSincePlan = f.planned !== undefined && (f.planned.size !== st.size || f.planned.ctimeNs !== st.ctimeNs);
     return { ...stream(fh, path, headers, data, st.ctimeNs, st.size, o), restoreCountBytes, changedSincePlan };
   } finally {

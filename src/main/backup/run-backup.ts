@@ -182,9 +182,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   signal.addEventListener('abort', onInterrupt, { once: true });
   const runAbort = new AbortController();
   const stopAll = (e: unknown): void => {
-    // the header's derivation may still run: it is no longer what the run waits for (a signal's
-    // stop says so itself: the command line shows "stopping")
-    if (!signal.aborted) progress.phase(null);
+    progress.phase(null); // the header's derivation may still run: it is no longer what the run waits for
     failures.record(e);
     if (!runAbort.signal.aborted) runAbort.abort(failures.cause);
   };
@@ -253,6 +251,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     },
   });
   const readBuffers = new ReadBuffers();
+  const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];
   // What a restore will count of each VM's files against the size its qubes.xml states (written
   // before the data): a VM whose files grew since the plan (a running VM) past what a restore
   // accepts stops the backup, instead of an archive that only --ignore-size-limit restores. An
@@ -264,7 +263,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const overLimitWarned = new Set<VmJob>();
   /** VMs with a file that changed since the plan (the cause, when the sum passes the limit later) */
   const changedSincePlan = new Set<VmJob>();
-  for (const v of [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])]) countedForRestore.set(v, v.files.filter((f) => !f.regular && f.inMemory === undefined).reduce((a, f) => a + f.sizeBytes, 0));
+  for (const v of jobs) countedForRestore.set(v, v.files.filter((f) => !f.regular && f.inMemory === undefined).reduce((a, f) => a + f.sizeBytes, 0));
   const countForRestore = (job: VmJob, f: BackupFile, bytes: number, changed: boolean): void => {
     const total = (countedForRestore.get(job) ?? 0) + bytes;
     countedForRestore.set(job, total);
@@ -366,14 +365,11 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     const header = writeHeader(s, passphrase, pool, writer, runSignal, res.kdf);
     if (s.format === 4) {
       progress.phase('deriving the key of the backup header');
-      const shown = (): void => {
-        if (!signal.aborted) progress.phase(null); // a stop says "stopping" itself
-      };
+      const shown = (): void => progress.phase(null);
       header.then(shown, shown);
     }
     currentVm = 'qubes.xml';
     await streamFile(xmlFile, null);
-    const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];
     const order = jobs.flatMap((job) => job.files.map((f) => ({ f, job })));
     let k = 0;
     // the next file's tar is started while this one is chunked: with many small files its start

@@ -105,7 +105,7 @@ export async function main(): Promise<number> {
   const stats = makeStats(o, 'backup');
   const stop = abortOnSignals((sig) => {
     progress.warn(`${sig}: stopping (press Ctrl-C again to force)`);
-    progress.phase('stopping');
+    progress.stopping();
   });
   const unwatch = watchStalls(progress, stop, o['stallTimeout'] as number | undefined);
   const format = Number(o['format']) as 2 | 3 | 4;

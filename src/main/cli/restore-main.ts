@@ -134,7 +134,7 @@ export async function main(): Promise<number> {
   const stats = makeStats(o, verifyOnly ? 'verify' : 'restore');
   const stop = abortOnSignals((sig) => {
     progress.warn(`${sig}: stopping, nothing more will be installed (press Ctrl-C again to force)`);
-    progress.phase('stopping');
+    progress.stopping();
   });
   const unwatch = watchStalls(progress, stop, o['stallTimeout'] as number | undefined);
   try {

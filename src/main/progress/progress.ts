@@ -65,6 +65,8 @@ export class Progress implements ProgressReporter {
   #done = 0;
   #vm: string | undefined;
   #phase: string | undefined;
+  /** the run stops (stopping()): its phase stays until the end */
+  #stopping = false;
   #now: () => number;
   /** the run's start (the elapsed time includes the work before the data: header, keys, plan) */
   #t0: number;
@@ -191,7 +193,7 @@ export class Progress implements ProgressReporter {
   }
 
   phase(text: string | null): void {
-    if ((text ?? undefined) === this.#phase) return;
+    if (this.#stopping || (text ?? undefined) === this.#phase) return;
     this.#phase = text ?? undefined;
     this.#moved = this.#now();
     if (text === null) {
@@ -200,6 +202,13 @@ export class Progress implements ProgressReporter {
     }
     this.#tick();
     if (this.#mode !== 'plain') this.#draw(true);
+  }
+
+  /** A signal stops the run: the phase says "stopping" from now to the end, whatever the run's
+   *  parts set or clear meanwhile (the header's derivation ending, the data starting to move). */
+  stopping(): void {
+    this.phase('stopping');
+    this.#stopping = true;
   }
 
   waitingForUser(waiting: boolean): void {

@@ -233,7 +233,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         onProgress: (e) => {
           if (derivingKeys && e.bytesRestored > 0) {
             derivingKeys = false;
-            if (!o.signal.aborted) progress.phase(null); // a stop says "stopping" itself
+            progress.phase(null);
           }
           progress.update(e.bytesRead, e.bytesRestored, e.currentVm, e.bytesDone);
         },

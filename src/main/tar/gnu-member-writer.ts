@@ -51,21 +51,6 @@ function writeText(block: Uint8Array, field: Field, text: string): void {
   block.set(bytes.subarray(0, len), off);
 }
 
-/** Bytes of the `block`-sized file-system blocks the data runs touch (each counted once): what a
- *  restore counts for an image beside its data (SpanList.blockBytes, single-member-reader.ts). */
-export function runBlockBytes(runs: readonly DataRun[], block = 4096): number {
-  let blocks = 0;
-  let covered = 0;
-  for (const r of runs) {
-    if (r.length === 0) continue;
-    const first = Math.max(Math.floor(r.offset / block), covered);
-    const end = Math.ceil((r.offset + r.length) / block);
-    if (end > first) blocks += end - first;
-    covered = Math.max(covered, end);
-  }
-  return blocks * block;
-}
-
 /** The stored size of a member: the sum of its runs. */
 export function storedBytes(runs: readonly DataRun[]): number {
   let n = 0;

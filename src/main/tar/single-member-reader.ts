@@ -29,6 +29,22 @@ export interface Span {
  * A sparse map, 16 bytes a run: a map may hold millions (MAX_SPANS), which as objects took up to
  * ~100 bytes each (~400 MB for one image of a hostile archive, outside --max-memory).
  */
+/** The bytes of the `block`-sized file system blocks the runs touch (in order, as the reader keeps
+ *  them): what writing them takes on disk, which tiny runs far apart multiply. A restore counts it
+ *  against the VM's size limit; a backup counts the same for the files it reads (inner-tar-source.ts). */
+export function blockBytesOf(runs: Iterable<Span>, block = 4096): number {
+  let blocks = 0;
+  let covered = 0; // blocks before this run's are counted
+  for (const { offset, length } of runs) {
+    if (length === 0) continue;
+    const first = Math.max(Math.floor(offset / block), covered);
+    const end = Math.ceil((offset + length) / block);
+    if (end > first) blocks += end - first;
+    covered = Math.max(covered, end);
+  }
+  return blocks * block;
+}
+
 export class SpanList implements Iterable<Span> {
   #a = new Float64Array(32);
   #n = 0;
@@ -62,21 +78,9 @@ export class SpanList implements Iterable<Span> {
     return this.#a[2 * i + 1]!;
   }
 
-  /** The bytes of the `block`-sized file system blocks the runs touch (in order, as the reader
-   *  keeps them): what writing them takes on disk, which tiny runs far apart multiply. */
+  /** blockBytesOf these runs */
   blockBytes(block = 4096): number {
-    let blocks = 0;
-    let covered = 0; // blocks before this index are counted
-    for (let i = 0; i < this.#n; i++) {
-      const len = this.#a[2 * i + 1]!;
-      if (len === 0) continue;
-      const off = this.#a[2 * i]!;
-      const first = Math.max(Math.floor(off / block), covered);
-      const end = Math.ceil((off + len) / block);
-      if (end > first) blocks += end - first;
-      covered = Math.max(covered, end);
-    }
-    return blocks * block;
+    return blockBytesOf(this, block);
   }
 
   /** The data bytes of all runs. */

@@ -53,6 +53,17 @@ describe('Progress', () => {
     assert.match(h.p.line(), /^restore: 50\.0% /);
   });
 
+  it('after stopping() the phase says "stopping" to the end: the run\'s parts neither clear nor replace it', () => {
+    const h = harness('plain', 'backup');
+    h.p.start('backup', 1000);
+    h.p.phase('deriving the key of the backup header');
+    h.p.stopping();
+    assert.match(h.p.line(), /^backup: stopping… /);
+    h.p.phase(null); // the header's derivation ended
+    h.p.phase('deriving keys for the first chunks');
+    assert.match(h.p.line(), /^backup: stopping… /);
+  });
+
   it('a phase on a terminal is drawn at once and cleared before other output', () => {
     const h = harness('tty');
     h.p.phase('deriving keys for the first chunks');
