@@ -19,8 +19,10 @@ export const MAX_RUNS = 100_000;
 
 // One request per line: "<path> <size>"; the answer: "ok o1 l1 o2 l2 ...", or "err <reason>".
 // Runs are clamped to <size> (our fstat): a file that grows meanwhile changes nothing here.
-// The signals a terminal or a group kill sends are the run's to handle: the helper ignores them and
-// ends when its input does (our close(), or our exit: the pipe closes).
+// The signals a terminal or a group kill sends are the run's to handle: the helper runs in a process
+// group of its own (a terminal's Ctrl-C reached a perl still starting, before the line below: 1 run in
+// 10 under load), ignores them too, and ends when its input does (our close(), or our exit: the pipe
+// closes; where setpriv exists it also dies with us).
 const SCRIPT = String.raw`
 use strict; $| = 1;
 $SIG{INT} = $SIG{TERM} = $SIG{HUP} = $SIG{QUIT} = 'IGNORE';
@@ -75,7 +77,7 @@ export class HoleMapper {
 
   #start(): Spawned {
     if (this.#proc) return this.#proc;
-    const p = spawnProcess(this.#perl, ['-e', SCRIPT], { stdin: 'pipe', stdout: 'pipe', env: { LC_ALL: 'C' } }, 'perl (hole map helper)');
+    const p = spawnProcess(this.#perl, ['-e', SCRIPT], { stdin: 'pipe', stdout: 'pipe', env: { LC_ALL: 'C' }, detached: true }, 'perl (hole map helper)');
     this.#proc = p;
     p.child.stdin?.on('error', () => undefined); // its exit says why
     p.child.stdout?.setEncoding('utf8');
