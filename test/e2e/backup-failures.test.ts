@@ -204,6 +204,34 @@ test('the in-process inner archives: an image written to while read fails naming
   }
 });
 
+test('format 2 (GNU tar reads every file): a file removed after the plan fails naming its VM, in one line (tar\'s closing line left out), in text and in JSON; no partial output', { timeout: 300_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, 2 * MiB);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    const img = join(root, 'appvms/personal/private.img');
+    const args = ['-y', '--format', '2', '--no-compress', '--qubes-root', root, '--dom0-home', home, '--passphrase-command', `rm -f '${img}'; echo pass`, `${out}/`, 'personal'];
+    const r = node(BACKUP_BIN, ['-q', ...args]);
+    assert.equal(r.status, 7, r.stderr);
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('qvm-backup: error:'));
+    assert.deepEqual(errors, ['qvm-backup: error: VM personal: tar failed (exit 2): tar: private.img: Cannot stat: No such file or directory'], r.stderr);
+    assert.doesNotMatch(r.stderr, /Exiting with failure status/);
+    clean(r.stderr);
+    assert.deepEqual(readdirSync(out), [], 'partial output removed');
+    writeFileSync(img, 'data');
+    const j = node(BACKUP_BIN, ['--json', ...args]);
+    assert.equal(j.status, 7, j.stderr);
+    const last = JSON.parse(j.stdout.trim().split('\n').pop() ?? '{}') as { message_type?: string; message?: string; error_code?: string };
+    assert.equal(last.message_type, 'exit_error');
+    assert.equal(last.error_code, 'ERR_TAR_FAILED');
+    assert.equal(last.message, 'VM personal: tar failed (exit 2): tar: private.img: Cannot stat: No such file or directory');
+    assert.deepEqual(readdirSync(out), [], 'partial output removed');
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a destination command that exits early: its exit status and stderr are the cause, no crash', { timeout: 600_000 }, () => {
   const t = tempDir();
   const load = busyLoops(2);

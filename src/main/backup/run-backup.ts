@@ -221,6 +221,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     }
   };
 
+  /** A failure of GNU tar (or of what it ran), said for the VM whose file it was archiving. */
+  const tarFailed = (e: unknown, f: BackupFile, job: VmJob | null): QvmBackupError =>
+    isQvmBackupError(e) && e.code !== 'ERR_TAR_FAILED' ? e : new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { ...(isQvmBackupError(e) ? e.context : {}), vm: job?.name, file: f.base }, e);
   /** An inner archive's tar, started (its stdout is read by streamFile). */
   type StartedTar = { stdout: AsyncIterable<Uint8Array>; done: Promise<void>; inputBytes: () => number | undefined };
   const usesTar = (f: BackupFile): boolean => s.format !== 2 && f.inMemory === undefined;
@@ -228,11 +231,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     const tarRun = stats.begin(STAGE.backupSourceTar);
     const tar = tarCreateStream({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, ...(externalFilter ? { compressProgram: [externalFilter.program, ...externalFilter.args].join(' ') } : {}), signal: runSignal });
     void tar.done.then(tarRun, tarRun);
-    const tarFailed = (e: unknown): QvmBackupError =>
-      isQvmBackupError(e) && e.code !== 'ERR_TAR_FAILED' ? e : new QvmBackupError('ERR_TAR_FAILED', `${job ? `VM ${job.name}: ` : ''}${(e as Error).message}`, { ...(isQvmBackupError(e) ? e.context : {}), vm: job?.name, file: f.base }, e);
     // tar's failure is the cause of whatever its broken stream does downstream: record it first
     const done = tar.done.catch((e: unknown) => {
-      const err = tarFailed(e);
+      const err = tarFailed(e, f, job);
       stopAll(err);
       throw err;
     });
@@ -332,10 +333,14 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
       const volumes = f.inMemory
         ? bytesOf([Buffer.concat(innerTarOf(f.base, f.inMemory, mtimeSec))])
         : tarCreateMultiVolume({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, tapeLengthKiB: Math.floor(s.chunkSize / 1024), signal: runSignal });
-      chunkCount += await streamFileV2(f.base, volumes, settings, res, (n) => {
-        bytesIn += n;
-        moved();
-      });
+      try {
+        chunkCount += await streamFileV2(f.base, volumes, settings, res, (n) => {
+          bytesIn += n;
+          moved();
+        });
+      } catch (e) {
+        throw isQvmBackupError(e) && e.code === 'ERR_TAR_FAILED' ? tarFailed(e, f, job) : e;
+      }
       return;
     }
     if (f.inMemory) {

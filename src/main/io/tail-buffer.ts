@@ -28,3 +28,15 @@ export class TailBuffer {
     return (filter ? filter(s) : s).trim();
   }
 }
+
+/**
+ * A child's stderr (or any text) as one line for a message: its lines trimmed, the empty ones
+ * dropped, joined with "; ". The whole text stays in the error's context (stderrTail).
+ */
+export function oneLine(text: string): string {
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .join('; ');
+}

@@ -5,6 +5,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { isQvmBackupError, QvmBackupError } from '../errors.js';
 import { findInPath } from '../io/child-lifetime.js';
 import { exitDetail, processContext, runVersion, spawnProcess } from '../io/spawn.js';
+import { oneLine } from '../io/tail-buffer.js';
 
 /** Options every tar driver accepts. */
 export interface TarRunOptions {
@@ -100,7 +101,9 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
     // tar runs with LC_ALL=C, so its errno texts are strerror()'s: a full disk is told apart here,
     // where the failure happens, and keeps its own code (exit 6)
     const full = /: (No space left on device|Disk quota exceeded)$/m.test(stderrTail);
-    throw new QvmBackupError(full ? 'ERR_NO_SPACE' : 'ERR_TAR_FAILED', `tar failed (${how}): ${stderrTail || '(no error output)'}`, ctx, r);
+    // (its closing "Exiting with failure status due to previous errors" says nothing the exit status does not)
+    const said = oneLine(stderrTail.replace(/^tar: Exiting with failure status due to previous errors$/gm, ''));
+    throw new QvmBackupError(full ? 'ERR_NO_SPACE' : 'ERR_TAR_FAILED', `tar failed (${how}): ${said || '(no error output)'}`, ctx, r);
   });
   done.catch(() => undefined); // callers await it later; never an unhandled rejection
   return {
