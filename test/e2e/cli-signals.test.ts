@@ -67,7 +67,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   });
 }
 
-for (const sig of ['SIGTERM', 'SIGHUP'] as const) test(`${sig} while a backup writes: exit ${expected[sig]}, partial file removed, no child process left`, { timeout: 120_000 }, async () => {
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) test(`${sig} while a backup writes: exit ${expected[sig]}, partial file removed, no child process left`, { timeout: 120_000 }, async () => {
   const t = tempDir();
   try {
     const { root, home } = sample(t.dir);
