@@ -84,6 +84,17 @@ function restore(w: World, members: InnerArchive[], args: string[] = [], xml = b
   return { status: r.status, stderr: r.stderr };
 }
 
+/** `--verify-only` of the same archive, its scratch directory in `<dir>/tmp` (TMPDIR): the status,
+ *  stderr and what that directory holds afterwards (nothing: the scratch copy is removed). */
+function verify(w: World, members: InnerArchive[], args: string[] = [], xml = backupXml()): { status: number | null; stderr: string; left: string[] } {
+  const archive = path.join(w.dir, `archive-${Math.random().toString(36).slice(2)}.bin`);
+  writeFileSync(archive, buildV4Archive({ passphrase: PW, qubesXml: xml, members, work: w.dir }));
+  const tmp = path.join(w.dir, 'tmp');
+  mkdirSync(tmp, { recursive: true });
+  const r = node(RESTORE_BIN, ['--verify-only', '-y', '-q', '-p', w.pwFile, '--qubes-root', w.root, '--dom0-home', w.home, archive, ...args], { env: { ...process.env, TMPDIR: tmp } });
+  return { status: r.status, stderr: r.stderr, left: readdirSync(tmp) };
+}
+
 /** What a restore may change: qubes.xml, its lock, the installed VMs' dirs, the new home-restore dir, archives. */
 const allowedFor = (installed: string[]) => (rel: string): boolean =>
   rel === 'host/qubes.xml' ||
@@ -92,7 +103,8 @@ const allowedFor = (installed: string[]) => (rel: string): boolean =>
   /^home\/user\/home-restore-[^/]+(\/|$)/.test(rel) ||
   /^archive-[^/]+\.bin$/.test(rel) ||
   rel.startsWith('src/') ||
-  rel === 'src';
+  rel === 'src' ||
+  rel === 'tmp';
 
 /** The host's VM names; the host qubes.xml must still load as Qubes R4 would load it. */
 function hostNames(w: World): string[] {
@@ -256,6 +268,73 @@ test('VM directories: a device node, a FIFO, a symlinked or directory image each
   }
 });
 
+test('--verify-only refuses what the restore refuses, with the same message (the failure\'s status, never "succeeded"), and leaves nothing behind', () => {
+  // [what, its inner archives, the message, the verification's status: 5 refused, 7 GNU tar failed]
+  const cases: [string, (w: World) => InnerArchive[], RegExp, number][] = [
+    ['a hard link to a file outside its inner archive', (w) => {
+      const a = w.src('hardlink');
+      mkdirSync(path.join(a, 'vm9', 'apps'), { recursive: true });
+      writeFileSync(path.join(a, 'vm9', 'private.img'), 'evil');
+      linkSync(path.join(a, 'vm9', 'private.img'), path.join(a, 'vm9', 'apps', 'h'));
+      // the directory archive alone: its link's target is in another inner archive
+      const tar = execFileSync('tar', ['-c', '-C', a, '-f', '-', 'vm9/private.img', 'vm9/apps']);
+      return [image(w, 'vm9', 'evil'), { base: 'vm9/apps', tar: tar }];
+    }, /evil: .*(hard link|Cannot hard link)/, 7],
+    ['a symbolic link as firewall.xml', (w) => {
+      const a = w.src('fwlink');
+      mkdirSync(path.join(a, 'vm9'));
+      symlinkSync('/etc/passwd', path.join(a, 'vm9', 'firewall.xml'));
+      return [image(w, 'vm9', 'evil'), { base: 'vm9/firewall.xml', tar: tarOf(a, ['vm9/firewall.xml']) }];
+    }, /evil: .*firewall\.xml.*symbolic link where a file is expected/, 5],
+    ['a firewall.xml of 2 MiB', (w) => [image(w, 'vm9', 'evil'), bulky(w, 'vm9', 'firewall.xml', 2 * MiB)], /evil: firewall\.xml is 2097152 bytes \(more than 1048576\)/, 5],
+    ['an empty private.img', (w) => [image(w, 'vm9', '')], /evil: private\.img has an implausible size \(0 bytes\)/, 5],
+    ['no private.img at all', (w) => {
+      const a = w.src('noimg');
+      mkdirSync(path.join(a, 'vm9'));
+      writeFileSync(path.join(a, 'vm9', 'notes.txt'), 'notes');
+      return [{ base: 'vm9/notes.txt', tar: tarOf(a, ['vm9/notes.txt']) }];
+    }, /evil: private\.img is missing from the backup/, 5],
+  ];
+  for (const [what, members, message, status] of cases) {
+    const w = world();
+    try {
+      const before = snapshot(w.dir);
+      const all = (x: World): InnerArchive[] => [...members(x), image(x, 'vm10', 'good data')];
+      const v = verify(w, all(w), ['-x', 'dom0']);
+      assert.equal(v.status, status, `${what}: ${v.stderr}`);
+      assert.match(v.stderr, message, what);
+      assert.doesNotMatch(v.stderr, /Verification succeeded/, what);
+      assert.deepEqual(v.left, [], `${what}: the scratch copy is removed`);
+      assert.deepEqual(changes(before, snapshot(w.dir), allowedFor([])), [], `${what}: a verification changes nothing`);
+      // the restore refuses the same VM for the same reason (and restores the other)
+      const r = restore(w, all(w), ['-x', 'dom0']);
+      assert.equal(r.status, 3, `${what}: ${r.stderr}`);
+      assert.match(r.stderr, message, what);
+      assert.deepEqual(hostNames(w), ['dom0', 'good', 'tpl', 'work'], what);
+      noStaging(w);
+    } finally {
+      w.cleanup();
+    }
+  }
+  // what the archive's own qubes.xml makes impossible blocks a verification's plan as a restore's
+  const w = world();
+  try {
+    const withTemplate = r4Xml([
+      { name: 'good', klass: 'AppVM', qid: 10, template: 'fake-tpl', netvm: null, backup: true, size: 4096 },
+      { name: 'fake-tpl', klass: 'AppVM', qid: 11, template: 'tpl', netvm: null, backup: true, size: 4096 },
+    ]);
+    const members = [image(w, 'vm10', 'b'), image(w, 'vm11', 'c')];
+    const v = verify(w, members, ['-x', 'dom0'], withTemplate);
+    assert.equal(v.status, 2, v.stderr);
+    assert.match(v.stderr, /good: template fake-tpl, .* is an AppVM, not a TemplateVM/);
+    const r = restore(w, members, ['-x', 'dom0'], withTemplate);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /good: template fake-tpl, .* is an AppVM, not a TemplateVM/);
+  } finally {
+    w.cleanup();
+  }
+});
+
 test('two restores into the same root at once: both VMs registered and installed, no update lost (loop under load)', { timeout: 180_000 }, async () => {
   const busy = Array.from({ length: 2 }, () => spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }));
   try {
@@ -357,7 +436,7 @@ test('a VM whose data unpacks past the size its qubes.xml states fails (nothing 
     noStaging(w);
     // a verification says the same (and writes nothing)
     const v = restore(w, members(), ['-x', 'dom0', '--verify-only']);
-    assert.equal(v.status, 3, v.stderr);
+    assert.equal(v.status, 5, v.stderr); // a verification is never "partial": the failure's own status
     assert.match(v.stderr, /more data for VM evil/);
     // lifted: restored, byte for byte
     const ok = restore(w, members(), ['-x', 'dom0', '--ignore-size-limit', '--rename-conflicting']);

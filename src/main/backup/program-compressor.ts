@@ -18,6 +18,7 @@ import { QvmBackupError } from '../errors.js';
 import { filterPath } from '../io/filter-program.js';
 import { commandLine, exitDetail, loadSpawner, processContext, readerNow, spawnProcess } from '../io/spawn.js';
 import type { InnerTarSource } from './inner-tar-source.js';
+import { oneLine } from '../io/tail-buffer.js';
 
 export interface CompressionProgram {
   /** an allow-listed filter (compression-plan.ts checked it) */
@@ -82,7 +83,7 @@ export async function compressWithProgram(src: InnerTarSource, c: CompressionPro
 
   const exited = child.then((r) => {
     if (!r.failed && r.exitCode === 0) return;
-    const tail = p.stderr.text().trim();
+    const tail = oneLine(p.stderr.text());
     if (r.isCanceled) throw new QvmBackupError('ERR_CANCELLED', `${o.what}: ${command} cancelled`, { file: o.what, command }, r);
     throw new QvmBackupError('ERR_FILTER_FAILED', `${o.what}: the compression program failed: ${command} (${exitDetail(r)})${tail ? `: ${tail}` : ''}`, { file: o.what, ...processContext(command, r, tail) }, r);
   });

@@ -6,7 +6,6 @@ import { Progress, type Operation, type ProgressMode } from '../progress/progres
 import { fail, QvmBackupError } from '../errors.js';
 import { exitCodeFor, exitCodeForSignal, errorCodeOf, EXIT } from './exit-codes.js';
 import { openTty, readTtyLine } from './tty-prompt.js';
-import { oneLine } from '../io/tail-buffer.js';
 import { RunStats, formatStats } from '../stats/run-stats.js';
 import { backupBound, restoreBound, verifyBound } from '../stats/bound.js';
 
@@ -136,8 +135,7 @@ export function watchStalls(progress: Progress, stop: Interruption, timeoutSec: 
 /** Print one clear line for `err` (plus the cause chain with QVMB_DEBUG=1) and return the exit status.
  *  `operation` names the run in the JSON `exit_error` (default: the command's own). */
 export function reportError(prog: string, err: unknown, json: boolean, code = exitCodeFor(err), operation: string = prog === 'qvm-backup' ? 'backup' : 'restore'): number {
-  // one line, whatever a program's stderr put into it
-  const msg = oneLine(err instanceof Error ? err.message : String(err));
+  const msg = err instanceof Error ? err.message : String(err);
   if (json) process.stdout.write(JSON.stringify({ message_type: 'exit_error', operation, code, error_code: errorCodeOf(err) ?? 'ERR_INTERNAL', message: msg }) + '\n');
   process.stderr.write(`${prog}: error: ${msg}\n`);
   if (process.env['QVMB_DEBUG']) {

@@ -27,7 +27,7 @@ export const RESTORE_SECTIONS: readonly HelpSection[] = [
   {
     title: 'Examples',
     items: [
-      ['qvm-backup-restore --verify-only -p ~/backup.pass /mnt/backups/qubes-backup-2024-05-01T120000', 'check the whole archive (every chunk authenticated, decrypted and unpacked), write nothing'],
+      ['qvm-backup-restore --verify-only -p ~/backup.pass /mnt/backups/qubes-backup-2024-05-01T120000', 'check the whole archive as a restore would (authenticated, decrypted, unpacked into a scratch copy in $TMPDIR, checked), install nothing'],
       ['qvm-backup-restore -p ~/backup.pass --rename-conflicting /mnt/backups/qubes-backup-2024-05-01T120000 work', 'restore one VM; as work-1 if a work exists'],
       ['qvm-backup-restore -p ~/backup.pass --source-command "ssh nas cat backups/today" work vault', 'read the archive from another machine'],
     ],
@@ -58,7 +58,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .addOption(new Option('--passphrase-command <cmd>', 'run this shell command and take the first line of its output as the passphrase').conflicts('passphraseFile'))
   .option('-Z, --compression-filter <prog>', 'decompress with this program instead of the one the header names (allow-list only; also spelled --compress-filter, as qvm-backup has it)')
   .addOption(aliasOption('--compress-filter <prog>'))
-  .option('--verify-only', 'authenticate, decrypt and decompress everything selected, check every included VM is complete; write nothing')
+  .option('--verify-only', 'a restore that installs nothing: everything selected authenticated, decrypted, decompressed and extracted into a scratch directory in $TMPDIR (images as placeholders without data) with every check a restore makes, then removed; nothing on the host is written')
   .option('--list', 'show what the archive holds (format, compression, encryption, KDF cost, backup id and date, the VMs and the dom0 home) from its header and qubes.xml, both authenticated; reads nothing else and writes nothing')
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')

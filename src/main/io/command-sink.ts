@@ -7,6 +7,7 @@ import { exitDetail, processContext, spawnProcess } from './spawn.js';
 import { signalGroup } from './child-lifetime.js';
 import { writableWrite } from './writable-write.js';
 import { boundedWait, orAbort } from '../pipeline/waits.js';
+import { oneLine } from './tail-buffer.js';
 
 /** How long a command that stopped reading gets to exit before it is killed. */
 const EXIT_GRACE_MS = 5000;
@@ -65,7 +66,7 @@ export function processSink(program: string, args: readonly string[], o: Process
   };
   const failure = async (what: string, cause?: unknown): Promise<QvmBackupError> => {
     const r = await ended(EXIT_GRACE_MS);
-    const t = tail.text();
+    const t = oneLine(tail.text());
     return new QvmBackupError('ERR_IO', `${what}: ${o.what} failed (${exitDetail(r)})${t ? `: ${t}` : ''}`, processContext(o.command, r, t), cause);
   };
 

@@ -6,6 +6,7 @@ import { CodecError } from '../../workers/codec-error.js';
 import { ALLOWED_FILTERS, allowedFilter } from '../../workers/compress.js';
 import { ZSTD_WINDOW_LOG_MAX } from '../../workers/zstd-zlib.js';
 import { diesWithUs, findInPath } from './child-lifetime.js';
+import { oneLine } from './tail-buffer.js';
 
 /** Decoder memory the programs may take, as the in-process decoders allow: zstd's window as
  *  node:zlib's (2^ZSTD_WINDOW_LOG_MAX), xz/lzma enough for every preset (-9e: a 64 MiB dictionary);
@@ -69,7 +70,7 @@ export function runFilterSync(filter: string, mode: 'compress' | 'decompress', i
     throw new CodecError('bad-data', `${f} ${args.join(' ')} could not run: ${r.error.message}`);
   }
   if (r.status !== 0) {
-    const tail = r.stderr.toString('utf8').trim().slice(-500);
+    const tail = oneLine(r.stderr.toString('utf8').trim().slice(-500));
     throw new CodecError('bad-data', `${f} ${args.join(' ')} exited with ${r.status ?? r.signal}: ${tail}`);
   }
   const ignored = mode === 'decompress' ? ignoredTrailingData(r.stderr.toString('utf8'), f) : null;

@@ -13,7 +13,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import type { Result, ResultPromise } from 'execa';
 import { QvmBackupError, type ErrorCode, type ErrorContext } from '../errors.js';
 import { diesWithUs, timedSpawn } from './child-lifetime.js';
-import { TailBuffer } from './tail-buffer.js';
+import { TailBuffer, oneLine } from './tail-buffer.js';
 
 export type { ResultPromise } from 'execa';
 
@@ -175,7 +175,7 @@ export async function runShort(bin: string, args: readonly string[], o: ShortOpt
   child.stderr?.on('data', (d: Buffer) => stderr.push(d));
   const r = await child;
   if (!r.failed) return String(r.stdout ?? '');
-  const tail = stderr.text();
+  const tail = oneLine(stderr.text());
   const why =
     (r as { code?: string }).code === 'ENOENT' ? 'not found'
     : r.timedOut ? `timed out after ${(o.timeout ?? 0) / 1000} s`
@@ -206,7 +206,7 @@ export function runVersion(bin: string, timeoutMs: number, code: ErrorCode, sign
         if (signal?.aborted) return reject(cancelled(err));
         const e = err as NodeJS.ErrnoException & { code?: string | number; killed?: boolean; signal?: string };
         const exitCode = typeof e.code === 'number' ? e.code : undefined;
-        const tail = stderr.slice(-STDERR_TAIL_BYTES).trim();
+        const tail = oneLine(stderr.slice(-STDERR_TAIL_BYTES));
         // setpriv reports a program it cannot run as exit 127
         const missing = e.code === 'ENOENT' || (file !== bin && exitCode === 127);
         const why =

@@ -11,7 +11,7 @@ import { QvmBackupError, fail } from '../errors.js';
 import { loadSpawner, spawnProcess } from '../io/spawn.js';
 import { signalGroup } from '../io/child-lifetime.js';
 import { boundedWait } from '../pipeline/waits.js';
-import type { TailBuffer } from '../io/tail-buffer.js';
+import { oneLine, type TailBuffer } from '../io/tail-buffer.js';
 import { FileInput, StreamInput, type ByteInput } from '../tar/byte-input.js';
 import { QVM_RUN, RESTORE_SERVICE, locationLine, qvmRunArgs } from '../io/qrexec.js';
 import { QfileToTar, qfileResult } from './qfile-stream.js';
@@ -163,7 +163,7 @@ export async function checkSourceCommand(source: Source, stoppedEarly: boolean):
   // its last words, if it said any: stderr may stay open (a process it left behind), so briefly
   if (r !== 'timeout' && r.exitCode !== 0 && cmd.stderr && !cmd.stderr.readableEnded) await boundedWait(once(cmd.stderr, 'end').catch(() => undefined), 1000);
   const tail = source.stderr?.text() ?? '';
-  const stderr = tail ? `; its stderr ends with: ${tail.slice(-500)}` : '';
+  const stderr = tail ? `; its stderr ends with: ${oneLine(tail.slice(-500))}` : '';
   const what = source.what ?? '--source-command';
   if (r === 'timeout') {
     cmd.kill();

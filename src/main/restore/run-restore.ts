@@ -16,6 +16,8 @@ import type { ProgressReporter } from '../progress/progress.js';
 import { planRestore, formatRestoreTable, unknownExcludeWarning, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
 import { createStaging, removeStaleStaging, type Staging } from './install/staging.js';
 import { installDom0Home } from './install/dom0-home.js';
+import { checkStagedVm } from './install/install-vm.js';
+import { forgetAtExit, removeAtExit } from '../io/exit-cleanup.js';
 import { loadHostQubesXml } from './install/host-qubes-xml.js';
 import { Installer } from './install/installer.js';
 import { LOCK_NAME, lockHost, type HostLock } from '../io/host-lock.js';
@@ -179,6 +181,17 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       const free = await freeBytes(await existingAncestor(root)).catch(() => Number.POSITIVE_INFINITY);
       if (free < plan.totalBytes) fail('ERR_NO_SPACE', `not enough free space in ${root}: ${free} bytes free, the selected VMs need ${plan.totalBytes} bytes`);
       staging = await createStaging(root);
+    } else if (v1Dir === undefined) {
+      // a verification extracts as a restore does, into a scratch directory removed at the end: what
+      // GNU tar extracts for real (format 2: everything; else directories, small files, the dom0
+      // home), every image a placeholder of its size without its data
+      const scratch = tmpdir();
+      const need = head?.version === 2 ? plan.totalBytes : withHome ? plan.dom0!.sizeBytes : 0;
+      const free = await freeBytes(scratch).catch(() => Number.POSITIVE_INFINITY);
+      if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${scratch} for the verification's scratch copy of what GNU tar extracts: ${free} bytes free, ${need} bytes needed (set TMPDIR to a directory with more room)`);
+      staging = await createStaging(scratch);
+      // (no later run looks there for what a forced exit left)
+      removeAtExit(staging.dir, { recursive: true });
     }
     // 3. data pass; VMs are installed once the whole archive was read and its source succeeded
     const stagingDir = staging?.dir ?? tmpdir();
@@ -199,7 +212,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         installer?.failed(vm, msg, isQvmBackupError(err) ? err.code : undefined);
         return;
       }
-      if (!installer) progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, true, 'verified');
+      // (a verified VM's files get the install's checks once the archive was read, as a restore's)
+      if (!installer && (vm === 'dom0' || v1Dir !== undefined)) progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, true, 'verified');
       else complete.push(vm);
     };
     if (memory?.warning !== undefined) progress.warn(memory.warning);
@@ -250,9 +264,11 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       await stats.time(STAGE.restoreInstall, () => installer.settle());
       o.signal.throwIfAborted();
     }
+    const verifyFailures = o.verifyOnly && staging ? await checkVerifiedVms(chosen.filter((v) => complete.includes(v.backupName)), staging.dir, progress) : [];
+    o.signal.throwIfAborted();
     // 4. dom0 home
     let dom0HomeDir: string | undefined;
-    const failed: Failure[] = [...(installer?.failures ?? [])];
+    const failed: Failure[] = [...(installer?.failures ?? []), ...verifyFailures];
     for (const [subdir, r] of result.vms) {
       if (!r.ok && !failed.some((f) => f.name === r.vm)) failed.push({ name: r.vm, error: r.error?.message ?? 'failed', ...(r.error ? { code: r.error.code } : {}) });
       if (subdir === plan.dom0?.subdir && r.ok && !o.verifyOnly) {
@@ -285,13 +301,30 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     unobserve();
     if (stopReading) o.signal.removeEventListener('abort', stopReading);
     if (source) await closeSource(source);
-    await staging?.remove().catch((e: unknown) => progress.warn((e as Error).message));
+    await staging?.remove().then(() => forgetAtExit(staging!.dir), (e: unknown) => progress.warn((e as Error).message));
     // a qubes root this run created and left with nothing but its lock file is removed again
     // (still under the lock: a run waiting for it sees the file gone and starts over)
     if (lock && !rootExisted && (await onlyLockLeft(root))) await lock.removeWithRoot();
     await lock?.release();
     await pool.destroy().catch(() => {});
   }
+}
+
+/** A verification's VMs, read whole: their scratch copies get the checks a restore makes before it
+ *  installs a VM (install-vm.ts), each VM's failure its own. */
+async function checkVerifiedVms(vms: VmPlan[], scratch: string, progress: ProgressReporter): Promise<Failure[]> {
+  const failures: Failure[] = [];
+  for (const v of vms) {
+    try {
+      await checkStagedVm(scratch, join(scratch, v.subdir.replace(/\/$/, '')), v, false);
+      progress.vmDone(v.backupName, true, 'verified');
+    } catch (e) {
+      const err = isQvmBackupError(e) ? e : new QvmBackupError('ERR_IO', `${v.backupName}: ${(e as Error).message}`, { vm: v.backupName }, e);
+      progress.vmDone(v.backupName, false, err.message);
+      failures.push({ name: v.backupName, error: err.message, code: err.code });
+    }
+  }
+  return failures;
 }
 
 /** Why the dom0 home (where `home-restore-<date>/` goes) cannot take the restored home, if it cannot. */
@@ -335,9 +368,12 @@ export function failureError(failed: Failure[], restored: string[], total: numbe
   const lines = failed.map((f) => `  ${f.name}: ${f.error.startsWith(`${f.name}: `) ? f.error.slice(f.name.length + 2) : f.error}`).join('\n');
   const what = verifyOnly ? 'verification failed' : 'restore incomplete';
   if (failed.some((f) => f.code === 'ERR_NO_SPACE')) return new QvmBackupError('ERR_NO_SPACE', `${what}: the disk is full:\n${lines}`, { restored });
-  if (restored.length === 0 && !dom0HomeDir) {
+  // a verification installs nothing, so nothing is partial: its status is the first failure's
+  // (5 for a corrupt or refused VM, whatever else verified)
+  if (verifyOnly || (restored.length === 0 && !dom0HomeDir)) {
     const code = (archiveError?.code ?? failed.find((f) => f.code !== undefined)?.code ?? 'ERR_CORRUPT') as ErrorCode;
-    return new QvmBackupError(code, `${what}:\n${lines}`, {}, archiveError);
+    const some = restored.length > 0 || dom0HomeDir !== undefined;
+    return new QvmBackupError(code, `${what}${some ? ` for ${failed.length} of ${total}` : ''}:\n${lines}`, {}, archiveError);
   }
   return new QvmBackupError('ERR_PARTIAL', `${what} for ${failed.length} of ${total}:\n${lines}`, { restored });
 }

@@ -71,14 +71,8 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
     rollback();
   }
 
-  const stagedExists = await checkStaged(root, staged, vm);
-  if (stagedExists) {
-    await checkVmFiles(staged, vm.domain, name);
-    await prepareTree(staged, name);
-    opts.volumeSizes = await imageSizes(staged);
-  } else if (requiredImages(vm.domain).length > 0) {
-    fail('ERR_CORRUPT', `${name}: no files were extracted for this VM`, { ...ctx, file: staged });
-  }
+  const stagedExists = await checkStagedVm(root, staged, vm);
+  if (stagedExists) opts.volumeSizes = await imageSizes(staged);
 
   await realDirectory(root, parent, name);
   try {
@@ -170,6 +164,23 @@ async function realDirectory(root: string, parent: string, name: string): Promis
 }
 
 /** True if the staged directory exists; missing is accepted only for a VM without data. */
+/**
+ * The checks of a VM's staged files before it is installed (restore-security rules 4 and 5): the
+ * images it needs are there, regular and of plausible size, no hard link, device node or other
+ * special file; symbolic links are dropped. With `flush`, every file is fsynced too. A verification
+ * runs the same on its scratch copy (without `flush`). Returns whether anything was staged.
+ */
+export async function checkStagedVm(root: string, staged: string, vm: VmPlan, flush = true): Promise<boolean> {
+  const stagedExists = await checkStaged(root, staged, vm);
+  if (stagedExists) {
+    await checkVmFiles(staged, vm.domain, vm.newName);
+    await prepareTree(staged, vm.newName, flush);
+  } else if (requiredImages(vm.domain).length > 0) {
+    fail('ERR_CORRUPT', `${vm.newName}: no files were extracted for this VM`, { vm: vm.newName, file: staged });
+  }
+  return stagedExists;
+}
+
 async function checkStaged(root: string, staged: string, vm: VmPlan): Promise<boolean> {
   try {
     const st = await lstat(staged);

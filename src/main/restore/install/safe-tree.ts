@@ -14,16 +14,17 @@ export interface TreeReport {
   removedSymlinks: string[];
 }
 
-/** Sanitize and fsync the tree under `dir` (itself a real directory); throws ERR_UNSAFE_NAME on refusal. */
-export async function prepareTree(dir: string, vm: string): Promise<TreeReport> {
+/** Sanitize and (with `flush`) fsync the tree under `dir` (itself a real directory); throws
+ *  ERR_UNSAFE_NAME on refusal. */
+export async function prepareTree(dir: string, vm: string, flush = true): Promise<TreeReport> {
   const report: TreeReport = { files: 0, bytes: 0, removedSymlinks: [] };
-  await walk(dir, '', vm, report, 0);
+  await walk(dir, '', vm, report, 0, flush);
   return report;
 }
 
 const MAX_DEPTH = 64;
 
-async function walk(abs: string, rel: string, vm: string, report: TreeReport, depth: number): Promise<void> {
+async function walk(abs: string, rel: string, vm: string, report: TreeReport, depth: number, flush: boolean): Promise<void> {
   if (depth > MAX_DEPTH) fail('ERR_UNSAFE_NAME', `${vm}: directory tree too deep at ${printable(rel)}`, { vm, file: rel });
   for (const name of await readdir(abs)) {
     const childAbs = path.join(abs, name);
@@ -33,19 +34,19 @@ async function walk(abs: string, rel: string, vm: string, report: TreeReport, de
       await unlink(childAbs);
       report.removedSymlinks.push(childRel);
     } else if (st.isDirectory()) {
-      await walk(childAbs, childRel, vm, report, depth + 1);
+      await walk(childAbs, childRel, vm, report, depth + 1, flush);
     } else if (st.isFile()) {
       if (st.nlink > 1) {
         fail('ERR_UNSAFE_NAME', `${vm}: ${printable(childRel)} is a hard link; refusing to install it as VM data`, { vm, file: childRel });
       }
-      await fsyncPath(childAbs, 'r');
+      if (flush) await fsyncPath(childAbs, 'r');
       report.files++;
       report.bytes += st.size;
     } else {
       fail('ERR_UNSAFE_NAME', `${vm}: ${printable(childRel)} is not a regular file or directory; refusing to install it`, { vm, file: childRel });
     }
   }
-  await fsyncPath(abs, 'r');
+  if (flush) await fsyncPath(abs, 'r');
 }
 
 /** fsync a file or directory by path. */

@@ -84,7 +84,10 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
 
   // 4. Templates and netVMs, to a fixpoint: --skip-broken may skip a VM others depend on.
   const reasons = new Map<VmPlan, Map<Problem, string>>();
+  // (a verification checks what the archive alone decides, as into an empty host that lets missing
+  // VMs be: a non-template as template, a netVM without network, a cycle block it as a restore)
   if (!sel.verifyOnly) resolveDependencies(plans, host, hostByName, backupNames, sel, reasons);
+  else resolveDependencies(plans, null, new Map(), backupNames, { ...sel, ignoreMissing: true }, reasons);
 
   if (!sel.verifyOnly) planWarnings(plans, hostByName);
   const ordered = installOrder(plans);

@@ -29,6 +29,8 @@ export interface ExtractorOptions {
   dir: string;
   member: string;
   listOnly: boolean;
+  /** a verification: the in-process image writer makes each image with its size and none of its data */
+  placeholder?: boolean;
   signal?: AbortSignal;
   tarPath?: string;
   /** the run's stage profile (the in-process image writer times its writes) */

@@ -34,7 +34,9 @@ export function isImageBase(base: string): boolean {
   return basenameOfBase(base).endsWith('.img') && subdirOfBase(base) !== '';
 }
 
-/** Writes the member into `<dir>/<member>`; with `listOnly`, only parses it. Exported for tests. */
+/** Writes the member into `<dir>/<member>`; with `listOnly`, only parses it, or (`placeholder`, a
+ *  verification) makes the file with the member's size and none of its data: a hole, no blocks,
+ *  for the checks a restore makes of the files it installs. Exported for tests. */
 export class FileSink implements MemberSink {
   #fh: fsp.FileHandle | null = null;
   #info: MemberInfo | null = null;
@@ -55,13 +57,14 @@ export class FileSink implements MemberSink {
     readonly prefault = false,
     readonly direct = false,
     readonly dropBehind = false,
+    readonly placeholder = false,
   ) {}
 
   async begin(info: MemberInfo): Promise<void> {
     this.#info = info;
     // GNU tar sets a file's access time to when it started (its mtime is the archive's)
     this.#startedSec = Date.now() / 1000;
-    if (this.listOnly) return;
+    if (this.listOnly && !this.placeholder) return;
     // the parent directories inside our own fresh extraction directory
     const parts = info.name.split('/');
     let parent = this.dir;
@@ -71,7 +74,16 @@ export class FileSink implements MemberSink {
     }
     const file = path.join(parent, parts[parts.length - 1]!);
     // read+write: the prefaulter reads the ranges about to be written (only ever our own file)
-    this.#fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, info.mode || 0o644);
+    const fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, info.mode || 0o644);
+    if (this.listOnly) {
+      try {
+        await fh.truncate(info.size);
+      } finally {
+        await fh.close();
+      }
+      return;
+    }
+    this.#fh = fh;
     // the data runs' total: the last 64 MiB are flushed in smaller steps (a short final fsync)
     const dataBytes = info.spans.dataBytes;
     this.#flush = new BackgroundFlush(this.#fh, FLUSH_EVERY, dataBytes, () => this.#drop?.flushed());
@@ -153,7 +165,7 @@ export class FileSink implements MemberSink {
 /** v3/v4 image member: parsed and written in-process (gzip or zstd decompressed while streaming;
  *  with `units`, our gzip members or zstd frames are decompressed in parallel by the worker pool). */
 export function openImageExtractor(o: ExtractorOptions, filter: InnerFilter, units?: UnitPools, strict = false): InnerExtractor {
-  const sink = new FileSink(o.dir, o.listOnly, o.stats, o.prefault === true, o.direct === true, o.dropBehind === true);
+  const sink = new FileSink(o.dir, o.listOnly || o.placeholder === true, o.stats, o.prefault === true, o.direct === true, o.dropBehind === true, o.placeholder === true);
   const limit = o.sizeLimit;
   // the decoded bytes are counted as they come; what the data runs take on disk beyond their own
   // bytes (a block per run: a map of 1-byte runs 4 KiB apart takes ~500 times its archive bytes) is

@@ -117,7 +117,10 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   const filter = innerFilterOf(header);
   const { layout, slots, units, kdf, directWrites } = memory;
   const decoder = new ChunkDecoder({ header, passphrase: ctx.passphrase, pool: ctx.pool, layout, kdf, ...(ctx.signal ? { signal: ctx.signal } : {}) });
-  const listOnly = ctx.verifyOnly === true;
+  // A verification runs the restore's extraction into its scratch staging directory (GNU tar's
+  // inner archives and the small files for real, every image as a placeholder of its size, none of
+  // its data), so that the same checks refuse the same content; it only installs nothing.
+  const verify = ctx.verifyOnly === true;
   // images and small files written in-process (not GNU tar; QVMB_IMAGE_EXTRACTION=tar for comparisons)
   const inProcessFiles = ctx.imageExtraction !== 'tar';
   const stats = ctx.stats ?? RunStats.off();
@@ -161,8 +164,8 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   function openExtractor(file: FileRun): InnerExtractor {
     const vm = file.vm as VmRun;
     // every inner archive gets a fresh directory of its own (never one shared by two tar runs)
-    if (!listOnly) file.extractDir = createExtractionDir(vm.stagingDir);
-    const o = { dir: file.extractDir ?? vm.stagingDir, member: file.base, listOnly, stats, prefault: ctx.prefaultImages !== false, dropBehind: ctx.dropBehind !== false, direct: directWrites, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(vm.sizeLimit ? { sizeLimit: vm.sizeLimit } : {}) };
+    file.extractDir = createExtractionDir(vm.stagingDir);
+    const o = { dir: file.extractDir, member: file.base, listOnly: false, placeholder: verify, stats, prefault: !verify && ctx.prefaultImages !== false, dropBehind: !verify && ctx.dropBehind !== false, direct: directWrites, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(vm.sizeLimit ? { sizeLimit: vm.sizeLimit } : {}) };
     const byTar = (open: () => InnerExtractor): InnerExtractor => openWhenReady(tarOnce, open, ctx.signal);
     if (version === 2) return byTar(() => ((file as V3File).singleVolume ? openStreamExtractor(o, { kind: 'none' }) : openMultiVolumeExtractor(o)));
     // images, the bulk of the data, are written in-process (GNU tar writes sparse data 512 bytes at a time)

@@ -59,7 +59,8 @@ export function openSmallFileExtractor(o: ExtractorOptions, filter: InnerFilter,
    *  again. */
   const inProcess = async (listOnly: boolean, count?: TrialCount): Promise<void> => {
     const { sizeLimit: _all, ...rest } = o;
-    const x = (pass = openImageExtractor({ ...rest, listOnly, prefault: false, ...(count ? { sizeLimit: count } : {}) }, filter, undefined, true));
+    // (the check makes no file, not even a verification's placeholder)
+    const x = (pass = openImageExtractor({ ...rest, listOnly, ...(listOnly ? { placeholder: false } : {}), prefault: false, ...(count ? { sizeLimit: count } : {}) }, filter, undefined, true));
     try {
       for (const p of held) await x.write(p);
       await x.finish();
