@@ -56,7 +56,7 @@ test('--json of backup, restore, verify, list and failures matches docs/json.md'
     const plan = bm.find((m) => m['message_type'] === 'plan')!;
     assert.deepEqual((plan['vms'] as { name: string }[]).map((v) => v.name).sort(), ['fedora-40', 'sys-net', 'vault', 'work']);
     assert.ok((plan['not_selected'] as string[]).includes('personal'));
-    assert.deepEqual(plan['dom0_home'], { user: 'user', size_bytes: (plan['dom0_home'] as { size_bytes: number }).size_bytes });
+    assert.deepEqual(plan['dom0_home'], { user: 'user', path: home, size_bytes: (plan['dom0_home'] as { size_bytes: number }).size_bytes });
     assert.equal(bm.at(-1)!['message_type'], 'summary');
     assert.ok(bm.some((m) => m['message_type'] === 'file_done' && m['file'] === 'vm3/private.img'));
 

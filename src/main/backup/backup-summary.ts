@@ -1,5 +1,6 @@
 // The plan shown before a backup: Qubes' `| VM | type | size |` table (right-aligned columns, its
 // type words, the total, the VMs not selected), and the same plan as structured data for --json.
+import { join } from 'node:path';
 import type { BackupPlan, VmJob } from './backup-plan.js';
 
 /** Qubes' word for a VM's kind in this table: the dom0 home, a template, a VM with its own root
@@ -30,6 +31,9 @@ export function formatBackupSummary(plan: BackupPlan, notSelected: readonly stri
   const out = [rule, line(['VM', 'type', 'size']), rule, ...rows.map(line), rule];
   out.push(`${'Total size:'.padStart(w[0]! + 1)} |${total.padStart(w[1]! + 1 + 2 + w[2]! + 1)} |`, rule);
   out.push(`VMs not selected for backup:${notSelected.length > 0 ? `\n - ${[...notSelected].sort().join('\n - ')}` : ' none'}`);
+  // which home "User home" is (the default follows Qubes: the qubes group's first member)
+  const home = plan.dom0?.files[0];
+  if (home?.dir !== undefined) out.push(`dom0 home: ${join(home.dir, home.name)}`);
   return `${out.join('\n')}\n`;
 }
 
@@ -37,7 +41,7 @@ export function formatBackupSummary(plan: BackupPlan, notSelected: readonly stri
 export function backupPlanJson(plan: BackupPlan, notSelected: readonly string[]): Record<string, unknown> {
   return {
     vms: plan.vms.map((v) => ({ name: v.name, type: v.klass, type_text: qubesTypeWord(v, false), size_bytes: v.sizeBytes, files: v.files.map((f) => f.base) })),
-    dom0_home: plan.dom0 ? { user: plan.dom0.backupPath.replace(/^dom0-home\//, ''), size_bytes: plan.dom0.sizeBytes } : null,
+    dom0_home: plan.dom0 ? { user: plan.dom0.backupPath.replace(/^dom0-home\//, ''), ...(plan.dom0.files[0]?.dir !== undefined ? { path: join(plan.dom0.files[0].dir, plan.dom0.files[0].name) } : {}), size_bytes: plan.dom0.sizeBytes } : null,
     total_bytes: plan.totalBytes,
     not_selected: [...notSelected].sort(),
   };

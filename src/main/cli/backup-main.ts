@@ -45,7 +45,7 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .argument('[vm...]', 'VMs to back up (default: every VM with include_in_backups, plus dom0 = its home)')
   .option('-x, --exclude <vm>', 'exclude a VM (repeatable; "-x dom0" leaves out the dom0 home)', collect, [])
   .addOption(new Option('--qubes-root <dir>', 'directory holding qubes.xml and the VM files').default(h.qubesRoot, shownDefault(h, '$QUBES_ROOT, else /var/lib/qubes')))
-  .addOption(new Option('--dom0-home <dir>', 'the dom0 home directory (its basename is the user name)').default(h.dom0Home, shownDefault(h, '$HOME')))
+  .addOption(new Option('--dom0-home <dir>', 'the dom0 home directory (its basename is the user name)').default(h.dom0Home, shownDefault(h, "the home of the first member of group qubes (as Qubes), else $HOME")))
   .option('-p, --passphrase-file <file>', "read the passphrase from the first line of FILE ('-' = stdin); otherwise ask twice on the terminal")
   .addOption(new Option('--passphrase-command <cmd>', 'run this shell command and take the first line of its output as the passphrase (asked once)').conflicts('passphraseFile'))
   .addOption(new Option('--format <n>', 'backup format: 4 (Qubes R4, scrypt), 3 (R3, openssl+HMAC), 2 (R2, tar multi-volume)').choices(['2', '3', '4']).default('4'))

@@ -1,11 +1,12 @@
 // Pieces shared by both commands: progress mode, confirmation prompt, signal handling, and the
 // one place that turns an error into a message and an exit status.
 import { CommanderError, Option, type Command } from 'commander';
-import { availableParallelism, homedir } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { Progress, type Operation, type ProgressMode } from '../progress/progress.js';
 import { fail, QvmBackupError } from '../errors.js';
 import { exitCodeFor, exitCodeForSignal, errorCodeOf, EXIT } from './exit-codes.js';
 import { openTty, readTtyLine } from './tty-prompt.js';
+import { defaultDom0Home } from './dom0-user.js';
 import { RunStats, formatStats } from '../stats/run-stats.js';
 import { backupBound, restoreBound, verifyBound } from '../stats/bound.js';
 
@@ -261,7 +262,7 @@ export interface HostDefaults {
 }
 
 export function hostDefaults(): HostDefaults {
-  return { qubesRoot: process.env['QUBES_ROOT'] ?? '/var/lib/qubes', dom0Home: homedir(), threads: availableParallelism(), generic: false };
+  return { qubesRoot: process.env['QUBES_ROOT'] ?? '/var/lib/qubes', dom0Home: defaultDom0Home(), threads: availableParallelism(), generic: false };
 }
 
 export function genericDefaults(): HostDefaults {

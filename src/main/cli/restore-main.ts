@@ -46,7 +46,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('--location-is-service', 'with -d: BACKUP_LOCATION names the qrexec service of the VM that sends the archive (e.g. my.Restore+arg) instead of a location for qubes.Restore')
   .option('-x, --exclude <vm>', 'do not restore this VM (repeatable)', collect, [])
   .addOption(new Option('--qubes-root <dir>', 'qubes root of the host to restore into').default(h.qubesRoot, shownDefault(h, '$QUBES_ROOT, else /var/lib/qubes')))
-  .addOption(new Option('--dom0-home <dir>', 'dom0 home of the host (its basename is the user name)').default(h.dom0Home, shownDefault(h, '$HOME')))
+  .addOption(new Option('--dom0-home <dir>', 'dom0 home of the host (its basename is the user name)').default(h.dom0Home, shownDefault(h, "the home of the first member of group qubes (as Qubes), else $HOME")))
   .option('--skip-dom0-home', 'do not restore the dom0 home')
   .option('--ignore-username-mismatch', 'restore the dom0 home even if the user name differs')
   .option('--rename-conflicting', 'restore VMs whose name exists on the host as <name>-1 … <name>-99')

@@ -1,5 +1,5 @@
 // The backup summary as Qubes prints it (issue 10): `| VM | type | size |`, right-aligned columns
-// of at least Qubes' widths, its type words, the total, and the VMs not selected.
+// of at least Qubes' widths, its type words, the total, the VMs not selected, then the dom0 home's path.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backupPlanJson, formatBackupSummary, sizeToHuman } from '../../../src/main/backup/backup-summary.js';
@@ -10,7 +10,7 @@ const job = (name: string, klass: string, sizeBytes: number, subdir = 'vm1/'): V
 test('Qubes-style table: type words, right-aligned cells, total, VMs not selected', () => {
   const plan: BackupPlan = {
     vms: [job('fedora-40', 'TemplateVM', 6 * 1024 ** 2), job('sys-net', 'AppVM', 2 * 1024 ** 2), job('standalone', 'StandaloneVM', 1536 * 1024 ** 2), job('a-very-long-vm-name-x', 'AppVM', 512)],
-    dom0: { name: 'dom0', qid: 0, klass: 'AdminVM', subdir: 'dom0-home/', backupPath: 'dom0-home/user', files: [], sizeBytes: 112 * 1024 },
+    dom0: { name: 'dom0', qid: 0, klass: 'AdminVM', subdir: 'dom0-home/', backupPath: 'dom0-home/user', files: [{ dir: '/home', name: 'user', base: 'dom0-home/user', sizeBytes: 112 * 1024, dereference: false }], sizeBytes: 112 * 1024 },
     totalBytes: 6 * 1024 ** 2 + 2 * 1024 ** 2 + 1536 * 1024 ** 2 + 512 + 112 * 1024,
     warnings: [],
   };
@@ -26,7 +26,9 @@ test('Qubes-style table: type words, right-aligned cells, total, VMs not selecte
   assert.equal(lines[8], rule);
   assert.equal(lines[9], `${'Total size:'.padStart(22)} |${'1.5 GiB'.padStart(28)} |`);
   assert.equal(lines[10], rule);
-  assert.deepEqual(lines.slice(11), ['VMs not selected for backup:', ' - personal', ' - vault']);
+  // then which directory "User home" is
+  assert.deepEqual(lines.slice(11), ['VMs not selected for backup:', ' - personal', ' - vault', 'dom0 home: /home/user']);
+  assert.deepEqual(backupPlanJson(plan, [])['dom0_home'], { user: 'user', path: '/home/user', size_bytes: 112 * 1024 });
   // Qubes' minimum widths (16/12/12) with short names
   const small = formatBackupSummary({ vms: [job('work', 'AppVM', 1024)], totalBytes: 1024, warnings: [] }, []);
   assert.match(small, /^ {15}VM \| {9}type \| {9}size \|$/m);
