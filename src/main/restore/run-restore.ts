@@ -68,7 +68,6 @@ export interface RestoreOutcome {
 export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   const { progress } = o;
   const s = resolveRestoreSettings(o);
-  const now = o.now ?? new Date();
   const root = resolve(o.qubesRoot);
   const hostUser = basename(resolve(o.dom0Home));
   // the location must exist before anything is asked (a typo must not cost a passphrase prompt)
@@ -274,7 +273,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       if (subdir === plan.dom0?.subdir && r.ok && !o.verifyOnly) {
         try {
           o.signal.throwIfAborted();
-          dom0HomeDir = await stats.time('dom0 home', () => installDom0Home(join(staging!.dir, 'dom0-home'), o.dom0Home, now));
+          dom0HomeDir = await stats.time('dom0 home', () => installDom0Home(join(staging!.dir, 'dom0-home'), o.dom0Home, o.now ?? new Date()));
           progress.vmDone('dom0 home', true, `restored to ${dom0HomeDir}`);
         } catch (e) {
           if (o.signal.aborted) throw e;

@@ -268,7 +268,7 @@ describe('installDom0Home', () => {
     assert.equal(homeRestoreDirName(new Date(1999, 11, 31, 23, 59, 58)), 'home-restore-1999-12-31-235958');
   });
 
-  it('moves the home to <home>/home-restore-…/dom0-home/<user>/ and never reuses a directory', async () => {
+  it('moves the home to <home>/home-restore-…/dom0-home/<user>/ and never reuses a directory: a second restore in the same second gets -1, then -2', async () => {
     const home = path.join(tmp, 'home');
     fs.mkdirSync(path.join(home, 'Documents'), { recursive: true });
     fs.writeFileSync(path.join(home, 'Documents', 'live.txt'), 'live');
@@ -284,9 +284,22 @@ describe('installDom0Home', () => {
     assert.equal(fs.readFileSync(path.join(home, 'Documents', 'live.txt'), 'utf8'), 'live');
     assert.equal(fs.existsSync(staged), false);
 
+    for (const n of [1, 2]) {
+      fs.mkdirSync(path.join(staged, 'alice'), { recursive: true });
+      fs.writeFileSync(path.join(staged, 'alice', 'again.txt'), `restore ${n}`);
+      const next = await installDom0Home(staged, home, now);
+      assert.equal(next, path.join(home, `home-restore-2024-06-07-080910-${n}`));
+      assert.equal(fs.readFileSync(path.join(next, 'dom0-home/alice/again.txt'), 'utf8'), `restore ${n}`);
+    }
+    assert.equal(fs.readFileSync(path.join(out, 'dom0-home/alice/Documents/live.txt'), 'utf8'), 'backup', 'the first one is untouched');
+    // a symbolic link where the next name would be is never followed, nor replaced: skipped
+    fs.symlinkSync(path.join(tmp, 'elsewhere'), path.join(home, 'home-restore-2024-06-07-080910-3'));
     fs.mkdirSync(path.join(staged, 'alice'), { recursive: true });
+    assert.equal(await installDom0Home(staged, home, now), path.join(home, 'home-restore-2024-06-07-080910-4'));
+    assert.equal(fs.existsSync(path.join(tmp, 'elsewhere')), false);
+    // a staged home that is not there fails (ERR_IO) and creates nothing
     await rejectsCode(installDom0Home(staged, home, now), 'ERR_IO');
-    assert.ok(fs.existsSync(path.join(staged, 'alice')));
+    assert.equal(fs.existsSync(path.join(home, 'home-restore-2024-06-07-080910-5')), false);
   });
 
   it('copies across filesystems (EXDEV) with cp -a and removes the staged copy', async (t) => {

@@ -7,6 +7,8 @@ import { fail } from '../../errors.js';
 import { fsyncPath } from './safe-tree.js';
 
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
+/** `home-restore-<timestamp>-99` is the last name tried */
+const MAX_SUFFIX = 99;
 
 /** `home-restore-%Y-%m-%d-%H%M%S` for `now` in local time (as Python's strftime). */
 export function homeRestoreDirName(now: Date): string {
@@ -30,8 +32,16 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
   // the operator's home path (it may be a symlink to the real home); what is under it is the user's
   const homeSt = await stat(home).catch((e: unknown) => fail('ERR_IO', `dom0 home: cannot use ${home}: ${(e as Error).message}`, { vm: 'dom0', file: home }, e));
   if (!homeSt.isDirectory()) fail('ERR_IO', `dom0 home: ${home} is not a directory`, { vm: 'dom0', file: home });
-  const restoreDir = path.join(home, homeRestoreDirName(now));
-  if ((await lstat(restoreDir).catch(() => null)) !== null) fail('ERR_IO', `dom0 home: ${restoreDir} already exists; not reusing it`, { vm: 'dom0', file: restoreDir });
+  // a name no other restore took (two in the same second: `-1`, `-2`, … as for backup archives)
+  const base = path.join(home, homeRestoreDirName(now));
+  const free = async (from: number): Promise<{ dir: string; n: number }> => {
+    for (let n = from; n <= MAX_SUFFIX; n++) {
+      const dir = n === 0 ? base : `${base}-${n}`;
+      if ((await lstat(dir).catch(() => null)) === null) return { dir, n };
+    }
+    return fail('ERR_IO', `dom0 home: ${base} and ${base}-1 … -${MAX_SUFFIX} all exist; not reusing any of them`, { vm: 'dom0', file: base });
+  };
+  let { dir: restoreDir, n: suffix } = await free(0);
 
   // The whole home-restore-… tree is built and handed to the user inside the private (0700,
   // root-owned) staging directory, then moved into the home with ONE rename: the home belongs to
@@ -44,15 +54,21 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
   const owner = homeOwner(homeSt);
   if (owner) await lchownTree(wrap, owner.uid, owner.gid); // lchown never follows a link
   await fsyncPath(wrap);
-  try {
-    await rename(wrap, restoreDir); // a symlink or a non-empty directory there: fails, never followed
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') {
+  for (;;) {
+    const moved = await rename(wrap, restoreDir).then(() => null, (e: unknown) => e as NodeJS.ErrnoException); // a symlink or a non-empty directory there: fails, never followed
+    if (moved === null) break;
+    // taken since it was found free (another restore into this home): the next name
+    if ((moved.code === 'ENOTEMPTY' || moved.code === 'EEXIST' || moved.code === 'ENOTDIR') && suffix < MAX_SUFFIX) {
+      ({ dir: restoreDir, n: suffix } = await free(suffix + 1));
+      continue;
+    }
+    if (moved.code !== 'EXDEV') {
       await rename(path.join(wrap, 'dom0-home'), staged).catch(() => undefined);
       await rmdir(wrap).catch(() => undefined);
-      fail('ERR_IO', `dom0 home: cannot move the restored home to ${restoreDir}: ${(e as Error).message}`, { vm: 'dom0', file: restoreDir }, e);
+      fail('ERR_IO', `dom0 home: cannot move the restored home to ${restoreDir}: ${moved.message}`, { vm: 'dom0', file: restoreDir }, moved);
     }
     await copyAcrossFilesystems(wrap, restoreDir);
+    break;
   }
   await fsyncPath(home);
   return restoreDir;
