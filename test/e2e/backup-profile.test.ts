@@ -51,6 +51,13 @@ test('--save-profile writes the settings (mode 0600); --profile alone repeats th
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(verified(file, pw, t.dir), ['work']);
 
+    // 3b. -x adds to the profile's exclusions (the profile's dom0 stays out beside the -x'd work)
+    const two = join(t.dir, 'two.bin');
+    r = node(BACKUP_BIN, [...common, '--profile', 'daily', '-x', 'work', '--save-profile', 'weekly', two, 'work', 'vault', 'dom0']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(verified(two, pw, t.dir), ['vault']);
+    assert.deepEqual(parseProfile(readFileSync(join(pdir, 'weekly.conf'), 'utf8'), 'weekly').exclude, ['dom0', 'work']);
+
     // 4. refused profiles name the problem (exit 2); a missing profile says where it looked
     writeFileSync(join(pdir, 'typo.conf'), `${readFileSync(conf, 'utf8')}destination: x\n`);
     r = node(BACKUP_BIN, [...common, '--profile', 'typo']);

@@ -188,7 +188,9 @@ async function settings(program: Command): Promise<Settings> {
   const s: Settings = {
     location,
     vms: args.length > 0 ? args : (profile?.include ?? []),
-    exclude: cli('exclude') || !profile ? (o['exclude'] as string[]) : profile.exclude,
+    // -x adds to the profile's exclusions: a VM the profile leaves out is never backed up because
+    // of another -x (Qubes refuses -x with --profile; replacing the list dropped them silently)
+    exclude: [...new Set([...(profile?.exclude ?? []), ...(o['exclude'] as string[])])],
     // --dest-command on the command line replaces the profile's destination VM as well
     destVm: cli('destVm') || !profile ? (o['destVm'] as string | undefined) : o['destCommand'] !== undefined ? undefined : profile.destinationVm,
     compress: cli('compress') ? o['compress'] !== false : filterGiven || fromProfile === undefined || fromProfile !== false,
