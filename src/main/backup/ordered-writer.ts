@@ -26,22 +26,34 @@ export interface WriteJobResult {
   written?(): void;
 }
 
+/** How far the input is done: `mark()` is asked when a job is queued (how much input its data
+ *  stands for), `done(mark)` told once that job was written. */
+export interface InputMarks {
+  mark(): number;
+  done(mark: number): void;
+}
+
 /** Ordered writer loop: `enqueue` jobs (promises) in archive order, `run()` writes them. */
 export class OrderedWriter {
   #queue = new AsyncQueue<Promise<WriteJobResult>>();
   #outer: OuterTarWriter;
   #onWritten: (bytes: number) => void;
   #stats: RunStats;
+  #marks: InputMarks | undefined;
+  /** the input marks of the queued jobs, in their order */
+  #pendingMarks: number[] = [];
 
-  constructor(outer: OuterTarWriter, onWritten: (bytesWritten: number) => void, stats: RunStats = RunStats.off()) {
+  constructor(outer: OuterTarWriter, onWritten: (bytesWritten: number) => void, stats: RunStats = RunStats.off(), marks?: InputMarks) {
     this.#outer = outer;
     this.#onWritten = onWritten;
     this.#stats = stats;
+    this.#marks = marks;
   }
 
   /** Queue a job; its members are written after every job queued before it. */
   enqueue(job: Promise<WriteJobResult>): void {
     job.catch(() => {}); // observed by run(); avoid an unhandled rejection meanwhile
+    if (this.#marks !== undefined) this.#pendingMarks.push(this.#marks.mark());
     this.#queue.push(job);
   }
 
@@ -81,6 +93,8 @@ export class OrderedWriter {
         r.release();
       }
       r.written?.();
+      const mark = this.#pendingMarks.shift();
+      if (mark !== undefined) this.#marks?.done(mark);
       this.#onWritten(this.#outer.bytesWritten);
     }
   }

@@ -166,8 +166,12 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const toFile = 'path' in sink;
   const outer = new OuterTarWriter(touchedSink(sink, moved, toFile ? 4 * 1024 * 1024 : 256 * 1024));
   let bytesIn = 0;
+  // the input whose chunks reached the destination: what the percent and the ETA count (the
+  // reads run ahead of a slow destination by up to --max-memory of chunks)
+  let bytesDone = 0;
   let currentVm = '';
-  const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm), stats);
+  const marks = { mark: () => bytesIn, done: (n: number) => (bytesDone = Math.max(bytesDone, n)) };
+  const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm, bytesDone), stats, marks);
   const settings: StreamSettings = { ...s.stream, passphrase };
   // The first real failure (a write, tar, a worker, the pool) stops every other part at once —
   // producers would otherwise wait forever for slots only the writer releases — and is the one
@@ -384,7 +388,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     for (const job of jobs) {
       runSignal.throwIfAborted();
       currentVm = job.name;
-      progress.update(bytesIn, outer.bytesWritten, currentVm);
+      progress.update(bytesIn, outer.bytesWritten, currentVm, bytesDone);
       for (const f of job.files) {
         const next = order[++k];
         const mine = usesTar(f) ? (ahead ?? startInner(f, job)) : undefined;

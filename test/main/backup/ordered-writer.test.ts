@@ -73,3 +73,28 @@ test('one slot, slow command reader: every member arrives with its own bytes, in
     rmTmp(dir);
   }
 });
+
+test('input marks: each job\'s mark (taken when it is queued) is done only once its members were written, in order', async () => {
+  const written: number[] = [];
+  const sink = { write: async (b: Uint8Array) => void written.push(b.length), bytesWritten: 0 };
+  const outer = new OuterTarWriter(sink as unknown as ConstructorParameters<typeof OuterTarWriter>[0], { mtimeSec: 0 });
+  let input = 0;
+  const done: Array<[number, number]> = []; // [mark, bytes written by then]
+  const writer = new OrderedWriter(outer, () => undefined, undefined, { mark: () => input, done: (n) => done.push([n, outer.bytesWritten]) });
+  // the second job's data comes first: its mark must wait for the first one's write
+  let resolveFirst!: () => void;
+  const first = new Promise<void>((r) => (resolveFirst = r)).then(() => ({ members: [{ name: 'a.000', parts: [new Uint8Array(1000)] }], release() {} }));
+  input = 100;
+  writer.enqueue(first);
+  input = 250;
+  writer.enqueue(Promise.resolve({ members: [{ name: 'a.001', parts: [new Uint8Array(10)] }], release() {} }));
+  const writing = writer.run();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(done.length, 0, 'nothing is done before the first job was written');
+  resolveFirst();
+  writer.close();
+  await writing;
+  assert.deepEqual(done.map(([m]) => m), [100, 250]);
+  assert.ok(done[0]![1] >= 512 + 1024, 'the first mark came after its member was written');
+  assert.ok(done[1]![1] > done[0]![1]);
+});
