@@ -95,3 +95,32 @@ test('restore: a disk that fills up during the run gives exit 6 (image written i
     tmp.cleanup();
   }
 });
+
+test('--verify-only: a scratch directory too small for what GNU tar extracts (an R3 template, archived as a whole directory) fails up front naming TMPDIR; images written in-process need no room', { timeout: 120_000 }, async (t) => {
+  const { FIXTURE_DIR } = await import('../main/tar/tar-test-helpers.js');
+  const { existsSync, writeFileSync } = await import('node:fs');
+  const archive = join(FIXTURE_DIR, 'v3-aes-gzip.bin');
+  if (!existsSync(archive)) return t.skip(`no Qubes-made fixtures in ${FIXTURE_DIR}`);
+  const tmp = tempDir();
+  const small = join(tmp.dir, 'small');
+  if (!mountTmpfs(small, '64k')) {
+    t.skip('cannot mount a tmpfs here (not root?)');
+    tmp.cleanup();
+    return;
+  }
+  try {
+    const pw = join(tmp.dir, 'pw');
+    writeFileSync(pw, 'qubes\n');
+    const env = { ...process.env, TMPDIR: small };
+    const r = node(RESTORE_BIN, ['--verify-only', '-q', '-y', '-p', pw, archive, 'tplclone'], { env });
+    assert.equal(r.status, 6, r.stderr);
+    assert.match(r.stderr, /^qvm-backup-restore: error: not enough free space in TMPDIR \S+ for the verification's scratch copy of what GNU tar extracts: \d+ bytes free, \d+ bytes needed \(set TMPDIR to a directory with more room\)$/m);
+    // an AppVM's images are placeholders: its verification fits in 64 KiB
+    const ok = node(RESTORE_BIN, ['--verify-only', '-q', '-y', '-p', pw, archive, 'work'], { env });
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.deepEqual(readdirSync(small), [], 'the scratch directory is removed');
+  } finally {
+    run('umount', [small]);
+    tmp.cleanup();
+  }
+});

@@ -27,7 +27,7 @@ export const RESTORE_SECTIONS: readonly HelpSection[] = [
   {
     title: 'Examples',
     items: [
-      ['qvm-backup-restore --verify-only -p ~/backup.pass /mnt/backups/qubes-backup-2024-05-01T120000', 'check the whole archive as a restore would (authenticated, decrypted, unpacked into a scratch copy in $TMPDIR, checked), install nothing'],
+      ['qvm-backup-restore --verify-only -p ~/backup.pass /mnt/backups/qubes-backup-2024-05-01T120000', 'check the whole archive as a restore would (authenticated, decrypted, unpacked into a scratch copy in $TMPDIR or /var/tmp, checked), install nothing'],
       ['qvm-backup-restore -p ~/backup.pass --rename-conflicting /mnt/backups/qubes-backup-2024-05-01T120000 work', 'restore one VM; as work-1 if a work exists'],
       ['qvm-backup-restore -p ~/backup.pass --source-command "ssh nas cat backups/today" work vault', 'read the archive from another machine'],
     ],
@@ -58,7 +58,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .addOption(new Option('--passphrase-command <cmd>', 'run this shell command and take the first line of its output as the passphrase').conflicts('passphraseFile'))
   .option('-Z, --compression-filter <prog>', 'decompress with this program instead of the one the header names (allow-list only; also spelled --compress-filter, as qvm-backup has it)')
   .addOption(aliasOption('--compress-filter <prog>'))
-  .option('--verify-only', 'a restore that installs nothing: everything selected authenticated, decrypted, decompressed and extracted into a scratch directory in $TMPDIR (images as placeholders without data) with every check a restore makes, then removed; nothing on the host is written')
+  .option('--verify-only', 'a restore that installs nothing: everything selected authenticated, decrypted, decompressed and extracted into a scratch directory in $TMPDIR (default /var/tmp; images as placeholders without data) with every check a restore makes, then removed; nothing else on the host is written')
   .option('--list', 'show what the archive holds (format, compression, encryption, KDF cost, backup id and date, the VMs and the dom0 home) from its header and qubes.xml, both authenticated; reads nothing else and writes nothing')
   .option('-y, --yes', 'do not ask for confirmation')
   .option('-q, --quiet', 'print only warnings and errors')
@@ -173,7 +173,7 @@ export async function main(): Promise<number> {
       ...(o['directIo'] === true ? { directImageWrites: true } : {}),
     });
     const names = r.restored.map((x) => (x.name === x.from ? x.name : `${x.from} as ${x.name}`));
-    const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0User !== undefined ? ' and the dom0 home' : ''} complete and authentic` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;
+    const text = verifyOnly ? `Verification succeeded: ${names.length} VM(s)${r.dom0User !== undefined ? ' and the dom0 home' : ''} complete${r.unauthenticated === true ? ' (a format 1 directory: its VMs\' directories are there; nothing in it is authenticated, and its content is checked only by a restore)' : ' and authentic'}` : `Restore finished: ${names.join(', ') || 'no VMs'}${r.dom0HomeDir ? `; dom0 home in ${r.dom0HomeDir}` : ''}`;
     const home = r.dom0User === undefined ? null : { user: r.dom0User, ...(r.dom0HomeDir !== undefined ? { path: r.dom0HomeDir } : {}) };
     // verification results are not "restored": nothing was written
     const result = verifyOnly ? { verified: r.restored.map((x) => ({ name: x.from })) } : { restored: r.restored };

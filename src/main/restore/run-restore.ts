@@ -14,9 +14,11 @@ import { OuterTarReader } from '../tar/outer-tar-reader.js';
 import { freeBytes } from '../io/sink.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { planRestore, formatRestoreTable, unknownExcludeWarning, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
-import { createStaging, removeStaleStaging, type Staging } from './install/staging.js';
+import { createScratch, createStaging, removeStaleStaging, type Staging } from './install/staging.js';
 import { installDom0Home } from './install/dom0-home.js';
 import { checkStagedVm } from './install/install-vm.js';
+import { requiredImages } from './install/vm-files.js';
+import { existsSync } from 'node:fs';
 import { forgetAtExit, removeAtExit } from '../io/exit-cleanup.js';
 import { loadHostQubesXml } from './install/host-qubes-xml.js';
 import { Installer } from './install/installer.js';
@@ -61,6 +63,8 @@ export interface RestoreOutcome {
   /** the user whose dom0 home was restored (or verified) */
   dom0User?: string;
   verifyOnly: boolean;
+  /** format 1 (a plain directory): nothing in it is authenticated */
+  unauthenticated?: boolean;
   bytesRead: number;
 }
 
@@ -182,13 +186,15 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       staging = await createStaging(root);
     } else if (v1Dir === undefined) {
       // a verification extracts as a restore does, into a scratch directory removed at the end: what
-      // GNU tar extracts for real (format 2: everything; else directories, small files, the dom0
-      // home), every image a placeholder of its size without its data
-      const scratch = tmpdir();
-      const need = head?.version === 2 ? plan.totalBytes : withHome ? plan.dom0!.sizeBytes : 0;
+      // GNU tar extracts for real (format 2: everything; format 3: also the templates and
+      // standalone VMs, archived as whole directories; directories, small files, the dom0 home),
+      // every image written in-process a placeholder of its size without its data
+      const { dir: scratch, what } = scratchParent();
+      const viaTar = (v: VmPlan): boolean => head?.version === 2 || (head?.version === 3 && requiredImages(v.domain).includes('root.img'));
+      const need = chosen.filter(viaTar).reduce((n, v) => n + v.sizeBytes, 0) + (withHome ? plan.dom0!.sizeBytes : 0);
       const free = await freeBytes(scratch).catch(() => Number.POSITIVE_INFINITY);
-      if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${scratch} for the verification's scratch copy of what GNU tar extracts: ${free} bytes free, ${need} bytes needed (set TMPDIR to a directory with more room)`);
-      staging = await createStaging(scratch);
+      if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${what} ${scratch} for the verification's scratch copy of what GNU tar extracts: ${free} bytes free, ${need} bytes needed (set TMPDIR to a directory with more room)`);
+      staging = await createScratch(scratch, what);
       // (no later run looks there for what a forced exit left)
       removeAtExit(staging.dir, { recursive: true });
     }
@@ -289,7 +295,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     const restored = installer ? chosen.filter((v) => installer.installed.has(v.backupName)).map((v) => ({ name: v.newName, from: v.backupName })) : chosen.filter((v) => !failed.some((f) => f.name === v.backupName)).map((v) => ({ name: v.newName, from: v.backupName }));
     if (failed.length > 0) throw failureError(failed, restored.map((r) => r.name), chosen.length + (withHome ? 1 : 0), o.verifyOnly, dom0HomeDir, result.archiveError);
     const homeDone = withHome && (o.verifyOnly || dom0HomeDir !== undefined);
-    return { restored, failed, ...(dom0HomeDir ? { dom0HomeDir } : {}), ...(homeDone ? { dom0User: plan.dom0!.user } : {}), verifyOnly: o.verifyOnly, bytesRead: result.bytesRead };
+    return { restored, failed, ...(dom0HomeDir ? { dom0HomeDir } : {}), ...(homeDone ? { dom0User: plan.dom0!.user } : {}), verifyOnly: o.verifyOnly, ...(v1Dir !== undefined ? { unauthenticated: true } : {}), bytesRead: result.bytesRead };
   } catch (e) {
     if (!o.signal.aborted) throw e;
     // whatever the stop made fail on the way, the user hears what the run did and did not do
@@ -307,6 +313,15 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     await lock?.release();
     await pool.destroy().catch(() => {});
   }
+}
+
+/** Where a verification's scratch directory goes: $TMPDIR, else /var/tmp (a disk, where Qubes'
+ *  own verification extracts too; /tmp is often a RAM file system), else the system's tmpdir. */
+function scratchParent(): { dir: string; what: string } {
+  const env = process.env['TMPDIR'];
+  if (env !== undefined && env !== '') return { dir: env, what: 'TMPDIR' };
+  if (existsSync('/var/tmp')) return { dir: '/var/tmp', what: 'the directory' };
+  return { dir: tmpdir(), what: 'the directory' };
 }
 
 /** A verification's VMs, read whole: their scratch copies get the checks a restore makes before it

@@ -11,7 +11,7 @@ import { emptyR4Host, findDomain, parseQubesXml, type QubesXml } from '../../../
 import { homeRestoreDirName, installDom0Home } from '../../../src/main/restore/install/dom0-home.js';
 import { loadHostQubesXml, saveHostQubesXml } from '../../../src/main/restore/install/host-qubes-xml.js';
 import { installVm } from '../../../src/main/restore/install/install-vm.js';
-import { createStaging } from '../../../src/main/restore/install/staging.js';
+import { createScratch, createStaging } from '../../../src/main/restore/install/staging.js';
 import { planRestore, type RestorePlan, type RestoreSelection, type VmPlan } from '../../../src/main/restore/plan/restore-plan.js';
 import { r3BackupXml, r4Xml, type VmSpec } from './sample-xml.js';
 
@@ -71,6 +71,33 @@ describe('createStaging', () => {
     assert.notEqual(other.dir, s.dir);
     await other.remove();
     assert.deepEqual(fs.readdirSync(root), []);
+  });
+});
+
+describe('createScratch (a verification\'s)', () => {
+  it('is .qvm-verify-<pid>-XXXXXX (0700) in an existing directory, never creating it; removes what killed verifications of this user left', async () => {
+    const parent = path.join(tmp, 'scratch-parent');
+    await rejectsCode(createScratch(parent, 'TMPDIR'), 'ERR_IO');
+    assert.equal(fs.existsSync(parent), false, 'a missing TMPDIR is not created');
+    fs.mkdirSync(parent);
+    // a dead process's scratch (a pid above the kernel's maximum is never alive), a live one's, and
+    // a symbolic link named like one: only the first goes
+    const dead = path.join(parent, '.qvm-verify-4194999-abcdef');
+    fs.mkdirSync(path.join(dead, 'vm3'), { recursive: true });
+    fs.writeFileSync(path.join(dead, 'vm3', 'private.img'), 'decrypted');
+    const live = path.join(parent, `.qvm-verify-${process.ppid}-ghijkl`);
+    fs.mkdirSync(live);
+    fs.mkdirSync(path.join(tmp, 'kept'));
+    fs.symlinkSync(path.join(tmp, 'kept'), path.join(parent, '.qvm-verify-4194998-link'));
+    const s = await createScratch(parent, 'TMPDIR');
+    assert.equal(path.dirname(s.dir), parent);
+    assert.match(path.basename(s.dir), new RegExp(`^\\.qvm-verify-${process.pid}-`));
+    assert.equal(fs.statSync(s.dir).mode & 0o777, 0o700);
+    assert.equal(fs.existsSync(dead), false, 'a dead verification\'s scratch is removed');
+    assert.ok(fs.existsSync(live), 'a live one\'s is kept');
+    assert.ok(fs.existsSync(path.join(tmp, 'kept')), 'a link is never followed');
+    await s.remove();
+    assert.deepEqual(fs.readdirSync(parent).sort(), ['.qvm-verify-4194998-link', path.basename(live)].sort());
   });
 });
 

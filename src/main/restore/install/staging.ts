@@ -1,7 +1,7 @@
 // The restore staging directory: `<qubesRoot>/.restore-XXXXXX/` (mode 0700), on the same filesystem
 // as the VM directories so that installing a VM is a rename(). A run removes the directory it created,
 // and (under the host lock) those that killed runs left behind.
-import { lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { runShort } from '../../io/spawn.js';
 import { fail } from '../../errors.js';
@@ -27,6 +27,11 @@ export async function createStaging(qubesRoot: string): Promise<Staging> {
   } catch (e) {
     fail('ERR_IO', `cannot create the restore staging directory under ${root}: ${(e as Error).message}`, { file: root }, e);
   }
+  return stagingAt(dir);
+}
+
+/** The staging (or scratch) directory `dir`, which this run created. */
+function stagingAt(dir: string): Staging {
   let removed: Promise<void> | undefined;
   return {
     dir,
@@ -41,12 +46,58 @@ export async function createStaging(qubesRoot: string): Promise<Staging> {
 }
 
 /** fs.rm, then rm(1): fs.rm works on whole paths, and a tree deeper than PATH_MAX (a hostile
- *  archive's, which tar still extracts relative to its directory) needs rm's openat walk. */
+ *  archive's, which tar still extracts relative to its directory) needs rm's openat walk; run
+ *  without root, a directory the archive made read-only (mode 0555) is made writable first. */
 async function removeTree(dir: string): Promise<void> {
+  // bounded: a removal that takes longer is reported, and the next run removes what is left
+  const rmRf = (): Promise<void> => runShort('rm', ['-rf', '--one-file-system', '--', dir], { timeout: 600_000, context: { file: dir } }).then(() => undefined);
   await rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() =>
-    // bounded: a removal that takes longer is reported, and the next run removes what is left
-    runShort('rm', ['-rf', '--one-file-system', '--', dir], { timeout: 600_000, context: { file: dir } }).then(() => undefined),
+    rmRf().catch(async () => {
+      // chmod -R changes no symbolic link and follows none below `dir`
+      await runShort('chmod', ['-R', 'u+rwx', '--', dir], { timeout: 600_000, context: { file: dir } }).catch(() => undefined);
+      await rmRf();
+    }),
   );
+}
+
+/** Prefix of a verification's scratch directories: `.qvm-verify-<pid>-XXXXXX`. */
+const SCRATCH_PREFIX = '.qvm-verify-';
+
+/**
+ * A verification's private scratch directory, `<parent>/.qvm-verify-<pid>-XXXXXX` (mode 0700),
+ * in an existing `parent` (never created: "nothing on the host is written"). Scratch directories
+ * of this user's earlier verifications whose process is gone (kill -9, power loss) are removed
+ * first: no restore's lock covers them, and they hold decrypted data.
+ */
+export async function createScratch(parent: string, what: string): Promise<Staging> {
+  const root = path.resolve(parent);
+  const st = await stat(root).catch(() => null);
+  if (st === null || !st.isDirectory()) fail('ERR_IO', `${what} ${root} is not an existing directory`, { file: root });
+  const uid = process.getuid?.();
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    const pid = Number(/^\.qvm-verify-(\d+)-/.exec(name)?.[1]);
+    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue;
+    const old = await lstat(path.join(root, name)).catch(() => null);
+    if (!old?.isDirectory() || old.uid !== uid) continue; // never through a symlink, never another user's
+    await removeTree(path.join(root, name)).catch(() => undefined);
+  }
+  let dir: string;
+  try {
+    dir = await mkdtemp(path.join(root, `${SCRATCH_PREFIX}${process.pid}-`));
+  } catch (e) {
+    fail('ERR_IO', `cannot create a scratch directory in ${what} ${root}: ${(e as Error).message}`, { file: root }, e);
+  }
+  return stagingAt(dir);
+}
+
+/** Whether process `pid` exists (EPERM: it does, as another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /**
