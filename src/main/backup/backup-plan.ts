@@ -156,6 +156,9 @@ async function filesV23(d: DomainInfo, root: string, subdir: string, format: Wri
 
 /** Choose the VMs (positional names, else the default set) and list their files. */
 export async function planBackup(doc: QubesXml, opts: BackupPlanOptions): Promise<BackupPlan> {
+  // format 4 takes a VM's images from its R4 <volume-config>, which an R2/R3 collection has none
+  // of: such an archive would hold no VM data at all (and Qubes R4 restores only the R4 schema)
+  if (opts.format === 4 && doc.schema !== 'r4') fail('ERR_USAGE', 'this qubes.xml is an R2/R3 collection (<QubesVmCollection>): format 4 needs an R4 qubes.xml (its VMs\' volumes); back it up with --format 3 (or 2), which Qubes R3 (and this tool) restores');
   const warnings: string[] = [];
   const byName = new Map(doc.domains.map((d) => [d.name, d]));
   const unknown = opts.vms.filter((n) => !byName.has(n));
@@ -191,7 +194,6 @@ export async function planBackup(doc: QubesXml, opts: BackupPlanOptions): Promis
   // Qubes R3.2 sorts VMs by name; keep the same stable order for every format
   vms.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const totalBytes = vms.reduce((a, v) => a + v.sizeBytes, 0) + (dom0?.sizeBytes ?? 0);
-  if (opts.format === 4 && doc.schema !== 'r4') warnings.push('format 4 with an R2/R3 qubes.xml: Qubes R4 restore expects the R4 schema');
   if (opts.format !== 4 && doc.schema === 'r4') warnings.push(`format ${opts.format} with an R4 qubes.xml: Qubes R2/R3 restore expects the R2/R3 schema (this tool restores it)`);
   await lstat(opts.qubesRoot);
   return { vms, ...(dom0 ? { dom0 } : {}), totalBytes, warnings };

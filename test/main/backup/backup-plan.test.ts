@@ -92,3 +92,18 @@ test('the plan refuses what no restore installs: a FIFO as notes.txt (format 4: 
   const p = await planBackup(doc, opts({ vms: ['work'] }));
   assert.ok(p.vms[0]!.files.every((f) => f.regular === true), 'format 4 files are all regular');
 });
+
+test('format 4 of an R2/R3 collection is refused (ERR_USAGE, naming --format 3): its VMs have no volumes, so the archive would hold no VM data', async () => {
+  const r3 = tempDir();
+  try {
+    const s = sampleIn(r3.dir, { schema: 'r3', bigImageBytes: 2 * MiB, bigDataBytes: 64 * 1024, smallImageBytes: MiB, smallDataBytes: 4096 });
+    const r3doc = parseQubesXml(readFileSync(`${s.root}/qubes.xml`));
+    assert.equal(r3doc.schema, 'r2r3');
+    const o = { qubesRoot: s.root, dom0Home: s.home, vms: ['work'] };
+    await assert.rejects(planBackup(r3doc, opts({ ...o })), (e: { code?: string; message: string }) => e.code === 'ERR_USAGE' && /R2\/R3 collection .*format 4 needs an R4 qubes\.xml .*--format 3/.test(e.message));
+    const p = await planBackup(r3doc, opts({ ...o, format: 3 }));
+    assert.ok(p.vms[0]!.files.some((f) => f.base.endsWith('private.img')), 'format 3 takes its private.img');
+  } finally {
+    r3.cleanup();
+  }
+});
