@@ -491,7 +491,7 @@ test('a directory of many empty directories counts the blocks tar makes of them,
       assert.equal(existsSync(path.join(w.root, 'appvms/evil')), false);
       noStaging(w);
     }
-    assert.deepEqual(changes(before, snapshot(w.dir), allowedFor(['good', 'good-1'])), []);
+    assert.deepEqual(changes(before, snapshot(w.dir), allowedFor(['good', 'good1'])), []);
     const ok = restore(w, [member(), image(w, 'vm9', 'evil data'), image(w, 'vm10', 'good data')], ['-x', 'dom0', '--ignore-size-limit', '--rename-conflicting']);
     assert.equal(ok.status, 0, ok.stderr);
     assert.equal(readdirSync(path.join(w.root, 'appvms/evil/apps')).length, 18_000);
@@ -516,7 +516,7 @@ test('a decompression bomb stops at the VM size limit on every path: image, dire
       assert.equal(r.status, 3, `${c.what}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`more data for ${c.who.source} than its qubes\\.xml states`), c.what);
       assert.equal(existsSync(path.join(w.root, 'appvms/evil')), false, c.what);
-      assert.deepEqual(changes(before, snapshot(w.dir), (rel) => allowedFor(['good', 'good-1', 'good-2', 'good-3', 'good-4'])(rel) && !rel.startsWith('home/')), [], c.what);
+      assert.deepEqual(changes(before, snapshot(w.dir), (rel) => allowedFor(['good', 'good1', 'good2', 'good3', 'good4'])(rel) && !rel.startsWith('home/')), [], c.what);
       noStaging(w);
     }
   } finally {

@@ -49,7 +49,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .addOption(new Option('--dom0-home <dir>', 'dom0 home of the host (its basename is the user name)').default(h.dom0Home, shownDefault(h, "the home of the first member of group qubes (as Qubes), else $HOME")))
   .option('--skip-dom0-home', 'do not restore the dom0 home')
   .option('--ignore-username-mismatch', 'restore the dom0 home even if the user name differs')
-  .option('--rename-conflicting', 'restore VMs whose name exists on the host as <name>-1 … <name>-99')
+  .option('--rename-conflicting', 'restore VMs whose name exists on the host as Qubes names them: <name>1 … <name>99')
   .option('--skip-conflicting', 'skip VMs whose name exists on the host')
   .option('--skip-broken', 'skip VMs whose template or netVM is neither on the host nor restored')
   .option('--ignore-missing', 'use the host defaults for missing templates/netVMs (keep the reference where the host has none)')

@@ -74,12 +74,12 @@ describe('planRestore', () => {
 
     const renamed = planRestore(backup(), h, 'alice', sel({ renameConflicting: true }));
     assert.deepEqual(renamed.blocking, []);
-    assert.equal(byName(renamed.vms, 'work').newName, 'work-1');
-    assert.equal(byName(renamed.vms, 'tpl').newName, 'tpl-1');
-    assert.equal(byName(renamed.vms, 'work').template, 'tpl-1');
-    assert.equal(byName(renamed.vms, 'net').template, 'tpl-1');
+    assert.equal(byName(renamed.vms, 'work').newName, 'work1');
+    assert.equal(byName(renamed.vms, 'tpl').newName, 'tpl1');
+    assert.equal(byName(renamed.vms, 'work').template, 'tpl1');
+    assert.equal(byName(renamed.vms, 'net').template, 'tpl1');
     assert.equal(byName(renamed.vms, 'work').netvm, 'net');
-    assert.match(formatRestoreTable(renamed), /work → work-1 .*restore, renamed to work-1/);
+    assert.match(formatRestoreTable(renamed), /work → work1 .*restore, renamed to work1/);
 
     const skipped = planRestore(backup(), h, 'alice', sel({ skipConflicting: true }));
     assert.deepEqual(skipped.blocking, []);
@@ -94,19 +94,23 @@ describe('planRestore', () => {
     const vms: VmSpec[] = [
       { name: 'web', klass: 'StandaloneVM', qid: 3, backup: true },
       { name: 'web-1', klass: 'StandaloneVM', qid: 4, backup: true },
+      { name: 'web1', klass: 'StandaloneVM', qid: 7, backup: true },
       { name: long, klass: 'StandaloneVM', qid: 5, backup: true },
     ];
     const h = host([
-      { name: 'web', klass: 'AppVM', qid: 3 }, { name: 'web-1', klass: 'AppVM', qid: 4 }, { name: 'web-2', klass: 'AppVM', qid: 5 },
+      { name: 'web', klass: 'AppVM', qid: 3 }, { name: 'web-1', klass: 'AppVM', qid: 4 }, { name: 'web2', klass: 'AppVM', qid: 5 },
       { name: long, klass: 'AppVM', qid: 6 },
     ]);
     const plan = planRestore(parseQubesXml(r4Xml(vms)), h, 'u', sel({ renameConflicting: true }));
     assert.deepEqual(plan.blocking, []);
     const names = plan.vms.map((v) => v.newName).sort();
-    assert.deepEqual(names, [`${'a'.repeat(29)}-1`, 'web-1-1', 'web-3']);
+    // as Qubes: the name cut to 29 characters if free, else a number appended (web1 is the
+    // backup's own, web2 the host's)
+    assert.deepEqual(names, [`${'a'.repeat(29)}`, 'web-11', 'web1', 'web3']);
     assert.ok(names.every((n) => n.length <= 31));
     assert.equal(findFreeName('x', () => true), null);
-    assert.equal(findFreeName('b'.repeat(31), (n) => !n.endsWith('-10')), `${'b'.repeat(28)}-10`);
+    assert.equal(findFreeName('b'.repeat(31), (n) => !n.endsWith('10')), `${'b'.repeat(29)}10`);
+    assert.equal(findFreeName('work', (n) => n !== 'work2'), 'work2');
   });
 
   it('selective restore: a template in the backup but not selected counts as missing', () => {
