@@ -354,3 +354,22 @@ test('an unchanged VM whose disk usage understates its data (1 KiB-block ext4): 
     tmp.cleanup();
   }
 });
+
+test('an image this user cannot read stops the plan, before anything is written (exit 1, naming VM and file), not midway as "tar failed"', { timeout: 120_000, skip: (process.getuid?.() !== 0 || !haveCmd('setpriv')) && 'needs root and setpriv (to run as nobody)' }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, 2 * MiB);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    run('chmod', ['-R', 'o+rX', t.dir]);
+    chmodSync(out, 0o777);
+    chmodSync(join(root, 'appvms/personal/private.img'), 0o600);
+    const r = run('setpriv', ['--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', process.execPath, BACKUP_BIN, '-q', '-y', '--qubes-root', root, '--dom0-home', home, '--passphrase-command', 'echo pass', '--scrypt-logn', '10', `${out}/`]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^qvm-backup: error: VM personal: \S+\/appvms\/personal\/private\.img cannot be read by this user \(EACCES\): it cannot be backed up$/m);
+    clean(r.stderr);
+    assert.deepEqual(readdirSync(out), [], 'nothing written');
+  } finally {
+    t.cleanup();
+  }
+});

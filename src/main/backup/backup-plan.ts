@@ -1,6 +1,7 @@
 // Plans a backup: which VMs, which files of each VM for the format being written (FORMAT.md §7),
 // their names inside the archive, and size estimates. Reads only metadata (stat), never data.
 import { access, lstat, realpath, stat } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
 import { basename, dirname, join, relative, isAbsolute, resolve } from 'node:path';
 import { fail } from '../errors.js';
 import type { DomainInfo, QubesXml } from '../qubes-xml/index.js';
@@ -102,8 +103,17 @@ async function fileEntry(path: string, base: string, dereference: boolean, vm: s
   if (!regular && (regularOnly || !(st.isDirectory() || st.isSymbolicLink()))) {
     fail('ERR_IO', `VM ${vm}: ${path} is ${regularOnly ? 'not a regular file' : `a FIFO, device or socket${st === own ? '' : ' (a link to one)'}`}: it cannot be backed up (no restore would install it)`, { vm, file: path });
   }
+  if (regular || st.isDirectory()) await readable(path, st.isDirectory(), vm);
   const planned = regular ? { regular, planned: { size: st.size, ctimeNs: st.ctimeNs } } : {};
   return { dir: dirname(path), name: basename(path), base, sizeBytes: await diskUsage(path, dereference), dereference, ...planned };
+}
+
+/** A file (or directory) this run cannot read stops the plan, before anything is written, instead
+ *  of failing the backup midway (as "tar failed", after the VMs before it were written). */
+async function readable(path: string, dir: boolean, vm: string): Promise<void> {
+  await access(path, dir ? fsc.R_OK | fsc.X_OK : fsc.R_OK).catch((e: unknown) =>
+    fail('ERR_IO', `VM ${vm}: ${path} cannot be read by this user (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it cannot be backed up`, { vm, file: path }, e),
+  );
 }
 
 async function filesV4(d: DomainInfo, root: string, subdir: string): Promise<BackupFile[]> {
@@ -116,6 +126,7 @@ async function filesV4(d: DomainInfo, root: string, subdir: string): Promise<Bac
     if (!(await exists(path))) fail('ERR_IO', `volume ${v.name} of VM ${d.name} not found: ${path}`, { vm: d.name, file: path });
     const st = await stat(path, { bigint: true });
     if (!st.isFile()) fail('ERR_IO', `volume ${v.name} of VM ${d.name} is not a regular file: ${path}`, { vm: d.name });
+    await readable(path, false, d.name);
     // the archive name is always <volume>.img, whatever the file is called
     files.push({ dir: dirname(path), name: basename(path), base: `${subdir}${v.name}.img`, sizeBytes: Number(st.blocks) * 512, dereference: true, regular: true, planned: { size: st.size, ctimeNs: st.ctimeNs } });
   }
@@ -130,6 +141,7 @@ async function filesV4(d: DomainInfo, root: string, subdir: string): Promise<Bac
 async function filesV23(d: DomainInfo, root: string, subdir: string, format: WriteFormat): Promise<BackupFile[]> {
   const vmDir = underRoot(root, vmRelDir(d));
   if (!(await exists(vmDir))) fail('ERR_IO', `directory of VM ${d.name} not found: ${vmDir}`, { vm: d.name });
+  await readable(vmDir, true, d.name);
   const deref = format === 3;
   if (isTemplate(d)) {
     // a TemplateVM is one archive of its whole directory: chunks vmN/..000
