@@ -373,3 +373,16 @@ test('an image this user cannot read stops the plan, before anything is written 
     t.cleanup();
   }
 });
+
+test('a host qubes.xml cut short: exit 1 (the host\'s file, not an archive\'s integrity), one line naming it and the elements left open', { timeout: 60_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, 64 * 1024);
+    writeFileSync(join(root, 'qubes.xml'), '<?xml version="1.0"?>\n<qubes><domains><domain');
+    const r = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '--passphrase-command', 'echo pass', join(t.dir, 'x.bin')]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr.trim(), `qvm-backup: error: the host collection ${join(root, 'qubes.xml')} cannot be used: qubes.xml is malformed: it ends with elements <qubes> > <domains> > <domain> still open (cut short?)`);
+  } finally {
+    t.cleanup();
+  }
+});

@@ -108,7 +108,14 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   } catch (e) {
     fail('ERR_USAGE', `cannot read ${xmlPath}: ${(e as Error).message} (set --qubes-root or QUBES_ROOT)`, {}, e);
   }
-  const live = parseQubesXml(xmlText);
+  // the host's own collection, not an archive: as the restore says it (exit 1), not as an
+  // integrity failure (exit 5)
+  let live: QubesXml;
+  try {
+    live = parseQubesXml(xmlText);
+  } catch (e) {
+    fail('ERR_IO', `the host collection ${xmlPath} cannot be used: ${(e as Error).message}`, { file: xmlPath }, e);
+  }
   const plan = await stats.time('plan (stat the sources)', () => planBackup(live, { format: s.format, encrypted: options.encrypt, qubesRoot: options.qubesRoot, dom0Home: options.dom0Home, vms: options.vms, exclude: options.exclude }));
   if (plan.vms.length === 0 && !plan.dom0) fail('ERR_USAGE', 'nothing to back up: no VM selected');
   for (const w of plan.warnings) progress.warn(w);

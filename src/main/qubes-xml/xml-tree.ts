@@ -61,6 +61,12 @@ export function parseTree(untrusted: string | Uint8Array): XNode[] {
   const valid = XMLValidator.validate(text, { allowBooleanAttributes: false });
   if (valid !== true) {
     const e = valid.err;
+    // the validator's words for elements still open at the end: "Invalid '[ "qubes", … ]' found"
+    const open = /^Invalid '\[([\s\S]*)\]' found\.?$/.exec(e.msg);
+    if (open !== null) {
+      const names = [...open[1]!.matchAll(/"([^"]*)"/g)].map((m) => m[1]!);
+      fail('ERR_QUBES_XML', `qubes.xml is malformed: it ends with element${names.length > 1 ? 's' : ''} ${names.map((n) => `<${n}>`).join(' > ')} still open (cut short?)`);
+    }
     fail('ERR_QUBES_XML', `qubes.xml is malformed: ${e.msg} (line ${e.line}, column ${e.col})`);
   }
   let top: XNode[];

@@ -68,6 +68,8 @@ describe('qubes.xml parsing refuses unsafe or broken input', () => {
       assert.equal(code(() => parseQubesXml(bad)), 'ERR_QUBES_XML', JSON.stringify(bad));
     }
     assert.equal(code(() => parseQubesXml(new Uint8Array([0x3c, 0x71, 0xff, 0x3e]))), 'ERR_QUBES_XML');
+    // a file cut short names the elements left open, not the validator's internal list
+    assert.throws(() => parseQubesXml('<?xml version="1.0"?>\n<qubes><domains><domain'), /qubes\.xml is malformed: it ends with elements <qubes> > <domains> > <domain> still open \(cut short\?\)$/);
   });
 
   test('R2/R3 structural errors', () => {
