@@ -121,3 +121,20 @@ test('a command ended by the Ctrl-C that also reaches us (its end seen first): t
     s.t.cleanup();
   }
 });
+
+test('a -p file that cannot be read is a usage error at the start, before the plan (one line, exit 2), for backup and restore', { timeout: 60_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: MiB, bigDataBytes: 64 * 1024, smallImageBytes: MiB, smallDataBytes: 4096 });
+    for (const [pw, why] of [[join(t.dir, 'missing'), 'no such file'], [t.dir, 'it is a directory']] as const) {
+      const b = node(BACKUP_BIN, ['-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, join(t.dir, 'x.bin')]);
+      assert.equal(b.status, 2, b.stderr);
+      assert.equal(b.stderr.trim(), `qvm-backup: error: cannot read passphrase file ${pw}: ${why}`, 'no plan before it');
+      const r = node(RESTORE_BIN, ['-y', '-p', pw, join(t.dir, 'x.bin')]);
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(r.stderr.trim(), `qvm-backup-restore: error: cannot read passphrase file ${pw}: ${why}`);
+    }
+  } finally {
+    t.cleanup();
+  }
+});

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { runBackup } from '../backup/run-backup.js';
-import { readPassphrase } from './passphrase.js';
+import { checkPassphraseFile, readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes, exactSize } from './size.js';
 import { loadSpawner } from '../io/spawn.js';
 import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, jsonOfArgv, decideJson, watchStalls, stallTimeoutOption, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
@@ -88,6 +88,7 @@ export async function main(): Promise<number> {
   decideJson(o['json'] === true && first !== undefined && !toStdout(first, o['destVm'] as string | undefined), 'backup');
   try {
     s = await settings(program);
+    await checkPassphraseFile(o['passphraseFile'] as string | undefined);
   } catch (e) {
     const { json, operation } = jsonOfArgv('qvm-backup');
     return reportError('qvm-backup', e, json, undefined, operation);

@@ -5,7 +5,7 @@
 import { boundedWait } from '../pipeline/waits.js';
 import { spawn } from 'node:child_process';
 import { constants, createReadStream, openSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { fail, QvmBackupError } from '../errors.js';
@@ -74,6 +74,22 @@ async function readFirstLine(input: Readable, ends: number[], source: string, si
     if (input === process.stdin) input.pause();
     else input.destroy();
   }
+}
+
+/**
+ * A passphrase file given with -p that cannot be read is a usage error at the start, before the
+ * plan (it is read only after the plan was confirmed, as Qubes does): a cron job's typo is not
+ * found after a long plan. `-` (stdin) and a FIFO are read later, as they come.
+ */
+export async function checkPassphraseFile(path: string | undefined): Promise<void> {
+  if (path === undefined || path === '-') return;
+  const st = await stat(path).catch((e: unknown) => {
+    const code = (e as NodeJS.ErrnoException).code;
+    return fail('ERR_USAGE', `cannot read passphrase file ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`, {}, e);
+  });
+  if (st.isDirectory()) fail('ERR_USAGE', `cannot read passphrase file ${path}: it is a directory`);
+  if (st.isFIFO()) return;
+  await access(path, constants.R_OK).catch((e: unknown) => fail('ERR_USAGE', `cannot read passphrase file ${path}: permission denied`, {}, e));
 }
 
 /** A passphrase file as a stream. A FIFO (`-p <(gpg -d pass.gpg)`, a named pipe) is opened without

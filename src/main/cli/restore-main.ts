@@ -9,7 +9,7 @@ import { formatListing } from '../restore/plan/listing-table.js';
 import { restorePlanJson } from '../restore/plan/plan-json.js';
 import { checkBackupDirectory } from '../restore/stream/index.js';
 import { isValidVmName } from '../qubes-xml/index.js';
-import { readPassphrase } from './passphrase.js';
+import { checkPassphraseFile, readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
 import { loadSpawner } from '../io/spawn.js';
 import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, asksOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, jsonOfArgv, decideJson, watchStalls, stallTimeoutOption, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
@@ -122,6 +122,7 @@ export async function main(): Promise<number> {
     if (sourceVm) checkVmSource(sourceVm, program.processedArgs as [string | undefined, string[]]);
     ({ location, vms } = sourceVm ? vmLocationAndVms(program.processedArgs as [string | undefined, string[]]) : await locationAndVms(program.processedArgs as [string | undefined, string[]], o['sourceCommand'] as string | undefined, o['passphraseFile'] as string | undefined));
     compressionFilter = eitherSpelling(program, 'compressionFilter', 'compressFilter') as string | undefined;
+    await checkPassphraseFile(o['passphraseFile'] as string | undefined);
   } catch (e) {
     const { json, operation } = jsonOfArgv('qvm-backup-restore');
     return reportError('qvm-backup-restore', e, json, undefined, operation);
