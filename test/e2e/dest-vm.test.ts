@@ -6,7 +6,7 @@
 // right CRC). Failures: the service exits non-zero, the VM does not exist.
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { BACKUP_BIN, RESTORE_BIN, ROOT, node, passFile, run, sampleIn, tempDir } from '../helpers/cli.js';
 
@@ -129,6 +129,25 @@ test('backup -d VM: archive through qubes.Backup (location first line), restore 
     assert.ok(existsSync(join(t.dir, 'local.bin')));
     assert.equal(readFileSync(vm.log, 'utf8'), '');
     assert.deepEqual(readdirSync(t.dir).filter((n) => n.startsWith('host4')), ['host4'].filter((n) => existsSync(join(t.dir, n))));
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('-d VM without qvm-run on PATH (not dom0): a usage error before the plan, for backup and restore', { timeout: 60_000 }, () => {
+  const t = tempDir('qvmb-destvm-');
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: MiB, bigDataBytes: 64 * 1024, smallImageBytes: MiB, smallDataBytes: 4096 });
+    const pw = passFile(t.dir);
+    const env = { PATH: dirname(process.execPath) + ':/usr/bin:/bin' };
+    assert.notEqual(run('sh', ['-c', 'command -v qvm-run'], { env }).status, 0, 'no qvm-run on this PATH');
+    const want = /^qvm-backup(-restore)?: error: --dest-vm sys-usb: qvm-run is not on PATH \(it is Qubes dom0's\); outside dom0 use --dest-command \/ --source-command$/;
+    const b = node(BACKUP_BIN, ['-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-d', 'sys-usb', 'x.bin'], { env });
+    assert.equal(b.status, 2, b.stderr);
+    assert.match(b.stderr.trim(), want, 'one line, no plan before it');
+    const r = node(RESTORE_BIN, ['-y', '-p', pw, '-d', 'sys-usb', 'x.bin'], { env });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr.trim(), want);
   } finally {
     t.cleanup();
   }

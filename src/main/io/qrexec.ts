@@ -2,6 +2,7 @@
 // VM: `qvm-run --pass-io --service VM SERVICE` runs the service in the VM (starting the VM if
 // needed) with our stdin/stdout as the service's; its exit status is the service's.
 import { fail } from '../errors.js';
+import { findInPath } from './child-lifetime.js';
 import { isValidVmName } from '../qubes-xml/index.js';
 
 /** The program that runs a service in a VM (a stand-in on PATH in tests). */
@@ -11,10 +12,13 @@ export const QVM_RUN = 'qvm-run';
 export const BACKUP_SERVICE = 'qubes.Backup';
 export const RESTORE_SERVICE = 'qubes.Restore';
 
-/** Arguments of qvm-run for `service` in `vm` (both checked: neither can read as an option). */
+/** Arguments of qvm-run for `service` in `vm` (both checked: neither can read as an option), and
+ *  qvm-run found on PATH: without it (not Qubes' dom0) -d fails now, before the plan, not after it
+ *  with setpriv's "failed to execute". */
 export function qvmRunArgs(vm: string, service: string): string[] {
   checkVmName(vm);
   checkServiceName(service);
+  if (findInPath(QVM_RUN) === null) fail('ERR_USAGE', `--dest-vm ${vm}: ${QVM_RUN} is not on PATH (it is Qubes dom0's); outside dom0 use --dest-command / --source-command`);
   return ['--pass-io', '--service', vm, service];
 }
 
