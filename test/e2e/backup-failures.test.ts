@@ -386,3 +386,24 @@ test('a host qubes.xml cut short: exit 1 (the host\'s file, not an archive\'s in
     t.cleanup();
   }
 });
+
+test('partial files that killed backups left in the destination are named in a warning (not removed: the directory may be shared)', { timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, 64 * 1024);
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    // a PID above the kernel's maximum never runs; our own parent's does
+    writeFileSync(join(out, '.qubes-backup-2026-01-01T000000.partial-4194999'), 'half an archive');
+    writeFileSync(join(out, `.other.partial-${process.pid}`), 'a running backup\'s');
+    const r = node(BACKUP_BIN, ['-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', `${out}/`, 'vault']);
+    assert.equal(r.status, 0, r.stderr);
+    const warnings = r.stderr.split('\n').filter((l) => l.includes('partial file'));
+    assert.equal(warnings.length, 1, r.stderr);
+    assert.match(warnings[0]!, /^warning: \S+ holds 1 partial file of backups that were killed before they finished \(\.qubes-backup-2026-01-01T000000\.partial-4194999\): not archives; remove it unless another machine is writing there$/);
+    assert.ok(readdirSync(out).includes('.qubes-backup-2026-01-01T000000.partial-4194999'), 'never removed');
+  } finally {
+    t.cleanup();
+  }
+});

@@ -22,7 +22,7 @@ import { FirstFailure } from '../pipeline/first-failure.js';
 import { lockHost, type HostLock } from '../io/host-lock.js';
 import { OuterTarWriter, outerMemberHead, outerMemberTail } from '../tar/outer-tar-writer.js';
 import { tarCreateStream, tarCreateMultiVolume, checkGnuTar } from '../tar/gnu-tar.js';
-import { freeBytes, touchedSink } from '../io/sink.js';
+import { freeBytes, staleBackupPartials, touchedSink } from '../io/sink.js';
 import { resolveDestination } from './destination.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { backupPlanJson, formatBackupSummary } from './backup-summary.js';
@@ -125,6 +125,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     // compressed output size is unknown: fail only when it obviously cannot fit
     const need = options.compress ? Math.ceil(plan.totalBytes / 20) : plan.totalBytes;
     if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${dest.localDir}: ${free} bytes free, the backup needs ${options.compress ? 'at least about' : ''} ${need} bytes`);
+    // what killed backups left there takes room a cron job would otherwise lose without a word
+    const stale = await staleBackupPartials(dest.localDir);
+    if (stale.length > 0) progress.warn(`${dest.localDir} holds ${stale.length} partial file${stale.length > 1 ? 's' : ''} of backups that were killed before they finished (${stale.slice(0, 3).join(', ')}${stale.length > 3 ? ', …' : ''}): not archives; remove ${stale.length > 1 ? 'them' : 'it'} unless another machine is writing there`);
   }
   // the marked copy of qubes.xml (step 3) is made now: format 2 needs it in one tar volume, which is
   // refused before the question and the passphrase

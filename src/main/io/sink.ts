@@ -82,6 +82,29 @@ export interface FileSinkOptions {
 }
 
 /**
+ * The partial files in `dir` that backups of this user left when they were killed (kill -9, power
+ * loss): `.<name>.partial-<pid>` whose process is gone. Only listed, never removed: the directory
+ * may be shared (NFS), and another machine's running backup has a PID that means nothing here.
+ */
+export async function staleBackupPartials(dir: string): Promise<string[]> {
+  const uid = process.getuid?.();
+  const out: string[] = [];
+  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+    const pid = Number(/^\..+\.partial-(\d+)$/.exec(name)?.[1]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+      continue; // running (EPERM below: another user's)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EPERM') continue;
+    }
+    const st = await fsp.lstat(path.join(dir, name)).catch(() => null);
+    if (st?.isFile() === true && st.uid === uid) out.push(name);
+  }
+  return out.sort();
+}
+
+/**
  * A sink writing `finalPath`: bytes go to `.<base>.partial-<pid>` in the same directory; commit()
  * fsyncs it, gives it the final name without replacing anything (see claimName), and fsyncs the
  * directory; abort() deletes the partial file. An existing `finalPath` fails the commit with
