@@ -145,12 +145,12 @@ describe('installVm', () => {
       const files: Record<string, string> = vm.domain.klass === 'TemplateVM' ? { 'root.img': 'R', 'private.img': vm.newName } : { 'private.img': vm.newName };
       await installVm({ vm, stagedDir: stage(staging.dir, vm, files), qubesRoot: root, host, renames: renamesOf(plan) });
     }
-    assert.equal(fs.readFileSync(path.join(root, 'appvms/work-1/private.img'), 'utf8'), 'work-1');
-    assert.ok(fs.existsSync(path.join(root, 'vm-templates/tpl-1/private.img')));
-    const w = findDomain(host, 'work-1')!;
-    assert.equal(w.template, 'tpl-1');
+    assert.equal(fs.readFileSync(path.join(root, 'appvms/work1/private.img'), 'utf8'), 'work1');
+    assert.ok(fs.existsSync(path.join(root, 'vm-templates/tpl1/private.img')));
+    const w = findDomain(host, 'work1')!;
+    assert.equal(w.template, 'tpl1');
     assert.equal(w.netvm, 'net');
-    assert.deepEqual(w.volumes.filter((v) => v.saveOnStop).map((v) => v.vid), ['appvms/work-1/private']);
+    assert.deepEqual(w.volumes.filter((v) => v.saveOnStop).map((v) => v.vid), ['appvms/work1/private']);
     assert.equal(findDomain(host, 'work')!.qid, 3); // the host's own VM is untouched
     await staging.remove();
   });
