@@ -316,6 +316,27 @@ test('--verify-only refuses what the restore refuses, with the same message (the
       w.cleanup();
     }
   }
+  // a VM whose template (restored in the same run) fails is not installed by a restore: not
+  // verified either
+  {
+    const w = world();
+    try {
+      const xml = r4Xml([
+        { name: 'btpl', klass: 'TemplateVM', qid: 12, backup: true, size: 4096 },
+        { name: 'good', klass: 'AppVM', qid: 10, template: 'btpl', netvm: null, backup: true, size: 4096 },
+      ]);
+      const members = [image(w, 'vm12', ''), image(w, 'vm10', 'good data')];
+      const v = verify(w, members, ['-x', 'dom0'], xml);
+      assert.equal(v.status, 5, v.stderr);
+      assert.match(v.stderr, /^ {2}btpl: /m);
+      assert.match(v.stderr, /^ {2}good: not installable: btpl, which it uses, failed verification$/m);
+      const r = restore(w, members, ['-x', 'dom0'], xml);
+      assert.notEqual(r.status, 0, r.stderr);
+      assert.match(r.stderr, /good: not installed: btpl, which it uses, failed to restore/);
+    } finally {
+      w.cleanup();
+    }
+  }
   // what the archive's own qubes.xml makes impossible blocks a verification's plan as a restore's
   const w = world();
   try {

@@ -269,11 +269,12 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       await stats.time(STAGE.restoreInstall, () => installer.settle());
       o.signal.throwIfAborted();
     }
-    const verifyFailures = o.verifyOnly && staging ? await checkVerifiedVms(chosen.filter((v) => complete.includes(v.backupName)), staging.dir, progress) : [];
+    const failedReading = new Set([...result.vms.values()].filter((r) => !r.ok).map((r) => r.vm));
+    const verifyFailures = o.verifyOnly && staging ? await checkVerifiedVms(chosen, new Set(complete), failedReading, staging.dir, progress) : [];
     o.signal.throwIfAborted();
     // 4. dom0 home
     let dom0HomeDir: string | undefined;
-    const failed: Failure[] = [...(installer?.failures ?? []), ...verifyFailures];
+    const failed: Failure[] = [...(installer?.failures ?? [])];
     for (const [subdir, r] of result.vms) {
       if (!r.ok && !failed.some((f) => f.name === r.vm)) failed.push({ name: r.vm, error: r.error?.message ?? 'failed', ...(r.error ? { code: r.error.code } : {}) });
       if (subdir === plan.dom0?.subdir && r.ok && !o.verifyOnly) {
@@ -287,6 +288,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         }
       }
     }
+    // (after the VMs that failed while read: a cause is listed before what it caused)
+    failed.push(...verifyFailures);
     if (result.archiveError) {
       // a VM read completely before the archive broke off stays restored (or verified)
       const whole = (v: VmPlan): boolean => (installer ? installer.installed.has(v.backupName) : result.vms.get(v.subdir)?.ok === true);
@@ -326,9 +329,22 @@ function scratchParent(): { dir: string; what: string } {
 
 /** A verification's VMs, read whole: their scratch copies get the checks a restore makes before it
  *  installs a VM (install-vm.ts), each VM's failure its own. */
-async function checkVerifiedVms(vms: VmPlan[], scratch: string, progress: ProgressReporter): Promise<Failure[]> {
+async function checkVerifiedVms(chosen: VmPlan[], complete: ReadonlySet<string>, failedReading: ReadonlySet<string>, scratch: string, progress: ProgressReporter): Promise<Failure[]> {
   const failures: Failure[] = [];
-  for (const v of vms) {
+  const bad = new Set(failedReading);
+  const inRun = new Set(chosen.map((v) => v.backupName));
+  // in install order: a VM's template and netVM come before it; one whose template or netVM of
+  // this run failed is not installed by a restore (installer.ts), so it is not verified either
+  for (const v of chosen) {
+    if (!complete.has(v.backupName)) continue;
+    const dep = [v.domain.template, v.domain.netvm].find((n): n is string => typeof n === 'string' && n !== v.backupName && inRun.has(n) && bad.has(n));
+    if (dep !== undefined) {
+      const why = `not installable: ${dep}, which it uses, failed verification`;
+      progress.vmDone(v.backupName, false, why);
+      failures.push({ name: v.backupName, error: why });
+      bad.add(v.backupName);
+      continue;
+    }
     try {
       await checkStagedVm(scratch, join(scratch, v.subdir.replace(/\/$/, '')), v, false);
       progress.vmDone(v.backupName, true, 'verified');
@@ -336,6 +352,7 @@ async function checkVerifiedVms(vms: VmPlan[], scratch: string, progress: Progre
       const err = isQvmBackupError(e) ? e : new QvmBackupError('ERR_IO', `${v.backupName}: ${(e as Error).message}`, { vm: v.backupName }, e);
       progress.vmDone(v.backupName, false, err.message);
       failures.push({ name: v.backupName, error: err.message, code: err.code });
+      bad.add(v.backupName);
     }
   }
   return failures;
