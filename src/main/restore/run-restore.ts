@@ -128,7 +128,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       lock = await lockHost(root, { signal: o.signal, onWait: (m) => progress.warn(m) });
       for (const n of await removeStaleStaging(root)) progress.warn(`removed ${join(root, n)}, the staging directory of an earlier run that was killed`);
     }
-    const host = await loadHostQubesXml(root);
+    // (a verification plans against no host: it installs nothing, so the host's collection, even
+    // a malformed one, is not read)
+    const host = o.verifyOnly ? null : await loadHostQubesXml(root);
     const plan = planRestore(backupXml, host, hostUser, {
       vms: o.vms,
       exclude: o.exclude,
