@@ -134,6 +134,12 @@ test('a -p file that cannot be read is a usage error at the start, before the pl
       assert.equal(r.status, 2, r.stderr);
       assert.equal(r.stderr.trim(), `qvm-backup-restore: error: cannot read passphrase file ${pw}: ${why}`);
     }
+    // an empty file: the empty passphrase is refused up front too
+    const empty = join(t.dir, 'empty');
+    writeFileSync(empty, '');
+    const e = node(BACKUP_BIN, ['-y', '--qubes-root', root, '--dom0-home', home, '-p', empty, join(t.dir, 'x.bin')]);
+    assert.equal(e.status, 2, e.stderr);
+    assert.equal(e.stderr.trim(), `qvm-backup: error: empty passphrase (passphrase file ${empty} is empty): refusing to continue`);
   } finally {
     t.cleanup();
   }

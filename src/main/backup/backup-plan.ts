@@ -117,6 +117,9 @@ async function readable(path: string, dir: boolean, vm: string): Promise<void> {
 }
 
 async function filesV4(d: DomainInfo, root: string, subdir: string): Promise<BackupFile[]> {
+  // an R4 VM names its images in <volume-config>; one without it (a qubes.xml edited by hand or
+  // damaged) would be backed up without any data, and exit 0
+  if (d.volumes.length === 0 && d.klass !== 'DispVM') fail('ERR_IO', `VM ${d.name} has no <volume-config> in qubes.xml: its images are unknown, and a backup of it would hold none of its data (exclude it with -x ${d.name})`, { vm: d.name });
   const files: BackupFile[] = [];
   const vmDir = underRoot(root, vmRelDir(d));
   for (const v of d.volumes) {

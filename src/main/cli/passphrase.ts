@@ -88,7 +88,10 @@ export async function checkPassphraseFile(path: string | undefined): Promise<voi
     return fail('ERR_USAGE', `cannot read passphrase file ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`, {}, e);
   });
   if (st.isDirectory()) fail('ERR_USAGE', `cannot read passphrase file ${path}: it is a directory`);
-  if (st.isFIFO()) return;
+  if (st.isSocket()) fail('ERR_USAGE', `cannot read passphrase file ${path}: it is a socket`);
+  // a FIFO or a character device (/dev/stdin, /dev/tty) is read as it comes
+  if (st.isFIFO() || st.isCharacterDevice()) return;
+  if (st.isFile() && st.size === 0) fail('ERR_USAGE', `empty passphrase (passphrase file ${path} is empty): refusing to continue`);
   await access(path, constants.R_OK).catch((e: unknown) => fail('ERR_USAGE', `cannot read passphrase file ${path}: permission denied`, {}, e));
 }
 

@@ -30,13 +30,16 @@ export class TailBuffer {
 }
 
 /**
- * A child's stderr (or any text) as one line for a message: its lines trimmed, the empty ones
- * dropped, joined with "; ". The whole text stays in the error's context (stderrTail).
+ * A child's stderr (or any text) as one line for a message: its lines (split at LF, CR or both)
+ * trimmed, the empty ones dropped, joined with "; ", and every other control character shown as
+ * \xNN: what a program (or a VM, through qvm-run) writes there must not move the cursor, clear
+ * the terminal or set its title. The whole text stays in the error's context (stderrTail).
  */
 export function oneLine(text: string): string {
   return text
-    .split(/\r?\n/)
+    .split(/\r\n|\r|\n/)
     .map((l) => l.trim())
     .filter((l) => l !== '')
-    .join('; ');
+    .join('; ')
+    .replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

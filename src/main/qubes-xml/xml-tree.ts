@@ -64,10 +64,13 @@ export function parseTree(untrusted: string | Uint8Array): XNode[] {
     // the validator's words for elements still open at the end: "Invalid '[ "qubes", … ]' found"
     const open = /^Invalid '\[([\s\S]*)\]' found\.?$/.exec(e.msg);
     if (open !== null) {
-      const names = [...open[1]!.matchAll(/"([^"]*)"/g)].map((m) => m[1]!);
-      fail('ERR_QUBES_XML', `qubes.xml is malformed: it ends with element${names.length > 1 ? 's' : ''} ${names.map((n) => `<${n}>`).join(' > ')} still open (cut short?)`);
+      const names = [...open[1]!.matchAll(/"([^"]*)"/g)].map((m) => m[1]!.slice(0, 64));
+      // (at most the first three and the last two of a deep nest)
+      const shown = names.length > 6 ? [...names.slice(0, 3), `… ${names.length - 5} more …`, ...names.slice(-2)] : names;
+      fail('ERR_QUBES_XML', `qubes.xml is malformed: it ends with element${names.length > 1 ? 's' : ''} ${shown.map((n) => (n.startsWith('…') ? n : `<${n}>`)).join(' > ')} still open (cut short?)`);
     }
-    fail('ERR_QUBES_XML', `qubes.xml is malformed: ${e.msg} (line ${e.line}, column ${e.col})`);
+    if (text.trim() === '') fail('ERR_QUBES_XML', 'qubes.xml is empty');
+    fail('ERR_QUBES_XML', `qubes.xml is malformed: ${e.msg.slice(0, 200)} (line ${e.line}${e.col !== undefined ? `, column ${e.col}` : ''})`);
   }
   let top: XNode[];
   try {

@@ -107,3 +107,10 @@ test('format 4 of an R2/R3 collection is refused (ERR_USAGE, naming --format 3):
     r3.cleanup();
   }
 });
+
+test('format 4: an R4 VM without <volume-config> is refused (its images are unknown: the archive would hold none of its data)', async () => {
+  const bare: QubesXml = { ...doc, domains: doc.domains.map((d) => (d.name === 'work' ? { ...d, volumes: [] } : d)) };
+  await assert.rejects(planBackup(bare, opts({ vms: ['work'] })), (e: { code?: string; message: string }) => e.code === 'ERR_IO' && /^VM work has no <volume-config> in qubes\.xml: .*-x work\)$/.test(e.message));
+  const others = await planBackup(bare, opts({ vms: ['vault'] }));
+  assert.deepEqual(others.vms.map((v) => v.name), ['vault']);
+});

@@ -14,5 +14,7 @@ describe('TailBuffer and oneLine', () => {
     assert.equal(oneLine('tar: a: Cannot stat\r\n\n  tar: b: Cannot open  \n'), 'tar: a: Cannot stat; tar: b: Cannot open');
     assert.equal(oneLine('one'), 'one');
     assert.equal(oneLine('\n\n'), '');
+    // a lone CR splits too; terminal escapes and other control characters are shown, not sent
+    assert.equal(oneLine('progress 10%\rerror: \x1b[2Jgone\x1b]0;title\x07\tx'), 'progress 10%; error: \\x1b[2Jgone\\x1b]0;title\\x07\\x09x');
   });
 });

@@ -70,6 +70,9 @@ describe('qubes.xml parsing refuses unsafe or broken input', () => {
     assert.equal(code(() => parseQubesXml(new Uint8Array([0x3c, 0x71, 0xff, 0x3e]))), 'ERR_QUBES_XML');
     // a file cut short names the elements left open, not the validator's internal list
     assert.throws(() => parseQubesXml('<?xml version="1.0"?>\n<qubes><domains><domain'), /qubes\.xml is malformed: it ends with elements <qubes> > <domains> > <domain> still open \(cut short\?\)$/);
+    assert.throws(() => parseQubesXml(' \n'), /^Error: qubes\.xml is empty$|qubes\.xml is empty$/);
+    // a deep nest is named in a bounded line
+    assert.throws(() => parseQubesXml(`<qubes>${'<a>'.repeat(20_000)}`), (e: Error) => e.message.length < 300 && /<qubes> > <a> > <a> > … 19996 more … > <a> > <a> still open/.test(e.message));
   });
 
   test('R2/R3 structural errors', () => {

@@ -87,6 +87,11 @@ describe('createScratch (a verification\'s)', () => {
     fs.writeFileSync(path.join(dead, 'vm3', 'private.img'), 'decrypted');
     const live = path.join(parent, `.qvm-verify-${process.ppid}-ghijkl`);
     fs.mkdirSync(live);
+    // a dead PID's directory changed a minute ago (a verification in another PID namespace): kept
+    const recent = path.join(parent, '.qvm-verify-4194997-recent');
+    fs.mkdirSync(recent);
+    const hourAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    fs.utimesSync(dead, hourAgo, hourAgo);
     fs.mkdirSync(path.join(tmp, 'kept'));
     fs.symlinkSync(path.join(tmp, 'kept'), path.join(parent, '.qvm-verify-4194998-link'));
     const s = await createScratch(parent, 'TMPDIR');
@@ -97,7 +102,7 @@ describe('createScratch (a verification\'s)', () => {
     assert.ok(fs.existsSync(live), 'a live one\'s is kept');
     assert.ok(fs.existsSync(path.join(tmp, 'kept')), 'a link is never followed');
     await s.remove();
-    assert.deepEqual(fs.readdirSync(parent).sort(), ['.qvm-verify-4194998-link', path.basename(live)].sort());
+    assert.deepEqual(fs.readdirSync(parent).sort(), ['.qvm-verify-4194997-recent', '.qvm-verify-4194998-link', path.basename(live)].sort());
   });
 });
 
@@ -345,6 +350,17 @@ describe('installDom0Home', () => {
       assert.equal(fs.readFileSync(f, 'utf8'), 'hello');
       assert.equal(fs.statSync(f).mode & 0o777, 0o640);
       assert.equal(fs.existsSync(staged), false);
+      // two at once in the same second: each claims its own name before copying (cp would merge
+      // into a directory the other one made)
+      const twins = ['g', 'h'].map((name) => {
+        const d = path.join(other, `twin-${name}`, 'dom0-home');
+        fs.mkdirSync(path.join(d, 'alice'), { recursive: true });
+        fs.writeFileSync(path.join(d, 'alice', name), name);
+        return d;
+      });
+      const outs = await Promise.all(twins.map((d) => installDom0Home(d, home, new Date(2024, 0, 1, 0, 0, 0))));
+      assert.deepEqual(outs.map((o) => path.basename(o)).sort(), ['home-restore-2024-01-01-000000-1', 'home-restore-2024-01-01-000000-2']);
+      for (const o of outs) assert.equal(fs.readdirSync(path.join(o, 'dom0-home', 'alice')).length, 1, `${o}: one restore's files only`);
     } finally {
       fs.rmSync(other, { recursive: true, force: true });
     }

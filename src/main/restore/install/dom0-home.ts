@@ -1,6 +1,6 @@
 // Installs a restored dom0 home the way Qubes R4 does (FORMAT.md §9.1 step 6): into a new
 // `<home>/home-restore-%Y-%m-%d-%H%M%S/dom0-home/<user>/…`, never merged over the live home.
-import { lchown, lstat, mkdtemp, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { lchown, lstat, mkdir, mkdtemp, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { runShort } from '../../io/spawn.js';
 import { fail } from '../../errors.js';
@@ -66,6 +66,16 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
       await rename(path.join(wrap, 'dom0-home'), staged).catch(() => undefined);
       await rmdir(wrap).catch(() => undefined);
       fail('ERR_IO', `dom0 home: cannot move the restored home to ${restoreDir}: ${moved.message}`, { vm: 'dom0', file: restoreDir }, moved);
+    }
+    // another file system: the name is claimed first (mkdir fails when another restore took it
+    // meanwhile; cp would merge into that one's), then the copy goes into it
+    const claimed = await mkdir(restoreDir, { mode: 0o700 }).then(() => null, (e: unknown) => e as NodeJS.ErrnoException);
+    if (claimed !== null) {
+      if (claimed.code === 'EEXIST' && suffix < MAX_SUFFIX) {
+        ({ dir: restoreDir, n: suffix } = await free(suffix + 1));
+        continue;
+      }
+      fail('ERR_IO', `dom0 home: cannot create ${restoreDir}: ${claimed.message}`, { vm: 'dom0', file: restoreDir }, claimed);
     }
     await copyAcrossFilesystems(wrap, restoreDir);
     break;

@@ -60,14 +60,18 @@ async function removeTree(dir: string): Promise<void> {
   );
 }
 
+/** A scratch directory of a dead PID untouched this long is removed by the next verification. */
+const SCRATCH_ABANDONED_MS = 60 * 60 * 1000;
+
 /** Prefix of a verification's scratch directories: `.qvm-verify-<pid>-XXXXXX`. */
 const SCRATCH_PREFIX = '.qvm-verify-';
 
 /**
  * A verification's private scratch directory, `<parent>/.qvm-verify-<pid>-XXXXXX` (mode 0700),
  * in an existing `parent` (never created: "nothing on the host is written"). Scratch directories
- * of this user's earlier verifications whose process is gone (kill -9, power loss) are removed
- * first: no restore's lock covers them, and they hold decrypted data.
+ * of this user's earlier verifications whose process is gone (kill -9, power loss) and that were
+ * left alone for an hour are removed first: no restore's lock covers them, and they hold decrypted
+ * data.
  */
 export async function createScratch(parent: string, what: string): Promise<Staging> {
   const root = path.resolve(parent);
@@ -79,6 +83,10 @@ export async function createScratch(parent: string, what: string): Promise<Stagi
     if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue;
     const old = await lstat(path.join(root, name)).catch(() => null);
     if (!old?.isDirectory() || old.uid !== uid) continue; // never through a symlink, never another user's
+    // a PID of another PID namespace (a container sharing the directory) looks gone from here: a
+    // live verification changes its directory with every file it extracts, so only one left
+    // alone for an hour is taken as abandoned
+    if (Date.now() - old.mtimeMs < SCRATCH_ABANDONED_MS) continue;
     await removeTree(path.join(root, name)).catch(() => undefined);
   }
   let dir: string;

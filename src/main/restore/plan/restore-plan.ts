@@ -151,7 +151,7 @@ function resolveConflicts(
       p.notes.push(`a VM named ${p.backupName} exists on the host: restored as ${free}`);
       continue;
     }
-    if (sel.renameConflicting) p.notes.push(`no free name ${p.backupName}-1 … -99 for renaming`);
+    if (sel.renameConflicting) p.notes.push(`no free name ${p.backupName.slice(0, 29)}1 … ${p.backupName.slice(0, 29)}99 for renaming`);
     p.problems.push('already-exists');
     if (sel.skipConflicting) p.action = 'skip';
   }
