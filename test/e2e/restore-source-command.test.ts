@@ -84,6 +84,26 @@ test('a --source-command that fails after a stream cut at a member boundary fail
   }
 });
 
+test('a --source-command that fails before or inside the archive\'s head is the cause (exit 5, its status and stderr), not "not a Qubes backup" or "truncated"', { timeout: 60_000 }, async () => {
+  const s = setup();
+  try {
+    for (const [cmd, status] of [[`echo 'ssh: connect to host b: Connection refused' >&2; exit 255`, 255], [`head -c 3000 '${s.archive}'; echo 'ssh: connection reset' >&2; exit 3`, 3]] as const) {
+      for (const mode of [[], ['--verify-only']]) {
+        const r = await run(['-y', '-q', ...mode, '-p', s.pw, '--qubes-root', s.root, '--dom0-home', s.home, '--source-command', cmd], 30_000);
+        assert.equal(r.code, 5, r.stderr);
+        assert.match(r.stderr.trim(), new RegExp(`^qvm-backup-restore: error: --source-command exited with status ${status}: .*its stderr ends with: ssh: conn`));
+      }
+    }
+    // one that succeeds with something else is still "not a Qubes backup"
+    const other = await run(['-y', '-q', '-p', s.pw, '--source-command', 'echo hello'], 30_000);
+    assert.equal(other.code, 2, other.stderr);
+    assert.match(other.stderr, /not a Qubes backup/);
+    assert.equal(existsSync(path.join(s.root, 'appvms')), false);
+  } finally {
+    s.t.cleanup();
+  }
+});
+
 test('a --source-command that keeps writing after the archive turned out bad is killed; the run ends promptly', { timeout: 60_000 }, async () => {
   const s = setup();
   try {

@@ -118,7 +118,12 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       o.signal.addEventListener('abort', stopReading, { once: true });
       reader = new OuterTarReader(timedInput(source.input, stats, STAGE.restoreSource));
       progress.phase('reading the backup header and qubes.xml, deriving their keys');
-      head = await stats.time('header + qubes.xml', () => readArchiveHead(reader!, passphrase, { pool, signal: o.signal, maxMemory: s.maxMemory, ...(s.compressionFilter !== undefined ? { forcedCompressionFilter: s.compressionFilter } : {}) }));
+      head = await stats.time('header + qubes.xml', () => readArchiveHead(reader!, passphrase, { pool, signal: o.signal, maxMemory: s.maxMemory, ...(s.compressionFilter !== undefined ? { forcedCompressionFilter: s.compressionFilter } : {}) })).catch(async (e: unknown) => {
+        // a source command that failed (ssh refused, a missing file in the VM) is the cause of an
+        // empty or cut-short head: its exit status and stderr are the error, not "not a backup"
+        if (source?.command && !o.signal.aborted && !(isQvmBackupError(e) && e.code === 'ERR_HEADER_AUTH')) await checkSourceCommand(source, true);
+        throw e;
+      });
       backupXml = parseQubesXml(head.qubesXmlBytes);
       progress.phase(null);
     }
