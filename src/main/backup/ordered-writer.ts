@@ -42,6 +42,8 @@ export class OrderedWriter {
   #marks: InputMarks | undefined;
   /** the input marks of the queued jobs, in their order */
   #pendingMarks: number[] = [];
+  /** the mark of the last job written (where a job's share of the input starts) */
+  #lastMark = 0;
 
   constructor(outer: OuterTarWriter, onWritten: (bytesWritten: number) => void, stats: RunStats = RunStats.off(), marks?: InputMarks) {
     this.#outer = outer;
@@ -72,6 +74,15 @@ export class OrderedWriter {
   async run(): Promise<void> {
     for await (const job of this.#queue) {
       const r = await this.#stats.time(STAGE.backupWaitChunk, () => job);
+      // while a member is written in pieces, the input it stands for is done in proportion (a
+      // 100 MiB chunk to a 1 MB/s destination must not hold the percent for 100 s)
+      const from = this.#outer.bytesWritten;
+      const bytes = r.members.reduce((a, m) => a + ('pieces' in m ? m.size : m.parts.reduce((b, p) => b + p.length, 0)), 0);
+      const mark = this.#pendingMarks[0];
+      const interim = (): void => {
+        if (mark === undefined || bytes === 0) return;
+        this.#marks?.done(this.#lastMark + (mark - this.#lastMark) * Math.min(1, (this.#outer.bytesWritten - from) / bytes));
+      };
       try {
         for (const m of r.members) {
           if ('pieces' in m) {
@@ -81,6 +92,7 @@ export class OrderedWriter {
               const end = this.#stats.begin(STAGE.backupWrite);
               return () => {
                 end();
+                interim();
                 this.#onWritten(this.#outer.bytesWritten);
               };
             });
@@ -93,8 +105,11 @@ export class OrderedWriter {
         r.release();
       }
       r.written?.();
-      const mark = this.#pendingMarks.shift();
-      if (mark !== undefined) this.#marks?.done(mark);
+      this.#pendingMarks.shift();
+      if (mark !== undefined) {
+        this.#marks?.done(mark);
+        this.#lastMark = mark;
+      }
       this.#onWritten(this.#outer.bytesWritten);
     }
   }

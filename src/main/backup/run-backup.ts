@@ -180,7 +180,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   // reads run ahead of a slow destination by up to --max-memory of chunks)
   let bytesDone = 0;
   let currentVm = '';
-  const marks = { mark: () => bytesIn, done: (n: number) => (bytesDone = Math.max(bytesDone, n)) };
+  const marks = { mark: () => bytesIn, done: (n: number) => (bytesDone = Math.max(bytesDone, Math.floor(n))) };
   const writer = new OrderedWriter(outer, (written) => progress.update(bytesIn, written, currentVm, bytesDone), stats, marks);
   const settings: StreamSettings = { ...s.stream, passphrase };
   // The first real failure (a write, tar, a worker, the pool) stops every other part at once —

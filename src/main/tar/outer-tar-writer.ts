@@ -25,6 +25,8 @@ export interface OuterMemberOptions {
 export const OUTER_HEAD_BYTES = 3 * BLOCK;
 const MAX_USTAR_SIZE = 0o77777777777;
 const MAX_ID = 0o7777777;
+/** A streamed member is written in pieces of at most this many bytes (the progress hears of each). */
+const STREAM_WRITE_BYTES = 1024 * 1024;
 
 function splitTime(t: TarTime): { sec: number; nsec: number } {
   let sec: number;
@@ -183,7 +185,9 @@ export class OuterTarWriter {
       for await (const p of pieces) {
         n += p.length;
         if (n > size) break;
-        if (p.length > 0) await timed(p);
+        // in writes of at most 1 MiB, each told (timeWrite's end): a piece can be a whole chunk
+        // when the encryption is ahead, and a slow destination would hold the progress for it
+        for (let at = 0; at < p.length; at += STREAM_WRITE_BYTES) await timed(p.subarray(at, Math.min(p.length, at + STREAM_WRITE_BYTES)));
       }
       if (n !== size) fail('ERR_INTERNAL', `outer member ${name}: size ${size} but its pieces held ${n > size ? 'more' : `${n}`} bytes`, { file: name });
     };

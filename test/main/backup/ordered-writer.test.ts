@@ -98,3 +98,26 @@ test('input marks: each job\'s mark (taken when it is queued) is done only once 
   assert.ok(done[0]![1] >= 512 + 1024, 'the first mark came after its member was written');
   assert.ok(done[1]![1] > done[0]![1]);
 });
+
+test('input marks: a member written in pieces moves the done input in proportion, between the last mark and its own', async () => {
+  const sink = { write: async () => undefined, bytesWritten: 0 };
+  const outer = new OuterTarWriter(sink as unknown as ConstructorParameters<typeof OuterTarWriter>[0], { mtimeSec: 0 });
+  let input = 0;
+  const done: number[] = [];
+  const writer = new OrderedWriter(outer, () => undefined, undefined, { mark: () => input, done: (n) => done.push(n) });
+  input = 1000;
+  writer.enqueue(Promise.resolve({ members: [{ name: 'a.000', parts: [new Uint8Array(10)] }], release() {} }));
+  input = 5000;
+  async function* pieces(): AsyncGenerator<Uint8Array> {
+    for (let i = 0; i < 4; i++) yield new Uint8Array(1024);
+  }
+  writer.enqueue(Promise.resolve({ members: [{ name: 'a.001', size: 4096, pieces: pieces() }], release() {} }));
+  const writing = writer.run();
+  writer.close();
+  await writing;
+  assert.equal(done[0], 1000);
+  assert.equal(done.at(-1), 5000);
+  const between = done.slice(1, -1);
+  assert.ok(between.some((n) => n > 1000 && n < 5000), `in-between values while the pieces were written: ${done.join(', ')}`);
+  assert.deepEqual([...done].sort((a, b) => a - b), done, 'never backwards');
+});

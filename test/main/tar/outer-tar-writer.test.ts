@@ -161,6 +161,25 @@ describe('OuterTarWriter output read by real GNU tar', () => {
     assert.equal(w.bytesWritten, whole.bytes().length);
   });
 
+  it('a streamed piece larger than 1 MiB is written (and told) in writes of at most 1 MiB', async () => {
+    const data = randomBytes(3.5 * 1024 * 1024);
+    async function* one(): AsyncGenerator<Uint8Array> {
+      yield data;
+    }
+    const sink = memorySink();
+    const sizes: number[] = [];
+    const w = new OuterTarWriter(sink, { mtimeSec: 7 });
+    let before = 0;
+    await w.addMemberStream('vm1/private.img.000.enc', data.length, one(), () => {
+      before = w.bytesWritten;
+      return () => sizes.push(w.bytesWritten - before);
+    });
+    assert.deepEqual(sizes.slice(1, -1), [1048576, 1048576, 1048576, 524288], 'the data in 1 MiB writes, each told');
+    const whole = memorySink();
+    await new OuterTarWriter(whole, { mtimeSec: 7 }).addMember('vm1/private.img.000.enc', [data]);
+    assert.ok(sink.bytes().equals(whole.bytes()));
+  });
+
   it('a streamed member whose pieces hold fewer or more bytes than its size fails', async () => {
     async function* pieces(n: number): AsyncGenerator<Uint8Array> {
       yield Buffer.alloc(n);
