@@ -194,10 +194,12 @@ test('qvm-backup records backup_timestamp only under the host lock (never over a
     mkdirSync(path.join(root, 'vm-templates/tpl'), { recursive: true });
     writeFileSync(path.join(root, 'vm-templates/tpl/root.img'), 'template root');
     writeFileSync(path.join(root, 'appvms/work/private.img'), 'work private');
+    // (work's volume-config, as every R4 qubes.xml has: a format 4 backup takes its images from it)
     const xml = r4Xml([
       { name: 'tpl', klass: 'TemplateVM', qid: 2 },
       { name: 'work', klass: 'AppVM', qid: 3, template: 'tpl' },
-    ]);
+    ]).replace(/(<property name="name">work<\/property>[\s\S]*?<\/features>)(<\/domain>)/, '$1<volume-config><volume name="private" pool="varlibqubes" vid="appvms/work/private" size="1073741824" rw="True" save_on_stop="True" snap_on_start="False"/></volume-config>$2');
+    assert.match(xml, /vid="appvms\/work\/private"/);
     writeFileSync(path.join(root, 'qubes.xml'), xml);
     const home = path.join(t.dir, 'home', 'user');
     mkdirSync(home, { recursive: true });
