@@ -374,6 +374,18 @@ test('an image this user cannot read stops the plan, before anything is written 
     assert.match(r.stderr, /^qvm-backup: error: VM personal: \S+\/appvms\/personal\/private\.img cannot be read by this user \(EACCES\): it cannot be backed up$/m);
     clean(r.stderr);
     assert.deepEqual(readdirSync(out), [], 'nothing written');
+    // inside a tree GNU tar archives (the dom0 home): checked by the plan too; a VM directory this
+    // user cannot enter is said as such, not as a missing image
+    mkdirSync(join(home, 'private-dir'));
+    writeFileSync(join(home, 'private-dir', 'f'), 'x');
+    chmodSync(join(home, 'private-dir'), 0o700);
+    chmodSync(join(root, 'appvms/work'), 0o700);
+    for (const [vm, want] of [['dom0', /^qvm-backup: error: the dom0 home: \S+\/private-dir cannot be read by this user \(EACCES\): it cannot be backed up$/m], ['work', /^qvm-backup: error: \S+\/appvms\/work\/private\.img cannot be reached by this user \(EACCES\): it cannot be backed up$/m]] as const) {
+      const x = run('setpriv', [...asNobody, process.execPath, BACKUP_BIN, '-q', '-y', '--qubes-root', root, '--dom0-home', home, '--passphrase-command', 'echo pass', '--scrypt-logn', '10', `${out}/`, vm]);
+      assert.equal(x.status, 1, x.stderr);
+      assert.match(x.stderr, want, vm);
+      assert.deepEqual(readdirSync(out), [], 'nothing written');
+    }
   } finally {
     t.cleanup();
   }

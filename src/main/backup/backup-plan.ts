@@ -59,7 +59,17 @@ export interface BackupPlan {
   warnings: string[];
 }
 
-const exists = (p: string) => access(p).then(() => true, () => false);
+/** Whether `p` exists; a path this user cannot reach (a directory on the way it may not enter) is
+ *  said as such, not as missing. */
+const exists = (p: string): Promise<boolean> =>
+  access(p).then(
+    () => true,
+    (e: unknown) => {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      return fail('ERR_IO', `${p} cannot be reached by this user (${code ?? (e as Error).message}): it cannot be backed up`, { file: p }, e);
+    },
+  );
 
 function isTemplate(d: DomainInfo): boolean {
   return d.klass === 'TemplateVM' || d.legacyClass === 'QubesTemplateVm' || d.legacyClass === 'QubesTemplateHVm';
@@ -103,16 +113,17 @@ async function fileEntry(path: string, base: string, dereference: boolean, vm: s
   if (!regular && (regularOnly || !(st.isDirectory() || st.isSymbolicLink()))) {
     fail('ERR_IO', `VM ${vm}: ${path} is ${regularOnly ? 'not a regular file' : `a FIFO, device or socket${st === own ? '' : ' (a link to one)'}`}: it cannot be backed up (no restore would install it)`, { vm, file: path });
   }
-  if (regular || st.isDirectory()) await readable(path, st.isDirectory(), vm);
+  if (regular) await readable(path, false, vm);
   const planned = regular ? { regular, planned: { size: st.size, ctimeNs: st.ctimeNs } } : {};
-  return { dir: dirname(path), name: basename(path), base, sizeBytes: await diskUsage(path, dereference), dereference, ...planned };
+  // (a directory GNU tar archives: everything in it must be readable too)
+  return { dir: dirname(path), name: basename(path), base, sizeBytes: await diskUsage(path, dereference, (p, dir) => readable(p, dir, vm)), dereference, ...planned };
 }
 
 /** A file (or directory) this run cannot read stops the plan, before anything is written, instead
  *  of failing the backup midway (as "tar failed", after the VMs before it were written). */
 async function readable(path: string, dir: boolean, vm: string): Promise<void> {
   await access(path, dir ? fsc.R_OK | fsc.X_OK : fsc.R_OK).catch((e: unknown) =>
-    fail('ERR_IO', `VM ${vm}: ${path} cannot be read by this user (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it cannot be backed up`, { vm, file: path }, e),
+    fail('ERR_IO', `${vm === 'dom0' ? 'the dom0 home' : `VM ${vm}`}: ${path} cannot be read by this user (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it cannot be backed up`, { vm, file: path }, e),
   );
 }
 
@@ -148,7 +159,7 @@ async function filesV23(d: DomainInfo, root: string, subdir: string, format: Wri
   const deref = format === 3;
   if (isTemplate(d)) {
     // a TemplateVM is one archive of its whole directory: chunks vmN/..000
-    return [{ dir: vmDir, name: '.', base: `${subdir}.`, sizeBytes: await diskUsage(vmDir, deref), dereference: deref }];
+    return [{ dir: vmDir, name: '.', base: `${subdir}.`, sizeBytes: await diskUsage(vmDir, deref, (p, dir) => readable(p, dir, d.name)), dereference: deref }];
   }
   const files: BackupFile[] = [];
   const add = async (name: string) => {
@@ -195,7 +206,7 @@ export async function planBackup(doc: QubesXml, opts: BackupPlanOptions): Promis
       // GNU tar would archive the link alone, and a restore would install nothing of the home
       if ((await lstat(home)).isSymbolicLink()) fail('ERR_USAGE', `dom0 home ${home} is a symbolic link: give the directory it points to (--dom0-home ${await realpath(home).catch(() => '<its target>')})`);
       const user = basename(home);
-      const file: BackupFile = { dir: dirname(home), name: user, base: `dom0-home/${user}`, sizeBytes: await diskUsage(home), dereference: false };
+      const file: BackupFile = { dir: dirname(home), name: user, base: `dom0-home/${user}`, sizeBytes: await diskUsage(home, false, (p, dir) => readable(p, dir, 'dom0')), dereference: false };
       dom0 = { name: d.name, qid: d.qid, klass: 'AdminVM', subdir: 'dom0-home/', backupPath: `dom0-home/${user}`, files: [file], sizeBytes: file.sizeBytes };
       continue;
     }
