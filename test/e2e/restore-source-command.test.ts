@@ -94,10 +94,14 @@ test('a --source-command that fails before or inside the archive\'s head is the 
         assert.match(r.stderr.trim(), new RegExp(`^qvm-backup-restore: error: --source-command exited with status ${status}: .*its stderr ends with: ssh: conn`));
       }
     }
-    // one that succeeds with something else is still "not a Qubes backup"
+    // one that succeeds with something else is still "not a Qubes backup"; so is one that closed
+    // its output and lives on (its exit is awaited a second, not 30)
     const other = await run(['-y', '-q', '-p', s.pw, '--source-command', 'echo hello'], 30_000);
     assert.equal(other.code, 2, other.stderr);
     assert.match(other.stderr, /not a Qubes backup/);
+    const lingering = await run(['-y', '-q', '-p', s.pw, '--source-command', 'echo hello; exec >&-; sleep 40'], 20_000);
+    assert.equal(lingering.code, 2, lingering.stderr);
+    assert.match(lingering.stderr, /not a Qubes backup: text starting "hello"/);
     assert.equal(existsSync(path.join(s.root, 'appvms')), false);
   } finally {
     s.t.cleanup();

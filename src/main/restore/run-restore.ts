@@ -20,6 +20,7 @@ import { checkStagedVm } from './install/install-vm.js';
 import { requiredImages } from './install/vm-files.js';
 import { existsSync } from 'node:fs';
 import { forgetAtExit, removeAtExit } from '../io/exit-cleanup.js';
+import { boundedWait } from '../pipeline/waits.js';
 import { loadHostQubesXml } from './install/host-qubes-xml.js';
 import { Installer } from './install/installer.js';
 import { LOCK_NAME, lockHost, type HostLock } from '../io/host-lock.js';
@@ -121,7 +122,12 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       head = await stats.time('header + qubes.xml', () => readArchiveHead(reader!, passphrase, { pool, signal: o.signal, maxMemory: s.maxMemory, ...(s.compressionFilter !== undefined ? { forcedCompressionFilter: s.compressionFilter } : {}) })).catch(async (e: unknown) => {
         // a source command that failed (ssh refused, a missing file in the VM) is the cause of an
         // empty or cut-short head: its exit status and stderr are the error, not "not a backup"
-        if (source?.command && !o.signal.aborted && !(isQvmBackupError(e) && e.code === 'ERR_HEADER_AUTH')) await checkSourceCommand(source, true);
+        // (its exit status is awaited a second at most: one that ended its output and lives on is
+        // stopped by closeSource, and the head's own error stands)
+        if (source?.command && source.exited && !o.signal.aborted && !(isQvmBackupError(e) && e.code === 'ERR_HEADER_AUTH')) {
+          const exit = await boundedWait(source.exited, 1000);
+          if (exit !== 'timeout' && exit.exitCode !== 0) await checkSourceCommand(source, true);
+        }
         throw e;
       });
       backupXml = parseQubesXml(head.qubesXmlBytes);

@@ -25,3 +25,24 @@ test('diskUsage counts a link itself, or with follow what it points to (a file, 
     t.cleanup();
   }
 });
+
+test('the check sees every directory and file, and (following links) a directory a link points to; a tree of many entries is walked whole', async () => {
+  const t = tempDir();
+  try {
+    const vm = join(t.dir, 'vm');
+    mkdirSync(join(vm, 'apps'), { recursive: true });
+    for (let i = 0; i < 100; i++) writeFileSync(join(vm, 'apps', `f${i}`), 'x'.repeat(i));
+    mkdirSync(join(t.dir, 'elsewhere'));
+    symlinkSync(join(t.dir, 'elsewhere'), join(vm, 'dirlink'));
+    const seen: string[] = [];
+    await diskUsage(vm, true, async (p, dir) => void seen.push(`${dir ? 'd' : 'f'}:${p.slice(vm.length)}`));
+    assert.equal(seen.filter((s) => s.startsWith('f:/apps/')).length, 100);
+    assert.ok(seen.includes('d:') && seen.includes('d:/apps') && seen.includes('d:/dirlink'), seen.join(' '));
+    // not following: the link is a link
+    const plain: string[] = [];
+    await diskUsage(vm, false, async (p) => void plain.push(p.slice(vm.length)));
+    assert.ok(!plain.includes('/dirlink'));
+  } finally {
+    t.cleanup();
+  }
+});
