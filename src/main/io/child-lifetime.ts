@@ -10,6 +10,16 @@ import { performance } from 'node:perf_hooks';
 
 let setpriv: string | null | undefined;
 
+/** Whether process `pid` exists here (EPERM: it does, as another user's). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Absolute path of the executable file `name` in PATH (or `searchPath`), or null: the one PATH
  *  lookup (tar, setpriv, dd, the compression filter programs). Empty and relative entries are
  *  skipped: they name the current directory, which is no place to take a program from (and a

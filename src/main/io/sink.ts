@@ -2,6 +2,7 @@
 // commit), our stdout, or a shell command's stdin. Every sink honours backpressure via `write()`,
 // and `write()` resolves only when the sink no longer references the bytes: callers reuse them.
 import { removeAtExit } from './exit-cleanup.js';
+import { processAlive } from './child-lifetime.js';
 import { constants as fsc, fdatasync, fstatSync, fsync, promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import path from 'node:path';
@@ -91,13 +92,7 @@ export async function staleBackupPartials(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
     const pid = Number(/^\..+\.partial-(\d+)$/.exec(name)?.[1]);
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-      continue; // running (EPERM below: another user's)
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EPERM') continue;
-    }
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
     const st = await fsp.lstat(path.join(dir, name)).catch(() => null);
     if (st?.isFile() === true && st.uid === uid) out.push(name);
   }

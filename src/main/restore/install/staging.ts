@@ -4,6 +4,7 @@
 import { lstat, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { runShort } from '../../io/spawn.js';
+import { processAlive } from '../../io/child-lifetime.js';
 import { fail } from '../../errors.js';
 
 /** A staging directory created by this run. */
@@ -80,7 +81,7 @@ export async function createScratch(parent: string, what: string): Promise<Stagi
   const uid = process.getuid?.();
   for (const name of await readdir(root).catch(() => [] as string[])) {
     const pid = Number(/^\.qvm-verify-(\d+)-/.exec(name)?.[1]);
-    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue;
+    if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue;
     const old = await lstat(path.join(root, name)).catch(() => null);
     if (!old?.isDirectory() || old.uid !== uid) continue; // never through a symlink, never another user's
     // a PID of another PID namespace (a container sharing the directory) looks gone from here: a
@@ -96,16 +97,6 @@ export async function createScratch(parent: string, what: string): Promise<Stagi
     fail('ERR_IO', `cannot create a scratch directory in ${what} ${root}: ${(e as Error).message}`, { file: root }, e);
   }
   return stagingAt(dir);
-}
-
-/** Whether process `pid` exists (EPERM: it does, as another user's). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
