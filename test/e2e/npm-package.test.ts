@@ -30,7 +30,7 @@ test('npm pack of a fresh checkout builds it; installed from the tarball both co
     assert.equal(packed.status, 0, packed.stderr);
     const info = (JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[/m))) as { filename: string; files: { path: string }[] }[])[0]!;
     const files = new Set(info.files.map((f) => f.path));
-    for (const f of ['bin/qvm-backup', 'bin/qvm-backup-restore', 'dist/src/main/cli/qvm-backup.js', 'dist/src/main/cli/qvm-backup-restore.js', 'dist/src/workers/chunk-worker.js', 'dist/src/main/cli/qvm-backup.bundle.mjs', 'dist/src/main/cli/qvm-backup-restore.bundle.mjs', 'dist/src/main/cli/qvm-backup.start.mjs', 'dist/src/main/cli/qvm-backup-restore.start.mjs', 'dist/src/workers/pool-entry.bundle.mjs', 'man/qvm-backup.1', 'man/qvm-backup-restore.1']) {
+    for (const f of ['bin/qvm-backup', 'bin/qvm-backup-restore', 'dist/src/main/cli/qvm-backup.js', 'dist/src/main/cli/qvm-backup-restore.js', 'dist/src/workers/chunk-worker.js', 'dist/src/main/cli/qvm-backup.bundle.mjs', 'dist/src/main/cli/qvm-backup-restore.bundle.mjs', 'dist/src/main/cli/qvm-backup.start.mjs', 'dist/src/main/cli/qvm-backup-restore.start.mjs', 'dist/src/workers/pool-entry.bundle.mjs', 'dist/src/main/index.js', 'dist/src/main/index.d.ts', 'man/qvm-backup.1', 'man/qvm-backup-restore.1']) {
       assert.ok(files.has(f), `${f} is in the package`);
     }
     assert.ok(![...files].some((f) => f.startsWith('dist/test/') || f.startsWith('src/')), 'no tests or TypeScript sources in the package');
@@ -66,6 +66,15 @@ test('npm pack of a fresh checkout builds it; installed from the tarball both co
     assert.match(r.stderr, /^done: work \(verified\)$/m);
     assert.match(r.stderr, /^done: dom0 home \(verified\)$/m);
     assert.match(r.stderr, /^Verification succeeded: 1 VM\(s\) and the dom0 home complete and authentic/m);
+
+    // the library, imported by name from a project that has the package installed
+    const proj = join(tmp.dir, 'project');
+    mkdirSync(join(proj, 'node_modules'), { recursive: true });
+    symlinkSync(join(prefix, 'lib', 'node_modules', 'qvm-backup'), join(proj, 'node_modules', 'qvm-backup'));
+    const script = "const { verify } = await import('qvm-backup'); const r = await verify({ location: process.argv[1], passphrase: process.argv[2] }); console.log(JSON.stringify(r.vms.map((v) => v.name)), r.dom0User);";
+    const l = run(process.execPath, ['--input-type=module', '-e', script, archive, 'correct horse battery staple'], { cwd: proj, env });
+    assert.equal(l.status, 0, l.stderr);
+    assert.equal(l.stdout, '["work"] user\n');
   } finally {
     tmp.cleanup();
   }

@@ -146,7 +146,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const notSelected = live.domains.map((d) => d.name).filter((n) => !chosen.has(n));
   progress.waitingForUser(true);
   const go = await options.confirm(formatBackupSummary(plan, notSelected), backupPlanJson(plan, notSelected)).finally(() => progress.waitingForUser(false));
-  if (!go) fail('ERR_CANCELLED', 'backup cancelled by the user');
+  if (!go) fail('ERR_DECLINED', 'cancelled by the user: nothing done');
   progress.waitingForUser(true);
   const passphrase = Buffer.from(await options.getPassphrase().finally(() => progress.waitingForUser(false)), 'utf8');
   signal.throwIfAborted();
@@ -211,9 +211,14 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   writing.catch(stopAll);
   let chunkCount = 0;
   const mtimeSec = Math.floor(now.getTime() / 1000);
-  const counted = async function* (src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  // A file's share of the progress is its planned size (the total is the sum of them): the bytes
+  // of its inner archive as they are read, at most that size (the archive adds headers and
+  // padding; a file that grew since the plan adds more), all of it once the file is done.
+  const counted = async function* (src: AsyncIterable<Uint8Array>, base: number, size: number): AsyncGenerator<Uint8Array> {
+    let seen = 0;
     for await (const c of src) {
-      bytesIn += c.length;
+      seen += c.length;
+      bytesIn = base + Math.min(seen, size);
       moved();
       yield c;
     }
@@ -347,11 +352,15 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
       const volumes = f.inMemory
         ? bytesOf([Buffer.concat(innerTarOf(f.base, f.inMemory, mtimeSec))])
         : tarCreateMultiVolume({ dir: f.dir!, name: f.name, archiveName: f.base, dereference: f.dereference, tapeLengthKiB: Math.floor(s.chunkSize / 1024), signal: runSignal });
+      const base = bytesIn;
+      let seen = 0;
       try {
         chunkCount += await streamFileV2(f.base, volumes, settings, res, (n) => {
-          bytesIn += n;
+          seen += n;
+          bytesIn = base + Math.min(seen, f.sizeBytes);
           moved();
         });
+        bytesIn = base + f.sizeBytes;
       } catch (e) {
         throw isQvmBackupError(e) && e.code === 'ERR_TAR_FAILED' ? tarFailed(e, f, job) : e;
       }
@@ -372,9 +381,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     }
     const tar = started ?? startInner(f, job);
     const base = bytesIn;
-    chunkCount += await streamFileV34(f.base, externalFilter ? countedByTar(tar, base, f.sizeBytes) : counted(tar.stdout), settings, res);
+    chunkCount += await streamFileV34(f.base, externalFilter ? countedByTar(tar, base, f.sizeBytes) : counted(tar.stdout, base, f.sizeBytes), settings, res);
     await tar.done;
-    if (externalFilter) bytesIn = base + f.sizeBytes;
+    bytesIn = base + f.sizeBytes;
   };
 
   progress.start('backup', plan.totalBytes);

@@ -6,7 +6,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { fail } from '../errors.js';
 import { exactSize } from '../size-text.js';
 import { encodeBackupHeader, type BackupHeader } from '../format/backup-header.js';
-import { CHUNK_SIZE_BYTES, DEFAULT_SCRYPT_LOGN, MIN_CHUNK_SIZE_BYTES, V2_VOLUME_BYTES, chunkSizeMultiple, maxChunkSize } from '../format/limits.js';
+import { CHUNK_SIZE_BYTES, DEFAULT_SCRYPT_LOGN, MAX_SCRYPT_LOGN, MAX_THREADS, MIN_SCRYPT_LOGN, MIN_CHUNK_SIZE_BYTES, V2_VOLUME_BYTES, chunkSizeMultiple, maxChunkSize } from '../format/limits.js';
 import { nodeDigestName } from '../../workers/hmac.js';
 import { cipherParams } from '../../workers/openssl-enc.js';
 import { defaultMaxMemory } from '../pipeline/memory-default.js';
@@ -65,13 +65,17 @@ const hostNow = (): BackupHost => ({ cpus: availableParallelism(), ramBytes: tot
  */
 export function resolveBackupSettings(c: BackupChoices, backupId: string, host: BackupHost = hostNow()): BackupSettings {
   const { format } = c;
+  // the command line's parsers check these too; a program calling the library gets the same rules
+  if (format !== 2 && format !== 3 && format !== 4) fail('ERR_USAGE', `--format ${String(format)}: expected 2, 3 or 4`);
   if (format === 4 && !c.encrypt) fail('ERR_USAGE', '--no-encrypt is not possible with format 4 (R4 backups are always encrypted)');
   if (format === 2 && c.encrypt && c.compress) fail('ERR_USAGE', 'format 2 cannot be both compressed and encrypted (the R2 writer refused it too): use --no-compress or --no-encrypt');
   const threads = c.threads || host.cpus;
-  if (!Number.isInteger(threads) || threads < 1) fail('ERR_USAGE', `--threads ${threads}: expected a positive integer`);
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) fail('ERR_USAGE', `--threads ${threads}: expected an integer from 1 to ${MAX_THREADS}`);
   const chunkSize = c.chunkSize ?? (format === 2 ? V2_VOLUME_BYTES : CHUNK_SIZE_BYTES);
   checkChunkSize(chunkSize, format);
   const scryptLogN = c.scryptLogN ?? DEFAULT_SCRYPT_LOGN;
+  if (!Number.isInteger(scryptLogN) || scryptLogN < MIN_SCRYPT_LOGN || scryptLogN > MAX_SCRYPT_LOGN) fail('ERR_USAGE', `--scrypt-logn ${scryptLogN}: expected an integer from ${MIN_SCRYPT_LOGN} to ${MAX_SCRYPT_LOGN}`);
+  if (c.maxMemory !== undefined && (!Number.isSafeInteger(c.maxMemory) || c.maxMemory <= 0)) fail('ERR_USAGE', `--max-memory ${c.maxMemory}: expected a positive number of bytes`);
   if (format !== 4) {
     // the header names them and every chunk uses them: an unknown one is refused before anything is written
     if (nodeDigestName(c.hmacAlgorithm) === null) fail('ERR_UNSUPPORTED', `HMAC digest '${c.hmacAlgorithm}' is not supported by this OpenSSL`);

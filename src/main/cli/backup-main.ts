@@ -9,7 +9,7 @@ import { loadSpawner } from '../io/spawn.js';
 import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, abortOnSignals, reportError, endFailedRun, intOption as int, collect, parseOrExit, jsonOfArgv, decideJson, watchStalls, stallTimeoutOption, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
 import { EXIT } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
-import { DEFAULT_SCRYPT_LOGN, MIN_CHUNK_SIZE_BYTES, maxChunkSize } from '../format/limits.js';
+import { DEFAULT_SCRYPT_LOGN, MAX_SCRYPT_LOGN, MAX_THREADS, MIN_CHUNK_SIZE_BYTES, MIN_SCRYPT_LOGN, maxChunkSize } from '../format/limits.js';
 import { defaultMaxMemory } from '../pipeline/memory-default.js';
 import { VERSION } from '../version.js';
 import { fail, QvmBackupError } from '../errors.js';
@@ -58,7 +58,7 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .option('-Z, --compress-filter <prog>', 'compression: gzip or zstd (in-process, parallel blocks; zstd needs Node >= 22.15, else the zstd program runs with -T<threads>), or one of pigz, bzip2, pbzip2, xz, lzma, zstdmt (also spelled --compression-filter, as qvm-backup-restore has it)', 'gzip')
   .addOption(aliasOption('--compression-filter <prog>'))
   .option('--compress-level <n>', 'gzip 1-9 (default 6) or zstd/zstdmt 1-19 (default 3)', int('--compress-level', 1, 19))
-  .option('--scrypt-logn <n>', 'format 4: scrypt cost, N = 2^n (memory 128·8·N bytes per derivation: 512 MiB at 19)', int('--scrypt-logn', 10, 22), DEFAULT_SCRYPT_LOGN)
+  .option('--scrypt-logn <n>', 'format 4: scrypt cost, N = 2^n (memory 128·8·N bytes per derivation: 512 MiB at 19)', int('--scrypt-logn', MIN_SCRYPT_LOGN, MAX_SCRYPT_LOGN), DEFAULT_SCRYPT_LOGN)
   .option('--chunk-size <size>', `chunk size: ${exactSize(MIN_CHUNK_SIZE_BYTES)} to ${exactSize(maxChunkSize(4))} (the default, as Qubes), a multiple of 4096; format 2: the tar volume size, up to ${exactSize(maxChunkSize(2))} (the default), a multiple of 10240`, sizeOption('--chunk-size'))
   .option('--dest-command <cmd>', 'pipe the archive into this shell command instead of writing a file; BACKUP_LOCATION is passed to it as $QVM_BACKUP_LOCATION (e.g. --dest-command \'ssh host "cat > $QVM_BACKUP_LOCATION"\')')
   .addOption(new Option('-d, --dest-vm <vm>', "send the archive to this VM's qubes.Backup service (through qvm-run --pass-io --service), BACKUP_LOCATION as its first line; dom0 = a local file, as without -d").conflicts('destCommand'))
@@ -71,7 +71,7 @@ export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new 
   .option('--json', "progress and result as JSON lines on stdout (refused with '-': stdout carries the archive)")
   .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, child processes; with --json: the summary\'s "stats" object)')
   .addOption(stallTimeoutOption())
-  .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
+  .addOption(new Option('--threads <n>', 'worker threads').argParser(int('--threads', 1, MAX_THREADS)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + compression blocks + scrypt derivations (default: 1 GiB + 512 MiB per thread for format 4 at logN 19, at most 1/4 of RAM${h.generic ? '' : `: here ${formatBytes(defaultMaxMemory(h.threads, DEFAULT_SCRYPT_LOGN, totalmem()))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')
   .addHelpText('after', renderSections(BACKUP_SECTIONS));

@@ -8,13 +8,13 @@ import { exitCodeFor, exitCodeForSignal, errorCodeOf, EXIT } from './exit-codes.
 import { openTty, readTtyLine } from './tty-prompt.js';
 import { defaultDom0Home } from './dom0-user.js';
 import { RunStats, formatStats } from '../stats/run-stats.js';
-import { backupBound, restoreBound, verifyBound } from '../stats/bound.js';
+import { statsFor } from '../stats/make-stats.js';
+import { watchStalls as watch } from '../progress/stall-watch.js';
 
 /** The run's stage profile: on with --stats and with --json (its summary always carries it), else
  *  a no-op one. */
 export function makeStats(opts: { stats?: boolean; json?: boolean }, operation: 'backup' | 'restore' | 'verify'): RunStats {
-  const bound = { backup: backupBound, restore: restoreBound, verify: verifyBound }[operation];
-  return new RunStats({ enabled: opts.stats === true || opts.json === true, bound });
+  return statsFor(operation, opts.stats === true || opts.json === true);
 }
 
 /** At the end of a successful run: the `stats` field of the --json summary (always), or with
@@ -95,42 +95,9 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interrup
 export const stallTimeoutOption = (): Option =>
   new Option('--stall-timeout <seconds>', 'stop the run (exit 1) when nothing has moved for this long: no byte read or written, no new phase (waits for the passphrase or the confirmation do not count). Without it a run that has not moved for 60 s says so once per stall and goes on waiting').argParser(intOption('--stall-timeout', 1, 604800));
 
-/** How long a run may not move before it is said (--stall-timeout lowers it to half its own). */
-const STALL_WARN_MS = 60_000;
-
-/**
- * Watch a run for stalls: a run that has not moved (no byte counted, no new phase; waits for the
- * user do not count) for a minute is said to be waiting, once per stall; with `timeoutSec` it is
- * stopped once that long has passed, like a signal would stop it, and ends with ERR_STALLED.
- * A destination or a source that stops taking or giving bytes (a dead network, a full pipe
- * nobody reads) would otherwise hold the run for ever. Returns the function that ends the watch.
- */
+/** --stall-timeout: progress/stall-watch.ts; a stall stops the run as a signal would. */
 export function watchStalls(progress: Progress, stop: Interruption, timeoutSec: number | undefined): () => void {
-  // what moves: progress/activity.ts (reads, decoded pieces, pieces written), the counters, a phase
-  const warnMs = timeoutSec !== undefined ? Math.min(STALL_WARN_MS, (timeoutSec * 1000) / 2) : STALL_WARN_MS;
-  let warned = false;
-  const timer = setInterval(
-    () => {
-      const still = progress.stillMs;
-      if (still < warnMs) {
-        warned = false;
-        return;
-      }
-      const sec = still < 10_000 ? (still / 1000).toFixed(1) : String(Math.floor(still / 1000));
-      if (timeoutSec !== undefined && still >= timeoutSec * 1000) {
-        clearInterval(timer);
-        const e = new QvmBackupError('ERR_STALLED', `no progress for ${sec} s (--stall-timeout ${timeoutSec}): stopped; the destination, the source or a command it waited for did not move (last: ${progress.line()})`);
-        stop.stop(e);
-        return;
-      }
-      if (warned) return;
-      warned = true;
-      progress.warn(`no progress for ${sec} s: still waiting on the destination, the source or a command${timeoutSec === undefined ? ' (--stall-timeout SECONDS stops such a run)' : `; stopped at ${timeoutSec} s`}`);
-    },
-    Math.min(1000, Math.max(100, warnMs / 4)),
-  );
-  timer.unref();
-  return () => clearInterval(timer);
+  return watch(progress, (e) => stop.stop(e), timeoutSec);
 }
 
 /** Print one clear line for `err` (plus the cause chain with QVMB_DEBUG=1) and return the exit status.

@@ -19,6 +19,7 @@ import type { SourceVm } from '../restore/archive-source.js';
 import { EXIT, exitCodeForSignal } from './exit-codes.js';
 import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSections, type HelpSection } from './help-text.js';
 import { VERSION } from '../version.js';
+import { MAX_THREADS } from '../format/limits.js';
 import { peakRssBytes } from '../stats/peak-rss.js';
 
 /** What --help prints after the options (and the man page has as sections). */
@@ -66,7 +67,7 @@ export const restoreProgram = (h: HostDefaults = hostDefaults()): Command => new
   .option('--json', 'progress and result as JSON lines on stdout')
   .option('--stats', 'print the stage profile at the end (busy time per stage, worker use, key derivations, child processes; with --json: the summary\'s "stats" object)')
   .addOption(stallTimeoutOption())
-  .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, 256)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
+  .addOption(new Option('--threads <n>', 'worker threads').argParser(intOption('--threads', 1, MAX_THREADS)).default(h.threads, shownDefault(h, 'the number of CPU cores')))
   .option('--direct-io', 'write the VM images around the page cache (O_DIRECT, where the filesystem allows it): a little less CPU than the default (which hands an image\'s pages back once they are on disk) and none of the images\' data in the page cache (in dom0: the desktop\'s memory), but they are written as fast as the disk takes one 8 MiB write at a time (slower here)')
   .option('--max-memory <size>', `bound on buffer memory: chunks in flight + concurrent scrypt derivations (128·r·N bytes each); an archive asking for more than this minus 255 MiB per derivation is refused before deriving (default 1 GiB + 512 MiB per thread, at most 1/4 of RAM, at least 2.5 GiB${h.generic ? '' : `: here ${formatBytes(defaultRestoreMaxMemory(h.threads, totalmem()))}`})`, sizeOption('--max-memory'))
   .version(VERSION, '-V, --version')

@@ -14,6 +14,11 @@ export const V2_VOLUME_BYTES = V2_TAPE_LENGTH_KIB * 1024;
  *  restore's default --max-memory is sized for: what the scrypt tool and Qubes R4 pick on typical
  *  hardware. */
 export const DEFAULT_SCRYPT_LOGN = 19;
+/** The --scrypt-logn range a backup accepts (N = 2^10 … 2^22: 1 MiB … 4 GiB per derivation at r 8). */
+export const MIN_SCRYPT_LOGN = 10;
+export const MAX_SCRYPT_LOGN = 22;
+/** The most worker threads a run takes (--threads). */
+export const MAX_THREADS = 256;
 
 /** Smallest --chunk-size accepted (tiny chunks would only multiply the per-chunk work). */
 export const MIN_CHUNK_SIZE_BYTES = 64 * 1024;

@@ -6,7 +6,7 @@
 // code falls back to the same plan when called without one (tests).
 import { availableParallelism, totalmem } from 'node:os';
 import { fail } from '../errors.js';
-import { DEFAULT_SCRYPT_LOGN } from '../format/limits.js';
+import { DEFAULT_SCRYPT_LOGN, MAX_THREADS } from '../format/limits.js';
 import { defaultMaxMemory } from '../pipeline/memory-default.js';
 import { RESTORE_MIN_MAX_MEMORY } from './stream/kdf-budget.js';
 import { planRestoreMemory } from './stream/restore-memory.js';
@@ -60,7 +60,7 @@ const hostNow = (): RestoreHost => ({ cpus: availableParallelism(), ramBytes: to
 /** Resolve and validate `c` (ERR_USAGE), frozen. */
 export function resolveRestoreSettings(c: RestoreChoices, host: RestoreHost = hostNow()): RestoreSettings {
   const threads = c.threads || host.cpus;
-  if (!Number.isInteger(threads) || threads < 1) fail('ERR_USAGE', `--threads ${threads}: expected a positive integer`);
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) fail('ERR_USAGE', `--threads ${threads}: expected an integer from 1 to ${MAX_THREADS}`);
   const maxMemory = c.maxMemory ?? defaultRestoreMaxMemory(threads, host.ramBytes);
   if (!Number.isSafeInteger(maxMemory) || maxMemory <= 0) fail('ERR_USAGE', `--max-memory ${maxMemory}: expected a positive number of bytes`);
   return Object.freeze({ threads, maxMemory, ...(c.compressionFilter !== undefined ? { compressionFilter: c.compressionFilter } : {}), imageExtraction: c.imageExtraction ?? 'in-process', prefaultImages: c.prefaultImages ?? true, dropBehind: c.dropBehind ?? true, directImageWrites: c.directImageWrites ?? false });
