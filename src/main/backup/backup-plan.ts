@@ -75,9 +75,12 @@ function isTemplate(d: DomainInfo): boolean {
   return d.klass === 'TemplateVM' || d.legacyClass === 'QubesTemplateVm' || d.legacyClass === 'QubesTemplateHVm';
 }
 
-/** Internal VMs (e.g. the R3 DispVM template) are left out of the default set, as Qubes does. */
+/** An R2/R3 AppVM marked `internal` (the R3 DispVM template): R3 left these out of the default
+ *  set. R4 selects by `include_in_backups` alone; its `internal` feature only hides a VM from
+ *  menus, and such a VM is backed up. */
 function isInternal(d: DomainInfo): boolean {
-  const v = (d.properties['internal'] ?? d.features['internal'] ?? '').toLowerCase();
+  if (d.legacyClass === undefined || d.legacyClass === 'QubesTemplateVm' || d.legacyClass === 'QubesTemplateHVm') return false;
+  const v = (d.properties['internal'] ?? '').toLowerCase();
   return v === 'true' || v === '1';
 }
 

@@ -103,7 +103,9 @@ export function readR4Domain(dom: XNode, labels: LabelInfo[]): DomainInfo {
     name,
     klass,
     providesNetwork: qbool(properties['provides_network'], false),
-    includeInBackups: klass === 'AdminVM' ? true : qbool(properties['include_in_backups'], true),
+    // R4's defaults: true, and for a disposable `not auto_cleanup` (a VM removed at its shutdown
+    // is not backed up); dom0 has the property too (false: its home is left out)
+    includeInBackups: qbool(properties['include_in_backups'], klass === 'DispVM' ? !qbool(properties['auto_cleanup'], false) : true),
     installedByRpm: qbool(properties['installed_by_rpm'], false),
     volumes: readVolumes(dom),
     properties,

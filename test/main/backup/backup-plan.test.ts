@@ -114,3 +114,30 @@ test('format 4: an R4 VM without <volume-config> is refused (its images are unkn
   const others = await planBackup(bare, opts({ vms: ['vault'] }));
   assert.deepEqual(others.vms.map((v) => v.name), ['vault']);
 });
+
+test('the default selection is R4\'s: include_in_backups (a disposable\'s default: not auto_cleanup; dom0\'s own), the internal feature no reason to leave a VM out', async () => {
+  const xml = readFileSync(`${root}/qubes.xml`, 'utf8');
+  const edit = (from: string, to: string, text: string): string => {
+    assert.ok(text.includes(from), from);
+    return text.replace(from, to);
+  };
+  // work gets the internal feature; vault include_in_backups False; dom0 too
+  let x = edit('<domain id="domain-3" class="AppVM">', '<domain id="domain-3" class="AppVM"><features><feature name="internal">1</feature></features>', xml);
+  x = edit('<property name="name">vault</property>', '<property name="name">vault</property><property name="include_in_backups">False</property>', x);
+  x = edit('class="AdminVM">\n      <properties>', 'class="AdminVM">\n      <properties><property name="include_in_backups">False</property>', x);
+  // two disposables: one removed at its shutdown (not backed up by default), one named (backed up)
+  const disp = (qid: number, name: string, cleanup: string): string => `<domain id="domain-${qid}" class="DispVM"><properties><property name="qid">${qid}</property><property name="name">${name}</property><property name="label">label-1</property><property name="template">work</property>${cleanup}</properties><features/><tags/></domain>`;
+  x = edit('</domains>', `${disp(40, 'disp40', '<property name="auto_cleanup">True</property>')}${disp(41, 'disp41', '')}</domains>`, x);
+  const d = parseQubesXml(Buffer.from(x));
+  assert.deepEqual(d.domains.filter((v) => v.klass === 'DispVM').map((v) => [v.name, v.includeInBackups]), [['disp40', false], ['disp41', true]]);
+  const p = await planBackup({ ...d, domains: d.domains.filter((v) => v.name !== 'disp41') }, opts({}));
+  const names = p.vms.map((v) => v.name);
+  assert.ok(!names.includes('disp40'), 'a disposable with auto_cleanup');
+  assert.ok(names.includes('work'), 'the internal feature does not leave work out');
+  assert.ok(!names.includes('vault'), 'include_in_backups False');
+  assert.equal(p.dom0, undefined, "dom0's include_in_backups False leaves the home out");
+  // named, they are backed up all the same
+  const named = await planBackup(d, opts({ vms: ['vault', 'dom0'] }));
+  assert.deepEqual(named.vms.map((v) => v.name), ['vault']);
+  assert.ok(named.dom0 !== undefined);
+});
