@@ -179,16 +179,18 @@ export function deferredDefaultDispvmOf(host: QubesXml, from: DomainInfo, opts: 
 
 /**
  * Set the default_dispvm of restored VM `name` to `target` once both are on the host (a reference
- * between two VMs of one restore, deferred so that qubes.xml never names a missing VM). Returns a
- * warning instead when `target` is not a disposable template on the host.
+ * between two VMs of one restore, deferred so that qubes.xml never names a missing VM). When
+ * `target` was not `restored` or is no disposable template, it is set to none, with a warning.
  */
-export function setRestoredDefaultDispvm(host: QubesXml, name: string, target: string): string | null {
+export function setRestoredDefaultDispvm(host: QubesXml, name: string, target: string, restored = true): { changed: boolean; warning?: string } {
   const st = stateOf(host);
   const entry = [...st.nodes].find(([d, n]) => d.name === name && n !== undefined);
-  const t = findDomain(host, target);
-  if (entry === undefined) return `${name}: not on the host, default_dispvm not set`;
-  if (t === undefined || !isDispvmTemplate(t)) return `${name}: default_dispvm ${shown(target)} not restored: ${t === undefined ? 'it was not restored' : 'it is no disposable template'}; the default applies`;
-  setProperty(entry[1]!, 'default_dispvm', target, st.pretty);
+  // a target this restore did not install is not used even if the host has a VM of that name
+  const t = restored ? findDomain(host, target) : undefined;
+  if (entry === undefined) return { changed: false, warning: `${name}: not on the host, default_dispvm not set` };
+  // fail closed: none, not the host's default_dispvm, whose disposables may have another network
+  const usable = t !== undefined && isDispvmTemplate(t);
+  setProperty(entry[1]!, 'default_dispvm', usable ? target : '', st.pretty);
   refresh(host);
-  return null;
+  return usable ? { changed: true } : { changed: true, warning: `${name}: default_dispvm ${shown(target)} set to none: ${t === undefined ? 'it was not restored' : 'it is no disposable template'} (set it with qvm-prefs)` };
 }

@@ -100,7 +100,10 @@ function resolveDefaultDispvm(host: QubesXml, from: DomainInfo, o: RefOptions, r
   const d = o.renames.get(from.defaultDispvm) ?? from.defaultDispvm;
   if (d === o.newName) {
     if (o.selfIsDispvmTemplate) refs.defaultDispvm = d;
-    else refs.warnings.push('default_dispvm (the VM itself) not restored: it is not a disposable template');
+    else {
+      refs.defaultDispvm = '';
+      refs.warnings.push('default_dispvm (the VM itself) set to none: it is not a disposable template');
+    }
     return;
   }
   const target = findDomain(host, d);
@@ -113,7 +116,10 @@ function resolveDefaultDispvm(host: QubesXml, from: DomainInfo, o: RefOptions, r
   }
   if (target !== undefined) {
     if (isDispvmTemplate(target)) refs.defaultDispvm = d;
-    else refs.warnings.push(`default_dispvm ${shown(d)} not restored: it is ${aClass(target.klass)} without template_for_dispvms; the default applies`);
+    else {
+      refs.defaultDispvm = '';
+      refs.warnings.push(`default_dispvm ${shown(d)} set to none: it is ${aClass(target.klass)} without template_for_dispvms (set it with qvm-prefs)`);
+    }
   } else if (o.renames.has(from.defaultDispvm) && isValidVmName(d)) {
     if (o.deferDefaultDispvm) {
       refs.deferredDefaultDispvm = d;
@@ -121,8 +127,12 @@ function resolveDefaultDispvm(host: QubesXml, from: DomainInfo, o: RefOptions, r
     }
     refs.defaultDispvm = d;
     refs.warnings.push(`default_dispvm ${shown(d)} is not on the host yet: restore or create it`);
+  } else {
+    // Qubes' restore fails to set it and leaves the host's default_dispvm, whose disposables may
+    // have another network than the one named: none instead (fail closed), said
+    refs.defaultDispvm = '';
+    refs.warnings.push(`default_dispvm ${shown(d)} set to none: it is neither restored nor on the host (set it with qvm-prefs)`);
   }
-  // a default_dispvm that is nowhere is dropped, as the Qubes restore does
 }
 
 /**

@@ -178,13 +178,14 @@ describe('hostile references', () => {
     assert.match(restoreWarningsOf(h, 'evil')!.join('\n'), /network loop/);
   });
 
-  test('default_dispvm: a disposable template kept; anything else dropped with a warning', () => {
+  test('default_dispvm: a disposable template kept; anything else set to none with a warning', () => {
     const h = host();
     assert.equal(restoreInto(h, backup(appvm('a', '', prop('default_dispvm', 'default-dvm'))), 'a').d.defaultDispvm, 'default-dvm');
-    for (const [name, dd] of [['b', 'victim'], ['c', 'c'], ['e', 'dom0']] as const) {
+    for (const [name, dd] of [['b', 'victim'], ['c', 'c'], ['e', 'dom0'], ['g', 'nowhere']] as const) {
       const { d } = restoreInto(h, backup(appvm(name, '', prop('default_dispvm', dd))), name);
-      assert.equal(d.defaultDispvm, undefined, dd);
-      assert.match(restoreWarningsOf(h, name)!.join('\n'), /default_dispvm .*not restored/, dd);
+      // none, never the host's default_dispvm (its disposables may have another network)
+      assert.equal(d.defaultDispvm, null, dd);
+      assert.match(restoreWarningsOf(h, name)!.join('\n'), /default_dispvm .*set to none/, dd);
     }
     // a disposable template may name itself
     const self = restoreInto(h, backup(appvm('f', '', prop('template_for_dispvms', 'True') + prop('default_dispvm', 'f'))), 'f').d;

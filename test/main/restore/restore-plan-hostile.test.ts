@@ -107,8 +107,11 @@ describe('planRestore: what will not be carried is listed before any data is rea
     assert.deepEqual(vm(p, 'w').warnings, [
       'property "evil" not restored: not a property Qubes knows for an AppVM',
       'property memory not restored: invalid value "lots"',
-      'default_dispvm "net" not restored: an AppVM without template_for_dispvms is no disposable template; the default applies',
+      'default_dispvm "net" set to none: an AppVM without template_for_dispvms is no disposable template',
     ]);
+    // one that is neither restored nor on the host: said in the plan, set to none
+    const nowhere = plan([{ name: 'w', klass: 'AppVM', qid: 4, template: 'tpl', defaultDispvm: 'gone-dvm', backup: true }]);
+    assert.deepEqual(vm(nowhere, 'w').warnings, ['default_dispvm "gone-dvm" set to none: it is neither restored nor on the host']);
     assert.match(formatRestoreTable(p), /Notes:\n {2}w: property "evil" not restored/);
     assert.deepEqual(vm(p, 'net').warnings, []);
     // verify-only lists nothing (nothing is installed)

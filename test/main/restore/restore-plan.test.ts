@@ -134,12 +134,14 @@ describe('planRestore', () => {
     assert.equal(byName(ignored.vms, 'mail').template, 'deb');
     assert.match(byName(ignored.vms, 'mail').notes.join('\n'), /template deb \(host default_template\) used instead of missing tpl/);
 
+    // with no default_template to use instead, as Qubes: still missing (a template that does not
+    // exist would make qubesd refuse the whole qubes.xml); --skip-broken skips it
     const fresh = planRestore(b, null, 'alice', sel({ vms: ['mail'], ignoreMissing: true }));
-    assert.deepEqual(fresh.blocking, []);
-    const mail = byName(fresh.vms, 'mail');
-    assert.equal(mail.action, 'restore');
-    assert.equal(mail.template, 'tpl');
-    assert.match(mail.notes.join('\n'), /WARNING: .*no default_template: the reference to tpl is kept/);
+    assert.deepEqual(byName(fresh.vms, 'mail').problems, ['missing-template']);
+    assert.match(fresh.blocking.join('\n'), /^mail: template tpl is in the backup but not selected \(select it too\), and is not on the host, and the host has no default_template to use instead/m);
+    const freshSkip = planRestore(b, null, 'alice', sel({ vms: ['mail'], ignoreMissing: true, skipBroken: true }));
+    assert.deepEqual(freshSkip.blocking, []);
+    assert.equal(byName(freshSkip.vms, 'mail').action, 'skip');
 
     // selecting the template too resolves it
     assert.deepEqual(planRestore(b, null, 'alice', sel({ vms: ['mail', 'tpl'] })).blocking, []);
@@ -153,7 +155,7 @@ describe('planRestore', () => {
     assert.match(plan.blocking.join('\n'), /template tpl exists on the host but cannot serve as a template/);
   });
 
-  it('missing netVM: blocking, --skip-broken cascades, --ignore-missing uses the host default or keeps it', () => {
+  it('missing netVM: blocking, --skip-broken cascades, --ignore-missing uses the host default (none when the host has none)', () => {
     const b = backup();
     const h = host([{ name: 'tpl', klass: 'TemplateVM', qid: 2 }]);
     const blocked = planRestore(b, h, 'alice', sel({ vms: ['work'] }));
@@ -183,9 +185,11 @@ describe('planRestore', () => {
     assert.equal(byName(def.vms, 'work').netvm, undefined);
     assert.match(byName(def.vms, 'work').notes.join('\n'), /host's default netVM \(sys-fw\)/);
 
+    // no default_netvm: the default all the same (none now), never a reference to a VM that does not exist
     const keep = planRestore(b, h, 'alice', sel({ vms: ['work'], ignoreMissing: true }));
-    assert.equal(byName(keep.vms, 'work').netvm, 'net');
-    assert.match(byName(keep.vms, 'work').notes.join('\n'), /WARNING: .*no default_netvm/);
+    assert.deepEqual(keep.blocking, []);
+    assert.equal(byName(keep.vms, 'work').netvm, undefined);
+    assert.match(byName(keep.vms, 'work').notes.join('\n'), /WARNING: .*no default_netvm: restored without network/);
 
     // a host VM named like the netvm that does not provide network does not count
     const noNet = host([{ name: 'tpl', klass: 'TemplateVM', qid: 2 }, { name: 'net', klass: 'AppVM', qid: 3, template: 'tpl' }]);

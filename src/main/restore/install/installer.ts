@@ -94,9 +94,9 @@ export class Installer {
     let changed = false;
     for (const d of todo) {
       const target = this.#renames.get(d.target)!;
-      const why = this.installed.has(d.target) ? setRestoredDefaultDispvm(doc, this.#renames.get(d.vm)!, target) : `${this.#renames.get(d.vm)}: default_dispvm ${target} not set: it was not restored; the default applies`;
-      if (why === null) changed = true;
-      else progress.warn(why);
+      const r = setRestoredDefaultDispvm(doc, this.#renames.get(d.vm)!, target, this.installed.has(d.target));
+      if (r.changed) changed = true;
+      if (r.warning !== undefined) progress.warn(r.warning);
     }
     if (changed) await saveHostQubesXml(root, doc);
   }

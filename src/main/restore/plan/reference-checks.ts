@@ -56,6 +56,8 @@ export function defaultDispvmWarning(d: DomainInfo, target: (name: string) => Do
   // R2/R3: the disp-<netvm> template Qubes' restore would create (see legacyDispvmNote)
   const legacy = legacyDispvmNote(d);
   if (legacy !== undefined && !(t !== undefined && isDispvmTemplate(t))) return legacy;
-  if (t === undefined || isDispvmTemplate(t)) return undefined;
-  return `default_dispvm ${shown(dd)} not restored: ${dd === d.name ? 'the VM itself' : aClass(t.klass)} without template_for_dispvms is no disposable template; the default applies`;
+  if (t === undefined) return `default_dispvm ${shown(dd)} set to none: it is neither restored nor on the host`;
+  if (isDispvmTemplate(t)) return undefined;
+  if (dd === d.name) return `default_dispvm ${shown(dd)} set to none: the VM itself without template_for_dispvms is no disposable template`;
+  return `default_dispvm ${shown(dd)} set to none: ${aClass(t.klass)} without template_for_dispvms is no disposable template`;
 }

@@ -1,6 +1,7 @@
 // Template and netVM resolution for one VM of the restore plan (FORMAT.md §9.1 step 4): found among
 // the VMs being restored (through renames), else on the host, else missing → host default
-// (--ignore-missing), or a problem that --skip-broken turns into a skip. A reference Qubes would
+// (--ignore-missing; with no such default a missing template stays a problem and a missing netVM
+// becomes the default, none), or a problem that --skip-broken turns into a skip. A reference Qubes would
 // refuse (a non-template as template, a netVM without provides_network, the VM itself, a name no VM
 // can have) is a 'bad-reference' problem, whatever the options.
 import type { DomainInfo } from '../../qubes-xml/index.js';
@@ -19,6 +20,8 @@ export interface ResolveContext {
   /** Host global properties (default_template, default_dispvm, default_netvm), resolved to host VMs. */
   hostDefault: (name: 'default_template' | 'default_dispvm' | 'default_netvm') => string | undefined;
   ignoreMissing: boolean;
+  /** a verification: there is no host, and what it lacks is not the archive's problem (no note) */
+  noHost?: boolean;
 }
 
 /** Why a VM of the backup is not restored: not selected / skipped by the plan / no data in the backup. */
@@ -54,6 +57,7 @@ export function resolveTemplate(d: DomainInfo, ctx: ResolveContext): Resolved {
   const onHost = ctx.host.get(t);
   if (onHost !== undefined && fits(onHost)) return { value: t };
 
+  if (ctx.noHost === true) return { value: t };
   const reason = missingReason(kind, t, onHost !== undefined, ctx.notRestored(t));
   if (!ctx.ignoreMissing) return { value: t, problem: 'missing-template', reason };
   const defName = disp ? 'default_dispvm' : 'default_template';
@@ -62,10 +66,9 @@ export function resolveTemplate(d: DomainInfo, ctx: ResolveContext): Resolved {
   if (def !== undefined && defVm !== undefined && fits(defVm)) {
     return { value: def, note: `${kind} ${def} (host ${defName}) used instead of missing ${t}` };
   }
-  return {
-    value: t,
-    note: `WARNING: ${reason}, and the host has no ${defName}: the reference to ${t} is kept; restore or create ${t} before starting this VM`,
-  };
+  // as Qubes: with nothing to use instead the VM cannot be restored (a reference to a VM that
+  // does not exist would make qubesd refuse the whole qubes.xml)
+  return { value: t, problem: 'missing-template', reason: `${reason}, and the host has no ${defName} to use instead` };
 }
 
 /** Resolve the netVM of backup VM `d`; undefined means "the host's default netVM", null means none. */
@@ -83,6 +86,7 @@ export function resolveNetvm(d: DomainInfo, ctx: ResolveContext): Resolved {
   const onHost = ctx.host.get(n);
   if (onHost !== undefined && providesNetwork(onHost)) return { value: n };
 
+  if (ctx.noHost === true) return { value: n };
   const reason = missingReason('netVM', n, onHost !== undefined, ctx.notRestored(n));
   if (!ctx.ignoreMissing) return { value: n, problem: 'missing-netvm', reason };
   const def = ctx.hostDefault('default_netvm');
@@ -90,10 +94,9 @@ export function resolveNetvm(d: DomainInfo, ctx: ResolveContext): Resolved {
   if (def !== undefined && defVm !== undefined && providesNetwork(defVm)) {
     return { value: undefined, note: `netVM ${n} is missing: the host's default netVM (${def}) is used instead` };
   }
-  return {
-    value: n,
-    note: `WARNING: ${reason}, and the host has no default_netvm: the reference to ${n} is kept; restore or create ${n} before starting this VM`,
-  };
+  // as Qubes: the default netVM, which the host does not have: no network (never a reference to a
+  // VM that does not exist, which would make qubesd refuse the whole qubes.xml)
+  return { value: undefined, note: `WARNING: ${reason}, and the host has no default_netvm: restored without network (its netVM is the host's default_netvm, once there is one)` };
 }
 
 function missingReason(kind: string, name: string, onHostWrongKind: boolean, inBackup: NotRestored | undefined): string {

@@ -86,8 +86,7 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
   const reasons = new Map<VmPlan, Map<Problem, string>>();
   // (a verification checks what the archive alone decides, as into an empty host that lets missing
   // VMs be: a non-template as template, a netVM without network, a cycle block it as a restore)
-  if (!sel.verifyOnly) resolveDependencies(plans, host, hostByName, backupNames, sel, reasons);
-  else resolveDependencies(plans, null, new Map(), backupNames, { ...sel, ignoreMissing: true }, reasons);
+  resolveDependencies(plans, sel.verifyOnly ? null : host, sel.verifyOnly ? new Map() : hostByName, backupNames, sel, reasons);
 
   if (!sel.verifyOnly) planWarnings(plans, hostByName);
   const ordered = installOrder(plans);
@@ -174,7 +173,7 @@ function resolveDependencies(
     const live = candidates.filter((p) => p.action === 'restore');
     const restoring = new Map(live.map((p) => [p.backupName, p.newName]));
     const backupVm = (name: string) => planOf.get(name)?.domain;
-    const ctx: ResolveContext = { restoring, backupVm, host: hostByName, notRestored, hostDefault, ignoreMissing: sel.ignoreMissing };
+    const ctx: ResolveContext = { restoring, backupVm, host: hostByName, notRestored, hostDefault, ignoreMissing: sel.ignoreMissing, noHost: sel.verifyOnly };
     const cycles = referenceCycles(live.map((p) => p.domain));
     let changed = false;
     for (const p of live) {
