@@ -81,6 +81,13 @@ describe('planRestore', () => {
     assert.equal(byName(renamed.vms, 'work').netvm, 'net');
     assert.match(formatRestoreTable(renamed), /work → work1 .*restore, renamed to work1/);
 
+    // a renamed VM that --skip-broken then skips (its netVM is missing) keeps its own name
+    const h2 = host([{ name: 'tpl', klass: 'TemplateVM', qid: 2 }, { name: 'work', klass: 'AppVM', qid: 3, template: 'tpl' }]);
+    const broken = planRestore(backup(), h2, 'alice', sel({ vms: ['work'], renameConflicting: true, skipBroken: true }));
+    assert.equal(byName(broken.vms, 'work').action, 'skip');
+    assert.equal(byName(broken.vms, 'work').newName, 'work');
+    assert.doesNotMatch(formatRestoreTable(broken), /work1/);
+
     const skipped = planRestore(backup(), h, 'alice', sel({ skipConflicting: true }));
     assert.deepEqual(skipped.blocking, []);
     assert.equal(byName(skipped.vms, 'work').action, 'skip');

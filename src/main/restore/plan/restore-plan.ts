@@ -87,6 +87,13 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
   // (a verification checks what the archive alone decides, as into an empty host that lets missing
   // VMs be: a non-template as template, a netVM without network, a cycle block it as a restore)
   resolveDependencies(plans, sel.verifyOnly ? null : host, sel.verifyOnly ? new Map() : hostByName, backupNames, sel, reasons);
+  // a VM --skip-broken skipped after step 3 renamed it is shown under its own name: nothing is
+  // restored under the new one
+  for (const p of plans) {
+    if (p.action !== 'skip' || p.newName === p.backupName) continue;
+    p.notes = p.notes.filter((n) => n !== renamedNote(p.backupName, p.newName));
+    p.newName = p.backupName;
+  }
 
   if (!sel.verifyOnly) planWarnings(plans, hostByName);
   const ordered = installOrder(plans);
@@ -136,6 +143,8 @@ function planDom0(
   return plan;
 }
 
+const renamedNote = (name: string, to: string): string => `a VM named ${name} exists on the host: restored as ${to}`;
+
 function resolveConflicts(
   plans: VmPlan[], hostByName: ReadonlyMap<string, DomainInfo>, backupNames: ReadonlySet<string>, sel: RestoreSelection,
 ): void {
@@ -147,7 +156,7 @@ function resolveConflicts(
     if (free !== null) {
       p.newName = free;
       assigned.add(free);
-      p.notes.push(`a VM named ${p.backupName} exists on the host: restored as ${free}`);
+      p.notes.push(renamedNote(p.backupName, free));
       continue;
     }
     if (sel.renameConflicting) p.notes.push(`no free name ${p.backupName.slice(0, 29)}1 … ${p.backupName.slice(0, 29)}99 for renaming`);
