@@ -62,6 +62,14 @@ describe('planRestore', () => {
     assert.deepEqual(plan.vms.map((v) => v.backupName), ['tpl', 'net', 'proxy', 'dvm', 'disp']);
   });
 
+  it('a label the host does not have is said in the notes (the VM is restored red)', () => {
+    const b = backup();
+    b.domains.find((d) => d.name === 'mail')!.label = 'pink';
+    const p = planRestore(b, null, 'alice', sel());
+    assert.deepEqual(byName(p.vms, 'mail').warnings, ['label "pink" is not one of the host\'s labels: restored as red']);
+    assert.deepEqual(byName(p.vms, 'work').warnings, []);
+  });
+
   it('blocks on a name conflict; --rename-conflicting renames and remaps references; --skip-conflicting skips', () => {
     const h = host([{ name: 'tpl', klass: 'TemplateVM', qid: 2 }, { name: 'work', klass: 'AppVM', qid: 3, template: 'tpl' }]);
     const blocked = planRestore(backup(), h, 'alice', sel());

@@ -2,7 +2,7 @@
 // template/netVM, in which order, and why the restore cannot proceed (FORMAT.md §8.4, §9.1, §10.2).
 import { fail } from '../../errors.js';
 import type { DomainInfo, QubesXml } from '../../qubes-xml/index.js';
-import { isValidVmName, RESTORABLE_CLASSES, restoredDomainWarnings, shown } from '../../qubes-xml/index.js';
+import { emptyR4Host, isValidVmName, RESTORABLE_CLASSES, restoredDomainWarnings, shown } from '../../qubes-xml/index.js';
 import { DOM0_HOME_SUBDIR, dom0UserOf, vmSubdirOf } from './backup-subdir.js';
 import { findFreeName } from './conflict-rename.js';
 import { backupPathOf, backupSizeOf, declaredBackupSizeOf, globalOf, isAdminVm, isIncluded } from './domain-view.js';
@@ -95,7 +95,7 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
     p.newName = p.backupName;
   }
 
-  if (!sel.verifyOnly) planWarnings(plans, hostByName);
+  if (!sel.verifyOnly) planWarnings(plans, hostByName, new Set((host ?? emptyR4Host()).labels.map((l) => l.name)));
   const ordered = installOrder(plans);
   const blocking = [...extra, ...blockingLines(ordered, dom0, hostUser, reasons)];
   let totalBytes = 0;
@@ -216,11 +216,14 @@ function resolveDependencies(
 }
 
 /** Fill `warnings` of the VMs to restore: what of each will not be carried into the host qubes.xml. */
-function planWarnings(plans: VmPlan[], hostByName: ReadonlyMap<string, DomainInfo>): void {
+function planWarnings(plans: VmPlan[], hostByName: ReadonlyMap<string, DomainInfo>, hostLabels: ReadonlySet<string>): void {
   const restoring = new Map(plans.filter((p) => p.action === 'restore').map((p) => [p.backupName, p]));
   for (const p of plans) {
     if (p.action !== 'restore') continue;
     p.warnings = restoredDomainWarnings(p.domain, (b) => restoring.get(b)?.newName);
+    // the install falls back to red (Qubes' restore fails such a VM)
+    const label = p.domain.label;
+    if (label !== undefined && !hostLabels.has(label)) p.warnings.push(`label ${shown(label)} is not one of the host's labels: restored as red`);
     const dd = defaultDispvmWarning(p.domain, (n) => restoring.get(n)?.domain ?? hostByName.get(n));
     if (dd !== undefined) p.warnings.push(dd);
   }
