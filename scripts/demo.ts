@@ -42,7 +42,7 @@ try {
   const out = join(work, 'backups');
   spawnSync('mkdir', ['-p', out]);
   step(`qvm-backup --qubes-root ${qubes} --dom0-home ${home} -p ${pass} -y ${[...kdf, out].join(' ')}`, [backupBin, '--qubes-root', qubes, '--dom0-home', home, '-p', pass, '-y', ...kdf, out]);
-  const archive = join(out, readdirSync(out).find((n) => n.startsWith('qubes-backup-'))!);
+  const archive = join(out, readdirSync(out).find((n) => /^qubes-\d{4}-/.test(n))!);
   step(`qvm-backup-restore --verify-only -p ${pass} ${archive}`, [restoreBin, '--verify-only', '-p', pass, '-y', '--qubes-root', join(work, 'empty-host'), archive]);
   const host = join(work, 'host');
   const hostHome = join(work, 'host-home', 'user');

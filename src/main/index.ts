@@ -74,7 +74,7 @@ export interface CollectionRequest extends RunRequest {
 }
 
 export interface BackupRequest extends CollectionRequest {
-  /** a directory (the archive is named qubes-backup-<date> in it), a file path, or '-' for this
+  /** a directory (the archive is named qubes-<date> in it), a file path, or '-' for this
    *  process's stdout; with `destCommand` or `destVm`, what they are given */
   location: string;
   /** VMs to back up (default: every VM with include_in_backups, and dom0 = the dom0 home) */

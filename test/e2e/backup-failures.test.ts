@@ -277,7 +277,7 @@ test('destinations: a trailing slash means a directory; concurrent runs never re
     const made = readdirSync(dir).sort();
     assert.equal(made.length, 2, made.join(' '));
     for (const n of made) {
-      assert.match(n, /^qubes-backup-\d{4}-\d\d-\d\dT\d{6}(-1)?$/);
+      assert.match(n, /^qubes-\d{4}-\d\d-\d\dT\d{6}(-1)?$/);
       verify(pw, join(dir, n));
     }
 

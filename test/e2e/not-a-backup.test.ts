@@ -79,13 +79,13 @@ test('directories: a Qubes root, a directory of backups, any other directory', (
     const pw = passFile(t.dir);
     const backups = join(t.dir, 'backups');
     mkdirSync(backups);
-    writeFileSync(join(backups, 'qubes-backup-2024-05-01T120000'), '');
+    writeFileSync(join(backups, 'qubes-2024-05-01T120000'), '');
     const other = join(t.dir, 'other');
     mkdirSync(join(other, 'sub'), { recursive: true });
     writeFileSync(join(other, 'a.txt'), '');
     const cases: [string, RegExp][] = [
       [root, /^not a Qubes backup: \S+\/qubes looks like a Qubes root \(qubes\.xml in the R4 format, appvms\/, vm-templates\/\), not a backup: pass it as --qubes-root$/],
-      [backups, /^not a Qubes backup: \S+\/backups is a directory holding backups \("qubes-backup-2024-05-01T120000"\): give one of them as the location$/],
+      [backups, /^not a Qubes backup: \S+\/backups is a directory holding backups \("qubes-2024-05-01T120000"\): give one of them as the location$/],
       [other, /^not a Qubes backup: \S+\/other is a directory without qubes\.xml \(it holds "a\.txt", "sub"\), so not a format 1 backup$/],
     ];
     for (const [dir, message] of cases) {

@@ -12,9 +12,10 @@ import { loadSpawner } from '../io/spawn.js';
 
 const pad = (n: number) => String(n).padStart(2, '0');
 
-/** `qubes-backup-%Y-%m-%dT%H%M%S` in local time. */
+/** `qubes-%Y-%m-%dT%H%M%S` in local time: the name Qubes' backup gives an archive written in a dom0
+ *  directory (its VM-side qubes.Backup service names its own `qubes-backup-…`). */
 export function defaultBackupName(d: Date): string {
-  return `qubes-backup-${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
+  return `qubes-${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
 }
 
 export interface Destination {

@@ -29,7 +29,7 @@ export const BACKUP_SECTIONS: readonly HelpSection[] = [
   {
     title: 'Examples',
     items: [
-      ['qvm-backup -p ~/backup.pass /mnt/backups', 'every VM marked include_in_backups and the dom0 home, into /mnt/backups/qubes-backup-<date>'],
+      ['qvm-backup -p ~/backup.pass /mnt/backups', 'every VM marked include_in_backups and the dom0 home, into /mnt/backups/qubes-<date>'],
       ['qvm-backup --passphrase-command "pass show qubes-backup" /mnt/backups work vault', 'two VMs, the passphrase from a password manager'],
       ['qvm-backup -p ~/backup.pass --dest-command \'ssh nas "cat > $QVM_BACKUP_LOCATION"\' backups/today', 'straight to another machine, no local file'],
     ],
@@ -41,7 +41,7 @@ export const BACKUP_SECTIONS: readonly HelpSection[] = [
 /** The command line of qvm-backup: parsed by main(), printed by --help, and the source of the man page. */
 export const backupProgram = (h: HostDefaults = hostDefaults()): Command => new Command('qvm-backup')
   .description('Back up Qubes VMs (and the dom0 home) into one encrypted, authenticated archive that stock Qubes restores.')
-  .argument('[backup-location]', "directory (the archive is named qubes-backup-%Y-%m-%dT%H%M%S inside it), a file path, or '-' for stdout; with -d, the location the VM is given; may come from --profile")
+  .argument('[backup-location]', "directory (the archive is named qubes-%Y-%m-%dT%H%M%S inside it, as Qubes names it), a file path, or '-' for stdout; with -d, the location the VM is given; may come from --profile")
   .argument('[vm...]', 'VMs to back up (default: every VM with include_in_backups, plus dom0 = its home)')
   .option('-x, --exclude <vm>', 'exclude a VM (repeatable; "-x dom0" leaves out the dom0 home)', collect, [])
   .addOption(new Option('--qubes-root <dir>', 'directory holding qubes.xml and the VM files').default(h.qubesRoot, shownDefault(h, '$QUBES_ROOT, else /var/lib/qubes')))

@@ -28,8 +28,8 @@ export const RESTORE_SECTIONS: readonly HelpSection[] = [
   {
     title: 'Examples',
     items: [
-      ['qvm-backup-restore --verify-only -p ~/backup.pass /mnt/backups/qubes-backup-2024-05-01T120000', 'check the whole archive as a restore would (authenticated, decrypted, unpacked into a scratch copy in $TMPDIR or /var/tmp, checked), install nothing'],
-      ['qvm-backup-restore -p ~/backup.pass --rename-conflicting /mnt/backups/qubes-backup-2024-05-01T120000 work', 'restore one VM; as work1 if a work exists (as Qubes names it)'],
+      ['qvm-backup-restore --verify-only -p ~/backup.pass /mnt/backups/qubes-2024-05-01T120000', 'check the whole archive as a restore would (authenticated, decrypted, unpacked into a scratch copy in $TMPDIR or /var/tmp, checked), install nothing'],
+      ['qvm-backup-restore -p ~/backup.pass --rename-conflicting /mnt/backups/qubes-2024-05-01T120000 work', 'restore one VM; as work1 if a work exists (as Qubes names it)'],
       ['qvm-backup-restore -p ~/backup.pass --source-command "ssh nas cat backups/today" work vault', 'read the archive from another machine'],
     ],
   },

@@ -93,7 +93,7 @@ export async function checkBackupDirectory(dir: string): Promise<void> {
     throw new QvmBackupError('ERR_IO', `${dir}: cannot list: ${(e as Error).message}`, { file: dir }, e);
   });
   if (!names.includes('qubes.xml')) {
-    const archives = names.filter((n) => /^qubes-backup-/.test(n) || /^qubes-\d{4}-\d\d-\d\d-\d{6}$/.test(n)).sort();
+    const archives = names.filter((n) => /^qubes-backup-/.test(n) || /^qubes-\d{4}-\d\d-\d\d(-|T)\d{6}(-\d+)?$/.test(n)).sort();
     const shown = (list: string[]) => list.slice(0, 5).map(shownName).join(', ') + (list.length > 5 ? `, … (${list.length} in all)` : '');
     if (archives.length > 0) throw notABackup(`${dir} is a directory holding backups (${shown(archives)}): give one of them as the location`);
     throw notABackup(`${dir} is a directory without qubes.xml (${names.length === 0 ? 'it is empty' : `it holds ${shown(names.sort())}`}), so not a format 1 backup`);
