@@ -93,6 +93,9 @@ const SET_BY_RESTORE = new Set(['name', 'qid', 'uuid', 'label', 'template', 'net
 /** References to host VMs that the restore does not check: left to the host's defaults. */
 const HOST_REFERENCES = new Set(['guivm', 'audiovm', 'management_dispvm']);
 
+/** R4.3's boot modes (QubesVM.bootmode, TemplateVM.appvm_default_bootmode): not carried. */
+const BOOT_MODES = new Set(['bootmode', 'appvm_default_bootmode']);
+
 /** The names of the properties a restored VM may carry (for documentation and tests). */
 export const ALLOWED_PROPERTIES: readonly string[] = Object.keys(ALLOWED);
 
@@ -110,6 +113,10 @@ export function restoredProperties(from: DomainInfo, klass: string): { props: Re
     if (SET_BY_RESTORE.has(name)) continue;
     if (HOST_REFERENCES.has(name)) {
       warnings.push(`property ${name} (${shown(value)}) not restored: the host's default applies`);
+      continue;
+    }
+    if (BOOT_MODES.has(name)) {
+      warnings.push(`property ${name} (${shown(value)}) not restored: a boot mode names one of its template's boot-mode.* features, which the host's template may not have (set it with qvm-prefs)`);
       continue;
     }
     const rule = Object.prototype.hasOwnProperty.call(ALLOWED, name) ? ALLOWED[name] : undefined;

@@ -109,6 +109,9 @@ describe('planRestore: what will not be carried is listed before any data is rea
       'property memory not restored: invalid value "lots"',
       'default_dispvm "net" set to none: an AppVM without template_for_dispvms is no disposable template',
     ]);
+    // R4.3's boot mode names a feature of its template: not carried, said as such
+    const boot = plan([{ name: 'w', klass: 'AppVM', qid: 4, template: 'tpl', backup: true, props: [['bootmode', 'debug']] }]);
+    assert.deepEqual(vm(boot, 'w').warnings, ['property bootmode ("debug") not restored: a boot mode names one of its template\'s boot-mode.* features, which the host\'s template may not have (set it with qvm-prefs)']);
     // one that is neither restored nor on the host: said in the plan, set to none
     const nowhere = plan([{ name: 'w', klass: 'AppVM', qid: 4, template: 'tpl', defaultDispvm: 'gone-dvm', backup: true }]);
     assert.deepEqual(vm(nowhere, 'w').warnings, ['default_dispvm "gone-dvm" set to none: it is neither restored nor on the host']);
