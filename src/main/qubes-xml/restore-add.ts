@@ -80,9 +80,32 @@ export function restoredDomainWarnings(from: DomainInfo, restoredBackend: (backu
   ];
 }
 
+/** Qubes R4's default IPv4 address of a VM (not a disposable): from its qid. */
+const defaultIpOf = (qid: number): string => `10.137.${(qid >> 8) & 0xff}.${qid & 0xff}`;
+
+/**
+ * Drop from `props` an explicit `ip`, `ip6` or `mac` that a host VM has already (its own, or for
+ * `ip` the default of its qid): a netVM's firewall rules and anti-spoofing are keyed by address,
+ * so two VMs with one would share them. The restored VM gets its default (from its new qid).
+ */
+function dropTakenAddresses(host: QubesXml, props: Record<string, string>): string[] {
+  const warnings: string[] = [];
+  for (const name of ['ip', 'ip6', 'mac']) {
+    const v = props[name]?.toLowerCase();
+    if (v === undefined) continue;
+    const addressOf = (d: DomainInfo): string | undefined => d.properties[name] ?? (name === 'ip' && d.klass !== 'DispVM' && d.klass !== 'AdminVM' ? defaultIpOf(d.qid) : undefined);
+    const owner = host.domains.find((d) => addressOf(d)?.toLowerCase() === v);
+    if (owner === undefined) continue;
+    warnings.push(`property ${name} (${props[name]}) not restored: host VM ${owner.name} has that address; the default applies`);
+    delete props[name];
+  }
+  return warnings;
+}
+
 /** The new `<domain>` element, built from the model. */
 function buildDomain(host: QubesXml, from: DomainInfo, klass: string, qid: number, o: AddRestoredOptions): { node: XNode; warnings: string[] } {
   const { props, warnings: pw } = restoredProperties(from, klass);
+  pw.push(...dropTakenAddresses(host, props));
   const refs = restoredRefs(host, from, klass, { ...o, selfIsDispvmTemplate: props['template_for_dispvms'] === 'True', ...(o.deferDefaultDispvm ? { deferDefaultDispvm: true } : {}) });
   const { features, warnings: fw } = restoredFeatures(from);
   const { tags, warnings: tw } = restoredTags(from);

@@ -178,6 +178,24 @@ describe('hostile references', () => {
     assert.match(restoreWarningsOf(h, 'evil')!.join('\n'), /network loop/);
   });
 
+  test('an ip, ip6 or mac a host VM has (its own, or the ip of its qid) is not taken: the default applies, said', () => {
+    const h = host();
+    const mine = prop('mac', '00:16:3e:5e:6c:99');
+    // victim is qid 3: its default ip is 10.137.0.3; sys-firewall gets an explicit ip6 and mac
+    h.domains.find((d) => d.name === 'sys-firewall')!.properties['mac'] = '00:16:3E:5E:6C:04';
+    h.domains.find((d) => d.name === 'sys-firewall')!.properties['ip6'] = 'fd09:24ef:4179::a89:4';
+    const { d } = restoreInto(h, backup(appvm('dup', '', prop('ip', '10.137.0.3') + prop('ip6', 'fd09:24ef:4179::a89:4') + prop('mac', '00:16:3e:5e:6c:04'))), 'dup');
+    assert.equal(d.properties['ip'], undefined);
+    assert.equal(d.properties['ip6'], undefined);
+    assert.equal(d.properties['mac'], undefined);
+    const w = restoreWarningsOf(h, 'dup')!.join('\n');
+    assert.match(w, /property ip \(10\.137\.0\.3\) not restored: host VM victim has that address; the default applies/);
+    assert.match(w, /property mac \(00:16:3e:5e:6c:04\) not restored: host VM sys-firewall has that address/);
+    // an address nobody has is kept
+    const { d: own } = restoreInto(h, backup(appvm('own', '', prop('ip', '10.137.0.200') + mine)), 'own');
+    assert.deepEqual([own.properties['ip'], own.properties['mac']], ['10.137.0.200', '00:16:3e:5e:6c:99']);
+  });
+
   test('default_dispvm: a disposable template kept; anything else set to none with a warning', () => {
     const h = host();
     assert.equal(restoreInto(h, backup(appvm('a', '', prop('default_dispvm', 'default-dvm'))), 'a').d.defaultDispvm, 'default-dvm');
