@@ -83,9 +83,18 @@ export function restoredDomainWarnings(from: DomainInfo, restoredBackend: (backu
 /** Qubes R4's default IPv4 address of a VM (not a disposable): from its qid. */
 const defaultIpOf = (qid: number): string => `10.137.${(qid >> 8) & 0xff}.${qid & 0xff}`;
 
+/** Whether host VM `d` has an address of its qid: a netVM, or a VM (not a template, dom0 or a
+ *  disposable, whose addresses come from elsewhere) with a netVM of its own or the default one. */
+function networked(host: QubesXml, d: DomainInfo): boolean {
+  if (d.klass === 'AdminVM' || d.klass === 'DispVM') return false;
+  if (d.providesNetwork) return true;
+  if (d.klass === 'TemplateVM') return typeof d.netvm === 'string' && d.netvm !== '';
+  return d.netvm === undefined ? (host.globalProperties['default_netvm'] ?? '') !== '' : typeof d.netvm === 'string' && d.netvm !== '';
+}
+
 /**
  * Drop from `props` an explicit `ip`, `ip6` or `mac` that a host VM has already (its own, or for
- * `ip` the default of its qid): a netVM's firewall rules and anti-spoofing are keyed by address,
+ * `ip` the default of its qid when it is networked): a netVM's firewall rules and anti-spoofing are keyed by address,
  * so two VMs with one would share them. The restored VM gets its default (from its new qid).
  */
 function dropTakenAddresses(host: QubesXml, props: Record<string, string>): string[] {
@@ -93,7 +102,7 @@ function dropTakenAddresses(host: QubesXml, props: Record<string, string>): stri
   for (const name of ['ip', 'ip6', 'mac']) {
     const v = props[name]?.toLowerCase();
     if (v === undefined) continue;
-    const addressOf = (d: DomainInfo): string | undefined => d.properties[name] ?? (name === 'ip' && d.klass !== 'DispVM' && d.klass !== 'AdminVM' ? defaultIpOf(d.qid) : undefined);
+    const addressOf = (d: DomainInfo): string | undefined => d.properties[name] ?? (name === 'ip' && networked(host, d) ? defaultIpOf(d.qid) : undefined);
     const owner = host.domains.find((d) => addressOf(d)?.toLowerCase() === v);
     if (owner === undefined) continue;
     warnings.push(`property ${name} (${props[name]}) not restored: host VM ${owner.name} has that address; the default applies`);

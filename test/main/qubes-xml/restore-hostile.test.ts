@@ -181,7 +181,8 @@ describe('hostile references', () => {
   test('an ip, ip6 or mac a host VM has (its own, or the ip of its qid) is not taken: the default applies, said', () => {
     const h = host();
     const mine = prop('mac', '00:16:3e:5e:6c:99');
-    // victim is qid 3: its default ip is 10.137.0.3; sys-firewall gets an explicit ip6 and mac
+    // victim is qid 3 with a netVM: its default ip is 10.137.0.3; sys-firewall gets an explicit ip6 and mac
+    h.domains.find((d) => d.name === 'victim')!.netvm = 'sys-firewall';
     h.domains.find((d) => d.name === 'sys-firewall')!.properties['mac'] = '00:16:3E:5E:6C:04';
     h.domains.find((d) => d.name === 'sys-firewall')!.properties['ip6'] = 'fd09:24ef:4179::a89:4';
     const { d } = restoreInto(h, backup(appvm('dup', '', prop('ip', '10.137.0.3') + prop('ip6', 'fd09:24ef:4179::a89:4') + prop('mac', '00:16:3e:5e:6c:04'))), 'dup');
@@ -191,9 +192,10 @@ describe('hostile references', () => {
     const w = restoreWarningsOf(h, 'dup')!.join('\n');
     assert.match(w, /property ip \(10\.137\.0\.3\) not restored: host VM victim has that address; the default applies/);
     assert.match(w, /property mac \(00:16:3e:5e:6c:04\) not restored: host VM sys-firewall has that address/);
-    // an address nobody has is kept
-    const { d: own } = restoreInto(h, backup(appvm('own', '', prop('ip', '10.137.0.200') + mine)), 'own');
-    assert.deepEqual([own.properties['ip'], own.properties['mac']], ['10.137.0.200', '00:16:3e:5e:6c:99']);
+    // an address nobody has is kept; so is the default of a VM without network (no address)
+    h.domains.find((d) => d.name === 'victim')!.netvm = null;
+    const { d: own } = restoreInto(h, backup(appvm('own', '', prop('ip', '10.137.0.3') + mine)), 'own');
+    assert.deepEqual([own.properties['ip'], own.properties['mac']], ['10.137.0.3', '00:16:3e:5e:6c:99']);
   });
 
   test('default_dispvm: a disposable template kept; anything else set to none with a warning', () => {
