@@ -72,14 +72,25 @@ test('pure layers do no I/O and spawn nothing', () => {
   }
 });
 
-test('the runs (backup, restore, pipeline, …) import nothing of the CLI: it parses and calls them', () => {
+test('the runs (backup, restore, pipeline, …) import nothing of the CLI: it parses and calls them (the library, src/main/index.ts, is a front end beside it)', () => {
   const cli = join(ROOT, 'src/main/cli') + '/';
+  const library = join(ROOT, 'src/main/index.ts');
   for (const f of sources(join(ROOT, 'src/main'))) {
-    if (f.startsWith(cli)) continue;
+    if (f.startsWith(cli) || f === library) continue;
     for (const i of imports(f)) {
       const t = target(f, i);
       assert.ok(t === null || !t.startsWith(cli), `${rel(f)} imports ${i}`);
     }
+  }
+});
+
+test('the library imports no command-line parser and nothing that prints: cli/ gives it only tables and checks', () => {
+  const allowed = new Set(['exit-codes.ts', 'dom0-user.ts', 'passphrase.ts']);
+  const f = join(ROOT, 'src/main/index.ts');
+  for (const i of imports(f)) {
+    assert.ok(i !== 'commander', 'src/main/index.ts imports commander');
+    const t = target(f, i);
+    if (t !== null && t.startsWith(join(ROOT, 'src/main/cli') + '/')) assert.ok(allowed.has(t.slice(t.lastIndexOf('/') + 1)), `src/main/index.ts imports ${i}`);
   }
 });
 

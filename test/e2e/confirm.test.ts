@@ -113,7 +113,8 @@ test('on a terminal, format 4: the first chunk\'s key is derived in a child whil
     const slow = join(t.dir, 'slow.bin');
     writeFileSync(slow, await forgeFirstChunkLogN(readFileSync(archive), 21));
     let child: number | undefined;
-    const n = await onTerminal([RESTORE_BIN, '--ignore-missing', '-p', pw, '--qubes-root', host, '--dom0-home', hh, '--rename-conflicting', slow], 'n\n', async (pid) => {
+    // into a new qubes root (the first restore's host has no default_template for vault's template)
+    const n = await onTerminal([RESTORE_BIN, '--ignore-missing', '-p', pw, '--qubes-root', join(t.dir, 'host2'), '--dom0-home', hh, slow], 'n\n', async (pid) => {
       await waitFor('the scrypt child deriving', () => (child = scryptChild(pid)) !== undefined, 30_000);
     });
     assert.equal(n.code, 0, n.out);

@@ -149,14 +149,23 @@ describe('planRestore', () => {
     assert.equal(byName(ignored.vms, 'mail').template, 'deb');
     assert.match(byName(ignored.vms, 'mail').notes.join('\n'), /template deb \(host default_template\) used instead of missing tpl/);
 
-    // with no default_template to use instead, as Qubes: still missing (a template that does not
-    // exist would make qubesd refuse the whole qubes.xml); --skip-broken skips it
+    // a host without default_template, as Qubes: still missing (a template that does not exist
+    // would make qubesd refuse the whole qubes.xml); --skip-broken skips it
+    const bare = host([{ name: 'deb', klass: 'TemplateVM', qid: 2 }]);
+    const noDefault = planRestore(b, bare, 'alice', sel({ vms: ['mail'], ignoreMissing: true }));
+    assert.deepEqual(byName(noDefault.vms, 'mail').problems, ['missing-template']);
+    assert.match(noDefault.blocking.join('\n'), /^mail: template tpl is in the backup but not selected \(select it too\), and is not on the host, and the host has no default_template to use instead \(set the host's default with qubes-prefs, or use --skip-broken to skip this VM\)$/m);
+    const noDefaultSkip = planRestore(b, bare, 'alice', sel({ vms: ['mail'], ignoreMissing: true, skipBroken: true }));
+    assert.deepEqual(noDefaultSkip.blocking, []);
+    assert.equal(byName(noDefaultSkip.vms, 'mail').action, 'skip');
+
+    // a new qubes root (no qubes.xml: a collection no qubesd loads yet): the reference is kept
     const fresh = planRestore(b, null, 'alice', sel({ vms: ['mail'], ignoreMissing: true }));
-    assert.deepEqual(byName(fresh.vms, 'mail').problems, ['missing-template']);
-    assert.match(fresh.blocking.join('\n'), /^mail: template tpl is in the backup but not selected \(select it too\), and is not on the host, and the host has no default_template to use instead/m);
-    const freshSkip = planRestore(b, null, 'alice', sel({ vms: ['mail'], ignoreMissing: true, skipBroken: true }));
-    assert.deepEqual(freshSkip.blocking, []);
-    assert.equal(byName(freshSkip.vms, 'mail').action, 'skip');
+    assert.deepEqual(fresh.blocking, []);
+    const mail = byName(fresh.vms, 'mail');
+    assert.equal(mail.action, 'restore');
+    assert.equal(mail.template, 'tpl');
+    assert.match(mail.notes.join('\n'), /WARNING: .*the new collection has no default_template: the reference to tpl is kept/);
 
     // selecting the template too resolves it
     assert.deepEqual(planRestore(b, null, 'alice', sel({ vms: ['mail', 'tpl'] })).blocking, []);

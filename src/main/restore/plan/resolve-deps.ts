@@ -1,7 +1,8 @@
 // Template and netVM resolution for one VM of the restore plan (FORMAT.md §9.1 step 4): found among
 // the VMs being restored (through renames), else on the host, else missing → host default
 // (--ignore-missing; with no such default a missing template stays a problem and a missing netVM
-// becomes the default, none), or a problem that --skip-broken turns into a skip. A reference Qubes would
+// becomes the default, none — except in a new qubes root, where the reference is kept), or a
+// problem that --skip-broken turns into a skip. A reference Qubes would
 // refuse (a non-template as template, a netVM without provides_network, the VM itself, a name no VM
 // can have) is a 'bad-reference' problem, whatever the options.
 import type { DomainInfo } from '../../qubes-xml/index.js';
@@ -22,6 +23,9 @@ export interface ResolveContext {
   ignoreMissing: boolean;
   /** a verification: there is no host, and what it lacks is not the archive's problem (no note) */
   noHost?: boolean;
+  /** the qubes root has no qubes.xml yet (a new collection, which no qubesd loads): under
+   *  --ignore-missing a reference with no host default to replace it is kept, with a warning */
+  freshRoot?: boolean;
 }
 
 /** Why a VM of the backup is not restored: not selected / skipped by the plan / no data in the backup. */
@@ -66,6 +70,7 @@ export function resolveTemplate(d: DomainInfo, ctx: ResolveContext): Resolved {
   if (def !== undefined && defVm !== undefined && fits(defVm)) {
     return { value: def, note: `${kind} ${def} (host ${defName}) used instead of missing ${t}` };
   }
+  if (ctx.freshRoot === true) return { value: t, note: `WARNING: ${reason}, and the new collection has no ${defName}: the reference to ${t} is kept; restore or create ${t} before this qubes.xml is used` };
   // as Qubes: with nothing to use instead the VM cannot be restored (a reference to a VM that
   // does not exist would make qubesd refuse the whole qubes.xml)
   return { value: t, problem: 'missing-template', reason: `${reason}, and the host has no ${defName} to use instead` };
@@ -94,6 +99,7 @@ export function resolveNetvm(d: DomainInfo, ctx: ResolveContext): Resolved {
   if (def !== undefined && defVm !== undefined && providesNetwork(defVm)) {
     return { value: undefined, note: `netVM ${n} is missing: the host's default netVM (${def}) is used instead` };
   }
+  if (ctx.freshRoot === true) return { value: n, note: `WARNING: ${reason}, and the new collection has no default_netvm: the reference to ${n} is kept; restore or create ${n} before this qubes.xml is used` };
   // as Qubes: the default netVM, which the host does not have: no network (never a reference to a
   // VM that does not exist, which would make qubesd refuse the whole qubes.xml)
   return { value: undefined, note: `WARNING: ${reason}, and the host has no default_netvm: restored without network (its netVM is the host's default_netvm, once there is one)` };

@@ -182,7 +182,7 @@ function resolveDependencies(
     const live = candidates.filter((p) => p.action === 'restore');
     const restoring = new Map(live.map((p) => [p.backupName, p.newName]));
     const backupVm = (name: string) => planOf.get(name)?.domain;
-    const ctx: ResolveContext = { restoring, backupVm, host: hostByName, notRestored, hostDefault, ignoreMissing: sel.ignoreMissing, noHost: sel.verifyOnly };
+    const ctx: ResolveContext = { restoring, backupVm, host: hostByName, notRestored, hostDefault, ignoreMissing: sel.ignoreMissing, noHost: sel.verifyOnly, freshRoot: host === null };
     const cycles = referenceCycles(live.map((p) => p.domain));
     let changed = false;
     for (const p of live) {

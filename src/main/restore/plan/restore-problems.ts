@@ -29,7 +29,8 @@ function explain(p: VmPlan, problem: Problem, why: string | undefined): string {
     case 'already-exists':
       return `a VM with this name already exists on the host (use --rename-conflicting or --skip-conflicting, or -x ${p.backupName})`;
     case 'missing-template':
-      return `${why ?? `template ${String(p.template)} is missing`} (use --ignore-missing to use the host's default template, or --skip-broken to skip this VM)`;
+      // under --ignore-missing it is missing because the host has no default: only the skip helps
+      return `${why ?? `template ${String(p.template)} is missing`} (${why?.endsWith('to use instead') === true ? 'set the host\'s default with qubes-prefs, or use' : 'use --ignore-missing to use the host\'s default template, or'} --skip-broken to skip this VM)`;
     case 'missing-netvm':
       return `${why ?? `netVM ${String(p.netvm)} is missing`} (use --ignore-missing to use the host's default netVM, or --skip-broken to skip this VM)`;
     case 'bad-reference':
