@@ -41,6 +41,22 @@ test('restore: a missing --dom0-home stops the run before any data moves, named 
   }
 });
 
+test('restore: a host without a file pool stops the run before any data moves (every VM would fail at install)', { timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, pw, archive } = setup(t.dir);
+    const host = join(t.dir, 'host');
+    mkdirSync(host);
+    writeFileSync(join(host, 'qubes.xml'), readFileSync(join(root, 'qubes.xml'), 'utf8').replace(/<pools>[\s\S]*<\/pools>/, ''));
+    const r = node(RESTORE_BIN, ['--qubes-root', host, '--dom0-home', join(t.dir, 'hh', 'user'), '-p', pw, '-y', '--skip-dom0-home', '--rename-conflicting', archive]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /the host qubes\.xml has no file pool/);
+    assert.doesNotMatch(r.stderr, /done: |\(restored\)|FAILED/, 'refused in the plan, not VM by VM after the data');
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('restore: each problem is listed once; mistyped names get "did you mean"; -x of nothing warns', { timeout: 120_000 }, () => {
   const t = tempDir();
   try {

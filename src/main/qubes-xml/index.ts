@@ -12,7 +12,7 @@ export { emptyR4Host } from './host.js';
 export { addRestoredDomain, markForRollback, deferredDefaultDispvmOf, restoredDomainWarnings, setRestoredDefaultDispvm, type AddRestoredOptions } from './restore-add.js';
 export { ALLOWED_PROPERTIES } from './restore-props.js';
 export { EXTRAS_LIMITS } from './restore-extras.js';
-export { MAX_VOLUME_BYTES, VOLUME_NAMES } from './volumes.js';
+export { MAX_VOLUME_BYTES, VOLUME_NAMES, restorePool } from './volumes.js';
 export { validateHostCollection } from './validate-host.js';
 export { aClass, canBeTemplateOf, hasTemplate, isDispvmTemplate, providesNetwork, RESTORABLE_CLASSES, shown } from './vm-kinds.js';
 export { legacyR4Properties } from './legacy-convert.js';

@@ -8,7 +8,7 @@ import { access, constants as fsc, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { QvmBackupError, fail, isQvmBackupError, type ErrorCode } from '../errors.js';
-import { parseQubesXml, type QubesXml } from '../qubes-xml/index.js';
+import { parseQubesXml, restorePool, type QubesXml } from '../qubes-xml/index.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
 import { OuterTarReader } from '../tar/outer-tar-reader.js';
 import { freeBytes } from '../io/sink.js';
@@ -159,6 +159,14 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // the home target is checked now, not after every VM was restored
     const homeProblem = withHome && !o.verifyOnly ? await dom0HomeProblem(o.dom0Home) : undefined;
     if (homeProblem !== undefined) plan.blocking.push(homeProblem);
+    // every VM goes into a file pool of the host: one without is said now, not after the data
+    if (host !== null && chosen.length > 0) {
+      try {
+        restorePool(host);
+      } catch (e) {
+        plan.blocking.push(`${(e as Error).message} (restore the dom0 home alone with -x of every VM, or into another --qubes-root)`);
+      }
+    }
     const table = formatRestoreTable(plan);
     // the table ends with the reasons: each is listed once
     if (plan.blocking.length > 0) fail('ERR_PLAN', `the restore cannot proceed (${plan.blocking.length} problem${plan.blocking.length > 1 ? 's' : ''}, listed below the table):\n${table}`);
