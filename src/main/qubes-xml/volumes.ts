@@ -91,7 +91,9 @@ export function restoredVolumes(host: QubesXml, vm: VolumeSpec): XNode[] {
   for (const [vol, [flags, dflt]] of Object.entries(layout(vm.klass)) as [SizedVolume, [Record<string, string>, number]][]) {
     const a: Record<string, string> = { name: vol, pool: pool.name, ...flags };
     const tv = flags['snap_on_start'] && tpl ? tpl.volumes.find((v) => v.name === vol) : undefined;
-    a['size'] = String(saneSize(vm.sizes[vol]) ?? saneSize(tv?.size) ?? dflt);
+    // a snapshot of its template's volume has that volume's size (the template may not be the
+    // one the VM was backed up with), as Qubes gives it
+    a['size'] = String(saneSize(tv?.size) ?? saneSize(vm.sizes[vol]) ?? dflt);
     // the snapshot origin: the template's own volume in the same pool, or left to Qubes (it
     // takes the template's volume when `source` is absent)
     if (tv && tpl && tv.pool === pool.name && tv.vid === fileVid(tpl.klass, tpl.name, vol)) a['source'] = tv.vid;

@@ -259,16 +259,18 @@ describe('addRestoredDomain, R4 source into an R4 host', () => {
     assert.deepEqual(validateHostCollection(h), []);
   });
 
-  test('volume-config generated: file pool, own vids, sizes from the backup, kernel of the template', () => {
+  test('volume-config generated: file pool, own vids, sizes from the backup (a snapshot root: its template\'s), kernel of the template', () => {
     assert.deepEqual(
       mail.volumes.map((v) => [v.name, v.pool, v.vid, v.size, v.saveOnStop, v.snapToClone, v.attrs['rw'], v.attrs['revisions_to_keep']]),
       [
-        ['root', 'varlibqubes', 'appvms/mail-2/root', 21474836480, false, true, 'True', undefined],
+        // the backup says 20 GiB (its template's then); the host's fedora-38 root is 10 GiB
+        ['root', 'varlibqubes', 'appvms/mail-2/root', vol(host.domains.find((d) => d.name === 'fedora-38')!, 'root')!.size, false, true, 'True', undefined],
         ['private', 'varlibqubes', 'appvms/mail-2/private', 4294967296, true, false, 'True', undefined],
         ['volatile', 'varlibqubes', 'appvms/mail-2/volatile', 10737418240, false, false, 'True', undefined],
         ['kernel', 'linux-kernel', '4.1', undefined, false, false, undefined, undefined],
       ],
     );
+    assert.equal(vol(host.domains.find((d) => d.name === 'fedora-38')!, 'root')!.size, 10737418240);
     assert.equal(vol(vpn, 'private')?.vid, 'appvms/vpn/private');
     // the snapshot source is the template's own root volume on the host
     assert.equal(vol(mail, 'root')?.attrs['source'], 'vm-templates/fedora-38/root');
