@@ -162,11 +162,12 @@ describe('installVm', () => {
 
   it('uses the host default or keeps a missing reference, as planned (--ignore-missing)', async () => {
     const backup = parseQubesXml(r4Xml(BACKUP_VMS));
-    for (const [hostDoc, want] of [
-      [parseQubesXml(r4Xml([{ name: 'deb', klass: 'TemplateVM', qid: 2 }], { globals: { default_template: 'deb' } })), 'deb'],
-      [emptyR4Host(), 'tpl'],
-    ] as [QubesXml, string][]) {
-      const plan = planRestore(backup, hostDoc, 'u', { ...SEL, vms: ['mail'], ignoreMissing: true });
+    // (the second: a new qubes root, planned without a host qubes.xml, installed into a fresh one)
+    for (const [hostDoc, want, planned] of [
+      [parseQubesXml(r4Xml([{ name: 'deb', klass: 'TemplateVM', qid: 2 }], { globals: { default_template: 'deb' } })), 'deb', true],
+      [emptyR4Host(), 'tpl', false],
+    ] as [QubesXml, string, boolean][]) {
+      const plan = planRestore(backup, planned ? hostDoc : null, 'u', { ...SEL, vms: ['mail'], ignoreMissing: true });
       assert.deepEqual(plan.blocking, []);
       const vm = vmOf(plan, 'mail');
       const staging = await createStaging(root);
