@@ -107,7 +107,7 @@ export async function main(): Promise<number> {
   const stop = abortOnSignals((sig) => {
     progress.warn(`${sig}: stopping (press Ctrl-C again to force)`);
     progress.stopping();
-  });
+  }, { stdoutIsOutput: !toStdout(location, destVm) });
   const unwatch = watchStalls(progress, stop, o['stallTimeout'] as number | undefined);
   const format = Number(o['format']) as 2 | 3 | 4;
   try {

@@ -2,6 +2,7 @@
 // one place that turns an error into a message and an exit status.
 import { CommanderError, Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
+import { isatty } from 'node:tty';
 import { Progress, type Operation, type ProgressMode } from '../progress/progress.js';
 import { fail, QvmBackupError } from '../errors.js';
 import { exitCodeFor, exitCodeForSignal, errorCodeOf, EXIT } from './exit-codes.js';
@@ -64,7 +65,7 @@ export interface Interruption {
   stoppedFor(): QvmBackupError | undefined;
 }
 
-export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interruption {
+export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void, o: { stdoutIsOutput?: boolean } = {}): Interruption {
   const ac = new AbortController();
   let first: NodeJS.Signals | undefined;
   const handler = (sig: NodeJS.Signals) => {
@@ -72,9 +73,11 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interrup
       first = sig;
       ac.abort(new QvmBackupError('ERR_CANCELLED', `interrupted by ${sig}`, { signal: sig }));
       onFirst(sig); // after the run's own reactions to the stop: what it says (a phase) stays
-    } else {
+    } else if (sig !== 'SIGHUP') {
+      // a second Ctrl-C or SIGTERM is a person insisting; a SIGHUP after the stop is the same
+      // terminal going away (its writes may have failed first), never a reason to skip cleanup
       process.stderr.write('\nforced exit\n');
-      process.exit(exitCodeForSignal(sig));
+      exitProcess(exitCodeForSignal(sig));
     }
   };
   process.on('SIGINT', handler);
@@ -82,6 +85,16 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void): Interrup
   // a closed terminal or ssh session: without a handler node dies at once, leaving the partial
   // archive (and a restore's staging) behind
   process.on('SIGHUP', handler);
+  // Our own output going away: a terminal that was closed (EIO), a reader of --json lines or of
+  // stderr that stopped (EPIPE). Unhandled, node would die on the 'error' event mid-run (a
+  // restore between moving VM directories and writing qubes.xml); the run is stopped as SIGHUP
+  // or SIGPIPE would stop it, once (every later write to the stream fails the same way, and is
+  // dropped). Stdout that carries the archive (`-`) is the destination's: its sink reports it.
+  const onOutputError = (e: NodeJS.ErrnoException): void => {
+    if (first === undefined) handler(e.code === 'EPIPE' ? 'SIGPIPE' : 'SIGHUP');
+  };
+  process.stderr.on('error', onOutputError);
+  if (o.stdoutIsOutput !== false) process.stdout.on('error', onOutputError);
   let why: QvmBackupError | undefined;
   const stop = (e: QvmBackupError): void => {
     if (ac.signal.aborted) return;
@@ -183,8 +196,25 @@ export function decideJson(json: boolean, operation: string): { json: boolean; o
 export function exitOnCrash(prog: string): (e: unknown) => never {
   return (e) => {
     const { json, operation } = jsonOfArgv(prog);
-    return process.exit(reportError(prog, e, json, undefined, operation));
+    return exitProcess(reportError(prog, e, json, undefined, operation));
   };
+}
+
+/** The standard descriptors that were terminals when the command started. */
+const TTYS_AT_START = [0, 1, 2].filter((fd) => isatty(fd));
+
+/**
+ * End the process with `code`. Node puts back the settings of a terminal it started on as it exits,
+ * and aborts (SIGABRT, a core dump) when that terminal is gone (EIO: the window or ssh session was
+ * closed); a command whose terminal went away ends as SIGHUP ends it (status 129 to a shell)
+ * instead, after its own cleanup.
+ */
+export function exitProcess(code: number): never {
+  if (TTYS_AT_START.some((fd) => !isatty(fd))) {
+    process.removeAllListeners('SIGHUP');
+    process.kill(process.pid, 'SIGHUP');
+  }
+  return process.exit(code);
 }
 
 /**

@@ -15,6 +15,7 @@ export const EXIT = {
   LOCKED: 8,
   HANGUP: 129,
   INTERRUPTED: 130,
+  PIPE: 141,
   TERMINATED: 143,
 } as const;
 
@@ -80,7 +81,8 @@ export const EXIT_STATUS_TABLE: readonly (readonly [number, string])[] = [
   [EXIT.NO_SPACE, 'not enough free space'],
   [EXIT.TAR, 'GNU tar or a compression program failed (or is missing)'],
   [EXIT.LOCKED, 'another run holds the host lock (<qubes-root>/qubes.xml.lock)'],
-  [EXIT.HANGUP, 'its terminal went away (SIGHUP: a closed window or ssh session); partial output removed'],
+  [EXIT.HANGUP, 'its terminal went away (SIGHUP: a closed window or ssh session; also a write to it that fails); partial output removed'],
   [EXIT.INTERRUPTED, 'interrupted by SIGINT (Ctrl-C); partial output removed'],
+  [EXIT.PIPE, 'its own output went away (stdout or stderr closed: a --json reader that stopped, a pipe into head; as SIGPIPE); partial output removed'],
   [EXIT.TERMINATED, 'terminated by SIGTERM; partial output removed'],
 ];

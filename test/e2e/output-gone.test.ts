@@ -1,0 +1,76 @@
+// The command's own output going away mid-run: a --json reader that stops reading (EPIPE on
+// stdout) during a restore's install, and a stderr pipe closed under a backup. Node used to die on
+// the unhandled 'error' event with a stack trace, between moving VM directories into the qubes
+// root and writing qubes.xml (directories the host's qubes.xml did not list, the staging left).
+// Now the run stops as SIGPIPE would stop it (exit 141), cleans up, and the host stays whole.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir, passFile, node, BACKUP_BIN, RESTORE_BIN, sampleIn } from '../helpers/cli.js';
+import { parseQubesXml } from '../../src/main/qubes-xml/index.js';
+
+const KiB = 1024;
+
+/** Run `args` with stdout piped; once `count` stdout lines hold `part`, close our end of stdout. */
+function runClosingStdout(args: string[], part: string, count: number): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let seen = 0;
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.on('data', (d: Buffer) => {
+    seen += d.toString().split(part).length - 1;
+    if (seen >= count) child.stdout.destroy();
+  });
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stderr })));
+}
+
+test('a --json reader that goes away during a restore\'s install: exit 141, one line, no stack trace, every VM directory listed in qubes.xml, no staging', { timeout: 180_000 }, async () => {
+  const t = tempDir('qvmb-gone-');
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: 64 * KiB, bigDataBytes: 4 * KiB, smallImageBytes: 64 * KiB, smallDataBytes: 4 * KiB, manyAppVms: { count: 120, imageBytes: 64 * KiB, dataBytes: 4 * KiB } });
+    const pw = passFile(t.dir);
+    const archive = join(t.dir, 'b.bin');
+    const b = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '-x', 'dom0', archive]);
+    assert.equal(b.status, 0, b.stderr);
+    for (const after of [1, 40]) {
+      const host = join(t.dir, `host-${after}`);
+      mkdirSync(join(t.dir, 'hh', 'user'), { recursive: true });
+      const r = await runClosingStdout([RESTORE_BIN, '--json', '-y', '-p', pw, '--qubes-root', host, '--dom0-home', join(t.dir, 'hh', 'user'), archive], '"message_type":"vm_done"', after);
+      assert.equal(r.code, 141, r.stderr);
+      assert.doesNotMatch(r.stderr, /^\s+at |Unhandled 'error' event|EPIPE/m, 'no stack trace, no raw error');
+      assert.match(r.stderr, /SIGPIPE/);
+      // the host is whole: every VM directory is in qubes.xml, the staging directory is gone
+      const listed = new Set(existsSync(join(host, 'qubes.xml')) ? parseQubesXml(readFileSync(join(host, 'qubes.xml'))).domains.map((d) => d.name) : []);
+      for (const sub of ['appvms', 'vm-templates']) {
+        for (const n of existsSync(join(host, sub)) ? readdirSync(join(host, sub)) : []) assert.ok(listed.has(n), `${sub}/${n} is not in the host's qubes.xml`);
+      }
+      assert.deepEqual(readdirSync(host).filter((n) => n.startsWith('.')), [], 'no staging left');
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a backup whose stderr reader goes away: exit 141, the partial archive removed', { timeout: 120_000 }, async () => {
+  const t = tempDir('qvmb-gone-');
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: 32 * 1024 * KiB, bigDataBytes: 8 * 1024 * KiB, smallImageBytes: 64 * KiB, smallDataBytes: 4 * KiB });
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'out');
+    mkdirSync(out);
+    const child = spawn(process.execPath, [BACKUP_BIN, '-v', '-y', '-p', pw, '--qubes-root', root, '--dom0-home', home, '--scrypt-logn', '14', '--chunk-size', '1M', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // the first line of -v output has come: close our end of stderr
+    child.stderr.once('data', () => child.stderr.destroy());
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    // it may have finished before it wrote again (exit 0, the archive whole); else it stopped
+    if (code === 0) assert.equal(readdirSync(out).length, 1);
+    else {
+      assert.equal(code, 141);
+      assert.deepEqual(readdirSync(out), [], 'the partial archive is removed');
+    }
+  } finally {
+    t.cleanup();
+  }
+});
