@@ -199,7 +199,8 @@ export async function planBackup(doc: QubesXml, opts: BackupPlanOptions): Promis
   const excluded = new Set(opts.exclude);
   const chosen =
     opts.vms.length > 0
-      ? opts.vms.map((n) => byName.get(n)!)
+      ? // a VM named twice is backed up once (twice, its chunks would repeat and no restore takes them)
+        [...new Set(opts.vms)].map((n) => byName.get(n)!)
       : doc.domains.filter((d) => d.includeInBackups && !isInternal(d));
   const selected = chosen.filter((d) => !excluded.has(d.name));
   const vms: VmJob[] = [];

@@ -38,6 +38,12 @@ test('format 4: vm<qid>/ subdirs, <volume>.img names, the extras of work, VMs by
   assert.ok(work.sizeBytes >= MiB, 'sizes count the allocated data');
 });
 
+test('a VM named twice is backed up once (its chunks twice would make an archive no restore takes)', async () => {
+  const p = await planBackup(doc, opts({ vms: ['work', 'vault', 'work', 'dom0', 'dom0'] }));
+  assert.deepEqual(p.vms.map((v) => v.name).sort(), ['vault', 'work']);
+  assert.ok(p.dom0 !== undefined);
+});
+
 test('format 3 unencrypted: the VM directories as they are; a template is one archive of its directory', async () => {
   const p = await planBackup(doc, opts({ format: 3, encrypted: false, vms: ['work', 'fedora-40'] }));
   const work = p.vms.find((v) => v.name === 'work')!;
