@@ -184,6 +184,9 @@ test('library: an abort, a throwing listener and a stall stop the run with their
     assert.match(stalled.message, /stallTimeout 2/);
     assert.ok(Date.now() - started < 30_000, 'stopped within the timeout, not after the command');
     assert.equal(lib.exitStatusOf(stalled), 1);
+    // runs that read from a command leave no exit hook behind either
+    for (let i = 0; i < 3; i++) await lib.list({ sourceCommand: `cat ${archives[2]!}`, passphrase: PASS });
+    assert.deepEqual(counts(), after, 'no listener added per run that reads from a command');
   } finally {
     tmp.cleanup();
   }

@@ -32,6 +32,8 @@ export interface Source {
   stderr?: TailBuffer;
   /** how messages name the command ("--source-command", "qubes.Restore in VM x") */
   what?: string;
+  /** once closed: what the command's shell left is killed, and the run's exit hook removed */
+  release?: () => void;
   /** signal the command's whole process group (what its shell started too) */
   killGroup?: (signal: NodeJS.Signals) => void;
 }
@@ -60,7 +62,15 @@ export async function openSource(o: { location: string; sourceCommand?: string |
     process.on('exit', onExit);
     const onAbort = (): void => killGroup('SIGTERM');
     o.signal.addEventListener('abort', onAbort, { once: true });
-    return { ...ofStream(command.stdout!), command, exited: exitOf(command), stderr, killGroup }; // stdout is a pipe: never null
+    // closeSource: the group is killed then, and nothing of it is left for our exit (a process
+    // running many restores would pile up listeners that each kill a process group of that
+    // number, which by then may be another program's)
+    const release = (): void => {
+      killGroup('SIGKILL');
+      process.off('exit', onExit);
+      o.signal.removeEventListener('abort', onAbort);
+    };
+    return { ...ofStream(command.stdout!), command, exited: exitOf(command), stderr, killGroup, release }; // stdout is a pipe: never null
   }
   if (o.location === '-') return ofStream(process.stdin);
   const st = await stat(o.location);
@@ -185,4 +195,5 @@ export async function closeSource(source: Source): Promise<void> {
   source.killGroup?.('SIGTERM'); // and what it started (SIGKILL at our exit)
   source.command.stderr?.destroy();
   await boundedWait(source.exited!, 5000);
+  source.release?.();
 }
