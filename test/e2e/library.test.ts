@@ -191,3 +191,18 @@ test('library: an abort, a throwing listener and a stall stop the run with their
     tmp.cleanup();
   }
 });
+
+test('library: backups side by side in one process into one directory each get their own archive', { timeout: 120_000 }, async () => {
+  const tmp = tempDir('qvmb-lib-many-');
+  try {
+    const { root, home } = collection(tmp.dir);
+    const out = join(tmp.dir, 'out');
+    mkdirSync(out);
+    const runs = await Promise.all([0, 1, 2].map(() => lib.backup({ location: out, passphrase: PASS, qubesRoot: root, dom0Home: home, scryptLogN: 10, vms: ['vault'] })));
+    assert.equal(new Set(runs.map((r) => r.path)).size, 3, 'three names');
+    assert.deepEqual(readdirSync(out).sort(), runs.map((r) => r.path.slice(out.length + 1)).sort(), 'three archives, no partial file');
+    for (const r of runs) assert.deepEqual((await lib.verify({ location: r.path, passphrase: PASS })).vms.map((v) => v.name), ['vault']);
+  } finally {
+    tmp.cleanup();
+  }
+});

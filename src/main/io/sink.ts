@@ -91,13 +91,16 @@ export async function staleBackupPartials(dir: string): Promise<string[]> {
   const uid = process.getuid?.();
   const out: string[] = [];
   for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-    const pid = Number(/^\..+\.partial-(\d+)$/.exec(name)?.[1]);
+    const pid = Number(/^\..+\.partial-(\d+)(?:-\d+)?$/.exec(name)?.[1]);
     if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
     const st = await fsp.lstat(path.join(dir, name)).catch(() => null);
     if (st?.isFile() === true && st.uid === uid) out.push(name);
   }
   return out.sort();
 }
+
+/** The partial files this process is writing now. */
+const livePartials = new Set<string>();
 
 /**
  * A sink writing `finalPath`: bytes go to `.<base>.partial-<pid>` in the same directory; commit()
@@ -107,18 +110,28 @@ export async function staleBackupPartials(dir: string): Promise<string[]> {
  */
 export async function openFileSink(finalPath: string, opts: FileSinkOptions = {}): Promise<FileSink> {
   const dir = path.dirname(path.resolve(finalPath));
-  const partial = path.join(dir, `.${path.basename(finalPath)}.partial-${process.pid}`);
+  // `.<base>.partial-<pid>`, or with `-<n>` for another run of this process writing the same
+  // name at the same time (the library runs backups side by side)
+  const base = path.join(dir, `.${path.basename(finalPath)}.partial-${process.pid}`);
+  let partial = base;
+  for (let n = 2; livePartials.has(partial); n++) partial = `${base}-${n}`;
+  livePartials.add(partial);
   const ctx = { file: finalPath };
   let fh: fsp.FileHandle;
   try {
-    // A stale partial of an earlier run with the same pid is ours to replace.
+    // A stale partial of an earlier process with the same pid is ours to replace.
     await fsp.rm(partial, { force: true });
     fh = await fsp.open(partial, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
   } catch (e) {
+    livePartials.delete(partial);
     throw ioError(`cannot create ${partial}: ${(e as Error).message}`, ctx, e);
   }
   // a forced exit (a second Ctrl-C) or a crash leaves no partial file behind either
-  const forget = removeAtExit(partial);
+  const unhook = removeAtExit(partial);
+  const forget = (): void => {
+    unhook();
+    livePartials.delete(partial);
+  };
   let state: 'open' | 'committed' | 'aborted' = 'open';
   let claimed = finalPath;
   // commit fsyncs the archive: its disk writes start while the backup is still being made
