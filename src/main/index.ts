@@ -16,7 +16,7 @@ import { QvmBackupError, isQvmBackupError, type ErrorCode, type ErrorContext } f
 import { exitCodeFor } from './cli/exit-codes.js';
 import { defaultDom0Home } from './cli/dom0-user.js';
 import { validatePassphrase } from './cli/passphrase.js';
-import { DEFAULT_SCRYPT_LOGN } from './format/limits.js';
+import { DEFAULT_SCRYPT_LOGN, MAX_THREADS } from './format/limits.js';
 import { lastMoved } from './progress/activity.js';
 import { watchStalls } from './progress/stall-watch.js';
 import { statsFor } from './stats/make-stats.js';
@@ -188,10 +188,10 @@ export async function backup(req: BackupRequest): Promise<BackupReport> {
     ...(req.chunkSize !== undefined ? { chunkSize: req.chunkSize } : {}),
     threads: req.threads ?? availableParallelism(),
     ...(req.maxMemory !== undefined ? { maxMemory: req.maxMemory } : {}),
-    getPassphrase: () => passphraseOf(req),
+    getPassphrase: () => passphraseOf(req, signal),
     confirm: async (text, plan) => {
       progress.plan(text, plan);
-      return (await req.confirm?.(plan, text)) ?? true;
+      return confirmOf(req, plan, text, signal);
     },
     progress,
     signal,
@@ -227,7 +227,7 @@ export async function list(req: ArchiveRequest): Promise<ArchiveListing> {
     ...(req.compressionFilter !== undefined ? { compressionFilter: req.compressionFilter } : {}),
     threads: req.threads ?? availableParallelism(),
     ...(req.maxMemory !== undefined ? { maxMemory: req.maxMemory } : {}),
-    getPassphrase: () => passphraseOf(req),
+    getPassphrase: () => passphraseOf(req, signal),
     signal,
   }));
 }
@@ -256,11 +256,11 @@ async function restoreOrVerify(req: RestoreRequest, verifyOnly: boolean): Promis
     threads: req.threads ?? availableParallelism(),
     ...(req.maxMemory !== undefined ? { maxMemory: req.maxMemory } : {}),
     ...(req.directIo === true ? { directImageWrites: true } : {}),
-    getPassphrase: () => passphraseOf(req),
+    getPassphrase: () => passphraseOf(req, signal),
     confirm: async (text, plan) => {
       const json = restorePlanJson(plan);
       progress.plan(text, json);
-      return (await req.confirm?.(json, text)) ?? true;
+      return confirmOf(req, json, text, signal);
     },
     progress,
     signal,
@@ -276,15 +276,48 @@ async function restoreOrVerify(req: RestoreRequest, verifyOnly: boolean): Promis
   };
 }
 
+/** The longest stallTimeout (a week), as the commands' --stall-timeout. */
+const MAX_STALL_SECONDS = 604_800;
+
 function defaultQubesRoot(): string {
   return process.env['QUBES_ROOT'] ?? '/var/lib/qubes';
 }
 
-async function passphraseOf(req: RunRequest): Promise<string> {
-  const pw = typeof req.passphrase === 'function' ? await req.passphrase() : req.passphrase;
+/**
+ * What a caller's function gives, or its failure as ERR_USAGE; it does not hold the run past an
+ * abort (its promise may never settle: the run cleans up and ends with ERR_CANCELLED meanwhile).
+ */
+async function callerGives<T>(what: string, fn: () => T | Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  let onAbort = (): void => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([Promise.resolve().then(fn), aborted]);
+  } catch (e) {
+    if (signal.aborted) throw signal.reason;
+    throw new QvmBackupError('ERR_USAGE', `the ${what} failed: ${e instanceof Error ? e.message : String(e)}`, {}, e);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+async function passphraseOf(req: RunRequest, signal: AbortSignal): Promise<string> {
+  const given = req.passphrase;
+  const pw = typeof given === 'function' ? await callerGives('passphrase function', given, signal) : given;
   if (typeof pw !== 'string') throw new QvmBackupError('ERR_USAGE', `the passphrase must be a string (got ${pw === null ? 'null' : typeof pw})`);
   validatePassphrase(pw, 'the passphrase option');
   return pw;
+}
+
+async function confirmOf(req: CollectionRequest, plan: Record<string, unknown>, text: string, signal: AbortSignal): Promise<boolean> {
+  const { confirm } = req;
+  if (confirm === undefined) return true;
+  const go = await callerGives('confirm callback', () => confirm(plan, text), signal);
+  if (typeof go !== 'boolean') throw new QvmBackupError('ERR_USAGE', `the confirm callback must give true or false (got ${go === null ? 'null' : typeof go})`);
+  return go;
 }
 
 /** The request's shape, checked before anything runs (a program in JavaScript can pass anything). */
@@ -295,16 +328,28 @@ function checkRequest(req: unknown, what: string): void {
     throw new QvmBackupError('ERR_USAGE', `${what}: ${name} must be ${expected}`);
   };
   if (typeof r['passphrase'] !== 'string' && typeof r['passphrase'] !== 'function') bad('passphrase', 'a string or a function');
+  // a passphrase given as a string is checked now, before any plan is shown
+  if (typeof r['passphrase'] === 'string') validatePassphrase(r['passphrase'], 'the passphrase option');
   for (const k of ['location', 'sourceCommand', 'destCommand', 'destVm', 'qubesRoot', 'dom0Home', 'cipher', 'hmacAlgorithm', 'compressFilter', 'compressionFilter']) {
     if (r[k] !== undefined && typeof r[k] !== 'string') bad(k, 'a string');
   }
   for (const k of ['vms', 'exclude']) {
     if (r[k] !== undefined && (!Array.isArray(r[k]) || !(r[k] as unknown[]).every((x) => typeof x === 'string'))) bad(k, 'an array of strings');
   }
+  for (const k of ['vms', 'exclude']) {
+    // (a sparse array has holes every() does not visit)
+    if (Array.isArray(r[k]) && Object.keys(r[k] as unknown[]).length !== (r[k] as unknown[]).length) bad(k, 'an array of strings');
+  }
   for (const k of ['threads', 'maxMemory', 'compressLevel', 'scryptLogN', 'chunkSize', 'format']) {
     if (r[k] !== undefined && !Number.isSafeInteger(r[k])) bad(k, 'an integer');
   }
-  if (r['stallTimeout'] !== undefined && (typeof r['stallTimeout'] !== 'number' || !(r['stallTimeout'] > 0))) bad('stallTimeout', 'a positive number of seconds');
+  if (r['threads'] !== undefined && !((r['threads'] as number) >= 1 && (r['threads'] as number) <= MAX_THREADS)) bad('threads', `an integer from 1 to ${MAX_THREADS}`);
+  for (const k of ['encrypt', 'compress', 'skipDom0Home', 'ignoreUsernameMismatch', 'renameConflicting', 'skipConflicting', 'skipBroken', 'ignoreMissing', 'ignoreSizeLimit', 'directIo', 'stats']) {
+    if (r[k] !== undefined && typeof r[k] !== 'boolean') bad(k, 'true or false');
+  }
+  const stall = r['stallTimeout'];
+  if (stall !== undefined && !(Number.isSafeInteger(stall) && (stall as number) >= 1 && (stall as number) <= MAX_STALL_SECONDS)) bad('stallTimeout', `a whole number of seconds from 1 to ${MAX_STALL_SECONDS}`);
+  if (r['destCommand'] !== undefined && r['destVm'] !== undefined) bad('destCommand', 'not given together with destVm');
   for (const k of ['onEvent', 'confirm']) if (r[k] !== undefined && typeof r[k] !== 'function') bad(k, 'a function');
   if (r['signal'] !== undefined && !(r['signal'] instanceof AbortSignal)) bad('signal', 'an AbortSignal');
   if (what === 'backup' && (typeof r['location'] !== 'string' || r['location'] === '')) bad('location', 'the destination (a directory, a file path or -)');
@@ -326,7 +371,7 @@ async function controlled<T>(req: RunRequest, operation: Operation | 'list', bod
   };
   const onCaller = (): void => {
     const reason: unknown = req.signal?.reason;
-    if (!ac.signal.aborted) ac.abort(new QvmBackupError('ERR_CANCELLED', `aborted${reason instanceof Error ? `: ${reason.message}` : ''}`, {}, reason));
+    if (!ac.signal.aborted) ac.abort(new QvmBackupError('ERR_CANCELLED', `aborted${reason instanceof Error && reason.name !== 'AbortError' ? `: ${reason.message}` : ''}`, {}, reason));
   };
   if (req.signal?.aborted === true) onCaller();
   else req.signal?.addEventListener('abort', onCaller, { once: true });
@@ -336,12 +381,23 @@ async function controlled<T>(req: RunRequest, operation: Operation | 'list', bod
     ac.signal.throwIfAborted();
     return await body(ac.signal, progress);
   } catch (e) {
-    if (stoppedFor !== undefined) throw stoppedFor;
-    if (req.signal?.aborted === true && (!isQvmBackupError(e) || e.code !== 'ERR_CANCELLED')) {
-      // what the abort made fail (a killed tar, a closed pipe) is not the reason the run ended
-      throw new QvmBackupError('ERR_CANCELLED', `aborted: ${e instanceof Error ? e.message : String(e)}`, {}, e);
+    const said = e instanceof Error ? e.message : String(e);
+    if (stoppedFor !== undefined) {
+      // the reason it was stopped, and what the run says of where it stopped (the VMs it had
+      // installed by then)
+      throw said === stoppedFor.message || !isQvmBackupError(e) ? stoppedFor : new QvmBackupError(stoppedFor.code, `${stoppedFor.message}; ${said}`, { ...e.context }, e);
     }
-    throw e;
+    if (req.signal?.aborted === true) {
+      // ERR_CANCELLED whatever the abort made fail on the way (a killed tar, a closed pipe), with
+      // the caller's reason in the message and what the run said of where it stopped
+      const reason: unknown = req.signal.reason;
+      const why = reason instanceof Error && reason.name !== 'AbortError' ? ` (${reason.message})` : '';
+      throw new QvmBackupError('ERR_CANCELLED', `${isQvmBackupError(e) && e.code === 'ERR_CANCELLED' ? said : `aborted: ${said}`}${why}`, isQvmBackupError(e) ? { ...e.context } : {}, e);
+    }
+    if (isQvmBackupError(e)) throw e;
+    // every rejection is a QvmBackupError: a file system error keeps its errno code as the cause
+    const errno = typeof (e as NodeJS.ErrnoException | undefined)?.code === 'string';
+    throw new QvmBackupError(errno ? 'ERR_IO' : 'ERR_INTERNAL', said, {}, e);
   } finally {
     unwatch();
     progress.end();
@@ -382,10 +438,13 @@ class EventProgress implements ProgressReporter {
 
   #emit(e: RunEvent): void {
     if (this.#ended || this.#listener === undefined) return;
+    const threw = (err: unknown): void => this.#stop(new QvmBackupError('ERR_INTERNAL', `the onEvent listener threw: ${err instanceof Error ? err.message : String(err)}`, {}, err));
     try {
-      this.#listener(e);
+      // an async listener's rejection stops the run too (it is never an unhandled rejection)
+      const r: unknown = this.#listener(e);
+      if (r instanceof Promise) r.catch(threw);
     } catch (err) {
-      this.#stop(new QvmBackupError('ERR_INTERNAL', `the onEvent listener threw: ${err instanceof Error ? err.message : String(err)}`, {}, err));
+      threw(err);
     }
   }
 

@@ -102,11 +102,23 @@ test('library: a wrong request, passphrase or answer ends with its code and writ
     const out = join(tmp.dir, 'out');
     mkdirSync(out);
     const base = { location: out, passphrase: PASS, qubesRoot: root, dom0Home: home, scryptLogN: 10, chunkSize: MiB };
-    for (const bad of [{ threads: 0.5 }, { threads: 1000 }, { scryptLogN: 30 }, { format: 5 }, { vms: 'work' }, { passphrase: undefined }, { location: '' }, { stallTimeout: -1 }, { signal: {} }]) {
+    // eslint-disable-next-line no-sparse-arrays
+    const sparse = [, 'work'];
+    for (const bad of [{ threads: 0.5 }, { threads: 1000 }, { threads: 0 }, { scryptLogN: 30 }, { format: 5 }, { vms: 'work' }, { vms: sparse }, { passphrase: undefined }, { location: '' }, { stallTimeout: -1 }, { stallTimeout: 1e-9 }, { stallTimeout: Infinity }, { signal: {} }, { encrypt: 0 }, { compress: '' }, { destCommand: 'cat > x', destVm: 'vm' }]) {
       const e = await rejects(lib.backup({ ...base, ...bad } as unknown as Lib.BackupRequest), 'ERR_USAGE');
       assert.equal(lib.exitStatusOf(e), 2, JSON.stringify(bad));
     }
-    for (const pw of ['', 'two\nlines']) await rejects(lib.backup({ ...base, passphrase: pw }), 'ERR_USAGE');
+    // a passphrase string is refused before any plan is shown
+    for (const pw of ['', 'two\nlines']) {
+      let shown = false;
+      await rejects(lib.backup({ ...base, passphrase: pw, confirm: () => (shown = true) }), 'ERR_USAGE');
+      assert.equal(shown, false);
+    }
+    // a caller's function that fails is the cause of an ERR_USAGE; one that gives no boolean too
+    const failed = await rejects(lib.backup({ ...base, passphrase: () => Promise.reject(new Error('vault locked')) }), 'ERR_USAGE');
+    assert.match(failed.message, /the passphrase function failed: vault locked/);
+    await rejects(lib.backup({ ...base, confirm: () => { throw new Error('ui gone'); } }), 'ERR_USAGE');
+    await rejects(lib.backup({ ...base, confirm: (() => 'yes') as unknown as () => boolean }), 'ERR_USAGE');
     let asked = false;
     await rejects(lib.backup({ ...base, confirm: (plan) => {
       asked = Array.isArray(plan['vms']);
@@ -125,6 +137,16 @@ test('library: a wrong request, passphrase or answer ends with its code and writ
     const wrong = await rejects(lib.restore({ location: b.path, passphrase: 'not it', qubesRoot: host, dom0Home: hostHome }), 'ERR_HEADER_AUTH');
     assert.equal(lib.exitStatusOf(wrong), 4);
     await rejects(lib.restore({ location: b.path, passphrase: PASS, qubesRoot: host, dom0Home: hostHome, ignoreMissing: true, confirm: () => false }), 'ERR_DECLINED');
+    // a confirm that never answers does not hold the run (nor the host lock) past an abort
+    const ac = new AbortController();
+    const waiting = lib.restore({ location: b.path, passphrase: PASS, qubesRoot: host, dom0Home: hostHome, ignoreMissing: true, signal: ac.signal, confirm: () => {
+      setTimeout(() => ac.abort(new Error('cancel button')), 100);
+      return new Promise<boolean>(() => {});
+    } });
+    const cancelled = await rejects(waiting, 'ERR_CANCELLED');
+    assert.match(cancelled.message, /cancel button/);
+    const again = await lib.restore({ location: b.path, passphrase: PASS, qubesRoot: host, dom0Home: hostHome, ignoreMissing: true, confirm: () => false }).catch((e: unknown) => e);
+    assert.equal((again as Lib.QvmBackupError).code, 'ERR_DECLINED', 'the host lock was let go');
     await rejects(lib.restore({ location: b.path, sourceCommand: `cat ${b.path}`, passphrase: PASS }), 'ERR_USAGE');
     await rejects(lib.restore({ location: join(tmp.dir, 'missing'), passphrase: PASS, qubesRoot: host, dom0Home: hostHome }), 'ERR_USAGE');
     assert.deepEqual(changes(before, snapshot(host), (p) => p === 'qubes.xml.lock'), [], 'the host is as it was');
@@ -159,6 +181,12 @@ test('library: an abort, a throwing listener and a stall stop the run with their
       if (e.type === 'progress') throw new Error('listener bug');
     } }), 'ERR_INTERNAL');
     assert.match(thrown.message, /onEvent listener threw: listener bug/);
+    assert.deepEqual(readdirSync(out), []);
+    // an async listener that rejects: the same, never an unhandled rejection
+    const rejected = await rejects(lib.backup({ ...base, onEvent: async (e) => {
+      if (e.type === 'progress') throw new Error('async listener bug');
+    } }), 'ERR_INTERNAL');
+    assert.match(rejected.message, /onEvent listener threw: async listener bug/);
     assert.deepEqual(readdirSync(out), []);
 
     // three whole runs more: the process-wide listeners stay as the first run left them
