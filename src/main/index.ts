@@ -53,7 +53,7 @@ export interface RunRequest {
   /** stops the run: it cleans up and rejects with ERR_CANCELLED (the reason is its `cause`) */
   signal?: AbortSignal;
   /** events while the run works; a listener that throws stops the run with its error as cause */
-  onEvent?: (event: RunEvent) => void | Promise<void>;
+  onEvent?: (event: RunEvent) => unknown;
   /** seconds without a byte moving (waits for `passphrase` and `confirm` do not count) after
    *  which the run is stopped with ERR_STALLED (the commands' --stall-timeout; default: never, a
    *  warning event after a minute) */
@@ -408,7 +408,7 @@ async function controlled<T>(req: RunRequest, operation: Operation | 'list', bod
 /** The runs' progress reporter as events. */
 class EventProgress implements ProgressReporter {
   readonly #operation: Operation;
-  readonly #listener: ((e: RunEvent) => void | Promise<void>) | undefined;
+  readonly #listener: ((e: RunEvent) => unknown) | undefined;
   readonly #stop: (why: QvmBackupError) => void;
   #moved = Date.now();
   #waiting = false;
@@ -416,7 +416,7 @@ class EventProgress implements ProgressReporter {
   #line = '';
   #total = 0;
 
-  constructor(operation: Operation, listener: ((e: RunEvent) => void | Promise<void>) | undefined, stop: (why: QvmBackupError) => void) {
+  constructor(operation: Operation, listener: ((e: RunEvent) => unknown) | undefined, stop: (why: QvmBackupError) => void) {
     this.#operation = operation;
     this.#listener = listener;
     this.#stop = stop;

@@ -44,7 +44,7 @@ test('library: backup, list, verify and restore by the package name; the restore
     const out = join(tmp.dir, 'out');
     mkdirSync(out);
     const events: Lib.RunEvent[] = [];
-    const b = await lib.backup({ location: out, passphrase: PASS, qubesRoot: root, dom0Home: home, scryptLogN: 10, chunkSize: MiB, vms: ['work', 'vault', 'dom0'], onEvent: (e) => void events.push(e), stats: true });
+    const b = await lib.backup({ location: out, passphrase: PASS, qubesRoot: root, dom0Home: home, scryptLogN: 10, chunkSize: MiB, vms: ['work', 'vault', 'dom0'], onEvent: (e) => events.push(e), stats: true });
     assert.equal(readdirSync(out).length, 1);
     assert.equal(b.path, join(out, readdirSync(out)[0]!));
     assert.deepEqual([...b.vms].sort(), ['vault', 'work']);
