@@ -251,6 +251,28 @@ test('a destination command that exits early: its exit status and stderr are the
   }
 });
 
+test('a destination command that exits 0 but leaves a process holding its stderr: the backup ends with the command (exit 0), and what it left is killed', { timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, MiB);
+    const pw = passFile(t.dir);
+    const out = join(t.dir, 'remote.bin');
+    const marker = join(t.dir, 'left-running');
+    const started = Date.now();
+    // the background shell keeps the command's stderr open for 2 minutes, as an ssh master would
+    const r = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '--dest-command', `cat > '${out}'; (touch '${marker}'; exec sleep 119.7) & exit 0`, 'x']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(Date.now() - started < 60_000, 'not held by the process left behind');
+    const v = node(RESTORE_BIN, ['-q', '-y', '--verify-only', '-p', pw, out]);
+    assert.equal(v.status, 0, v.stderr);
+    assert.ok(existsSync(marker));
+    // the process it left is gone with the backup
+    assert.equal(run('pgrep', ['-f', '^sleep 119.7$']).stdout.split('\n').filter((l) => l !== '').length, 0);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('destinations: a trailing slash means a directory; concurrent runs never replace each other', { timeout: 300_000 }, async () => {
   const t = tempDir();
   try {

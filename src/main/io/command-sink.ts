@@ -47,6 +47,13 @@ export function processSink(program: string, args: readonly string[], o: Process
   process.on('exit', onExit);
   const result = child.then((r) => r);
   void result.finally(() => process.off('exit', onExit));
+  // The command's own exit, which is what is waited for: execa's result also waits for its pipes
+  // to close, and a process the command left behind (a `sleep &`, an ssh master) may hold stderr
+  // open for hours. What it left is killed with the group at our exit.
+  const exited = new Promise<{ exitCode?: number; signal?: NodeJS.Signals; failed: boolean; originalMessage: string }>((res) => {
+    child.once('exit', (code, sig) => res({ ...(code !== null ? { exitCode: code } : {}), ...(sig !== null ? { signal: sig } : {}), failed: code !== 0, originalMessage: '' }));
+    child.once('error', (e) => res({ failed: true, originalMessage: e.message }));
+  });
 
   const stdin = child.stdin;
   let inputError: Error | null = null;
@@ -55,14 +62,14 @@ export function processSink(program: string, args: readonly string[], o: Process
   });
 
   /** Wait for the command to end, killing it after `graceMs`. */
-  const ended = async (graceMs: number): Promise<Awaited<typeof result>> => {
-    const first = await boundedWait(result, graceMs);
+  const ended = async (graceMs: number): Promise<Awaited<typeof exited>> => {
+    const first = await boundedWait(exited, graceMs);
     if (first !== 'timeout') return first;
     killGroup('SIGTERM');
-    const second = await boundedWait(result, 2000);
+    const second = await boundedWait(exited, 2000);
     if (second !== 'timeout') return second;
     killGroup('SIGKILL');
-    return result;
+    return exited;
   };
   const failure = async (what: string, cause?: unknown): Promise<QvmBackupError> => {
     const r = await ended(EXIT_GRACE_MS);
@@ -95,7 +102,7 @@ export function processSink(program: string, args: readonly string[], o: Process
       state = 'committed';
       stdin?.end();
       // a command that never exits is stopped by abort(), once the signal has ended this wait
-      const r = await orAbort(result, signal);
+      const r = await orAbort(exited, signal);
       if (r.failed || r.exitCode !== 0) throw await failure('finishing the backup');
     },
     async abort() {
