@@ -114,3 +114,26 @@ test('a restore whose source stops giving bytes is stopped by --stall-timeout: n
     t.cleanup();
   }
 });
+
+test('a wait for the host lock another run holds is no stall: --stall-timeout 2 waits for it, then restores', { timeout: 120_000 }, async () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: MiB, bigDataBytes: 64 * 1024, smallImageBytes: MiB, smallDataBytes: 16 * 1024 });
+    const pw = passFile(t.dir);
+    const archive = join(t.dir, 'b.bin');
+    const b = await run(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', archive, 'vault']);
+    assert.equal(b.code, 0, b.stderr);
+    const host = join(t.dir, 'host');
+    mkdirSync(host);
+    // another run holds the lock for 6 s (flock(1), as our own lock is taken)
+    const holder = spawn('flock', [join(host, 'qubes.xml.lock'), 'sleep', '6'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 500));
+    const r = await run(RESTORE_BIN, ['-y', '--stall-timeout', '2', '--ignore-missing', '-p', pw, '--qubes-root', host, '--dom0-home', join(t.dir, 'hh', 'user'), archive]);
+    holder.kill();
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /no progress/);
+    assert.match(r.stderr, /qubes\.xml\.lock/, 'the wait was said');
+  } finally {
+    t.cleanup();
+  }
+});

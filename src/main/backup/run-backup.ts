@@ -456,7 +456,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   let lock: HostLock | undefined;
   const endTimestamp = stats.begin('backup_timestamp (host qubes.xml)');
   try {
-    lock = await lockHost(options.qubesRoot, { waitSeconds: 60, signal, onWait: (m) => progress.warn(m) });
+    lock = await movingWhile(() => lockHost(options.qubesRoot, { waitSeconds: 60, signal, onWait: (m) => progress.warn(m) }));
     const fresh = parseQubesXml(await readFile(xmlPath));
     setBackupTimestamp(fresh, [...included.keys()], Math.floor(Date.now() / 1000));
     await writeFileAtomic(xmlPath, serializeQubesXml(fresh), { mode: (await stat(xmlPath)).mode & 0o777 });

@@ -3,6 +3,7 @@
 // (`readline().rstrip()`): the first line, trailing whitespace removed, so one passphrase file gives
 // the same passphrase to this tool and to Qubes' own.
 import { boundedWait } from '../pipeline/waits.js';
+import { diesWithUs } from '../io/child-lifetime.js';
 import { spawn } from 'node:child_process';
 import { constants, createReadStream, openSync } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
@@ -134,7 +135,9 @@ const SIGNAL_AFTER_EXIT_MS = 200;
  */
 async function passphraseFromCommand(cmd: string, signal: AbortSignal): Promise<string> {
   const what = '--passphrase-command';
-  const child = spawn('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // killed with us when we are killed (kill -9): a password manager's prompt must not stay
+  const [file, args] = diesWithUs('sh', ['-c', cmd]);
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const parts: Buffer[] = [];
   let kept = 0;
   let total = 0;

@@ -136,7 +136,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // 2. plan, against the host as it is under the lock (held until the end: no other run
     //    rewrites qubes.xml meanwhile)
     if (!o.verifyOnly) {
-      lock = await lockHost(root, { signal: o.signal, onWait: (m) => progress.warn(m) });
+      // a wait for another run's lock is bounded (exit 8) and not a stall of ours
+      lock = await movingWhile(() => lockHost(root, { signal: o.signal, onWait: (m) => progress.warn(m) }));
       for (const n of await removeStaleStaging(root)) progress.warn(`removed ${join(root, n)}, the staging directory of an earlier run that was killed`);
     }
     // (a verification plans against no host: it installs nothing, so the host's collection, even
