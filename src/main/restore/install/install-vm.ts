@@ -30,6 +30,9 @@ export interface InstallVmArgs {
   /** Without `commit`: receives what moves the files back, for a caller that writes qubes.xml
    *  later (once for several VMs) and must undo them all if that write fails. */
   keepUndo?: (undo: () => Promise<void>) => void;
+  /** Told the VM's directory before it is created (the installer's journal of directories moved
+   *  in but not yet in qubes.xml). */
+  willCreate?: (target: string) => Promise<void>;
 }
 
 /** Directory of a VM in the R4 file pool: `<root>/vm-templates/<name>` or `<root>/appvms/<name>`. */
@@ -75,6 +78,7 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   if (stagedExists) opts.volumeSizes = await imageSizes(staged);
 
   await realDirectory(root, parent, name);
+  await args.willCreate?.(target);
   try {
     await mkdir(target, { mode: 0o755 }); // claims the name: fails if anything is there already
   } catch (e) {

@@ -6,7 +6,10 @@
 // whole group — a VM is registered only after its files are in place, and a failed write moves the
 // files of the whole group back. (One write and fsync per VM made a 100-VM restore rewrite a
 // growing qubes.xml 100 times.) Nothing is installed once the run was interrupted or the lock was lost.
+import { rmSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { INSTALL_JOURNAL } from './staging.js';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
 import type { HostLock } from '../../io/host-lock.js';
 import { markForRollback, restoreWarningsOf, setRestoredDefaultDispvm, type DomainInfo, type QubesXml } from '../../qubes-xml/index.js';
@@ -165,6 +168,7 @@ export class Installer {
     const stats = this.#o.stats ?? RunStats.off();
     const { doc: host } = await stats.time('install: read host qubes.xml', () => loadHostQubesXmlOrEmpty(root));
     const moved: { v: VmPlan; undo: () => Promise<void> }[] = [];
+    const journal = new InstallJournal(stagingDir);
     for (const v of group) {
       const bad = this.#deps(v).find((d) => this.#failed.has(d));
       if (bad !== undefined) {
@@ -185,6 +189,7 @@ export class Installer {
             hostDefaults: hostDefaultsOf(host),
             deferDefaultDispvm: true,
             keepUndo: (u) => (undo = u),
+            willCreate: (target) => journal.add(target),
           }),
         );
         moved.push({ v, undo: undo ?? (async () => {}) });
@@ -193,14 +198,19 @@ export class Installer {
         this.#installFailed(v.backupName, e);
       }
     }
-    if (moved.length === 0) return;
+    if (moved.length === 0) {
+      await journal.clear();
+      return;
+    }
     try {
       if (signal.aborted) throw new QvmBackupError('ERR_CANCELLED', 'interrupted before qubes.xml was written: not installed');
       if (!lock.held()) throw new QvmBackupError('ERR_LOCKED', `the host lock ${lock.path} was lost; not writing qubes.xml`);
       await stats.time('install: write host qubes.xml (fsync)', () => saveHostQubesXml(root, host));
+      await journal.clear();
     } catch (e) {
       // never a VM directory that qubes.xml does not list
       for (const m of [...moved].reverse()) await m.undo();
+      await journal.clear();
       for (const m of moved) this.#installFailed(m.v.backupName, isQvmBackupError(e) ? new QvmBackupError(e.code, `${m.v.newName}: ${e.message}`, { ...e.context, vm: m.v.newName }, e) : e);
       return;
     }
@@ -213,6 +223,42 @@ export class Installer {
       // what was not carried into qubes.xml, beyond what the plan table already listed
       for (const w of restoreWarningsOf(host, v.newName) ?? []) if (!v.warnings.includes(w)) progress.warn(`${v.newName}: ${w}`);
     }
+  }
+}
+
+/**
+ * The VM directories of one group moved into the qubes root and not yet in its qubes.xml, kept
+ * in the staging directory (`INSTALL_JOURNAL`): a forced exit (a second Ctrl-C) removes them at
+ * once (an exit hook), and after a kill -9 the next restore finds them in the journal of the
+ * staging directory it sweeps and removes those qubes.xml does not list (removeStaleStaging).
+ */
+class InstallJournal {
+  readonly #file: string;
+  readonly #targets: string[] = [];
+  #hooked = false;
+  readonly #onExit = (): void => {
+    for (const t of this.#targets) rmSync(t, { recursive: true, force: true });
+  };
+
+  constructor(stagingDir: string) {
+    this.#file = join(stagingDir, INSTALL_JOURNAL);
+  }
+
+  async add(target: string): Promise<void> {
+    this.#targets.push(target);
+    if (!this.#hooked) {
+      process.on('exit', this.#onExit);
+      this.#hooked = true;
+    }
+    await writeFile(this.#file, JSON.stringify(this.#targets));
+  }
+
+  /** The group is in qubes.xml, or moved back. */
+  async clear(): Promise<void> {
+    this.#targets.length = 0;
+    if (this.#hooked) process.off('exit', this.#onExit);
+    this.#hooked = false;
+    await rm(this.#file, { force: true });
   }
 }
 

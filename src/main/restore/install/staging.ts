@@ -1,7 +1,7 @@
 // The restore staging directory: `<qubesRoot>/.restore-XXXXXX/` (mode 0700), on the same filesystem
 // as the VM directories so that installing a VM is a rename(). A run removes the directory it created,
 // and (under the host lock) those that killed runs left behind.
-import { lstat, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { runShort } from '../../io/spawn.js';
 import { processAlive } from '../../io/child-lifetime.js';
@@ -104,16 +104,46 @@ export async function createScratch(parent: string, what: string): Promise<Stagi
  * called under the host lock: every restore that stages holds it for its whole run, so none of
  * them is in use. Returns the names removed.
  */
-export async function removeStaleStaging(qubesRoot: string): Promise<string[]> {
+export async function removeStaleStaging(qubesRoot: string, listed: (vmName: string) => boolean = () => true): Promise<{ staging: string[]; orphans: string[] }> {
   const root = path.resolve(qubesRoot);
   const names = await readdir(root).catch(() => [] as string[]);
   const removed: string[] = [];
+  const orphans: string[] = [];
   for (const name of names) {
     if (!name.startsWith(STAGING_PREFIX)) continue;
     const st = await lstat(path.join(root, name)).catch(() => null);
     if (!st?.isDirectory()) continue; // never through a symlink
+    orphans.push(...(await removeUnlisted(root, path.join(root, name, INSTALL_JOURNAL), listed)));
     const ok = await removeTree(path.join(root, name)).then(() => true, () => false);
     if (ok) removed.push(name);
   }
-  return removed;
+  return { staging: removed, orphans };
+}
+
+/** Name of the installer's journal in its staging directory (installer.ts). */
+export const INSTALL_JOURNAL = '.install-journal';
+
+/**
+ * The VM directories a killed restore's journal names that qubes.xml does not list: removed
+ * (never a VM directory that qubes.xml does not list). Only a VM directory of this root
+ * (`appvms/X`, `vm-templates/X`, a real directory) is touched, whatever the journal says.
+ */
+async function removeUnlisted(root: string, journal: string, listed: (vmName: string) => boolean): Promise<string[]> {
+  let targets: unknown;
+  try {
+    targets = JSON.parse(await readFile(journal, 'utf8'));
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const t of Array.isArray(targets) ? targets : []) {
+    if (typeof t !== 'string') continue;
+    const rel = path.relative(root, t);
+    const parts = rel.split(path.sep);
+    if (parts.length !== 2 || !['appvms', 'vm-templates'].includes(parts[0]!) || listed(parts[1]!)) continue;
+    const st = await lstat(t).catch(() => null);
+    if (!st?.isDirectory()) continue;
+    if (await removeTree(t).then(() => true, () => false)) out.push(rel);
+  }
+  return out;
 }

@@ -1,0 +1,34 @@
+// What a killed restore leaves, swept by the next one under the host lock (removeStaleStaging):
+// its staging directory, and the VM directories its install journal names that qubes.xml does
+// not list (moved in, never registered: a kill -9 between the moves and the qubes.xml write).
+// Nothing the journal names outside the root's VM directories, nothing listed, no link.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { INSTALL_JOURNAL, removeStaleStaging } from '../../../src/main/restore/install/staging.js';
+import { tempDir } from '../../helpers/cli.js';
+
+test('a killed restore\'s unregistered VM directories are removed, registered ones and anything else kept', async () => {
+  const t = tempDir('qvmb-stale-');
+  try {
+    const root = join(t.dir, 'q');
+    for (const d of ['appvms/listed', 'appvms/orphan', 'vm-templates/tpl-orphan', 'outside', 'appvms/real']) mkdirSync(join(root, d), { recursive: true });
+    symlinkSync(join(root, 'appvms', 'real'), join(root, 'appvms', 'link'));
+    const staging = join(root, '.restore-abc123');
+    mkdirSync(join(staging, 'vm3'), { recursive: true });
+    const targets = ['appvms/listed', 'appvms/orphan', 'vm-templates/tpl-orphan', 'outside', 'appvms/link', 'appvms/../outside', '../etc'].map((p) => join(root, p));
+    writeFileSync(join(staging, INSTALL_JOURNAL), JSON.stringify([...targets, 42]));
+    const r = await removeStaleStaging(root, (name) => name === 'listed');
+    assert.deepEqual(r.staging, ['.restore-abc123']);
+    assert.deepEqual(r.orphans.sort(), ['appvms/orphan', 'vm-templates/tpl-orphan']);
+    for (const kept of ['appvms/listed', 'outside', 'appvms/real', 'appvms/link']) assert.ok(existsSync(join(root, kept)), kept);
+    assert.equal(existsSync(staging), false);
+    // no journal (or a broken one): only the staging goes
+    mkdirSync(join(root, '.restore-def456'));
+    writeFileSync(join(root, '.restore-def456', INSTALL_JOURNAL), '{not json');
+    assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-def456'], orphans: [] });
+  } finally {
+    t.cleanup();
+  }
+});
