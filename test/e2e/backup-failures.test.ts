@@ -251,6 +251,19 @@ test('a destination command that exits early: its exit status and stderr are the
   }
 });
 
+test('a destination command that stops reading and exits 0: said as such (exit 1), not "failed (exit 0)"', { timeout: 60_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, MiB);
+    const pw = passFile(t.dir);
+    const r = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '--dest-command', 'head -c 100000 >/dev/null', 'x']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr.trim(), /^qvm-backup: error: writing to the output command: output command exited with status 0 before it had read the whole archive$/);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a destination command that exits 0 but leaves a process holding its stderr: the backup ends with the command (exit 0), and what it left is killed', { timeout: 120_000 }, () => {
   const t = tempDir();
   try {

@@ -74,7 +74,9 @@ export function processSink(program: string, args: readonly string[], o: Process
   const failure = async (what: string, cause?: unknown): Promise<QvmBackupError> => {
     const r = await ended(EXIT_GRACE_MS);
     const t = oneLine(tail.text());
-    return new QvmBackupError('ERR_IO', `${what}: ${o.what} failed (${exitDetail(r)})${t ? `: ${t}` : ''}`, processContext(o.command, r, t), cause);
+    // a command that succeeded but stopped reading (`head -c N > file`) did not take the archive
+    const detail = r.exitCode === 0 && cause !== undefined ? 'exited with status 0 before it had read the whole archive' : `failed (${exitDetail(r)})`;
+    return new QvmBackupError('ERR_IO', `${what}: ${o.what} ${detail}${t ? `: ${t}` : ''}`, processContext(o.command, r, t), cause);
   };
 
   let state: 'open' | 'failed' | 'committed' | 'aborted' = 'open';
