@@ -6,20 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, passFile, node, BACKUP_BIN, RESTORE_BIN, sampleIn } from '../helpers/cli.js';
-import { parseQubesXml } from '../../src/main/qubes-xml/index.js';
-
-const KiB = 1024;
-
-/** VM directories of `root` that its qubes.xml does not list. */
-function unlisted(root: string): string[] {
-  const listed = new Set(existsSync(join(root, 'qubes.xml')) ? parseQubesXml(readFileSync(join(root, 'qubes.xml'))).domains.map((d) => d.name) : []);
-  const out: string[] = [];
-  for (const sub of ['appvms', 'vm-templates']) for (const n of existsSync(join(root, sub)) ? readdirSync(join(root, sub)) : []) if (!listed.has(n)) out.push(`${sub}/${n}`);
-  return out;
-}
+import { tempDir, node, RESTORE_BIN } from '../helpers/cli.js';
+import { manyVmArchive, unlistedVmDirs } from '../helpers/many-vms.js';
 
 /** Start a restore; once `k` VM directories are in place, send `signals` (10 ms apart). */
 async function stopWhileInstalling(args: string[], appvms: string, k: number, signals: NodeJS.Signals[]): Promise<number | null> {
@@ -39,22 +29,18 @@ async function stopWhileInstalling(args: string[], appvms: string, k: number, si
 test('a forced exit or kill -9 during install leaves no VM directory unlisted for the next restore', { timeout: 300_000 }, async () => {
   const t = tempDir('qvmb-inst-');
   try {
-    const { root, home } = sampleIn(t.dir, { bigImageBytes: 64 * KiB, bigDataBytes: 4 * KiB, smallImageBytes: 64 * KiB, smallDataBytes: 4 * KiB, manyAppVms: { count: 160, imageBytes: 64 * KiB, dataBytes: 4 * KiB } });
-    const pw = passFile(t.dir);
-    const archive = join(t.dir, 'b.bin');
-    const b = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '-x', 'dom0', archive]);
-    assert.equal(b.status, 0, b.stderr);
+    const { archive, pw } = manyVmArchive(t.dir, 160);
     const hh = join(t.dir, 'hh', 'user');
     mkdirSync(hh, { recursive: true });
     for (const [i, signals] of ([['SIGINT', 'SIGINT'], ['SIGKILL']] as NodeJS.Signals[][]).entries()) {
       const host = join(t.dir, `host${i}`);
       const args = [RESTORE_BIN, '-y', '-p', pw, '--qubes-root', host, '--dom0-home', hh, archive];
       await stopWhileInstalling(args, join(host, 'appvms'), 20, signals);
-      if (signals[0] === 'SIGINT') assert.deepEqual(unlisted(host), [], 'the forced exit removed what it had not registered');
+      if (signals[0] === 'SIGINT') assert.deepEqual(unlistedVmDirs(host), [], 'the forced exit removed what it had not registered');
       // the next restore (of two VMs, one of which the killed run may have left unregistered)
       const again = node(RESTORE_BIN, ['-y', '-p', pw, '--qubes-root', host, '--dom0-home', hh, '--skip-conflicting', archive, 'app-030', 'app-150']);
       assert.ok(again.status === 0 || again.status === 2, again.stderr);
-      assert.deepEqual(unlisted(host), []);
+      assert.deepEqual(unlistedVmDirs(host), []);
       assert.deepEqual(readdirSync(host).filter((n) => n.startsWith('.restore-')), [], 'no staging left');
     }
   } finally {

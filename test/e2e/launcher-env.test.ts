@@ -7,7 +7,7 @@
 // cache directory is this test's own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -151,6 +151,37 @@ test('the start file uses dist/.compile-cache only as a directory of its own tha
       assert.deepEqual(cachedSources(cache), [], `${name}: left unused`);
       if (existsSync(elsewhere)) assert.deepEqual(cachedSources(elsewhere), [], `${name}: not followed`);
       if (name.startsWith('a link')) assert.ok(lstatSync(cache).isSymbolicLink(), 'the link left as it is');
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('under nohup a SIGHUP does not stop a backup (node resets signals as it starts; the launcher tells it); without, it stops it (129)', { timeout: 120_000 }, async () => {
+  const t = tempDir('qvmb-nohup-');
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: 64 * 1024 * 1024, bigDataBytes: 24 * 1024 * 1024, smallImageBytes: 1024 * 1024, smallDataBytes: 64 * 1024 });
+    const pw = passFile(t.dir);
+    const cmd = join(ROOT, 'bin', 'qvm-backup');
+    for (const nohup of [true, false]) {
+      const out = join(t.dir, `out-${nohup}`);
+      mkdirSync(out);
+      const args = ['-q', '-y', '-p', pw, '--scrypt-logn', '14', '--qubes-root', root, '--dom0-home', home, out];
+      const child = spawn(nohup ? 'nohup' : cmd, nohup ? [cmd, ...args] : args, { env: launcherEnv(), stdio: ['ignore', 'ignore', 'pipe'], cwd: t.dir });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const code = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+      // once it is at work (its partial file is there), the hangup
+      for (let i = 0; i < 3000 && readdirSync(out).length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      child.kill('SIGHUP');
+      const c = await code;
+      if (nohup) {
+        assert.equal(c, 0, err);
+        assert.equal(readdirSync(out).filter((n) => !n.startsWith('.')).length, 1, 'the archive is whole');
+      } else {
+        assert.equal(c, 129, err);
+        assert.deepEqual(readdirSync(out), []);
+      }
     }
   } finally {
     t.cleanup();

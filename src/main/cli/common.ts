@@ -83,19 +83,23 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void, o: { stdo
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
   // a closed terminal or ssh session: without a handler node dies at once, leaving the partial
-  // archive (and a restore's staging) behind
-  process.on('SIGHUP', handler);
+  // archive (and a restore's staging) behind. Under `nohup` (SIGHUP ignored when we started) it
+  // stays ignored: a handler would replace that and stop the run nohup was to keep going.
+  process.on('SIGHUP', hangupIgnoredAtStart() ? () => {} : handler);
   // Our own output going away: a terminal that was closed (EIO), a reader of --json lines or of
   // stderr that stopped (EPIPE). Unhandled, node would die on the 'error' event mid-run (a
   // restore between moving VM directories and writing qubes.xml); the run is stopped as SIGHUP
   // or SIGPIPE would stop it, once (every later write to the stream fails the same way, and is
   // dropped). Stdout that carries the archive (`-`) is the destination's: its sink reports it.
-  const onOutputError = (e: NodeJS.ErrnoException): void => {
-    if (first === undefined) handler(e.code === 'EPIPE' ? 'SIGPIPE' : 'SIGHUP');
-  };
-  process.stderr.on('error', onOutputError);
-  if (o.stdoutIsOutput !== false) process.stdout.on('error', onOutputError);
   let why: QvmBackupError | undefined;
+  const onOutputError = (name: string) => (e: NodeJS.ErrnoException): void => {
+    if (first !== undefined || ac.signal.aborted) return;
+    if (e.code === 'EPIPE' || e.code === 'EIO') handler(e.code === 'EPIPE' ? 'SIGPIPE' : 'SIGHUP');
+    // any other failure (ENOSPC of a file it was sent to) is an error of its own, said as such
+    else stop(new QvmBackupError('ERR_IO', `cannot write to ${name}: ${e.message}`, {}, e));
+  };
+  process.stderr.on('error', onOutputError('stderr'));
+  if (o.stdoutIsOutput !== false) process.stdout.on('error', onOutputError('stdout'));
   const stop = (e: QvmBackupError): void => {
     if (ac.signal.aborted) return;
     why = e;
@@ -200,6 +204,14 @@ export function exitOnCrash(prog: string): (e: unknown) => never {
   };
 }
 
+/** Whether SIGHUP was ignored when the command was started (nohup): the launcher says so, as
+ *  node itself resets every signal to its default at start. Not passed on to what we start. */
+const HUP_IGNORED = process.env['QVMB_SIGHUP_IGNORED'] === '1';
+delete process.env['QVMB_SIGHUP_IGNORED'];
+function hangupIgnoredAtStart(): boolean {
+  return HUP_IGNORED;
+}
+
 /** The standard descriptors that were terminals when the command started. */
 const TTYS_AT_START = [0, 1, 2].filter((fd) => isatty(fd));
 
@@ -211,6 +223,11 @@ const TTYS_AT_START = [0, 1, 2].filter((fd) => isatty(fd));
  */
 export function exitProcess(code: number): never {
   if (TTYS_AT_START.some((fd) => !isatty(fd))) {
+    // the exit hooks first (a partial file, a restore's journaled directories, process groups),
+    // as process.exit would run them; a signal's death runs none
+    process.exitCode = code;
+    process.emit('exit', code);
+    process.removeAllListeners('exit');
     process.removeAllListeners('SIGHUP');
     process.kill(process.pid, 'SIGHUP');
   }

@@ -83,6 +83,19 @@ export function restoredDomainWarnings(from: DomainInfo, restoredBackend: (backu
 /** Qubes R4's default IPv4 address of a VM (not a disposable): from its qid. */
 const defaultIpOf = (qid: number): string => `10.137.${(qid >> 8) & 0xff}.${qid & 0xff}`;
 
+/** One spelling per address: an IPv6 address compressed and in lower case (URL's own rules),
+ *  anything else in lower case. */
+function canonicalAddress(a: string): string {
+  if (a.includes(':') && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(a)) {
+    try {
+      return new URL(`http://[${a}]/`).hostname;
+    } catch {
+      // not an address URL takes: compared as it is
+    }
+  }
+  return a.toLowerCase();
+}
+
 /** Whether host VM `d` has an address of its qid: a netVM, or a VM (not a template, dom0 or a
  *  disposable, whose addresses come from elsewhere) with a netVM of its own or the default one. */
 function networked(host: QubesXml, d: DomainInfo): boolean {
@@ -100,10 +113,14 @@ function networked(host: QubesXml, d: DomainInfo): boolean {
 function dropTakenAddresses(host: QubesXml, props: Record<string, string>): string[] {
   const warnings: string[] = [];
   for (const name of ['ip', 'ip6', 'mac']) {
-    const v = props[name]?.toLowerCase();
-    if (v === undefined) continue;
+    const given = props[name];
+    if (given === undefined) continue;
+    const v = canonicalAddress(given);
     const addressOf = (d: DomainInfo): string | undefined => d.properties[name] ?? (name === 'ip' && networked(host, d) ? defaultIpOf(d.qid) : undefined);
-    const owner = host.domains.find((d) => addressOf(d)?.toLowerCase() === v);
+    const owner = host.domains.find((d) => {
+      const a = addressOf(d);
+      return a !== undefined && canonicalAddress(a) === v;
+    });
     if (owner === undefined) continue;
     warnings.push(`property ${name} (${props[name]}) not restored: host VM ${owner.name} has that address; the default applies`);
     delete props[name];

@@ -140,9 +140,10 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       lock = await movingWhile(() => lockHost(root, { signal: o.signal, onWait: (m) => progress.warn(m) }));
       // what a killed restore left: its staging, and VM directories it had moved in without
       // listing them in qubes.xml yet (its journal names them)
-      // (a qubes.xml that cannot be read removes none of them: the plan then stops on it)
+      // (a qubes.xml that cannot be read removes none of them, and keeps their journal: the plan
+      // then stops on it)
       const hostNow = await loadHostQubesXml(root).then((d) => d ?? { domains: [] }, () => undefined);
-      const stale = await removeStaleStaging(root, (n) => hostNow === undefined || hostNow.domains.some((d) => d.name === n));
+      const stale = await removeStaleStaging(root, hostNow === undefined ? undefined : (n) => hostNow.domains.some((d) => d.name === n));
       for (const n of stale.orphans) progress.warn(`removed ${join(root, n)}: a restore that was killed had moved it in without adding it to qubes.xml`);
       for (const n of stale.staging) progress.warn(`removed ${join(root, n)}, the staging directory of an earlier run that was killed`);
     }

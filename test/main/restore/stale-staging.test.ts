@@ -24,6 +24,13 @@ test('a killed restore\'s unregistered VM directories are removed, registered on
     assert.deepEqual(r.orphans.sort(), ['appvms/orphan', 'vm-templates/tpl-orphan']);
     for (const kept of ['appvms/listed', 'outside', 'appvms/real', 'appvms/link']) assert.ok(existsSync(join(root, kept)), kept);
     assert.equal(existsSync(staging), false);
+    // qubes.xml cannot be read (listed unknown): a staging with a journal is kept for a later run
+    mkdirSync(join(root, '.restore-keep01'));
+    mkdirSync(join(root, 'appvms', 'later'));
+    writeFileSync(join(root, '.restore-keep01', INSTALL_JOURNAL), JSON.stringify([join(root, 'appvms', 'later')]));
+    assert.deepEqual(await removeStaleStaging(root, undefined), { staging: [], orphans: [] });
+    assert.ok(existsSync(join(root, '.restore-keep01', INSTALL_JOURNAL)) && existsSync(join(root, 'appvms', 'later')));
+    assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-keep01'], orphans: ['appvms/later'] });
     // no journal (or a broken one): only the staging goes
     mkdirSync(join(root, '.restore-def456'));
     writeFileSync(join(root, '.restore-def456', INSTALL_JOURNAL), '{not json');

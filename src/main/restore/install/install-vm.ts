@@ -78,13 +78,19 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   if (stagedExists) opts.volumeSizes = await imageSizes(staged);
 
   await realDirectory(root, parent, name);
-  await args.willCreate?.(target);
   try {
     await mkdir(target, { mode: 0o755 }); // claims the name: fails if anything is there already
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') fail('ERR_PLAN', `${name}: ${target} already exists; refusing to overwrite it`, { ...ctx, file: target }, e);
     fail('ERR_IO', `${name}: cannot create ${target}: ${(e as Error).message}`, { ...ctx, file: target }, e);
+  }
+  // journaled only once it is ours (made just now): never a directory that was there before
+  try {
+    await args.willCreate?.(target);
+  } catch (e) {
+    await rmdir(target).catch(() => undefined);
+    fail('ERR_IO', `${name}: cannot note ${target} in the install journal: ${(e as Error).message}`, { ...ctx, file: target }, e);
   }
   if (stagedExists) {
     try {

@@ -7,7 +7,8 @@
 // files of the whole group back. (One write and fsync per VM made a 100-VM restore rewrite a
 // growing qubes.xml 100 times.) Nothing is installed once the run was interrupted or the lock was lost.
 import { rmSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import writeFileAtomic from 'write-file-atomic';
 import { join } from 'node:path';
 import { INSTALL_JOURNAL } from './staging.js';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
@@ -205,6 +206,9 @@ export class Installer {
     try {
       if (signal.aborted) throw new QvmBackupError('ERR_CANCELLED', 'interrupted before qubes.xml was written: not installed');
       if (!lock.held()) throw new QvmBackupError('ERR_LOCKED', `the host lock ${lock.path} was lost; not writing qubes.xml`);
+      // from the write on, a forced exit leaves the directories to the journal on disk: the next
+      // restore keeps those the new qubes.xml lists (the write may have landed) and removes the rest
+      journal.unhook();
       await stats.time('install: write host qubes.xml (fsync)', () => saveHostQubesXml(root, host));
       await journal.clear();
     } catch (e) {
@@ -244,20 +248,27 @@ class InstallJournal {
     this.#file = join(stagingDir, INSTALL_JOURNAL);
   }
 
+  /** `target` was made by this run (it did not exist): its removal is ours to do. */
   async add(target: string): Promise<void> {
     this.#targets.push(target);
     if (!this.#hooked) {
       process.on('exit', this.#onExit);
       this.#hooked = true;
     }
-    await writeFile(this.#file, JSON.stringify(this.#targets));
+    // replaced whole (a kill in the middle leaves the previous list, never half of one)
+    await writeFileAtomic(this.#file, JSON.stringify(this.#targets));
+  }
+
+  /** A forced exit from now on removes nothing itself (the qubes.xml write is under way). */
+  unhook(): void {
+    if (this.#hooked) process.off('exit', this.#onExit);
+    this.#hooked = false;
   }
 
   /** The group is in qubes.xml, or moved back. */
   async clear(): Promise<void> {
     this.#targets.length = 0;
-    if (this.#hooked) process.off('exit', this.#onExit);
-    this.#hooked = false;
+    this.unhook();
     await rm(this.#file, { force: true });
   }
 }

@@ -104,7 +104,7 @@ export async function createScratch(parent: string, what: string): Promise<Stagi
  * called under the host lock: every restore that stages holds it for its whole run, so none of
  * them is in use. Returns the names removed.
  */
-export async function removeStaleStaging(qubesRoot: string, listed: (vmName: string) => boolean = () => true): Promise<{ staging: string[]; orphans: string[] }> {
+export async function removeStaleStaging(qubesRoot: string, listed: ((vmName: string) => boolean) | undefined): Promise<{ staging: string[]; orphans: string[] }> {
   const root = path.resolve(qubesRoot);
   const names = await readdir(root).catch(() => [] as string[]);
   const removed: string[] = [];
@@ -113,7 +113,11 @@ export async function removeStaleStaging(qubesRoot: string, listed: (vmName: str
     if (!name.startsWith(STAGING_PREFIX)) continue;
     const st = await lstat(path.join(root, name)).catch(() => null);
     if (!st?.isDirectory()) continue; // never through a symlink
-    orphans.push(...(await removeUnlisted(root, path.join(root, name, INSTALL_JOURNAL), listed)));
+    const journal = path.join(root, name, INSTALL_JOURNAL);
+    // what qubes.xml lists is unknown (it cannot be read): a journal is kept for a later run
+    if (listed === undefined) {
+      if (await lstat(journal).then(() => true, () => false)) continue;
+    } else orphans.push(...(await removeUnlisted(root, journal, listed)));
     const ok = await removeTree(path.join(root, name)).then(() => true, () => false);
     if (ok) removed.push(name);
   }
