@@ -31,6 +31,12 @@ test('a killed restore\'s unregistered VM directories are removed, registered on
     assert.deepEqual(await removeStaleStaging(root, undefined), { staging: [], orphans: [] });
     assert.ok(existsSync(join(root, '.restore-keep01', INSTALL_JOURNAL)) && existsSync(join(root, 'appvms', 'later')));
     assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-keep01'], orphans: ['appvms/later'] });
+    // the killed run named the root through a link: the same directories
+    symlinkSync(root, join(t.dir, 'q-link'));
+    mkdirSync(join(root, 'appvms', 'via-link'));
+    mkdirSync(join(root, '.restore-link01'));
+    writeFileSync(join(root, '.restore-link01', INSTALL_JOURNAL), JSON.stringify([join(t.dir, 'q-link', 'appvms', 'via-link')]));
+    assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-link01'], orphans: ['appvms/via-link'] });
     // no journal (or a broken one): only the staging goes
     mkdirSync(join(root, '.restore-def456'));
     writeFileSync(join(root, '.restore-def456', INSTALL_JOURNAL), '{not json');

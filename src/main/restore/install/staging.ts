@@ -1,7 +1,7 @@
 // The restore staging directory: `<qubesRoot>/.restore-XXXXXX/` (mode 0700), on the same filesystem
 // as the VM directories so that installing a VM is a rename(). A run removes the directory it created,
 // and (under the host lock) those that killed runs left behind.
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { runShort } from '../../io/spawn.js';
 import { processAlive } from '../../io/child-lifetime.js';
@@ -140,14 +140,20 @@ async function removeUnlisted(root: string, journal: string, listed: (vmName: st
     return [];
   }
   const out: string[] = [];
+  // the killed run may have named the root another way (a path through a link): compared by
+  // the real paths of the root and of each entry's parent directory
+  const realRoot = await realpath(root).catch(() => root);
   for (const t of Array.isArray(targets) ? targets : []) {
-    if (typeof t !== 'string') continue;
-    const rel = path.relative(root, t);
+    if (typeof t !== 'string' || !path.isAbsolute(t)) continue;
+    const parent = await realpath(path.dirname(t)).catch(() => null);
+    if (parent === null) continue;
+    const rel = path.join(path.relative(realRoot, parent), path.basename(t));
     const parts = rel.split(path.sep);
     if (parts.length !== 2 || !['appvms', 'vm-templates'].includes(parts[0]!) || listed(parts[1]!)) continue;
-    const st = await lstat(t).catch(() => null);
+    const dir = path.join(realRoot, rel);
+    const st = await lstat(dir).catch(() => null);
     if (!st?.isDirectory()) continue;
-    if (await removeTree(t).then(() => true, () => false)) out.push(rel);
+    if (await removeTree(dir).then(() => true, () => false)) out.push(rel);
   }
   return out;
 }
