@@ -17,17 +17,24 @@ test('a killed restore\'s unregistered VM directories are removed, registered on
     symlinkSync(join(root, 'appvms', 'real'), join(root, 'appvms', 'link'));
     const staging = join(root, '.restore-abc123');
     mkdirSync(join(staging, 'vm3'), { recursive: true });
-    const targets = ['appvms/listed', 'appvms/orphan', 'vm-templates/tpl-orphan', 'outside', 'appvms/link', 'appvms/../outside', '../etc'].map((p) => join(root, p));
-    writeFileSync(join(staging, INSTALL_JOURNAL), JSON.stringify([...targets, 42]));
+    const made = (p: string) => ({ target: join(root, p), state: 'made' });
+    const targets = ['appvms/listed', 'appvms/orphan', 'vm-templates/tpl-orphan', 'outside', 'appvms/link', 'appvms/../outside', '../etc'].map(made);
+    // an intent: the killed run was about to make it. Empty: removed; with content (it was there
+    // before: its mkdir failed): kept
+    mkdirSync(join(root, 'appvms', 'empty-intent'));
+    mkdirSync(join(root, 'appvms', 'user-dir'));
+    writeFileSync(join(root, 'appvms', 'user-dir', 'precious'), 'x');
+    const intents = ['appvms/empty-intent', 'appvms/user-dir'].map((p) => ({ target: join(root, p), state: 'intent' }));
+    writeFileSync(join(staging, INSTALL_JOURNAL), JSON.stringify([...targets, ...intents, 42, join(root, 'appvms', 'real'), { target: join(root, 'appvms', 'real'), state: 'other' }]));
     const r = await removeStaleStaging(root, (name) => name === 'listed');
     assert.deepEqual(r.staging, ['.restore-abc123']);
-    assert.deepEqual(r.orphans.sort(), ['appvms/orphan', 'vm-templates/tpl-orphan']);
-    for (const kept of ['appvms/listed', 'outside', 'appvms/real', 'appvms/link']) assert.ok(existsSync(join(root, kept)), kept);
+    assert.deepEqual(r.orphans.sort(), ['appvms/empty-intent', 'appvms/orphan', 'vm-templates/tpl-orphan']);
+    for (const kept of ['appvms/listed', 'outside', 'appvms/real', 'appvms/link', 'appvms/user-dir/precious']) assert.ok(existsSync(join(root, kept)), kept);
     assert.equal(existsSync(staging), false);
     // qubes.xml cannot be read (listed unknown): a staging with a journal is kept for a later run
     mkdirSync(join(root, '.restore-keep01'));
     mkdirSync(join(root, 'appvms', 'later'));
-    writeFileSync(join(root, '.restore-keep01', INSTALL_JOURNAL), JSON.stringify([join(root, 'appvms', 'later')]));
+    writeFileSync(join(root, '.restore-keep01', INSTALL_JOURNAL), JSON.stringify([{ target: join(root, 'appvms', 'later'), state: 'made' }]));
     assert.deepEqual(await removeStaleStaging(root, undefined), { staging: [], orphans: [] });
     assert.ok(existsSync(join(root, '.restore-keep01', INSTALL_JOURNAL)) && existsSync(join(root, 'appvms', 'later')));
     assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-keep01'], orphans: ['appvms/later'] });
@@ -35,7 +42,7 @@ test('a killed restore\'s unregistered VM directories are removed, registered on
     symlinkSync(root, join(t.dir, 'q-link'));
     mkdirSync(join(root, 'appvms', 'via-link'));
     mkdirSync(join(root, '.restore-link01'));
-    writeFileSync(join(root, '.restore-link01', INSTALL_JOURNAL), JSON.stringify([join(t.dir, 'q-link', 'appvms', 'via-link')]));
+    writeFileSync(join(root, '.restore-link01', INSTALL_JOURNAL), JSON.stringify([{ target: join(t.dir, 'q-link', 'appvms', 'via-link'), state: 'made' }]));
     assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-link01'], orphans: ['appvms/via-link'] });
     // no journal (or a broken one): only the staging goes
     mkdirSync(join(root, '.restore-def456'));

@@ -30,9 +30,9 @@ export interface InstallVmArgs {
   /** Without `commit`: receives what moves the files back, for a caller that writes qubes.xml
    *  later (once for several VMs) and must undo them all if that write fails. */
   keepUndo?: (undo: () => Promise<void>) => void;
-  /** Told the VM's directory before it is created (the installer's journal of directories moved
-   *  in but not yet in qubes.xml). */
-  willCreate?: (target: string) => Promise<void>;
+  /** Told the VM's directory before it is created (`intent`) and once it was (`made`): the
+   *  installer's journal of directories moved in but not yet in qubes.xml. */
+  willCreate?: (target: string, state: 'intent' | 'made') => Promise<void>;
 }
 
 /** Directory of a VM in the R4 file pool: `<root>/vm-templates/<name>` or `<root>/appvms/<name>`. */
@@ -78,6 +78,9 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   if (stagedExists) opts.volumeSizes = await imageSizes(staged);
 
   await realDirectory(root, parent, name);
+  // journaled first as an intent (a kill right after the mkdir leaves an empty directory the
+  // next restore's sweep removes), then as made by us: only that is ever removed with content
+  await args.willCreate?.(target, 'intent');
   try {
     await mkdir(target, { mode: 0o755 }); // claims the name: fails if anything is there already
   } catch (e) {
@@ -85,9 +88,8 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
     if (code === 'EEXIST') fail('ERR_PLAN', `${name}: ${target} already exists; refusing to overwrite it`, { ...ctx, file: target }, e);
     fail('ERR_IO', `${name}: cannot create ${target}: ${(e as Error).message}`, { ...ctx, file: target }, e);
   }
-  // journaled only once it is ours (made just now): never a directory that was there before
   try {
-    await args.willCreate?.(target);
+    await args.willCreate?.(target, 'made');
   } catch (e) {
     await rmdir(target).catch(() => undefined);
     fail('ERR_IO', `${name}: cannot note ${target} in the install journal: ${(e as Error).message}`, { ...ctx, file: target }, e);

@@ -190,7 +190,7 @@ export class Installer {
             hostDefaults: hostDefaultsOf(host),
             deferDefaultDispvm: true,
             keepUndo: (u) => (undo = u),
-            willCreate: (target) => journal.add(target),
+            willCreate: (target, state) => journal.add(target, state),
           }),
         );
         moved.push({ v, undo: undo ?? (async () => {}) });
@@ -238,7 +238,10 @@ export class Installer {
  */
 class InstallJournal {
   readonly #file: string;
+  /** made by this run: removed by a forced exit */
   readonly #targets: string[] = [];
+  /** what the file says: made, or about to be made (an intent) */
+  #entries: { target: string; state: 'intent' | 'made' }[] = [];
   #hooked = false;
   readonly #onExit = (): void => {
     for (const t of this.#targets) rmSync(t, { recursive: true, force: true });
@@ -248,15 +251,20 @@ class InstallJournal {
     this.#file = join(stagingDir, INSTALL_JOURNAL);
   }
 
-  /** `target` was made by this run (it did not exist): its removal is ours to do. */
-  async add(target: string): Promise<void> {
-    this.#targets.push(target);
-    if (!this.#hooked) {
-      process.on('exit', this.#onExit);
-      this.#hooked = true;
+  /** `target` is about to be made (`intent`), or was made by this run (`made`: it did not exist;
+   *  its removal is ours to do). */
+  async add(target: string, state: 'intent' | 'made'): Promise<void> {
+    this.#entries = [...this.#entries.filter((e) => e.target !== target), { target, state }];
+    if (state === 'made') {
+      this.#targets.push(target);
+      if (!this.#hooked) {
+        process.on('exit', this.#onExit);
+        this.#hooked = true;
+      }
     }
-    // replaced whole (a kill in the middle leaves the previous list, never half of one)
-    await writeFileAtomic(this.#file, JSON.stringify(this.#targets));
+    // replaced whole (a kill in the middle leaves the previous list, never half of one); no
+    // fsync: it is for a killed process, whose writes the kernel keeps
+    await writeFileAtomic(this.#file, JSON.stringify(this.#entries), { fsync: false });
   }
 
   /** A forced exit from now on removes nothing itself (the qubes.xml write is under way). */
@@ -268,6 +276,7 @@ class InstallJournal {
   /** The group is in qubes.xml, or moved back. */
   async clear(): Promise<void> {
     this.#targets.length = 0;
+    this.#entries = [];
     this.unhook();
     await rm(this.#file, { force: true });
   }

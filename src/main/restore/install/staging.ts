@@ -1,7 +1,7 @@
 // The restore staging directory: `<qubesRoot>/.restore-XXXXXX/` (mode 0700), on the same filesystem
 // as the VM directories so that installing a VM is a rename(). A run removes the directory it created,
 // and (under the host lock) those that killed runs left behind.
-import { lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { runShort } from '../../io/spawn.js';
 import { processAlive } from '../../io/child-lifetime.js';
@@ -129,7 +129,8 @@ export const INSTALL_JOURNAL = '.install-journal';
 
 /**
  * The VM directories a killed restore's journal names that qubes.xml does not list: removed
- * (never a VM directory that qubes.xml does not list). Only a VM directory of this root
+ * (never a VM directory that qubes.xml does not list) — one it had made whole, one it was about
+ * to make only if empty. Only a VM directory of this root
  * (`appvms/X`, `vm-templates/X`, a real directory) is touched, whatever the journal says.
  */
 async function removeUnlisted(root: string, journal: string, listed: (vmName: string) => boolean): Promise<string[]> {
@@ -143,8 +144,9 @@ async function removeUnlisted(root: string, journal: string, listed: (vmName: st
   // the killed run may have named the root another way (a path through a link): compared by
   // the real paths of the root and of each entry's parent directory
   const realRoot = await realpath(root).catch(() => root);
-  for (const t of Array.isArray(targets) ? targets : []) {
-    if (typeof t !== 'string' || !path.isAbsolute(t)) continue;
+  for (const entry of Array.isArray(targets) ? (targets as unknown[]) : []) {
+    const { target: t, state } = (typeof entry === 'object' && entry !== null ? entry : {}) as { target?: unknown; state?: unknown };
+    if (typeof t !== 'string' || !path.isAbsolute(t) || (state !== 'made' && state !== 'intent')) continue;
     const parent = await realpath(path.dirname(t)).catch(() => null);
     if (parent === null) continue;
     const rel = path.join(path.relative(realRoot, parent), path.basename(t));
@@ -153,7 +155,10 @@ async function removeUnlisted(root: string, journal: string, listed: (vmName: st
     const dir = path.join(realRoot, rel);
     const st = await lstat(dir).catch(() => null);
     if (!st?.isDirectory()) continue;
-    if (await removeTree(dir).then(() => true, () => false)) out.push(rel);
+    // an intent is only removed empty: a directory that was there before keeps whatever it holds
+    if (state === 'intent') {
+      if (await rmdir(dir).then(() => true, () => false)) out.push(rel);
+    } else if (await removeTree(dir).then(() => true, () => false)) out.push(rel);
   }
   return out;
 }
