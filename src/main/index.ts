@@ -391,12 +391,13 @@ async function controlled<T>(req: RunRequest, operation: Operation | 'list', bod
       // ERR_CANCELLED whatever the abort made fail on the way (a killed tar, a closed pipe), with
       // the caller's reason in the message and what the run said of where it stopped
       const reason: unknown = req.signal.reason;
-      const why = reason instanceof Error && reason.name !== 'AbortError' ? ` (${reason.message})` : '';
+      const why = reason instanceof Error && reason.name !== 'AbortError' && !said.includes(reason.message) ? ` (${reason.message})` : '';
       throw new QvmBackupError('ERR_CANCELLED', `${isQvmBackupError(e) && e.code === 'ERR_CANCELLED' ? said : `aborted: ${said}`}${why}`, isQvmBackupError(e) ? { ...e.context } : {}, e);
     }
     if (isQvmBackupError(e)) throw e;
     // every rejection is a QvmBackupError: a file system error keeps its errno code as the cause
-    const errno = typeof (e as NodeJS.ErrnoException | undefined)?.code === 'string';
+    const code = (e as NodeJS.ErrnoException | undefined)?.code;
+    const errno = typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) && !code.startsWith('ERR');
     throw new QvmBackupError(errno ? 'ERR_IO' : 'ERR_INTERNAL', said, {}, e);
   } finally {
     unwatch();
