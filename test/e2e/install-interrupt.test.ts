@@ -32,6 +32,12 @@ test('a forced exit or kill -9 during install leaves no VM directory unlisted fo
     const { archive, pw } = manyVmArchive(t.dir, 160);
     const hh = join(t.dir, 'hh', 'user');
     mkdirSync(hh, { recursive: true });
+    // one Ctrl-C as the first VM directory appears in a new root: nothing installed leaves no
+    // root behind (not an empty appvms/ and a lock file); something installed leaves qubes.xml
+    const first = join(t.dir, 'host-first');
+    await stopWhileInstalling([RESTORE_BIN, '-y', '-p', pw, '--qubes-root', first, '--dom0-home', hh, archive], join(first, 'appvms'), 1, ['SIGINT']);
+    assert.ok(!existsSync(first) || existsSync(join(first, 'qubes.xml')), `left: ${existsSync(first) ? readdirSync(first).join(', ') : ''}`);
+    assert.deepEqual(existsSync(first) ? unlistedVmDirs(first) : [], []);
     for (const [i, signals] of ([['SIGINT', 'SIGINT'], ['SIGKILL']] as NodeJS.Signals[][]).entries()) {
       const host = join(t.dir, `host${i}`);
       const args = [RESTORE_BIN, '-y', '-p', pw, '--qubes-root', host, '--dom0-home', hh, archive];

@@ -4,7 +4,7 @@
 // installed (moved into place, merged into the on-disk qubes.xml) after the VMs it uses → dom0
 // home → staging removed and the lock released (also on error and Ctrl-C).
 import { movingWhile } from '../progress/activity.js';
-import { access, constants as fsc, readdir, stat } from 'node:fs/promises';
+import { access, constants as fsc, readdir, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { QvmBackupError, fail, isQvmBackupError, type ErrorCode } from '../errors.js';
@@ -407,9 +407,15 @@ export function interruptedMessage(verifyOnly: boolean, cleaned: string | undefi
   return `restore interrupted: ${cleaned}, ${kept}`;
 }
 
+/** Whether the root this run created holds nothing but its lock file and the empty VM
+ *  directories an install made (those are removed here: the root then goes with the lock). */
 async function onlyLockLeft(root: string): Promise<boolean> {
   const names = await readdir(root).catch(() => null);
-  return names !== null && names.every((n) => n === LOCK_NAME);
+  if (names === null) return false;
+  const parents: string[] = names.filter((n) => n === 'appvms' || n === 'vm-templates');
+  if (!names.every((n) => n === LOCK_NAME || parents.includes(n))) return false;
+  for (const p of parents) if (!(await rmdir(join(root, p)).then(() => true, () => false))) return false;
+  return true;
 }
 
 export interface Failure {
