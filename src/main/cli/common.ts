@@ -85,7 +85,7 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void, o: { stdo
   // a closed terminal or ssh session: without a handler node dies at once, leaving the partial
   // archive (and a restore's staging) behind. Under `nohup` (SIGHUP ignored when we started) it
   // stays ignored: a handler would replace that and stop the run nohup was to keep going.
-  process.on('SIGHUP', hangupIgnoredAtStart() ? () => {} : handler);
+  process.on('SIGHUP', HUP_IGNORED ? () => {} : handler);
   // Our own output going away: a terminal that was closed (EIO), a reader of --json lines or of
   // stderr that stopped (EPIPE). Unhandled, node would die on the 'error' event mid-run (a
   // restore between moving VM directories and writing qubes.xml); the run is stopped as SIGHUP
@@ -208,9 +208,6 @@ export function exitOnCrash(prog: string): (e: unknown) => never {
  *  node itself resets every signal to its default at start. Not passed on to what we start. */
 const HUP_IGNORED = process.env['QVMB_SIGHUP_IGNORED'] === '1';
 delete process.env['QVMB_SIGHUP_IGNORED'];
-function hangupIgnoredAtStart(): boolean {
-  return HUP_IGNORED;
-}
 
 /** The standard descriptors that were terminals when the command started. */
 const TTYS_AT_START = [0, 1, 2].filter((fd) => isatty(fd));
