@@ -21,13 +21,14 @@ import { makeSampleCollection } from './make-sample.js';
 import { blockCodecAvailable } from '../src/workers/compress.js';
 import { defaultMaxMemory } from '../src/main/pipeline/memory-default.js';
 import { defaultRestoreMaxMemory } from '../src/main/restore/settings.js';
-import { writeSection } from './bench-report.js';
+import { checkBenchArgs, writeSection } from './bench-report.js';
 import { medianRun } from './bench-median.js';
 import { STAGE } from '../src/main/stats/bound.js';
 import type { StatsReport } from '../src/main/stats/report-types.js';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
+checkBenchArgs(args, 'Usage: node dist/scripts/bench-backup.js [--data-mib N] [--repeat N] [--no-19] [--quick] [--restore-only]', ['--no-19', '--quick', '--restore-only'], ['--data-mib', '--repeat']);
 const QUICK = args.includes('--quick');
 const RESTORE_ONLY = args.includes('--restore-only');
 const dataArg = args.indexOf('--data-mib');

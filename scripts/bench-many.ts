@@ -16,10 +16,11 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeSampleCollection } from './make-sample.js';
-import { writeSection } from './bench-report.js';
+import { checkBenchArgs, writeSection } from './bench-report.js';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
+checkBenchArgs(args, 'Usage: node dist/scripts/bench-many.js [--quick] [--counts 10,50,100,200] [--no-19] [--vms-19 N] [--firewall]', ['--quick', '--no-19', '--firewall'], ['--counts', '--vms-19']);
 const QUICK = args.includes('--quick');
 const argOf = (name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const COUNTS = (argOf('--counts') ?? (QUICK ? '10,50' : '10,50,100,200')).split(',').map(Number);

@@ -19,3 +19,27 @@ export function writeSection(heading: string, text: string, file = BENCHMARKS_MD
   writeFileSync(file, updated);
   console.log(`written to ${file}`);
 }
+
+/**
+ * Check a bench script's options before anything runs: `--help` prints `usage` and exits 0; an
+ * option the script does not know, or an option that needs a value without one, stops it with
+ * status 2 (an option silently ignored would run — and record — a different bench than asked).
+ */
+export function checkBenchArgs(args: readonly string[], usage: string, flags: readonly string[], valued: readonly string[] = []): void {
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(usage);
+    process.exit(0);
+  }
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    let problem: string | undefined;
+    if (valued.includes(a)) {
+      const v = args[++i];
+      if (v === undefined || v.startsWith('-')) problem = `${a} needs a value`;
+    } else if (!flags.includes(a)) problem = `unknown option ${a}`;
+    if (problem !== undefined) {
+      console.error(`${problem}\n${usage}`);
+      process.exit(2);
+    }
+  }
+}

@@ -14,10 +14,11 @@ import { WorkerPool } from '../src/main/pipeline/worker-pool.js';
 import { blockBound, blockCodecAvailable, type BlockCodec } from '../src/workers/compress.js';
 import { createInnerDecoder } from '../src/main/restore/stream/inner-decoder.js';
 import { cpuTicks, foreignShare, generate, timeIt, waitQuiet } from './bench.js';
-import { writeSection } from './bench-report.js';
+import { checkBenchArgs, writeSection } from './bench-report.js';
 
 const MiB = 1024 * 1024;
 const argv = process.argv.slice(2);
+checkBenchArgs(argv, 'Usage: node dist/scripts/bench-zstd.js [--reps N] [--quick] [--wait-quiet]', ['--quick', '--wait-quiet'], ['--reps']);
 const QUICK = argv.includes('--quick');
 const repsArg = argv.indexOf('--reps');
 const REPS = repsArg >= 0 ? Math.max(1, Number(argv[repsArg + 1])) : QUICK ? 1 : 3;

@@ -13,7 +13,7 @@ import { SlotPool, type Slot } from '../src/main/pipeline/slot-pool.js';
 import { WorkerPool } from '../src/main/pipeline/worker-pool.js';
 import { gzipBound } from '../src/workers/compress.js';
 import type { SharedSlice } from '../src/workers/task-types.js';
-import { writeSection } from './bench-report.js';
+import { checkBenchArgs, writeSection } from './bench-report.js';
 
 const MiB = 1024 * 1024;
 const QUICK = process.argv.includes('--quick');
@@ -246,6 +246,7 @@ function report(rows: Row[], kdfRows: string[], info: { mix: { zero: number; tex
 
 // run only as the entry script (bench-zstd.ts imports the helpers above)
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  checkBenchArgs(process.argv.slice(2), 'Usage: npm run bench [-- --quick] [-- --wait-quiet]  (or node dist/scripts/bench.js [--quick] [--wait-quiet])', ['--quick', '--wait-quiet']);
   main().catch((e: unknown) => {
     console.error(e);
     process.exitCode = 1;
