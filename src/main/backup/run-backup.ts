@@ -37,7 +37,7 @@ import { RunStats } from '../stats/run-stats.js';
 import { observeSpawns } from '../io/child-lifetime.js';
 import { HoleMapper } from '../io/hole-map.js';
 import { loadSpawner, readerNow } from '../io/spawn.js';
-import { openInnerTar, ReadBuffers } from './inner-tar-source.js';
+import { openInnerTar, PROGRAM_READ_BYTES, ReadBuffers } from './inner-tar-source.js';
 import { compressWithProgram } from './program-compressor.js';
 import { STAGE } from '../stats/bound.js';
 
@@ -270,7 +270,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
       if (!runSignal.aborted) progress.warn(`${why}; GNU tar makes the remaining sparse files' inner archives`);
     },
   });
-  const readBuffers = new ReadBuffers();
+  // (a compression program takes larger pieces: inner-tar-source.ts)
+  const readBuffers = new ReadBuffers(externalFilter === undefined ? undefined : PROGRAM_READ_BYTES);
   const jobs = [...plan.vms, ...(plan.dom0 ? [plan.dom0] : [])];
   // What a restore will count of each VM's files against the size its qubes.xml states (written
   // before the data): a VM whose files grew since the plan (a running VM) past what a restore

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadSpawner } from '../../../src/main/io/spawn.js';
-import { openInnerTar, ReadBuffers, READ_BYTES, type InnerTarSource } from '../../../src/main/backup/inner-tar-source.js';
+import { openInnerTar, PROGRAM_READ_BYTES, ReadBuffers, READ_BYTES, type InnerTarSource } from '../../../src/main/backup/inner-tar-source.js';
 import { HoleMapper, parseRuns } from '../../../src/main/io/hole-map.js';
 import { makeSparseFile, mkTmp, rejectsWith, rmTmp, run } from '../tar/tar-test-helpers.js';
 import { cmdline, descendants, waitFor } from '../../helpers/processes.js';
@@ -77,6 +77,24 @@ describe('in-process inner tar', () => {
       assert.equal(sha(mine), sha(theirs));
     });
   }
+
+  it('with the larger buffers of a compression program: the same bytes, no view longer than a buffer, unusable sizes refused', async () => {
+    const big = new ReadBuffers(PROGRAM_READ_BYTES);
+    for (const name of ['hole-end.img', 'many.img', 'regular.bin']) {
+      const src = await openInnerTar({ dir, name, archiveName: `vm1/${name}`, dereference: false }, { mapper, buffers: big, signal: never });
+      assert.ok(src);
+      const parts: Buffer[] = [];
+      for await (const c of src.stdout) {
+        assert.ok(c.length <= PROGRAM_READ_BYTES, `a view of ${c.length} bytes`);
+        parts.push(Buffer.from(c));
+      }
+      await src.done;
+      // hole-end.img has a 3 MiB run: one read, where 1 MiB buffers take three
+      if (name === 'hole-end.img') assert.ok(parts.some((p) => p.length === 3 * MiB), 'a run read at once');
+      assert.equal(sha(Buffer.concat(parts)), sha(tarOf(name, `vm1/${name}`)));
+    }
+    for (const bad of [0, 100, 1.5 * 512, -512]) assert.throws(() => new ReadBuffers(bad), RangeError);
+  });
 
   it('follows a symlink only with dereference (as tar --dereference), else leaves it to GNU tar', async () => {
     assert.equal(await ours('link.img'), null);
