@@ -28,7 +28,7 @@ import type { StatsReport } from '../src/main/stats/report-types.js';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
-checkBenchArgs(args, 'Usage: node dist/scripts/bench-backup.js [--data-mib N] [--repeat N] [--no-19] [--quick] [--restore-only]', ['--no-19', '--quick', '--restore-only'], ['--data-mib', '--repeat']);
+checkBenchArgs(args, 'Usage: node dist/scripts/bench-backup.js [--data-mib N] [--repeat N] [--no-19] [--quick] [--restore-only]', ['--no-19', '--quick', '--restore-only'], { '--data-mib': 'count', '--repeat': 'count' });
 const QUICK = args.includes('--quick');
 const RESTORE_ONLY = args.includes('--restore-only');
 const dataArg = args.indexOf('--data-mib');

@@ -20,7 +20,7 @@ import { checkBenchArgs, writeSection } from './bench-report.js';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
-checkBenchArgs(args, 'Usage: node dist/scripts/bench-many.js [--quick] [--counts 10,50,100,200] [--no-19] [--vms-19 N] [--firewall]', ['--quick', '--no-19', '--firewall'], ['--counts', '--vms-19']);
+checkBenchArgs(args, 'Usage: node dist/scripts/bench-many.js [--quick] [--counts 10,50,100,200] [--no-19] [--vms-19 N] [--firewall]', ['--quick', '--no-19', '--firewall'], { '--counts': 'counts', '--vms-19': 'count' });
 const QUICK = args.includes('--quick');
 const argOf = (name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const COUNTS = (argOf('--counts') ?? (QUICK ? '10,50' : '10,50,100,200')).split(',').map(Number);

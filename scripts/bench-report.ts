@@ -20,23 +20,32 @@ export function writeSection(heading: string, text: string, file = BENCHMARKS_MD
   console.log(`written to ${file}`);
 }
 
+/** What an option's value must be: a positive integer, or a comma list of them. */
+export type BenchValue = 'count' | 'counts';
+
 /**
  * Check a bench script's options before anything runs: `--help` prints `usage` and exits 0; an
- * option the script does not know, or an option that needs a value without one, stops it with
- * status 2 (an option silently ignored would run — and record — a different bench than asked).
+ * option the script does not know, one given twice, or a value that is missing or not what the
+ * option takes stops it with status 2 (an option silently ignored, or a NaN, would run — and
+ * record — a different bench than asked).
  */
-export function checkBenchArgs(args: readonly string[], usage: string, flags: readonly string[], valued: readonly string[] = []): void {
+export function checkBenchArgs(args: readonly string[], usage: string, flags: readonly string[], valued: Readonly<Record<string, BenchValue>> = {}): void {
   if (args.includes('--help') || args.includes('-h')) {
     console.log(usage);
     process.exit(0);
   }
+  const seen = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     let problem: string | undefined;
-    if (valued.includes(a)) {
+    const kind = Object.hasOwn(valued, a) ? valued[a] : undefined;
+    if (seen.has(a)) problem = `${a} is given twice`;
+    else if (kind !== undefined) {
       const v = args[++i];
-      if (v === undefined || v.startsWith('-')) problem = `${a} needs a value`;
+      const ok = v !== undefined && (kind === 'count' ? /^[1-9]\d{0,6}$/ : /^[1-9]\d{0,6}(,[1-9]\d{0,6})*$/).test(v);
+      if (!ok) problem = `${a} needs ${kind === 'count' ? 'a positive integer' : 'a comma list of positive integers'}${v === undefined ? '' : `, got '${v}'`}`;
     } else if (!flags.includes(a)) problem = `unknown option ${a}`;
+    seen.add(a);
     if (problem !== undefined) {
       console.error(`${problem}\n${usage}`);
       process.exit(2);

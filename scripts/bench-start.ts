@@ -124,6 +124,10 @@ const ms = (xs: number[]): string => `${median(xs).toFixed(0)} ms (${Math.min(..
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log('Usage: node dist/scripts/bench-start.js [--rounds N] [--timeout S] [--work-dir DIR] [--archive FILE --passphrase-file FILE] [CHECKOUT...]');
+    return;
+  }
   const rounds = positive('--rounds', argValue(args, '--rounds') ?? '15');
   const timeoutMs = 1000 * positive('--timeout', argValue(args, '--timeout') ?? '120');
   const workParent = resolve(argValue(args, '--work-dir') ?? tmpdir());

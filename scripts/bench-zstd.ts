@@ -18,7 +18,7 @@ import { checkBenchArgs, writeSection } from './bench-report.js';
 
 const MiB = 1024 * 1024;
 const argv = process.argv.slice(2);
-checkBenchArgs(argv, 'Usage: node dist/scripts/bench-zstd.js [--reps N] [--quick] [--wait-quiet]', ['--quick', '--wait-quiet'], ['--reps']);
+checkBenchArgs(argv, 'Usage: node dist/scripts/bench-zstd.js [--reps N] [--quick] [--wait-quiet]', ['--quick', '--wait-quiet'], { '--reps': 'count' });
 const QUICK = argv.includes('--quick');
 const repsArg = argv.indexOf('--reps');
 const REPS = repsArg >= 0 ? Math.max(1, Number(argv[repsArg + 1])) : QUICK ? 1 : 3;

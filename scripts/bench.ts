@@ -1,6 +1,6 @@
 // Codec benchmark through the real worker pool on VM-image-like data in pre-touched SAB slots,
 // compared in the same run with the reference CLIs (gzip, openssl, scrypt) on the same bytes.
-// Usage: npm run bench [-- --quick] [-- --wait-quiet]
+// Usage: node dist/scripts/bench.js [--quick] [--wait-quiet] (npm run bench runs it first: scripts/bench-all.mjs)
 //   --quick: 16 MiB smoke run, printed only (BENCHMARKS.md untouched); --wait-quiet: first wait up to
 //   10 min for the 1-minute load average to drop below 0.5 (other jobs skew every figure).
 import { spawnSync } from 'node:child_process';
@@ -246,7 +246,7 @@ function report(rows: Row[], kdfRows: string[], info: { mix: { zero: number; tex
 
 // run only as the entry script (bench-zstd.ts imports the helpers above)
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  checkBenchArgs(process.argv.slice(2), 'Usage: npm run bench [-- --quick] [-- --wait-quiet]  (or node dist/scripts/bench.js [--quick] [--wait-quiet])', ['--quick', '--wait-quiet']);
+  checkBenchArgs(process.argv.slice(2), 'Usage: node dist/scripts/bench.js [--quick] [--wait-quiet]', ['--quick', '--wait-quiet']);
   main().catch((e: unknown) => {
     console.error(e);
     process.exitCode = 1;

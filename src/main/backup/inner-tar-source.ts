@@ -1,7 +1,7 @@
 // The inner archive of one regular file (a VM image, firewall.xml, …) made in-process instead of by
 // `tar -Pc --sparse`: the same bytes GNU tar writes (gnu-member-writer.ts; the sparse map from
-// SEEK_DATA/SEEK_HOLE like tar's, io/hole-map.ts), but the data read with 1 MiB positioned reads and
-// holes never read — GNU tar moves sparse data in 512-byte syscalls and each spawn costs the main
+// SEEK_DATA/SEEK_HOLE like tar's, io/hole-map.ts), but the data read with 1 MiB positioned reads
+// (4 MiB when a compression program takes the stream) and holes never read — GNU tar moves sparse data in 512-byte syscalls and each spawn costs the main
 // thread (and, through fork, every worker's memory) more the bigger the process is.
 // Anything that is not a plain regular file we can describe exactly goes to GNU tar as before:
 // symlinks (without --dereference), directories, devices, names too long for one header, a file
@@ -19,8 +19,9 @@ export const READ_BYTES = 1024 * 1024;
 
 /** Bytes per read when a compression program takes the stream: every view is one write into its
  *  stdin, a socket whose buffer holds ~200 KiB, and fewer, larger writes cost the main thread
- *  fewer wake-ups per byte (a Node 20 `-Z zstd` backup of 1 GiB, ten rounds in turns: 1.94 s
- *  against 2.20 s, 3.2 against 3.5 CPU-s; BENCHMARKS.md). */
+ *  fewer wake-ups per byte (a Node 20 `-Z zstd` backup of 1 GiB, 20 rounds in turns: 1.90 s
+ *  against 2.05 s median, 3.11 against 3.28 CPU-s; BENCHMARKS.md). Two buffers per file, and the
+ *  next file is started ahead: 16 MiB per run. */
 export const PROGRAM_READ_BYTES = 4 * 1024 * 1024;
 
 /**

@@ -3,7 +3,7 @@
 // running that program (`tar -I`) over its own reads of the file. The archive is the same: the
 // program's stream of the inner tar, which `<filter> -d | tar -x` reads. What changes is the read
 // side: GNU tar moves a sparse image in 512-byte syscalls, which bounded a `-Z zstd` backup on
-// Node 20 (BENCHMARKS.md), where the in-process source reads 1 MiB at a time and skips the holes.
+// Node 20 (BENCHMARKS.md), where the in-process source reads 4 MiB at a time and skips the holes.
 //
 // The program gets the source's views on its stdin, one at a time: the next view is asked for
 // only once the pipe took the last one (the source reuses its buffers). Its exit status is part of

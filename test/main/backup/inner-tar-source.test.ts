@@ -80,7 +80,11 @@ describe('in-process inner tar', () => {
 
   it('with the larger buffers of a compression program: the same bytes, no view longer than a buffer, unusable sizes refused', async () => {
     const big = new ReadBuffers(PROGRAM_READ_BYTES);
-    for (const name of ['hole-end.img', 'many.img', 'regular.bin']) {
+    const P = PROGRAM_READ_BYTES;
+    // data of exactly one read, one byte more or less, and runs that cross a read's end
+    for (const [name, bytes] of [['p-exact.bin', P], ['p-less.bin', P - 1], ['p-more.bin', P + 1]] as const) fs.writeFileSync(path.join(dir, name), Buffer.alloc(bytes, 3).map((_, i) => (i * 7) & 0xff));
+    makeSparseFile(path.join(dir, 'p-cross.img'), 26, [[MiB, P], [2 * P - 4096, 8192], [5 * P, P + 4096]]);
+    for (const name of ['hole-end.img', 'many.img', 'regular.bin', 'p-exact.bin', 'p-less.bin', 'p-more.bin', 'p-cross.img']) {
       const src = await openInnerTar({ dir, name, archiveName: `vm1/${name}`, dereference: false }, { mapper, buffers: big, signal: never });
       assert.ok(src);
       const parts: Buffer[] = [];

@@ -11,7 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { QvmBackupError } from '../../../src/main/errors.js';
 import { loadSpawner } from '../../../src/main/io/spawn.js';
-import type { InnerTarSource } from '../../../src/main/backup/inner-tar-source.js';
+import { PROGRAM_READ_BYTES, type InnerTarSource } from '../../../src/main/backup/inner-tar-source.js';
 import { compressWithProgram } from '../../../src/main/backup/program-compressor.js';
 import { mkTmp, rejectsWith, rmTmp } from '../tar/tar-test-helpers.js';
 import { cmdline, descendants, waitFor } from '../../helpers/processes.js';
@@ -85,14 +85,17 @@ function script(name: string, body: string): string {
 const gzip = { program: 'gzip', args: ['-1'] };
 
 describe('compressWithProgram', () => {
-  it('the program gets exactly the bytes the source handed out, although each buffer is reused at once', async () => {
-    const f = fakeSource(12 * MiB, { piece: 1 * MiB });
-    const out = await compressWithProgram(f.src, gzip, { what: 'vm1/private.img', signal: new AbortController().signal });
-    const z = await collect(out);
-    assert.equal(createHash('sha256').update(gunzipSync(z)).digest('hex'), f.digest());
-    assert.equal(out.inputBytes(), 12 * MiB);
-    assert.ok(f.closed());
-  });
+  for (const piece of [1 * MiB, PROGRAM_READ_BYTES]) {
+    it(`the program gets exactly the bytes the source handed out, although each buffer is reused at once (${piece / MiB} MiB views)`, async () => {
+      const total = 3 * PROGRAM_READ_BYTES + 12345; // the last view short
+      const f = fakeSource(total, { piece });
+      const out = await compressWithProgram(f.src, gzip, { what: 'vm1/private.img', signal: new AbortController().signal });
+      const z = await collect(out);
+      assert.equal(createHash('sha256').update(gunzipSync(z)).digest('hex'), f.digest());
+      assert.equal(out.inputBytes(), total);
+      assert.ok(f.closed());
+    });
+  }
 
   it('output read only after the program exited is all there (started ahead of its reader)', async () => {
     const f = fakeSource(10 * 1024);
