@@ -1,8 +1,9 @@
 // The inner archive of one regular file (a VM image, firewall.xml, …) made in-process instead of by
 // `tar -Pc --sparse`: the same bytes GNU tar writes (gnu-member-writer.ts; the sparse map from
 // SEEK_DATA/SEEK_HOLE like tar's, io/hole-map.ts), but the data read with 1 MiB positioned reads
-// (4 MiB when a compression program takes the stream) and holes never read — GNU tar moves sparse data in 512-byte syscalls and each spawn costs the main
-// thread (and, through fork, every worker's memory) more the bigger the process is.
+// (4 MiB when a compression program takes the stream) and holes never read — GNU tar moves sparse
+// data in 512-byte syscalls and each spawn costs the main thread (and, through fork, every
+// worker's memory) more the bigger the process is.
 // Anything that is not a plain regular file we can describe exactly goes to GNU tar as before:
 // symlinks (without --dereference), directories, devices, names too long for one header, a file
 // the map helper cannot map.
