@@ -336,6 +336,37 @@ test('destinations: a trailing slash means a directory; concurrent runs never re
   }
 });
 
+test('a location that is empty, or the name of a VM that is no path yet, is refused (exit 2) before anything is written; ./NAME is a path', { timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, 1 * MiB);
+    const pw = passFile(t.dir);
+    const cwd = join(t.dir, 'cwd');
+    mkdirSync(cwd);
+    const backup = (...args: string[]) => spawnSync(process.execPath, [BACKUP_BIN, '-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', ...args], { cwd, encoding: 'utf8' });
+    // `qvm-backup "$DEST" vault` with DEST unset would have written into the current directory
+    const empty = backup('', 'vault');
+    assert.equal(empty.status, 2, empty.stderr);
+    assert.match(empty.stderr, /the backup location is empty \(an unset variable\?\)/);
+    // `qvm-backup vault` (or `--profile daily vault`) would have backed up every VM into ./vault
+    const named = backup('vault');
+    assert.equal(named.status, 2, named.stderr);
+    assert.match(named.stderr, /the backup location 'vault' is the name of a VM, not a path .*give \.\/vault/);
+    assert.deepEqual(readdirSync(cwd), [], 'nothing written');
+    const dotted = backup('./vault', 'vault');
+    assert.equal(dotted.status, 0, dotted.stderr);
+    assert.deepEqual(readdirSync(cwd), ['vault']);
+    // an existing directory of that name is a location as before
+    rmSync(join(cwd, 'vault'));
+    mkdirSync(join(cwd, 'vault'));
+    const dir = backup('vault', 'vault');
+    assert.equal(dir.status, 0, dir.stderr);
+    assert.equal(readdirSync(join(cwd, 'vault')).length, 1);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a backup to stdout when stdout is /dev/null or closed is refused (exit 2) before anything is read: the archive would be lost', () => {
   const t = tempDir();
   try {

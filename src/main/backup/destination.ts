@@ -32,7 +32,7 @@ export interface Destination {
  * work. A VM other than dom0 gets the archive through its qubes.Backup service, the location as
  * the first line (the VM decides what it means: a directory gets a timestamped file in it).
  */
-export async function resolveDestination(location: string, destCommand: string | undefined, now: Date, destVm?: string): Promise<Destination> {
+export async function resolveDestination(location: string, destCommand: string | undefined, now: Date, destVm?: string, vmNames: readonly string[] = []): Promise<Destination> {
   if (destVm !== undefined && destVm !== 'dom0') {
     const args = qvmRunArgs(destVm, BACKUP_SERVICE);
     if (location.replace(/[\r\n]/g, '') === '') fail('ERR_USAGE', '--dest-vm needs a backup location: the path (or command) the VM\'s qubes.Backup service is given');
@@ -59,6 +59,9 @@ export async function resolveDestination(location: string, destCommand: string |
     if (stdoutIsNull()) fail('ERR_USAGE', "the backup location is stdout ('-'), but stdout is /dev/null or was closed: the archive would be lost; redirect stdout to a file or a pipe");
     return { path: '(stdout)', sink: async () => stdoutSink() };
   }
+  // an unset variable in a script (`qvm-backup "$DEST" …`) is no location: it would write into the
+  // current directory
+  if (location === '') fail('ERR_USAGE', 'the backup location is empty (an unset variable?): give a directory, a file path or - for stdout');
   const loc = resolve(location);
   let st;
   let statCode: string | undefined;
@@ -67,6 +70,12 @@ export async function resolveDestination(location: string, destCommand: string |
   } catch (e) {
     st = undefined;
     statCode = (e as NodeJS.ErrnoException).code;
+  }
+  // The first argument is always the location, also with --profile: `qvm-backup --profile daily
+  // vault` meant to back up the VM vault would back up every VM into ./vault. A location that does
+  // not exist yet, names no directory and is the name of a VM of the collection is refused.
+  if (st === undefined && !location.includes('/') && vmNames.includes(location)) {
+    fail('ERR_USAGE', `the backup location '${location}' is the name of a VM, not a path (the first argument is always the location, also with --profile); to write a file of that name, give ./${location}`);
   }
   // A trailing '/' names a directory: never turn it into a file of that name.
   if (location.endsWith('/') && !st?.isDirectory()) {

@@ -119,7 +119,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const plan = await stats.time('plan (stat the sources)', () => planBackup(live, { format: s.format, encrypted: options.encrypt, qubesRoot: options.qubesRoot, dom0Home: options.dom0Home, vms: options.vms, exclude: options.exclude }));
   if (plan.vms.length === 0 && !plan.dom0) fail('ERR_USAGE', 'nothing to back up: no VM selected');
   for (const w of plan.warnings) progress.warn(w);
-  const dest = await resolveDestination(options.location, options.destCommand, now, options.destVm);
+  const dest = await resolveDestination(options.location, options.destCommand, now, options.destVm, live.domains.map((d) => d.name));
   if (dest.localDir !== undefined) {
     const free = await freeBytes(dest.localDir);
     // compressed output size is unknown: fail only when it obviously cannot fit
