@@ -20,6 +20,7 @@ import { DEFAULT_SCRYPT_LOGN, MAX_THREADS } from './format/limits.js';
 import { lastMoved } from './progress/activity.js';
 import { watchStalls } from './progress/stall-watch.js';
 import { statsFor } from './stats/make-stats.js';
+import { didYouMean } from './qubes-xml/similar-names.js';
 import type { Operation, ProgressReporter } from './progress/progress.js';
 import type { StatsReport } from './stats/run-stats.js';
 
@@ -321,12 +322,60 @@ async function confirmOf(req: CollectionRequest, plan: Record<string, unknown>, 
 }
 
 /** The request's shape, checked before anything runs (a program in JavaScript can pass anything). */
+/** Every key each request takes (typed: a key added to an interface must be added here). A key
+ *  outside them is refused: a misspelt `skipDom0home` would otherwise restore the home. */
+const RUN_KEYS = { passphrase: true, threads: true, maxMemory: true, signal: true, onEvent: true, stallTimeout: true, stats: true } as const;
+const ARCHIVE_KEYS: Record<keyof ArchiveRequest, true> = { ...RUN_KEYS, location: true, sourceCommand: true, compressionFilter: true };
+const RESTORE_KEYS: Record<keyof RestoreRequest, true> = {
+  ...ARCHIVE_KEYS,
+  qubesRoot: true,
+  dom0Home: true,
+  confirm: true,
+  vms: true,
+  exclude: true,
+  skipDom0Home: true,
+  ignoreUsernameMismatch: true,
+  renameConflicting: true,
+  skipConflicting: true,
+  skipBroken: true,
+  ignoreMissing: true,
+  ignoreSizeLimit: true,
+  directIo: true,
+};
+const { skipConflicting: _sc, renameConflicting: _rc, ignoreMissing: _im, ignoreUsernameMismatch: _ium, directIo: _dio, qubesRoot: _qr, ...VERIFY_KEYS_ } = RESTORE_KEYS;
+const VERIFY_KEYS: Record<keyof VerifyRequest, true> = VERIFY_KEYS_;
+const BACKUP_KEYS: Record<keyof BackupRequest, true> = {
+  ...RUN_KEYS,
+  qubesRoot: true,
+  dom0Home: true,
+  confirm: true,
+  location: true,
+  vms: true,
+  exclude: true,
+  format: true,
+  encrypt: true,
+  cipher: true,
+  hmacAlgorithm: true,
+  compress: true,
+  compressFilter: true,
+  compressLevel: true,
+  scryptLogN: true,
+  chunkSize: true,
+  destCommand: true,
+  destVm: true,
+};
+const KEYS: Record<string, Record<string, true>> = { backup: BACKUP_KEYS, restore: RESTORE_KEYS, verify: VERIFY_KEYS, list: ARCHIVE_KEYS };
+
 function checkRequest(req: unknown, what: string): void {
   if (typeof req !== 'object' || req === null) throw new QvmBackupError('ERR_USAGE', `${what}: expected an options object`);
   const r = req as Record<string, unknown>;
   const bad = (name: string, expected: string): never => {
     throw new QvmBackupError('ERR_USAGE', `${what}: ${name} must be ${expected}`);
   };
+  const known = KEYS[what] ?? {};
+  for (const k of Object.keys(r)) {
+    if (!Object.hasOwn(known, k)) throw new QvmBackupError('ERR_USAGE', `${what}: unknown option ${JSON.stringify(k)}${didYouMean(k, Object.keys(known))}`);
+  }
   if (typeof r['passphrase'] !== 'string' && typeof r['passphrase'] !== 'function') bad('passphrase', 'a string or a function');
   // a passphrase given as a string is checked now, before any plan is shown
   if (typeof r['passphrase'] === 'string') validatePassphrase(r['passphrase'], 'the passphrase option');

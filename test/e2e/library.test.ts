@@ -149,6 +149,14 @@ test('library: a wrong request, passphrase or answer ends with its code and writ
     assert.equal((again as Lib.QvmBackupError).code, 'ERR_DECLINED', 'the host lock was let go');
     await rejects(lib.restore({ location: b.path, sourceCommand: `cat ${b.path}`, passphrase: PASS }), 'ERR_USAGE');
     await rejects(lib.restore({ location: join(tmp.dir, 'missing'), passphrase: PASS, qubesRoot: host, dom0Home: hostHome }), 'ERR_USAGE');
+    // a key the request does not take is refused, with the one meant (a misspelt skipDom0Home
+    // would restore the home); verify takes no host options
+    const typo = await rejects(lib.restore({ location: b.path, passphrase: PASS, qubesRoot: host, dom0Home: hostHome, ignoreMissing: true, skipDom0home: true } as unknown as Lib.RestoreRequest), 'ERR_USAGE');
+    assert.match(typo.message, /^restore: unknown option "skipDom0home" \(did you mean skipDom0Home\?\)$/);
+    const hostOption = await rejects(lib.verify({ location: b.path, passphrase: PASS, renameConflicting: true } as unknown as Lib.VerifyRequest), 'ERR_USAGE');
+    assert.match(hostOption.message, /^verify: unknown option "renameConflicting"/);
+    await rejects(lib.list({ location: b.path, passphrase: PASS, vms: ['work'] } as unknown as Lib.ArchiveRequest), 'ERR_USAGE');
+    await rejects(lib.backup({ location: join(tmp.dir, 'x'), passphrase: PASS, qubesRoot: host, dom0Home: hostHome, bogus: 1 } as unknown as Lib.BackupRequest), 'ERR_USAGE');
     assert.deepEqual(changes(before, snapshot(host), (p) => p === 'qubes.xml.lock'), [], 'the host is as it was');
   } finally {
     tmp.cleanup();
