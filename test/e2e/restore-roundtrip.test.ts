@@ -186,3 +186,25 @@ test('SIGINT during a restore removes the staging directory and exits 130', { ti
     t.cleanup();
   }
 });
+
+test('a restore into a qubes root that does not exist says a new collection is started; a plan that fails there leaves no directory behind, the parents it made included', { timeout: 120_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir);
+    const pw = passFile(t.dir);
+    const archive = backup(t.dir, root, home, pw, ['--scrypt-logn', '10', 'work']);
+    mkdirSync(join(t.dir, 'hh', 'user'), { recursive: true });
+    const deep = join(t.dir, 'h4', 'a', 'b', 'root');
+    const r = node(RESTORE_BIN, ['-y', '-p', pw, '--qubes-root', deep, '--dom0-home', join(t.dir, 'hh', 'user'), archive, 'nosuchvm']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /h4\/a\/b\/root holds no qubes\.xml: a new collection is started there/);
+    assert.equal(existsSync(join(t.dir, 'h4')), false, 'the directories the run made are gone');
+    // an existing parent is left alone
+    mkdirSync(join(t.dir, 'keep'));
+    const r2 = node(RESTORE_BIN, ['-y', '-p', pw, '--qubes-root', join(t.dir, 'keep', 'root'), '--dom0-home', join(t.dir, 'hh', 'user'), archive, 'nosuchvm']);
+    assert.equal(r2.status, 2, r2.stderr);
+    assert.deepEqual(readdirSync(join(t.dir, 'keep')), []);
+  } finally {
+    t.cleanup();
+  }
+});

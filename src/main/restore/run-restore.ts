@@ -91,6 +91,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   const pool = new WorkerPool({ threads: s.threads, stats });
   let unobserve = (): void => {};
   let rootExisted = true;
+  /** the directories above the qubes root that this run's lock creates (none existed): removed with it */
+  let parentsMade: string[] = [];
   let source: Source | undefined;
   let staging: Staging | undefined;
   let lock: HostLock | undefined;
@@ -104,6 +106,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     await checkGnuTar(undefined, o.signal);
     unobserve = observeSpawns((ms) => stats.spawned(ms)); // the run's processes, not that probe
     rootExisted = await stat(root).then(() => true, () => false);
+    if (!rootExisted && !o.verifyOnly) parentsMade = await missingParents(root);
     // 1. header and qubes.xml
     let backupXml: QubesXml;
     let reader: OuterTarReader | undefined;
@@ -150,6 +153,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // (a verification plans against no host: it installs nothing, so the host's collection, even
     // a malformed one, is not read)
     const host = o.verifyOnly ? null : await loadHostQubesXml(root);
+    // a typo in --qubes-root must not pass unseen as a new, empty collection
+    if (!o.verifyOnly && host === null) progress.warn(`${root} holds no qubes.xml: a new collection is started there`);
     const plan = planRestore(backupXml, host, hostUser, {
       vms: o.vms,
       exclude: o.exclude,
@@ -341,10 +346,24 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     await staging?.remove().then(() => forgetAtExit(staging!.dir), (e: unknown) => progress.warn((e as Error).message));
     // a qubes root this run created and left with nothing but its lock file is removed again
     // (still under the lock: a run waiting for it sees the file gone and starts over)
-    if (lock && !rootExisted && (await onlyLockLeft(root))) await lock.removeWithRoot();
+    if (lock && !rootExisted && (await onlyLockLeft(root))) {
+      await lock.removeWithRoot();
+      // and the directories above it that it created, innermost first, while empty
+      for (const d of parentsMade) await rmdir(d).catch(() => undefined);
+    }
     await lock?.release();
     await pool.destroy().catch(() => {});
   }
+}
+
+/** The directories above `root` that do not exist, innermost first (mkdir -p would make them). */
+async function missingParents(root: string): Promise<string[]> {
+  const out: string[] = [];
+  for (let d = dirname(root); d !== dirname(d); d = dirname(d)) {
+    if (await stat(d).then(() => true, () => false)) break;
+    out.push(d);
+  }
+  return out;
 }
 
 /** Where a verification's scratch directory goes: $TMPDIR, else /var/tmp (a disk, where Qubes'
