@@ -420,7 +420,8 @@ async function controlled<T>(req: RunRequest, operation: Operation | 'list', bod
   };
   const onCaller = (): void => {
     const reason: unknown = req.signal?.reason;
-    if (!ac.signal.aborted) ac.abort(new QvmBackupError('ERR_CANCELLED', `aborted${reason instanceof Error && reason.name !== 'AbortError' ? `: ${reason.message}` : ''}`, {}, reason));
+    const text = reasonText(reason);
+    if (!ac.signal.aborted) ac.abort(new QvmBackupError('ERR_CANCELLED', `aborted${text !== undefined ? `: ${text}` : ''}`, {}, reason));
   };
   if (req.signal?.aborted === true) onCaller();
   else req.signal?.addEventListener('abort', onCaller, { once: true });
@@ -440,7 +441,8 @@ async function controlled<T>(req: RunRequest, operation: Operation | 'list', bod
       // ERR_CANCELLED whatever the abort made fail on the way (a killed tar, a closed pipe), with
       // the caller's reason in the message and what the run said of where it stopped
       const reason: unknown = req.signal.reason;
-      const why = reason instanceof Error && reason.name !== 'AbortError' && !said.includes(reason.message) ? ` (${reason.message})` : '';
+      const text = reasonText(reason);
+      const why = text !== undefined && !said.includes(text) ? ` (${text})` : '';
       throw new QvmBackupError('ERR_CANCELLED', `${isQvmBackupError(e) && e.code === 'ERR_CANCELLED' ? said : `aborted: ${said}`}${why}`, isQvmBackupError(e) ? { ...e.context } : {}, e);
     }
     if (isQvmBackupError(e)) throw e;
@@ -453,6 +455,13 @@ async function controlled<T>(req: RunRequest, operation: Operation | 'list', bod
     progress.end();
     req.signal?.removeEventListener('abort', onCaller);
   }
+}
+
+/** What a caller's abort reason says: an Error's message (not the default AbortError's), or a
+ *  string given as the reason; undefined for anything else. */
+function reasonText(reason: unknown): string | undefined {
+  if (reason instanceof Error) return reason.name !== 'AbortError' && reason.message !== '' ? reason.message : undefined;
+  return typeof reason === 'string' && reason !== '' ? reason : undefined;
 }
 
 /** The runs' progress reporter as events. */

@@ -184,6 +184,10 @@ test('library: an abort, a throwing listener and a stall stop the run with their
     early.abort(new Error('before it began'));
     const e0 = await rejects(lib.backup({ ...base, signal: early.signal }), 'ERR_CANCELLED');
     assert.match(e0.message, /before it began/);
+    // a string given as the reason is said too
+    const said = new AbortController();
+    said.abort('user closed the window');
+    assert.match((await rejects(lib.backup({ ...base, signal: said.signal }), 'ERR_CANCELLED')).message, /^aborted: user closed the window$/);
 
     const thrown = await rejects(lib.backup({ ...base, onEvent: (e) => {
       if (e.type === 'progress') throw new Error('listener bug');

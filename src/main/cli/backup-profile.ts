@@ -42,7 +42,7 @@ export async function loadProfile(spec: string, dir: string): Promise<{ path: st
     text = await readFile(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return fail('ERR_USAGE', `backup profile ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}${spec.includes('/') ? '' : ' (set --profile-dir, or give a path)'}`, { file: path }, e);
+    return fail('ERR_USAGE', `backup profile ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'a directory, not a profile file' : (e as Error).message}${spec.includes('/') ? '' : ' (set --profile-dir, or give a path)'}`, { file: path }, e);
   }
   if (text.length > MAX_PROFILE_BYTES) fail('ERR_USAGE', `backup profile ${path}: larger than ${MAX_PROFILE_BYTES} bytes, not a profile`, { file: path });
   return { path, profile: parseProfile(text.toString('utf8'), path) };
