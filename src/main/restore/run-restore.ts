@@ -154,7 +154,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // a malformed one, is not read)
     const host = o.verifyOnly ? null : await loadHostQubesXml(root);
     // a typo in --qubes-root must not pass unseen as a new, empty collection
-    if (!o.verifyOnly && host === null) progress.warn(`${root} holds no qubes.xml: a new collection is started there`);
+    if (!o.verifyOnly && host === null) progress.info(`${root} holds no qubes.xml: a new collection is started there`);
     const plan = planRestore(backupXml, host, hostUser, {
       vms: o.vms,
       exclude: o.exclude,
