@@ -374,7 +374,8 @@ function checkRequest(req: unknown, what: string): void {
   };
   const known = KEYS[what] ?? {};
   for (const k of Object.keys(r)) {
-    if (!Object.hasOwn(known, k)) throw new QvmBackupError('ERR_USAGE', `${what}: unknown option ${JSON.stringify(k)}${didYouMean(k, Object.keys(known))}`);
+    // (a key left undefined asks for nothing: a request built from shared parts may carry one)
+    if (r[k] !== undefined && !Object.hasOwn(known, k)) throw new QvmBackupError('ERR_USAGE', `${what}: unknown option ${JSON.stringify(k)}${didYouMean(k, Object.keys(known))}`);
   }
   if (typeof r['passphrase'] !== 'string' && typeof r['passphrase'] !== 'function') bad('passphrase', 'a string or a function');
   // a passphrase given as a string is checked now, before any plan is shown
