@@ -325,8 +325,8 @@ async function confirmOf(req: CollectionRequest, plan: Record<string, unknown>, 
 /** Every key each request takes (typed: a key added to an interface must be added here). A key
  *  outside them is refused: a misspelt `skipDom0home` would otherwise restore the home. */
 const RUN_KEYS = { passphrase: true, threads: true, maxMemory: true, signal: true, onEvent: true, stallTimeout: true, stats: true } as const;
-const ARCHIVE_KEYS: Record<keyof ArchiveRequest, true> = { ...RUN_KEYS, location: true, sourceCommand: true, compressionFilter: true };
-const RESTORE_KEYS: Record<keyof RestoreRequest, true> = {
+const ARCHIVE_KEYS = { ...RUN_KEYS, location: true, sourceCommand: true, compressionFilter: true } as const satisfies Record<keyof ArchiveRequest, true>;
+const RESTORE_KEYS = {
   ...ARCHIVE_KEYS,
   qubesRoot: true,
   dom0Home: true,
@@ -341,10 +341,10 @@ const RESTORE_KEYS: Record<keyof RestoreRequest, true> = {
   ignoreMissing: true,
   ignoreSizeLimit: true,
   directIo: true,
-};
+} as const satisfies Record<keyof RestoreRequest, true>;
 const { skipConflicting: _sc, renameConflicting: _rc, ignoreMissing: _im, ignoreUsernameMismatch: _ium, directIo: _dio, qubesRoot: _qr, ...VERIFY_KEYS_ } = RESTORE_KEYS;
-const VERIFY_KEYS: Record<keyof VerifyRequest, true> = VERIFY_KEYS_;
-const BACKUP_KEYS: Record<keyof BackupRequest, true> = {
+const VERIFY_KEYS = VERIFY_KEYS_ satisfies Record<keyof VerifyRequest, true>;
+const BACKUP_KEYS = {
   ...RUN_KEYS,
   qubesRoot: true,
   dom0Home: true,
@@ -363,7 +363,11 @@ const BACKUP_KEYS: Record<keyof BackupRequest, true> = {
   chunkSize: true,
   destCommand: true,
   destVm: true,
-};
+} as const satisfies Record<keyof BackupRequest, true>;
+// and none more than the interface has (a spread brings keys `satisfies` does not look at)
+type OnlyKeysOf<Keys, Request> = [Exclude<Keys, keyof Request>] extends [never] ? true : never;
+const ONLY_THEIR_KEYS: [OnlyKeysOf<keyof typeof ARCHIVE_KEYS, ArchiveRequest>, OnlyKeysOf<keyof typeof RESTORE_KEYS, RestoreRequest>, OnlyKeysOf<keyof typeof VERIFY_KEYS, VerifyRequest>, OnlyKeysOf<keyof typeof BACKUP_KEYS, BackupRequest>] = [true, true, true, true];
+void ONLY_THEIR_KEYS;
 const KEYS: Record<string, Record<string, true>> = { backup: BACKUP_KEYS, restore: RESTORE_KEYS, verify: VERIFY_KEYS, list: ARCHIVE_KEYS };
 
 function checkRequest(req: unknown, what: string): void {

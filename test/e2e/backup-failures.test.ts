@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeFileSync, writeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, node, run, haveCmd, BACKUP_BIN, RESTORE_BIN, ROOT, sampleIn } from '../helpers/cli.js';
 import { busyLoops } from '../helpers/load.js';
@@ -351,8 +351,14 @@ test('a location that is empty, or the name of a VM that is no path yet, is refu
     // `qvm-backup vault` (or `--profile daily vault`) would have backed up every VM into ./vault
     const named = backup('vault');
     assert.equal(named.status, 2, named.stderr);
-    assert.match(named.stderr, /the backup location 'vault' is the name of a VM, not a path .*give \.\/vault/);
+    assert.match(named.stderr, /the backup location 'vault' is the name of a VM of the collection, not a path: VMs to back up come after the location \(with --profile too\); to write a file of that name, give \.\/vault/);
     assert.deepEqual(readdirSync(cwd), [], 'nothing written');
+    // a link to a missing target is refused at once, not found "appeared" after the whole backup
+    symlinkSync(join(t.dir, 'nowhere'), join(cwd, 'vault'));
+    const dangling = backup('./vault', 'vault');
+    assert.equal(dangling.status, 2, dangling.stderr);
+    assert.match(dangling.stderr, /backup location \.\/vault is a symbolic link to a missing target \(not followed\)/);
+    rmSync(join(cwd, 'vault'));
     const dotted = backup('./vault', 'vault');
     assert.equal(dotted.status, 0, dotted.stderr);
     assert.deepEqual(readdirSync(cwd), ['vault']);

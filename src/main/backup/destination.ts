@@ -3,7 +3,7 @@
 // replaced: an existing file is refused here, and the file sink claims the final name with link(2)
 // at the end (see openFileSink).
 import { fstatSync, statSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { lstat, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fail } from '../errors.js';
 import { commandSink, openFileSink, processSink, stdoutSink, type FileSink, type Sink } from '../io/sink.js';
@@ -33,7 +33,14 @@ export interface Destination {
  * the first line (the VM decides what it means: a directory gets a timestamped file in it).
  */
 export async function resolveDestination(location: string, destCommand: string | undefined, now: Date, destVm?: string, vmNames: readonly string[] = []): Promise<Destination> {
+  // The location always comes first, also with --profile: `qvm-backup --profile daily vault`,
+  // meant to back up the VM vault, would back up the profile's VMs into a file named vault. A
+  // location that names a VM and no directory is refused: in dom0 unless that path exists (./vault
+  // is a file named so), in a destination VM always (its paths cannot be looked at from here)
+  const vmNamed = (): never =>
+    fail('ERR_USAGE', `the backup location '${location}' is the name of a VM of the collection, not a path: VMs to back up come after the location (with --profile too)${destVm !== undefined && destVm !== 'dom0' ? `; give a path in ${destVm}, such as /home/user/${location}` : `; to write a file of that name, give ./${location}`}`);
   if (destVm !== undefined && destVm !== 'dom0') {
+    if (destCommand === undefined && !location.includes('/') && vmNames.includes(location)) vmNamed();
     const args = qvmRunArgs(destVm, BACKUP_SERVICE);
     if (location.replace(/[\r\n]/g, '') === '') fail('ERR_USAGE', '--dest-vm needs a backup location: the path (or command) the VM\'s qubes.Backup service is given');
     const what = `${BACKUP_SERVICE} in VM ${destVm}`;
@@ -71,11 +78,10 @@ export async function resolveDestination(location: string, destCommand: string |
     st = undefined;
     statCode = (e as NodeJS.ErrnoException).code;
   }
-  // The first argument is always the location, also with --profile: `qvm-backup --profile daily
-  // vault` meant to back up the VM vault would back up every VM into ./vault. A location that does
-  // not exist yet, names no directory and is the name of a VM of the collection is refused.
-  if (st === undefined && !location.includes('/') && vmNames.includes(location)) {
-    fail('ERR_USAGE', `the backup location '${location}' is the name of a VM, not a path (the first argument is always the location, also with --profile); to write a file of that name, give ./${location}`);
+  if (st === undefined && !location.includes('/') && vmNames.includes(location)) vmNamed();
+  // a link whose target is missing would be found "appeared while written" after the whole backup
+  if (st === undefined && statCode === 'ENOENT' && (await lstat(loc).then(() => true, () => false))) {
+    fail('ERR_USAGE', `backup location ${location} is a symbolic link to a missing target (not followed): give the path itself`);
   }
   // A trailing '/' names a directory: never turn it into a file of that name.
   if (location.endsWith('/') && !st?.isDirectory()) {

@@ -22,8 +22,11 @@ export interface HostLock {
   held(): boolean;
   /** Release the lock; never throws, safe to call twice. */
   release(): Promise<void>;
+  /** Whether this run created the qubes root (taking the lock made it: it did not exist). */
+  readonly createdRoot: boolean;
   /** Remove the lock file and then the (otherwise empty) qubes root, still holding the lock —
-   *  for a root this run created and left empty; waiting runs see the file is gone and retry. */
+   *  for a root this run created and left empty; waiting runs see the file is gone and retry.
+   *  The directories above it that this run created go too, innermost first, while empty. */
   removeWithRoot(): Promise<void>;
 }
 
@@ -41,9 +44,12 @@ export async function lockHost(qubesRoot: string, o: LockOptions = {}): Promise<
   const lockPath = path.join(root, LOCK_NAME);
   const wait = o.waitSeconds ?? 300;
   let told = false;
+  // the outermost directory our own mkdir created (none: undefined), over every attempt
+  let outermost: string | undefined;
   for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
     // (again after a holder removed a root it had created and left empty)
-    await mkdir(root, { recursive: true, mode: 0o755 }).catch((e: unknown) => fail('ERR_IO', `cannot create ${root}: ${(e as Error).message}`, { file: root }, e));
+    const made = await mkdir(root, { recursive: true, mode: 0o755 }).catch((e: unknown) => fail('ERR_IO', `cannot create ${root}: ${(e as Error).message}`, { file: root }, e));
+    if (made !== undefined && (outermost === undefined || made.length < outermost.length)) outermost = made;
     const fd = openLockFile(lockPath);
     try {
       let got = await flockFd(fd, lockPath, 0, o.signal);
@@ -54,7 +60,7 @@ export async function lockHost(qubesRoot: string, o: LockOptions = {}): Promise<
         if (!got) fail('ERR_LOCKED', `${lockPath} is still held by another run after ${wait} s; try again when it has finished`, { file: lockPath });
       }
       // the holder before us may have removed the file (a root it created and left empty)
-      if (sameFile(fd, lockPath)) return heldLock(fd, lockPath, root);
+      if (sameFile(fd, lockPath)) return heldLock(fd, lockPath, root, outermost);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -112,7 +118,8 @@ async function flockFd(fd: number, lockPath: string, waitSeconds: number, signal
   return fail('ERR_IO', `cannot lock ${lockPath}: flock exited with status ${r.code}: ${stderr.trim().slice(-500)}`, { file: lockPath, command: 'flock', ...(r.code !== null ? { exitCode: r.code } : {}) });
 }
 
-function heldLock(fd: number, lockPath: string, root: string): HostLock {
+/** `outermost`: the first directory our mkdir -p of `root` created (root itself, or one above). */
+function heldLock(fd: number, lockPath: string, root: string, outermost: string | undefined): HostLock {
   let open = true;
   const close = (): void => {
     if (!open) return;
@@ -126,11 +133,17 @@ function heldLock(fd: number, lockPath: string, root: string): HostLock {
   return {
     path: lockPath,
     held: () => open,
+    createdRoot: outermost !== undefined,
     release: async () => close(),
     removeWithRoot: async () => {
       if (!open) return;
       await unlink(lockPath).catch(() => undefined);
-      await rmdir(root).catch(() => undefined);
+      // root, then up to the outermost directory our mkdir made; rmdir stops at one not empty
+      // (another run's root beside ours, a file someone put there)
+      for (let d = root; ; d = path.dirname(d)) {
+        if (!(await rmdir(d).then(() => true, () => false))) break;
+        if (outermost === undefined || d === outermost || d === path.dirname(d)) break;
+      }
       close();
     },
   };

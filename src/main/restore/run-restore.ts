@@ -90,9 +90,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   // the workers start now: they load their code while tar is checked and the passphrase is read
   const pool = new WorkerPool({ threads: s.threads, stats });
   let unobserve = (): void => {};
-  let rootExisted = true;
-  /** the directories above the qubes root that this run's lock creates (none existed): removed with it */
-  let parentsMade: string[] = [];
   let source: Source | undefined;
   let staging: Staging | undefined;
   let lock: HostLock | undefined;
@@ -105,8 +102,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // shape: small-file-extractor.ts)
     await checkGnuTar(undefined, o.signal);
     unobserve = observeSpawns((ms) => stats.spawned(ms)); // the run's processes, not that probe
-    rootExisted = await stat(root).then(() => true, () => false);
-    if (!rootExisted && !o.verifyOnly) parentsMade = await missingParents(root);
     // 1. header and qubes.xml
     let backupXml: QubesXml;
     let reader: OuterTarReader | undefined;
@@ -346,24 +341,11 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     await staging?.remove().then(() => forgetAtExit(staging!.dir), (e: unknown) => progress.warn((e as Error).message));
     // a qubes root this run created and left with nothing but its lock file is removed again
     // (still under the lock: a run waiting for it sees the file gone and starts over)
-    if (lock && !rootExisted && (await onlyLockLeft(root))) {
-      await lock.removeWithRoot();
-      // and the directories above it that it created, innermost first, while empty
-      for (const d of parentsMade) await rmdir(d).catch(() => undefined);
-    }
+    // (and the directories above it that it created: HostLock.removeWithRoot)
+    if (lock?.createdRoot === true && (await onlyLockLeft(root))) await lock.removeWithRoot();
     await lock?.release();
     await pool.destroy().catch(() => {});
   }
-}
-
-/** The directories above `root` that do not exist, innermost first (mkdir -p would make them). */
-async function missingParents(root: string): Promise<string[]> {
-  const out: string[] = [];
-  for (let d = dirname(root); d !== dirname(d); d = dirname(d)) {
-    if (await stat(d).then(() => true, () => false)) break;
-    out.push(d);
-  }
-  return out;
 }
 
 /** Where a verification's scratch directory goes: $TMPDIR, else /var/tmp (a disk, where Qubes'

@@ -27,6 +27,29 @@ after(() => fs.rmSync(root, { recursive: true, force: true }));
 const LOCK_MODULE = new URL('../../../src/main/io/host-lock.js', import.meta.url).pathname;
 
 describe('lockHost', () => {
+  it('removeWithRoot takes the root and the directories above it that its own mkdir made, never one that was there before', async () => {
+    const base = path.join(root, 'made');
+    fs.mkdirSync(base);
+    // a/b/c/root: a existed before (someone else's), b and c are ours
+    fs.mkdirSync(path.join(base, 'a'));
+    const deep = path.join(base, 'a', 'b', 'c', 'root');
+    const lock = await lockHost(deep);
+    assert.equal(lock.createdRoot, true);
+    await lock.removeWithRoot();
+    assert.deepEqual(fs.readdirSync(path.join(base, 'a')), [], 'b and c removed, a kept');
+    // a root that existed: nothing of ours to remove
+    fs.mkdirSync(path.join(base, 'x', 'root'), { recursive: true });
+    const existing = await lockHost(path.join(base, 'x', 'root'));
+    assert.equal(existing.createdRoot, false);
+    await existing.release();
+    // a directory on the way that is not empty any more stops the removal there
+    const shared = path.join(base, 's', 'root');
+    const mine = await lockHost(shared);
+    fs.mkdirSync(path.join(base, 's', 'other-root'));
+    await mine.removeWithRoot();
+    assert.deepEqual(fs.readdirSync(path.join(base, 's')), ['other-root']);
+  });
+
   it('is exclusive: a second taker waits (saying so) until the first releases', async () => {
     const a = await lockHost(root);
     let waited = '';

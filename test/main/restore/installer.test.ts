@@ -34,7 +34,7 @@ beforeEach(() => {
 });
 afterEach(() => fs.rmSync(path.dirname(root), { recursive: true, force: true }));
 
-const heldLock = (held = () => true): HostLock => ({ path: path.join(root, 'qubes.xml.lock'), held, release: async () => {}, removeWithRoot: async () => {} });
+const heldLock = (held = () => true): HostLock => ({ path: path.join(root, 'qubes.xml.lock'), held, createdRoot: false, release: async () => {}, removeWithRoot: async () => {} });
 const names = (): string[] => parseQubesXml(fs.readFileSync(path.join(root, 'qubes.xml'))).domains.map((d) => d.name).sort();
 
 async function setup(): Promise<{ plan: VmPlan[]; stagingDir: string }> {
