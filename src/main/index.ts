@@ -321,7 +321,6 @@ async function confirmOf(req: CollectionRequest, plan: Record<string, unknown>, 
   return go;
 }
 
-/** The request's shape, checked before anything runs (a program in JavaScript can pass anything). */
 /** Every key each request takes (typed: a key added to an interface must be added here). A key
  *  outside them is refused: a misspelt `skipDom0home` would otherwise restore the home. */
 const RUN_KEYS = { passphrase: true, threads: true, maxMemory: true, signal: true, onEvent: true, stallTimeout: true, stats: true } as const;
@@ -370,6 +369,7 @@ const ONLY_THEIR_KEYS: [OnlyKeysOf<keyof typeof ARCHIVE_KEYS, ArchiveRequest>, O
 void ONLY_THEIR_KEYS;
 const KEYS: Record<string, Record<string, true>> = { backup: BACKUP_KEYS, restore: RESTORE_KEYS, verify: VERIFY_KEYS, list: ARCHIVE_KEYS };
 
+/** The request's shape, checked before anything runs (a program in JavaScript can pass anything). */
 function checkRequest(req: unknown, what: string): void {
   if (typeof req !== 'object' || req === null) throw new QvmBackupError('ERR_USAGE', `${what}: expected an options object`);
   const r = req as Record<string, unknown>;
