@@ -359,6 +359,10 @@ test('a location that is empty, or the name of a VM that is no path yet, is refu
     assert.equal(dangling.status, 2, dangling.stderr);
     assert.match(dangling.stderr, /backup location \.\/vault is a symbolic link to a missing target \(not followed\)/);
     rmSync(join(cwd, 'vault'));
+    // a dom0 home that is not there is the caller's argument (exit 2, as the restore says it)
+    const noHome = spawnSync(process.execPath, [BACKUP_BIN, '-q', '-y', '--qubes-root', root, '--dom0-home', join(t.dir, 'no', 'user'), '-p', pw, '--scrypt-logn', '10', './h.bin', 'dom0'], { cwd, encoding: 'utf8' });
+    assert.equal(noHome.status, 2, noHome.stderr);
+    assert.match(noHome.stderr, /dom0 home not found: .*\/no\/user \(give it with --dom0-home, or leave it out with -x dom0\)/);
     const dotted = backup('./vault', 'vault');
     assert.equal(dotted.status, 0, dotted.stderr);
     assert.deepEqual(readdirSync(cwd), ['vault']);

@@ -208,7 +208,7 @@ export async function planBackup(doc: QubesXml, opts: BackupPlanOptions): Promis
   for (const d of selected) {
     if (d.klass === 'AdminVM' || d.qid === 0) {
       const home = resolve(opts.dom0Home);
-      if (!(await exists(home))) fail('ERR_IO', `dom0 home not found: ${home}`);
+      if (!(await exists(home))) fail('ERR_USAGE', `dom0 home not found: ${home} (give it with --dom0-home, or leave it out with -x dom0)`);
       // GNU tar would archive the link alone, and a restore would install nothing of the home
       if ((await lstat(home)).isSymbolicLink()) fail('ERR_USAGE', `dom0 home ${home} is a symbolic link: give the directory it points to (--dom0-home ${await realpath(home).catch(() => '<its target>')})`);
       const user = basename(home);
