@@ -32,7 +32,7 @@ export interface InstallVmArgs {
   keepUndo?: (undo: () => Promise<void>) => void;
   /** Told the VM's directory before it is created (`intent`) and once it was (`made`): the
    *  installer's journal of directories moved in but not yet in qubes.xml. */
-  willCreate?: (target: string, state: 'intent' | 'made') => Promise<void>;
+  willCreate?: (target: string, state: 'intent' | 'made' | 'abandoned') => Promise<void>;
 }
 
 /** Directory of a VM in the R4 file pool: `<root>/vm-templates/<name>` or `<root>/appvms/<name>`. */
@@ -84,6 +84,8 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   try {
     await mkdir(target, { mode: 0o755 }); // claims the name: fails if anything is there already
   } catch (e) {
+    // what is there is not ours: never removed by a forced exit or the next restore's sweep
+    await args.willCreate?.(target, 'abandoned').catch(() => undefined);
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') fail('ERR_PLAN', `${name}: ${target} already exists; refusing to overwrite it`, { ...ctx, file: target }, e);
     fail('ERR_IO', `${name}: cannot create ${target}: ${(e as Error).message}`, { ...ctx, file: target }, e);

@@ -6,7 +6,7 @@
 // whole group — a VM is registered only after its files are in place, and a failed write moves the
 // files of the whole group back. (One write and fsync per VM made a 100-VM restore rewrite a
 // growing qubes.xml 100 times.) Nothing is installed once the run was interrupted or the lock was lost.
-import { rmSync } from 'node:fs';
+import { rmdirSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import writeFileAtomic from 'write-file-atomic';
 import { join } from 'node:path';
@@ -240,27 +240,39 @@ class InstallJournal {
   readonly #file: string;
   /** made by this run: removed by a forced exit */
   readonly #targets: string[] = [];
+  /** about to be made: its mkdir may have run when a forced exit comes before the `made` entry
+   *  (the exit is handled before the mkdir's completion): removed by it only when empty */
+  readonly #intents = new Set<string>();
   /** what the file says: made, or about to be made (an intent) */
   #entries: { target: string; state: 'intent' | 'made' }[] = [];
   #hooked = false;
   readonly #onExit = (): void => {
     for (const t of this.#targets) rmSync(t, { recursive: true, force: true });
+    for (const t of this.#intents) {
+      try {
+        rmdirSync(t);
+      } catch {
+        // not made, or not empty: not ours to remove
+      }
+    }
   };
 
   constructor(stagingDir: string) {
     this.#file = join(stagingDir, INSTALL_JOURNAL);
   }
 
-  /** `target` is about to be made (`intent`), or was made by this run (`made`: it did not exist;
-   *  its removal is ours to do). */
-  async add(target: string, state: 'intent' | 'made'): Promise<void> {
-    this.#entries = [...this.#entries.filter((e) => e.target !== target), { target, state }];
-    if (state === 'made') {
-      this.#targets.push(target);
-      if (!this.#hooked) {
-        process.on('exit', this.#onExit);
-        this.#hooked = true;
-      }
+  /** `target` is about to be made (`intent`), was made by this run (`made`: it did not exist;
+   *  its removal is ours to do), or was not made after all (`abandoned`: its mkdir failed, what
+   *  is there is not ours). */
+  async add(target: string, state: 'intent' | 'made' | 'abandoned'): Promise<void> {
+    const others = this.#entries.filter((e) => e.target !== target);
+    this.#entries = state === 'abandoned' ? others : [...others, { target, state }];
+    this.#intents.delete(target);
+    if (state === 'intent') this.#intents.add(target);
+    if (state === 'made') this.#targets.push(target);
+    if (state !== 'abandoned' && !this.#hooked) {
+      process.on('exit', this.#onExit);
+      this.#hooked = true;
     }
     // replaced whole (a kill in the middle leaves the previous list, never half of one); no
     // fsync: it is for a killed process, whose writes the kernel keeps
@@ -276,6 +288,7 @@ class InstallJournal {
   /** The group is in qubes.xml, or moved back. */
   async clear(): Promise<void> {
     this.#targets.length = 0;
+    this.#intents.clear();
     this.#entries = [];
     this.unhook();
     await rm(this.#file, { force: true });
