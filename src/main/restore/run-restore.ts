@@ -132,7 +132,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       progress.phase(null);
     }
     // 2. plan, against the host as it is under the lock (held until the end: no other run
-    //    rewrites qubes.xml meanwhile)
+    //    rewrites qubes.xml meanwhile); read once, for the sweep and the plan
+    let hostRead: Promise<QubesXml | null> | undefined;
     if (!o.verifyOnly) {
       // a wait for another run's lock is bounded (exit 8) and not a stall of ours
       lock = await movingWhile(() => lockHost(root, { signal: o.signal, onWait: (m) => progress.warn(m) }));
@@ -140,14 +141,16 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       // listing them in qubes.xml yet (its journal names them)
       // (a qubes.xml that cannot be read removes none of them, and keeps their journal: the plan
       // then stops on it)
-      const hostNow = await loadHostQubesXml(root).then((d) => d ?? { domains: [] }, () => undefined);
+      hostRead = loadHostQubesXml(root);
+      hostRead.catch(() => undefined); // (its failure is the plan's: awaited below)
+      const hostNow = await hostRead.then((d) => d ?? { domains: [] }, () => undefined);
       const stale = await removeStaleStaging(root, hostNow === undefined ? undefined : (n) => hostNow.domains.some((d) => d.name === n));
       for (const n of stale.orphans) progress.warn(`removed ${join(root, n)}: a restore that was killed had moved it in without adding it to qubes.xml`);
       for (const n of stale.staging) progress.warn(`removed ${join(root, n)}, the staging directory of an earlier run that was killed`);
     }
     // (a verification plans against no host: it installs nothing, so the host's collection, even
     // a malformed one, is not read)
-    const host = o.verifyOnly ? null : await loadHostQubesXml(root);
+    const host = hostRead === undefined ? null : await hostRead;
     // a typo in --qubes-root must not pass unseen as a new, empty collection
     if (!o.verifyOnly && host === null) progress.info(`${root} holds no qubes.xml: a new collection is started there`);
     const plan = planRestore(backupXml, host, hostUser, {
