@@ -11,6 +11,7 @@ import { defaultDom0Home } from './dom0-user.js';
 import { RunStats, formatStats } from '../stats/run-stats.js';
 import { statsFor } from '../stats/make-stats.js';
 import { watchStalls as watch } from '../progress/stall-watch.js';
+import { exitWhenSettled } from '../io/exit-cleanup.js';
 
 /** The run's stage profile: on with --stats and with --json (its summary always carries it), else
  *  a no-op one. */
@@ -65,9 +66,13 @@ export interface Interruption {
   stoppedFor(): QvmBackupError | undefined;
 }
 
+/** How long a forced exit waits for the install operations in flight (exitWhenSettled). */
+const FORCED_EXIT_WAIT_MS = 2000;
+
 export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void, o: { stdoutIsOutput?: boolean } = {}): Interruption {
   const ac = new AbortController();
   let first: NodeJS.Signals | undefined;
+  let forcing = false;
   const handler = (sig: NodeJS.Signals) => {
     if (first === undefined) {
       first = sig;
@@ -76,8 +81,12 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void, o: { stdo
     } else if (sig !== 'SIGHUP') {
       // a second Ctrl-C or SIGTERM is a person insisting; a SIGHUP after the stop is the same
       // terminal going away (its writes may have failed first), never a reason to skip cleanup
+      // (a VM directory being moved into the qubes root, or the qubes.xml write listing it, lands
+      // first, a bounded time: the exit hooks then see what is there; a third signal waits no more)
+      if (forcing) exitProcess(exitCodeForSignal(sig));
+      forcing = true;
       process.stderr.write('\nforced exit\n');
-      exitProcess(exitCodeForSignal(sig));
+      exitWhenSettled(FORCED_EXIT_WAIT_MS, () => exitProcess(exitCodeForSignal(sig)));
     }
   };
   process.on('SIGINT', handler);

@@ -9,6 +9,7 @@ import { addRestoredDomain, findDomain, isValidVmName, markForRollback } from '.
 import { isTemplateVm } from '../plan/domain-view.js';
 import type { VmPlan } from '../plan/restore-plan.js';
 import { fsyncPath, isInside, prepareTree } from './safe-tree.js';
+import { exitWaitsFor } from '../../io/exit-cleanup.js';
 import { checkVmFiles, requiredImages } from './vm-files.js';
 
 type AddOptions = Parameters<typeof addRestoredDomain>[2];
@@ -82,7 +83,7 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   // next restore's sweep removes), then as made by us: only that is ever removed with content
   await args.willCreate?.(target, 'intent');
   try {
-    await mkdir(target, { mode: 0o755 }); // claims the name: fails if anything is there already
+    await exitWaitsFor(mkdir(target, { mode: 0o755 })); // claims the name: fails if anything is there already
   } catch (e) {
     // what is there is not ours: never removed by a forced exit or the next restore's sweep
     await args.willCreate?.(target, 'abandoned').catch(() => undefined);
@@ -93,14 +94,14 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   try {
     await args.willCreate?.(target, 'made');
   } catch (e) {
-    await rmdir(target).catch(() => undefined);
+    await exitWaitsFor(rmdir(target)).catch(() => undefined);
     fail('ERR_IO', `${name}: cannot note ${target} in the install journal: ${(e as Error).message}`, { ...ctx, file: target }, e);
   }
   if (stagedExists) {
     try {
-      await rename(staged, target); // replaces the empty directory we just created
+      await exitWaitsFor(rename(staged, target)); // replaces the empty directory we just created
     } catch (e) {
-      await rmdir(target).catch(() => undefined);
+      await exitWaitsFor(rmdir(target)).catch(() => undefined);
       fail('ERR_IO', `${name}: cannot move ${staged} to ${target}: ${(e as Error).message}`, { ...ctx, file: target }, e);
     }
   }
@@ -214,8 +215,8 @@ async function checkStaged(root: string, staged: string, vm: VmPlan): Promise<bo
 /** Put the files back where they were after a failed qubes.xml update. */
 async function undo(stagedExists: boolean, staged: string, target: string): Promise<void> {
   try {
-    if (stagedExists) await rename(target, staged);
-    else await rmdir(target);
+    if (stagedExists) await exitWaitsFor(rename(target, staged));
+    else await exitWaitsFor(rmdir(target));
   } catch {
     // leave it: the caller reports the original error; the directory is not in qubes.xml
   }

@@ -19,6 +19,7 @@ import type { ProgressReporter } from '../../progress/progress.js';
 import type { VmPlan } from '../plan/restore-plan.js';
 import { loadHostQubesXmlOrEmpty, saveHostQubesXml } from './host-qubes-xml.js';
 import { installVm } from './install-vm.js';
+import { exitWaitsFor } from '../../io/exit-cleanup.js';
 
 export interface InstallerOptions {
   root: string;
@@ -209,7 +210,7 @@ export class Installer {
       // from the write on, a forced exit leaves the directories to the journal on disk: the next
       // restore keeps those the new qubes.xml lists (the write may have landed) and removes the rest
       journal.unhook();
-      await stats.time('install: write host qubes.xml (fsync)', () => saveHostQubesXml(root, host));
+      await stats.time('install: write host qubes.xml (fsync)', () => exitWaitsFor(saveHostQubesXml(root, host)));
       await journal.clear();
     } catch (e) {
       // never a VM directory that qubes.xml does not list
