@@ -258,6 +258,8 @@ async function restoreOrVerify(req: RestoreRequest, verifyOnly: boolean): Promis
     ...(req.maxMemory !== undefined ? { maxMemory: req.maxMemory } : {}),
     ...(req.directIo === true ? { directImageWrites: true } : {}),
     getPassphrase: () => passphraseOf(req, signal),
+    // a passphrase given as a string asks no one (a function may)
+    passphraseAsksNoOne: typeof req.passphrase === 'string',
     confirm: async (text, plan) => {
       const json = restorePlanJson(plan);
       progress.plan(text, json);

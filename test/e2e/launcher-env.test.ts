@@ -25,6 +25,8 @@ function installCopy(dir: string): string {
   copyFileSync(join(ROOT, 'bin/qvm-backup'), join(dir, 'bin/qvm-backup'));
   copyFileSync(join(ROOT, 'dist/src/main/cli/qvm-backup.bundle.mjs'), join(dir, 'dist/src/main/cli/qvm-backup.bundle.mjs'));
   copyFileSync(join(ROOT, 'dist/src/main/cli/qvm-backup.start.mjs'), join(dir, 'dist/src/main/cli/qvm-backup.start.mjs'));
+  // the code the bundle loads only when it needs it (scripts/bundle.mjs: execa), and what it shares with that
+  for (const f of readdirSync(join(ROOT, 'dist/src/main/cli')).filter((n) => /^(chunk|execa)-\w+\.mjs$/.test(n))) copyFileSync(join(ROOT, 'dist/src/main/cli', f), join(dir, 'dist/src/main/cli', f));
   copyFileSync(join(ROOT, 'dist/src/workers/pool-entry.bundle.mjs'), join(dir, 'dist/src/workers/pool-entry.bundle.mjs'));
   writeFileSync(join(dir, 'dist/src/workers/pool-entry.js'), '');
   utimesSync(join(dir, 'dist/src/workers/pool-entry.js'), 1_000_000, 1_000_000);

@@ -1,6 +1,7 @@
-// GNU tar is checked before the passphrase and before any data is read (a missing or non-GNU tar:
-// exit 7 at once, nothing asked, nothing created), once per run; the process-starting module (execa)
-// is loaded only when a process is about to start, so a restore whose files are all VM images
+// GNU tar is checked before the passphrase is asked and before any data is used (a missing or non-GNU
+// tar: exit 7 at once, nothing asked, nothing created; with a passphrase file, while the header is
+// read), once per run; the process-starting module (execa) is loaded only when a process is about
+// to start, so a restore whose files are all VM images
 // (written in-process) starts none through it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,11 +25,12 @@ test('restore: a non-GNU tar stops the run before the passphrase (exit 7, checke
     const hh = join(t.dir, 'hh', 'user');
     mkdirSync(hh, { recursive: true });
 
-    // the first `tar` in PATH answers --version like bsdtar, and logs each call
+    // the first `tar` in PATH answers --version like bsdtar (slowly: a header read alongside ends
+    // first), and logs each call
     const bin = join(t.dir, 'bin');
     mkdirSync(bin);
     const calls = join(t.dir, 'version-calls');
-    writeFileSync(join(bin, 'tar'), `#!/bin/sh\necho "$*" >> '${calls}'\necho 'bsdtar 3.6.2 - libarchive 3.6.2'\n`);
+    writeFileSync(join(bin, 'tar'), `#!/bin/sh\necho "$*" >> '${calls}'\nsleep 0.5\necho 'bsdtar 3.6.2 - libarchive 3.6.2'\n`);
     chmodSync(join(bin, 'tar'), 0o755);
     const asked = join(t.dir, 'asked');
     const host1 = join(t.dir, 'host1');
@@ -39,6 +41,17 @@ test('restore: a non-GNU tar stops the run before the passphrase (exit 7, checke
     assert.equal(existsSync(asked), false, 'the passphrase was not asked');
     assert.equal(existsSync(host1), false, 'nothing was created');
     assert.deepEqual(readFileSync(calls, 'utf8').trim().split('\n'), ['--version'], 'tar was asked once');
+    // a passphrase file asks no one: the check runs while the header is read, and its failure is
+    // still the one reported, before a wrong passphrase's (exit 4) and with nothing created
+    const wrong = join(t.dir, 'wrong-pass');
+    writeFileSync(wrong, 'not the passphrase\n');
+    for (const p of [pw, wrong]) {
+      const quiet = node(RESTORE_BIN, ['-y', '-p', p, '--qubes-root', host1, '--dom0-home', hh, archive], { env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}` } });
+      assert.equal(quiet.status, 7, quiet.stderr);
+      assert.match(quiet.stderr, /is not GNU tar \(it says "bsdtar 3\.6\.2.*"\); GNU tar is required/);
+      assert.doesNotMatch(quiet.stderr, /passphrase|authentic/i, 'only the tar failure is said');
+      assert.equal(existsSync(host1), false, 'nothing was created');
+    }
 
     // with GNU tar: the images-only VM restores without starting a process through execa
     const host2 = join(t.dir, 'host2');

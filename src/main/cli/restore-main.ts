@@ -160,6 +160,8 @@ export async function main(): Promise<number> {
       threads: o['threads'] as number,
       ...(o['maxMemory'] !== undefined ? { maxMemory: o['maxMemory'] as number } : {}),
       getPassphrase: () => stats.userWait(() => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal })),
+      // -p FILE asks no one (the terminal's prompt, stdin and a command may)
+      passphraseAsksNoOne: typeof o['passphraseFile'] === 'string' && o['passphraseFile'] !== '-',
       confirm: async (table, plan) => {
         progress.plan(table, restorePlanJson(plan));
         // one question, Qubes' words, for a restore and a verification alike

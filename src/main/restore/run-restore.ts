@@ -46,6 +46,9 @@ export interface RestoreOptions extends RestoreSelection, RestoreChoices {
   getPassphrase: () => Promise<string>;
   /** shown the plan (the table, and the plan itself for --json); returns false to stop */
   confirm: (table: string, plan: RestorePlan) => Promise<boolean>;
+  /** getPassphrase() asks no one (a file): the GNU tar check may run while it and the header are
+   *  read (its failure is still the one reported) */
+  passphraseAsksNoOne?: boolean;
   /** confirm() waits for a person's answer (no -y): format 4 derives the first chunk's key meanwhile */
   confirmWaits?: boolean;
   progress: ProgressReporter;
@@ -97,11 +100,19 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   let runInstaller: Installer | undefined; // for the interruption message
   let firstChunk: FirstChunkKey | undefined;
   try {
-    // a missing or non-GNU tar is reported before the passphrase and before any data is read: most
-    // Qubes archives have files that need it (directories, the dom0 home, small files of an unusual
-    // shape: small-file-extractor.ts)
-    await checkGnuTar(undefined, o.signal);
-    unobserve = observeSpawns((ms) => stats.spawned(ms)); // the run's processes, not that probe
+    // a missing or non-GNU tar is reported before the passphrase is asked for and before any data
+    // is used: most Qubes archives have files that need it (directories, the dom0 home, small files
+    // of an unusual shape: small-file-extractor.ts). When the passphrase asks no one (a file) and
+    // the archive is a local file, reading both and the header goes on meanwhile (nothing anyone
+    // sees; ~30 ms of a start with one core busy): the check's failure is still the one reported.
+    const tarCheck = checkGnuTar(undefined, o.signal);
+    tarCheck.catch(() => undefined); // (awaited below)
+    const tarAlongside = o.passphraseAsksNoOne === true && archiveBytes > 0 && v1Dir === undefined;
+    const tarChecked = async (): Promise<void> => {
+      await tarCheck;
+      unobserve = observeSpawns((ms) => stats.spawned(ms)); // the run's processes, not that probe
+    };
+    if (!tarAlongside) await tarChecked();
     // 1. header and qubes.xml
     let backupXml: QubesXml;
     let reader: OuterTarReader | undefined;
@@ -110,14 +121,31 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     if (v1Dir !== undefined) {
       backupXml = parseQubesXml((await readV1(v1Dir)).qubesXmlBytes);
     } else {
-      progress.waitingForUser(true);
-      passphrase = await o.getPassphrase().finally(() => progress.waitingForUser(false));
-      source = await openSource(o);
-      stopReading = source.stop;
-      o.signal.addEventListener('abort', stopReading, { once: true });
-      reader = new OuterTarReader(timedInput(source.input, stats, STAGE.restoreSource));
-      progress.phase('reading the backup header and qubes.xml, deriving their keys');
-      head = await stats.time('header + qubes.xml', () => readArchiveHead(reader!, passphrase, { pool, signal: o.signal, maxMemory: s.maxMemory, ...(s.compressionFilter !== undefined ? { forcedCompressionFilter: s.compressionFilter } : {}) })).catch(async (e: unknown) => {
+      const headRead = (async () => {
+        progress.waitingForUser(true);
+        passphrase = await o.getPassphrase().finally(() => progress.waitingForUser(false));
+        source = await openSource(o);
+        stopReading = source.stop;
+        o.signal.addEventListener('abort', stopReading, { once: true });
+        reader = new OuterTarReader(timedInput(source.input, stats, STAGE.restoreSource));
+        progress.phase('reading the backup header and qubes.xml, deriving their keys');
+        return readHead(reader);
+      })();
+      if (tarAlongside) {
+        // tar's failure first; the header's read (a local file: it ends) is over before the cleanup
+        const over = headRead.then(() => undefined, () => undefined);
+        await tarChecked().catch(async (e: unknown) => {
+          await over;
+          throw e;
+        });
+      }
+      head = await headRead;
+      backupXml = parseQubesXml(head.qubesXmlBytes);
+      progress.phase(null);
+    }
+    /** the header and qubes.xml, from the archive's start */
+    async function readHead(reader: OuterTarReader): Promise<Awaited<ReturnType<typeof readArchiveHead>>> {
+      return stats.time('header + qubes.xml', () => readArchiveHead(reader, passphrase, { pool, signal: o.signal, maxMemory: s.maxMemory, ...(s.compressionFilter !== undefined ? { forcedCompressionFilter: s.compressionFilter } : {}) })).catch(async (e: unknown) => {
         // a source command that failed (ssh refused, a missing file in the VM) is the cause of an
         // empty or cut-short head: its exit status and stderr are the error, not "not a backup"
         // (its exit status is awaited a second at most: one that ended its output and lives on is
@@ -128,8 +156,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         }
         throw e;
       });
-      backupXml = parseQubesXml(head.qubesXmlBytes);
-      progress.phase(null);
     }
     // 2. plan, against the host as it is under the lock (held until the end: no other run
     //    rewrites qubes.xml meanwhile); read once, for the sweep and the plan
