@@ -145,6 +145,8 @@ export class WorkerPool {
   /** node:crypto refused a derivation on this thread (deriveWhileLoading): not tried again */
   #noScryptHere = false;
   #destroying = false;
+  /** destroy()'s promise, once called */
+  #destroyed: Promise<void> | undefined;
 
   constructor(opts: WorkerPoolOptions) {
     if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new RangeError(`threads must be a positive integer, got ${opts.threads}`);
@@ -326,7 +328,13 @@ export class WorkerPool {
 
   /** Stop all workers: tasks not started are cancelled, running ones may end (up to a grace
    *  period), then the threads are terminated. */
-  async destroy(): Promise<void> {
+  /** Ends the pool (running tasks first); the same promise for every call. */
+  destroy(): Promise<void> {
+    this.#destroyed ??= this.#destroy();
+    return this.#destroyed;
+  }
+
+  async #destroy(): Promise<void> {
     this.#destroying = true;
     this.#releaseBarriers();
     for (const t of this.#inFlight) Atomics.compareExchange(t.state, 0, TASK_WAITING, TASK_CANCELLED);

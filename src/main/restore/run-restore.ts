@@ -319,6 +319,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         onWarning: (m) => progress.warn(m),
         ...(firstChunk ? { firstChunk } : {}),
       }, selection, dataMemory));
+    // the workers have done their part: they end while the VMs are installed (their teardown, ~20 ms
+    // here, on the other core; awaited at the end)
+    pool.destroy().catch(() => undefined);
     // the format has no end marker: a source command's exit status is the only sign of a short stream
     if (source?.command) await checkSourceCommand(source, result.archiveError !== undefined);
     o.signal.throwIfAborted();
