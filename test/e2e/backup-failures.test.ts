@@ -336,7 +336,7 @@ test('destinations: a trailing slash means a directory; concurrent runs never re
   }
 });
 
-test('a location that is empty, or the name of a VM that is no path yet, is refused (exit 2) before anything is written; ./NAME is a path', { timeout: 120_000 }, () => {
+test('a location that is empty, or the name of a VM that is no path yet, or a TMPDIR that is no directory, is refused (exit 2) before anything is written; ./NAME is a path', { timeout: 120_000 }, () => {
   const t = tempDir();
   try {
     const { root, home } = sample(t.dir, 1 * MiB);
@@ -363,8 +363,21 @@ test('a location that is empty, or the name of a VM that is no path yet, is refu
     const noHome = spawnSync(process.execPath, [BACKUP_BIN, '-q', '-y', '--qubes-root', root, '--dom0-home', join(t.dir, 'no', 'user'), '-p', pw, '--scrypt-logn', '10', './h.bin', 'dom0'], { cwd, encoding: 'utf8' });
     assert.equal(noHome.status, 2, noHome.stderr);
     assert.match(noHome.stderr, /dom0 home not found: .*\/no\/user \(give it with --dom0-home, or leave it out with -x dom0\)/);
+    // format 2 passes its volumes through FIFOs in TMPDIR: one that names no directory is said at
+    // the start (exit 2), not as a raw ENOENT after the passphrase; a verification's scratch copy too
+    for (const tmp of [join(t.dir, 'no-tmp'), pw]) {
+      const v2 = spawnSync(process.execPath, [BACKUP_BIN, '-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--format', '2', '--no-compress', './v2.bin', 'vault'], { cwd, encoding: 'utf8', env: { ...process.env, TMPDIR: tmp } });
+      assert.equal(v2.status, 2, v2.stderr);
+      assert.match(v2.stderr, /^qvm-backup: error: TMPDIR \S+ (does not exist|is not a directory): format 2 passes each volume through a FIFO made there; set TMPDIR to an existing directory, or unset it\n$/);
+      assert.deepEqual(readdirSync(cwd), [], 'nothing written');
+    }
     const dotted = backup('./vault', 'vault');
     assert.equal(dotted.status, 0, dotted.stderr);
+    const asked = join(t.dir, 'asked');
+    const verify = spawnSync(process.execPath, [RESTORE_BIN, '--verify-only', '-y', '--passphrase-command', `touch '${asked}'; cat '${pw}'`, join(cwd, 'vault')], { encoding: 'utf8', env: { ...process.env, TMPDIR: join(t.dir, 'no-tmp') } });
+    assert.equal(verify.status, 2, verify.stderr);
+    assert.match(verify.stderr, /TMPDIR \S+\/no-tmp does not exist: a verification extracts into a scratch directory there/);
+    assert.equal(existsSync(asked), false, 'said before the passphrase');
     assert.deepEqual(readdirSync(cwd), ['vault']);
     // an existing directory of that name is a location as before
     rmSync(join(cwd, 'vault'));

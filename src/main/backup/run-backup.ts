@@ -22,6 +22,7 @@ import { FirstFailure } from '../pipeline/first-failure.js';
 import { lockHost, type HostLock } from '../io/host-lock.js';
 import { OuterTarWriter, outerMemberHead, outerMemberTail } from '../tar/outer-tar-writer.js';
 import { tarCreateStream, tarCreateMultiVolume, checkGnuTar } from '../tar/gnu-tar.js';
+import { checkTmpdir } from '../io/tmpdir.js';
 import { freeBytes, staleBackupPartials, touchedSink } from '../io/sink.js';
 import { resolveDestination } from './destination.js';
 import type { ProgressReporter } from '../progress/progress.js';
@@ -100,7 +101,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const { threads, compression } = s;
   // a missing or non-GNU tar is reported before anything else happens; every backup starts
   // processes (tar for directories and the dom0 home, the hole-map helper)
-  await Promise.all([checkGnuTar(undefined, signal), loadSpawner()]);
+  await Promise.all([checkGnuTar(undefined, signal), loadSpawner(), s.format === 2 ? checkTmpdir('format 2 passes each volume through a FIFO made there') : undefined]);
   const xmlPath = join(options.qubesRoot, 'qubes.xml');
   let xmlText: Buffer;
   try {

@@ -33,6 +33,7 @@ import { FirstChunkKey, dataPassMemory, readArchiveHead, restoreData, isV1Backup
 import { STAGE } from '../stats/bound.js';
 import { timedInput } from '../tar/byte-input.js';
 import { SizeLimit } from './stream/size-limit.js';
+import { checkTmpdir } from '../io/tmpdir.js';
 
 /** The options of one restore: its choices (resolved and validated by settings.ts), what it
  *  selects, and its wiring. */
@@ -89,6 +90,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       v1Dir = o.location;
     }
   }
+  // a verification's scratch copy goes into TMPDIR (default /var/tmp): a TMPDIR that is no
+  // directory is said before the passphrase
+  if (o.verifyOnly && v1Dir === undefined) await checkTmpdir("a verification extracts into a scratch directory there (it is removed at the end)");
   const stats = o.stats ?? RunStats.off();
   // the workers start now: they load their code while tar is checked and the passphrase is read
   const pool = new WorkerPool({ threads: s.threads, stats });

@@ -6,11 +6,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { runShort } from '../io/spawn.js';
 import { forgetAtExit, removeAtExit } from '../io/exit-cleanup.js';
+import { QvmBackupError } from '../errors.js';
 
 /** A new private (0700) directory for FIFOs; remove it with `removeFifoDir` (a forced exit or a
  *  crash removes it too: nothing else ever would). */
 export async function makeFifoDir(): Promise<string> {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-fifo-'));
+  const tmp = os.tmpdir();
+  const dir = await fsp.mkdtemp(path.join(tmp, 'qvmb-fifo-')).catch((e: unknown) => {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new QvmBackupError(code === 'ENOSPC' || code === 'EDQUOT' ? 'ERR_NO_SPACE' : 'ERR_IO', `cannot make the format 2 FIFO directory in ${tmp} (TMPDIR): ${(e as Error).message}`, { file: tmp }, e);
+  });
   removeAtExit(dir, { recursive: true });
   await fsp.chmod(dir, 0o700);
   return dir;
