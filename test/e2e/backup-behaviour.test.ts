@@ -140,6 +140,11 @@ test('stdout and --dest-command destinations; stdin and --source-command sources
     const viaCmd = join(t.dir, 'cmd.bin');
     r = node(BACKUP_BIN, [...base, '--dest-command', `cat > '${viaCmd}'`, 'ignored-location', 'vault', 'personal']);
     assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '', 'a quiet command: nothing said');
+    // what a command that succeeded wrote on its stderr is not lost (a warning, also with -q)
+    const chatty = node(BACKUP_BIN, [...base, '--dest-command', `echo 'Warning: Permanently added host' >&2; cat > /dev/null`, 'x', 'vault']);
+    assert.equal(chatty.status, 0, chatty.stderr);
+    assert.match(chatty.stderr, /^warning: the command .* said on stderr: Warning: Permanently added host$/m);
     const failing = node(BACKUP_BIN, [...base, '--dest-command', 'cat > /dev/null; exit 3', 'x', 'vault']);
     assert.notEqual(failing.status, 0, 'a failing destination command fails the backup');
     for (const archive of [viaStdout, viaCmd]) {

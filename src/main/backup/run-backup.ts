@@ -434,6 +434,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     // command's end is waited for with the stall check on (it can hang for ever)
     const commit = (): Promise<void> => sink.commit(runSignal);
     await stats.time(STAGE.backupCommit, () => (toFile ? movingWhile(commit) : commit()));
+    // (ssh's "Permanently added …", a quota note: not lost because the command succeeded)
+    const said = sink.said?.() ?? '';
+    if (said !== '') progress.warn(`the ${sink.description} said on stderr: ${said}`);
   } catch (e) {
     stopAll(e);
     writer.abort(failures.cause);

@@ -107,6 +107,7 @@ export function processSink(program: string, args: readonly string[], o: Process
       const r = await orAbort(exited, signal);
       if (r.failed || r.exitCode !== 0) throw await failure('finishing the backup');
     },
+    said: () => oneLine(tail.text()),
     async abort() {
       if (state === 'aborted' || (state !== 'open' && child.exitCode !== null)) return;
       state = 'aborted';

@@ -12,4 +12,7 @@ export interface Sink {
   /** Throw away what was written, as far as possible; never throws. */
   abort(): Promise<void>;
   readonly description: string;
+  /** A destination program's: what it wrote on its stderr (the tail, as one line; '' for nothing),
+   *  shown once the backup succeeded (a failure's message carries it already). */
+  said?(): string;
 }
