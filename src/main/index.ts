@@ -379,9 +379,13 @@ function checkRequest(req: unknown, what: string): void {
     throw new QvmBackupError('ERR_USAGE', `${what}: ${name} must be ${expected}`);
   };
   const known = KEYS[what] ?? {};
-  for (const k of Object.keys(r)) {
+  // (every enumerable key, also one an options object inherits: the values are read through it)
+  for (const k in r) {
     // (a key left undefined asks for nothing: a request built from shared parts may carry one)
-    if (r[k] !== undefined && !Object.hasOwn(known, k)) throw new QvmBackupError('ERR_USAGE', `${what}: unknown option ${JSON.stringify(k)}${didYouMean(k, Object.keys(known))}`);
+    if (r[k] === undefined || Object.hasOwn(known, k)) continue;
+    // a verification installs nothing: what only an install uses is said as such
+    if (what === 'verify' && Object.hasOwn(RESTORE_KEYS, k)) throw new QvmBackupError('ERR_USAGE', `verify: option ${JSON.stringify(k)} is restore's: a verification installs nothing (leave it out)`);
+    throw new QvmBackupError('ERR_USAGE', `${what}: unknown option ${JSON.stringify(k)}${didYouMean(k, Object.keys(known))}`);
   }
   if (typeof r['passphrase'] !== 'string' && typeof r['passphrase'] !== 'function') bad('passphrase', 'a string or a function');
   // a passphrase given as a string is checked now, before any plan is shown
