@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tempDir, passFile, node, sampleIn, BACKUP_BIN, RESTORE_BIN } from '../helpers/cli.js';
 import type { StatsReport } from '../../src/main/stats/report-types.js';
@@ -52,6 +53,17 @@ test('restore: a non-GNU tar stops the run before the passphrase (exit 7, checke
       assert.doesNotMatch(quiet.stderr, /passphrase|authentic/i, 'only the tar failure is said');
       assert.equal(existsSync(host1), false, 'nothing was created');
     }
+    // nor, in --json, a phase of reading the header
+    const json = node(RESTORE_BIN, ['--json', '-y', '-p', pw, '--qubes-root', host1, '--dom0-home', hh, archive], { env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}` } });
+    assert.equal(json.status, 7, json.stderr);
+    assert.doesNotMatch(json.stdout, /reading the backup header/);
+    assert.match(json.stdout, /"exit_error"/);
+    // a passphrase "file" that is a FIFO (or /dev/tty) waits for someone: the tar check comes first,
+    // as with a prompt (no writer here: the run must not wait for one)
+    const fifo = join(t.dir, 'pass.fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const viaFifo = spawnSync(process.execPath, [RESTORE_BIN, '-y', '-p', fifo, '--qubes-root', host1, '--dom0-home', hh, archive], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}` }, timeout: 30_000 });
+    assert.equal(viaFifo.status, 7, `${viaFifo.signal ?? ''} ${viaFifo.stderr}`);
 
     // with GNU tar: the images-only VM restores without starting a process through execa
     const host2 = join(t.dir, 'host2');

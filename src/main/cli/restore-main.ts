@@ -160,8 +160,9 @@ export async function main(): Promise<number> {
       threads: o['threads'] as number,
       ...(o['maxMemory'] !== undefined ? { maxMemory: o['maxMemory'] as number } : {}),
       getPassphrase: () => stats.userWait(() => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal })),
-      // -p FILE asks no one (the terminal's prompt, stdin and a command may)
-      passphraseAsksNoOne: typeof o['passphraseFile'] === 'string' && o['passphraseFile'] !== '-',
+      // -p FILE, a regular file, asks no one and is read at once (the terminal's prompt, stdin, a
+      // command, a FIFO or a device such as /dev/tty may wait for someone)
+      passphraseAsksNoOne: await regularFile(o['passphraseFile'] as string | undefined),
       confirm: async (table, plan) => {
         progress.plan(table, restorePlanJson(plan));
         // one question, Qubes' words, for a restore and a verification alike
@@ -214,4 +215,10 @@ async function listMain(o: Record<string, unknown>, location: string, vms: strin
     if (sig !== undefined) return reportError('qvm-backup-restore', new QvmBackupError('ERR_CANCELLED', `interrupted by ${sig}`, { signal: sig }, e), json, exitCodeForSignal(sig), 'list');
     return reportError('qvm-backup-restore', e, json, undefined, 'list');
   }
+}
+
+/** Whether `file` (-p) is a regular file: not `-`, not a FIFO, a device or missing. */
+async function regularFile(file: string | undefined): Promise<boolean> {
+  if (file === undefined || file === '-') return false;
+  return stat(file).then((st) => st.isFile(), () => false);
 }

@@ -34,6 +34,7 @@ import { STAGE } from '../stats/bound.js';
 import { timedInput } from '../tar/byte-input.js';
 import { SizeLimit } from './stream/size-limit.js';
 import { checkTmpdir } from '../io/tmpdir.js';
+import { loadSpawner } from '../io/spawn.js';
 
 /** The options of one restore: its choices (resolved and validated by settings.ts), what it
  *  selects, and its wiring. */
@@ -72,6 +73,8 @@ export interface RestoreOutcome {
   unauthenticated?: boolean;
   bytesRead: number;
 }
+
+const HEAD_PHASE = 'reading the backup header and qubes.xml, deriving their keys';
 
 /** Run a restore (or --verify-only) end to end. */
 export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
@@ -132,16 +135,18 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         stopReading = source.stop;
         o.signal.addEventListener('abort', stopReading, { once: true });
         reader = new OuterTarReader(timedInput(source.input, stats, STAGE.restoreSource));
-        progress.phase('reading the backup header and qubes.xml, deriving their keys');
+        if (!tarAlongside) progress.phase(HEAD_PHASE);
         return readHead(reader);
       })();
       if (tarAlongside) {
-        // tar's failure first; the header's read (a local file: it ends) is over before the cleanup
+        // tar's failure first; the header's read (a regular file, read at once) is over before the cleanup
         const over = headRead.then(() => undefined, () => undefined);
         await tarChecked().catch(async (e: unknown) => {
           await over;
           throw e;
         });
+        // (said only now: a run that stops on tar never said it read the header)
+        progress.phase(HEAD_PHASE);
       }
       head = await headRead;
       backupXml = parseQubesXml(head.qubesXmlBytes);
@@ -242,17 +247,24 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     progress.waitingForUser(true);
     const go = await o.confirm(table, plan).finally(() => progress.waitingForUser(false));
     if (!go) fail('ERR_DECLINED', 'cancelled by the user: nothing done');
+    // what GNU tar extracts (format 2: everything; format 3: also the templates and standalone VMs,
+    // archived as whole directories; the dom0 home; every inner archive with
+    // QVMB_IMAGE_EXTRACTION=tar)
+    const viaTar = (v: VmPlan): boolean => s.imageExtraction === 'tar' || head?.version === 2 || (head?.version === 3 && requiredImages(v.domain).includes('root.img'));
+    // a run that will start tar loads the process module (execa, a file of its own beside the
+    // bundle) now, in the background: a restore that runs for hours must not find that file
+    // replaced by an upgrade when it reaches the home (a small file of an unusual shape may still
+    // load it later)
+    if (withHome || chosen.some(viaTar)) loadSpawner().catch(() => undefined);
     if (!o.verifyOnly) {
       const free = await freeBytes(await existingAncestor(root)).catch(() => Number.POSITIVE_INFINITY);
       if (free < plan.totalBytes) fail('ERR_NO_SPACE', `not enough free space in ${root}: ${free} bytes free, the selected VMs need ${plan.totalBytes} bytes`);
       staging = await createStaging(root);
     } else if (v1Dir === undefined) {
       // a verification extracts as a restore does, into a scratch directory removed at the end: what
-      // GNU tar extracts for real (format 2: everything; format 3: also the templates and
-      // standalone VMs, archived as whole directories; directories, small files, the dom0 home),
-      // every image written in-process a placeholder of its size without its data
+      // GNU tar extracts for real (viaTar; directories, small files, the dom0 home), every image
+      // written in-process a placeholder of its size without its data
       const { dir: scratch, what } = scratchParent();
-      const viaTar = (v: VmPlan): boolean => head?.version === 2 || (head?.version === 3 && requiredImages(v.domain).includes('root.img'));
       const need = chosen.filter(viaTar).reduce((n, v) => n + v.sizeBytes, 0) + (withHome ? plan.dom0!.sizeBytes : 0);
       const free = await freeBytes(scratch).catch(() => Number.POSITIVE_INFINITY);
       if (free < need) fail('ERR_NO_SPACE', `not enough free space in ${what} ${scratch} for the verification's scratch copy of what GNU tar extracts: ${free} bytes free, ${need} bytes needed (set TMPDIR to a directory with more room)`);

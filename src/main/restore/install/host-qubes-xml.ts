@@ -50,8 +50,12 @@ export async function saveHostQubesXml(qubesRoot: string, doc: QubesXml | null):
   try {
     await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
     await writeFileAtomic(file, text, { mode: 0o644, fsync: true, encoding: 'utf8' });
-    await fsyncPath(path.dirname(file));
   } catch (e) {
     fail('ERR_IO', `cannot write ${file}: ${(e as Error).message}`, { file }, e);
   }
+  // the new file is in place (renamed over the old one): a failure now is not "not written", and
+  // the caller must not undo what the file lists (context.landed)
+  await fsyncPath(path.dirname(file)).catch((e: unknown) => {
+    fail('ERR_IO', `wrote ${file}, but its directory could not be synced (it may be lost in a crash): ${(e as Error).message}`, { file, landed: true }, e);
+  });
 }

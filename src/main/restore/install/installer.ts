@@ -210,10 +210,19 @@ export class Installer {
       // from the write on, a forced exit leaves the directories to the journal on disk: the next
       // restore keeps those the new qubes.xml lists (the write may have landed) and removes the rest
       journal.unhook();
-      await stats.time('install: write host qubes.xml (fsync)', () => exitWaitsFor(saveHostQubesXml(root, host)));
+      await stats.time('install: write host qubes.xml (fsync)', () =>
+        exitWaitsFor(saveHostQubesXml(root, host)).catch((e: unknown) => {
+          // in place but not synced: what it lists stays (moving the directories back would leave
+          // it listing VMs that are not there)
+          if (!(isQvmBackupError(e) && e.context['landed'] === true)) throw e;
+          progress.warn(e.message);
+        }),
+      );
       await journal.clear();
     } catch (e) {
-      // never a VM directory that qubes.xml does not list
+      // never a VM directory that qubes.xml does not list; a forced exit during the moves back
+      // removes what is still in the root (as before the write)
+      journal.hook();
       for (const m of [...moved].reverse()) await m.undo();
       await journal.clear();
       for (const m of moved) this.#installFailed(m.v.backupName, isQvmBackupError(e) ? new QvmBackupError(e.code, `${m.v.newName}: ${e.message}`, { ...e.context, vm: m.v.newName }, e) : e);
@@ -271,13 +280,16 @@ class InstallJournal {
     this.#intents.delete(target);
     if (state === 'intent') this.#intents.add(target);
     if (state === 'made') this.#targets.push(target);
-    if (state !== 'abandoned' && !this.#hooked) {
-      process.on('exit', this.#onExit);
-      this.#hooked = true;
-    }
+    if (state !== 'abandoned') this.hook();
     // replaced whole (a kill in the middle leaves the previous list, never half of one); no
     // fsync: it is for a killed process, whose writes the kernel keeps
     await writeFileAtomic(this.#file, JSON.stringify(this.#entries), { fsync: false });
+  }
+
+  /** A forced exit from now on removes what this run made (again, after unhook()). */
+  hook(): void {
+    if (!this.#hooked) process.on('exit', this.#onExit);
+    this.#hooked = true;
   }
 
   /** A forced exit from now on removes nothing itself (the qubes.xml write is under way). */
