@@ -135,7 +135,10 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         stopReading = source.stop;
         o.signal.addEventListener('abort', stopReading, { once: true });
         reader = new OuterTarReader(timedInput(source.input, stats, STAGE.restoreSource));
-        if (!tarAlongside) progress.phase(HEAD_PHASE);
+        // (alongside the tar check: said once it passed, so that a run stopped by tar never says
+        // it read the header; not while the passphrase is read, when no status is drawn)
+        if (tarAlongside) tarCheck.then(() => progress.phase(HEAD_PHASE), () => undefined);
+        else progress.phase(HEAD_PHASE);
         return readHead(reader);
       })();
       if (tarAlongside) {
@@ -145,8 +148,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
           await over;
           throw e;
         });
-        // (said only now: a run that stops on tar never said it read the header)
-        progress.phase(HEAD_PHASE);
       }
       head = await headRead;
       backupXml = parseQubesXml(head.qubesXmlBytes);
