@@ -80,10 +80,11 @@ async function readFirstLine(input: Readable, ends: number[], source: string, si
 /**
  * A passphrase file given with -p that cannot be read is a usage error at the start, before the
  * plan (it is read only after the plan was confirmed, as Qubes does): a cron job's typo is not
- * found after a long plan. `-` (stdin) and a FIFO are read later, as they come.
+ * found after a long plan. `-` (stdin) and a FIFO are read later, as they come. Resolves to
+ * whether it is a regular file (read at once: it asks no one).
  */
-export async function checkPassphraseFile(path: string | undefined): Promise<void> {
-  if (path === undefined || path === '-') return;
+export async function checkPassphraseFile(path: string | undefined): Promise<boolean> {
+  if (path === undefined || path === '-') return false;
   const st = await stat(path).catch((e: unknown) => {
     const code = (e as NodeJS.ErrnoException).code;
     return fail('ERR_USAGE', `cannot read passphrase file ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`, {}, e);
@@ -91,9 +92,10 @@ export async function checkPassphraseFile(path: string | undefined): Promise<voi
   if (st.isDirectory()) fail('ERR_USAGE', `cannot read passphrase file ${path}: it is a directory`);
   if (st.isSocket()) fail('ERR_USAGE', `cannot read passphrase file ${path}: it is a socket`);
   // a FIFO or a character device (/dev/stdin, /dev/tty) is read as it comes
-  if (st.isFIFO() || st.isCharacterDevice()) return;
+  if (st.isFIFO() || st.isCharacterDevice()) return false;
   if (st.isFile() && st.size === 0) fail('ERR_USAGE', `empty passphrase (passphrase file ${path} is empty): refusing to continue`);
   await access(path, constants.R_OK).catch((e: unknown) => fail('ERR_USAGE', `cannot read passphrase file ${path}: permission denied`, {}, e));
+  return st.isFile();
 }
 
 /** A passphrase file as a stream. A FIFO (`-p <(gpg -d pass.gpg)`, a named pipe) is opened without

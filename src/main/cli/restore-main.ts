@@ -117,13 +117,15 @@ export async function main(): Promise<number> {
   let vms: string[];
   let compressionFilter: string | undefined;
   const destVm = o['destVm'] as string | undefined;
+  /** -p FILE is a regular file (read at once) */
+  let passphraseFromFile = false;
   const sourceVm = destVm !== undefined && destVm !== 'dom0' ? { vm: destVm, locationIsService: o['locationIsService'] === true } : undefined;
   try {
     if (o['locationIsService'] && sourceVm === undefined) throw new QvmBackupError('ERR_USAGE', '--location-is-service needs -d/--dest-vm with a VM other than dom0');
     if (sourceVm) checkVmSource(sourceVm, program.processedArgs as [string | undefined, string[]]);
     ({ location, vms } = sourceVm ? vmLocationAndVms(program.processedArgs as [string | undefined, string[]]) : await locationAndVms(program.processedArgs as [string | undefined, string[]], o['sourceCommand'] as string | undefined, o['passphraseFile'] as string | undefined));
     compressionFilter = eitherSpelling(program, 'compressionFilter', 'compressFilter') as string | undefined;
-    await checkPassphraseFile(o['passphraseFile'] as string | undefined);
+    passphraseFromFile = await checkPassphraseFile(o['passphraseFile'] as string | undefined);
   } catch (e) {
     const { json, operation } = jsonOfArgv('qvm-backup-restore');
     return reportError('qvm-backup-restore', e, json, undefined, operation);
@@ -162,7 +164,7 @@ export async function main(): Promise<number> {
       getPassphrase: () => stats.userWait(() => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal })),
       // -p FILE, a regular file, asks no one and is read at once (the terminal's prompt, stdin, a
       // command, a FIFO or a device such as /dev/tty may wait for someone)
-      passphraseAsksNoOne: await regularFile(o['passphraseFile'] as string | undefined),
+      passphraseAsksNoOne: passphraseFromFile,
       confirm: async (table, plan) => {
         progress.plan(table, restorePlanJson(plan));
         // one question, Qubes' words, for a restore and a verification alike
@@ -217,8 +219,3 @@ async function listMain(o: Record<string, unknown>, location: string, vms: strin
   }
 }
 
-/** Whether `file` (-p) is a regular file: not `-`, not a FIFO, a device or missing. */
-async function regularFile(file: string | undefined): Promise<boolean> {
-  if (file === undefined || file === '-') return false;
-  return stat(file).then((st) => st.isFile(), () => false);
-}

@@ -248,21 +248,20 @@ export class Installer {
  */
 class InstallJournal {
   readonly #file: string;
-  /** made by this run: removed by a forced exit */
-  readonly #targets: string[] = [];
-  /** about to be made: its mkdir may have run when a forced exit comes before the `made` entry
-   *  (the exit is handled before the mkdir's completion): removed by it only when empty */
-  readonly #intents = new Set<string>();
-  /** what the file says: made, or about to be made (an intent) */
+  /** what the file says: made by this run (removed by a forced exit), or about to be made (an
+   *  intent: its mkdir may have run when a forced exit comes before the `made` entry, the exit
+   *  being handled before the mkdir's completion; removed by it only when empty) */
   #entries: { target: string; state: 'intent' | 'made' }[] = [];
   #hooked = false;
   readonly #onExit = (): void => {
-    for (const t of this.#targets) rmSync(t, { recursive: true, force: true });
-    for (const t of this.#intents) {
-      try {
-        rmdirSync(t);
-      } catch {
-        // not made, or not empty: not ours to remove
+    for (const { target, state } of this.#entries) {
+      if (state === 'made') rmSync(target, { recursive: true, force: true });
+      else {
+        try {
+          rmdirSync(target);
+        } catch {
+          // not made, or not empty: not ours to remove
+        }
       }
     }
   };
@@ -277,9 +276,6 @@ class InstallJournal {
   async add(target: string, state: 'intent' | 'made' | 'abandoned'): Promise<void> {
     const others = this.#entries.filter((e) => e.target !== target);
     this.#entries = state === 'abandoned' ? others : [...others, { target, state }];
-    this.#intents.delete(target);
-    if (state === 'intent') this.#intents.add(target);
-    if (state === 'made') this.#targets.push(target);
     if (state !== 'abandoned') this.hook();
     // replaced whole (a kill in the middle leaves the previous list, never half of one); no
     // fsync: it is for a killed process, whose writes the kernel keeps
@@ -300,8 +296,6 @@ class InstallJournal {
 
   /** The group is in qubes.xml, or moved back. */
   async clear(): Promise<void> {
-    this.#targets.length = 0;
-    this.#intents.clear();
     this.#entries = [];
     this.unhook();
     await rm(this.#file, { force: true });
