@@ -383,3 +383,46 @@ test('kill -9 of the restoring process: the lock is free at once; the next resto
     s.t.cleanup();
   }
 });
+
+test('the host lock is taken while the header is read: another run holding it makes a wrong passphrase fail at once (the wait given up, the lock not kept), and the right one wait, then restore', { timeout: 90_000 }, async () => {
+  const s = setup();
+  let holder: ChildProcess | undefined;
+  try {
+    const archive = s.archive(r4Xml([
+      { name: 'tpl', klass: 'TemplateVM', qid: 2 },
+      { name: 'nine', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
+      { name: 'ten', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
+    ]));
+    holder = spawn('flock', ['--exclusive', path.join(s.root, 'qubes.xml.lock'), 'sh', '-c', 'echo held; exec cat >/dev/null'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    let out = '';
+    holder.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor('the lock holder', () => out.includes('held'));
+    // a wrong passphrase: its own error and exit status, long before the lock's 300 s
+    const wrong = path.join(s.t.dir, 'wrong-pw');
+    writeFileSync(wrong, 'not it\n');
+    const args = s.args(archive);
+    args[args.indexOf(s.pw)] = wrong;
+    const bad = await run(args, 40_000).done;
+    assert.equal(bad.code, 4, bad.stderr);
+    assert.match(bad.stderr, /passphrase/i);
+    assert.doesNotMatch(bad.stderr, /qubes\.xml\.lock is held/, 'the lock wait beside the head is not said');
+    assert.ok(bad.ms < 20_000, `took ${bad.ms} ms`);
+    assert.equal(spawnSync('pgrep', ['-f', `flock --exclusive --wait`]).stdout.toString().trim(), '', 'no flock wait of ours left');
+    // the right one waits for the holder, then restores
+    const good = run(s.args(archive), 60_000);
+    let stderr = '';
+    good.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    await waitFor('the restore to wait for the lock', () => /qubes\.xml\.lock is held/.test(stderr), 30_000);
+    assert.deepEqual(hostNames(s.root), ['dom0', 'tpl'], 'nothing installed while another run holds the lock');
+    holder.stdin!.end();
+    const r = await good.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(hostNames(s.root), ['dom0', 'nine', 'ten', 'tpl']);
+    noStaging(s.root);
+    // nothing holds the lock now
+    assert.equal(spawnSync('flock', ['--nonblock', path.join(s.root, 'qubes.xml.lock'), 'true']).status, 0);
+  } finally {
+    holder?.kill('SIGKILL');
+    s.t.cleanup();
+  }
+});

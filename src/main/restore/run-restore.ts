@@ -106,6 +106,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   let stopReading: (() => void) | undefined;
   let runInstaller: Installer | undefined; // for the interruption message
   let firstChunk: FirstChunkKey | undefined;
+  let lockTaking: Promise<HostLock> | undefined;
+  const lockGiveUp = new AbortController();
   try {
     // a missing or non-GNU tar is reported before the passphrase is asked for and before any data
     // is used: most Qubes archives have files that need it (directories, the dom0 home, small files
@@ -120,6 +122,20 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       unobserve = observeSpawns((ms) => stats.spawned(ms)); // the run's processes, not that probe
     };
     if (!tarAlongside) await tarChecked();
+    // the host lock is taken while the header's keys are derived (its flock process starts off the
+    // run's path; with one core busy then), once the passphrase was given; a head that fails lets
+    // it go again (finally)
+    let waitSaid: string | undefined;
+    const takeLock = (early = false): void => {
+      // (not early into a root that is not there: taking the lock creates it, and a run stopped
+      // during that wait could not remove it, not holding the lock)
+      if (o.verifyOnly || lockTaking !== undefined || (early && !existsSync(root))) return;
+      // (a wait that began beside the head is said once the head was read: a wrong passphrase
+      // says only that)
+      const onWait = (m: string): void => (early && head === undefined ? void (waitSaid = m) : progress.warn(m));
+      lockTaking = movingWhile(() => lockHost(root, { signal: AbortSignal.any([o.signal, lockGiveUp.signal]), onWait }));
+      lockTaking.then(() => (waitSaid = undefined), () => undefined); // (awaited after the head, or in finally)
+    };
     // 1. header and qubes.xml
     let backupXml: QubesXml;
     let reader: OuterTarReader | undefined;
@@ -131,6 +147,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       const headRead = (async () => {
         progress.waitingForUser(true);
         passphrase = await o.getPassphrase().finally(() => progress.waitingForUser(false));
+        takeLock(true);
         source = await openSource(o);
         stopReading = source.stop;
         o.signal.addEventListener('abort', stopReading, { once: true });
@@ -172,7 +189,9 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     let hostRead: Promise<QubesXml | null> | undefined;
     if (!o.verifyOnly) {
       // a wait for another run's lock is bounded (exit 8) and not a stall of ours
-      lock = await movingWhile(() => lockHost(root, { signal: o.signal, onWait: (m) => progress.warn(m) }));
+      takeLock(); // (taken here: a format 1 directory, which has no head, or a root not there yet)
+      if (waitSaid !== undefined) progress.warn(waitSaid); // (still waiting)
+      lock = await lockTaking!;
       // what a killed restore left: its staging, and VM directories it had moved in without
       // listing them in qubes.xml yet (its journal names them)
       // (a qubes.xml that cannot be read removes none of them, and keeps their journal: the plan
@@ -294,7 +313,11 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       }
       // (a verified VM's files get the install's checks once the archive was read, as a restore's)
       if (!installer && (vm === 'dom0' || v1Dir !== undefined)) progress.vmDone(vm === 'dom0' ? 'dom0 home' : vm, true, 'verified');
-      else complete.push(vm);
+      else {
+        complete.push(vm);
+        // its files' checks and fsyncs while the rest is read (installed once all of it was)
+        if (vm !== 'dom0') installer?.prepare(vm);
+      }
     };
     if (memory?.warning !== undefined) progress.warn(memory.warning);
     const h = head?.header;
@@ -332,6 +355,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
           progress.update(e.bytesRead, e.bytesRestored, e.currentVm, e.bytesDone);
         },
         onVmDone,
+        ...(installer ? { onVmExtracted: (vm: string) => installer.prepare(vm), onVmReopened: (vm: string) => installer.forget(vm) } : {}),
         onFileDone: (vm, file, bytes) => progress.fileDone?.(vm === 'dom0' ? 'dom0 home' : vm, file, bytes),
         onWarning: (m) => progress.warn(m),
         ...(firstChunk ? { firstChunk } : {}),
@@ -380,6 +404,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   } catch (e) {
     if (!o.signal.aborted) throw e;
     // whatever the stop made fail on the way, the user hears what the run did and did not do
+    await runInstaller?.quiesce();
     const cleaned = staging === undefined ? undefined : await staging.remove().then(() => 'staging directory removed', (r: unknown) => (r as Error).message);
     throw new QvmBackupError('ERR_CANCELLED', interruptedMessage(o.verifyOnly, cleaned, runInstaller ? [...runInstaller.installed] : []), {}, e);
   } finally {
@@ -387,7 +412,13 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     unobserve();
     if (stopReading) o.signal.removeEventListener('abort', stopReading);
     if (source) await closeSource(source);
+    await runInstaller?.quiesce(); // no check walks the staging directory while it is removed
     await staging?.remove().then(() => forgetAtExit(staging!.dir), (e: unknown) => progress.warn((e as Error).message));
+    // a lock taken beside a head that failed
+    if (lock === undefined && lockTaking !== undefined) {
+      lockGiveUp.abort(new Error('the head failed'));
+      lock = await lockTaking.catch(() => undefined);
+    }
     // a qubes root this run created and left with nothing but its lock file is removed again
     // (still under the lock: a run waiting for it sees the file gone and starts over)
     // (and the directories above it that it created: HostLock.removeWithRoot)

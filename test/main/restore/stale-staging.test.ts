@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { INSTALL_JOURNAL, removeStaleStaging } from '../../../src/main/restore/install/staging.js';
+import { INSTALL_JOURNAL, journalEntries, removeStaleStaging } from '../../../src/main/restore/install/staging.js';
 import { tempDir } from '../../helpers/cli.js';
 
 test('a killed restore\'s unregistered VM directories are removed, registered ones and anything else kept', async () => {
@@ -48,6 +48,41 @@ test('a killed restore\'s unregistered VM directories are removed, registered on
     mkdirSync(join(root, '.restore-def456'));
     writeFileSync(join(root, '.restore-def456', INSTALL_JOURNAL), '{not json');
     assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-def456'], orphans: [] });
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('the install journal as appended lines: the last line of a target wins; a line cut short is skipped', async () => {
+  const line = (target: string, state: string): string => `\n${JSON.stringify({ target, state })}`;
+  // made after its intent; abandoned after its intent (its mkdir failed: not ours); an intent whose
+  // "made" line was cut short by a kill; a line cut short and continued by the next write
+  const text = line('/q/appvms/a', 'intent') + line('/q/appvms/b', 'intent') + line('/q/appvms/a', 'made') + line('/q/appvms/b', 'abandoned') + line('/q/appvms/c', 'intent') + line('/q/appvms/c', 'made').slice(0, 20);
+  assert.deepEqual(journalEntries(text), [
+    { target: '/q/appvms/a', state: 'made' },
+    { target: '/q/appvms/c', state: 'intent' },
+  ]);
+  const garbled = line('/q/appvms/d', 'intent').slice(0, 15) + line('/q/appvms/e', 'made');
+  assert.deepEqual(journalEntries(garbled), [{ target: '/q/appvms/e', state: 'made' }]);
+  assert.deepEqual(journalEntries(''), []);
+  assert.deepEqual(journalEntries('[{"target":"/q/appvms/f","state":"made"}]'), [{ target: '/q/appvms/f', state: 'made' }], 'the whole-array form of earlier versions');
+
+  const t = tempDir('qvmb-stale-lines-');
+  try {
+    const root = join(t.dir, 'q');
+    for (const d of ['appvms/made', 'appvms/cut', 'appvms/gave-up']) mkdirSync(join(root, d), { recursive: true });
+    writeFileSync(join(root, 'appvms', 'gave-up', 'precious'), 'x');
+    const staging = join(root, '.restore-lines1');
+    mkdirSync(staging);
+    const at = (p: string): string => join(root, p);
+    writeFileSync(
+      join(staging, INSTALL_JOURNAL),
+      line(at('appvms/made'), 'intent') + line(at('appvms/made'), 'made') + line(at('appvms/gave-up'), 'intent') + line(at('appvms/gave-up'), 'abandoned') + line(at('appvms/cut'), 'intent') + line(at('appvms/cut'), 'made').slice(0, 9),
+    );
+    writeFileSync(join(root, 'appvms', 'made', 'root.img'), 'y');
+    const r = await removeStaleStaging(root, () => false);
+    assert.deepEqual(r.orphans.sort(), ['appvms/cut', 'appvms/made']);
+    assert.ok(existsSync(join(root, 'appvms', 'gave-up', 'precious')), 'an abandoned target is not ours');
   } finally {
     t.cleanup();
   }

@@ -34,6 +34,28 @@ export interface InstallVmArgs {
   /** Told the VM's directory before it is created (`intent`) and once it was (`made`): the
    *  installer's journal of directories moved in but not yet in qubes.xml. */
   willCreate?: (target: string, state: 'intent' | 'made' | 'abandoned') => Promise<void>;
+  /** The staged files' checks, started earlier (stagedCheck(); the installer runs a group's at
+   *  once): awaited here, after the dry run, in place of running them. */
+  checked?: Promise<StagedCheck>;
+  /** Told the parent directory (`appvms`, `vm-templates`) instead of fsyncing it after the
+   *  rename: the caller fsyncs each once for several VMs, before their qubes.xml write. */
+  syncParentLater?: (parent: string) => void;
+}
+
+/** What stagedCheck() found: whether anything was staged, and the images' sizes. */
+export interface StagedCheck {
+  stagedExists: boolean;
+  volumeSizes?: NonNullable<AddOptions['volumeSizes']>;
+}
+
+/** The checks (and fsyncs) of a VM's staged files before it is moved into place: checkStagedVm()
+ *  plus the images' sizes. Touches nothing outside the staged directory. */
+export async function stagedCheck(qubesRoot: string, stagedDir: string, vm: VmPlan): Promise<StagedCheck> {
+  const root = path.resolve(qubesRoot);
+  const staged = path.resolve(stagedDir);
+  if (!isInside(root, staged)) fail('ERR_UNSAFE_NAME', `${vm.newName}: staged files ${staged} are not under ${root}`, { vm: vm.newName });
+  const stagedExists = await checkStagedVm(root, staged, vm);
+  return stagedExists ? { stagedExists, volumeSizes: await imageSizes(staged) } : { stagedExists };
 }
 
 /** Directory of a VM in the R4 file pool: `<root>/vm-templates/<name>` or `<root>/appvms/<name>`. */
@@ -75,8 +97,8 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
     rollback();
   }
 
-  const stagedExists = await checkStagedVm(root, staged, vm);
-  if (stagedExists) opts.volumeSizes = await imageSizes(staged);
+  const { stagedExists, volumeSizes } = await (args.checked ?? stagedCheck(root, staged, vm));
+  if (volumeSizes !== undefined) opts.volumeSizes = volumeSizes;
 
   await realDirectory(root, parent, name);
   // journaled first as an intent (a kill right after the mkdir leaves an empty directory the
@@ -105,7 +127,8 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
       fail('ERR_IO', `${name}: cannot move ${staged} to ${target}: ${(e as Error).message}`, { ...ctx, file: target }, e);
     }
   }
-  await fsyncPath(parent);
+  if (args.syncParentLater) args.syncParentLater(parent);
+  else await fsyncPath(parent);
 
   try {
     const added = addRestoredDomain(host, vm.domain, opts);

@@ -7,8 +7,7 @@
 // files of the whole group back. (One write and fsync per VM made a 100-VM restore rewrite a
 // growing qubes.xml 100 times.) Nothing is installed once the run was interrupted or the lock was lost.
 import { rmdirSync, rmSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import writeFileAtomic from 'write-file-atomic';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { INSTALL_JOURNAL } from './staging.js';
 import { QvmBackupError, isQvmBackupError } from '../../errors.js';
@@ -18,7 +17,8 @@ import { RunStats } from '../../stats/run-stats.js';
 import type { ProgressReporter } from '../../progress/progress.js';
 import type { VmPlan } from '../plan/restore-plan.js';
 import { loadHostQubesXmlOrEmpty, saveHostQubesXml } from './host-qubes-xml.js';
-import { installVm } from './install-vm.js';
+import { installVm, stagedCheck, type StagedCheck } from './install-vm.js';
+import { fsyncPath } from './safe-tree.js';
 import { exitWaitsFor } from '../../io/exit-cleanup.js';
 
 export interface InstallerOptions {
@@ -35,6 +35,28 @@ export interface InstallerOptions {
 /** At most this many VMs are registered by one qubes.xml write (bounds what a crash between the
  *  file moves and the write leaves unregistered). */
 export const GROUP_SIZE = 32;
+/** Staged VMs checked (walked, fsynced) at the same time. */
+const CHECKS_AT_ONCE = 4;
+
+/** Runs the functions given to it, at most `n` at once, in the order given. */
+function limiter(n: number): <R>(fn: () => Promise<R>) => Promise<R> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  const release = (): void => {
+    const next = waiting.shift();
+    if (next !== undefined) next();
+    else active--;
+  };
+  return async <R>(fn: () => Promise<R>): Promise<R> => {
+    if (active < n) active++;
+    else await new Promise<void>((resolve) => waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  };
+}
 
 export class Installer {
   readonly installed = new Set<string>();
@@ -46,10 +68,57 @@ export class Installer {
   #chain: Promise<void> = Promise.resolve();
   /** default_dispvm of `vm` names `target` (backup names), installed later in this run */
   #deferred: { vm: string; target: string }[] = [];
+  /** the staged files' checks (stagedCheck) started, by backup name */
+  readonly #checks = new Map<string, Promise<StagedCheck>>();
+  /** every check running (forget() leaves them running: quiesce() waits for them too) */
+  readonly #started = new Set<Promise<void>>();
+  readonly #checkSlot = limiter(CHECKS_AT_ONCE);
 
   constructor(o: InstallerOptions) {
     this.#o = o;
     for (const v of o.plan) this.#renames.set(v.backupName, v.newName);
+  }
+
+  /**
+   * The VM's files are all extracted: their checks and fsyncs (stagedCheck: nothing outside the
+   * staging directory) may start, a few VMs at a time, while the rest of the archive is read; its
+   * install still waits for done(). Call quiesce() before the staging directory is removed.
+   */
+  prepare(vm: string): void {
+    void this.#check(vm);
+  }
+
+  /** More of the VM's files are coming after all: a check prepare() started is not used; its
+   *  install checks what is there then. */
+  forget(vm: string): void {
+    this.#checks.delete(vm);
+  }
+
+  /** Resolves once no check that prepare() or an install started still runs. */
+  async quiesce(): Promise<void> {
+    await Promise.allSettled(this.#started);
+  }
+
+  /** `vm`'s check (started now if it was not), or undefined when it is not in the plan. */
+  #check(vm: string): Promise<StagedCheck> | undefined {
+    const known = this.#checks.get(vm);
+    if (known !== undefined) return known;
+    const v = this.#o.plan.find((p) => p.backupName === vm);
+    if (v === undefined) return undefined;
+    const stats = this.#o.stats ?? RunStats.off();
+    const p = this.#checkSlot(() => stats.time('install: check + fsync staged files', () => stagedCheck(this.#o.root, this.#stagedOf(v), v)));
+    const settled = p.then(
+      () => undefined,
+      () => undefined, // the rejection is the VM's install's to report, if it comes to one
+    );
+    this.#started.add(settled);
+    void settled.then(() => this.#started.delete(settled));
+    this.#checks.set(vm, p);
+    return p;
+  }
+
+  #stagedOf(v: VmPlan): string {
+    return join(this.#o.stagingDir, v.subdir.replace(/\/$/, ''));
   }
 
   /** The VM's data is complete and verified. */
@@ -171,34 +240,46 @@ export class Installer {
     const { doc: host } = await stats.time('install: read host qubes.xml', () => loadHostQubesXmlOrEmpty(root));
     const moved: { v: VmPlan; undo: () => Promise<void> }[] = [];
     const journal = new InstallJournal(stagingDir);
-    for (const v of group) {
-      const bad = this.#deps(v).find((d) => this.#failed.has(d));
-      if (bad !== undefined) {
-        this.#dependencyFailed(v, bad);
-        continue;
+    // the staged files' checks of the whole group (or those prepare() started) run at once, a few
+    // at a time: each VM's move waits for its own
+    for (const v of group) if (this.#deps(v).every((d) => !this.#failed.has(d))) void this.#check(v.backupName);
+    const parents = new Set<string>();
+    try {
+      for (const v of group) {
+        const bad = this.#deps(v).find((d) => this.#failed.has(d));
+        if (bad !== undefined) {
+          this.#dependencyFailed(v, bad);
+          continue;
+        }
+        // a VM that fails leaves the group's document as it was
+        const rollback = markForRollback(host);
+        let undo: (() => Promise<void>) | undefined;
+        const checked = this.#checks.get(v.backupName);
+        try {
+          await stats.time('install: check + move files', () =>
+            installVm({
+              vm: v,
+              stagedDir: this.#stagedOf(v),
+              qubesRoot: root,
+              host,
+              renames: this.#renames,
+              hostDefaults: hostDefaultsOf(host),
+              deferDefaultDispvm: true,
+              keepUndo: (u) => (undo = u),
+              willCreate: (target, state) => journal.add(target, state),
+              ...(checked !== undefined ? { checked } : {}),
+              syncParentLater: (dir) => parents.add(dir),
+            }),
+          );
+          moved.push({ v, undo: undo ?? (async () => {}) });
+        } catch (e) {
+          rollback();
+          this.#installFailed(v.backupName, e);
+        }
       }
-      // a VM that fails leaves the group's document as it was
-      const rollback = markForRollback(host);
-      let undo: (() => Promise<void>) | undefined;
-      try {
-        await stats.time('install: check + move files', () =>
-          installVm({
-            vm: v,
-            stagedDir: join(stagingDir, v.subdir.replace(/\/$/, '')),
-            qubesRoot: root,
-            host,
-            renames: this.#renames,
-            hostDefaults: hostDefaultsOf(host),
-            deferDefaultDispvm: true,
-            keepUndo: (u) => (undo = u),
-            willCreate: (target, state) => journal.add(target, state),
-          }),
-        );
-        moved.push({ v, undo: undo ?? (async () => {}) });
-      } catch (e) {
-        rollback();
-        this.#installFailed(v.backupName, e);
-      }
+    } finally {
+      // nothing of this group's still runs once it returns
+      await this.quiesce();
     }
     if (moved.length === 0) {
       await journal.clear();
@@ -209,6 +290,8 @@ export class Installer {
       if (!lock.held()) throw new QvmBackupError('ERR_LOCKED', `the host lock ${lock.path} was lost; not writing qubes.xml`);
       // from the write on, a forced exit leaves the directories to the journal on disk: the next
       // restore keeps those the new qubes.xml lists (the write may have landed) and removes the rest
+      // the renames are on disk before qubes.xml names the VMs (one fsync per directory)
+      for (const dir of parents) await fsyncPath(dir);
       journal.unhook();
       await stats.time('install: write host qubes.xml (fsync)', () =>
         exitWaitsFor(saveHostQubesXml(root, host)).catch((e: unknown) => {
@@ -253,6 +336,8 @@ class InstallJournal {
    *  being handled before the mkdir's completion; removed by it only when empty) */
   #entries: { target: string; state: 'intent' | 'made' }[] = [];
   #hooked = false;
+  /** the journal file, open for appending from the first entry to clear() */
+  #fh: FileHandle | undefined;
   readonly #onExit = (): void => {
     for (const { target, state } of this.#entries) {
       if (state === 'made') rmSync(target, { recursive: true, force: true });
@@ -277,9 +362,14 @@ class InstallJournal {
     const others = this.#entries.filter((e) => e.target !== target);
     this.#entries = state === 'abandoned' ? others : [...others, { target, state }];
     if (state !== 'abandoned') this.hook();
-    // replaced whole (a kill in the middle leaves the previous list, never half of one); no
-    // fsync: it is for a killed process, whose writes the kernel keeps
-    await writeFileAtomic(this.#file, JSON.stringify(this.#entries), { fsync: false });
+    // one line appended per change, by one write, led by a newline (journalEntries: the last
+    // line of a target wins; a line cut short by a kill or a full disk does not parse and is
+    // skipped, which leaves the state before it); no fsync: it is for a killed process, whose
+    // writes the kernel keeps
+    this.#fh ??= await open(this.#file, 'a', 0o600);
+    const line = Buffer.from(`\n${JSON.stringify({ target, state })}`);
+    const { bytesWritten } = await this.#fh.write(line);
+    if (bytesWritten !== line.length) throw new Error(`${this.#file}: ${bytesWritten} of ${line.length} bytes written`);
   }
 
   /** A forced exit from now on removes what this run made (again, after unhook()). */
@@ -298,6 +388,9 @@ class InstallJournal {
   async clear(): Promise<void> {
     this.#entries = [];
     this.unhook();
+    const fh = this.#fh;
+    this.#fh = undefined;
+    await fh?.close().catch(() => undefined);
     await rm(this.#file, { force: true });
   }
 }

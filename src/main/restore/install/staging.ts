@@ -128,15 +128,43 @@ export async function removeStaleStaging(qubesRoot: string, listed: ((vmName: st
 export const INSTALL_JOURNAL = '.install-journal';
 
 /**
+ * The entries of an install journal: one JSON object per line, the last line of a target giving
+ * its state (`abandoned`: none); lines that do not parse (cut short by a kill) are skipped. A
+ * journal written whole as one JSON array (before 2026-12-07) is read as it is.
+ */
+export function journalEntries(text: string): unknown[] {
+  try {
+    const whole: unknown = JSON.parse(text);
+    if (Array.isArray(whole)) return whole;
+  } catch {
+    // lines
+  }
+  const byTarget = new Map<string, unknown>();
+  for (const line of text.split('\n')) {
+    let entry: unknown;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    const { target, state } = (typeof entry === 'object' && entry !== null ? entry : {}) as { target?: unknown; state?: unknown };
+    if (typeof target !== 'string') continue;
+    byTarget.delete(target);
+    if (state !== 'abandoned') byTarget.set(target, entry);
+  }
+  return [...byTarget.values()];
+}
+
+/**
  * The VM directories a killed restore's journal names that qubes.xml does not list: removed
  * (never a VM directory that qubes.xml does not list) — one it had made whole, one it was about
  * to make only if empty. Only a VM directory of this root
  * (`appvms/X`, `vm-templates/X`, a real directory) is touched, whatever the journal says.
  */
 async function removeUnlisted(root: string, journal: string, listed: (vmName: string) => boolean): Promise<string[]> {
-  let targets: unknown;
+  let targets: unknown[];
   try {
-    targets = JSON.parse(await readFile(journal, 'utf8'));
+    targets = journalEntries(await readFile(journal, 'utf8'));
   } catch {
     return [];
   }
@@ -144,7 +172,7 @@ async function removeUnlisted(root: string, journal: string, listed: (vmName: st
   // the killed run may have named the root another way (a path through a link): compared by
   // the real paths of the root and of each entry's parent directory
   const realRoot = await realpath(root).catch(() => root);
-  for (const entry of Array.isArray(targets) ? (targets as unknown[]) : []) {
+  for (const entry of targets) {
     const { target: t, state } = (typeof entry === 'object' && entry !== null ? entry : {}) as { target?: unknown; state?: unknown };
     if (typeof t !== 'string' || !path.isAbsolute(t) || (state !== 'made' && state !== 'intent')) continue;
     const parent = await realpath(path.dirname(t)).catch(() => null);

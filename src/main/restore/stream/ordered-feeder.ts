@@ -19,6 +19,10 @@ export interface VmRun {
   bytesRestored: number;
   /** what its inner archives may unpack to; none: no limit */
   sizeLimit?: SizeLimit;
+  /** inner archives started and not yet extracted completely (restore-data.ts) */
+  filesOpen?: number;
+  /** onVmExtracted was called, and no inner archive of it started since */
+  extractedSaid?: boolean;
 }
 
 /** One inner archive (chunk base) in the pass. */

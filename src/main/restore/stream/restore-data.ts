@@ -154,7 +154,12 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       if (file.vm) file.vm.bytesRestored += n;
       progress();
     },
-    fileDone: (file) => stats.time('extract: check + merge', () => fileDone(file)),
+    fileDone: async (file) => {
+      await stats.time('extract: check + merge', () => fileDone(file));
+      const vm = file.vm as VmRun;
+      vm.filesOpen = (vm.filesOpen ?? 1) - 1;
+      sayExtracted();
+    },
   });
 
   // GNU tar is checked once per run: its failure is every tar file's (checkGnuTar forgets a failure,
@@ -200,6 +205,15 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
   };
   const corrupt = (base: string, message: string): QvmBackupError => new QvmBackupError('ERR_CORRUPT', message, { file: base, ...(vmOf(base) ? { vm: vmOf(base)?.vm } : {}) });
   const vmOf = (base: string): VmRun | null => vms.get(subdirOfBase(base)) ?? null;
+  /** onVmExtracted for each VM whose inner archives are all extracted, once the archive went past it */
+  const sayExtracted = (): void => {
+    if (ctx.onVmExtracted === undefined) return;
+    for (const vm of vms.values()) {
+      if (vm.failed || vm.extractedSaid === true || vm.filesOpen !== 0 || vm.files.length === 0 || !sequencer.closed(vm.subdir)) continue;
+      vm.extractedSaid = true;
+      ctx.onVmExtracted(vm.vm);
+    }
+  };
   const failBase = (base: string, message: string): void => {
     const vm = vmOf(base);
     if (vm) failVm(vm, corrupt(base, message));
@@ -258,9 +272,19 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
       case 'stray-hmac':
         failBase(d.base, d.message);
         return d.name;
-      case 'start-file':
-        current = { base: d.base, vm: vmOf(d.base) };
+      case 'start-file': {
+        const vm = vmOf(d.base);
+        current = { base: d.base, vm };
+        if (vm !== null) {
+          vm.filesOpen = (vm.filesOpen ?? 0) + 1;
+          if (vm.extractedSaid === true) {
+            vm.extractedSaid = false;
+            ctx.onVmReopened?.(vm.vm);
+          }
+        }
+        sayExtracted(); // the VM before is closed now
         return null;
+      }
       case 'hmac':
         await pairHmac(m!, d.base, d.name);
         return null;

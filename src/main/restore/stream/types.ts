@@ -82,6 +82,12 @@ export interface RestoreDataContext {
   signal?: AbortSignal;
   onProgress?: (e: RestoreProgressEvent) => void;
   onVmDone?: (vm: string, ok: boolean, err?: unknown) => void;
+  /** every inner archive of the VM so far was extracted into its staging directory and a member of
+   *  another VM followed: its files may be checked while the rest is read (onVmDone comes at the
+   *  end). onVmReopened: a later member started another inner archive of it after all (a hostile
+   *  or odd archive): what was checked before is not all it holds. */
+  onVmExtracted?: (vm: string) => void;
+  onVmReopened?: (vm: string) => void;
   /** one inner archive (`vm3/private.img`) was restored or verified completely; bytes = its decrypted bytes */
   onFileDone?: (vm: string, file: string, bytes: number) => void;
   /** how v3/v4 image members and a VM's small files are extracted: in-process (default) or by GNU tar (benchmarks, tests) */
