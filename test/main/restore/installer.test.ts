@@ -50,6 +50,27 @@ async function setup(): Promise<{ plan: VmPlan[]; stagingDir: string }> {
 }
 
 describe('Installer', () => {
+  it('checks prepared while the archive is read are used; one forgotten (more files of the VM came) is run again on what is there then', async () => {
+    const { plan, stagingDir } = await setup();
+    const stats = new RunStats({ enabled: true, measureEventLoop: false });
+    const inst = new Installer({ root, plan, stagingDir, progress: noopProgress, signal: new AbortController().signal, lock: heldLock(), stats });
+    for (const v of plan) inst.prepare(v.backupName);
+    inst.prepare('not-in-the-plan'); // nothing
+    await inst.quiesce();
+    // a (hostile) later member of `a` and `b` adds a link to each after their checks: `a`'s check is
+    // forgotten (what restoreData's onVmReopened does), `b`'s not (a test of the test)
+    const staged = (vm: string): string => path.join(stagingDir, plan.find((v) => v.backupName === vm)!.subdir);
+    for (const vm of ['a', 'b']) fs.symlinkSync('/etc/passwd', path.join(staged(vm), 'icon.png'));
+    inst.forget('a');
+    for (const v of plan) inst.done(v.backupName);
+    await inst.settle();
+    assert.deepEqual(names(), ['a', 'b', 'c', 'dom0', 'tpl']);
+    assert.equal(fs.existsSync(path.join(root, 'appvms', 'a', 'icon.png')), false, 'the check ran again: the link was dropped');
+    assert.equal(fs.lstatSync(path.join(root, 'appvms', 'b', 'icon.png')).isSymbolicLink(), true, 'a check kept is not run again');
+    const checks = stats.report().stages.find((x) => x.stage === 'install: check + fsync staged files');
+    assert.equal(checks?.count, plan.length + 1, 'one check per VM, and `a` twice');
+  });
+
   it('installs in dependency order and merges into the qubes.xml on disk, keeping changes made meanwhile', async () => {
     const { plan, stagingDir } = await setup();
     const ac = new AbortController();

@@ -308,6 +308,7 @@ export async function restoreData(reader: OuterSource, ctx: RestoreDataContext, 
     }
     // end of the archive
     for (const d of sequencer.end()) await act(d, null);
+    sayExtracted(); // the last VM is closed now
   } catch (e) {
     slots.stopWarming();
     const err = isQvmBackupError(e) ? e : new QvmBackupError('ERR_INTERNAL', `restore pass: ${e instanceof Error ? e.message : String(e)}`, {}, e);

@@ -2,11 +2,14 @@
 // (plain and gzip), v3 chained CBC with aligned/unaligned pieces and an empty trailing chunk,
 // v4 scrypt chunks; unselected data is skipped; broken chunk sequences fail only their VM.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
+import { OuterTarReader } from '../../../../src/main/tar/outer-tar-reader.js';
 import { WorkerPool } from '../../../../src/main/pipeline/worker-pool.js';
 import { readArchiveHead, restoreData, type RestoreDataResult } from '../../../../src/main/restore/stream/index.js';
 import { hmacChunks, hmacFile, headOf, v2Head, innerStream, makeImage, multiVolumes, opensslEncrypt, outerMember, scryptChunks, split } from './build-archive.js';
@@ -181,6 +184,62 @@ describe('format 4: scrypt chunks bound to their names', () => {
       const { r, staging } = await restore('v4-gzip', body, { 'vm5/': 'work', 'vm6/': 'mynet' });
       assert.doesNotThrow(() => failedOnly(r, staging, 'work', code, msg, { 'vm6/private.img': img6.sha256 }), what);
     }
+  });
+});
+
+describe('format 4: a VM whose files are all extracted is said before the end, and again after more of them', () => {
+  test('a VM reopened by a later member is said reopened, then extracted again; every VM ends extracted and done', async (t) => {
+    if (!have.has('v4-gzip')) return t.skip('fixture missing');
+    const rootTar = (): Buffer => {
+      const tar = execFileSync('tar', ['-Pc', '--sparse', '-C', dir6(), '--xform=s:^private.img:vm5/root.img:', '-f', '-', 'private.img']);
+      return gzipSync(tar);
+    };
+    const body = [
+      ...scryptChunks('vm5/private.img', [innerStream(dir6(), 'vm5/', true)], ID, 'qubes'),
+      ...scryptChunks('vm6/private.img', split(innerStream(dir5(), 'vm6/', true), 300_000), ID, 'qubes'),
+      ...scryptChunks('vm5/root.img', [rootTar()], ID, 'qubes'),
+    ];
+    const head = await headOf(loadFixture('v4-gzip').bin);
+    // the member that reopens `work` comes once `work` was said extracted (5 s at most): the run
+    // then has to take it back
+    let saidWork: () => void = () => undefined;
+    const workSaid = new Promise<void>((resolve) => {
+      saidWork = resolve;
+      setTimeout(resolve, 5000).unref();
+    });
+    const last = body.pop()!;
+    const reader = new OuterTarReader(Readable.from((async function* () {
+      yield Buffer.concat([head, ...body]);
+      await workSaid;
+      yield last;
+    })()));
+    const h = await readArchiveHead(reader, 'qubes', { pool });
+    const staging = tempDir();
+    const sel = new Map([['vm5/', { vm: 'work', stagingDir: staging }], ['vm6/', { vm: 'mynet', stagingDir: staging }]]);
+    const events: string[] = [];
+    const files = (vm: string): string[] => fs.readdirSync(path.join(staging, vm === 'work' ? 'vm5' : 'vm6')).sort();
+    const r = await restoreData(reader, {
+      head: h, passphrase: 'qubes', pool, slotBytes: 4 * 1024 * 1024,
+      // what the VM's directory holds when it is said extracted is all it will hold, unless reopened
+      onVmExtracted: (vm) => {
+        events.push(`extracted ${vm} ${files(vm).join(',')}`);
+        if (vm === 'work') saidWork();
+      },
+      onVmReopened: (vm) => events.push(`reopened ${vm}`),
+      onVmDone: (vm, ok) => events.push(`done ${vm} ${ok}`),
+    }, sel);
+    assert.ok(r.ok, JSON.stringify(events));
+    for (const vm of ['work', 'mynet']) {
+      const mine = events.filter((e) => e.split(' ')[1] === vm);
+      mine.forEach((e, i) => {
+        if (e.startsWith('reopened')) assert.match(mine[i - 1] ?? '', /^extracted /, `${vm}: reopened only after extracted: ${mine.join(' | ')}`);
+      });
+      assert.equal(mine.at(-1), `done ${vm} true`, mine.join(' | '));
+      assert.match(mine.at(-2) ?? '', /^extracted /, `${vm} ends extracted: ${mine.join(' | ')}`);
+    }
+    assert.deepEqual(events.filter((e) => e.includes('work')), ['extracted work private.img', 'reopened work', 'extracted work private.img,root.img', 'done work true']);
+    assert.equal(sha(path.join(staging, 'vm5/root.img')), img6.sha256);
+    fs.rmSync(staging, { recursive: true, force: true });
   });
 });
 
