@@ -19,6 +19,7 @@ import { installDom0Home } from './install/dom0-home.js';
 import { checkStagedVm } from './install/install-vm.js';
 import { requiredImages } from './install/vm-files.js';
 import { existsSync } from 'node:fs';
+import type { ChunkSlots } from './stream/chunks-in-flight.js';
 import { forgetAtExit, removeAtExit } from '../io/exit-cleanup.js';
 import { boundedWait } from '../pipeline/waits.js';
 import { loadHostQubesXml } from './install/host-qubes-xml.js';
@@ -107,6 +108,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   let runInstaller: Installer | undefined; // for the interruption message
   let firstChunk: FirstChunkKey | undefined;
   let lockTaking: Promise<HostLock> | undefined;
+  /** the data pass's slots, when one is made ready before the pass (a declined plan stops it) */
+  let warming: ChunkSlots | undefined;
   const lockGiveUp = new AbortController();
   try {
     // a missing or non-GNU tar is reported before the passphrase is asked for and before any data
@@ -258,6 +261,12 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       stats,
     };
     const dataMemory = dataContext && dataPassMemory(dataContext);
+    // a selected VM with a large chunk's worth of data or more: that chunk's slot is made ready now
+    const sizes = [...chosen.map((v) => v.sizeBytes), ...(withHome ? [plan.dom0!.sizeBytes] : [])];
+    if (dataMemory && sizes.some((n) => n >= dataMemory.slots.largeChunkBytes)) {
+      warming = dataMemory.slots;
+      warming.warmFirstLarge();
+    }
     // format 4, a person to answer: the first chunk's key is derived meanwhile (in a child process,
     // killed when the answer is no); started only now, so a plan that cannot proceed starts nothing
     if (head?.version === 4 && reader && dataMemory && o.confirmWaits === true) {
@@ -408,6 +417,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     const cleaned = staging === undefined ? undefined : await staging.remove().then(() => 'staging directory removed', (r: unknown) => (r as Error).message);
     throw new QvmBackupError('ERR_CANCELLED', interruptedMessage(o.verifyOnly, cleaned, runInstaller ? [...runInstaller.installed] : []), {}, e);
   } finally {
+    warming?.stopWarming();
     firstChunk?.abandon(); // a key derived ahead and not used (declined, failed) is zeroed, its child killed
     unobserve();
     if (stopReading) o.signal.removeEventListener('abort', stopReading);

@@ -50,6 +50,19 @@ export class ChunkSlots {
     this.#large.stopWarming();
   }
 
+  /** The first large slot's pages are faulted in now (SlotPool.warmNext), before a chunk needs
+   *  it: for a run whose plan holds a VM with that much data, while the rest of its start goes on
+   *  (on this VM a fresh page can cost a fault in the host on its first touch: the first 100 MiB
+   *  chunk's read took 50-350 ms). */
+  warmFirstLarge(): void {
+    if (this.#large.created() === 0) this.#large.warmNext();
+  }
+
+  /** the size from which a chunk is taken for a full one of a large file (warmAfter) */
+  get largeChunkBytes(): number {
+    return this.#warmAfter;
+  }
+
   /** large slots made so far (used, or being made ready: warmAfter) */
   get largeSlotsCreated(): number {
     return this.#large.created();

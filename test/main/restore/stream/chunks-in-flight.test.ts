@@ -83,3 +83,25 @@ test('a chunk of warmAfter bytes or more prepares the next large slot; smaller o
   assert.equal(plain.largeSlotsCreated, 1, 'without warmAfter, nothing is prepared');
   plain.release(p);
 });
+
+test('warmFirstLarge makes the first large slot ready before any chunk takes one, once; the first large chunk gets it', async () => {
+  const slots = new ChunkSlots({ slotBytes: 8192, slots: 2, warmAfter: 6000 }, { slotBytes: 1024, slots: 1, maxChunkBytes: 960 });
+  assert.equal(slots.largeChunkBytes, 6000);
+  slots.warmFirstLarge();
+  assert.equal(slots.largeSlotsCreated, 1, 'made ready now');
+  slots.warmFirstLarge();
+  assert.equal(slots.largeSlotsCreated, 1, 'only the first');
+  const small = await slots.acquire(900);
+  assert.equal(slots.largeSlotsCreated, 1, 'a small chunk does not take it');
+  const big = await slots.acquire(5000);
+  assert.equal(big.index, 0, 'the slot made ready');
+  assert.equal(slots.largeSlotsCreated, 1);
+  for (const x of [small, big]) slots.release(x);
+  // stopped before anyone took it (a declined plan): nothing left running
+  const other = new ChunkSlots({ slotBytes: 1 << 24, slots: 2, warmAfter: 1 << 20 });
+  other.warmFirstLarge();
+  other.stopWarming();
+  const s = await other.acquire(1 << 20); // waits for the read in flight at most
+  assert.equal(s.index, 0);
+  other.release(s);
+});
