@@ -9,7 +9,7 @@ export { cloneQubesXml, findDomain, parseQubesXml, restoreWarningsOf, serializeQ
 export { markBackupContent, setBackupTimestamp } from './backup-marks.js';
 export { isValidVmName, type VmNameOptions } from './vm-name.js';
 export { emptyR4Host } from './host.js';
-export { addRestoredDomain, markForRollback, deferredDefaultDispvmOf, restoredDomainWarnings, setRestoredDefaultDispvm, type AddRestoredOptions } from './restore-add.js';
+export { addRestoredDomain, previewRestoredDomain, markForRollback, deferredDefaultDispvmOf, restoredDomainWarnings, setRestoredDefaultDispvm, type AddRestoredOptions } from './restore-add.js';
 export { ALLOWED_PROPERTIES } from './restore-props.js';
 export { EXTRAS_LIMITS } from './restore-extras.js';
 export { MAX_VOLUME_BYTES, VOLUME_NAMES, restorePool } from './volumes.js';

@@ -5,7 +5,7 @@
 // VMs of this restore, and a volume-config generated for the file-pool layout.
 import { randomUUID } from 'node:crypto';
 import { fail } from '../errors.js';
-import { findDomain, refresh, stateOf } from './document.js';
+import { appendedDomain, findDomain, refresh, stateOf } from './document.js';
 import { restoredDevices, restoredFeatures, restoredTags } from './restore-extras.js';
 import { restoredProperties } from './restore-props.js';
 import { restoredRefs } from './restore-refs.js';
@@ -16,6 +16,7 @@ import { setProperty } from './r4-edit.js';
 import { restoredVolumes, saneSize, type SizedVolume } from './volumes.js';
 import { appendChild } from './xml-layout.js';
 import { child, makeElement, tagOf, type XNode } from './xml-tree.js';
+import { readR4Domain } from './read-r4.js';
 
 export interface AddRestoredOptions {
   newName: string;
@@ -193,9 +194,21 @@ export function addRestoredDomain(host: QubesXml, from: DomainInfo, opts: AddRes
     return d;
   })();
   appendChild(domains, node, 1, st.pretty);
-  refresh(host);
+  const added = appendedDomain(host, node);
   st.restored.set(opts.newName, warnings);
-  return [...stateOf(host).nodes].find(([, n]) => n === node)![0];
+  return added;
+}
+
+/**
+ * What addRestoredDomain would add, without adding it: the same checks and the same element,
+ * read but not attached (an install's dry run: its volumes are checked before any file moves).
+ */
+export function previewRestoredDomain(host: QubesXml, from: DomainInfo, opts: AddRestoredOptions): DomainInfo {
+  stateOf(host);
+  const klass = restoredClass(host, from);
+  if (!isValidVmName(opts.newName)) fail('ERR_PLAN', `invalid VM name ${shown(opts.newName)}`, { vm: from.name });
+  if (findDomain(host, opts.newName)) fail('ERR_PLAN', `VM ${opts.newName} already exists on the host`, { vm: from.name });
+  return readR4Domain(buildDomain(host, from, klass, freeQid(host), opts).node, host.labels);
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   legacyDispvmTemplates,
   markForRollback,
   parseQubesXml,
+  previewRestoredDomain,
   restoreWarningsOf,
   serializeQubesXml,
   validateHostCollection,
@@ -227,6 +228,24 @@ describe('addRestoredDomain, R4 source into an R4 host', () => {
   // sys-vpn has no template in this sample: the host default is used
   const vpn = addRestoredDomain(host, findDomain(src, 'sys-vpn')!, { newName: 'vpn', renames, hostDefaults: { template: 'fedora-38' } });
   const mail = addRestoredDomain(host, findDomain(src, 'mail')!, { newName: 'mail-2', renames });
+
+  test('the model after the adds (each reads only its own element) is what a parse of the written host makes', () => {
+    assert.deepEqual(parseQubesXml(serializeQubesXml(host)), host);
+  });
+
+  test('previewRestoredDomain: what the add would add (but its fresh uuid), the host unchanged; the same refusals', () => {
+    const h = hostWithTemplate();
+    const before = serializeQubesXml(h);
+    const opts = { newName: 'mail-3', renames: new Map([['mail', 'mail-3']]) };
+    const preview = previewRestoredDomain(h, findDomain(src, 'mail')!, opts);
+    assert.equal(serializeQubesXml(h), before, 'nothing added');
+    assert.equal(findDomain(h, 'mail-3'), undefined);
+    const added = addRestoredDomain(h, findDomain(src, 'mail')!, opts);
+    const noUuid = (d: DomainInfo): unknown => ({ ...d, uuid: undefined, properties: { ...d.properties, uuid: undefined } });
+    assert.deepEqual(noUuid(preview), noUuid(added));
+    assert.throws(() => previewRestoredDomain(h, findDomain(src, 'mail')!, opts), /already exists/);
+    assert.throws(() => previewRestoredDomain(h, findDomain(src, 'mail')!, { ...opts, newName: 'bad name' }), /invalid VM name/);
+  });
 
   test('identity, label by name and references', () => {
     assert.deepEqual([vpn.qid, vpn.name, vpn.label, vpn.netvm, vpn.providesNetwork, vpn.template], [2, 'vpn', 'purple', null, true, 'fedora-38']);

@@ -5,7 +5,7 @@ import { lstat, mkdir, realpath, rename, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fail, isQvmBackupError } from '../../errors.js';
 import type { DomainInfo, QubesXml } from '../../qubes-xml/index.js';
-import { addRestoredDomain, findDomain, isValidVmName, markForRollback } from '../../qubes-xml/index.js';
+import { addRestoredDomain, findDomain, isValidVmName, previewRestoredDomain } from '../../qubes-xml/index.js';
 import { isTemplateVm } from '../plan/domain-view.js';
 import type { VmPlan } from '../plan/restore-plan.js';
 import { fsyncPath, isInside, prepareTree } from './safe-tree.js';
@@ -88,14 +88,9 @@ async function installVmUnchecked(args: InstallVmArgs): Promise<DomainInfo> {
   if (!isInside(root, target) || path.dirname(parent) !== root) fail('ERR_UNSAFE_NAME', `${name}: target ${target} escapes ${root}`, ctx);
   if (!isInside(root, staged)) fail('ERR_UNSAFE_NAME', `${name}: staged files ${staged} are not under ${root}`, ctx);
 
-  // Dry run, rolled back: unresolvable references or a non-file pool fail before anything moves.
+  // Dry run (nothing added): unresolvable references or a non-file pool fail before anything moves.
   const opts = addOptions(args);
-  const rollback = markForRollback(host);
-  try {
-    checkFilePoolVolumes(addRestoredDomain(host, vm.domain, opts), root, target);
-  } finally {
-    rollback();
-  }
+  checkFilePoolVolumes(previewRestoredDomain(host, vm.domain, opts), root, target);
 
   const { stagedExists, volumeSizes } = await (args.checked ?? stagedCheck(root, staged, vm));
   if (volumeSizes !== undefined) opts.volumeSizes = volumeSizes;
