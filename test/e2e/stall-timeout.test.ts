@@ -115,16 +115,22 @@ test('a restore whose source stops giving bytes is stopped by --stall-timeout: n
   }
 });
 
+/** A small archive (the sample's `vault`), its passphrase file and an empty host root. */
+async function smallArchiveAndHost(dir: string): Promise<{ pw: string; archive: string; host: string }> {
+  const { root, home } = sampleIn(dir, { bigImageBytes: MiB, bigDataBytes: 64 * 1024, smallImageBytes: MiB, smallDataBytes: 16 * 1024 });
+  const pw = passFile(dir);
+  const archive = join(dir, 'b.bin');
+  const b = await run(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', archive, 'vault']);
+  assert.equal(b.code, 0, b.stderr);
+  const host = join(dir, 'host');
+  mkdirSync(host);
+  return { pw, archive, host };
+}
+
 test('a wait for the host lock another run holds is no stall: --stall-timeout 2 waits for it, then restores', { timeout: 120_000 }, async () => {
   const t = tempDir();
   try {
-    const { root, home } = sampleIn(t.dir, { bigImageBytes: MiB, bigDataBytes: 64 * 1024, smallImageBytes: MiB, smallDataBytes: 16 * 1024 });
-    const pw = passFile(t.dir);
-    const archive = join(t.dir, 'b.bin');
-    const b = await run(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', archive, 'vault']);
-    assert.equal(b.code, 0, b.stderr);
-    const host = join(t.dir, 'host');
-    mkdirSync(host);
+    const { pw, archive, host } = await smallArchiveAndHost(t.dir);
     // another run holds the lock for 6 s (flock(1), as our own lock is taken)
     const holder = spawn('flock', [join(host, 'qubes.xml.lock'), 'sleep', '6'], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 500));
@@ -134,6 +140,25 @@ test('a wait for the host lock another run holds is no stall: --stall-timeout 2 
     assert.doesNotMatch(r.stderr, /no progress/);
     assert.match(r.stderr, /qubes\.xml\.lock/, 'the wait was said');
   } finally {
+    t.cleanup();
+  }
+});
+
+test('a source that stalls in the header while another run holds the host lock is still a stall (the lock is waited for beside the header)', { timeout: 120_000 }, async () => {
+  const t = tempDir('qvmb-stall-lh-');
+  let holder: ReturnType<typeof spawn> | undefined;
+  try {
+    const { pw, archive, host } = await smallArchiveAndHost(t.dir);
+    holder = spawn('flock', [join(host, 'qubes.xml.lock'), 'sleep', '60'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 500));
+    const tag = `${5000 + (process.pid % 1000)}.5`;
+    const r = await run(RESTORE_BIN, ['-y', '--ignore-missing', '-p', pw, '--qubes-root', host, '--dom0-home', join(t.dir, 'hh', 'user'), '--stall-timeout', '2', '--source-command', `head -c 1500 '${archive}'; sleep ${tag}`]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /no progress for [\d.]+ s \(--stall-timeout 2\): stopped/);
+    assert.ok(r.ms < 20_000, `${r.ms} ms`);
+    assert.deepEqual(sleeping(tag), []);
+  } finally {
+    holder?.kill();
     t.cleanup();
   }
 });

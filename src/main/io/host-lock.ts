@@ -5,10 +5,11 @@
 // the open file, which only this process holds from then on. It ends when we close it — on
 // release, on exit, and when the process is killed — and no helper process outlives the wait.
 import { closeSync, constants as fsc, fstatSync, lstatSync, openSync } from 'node:fs';
-import { mkdir, rmdir, unlink } from 'node:fs/promises';
+import { mkdir, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { QvmBackupError, fail } from '../errors.js';
+import { diesWithUs } from './child-lifetime.js';
 
 export const LOCK_NAME = 'qubes.xml.lock';
 /** flock's exit status when the lock is busy (`--conflict-exit-code`). */
@@ -36,10 +37,15 @@ export interface LockOptions {
   /** Called once when the lock is busy and we start waiting. */
   onWait?: (message: string) => void;
   signal?: AbortSignal;
+  /** false: never create the root; when it is not there (or goes away meanwhile), take nothing and
+   *  resolve null (a restore taking the lock before it knows it will use the root) */
+  createRoot?: boolean;
 }
 
 /** Take the exclusive lock of the collection at `qubesRoot` (created if missing). */
-export async function lockHost(qubesRoot: string, o: LockOptions = {}): Promise<HostLock> {
+export function lockHost(qubesRoot: string, o?: LockOptions & { createRoot?: true }): Promise<HostLock>;
+export function lockHost(qubesRoot: string, o: LockOptions): Promise<HostLock | null>;
+export async function lockHost(qubesRoot: string, o: LockOptions = {}): Promise<HostLock | null> {
   const root = path.resolve(qubesRoot);
   const lockPath = path.join(root, LOCK_NAME);
   const wait = o.waitSeconds ?? 300;
@@ -48,9 +54,20 @@ export async function lockHost(qubesRoot: string, o: LockOptions = {}): Promise<
   let outermost: string | undefined;
   for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
     // (again after a holder removed a root it had created and left empty)
-    const made = await mkdir(root, { recursive: true, mode: 0o755 }).catch((e: unknown) => fail('ERR_IO', `cannot create ${root}: ${(e as Error).message}`, { file: root }, e));
-    if (made !== undefined && (outermost === undefined || made.length < outermost.length)) outermost = made;
-    const fd = openLockFile(lockPath);
+    if (o.createRoot === false) {
+      if (!(await stat(root).then((st) => st.isDirectory(), () => false))) return null;
+    } else {
+      const made = await mkdir(root, { recursive: true, mode: 0o755 }).catch((e: unknown) => fail('ERR_IO', `cannot create ${root}: ${(e as Error).message}`, { file: root }, e));
+      if (made !== undefined && (outermost === undefined || made.length < outermost.length)) outermost = made;
+    }
+    let fd: number;
+    try {
+      fd = openLockFile(lockPath);
+    } catch (e) {
+      // (the root went away since it was looked at)
+      if (o.createRoot === false && ((e as QvmBackupError).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return null;
+      throw e;
+    }
     try {
       let got = await flockFd(fd, lockPath, 0, o.signal);
       if (!got) {
@@ -94,7 +111,9 @@ async function flockFd(fd: number, lockPath: string, waitSeconds: number, signal
   const mode = waitSeconds > 0 ? ['--wait', String(waitSeconds)] : ['--nonblock'];
   // node's spawn, not execa: only it hands an open file to the child as an extra descriptor.
   // Own process group: a terminal's Ctrl-C reaches us, and we stop the wait ourselves.
-  const child = spawn('flock', ['--exclusive', ...mode, '--conflict-exit-code', String(BUSY), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], detached: true });
+  // (through setpriv's death signal where it exists: a wait never outlives a kill -9 of ours)
+  const [file, args] = diesWithUs('flock', ['--exclusive', ...mode, '--conflict-exit-code', String(BUSY), '3']);
+  const child = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe', fd], detached: true });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     if (stderr.length < 2000) stderr += d.toString('utf8');

@@ -107,7 +107,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
   let stopReading: (() => void) | undefined;
   let runInstaller: Installer | undefined; // for the interruption message
   let firstChunk: FirstChunkKey | undefined;
-  let lockTaking: Promise<HostLock> | undefined;
+  let lockTaking: Promise<HostLock | null> | undefined;
   /** the data pass's slots, when one is made ready before the pass (a declined plan stops it) */
   let warming: ChunkSlots | undefined;
   const lockGiveUp = new AbortController();
@@ -130,13 +130,16 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // it go again (finally)
     let waitSaid: string | undefined;
     const takeLock = (early = false): void => {
-      // (not early into a root that is not there: taking the lock creates it, and a run stopped
-      // during that wait could not remove it, not holding the lock)
-      if (o.verifyOnly || lockTaking !== undefined || (early && !existsSync(root))) return;
+      // (early, never into a root that is not there: taking the lock would create it, and a run
+      // stopped during that wait could not remove it, not holding the lock; that one resolves
+      // null, and the lock is taken after the head)
+      if (o.verifyOnly || lockTaking !== undefined) return;
       // (a wait that began beside the head is said once the head was read: a wrong passphrase
       // says only that)
       const onWait = (m: string): void => (early && head === undefined ? void (waitSaid = m) : progress.warn(m));
-      lockTaking = movingWhile(() => lockHost(root, { signal: AbortSignal.any([o.signal, lockGiveUp.signal]), onWait }));
+      // (not a movement of the run until the head was read: a source that stalls beside the wait
+      // is still one for --stall-timeout)
+      lockTaking = lockHost(root, { signal: AbortSignal.any([o.signal, lockGiveUp.signal]), onWait, ...(early ? { createRoot: false } : {}) });
       lockTaking.then(() => (waitSaid = undefined), () => undefined); // (awaited after the head, or in finally)
     };
     // 1. header and qubes.xml
@@ -192,9 +195,16 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     let hostRead: Promise<QubesXml | null> | undefined;
     if (!o.verifyOnly) {
       // a wait for another run's lock is bounded (exit 8) and not a stall of ours
-      takeLock(); // (taken here: a format 1 directory, which has no head, or a root not there yet)
+      takeLock(); // (taken here: a format 1 directory, which has no head)
       if (waitSaid !== undefined) progress.warn(waitSaid); // (still waiting)
-      lock = await lockTaking!;
+      // a wait for another run's lock is bounded (exit 8) and not a stall of ours
+      lock = (await movingWhile(() => lockTaking!)) ?? undefined;
+      if (lock === undefined) {
+        // no root (yet) when the lock was taken beside the head: taken now, creating it
+        lockTaking = undefined;
+        takeLock();
+        lock = (await movingWhile(() => lockTaking!)) ?? undefined;
+      }
       // what a killed restore left: its staging, and VM directories it had moved in without
       // listing them in qubes.xml yet (its journal names them)
       // (a qubes.xml that cannot be read removes none of them, and keeps their journal: the plan
@@ -427,7 +437,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     // a lock taken beside a head that failed
     if (lock === undefined && lockTaking !== undefined) {
       lockGiveUp.abort(new Error('the head failed'));
-      lock = await lockTaking.catch(() => undefined);
+      lock = (await lockTaking.catch(() => null)) ?? undefined;
     }
     // a qubes root this run created and left with nothing but its lock file is removed again
     // (still under the lock: a run waiting for it sees the file gone and starts over)

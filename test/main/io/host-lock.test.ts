@@ -50,6 +50,17 @@ describe('lockHost', () => {
     assert.deepEqual(fs.readdirSync(path.join(base, 's')), ['other-root']);
   });
 
+  it('createRoot false: a root that is not there is neither created nor locked (null); one that is, is locked as usual', async () => {
+    const missing = path.join(root, 'not-yet', 'root');
+    assert.equal(await lockHost(missing, { createRoot: false }), null);
+    assert.equal(fs.existsSync(path.join(root, 'not-yet')), false, 'nothing created');
+    const there = path.join(root, 'there');
+    fs.mkdirSync(there);
+    const l = await lockHost(there, { createRoot: false });
+    assert.ok(l !== null && l.held() && !l.createdRoot);
+    await l.release();
+  });
+
   it('is exclusive: a second taker waits (saying so) until the first releases', async () => {
     const a = await lockHost(root);
     let waited = '';

@@ -50,6 +50,57 @@ async function setup(): Promise<{ plan: VmPlan[]; stagingDir: string }> {
 }
 
 describe('Installer', () => {
+  it('a stop during the group\'s directory fsyncs (after the last move) installs nothing: the files go back, qubes.xml is not written', async () => {
+    const { plan, stagingDir } = await setup();
+    const ac = new AbortController();
+    const stats = new RunStats({ enabled: true, measureEventLoop: false });
+    const time = stats.time.bind(stats);
+    let moves = 0;
+    let abortedAtWrite: boolean | undefined;
+    stats.time = ((stage: string, fn: () => unknown) => {
+      if (stage === 'install: write host qubes.xml (fsync)') abortedAtWrite = ac.signal.aborted;
+      const r = time(stage, fn);
+      // the signal comes right after the last move, while the parents are fsynced
+      if (stage === 'install: check + move files' && ++moves === plan.length) void (r as Promise<unknown>).then(() => setImmediate(() => ac.abort(new Error('SIGINT'))));
+      return r;
+    }) as RunStats['time'];
+    const before = fs.readFileSync(path.join(root, 'qubes.xml'), 'utf8');
+    const inst = new Installer({ root, plan, stagingDir, progress: noopProgress, signal: ac.signal, lock: heldLock(), stats });
+    for (const v of plan) inst.done(v.backupName);
+    await inst.settle();
+    assert.equal(ac.signal.aborted, true);
+    assert.equal(abortedAtWrite, undefined, 'no qubes.xml write after the signal');
+    assert.deepEqual([...inst.installed], []);
+    assert.equal(fs.readFileSync(path.join(root, 'qubes.xml'), 'utf8'), before);
+    for (const d of ['appvms', 'vm-templates']) assert.deepEqual(fs.existsSync(path.join(root, d)) ? fs.readdirSync(path.join(root, d)) : [], [], `${d}: nothing left`);
+  });
+
+  it('a forgotten check still running ends before the next of the same VM starts (they would walk one directory); after a stop nothing more is checked', async () => {
+    const { plan, stagingDir } = await setup();
+    const a = path.join(stagingDir, plan.find((v) => v.backupName === 'a')!.subdir);
+    for (let i = 0; i < 2000; i++) fs.symlinkSync('/etc/passwd', path.join(a, `l${i}`));
+    const failures: string[] = [];
+    const progress: ProgressReporter = { ...noopProgress, vmDone: (_n, ok, m) => void (ok ? undefined : failures.push(m ?? '')) };
+    const inst = new Installer({ root, plan, stagingDir, progress, signal: new AbortController().signal, lock: heldLock() });
+    inst.prepare('a');
+    await new Promise((r) => setImmediate(r));
+    inst.forget('a'); // a later member of `a` (onVmReopened), then said extracted again
+    inst.prepare('a');
+    for (const v of plan) inst.done(v.backupName);
+    await inst.settle();
+    assert.deepEqual(failures, []);
+    assert.deepEqual(names(), ['a', 'b', 'c', 'dom0', 'tpl']);
+    assert.deepEqual(fs.readdirSync(path.join(root, 'appvms', 'a')), ['private.img'], 'every link dropped');
+    // stopped: prepare() starts nothing
+    const ac = new AbortController();
+    ac.abort(new Error('SIGINT'));
+    const stats = new RunStats({ enabled: true, measureEventLoop: false });
+    const stopped = new Installer({ root, plan, stagingDir, progress: noopProgress, signal: ac.signal, lock: heldLock(), stats });
+    for (const v of plan) stopped.prepare(v.backupName);
+    await stopped.quiesce();
+    assert.equal(stats.report().stages.find((x) => x.stage === 'install: check + fsync staged files'), undefined);
+  });
+
   it('checks prepared while the archive is read are used; one forgotten (more files of the VM came) is run again on what is there then', async () => {
     const { plan, stagingDir } = await setup();
     const stats = new RunStats({ enabled: true, measureEventLoop: false });

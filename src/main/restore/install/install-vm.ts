@@ -3,7 +3,7 @@
 // the domain is added to the in-memory host qubes.xml (the caller writes it).
 import { lstat, mkdir, realpath, rename, rmdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fail, isQvmBackupError } from '../../errors.js';
+import { QvmBackupError, fail, isQvmBackupError } from '../../errors.js';
 import type { DomainInfo, QubesXml } from '../../qubes-xml/index.js';
 import { addRestoredDomain, findDomain, isValidVmName, previewRestoredDomain } from '../../qubes-xml/index.js';
 import { isTemplateVm } from '../plan/domain-view.js';
@@ -50,11 +50,17 @@ export interface StagedCheck {
 
 /** The checks (and fsyncs) of a VM's staged files before it is moved into place: checkStagedVm()
  *  plus the images' sizes. Touches nothing outside the staged directory. */
-export async function stagedCheck(qubesRoot: string, stagedDir: string, vm: VmPlan): Promise<StagedCheck> {
+export async function stagedCheck(qubesRoot: string, stagedDir: string, vm: VmPlan, signal?: AbortSignal): Promise<StagedCheck> {
   const root = path.resolve(qubesRoot);
   const staged = path.resolve(stagedDir);
   if (!isInside(root, staged)) fail('ERR_UNSAFE_NAME', `${vm.newName}: staged files ${staged} are not under ${root}`, { vm: vm.newName });
-  const stagedExists = await checkStagedVm(root, staged, vm);
+  let stagedExists: boolean;
+  try {
+    stagedExists = await checkStagedVm(root, staged, vm, true, signal);
+  } catch (e) {
+    if (signal?.aborted === true) throw new QvmBackupError('ERR_CANCELLED', `${vm.newName}: its files' check was stopped`, { vm: vm.newName }, e);
+    throw e;
+  }
   return stagedExists ? { stagedExists, volumeSizes: await imageSizes(staged) } : { stagedExists };
 }
 
@@ -203,11 +209,11 @@ async function realDirectory(root: string, parent: string, name: string): Promis
  * special file; symbolic links are dropped. With `flush`, every file is fsynced too. A verification
  * runs the same on its scratch copy (without `flush`). Returns whether anything was staged.
  */
-export async function checkStagedVm(root: string, staged: string, vm: VmPlan, flush = true): Promise<boolean> {
+export async function checkStagedVm(root: string, staged: string, vm: VmPlan, flush = true, signal?: AbortSignal): Promise<boolean> {
   const stagedExists = await checkStaged(root, staged, vm);
   if (stagedExists) {
     await checkVmFiles(staged, vm.domain, vm.newName);
-    await prepareTree(staged, vm.newName, flush);
+    await prepareTree(staged, vm.newName, flush, signal);
   } else if (requiredImages(vm.domain).length > 0) {
     fail('ERR_CORRUPT', `${vm.newName}: no files were extracted for this VM`, { vm: vm.newName, file: staged });
   }

@@ -72,6 +72,8 @@ export class Installer {
   readonly #checks = new Map<string, Promise<StagedCheck>>();
   /** every check running (forget() leaves them running: quiesce() waits for them too) */
   readonly #started = new Set<Promise<void>>();
+  /** the last check started for each VM, settled either way */
+  readonly #lastOf = new Map<string, Promise<void>>();
   readonly #checkSlot = limiter(CHECKS_AT_ONCE);
 
   constructor(o: InstallerOptions) {
@@ -85,7 +87,7 @@ export class Installer {
    * install still waits for done(). Call quiesce() before the staging directory is removed.
    */
   prepare(vm: string): void {
-    void this.#check(vm);
+    if (!this.#o.signal.aborted) void this.#check(vm);
   }
 
   /** More of the VM's files are coming after all: a check prepare() started is not used; its
@@ -106,13 +108,23 @@ export class Installer {
     const v = this.#o.plan.find((p) => p.backupName === vm);
     if (v === undefined) return undefined;
     const stats = this.#o.stats ?? RunStats.off();
-    const p = this.#checkSlot(() => stats.time('install: check + fsync staged files', () => stagedCheck(this.#o.root, this.#stagedOf(v), v)));
+    const { signal } = this.#o;
+    // after a stop nothing more is checked (the staging directory is about to go); a check that
+    // forget() dropped ends before the next of the same VM starts (both would walk one directory)
+    const before = this.#lastOf.get(vm) ?? Promise.resolve();
+    const p = before.then(() =>
+      this.#checkSlot(() => {
+        if (signal.aborted) throw new QvmBackupError('ERR_CANCELLED', `${v.newName}: not checked: the run was stopped`, { vm: v.newName });
+        return stats.time('install: check + fsync staged files', () => stagedCheck(this.#o.root, this.#stagedOf(v), v, signal));
+      }),
+    );
     const settled = p.then(
       () => undefined,
       () => undefined, // the rejection is the VM's install's to report, if it comes to one
     );
     this.#started.add(settled);
     void settled.then(() => this.#started.delete(settled));
+    this.#lastOf.set(vm, settled);
     this.#checks.set(vm, p);
     return p;
   }
@@ -246,6 +258,7 @@ export class Installer {
     const parents = new Set<string>();
     try {
       for (const v of group) {
+        if (signal.aborted) break; // (what moved is moved back below: nothing is written)
         const bad = this.#deps(v).find((d) => this.#failed.has(d));
         if (bad !== undefined) {
           this.#dependencyFailed(v, bad);
@@ -286,12 +299,13 @@ export class Installer {
       return;
     }
     try {
+      // the renames are on disk before qubes.xml names the VMs (one fsync per directory)
+      for (const dir of parents) await fsyncPath(dir);
+      // (checked after those waits: a stop during them installs nothing)
       if (signal.aborted) throw new QvmBackupError('ERR_CANCELLED', 'interrupted before qubes.xml was written: not installed');
       if (!lock.held()) throw new QvmBackupError('ERR_LOCKED', `the host lock ${lock.path} was lost; not writing qubes.xml`);
       // from the write on, a forced exit leaves the directories to the journal on disk: the next
       // restore keeps those the new qubes.xml lists (the write may have landed) and removes the rest
-      // the renames are on disk before qubes.xml names the VMs (one fsync per directory)
-      for (const dir of parents) await fsyncPath(dir);
       journal.unhook();
       await stats.time('install: write host qubes.xml (fsync)', () =>
         exitWaitsFor(saveHostQubesXml(root, host)).catch((e: unknown) => {

@@ -16,17 +16,18 @@ export interface TreeReport {
 
 /** Sanitize and (with `flush`) fsync the tree under `dir` (itself a real directory); throws
  *  ERR_UNSAFE_NAME on refusal. */
-export async function prepareTree(dir: string, vm: string, flush = true): Promise<TreeReport> {
+export async function prepareTree(dir: string, vm: string, flush = true, signal?: AbortSignal): Promise<TreeReport> {
   const report: TreeReport = { files: 0, bytes: 0, removedSymlinks: [] };
-  await walk(dir, '', vm, report, 0, flush);
+  await walk(dir, '', vm, report, 0, flush, signal);
   return report;
 }
 
 const MAX_DEPTH = 64;
 
-async function walk(abs: string, rel: string, vm: string, report: TreeReport, depth: number, flush: boolean): Promise<void> {
+async function walk(abs: string, rel: string, vm: string, report: TreeReport, depth: number, flush: boolean, signal: AbortSignal | undefined): Promise<void> {
   if (depth > MAX_DEPTH) fail('ERR_UNSAFE_NAME', `${vm}: directory tree too deep at ${printable(rel)}`, { vm, file: rel });
   for (const name of await readdir(abs)) {
+    signal?.throwIfAborted(); // (a stop: the tree is about to be removed)
     const childAbs = path.join(abs, name);
     const childRel = rel === '' ? name : `${rel}/${name}`;
     const st = await lstat(childAbs);
@@ -34,7 +35,7 @@ async function walk(abs: string, rel: string, vm: string, report: TreeReport, de
       await unlink(childAbs);
       report.removedSymlinks.push(childRel);
     } else if (st.isDirectory()) {
-      await walk(childAbs, childRel, vm, report, depth + 1, flush);
+      await walk(childAbs, childRel, vm, report, depth + 1, flush, signal);
     } else if (st.isFile()) {
       if (st.nlink > 1) {
         fail('ERR_UNSAFE_NAME', `${vm}: ${printable(childRel)} is a hard link; refusing to install it as VM data`, { vm, file: childRel });

@@ -112,6 +112,8 @@ export class MemberSequencer {
 
   #enter(subdir: string | null): void {
     if (this.#lastSubdir !== null && subdir !== this.#lastSubdir) this.#closed.add(this.#lastSubdir);
+    // a subdir entered again (A, B, A) is open again: a break now may have cut it
+    if (subdir !== null) this.#closed.delete(subdir);
     this.#lastSubdir = subdir;
   }
 

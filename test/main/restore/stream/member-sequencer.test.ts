@@ -126,3 +126,12 @@ test('a truncated stream leaves the last subdir open; the end of the archive clo
   seq.end();
   assert.equal(seq.closed('vm2/'), true);
 });
+
+test('a subdir entered again (A, B, A) is open again until another follows or the archive ends', () => {
+  const members: [string, number][] = [['vm1/private.img.000.enc', 9], ['vm2/private.img.000.enc', 9], ['vm1/root.img.000.enc', 9]];
+  const { seq } = run(4, members, true);
+  assert.equal(seq.closed('vm1/'), false, 'vm1 is being read again: a break now may have cut it');
+  assert.equal(seq.closed('vm2/'), true);
+  seq.end();
+  assert.equal(seq.closed('vm1/'), true);
+});
