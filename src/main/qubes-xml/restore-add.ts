@@ -184,10 +184,7 @@ function buildDomain(host: QubesXml, from: DomainInfo, klass: string, qid: numbe
  */
 export function addRestoredDomain(host: QubesXml, from: DomainInfo, opts: AddRestoredOptions): DomainInfo {
   const st = stateOf(host);
-  const klass = restoredClass(host, from);
-  if (!isValidVmName(opts.newName)) fail('ERR_PLAN', `invalid VM name ${shown(opts.newName)}`, { vm: from.name });
-  if (findDomain(host, opts.newName)) fail('ERR_PLAN', `VM ${opts.newName} already exists on the host`, { vm: from.name });
-  const { node, warnings } = buildDomain(host, from, klass, freeQid(host), opts);
+  const { node, warnings } = restoredElement(host, from, opts);
   const domains = child(st.root, 'domains') ?? (() => {
     const d = makeElement('domains');
     appendChild(st.root, d, 0, st.pretty);
@@ -204,11 +201,16 @@ export function addRestoredDomain(host: QubesXml, from: DomainInfo, opts: AddRes
  * read but not attached (an install's dry run: its volumes are checked before any file moves).
  */
 export function previewRestoredDomain(host: QubesXml, from: DomainInfo, opts: AddRestoredOptions): DomainInfo {
+  return readR4Domain(restoredElement(host, from, opts).node, host.labels);
+}
+
+/** The checks of an add and the element it adds (not attached to `host`). */
+function restoredElement(host: QubesXml, from: DomainInfo, opts: AddRestoredOptions): { node: XNode; warnings: string[] } {
   stateOf(host);
   const klass = restoredClass(host, from);
   if (!isValidVmName(opts.newName)) fail('ERR_PLAN', `invalid VM name ${shown(opts.newName)}`, { vm: from.name });
   if (findDomain(host, opts.newName)) fail('ERR_PLAN', `VM ${opts.newName} already exists on the host`, { vm: from.name });
-  return readR4Domain(buildDomain(host, from, klass, freeQid(host), opts).node, host.labels);
+  return buildDomain(host, from, klass, freeQid(host), opts);
 }
 
 /**

@@ -70,9 +70,8 @@ export class Installer {
   #deferred: { vm: string; target: string }[] = [];
   /** the staged files' checks (stagedCheck) started, by backup name */
   readonly #checks = new Map<string, Promise<StagedCheck>>();
-  /** every check running (forget() leaves them running: quiesce() waits for them too) */
-  readonly #started = new Set<Promise<void>>();
-  /** the last check started for each VM, settled either way */
+  /** the last check started for each VM, settled either way (each starts after the one before of
+   *  its VM: these settle after every check, also those forget() dropped) */
   readonly #lastOf = new Map<string, Promise<void>>();
   readonly #checkSlot = limiter(CHECKS_AT_ONCE);
 
@@ -98,7 +97,7 @@ export class Installer {
 
   /** Resolves once no check that prepare() or an install started still runs. */
   async quiesce(): Promise<void> {
-    await Promise.allSettled(this.#started);
+    await Promise.all(this.#lastOf.values());
   }
 
   /** `vm`'s check (started now if it was not), or undefined when it is not in the plan. */
@@ -122,8 +121,6 @@ export class Installer {
       () => undefined,
       () => undefined, // the rejection is the VM's install's to report, if it comes to one
     );
-    this.#started.add(settled);
-    void settled.then(() => this.#started.delete(settled));
     this.#lastOf.set(vm, settled);
     this.#checks.set(vm, p);
     return p;
