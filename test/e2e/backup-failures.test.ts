@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeFileSync, writeSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeFileSync, writeSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, node, run, haveCmd, BACKUP_BIN, RESTORE_BIN, ROOT, sampleIn } from '../helpers/cli.js';
 import { busyLoops } from '../helpers/load.js';
@@ -259,6 +259,32 @@ test('a destination command that stops reading and exits 0: said as such (exit 1
     const r = node(BACKUP_BIN, ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '--dest-command', 'head -c 100000 >/dev/null', 'x']);
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr.trim(), /^qvm-backup: error: writing to the output command: output command exited with status 0 before it had read the whole archive$/);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a destination command that exits 0 having left the archive\'s last bytes unread in its pipe (no write of ours fails): exit 1, never "finished"', { timeout: 60_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, MiB);
+    const pw = passFile(t.dir);
+    const args = (cmd: string): string[] => ['-q', '-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', '--dest-command', cmd, 'x'];
+    const whole = join(t.dir, 'whole.bin');
+    const ok = node(BACKUP_BIN, args(`cat > '${whole}'`));
+    assert.equal(ok.status, 0, ok.stderr);
+    const size = statSync(whole).size;
+    // all but the last 30 000 bytes (they fit in the pipe's buffer), or nothing at all
+    for (const cmd of [`head -c ${size - 30_000} > '${join(t.dir, 'cut.bin')}'; sleep 0.3`, 'sleep 0.5']) {
+      const r = node(BACKUP_BIN, args(cmd));
+      assert.equal(r.status, 1, `${cmd}: ${r.stderr}`);
+      // (said when the archive ends, or at the write its pipe no longer takes)
+      assert.match(r.stderr.trim(), /^qvm-backup: error: (finishing the backup|writing to the output command): output command exited with status 0 before it had read the whole archive$/, cmd);
+    }
+    // a command's own failure stays its own, with what it said
+    const own = node(BACKUP_BIN, args(`cat > /dev/null; echo 'remote: gone' >&2; exit 125`));
+    assert.equal(own.status, 1, own.stderr);
+    assert.match(own.stderr.trim(), /output command failed \(exit 125\): remote: gone$/);
   } finally {
     t.cleanup();
   }

@@ -4,7 +4,7 @@
 // holding its stderr does not hang the run. Archives are built in code, valid and authenticated.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseQubesXml, validateHostCollection } from '../../src/main/qubes-xml/index.js';
@@ -423,6 +423,47 @@ test('the host lock is taken while the header is read: another run holding it ma
     assert.equal(spawnSync('flock', ['--nonblock', path.join(s.root, 'qubes.xml.lock'), 'true']).status, 0);
   } finally {
     holder?.kill('SIGKILL');
+    s.t.cleanup();
+  }
+});
+
+test('a VM directory on the disk that qubes.xml does not list, or a linked appvms, is refused in the plan (before any data); --skip-conflicting restores the rest', { timeout: 60_000 }, async () => {
+  const s = setup();
+  try {
+    const xml = r4Xml([
+      { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
+      { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
+    ]);
+    const archive = s.archive(xml);
+    // a leftover directory of a VM the host no longer lists, holding the user's file
+    mkdirSync(path.join(s.root, 'appvms/good'), { recursive: true });
+    writeFileSync(path.join(s.root, 'appvms/good/precious'), 'mine');
+    // (a source that never gives the data: the refusal comes from the plan, before it is read)
+    const cut = readFileSync(archive).indexOf(Buffer.from('vm9/private.img.000.enc'));
+    const stuck = `head -c ${cut} '${archive}'; sleep 30`;
+    const refused = await run(s.args(null, ['--source-command', stuck]), 20_000).done;
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /appvms\/good is already on the host, though its qubes\.xml lists no VM good/);
+    assert.ok(refused.ms < 15_000, `refused in the plan, in ${refused.ms} ms`);
+    noStaging(s.root);
+    const skipped = await run(s.args(archive, ['--skip-conflicting']), 40_000).done;
+    assert.equal(skipped.code, 0, skipped.stderr);
+    assert.deepEqual(hostNames(s.root), ['dom0', 'evil', 'tpl']);
+    assert.equal(readFileSync(path.join(s.root, 'appvms/good/precious'), 'utf8'), 'mine');
+    // appvms as a link (to a directory elsewhere): nothing goes through it
+    const s2 = setup();
+    try {
+      mkdirSync(path.join(s2.t.dir, 'elsewhere'));
+      symlinkSync(path.join(s2.t.dir, 'elsewhere'), path.join(s2.root, 'appvms'));
+      const linked = await run(s2.args(null, ['--source-command', stuck]), 20_000).done;
+      assert.equal(linked.code, 2, linked.stderr);
+      assert.match(linked.stderr, /appvms is not a directory \(a symbolic link\?\): no VM is installed through it/);
+      assert.deepEqual(readdirSync(path.join(s2.t.dir, 'elsewhere')), []);
+      noStaging(s2.root);
+    } finally {
+      s2.t.cleanup();
+    }
+  } finally {
     s.t.cleanup();
   }
 });

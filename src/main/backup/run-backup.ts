@@ -7,9 +7,8 @@ import { boundedWait, orAbort } from '../pipeline/waits.js';
 import { getMaxListeners, setMaxListeners } from 'node:events';
 import { exactSize } from '../size-text.js';
 import { chunkSizeMultiple, sizeLimitFor } from '../format/limits.js';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import writeFileAtomic from 'write-file-atomic';
 import { QvmBackupError, fail, isQvmBackupError } from '../errors.js';
 import { makeBackupId } from '../format/backup-header.js';
 import { blockBound } from '../../workers/compress.js';
@@ -20,6 +19,7 @@ import { WorkerPool } from '../pipeline/worker-pool.js';
 import { Semaphore } from '../pipeline/async-queue.js';
 import { FirstFailure } from '../pipeline/first-failure.js';
 import { lockHost, type HostLock } from '../io/host-lock.js';
+import { saveHostQubesXml } from '../restore/install/host-qubes-xml.js';
 import { OuterTarWriter, outerMemberHead, outerMemberTail } from '../tar/outer-tar-writer.js';
 import { tarCreateStream, tarCreateMultiVolume, checkGnuTar } from '../tar/gnu-tar.js';
 import { checkTmpdir } from '../io/tmpdir.js';
@@ -464,7 +464,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     lock = await movingWhile(() => lockHost(options.qubesRoot, { waitSeconds: 60, signal, onWait: (m) => progress.warn(m) }));
     const fresh = parseQubesXml(await readFile(xmlPath));
     setBackupTimestamp(fresh, [...included.keys()], Math.floor(Date.now() / 1000));
-    await writeFileAtomic(xmlPath, serializeQubesXml(fresh), { mode: (await stat(xmlPath)).mode & 0o777 });
+    // (its mode and owner kept, never written through a link, its directory fsynced)
+    await saveHostQubesXml(options.qubesRoot, fresh);
   } catch (e) {
     progress.warn(`backup finished, but backup_timestamp could not be recorded in ${xmlPath}: ${(e as Error).message}`);
   } finally {

@@ -12,6 +12,20 @@ import { oneLine } from './tail-buffer.js';
 /** How long a command that stopped reading gets to exit before it is killed. */
 const EXIT_GRACE_MS = 5000;
 
+/** What the wrapper says (on the program's stderr, with UNREAD_STATUS) when the program exited 0
+ *  and left archive bytes unread in its stdin pipe. */
+const UNREAD_MARK = 'qvm-backup: the program exited with status 0 and left archive data unread';
+const UNREAD_STATUS = 125;
+/**
+ * `sh -c UNREAD_CHECK sh program args…`: runs the program on our pipe, then — when it exited 0 —
+ * reads what is left there: a byte means it did not take the whole archive. A command that exits
+ * 0 having read only part of it (`head -c N > file`, or one that reads nothing) must not pass for
+ * a backup taken: the bytes it left are lost when the pipe closes, and a write of ours fails with
+ * EPIPE only when they do not fit in the pipe's buffer (up to a few hundred KiB went unnoticed).
+ * Any other exit status is the program's own.
+ */
+const UNREAD_CHECK = `"$@"; rc=$?; if [ "$rc" -eq 0 ] && [ "$(head -c 1 | wc -c)" -ne 0 ]; then echo '${UNREAD_MARK}' >&2; exit ${UNREAD_STATUS}; fi; exit "$rc"`;
+
 /**
  * A sink feeding `sh -c <shellCommand>` on its stdin. commit() closes stdin and requires exit 0
  * (else ERR_IO with the exit code and stderr tail); abort() kills the command's process group.
@@ -40,7 +54,7 @@ export interface ProcessSinkOptions {
 export function processSink(program: string, args: readonly string[], o: ProcessSinkOptions): Sink {
   const ctx = { command: o.command };
   // own process group, killed as a whole (execa's `cleanup` skips detached children)
-  const { child, stderr: tail } = spawnProcess(program, args, { stdin: 'pipe', stdout: o.stdout, detached: true, ...(o.env ? { env: o.env } : {}) }, o.command);
+  const { child, stderr: tail } = spawnProcess('sh', ['-c', UNREAD_CHECK, 'sh', program, ...args], { stdin: 'pipe', stdout: o.stdout, detached: true, ...(o.env ? { env: o.env } : {}) }, o.command);
   const killGroup = (signal: NodeJS.Signals): void => void signalGroup(child.pid, signal);
   // Our replacement for execa's `cleanup: true`: never leave the command running when we exit.
   const onExit = (): void => killGroup('SIGKILL');
@@ -73,10 +87,12 @@ export function processSink(program: string, args: readonly string[], o: Process
   };
   const failure = async (what: string, cause?: unknown): Promise<QvmBackupError> => {
     const r = await ended(EXIT_GRACE_MS);
-    const t = oneLine(tail.text());
+    const said = tail.text();
+    const unread = r.exitCode === UNREAD_STATUS && said.includes(UNREAD_MARK);
+    const t = oneLine(said.replace(UNREAD_MARK, ''));
     // a command that succeeded but stopped reading (`head -c N > file`) did not take the archive
-    const detail = r.exitCode === 0 && cause !== undefined ? 'exited with status 0 before it had read the whole archive' : `failed (${exitDetail(r)})`;
-    return new QvmBackupError('ERR_IO', `${what}: ${o.what} ${detail}${t ? `: ${t}` : ''}`, processContext(o.command, r, t), cause);
+    const detail = unread || (r.exitCode === 0 && cause !== undefined) ? 'exited with status 0 before it had read the whole archive' : `failed (${exitDetail(r)})`;
+    return new QvmBackupError('ERR_IO', `${what}: ${o.what} ${detail}${t ? `: ${t}` : ''}`, processContext(o.command, unread ? { ...r, exitCode: 0 } : r, t), cause);
   };
 
   let state: 'open' | 'failed' | 'committed' | 'aborted' = 'open';
@@ -107,7 +123,7 @@ export function processSink(program: string, args: readonly string[], o: Process
       const r = await orAbort(exited, signal);
       if (r.failed || r.exitCode !== 0) throw await failure('finishing the backup');
     },
-    said: () => oneLine(tail.text()),
+    said: () => oneLine(tail.text().replace(UNREAD_MARK, '')),
     async abort() {
       if (state === 'aborted' || (state !== 'open' && child.exitCode !== null)) return;
       state = 'aborted';

@@ -79,6 +79,12 @@ export async function lockHost(qubesRoot: string, o: LockOptions = {}): Promise<
       // the holder before us may have removed the file (a root it created and left empty)
       if (sameFile(fd, lockPath)) return heldLock(fd, lockPath, root, outermost);
     } catch (e) {
+      // a stop (or a failure) while the lock was being taken in a root this run created: the
+      // root goes again when nobody holds its lock (a run waiting beside us keeps it)
+      if (outermost !== undefined) {
+        const mine = await flockFd(fd, lockPath, 0, undefined).catch(() => false);
+        if (mine && sameFile(fd, lockPath)) await removeLockAndRoot(lockPath, root, outermost);
+      }
       closeSync(fd);
       throw e;
     }
@@ -108,6 +114,8 @@ function sameFile(fd: number, lockPath: string): boolean {
 
 /** flock(1) on our open file (its fd 3); false when busy (after `waitSeconds`, 0 = do not wait). */
 async function flockFd(fd: number, lockPath: string, waitSeconds: number, signal: AbortSignal | undefined): Promise<boolean> {
+  // stopped already: nothing started (a flock started and killed at once may still take the lock first)
+  if (signal?.aborted) throw new QvmBackupError('ERR_CANCELLED', 'interrupted while waiting for the host lock', { file: lockPath }, signal.reason);
   const mode = waitSeconds > 0 ? ['--wait', String(waitSeconds)] : ['--nonblock'];
   // node's spawn, not execa: only it hands an open file to the child as an extra descriptor.
   // Own process group: a terminal's Ctrl-C reaches us, and we stop the wait ourselves.
@@ -156,14 +164,18 @@ function heldLock(fd: number, lockPath: string, root: string, outermost: string 
     release: async () => close(),
     removeWithRoot: async () => {
       if (!open) return;
-      await unlink(lockPath).catch(() => undefined);
-      // root, then up to the outermost directory our mkdir made; rmdir stops at one not empty
-      // (another run's root beside ours, a file someone put there)
-      for (let d = root; ; d = path.dirname(d)) {
-        if (!(await rmdir(d).then(() => true, () => false))) break;
-        if (outermost === undefined || d === outermost || d === path.dirname(d)) break;
-      }
+      await removeLockAndRoot(lockPath, root, outermost);
       close();
     },
   };
+}
+
+/** The lock file (held by us), then the root and up to the outermost directory our mkdir made;
+ *  rmdir stops at one not empty (another run's root beside ours, a file someone put there). */
+async function removeLockAndRoot(lockPath: string, root: string, outermost: string | undefined): Promise<void> {
+  await unlink(lockPath).catch(() => undefined);
+  for (let d = root; ; d = path.dirname(d)) {
+    if (!(await rmdir(d).then(() => true, () => false))) break;
+    if (outermost === undefined || d === outermost || d === path.dirname(d)) break;
+  }
 }

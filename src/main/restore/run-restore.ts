@@ -4,7 +4,7 @@
 // installed (moved into place, merged into the on-disk qubes.xml) after the VMs it uses → dom0
 // home → staging removed and the lock released (also on error and Ctrl-C).
 import { movingWhile } from '../progress/activity.js';
-import { access, constants as fsc, readdir, rmdir, stat } from 'node:fs/promises';
+import { access, constants as fsc, lstat, readdir, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { QvmBackupError, fail, isQvmBackupError, type ErrorCode } from '../errors.js';
@@ -16,7 +16,7 @@ import type { ProgressReporter } from '../progress/progress.js';
 import { planRestore, formatRestoreTable, unknownExcludeWarning, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
 import { createScratch, createStaging, removeStaleStaging, type Staging } from './install/staging.js';
 import { installDom0Home } from './install/dom0-home.js';
-import { checkStagedVm } from './install/install-vm.js';
+import { checkStagedVm, vmDirOf } from './install/install-vm.js';
 import { requiredImages } from './install/vm-files.js';
 import { existsSync } from 'node:fs';
 import type { ChunkSlots } from './stream/chunks-in-flight.js';
@@ -214,6 +214,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       const hostNow = await hostRead.then((d) => d ?? { domains: [] }, () => undefined);
       const stale = await removeStaleStaging(root, hostNow === undefined ? undefined : (n) => hostNow.domains.some((d) => d.name === n));
       for (const n of stale.orphans) progress.warn(`removed ${join(root, n)}: a restore that was killed had moved it in without adding it to qubes.xml`);
+      for (const n of stale.temps) progress.warn(`removed ${join(root, n)}: the unfinished qubes.xml write of a restore that was killed`);
       for (const n of stale.staging) progress.warn(`removed ${join(root, n)}, the staging directory of an earlier run that was killed`);
     }
     // (a verification plans against no host: it installs nothing, so the host's collection, even
@@ -221,7 +222,11 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
     const host = hostRead === undefined ? null : await hostRead;
     // a typo in --qubes-root must not pass unseen as a new, empty collection
     if (!o.verifyOnly && host === null) progress.info(`${root} holds no qubes.xml: a new collection is started there`);
+    // what is on the host's disk under a VM name that its qubes.xml does not list: a conflict now,
+    // not after the data pass (the install never overwrites a VM directory)
+    const occupied = o.verifyOnly ? undefined : await vmDirsOnDisk(root, host);
     const plan = planRestore(backupXml, host, hostUser, {
+      ...(occupied !== undefined ? { occupied } : {}),
       vms: o.vms,
       exclude: o.exclude,
       skipDom0Home: o.skipDom0Home,
@@ -246,6 +251,8 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
         plan.blocking.push(`${(e as Error).message} (restore the dom0 home alone with -x of every VM, or into another --qubes-root)`);
       }
     }
+    // the directories the VMs go into (appvms, vm-templates): a link or a file there is refused now
+    if (!o.verifyOnly) plan.blocking.push(...(await vmParentProblems(root, chosen)));
     const table = formatRestoreTable(plan);
     // the table ends with the reasons: each is listed once
     if (plan.blocking.length > 0) fail('ERR_PLAN', `the restore cannot proceed (${plan.blocking.length} problem${plan.blocking.length > 1 ? 's' : ''}, listed below the table):\n${table}`);
@@ -551,4 +558,31 @@ async function existingAncestor(p: string): Promise<string> {
     if (await stat(d).then(() => true, () => false)) return d;
     if (dirname(d) === d) return d;
   }
+}
+
+/** The VM file pool's directories of the host (`<root>/appvms`, `<root>/vm-templates`). */
+const VM_PARENTS = ['appvms', 'vm-templates'] as const;
+
+/** Names under the host's VM directories that its qubes.xml (`host`) does not list, each with the
+ *  path taken: a VM of that name cannot be installed there. */
+async function vmDirsOnDisk(root: string, host: QubesXml | null): Promise<Map<string, string>> {
+  const listed = new Set((host?.domains ?? []).map((d) => d.name));
+  const out = new Map<string, string>();
+  for (const parent of VM_PARENTS) {
+    for (const name of await readdir(join(root, parent)).catch(() => [] as string[])) {
+      if (!listed.has(name) && !out.has(name)) out.set(name, join(root, parent, name));
+    }
+  }
+  return out;
+}
+
+/** A blocking line for each VM directory's parent that exists and is not a real directory. */
+async function vmParentProblems(root: string, chosen: readonly VmPlan[]): Promise<string[]> {
+  const parents = new Set(chosen.map((v) => dirname(vmDirOf(root, v.domain, v.newName))));
+  const out: string[] = [];
+  for (const parent of parents) {
+    const st = await lstat(parent).catch(() => null);
+    if (st !== null && !st.isDirectory()) out.push(`${parent} is not a directory (a symbolic link?): no VM is installed through it`);
+  }
+  return out;
 }

@@ -50,6 +50,15 @@ describe('lockHost', () => {
     assert.deepEqual(fs.readdirSync(path.join(base, 's')), ['other-root']);
   });
 
+  it('a stop while the lock is taken in a root it created removes that root again', async () => {
+    const base = path.join(root, 'stopped');
+    fs.mkdirSync(base);
+    const stopped = AbortSignal.abort();
+    const deep = path.join(base, 'a', 'root');
+    await assert.rejects(lockHost(deep, { signal: stopped }), (e: Error & { code?: string }) => e.code === 'ERR_CANCELLED');
+    assert.deepEqual(fs.readdirSync(base), [], 'the root and the directory above it that the run made are gone');
+  });
+
   it('createRoot false: a root that is not there is neither created nor locked (null); one that is, is locked as usual', async () => {
     const missing = path.join(root, 'not-yet', 'root');
     assert.equal(await lockHost(missing, { createRoot: false }), null);

@@ -382,11 +382,48 @@ describe('host qubes.xml', () => {
     assert.deepEqual((await loadHostQubesXml(root))?.domains.map((d) => d.name), ['dom0', 'tpl']);
   });
 
-  it('leaves no temp file behind when the final rename fails', async () => {
-    fs.mkdirSync(path.join(root, 'qubes.xml', 'keep'), { recursive: true }); // rename() onto it fails
-    await rejectsCode(saveHostQubesXml(root, null), 'ERR_IO');
+  it('keeps the mode of the file it replaces; names its temp file while it exists; leaves none when the write fails', async () => {
+    await saveHostQubesXml(root, null);
+    const file = path.join(root, 'qubes.xml');
+    fs.chmodSync(file, 0o600);
+    const seen: string[] = [];
+    await saveHostQubesXml(root, null, async (tmp) => {
+      assert.ok(fs.statSync(tmp).isFile());
+      seen.push(tmp);
+    });
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600, 'a 0600 qubes.xml stays 0600');
+    assert.equal(seen.length, 1);
+    assert.match(path.basename(seen[0]!), /^qubes\.xml\.\d+$/);
+    assert.equal(path.dirname(seen[0]!), fs.realpathSync(root));
+    await rejectsCode(
+      saveHostQubesXml(root, null, async () => {
+        throw new Error('journal full');
+      }),
+      'ERR_IO',
+    );
     assert.deepEqual(fs.readdirSync(root), ['qubes.xml']);
-    assert.deepEqual(fs.readdirSync(path.join(root, 'qubes.xml')), ['keep']);
+  });
+
+  it('refuses a qubes.xml that is a link, a directory or a FIFO: not read, not written through', async () => {
+    fs.mkdirSync(root, { recursive: true });
+    const file = path.join(root, 'qubes.xml');
+    const target = path.join(root, 'elsewhere.xml');
+    fs.writeFileSync(target, r4Xml([{ name: 'tpl', klass: 'TemplateVM', qid: 2 }]));
+    fs.symlinkSync(target, file);
+    await rejectsCode(loadHostQubesXml(root), 'ERR_IO');
+    await rejectsCode(saveHostQubesXml(root, null), 'ERR_IO');
+    assert.ok(fs.lstatSync(file).isSymbolicLink());
+    assert.match(fs.readFileSync(target, 'utf8'), /tpl/, 'the link\'s target is untouched');
+    fs.rmSync(file);
+    execFileSync('mkfifo', [file]);
+    // (a FIFO without a writer: neither waits)
+    await rejectsCode(loadHostQubesXml(root), 'ERR_IO');
+    await rejectsCode(saveHostQubesXml(root, null), 'ERR_IO');
+    fs.rmSync(file);
+    fs.mkdirSync(path.join(file, 'keep'), { recursive: true });
+    await rejectsCode(saveHostQubesXml(root, null), 'ERR_IO');
+    assert.deepEqual(fs.readdirSync(root).sort(), ['elsewhere.xml', 'qubes.xml']);
+    assert.deepEqual(fs.readdirSync(file), ['keep']);
   });
 });
 

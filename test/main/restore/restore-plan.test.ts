@@ -104,6 +104,22 @@ describe('planRestore', () => {
     assert.equal(skipped.totalBytes, 4000 + 5000 + 700);
   });
 
+  it('a VM directory on the host\'s disk that its qubes.xml does not list is a conflict, said with its path; renames avoid it', () => {
+    const occupied = new Map([['work', '/q/appvms/work'], ['work1', '/q/vm-templates/work1']]);
+    const blocked = planRestore(backup(), null, 'alice', sel({ occupied }));
+    assert.deepEqual(byName(blocked.vms, 'work').problems, ['already-exists']);
+    assert.deepEqual(byName(blocked.vms, 'net').problems, []);
+    assert.match(blocked.blocking.join('\n'), /work: \/q\/appvms\/work is already on the host, though its qubes.xml lists no VM work \(use --rename-conflicting/);
+    const renamed = planRestore(backup(), null, 'alice', sel({ occupied, renameConflicting: true }));
+    assert.deepEqual(renamed.blocking, []);
+    assert.equal(byName(renamed.vms, 'work').newName, 'work2', 'work1 is taken on the disk too');
+    const skipped = planRestore(backup(), null, 'alice', sel({ occupied, skipConflicting: true }));
+    assert.deepEqual(skipped.blocking, []);
+    assert.equal(byName(skipped.vms, 'work').action, 'skip');
+    // a verification installs nothing: no conflict
+    assert.deepEqual(byName(planRestore(backup(), null, 'alice', sel({ occupied, verifyOnly: true })).vms, 'work').problems, []);
+  });
+
   it('renames avoid host VMs, backup VMs and each other, and stay ≤ 31 characters', () => {
     const long = 'a'.repeat(31);
     const vms: VmSpec[] = [

@@ -4,7 +4,8 @@
 // Nothing the journal names outside the root's VM directories, nothing listed, no link.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { INSTALL_JOURNAL, journalEntries, removeStaleStaging } from '../../../src/main/restore/install/staging.js';
 import { tempDir } from '../../helpers/cli.js';
@@ -35,19 +36,19 @@ test('a killed restore\'s unregistered VM directories are removed, registered on
     mkdirSync(join(root, '.restore-keep01'));
     mkdirSync(join(root, 'appvms', 'later'));
     writeFileSync(join(root, '.restore-keep01', INSTALL_JOURNAL), JSON.stringify([{ target: join(root, 'appvms', 'later'), state: 'made' }]));
-    assert.deepEqual(await removeStaleStaging(root, undefined), { staging: [], orphans: [] });
+    assert.deepEqual(await removeStaleStaging(root, undefined), { staging: [], orphans: [], temps: [] });
     assert.ok(existsSync(join(root, '.restore-keep01', INSTALL_JOURNAL)) && existsSync(join(root, 'appvms', 'later')));
-    assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-keep01'], orphans: ['appvms/later'] });
+    assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-keep01'], orphans: ['appvms/later'], temps: [] });
     // the killed run named the root through a link: the same directories
     symlinkSync(root, join(t.dir, 'q-link'));
     mkdirSync(join(root, 'appvms', 'via-link'));
     mkdirSync(join(root, '.restore-link01'));
     writeFileSync(join(root, '.restore-link01', INSTALL_JOURNAL), JSON.stringify([{ target: join(t.dir, 'q-link', 'appvms', 'via-link'), state: 'made' }]));
-    assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-link01'], orphans: ['appvms/via-link'] });
+    assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-link01'], orphans: ['appvms/via-link'], temps: [] });
     // no journal (or a broken one): only the staging goes
     mkdirSync(join(root, '.restore-def456'));
     writeFileSync(join(root, '.restore-def456', INSTALL_JOURNAL), '{not json');
-    assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-def456'], orphans: [] });
+    assert.deepEqual(await removeStaleStaging(root, () => false), { staging: ['.restore-def456'], orphans: [], temps: [] });
   } finally {
     t.cleanup();
   }
@@ -83,6 +84,68 @@ test('the install journal as appended lines: the last line of a target wins; a l
     const r = await removeStaleStaging(root, () => false);
     assert.deepEqual(r.orphans.sort(), ['appvms/cut', 'appvms/made']);
     assert.ok(existsSync(join(root, 'appvms', 'gave-up', 'precious')), 'an abandoned target is not ours');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a sweep trusts only what this user made: another user\'s staging directory or journal, or a FIFO journal, names nothing (and never holds the run)', async () => {
+  const t = tempDir('qvmb-stale-owner-');
+  try {
+    const root = join(t.dir, 'q');
+    for (const d of ['appvms/keep', 'appvms/keep2', 'appvms/keep3']) mkdirSync(join(root, d), { recursive: true });
+    const made = (p: string): string => JSON.stringify([{ target: join(root, p), state: 'made' }]);
+    // a directory of another user's (one who can write to the root): left alone, its journal unread
+    const foreign = join(root, '.restore-evil01');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, INSTALL_JOURNAL), made('appvms/keep'));
+    // ours, with a journal another user owns
+    const ownDir = join(root, '.restore-own001');
+    mkdirSync(ownDir);
+    writeFileSync(join(ownDir, INSTALL_JOURNAL), made('appvms/keep2'));
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) {
+      chownSync(foreign, 65534, 65534);
+      chownSync(join(foreign, INSTALL_JOURNAL), 65534, 65534);
+      chownSync(join(ownDir, INSTALL_JOURNAL), 65534, 65534);
+    }
+    // a FIFO where the journal should be: opened without waiting for a writer
+    const fifoDir = join(root, '.restore-fifo01');
+    mkdirSync(fifoDir);
+    execFileSync('mkfifo', [join(fifoDir, INSTALL_JOURNAL)]);
+    const r = await removeStaleStaging(root, () => false);
+    assert.deepEqual(r.orphans, []);
+    for (const d of ['appvms/keep', 'appvms/keep2', 'appvms/keep3']) assert.ok(existsSync(join(root, d)), d);
+    assert.ok(r.staging.includes('.restore-fifo01'));
+    if (asRoot) {
+      assert.ok(existsSync(foreign), 'another user\'s directory is not ours to remove');
+      assert.deepEqual(r.staging.sort(), ['.restore-fifo01', '.restore-own001']);
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('the temporary file of a qubes.xml write a kill cut short is removed; nothing else the journal names as one', async () => {
+  const t = tempDir('qvmb-stale-temp-');
+  try {
+    const root = join(t.dir, 'q');
+    mkdirSync(join(root, 'appvms'), { recursive: true });
+    const temp = (p: string): string => `\n${JSON.stringify({ target: p, state: 'temp' })}`;
+    for (const f of ['qubes.xml.123456', 'qubes.xml.99', 'notes.txt', 'appvms/qubes.xml.5']) writeFileSync(join(root, f), 'x');
+    symlinkSync(join(root, 'notes.txt'), join(root, 'qubes.xml.777'));
+    mkdirSync(join(t.dir, 'outside'));
+    writeFileSync(join(t.dir, 'outside', 'qubes.xml.1'), 'x');
+    const staging = join(root, '.restore-tmp001');
+    mkdirSync(staging);
+    writeFileSync(
+      join(staging, INSTALL_JOURNAL),
+      temp(join(root, 'qubes.xml.123456')) + temp(join(root, 'notes.txt')) + temp(join(root, 'appvms', 'qubes.xml.5')) + temp(join(root, 'qubes.xml.777')) + temp(join(t.dir, 'outside', 'qubes.xml.1')) + temp(join(root, 'qubes.xml.gone')),
+    );
+    const r = await removeStaleStaging(root, () => false);
+    assert.deepEqual(r, { staging: ['.restore-tmp001'], orphans: [], temps: ['qubes.xml.123456'] });
+    assert.equal(existsSync(join(root, 'qubes.xml.123456')), false);
+    for (const kept of [join(root, 'qubes.xml.99'), join(root, 'notes.txt'), join(root, 'appvms', 'qubes.xml.5'), join(root, 'qubes.xml.777'), join(t.dir, 'outside', 'qubes.xml.1')]) assert.ok(existsSync(kept), kept);
   } finally {
     t.cleanup();
   }

@@ -305,7 +305,7 @@ export class Installer {
       // restore keeps those the new qubes.xml lists (the write may have landed) and removes the rest
       journal.unhook();
       await stats.time('install: write host qubes.xml (fsync)', () =>
-        exitWaitsFor(saveHostQubesXml(root, host)).catch((e: unknown) => {
+        exitWaitsFor(saveHostQubesXml(root, host, (tmp) => journal.add(tmp, 'temp'))).catch((e: unknown) => {
           // in place but not synced: what it lists stays (moving the directories back would leave
           // it listing VMs that are not there)
           if (!(isQvmBackupError(e) && e.context['landed'] === true)) throw e;
@@ -368,11 +368,15 @@ class InstallJournal {
 
   /** `target` is about to be made (`intent`), was made by this run (`made`: it did not exist;
    *  its removal is ours to do), or was not made after all (`abandoned`: its mkdir failed, what
-   *  is there is not ours). */
-  async add(target: string, state: 'intent' | 'made' | 'abandoned'): Promise<void> {
-    const others = this.#entries.filter((e) => e.target !== target);
-    this.#entries = state === 'abandoned' ? others : [...others, { target, state }];
-    if (state !== 'abandoned') this.hook();
+   *  is there is not ours); or it is the temporary file of the qubes.xml write (`temp`: on disk
+   *  only, for the sweep after a kill -9; a forced exit leaves it to write-file-atomic's own
+   *  exit handler). */
+  async add(target: string, state: 'intent' | 'made' | 'abandoned' | 'temp'): Promise<void> {
+    if (state !== 'temp') {
+      const others = this.#entries.filter((e) => e.target !== target);
+      this.#entries = state === 'abandoned' ? others : [...others, { target, state }];
+      if (state !== 'abandoned') this.hook();
+    }
     // one line appended per change, by one write, led by a newline (journalEntries: the last
     // line of a target wins; a line cut short by a kill or a full disk does not parse and is
     // skipped, which leaves the state before it); no fsync: it is for a killed process, whose

@@ -1,7 +1,8 @@
 // The restore staging directory: `<qubesRoot>/.restore-XXXXXX/` (mode 0700), on the same filesystem
 // as the VM directories so that installing a VM is a rename(). A run removes the directory it created,
 // and (under the host lock) those that killed runs left behind.
-import { lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, rmdir, stat } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { lstat, mkdir, mkdtemp, open, readdir, realpath, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { runShort } from '../../io/spawn.js';
 import { processAlive } from '../../io/child-lifetime.js';
@@ -104,24 +105,32 @@ export async function createScratch(parent: string, what: string): Promise<Stagi
  * called under the host lock: every restore that stages holds it for its whole run, so none of
  * them is in use. Returns the names removed.
  */
-export async function removeStaleStaging(qubesRoot: string, listed: ((vmName: string) => boolean) | undefined): Promise<{ staging: string[]; orphans: string[] }> {
+export async function removeStaleStaging(qubesRoot: string, listed: ((vmName: string) => boolean) | undefined): Promise<{ staging: string[]; orphans: string[]; temps: string[] }> {
   const root = path.resolve(qubesRoot);
   const names = await readdir(root).catch(() => [] as string[]);
   const removed: string[] = [];
   const orphans: string[] = [];
+  const temps: string[] = [];
+  const uid = process.getuid?.();
   for (const name of names) {
     if (!name.startsWith(STAGING_PREFIX)) continue;
     const st = await lstat(path.join(root, name)).catch(() => null);
-    if (!st?.isDirectory()) continue; // never through a symlink
+    // never through a symlink; never another user's (one who can write to the root must not make
+    // our run remove what its journal would name)
+    if (!st?.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
     const journal = path.join(root, name, INSTALL_JOURNAL);
     // what qubes.xml lists is unknown (it cannot be read): a journal is kept for a later run
     if (listed === undefined) {
       if (await lstat(journal).then(() => true, () => false)) continue;
-    } else orphans.push(...(await removeUnlisted(root, journal, listed)));
+    } else {
+      const gone = await removeUnlisted(root, journal, listed);
+      orphans.push(...gone.dirs);
+      temps.push(...gone.temps);
+    }
     const ok = await removeTree(path.join(root, name)).then(() => true, () => false);
     if (ok) removed.push(name);
   }
-  return { staging: removed, orphans };
+  return { staging: removed, orphans, temps };
 }
 
 /** Name of the installer's journal in its staging directory (installer.ts). */
@@ -155,30 +164,62 @@ export function journalEntries(text: string): unknown[] {
   return [...byTarget.values()];
 }
 
+/** A journal larger than this is not one of ours (a line is ~150 bytes, two per VM installed). */
+const MAX_JOURNAL_BYTES = 64 * 1024 * 1024;
+
+/** The journal's text: only a regular file of this user's, opened without following a link or
+ *  waiting for a writer (a FIFO put there must not hold the run, and the lock, for ever). */
+async function readJournal(journal: string): Promise<string> {
+  const fh = await open(journal, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    const uid = process.getuid?.();
+    if (!st.isFile() || (uid !== undefined && st.uid !== uid) || st.size > MAX_JOURNAL_BYTES) throw new Error('not a journal of ours');
+    return await fh.readFile('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Prefix of the temporary files write-file-atomic makes beside qubes.xml (`qubes.xml.<number>`). */
+const QUBES_XML_TEMP_PREFIX = 'qubes.xml.';
+
 /**
  * The VM directories a killed restore's journal names that qubes.xml does not list: removed
  * (never a VM directory that qubes.xml does not list) — one it had made whole, one it was about
  * to make only if empty. Only a VM directory of this root
- * (`appvms/X`, `vm-templates/X`, a real directory) is touched, whatever the journal says.
+ * (`appvms/X`, `vm-templates/X`, a real directory) is touched, whatever the journal says; and the
+ * temporary file of a qubes.xml write the kill cut short (`temp`: a regular file of this user's,
+ * `qubes.xml.<…>` in the root itself).
  */
-async function removeUnlisted(root: string, journal: string, listed: (vmName: string) => boolean): Promise<string[]> {
+async function removeUnlisted(root: string, journal: string, listed: (vmName: string) => boolean): Promise<{ dirs: string[]; temps: string[] }> {
   let targets: unknown[];
   try {
-    targets = journalEntries(await readFile(journal, 'utf8'));
+    targets = journalEntries(await readJournal(journal));
   } catch {
-    return [];
+    return { dirs: [], temps: [] };
   }
   const out: string[] = [];
+  const temps: string[] = [];
   // the killed run may have named the root another way (a path through a link): compared by
   // the real paths of the root and of each entry's parent directory
   const realRoot = await realpath(root).catch(() => root);
+  const uid = process.getuid?.();
   for (const entry of targets) {
     const { target: t, state } = (typeof entry === 'object' && entry !== null ? entry : {}) as { target?: unknown; state?: unknown };
-    if (typeof t !== 'string' || !path.isAbsolute(t) || (state !== 'made' && state !== 'intent')) continue;
+    if (typeof t !== 'string' || !path.isAbsolute(t) || (state !== 'made' && state !== 'intent' && state !== 'temp')) continue;
     const parent = await realpath(path.dirname(t)).catch(() => null);
     if (parent === null) continue;
     const rel = path.join(path.relative(realRoot, parent), path.basename(t));
     const parts = rel.split(path.sep);
+    if (state === 'temp') {
+      if (parts.length !== 1 || !rel.startsWith(QUBES_XML_TEMP_PREFIX)) continue;
+      const file = path.join(realRoot, rel);
+      const st = await lstat(file).catch(() => null);
+      if (!st?.isFile() || (uid !== undefined && st.uid !== uid)) continue;
+      if (await unlink(file).then(() => true, () => false)) temps.push(rel);
+      continue;
+    }
     if (parts.length !== 2 || !['appvms', 'vm-templates'].includes(parts[0]!) || listed(parts[1]!)) continue;
     const dir = path.join(realRoot, rel);
     const st = await lstat(dir).catch(() => null);
@@ -188,5 +229,5 @@ async function removeUnlisted(root: string, journal: string, listed: (vmName: st
       if (await rmdir(dir).then(() => true, () => false)) out.push(rel);
     } else if (await removeTree(dir).then(() => true, () => false)) out.push(rel);
   }
-  return out;
+  return { dirs: out, temps };
 }

@@ -15,6 +15,9 @@ export interface RestoreSelection {
   ignoreMissing: boolean;
   /** Nothing is installed: host conflicts, missing dependencies and user mismatch are no problems. */
   verifyOnly: boolean;
+  /** Names already taken on the host's disk, though its qubes.xml lists no such VM: what is in
+   *  `appvms/` and `vm-templates/` (a VM directory there is never overwritten). */
+  occupied?: ReadonlyMap<string, string>;
 }
 
 export type Problem =

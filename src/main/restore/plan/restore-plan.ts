@@ -80,10 +80,10 @@ export function planRestore(backup: QubesXml, host: QubesXml | null, hostUser: s
   const unknownExcludes = sel.exclude.filter((n) => !backupNames.has(n) && !(n === 'dom0' && dom0 !== undefined));
 
   // 3. Name conflicts with the host (nothing is installed in verify-only mode).
-  if (!sel.verifyOnly) resolveConflicts(plans, hostByName, backupNames, sel);
+  const reasons = new Map<VmPlan, Map<Problem, string>>();
+  if (!sel.verifyOnly) resolveConflicts(plans, hostByName, backupNames, sel, reasons);
 
   // 4. Templates and netVMs, to a fixpoint: --skip-broken may skip a VM others depend on.
-  const reasons = new Map<VmPlan, Map<Problem, string>>();
   // (a verification checks what the archive alone decides, as into an empty host that lets missing
   // VMs be: a non-template as template, a netVM without network, a cycle block it as a restore)
   resolveDependencies(plans, sel.verifyOnly ? null : host, sel.verifyOnly ? new Map() : hostByName, backupNames, sel, reasons);
@@ -147,11 +147,14 @@ const renamedNote = (name: string, to: string): string => `a VM named ${name} ex
 
 function resolveConflicts(
   plans: VmPlan[], hostByName: ReadonlyMap<string, DomainInfo>, backupNames: ReadonlySet<string>, sel: RestoreSelection,
+  reasons: Map<VmPlan, Map<Problem, string>>,
 ): void {
   const assigned = new Set<string>();
-  const taken = (n: string): boolean => hostByName.has(n) || backupNames.has(n) || assigned.has(n);
+  const occupied = sel.occupied ?? new Map<string, string>();
+  const onHost = (n: string): boolean => hostByName.has(n) || occupied.has(n);
+  const taken = (n: string): boolean => onHost(n) || backupNames.has(n) || assigned.has(n);
   for (const p of installOrder(plans)) {
-    if (p.action !== 'restore' || !hostByName.has(p.backupName)) continue;
+    if (p.action !== 'restore' || !onHost(p.backupName)) continue;
     const free = sel.renameConflicting ? findFreeName(p.backupName, taken) : null;
     if (free !== null) {
       p.newName = free;
@@ -161,6 +164,8 @@ function resolveConflicts(
     }
     if (sel.renameConflicting) p.notes.push(`no free name ${p.backupName.slice(0, 29)}1 … ${p.backupName.slice(0, 29)}99 for renaming`);
     p.problems.push('already-exists');
+    const dir = hostByName.has(p.backupName) ? undefined : occupied.get(p.backupName);
+    if (dir !== undefined) reasons.set(p, new Map([['already-exists', `${dir} is already on the host, though its qubes.xml lists no VM ${p.backupName}`]]));
     if (sel.skipConflicting) p.action = 'skip';
   }
 }

@@ -27,7 +27,7 @@ export function blockingLines(
 function explain(p: VmPlan, problem: Problem, why: string | undefined): string {
   switch (problem) {
     case 'already-exists':
-      return `a VM with this name already exists on the host (use --rename-conflicting or --skip-conflicting, or -x ${p.backupName})`;
+      return `${why ?? 'a VM with this name already exists on the host'} (use --rename-conflicting or --skip-conflicting, or -x ${p.backupName})`;
     case 'missing-template':
       // under --ignore-missing it is missing because the host has no default: only the skip helps
       return `${why ?? `template ${String(p.template)} is missing`} (${why?.endsWith('to use instead') === true ? 'set the host\'s default with qubes-prefs, or use' : 'use --ignore-missing to use the host\'s default template, or'} --skip-broken to skip this VM)`;
