@@ -14,6 +14,13 @@ import { r4Xml, type VmSpec } from '../main/restore/sample-xml.js';
 
 const PW = 'run integrity';
 
+/** The backup's qubes.xml of most tests here: two AppVMs on the host's template, without network. */
+const twoVmsXml = (): string =>
+  r4Xml([
+    { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
+    { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
+  ]);
+
 function setup() {
   const t = tempDir('qvmb-runint-');
   const root = path.join(t.dir, 'host');
@@ -116,10 +123,7 @@ test('a netVM loop between restored VMs is refused (exit 2, nothing half-done); 
 test('the host lock is held by the restore process itself for the whole run: another taker is refused, no helper process holds it', { timeout: 60_000 }, async () => {
   const s = setup();
   try {
-    const xml = r4Xml([
-      { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
-      { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
-    ]);
+    const xml = twoVmsXml();
     const archive = s.archive(xml);
     const cut = readFileSync(archive).indexOf(Buffer.from('vm9/private.img.000.enc')); // head + qubes.xml only
     assert.ok(cut > 0);
@@ -160,10 +164,7 @@ test('a --source-command that leaves a process holding its stderr: the run ends 
   const s = setup();
   const pidFile = path.join(s.t.dir, 'lingering.pid');
   try {
-    const xml = r4Xml([
-      { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
-      { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
-    ]);
+    const xml = twoVmsXml();
     const archive = s.archive(xml);
     // like ssh with ControlPersist: a background master keeps the first client's stderr open
     const cmd = `sleep 600 >/dev/null </dev/null & echo $! > '${pidFile}'; cat '${archive}'`;
@@ -239,10 +240,7 @@ test('an inner archive whose names tar extracts but whose absolute paths exceed 
     execFileSync('sh', ['-c', `cd -P vm9 && for c in ${dirs.join(' ')}; do mkdir "$c" && cd -P "$c" || exit 1; done; echo deep > f`], { cwd: src });
     const deep = execFileSync('tar', ['-c', '-f', '-', 'vm9/.'], { cwd: src, maxBuffer: 1 << 26 });
     execFileSync('rm', ['-rf', '--', src]); // fs.rmSync cannot remove it either
-    const xml = r4Xml([
-      { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
-      { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
-    ]);
+    const xml = twoVmsXml();
     const archive = path.join(s.t.dir, 'deep.bin');
     const img = (subdir: string, content: string): InnerArchive => {
       const d = path.join(s.t.dir, 'img', subdir);
@@ -353,10 +351,7 @@ test('names of refused entries reach the terminal without their control characte
 test('kill -9 of the restoring process: the lock is free at once; the next restore removes the staging directory it left and restores', { timeout: 60_000 }, async () => {
   const s = setup();
   try {
-    const xml = r4Xml([
-      { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
-      { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
-    ]);
+    const xml = twoVmsXml();
     const archive = s.archive(xml);
     const cut = readFileSync(archive).indexOf(Buffer.from('vm9/private.img.000.enc'));
     const at = path.join(s.t.dir, 'at');
@@ -430,10 +425,7 @@ test('the host lock is taken while the header is read: another run holding it ma
 test('a VM directory on the disk that qubes.xml does not list, or a linked appvms, is refused in the plan (before any data); --skip-conflicting restores the rest', { timeout: 60_000 }, async () => {
   const s = setup();
   try {
-    const xml = r4Xml([
-      { name: 'evil', klass: 'AppVM', qid: 9, template: 'tpl', netvm: null, backup: true, size: 4096 },
-      { name: 'good', klass: 'AppVM', qid: 10, template: 'tpl', netvm: null, backup: true, size: 4096 },
-    ]);
+    const xml = twoVmsXml();
     const archive = s.archive(xml);
     // a leftover directory of a VM the host no longer lists, holding the user's file
     mkdirSync(path.join(s.root, 'appvms/good'), { recursive: true });

@@ -52,6 +52,8 @@ export interface SpawnOptions {
   detached?: boolean;
   /** Grace between kill()'s SIGTERM and the SIGKILL that follows (ms; default 3000). */
   forceKillAfterDelay?: number;
+  /** The first bytes of its stderr kept beside the tail (a program that talks on after its error). */
+  stderrHeadBytes?: number;
 }
 
 export interface Spawned {
@@ -88,7 +90,7 @@ export function spawnProcess(bin: string, args: readonly string[], o: SpawnOptio
     ...(o.detached ? { detached: true } : { cleanup: true }),
     ...(o.signal ? { cancelSignal: o.signal } : {}),
   }));
-  const stderr = new TailBuffer(STDERR_TAIL_BYTES);
+  const stderr = new TailBuffer(STDERR_TAIL_BYTES, o.stderrHeadBytes ?? 0);
   child.stderr?.on('data', (d: Buffer) => stderr.push(d));
   return { child, command: label ?? commandLine(bin, args), stderr, viaSetpriv: file !== bin };
 }

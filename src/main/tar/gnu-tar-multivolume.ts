@@ -10,8 +10,14 @@ import { makeFifoDir, mkfifo, openFifo, releaseWaitingReader, removeFifoDir } fr
 import { createOptionArgs, extractOptionArgs, type TarCreateOptions, type TarExtractOptions } from './tar-args.js';
 import { spawnTar, type TarProcess } from './tar-process.js';
 
-/** Removes GNU tar's "Prepare volume #N for 'x' and hit return: " prompts from quoted stderr. */
-const dropPrompts = (s: string): string => s.replace(/\x07?Prepare volume #\d+ for .*? and hit return: /g, '');
+/** Removes GNU tar's "\aPrepare volume #N for 'x' and hit return: " prompts from quoted stderr;
+ *  from a tail whose start was cut, what precedes its first prompt or line (the rest of a prompt
+ *  or of a line), and from a head whose end was cut, a prompt begun there. */
+export const dropPrompts = (s: string, part?: 'head' | 'tail'): string => {
+  let t = part === 'tail' ? s.replace(/^[^\n\x07]*?(?:return: |(?=[\n\x07])|$)/, '') : s;
+  t = t.replace(/\x07?Prepare volume #\d+ for .*? and hit return: /g, '');
+  return part === 'head' ? t.replace(/\x07[^\n]*$/, '') : t;
+};
 
 const VOLUME_READ_CHUNK = 1024 * 1024;
 

@@ -23,7 +23,7 @@ export interface SpawnTarOptions extends TarRunOptions {
   /** Collect stdout as lines (for `tar -t`); stdout must be 'pipe'. */
   collectLines?: boolean;
   /** Removes noise (e.g. multi-volume prompts) from stderr before it is quoted in errors. */
-  stderrFilter?: (text: string) => string;
+  stderrFilter?: (text: string, part?: 'head' | 'tail') => string;
 }
 
 export interface TarProcess {
@@ -58,6 +58,9 @@ function eachLine(stream: Readable, onLine: (line: string) => void): () => strin
   return () => rest;
 }
 
+/** The first bytes of a filtered tar's stderr kept beside its tail. */
+const STDERR_HEAD_BYTES = 2048;
+
 /** Spawn tar with LC_ALL=C; stdout/stdin streamed, stderr kept as a bounded tail. */
 export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
   const bin = opts.tarPath ?? 'tar';
@@ -66,6 +69,9 @@ export function spawnTar(args: string[], opts: SpawnTarOptions): TarProcess {
     stdout: opts.stdout,
     env: { LC_ALL: 'C' },
     ...(opts.signal ? { signal: opts.signal } : {}),
+    // a tar whose chatter is filtered (the multi-volume prompts) may say far more after its first
+    // error than the tail holds: its first words are kept too
+    ...(opts.stderrFilter ? { stderrHeadBytes: STDERR_HEAD_BYTES } : {}),
   });
   // EPIPE on tar's stdin surfaces as tar's own exit status; keep it from crashing the process.
   child.stdin?.on('error', () => undefined);
