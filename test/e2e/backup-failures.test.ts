@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeFileSync, writeSync, existsSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeFileSync, writeSync, existsSync, statSync, readFileSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, node, run, haveCmd, BACKUP_BIN, RESTORE_BIN, ROOT, sampleIn } from '../helpers/cli.js';
 import { busyLoops } from '../helpers/load.js';
@@ -535,6 +535,34 @@ test('partial files that killed backups left in the destination are named in a w
     assert.equal(warnings.length, 1, r.stderr);
     assert.match(warnings[0]!, /^warning: \S+ holds 1 partial file of backups that were killed before they finished \(\.qubes-backup-2026-01-01T000000\.partial-4194999\): not archives; remove it unless another machine is writing there$/);
     assert.ok(readdirSync(out).includes('.qubes-backup-2026-01-01T000000.partial-4194999'), 'never removed');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('backup_timestamp: the live qubes.xml keeps its mode; one that is a symbolic link is not written through (exit 0, a warning)', { timeout: 60_000 }, () => {
+  const t = tempDir();
+  try {
+    const { root, home } = sample(t.dir, MiB);
+    const pw = passFile(t.dir);
+    const xml = join(root, 'qubes.xml');
+    const args = (out: string): string[] => ['-y', '--qubes-root', root, '--dom0-home', home, '-p', pw, '--scrypt-logn', '10', join(t.dir, out)];
+    chmodSync(xml, 0o600);
+    const r = node(BACKUP_BIN, args('a.bin'));
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(statSync(xml).mode & 0o777, 0o600);
+    assert.match(readFileSync(xml, 'utf8'), /backup_timestamp/);
+    // the file elsewhere, qubes.xml a link to it
+    const real = join(t.dir, 'real-qubes.xml');
+    writeFileSync(real, readFileSync(xml, 'utf8').replace(/<property name="backup_timestamp">\d+<\/property>/g, ''));
+    rmSync(xml);
+    symlinkSync(real, xml);
+    const before = readFileSync(real, 'utf8');
+    const l = node(BACKUP_BIN, args('b.bin'));
+    assert.equal(l.status, 0, l.stderr);
+    assert.match(l.stderr, /backup_timestamp could not be recorded in .*qubes\.xml: .*symbolic link/);
+    assert.equal(readFileSync(real, 'utf8'), before, 'the link\'s target is not written');
+    assert.ok(lstatSync(xml).isSymbolicLink());
   } finally {
     t.cleanup();
   }

@@ -17,10 +17,10 @@ export function hostQubesXmlPath(qubesRoot: string): string {
   return path.join(path.resolve(qubesRoot), QUBES_XML_NAME);
 }
 
-/** What a restore says of a qubes.xml that is not a regular file: it is replaced by a rename, and
- *  never written through a link (Qubes' own save replaces a link; we refuse, before the data). */
+/** What is said of a qubes.xml that is not a regular file: it is replaced by a rename, and never
+ *  written through a link (Qubes' own save replaces a link; we refuse: a restore before the data). */
 function notAFile(file: string): never {
-  return fail('ERR_IO', `${file} is a symbolic link or not a regular file: a restore replaces qubes.xml and never writes through a link (put the file itself there)`, { file });
+  return fail('ERR_IO', `${file} is a symbolic link or not a regular file: qubes.xml is replaced whole (a rename), never written through a link (put the file itself there)`, { file });
 }
 
 /** Parse `<qubesRoot>/qubes.xml`; null if the host has none yet. Errors: ERR_IO, ERR_QUBES_XML. */
