@@ -75,8 +75,9 @@ test('the launcher caches the compiled bundles in dist/.compile-cache, and nothi
     ];
     for (const c of cases) {
       const envFile = join(t.dir, `env-${cases.indexOf(c)}.txt`);
-      // the command's parent is node (execa runs it with sh -c): what node was started with is in its /proc environ
-      const dest = `env > '${envFile}'; tr '\\0' '\\n' < /proc/$PPID/environ > '${envFile}.node'; cat > /dev/null`;
+      // the command's shell is started by the wrapper that checks what it left unread (command-sink.ts),
+      // whose parent is node: what node was started with is in that one's /proc environ
+      const dest = `node_pid=$(awk '{print $4}' /proc/$PPID/stat); env > '${envFile}'; tr '\\0' '\\n' < /proc/$node_pid/environ > '${envFile}.node'; cat > /dev/null`;
       const r = spawnSync(cmd, ['-q', '--threads', '2', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', '--dest-command', dest, 'loc'], {
         env: launcherEnv({ NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, QVMB_OWN_COMPILE_CACHE: undefined, NODE_EXTRA_CA_CERTS: undefined, QVMB_NODE_EXTRA_CA_CERTS: undefined, GLIBC_TUNABLES: undefined, QVMB_USER_GLIBC_TUNABLES: undefined, QVMB_HUGEPAGES: undefined, ...c.env }),
         encoding: 'utf8',
