@@ -62,6 +62,10 @@ async function removeTree(dir: string): Promise<void> {
   );
 }
 
+/** Whether a file or directory belongs to the user running this (what a sweep may act on: never
+ *  what another user put in a directory we share). */
+const ours = (st: { uid: number }): boolean => st.uid === process.getuid?.();
+
 /** A scratch directory of a dead PID untouched this long is removed by the next verification. */
 const SCRATCH_ABANDONED_MS = 60 * 60 * 1000;
 
@@ -79,12 +83,11 @@ export async function createScratch(parent: string, what: string): Promise<Stagi
   const root = path.resolve(parent);
   const st = await stat(root).catch(() => null);
   if (st === null || !st.isDirectory()) fail('ERR_IO', `${what} ${root} is not an existing directory`, { file: root });
-  const uid = process.getuid?.();
   for (const name of await readdir(root).catch(() => [] as string[])) {
     const pid = Number(/^\.qvm-verify-(\d+)-/.exec(name)?.[1]);
     if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue;
     const old = await lstat(path.join(root, name)).catch(() => null);
-    if (!old?.isDirectory() || old.uid !== uid) continue; // never through a symlink, never another user's
+    if (!old?.isDirectory() || !ours(old)) continue; // never through a symlink, never another user's
     // a PID of another PID namespace (a container sharing the directory) looks gone from here: a
     // live verification changes its directory with every file it extracts, so only one left
     // alone for an hour is taken as abandoned
@@ -111,13 +114,12 @@ export async function removeStaleStaging(qubesRoot: string, listed: ((vmName: st
   const removed: string[] = [];
   const orphans: string[] = [];
   const temps: string[] = [];
-  const uid = process.getuid?.();
   for (const name of names) {
     if (!name.startsWith(STAGING_PREFIX)) continue;
     const st = await lstat(path.join(root, name)).catch(() => null);
     // never through a symlink; never another user's (one who can write to the root must not make
     // our run remove what its journal would name)
-    if (!st?.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+    if (!st?.isDirectory() || !ours(st)) continue;
     const journal = path.join(root, name, INSTALL_JOURNAL);
     // what qubes.xml lists is unknown (it cannot be read): a journal is kept for a later run
     if (listed === undefined) {
@@ -173,8 +175,7 @@ async function readJournal(journal: string): Promise<string> {
   const fh = await open(journal, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
   try {
     const st = await fh.stat();
-    const uid = process.getuid?.();
-    if (!st.isFile() || (uid !== undefined && st.uid !== uid) || st.size > MAX_JOURNAL_BYTES) throw new Error('not a journal of ours');
+    if (!st.isFile() || !ours(st) || st.size > MAX_JOURNAL_BYTES) throw new Error('not a journal of ours');
     return await fh.readFile('utf8');
   } finally {
     await fh.close();
@@ -204,7 +205,6 @@ async function removeUnlisted(root: string, journal: string, listed: (vmName: st
   // the killed run may have named the root another way (a path through a link): compared by
   // the real paths of the root and of each entry's parent directory
   const realRoot = await realpath(root).catch(() => root);
-  const uid = process.getuid?.();
   for (const entry of targets) {
     const { target: t, state } = (typeof entry === 'object' && entry !== null ? entry : {}) as { target?: unknown; state?: unknown };
     if (typeof t !== 'string' || !path.isAbsolute(t) || (state !== 'made' && state !== 'intent' && state !== 'temp')) continue;
@@ -216,7 +216,7 @@ async function removeUnlisted(root: string, journal: string, listed: (vmName: st
       if (parts.length !== 1 || !rel.startsWith(QUBES_XML_TEMP_PREFIX)) continue;
       const file = path.join(realRoot, rel);
       const st = await lstat(file).catch(() => null);
-      if (!st?.isFile() || (uid !== undefined && st.uid !== uid)) continue;
+      if (!st?.isFile() || !ours(st)) continue;
       if (await unlink(file).then(() => true, () => false)) temps.push(rel);
       continue;
     }
