@@ -3,12 +3,14 @@
 // the unhandled 'error' event with a stack trace, between moving VM directories into the qubes
 // root and writing qubes.xml (directories the host's qubes.xml did not list, the staging left).
 // Now the run stops as SIGPIPE would stop it (exit 141), cleans up, and the host stays whole.
+// And a terminal whose output is paused (Ctrl-S) no longer blocks the run (node's writes to a
+// terminal block): it goes on, its messages wait, and a signal still stops it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, passFile, BACKUP_BIN, RESTORE_BIN, sampleIn } from '../helpers/cli.js';
+import { tempDir, passFile, BACKUP_BIN, RESTORE_BIN, sampleIn, haveCmd } from '../helpers/cli.js';
 import { manyVmArchive, unlistedVmDirs } from '../helpers/many-vms.js';
 
 const KiB = 1024;
@@ -62,6 +64,69 @@ test('a backup whose stderr reader goes away: exit 141, the partial archive remo
     else {
       assert.equal(code, 141);
       assert.deepEqual(readdirSync(out), [], 'the partial archive is removed');
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+/** Start `argv` (node and its arguments) on a terminal of its own (`script`), its output paused at
+ *  once as Ctrl-S pauses a terminal (XOFF). Returns the command's pid, a way to resume (XON), what
+ *  the terminal showed, and its exit status. */
+async function onPausedTerminal(argv: string[]): Promise<{ pid: number; resume: () => void; text: () => string; exited: Promise<number | null>; kill: () => void }> {
+  const quoted = argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const s = spawn('script', ['-q', '-e', '-c', `echo PID $$; exec ${quoted}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let text = '';
+  const exited = new Promise<number | null>((resolve) => s.once('exit', (c) => resolve(c)));
+  const pid = await new Promise<number>((resolve, reject) => {
+    s.stdout.on('data', (d: Buffer) => {
+      text += d.toString();
+      const m = /PID (\d+)/.exec(text);
+      if (m !== null) resolve(Number(m[1]));
+    });
+    s.once('exit', () => reject(new Error(`script ended before the command started: ${text}`)));
+  });
+  s.stdin.write('\x13'); // XOFF: every write to the terminal now waits
+  return { pid, resume: () => s.stdin.write('\x11'), text: () => text, exited, kill: () => s.kill('SIGKILL') };
+}
+
+const until = async (ok: () => boolean): Promise<void> => {
+  while (!ok()) await new Promise((r) => setTimeout(r, 20));
+};
+
+test('a terminal paused with Ctrl-S never stops the run: a backup finishes, and says so once resumed; SIGTERM ends one at once', { timeout: 180_000, skip: !haveCmd('script') && 'no script(1)' }, async () => {
+  const t = tempDir('qvmb-gone-');
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: 96 * 1024 * KiB, bigDataBytes: 48 * 1024 * KiB, smallImageBytes: 64 * KiB, smallDataBytes: 4 * KiB });
+    const pw = passFile(t.dir);
+    for (const how of ['finish', 'SIGTERM'] as const) {
+      const out = join(t.dir, `out-${how}`);
+      mkdirSync(out);
+      const term = await onPausedTerminal([process.execPath, BACKUP_BIN, '-y', '-p', pw, '--qubes-root', root, '--dom0-home', home, '--scrypt-logn', '12', '--chunk-size', '1M', out]);
+      // a run blocked in a write to the paused terminal would never end: resumed after 90 s, it
+      // fails the test below (by its time or its missing stop)
+      const hung = setTimeout(term.resume, 90_000);
+      const t0 = Date.now();
+      try {
+        if (how === 'SIGTERM') {
+          await until(() => readdirSync(out).length > 0); // at work: its partial archive made
+          await new Promise((r) => setTimeout(r, 600)); // a few progress lines that cannot go out
+          process.kill(term.pid, 'SIGTERM');
+          assert.equal(await term.exited, 143, 'stopped as SIGTERM stops a run, the terminal still paused');
+          assert.ok(Date.now() - t0 < 60_000, 'not only once the terminal was resumed');
+          assert.deepEqual(readdirSync(out), [], 'the partial archive is removed');
+        } else {
+          await until(() => readdirSync(out).some((n) => !n.startsWith('.'))); // its archive in place
+          assert.ok(Date.now() - t0 < 60_000, 'the run went on while its output waited');
+          term.resume(); // what waited goes out, and the command ends
+          assert.equal(await term.exited, 0);
+          assert.match(term.text(), /done: work\r\n[^]*Backup finished: /, term.text());
+          assert.doesNotMatch(term.text(), /dropped/);
+        }
+      } finally {
+        clearTimeout(hung);
+        term.kill();
+      }
     }
   } finally {
     t.cleanup();

@@ -12,6 +12,7 @@ import { RunStats, formatStats } from '../stats/run-stats.js';
 import { statsFor } from '../stats/make-stats.js';
 import { watchStalls as watch } from '../progress/stall-watch.js';
 import { exitWhenSettled } from '../io/exit-cleanup.js';
+import { messages, openOutputs, results } from '../io/message-out.js';
 
 /** The run's stage profile: on with --stats and with --json (its summary always carries it), else
  *  a no-op one. */
@@ -26,18 +27,20 @@ export function statsFields(stats: RunStats, json: boolean): Record<string, unkn
 }
 
 export function printStats(stats: RunStats, json: boolean): void {
-  if (stats.enabled && !json) process.stderr.write(formatStats(stats.report()) + '\n');
+  if (stats.enabled && !json) messages().write(formatStats(stats.report()) + '\n');
 }
 
 /** Pick the progress renderer from --quiet/--json/--verbose and whether stderr is a terminal. */
 export function makeProgress(opts: { quiet?: boolean; json?: boolean; verbose?: boolean }, operation: Operation): Progress {
-  const mode: ProgressMode = opts.json ? 'json' : opts.quiet ? 'quiet' : process.stderr.isTTY ? 'tty' : 'plain';
-  return new Progress(mode, { stderr: process.stderr, stdout: process.stdout, operation, verbose: opts.verbose === true });
+  const mode: ProgressMode = opts.json ? 'json' : opts.quiet ? 'quiet' : messages().isTTY ? 'tty' : 'plain';
+  // stdout made at its first line: a backup to `-` never writes one (no --json there)
+  const stdout = { write: (s: string) => results().write(s), ready: () => results().ready() };
+  return new Progress(mode, { stderr: messages(), stdout, operation, verbose: opts.verbose === true });
 }
 
 /** Whether confirmOnTty would ask (and wait for) a person: no -y, a terminal on stdin and stderr. */
 export function asksOnTty(yes: boolean): boolean {
-  return !yes && process.stdin.isTTY === true && process.stderr.isTTY === true;
+  return !yes && isatty(0) && isatty(2);
 }
 
 /**
@@ -85,7 +88,7 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void, o: { stdo
       // first, a bounded time: the exit hooks then see what is there; a third signal waits no more)
       if (forcing) exitProcess(exitCodeForSignal(sig));
       forcing = true;
-      process.stderr.write('\nforced exit\n');
+      messages().write('\nforced exit\n');
       exitWhenSettled(FORCED_EXIT_WAIT_MS, () => exitProcess(exitCodeForSignal(sig)));
     }
   };
@@ -107,8 +110,8 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void, o: { stdo
     // any other failure (ENOSPC of a file it was sent to) is an error of its own, said as such
     else stop(new QvmBackupError('ERR_IO', `cannot write to ${name}: ${e.message}`, {}, e));
   };
-  process.stderr.on('error', onOutputError('stderr'));
-  if (o.stdoutIsOutput !== false) process.stdout.on('error', onOutputError('stdout'));
+  messages().on('error', onOutputError('stderr'));
+  if (o.stdoutIsOutput !== false) results().on('error', onOutputError('stdout'));
   const stop = (e: QvmBackupError): void => {
     if (ac.signal.aborted) return;
     why = e;
@@ -130,12 +133,12 @@ export function watchStalls(progress: Progress, stop: Interruption, timeoutSec: 
  *  `operation` names the run in the JSON `exit_error` (default: the command's own). */
 export function reportError(prog: string, err: unknown, json: boolean, code = exitCodeFor(err), operation: string = prog === 'qvm-backup' ? 'backup' : 'restore'): number {
   const msg = err instanceof Error ? err.message : String(err);
-  if (json) process.stdout.write(JSON.stringify({ message_type: 'exit_error', operation, code, error_code: errorCodeOf(err) ?? 'ERR_INTERNAL', message: msg }) + '\n');
-  process.stderr.write(`${prog}: error: ${msg}\n`);
+  if (json) results().write(JSON.stringify({ message_type: 'exit_error', operation, code, error_code: errorCodeOf(err) ?? 'ERR_INTERNAL', message: msg }) + '\n');
+  messages().write(`${prog}: error: ${msg}\n`);
   if (process.env['QVMB_DEBUG']) {
     let e: unknown = err;
     while (e instanceof Error) {
-      process.stderr.write(`${e.stack ?? e.message}\n`);
+      messages().write(`${e.stack ?? e.message}\n`);
       e = e.cause;
     }
   }
@@ -157,7 +160,7 @@ export function endFailedRun(prog: string, err: unknown, o: { json: boolean; pro
   if (o.interruptedBy === undefined && errorCodeOf(err) === 'ERR_DECLINED') {
     const msg = err instanceof Error ? err.message : String(err);
     if (o.json) o.progress.finish(true, msg, { cancelled: true });
-    else process.stderr.write(`${prog}: ${msg}\n`);
+    else messages().write(`${prog}: ${msg}\n`);
     return EXIT.OK;
   }
   o.progress.finish(false, o.interruptedBy !== undefined ? o.failText.replace(/ failed$/, ' interrupted') : o.failText);
@@ -228,6 +231,7 @@ const TTYS_AT_START = [0, 1, 2].filter((fd) => isatty(fd));
  * instead, after its own cleanup.
  */
 export function exitProcess(code: number): never {
+  for (const out of openOutputs()) out.flushNow(); // what the readers take now; the rest is lost
   if (TTYS_AT_START.some((fd) => !isatty(fd))) {
     // the exit hooks first (a partial file, a restore's journaled directories, process groups),
     // as process.exit would run them; a signal's death runs none
@@ -238,6 +242,33 @@ export function exitProcess(code: number): never {
     process.kill(process.pid, 'SIGHUP');
   }
   return process.exit(code);
+}
+
+/** How long a finished command waits for readers to take the messages still waiting for them. */
+export const EXIT_OUTPUT_WAIT_MS = 30_000;
+
+/**
+ * End a command that returned `code`: its messages that still wait for a slow reader (io/message-out.ts)
+ * get up to `waitMs` to go out; a signal (the user wants it over) or a run that a signal stopped
+ * (status >= 128) waits for none. The run's work is all done by then, its lock released.
+ */
+export async function exitAfterOutput(code: number, waitMs = EXIT_OUTPUT_WAIT_MS): Promise<never> {
+  const outs = openOutputs();
+  if (code < 128 && !outs.every((o) => o.ready())) {
+    let timer: NodeJS.Timeout | undefined;
+    let onSignal = (): void => {};
+    await Promise.race([
+      Promise.all(outs.map((o) => o.drained())),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+        onSignal = resolve;
+        // (a hangup only where it is not ignored: under nohup it is not the user's wish)
+        for (const sig of ['SIGINT', 'SIGTERM', ...(HUP_IGNORED ? [] : ['SIGHUP' as const])] as const) process.once(sig, onSignal);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+  return exitProcess(code);
 }
 
 /**

@@ -2,6 +2,6 @@
 // Node entry of qvm-backup-restore. The installed command is bin/qvm-backup-restore, a shell launcher
 // that sets glibc's huge-page tunable and exec()s node on this file: one process, no re-exec.
 import { main } from './restore-main.js';
-import { exitOnCrash, exitProcess } from './common.js';
+import { exitOnCrash, exitAfterOutput } from './common.js';
 
-main().then(exitProcess, exitOnCrash('qvm-backup-restore'));
+main().then(exitAfterOutput, exitOnCrash('qvm-backup-restore'));

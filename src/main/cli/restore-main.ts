@@ -21,6 +21,7 @@ import { EXIT_STATUS_SECTION, PASSPHRASE_SECTION, environmentSection, renderSect
 import { VERSION } from '../version.js';
 import { MAX_THREADS } from '../format/limits.js';
 import { peakRssBytes } from '../stats/peak-rss.js';
+import { results } from '../io/message-out.js';
 
 /** What --help prints after the options (and the man page has as sections). */
 export const RESTORE_SECTIONS: readonly HelpSection[] = [
@@ -210,7 +211,7 @@ async function listMain(o: Record<string, unknown>, location: string, vms: strin
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal }),
       signal: stop.signal,
     });
-    process.stdout.write(json ? JSON.stringify({ message_type: 'listing', operation: 'list', ...listing }) + '\n' : formatListing(listing));
+    results().write(json ? JSON.stringify({ message_type: 'listing', operation: 'list', ...listing }) + '\n' : formatListing(listing));
     return EXIT.OK;
   } catch (e) {
     const sig = stop.received();

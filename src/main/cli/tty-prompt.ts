@@ -4,6 +4,7 @@
 import { openSync } from 'node:fs';
 import { ReadStream } from 'node:tty';
 import { QvmBackupError } from '../errors.js';
+import { messages } from '../io/message-out.js';
 
 /** The terminal opened for reading and writing, or undefined when there is none. */
 export function openTty(): number | undefined {
@@ -23,7 +24,7 @@ export async function readTtyLine(fd: number, o: { prompt: string; echo: boolean
   const input = new ReadStream(fd);
   let onAbort = (): void => {};
   if (!o.echo) input.setRawMode(true);
-  process.stderr.write(o.prompt);
+  messages().write(o.prompt);
   try {
     return await new Promise<string | null>((resolve, reject) => {
       onAbort = () => reject(o.signal.reason);
@@ -48,7 +49,7 @@ export async function readTtyLine(fd: number, o: { prompt: string; echo: boolean
     o.signal.removeEventListener('abort', onAbort);
     if (!o.echo) {
       input.setRawMode(false);
-      process.stderr.write('\n');
+      messages().write('\n');
     }
     input.destroy(); // closes fd
   }

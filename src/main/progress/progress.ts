@@ -6,6 +6,13 @@ import { formatBytes } from '../size-text.js';
 
 export type ProgressMode = 'tty' | 'plain' | 'json' | 'quiet';
 
+/** Where the lines go (io/message-out.ts in the commands). `ready` false: earlier output still
+ *  waits for its reader, and a status line (which the next one replaces) is skipped. */
+export interface MessageSink {
+  write(text: string): unknown;
+  ready?(): boolean;
+}
+
 /** What a run does: the `operation` of every JSON message (docs/json.md). */
 export type Operation = 'backup' | 'restore' | 'verify';
 
@@ -80,11 +87,11 @@ export class Progress implements ProgressReporter {
   #lastDraw = 0;
   #drawn = false;
   #timer: NodeJS.Timeout | undefined;
-  #err: NodeJS.WritableStream;
-  #out$: NodeJS.WritableStream;
+  #err: MessageSink;
+  #out$: MessageSink;
   #verbose: boolean;
 
-  constructor(mode: ProgressMode, streams: { stderr?: NodeJS.WritableStream; stdout?: NodeJS.WritableStream; clock?: () => number; operation?: Operation; verbose?: boolean } = {}) {
+  constructor(mode: ProgressMode, streams: { stderr?: MessageSink; stdout?: MessageSink; clock?: () => number; operation?: Operation; verbose?: boolean } = {}) {
     this.#mode = mode;
     this.#what = streams.operation ?? 'backup';
     this.#err = streams.stderr ?? process.stderr;
@@ -146,15 +153,15 @@ export class Progress implements ProgressReporter {
     const now = this.#now();
     if (this.#userWaitSince !== undefined) return; // a prompt owns the terminal
     if (this.#mode === 'tty') {
-      if (!force && now - this.#lastDraw < 200) return;
+      if ((!force && now - this.#lastDraw < 200) || this.#err.ready?.() === false) return;
       this.#err.write(`\r\x1b[K${this.line()}`);
       this.#drawn = true;
     } else if (this.#mode === 'plain') {
       // a log gets no line before the data phase: an error there stays the only line
-      if (this.#tData === undefined || (!force && now - this.#lastDraw < 10_000)) return;
+      if (this.#tData === undefined || (!force && now - this.#lastDraw < 10_000) || this.#err.ready?.() === false) return;
       this.#err.write(this.line() + '\n');
     } else if (this.#mode === 'json') {
-      if (!force && now - this.#lastDraw < 1000) return;
+      if ((!force && now - this.#lastDraw < 1000) || this.#out$.ready?.() === false) return;
       const s = this.#status();
       this.#json({ message_type: 'status', operation: this.#what, phase: this.#phase ?? null, percent_done: s.percent / 100, bytes_done: this.#done, total_bytes: this.#total, bytes_read: this.#in, bytes_written: this.#out, rate_bytes_per_second: Math.round(s.rate), seconds_elapsed: Math.round(s.elapsed), seconds_remaining: Number.isFinite(s.eta) ? Math.round(s.eta) : null, current_vm: this.#vm ?? null });
     } else return;
