@@ -12,6 +12,7 @@ import { homeRestoreDirName, installDom0Home } from '../../../src/main/restore/i
 import { loadHostQubesXml, saveHostQubesXml } from '../../../src/main/restore/install/host-qubes-xml.js';
 import { installVm } from '../../../src/main/restore/install/install-vm.js';
 import { createScratch, createStaging } from '../../../src/main/restore/install/staging.js';
+import { flushEntries, prepareTree, SYNCFS_FROM_ENTRIES, syncfsReportsErrors } from '../../../src/main/restore/install/safe-tree.js';
 import { planRestore, type RestorePlan, type RestoreSelection, type VmPlan } from '../../../src/main/restore/plan/restore-plan.js';
 import { r3BackupXml, r4Xml, type VmSpec } from './sample-xml.js';
 
@@ -442,4 +443,62 @@ it('restored dom0 home belongs to the owner of the live home when run as root', 
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+describe('flushing a staged tree before it is moved into place', () => {
+  /** A `sync` first in PATH that logs its arguments and exits with `status`. */
+  const fakeSync = (status: number): { log: string; restore: () => void } => {
+    const bin = path.join(tmp, 'bin');
+    fs.mkdirSync(bin, { recursive: true });
+    const log = path.join(tmp, 'sync.log');
+    fs.writeFileSync(path.join(bin, 'sync'), `#!/bin/sh\necho "$@" >> '${log}'\nexit ${status}\n`, { mode: 0o755 });
+    const saved = process.env['PATH'];
+    process.env['PATH'] = `${bin}:${saved ?? ''}`;
+    return { log, restore: () => (process.env['PATH'] = saved) };
+  };
+  const tree = (files: number): string => {
+    const dir = path.join(tmp, 'tree');
+    fs.mkdirSync(path.join(dir, 'sub'), { recursive: true });
+    for (let i = 0; i < files; i++) fs.writeFileSync(path.join(dir, i % 2 ? 'sub' : '', `f${i}`), 'x');
+    return dir;
+  };
+  const logged = (log: string): string[] => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n') : []);
+
+  it('a large tree: one syncfs of its file system (sync -f), not an fsync per file; a small one: an fsync each', { skip: !syncfsReportsErrors() && 'kernel < 5.8' }, async () => {
+    const s = fakeSync(0);
+    try {
+      const big = tree(SYNCFS_FROM_ENTRIES);
+      const r = await prepareTree(big, 'vm');
+      assert.equal(r.files, SYNCFS_FROM_ENTRIES);
+      assert.deepEqual(logged(s.log), [`-f -- ${big}`]);
+      fs.rmSync(big, { recursive: true });
+      await prepareTree(tree(SYNCFS_FROM_ENTRIES - 3), 'vm'); // 61 files + 2 directories: 63 entries
+      assert.deepEqual(logged(s.log), [`-f -- ${big}`], 'no sync for a small tree');
+    } finally {
+      s.restore();
+    }
+  });
+
+  it('a sync that fails (or is not there) is not trusted: every entry is fsynced, and what cannot be is an error', async () => {
+    const s = fakeSync(1);
+    try {
+      const dir = tree(SYNCFS_FROM_ENTRIES * 2);
+      await prepareTree(dir, 'vm');
+      if (syncfsReportsErrors()) assert.equal(logged(s.log).length, 1, 'tried');
+      // the fallback opens each entry: one that cannot be fsynced fails the flush
+      await assert.rejects(flushEntries(dir, [path.join(dir, 'missing'), ...fs.readdirSync(dir).map((n) => path.join(dir, n))]), { code: 'ENOENT' });
+      execFileSync('mkfifo', [path.join(dir, 'fifo')]);
+      await assert.rejects(flushEntries(dir, [path.join(dir, 'fifo')], undefined, { syncfs: false }), 'a FIFO is refused, never waited on');
+    } finally {
+      s.restore();
+    }
+  });
+
+  it('syncfs is trusted from Linux 5.8 on (before, it reported no writeback error)', () => {
+    assert.equal(syncfsReportsErrors('5.7.19'), false);
+    assert.equal(syncfsReportsErrors('4.19.0-26-amd64'), false);
+    assert.equal(syncfsReportsErrors('5.8.0'), true);
+    assert.equal(syncfsReportsErrors('6.6.48-1.qubes.fc37.x86_64'), true);
+    assert.equal(syncfsReportsErrors('junk'), false);
+  });
 });

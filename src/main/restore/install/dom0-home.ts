@@ -4,7 +4,7 @@ import { lchown, lstat, mkdir, mkdtemp, readdir, rename, rm, rmdir, stat } from 
 import path from 'node:path';
 import { runShort } from '../../io/spawn.js';
 import { fail } from '../../errors.js';
-import { fsyncPath } from './safe-tree.js';
+import { flushTree, fsyncPath } from './safe-tree.js';
 
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
 /** `home-restore-<timestamp>-99` is the last name tried */
@@ -53,7 +53,8 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
   await rename(staged, path.join(wrap, 'dom0-home'));
   const owner = homeOwner(homeSt);
   if (owner) await lchownTree(wrap, owner.uid, owner.gid); // lchown never follows a link
-  await fsyncPath(wrap);
+  // its files durable before it is handed over (the home gets no fsync of its own after that)
+  await flushTree(wrap).catch((e: unknown) => fail('ERR_IO', `dom0 home: cannot write the restored files to disk: ${(e as Error).message}`, { vm: 'dom0', file: staged }, e));
   for (;;) {
     const moved = await rename(wrap, restoreDir).then(() => null, (e: unknown) => e as NodeJS.ErrnoException); // a symlink or a non-empty directory there: fails, never followed
     if (moved === null) break;
@@ -78,6 +79,7 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
       fail('ERR_IO', `dom0 home: cannot create ${restoreDir}: ${claimed.message}`, { vm: 'dom0', file: restoreDir }, claimed);
     }
     await copyAcrossFilesystems(wrap, restoreDir);
+    await flushTree(restoreDir).catch((e: unknown) => fail('ERR_IO', `dom0 home: cannot write the copy in ${restoreDir} to disk: ${(e as Error).message}`, { vm: 'dom0', file: restoreDir }, e));
     break;
   }
   await fsyncPath(home);
