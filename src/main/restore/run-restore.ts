@@ -16,7 +16,7 @@ import type { ProgressReporter } from '../progress/progress.js';
 import { planRestore, formatRestoreTable, unknownExcludeWarning, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
 import { createScratch, createStaging, removeStaleStaging, type Staging } from './install/staging.js';
 import { installDom0Home } from './install/dom0-home.js';
-import { checkStagedVm, vmDirOf } from './install/install-vm.js';
+import { checkStagedVm, vmDirOf, VM_PARENTS } from './install/install-vm.js';
 import { requiredImages } from './install/vm-files.js';
 import { existsSync } from 'node:fs';
 import type { ChunkSlots } from './stream/chunks-in-flight.js';
@@ -520,7 +520,7 @@ export function interruptedMessage(verifyOnly: boolean, cleaned: string | undefi
 async function onlyLockLeft(root: string): Promise<boolean> {
   const names = await readdir(root).catch(() => null);
   if (names === null) return false;
-  const parents: string[] = names.filter((n) => n === 'appvms' || n === 'vm-templates');
+  const parents: string[] = names.filter((n) => (VM_PARENTS as readonly string[]).includes(n));
   if (!names.every((n) => n === LOCK_NAME || parents.includes(n))) return false;
   for (const p of parents) if (!(await rmdir(join(root, p)).then(() => true, () => false))) return false;
   return true;
@@ -559,9 +559,6 @@ async function existingAncestor(p: string): Promise<string> {
     if (dirname(d) === d) return d;
   }
 }
-
-/** The VM file pool's directories of the host (`<root>/appvms`, `<root>/vm-templates`). */
-const VM_PARENTS = ['appvms', 'vm-templates'] as const;
 
 /** Names under the host's VM directories that its qubes.xml (`host`) does not list, each with the
  *  path taken: a VM of that name cannot be installed there. */

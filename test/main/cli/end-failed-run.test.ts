@@ -4,22 +4,25 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { endFailedRun } from '../../../src/main/cli/common.js';
 import { QvmBackupError } from '../../../src/main/errors.js';
+import { messages } from '../../../src/main/io/message-out.js';
 import type { Progress } from '../../../src/main/progress/progress.js';
 
 function ended(err: unknown, interruptedBy: NodeJS.Signals | undefined): { code: number; stderr: string; finished: string[] } {
   const finished: string[] = [];
   const progress = { operation: 'backup', finish: (_ok: boolean, text: string) => void finished.push(text) } as unknown as Progress;
-  const write = process.stderr.write.bind(process.stderr);
+  // the command's messages (io/message-out.ts), caught on their way out
+  const out = messages();
+  const write = out.write.bind(out);
   let stderr = '';
-  process.stderr.write = ((s: string | Uint8Array) => {
+  out.write = (s: string | Uint8Array) => {
     stderr += String(s);
     return true;
-  }) as typeof process.stderr.write;
+  };
   try {
     const code = endFailedRun('qvm-backup', err, { json: false, progress, failText: 'Backup failed', interruptedBy });
     return { code, stderr, finished };
   } finally {
-    process.stderr.write = write;
+    out.write = write;
   }
 }
 

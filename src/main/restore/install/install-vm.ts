@@ -64,9 +64,12 @@ export async function stagedCheck(qubesRoot: string, stagedDir: string, vm: VmPl
   return stagedExists ? { stagedExists, volumeSizes: await imageSizes(staged) } : { stagedExists };
 }
 
+/** The directories of the host's VM file pool, under the qubes root: every VM but templates, templates. */
+export const VM_PARENTS = ['appvms', 'vm-templates'] as const;
+
 /** Directory of a VM in the R4 file pool: `<root>/vm-templates/<name>` or `<root>/appvms/<name>`. */
 export function vmDirOf(qubesRoot: string, domain: DomainInfo, name: string): string {
-  return path.join(path.resolve(qubesRoot), isTemplateVm(domain) ? 'vm-templates' : 'appvms', name);
+  return path.join(path.resolve(qubesRoot), VM_PARENTS[isTemplateVm(domain) ? 1 : 0], name);
 }
 
 /** Move one VM's extracted files into place and add it to `host`; returns the new host domain. */
