@@ -106,6 +106,12 @@ test('--max-memory below the minimum: the warning shows what is given and used i
     const r = node(BACKUP_BIN, ['-q', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', '--chunk-size', '64K', '--max-memory', '1K', join(t.dir, 'b.bin'), 'vault']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /^warning: --max-memory 1\.0 KiB is below the minimum for these settings; using \d+(\.\d)? MiB \(chunk size 64\.0 KiB, scrypt logN 10 needs 1\.0 MiB per derivation\)\n$/);
+    // -v: the settings line after it says the budget used, not the one asked
+    const v = node(BACKUP_BIN, ['-v', '--qubes-root', root, '--dom0-home', home, '-p', pw, '-y', '--scrypt-logn', '10', '--chunk-size', '64K', '--max-memory', '1K', join(t.dir, 'v.bin'), 'vault']);
+    assert.equal(v.status, 0, v.stderr);
+    const used = /using (\d+(?:\.\d)? MiB)/.exec(v.stderr)?.[1];
+    assert.ok(used !== undefined, v.stderr);
+    assert.match(v.stderr, new RegExp(`^settings: .*, max_memory=${used.replace('.', '\\.')}, `, 'm'));
   } finally {
     t.cleanup();
   }

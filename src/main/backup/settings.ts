@@ -137,7 +137,9 @@ export function settingsReport(s: BackupSettings): Record<string, string | numbe
     compress_engine: c.kind === 'none' ? null : c.kind === 'blocks' ? 'node:zlib in the worker threads' : `program: ${[c.program, ...c.args].join(' ')}`,
     chunk_size: s.chunkSize,
     threads: s.threads,
-    max_memory: s.maxMemory,
+    // the budget in effect: a --max-memory below the minimum for these settings is raised (with
+    // a warning saying so), and this line says what is used, not what was asked
+    max_memory: Math.max(s.maxMemory, s.memory.plannedBytes),
     kdf: s.format === 4 ? `scrypt N=2^${s.scryptLogN} r=8 p=1` : null,
     kdf_at_once: s.format === 4 ? s.memory.kdfConcurrency : null,
   };
