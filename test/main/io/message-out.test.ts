@@ -32,7 +32,25 @@ function fifo(dir: string): { w: number; readAll: () => Buffer; closeReader: () 
     }
     return Buffer.concat(parts);
   };
-  return { w, readAll, closeReader: () => closeSync(r) };
+  let open = true;
+  const closeReader = (): void => {
+    if (open) closeSync(r);
+    open = false;
+  };
+  return { w, readAll, closeReader };
+}
+
+/** Run `fn` with a FIFO of its own (closed and removed after). */
+async function withFifo(fn: (f: ReturnType<typeof fifo>) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'qvmb-msgout-'));
+  const f = fifo(dir);
+  try {
+    await fn(f);
+  } finally {
+    f.closeReader();
+    closeSync(f.w);
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Read until `out` has nothing waiting (its retries run meanwhile). */
@@ -51,10 +69,8 @@ const isNonBlocking = (fd: number): boolean => {
   return (parseInt(/^flags:\s+([0-7]+)/m.exec(info)![1]!, 8) & constants.O_NONBLOCK) !== 0;
 };
 
-test('behind a reader that stops: writes never block, wait in order, and go out once read; the shared descriptor stays blocking', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qvmb-msgout-'));
-  try {
-    const f = fifo(dir);
+test('behind a reader that stops: writes never block, wait in order, and go out once read; the shared descriptor stays blocking', () =>
+  withFifo(async (f) => {
     const out = new MessageOut(f.w);
     assert.equal(out.nonBlocking, true);
     const lines = Array.from({ length: 4000 }, (_, i) => `line ${i} ${'x'.repeat(60)}\n`); // ~280 KB, past a pipe's 64 KiB
@@ -65,17 +81,10 @@ test('behind a reader that stops: writes never block, wait in order, and go out 
     const got = await readUntilDrained(out, f.readAll);
     assert.equal(got.toString(), lines.join(''), 'every byte, in order');
     assert.ok(out.ready());
-    f.closeReader();
-    closeSync(f.w);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('past the bytes it may keep waiting (MAX_WAITING), messages are dropped, counted, and said once the reader catches up', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qvmb-msgout-'));
-  try {
-    const f = fifo(dir);
+test('past the bytes it may keep waiting (MAX_WAITING), messages are dropped, counted, and said once the reader catches up', () =>
+  withFifo(async (f) => {
     const max = 1 << 20;
     assert.ok(MAX_WAITING >= max);
     const out = new MessageOut(f.w, { maxWaiting: max });
@@ -92,17 +101,10 @@ test('past the bytes it may keep waiting (MAX_WAITING), messages are dropped, co
     assert.equal(kept.length + dropped, n * line.length, 'kept + dropped = written');
     assert.ok(/^(y{1023}\n)+$/.test(kept), 'whole lines kept');
     assert.equal(out.dropped, 0, 'said once');
-    f.closeReader();
-    closeSync(f.w);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('a reader that went away: one EPIPE error, nothing waits, later writes refused', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qvmb-msgout-'));
-  try {
-    const f = fifo(dir);
+test('a reader that went away: one EPIPE error, nothing waits, later writes refused', () =>
+  withFifo(async (f) => {
     const out = new MessageOut(f.w);
     f.closeReader();
     const errors: NodeJS.ErrnoException[] = [];
@@ -113,11 +115,7 @@ test('a reader that went away: one EPIPE error, nothing waits, later writes refu
     assert.deepEqual(errors.map((e) => e.code), ['EPIPE']);
     assert.equal(out.ready(), false);
     await out.drained(); // resolves: nothing more will go out
-    closeSync(f.w);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
 test('a regular file is written to directly, at once', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qvmb-msgout-'));
