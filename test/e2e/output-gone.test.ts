@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, BACKUP_BIN, RESTORE_BIN, sampleIn, haveCmd } from '../helpers/cli.js';
 import { manyVmArchive, unlistedVmDirs } from '../helpers/many-vms.js';
@@ -127,6 +127,34 @@ test('a terminal paused with Ctrl-S never stops the run: a backup finishes, and 
         clearTimeout(hung);
         term.kill();
       }
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('--json and the error line on one paused terminal come out in the order written, each line whole', { timeout: 120_000, skip: !haveCmd('script') && 'no script(1)' }, async () => {
+  const t = tempDir('qvmb-gone-');
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: 8 * 1024 * KiB, bigDataBytes: 2 * 1024 * KiB, smallImageBytes: 64 * KiB, smallDataBytes: 4 * KiB });
+    const pw = passFile(t.dir);
+    const mark = join(t.dir, 'command-done');
+    // a destination that takes 1000 bytes and fails: the run ends with its exit_error and error line
+    const term = await onPausedTerminal([process.execPath, BACKUP_BIN, '--json', '-v', '-y', '-p', pw, '--qubes-root', root, '--dom0-home', home, '--scrypt-logn', '10', '--dest-command', `head -c 1000 >/dev/null; touch '${mark}'; exit 3`, 'x']);
+    const hung = setTimeout(term.resume, 60_000);
+    try {
+      await until(() => existsSync(mark));
+      await new Promise((r) => setTimeout(r, 500)); // its last lines written, waiting for the terminal
+      term.resume();
+      assert.equal(await term.exited, 1);
+      const lines = term.text().split('\r\n').filter((l) => l !== '' && !l.startsWith('PID '));
+      const error = lines.findIndex((l) => l.startsWith('qvm-backup: error: '));
+      assert.equal(error, lines.length - 1, `the error line last, after every JSON line:\n${lines.join('\n')}`);
+      for (const l of lines.slice(0, -1)) assert.doesNotThrow(() => JSON.parse(l), `a whole JSON line: ${l.slice(0, 200)}`);
+      assert.equal((JSON.parse(lines.at(-2)!) as { message_type: string }).message_type, 'exit_error');
+    } finally {
+      clearTimeout(hung);
+      term.kill();
     }
   } finally {
     t.cleanup();

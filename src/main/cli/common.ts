@@ -27,14 +27,14 @@ export function statsFields(stats: RunStats, json: boolean): Record<string, unkn
 }
 
 export function printStats(stats: RunStats, json: boolean): void {
-  if (stats.enabled && !json) messages().write(formatStats(stats.report()) + '\n');
+  if (stats.enabled && !json) messages().writeKept(formatStats(stats.report()) + '\n');
 }
 
 /** Pick the progress renderer from --quiet/--json/--verbose and whether stderr is a terminal. */
 export function makeProgress(opts: { quiet?: boolean; json?: boolean; verbose?: boolean }, operation: Operation): Progress {
   const mode: ProgressMode = opts.json ? 'json' : opts.quiet ? 'quiet' : messages().isTTY ? 'tty' : 'plain';
   // stdout made at its first line: a backup to `-` never writes one (no --json there)
-  const stdout = { write: (s: string) => results().write(s), ready: () => results().ready() };
+  const stdout = { write: (s: string) => results().write(s), writeKept: (s: string) => results().writeKept(s), ready: () => results().ready() };
   return new Progress(mode, { stderr: messages(), stdout, operation, verbose: opts.verbose === true });
 }
 
@@ -88,7 +88,7 @@ export function abortOnSignals(onFirst: (sig: NodeJS.Signals) => void, o: { stdo
       // first, a bounded time: the exit hooks then see what is there; a third signal waits no more)
       if (forcing) exitProcess(exitCodeForSignal(sig));
       forcing = true;
-      messages().write('\nforced exit\n');
+      messages().writeKept('\nforced exit\n');
       exitWhenSettled(FORCED_EXIT_WAIT_MS, () => exitProcess(exitCodeForSignal(sig)));
     }
   };
@@ -133,12 +133,12 @@ export function watchStalls(progress: Progress, stop: Interruption, timeoutSec: 
  *  `operation` names the run in the JSON `exit_error` (default: the command's own). */
 export function reportError(prog: string, err: unknown, json: boolean, code = exitCodeFor(err), operation: string = prog === 'qvm-backup' ? 'backup' : 'restore'): number {
   const msg = err instanceof Error ? err.message : String(err);
-  if (json) results().write(JSON.stringify({ message_type: 'exit_error', operation, code, error_code: errorCodeOf(err) ?? 'ERR_INTERNAL', message: msg }) + '\n');
-  messages().write(`${prog}: error: ${msg}\n`);
+  if (json) results().writeKept(JSON.stringify({ message_type: 'exit_error', operation, code, error_code: errorCodeOf(err) ?? 'ERR_INTERNAL', message: msg }) + '\n');
+  messages().writeKept(`${prog}: error: ${msg}\n`);
   if (process.env['QVMB_DEBUG']) {
     let e: unknown = err;
     while (e instanceof Error) {
-      messages().write(`${e.stack ?? e.message}\n`);
+      messages().writeKept(`${e.stack ?? e.message}\n`);
       e = e.cause;
     }
   }
@@ -160,7 +160,7 @@ export function endFailedRun(prog: string, err: unknown, o: { json: boolean; pro
   if (o.interruptedBy === undefined && errorCodeOf(err) === 'ERR_DECLINED') {
     const msg = err instanceof Error ? err.message : String(err);
     if (o.json) o.progress.finish(true, msg, { cancelled: true });
-    else messages().write(`${prog}: ${msg}\n`);
+    else messages().writeKept(`${prog}: ${msg}\n`);
     return EXIT.OK;
   }
   o.progress.finish(false, o.interruptedBy !== undefined ? o.failText.replace(/ failed$/, ' interrupted') : o.failText);
@@ -209,10 +209,10 @@ export function decideJson(json: boolean, operation: string): { json: boolean; o
 }
 
 /** The end of a command whose main() threw (a bug): its error reported as any other, then exit. */
-export function exitOnCrash(prog: string): (e: unknown) => never {
+export function exitOnCrash(prog: string): (e: unknown) => Promise<never> {
   return (e) => {
     const { json, operation } = jsonOfArgv(prog);
-    return exitProcess(reportError(prog, e, json, undefined, operation));
+    return exitAfterOutput(reportError(prog, e, json, undefined, operation));
   };
 }
 
@@ -247,23 +247,34 @@ export function exitProcess(code: number): never {
 /** How long a finished command waits for readers to take the messages still waiting for them. */
 export const EXIT_OUTPUT_WAIT_MS = 30_000;
 
+let outputWaitMs: number | null = EXIT_OUTPUT_WAIT_MS;
+
+/** The command's output is what was asked for (--list): its end waits for the reader without a
+ *  time limit, as any program writing its result to a pipe does (a signal still ends it). */
+export function outputIsTheResult(): void {
+  outputWaitMs = null;
+}
+
 /**
  * End a command that returned `code`: its messages that still wait for a slow reader (io/message-out.ts)
- * get up to `waitMs` to go out; a signal (the user wants it over) or a run that a signal stopped
- * (status >= 128) waits for none. The run's work is all done by then, its lock released.
+ * get up to EXIT_OUTPUT_WAIT_MS to go out (see outputIsTheResult); a signal (the user wants it
+ * over) or a run that a signal stopped (status >= 128) waits for none. The run's work is all done by
+ * then, its lock released: its own signal handlers are gone (a Ctrl-C now stops no run, and says
+ * nothing), a signal only ends the wait.
  */
-export async function exitAfterOutput(code: number, waitMs = EXIT_OUTPUT_WAIT_MS): Promise<never> {
+export async function exitAfterOutput(code: number): Promise<never> {
   const outs = openOutputs();
   if (code < 128 && !outs.every((o) => o.ready())) {
     let timer: NodeJS.Timeout | undefined;
-    let onSignal = (): void => {};
     await Promise.race([
       Promise.all(outs.map((o) => o.drained())),
       new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, waitMs);
-        onSignal = resolve;
-        // (a hangup only where it is not ignored: under nohup it is not the user's wish)
-        for (const sig of ['SIGINT', 'SIGTERM', ...(HUP_IGNORED ? [] : ['SIGHUP' as const])] as const) process.once(sig, onSignal);
+        if (outputWaitMs !== null) timer = setTimeout(resolve, outputWaitMs);
+        for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeAllListeners(sig);
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+        // a hangup where it is not ignored (under nohup it stays ignored: a listener that does nothing)
+        process.on('SIGHUP', HUP_IGNORED ? () => {} : resolve);
       }),
     ]);
     clearTimeout(timer);

@@ -12,7 +12,7 @@ import { isValidVmName } from '../qubes-xml/index.js';
 import { checkPassphraseFile, readPassphrase } from './passphrase.js';
 import { sizeOption, formatBytes } from './size.js';
 import { loadSpawner } from '../io/spawn.js';
-import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, asksOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, jsonOfArgv, decideJson, watchStalls, stallTimeoutOption, hostDefaults, shownDefault, aliasOption, eitherSpelling, type HostDefaults } from './common.js';
+import { makeStats, statsFields, printStats, makeProgress, confirmOnTty, asksOnTty, abortOnSignals, reportError, endFailedRun, intOption, collect, parseOrExit, jsonOfArgv, decideJson, watchStalls, stallTimeoutOption, hostDefaults, shownDefault, aliasOption, eitherSpelling, outputIsTheResult, type HostDefaults } from './common.js';
 import { QvmBackupError } from '../errors.js';
 import { RESTORE_SERVICE, qvmRunArgs } from '../io/qrexec.js';
 import type { SourceVm } from '../restore/archive-source.js';
@@ -211,7 +211,8 @@ async function listMain(o: Record<string, unknown>, location: string, vms: strin
       getPassphrase: () => readPassphrase({ file: o['passphraseFile'] as string | undefined, command: o['passphraseCommand'] as string | undefined, confirm: false, signal: stop.signal }),
       signal: stop.signal,
     });
-    results().write(json ? JSON.stringify({ message_type: 'listing', operation: 'list', ...listing }) + '\n' : formatListing(listing));
+    outputIsTheResult(); // the command's end waits for its reader, without a time limit
+    results().writeKept(json ? JSON.stringify({ message_type: 'listing', operation: 'list', ...listing }) + '\n' : formatListing(listing));
     return EXIT.OK;
   } catch (e) {
     const sig = stop.received();

@@ -9,9 +9,12 @@
 // would make the writes of every other process sharing it fail with EAGAIN). A write that does not
 // fit waits in a bounded queue and is retried on a timer; the status lines of the progress display
 // are skipped while anything waits (ready()), other messages are kept up to MAX_WAITING bytes and
-// dropped past it, counted, and said once the reader catches up. What waits when the command ends
-// gets a bounded time to go out (cli/common.ts exitAfterOutput). Anything else (a regular file,
-// /dev/null, a socket, or no /proc) is written to as before, synchronously.
+// dropped past it, counted, and said once the reader catches up (on stderr); the lines a reader
+// must get — the run's final line, an error, a listing — are kept whatever waits (writeKept), and
+// so is the rest of a line whose start went out. stdout and stderr on the same pipe or terminal
+// share one queue (their lines in the order written, none spliced into another). What waits when
+// the command ends gets a bounded time to go out (cli/common.ts exitAfterOutput). Anything else (a
+// regular file, /dev/null, a socket, or no /proc) is written to as before, synchronously.
 import { EventEmitter } from 'node:events';
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
 import { isatty } from 'node:tty';
@@ -37,32 +40,47 @@ function openOwnDescription(fd: number): { fd: number; own: boolean } {
   return { fd, own: false };
 }
 
+/** The line that says how much was dropped. */
+export const droppedNotice = (bytes: number): string => `warning: ${bytes} bytes of messages were dropped: the output was not being read\n`;
+
 /** One output of messages (see above). Emits 'error' (EPIPE, EIO, ENOSPC: the first failure, once;
  *  nothing is written after it) and 'drain' (what waited has gone out). */
 export class MessageOut extends EventEmitter {
   readonly isTTY: boolean;
   readonly nonBlocking: boolean;
+  /** the file behind it, to tell whether stdout and stderr are the same */
+  readonly file: { dev: number; ino: number } | undefined;
   #fd: number;
   #max: number;
+  #onDropped: (notice: string) => void;
   #waiting: Buffer[] = [];
   #waitingBytes = 0;
   #dropped = 0;
   #failed = false;
   #timer: NodeJS.Timeout | undefined;
 
-  /** `maxWaiting`: bytes kept while the reader does not read (MAX_WAITING) */
-  constructor(fd: number, o: { maxWaiting?: number } = {}) {
+  /** `maxWaiting`: bytes kept while the reader does not read (MAX_WAITING); `onDropped`: where the
+   *  line saying how much was dropped goes (default: this output, after what was kept) */
+  constructor(fd: number, o: { maxWaiting?: number; onDropped?: (notice: string) => void } = {}) {
     super();
     this.#max = o.maxWaiting ?? MAX_WAITING;
+    this.#onDropped = o.onDropped ?? ((notice) => this.writeKept(`\n${notice}`));
+    try {
+      const st = fstatSync(fd);
+      this.file = { dev: st.dev, ino: st.ino };
+    } catch {
+      this.file = undefined;
+    }
     this.isTTY = isatty(fd);
     const d = openOwnDescription(fd);
     this.#fd = d.fd;
     this.nonBlocking = d.own;
   }
 
-  /** Whether a line written now goes out now: nothing waits before it and the output works. */
+  /** Whether a line written now goes out now: nothing waits (or was dropped) before it, and the
+   *  output works. */
   ready(): boolean {
-    return this.#waitingBytes === 0 && !this.#failed;
+    return this.#waitingBytes === 0 && this.#dropped === 0 && !this.#failed;
   }
 
   /** Bytes dropped so far, because too much was waiting, and not yet said. */
@@ -72,31 +90,38 @@ export class MessageOut extends EventEmitter {
 
   /** Write `text` now, or queue it behind what waits; false when it did not go out now. */
   write(text: string | Uint8Array): boolean {
-    if (this.#failed) return false;
-    let b = typeof text === 'string' ? Buffer.from(text) : Buffer.from(text.buffer, text.byteOffset, text.byteLength);
-    if (this.#waitingBytes === 0) {
-      b = b.subarray(this.#writeSome(b));
-      if (b.length === 0) return true;
-      if (this.#failed) return false;
-    }
-    this.#enqueue(b);
-    return false;
+    return this.#put(text, false);
   }
 
-  #enqueue(b: Buffer): void {
-    // once one is dropped, so is every later one until the reader has caught up: what goes out is
-    // a prefix of what was written, then the count
-    if (this.#dropped > 0 || this.#waitingBytes + b.length > this.#max) {
-      this.#dropped += b.length;
-      return;
+  /** As write(), but never dropped: for the few lines a reader must get (the run's final line, an
+   *  error, a listing), however much waits. */
+  writeKept(text: string | Uint8Array): boolean {
+    return this.#put(text, true);
+  }
+
+  #put(text: string | Uint8Array, mustKeep: boolean): boolean {
+    if (this.#failed) return false;
+    let keep = mustKeep;
+    let b = typeof text === 'string' ? Buffer.from(text) : Buffer.from(text.buffer, text.byteOffset, text.byteLength);
+    if (this.ready()) {
+      const n = this.#writeSome(b);
+      if (n === b.length) return true;
+      if (this.#failed) return false;
+      keep ||= n > 0; // the rest of a line already begun: never cut
+      b = b.subarray(n);
     }
-    // a copy: the caller's bytes may change after write() returns
-    this.#waiting.push(Buffer.from(b));
-    this.#waitingBytes += b.length;
+    // once one is dropped, so is every later one (but the kept) until the reader has caught up
+    if (!keep && (this.#dropped > 0 || this.#waitingBytes + b.length > this.#max)) this.#dropped += b.length;
+    else {
+      // a copy: the caller's bytes may change after write() returns
+      this.#waiting.push(Buffer.from(b));
+      this.#waitingBytes += b.length;
+    }
     if (this.#timer === undefined) {
       this.#timer = setInterval(() => this.flushNow(), RETRY_MS);
       this.#timer.unref(); // the command's end waits for the output itself (exitAfterOutput)
     }
+    return false;
   }
 
   /** Bytes of `b` written (0 when the reader is full); a failure ends the output (see 'error'). */
@@ -146,8 +171,8 @@ export class MessageOut extends EventEmitter {
       const n = this.#dropped;
       this.#dropped = 0;
       // said once the reader caught up, behind what was kept
-      this.write(`\nwarning: ${n} bytes of messages were dropped: the output was not being read\n`);
-      if (this.#waitingBytes > 0) return;
+      this.#onDropped(droppedNotice(n));
+      if (!this.ready()) return;
     }
     this.emit('drain');
   }
@@ -176,12 +201,23 @@ export function messages(): MessageOut {
 }
 
 /** --json's lines and --list's listing (stdout), made at first use: never when stdout carries the
- *  archive (`-`), which is the destination's own stream. */
+ *  archive (`-`), which is the destination's own stream. The messages' own output when both are
+ *  the same pipe or terminal (one queue: lines in the order written). What is dropped from it is
+ *  said on stderr (a line that is not JSON has no place among --json's). */
 export function results(): MessageOut {
-  return (stdoutOut ??= new MessageOut(1));
+  if (stdoutOut !== undefined) return stdoutOut;
+  const err = messages();
+  let same = false;
+  try {
+    const st = fstatSync(1);
+    same = err.file !== undefined && st.dev === err.file.dev && st.ino === err.file.ino;
+  } catch {
+    // no stdout: its writes fail (EBADF), said as any output's failure
+  }
+  return (stdoutOut = same ? err : new MessageOut(1, { onDropped: (notice) => err.writeKept(notice) }));
 }
 
 /** The outputs made so far (for the command's end). */
 export function openOutputs(): MessageOut[] {
-  return [stderrOut, stdoutOut].filter((o): o is MessageOut => o !== undefined);
+  return [...new Set([stderrOut, stdoutOut])].filter((o): o is MessageOut => o !== undefined);
 }

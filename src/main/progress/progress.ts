@@ -11,7 +11,11 @@ export type ProgressMode = 'tty' | 'plain' | 'json' | 'quiet';
 export interface MessageSink {
   write(text: string): unknown;
   ready?(): boolean;
+  /** the final line: never dropped (write() where the sink has no such thing) */
+  writeKept?(text: string): unknown;
 }
+
+const kept = (sink: MessageSink, text: string): unknown => (sink.writeKept ? sink.writeKept(text) : sink.write(text));
 
 /** What a run does: the `operation` of every JSON message (docs/json.md). */
 export type Operation = 'backup' | 'restore' | 'verify';
@@ -113,9 +117,11 @@ export class Progress implements ProgressReporter {
   }
 
   /** every JSON message: its type, then the operation, then its own fields (docs/json.md) */
-  #json(obj: Record<string, unknown>): void {
+  #json(obj: Record<string, unknown>, keep = false): void {
     const { message_type, ...rest } = obj;
-    this.#out$.write(JSON.stringify({ message_type, operation: this.#what, ...rest }) + '\n');
+    const line = JSON.stringify({ message_type, operation: this.#what, ...rest }) + '\n';
+    if (keep) kept(this.#out$, line);
+    else this.#out$.write(line);
   }
 
   #status(): { percent: number; rate: number; eta: number; elapsed: number } {
@@ -262,14 +268,14 @@ export class Progress implements ProgressReporter {
     if (ok) this.#done = Math.max(this.#done, this.#in);
     const s = this.#status();
     if (this.#mode === 'json') {
-      this.#json({ message_type: 'summary', operation: this.#what, ok, message: text, bytes_done: this.#in, bytes_written: this.#out, seconds_elapsed: Math.round(s.elapsed * 10) / 10, ...fields });
+      this.#json({ message_type: 'summary', operation: this.#what, ok, message: text, bytes_done: this.#in, bytes_written: this.#out, seconds_elapsed: Math.round(s.elapsed * 10) / 10, ...fields }, true);
       return;
     }
     this.#clearLine();
     const [a, b] = this.#labels();
     // failed before any data moved, or quiet: the error line says it all
     if (this.#mode === 'quiet' || (!ok && !started)) return;
-    this.#err.write(`${text} (${formatBytes(this.#in)} ${a}, ${formatBytes(this.#out)} ${b} in ${fmtDuration(s.elapsed)}, ${formatBytes(Math.round(s.rate))}/s)\n`);
+    kept(this.#err, `${text} (${formatBytes(this.#in)} ${a}, ${formatBytes(this.#out)} ${b} in ${fmtDuration(s.elapsed)}, ${formatBytes(Math.round(s.rate))}/s)\n`);
   }
 
   plan(text: string, fields: Record<string, unknown>): void {

@@ -12,9 +12,9 @@ function ended(err: unknown, interruptedBy: NodeJS.Signals | undefined): { code:
   const progress = { operation: 'backup', finish: (_ok: boolean, text: string) => void finished.push(text) } as unknown as Progress;
   // the command's messages (io/message-out.ts), caught on their way out
   const out = messages();
-  const write = out.write.bind(out);
+  const [write, writeKept] = [out.write.bind(out), out.writeKept.bind(out)];
   let stderr = '';
-  out.write = (s: string | Uint8Array) => {
+  out.write = out.writeKept = (s: string | Uint8Array) => {
     stderr += String(s);
     return true;
   };
@@ -22,7 +22,7 @@ function ended(err: unknown, interruptedBy: NodeJS.Signals | undefined): { code:
     const code = endFailedRun('qvm-backup', err, { json: false, progress, failText: 'Backup failed', interruptedBy });
     return { code, stderr, finished };
   } finally {
-    out.write = write;
+    [out.write, out.writeKept] = [write, writeKept];
   }
 }
 

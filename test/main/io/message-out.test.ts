@@ -5,18 +5,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MAX_WAITING, MessageOut } from '../../../src/main/io/message-out.js';
+import { droppedNotice, MAX_WAITING, MessageOut } from '../../../src/main/io/message-out.js';
 
 /** A FIFO with a reader that reads only when asked (`readAll`) and a blocking write end. */
-function fifo(dir: string): { w: number; readAll: () => Buffer; closeReader: () => void } {
+function fifo(dir: string): { w: number; nonBlockingWriter: number; readAll: () => Buffer; closeReader: () => void } {
   const path = join(dir, 'out.fifo');
   execFileSync('mkfifo', [path]);
   const r = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   const w = openSync(path, constants.O_WRONLY);
+  const nonBlockingWriter = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
   const readAll = (): Buffer => {
     const parts: Buffer[] = [];
     const b = Buffer.alloc(1 << 16);
@@ -34,10 +35,13 @@ function fifo(dir: string): { w: number; readAll: () => Buffer; closeReader: () 
   };
   let open = true;
   const closeReader = (): void => {
-    if (open) closeSync(r);
+    if (open) {
+      closeSync(r);
+      closeSync(nonBlockingWriter);
+    }
     open = false;
   };
-  return { w, readAll, closeReader };
+  return { w, nonBlockingWriter, readAll, closeReader };
 }
 
 /** Run `fn` with a FIFO of its own (closed and removed after). */
@@ -95,12 +99,47 @@ test('past the bytes it may keep waiting (MAX_WAITING), messages are dropped, co
     const dropped = out.dropped;
     out.write('after\n'); // dropped too: nothing jumps the queue or splits a line
     const text = (await readUntilDrained(out, f.readAll)).toString();
-    const notice = `\nwarning: ${dropped + 6} bytes of messages were dropped: the output was not being read\n`;
+    const notice = `\n${droppedNotice(dropped + 6)}`;
     assert.ok(text.endsWith(notice), text.slice(-200));
     const kept = text.slice(0, -notice.length);
     assert.equal(kept.length + dropped, n * line.length, 'kept + dropped = written');
     assert.ok(/^(y{1023}\n)+$/.test(kept), 'whole lines kept');
     assert.equal(out.dropped, 0, 'said once');
+  }));
+
+test('the lines a reader must get are kept past the bound, in order; the rest of a line begun is never cut; the count goes where asked', () =>
+  withFifo(async (f) => {
+    const notices: string[] = [];
+    const out = new MessageOut(f.w, { maxWaiting: 64 << 10, onDropped: (n) => notices.push(n) });
+    // one write larger than the pipe and the bound together: its start goes out, the rest waits whole
+    const big = `${'b'.repeat(300 << 10)}\n`;
+    assert.equal(out.write(big), false);
+    const flood = Array.from({ length: 200 }, (_, i) => `status ${i} ${'s'.repeat(1000)}\n`);
+    for (const l of flood) out.write(l); // dropped: the bound is taken
+    assert.ok(out.dropped > 0 && !out.ready());
+    out.writeKept('{"message_type":"summary"}\n');
+    const text = (await readUntilDrained(out, f.readAll)).toString();
+    assert.equal(text, big + '{"message_type":"summary"}\n', 'the big line whole, then the kept line; nothing of the flood');
+    assert.deepEqual(notices, [droppedNotice(flood.join('').length)]);
+  }));
+
+test('a write dropped whole (nothing of it went out) still gets its count said once the reader catches up', () =>
+  withFifo(async (f) => {
+    const out = new MessageOut(f.w, { maxWaiting: 1024 });
+    // the pipe filled by another writer: nothing of the next write goes out
+    let filled = 0;
+    for (const chunk = Buffer.alloc(4096, 0x2e); ; filled += chunk.length) {
+      try {
+        writeSync(f.nonBlockingWriter, chunk);
+      } catch {
+        break;
+      }
+    }
+    assert.equal(out.write('x'.repeat(4096)), false); // past the bound: dropped
+    assert.equal(out.ready(), false, 'not ready while a count is to be said');
+    const text = (await readUntilDrained(out, f.readAll)).toString();
+    assert.equal(text, '.'.repeat(filled) + `\n${droppedNotice(4096)}`);
+    assert.ok(out.ready());
   }));
 
 test('a reader that went away: one EPIPE error, nothing waits, later writes refused', () =>
