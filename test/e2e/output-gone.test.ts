@@ -7,8 +7,8 @@
 // terminal block): it goes on, its messages wait, and a signal still stops it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, passFile, BACKUP_BIN, RESTORE_BIN, sampleIn, haveCmd } from '../helpers/cli.js';
 import { manyVmArchive, unlistedVmDirs } from '../helpers/many-vms.js';
@@ -156,6 +156,59 @@ test('--json and the error line on one paused terminal come out in the order wri
       clearTimeout(hung);
       term.kill();
     }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('--list into a pipe its reader empties only later: the listing is whole once read, and the status 0 comes after it', { timeout: 120_000 }, async () => {
+  const t = tempDir('qvmb-gone-');
+  try {
+    const { root, home } = sampleIn(t.dir, { bigImageBytes: 4 * 1024 * KiB, bigDataBytes: 1024 * KiB, smallImageBytes: 64 * KiB, smallDataBytes: 4 * KiB });
+    const pw = passFile(t.dir);
+    const archive = join(t.dir, 'a.bin');
+    const b = spawnSync(process.execPath, [BACKUP_BIN, '-q', '-y', '-p', pw, '--qubes-root', root, '--dom0-home', home, '--scrypt-logn', '10', archive], { encoding: 'utf8' });
+    assert.equal(b.status, 0, b.stderr);
+    const expected = spawnSync(process.execPath, [RESTORE_BIN, '--list', '-p', pw, archive], { encoding: 'utf8' });
+    assert.equal(expected.status, 0, expected.stderr);
+    // a FIFO filled to the brim by another writer: the listing cannot go out until it is read
+    const fifo = join(t.dir, 'out.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const r = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const filling = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    let filled = 0;
+    for (const chunk = Buffer.alloc(4096, 0x2e); ; filled += chunk.length) {
+      try {
+        writeSync(filling, chunk);
+      } catch {
+        break;
+      }
+    }
+    closeSync(filling);
+    const w = openSync(fifo, constants.O_WRONLY);
+    const child = spawn(process.execPath, [RESTORE_BIN, '--list', '-p', pw, archive], { stdio: ['ignore', w, 'pipe'] });
+    closeSync(w);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    let code: number | null | undefined;
+    child.once('exit', (c) => (code = c));
+    await new Promise((res) => setTimeout(res, 1500));
+    assert.equal(code, undefined, 'still waiting for its reader');
+    let got = '';
+    const buf = Buffer.alloc(1 << 16);
+    // read as it comes (EAGAIN: nothing now) until the command has ended and its end is read
+    for (let n = -1; !(code !== undefined && n === 0); ) {
+      try {
+        n = readSync(r, buf);
+        got += buf.subarray(0, n).toString();
+      } catch {
+        n = -1;
+      }
+      if (n <= 0) await new Promise((res) => setTimeout(res, 10));
+    }
+    closeSync(r);
+    assert.equal(code, 0, stderr);
+    assert.equal(got, '.'.repeat(filled) + expected.stdout);
   } finally {
     t.cleanup();
   }

@@ -263,23 +263,35 @@ export function outputIsTheResult(): void {
  * nothing), a signal only ends the wait.
  */
 export async function exitAfterOutput(code: number): Promise<never> {
+  process.exitCode = code; // whatever ends the process from here, it ends with the run's status
   const outs = openOutputs();
+  let stoppedBy: NodeJS.Signals | undefined;
   if (code < 128 && !outs.every((o) => o.ready())) {
+    // the timer also keeps node's loop alive (the outputs' retries do not): without a limit, a
+    // timer that never fires does
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.all(outs.map((o) => o.drained())),
       new Promise<void>((resolve) => {
-        if (outputWaitMs !== null) timer = setTimeout(resolve, outputWaitMs);
+        timer = outputWaitMs !== null ? setTimeout(resolve, outputWaitMs) : setInterval(() => {}, 1 << 30);
+        const stop = (sig: NodeJS.Signals): void => {
+          stoppedBy = sig;
+          resolve();
+        };
         for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeAllListeners(sig);
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
         // a hangup where it is not ignored (under nohup it stays ignored: a listener that does nothing)
-        process.on('SIGHUP', HUP_IGNORED ? () => {} : resolve);
+        process.on('SIGHUP', HUP_IGNORED ? () => {} : stop);
       }),
     ]);
     clearTimeout(timer);
+    clearInterval(timer);
   }
-  return exitProcess(code);
+  // the output was what was asked for (--list) and a signal ended it before its reader had it all:
+  // ended as that signal ends a run; a backup or restore keeps the status of its work, done
+  const cut = stoppedBy !== undefined && outputWaitMs === null && !outs.every((o) => o.ready());
+  return exitProcess(cut ? exitCodeForSignal(stoppedBy!) : code);
 }
 
 /**

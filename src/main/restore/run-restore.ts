@@ -408,7 +408,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreOutcome> {
       if (subdir === plan.dom0?.subdir && r.ok && !o.verifyOnly) {
         try {
           o.signal.throwIfAborted();
-          dom0HomeDir = await stats.time('dom0 home', () => installDom0Home(join(staging!.dir, 'dom0-home'), o.dom0Home, o.now ?? new Date()));
+          dom0HomeDir = await stats.time('dom0 home', () => installDom0Home(join(staging!.dir, 'dom0-home'), o.dom0Home, o.now ?? new Date(), o.signal));
           progress.vmDone('dom0 home', true, `restored to ${dom0HomeDir}`);
         } catch (e) {
           if (o.signal.aborted) throw e;

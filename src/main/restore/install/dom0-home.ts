@@ -22,7 +22,7 @@ export function homeRestoreDirName(now: Date): string {
  * `<dom0Home>/home-restore-<timestamp>/dom0-home`, copying (`cp -a --sparse=always`) when they are
  * on different filesystems; returns the new `home-restore-<timestamp>` directory.
  */
-export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, now: Date): Promise<string> {
+export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, now: Date, signal?: AbortSignal): Promise<string> {
   const staged = path.resolve(stagedDom0Dir);
   const home = path.resolve(dom0Home);
   const st = await lstat(staged).catch((e: unknown) =>
@@ -53,8 +53,13 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
   await rename(staged, path.join(wrap, 'dom0-home'));
   const owner = homeOwner(homeSt);
   if (owner) await lchownTree(wrap, owner.uid, owner.gid); // lchown never follows a link
-  // its files durable before it is handed over (the home gets no fsync of its own after that)
-  await flushTree(wrap).catch((e: unknown) => fail('ERR_IO', `dom0 home: cannot write the restored files to disk: ${(e as Error).message}`, { vm: 'dom0', file: staged }, e));
+  // its files durable before it is handed over (the home gets no fsync of its own after that);
+  // a stop meanwhile hands nothing over (the staging directory, which holds it, is removed)
+  await flushTree(wrap, signal).catch((e: unknown) => {
+    if (signal?.aborted === true) throw e;
+    fail('ERR_IO', `dom0 home: cannot write the restored files to disk: ${(e as Error).message}`, { vm: 'dom0', file: staged }, e);
+  });
+  signal?.throwIfAborted();
   for (;;) {
     const moved = await rename(wrap, restoreDir).then(() => null, (e: unknown) => e as NodeJS.ErrnoException); // a symlink or a non-empty directory there: fails, never followed
     if (moved === null) break;
@@ -79,7 +84,9 @@ export async function installDom0Home(stagedDom0Dir: string, dom0Home: string, n
       fail('ERR_IO', `dom0 home: cannot create ${restoreDir}: ${claimed.message}`, { vm: 'dom0', file: restoreDir }, claimed);
     }
     await copyAcrossFilesystems(wrap, restoreDir);
-    await flushTree(restoreDir).catch((e: unknown) => fail('ERR_IO', `dom0 home: cannot write the copy in ${restoreDir} to disk: ${(e as Error).message}`, { vm: 'dom0', file: restoreDir }, e));
+    // (the home's owner could swap what is in it meanwhile: syncfs of the operator's home path, and
+    // the tree walked without following a link; no stop from here, the copy is made)
+    await flushTree(restoreDir, undefined, { syncfsOf: home }).catch((e: unknown) => fail('ERR_IO', `dom0 home: cannot write the copy in ${restoreDir} to disk: ${(e as Error).message}`, { vm: 'dom0', file: restoreDir }, e));
     break;
   }
   await fsyncPath(home);

@@ -3,7 +3,6 @@
 // refused; every file and directory is made durable (flushEntries).
 import { constants, type Stats } from 'node:fs';
 import { lstat, open, readdir, unlink } from 'node:fs/promises';
-import { release } from 'node:os';
 import path from 'node:path';
 import { fail } from '../../errors.js';
 import { printable } from '../stream/extraction.js';
@@ -28,22 +27,23 @@ export async function prepareTree(dir: string, vm: string, flush = true, signal?
   return report;
 }
 
-/** From this many entries on, a tree is flushed by one syncfs(2) of its filesystem. */
+/** From this many entries on, a tree's writeback is started by one syncfs(2) of its file system. */
 export const SYNCFS_FROM_ENTRIES = 64;
-/** fsyncs in flight at once otherwise (the file system commits them together). */
-const FSYNCS_AT_ONCE = 8;
+/** fsyncs in flight at once (the file system commits them together). */
+const FSYNCS_AT_ONCE = 16;
 
 /**
  * Make `entries` (the files and directories of the tree `dir`, `dir` included) durable before the
- * tree is moved into place. An fsync each costs a journal commit per file (100 000 small files: 40 s
- * one after the other), so a larger tree gets one syncfs(2) of the file system that holds `dir`
- * (`sync -f`, coreutils), which writes back everything of it that is dirty, these files' data and
- * directory entries included; where that cannot be had or fails, every entry is fsynced (several
- * at once), whose own error then names what could not be written. syncfs reports writeback errors
- * only from Linux 5.8 (before, it returned 0 whatever happened): older kernels always fsync each.
+ * tree is moved into place: every entry is fsynced, several at once, and an entry whose data could
+ * not be written fails with its own error. An fsync of a dirty file costs a journal commit (100 000
+ * small files: 42 s one after the other), so a larger tree is first written back whole by one
+ * syncfs(2) of the file system that holds it (`sync -f`, coreutils; `syncfsOf`: another directory
+ * of that file system), after which each fsync finds its file clean. The syncfs only speeds things:
+ * its result is not trusted (a write error is reported by syncfs once, to whichever process asks
+ * first, any other's `sync` included; a file's own fsync reports its own).
  */
-export async function flushEntries(dir: string, entries: readonly string[], signal?: AbortSignal, o: { syncfs?: boolean } = {}): Promise<void> {
-  if (entries.length >= SYNCFS_FROM_ENTRIES && o.syncfs !== false && (await syncFilesystemOf(dir, signal))) return;
+export async function flushEntries(dir: string, entries: readonly string[], signal?: AbortSignal, o: { syncfsOf?: string } = {}): Promise<void> {
+  if (entries.length >= SYNCFS_FROM_ENTRIES) await writeBackFilesystemOf(o.syncfsOf ?? dir, signal);
   let next = 0;
   const one = async (): Promise<void> => {
     while (next < entries.length) {
@@ -54,41 +54,33 @@ export async function flushEntries(dir: string, entries: readonly string[], sign
   await Promise.all(Array.from({ length: Math.min(FSYNCS_AT_ONCE, entries.length) }, one));
 }
 
-/** Make a tree of ours (a restored dom0 home, which may hold symbolic links) durable: one syncfs(2)
- *  as above, or else an fsync of each of its regular files and directories. */
-export async function flushTree(dir: string): Promise<void> {
-  if (await syncFilesystemOf(dir, undefined)) return;
+/** Make a tree (a restored dom0 home, which may hold symbolic links) durable as above: each of its
+ *  regular files and directories, at any depth (a link is not followed, nor fsynced). */
+export async function flushTree(dir: string, signal?: AbortSignal, o: { syncfsOf?: string } = {}): Promise<void> {
   const entries: string[] = [];
-  const collect = async (p: string, depth: number): Promise<void> => {
-    const st = await lstat(p);
-    if (st.isDirectory()) {
-      if (depth < 128) for (const name of await readdir(p)) await collect(path.join(p, name), depth + 1);
-      entries.push(p);
-    } else if (st.isFile()) entries.push(p);
-  };
-  await collect(dir, 0);
-  await flushEntries(dir, entries, undefined, { syncfs: false });
+  const dirs = [dir];
+  for (let d = dirs.pop(); d !== undefined; d = dirs.pop()) {
+    signal?.throwIfAborted();
+    entries.push(d);
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.isDirectory()) dirs.push(path.join(d, e.name));
+      else if (e.isFile()) entries.push(path.join(d, e.name));
+    }
+  }
+  await flushEntries(dir, entries, signal, o);
 }
 
-/** Whether this kernel's syncfs(2) reports writeback errors (Linux >= 5.8). */
-export function syncfsReportsErrors(kernel = release()): boolean {
-  const m = /^(\d+)\.(\d+)/.exec(kernel);
-  return m !== null && (Number(m[1]) > 5 || (Number(m[1]) === 5 && Number(m[2]) >= 8));
-}
-
-/** syncfs(2) of the file system holding `dir` through `sync -f`; false where that is not to be had
- *  (an old kernel, no `sync` in PATH, a `sync` without -f) or it failed. */
-async function syncFilesystemOf(dir: string, signal: AbortSignal | undefined): Promise<boolean> {
-  if (process.platform !== 'linux' || !syncfsReportsErrors()) return false;
+/** Start writing back the file system holding `dir`: syncfs(2) through `sync -f`, where there is
+ *  one (Linux; a `sync` without -f, or one that fails, only costs the time it took). */
+async function writeBackFilesystemOf(dir: string, signal: AbortSignal | undefined): Promise<void> {
+  if (process.platform !== 'linux') return;
   const bin = findInPath('sync');
-  if (bin === null) return false;
+  if (bin === null) return;
   try {
     // as long as the disk takes: no timeout (a stop ends the wait)
     await runShort(bin, ['-f', '--', dir], { timeout: null, ...(signal ? { signal } : {}) });
-    return true;
   } catch {
-    signal?.throwIfAborted();
-    return false;
+    signal?.throwIfAborted(); // else: the fsyncs that follow do it all
   }
 }
 
