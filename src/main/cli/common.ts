@@ -285,8 +285,7 @@ export async function exitAfterOutput(code: number): Promise<never> {
         process.on('SIGHUP', HUP_IGNORED ? () => {} : stop);
       }),
     ]);
-    clearTimeout(timer);
-    clearInterval(timer);
+    clearTimeout(timer); // (either kind: node's timers are cleared alike)
   }
   // the output was what was asked for (--list) and a signal ended it before its reader had it all:
   // ended as that signal ends a run; a backup or restore keeps the status of its work, done

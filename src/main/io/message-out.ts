@@ -16,7 +16,7 @@
 // the command ends gets a bounded time to go out (cli/common.ts exitAfterOutput). Anything else (a
 // regular file, /dev/null, a socket, or no /proc) is written to as before, synchronously.
 import { EventEmitter } from 'node:events';
-import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, writeSync, type Stats } from 'node:fs';
 import { isatty } from 'node:tty';
 
 /** Bytes of messages kept while the reader does not read; past it they are dropped (counted). */
@@ -24,12 +24,11 @@ export const MAX_WAITING = 8 << 20;
 /** How often what waits is tried again. */
 const RETRY_MS = 10;
 
-/** The descriptor to write `fd`'s messages to: a non-blocking description of our own where `fd` is
+/** The descriptor to write `fd`'s messages to (`st`: its fstat): a non-blocking description of our own where `fd` is
  *  a pipe, FIFO or terminal and /proc lets us open it again; else `fd` itself. */
-function openOwnDescription(fd: number): { fd: number; own: boolean } {
+function openOwnDescription(fd: number, st: Stats | undefined): { fd: number; own: boolean } {
+  if (st === undefined || (!st.isFIFO() && !isatty(fd))) return { fd, own: false };
   try {
-    const st = fstatSync(fd);
-    if (!st.isFIFO() && !isatty(fd)) return { fd, own: false };
     const own = openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOCTTY); // libuv adds O_CLOEXEC
     const again = fstatSync(own);
     if (again.dev === st.dev && again.ino === st.ino) return { fd: own, own: true };
@@ -65,14 +64,15 @@ export class MessageOut extends EventEmitter {
     super();
     this.#max = o.maxWaiting ?? MAX_WAITING;
     this.#onDropped = o.onDropped ?? ((notice) => this.writeKept(`\n${notice}`));
+    let st: Stats | undefined;
     try {
-      const st = fstatSync(fd);
-      this.file = { dev: st.dev, ino: st.ino };
+      st = fstatSync(fd);
     } catch {
-      this.file = undefined;
+      // a closed descriptor: its writes fail (EBADF), said as any output's failure
     }
+    this.file = st && { dev: st.dev, ino: st.ino };
     this.isTTY = isatty(fd);
-    const d = openOwnDescription(fd);
+    const d = openOwnDescription(fd, st);
     this.#fd = d.fd;
     this.nonBlocking = d.own;
   }

@@ -16,7 +16,7 @@ import type { ProgressReporter } from '../progress/progress.js';
 import { planRestore, formatRestoreTable, unknownExcludeWarning, type RestorePlan, type RestoreSelection, type VmPlan } from './plan/restore-plan.js';
 import { createScratch, createStaging, removeStaleStaging, type Staging } from './install/staging.js';
 import { installDom0Home } from './install/dom0-home.js';
-import { checkStagedVm, vmDirOf, VM_PARENTS } from './install/install-vm.js';
+import { checkStagedVm, isVmParent, vmDirOf, VM_PARENTS } from './install/install-vm.js';
 import { requiredImages } from './install/vm-files.js';
 import { existsSync } from 'node:fs';
 import type { ChunkSlots } from './stream/chunks-in-flight.js';
@@ -520,7 +520,7 @@ export function interruptedMessage(verifyOnly: boolean, cleaned: string | undefi
 async function onlyLockLeft(root: string): Promise<boolean> {
   const names = await readdir(root).catch(() => null);
   if (names === null) return false;
-  const parents: string[] = names.filter((n) => (VM_PARENTS as readonly string[]).includes(n));
+  const parents: string[] = names.filter(isVmParent);
   if (!names.every((n) => n === LOCK_NAME || parents.includes(n))) return false;
   for (const p of parents) if (!(await rmdir(join(root, p)).then(() => true, () => false))) return false;
   return true;

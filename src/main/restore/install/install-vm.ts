@@ -67,6 +67,9 @@ export async function stagedCheck(qubesRoot: string, stagedDir: string, vm: VmPl
 /** The directories of the host's VM file pool, under the qubes root: every VM but templates, templates. */
 export const VM_PARENTS = ['appvms', 'vm-templates'] as const;
 
+/** Whether `name` (an entry of the qubes root) is one of VM_PARENTS. */
+export const isVmParent = (name: string): boolean => (VM_PARENTS as readonly string[]).includes(name);
+
 /** Directory of a VM in the R4 file pool: `<root>/vm-templates/<name>` or `<root>/appvms/<name>`. */
 export function vmDirOf(qubesRoot: string, domain: DomainInfo, name: string): string {
   return path.join(path.resolve(qubesRoot), VM_PARENTS[isTemplateVm(domain) ? 1 : 0], name);

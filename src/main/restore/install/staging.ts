@@ -7,7 +7,7 @@ import path from 'node:path';
 import { runShort } from '../../io/spawn.js';
 import { processAlive } from '../../io/child-lifetime.js';
 import { fail } from '../../errors.js';
-import { VM_PARENTS } from './install-vm.js';
+import { isVmParent } from './install-vm.js';
 
 /** A staging directory created by this run. */
 export interface Staging {
@@ -221,7 +221,7 @@ async function removeUnlisted(root: string, journal: string, listed: (vmName: st
       if (await unlink(file).then(() => true, () => false)) temps.push(rel);
       continue;
     }
-    if (parts.length !== 2 || !(VM_PARENTS as readonly string[]).includes(parts[0]!) || listed(parts[1]!)) continue;
+    if (parts.length !== 2 || !isVmParent(parts[0]!) || listed(parts[1]!)) continue;
     const dir = path.join(realRoot, rel);
     const st = await lstat(dir).catch(() => null);
     if (!st?.isDirectory()) continue;
