@@ -19,15 +19,18 @@
 // `nocache`, no file descriptors left) or dies, `onUnavailable` is called once and the file is
 // written without it.
 // Lifetime: the helper runs in a process group of its own, which kill() ends as a whole (SIGKILL:
-// the shell, a dd, anything a dd started); the shell and each dd also run through setpriv's death
-// signal where it exists, so they die with their parent if this process is killed first. A drop
+// the shell, a dd, anything a dd started); the shell also runs through setpriv's death signal where
+// it exists, so it dies with its parent if this process is killed first. Each dd does not: it makes
+// one fadvise call and exits (a dd stuck in that call, on a device that hangs, would not die of a
+// signal either), and a setpriv per drop cost more than the dd itself — ~3 ms of CPU each, ~0.15
+// CPU-s and ~65 ms of wall time per GiB restored (BENCHMARKS.md, 2026-12-08). A drop
 // that takes longer than `waitMs` (5 s) ends the helper: the file goes on without it, prepared
 // ahead (onUnavailable). dd is found by our own PATH lookup (findInPath: absolute entries only),
 // not the shell's.
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { diesWithUs, findInPath, killGroup } from './child-lifetime.js';
+import { findInPath, killGroup } from './child-lifetime.js';
 import { spawnFdHelper } from './spawn.js';
 
 const MiB = 1024 * 1024;
@@ -95,7 +98,7 @@ export class DropBehind {
     let child: ChildProcess | undefined;
     try {
       if (dd === null) throw new Error('no dd in PATH');
-      child = spawnFdHelper(this.o.shell ?? '/bin/sh', ['-c', SCRIPT, 'drop-behind', ...diesWithUs(dd, ['iflag=nocache', 'count=0', 'status=none']).flat()], this.fd);
+      child = spawnFdHelper(this.o.shell ?? '/bin/sh', ['-c', SCRIPT, 'drop-behind', dd, 'iflag=nocache', 'count=0', 'status=none'], this.fd);
       // out of file descriptors: node gives a child without its pipes (and 'error' later)
       if (child.stdin == null || child.stdout == null) throw new Error('no pipes');
     } catch {

@@ -110,6 +110,20 @@ test('a drop after a flush takes the written pages out of the page cache', async
   });
 });
 
+test('each drop runs dd itself, not through a setpriv of its own (a program start per drop costs more than the drop)', { skip: process.platform !== 'linux' && 'linux only' }, async () => {
+  await withHelper(async (x) => {
+    x.d.flushed();
+    await until(() => x.d.drops === 1, 'the drop');
+    // the shell's own command line (setpriv, where it wraps the shell, has exec'd into it)
+    const argv = readFileSync(`/proc/${x.d.pid}/cmdline`, 'utf8').split('\0');
+    const at = argv.indexOf('drop-behind');
+    assert.ok(at > 0, argv.join(' '));
+    assert.equal(path.basename(argv[at + 1]!), 'dd', argv.join(' '));
+    await x.d.end();
+    assert.equal(x.lost, 0);
+  });
+});
+
 test('drops between writes change nothing in the file; requests while one runs become one more', async () => {
   await withHelper(async (x) => {
     const { fh, d } = x;
