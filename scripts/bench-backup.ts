@@ -59,9 +59,19 @@ interface Run {
   serial: number;
 }
 
+/** Read `files` into the page cache (the inputs a run reads: the image a backup reads, the archive
+ *  a restore reads). The bench's data is meant to be in the page cache for every run, ours and the
+ *  reference's alike; on a machine that takes cold page-cache pages back (this VM's DAMON pageout:
+ *  a 404 MB archive read 40 s before was half gone) a run would otherwise read part of its input
+ *  from the disk, a cost the CPU ceiling does not count and that differs from run to run. */
+function warm(files: readonly string[]): void {
+  if (files.length > 0) spawnSync('cat', [...files], { stdio: ['ignore', 'ignore', 'ignore'] });
+}
+
 /** Run a command once: wall seconds, children's CPU seconds, peak RSS from our JSON summary. */
-function once(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}, before?: () => void): Run {
+function once({ cmd, argv, env = {}, before, input = [] }: Spec): Run {
   before?.();
+  warm(input);
   // the previous run's dirty pages (the reference never flushes its output) are written back
   // before this run starts, not during it
   spawnSync('sync');
@@ -78,7 +88,7 @@ function once(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}, before?:
 
 /** One run of `sp` (it makes the archive the restores read), as a Measured of that run. */
 function onceOf(sp: Spec): Measured {
-  const r = once(sp.cmd, sp.argv, sp.env, sp.before);
+  const r = once(sp);
   return { ...r, min: r.wall, max: r.wall };
 }
 
@@ -87,6 +97,8 @@ interface Spec {
   argv: string[];
   env?: NodeJS.ProcessEnv;
   before?: () => void;
+  /** what the run reads, read into the page cache before it (warm) */
+  input?: readonly string[];
 }
 
 /**
@@ -97,7 +109,7 @@ interface Spec {
  */
 function together(specs: Spec[]): Measured[] {
   const runs: Run[][] = specs.map(() => []);
-  for (let i = 0; i < REPEAT; i++) specs.forEach((sp, k) => runs[k]!.push(once(sp.cmd, sp.argv, sp.env, sp.before)));
+  for (let i = 0; i < REPEAT; i++) specs.forEach((sp, k) => runs[k]!.push(once(sp)));
   return runs.map((rs) => medianRun(rs));
 }
 
@@ -194,8 +206,8 @@ function main(): void {
       const backupArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', String(logN), '--threads', String(threads), oursArchive, 'work'];
       const rmArchive = (): void => rmSync(oursArchive, { force: true });
       const refArchive = join(work, `ref-${logN}.bin`);
-      const ours = (threads: number, env: NodeJS.ProcessEnv = {}): Spec => ({ cmd: backupBin, argv: backupArgs(threads), env: { ...nodeOnPath, ...env }, before: rmArchive });
-      const refBackup: Spec = { cmd: 'bash', argv: ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', String(logN), join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], before: () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }) };
+      const ours = (threads: number, env: NodeJS.ProcessEnv = {}): Spec => ({ cmd: backupBin, argv: backupArgs(threads), env: { ...nodeOnPath, ...env }, before: rmArchive, input: [img] });
+      const refBackup: Spec = { cmd: 'bash', argv: ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', String(logN), join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], before: () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }), input: [img] };
       // the last of ours in a round (threads = cores, in-process) leaves the archive restored below
       // at logN 19 also ours with each scrypt engine fixed (QVMB_KDF=openssl, =wasm; the default
       // takes each worker's measured faster one), in the same rounds
@@ -206,8 +218,8 @@ function main(): void {
       const [b1, bTar] = logN === 14 && !RESTORE_ONLY ? bm : [];
       const [bOpenssl, bWasm] = logN !== 14 && !RESTORE_ONLY ? bm : [];
       const restoreArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', '--threads', String(threads), oursArchive];
-      const oursR = (threads: number, env: NodeJS.ProcessEnv = {}): Spec => ({ cmd: restoreBin, argv: restoreArgs(threads), env: { ...nodeOnPath, ...env }, before: freshHost });
-      const refRestore: Spec = { cmd: 'bash', argv: ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], before: freshRef };
+      const oursR = (threads: number, env: NodeJS.ProcessEnv = {}): Spec => ({ cmd: restoreBin, argv: restoreArgs(threads), env: { ...nodeOnPath, ...env }, before: freshHost, input: [oursArchive] });
+      const refRestore: Spec = { cmd: 'bash', argv: ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], before: freshRef, input: [refArchive] };
       // --restore-only also runs ours keeping the image's pages (prepared ahead instead: the default
       // before drop-behind), in the same rounds
       const noDrop = RESTORE_ONLY ? [oursR(CORES, { QVMB_DROP_BEHIND: '0' })] : [];
@@ -242,11 +254,11 @@ function main(): void {
       const rmArchive = (): void => rmSync(oursArchive, { force: true });
       const backupArgs = (threads: number) => ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', '14', '-Z', 'zstd', '--threads', String(threads), oursArchive, 'work'];
       const refArchive = join(work, 'ref-zstd.bin');
-      const ours = (threads: number): Spec => ({ cmd: backupBin, argv: backupArgs(threads), env: nodeOnPath, before: rmArchive });
-      const [b1, b, refB] = together([ours(1), ours(CORES), { cmd: 'bash', argv: ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'zstd'], before: () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }) }]) as [Measured, Measured, Measured];
+      const ours = (threads: number): Spec => ({ cmd: backupBin, argv: backupArgs(threads), env: nodeOnPath, before: rmArchive, input: [img] });
+      const [b1, b, refB] = together([ours(1), ours(CORES), { cmd: 'bash', argv: ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'zstd'], before: () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }), input: [img] }]) as [Measured, Measured, Measured];
       const [r, refR] = together([
-        { cmd: restoreBin, argv: ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], env: nodeOnPath, before: freshHost },
-        { cmd: 'bash', argv: ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'zstd'], before: freshRef },
+        { cmd: restoreBin, argv: ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], env: nodeOnPath, before: freshHost, input: [oursArchive] },
+        { cmd: 'bash', argv: ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'zstd'], before: freshRef, input: [refArchive] },
       ]) as [Measured, Measured];
       same &&= spawnSync('cmp', [img, join(host, 'appvms/work/private.img')]).status === 0;
       sizes.push(`-Z zstd: ours ${(statSync(oursArchive).size / 1e6).toFixed(0)} MB, reference ${(statSync(refArchive).size / 1e6).toFixed(0)} MB`);
@@ -261,17 +273,23 @@ function main(): void {
     if (!RESTORE_ONLY) {
       spawnSync('truncate', ['-s', '20G', img]);
       const oursArchive = join(work, 'ours-20g.bin');
-      const rmArchive = (): void => rmSync(oursArchive, { force: true });
+      // its data is in the first 4 × DATA_MIB MiB (the rest a hole, which a cat would fill the page
+      // cache with zeros for): that part is read before each backup
+      const warmData = (): void => void spawnSync('sh', ['-c', 'head -c "$1" "$2" > /dev/null', 'warm', String(4 * DATA_MIB * MiB), img]);
+      const rmArchive = (): void => {
+        rmSync(oursArchive, { force: true });
+        warmData();
+      };
       const backupArgs = ['--json', '-y', '-p', pass, '--qubes-root', q, '--dom0-home', home, '--scrypt-logn', '14', oursArchive, 'work'];
       const refArchive = join(work, 'ref-20g.bin');
       const [bTar, b, refB] = together([
         { cmd: backupBin, argv: backupArgs, env: { ...nodeOnPath, QVMB_INNER_TAR: 'tar' }, before: rmArchive },
         { cmd: backupBin, argv: backupArgs, env: nodeOnPath, before: rmArchive },
-        { cmd: 'bash', argv: ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], before: () => rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }) },
+        { cmd: 'bash', argv: ['-c', REF_BACKUP, 'ref', join(q, 'appvms/work'), 'private.img', 'vm3/', refArchive, 'bench passphrase', '14', join(work, 'ref-tmp'), join(q, 'qubes.xml'), 'gzip'], before: () => (rmSync(join(work, 'ref-tmp'), { recursive: true, force: true }), warmData()) },
       ]) as [Measured, Measured, Measured];
       const [r, refR] = together([
-        { cmd: restoreBin, argv: ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], env: nodeOnPath, before: freshHost },
-        { cmd: 'bash', argv: ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], before: freshRef },
+        { cmd: restoreBin, argv: ['--json', '-y', '-p', pass, '--qubes-root', host, '--dom0-home', join(work, 'hh', 'user'), '--ignore-missing', oursArchive], env: nodeOnPath, before: freshHost, input: [oursArchive] },
+        { cmd: 'bash', argv: ['-c', REF_RESTORE, 'ref', refArchive, 'bench passphrase', refOut, join(work, 'ref-rtmp'), 'gzip'], before: freshRef, input: [refArchive] },
       ]) as [Measured, Measured];
       same &&= spawnSync('cmp', [img, join(host, 'appvms/work/private.img')]).status === 0;
       table.push(row('backup, 20 GiB image (same data), logN 14, inner archives by GNU tar', bTar, refB, mb));
@@ -296,7 +314,7 @@ function main(): void {
       SECTION,
       '',
       ...(RESTORE_ONLY ? ['Only the restore comparison at logN 14 (`--restore-only`): each archive made once, then the restores in turns; the backup, zstd and 20 GiB rows (and what the text below says of them) are in the whole-run section.', ''] : []),
-      `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (\`node dist/scripts/bench-backup.js${args.length ? ' ' + args.join(' ') : ''}\`) on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. One VM image of ${4 * DATA_MIB} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm; the "20 GiB image" rows: the same image extended to 20 GiB with a hole. Format 4, gzip -6 (the \`-Z zstd\` rows: ${zstdEngine}, the reference then running \`zstd\` / \`zstd -d\` as its filter), 100 MiB chunks, both sides, scrypt r=8 p=1 at the logN shown. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second; the commands of one comparison ran in turns, ${REPEAT} rounds: each cell is the median run${REPEAT % 2 === 0 ? ' (an even number of rounds: the mean wall time of the two middle runs, the other figures those of the slower of them)' : ''}, with the range of its wall times in brackets; CPU-s/GB counts every process of the run (user + sys). Ceiling = our CPU time divided by the ${CORES} cores (the same work perfectly parallel; the smaller of the \`--threads 1\` run's CPU time and the run's own, as the one-thread run can do more work) or, for a restore, the slowest serial stage if that is longer: the writes of the VM image, one at a time (the kernel serialises a file's writes), as the run's own profile timed them (${serials.join('; ')}); efficiency = ceiling / achieved. Archives: ${sizes.join('; ')}. Restored image identical: ${same ? 'yes' : 'NO'}. Peak RSS of our runs (from each run's own summary) against the bound --max-memory (its default) + one key derivation per thread + 200 MB: ${rssBounds}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
+      `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` (\`node dist/scripts/bench-backup.js${args.length ? ' ' + args.join(' ') : ''}\`) on ${cpus()[0]?.model ?? 'unknown CPU'} (${CORES} cores), Node ${process.version}. One VM image of ${4 * DATA_MIB} MiB apparent size holding ${DATA_MIB} MiB of VM-like data (text, zero runs, random; sparse), page cache warm (each run's input — the image, the archive — read just before it, ours and the reference's alike); the "20 GiB image" rows: the same image extended to 20 GiB with a hole. Format 4, gzip -6 (the \`-Z zstd\` rows: ${zstdEngine}, the reference then running \`zstd\` / \`zstd -d\` as its filter), 100 MiB chunks, both sides, scrypt r=8 p=1 at the logN shown. Reference = the Qubes R4 steps with stock tools: \`tar --sparse | gzip | split\` into chunk files, \`scrypt enc\` per chunk one after the other, outer \`tar --posix\`; restore = \`tar -i -x\`, \`scrypt dec\` per chunk \`| gzip -d | tar -x\`. MB/s are MB of image data (${mb.toFixed(0)} MB) per second; the commands of one comparison ran in turns, ${REPEAT} rounds: each cell is the median run${REPEAT % 2 === 0 ? ' (an even number of rounds: the mean wall time of the two middle runs, the other figures those of the slower of them)' : ''}, with the range of its wall times in brackets; CPU-s/GB counts every process of the run (user + sys). Ceiling = our CPU time divided by the ${CORES} cores (the same work perfectly parallel; the smaller of the \`--threads 1\` run's CPU time and the run's own, as the one-thread run can do more work) or, for a restore, the slowest serial stage if that is longer: the writes of the VM image, one at a time (the kernel serialises a file's writes), as the run's own profile timed them (${serials.join('; ')}); efficiency = ceiling / achieved. Archives: ${sizes.join('; ')}. Restored image identical: ${same ? 'yes' : 'NO'}. Peak RSS of our runs (from each run's own summary) against the bound --max-memory (its default) + one key derivation per thread + 200 MB: ${rssBounds}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after.`,
       '',
       '| run | qvm-backup (this) | reference pipeline | speedup | ceiling | efficiency |',
       '|---|---:|---:|---:|---:|---:|',
