@@ -22,8 +22,8 @@
 // the shell, a dd, anything a dd started); the shell also runs through setpriv's death signal where
 // it exists, so it dies with its parent if this process is killed first. Each dd does not: it makes
 // one fadvise call and exits (a dd stuck in that call, on a device that hangs, would not die of a
-// signal either), and a setpriv per drop cost more than the dd itself — ~3 ms of CPU each, ~0.15
-// CPU-s and ~65 ms of wall time per GiB restored (BENCHMARKS.md, 2026-12-08). A drop
+// signal either), and a setpriv per drop cost more than the dd itself — ~3 ms of CPU each, ~0.1
+// CPU-s and 45-65 ms of wall time per GiB restored (BENCHMARKS.md, 2026-12-08). A drop
 // that takes longer than `waitMs` (5 s) ends the helper: the file goes on without it, prepared
 // ahead (onUnavailable). dd is found by our own PATH lookup (findInPath: absolute entries only),
 // not the shell's.
