@@ -65,7 +65,9 @@ interface Run {
  *  a 404 MB archive read 40 s before was half gone) a run would otherwise read part of its input
  *  from the disk, a cost the CPU ceiling does not count and that differs from run to run. */
 function warm(files: readonly string[]): void {
-  if (files.length > 0) spawnSync('cat', [...files], { stdio: ['ignore', 'ignore', 'ignore'] });
+  if (files.length === 0) return;
+  const r = spawnSync('cat', [...files], { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.status !== 0) throw new Error(`cannot read ${files.join(' ')} into the page cache: ${r.error?.message ?? r.stderr.toString().trim()}`);
 }
 
 /** Run a command once: wall seconds, children's CPU seconds, peak RSS from our JSON summary. */
@@ -273,9 +275,13 @@ function main(): void {
     if (!RESTORE_ONLY) {
       spawnSync('truncate', ['-s', '20G', img]);
       const oursArchive = join(work, 'ours-20g.bin');
-      // its data is in the first 4 × DATA_MIB MiB (the rest a hole, which a cat would fill the page
-      // cache with zeros for): that part is read before each backup
-      const warmData = (): void => void spawnSync('sh', ['-c', 'head -c "$1" "$2" > /dev/null', 'warm', String(4 * DATA_MIB * MiB), img]);
+      // its data is in the first 4 × DATA_MIB MiB, the original image (whose holes a read fills the
+      // page cache with zeros for, as the cat at the start did; the 16 GiB hole after it are not
+      // read): that part is read before each backup
+      const warmData = (): void => {
+        const r = spawnSync('sh', ['-c', 'head -c "$1" "$2" > /dev/null', 'warm', String(4 * DATA_MIB * MiB), img], { stdio: ['ignore', 'ignore', 'pipe'] });
+        if (r.status !== 0) throw new Error(`cannot read ${img} into the page cache: ${r.stderr.toString().trim()}`);
+      };
       const rmArchive = (): void => {
         rmSync(oursArchive, { force: true });
         warmData();

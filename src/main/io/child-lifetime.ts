@@ -38,10 +38,11 @@ export function findInPath(name: string, searchPath = process.env['PATH'] ?? '')
   return null;
 }
 
-/** `[file, args]` that run `file args` so that it is killed when this process dies. */
-export function diesWithUs(file: string, args: readonly string[]): [string, string[]] {
+/** `[file, args]` that run `file args` so that it is killed when this process dies (`signal`: the
+ *  signal it then gets; KILL unless it is a shell that traps another to end what it started). */
+export function diesWithUs(file: string, args: readonly string[], signal: 'KILL' | 'TERM' = 'KILL'): [string, string[]] {
   if (setpriv === undefined) setpriv = process.platform === 'linux' ? findInPath('setpriv') : null;
-  return setpriv === null ? [file, [...args]] : [setpriv, ['--pdeathsig', 'KILL', '--', file, ...args]];
+  return setpriv === null ? [file, [...args]] : [setpriv, ['--pdeathsig', signal, '--', file, ...args]];
 }
 
 /** `signal` to the process group led by `pid` (a child started `detached`); false when there is

@@ -19,11 +19,12 @@
 // `nocache`, no file descriptors left) or dies, `onUnavailable` is called once and the file is
 // written without it.
 // Lifetime: the helper runs in a process group of its own, which kill() ends as a whole (SIGKILL:
-// the shell, a dd, anything a dd started); the shell also runs through setpriv's death signal where
-// it exists, so it dies with its parent if this process is killed first. Each dd does not: it makes
-// one fadvise call and exits (a dd stuck in that call, on a device that hangs, would not die of a
-// signal either), and a setpriv per drop cost more than the dd itself — ~3 ms of CPU each, ~0.1
-// CPU-s and 45-65 ms of wall time per GiB restored (BENCHMARKS.md, 2026-12-08). A drop
+// the shell, a dd, anything a dd started). If this process is killed first, the shell gets
+// setpriv's death signal (where setpriv exists), SIGTERM, which its trap turns into a SIGKILL of
+// that whole group, a dd running included. Each dd is not started through a setpriv of its own:
+// a program start per drop cost more than the drop (~3 ms of CPU each, ~0.06 CPU-s per GiB
+// restored; BENCHMARKS.md, 2026-12-08). (A dd stuck in the kernel, on a device that hangs, dies
+// only once that call returns, whatever signal it gets.) A drop
 // that takes longer than `waitMs` (5 s) ends the helper: the file goes on without it, prepared
 // ahead (onUnavailable). dd is found by our own PATH lookup (findInPath: absolute entries only),
 // not the shell's.
@@ -38,8 +39,10 @@ const MiB = 1024 * 1024;
  *  more in a larger process: a fork copies its page tables). */
 export const DROP_MIN_BYTES = 128 * MiB;
 /** Fixed text, never anything from an archive: one drop per line read, a line back after each; the
- *  command (absolute paths, ours) comes as the arguments. */
-const SCRIPT = 'while read -r _; do "$@" <&3 || exit 1; echo; done';
+ *  command (absolute paths, ours) comes as the arguments. The drop runs in the background and is
+ *  waited for, so that a SIGTERM (our death signal for the shell) runs the trap at once, even
+ *  during a drop: it kills the helper's whole process group, the dd included. */
+const SCRIPT = 'trap "kill -KILL 0" TERM; while read -r _; do "$@" <&3 & wait $! || exit 1; echo; done';
 /** How long one drop, or the helper's exit after end(), may take before the helper is killed. */
 export const WAIT_MS = 5000;
 /** How long a SIGKILLed helper is waited for. */
@@ -98,7 +101,7 @@ export class DropBehind {
     let child: ChildProcess | undefined;
     try {
       if (dd === null) throw new Error('no dd in PATH');
-      child = spawnFdHelper(this.o.shell ?? '/bin/sh', ['-c', SCRIPT, 'drop-behind', dd, 'iflag=nocache', 'count=0', 'status=none'], this.fd);
+      child = spawnFdHelper(this.o.shell ?? '/bin/sh', ['-c', SCRIPT, 'drop-behind', dd, 'iflag=nocache', 'count=0', 'status=none'], this.fd, 'TERM');
       // out of file descriptors: node gives a child without its pipes (and 'error' later)
       if (child.stdin == null || child.stdout == null) throw new Error('no pipes');
     } catch {

@@ -229,9 +229,10 @@ export function runVersion(bin: string, timeoutMs: number, code: ErrorCode, sign
  * Start `bin args` with pipes for stdin and stdout, stderr ignored and our open file `fd` as its
  * fd 3 (node's spawn: no execa to load), through setpriv where it exists, in a process group of its
  * own (the caller kills the group: `process.kill(-pid)`). For a helper that works on a file we
- * opened and never sees its path. Spawn failures arrive as the child's 'error' event.
+ * opened and never sees its path. Spawn failures arrive as the child's 'error' event. `deathSignal`:
+ * what it gets when this process dies (diesWithUs).
  */
-export function spawnFdHelper(bin: string, args: readonly string[], fd: number): ChildProcess {
-  const [file, argv] = diesWithUs(bin, args);
+export function spawnFdHelper(bin: string, args: readonly string[], fd: number, deathSignal: 'KILL' | 'TERM' = 'KILL'): ChildProcess {
+  const [file, argv] = diesWithUs(bin, args, deathSignal);
   return timedSpawn(() => spawn(file, argv, { stdio: ['pipe', 'pipe', 'ignore', fd], detached: true }));
 }

@@ -2,14 +2,16 @@
 // file holds exactly what was written, also with drops between writes; requests made while a drop
 // runs become one more; a helper that cannot run (no shell, a dd that fails, no file descriptors
 // left) is reported once and nothing waits for it; a dd that hangs is killed with the shell; end()
-// and kill() leave no process behind; dd is never taken from an empty (current directory) PATH entry.
+// and kill() leave no process behind, nor does a kill -9 of the process during a drop; dd is never
+// taken from an empty (current directory) PATH entry.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { DropBehind } from '../../../src/main/io/drop-behind.js';
 
 const MiB = 1024 * 1024;
@@ -241,6 +243,30 @@ test('kill() while end() waits for a hung dd: stops at once, shell and dd gone, 
       assert.equal(x.lost, 0, 'stopped by us: not reported');
     });
   }, { fakeDd: HANGING_DD, waitMs: 20_000 });
+});
+
+test('kill -9 of the process during a drop: the shell (its death signal) and the dd it runs (the shell\'s trap) are gone', { skip: spawnSync('sh', ['-c', 'command -v setpriv']).status !== 0 && 'needs setpriv (util-linux)', timeout: 30_000 }, async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
+  let child: ChildProcess | undefined;
+  let ddPid: number | undefined;
+  try {
+    await fsp.mkdir(path.join(dir, 'bin'));
+    writeFileSync(path.join(dir, 'bin', 'dd'), `#!/bin/sh\n${HANGING_DD}\n`);
+    chmodSync(path.join(dir, 'bin', 'dd'), 0o755);
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    const c = spawn(process.execPath, [path.join(here, 'drop-behind-child.js'), path.join(dir, 'img')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PATH: `${path.join(dir, 'bin')}:${process.env['PATH'] ?? ''}` } });
+    child = c;
+    const pidFile = path.join(dir, 'dd.pid');
+    await until(() => spawnSync('test', ['-s', pidFile]).status === 0, 'the dd to start');
+    ddPid = Number(readFileSync(pidFile, 'utf8').trim());
+    assert.ok(alive(ddPid), 'the dd runs');
+    c.kill('SIGKILL');
+    await until(() => !alive(ddPid), 'the dd to be gone after the kill -9');
+  } finally {
+    if (child?.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (alive(ddPid)) process.kill(ddPid!, 'SIGKILL');
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('a helper that cannot be had is not reported once end() was called', async () => {
