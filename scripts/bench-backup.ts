@@ -62,7 +62,7 @@ interface Run {
 /** Read `files` into the page cache (the inputs a run reads: the image a backup reads, the archive
  *  a restore reads). The bench's data is meant to be in the page cache for every run, ours and the
  *  reference's alike; on a machine that takes cold page-cache pages back (this VM's DAMON pageout:
- *  a 404 MB archive read 40 s before was half gone) a run would otherwise read part of its input
+ *  the 424 MB bench archive had 156 MiB left cached 45 s after a restore read it) a run would otherwise read part of its input
  *  from the disk, a cost the CPU ceiling does not count and that differs from run to run. */
 function warm(files: readonly string[]): void {
   if (files.length === 0) return;
@@ -276,7 +276,7 @@ function main(): void {
       spawnSync('truncate', ['-s', '20G', img]);
       const oursArchive = join(work, 'ours-20g.bin');
       // its data is in the first 4 × DATA_MIB MiB, the original image (whose holes a read fills the
-      // page cache with zeros for, as the cat at the start did; the 16 GiB hole after it are not
+      // page cache with zeros for, as the cat at the start did; the 16 GiB hole after it is not
       // read): that part is read before each backup
       const warmData = (): void => {
         const r = spawnSync('sh', ['-c', 'head -c "$1" "$2" > /dev/null', 'warm', String(4 * DATA_MIB * MiB), img], { stdio: ['ignore', 'ignore', 'pipe'] });
