@@ -6,5 +6,4 @@ import { DropBehind } from '../../../src/main/io/drop-behind.js';
 const fh = await fsp.open(process.argv[2] ?? '', 'w');
 const d = new DropBehind(fh.fd);
 d.flushed();
-process.stdout.write(`helper ${d.pid ?? 'none'}\n`);
 setInterval(() => undefined, 60_000); // until killed

@@ -35,12 +35,7 @@ interface Fixture {
 async function withHelper(f: (x: Fixture) => Promise<void>, o: { fakeDd?: string; shell?: string; waitMs?: number } = {}): Promise<void> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qvmb-drop-'));
   const oldPath = process.env['PATH'];
-  if (o.fakeDd !== undefined) {
-    await fsp.mkdir(path.join(dir, 'bin'));
-    writeFileSync(path.join(dir, 'bin', 'dd'), `#!/bin/sh\n${o.fakeDd}\n`);
-    chmodSync(path.join(dir, 'bin', 'dd'), 0o755);
-    process.env['PATH'] = `${path.join(dir, 'bin')}:${oldPath}`;
-  }
+  if (o.fakeDd !== undefined) process.env['PATH'] = `${await writeFakeDd(dir, o.fakeDd)}:${oldPath}`;
   const file = path.join(dir, 'img');
   const fh = await fsp.open(file, 'wx+');
   const x = { dir, file, fh, lost: 0, timed: [] as number[] } as Fixture;
@@ -53,6 +48,15 @@ async function withHelper(f: (x: Fixture) => Promise<void>, o: { fakeDd?: string
     await fh.close();
     await fsp.rm(dir, { recursive: true, force: true });
   }
+}
+
+/** A `dd` script of that body in `<dir>/bin`; returns that directory (for PATH). */
+async function writeFakeDd(dir: string, body: string): Promise<string> {
+  const bin = path.join(dir, 'bin');
+  await fsp.mkdir(bin);
+  writeFileSync(path.join(bin, 'dd'), `#!/bin/sh\n${body}\n`);
+  chmodSync(path.join(bin, 'dd'), 0o755);
+  return bin;
 }
 
 /** Whether `dir` can show a drop: a disk filesystem (tmpfs keeps its pages) and fincore. */
@@ -200,13 +204,19 @@ test('kill() stops the helper at once, also with a drop asked for; end() after i
 /** A fake dd that hangs (for at most 30 s), its pid written next to the fixture's file. */
 const HANGING_DD = 'echo $$ > "$(dirname "$0")/../dd.pid"\nexec sleep 30';
 
+/** The pid of the hanging dd of `dir`'s fake (HANGING_DD), once it started. */
+async function hungDdPid(dir: string): Promise<number> {
+  const pidFile = path.join(dir, 'dd.pid');
+  await until(() => spawnSync('test', ['-s', pidFile]).status === 0, 'the dd to start');
+  const ddPid = Number((await fsp.readFile(pidFile, 'utf8')).trim());
+  assert.ok(alive(ddPid), 'the dd runs');
+  return ddPid;
+}
+
 /** The hanging dd's pid, once it started; it is killed after `f`, whatever happened. */
 async function withHungDd(x: Fixture, f: (ddPid: number) => Promise<void>): Promise<void> {
   x.d.flushed();
-  const pidFile = path.join(x.dir, 'dd.pid');
-  await until(() => spawnSync('test', ['-s', pidFile]).status === 0, 'the dd to start');
-  const ddPid = Number((await fsp.readFile(pidFile, 'utf8')).trim());
-  assert.ok(alive(ddPid));
+  const ddPid = await hungDdPid(x.dir);
   try {
     await f(ddPid);
   } finally {
@@ -250,16 +260,11 @@ test('kill -9 of the process during a drop: the shell (its death signal) and the
   let child: ChildProcess | undefined;
   let ddPid: number | undefined;
   try {
-    await fsp.mkdir(path.join(dir, 'bin'));
-    writeFileSync(path.join(dir, 'bin', 'dd'), `#!/bin/sh\n${HANGING_DD}\n`);
-    chmodSync(path.join(dir, 'bin', 'dd'), 0o755);
+    const bin = await writeFakeDd(dir, HANGING_DD);
     const here = path.dirname(fileURLToPath(import.meta.url));
-    const c = spawn(process.execPath, [path.join(here, 'drop-behind-child.js'), path.join(dir, 'img')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PATH: `${path.join(dir, 'bin')}:${process.env['PATH'] ?? ''}` } });
+    const c = spawn(process.execPath, [path.join(here, 'drop-behind-child.js'), path.join(dir, 'img')], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}` } });
     child = c;
-    const pidFile = path.join(dir, 'dd.pid');
-    await until(() => spawnSync('test', ['-s', pidFile]).status === 0, 'the dd to start');
-    ddPid = Number(readFileSync(pidFile, 'utf8').trim());
-    assert.ok(alive(ddPid), 'the dd runs');
+    ddPid = await hungDdPid(dir);
     c.kill('SIGKILL');
     await until(() => !alive(ddPid), 'the dd to be gone after the kill -9');
   } finally {
